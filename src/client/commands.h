@@ -1,0 +1,12 @@
+/* The lmpool CLI's subcommands. Each lives in its own cmd_*.c file and has
+ * the signature of main(): argv[0] is the subcommand's name. They return a
+ * process exit code (0 ok, 1 failure, 2 usage error). */
+#pragma once
+
+struct lmp_command {
+        const char *name;
+        int (*run)(int argc, char **argv);
+        const char *summary;
+};
+
+int lmp_cmd_gguf(int argc, char **argv);

@@ -1,0 +1,40 @@
+/* lmpool: the project's command-line tool. Each subcommand is one entry of
+ * the table below; this file only dispatches. */
+#include <stdio.h>
+#include <string.h>
+
+#include "client/commands.h"
+#include "common/macros.h"
+
+static const struct lmp_command commands[] = {
+        { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
+};
+
+static void usage(FILE *f) {
+        fprintf(f, "usage: lmpool COMMAND [ARGS...]\n\ncommands:\n");
+        for (size_t i = 0; i < LMP_ARRAY_SIZE(commands); i++)
+                fprintf(f, "  %-14s %s\n", commands[i].name, commands[i].summary);
+        fprintf(f, "\n'lmpool COMMAND --help' describes a command.\n");
+}
+
+int main(int argc, char **argv) {
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+            strcmp(argv[1], "help") == 0) {
+                usage(stdout);
+                return 0;
+        }
+        if (strcmp(argv[1], "--version") == 0) {
+                printf("lmpool %s\n", LMPOOL_VERSION);
+                return 0;
+        }
+        for (size_t i = 0; i < LMP_ARRAY_SIZE(commands); i++)
+                if (strcmp(argv[1], commands[i].name) == 0)
+                        return commands[i].run(argc - 1, argv + 1);
+        fprintf(stderr, "lmpool: unknown command '%s'\n", argv[1]);
+        usage(stderr);
+        return 2;
+}

@@ -1,0 +1,69 @@
+/* The GGML tensor type ids that GGUF files use, with the two facts the file
+ * format needs about each: how many values a block holds and how many bytes
+ * it takes. The numeric ids are part of the file format and never change.
+ * Kernels for the types we compute with live in src/quant/ (its traits table
+ * is indexed by the same ids); a type listed here without kernels is still
+ * named, so that a file using it is reported by name. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum lmp_type {
+        LMP_TYPE_F32 = 0,
+        LMP_TYPE_F16 = 1,
+        LMP_TYPE_Q4_0 = 2,
+        LMP_TYPE_Q4_1 = 3,
+        /* 4, 5: Q4_2, Q4_3, removed from GGML */
+        LMP_TYPE_Q5_0 = 6,
+        LMP_TYPE_Q5_1 = 7,
+        LMP_TYPE_Q8_0 = 8,
+        LMP_TYPE_Q8_1 = 9,
+        LMP_TYPE_Q2_K = 10,
+        LMP_TYPE_Q3_K = 11,
+        LMP_TYPE_Q4_K = 12,
+        LMP_TYPE_Q5_K = 13,
+        LMP_TYPE_Q6_K = 14,
+        LMP_TYPE_Q8_K = 15,
+        LMP_TYPE_IQ2_XXS = 16,
+        LMP_TYPE_IQ2_XS = 17,
+        LMP_TYPE_IQ3_XXS = 18,
+        LMP_TYPE_IQ1_S = 19,
+        LMP_TYPE_IQ4_NL = 20,
+        LMP_TYPE_IQ3_S = 21,
+        LMP_TYPE_IQ2_S = 22,
+        LMP_TYPE_IQ4_XS = 23,
+        LMP_TYPE_I8 = 24,
+        LMP_TYPE_I16 = 25,
+        LMP_TYPE_I32 = 26,
+        LMP_TYPE_I64 = 27,
+        LMP_TYPE_F64 = 28,
+        LMP_TYPE_IQ1_M = 29,
+        LMP_TYPE_BF16 = 30,
+        /* 31..33: Q4_0_4_4, Q4_0_4_8, Q4_0_8_8, removed from GGUF files */
+        LMP_TYPE_TQ1_0 = 34,
+        LMP_TYPE_TQ2_0 = 35,
+        /* 36..38: IQ4_NL_4_4, IQ4_NL_4_8, IQ4_NL_8_8, removed */
+        LMP_TYPE_MXFP4 = 39,
+        LMP_TYPE_COUNT = 40,
+};
+
+struct lmp_type_info {
+        const char *name;     /* GGML's name: "f32", "q4_K", ... (NULL: unused id) */
+        uint32_t blck_size;   /* values per block */
+        uint32_t type_size;   /* bytes per block */
+};
+
+/* NULL for an id that is not a known GGML type. */
+const struct lmp_type_info *lmp_type_info(uint32_t type);
+
+/* The type's name, or NULL for an unknown id. */
+const char *lmp_type_name(uint32_t type);
+
+/* Looks a type up by its GGML name (case-insensitive); -1 if none. */
+int lmp_type_from_name(const char *name);
+
+/* Bytes taken by one row of n values; 0 when n is not a multiple of the
+ * block size or the type is unknown. */
+uint64_t lmp_type_row_size(uint32_t type, uint64_t n);
