@@ -27,8 +27,19 @@ void lmp_error_prefix(struct lmp_error *err, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(prefix, sizeof(prefix), fmt, ap);
         va_end(ap);
+        /* Truncation is fine here: a cut message beats no message. */
         memcpy(old, err->msg, sizeof(old));
-        snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+        old[sizeof(old) - 1] = '\0';
+        size_t pl = strlen(prefix), ol = strlen(old), cap = sizeof(err->msg) - 1, n = 0;
+        memcpy(err->msg, prefix, LMP_MIN(pl, cap));
+        n = LMP_MIN(pl, cap);
+        if (n + 2 <= cap) {
+                memcpy(err->msg + n, ": ", 2);
+                n += 2;
+        }
+        memcpy(err->msg + n, old, LMP_MIN(ol, cap - n));
+        n += LMP_MIN(ol, cap - n);
+        err->msg[n] = '\0';
 }
 
 const char *lmp_strerror_name(int code) {
