@@ -23,6 +23,7 @@ struct lmp_sampler {
         struct lmp_sampler_params p;
         struct lmp_logit_bias *bias;    /* p.bias points here */
         struct cand *cand;              /* n_vocab */
+        float *w;                       /* n_vocab: unnormalised probabilities of the draw */
         /* Penalty history: a ring of the last penalty_last_n tokens and the
          * count of each token in it. */
         int32_t *ring;                  /* penalty_last_n */
@@ -130,7 +131,8 @@ int lmp_sampler_new(int32_t n_vocab, const struct lmp_sampler_params *p, struct 
         s->n_vocab = n_vocab;
         s->p = *p;
         s->cand = malloc((size_t)n_vocab * sizeof(*s->cand));
-        if (!s->cand)
+        s->w = malloc((size_t)n_vocab * sizeof(*s->w));
+        if (!s->cand || !s->w)
                 goto oom;
         if (p->n_bias) {
                 s->bias = malloc(p->n_bias * sizeof(*s->bias));
@@ -157,6 +159,7 @@ void lmp_sampler_free(struct lmp_sampler *s) {
         if (!s)
                 return;
         free(s->cand);
+        free(s->w);
         free(s->bias);
         free(s->ring);
         free(s->count);
@@ -283,6 +286,16 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
                 c[p->bias[i].token].logit += p->bias[i].bias;
         apply_penalties(s);
 
+        if (p->temperature == 0.0f) {
+                size_t best = 0;
+                for (size_t i = 1; i < n; i++)
+                        if (c[i].logit > c[best].logit)
+                                best = i;
+                /* NaN never compares greater, so only a -inf or NaN best
+                 * means nothing is left. */
+                return c[best].logit > -INFINITY ? c[best].id : -ENOENT;
+        }
+
         /* Drop banned tokens (and NaNs a bias or penalty may have made);
          * find the best. */
         size_t m = 0, best = 0;
@@ -290,14 +303,14 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
                 if (!(c[i].logit > -INFINITY))
                         continue;
                 c[m] = c[i];
-                if (m == 0 || better(&c[m], &c[best]))
+                if (c[m].logit > c[best].logit)
                         best = m;
                 m++;
         }
         n = m;
         if (n == 0)
                 return -ENOENT;
-        if (p->temperature == 0.0f || c[best].logit == INFINITY)
+        if (c[best].logit == INFINITY)
                 return c[best].id;
         float max = c[best].logit;
 
@@ -311,14 +324,14 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
         if (p->top_p < 1.0f) {
                 double z = 0, cum = 0;
                 for (size_t i = 0; i < n; i++)
-                        z += exp((double)c[i].logit - max);
+                        z += expf(c[i].logit - max);
                 /* c[0..done) holds the best tokens, sorted; widen it until
                  * their mass reaches top_p. Each widening selects from the
                  * remainder only. */
                 size_t done = sorted ? n : 0, keep = 0, i = 0;
                 for (;;) {
                         for (; i < done; i++) {
-                                cum += exp((double)c[i].logit - max) / z;
+                                cum += expf(c[i].logit - max) / z;
                                 if (cum >= p->top_p) {
                                         keep = i + 1;
                                         break;
@@ -345,19 +358,23 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
         }
 
         /* Temperature, then the draw. */
-        double inv_t = 1.0 / p->temperature, z = 0;
-        for (size_t i = 0; i < n; i++)
-                z += exp(((double)c[i].logit - max) * inv_t);
-        double u = rng_uniform(s->rng) * z, cum = 0;
+        float inv_t = 1.0f / p->temperature;
+        float *w = s->w;
+        double z = 0, cum = 0;
         for (size_t i = 0; i < n; i++) {
-                cum += exp(((double)c[i].logit - max) * inv_t);
+                w[i] = expf((c[i].logit - max) * inv_t);
+                z += w[i];
+        }
+        double u = rng_uniform(s->rng) * z;
+        for (size_t i = 0; i < n; i++) {
+                cum += w[i];
                 if (u < cum)
                         return c[i].id;
         }
         /* u landed past the last partial sum by rounding: the last token
          * with any mass. */
         for (size_t i = n; i-- > 0;)
-                if (exp(((double)c[i].logit - max) * inv_t) > 0)
+                if (w[i] > 0)
                         return c[i].id;
         return c[0].id;
 }
