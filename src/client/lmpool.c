@@ -9,6 +9,8 @@
 static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
         { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },
+        { "logits", lmp_cmd_logits, "evaluate token ids as one batch and print logits as JSON lines" },
+        { "run", lmp_cmd_run, "generate from a prompt and print tokens/s" },
 };
 
 static void usage(FILE *f) {
