@@ -46,7 +46,8 @@ int lmp_token_to_piece(const struct lmp_vocab *v, int32_t id, unsigned flags, ch
         *ret_n = n;
         if (n > cap)
                 return -ENOSPC;
-        memcpy(out, p, n);
+        if (n)
+                memcpy(out, p, n);
         return 0;
 }
 
@@ -59,7 +60,7 @@ int lmp_detokenize(const struct lmp_vocab *v, const int32_t *ids, size_t n_ids, 
         for (size_t i = 0; i < n_ids; i++) {
                 size_t n;
                 const char *p = piece_of(v, ids[i], flags, i == 0 || is_special(v, ids[i - 1]), &n);
-                if (total + n <= cap)
+                if (n && total + n <= cap)
                         memcpy(out + total, p, n);
                 total += n;
         }
@@ -119,8 +120,10 @@ int lmp_detok_push(struct lmp_detok *d, int32_t id, char *out, size_t cap, size_
                 return -ENOSPC;
 
         size_t from_pend = LMP_MIN((size_t)d->n_pend, emit);
-        memcpy(out, d->pend, from_pend);
-        memcpy(out + from_pend, p, emit - from_pend);
+        if (from_pend)
+                memcpy(out, d->pend, from_pend);
+        if (emit > from_pend)
+                memcpy(out + from_pend, p, emit - from_pend);
         uint8_t keep[4];
         for (size_t i = 0; i < hold; i++) {
                 size_t k = emit + i;
@@ -136,7 +139,8 @@ int lmp_detok_flush(struct lmp_detok *d, char *out, size_t cap, size_t *ret_n) {
         *ret_n = d->n_pend;
         if (d->n_pend > cap)
                 return -ENOSPC;
-        memcpy(out, d->pend, d->n_pend);
+        if (d->n_pend)
+                memcpy(out, d->pend, d->n_pend);
         d->n_pend = 0;
         return 0;
 }

@@ -316,7 +316,7 @@ static void test_stream_holdback(const char *dir) {
  * llama.cpp does. */
 static void test_invalid_utf8(const char *dir) {
         static const char *const bad[] = {
-                "\xff", "abc\x80" "def", "\xe4\xb8", "x\xc0\xafy", "\xed\xa0\x80", "\xf4\x90\x80\x80 z",
+                "\xff", "abc\200def", "\xe4\xb8", "x\xc0\xafy", "\xed\xa0\x80", "\xf4\x90\x80\x80 z",
                 "tail \xf0\x9f\xa6",
         };
         const char *names[] = { "llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2" };
