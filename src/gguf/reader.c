@@ -261,7 +261,7 @@ static int parse_value(struct cursor *c, uint32_t type, int depth, const char *k
                                         return r; /* already has context */
                         }
                 }
-                ret->size = c->off - start;
+                ret->size = (uint64_t)(c->base + c->off - ret->data); /* the elements only */
                 return 0;
         } else {
                 r = lmp_error_set(c->err, -EBADMSG, "offset %" PRIu64 ": unknown value type %" PRIu32, start, type);
@@ -847,7 +847,7 @@ bool lmp_gguf_iter_next(struct lmp_gguf_iter *it, struct lmp_gguf_value *ret) {
                 lmp_gguf_iter_init(&si, &sub);
                 while (lmp_gguf_iter_next(&si, &e))
                         ;
-                sub.size = (uint64_t)(si.p - it->p);
+                sub.size = (uint64_t)(si.p - sub.data);
                 *ret = sub;
                 it->p = si.p;
         }
