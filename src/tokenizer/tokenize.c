@@ -4,8 +4,9 @@
  * tokenizer_st_partition does it: one token at a time, longest first, each
  * cutting every remaining stretch of plain text at all its occurrences
  * (left to right), honouring the lstrip/rstrip attributes. A first pass
- * over the text finds which special tokens occur at all, so plain text
- * costs one scan however many special tokens the vocabulary has. */
+ * over the text with a trie of the special tokens' texts finds which occur
+ * at all, so plain text costs one scan however many special tokens the
+ * vocabulary has. */
 #include <errno.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -35,24 +36,29 @@ static int frag_new(struct frags *fs, size_t off, size_t len, int32_t id, uint32
         return 0;
 }
 
-/* Which special tokens occur in the text (present[i] for special[i]). */
+/* Which special tokens occur in the text (present[i] for special[i]):
+ * one walk of the special-token trie from each position. */
 static bool scan_specials(const struct lmp_vocab *v, const char *text, size_t len, bool parse_special,
                           uint8_t *present) {
+        const uint8_t *t = (const uint8_t *)text;
         bool any = false;
         for (size_t i = 0; i < len; i++) {
-                uint8_t c = (uint8_t)text[i];
-                for (uint32_t k = v->special_by_byte_start[c]; k < v->special_by_byte_start[c + 1]; k++) {
-                        uint32_t si = v->special_by_byte[k];
-                        int32_t id = v->special[si];
-                        const struct lmp_span *t = &v->tok[id];
-                        if (present[si] || t->len > len - i)
-                                continue;
-                        if (!parse_special && (v->attr[id] & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_UNKNOWN)))
-                                continue;
-                        if (memcmp(text + i, v->text + t->off, t->len) == 0) {
+                uint32_t node = v->trie_root[t[i]];
+                size_t k = i;
+                while (node) {
+                        int32_t si = v->trie[node].special;
+                        if (si >= 0 && !present[si] &&
+                            (parse_special ||
+                             !(v->attr[v->special[si]] & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_UNKNOWN)))) {
                                 present[si] = 1;
                                 any = true;
                         }
+                        if (++k >= len)
+                                break;
+                        uint32_t c = v->trie[node].child;
+                        while (c && v->trie[c].byte != t[k])
+                                c = v->trie[c].sibling;
+                        node = c;
                 }
         }
         return any;

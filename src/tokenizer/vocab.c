@@ -376,27 +376,45 @@ static int build_special(struct lmp_vocab *v) {
                 if (v->attr[id] & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_USER_DEFINED | LMP_TOKEN_ATTR_UNKNOWN))
                         n++;
         v->special = malloc((n ? n : 1) * sizeof(int32_t));
-        v->special_by_byte = malloc((n ? n : 1) * sizeof(uint32_t));
-        if (!v->special || !v->special_by_byte)
+        if (!v->special)
                 return -ENOMEM;
         n = 0;
-        for (uint32_t id = 0; id < v->n_tokens; id++)
-                if (v->attr[id] & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_USER_DEFINED | LMP_TOKEN_ATTR_UNKNOWN))
+        uint64_t bytes = 0;
+        for (uint32_t id = 0; id < v->n_tokens; id++) {
+                if (v->attr[id] & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_USER_DEFINED | LMP_TOKEN_ATTR_UNKNOWN)) {
                         v->special[n++] = (int32_t)id;
+                        bytes += v->tok[id].len;
+                }
+        }
         v->n_special = n;
         qsort_r(v->special, n, sizeof(int32_t), cmp_special, v);
 
-        /* Bucket by first byte, keeping the longest-first order in each. */
-        uint32_t count[256] = { 0 };
-        for (uint32_t i = 0; i < n; i++)
-                count[(uint8_t)v->text[v->tok[v->special[i]].off]]++;
-        v->special_by_byte_start[0] = 0;
-        for (int b = 0; b < 256; b++)
-                v->special_by_byte_start[b + 1] = v->special_by_byte_start[b] + count[b];
-        uint32_t fill[256];
-        memcpy(fill, v->special_by_byte_start, sizeof(fill));
-        for (uint32_t i = 0; i < n; i++)
-                v->special_by_byte[fill[(uint8_t)v->text[v->tok[v->special[i]].off]]++] = i;
+        /* The trie: at most one node per byte of special text, plus node 0. */
+        if (bytes + 1 > UINT32_MAX)
+                return -E2BIG;
+        v->trie = calloc(bytes + 1, sizeof(*v->trie));
+        if (!v->trie)
+                return -ENOMEM;
+        v->n_trie = 1;
+        for (uint32_t si = 0; si < n; si++) {
+                const uint8_t *t = (const uint8_t *)v->text + v->tok[v->special[si]].off;
+                uint32_t len = v->tok[v->special[si]].len;
+                uint32_t *link = &v->trie_root[t[0]];
+                uint32_t node = 0;
+                for (uint32_t k = 0; k < len; k++) {
+                        uint32_t c = *link;
+                        while (c && v->trie[c].byte != t[k])
+                                c = v->trie[c].sibling;
+                        if (!c) {
+                                c = v->n_trie++;
+                                v->trie[c] = (struct lmp_trie_node){ 0, k ? *link : 0, -1, t[k] };
+                                *link = c;
+                        }
+                        node = c;
+                        link = &v->trie[node].child;
+                }
+                v->trie[node].special = (int32_t)si;
+        }
         return 0;
 }
 
@@ -576,7 +594,7 @@ void lmp_vocab_free(struct lmp_vocab *v) {
         free(v->piece);
         free(v->hash);
         free(v->special);
-        free(v->special_by_byte);
+        free(v->trie);
         free(v);
 }
 

@@ -28,6 +28,14 @@ struct lmp_merge_slot {
         int32_t result;
 };
 
+/* A node of the special-token trie: children are a sibling list. */
+struct lmp_trie_node {
+        uint32_t child;
+        uint32_t sibling;
+        int32_t special;        /* index into special[] ending here, or -1 */
+        uint8_t byte;
+};
+
 struct lmp_vocab {
         enum lmp_vocab_type type;
         char pre[32];
@@ -61,11 +69,12 @@ struct lmp_vocab {
         int32_t byte_tok[256];
 
         /* Special tokens (control, user-defined, unknown) longest first, and
-         * an index by first byte for the quick scan. */
+         * a byte trie of their texts for the quick scan (node 0 is "none"). */
         int32_t *special;
         uint32_t n_special;
-        uint32_t special_by_byte_start[257];
-        uint32_t *special_by_byte;      /* indices into special[] */
+        struct lmp_trie_node *trie;
+        uint32_t n_trie;
+        uint32_t trie_root[256];
 
         int32_t bos, eos, eot, eom, unk, pad;
         bool add_bos, add_eos, add_space_prefix, ignore_merges;

@@ -271,6 +271,41 @@ static void test_eog(const char *dir) {
         }
 }
 
+/* Phi-3's special tokens swallow the whitespace after them (llama.cpp sets
+ * RSTRIP on them by model name); other vocabularies keep it. Control
+ * tokens are only parsed when asked; user-defined ones always. */
+static void test_special_attrs(const char *dir) {
+        struct lmp_vocab *phi = load(dir, "phi-3"), *l3 = load(dir, "llama-bpe"), *qw = load(dir, "qwen2");
+        size_t n, m;
+        if (phi) {
+                int32_t *a = tokenize(phi, "<|user|>\n  Hi", strlen("<|user|>\n  Hi"), false, &n);
+                int32_t *b = tokenize(phi, "Hi", 2, false, &m);
+                CHECK(n == m + 1 && a[0] == find(phi, "<|user|>") && memcmp(a + 1, b, m * sizeof(int32_t)) == 0,
+                      "phi-3: whitespace after <|user|> is dropped");
+                free(a);
+                free(b);
+                a = tokenize(phi, "<s>\nHi", strlen("<s>\nHi"), false, &n);
+                CHECK(n >= 2 && a[0] == 1 && a[1] == find(phi, "\xe2\x96\x81"), "phi-3: <s> keeps what follows");
+                free(a);
+        }
+        if (l3) {
+                int32_t *a = tokenize(l3, "<|eot_id|>\n", strlen("<|eot_id|>\n"), false, &n);
+                CHECK(n == 2 && a[0] == find(l3, "<|eot_id|>") && a[1] == find(l3, "\xc4\x8a"),
+                      "llama-bpe: newline after <|eot_id|> is kept");
+                free(a);
+        }
+        if (qw) {
+                int32_t ids[64];
+                CHECK(lmp_tokenize(qw, "<|im_end|>", 10, false, false, ids, 64, &n) == 0 && n > 1,
+                      "qwen2: control token text is plain text without parse_special");
+                CHECK(lmp_tokenize(qw, "[PAD151646]", 11, false, false, ids, 64, &n) == 0 && n == 1 &&
+                      ids[0] == 151646, "qwen2: user-defined tokens are always parsed");
+        }
+        lmp_vocab_free(phi);
+        lmp_vocab_free(l3);
+        lmp_vocab_free(qw);
+}
+
 /* A character split over byte tokens comes out only when complete. */
 static void test_stream_holdback(const char *dir) {
         struct lmp_vocab *v = load(dir, "llama-spm");
@@ -455,6 +490,7 @@ int main(void) {
         for (size_t i = 0; i < 5; i++)
                 run_cases(dir, names[i]);
         test_eog(dir);
+        test_special_attrs(dir);
         test_stream_holdback(dir);
         test_invalid_utf8(dir);
         if (failures) {
