@@ -5,7 +5,9 @@
  * merged while their concatenation is a piece of the vocabulary, highest
  * piece score first (leftmost on ties). Symbols that end up not being
  * pieces fall back to their bytes' <0xNN> tokens. Symbols live in a linked
- * list and candidates in a binary heap: O(n log n) for n characters. */
+ * list and candidates in a binary heap: O(n log n) for n characters, with
+ * the text cut into independent chunks at word starts when the vocabulary
+ * allows it. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,45 @@ static void try_pair(const struct lmp_vocab *v, const char *t, const struct sym 
         heap_push(h, nh, (struct cand){ v->score[id], l, r, size, id });
 }
 
+static bool is_space_sym(const char *t, const struct sym *s) {
+        return s->n == 3 && memcmp(t + s->start, "\xe2\x96\x81", 3) == 0;
+}
+
+/* A symbol that is one well-formed UTF-8 character. */
+static bool utf8_complete(const char *p, size_t n) {
+        const uint8_t *u = (const uint8_t *)p;
+        if (n == 1)
+                return u[0] < 0x80;
+        if (n != lmp_utf8_len(u[0]) || u[0] < 0xc2 || u[0] > 0xf4)
+                return false;
+        for (size_t i = 1; i < n; i++)
+                if ((u[i] & 0xc0) != 0x80)
+                        return false;
+        return true;
+}
+
+/* Emits the tokens of a merged chunk starting at symbol first. */
+static int emit_chunk(const struct lmp_vocab *v, const char *t, const struct sym *s, int32_t first,
+                      struct lmp_tok_sink *sink) {
+        for (int32_t i = first; i >= 0; i = s[i].next) {
+                int32_t id = lmp_vocab_lookup(v, t + s[i].start, s[i].n);
+                if (id != LMP_TOKEN_NONE) {
+                        lmp_sink_push(sink, id);
+                        continue;
+                }
+                /* Byte fallback; the unknown token when the vocabulary has no
+                 * piece for a byte. */
+                for (uint32_t k = 0; k < s[i].n; k++) {
+                        int32_t b = v->byte_tok[(uint8_t)t[s[i].start + k]];
+                        if (b == LMP_TOKEN_NONE)
+                                b = v->unk;
+                        if (b != LMP_TOKEN_NONE)
+                                lmp_sink_push(sink, b);
+                }
+        }
+        return 0;
+}
+
 int lmp_spm_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const char *text, size_t len,
                      bool add_prefix, struct lmp_tok_sink *sink) {
         /* Escape: ' ' -> ▁ (3 bytes), with the dummy prefix. */
@@ -111,39 +152,42 @@ int lmp_spm_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const cha
                 ns++;
                 off += l;
         }
-        for (size_t i = 1; i < ns; i++)
-                try_pair(v, t, s, h, &nh, (int32_t)i - 1, (int32_t)i);
-
-        while (nh) {
-                struct cand c = heap_pop(h, &nh);
-                struct sym *l = &s[c.left], *r = &s[c.right];
-                /* Stale: a side has merged since (sizes no longer add up). */
-                if (l->n == 0 || r->n == 0 || l->n + r->n != c.size)
-                        continue;
-                l->n += r->n;
-                r->n = 0;
-                l->next = r->next;
-                if (r->next >= 0)
-                        s[r->next].prev = c.left;
-                try_pair(v, t, s, h, &nh, l->prev, c.left);
-                try_pair(v, t, s, h, &nh, c.left, l->next);
-        }
-
-        for (int32_t i = 0; i >= 0; i = s[i].next) {
-                int32_t id = lmp_vocab_lookup(v, t + s[i].start, s[i].n);
-                if (id != LMP_TOKEN_NONE) {
-                        lmp_sink_push(sink, id);
-                        continue;
+        /* Merge chunk by chunk: a chunk ends before a ▁ that follows a
+         * complete character other than ▁, when no piece of the vocabulary
+         * could span such a place (v->spm_chunks). Merges in different
+         * chunks never interact, so the result is the same as merging the
+         * whole text at once, with small heaps. */
+        size_t a = 0;
+        while (a < ns) {
+                size_t b = a + 1;
+                if (v->spm_chunks)
+                        while (b < ns && !(is_space_sym(t, &s[b]) && !is_space_sym(t, &s[b - 1]) &&
+                                           utf8_complete(t + s[b - 1].start, s[b - 1].n)))
+                                b++;
+                else
+                        b = ns;
+                s[a].prev = -1;
+                s[b - 1].next = -1;
+                for (size_t i = a + 1; i < b; i++)
+                        try_pair(v, t, s, h, &nh, (int32_t)i - 1, (int32_t)i);
+                while (nh) {
+                        struct cand c = heap_pop(h, &nh);
+                        struct sym *l = &s[c.left], *r = &s[c.right];
+                        /* Stale: a side has merged since (sizes no longer add up). */
+                        if (l->n == 0 || r->n == 0 || l->n + r->n != c.size)
+                                continue;
+                        l->n += r->n;
+                        r->n = 0;
+                        l->next = r->next;
+                        if (r->next >= 0)
+                                s[r->next].prev = c.left;
+                        try_pair(v, t, s, h, &nh, l->prev, c.left);
+                        try_pair(v, t, s, h, &nh, c.left, l->next);
                 }
-                /* Byte fallback; the unknown token when the vocabulary has no
-                 * piece for a byte. */
-                for (uint32_t k = 0; k < s[i].n; k++) {
-                        int32_t b = v->byte_tok[(uint8_t)t[s[i].start + k]];
-                        if (b == LMP_TOKEN_NONE)
-                                b = v->unk;
-                        if (b != LMP_TOKEN_NONE)
-                                lmp_sink_push(sink, b);
-                }
+                int rc = emit_chunk(v, t, s, (int32_t)a, sink);
+                if (rc < 0)
+                        return rc;
+                a = b;
         }
         return 0;
 }

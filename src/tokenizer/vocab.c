@@ -521,6 +521,25 @@ static void find_byte_tokens(struct lmp_vocab *v) {
         }
 }
 
+/* Whether some piece has ▁ right after a character other than ▁ (then
+ * SentencePiece merges may cross word starts and the text cannot be
+ * merged in chunks). */
+static bool space_inside_piece(const struct lmp_vocab *v) {
+        for (uint32_t id = 0; id < v->n_tokens; id++) {
+                const char *s = v->text + v->tok[id].off;
+                size_t len = v->tok[id].len;
+                for (size_t k = 1; k + 3 <= len; k++) {
+                        const char *p = memchr(s + k, '\xe2', len - k);
+                        if (!p || (size_t)(p - s) + 3 > len)
+                                break;
+                        k = (size_t)(p - s);
+                        if (memcmp(p, "\xe2\x96\x81", 3) == 0 && (k < 3 || memcmp(p - 3, "\xe2\x96\x81", 3) != 0))
+                                return true;
+                }
+        }
+        return false;
+}
+
 int lmp_vocab_load(const struct lmp_gguf *g, struct lmp_vocab **ret, struct lmp_error *err) {
         struct lmp_gguf_str model, pre;
         struct lmp_vocab *v;
@@ -572,6 +591,7 @@ int lmp_vocab_load(const struct lmp_gguf *g, struct lmp_vocab **ret, struct lmp_
         if ((r = build_special(v)) < 0 || (r = build_pieces(v)) < 0)
                 goto fail;
         find_byte_tokens(v);
+        v->spm_chunks = v->type == LMP_VOCAB_SPM && !space_inside_piece(v);
         *ret = v;
         return 0;
 fail:

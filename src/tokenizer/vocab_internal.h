@@ -78,6 +78,7 @@ struct lmp_vocab {
 
         int32_t bos, eos, eot, eom, unk, pad;
         bool add_bos, add_eos, add_space_prefix, ignore_merges;
+        bool spm_chunks;        /* no piece has ▁ right after another character */
 
         /* Pre-tokenizer: regexes applied in turn, each splitting the pieces
          * the previous one produced. */

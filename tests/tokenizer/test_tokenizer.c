@@ -13,6 +13,7 @@
 
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab_internal.h" /* white-box: the chunked SentencePiece path */
 
 static int failures;
 
@@ -271,6 +272,47 @@ static void test_eog(const char *dir) {
         }
 }
 
+/* SentencePiece merging in chunks (cut at word starts) must give the same
+ * ids as merging the whole text at once, also on damaged text. */
+static void test_spm_chunks(const char *dir) {
+        struct lmp_vocab *v = load(dir, "llama-spm");
+        if (!v)
+                return;
+        CHECK(v->spm_chunks, "llama-spm: expected chunked merging to be allowed");
+        char path[4096], *json;
+        size_t jlen;
+        snprintf(path, sizeof(path), "%s/tokenizer/llama-spm.json", dir);
+        json = read_file(path, &jlen);
+        cJSON *root = json ? cJSON_Parse(json) : NULL;
+        const cJSON *c;
+        uint64_t rng = 12345;
+        char buf[8192];
+        cJSON_ArrayForEach(c, cJSON_GetObjectItem(root, "cases")) {
+                const char *t = cJSON_GetObjectItem(c, "text")->valuestring;
+                for (int variant = 0; variant < 4; variant++) {
+                        size_t n = 0;
+                        for (const char *p = t; *p && n + 4 < sizeof(buf); p++) {
+                                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                                if (variant && (rng >> 58) == 0)
+                                        buf[n++] = (char)(0x80 + (rng >> 40) % 0x78); /* stray high byte */
+                                buf[n++] = *p;
+                        }
+                        size_t n1, n2;
+                        v->spm_chunks = true;
+                        int32_t *a = tokenize(v, buf, n, true, &n1);
+                        v->spm_chunks = false;
+                        int32_t *b = tokenize(v, buf, n, true, &n2);
+                        CHECK(n1 == n2 && memcmp(a, b, n1 * sizeof(int32_t)) == 0,
+                              "chunked and whole merging differ on \"%.40s\" (variant %d)", t, variant);
+                        free(a);
+                        free(b);
+                }
+        }
+        cJSON_Delete(root);
+        free(json);
+        lmp_vocab_free(v);
+}
+
 /* Phi-3's special tokens swallow the whitespace after them (llama.cpp sets
  * RSTRIP on them by model name); other vocabularies keep it. Control
  * tokens are only parsed when asked; user-defined ones always. */
@@ -491,6 +533,7 @@ int main(void) {
                 run_cases(dir, names[i]);
         test_eog(dir);
         test_special_attrs(dir);
+        test_spm_chunks(dir);
         test_stream_holdback(dir);
         test_invalid_utf8(dir);
         if (failures) {
