@@ -15,7 +15,7 @@
 
 #define KEY_MERGES "tokenizer.ggml.merges"
 
-enum pre_kind { PRE_DEFAULT, PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_STARCODER };
+enum pre_kind { PRE_DEFAULT, PRE_GPT2, PRE_LLAMA3, PRE_QWEN2, PRE_STARCODER, PRE_TEKKEN, PRE_GPT4O };
 
 /* Pre-tokenizer regexes, as llama.cpp uses them (llama-vocab.cpp). */
 static const char *const pre_regex[][LMP_PRE_MAX_REGEX] = {
@@ -39,6 +39,20 @@ static const char *const pre_regex[][LMP_PRE_MAX_REGEX] = {
         [PRE_STARCODER] = {
                 "\\p{N}",
                 "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)",
+        },
+        /* llama.cpp's forms of these two (upper/lower case by lookahead and
+         * ASCII ranges) rather than the \p{Lu}... originals, to split as it does. */
+        [PRE_TEKKEN] = {
+                "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|"
+                "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|"
+                "\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+        },
+        [PRE_GPT4O] = {
+                "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+"
+                "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+                "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*"
+                "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])?|"
+                "\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
         },
 };
 
@@ -72,6 +86,9 @@ static const struct {
         { "codeshell", PRE_STARCODER, false, false },
         { "exaone", PRE_STARCODER, false, false },
         { "minerva-7b", PRE_STARCODER, false, false },
+        { "tekken", PRE_TEKKEN, true, true },
+        { "gpt-4o", PRE_GPT4O, false, false },
+        { "llama4", PRE_GPT4O, false, false },
 };
 
 /* Unicode's White_Space includes U+0085 (NEXT LINE), which is what the

@@ -514,7 +514,86 @@ static void test_malformed(void) {
         }
 }
 
+/* Every pre-tokenizer name we accept: a byte-level vocabulary of the 256
+ * byte tokens plus a few merges loads, and any text round-trips exactly
+ * (every byte has a token, whatever the regexes split). */
+static void test_pre_names(void) {
+        static const char *const pres[] = {
+                "default", "gpt-2", "phi-2", "mpt", "olmo", "jais", "llama3", "llama-v3", "llama-bpe", "falcon3",
+                "dbrx", "smaug-bpe", "qwen2", "deepseek-r1-qwen", "stablelm2", "megrez", "starcoder", "refact",
+                "command-r", "smollm", "codeshell", "exaone", "minerva-7b", "tekken", "gpt-4o", "llama4",
+        };
+        /* GPT-2's byte -> printable code point map, and the tokens. */
+        char store[256][3];
+        const char *toks[260];
+        int next_cp = 256;
+        for (int b = 0; b < 256; b++) {
+                bool printable = (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+                int cp = printable ? b : next_cp++;
+                if (cp < 0x80) {
+                        store[b][0] = (char)cp;
+                        store[b][1] = 0;
+                } else {
+                        store[b][0] = (char)(0xc0 | (cp >> 6));
+                        store[b][1] = (char)(0x80 | (cp & 0x3f));
+                        store[b][2] = 0;
+                }
+                toks[b] = store[b];
+        }
+        toks[256] = "\xc4\xa0t"; /* " t" */
+        toks[257] = "he";
+        toks[258] = "\xc4\xa0the";
+        toks[259] = "<|endoftext|>";
+        const char *merges[] = { "\xc4\xa0 t", "h e", "\xc4\xa0t he" };
+        int32_t types[260];
+        for (int i = 0; i < 260; i++)
+                types[i] = i == 259 ? 3 : 1;
+        const char *text = "Hello the world, THE\u00c9t\u00e9 caf\u00e9's 12345 \xf0\x9f\xa6\x99  \t\r\n x<|endoftext|>";
+
+        for (size_t p = 0; p < sizeof(pres) / sizeof(pres[0]); p++) {
+                struct lmp_gguf_writer *w;
+                struct lmp_error err = { 0 };
+                lmp_gguf_writer_new(0, &w);
+                lmp_gguf_writer_set_str(w, "tokenizer.ggml.model", "gpt2");
+                lmp_gguf_writer_set_str(w, "tokenizer.ggml.pre", pres[p]);
+                lmp_gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", toks, 260);
+                lmp_gguf_writer_set_arr(w, "tokenizer.ggml.token_type", LMP_GGUF_I32, types, 260);
+                lmp_gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", merges, 3);
+                lmp_gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 259);
+                lmp_gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 259);
+                char *buf = NULL;
+                size_t size = 0;
+                FILE *f = open_memstream(&buf, &size);
+                struct lmp_gguf *g = NULL;
+                struct lmp_vocab *v = NULL;
+                if (lmp_gguf_writer_begin(w, f, &err) == 0 && lmp_gguf_writer_finish(w, &err) == 0) {
+                        fflush(f);
+                        if (lmp_gguf_open_mem(buf, size, &g, &err) == 0)
+                                CHECK(lmp_vocab_load(g, &v, &err) == 0, "pre %s: %s", pres[p], err.msg);
+                }
+                if (v) {
+                        size_t n, tl;
+                        int32_t *ids = tokenize(v, text, strlen(text), false, &n);
+                        char *back = detok_both(v, ids, n, LMP_DETOK_SPECIAL, &tl);
+                        CHECK(tl == strlen(text) && memcmp(back, text, tl) == 0, "pre %s: round trip", pres[p]);
+                        bool the = false;
+                        for (size_t i = 0; i < n; i++)
+                                the |= ids[i] == 258;
+                        CHECK(the, "pre %s: \" the\" is merged into one token", pres[p]);
+                        CHECK(ids[n - 1] == 259, "pre %s: the special token is parsed", pres[p]);
+                        free(back);
+                        free(ids);
+                        lmp_vocab_free(v);
+                }
+                lmp_gguf_free(g);
+                fclose(f);
+                free(buf);
+                lmp_gguf_writer_free(w);
+        }
+}
+
 int main(void) {
+        test_pre_names();
         test_malformed();
         const char *dir = getenv("LMPOOL_FIXTURES");
         char probe[4096];
