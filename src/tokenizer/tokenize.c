@@ -149,6 +149,9 @@ int lmp_tokenize(const struct lmp_vocab *v, const char *text, size_t len, bool a
 
         if (!text && len)
                 return -EINVAL;
+        /* Symbol indices and offsets inside the merges are 32-bit. */
+        if (len > INT32_MAX / 4)
+                return -E2BIG;
 
         if (len) {
                 if ((r = frag_new(&fs, 0, len, LMP_TOKEN_NONE, UINT32_MAX, &head)) < 0)

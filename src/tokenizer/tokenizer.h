@@ -85,8 +85,8 @@ int32_t lmp_vocab_find(const struct lmp_vocab *v, const char *text, size_t len);
  * themselves (user-defined tokens always do). Writes at most cap ids to
  * out and sets *ret_n to the number of ids; returns -ENOSPC when cap was
  * too small, with *ret_n set to the number needed. -ENOMEM on allocation
- * failure. Allocates working memory per call (proportional to len), never
- * per token. */
+ * failure, -E2BIG for text over 512 MiB. Allocates working memory per
+ * call (proportional to len), never per token. */
 int lmp_tokenize(const struct lmp_vocab *v, const char *text, size_t len, bool add_special,
                  bool parse_special, int32_t *out, size_t cap, size_t *ret_n);
 
