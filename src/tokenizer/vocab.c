@@ -81,11 +81,6 @@ int lmp_ws_reserve(void **p, size_t *cap, size_t n, size_t sz) {
         return 0;
 }
 
-static bool text_is(const struct lmp_vocab *v, uint32_t id, const char *s) {
-        size_t n = strlen(s);
-        return v->tok[id].len == n && memcmp(v->text + v->tok[id].off, s, n) == 0;
-}
-
 /* Reads an optional token id key. A value of -1 (or absent key) leaves *id
  * alone; an id outside the vocabulary is an error. */
 static int get_id(const struct lmp_gguf *g, const char *key, uint32_t n_tokens, int32_t *id,
@@ -308,25 +303,26 @@ static int load_special_ids(struct lmp_vocab *v, const struct lmp_gguf *g, struc
 /* Finds EOT/EOM by text when the file names none, marks end-of-generation
  * tokens (which become control tokens if they were not), and sets the
  * strip attributes llama.cpp gives Phi-3's special tokens. */
+static int32_t find_text(const struct lmp_vocab *v, const char *s) {
+        return lmp_vocab_lookup(v, s, strlen(s));
+}
+
 static void adjust_by_text(struct lmp_vocab *v, const struct lmp_gguf *g) {
-        for (uint32_t id = 0; id < v->n_tokens; id++) {
-                if (v->eot == LMP_TOKEN_NONE) {
-                        for (size_t k = 0; k < LMP_ARRAY_SIZE(eot_texts); k++) {
-                                if (text_is(v, id, eot_texts[k])) {
-                                        v->eot = (int32_t)id;
-                                        v->attr[id] |= LMP_TOKEN_ATTR_CONTROL;
-                                }
-                        }
-                }
-                if (v->eom == LMP_TOKEN_NONE && text_is(v, id, "<|eom_id|>")) {
-                        v->eom = (int32_t)id;
+        int32_t id;
+        for (size_t k = 0; k < LMP_ARRAY_SIZE(eot_texts) && v->eot == LMP_TOKEN_NONE; k++) {
+                if ((id = find_text(v, eot_texts[k])) != LMP_TOKEN_NONE) {
+                        v->eot = id;
                         v->attr[id] |= LMP_TOKEN_ATTR_CONTROL;
                 }
-                for (size_t k = 0; k < LMP_ARRAY_SIZE(eog_texts); k++) {
-                        if (text_is(v, id, eog_texts[k])) {
-                                v->eog[id] = 1;
-                                v->attr[id] |= LMP_TOKEN_ATTR_CONTROL;
-                        }
+        }
+        if (v->eom == LMP_TOKEN_NONE && (id = find_text(v, "<|eom_id|>")) != LMP_TOKEN_NONE) {
+                v->eom = id;
+                v->attr[id] |= LMP_TOKEN_ATTR_CONTROL;
+        }
+        for (size_t k = 0; k < LMP_ARRAY_SIZE(eog_texts); k++) {
+                if ((id = find_text(v, eog_texts[k])) != LMP_TOKEN_NONE) {
+                        v->eog[id] = 1;
+                        v->attr[id] |= LMP_TOKEN_ATTR_CONTROL;
                 }
         }
         int32_t always[] = { v->eos, v->eot, v->eom };
@@ -346,16 +342,17 @@ static void adjust_by_text(struct lmp_vocab *v, const struct lmp_gguf *g) {
                 phi3 = strstr(low, "phi-3") || strstr(low, "phi3");
         }
         if (phi3) {
-                for (uint32_t id = 0; id < v->n_tokens; id++) {
-                        if (v->attr[id] & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_USER_DEFINED |
-                                           LMP_TOKEN_ATTR_UNKNOWN))
-                                v->attr[id] |= LMP_TOKEN_ATTR_RSTRIP;
-                        if (text_is(v, id, "</s>"))
-                                v->attr[id] |= LMP_TOKEN_ATTR_RSTRIP;
-                        if (text_is(v, id, "<unk>") || text_is(v, id, "<s>") ||
-                            text_is(v, id, "<|endoftext|>"))
-                                v->attr[id] &= (uint16_t)~LMP_TOKEN_ATTR_RSTRIP;
+                for (uint32_t i = 0; i < v->n_tokens; i++) {
+                        if (v->attr[i] & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_USER_DEFINED |
+                                          LMP_TOKEN_ATTR_UNKNOWN))
+                                v->attr[i] |= LMP_TOKEN_ATTR_RSTRIP;
                 }
+                if ((id = find_text(v, "</s>")) != LMP_TOKEN_NONE)
+                        v->attr[id] |= LMP_TOKEN_ATTR_RSTRIP;
+                const char *keep[] = { "<unk>", "<s>", "<|endoftext|>" };
+                for (size_t k = 0; k < LMP_ARRAY_SIZE(keep); k++)
+                        if ((id = find_text(v, keep[k])) != LMP_TOKEN_NONE)
+                                v->attr[id] &= (uint16_t)~LMP_TOKEN_ATTR_RSTRIP;
         }
 }
 
