@@ -514,6 +514,69 @@ static void test_malformed(void) {
         }
 }
 
+/* The fixture chat templates' renders, tokenized with the matching
+ * vocabulary: every special-token text in the prompt becomes that one
+ * token, and the ids detokenize back to the prompt (except Phi-3, whose
+ * special tokens swallow the newline after them, as in llama.cpp). */
+static void test_template_renders(const char *dir) {
+        static const struct {
+                const char *tmpl, *vocab;
+                bool round_trip;
+        } t[] = {
+                { "qwen2.5", "qwen2", true },        { "llama-3.1", "llama-bpe", true },
+                { "llama-3.2", "llama-bpe", true },  { "llama-2", "llama-spm", true },
+                { "mistral-7b-v0.1", "llama-spm", true }, { "zephyr-tinyllama", "llama-spm", true },
+                { "phi-3.5", "phi-3", false },
+        };
+        static const char *const specials[] = {
+                "<|im_start|>", "<|im_end|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
+                "<|eot_id|>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>", "<s>", "</s>",
+        };
+        for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+                char path[4096];
+                size_t jlen;
+                snprintf(path, sizeof(path), "%s/templates/%s.json", dir, t[i].tmpl);
+                char *json = read_file(path, &jlen);
+                cJSON *root = json ? cJSON_Parse(json) : NULL;
+                struct lmp_vocab *v = root ? load(dir, t[i].vocab) : NULL;
+                CHECK(v, "%s: cannot read the render fixture or vocabulary", t[i].tmpl);
+                const cJSON *e, *expected = v ? cJSON_GetObjectItem(root, "expected") : NULL;
+                int n_renders = 0;
+                cJSON_ArrayForEach(e, expected) {
+                        if (!cJSON_IsString(e))
+                                continue; /* a refused conversation */
+                        const char *text = e->valuestring;
+                        size_t n, tl;
+                        int32_t *ids = tokenize(v, text, strlen(text), false, &n);
+                        n_renders++;
+                        for (size_t k = 0; k < sizeof(specials) / sizeof(specials[0]); k++) {
+                                int32_t id = find(v, specials[k]);
+                                unsigned attr = lmp_vocab_token_attr(v, id);
+                                if (id < 0 || !(attr & (LMP_TOKEN_ATTR_CONTROL | LMP_TOKEN_ATTR_USER_DEFINED)))
+                                        continue;
+                                size_t in_text = 0, in_ids = 0;
+                                for (const char *p = strstr(text, specials[k]); p; p = strstr(p + strlen(specials[k]), specials[k]))
+                                        in_text++;
+                                for (size_t j = 0; j < n; j++)
+                                        in_ids += ids[j] == id;
+                                CHECK(in_text == in_ids, "%s/%s: %s appears %zu times, %zu tokens", t[i].tmpl,
+                                      e->string, specials[k], in_text, in_ids);
+                        }
+                        if (t[i].round_trip) {
+                                char *back = detok_both(v, ids, n, LMP_DETOK_SPECIAL | LMP_DETOK_STRIP_PREFIX, &tl);
+                                CHECK(tl == strlen(text) && memcmp(back, text, tl) == 0, "%s/%s: round trip",
+                                      t[i].tmpl, e->string);
+                                free(back);
+                        }
+                        free(ids);
+                }
+                CHECK(!v || n_renders > 0, "%s: no renders", t[i].tmpl);
+                lmp_vocab_free(v);
+                cJSON_Delete(root);
+                free(json);
+        }
+}
+
 /* Every pre-tokenizer name we accept: a byte-level vocabulary of the 256
  * byte tokens plus a few merges loads, and any text round-trips exactly
  * (every byte has a token, whatever the regexes split). */
@@ -613,6 +676,7 @@ int main(void) {
         test_eog(dir);
         test_special_attrs(dir);
         test_spm_chunks(dir);
+        test_template_renders(dir);
         test_stream_holdback(dir);
         test_invalid_utf8(dir);
         if (failures) {
