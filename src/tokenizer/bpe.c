@@ -2,10 +2,10 @@
  * first cut into words by the pre-tokenizer's regexes (PCRE2 with Unicode
  * properties), each word's bytes are mapped to printable code points
  * (GPT-2's bytes_to_unicode), and the word is merged pair by pair, lowest
- * merge rank first, as in llama.cpp's llm_tokenizer_bpe_session. Merges are
- * done on token ids: each pair (left id, right id) is looked up in a hash
- * of the file's merges, candidates sit in a binary heap and the symbols in
- * a linked list, so a word of n bytes costs O(n log n). */
+ * merge rank first, as llama.cpp's BPE tokenizer (llama-vocab.cpp) does.
+ * Merges are done on token ids: each pair (left id, right id) is looked up
+ * in a hash of the file's merges, candidates sit in a binary heap and the
+ * symbols in a linked list, so a word of n bytes costs O(n log n). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* SentencePiece-style BPE (tokenizer.ggml.model = "llama"), as llama.cpp's
- * llm_tokenizer_spm_session does it: spaces become U+2581 (▁), a dummy
+ * SentencePiece tokenizer (llama-vocab.cpp) does it: spaces become U+2581 (▁), a dummy
  * space is put in front of text that starts the input or follows a special
  * token, the text is cut into UTF-8 characters, and adjacent symbols are
  * merged while their concatenation is a piece of the vocabulary, highest
