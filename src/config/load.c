@@ -255,6 +255,8 @@ static void apply_value(struct loader *L, const struct target *t, const struct l
         size_t row = (size_t)(s - t->table);
         char msg[384];
 
+        if (val->type != YAML_SCALAR_NODE)
+                t->origins->v[row].invalid = true;
         if (t->seen[row]) {
                 error_at(L, key, "key '%s%s' is given twice (first at line %u)", t->ctx, s->key, t->seen[row]);
                 return;
@@ -269,10 +271,12 @@ static void apply_value(struct loader *L, const struct target *t, const struct l
         const char *text = (const char *)val->data.scalar.value;
         if (strlen(text) != val->data.scalar.length) {
                 error_at(L, val, "key '%s%s': the value contains a NUL byte", t->ctx, s->key);
+                t->origins->v[row].invalid = true;
                 return;
         }
         if (lmp_setting_parse(s, t->base, text, scalar_is_null(val), msg, sizeof(msg)) < 0) {
                 error_at(L, val, "key '%s%s': %s", t->ctx, s->key, msg);
+                t->origins->v[row].invalid = true;
                 return;
         }
         if (s->flags & LMP_SETTING_PATH) {
@@ -514,6 +518,7 @@ static void apply_env_value(struct loader *L, const struct lmp_setting *s, void 
         snprintf(name, sizeof(name), "%.*s", (int)var_len, var);
         if (lmp_setting_parse(s, base, value, false, msg, sizeof(msg)) < 0) {
                 error_where(L, name, "key '%s%s': %s", ctx, s->key, msg);
+                o->invalid = true;
                 return;
         }
         o->kind = LMP_ORIGIN_ENV;
@@ -613,7 +618,7 @@ static void check_config(struct loader *L) {
                 for (size_t r = 0; r < lmp_model_n_settings; r++) {
                         const struct lmp_setting *s = &lmp_model_settings[r];
                         if ((s->flags & LMP_SETTING_REQUIRED) && s->type == LMP_SETTING_STRING &&
-                            !((char *)m + s->offset)[0])
+                            !((char *)m + s->offset)[0] && !m->origins->v[r].invalid)
                                 error_origin(L, &entry, "key 'models[%zu].%s' is required", i, s->key);
                         if (strcmp(s->key, "defaults.max_tokens") == 0 && m->defaults.max_tokens > c->max_tokens)
                                 error_origin(L, &m->origins->v[r],

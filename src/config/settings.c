@@ -280,13 +280,18 @@ static int parse_double(const char *t, double *ret) {
 }
 
 /* The shortest %g form that reads back as the same double. */
-static void format_double(double v, char *buf, size_t size) {
+static void shortest_double(double v, char *buf, size_t size) {
         for (int prec = 1; prec <= 17; prec++) {
                 snprintf(buf, size, "%.*g", prec, v);
                 if (strtod(buf, NULL) == v)
                         break;
         }
-        /* "1" would read back as an integer-looking value; keep it a number. */
+}
+
+/* The same, always looking like a number with a fraction ("1.0", not "1"),
+ * so that the printed configuration shows the type. */
+static void format_double(double v, char *buf, size_t size) {
+        shortest_double(v, buf, size);
         if (!strpbrk(buf, ".eEn") && strlen(buf) + 2 < size)
                 strcat(buf, ".0");
 }
@@ -376,8 +381,8 @@ int lmp_setting_parse(const struct lmp_setting *s, void *base, const char *text,
                         snprintf(msg, msg_size, "expected a number, got %s", q);
                         return -EINVAL;
                 }
-                format_double(s->dmin, lo, sizeof(lo));
-                format_double(s->dmax, hi, sizeof(hi));
+                shortest_double(s->dmin, lo, sizeof(lo));
+                shortest_double(s->dmax, hi, sizeof(hi));
                 if (v < s->dmin || (v == s->dmin && (s->flags & LMP_SETTING_MIN_OPEN))) {
                         snprintf(msg, msg_size, "%s is below the minimum %s%s", text, lo,
                                  s->flags & LMP_SETTING_MIN_OPEN ? " (exclusive)" : "");

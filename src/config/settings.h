@@ -81,6 +81,7 @@ enum lmp_origin_kind { LMP_ORIGIN_DEFAULT, LMP_ORIGIN_FILE, LMP_ORIGIN_PROFILE, 
 struct lmp_origin {
         enum lmp_origin_kind kind;
         unsigned line, column;          /* FILE and PROFILE */
+        bool invalid;                   /* a value was given but rejected */
         char text[LMP_CONFIG_ORIGIN_MAX]; /* "default", "f.yaml:3", "profile p, f.yaml:9", "env VAR" */
 };
 
