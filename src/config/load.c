@@ -61,7 +61,7 @@ void lmp_diag_print(const struct lmp_diag *d, FILE *f) {
                 fprintf(f, "... and %zu more errors\n", d->dropped);
 }
 
-static void diag_vadd(struct loader *L, const char *where, unsigned line, unsigned column,
+LMP_PRINTF(5, 0) static void diag_vadd(struct loader *L, const char *where, unsigned line, unsigned column,
                       const char *fmt, va_list ap) {
         struct lmp_diag *d = L->diag;
 
