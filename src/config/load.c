@@ -22,6 +22,7 @@
 #define DIAG_MAX_ENTRIES 256
 #define FILE_MAX_BYTES (16u << 20)
 #define MAX_DEPTH 8     /* deeper than the schema: an error, and no runaway on alias cycles */
+#define MAX_YAML_NESTING 32
 
 static const char *const env_prefix = "LMPOOL_";
 
@@ -637,6 +638,39 @@ static void check_config(struct loader *L) {
 
 /* ---- entry points ---- */
 
+/* libyaml's scanner slows down quadratically with the nesting of flow
+ * collections ("[[[[..."), so a first pass over the events refuses
+ * documents nested far deeper than any configuration needs, before the
+ * loader builds the tree. Syntax errors are left to the loader. */
+static int check_nesting(struct loader *L, const void *data, size_t size) {
+        yaml_parser_t parser;
+        yaml_event_t ev;
+        int depth = 0, r = 0;
+
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, data, size);
+        for (;;) {
+                if (!yaml_parser_parse(&parser, &ev))
+                        break;
+                yaml_event_type_t type = ev.type;
+                if (type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) {
+                        if (++depth > MAX_YAML_NESTING) {
+                                yaml_node_t at = { .start_mark = ev.start_mark };
+                                error_at(L, &at, "YAML: nested deeper than %d levels", MAX_YAML_NESTING);
+                                r = -EINVAL;
+                        }
+                } else if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT) {
+                        depth--;
+                }
+                yaml_event_delete(&ev);
+                if (r < 0 || type == YAML_STREAM_END_EVENT)
+                        break;
+        }
+        yaml_parser_delete(&parser);
+        return r;
+}
+
 static void yaml_error(struct loader *L, const yaml_parser_t *parser) {
         yaml_node_t at = { .start_mark = parser->problem_mark };
         const char *problem = parser->problem ? parser->problem : "cannot parse";
@@ -652,7 +686,7 @@ static int load(const char *name, const char *dir, const void *data, size_t size
         struct loader L = { .name = name, .diag = diag };
         yaml_parser_t parser;
         yaml_document_t doc, extra;
-        int r = -EINVAL;
+        int r;
 
         if (!envp)
                 envp = environ;
@@ -664,6 +698,10 @@ static int load(const char *name, const char *dir, const void *data, size_t size
         }
         snprintf(L.c->path, sizeof(L.c->path), "%s", name);
 
+        if ((r = check_nesting(&L, data, size)) < 0) {
+                lmp_config_free(L.c);
+                return r;
+        }
         if (!yaml_parser_initialize(&parser)) {
                 lmp_config_free(L.c);
                 error_where(&L, name, "out of memory");
@@ -708,7 +746,7 @@ static int load(const char *name, const char *dir, const void *data, size_t size
 
         if (L.n_errors) {
                 lmp_config_free(L.c);
-                return r;
+                return -EINVAL;
         }
         *ret = L.c;
         return 0;

@@ -338,6 +338,16 @@ static void test_unknown_and_types(void) {
         expect_error("", NULL, 0, 0, "at least one model is required", 1);
         expect_error("models:\n", NULL, 0, 0, "at least one model is required", 1);
 
+        /* Deep flow nesting is refused before libyaml's scanner slows down on it. */
+        char *deep = malloc(200016);
+        if (!deep)
+                abort();
+        memcpy(deep, "limits: ", 8);
+        memset(deep + 8, '[', 200000);
+        deep[200008] = '\0';
+        expect_error(deep, NULL, 1, 40, "nested deeper than 32 levels", 1);
+        free(deep);
+
         /* Empty sections are fine. */
         lmp_config_free(expect_ok("router:\nlimits: {}\nmodels: [{name: a, path: /a}]\n", NULL));
 }
