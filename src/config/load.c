@@ -6,7 +6,6 @@
  * appended to the diagnostics list and loading goes on, so one run of
  * --check-config shows everything that is wrong. Profiles that are not
  * active are still checked, against a scratch copy. */
-#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -383,8 +382,7 @@ static void apply_models(struct loader *L, struct lmp_config *c, const yaml_node
                         seen[n_seen].name = nm;
                         seen[n_seen++].line = (unsigned)name->start_mark.line + 1;
                 }
-                unsigned rows_seen[64] = { 0 };
-                static_assert(LMP_ARRAY_SIZE(rows_seen) >= 32, "room for every model row");
+                unsigned rows_seen[LMP_SETTINGS_MAX] = { 0 };
                 struct target t = { lmp_model_settings, lmp_model_n_settings, m, m->origins, rows_seen, ctx };
                 apply_mapping(L, &t, item, "", 1);
         }
@@ -392,7 +390,7 @@ static void apply_models(struct loader *L, struct lmp_config *c, const yaml_node
 
 /* One layer: the base document or a profile's mapping. */
 static void apply_layer(struct loader *L, struct lmp_config *c, const yaml_node_t *map) {
-        unsigned rows_seen[64] = { 0 };
+        unsigned rows_seen[LMP_SETTINGS_MAX] = { 0 };
         struct target t = { lmp_config_settings, lmp_config_n_settings, c, c->origins, rows_seen, "" };
         bool models_seen = false;
 

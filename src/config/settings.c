@@ -147,6 +147,7 @@ const struct lmp_setting lmp_config_settings[] = {
               "How long a starting worker may take to announce READY before it is killed."),
 };
 const size_t lmp_config_n_settings = LMP_ARRAY_SIZE(lmp_config_settings);
+static_assert(LMP_ARRAY_SIZE(lmp_config_settings) <= LMP_SETTINGS_MAX, "the loader's per-row arrays");
 
 #define M_INT(k, f, lo, hi, d, text) \
         { .key = k, .type = LMP_SETTING_INT, FIELD(struct lmp_model_config, f), .imin = lo, .imax = hi, .def = d, .doc = text }
@@ -195,6 +196,7 @@ const struct lmp_setting lmp_model_settings[] = {
           .imin = -1, .imax = INT64_MAX, .def = "-1", .doc = "Sampler seed; -1 draws a random one per request." },
 };
 const size_t lmp_model_n_settings = LMP_ARRAY_SIZE(lmp_model_settings);
+static_assert(LMP_ARRAY_SIZE(lmp_model_settings) <= LMP_SETTINGS_MAX, "the loader's per-row arrays");
 
 const char *lmp_setting_type_name(const struct lmp_setting *s) {
         switch (s->type) {
@@ -308,17 +310,15 @@ int lmp_setting_parse(const struct lmp_setting *s, void *base, const char *text,
         void *field = (char *)base + s->offset;
         char q[64];
 
+        if ((is_null || !*text) && (s->flags & LMP_SETTING_OPTIONAL)) {
+                memset(field, 0, s->size);
+                return 0;
+        }
         if (is_null || (!*text && s->type == LMP_SETTING_STRING)) {
-                if (s->flags & LMP_SETTING_OPTIONAL) {
-                        memset(field, 0, s->size);
-                        return 0;
-                }
-                if (s->type != LMP_SETTING_STRING || (s->flags & LMP_SETTING_REQUIRED)) {
-                        snprintf(msg, msg_size, "expected %s %s, got %s",
-                                 s->type == LMP_SETTING_INT || s->type == LMP_SETTING_ENUM ? "an" : "a",
-                                 lmp_setting_type_name(s), is_null ? "null" : "an empty string");
-                        return -EINVAL;
-                }
+                snprintf(msg, msg_size, "expected %s %s, got %s",
+                         s->type == LMP_SETTING_INT || s->type == LMP_SETTING_ENUM ? "an" : "a",
+                         lmp_setting_type_name(s), is_null ? "null" : "an empty string");
+                return -EINVAL;
         }
         quote(text, q, sizeof(q));
 

@@ -53,8 +53,10 @@ extern const size_t lmp_config_n_settings;
 extern const struct lmp_setting lmp_model_settings[];
 extern const size_t lmp_model_n_settings;
 
-/* How many models, and the bounds for the `models` list itself. */
+/* The fewest models a configuration may have (LMP_CONFIG_MAX_MODELS is the
+ * most), and the most rows a table may have. */
 #define LMP_CONFIG_MIN_MODELS 1
+#define LMP_SETTINGS_MAX 64
 
 /* Converts `text` (a YAML scalar or an environment value; `is_null` for
  * YAML's null) for row `s` and stores it in base + s->offset. On failure

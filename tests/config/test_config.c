@@ -510,9 +510,9 @@ static void test_env(void) {
         lmp_diag_clear(&d);
 
         /* An empty value clears an optional setting. */
-        char *const clear[] = { "LMPOOL_ROUTER_TCP=", NULL };
-        c = expect_ok("router: {tcp: \"tcp://h:1\"}\nmodels: [{name: a, path: /a}]\n", clear);
-        CHECK(c && c->tcp[0] == '\0', "cleared");
+        char *const clear[] = { "LMPOOL_ROUTER_TCP=", "LMPOOL_MODELS_0_MEMORY_MAX=", NULL };
+        c = expect_ok("router: {tcp: \"tcp://h:1\"}\nmodels: [{name: a, path: /a, memory_max: 1G}]\n", clear);
+        CHECK(c && c->tcp[0] == '\0' && c->models[0].memory_max == 0, "cleared");
         lmp_config_free(c);
 
         /* Every row has its own variable name. */
