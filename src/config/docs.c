@@ -60,7 +60,8 @@ static const char intro[] =
         "## Values\n"
         "\n"
         "- *integer*: decimal, within the bounds shown.\n"
-        "- *number*: decimal or exponent notation; `(` or `)` marks a bound that is excluded.\n"
+        "- *number*: decimal or exponent notation, within the interval shown (`[`/`]`: the\n"
+        "  bound is allowed, `(`/`)`: it is not).\n"
         "- *size*: bytes, or a number followed by `K`, `M`, `G` or `T` (powers of 1024;\n"
         "  `KiB`, `MB`... are read the same).\n"
         "- *boolean*: `true`/`false` (also `yes`/`no`, `on`/`off`).\n"
@@ -74,7 +75,7 @@ static void range(const struct lmp_setting *s, char *buf, size_t size) {
                 return;
         case LMP_SETTING_INT:
                 if (s->imax == INT64_MAX)
-                        snprintf(buf, size, "%" PRId64 " ..", s->imin);
+                        snprintf(buf, size, "at least %" PRId64, s->imin);
                 else
                         snprintf(buf, size, "%" PRId64 " .. %" PRId64, s->imin, s->imax);
                 return;
@@ -85,15 +86,15 @@ static void range(const struct lmp_setting *s, char *buf, size_t size) {
                         v >>= 20;
                         suffix = "M";
                 }
-                snprintf(buf, size, "%" PRIu64 "%s ..", v, suffix);
+                snprintf(buf, size, "at least %" PRIu64 "%s", v, suffix);
                 return;
         }
         case LMP_SETTING_DOUBLE:
-                snprintf(buf, size, "%s%g .. %g%s", s->flags & LMP_SETTING_MIN_OPEN ? "(" : "", s->dmin, s->dmax,
-                         s->flags & LMP_SETTING_MAX_OPEN ? ")" : "");
+                snprintf(buf, size, "%c%g, %g%c", s->flags & LMP_SETTING_MIN_OPEN ? '(' : '[', s->dmin, s->dmax,
+                         s->flags & LMP_SETTING_MAX_OPEN ? ')' : ']');
                 return;
         case LMP_SETTING_STRING:
-                snprintf(buf, size, "up to %zu bytes%s", s->size - 1, s->check ? ", see text" : "");
+                snprintf(buf, size, "up to %zu bytes%s", s->size - 1, s->check ? ", see description" : "");
                 return;
         case LMP_SETTING_ENUM:
                 buf[0] = '\0';

@@ -162,8 +162,8 @@ const struct lmp_setting lmp_model_settings[] = {
         M_STR("name", name, check_name, LMP_SETTING_REQUIRED, NULL,
               "The model's name in requests: 1 to 64 of A-Z a-z 0-9 . _ -, unique."),
         M_STR("path", path, NULL, LMP_SETTING_REQUIRED | LMP_SETTING_PATH, NULL,
-              "The GGUF file; relative to the configuration file's directory. Its existence is "
-              "checked when the model loads (and by --check-config)."),
+              "The GGUF file. A relative path given in the file is taken from the file's directory. "
+              "Its existence is checked when the model loads (and by --check-config)."),
         M_INT("workers", workers, 1, 256, "1", "Worker processes serving this model."),
         M_INT("threads", threads, 1, 256, "1", "Compute threads in each worker."),
         M_INT("slots", slots, 1, 256, "1", "Sequences each worker runs at once (each has its own KV cache)."),
