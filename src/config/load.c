@@ -645,8 +645,10 @@ static int check_nesting(struct loader *L, const void *data, size_t size) {
         yaml_event_t ev;
         int depth = 0, r = 0;
 
-        if (!yaml_parser_initialize(&parser))
+        if (!yaml_parser_initialize(&parser)) {
+                error_where(L, L->name, "out of memory");
                 return -ENOMEM;
+        }
         yaml_parser_set_input_string(&parser, data, size);
         for (;;) {
                 if (!yaml_parser_parse(&parser, &ev))

@@ -124,9 +124,12 @@ int lmp_config_check_main(int argc, char **argv) {
         lmp_diag_clear(&diag);
 
         /* The parser leaves files to the daemon; a check wants to know now. */
+        size_t path_row = 0;
+        while (path_row + 1 < lmp_model_n_settings && !(lmp_model_settings[path_row].flags & LMP_SETTING_PATH))
+                path_row++;
         for (size_t i = 0; i < c->n_models; i++) {
                 struct lmp_model_config *m = &c->models[i];
-                const struct lmp_origin *o = &m->origins->v[1];
+                const struct lmp_origin *o = &m->origins->v[path_row];
                 struct stat st;
                 const char *why = NULL;
                 if (stat(m->path, &st) < 0)
