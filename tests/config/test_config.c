@@ -617,6 +617,28 @@ static void test_print_round_trip(void) {
         free(text);
 }
 
+/* Strings with quotes, backslashes and UTF-8 survive printing. */
+static void test_print_quoting(void) {
+        const char *doc = "models:\n  - name: q\n    path: \"/m/a \\\"b\\\" \\\\ \xc3\xbc # x.gguf\"\n";
+        struct lmp_config *c = expect_ok(doc, NULL), *back = NULL;
+        struct lmp_diag d = { 0 };
+        char *text = NULL;
+        size_t len = 0;
+        if (!c)
+                return;
+        CHECK(!strcmp(c->models[0].path, "/m/a \"b\" \\ \xc3\xbc # x.gguf"), "parsed: %s", c->models[0].path);
+        FILE *f = open_memstream(&text, &len);
+        lmp_config_print(c, f);
+        fclose(f);
+        CHECK(lmp_config_load_buffer("p.yaml", text, len, no_env, &back, &d) == 0, "reload");
+        CHECK(back && !strcmp(back->models[0].path, c->models[0].path), "path after printing: %s",
+              back ? back->models[0].path : "-");
+        lmp_config_free(back);
+        lmp_config_free(c);
+        lmp_diag_clear(&d);
+        free(text);
+}
+
 static void test_endpoint(void) {
         char buf[256], want[64];
         char *const rt[] = { "XDG_RUNTIME_DIR=/run/user/5", "RUNTIME_DIRECTORY=/run/lmpool:/run/other", NULL };
@@ -642,6 +664,29 @@ static void test_endpoint(void) {
         CHECK(c && lmp_config_endpoint(c, rt, buf, sizeof(buf)) == 0 && !strcmp(buf, "ipc:///run/lmpool/lmpool.sock"),
               "%s", buf);
         lmp_config_free(c);
+}
+
+/* The example spells out the defaults in its base part: they must be the
+ * table's, apart from the model it describes. */
+static void check_example_defaults(const struct lmp_config *c) {
+        struct lmp_config *d = expect_ok(one_model, NULL);
+        char x[LMP_CONFIG_PATH_MAX * 2], y[LMP_CONFIG_PATH_MAX * 2];
+        if (!d)
+                return;
+        for (size_t i = 0; i < lmp_config_n_settings; i++) {
+                lmp_setting_format(&lmp_config_settings[i], c, x, sizeof(x));
+                lmp_setting_format(&lmp_config_settings[i], d, y, sizeof(y));
+                CHECK(!strcmp(x, y), "example %s: %s, default %s", lmp_config_settings[i].key, x, y);
+        }
+        for (size_t i = 0; i < lmp_model_n_settings; i++) {
+                const char *k = lmp_model_settings[i].key;
+                if (!strcmp(k, "name") || !strcmp(k, "path") || !strcmp(k, "workers") || !strcmp(k, "threads"))
+                        continue;
+                lmp_setting_format(&lmp_model_settings[i], &c->models[0], x, sizeof(x));
+                lmp_setting_format(&lmp_model_settings[i], &d->models[0], y, sizeof(y));
+                CHECK(!strcmp(x, y), "example models[0].%s: %s, default %s", k, x, y);
+        }
+        lmp_config_free(d);
 }
 
 /* Files: relative model paths, a missing file, the example. */
@@ -687,6 +732,8 @@ static void test_files(const char *example) {
                 if (!c)
                         continue;
                 CHECK(c->n_models == 1 && !strcmp(c->models[0].name, "default"), "the example's model");
+                if (i == 0)
+                        check_example_defaults(c);
                 if (i == 1)
                         CHECK(c->queue_length == 4 && c->models[0].defaults.temperature == 0, "testing");
                 if (i == 2)
@@ -709,6 +756,7 @@ int main(int argc, char **argv) {
         test_env();
         test_all_errors();
         test_print_round_trip();
+        test_print_quoting();
         test_endpoint();
         test_files(argc > 1 ? argv[1] : NULL);
         if (failures) {
