@@ -8,6 +8,7 @@
 
 static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
+        { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },
 };
 
 static void usage(FILE *f) {
