@@ -53,6 +53,8 @@ struct lmp_sampling_defaults {
         double top_p;
         double min_p;
         double repeat_penalty;
+        double presence_penalty;
+        double frequency_penalty;
         int repeat_last_n;
         int64_t seed;                   /* -1: random */
 };

@@ -190,8 +190,12 @@ const struct lmp_setting lmp_model_settings[] = {
               "Drop tokens less likely than min_p times the most likely one; 0 turns it off."),
         M_DBL("defaults.repeat_penalty", defaults.repeat_penalty, 0, 10, LMP_SETTING_MIN_OPEN, "1.0",
               "Divide the logits of recently seen tokens by this; 1 turns it off."),
+        M_DBL("defaults.presence_penalty", defaults.presence_penalty, -2, 2, 0, "0.0",
+              "Subtracted once from the logit of each token seen recently; 0 turns it off."),
+        M_DBL("defaults.frequency_penalty", defaults.frequency_penalty, -2, 2, 0, "0.0",
+              "Subtracted from a token's logit once per recent occurrence; 0 turns it off."),
         M_INT("defaults.repeat_last_n", defaults.repeat_last_n, 0, 65536, "64",
-              "How many recent tokens the repeat penalty looks at."),
+              "How many recent tokens the repeat, presence and frequency penalties look at; 0: none."),
         { .key = "defaults.seed", .type = LMP_SETTING_INT, FIELD(struct lmp_model_config, defaults.seed),
           .imin = -1, .imax = INT64_MAX, .def = "-1", .doc = "Sampler seed; -1 draws a random one per request." },
 };
