@@ -8,6 +8,8 @@
 
 static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
+        { "tokenize", lmp_cmd_tokenize, "print the token ids of a text" },
+        { "detokenize", lmp_cmd_detokenize, "print the text of token ids" },
         { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },
         { "logits", lmp_cmd_logits, "evaluate token ids as one batch and print logits as JSON lines" },
         { "run", lmp_cmd_run, "generate from a prompt and print tokens/s" },
