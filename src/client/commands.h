@@ -10,3 +10,6 @@ struct lmp_command {
 };
 
 int lmp_cmd_gguf(int argc, char **argv);
+int lmp_cmd_tokenize(int argc, char **argv);
+int lmp_cmd_detokenize(int argc, char **argv);
+int lmp_cmd_chat_template(int argc, char **argv);

@@ -8,6 +8,9 @@
 
 static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
+        { "tokenize", lmp_cmd_tokenize, "print the token ids of a text" },
+        { "detokenize", lmp_cmd_detokenize, "print the text of token ids" },
+        { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },
 };
 
 static void usage(FILE *f) {
