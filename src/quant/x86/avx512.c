@@ -19,6 +19,11 @@
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 
+/* The scale fields: F16C converts one half exactly, without branches. */
+static inline float h2f(lmp_fp16 h) {
+        return _cvtsh_ss(h);
+}
+
 static inline float hsum_f32x8(__m256 x) {
         __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
         r = _mm_add_ps(r, _mm_movehl_ps(r, r));
@@ -92,7 +97,7 @@ void lmp_vec_dot_f16_f16_avx512(int n, float *restrict s, const void *restrict v
                 a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
         float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
         for (; i < n; i++)
-                sum += lmp_fp16_to_f32(x[i]) * lmp_fp16_to_f32(y[i]);
+                sum += h2f(x[i]) * h2f(y[i]);
         *s = sum;
 }
 
@@ -128,7 +133,7 @@ void lmp_to_float_f16_avx512(const void *restrict vx, float *restrict y, int64_t
         for (; i + 16 <= n; i += 16)
                 _mm512_storeu_ps(y + i, load_f16x16(x + i));
         for (; i < n; i++)
-                y[i] = lmp_fp16_to_f32(x[i]);
+                y[i] = h2f(x[i]);
 }
 
 void lmp_from_float_f16_avx512(const float *restrict x, void *restrict vy, int64_t n) {
@@ -249,7 +254,7 @@ void lmp_from_float_q8_K_avx512(const float *restrict x, void *restrict vy, int6
 #define UNPACK_Q8_0(b) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b)->qs), _mm256_set1_epi8((char)0x80))
 /* The offset term of Q4_1/Q5_1: m * s per block. */
 #define MS_NONE(xb, yb) 0.0f
-#define MS_Q8_1(xb, yb) (lmp_fp16_to_f32((xb)->m) * lmp_fp16_to_f32((yb)->s))
+#define MS_Q8_1(xb, yb) (h2f((xb)->m) * h2f((yb)->s))
 
 #define DOT32(name, xtype, ytype, UNPACK, BIAS, MS)                                                           \
 void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) { \
@@ -267,8 +272,8 @@ void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict 
                 if (BIAS)                                                                                      \
                         p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(),                    \
                                                                     _mm512_set1_epi8((char)(BIAS)), qy));      \
-                const __m512 d = halves_ps(lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d),                  \
-                                           lmp_fp16_to_f32(x[i + 1].d) * lmp_fp16_to_f32(y[i + 1].d));         \
+                const __m512 d = halves_ps(h2f(x[i].d) * h2f(y[i].d),                  \
+                                           h2f(x[i + 1].d) * h2f(y[i + 1].d));         \
                 acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);                                          \
                 summs += MS(&x[i], &y[i]);                                                                     \
                 summs += MS(&x[i + 1], &y[i + 1]);                                                             \
@@ -280,7 +285,7 @@ void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict 
                 if (BIAS)                                                                                      \
                         p = _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(),                    \
                                                                     _mm256_set1_epi8((char)(BIAS)), qy));      \
-                const __m256 d = _mm256_set1_ps(lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));           \
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));           \
                 acc8 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc8);                                        \
                 summs += MS(&x[i], &y[i]);                                                                     \
         }                                                                                                      \
@@ -356,8 +361,8 @@ void lmp_vec_dot_q4_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         __m512 acc = _mm512_setzero_ps();
         float summ = 0.0f;
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
-                const float dmin = y[i].d * lmp_fp16_to_f32(x[i].dmin);
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = y[i].d * h2f(x[i].dmin);
                 const __m256i ms = scales_mins_k4(x[i].scales);
                 summ += dmin * (float)scaled_bsums(mins_by16(ms), &y[i]);
                 const __m512i sc = _mm512_castsi256_si512(ms);
@@ -381,8 +386,8 @@ void lmp_vec_dot_q5_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         __m512 acc = _mm512_setzero_ps();
         float summ = 0.0f;
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
-                const float dmin = y[i].d * lmp_fp16_to_f32(x[i].dmin);
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = y[i].d * h2f(x[i].dmin);
                 const __m256i ms = scales_mins_k4(x[i].scales);
                 summ += dmin * (float)scaled_bsums(mins_by16(ms), &y[i]);
                 const __m512i sc = _mm512_castsi256_si512(ms);
@@ -409,7 +414,7 @@ void lmp_vec_dot_q6_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         const __m512i m3 = _mm512_set1_epi8(3);
         __m512 acc = _mm512_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
+                const float d = y[i].d * h2f(x[i].d);
                 const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
                 const __m512i sc = _mm512_castsi256_si512(sc16);
                 /* weights are q - 32: subtract 32 * sum of scale * block sum */
@@ -441,8 +446,8 @@ void lmp_vec_dot_q2_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         __m512 acc = _mm512_setzero_ps();
         float summ = 0.0f;
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
-                const float dmin = y[i].d * lmp_fp16_to_f32(x[i].dmin);
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = y[i].d * h2f(x[i].dmin);
                 const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
                 const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0f)));
                 const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
@@ -469,7 +474,7 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         const __m512i m4 = _mm512_set1_epi8(4);
         __m512 acc = _mm512_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
+                const float d = y[i].d * h2f(x[i].d);
                 uint32_t a[4];
                 memcpy(a, x[i].scales, 12);
                 const uint32_t t = a[2];
