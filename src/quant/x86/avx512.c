@@ -304,16 +304,11 @@ static inline __m256i load_bsums(const struct lmp_block_q8_K *y) {
         return _mm256_loadu_si256((const __m256i *)((const uint8_t *)y + offsetof(struct lmp_block_q8_K, bsums)));
 }
 
-static inline int hsum_i32x8(__m256i a) {
-        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-        s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
-        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
-        return _mm_cvtsi128_si32(s);
-}
-
-/* Sum over the 16 sub-blocks of sc16[j] * bsums[j] (sc16: 16 int16). */
-static inline int scaled_bsums(__m256i sc16, const struct lmp_block_q8_K *y) {
-        return hsum_i32x8(_mm256_madd_epi16(sc16, load_bsums(y)));
+/* sc16[j] * bsums[j] summed in pairs of sub-blocks: 8 int32 lanes whose
+ * total is the scale-weighted sum of the activation's block sums. Kept as a
+ * vector so that no horizontal sum is needed per super-block. */
+static inline __m256i scaled_bsums(__m256i sc16, const struct lmp_block_q8_K *y) {
+        return _mm256_madd_epi16(sc16, load_bsums(y));
 }
 
 /* Index vectors for vpermw: int16 lane l of a 64-value register takes the
@@ -359,12 +354,12 @@ void lmp_vec_dot_q4_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         const struct lmp_block_q8_K *y = vy;
         const __m512i m4 = _mm512_set1_epi8(0x0f);
         __m512 acc = _mm512_setzero_ps();
-        float summ = 0.0f;
+        __m256 acc_m = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
                 const float d = y[i].d * h2f(x[i].d);
                 const float dmin = y[i].d * h2f(x[i].dmin);
                 const __m256i ms = scales_mins_k4(x[i].scales);
-                summ += dmin * (float)scaled_bsums(mins_by16(ms), &y[i]);
+                acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(scaled_bsums(mins_by16(ms), &y[i])), acc_m);
                 const __m512i sc = _mm512_castsi256_si512(ms);
                 __m512i sumi = _mm512_setzero_si512();
                 for (int j = 0; j < 4; j++) {
@@ -375,7 +370,7 @@ void lmp_vec_dot_q4_K_q8_K_avx512(int n, float *restrict s, const void *restrict
                 }
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
         }
-        *s = _mm512_reduce_add_ps(acc) - summ;
+        *s = _mm512_reduce_add_ps(acc) - hsum_f32x8(acc_m);
 }
 
 void lmp_vec_dot_q5_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
@@ -384,12 +379,12 @@ void lmp_vec_dot_q5_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         const __m512i m4 = _mm512_set1_epi8(0x0f);
         const __m512i m1 = _mm512_set1_epi8(1);
         __m512 acc = _mm512_setzero_ps();
-        float summ = 0.0f;
+        __m256 acc_m = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
                 const float d = y[i].d * h2f(x[i].d);
                 const float dmin = y[i].d * h2f(x[i].dmin);
                 const __m256i ms = scales_mins_k4(x[i].scales);
-                summ += dmin * (float)scaled_bsums(mins_by16(ms), &y[i]);
+                acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(scaled_bsums(mins_by16(ms), &y[i])), acc_m);
                 const __m512i sc = _mm512_castsi256_si512(ms);
                 const __m256i hb = _mm256_loadu_si256((const __m256i *)x[i].qh);
                 /* bit 2j of qh -> the low-nibble half, bit 2j+1 -> the high half */
@@ -404,7 +399,7 @@ void lmp_vec_dot_q5_K_q8_K_avx512(int n, float *restrict s, const void *restrict
                 }
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
         }
-        *s = _mm512_reduce_add_ps(acc) - summ;
+        *s = _mm512_reduce_add_ps(acc) - hsum_f32x8(acc_m);
 }
 
 void lmp_vec_dot_q6_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
@@ -418,7 +413,8 @@ void lmp_vec_dot_q6_K_q8_K_avx512(int n, float *restrict s, const void *restrict
                 const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
                 const __m512i sc = _mm512_castsi256_si512(sc16);
                 /* weights are q - 32: subtract 32 * sum of scale * block sum */
-                __m512i sumi = _mm512_zextsi128_si512(_mm_cvtsi32_si128(-32 * scaled_bsums(sc16, &y[i])));
+                __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(),
+                                                                       _mm256_slli_epi32(scaled_bsums(sc16, &y[i]), 5)));
                 for (int j = 0; j < 2; j++) {
                         const uint8_t *ql = x[i].ql + 64 * j;
                         const __m512i l = _mm512_loadu_si512((const void *)ql);   /* ql[0..63] */
@@ -444,14 +440,14 @@ void lmp_vec_dot_q2_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         const struct lmp_block_q8_K *y = vy;
         const __m512i m3 = _mm512_set1_epi8(3);
         __m512 acc = _mm512_setzero_ps();
-        float summ = 0.0f;
+        __m256 acc_m = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
                 const float d = y[i].d * h2f(x[i].d);
                 const float dmin = y[i].d * h2f(x[i].dmin);
                 const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
                 const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0f)));
                 const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
-                summ += dmin * (float)scaled_bsums(mn16, &y[i]);
+                acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(scaled_bsums(mn16, &y[i])), acc_m);
                 const __m512i sc = _mm512_castsi256_si512(sc16);
                 __m512i sumi = _mm512_setzero_si512();
                 for (int j = 0; j < 2; j++) {
@@ -464,7 +460,7 @@ void lmp_vec_dot_q2_K_q8_K_avx512(int n, float *restrict s, const void *restrict
                 }
                 acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
         }
-        *s = _mm512_reduce_add_ps(acc) - summ;
+        *s = _mm512_reduce_add_ps(acc) - hsum_f32x8(acc_m);
 }
 
 void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
@@ -486,7 +482,8 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
                         _mm_sub_epi8(_mm_set_epi32((int)a[3], (int)a[2], (int)a[1], (int)a[0]), _mm_set1_epi8(32)));
                 const __m512i sc = _mm512_castsi256_si512(sc16);
                 /* weights are (low 2 bits | high bit << 2) - 4 */
-                __m512i sumi = _mm512_zextsi128_si512(_mm_cvtsi32_si128(-4 * scaled_bsums(sc16, &y[i])));
+                __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(),
+                                                                       _mm256_slli_epi32(scaled_bsums(sc16, &y[i]), 2)));
                 const __m256i hb = _mm256_loadu_si256((const __m256i *)x[i].hmask);
                 __m512i h = join256(hb, _mm256_srli_epi16(hb, 1));
                 for (int j = 0; j < 2; j++) {
