@@ -2,7 +2,9 @@
  * CPU has, the GB/s of weight bytes streamed when multiplying a weight matrix
  * by one activation row (the decode-time matrix-vector product), on a matrix
  * larger than the caches (memory-bound) and on one that fits in L2
- * (compute-bound). Prints one JSON line per measurement, then a table.
+ * (compute-bound). Rates are per second of the thread's CPU time, so that
+ * other processes on a shared machine do not deflate them (the wall-clock
+ * rate is printed too). Prints one JSON line per measurement, then a table.
  * Usage: bench_kernels [seconds-per-measurement] (default 0.2). */
 #include <math.h>
 #include <stdint.h>
@@ -13,9 +15,9 @@
 
 #include "quant/quant.h"
 
-static double now(void) {
+static double clock_s(clockid_t id) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        clock_gettime(id, &ts);
         return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -33,6 +35,7 @@ struct result {
         enum lmp_type type;
         enum lmp_isa isa;
         double gbps[2];
+        double gbps_wall[2];
 };
 
 /* Random bytes are valid blocks for every type, except that f16/bf16 scales
@@ -45,11 +48,12 @@ static void fill(uint8_t *p, size_t n, uint64_t *state) {
         }
 }
 
+/* Returns GB/s per CPU second; *ret_wall gets GB/s per wall second. */
 static double measure(const struct lmp_quant_traits *tr, const uint8_t *w, size_t row_bytes, size_t rows,
-                      const void *act, double seconds, float *sink) {
+                      const void *act, double seconds, float *sink, double *ret_wall) {
         size_t done = 0;
-        const double t0 = now();
-        double t = t0;
+        const double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);
+        double c = c0;
         do {
                 for (size_t r = 0; r < rows; r++) {
                         float s;
@@ -57,9 +61,11 @@ static double measure(const struct lmp_quant_traits *tr, const uint8_t *w, size_
                         *sink += s;
                 }
                 done += rows;
-                t = now();
-        } while (t - t0 < seconds);
-        return (double)done * (double)row_bytes / (t - t0) / 1e9;
+                c = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        } while (c - c0 < seconds);
+        const double bytes = (double)done * (double)row_bytes;
+        *ret_wall = bytes / (clock_s(CLOCK_MONOTONIC) - w0) / 1e9;
+        return bytes / (c - c0) / 1e9;
 }
 
 int main(int argc, char **argv) {
@@ -94,16 +100,16 @@ int main(int argc, char **argv) {
                         r->isa = (enum lmp_isa)isa;
                         const size_t rows[2] = { BIG_BYTES / row_bytes, SMALL_BYTES / row_bytes };
                         for (int k = 0; k < 2; k++) {
-                                r->gbps[k] = measure(tr, w, row_bytes, rows[k], act, seconds, &sink);
+                                r->gbps[k] = measure(tr, w, row_bytes, rows[k], act, seconds, &sink, &r->gbps_wall[k]);
                                 printf("{\"bench\":\"vec_dot\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
-                                       "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f}\n",
+                                       "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
                                        lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
                                        lmp_isa_name((enum lmp_isa)isa), NCOLS, rows[k], rows[k] * row_bytes,
-                                       r->gbps[k]);
+                                       r->gbps[k], r->gbps_wall[k]);
                         }
                 }
         }
-        printf("\n%-6s %-6s %12s %12s\n", "type", "isa", "GB/s 64MiB", "GB/s 256KiB");
+        printf("\n%-6s %-6s %12s %12s   (GB/s of weights per CPU second)\n", "type", "isa", "64MiB", "256KiB");
         for (size_t i = 0; i < nres; i++)
                 printf("%-6s %-6s %12.2f %12.2f\n", lmp_type_name(res[i].type), lmp_isa_name(res[i].isa),
                        res[i].gbps[0], res[i].gbps[1]);
