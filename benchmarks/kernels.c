@@ -5,12 +5,14 @@
  * (compute-bound). Rates are per second of the thread's CPU time, so that
  * other processes on a shared machine do not deflate them (the wall-clock
  * rate is printed too). Prints one JSON line per measurement, then a table.
- * Usage: bench_kernels [seconds-per-measurement] (default 0.2). */
+ * Usage: bench_kernels [seconds-per-measurement [type...]] (default 0.2 s,
+ * all types). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "quant/quant.h"
@@ -90,6 +92,11 @@ int main(int argc, char **argv) {
         size_t nres = 0;
         float sink = 0.0f;
         for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+                int wanted = argc <= 2;
+                for (int a = 2; a < argc; a++)
+                        wanted |= strcasecmp(argv[a], lmp_type_name(types[t])) == 0;
+                if (!wanted)
+                        continue;
                 const size_t row_bytes = lmp_type_row_size(types[t], NCOLS);
                 for (int isa = 0; isa <= (int)top; isa++) {
                         const struct lmp_quant_traits *tr = lmp_quant_traits(types[t], (enum lmp_isa)isa);

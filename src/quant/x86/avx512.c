@@ -252,9 +252,11 @@ void lmp_from_float_q8_K_avx512(const float *restrict x, void *restrict vy, int6
 #define UNPACK_Q5_0(b) _mm256_or_si256(nibbles32((b)->qs), high_bits32((b)->qh))
 #define UNPACK_Q5_1(b) _mm256_or_si256(nibbles32((b)->qs), high_bits32((b)->qh))
 #define UNPACK_Q8_0(b) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b)->qs), _mm256_set1_epi8((char)0x80))
-/* The offset term of Q4_1/Q5_1: m * s per block. */
-#define MS_NONE(xb, yb) 0.0f
-#define MS_Q8_1(xb, yb) (h2f((xb)->m) * h2f((yb)->s))
+/* Adds the offset term of Q4_1/Q5_1 (m * s per block) to summs. For the
+ * others it is no statement at all: adding 0.0f cannot be optimized away
+ * (-0 + 0 is +0) and would put a float add latency chain in the loop. */
+#define MS_NONE(xb, yb) ((void)0)
+#define MS_Q8_1(xb, yb) (summs += h2f((xb)->m) * h2f((yb)->s))
 
 #define DOT32(name, xtype, ytype, UNPACK, BIAS, MS)                                                           \
 void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) { \
@@ -264,6 +266,36 @@ void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict 
         __m512 acc = _mm512_setzero_ps();                                                                      \
         float summs = 0.0f;                                                                                    \
         int i = 0;                                                                                             \
+        __m512 acc1 = _mm512_setzero_ps();                                                                     \
+        const __m512i lo2 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);                  \
+        const __m512i hi2 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);                  \
+        for (; i + 3 < nb; i += 4) {                                                                           \
+                const __m512i qx0 = join256(UNPACK(&x[i]), UNPACK(&x[i + 1]));                                 \
+                const __m512i qx1 = join256(UNPACK(&x[i + 2]), UNPACK(&x[i + 3]));                             \
+                const __m512i qy0 = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),                      \
+                                            _mm256_loadu_si256((const __m256i *)y[i + 1].qs));                 \
+                const __m512i qy1 = join256(_mm256_loadu_si256((const __m256i *)y[i + 2].qs),                  \
+                                            _mm256_loadu_si256((const __m256i *)y[i + 3].qs));                 \
+                __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx0, qy0);                            \
+                __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx1, qy1);                            \
+                if (BIAS) {                                                                                    \
+                        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(),                  \
+                                                                      _mm512_set1_epi8((char)(BIAS)), qy0));   \
+                        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(),                  \
+                                                                      _mm512_set1_epi8((char)(BIAS)), qy1));   \
+                }                                                                                              \
+                /* the four blocks' scale products, converted together */                                     \
+                const __m128i xd = _mm_setr_epi16((short)x[i].d, (short)x[i + 1].d, (short)x[i + 2].d,         \
+                                                  (short)x[i + 3].d, 0, 0, 0, 0);                              \
+                const __m128i yd = _mm_setr_epi16((short)y[i].d, (short)y[i + 1].d, (short)y[i + 2].d,         \
+                                                  (short)y[i + 3].d, 0, 0, 0, 0);                              \
+                const __m512 d4 = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(xd), _mm_cvtph_ps(yd)));      \
+                acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo2, d4), _mm512_cvtepi32_ps(p0), acc);            \
+                acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi2, d4), _mm512_cvtepi32_ps(p1), acc1);          \
+                for (int k = 0; k < 4; k++)                                                                    \
+                        MS(&x[i + k], &y[i + k]);                                                     \
+        }                                                                                                      \
+        acc = _mm512_add_ps(acc, acc1);                                                                        \
         for (; i + 1 < nb; i += 2) {                                                                           \
                 const __m512i qx = join256(UNPACK(&x[i]), UNPACK(&x[i + 1]));                                  \
                 const __m512i qy = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),                       \
@@ -275,8 +307,8 @@ void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict 
                 const __m512 d = halves_ps(h2f(x[i].d) * h2f(y[i].d),                  \
                                            h2f(x[i + 1].d) * h2f(y[i + 1].d));         \
                 acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);                                          \
-                summs += MS(&x[i], &y[i]);                                                                     \
-                summs += MS(&x[i + 1], &y[i + 1]);                                                             \
+                MS(&x[i], &y[i]);                                                                     \
+                MS(&x[i + 1], &y[i + 1]);                                                             \
         }                                                                                                      \
         __m256 acc8 = _mm256_setzero_ps();                                                                     \
         for (; i < nb; i++) {                                                                                  \
@@ -287,7 +319,7 @@ void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict 
                                                                     _mm256_set1_epi8((char)(BIAS)), qy));      \
                 const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));           \
                 acc8 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc8);                                        \
-                summs += MS(&x[i], &y[i]);                                                                     \
+                MS(&x[i], &y[i]);                                                                     \
         }                                                                                                      \
         *s = _mm512_reduce_add_ps(acc) + hsum_f32x8(acc8) + summs;                                            \
 }
