@@ -208,9 +208,8 @@ static void check_vec_dot(enum lmp_type t, enum lmp_isa top) {
         const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
         const uint32_t blck = lmp_type_info(t)->blck_size;
         const uint32_t qk = blck > 1 ? blck : 32;
-        /* One block, odd and even counts (the SIMD kernels take pairs of
-         * or four blocks, or 64 floats, at a time), and float rows with ragged
-         * tails. */
+        /* One block, odd and even counts (the SIMD kernels take two or four
+         * blocks, or 64 floats, at a time), and float rows with ragged tails. */
         const int nblocks[] = { 1, 2, 3, 7, 8, 17, 64 };
         for (size_t li = 0; li < sizeof(nblocks) / sizeof(nblocks[0]); li++) {
                 const int64_t n = (int64_t)qk * nblocks[li] + (blck == 1 && (li & 1) ? 7 : 0);
