@@ -10,3 +10,8 @@ struct lmp_command {
 };
 
 int lmp_cmd_gguf(int argc, char **argv);
+int lmp_cmd_generate(int argc, char **argv);
+int lmp_cmd_chat(int argc, char **argv);
+int lmp_cmd_models(int argc, char **argv);
+int lmp_cmd_stats(int argc, char **argv);
+int lmp_cmd_health(int argc, char **argv);
