@@ -307,6 +307,8 @@ static int fill_generation(struct lmp_request *req, const struct lmp_client_para
         if (!p->model || strlen(p->model) > LMP_PROTO_MODEL_MAX || p->n_stop > LMP_PROTO_STOP_MAX)
                 return -EINVAL;
         memcpy(req->model, p->model, strlen(p->model) + 1);
+        if (!lmp_proto_utf8_valid(p->model, strlen(p->model)))
+                return -EILSEQ;
         if (p->max_tokens != 0)
                 s->max_tokens = p->max_tokens, s->set |= LMP_SET_MAX_TOKENS;
         if (p->temperature >= 0)
@@ -324,6 +326,8 @@ static int fill_generation(struct lmp_request *req, const struct lmp_client_para
         for (size_t i = 0; i < p->n_stop; i++) {
                 if (!p->stop[i])
                         return -EINVAL;
+                if (!lmp_proto_utf8_valid(p->stop[i], strlen(p->stop[i])))
+                        return -EILSEQ;
                 req->stop[i] = (char *)p->stop[i]; /* borrowed: never freed here */
                 req->stop_len[i] = strlen(p->stop[i]);
         }
@@ -339,11 +343,17 @@ static int fill_generation(struct lmp_request *req, const struct lmp_client_para
 int lmp_client_generate(struct lmp_client *c, const struct lmp_client_params *p, const char *prompt,
                         lmp_client_token_fn on_token, void *userdata, struct lmp_client_result *res) {
         struct lmp_request req = { .type = LMP_REQ_GENERATE };
-        int rc;
+        int rc = 0;
 
         memset(res, 0, sizeof(*res));
-        if (!p || !prompt || fill_generation(&req, p) < 0) {
-                set_message(res, LMP_CLIENT_BAD_REQUEST, "missing model or prompt, or too many stop strings");
+        if (!p || !prompt || (rc = fill_generation(&req, p)) < 0) {
+                set_message(res, LMP_CLIENT_BAD_REQUEST, p && prompt && rc == -EILSEQ
+                                                                 ? "model or stop string: invalid UTF-8"
+                                                                 : "missing model or prompt, or too many stop strings");
+                return -EINVAL;
+        }
+        if (!lmp_proto_utf8_valid(prompt, strlen(prompt))) {
+                set_message(res, LMP_CLIENT_BAD_REQUEST, "prompt: invalid UTF-8");
                 return -EINVAL;
         }
         req.prompt = (char *)prompt; /* borrowed */
@@ -357,11 +367,13 @@ int lmp_client_generate(struct lmp_client *c, const struct lmp_client_params *p,
 int lmp_client_chat(struct lmp_client *c, const struct lmp_client_params *p, const struct lmp_client_message *m,
                     size_t n, lmp_client_token_fn on_token, void *userdata, struct lmp_client_result *res) {
         struct lmp_request req = { .type = LMP_REQ_CHAT };
-        int rc;
+        int rc = 0;
 
         memset(res, 0, sizeof(*res));
-        if (!p || !m || n == 0 || fill_generation(&req, p) < 0) {
-                set_message(res, LMP_CLIENT_BAD_REQUEST, "missing model or messages, or too many stop strings");
+        if (!p || !m || n == 0 || (rc = fill_generation(&req, p)) < 0) {
+                set_message(res, LMP_CLIENT_BAD_REQUEST, p && m && n && rc == -EILSEQ
+                                                                 ? "model or stop string: invalid UTF-8"
+                                                                 : "missing model or messages, or too many stop strings");
                 return -EINVAL;
         }
         if (!(req.messages = calloc(n, sizeof(*req.messages))))
@@ -376,6 +388,12 @@ int lmp_client_chat(struct lmp_client *c, const struct lmp_client_params *p, con
                         free(req.messages);
                         set_message(res, LMP_CLIENT_BAD_REQUEST, "a message needs a role (system, user, "
                                                                  "assistant) and a content");
+                        return -EINVAL;
+                }
+                if (!lmp_proto_utf8_valid(m[i].content, strlen(m[i].content))) {
+                        free(req.messages);
+                        snprintf(res->message, sizeof(res->message), "messages[%zu].content: invalid UTF-8", i);
+                        res->code = LMP_CLIENT_BAD_REQUEST;
                         return -EINVAL;
                 }
                 req.messages[i].role = (enum lmp_role)role;

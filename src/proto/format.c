@@ -422,6 +422,17 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
         return puts_(b, "}");
 }
 
+bool lmp_proto_utf8_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *)s;
+        for (size_t i = 0; i < n;) {
+                size_t k = p[i] ? lmp_proto_utf8_seq(p + i, n - i) : 0;
+                if (k == 0)
+                        return false;
+                i += k;
+        }
+        return true;
+}
+
 size_t lmp_proto_utf8_complete(const char *s, size_t n) {
         const unsigned char *p = (const unsigned char *)s;
         /* Look back at most 3 bytes for the lead byte of a cut sequence. */

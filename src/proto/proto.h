@@ -156,6 +156,10 @@ void lmp_proto_buf_free(struct lmp_proto_buf *b);
  * U+FFFD. */
 int lmp_proto_append_json_string(struct lmp_proto_buf *b, const char *s, size_t n);
 
+/* Whether s (n bytes) is valid UTF-8 without NUL: what a frame's strings
+ * must be. */
+bool lmp_proto_utf8_valid(const char *s, size_t n);
+
 /* The length of the longest prefix of s that does not end inside a UTF-8
  * sequence that later bytes could still complete: a worker sends that much
  * of its decoded text and holds the rest back for the next token. */
