@@ -3,8 +3,8 @@
  * the Python example can be checked without a daemon or a model. It is
  * not the daemon: it parses requests with src/proto (refusing bad ones the
  * same way) and answers by model name:
- *   tiny    streams "Echo: " + the prompt (generate) or the last message
- *           (chat) in chunks of up to 4 bytes, never splitting a UTF-8
+ *   tiny    streams "Echo: " + the prompt (generate), or "Echo(N): " + the
+ *           last user message, N being the number of messages (chat), in chunks of up to 4 bytes, never splitting a UTF-8
  *           character; max_tokens cuts it (finish "length"), a stop string
  *           ends it before the match ("stop"), else "eos". Chunk k has
  *           token id 100 + k.
@@ -81,13 +81,14 @@ static void reply_error(struct peer *p, const char *id, enum lmp_proto_code code
 /* The text tiny answers with. */
 static void echo_text(const struct lmp_request *r, char *buf, size_t cap) {
         const char *src = "";
-        if (r->type == LMP_REQ_GENERATE)
-                src = r->prompt;
-        else
-                for (size_t i = 0; i < r->n_messages; i++)
-                        if (r->messages[i].role == LMP_ROLE_USER)
-                                src = r->messages[i].content;
-        snprintf(buf, cap, "Echo: %s", src);
+        if (r->type == LMP_REQ_GENERATE) {
+                snprintf(buf, cap, "Echo: %s", r->prompt);
+                return;
+        }
+        for (size_t i = 0; i < r->n_messages; i++)
+                if (r->messages[i].role == LMP_ROLE_USER)
+                        src = r->messages[i].content;
+        snprintf(buf, cap, "Echo(%zu): %s", r->n_messages, src);
 }
 
 static void serve_tiny(struct peer *p, const struct lmp_request *r) {

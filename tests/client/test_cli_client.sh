@@ -68,9 +68,20 @@ grep -q "timeout: no answer from ipc://$dir/nobody.sock" "$dir/err" || fail "nob
 # chat: one exchange from stdin when it is not a terminal
 printf 'how are you?\n' | "$LMPOOL_BIN" chat -m tiny --system 'be brief' --endpoint "$ep" > "$dir/out" 2> "$dir/err" \
         || fail "chat"
-[ "$(cat "$dir/out")" = "Echo: how are you?" ] || fail "chat text"
+[ "$(cat "$dir/out")" = "Echo(2): how are you?" ] || fail "chat text"
 printf 'x' | "$LMPOOL_BIN" chat -m nope --endpoint "$ep" > "$dir/out" 2> "$dir/err" && fail "chat unknown model"
 grep -q 'unknown_model' "$dir/err" || fail "chat error code"
+
+# chat on a terminal (script(1) gives it one): a REPL that keeps the
+# conversation, so the second turn sends 3 messages; an empty line ends.
+if command -v script > /dev/null 2>&1; then
+        printf 'first\nsecond\n\n' | timeout 20 script -qec \
+                "'$LMPOOL_BIN' chat -m tiny --endpoint '$ep'" /dev/null > "$dir/out" 2>&1 || fail "interactive chat"
+        grep -q '> Echo(1): first' "$dir/out" || fail "interactive first turn"
+        grep -q '> Echo(3): second' "$dir/out" || fail "interactive second turn"
+else
+        echo "script(1) not found: interactive chat not tested"
+fi
 
 # models, stats, health: tables, and --json as the daemon sent it
 expect_status 0 "$LMPOOL_BIN" models --endpoint "$ep"

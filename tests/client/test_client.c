@@ -166,7 +166,7 @@ static void test_chat(struct lmp_client *c) {
         lmp_client_params_init(&p);
         p.model = "tiny";
         int rc = lmp_client_chat(c, &p, m2, 4, NULL, NULL, &res);
-        CHECK(rc == 0 && strcmp(res.text, "Echo: second \"quoted\"\n") == 0, "chat: %d '%s'", rc, res.text);
+        CHECK(rc == 0 && strcmp(res.text, "Echo(4): second \"quoted\"\n") == 0, "chat: %d '%s'", rc, res.text);
         lmp_client_result_clear(&res);
 
         struct lmp_client_message bad = { "robot", "x" };

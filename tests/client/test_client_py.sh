@@ -37,7 +37,7 @@ grep -q 'finish=length' "$dir/err" || fail "finish=length"
 printf 'piped' | "$py" "$LMPOOL_CLIENT_PY" --endpoint "$ep" generate --model tiny > "$dir/out" 2> "$dir/err" || fail "stdin"
 [ "$(cat "$dir/out")" = "Echo: piped" ] || fail "stdin text"
 run 0 chat --model tiny --system 'be brief' --message 'first' --message 'second'
-[ "$(cat "$dir/out")" = "Echo: second" ] || fail "chat text"
+[ "$(cat "$dir/out")" = "Echo(3): second" ] || fail "chat text"
 run 0 models
 grep -q '"tiny"' "$dir/out" || fail "models"
 run 0 health
