@@ -10,6 +10,7 @@ struct lmp_command {
 };
 
 int lmp_cmd_gguf(int argc, char **argv);
+int lmp_cmd_chat_template(int argc, char **argv);
 int lmp_cmd_generate(int argc, char **argv);
 int lmp_cmd_chat(int argc, char **argv);
 int lmp_cmd_models(int argc, char **argv);

@@ -8,6 +8,7 @@
 
 static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
+        { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },
         { "generate", lmp_cmd_generate, "generate text with lmpoold (streams to stdout)" },
         { "chat", lmp_cmd_chat, "chat with a model served by lmpoold" },
         { "models", lmp_cmd_models, "list lmpoold's models" },
