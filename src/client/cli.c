@@ -10,10 +10,26 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "client/cli.h"
 
 #define CONNECT_GRACE_MS 2000
+
+volatile sig_atomic_t cli_interrupted;
+
+static void on_sigint(int sig) {
+        (void)sig;
+        if (cli_interrupted) /* a second Ctrl-C: stop waiting for the daemon */
+                _exit(CLI_EXIT_INTERRUPTED);
+        cli_interrupted = 1;
+}
+
+void cli_catch_interrupt(void) {
+        struct sigaction sa = { .sa_handler = on_sigint }; /* no SA_RESTART: a wait returns early */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+}
 
 static int parse_long(const char *s, long long lo, long long hi, long long *ret) {
         char *end;
@@ -240,8 +256,10 @@ int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const
         else if (rc == -ETIMEDOUT)
                 fprintf(stderr, "lmpool %s: timeout: no answer from %s (is lmpoold running?)\n", cmd,
                         cli_endpoint_name(endpoint, buf, sizeof(buf)));
-        else if (rc == -ECANCELED)
+        else if (rc == -ECANCELED) {
                 fprintf(stderr, "lmpool %s: cancelled\n", cmd);
+                return CLI_EXIT_INTERRUPTED;
+        }
         else
                 fprintf(stderr, "lmpool %s: internal: %s\n", cmd, strerror(-rc));
         return 1;

@@ -4,6 +4,7 @@
  * protocol's error code. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "lmpool/client.h"
@@ -34,6 +35,15 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, struct lm
 
 /* Prints why a call failed; returns the exit code (1). */
 int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const char *endpoint);
+
+/* Ctrl-C during a generation: cli_catch_interrupt() installs a SIGINT
+ * handler that sets cli_interrupted, which the token callbacks return so
+ * that the library cancels the request on the daemon (instead of the
+ * daemon generating on for nobody). Exit status 130 then, as for a
+ * process killed by SIGINT. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_catch_interrupt(void);
+#define CLI_EXIT_INTERRUPTED 130
 
 /* Reads all of stdin into a NUL-terminated string; NULL on failure. */
 char *cli_read_stdin(void);

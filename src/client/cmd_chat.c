@@ -3,7 +3,8 @@
  * streams back, and the whole conversation is sent each turn (the daemon
  * keeps no state between requests); an empty line or end of input ends it.
  * Otherwise all of stdin is one user message and the reply is printed
- * once, which is what scripts want. */
+ * once, which is what scripts want. Ctrl-C cancels the reply being
+ * generated (in the REPL the conversation goes on without that turn). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +59,7 @@ static int print_token(void *userdata, const char *text, size_t len, const int32
         (void)userdata, (void)ids, (void)n_ids;
         fwrite(text, 1, len, stdout);
         fflush(stdout);
-        return 0;
+        return cli_interrupted; /* non-zero: cancel */
 }
 
 /* One turn: sends the conversation, prints the reply, appends it. */
@@ -94,6 +95,7 @@ int lmp_cmd_chat(int argc, char **argv) {
         }
         if (cli_connect("chat", g.endpoint, g.timeout_ms, &client) != 0)
                 return 1;
+        cli_catch_interrupt();
         if (g.system) {
                 char *s = strdup(g.system);
                 if (!s || push(&c, "system", s) < 0) {
@@ -135,10 +137,12 @@ int lmp_cmd_chat(int argc, char **argv) {
                         break;
                 }
                 if ((rc = turn(client, &g, &c)) < 0) {
-                        /* Forget the unanswered turn and let the user go on. */
+                        /* Forget the unanswered turn and let the user go on;
+                         * Ctrl-C stops a reply, not the conversation. */
                         free(c.owned[--c.n]);
-                        if (rc != -EPROTO)
+                        if (rc != -EPROTO && rc != -ECANCELED)
                                 break;
+                        cli_interrupted = 0;
                         rc = 0;
                 }
         }
@@ -147,5 +151,5 @@ out:
                 fprintf(stderr, "lmpool chat: internal: out of memory\n");
         lmp_client_free(client);
         convo_free(&c);
-        return rc < 0 ? 1 : 0;
+        return rc == -ECANCELED ? CLI_EXIT_INTERRUPTED : rc < 0 ? 1 : 0;
 }

@@ -2,7 +2,8 @@
  * lmpoold. The text streams to stdout as it comes; the figures of the done
  * event (finish, tokens, timings, worker) go to stderr as one line, so
  * that stdout holds exactly the generated text. A prompt read from stdin
- * loses one trailing newline (what `echo` adds). */
+ * loses one trailing newline (what `echo` adds). Ctrl-C cancels the
+ * request on the daemon (exit status 130). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@ static int on_token(void *userdata, const char *text, size_t len, const int32_t 
         struct ids *acc = userdata;
         fwrite(text, 1, len, stdout);
         fflush(stdout);
+        if (cli_interrupted)
+                return 1; /* cancel */
         for (size_t i = 0; i < n_ids && !acc->oom; i++) {
                 if (acc->n == acc->cap) {
                         size_t cap = acc->cap ? acc->cap * 2 : 64;
@@ -74,6 +77,7 @@ int lmp_cmd_generate(int argc, char **argv) {
                 free(input);
                 return 1;
         }
+        cli_catch_interrupt();
         rc = lmp_client_generate(client, &g.params, g.prompt, g.params.stream ? on_token : NULL, &ids, &res);
         if (rc == 0 && !g.params.stream)
                 fwrite(res.text, 1, res.text_len, stdout);

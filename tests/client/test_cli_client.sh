@@ -65,6 +65,17 @@ grep -q 'timeout: no answer from' "$dir/err" || fail "silent timeout message"
 expect_status 1 "$LMPOOL_BIN" health --endpoint "ipc://$dir/nobody.sock" --timeout-ms 200
 grep -q "timeout: no answer from ipc://$dir/nobody.sock" "$dir/err" || fail "nobody message"
 
+# Ctrl-C cancels the request on the daemon: exit 130, well before the
+# slow model's 5 s of tokens are over.
+"$LMPOOL_BIN" generate -m slow -p x --endpoint "$ep" > "$dir/out" 2> "$dir/err" &
+gen_pid=$!
+sleep 0.5
+kill -INT "$gen_pid"
+set +e; wait "$gen_pid"; got=$?; set -e
+[ "$got" -eq 130 ] || fail "Ctrl-C: exit $got"
+grep -q 'lmpool generate: cancelled' "$dir/err" || fail "Ctrl-C message"
+grep -q '^\.\.*$' "$dir/out" || fail "tokens before Ctrl-C"
+
 # chat: one exchange from stdin when it is not a terminal
 printf 'how are you?\n' | "$LMPOOL_BIN" chat -m tiny --system 'be brief' --endpoint "$ep" > "$dir/out" 2> "$dir/err" \
         || fail "chat"
