@@ -5,9 +5,12 @@ It speaks the wire protocol of docs/protocol.md: a DEALER socket, one JSON
 object per frame, a client-chosen request id, streamed "token" events, then
 one "done" or "error" event.
 
-    client.py generate --model M [--prompt TEXT] [--max-tokens N] ...
-    client.py chat --model M [--system TEXT] [--message TEXT]...
-    client.py models | stats | health
+    client.py [--endpoint E] generate --model M [--prompt TEXT | TEXT] [--max-tokens N] ...
+    client.py [--endpoint E] chat --model M [--system TEXT] [--message TEXT]...
+    client.py [--endpoint E] models | stats | health
+
+Generation options may also come before the command's name:
+    client.py --endpoint E --model M --max-tokens 8 generate "Once upon a time"
 
 The generated text goes to stdout as it streams; the figures of the "done"
 event go to stderr. Exit status: 0 ok, 2 usage, and for an error event one
@@ -150,33 +153,53 @@ def stream_out(text):
     sys.stdout.flush()
 
 
+GENERATION_OPTIONS = [
+    ("--model", str),
+    ("--max-tokens", int),
+    ("--temperature", float),
+    ("--top-k", int),
+    ("--top-p", float),
+    ("--min-p", float),
+    ("--repeat-penalty", float),
+    ("--seed", int),
+    ("--timeout-ms", int),
+]
+
+
+def add_options(parser, top_level):
+    """The options every command takes. They may come before or after the
+    command's name; after it, they are SUPPRESSed when absent so that they
+    do not hide a value given before it."""
+    default = None if top_level else argparse.SUPPRESS
+    for flag, kind in GENERATION_OPTIONS:
+        parser.add_argument(flag, type=kind, default=default)
+    parser.add_argument("--stop", action="append", default=default, help="a stop string (repeatable)")
+    parser.add_argument("--no-stream", action="store_true", default=default,
+                        help="one done event with the whole text")
+
+
 def main():
-    parser = argparse.ArgumentParser(description="lmpool client (wire protocol version 1)")
+    parser = argparse.ArgumentParser(
+        description="lmpool client (wire protocol version 1)",
+        epilog="exit status: 0 ok, 2 usage, else by error code: "
+        + ", ".join("%s %d" % kv for kv in EXIT_CODES.items()),
+    )
     parser.add_argument("--endpoint", default=default_endpoint(), help="default: %(default)s")
+    add_options(parser, True)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("generate", "chat"):
-        p = sub.add_parser(name)
-        p.add_argument("--model", required=True)
-        p.add_argument("--max-tokens", type=int)
-        p.add_argument("--temperature", type=float)
-        p.add_argument("--top-k", type=int)
-        p.add_argument("--top-p", type=float)
-        p.add_argument("--min-p", type=float)
-        p.add_argument("--repeat-penalty", type=float)
-        p.add_argument("--seed", type=int)
-        p.add_argument("--stop", action="append")
-        p.add_argument("--no-stream", action="store_true")
-        if name == "generate":
-            p.add_argument("--prompt", help="default: stdin")
-        else:
-            p.add_argument("--system")
-            p.add_argument("--message", action="append", help="user messages (default: stdin)")
+    gen = sub.add_parser("generate", help="continue a prompt")
+    gen.add_argument("prompt_arg", nargs="?", metavar="PROMPT", help="default: --prompt, else stdin")
+    gen.add_argument("--prompt")
+    chat = sub.add_parser("chat", help="one chat exchange")
+    chat.add_argument("--system")
+    chat.add_argument("--message", action="append", help="user messages, in order (default: stdin)")
     for name in ("models", "stats", "health"):
-        sub.add_parser(name)
+        sub.add_parser(name, help="print the daemon's %s answer" % name)
     for p in sub.choices.values():
-        p.add_argument("--timeout-ms", type=int, default=None,
-                       help="the request's deadline; the client waits that + 2 s for each event")
+        add_options(p, False)
     args = parser.parse_args()
+    if args.command in ("generate", "chat") and not args.model:
+        parser.error("%s needs --model" % args.command)
 
     wait_ms = args.timeout_ms + 2000 if args.timeout_ms else 60000
     client = Client(args.endpoint, wait_ms)
@@ -188,7 +211,7 @@ def main():
         request = {"type": args.command, "model": args.model}
         request.update(sampling(args))
         if args.command == "generate":
-            prompt = args.prompt
+            prompt = args.prompt if args.prompt is not None else args.prompt_arg
             if prompt is None:
                 prompt = sys.stdin.read()
                 if prompt.endswith("\n"):

@@ -31,6 +31,12 @@ run() { # want, args...
 run 0 generate --model tiny --prompt 'héllo' --max-tokens 100 --temperature 0 --seed 1
 [ "$(cat "$dir/out")" = "Echo: héllo" ] || fail "generate text"
 grep -q 'finish=eos' "$dir/err" || fail "generate figures"
+# options before the command and the prompt as an argument, as the
+# daemon's integration tests call it
+run 0 --model tiny --max-tokens 8 --temperature 0 generate 'as argument'
+[ "$(cat "$dir/out")" = "Echo: as argument" ] || fail "top-level options text"
+run 0 --model tiny --max-tokens 100 generate --max-tokens 2 abcdefgh
+[ "$(cat "$dir/out")" = "Echo: ab" ] || fail "the option after the command wins"
 run 0 generate --model tiny --prompt abcdefgh --max-tokens 2 --no-stream
 [ "$(cat "$dir/out")" = "Echo: ab" ] || fail "no-stream text"
 grep -q 'finish=length' "$dir/err" || fail "finish=length"
