@@ -110,7 +110,9 @@ typedef int (*lmp_client_token_fn)(void *userdata, const char *text, size_t len,
                                    size_t n_ids);
 
 /* Generates from prompt. on_token may be NULL (blocking use: the text is in
- * result->text either way). result is always filled (zeroed first). */
+ * result->text either way); with params->stream false it is never called.
+ * result is always filled (zeroed first). Events of a type this library
+ * does not know (later protocol additions) are skipped. */
 int lmp_client_generate(struct lmp_client *client, const struct lmp_client_params *params, const char *prompt,
                         lmp_client_token_fn on_token, void *userdata, struct lmp_client_result *result);
 

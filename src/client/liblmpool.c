@@ -202,6 +202,8 @@ static int recv_event(struct lmp_client *c, struct lmp_event *ev, char **ret_raw
                         more = zmq_msg_more(&msg);
                         zmq_msg_close(&msg);
                 }
+                if (rc == -ENOMSG)
+                        continue; /* an event added after version 1: ignored */
                 return rc == -EINVAL ? -EBADMSG : rc;
         }
 }

@@ -596,8 +596,10 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
         if (!cJSON_IsString(ev))
                 goto out;
         int t = lookup(event_names, LMP_EVENT_TYPE_COUNT, ev->valuestring);
-        if (t < 0)
+        if (t < 0) {
+                rc = -ENOMSG; /* a newer daemon's event: readers skip it */
                 goto out;
+        }
         e.type = (enum lmp_event_type)t;
         if (cJSON_IsString(id) && strlen(id->valuestring) <= LMP_PROTO_ID_MAX) {
                 e.has_id = true;

@@ -285,6 +285,8 @@ struct lmp_event {
 };
 
 /* Parses one daemon frame. -EINVAL (-EMSGSIZE, -ENOMEM) when it is not a
- * well-formed event; *ret untouched then. */
+ * well-formed event, -ENOMSG for an object whose "event" this version does
+ * not know (a later protocol addition, to be skipped); *ret untouched on
+ * failure. */
 int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret);
 void lmp_event_clear(struct lmp_event *e);

@@ -13,7 +13,9 @@
  *   silent  never answers
  *   busy    error busy
  *   other   error unknown_model
- * models, stats and health have fixed answers listing tiny and slow. */
+ * tiny also sends an event of a type version 1 does not have before its
+ * done event, as a later daemon might. models, stats and health have
+ * fixed answers listing tiny and slow. */
 #include "peer.h"
 
 #include <errno.h>
@@ -136,6 +138,18 @@ static void serve_tiny(struct peer *p, const struct lmp_request *r) {
                              .tokens_per_s = 1000.0 },
                 .worker = "tiny/0",
         };
+        /* An event a later protocol version might add: clients skip it. */
+        struct lmp_proto_buf quoted_id = { 0 };
+        if (lmp_proto_append_json_string(&quoted_id, r->id, strlen(r->id)) == 0) {
+                char frame[512];
+                int fn = snprintf(frame, sizeof(frame), "{\"v\":1,\"id\":%s,\"event\":\"future\",\"x\":[1,{}]}",
+                                 quoted_id.data);
+                zmq_send(p->sock, p->identity, p->identity_len, ZMQ_SNDMORE);
+                if (p->delimiter)
+                        zmq_send(p->sock, "", 0, ZMQ_SNDMORE);
+                zmq_send(p->sock, frame, (size_t)fn, 0);
+        }
+        lmp_proto_buf_free(&quoted_id);
         p->out.len = 0;
         lmp_proto_format_done(&p->out, r->id, &d);
         reply(p);

@@ -440,7 +440,7 @@ static void test_events(void) {
 
         /* Frames that are not events. */
         static const char *const not_events[] = {
-                "", "[]", "{}", "{\"id\":\"x\",\"event\":\"party\"}", "{\"id\":\"x\",\"event\":\"token\"}",
+                "", "[]", "{}", "{\"id\":\"x\",\"event\":7}", "{\"id\":\"x\",\"event\":\"token\"}",
                 "{\"id\":\"x\",\"event\":\"token\",\"text\":\"a\",\"ids\":[1.5]}",
                 "{\"id\":\"x\",\"event\":\"token\",\"text\":\"a\",\"ids\":[4294967296]}",
                 "{\"id\":\"x\",\"event\":\"done\",\"finish\":\"tired\"}", "{\"id\":null,\"event\":\"token\",\"text\":\"\"}",
@@ -450,6 +450,9 @@ static void test_events(void) {
                 int rc = lmp_proto_parse_event(not_events[i], strlen(not_events[i]), &ev);
                 CHECK(rc == -EINVAL, "not an event accepted: %s (rc %d)", not_events[i], rc);
         }
+        /* A newer daemon's event is recognisably that, to be skipped. */
+        const char *party = "{\"id\":\"x\",\"event\":\"party\"}";
+        CHECK(lmp_proto_parse_event(party, strlen(party), &ev) == -ENOMSG, "unknown event");
         /* A newer daemon's unknown error code is still an error. */
         const char *future = "{\"id\":\"x\",\"event\":\"error\",\"code\":\"overheated\",\"message\":\"m\"}";
         CHECK(lmp_proto_parse_event(future, strlen(future), &ev) == 0 && ev.code == LMP_PROTO_INTERNAL, "future code");
