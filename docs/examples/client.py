@@ -22,6 +22,7 @@ import argparse
 import itertools
 import json
 import os
+import signal
 import sys
 import time
 
@@ -37,6 +38,9 @@ EXIT_CODES = {
     "cancelled": 9,
     "internal": 10,
 }
+
+
+KNOWN_EVENTS = {"token", "done", "error", "cancelled", "models", "stats", "health"}
 
 
 def default_endpoint():
@@ -89,7 +93,13 @@ class Client:
             frames = self.sock.recv_multipart()
             if frames and frames[0] == b"" and len(frames) > 1:
                 frames = frames[1:]  # the delimiter of a REQ-style envelope
-            event = json.loads(frames[0])
+            try:
+                event = json.loads(frames[0])
+                kind = event["event"]
+            except (ValueError, KeyError, TypeError):
+                raise LmpoolError("internal", "the daemon sent something that is not an event")
+            if kind not in KNOWN_EVENTS:
+                continue  # added by a later protocol version
             if event.get("id") not in (request_id, None):
                 continue  # a late event of a request given up on
             if event["event"] == "error":
@@ -98,18 +108,23 @@ class Client:
 
     def generate(self, on_text=None, **request):
         """Runs a generate or chat request; returns the done event with the
-        whole text in done["text"]. on_text(str) sees each token's text."""
+        whole text in done["text"]. on_text(str) sees each token's text.
+        Ctrl-C (KeyboardInterrupt) cancels the request on the daemon."""
         request_id = self._send(request)
         parts = []
-        for event in self._events(request_id):
-            if event["event"] == "token":
-                parts.append(event["text"])
-                if on_text:
-                    on_text(event["text"])
-            elif event["event"] == "done":
-                if "text" not in event:
-                    event["text"] = "".join(parts)
-                return event
+        try:
+            for event in self._events(request_id):
+                if event["event"] == "token":
+                    parts.append(event["text"])
+                    if on_text:
+                        on_text(event["text"])
+                elif event["event"] == "done":
+                    if "text" not in event:
+                        event["text"] = "".join(parts)
+                    return event
+        except KeyboardInterrupt:
+            self._send({"type": "cancel", "target": request_id})
+            raise
 
     def query(self, kind):
         """models, stats or health: the answer event as a dict."""
@@ -201,6 +216,9 @@ def main():
     if args.command in ("generate", "chat") and not args.model:
         parser.error("%s needs --model" % args.command)
 
+    # Ctrl-C raises KeyboardInterrupt (which cancels the request) even when
+    # started with SIGINT ignored, as background jobs of a script are.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     wait_ms = args.timeout_ms + 2000 if args.timeout_ms else 60000
     client = Client(args.endpoint, wait_ms)
     try:
@@ -232,6 +250,9 @@ def main():
         print_figures(done)
         print("[client wall time %.1f ms]" % ((time.monotonic() - start) * 1000), file=sys.stderr)
         return 0
+    except KeyboardInterrupt:
+        print("\nclient.py: cancelled", file=sys.stderr)
+        return 130
     except LmpoolError as e:
         print("client.py: %s: %s" % (e.code, e.message), file=sys.stderr)
         return EXIT_CODES.get(e.code, EXIT_CODES["internal"])

@@ -57,4 +57,12 @@ grep -q 'bad_request' "$dir/err" || fail "bad_request from the peer"
 run 7 generate --model silent --prompt x --timeout-ms 300
 grep -q 'no answer' "$dir/err" || fail "timeout message"
 run 2 generate --prompt x
+# Ctrl-C cancels on the daemon: exit 130 long before the 5 s of tokens end
+"$py" "$LMPOOL_CLIENT_PY" --endpoint "$ep" generate --model slow --prompt x > "$dir/out" 2> "$dir/err" &
+py_pid=$!
+sleep 1
+kill -INT "$py_pid"
+set +e; wait "$py_pid"; got=$?; set -e
+[ "$got" -eq 130 ] || fail "Ctrl-C: exit $got"
+grep -q 'cancelled' "$dir/err" || fail "Ctrl-C message"
 echo "client.py: ok"
