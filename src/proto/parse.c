@@ -583,7 +583,9 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
         size_t off;
         int rc;
 
-        if (len > LMP_PROTO_FRAME_MAX * 2u)
+        /* A done event carries a whole non-streamed text, escaped: allow
+         * far more than a request, but not without bound. */
+        if (len > LMP_PROTO_EVENT_MAX)
                 return -EMSGSIZE;
         cJSON *root = parse_json(buf, len, &off, &rc);
         if (!root)

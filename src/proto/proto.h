@@ -17,7 +17,8 @@
 #include <stdint.h>
 
 #define LMP_PROTO_VERSION 1
-#define LMP_PROTO_FRAME_MAX (1u << 20)       /* bytes in one frame */
+#define LMP_PROTO_FRAME_MAX (1u << 20)       /* bytes in one client frame */
+#define LMP_PROTO_EVENT_MAX (64u << 20)      /* bytes in one event the client accepts */
 #define LMP_PROTO_ID_MAX 128                 /* bytes in a request id */
 #define LMP_PROTO_MODEL_MAX 128              /* bytes in a model name */
 #define LMP_PROTO_STOP_MAX 8                 /* stop strings per request */
