@@ -14,6 +14,11 @@
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 
+/* The scale fields: F16C converts one half exactly, without branches. */
+static inline float h2f(lmp_fp16 h) {
+        return _cvtsh_ss(h);
+}
+
 static inline float hsum_f32x8(__m256 x) {
         __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
         r = _mm_add_ps(r, _mm_movehl_ps(r, r));
@@ -102,7 +107,7 @@ void lmp_vec_dot_f16_f16_avx2(int n, float *restrict s, const void *restrict vx,
         }
         float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
         for (; i < n; i++)
-                sum += lmp_fp16_to_f32(x[i]) * lmp_fp16_to_f32(y[i]);
+                sum += h2f(x[i]) * h2f(y[i]);
         *s = sum;
 }
 
@@ -128,7 +133,7 @@ void lmp_to_float_f16_avx2(const void *restrict vx, float *restrict y, int64_t n
         for (; i + 8 <= n; i += 8)
                 _mm256_storeu_ps(y + i, load_f16x8(x + i));
         for (; i < n; i++)
-                y[i] = lmp_fp16_to_f32(x[i]);
+                y[i] = h2f(x[i]);
 }
 
 void lmp_from_float_f16_avx2(const float *restrict x, void *restrict vy, int64_t n) {
@@ -288,7 +293,7 @@ void lmp_vec_dot_q4_0_q8_0_avx2(int n, float *restrict s, const void *restrict v
         const struct lmp_block_q8_0 *y = vy;
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK8_0; i++) {
-                const __m256 d = _mm256_set1_ps(lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
                 const __m256i qx = _mm256_sub_epi8(nibbles32(x[i].qs), _mm256_set1_epi8(8));
                 const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
                 acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8s8(qx, qy)), acc);
@@ -302,8 +307,8 @@ void lmp_vec_dot_q4_1_q8_1_avx2(int n, float *restrict s, const void *restrict v
         __m256 acc = _mm256_setzero_ps();
         float summs = 0.0f;
         for (int i = 0; i < n / LMP_QK8_1; i++) {
-                summs += lmp_fp16_to_f32(x[i].m) * lmp_fp16_to_f32(y[i].s);
-                const __m256 d = _mm256_set1_ps(lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));
+                summs += h2f(x[i].m) * h2f(y[i].s);
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
                 const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
                 acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8s8(nibbles32(x[i].qs), qy)), acc);
         }
@@ -315,7 +320,7 @@ void lmp_vec_dot_q5_0_q8_0_avx2(int n, float *restrict s, const void *restrict v
         const struct lmp_block_q8_0 *y = vy;
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK8_0; i++) {
-                const __m256 d = _mm256_set1_ps(lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
                 /* (q | h<<4) - 16: a clear high bit leaves 0xf0 (-16) in the high nibble. */
                 const __m256i hi = _mm256_andnot_si256(bits32(x[i].qh), _mm256_set1_epi8((char)0xf0));
                 const __m256i qx = _mm256_or_si256(nibbles32(x[i].qs), hi);
@@ -331,8 +336,8 @@ void lmp_vec_dot_q5_1_q8_1_avx2(int n, float *restrict s, const void *restrict v
         __m256 acc = _mm256_setzero_ps();
         float summs = 0.0f;
         for (int i = 0; i < n / LMP_QK8_1; i++) {
-                summs += lmp_fp16_to_f32(x[i].m) * lmp_fp16_to_f32(y[i].s);
-                const __m256 d = _mm256_set1_ps(lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));
+                summs += h2f(x[i].m) * h2f(y[i].s);
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
                 const __m256i hi = _mm256_and_si256(bits32(x[i].qh), _mm256_set1_epi8(0x10));
                 const __m256i qx = _mm256_or_si256(nibbles32(x[i].qs), hi);
                 const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
@@ -346,7 +351,7 @@ void lmp_vec_dot_q8_0_q8_0_avx2(int n, float *restrict s, const void *restrict v
         const struct lmp_block_q8_0 *y = vy;
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK8_0; i++) {
-                const __m256 d = _mm256_set1_ps(lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
                 const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
                 const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
                 acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8s8(qx, qy)), acc);
@@ -394,8 +399,8 @@ void lmp_vec_dot_q2_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
         const __m256i m3 = _mm256_set1_epi8(3);
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
-                const float dmin = -y[i].d * lmp_fp16_to_f32(x[i].dmin);
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = -y[i].d * h2f(x[i].dmin);
                 const __m128i ms = _mm_loadu_si128((const __m128i *)x[i].scales);
                 const __m128i sc8 = _mm_and_si128(ms, _mm_set1_epi8(0x0f));
                 const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(ms, 4), _mm_set1_epi8(0x0f));
@@ -431,7 +436,7 @@ void lmp_vec_dot_q3_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
         const __m256i m3 = _mm256_set1_epi8(3);
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
+                const float d = y[i].d * h2f(x[i].d);
                 const __m256i all = scales_q3_K(x[i].scales);
                 const __m256i sc[2] = {
                         _mm256_broadcastsi128_si256(_mm256_castsi256_si128(all)),
@@ -466,8 +471,8 @@ void lmp_vec_dot_q4_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
         __m256 acc = _mm256_setzero_ps();
         __m128 acc_m = _mm_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
-                const float dmin = -y[i].d * lmp_fp16_to_f32(x[i].dmin);
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = -y[i].d * h2f(x[i].dmin);
                 const __m256i ms = scales_mins_k4(x[i].scales);
                 acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_dot_bsums(ms, (const uint8_t *)&y[i] + offsetof(struct lmp_block_q8_K, bsums))), acc_m);
                 const __m256i sc = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(ms));
@@ -499,8 +504,8 @@ void lmp_vec_dot_q5_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
         __m256 acc = _mm256_setzero_ps();
         __m128 acc_m = _mm_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
-                const float dmin = -y[i].d * lmp_fp16_to_f32(x[i].dmin);
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = -y[i].d * h2f(x[i].dmin);
                 const __m256i ms = scales_mins_k4(x[i].scales);
                 acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_dot_bsums(ms, (const uint8_t *)&y[i] + offsetof(struct lmp_block_q8_K, bsums))), acc_m);
                 const __m256i sc = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(ms));
@@ -536,7 +541,7 @@ void lmp_vec_dot_q6_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
         const __m256i m32 = _mm256_set1_epi8(32);
         __m256 acc = _mm256_setzero_ps();
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * lmp_fp16_to_f32(x[i].d);
+                const float d = y[i].d * h2f(x[i].d);
                 const __m256i all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
                 const __m256i sc[2] = {
                         _mm256_broadcastsi128_si256(_mm256_castsi256_si128(all)),
