@@ -35,10 +35,15 @@ struct run {
         int32_t pos0;
 };
 
+/* A tile of query rows of one run, for one head, or, for a single-row tile
+ * (a decode step), for all the query heads that share one KV head: their
+ * queries are adjacent in memory and see the same keys, so one product
+ * reads the keys and values once for the whole group. */
 struct att_task {
         int32_t run;
         int32_t row0, n_rows;   /* within the run */
-        int32_t head;
+        int32_t head;           /* first query head */
+        int32_t n_heads;        /* 1, or the group size when n_rows == 1 */
 };
 
 /* A matrix product's input, with its conversions to activation types. */
@@ -408,13 +413,17 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 const float *k = cache_at(c, c->k_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
                 const float *v = cache_at(c, c->v_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
                 float *o = c->att + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
+                /* Rows of the product: tokens of one head, or heads of one token. */
+                bool heads = t->n_heads > 1;
+                int m = heads ? t->n_heads : t->n_rows;
+                int ld = heads ? hd : (int)c->q_dim;
 
-                /* s (n_rows, L) = q (n_rows, hd) k^T (hd, L) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t->n_rows, L, hd, 1.0f, q,
-                            (int)c->q_dim, k, (int)c->kv_dim, 0.0f, s, L);
-                for (int i = 0; i < t->n_rows; i++) {
+                /* s (m, L) = q (m, hd) k^T (hd, L) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, L, hd, 1.0f, q, ld, k,
+                            (int)c->kv_dim, 0.0f, s, L);
+                for (int i = 0; i < m; i++) {
                         float *row = s + (size_t)i * L;
-                        int valid = p0 + i + 1;         /* causal: keys 0..pos */
+                        int valid = p0 + (heads ? 0 : i) + 1;  /* causal: keys 0..pos */
                         float mx = -INFINITY;
                         for (int kk = 0; kk < valid; kk++) {
                                 row[kk] *= j->scale;
@@ -432,9 +441,9 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                         for (int kk = valid; kk < L; kk++)
                                 row[kk] = 0.0f;
                 }
-                /* o (n_rows, hd) = s (n_rows, L) v (L, hd) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t->n_rows, hd, L, 1.0f, s,
-                            L, v, (int)c->kv_dim, 0.0f, o, (int)c->q_dim);
+                /* o (m, hd) = s (m, L) v (L, hd) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, L, 1.0f, s, L, v,
+                            (int)c->kv_dim, 0.0f, o, ld);
         }
 }
 
@@ -490,16 +499,28 @@ static uint32_t plan_attention(struct lmp_ctx *c, const struct lmp_batch_entry *
                         .first = (int32_t)e, .n = 1, .seq = batch[e].seq, .pos0 = batch[e].pos
                 };
         }
+        const struct lmp_hparams *hp = &c->m->hp;
+        uint32_t group = hp->n_head / hp->n_head_kv;
         uint32_t n_tasks = 0;
-        for (uint32_t r = 0; r < n_runs; r++)
+        for (uint32_t r = 0; r < n_runs; r++) {
+                if (c->runs[r].n == 1 && group > 1 && group <= ATT_TILE) {
+                        for (uint32_t h = 0; h < hp->n_head; h += group)
+                                c->tasks[n_tasks++] = (struct att_task){
+                                        .run = (int32_t)r, .row0 = 0, .n_rows = 1,
+                                        .head = (int32_t)h, .n_heads = (int32_t)group,
+                                };
+                        continue;
+                }
                 for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += ATT_TILE)
-                        for (uint32_t h = 0; h < c->m->hp.n_head; h++)
+                        for (uint32_t h = 0; h < hp->n_head; h++)
                                 c->tasks[n_tasks++] = (struct att_task){
                                         .run = (int32_t)r,
                                         .row0 = row0,
                                         .n_rows = LMP_MIN(ATT_TILE, c->runs[r].n - row0),
                                         .head = (int32_t)h,
+                                        .n_heads = 1,
                                 };
+        }
         *ret_n_tasks = n_tasks;
         return n_runs;
 }
