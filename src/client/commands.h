@@ -18,3 +18,5 @@ int lmp_cmd_chat(int argc, char **argv);
 int lmp_cmd_models(int argc, char **argv);
 int lmp_cmd_stats(int argc, char **argv);
 int lmp_cmd_health(int argc, char **argv);
+int lmp_cmd_logits(int argc, char **argv);
+int lmp_cmd_run(int argc, char **argv);

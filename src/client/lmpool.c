@@ -16,6 +16,8 @@ static const struct lmp_command commands[] = {
         { "models", lmp_cmd_models, "list lmpoold's models" },
         { "stats", lmp_cmd_stats, "show lmpoold's counters and workers" },
         { "health", lmp_cmd_health, "check that lmpoold is serving (exit 0 when ok)" },
+        { "logits", lmp_cmd_logits, "evaluate token ids as one batch and print logits as JSON lines" },
+        { "run", lmp_cmd_run, "generate from a prompt and print tokens/s" },
 };
 
 static void usage(FILE *f) {
