@@ -435,7 +435,7 @@ static void cancel_request(struct lmp_daemon *d, struct lmp_request_rt *r, enum 
         /* Running: tell the worker, keep the slot until it confirms. */
         char rid[32];
         snprintf(rid, sizeof(rid), "%" PRIu64, r->rid);
-        if (zmq_send(d->back, r->worker->name, strlen(r->worker->name), ZMQ_SNDMORE) == 0) {
+        if (zmq_send(d->back, r->worker->name, strlen(r->worker->name), ZMQ_SNDMORE) >= 0) {
                 zmq_send(d->back, "cancel", 6, ZMQ_SNDMORE);
                 zmq_send(d->back, rid, strlen(rid), 0);
         }
@@ -724,13 +724,13 @@ void lmp_router_heartbeat(struct lmp_daemon *d) {
                         struct lmp_worker_rt *w = &d->models[i].workers[j];
                         if (w->state != LMP_WORKER_READY && w->state != LMP_WORKER_STOPPING)
                                 continue;
-                        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) == 0)
+                        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0)
                                 zmq_send(d->back, "hb", 2, 0);
                 }
 }
 
 void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w) {
-        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) == 0)
+        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0)
                 zmq_send(d->back, "stop", 4, 0);
 }
 

@@ -23,7 +23,7 @@ enum lmp_store_mode { LMP_STORE_MODE_MEMFD, LMP_STORE_MODE_MMAP };
 enum lmp_store_numa { LMP_STORE_NUMA_OFF, LMP_STORE_NUMA_INTERLEAVE, LMP_STORE_NUMA_LOCAL };
 
 struct lmp_store {
-        char name[96];                  /* memfd name / mapping name to look for in smaps */
+        char name[288];                 /* memfd name / mapping name to look for in smaps */
         enum lmp_store_mode mode;
         int fd;                         /* memfd or the file, O_RDONLY semantics for workers */
         const uint8_t *base;            /* read-only mapping in this process */

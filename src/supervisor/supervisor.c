@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <malloc.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,7 +147,7 @@ static void refuse(struct lmp_model_rt *m, const char *fmt, ...) {
         m->loaded = false;
 }
 
-static void load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
+static void load_model(struct lmp_model_rt *m) {
         struct lmp_error err = { 0 };
         struct lmp_mem_usage before, after;
         uint64_t avail0, limit0, usage0, avail1, limit1, usage1, file_size;
@@ -176,11 +177,12 @@ static void load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
         if (limit0 != LMP_MEM_UNLIMITED)
                 room = LMP_MIN(room, limit0 > usage0 ? limit0 - usage0 : 0);
         if (need > room) {
+                char b6[32], b7[32], b8[32];
                 refuse(m, "needs %s (weights %s + %d workers × (KV cache %s + scratch %s)) but only %s is free "
                        "(cgroup limit %s, cgroup usage %s, MemAvailable %s)",
                        lmp_fmt_bytes(need, b1), lmp_fmt_bytes(file_size, b2), m->cfg->workers,
                        lmp_fmt_bytes(m->kv_bytes, b3), lmp_fmt_bytes(m->scratch_bytes, b4), lmp_fmt_bytes(room, b5),
-                       lmp_fmt_bytes(limit0, b1), lmp_fmt_bytes(usage0, b2), lmp_fmt_bytes(avail0, b3));
+                       lmp_fmt_bytes(limit0, b6), lmp_fmt_bytes(usage0, b7), lmp_fmt_bytes(avail0, b8));
                 return;
         }
         enum lmp_store_mode mode = m->cfg->store == LMP_STORE_MMAP ? LMP_STORE_MODE_MMAP : LMP_STORE_MODE_MEMFD;
@@ -298,7 +300,7 @@ static void reap(struct lmp_daemon *d) {
                 lmp_log_event(expected ? LMP_PRI_INFO : LMP_PRI_WARNING, "worker_exited", f,
                               "worker %s (pid %d) %s with %zu requests in flight", w->name, (int)pid, how,
                               w->running.n);
-                char why[128];
+                char why[256];
                 snprintf(why, sizeof(why), "worker %s %s", w->name, how);
                 lmp_router_worker_lost(d, w, why);
                 /* A worker that served for a while starts again at once; one
@@ -434,7 +436,7 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         int loaded = 0;
 
         for (size_t i = 0; i < d->n_models; i++) {
-                load_model(d, &d->models[i]);
+                load_model(&d->models[i]);
                 loaded += d->models[i].loaded;
         }
         if (loaded == 0) {

@@ -251,7 +251,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
         struct slot *sl;
         struct lmp_error err = { 0 };
         const char *code = NULL;
-        char msg[512];
+        char msg[640];
         uint32_t common;
         int r;
 
