@@ -261,6 +261,67 @@ class PoolTests(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
 
 
+class ChatTests(unittest.TestCase):
+    def test_chat_through_template(self):
+        d = Daemon([model_yaml("m", MODEL, extra="    chat_template: zephyr\n")])
+        try:
+            d.wait_ready()
+            evs = d.request({"v": 1, "id": "c", "type": "chat", "model": "m", "max_tokens": 6, "temperature": 0,
+                             "messages": [{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "Hello there"}]})
+            self.assertEqual(evs[-1]["event"], "done", evs[-1])
+            # <|system|>\nBe brief.</s>\n<|user|>\nHello there</s>\n<|assistant|>\n: more tokens than the text alone
+            self.assertGreater(evs[-1]["usage"]["prompt_tokens"], 10)
+            # A model without a template refuses chat with a clear message.
+        finally:
+            d.stop()
+        d = Daemon([model_yaml("m", MODEL)])
+        try:
+            d.wait_ready()
+            ev = d.request({"v": 1, "id": "c", "type": "chat", "model": "m",
+                            "messages": [{"role": "user", "content": "Hi"}]})[-1]
+            self.assertEqual((ev["event"], ev["code"]), ("error", "bad_request"))
+            self.assertIn("chat_template", ev["message"])
+        finally:
+            d.stop()
+
+
+class LifecycleTests(unittest.TestCase):
+    def test_sigterm_drains_and_sighup_reloads(self):
+        d = Daemon([model_yaml("m", DEEP, workers=1, slots=2, ctx=4096)])
+        try:
+            d.wait_ready()
+            with open(d.config) as f:
+                text = f.read()
+            with open(d.config, "w") as f:
+                f.write(text.replace("log:\n", "limits:\n  queue_length: 7\nlog:\n"))
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 5
+            while not d.events("reloaded") and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(d.events("reloaded"))
+            s = d.socket()
+            s.send(json.dumps(generate("m", id="long", max_tokens=400, ignore_eos=True)).encode())
+            self.assertTrue(s.poll(10000))
+            first = json.loads(s.recv())
+            self.assertEqual(first["event"], "token")
+            d.proc.send_signal(signal.SIGTERM)
+            # The running request still finishes; new ones are refused.
+            ev = d.request(generate("m", id="late", max_tokens=2), timeout=10)[-1]
+            self.assertEqual((ev["event"], ev.get("code")), ("error", "busy"))
+            while True:
+                self.assertTrue(s.poll(30000))
+                ev = json.loads(s.recv())
+                if ev["event"] != "token":
+                    break
+            self.assertEqual(ev["event"], "done", ev)
+            s.close()
+            self.assertEqual(d.proc.wait(timeout=20), 0)
+            self.assertTrue(d.events("stopped"))
+        finally:
+            d.stop()
+
+
 class QueueTests(unittest.TestCase):
     def test_queue_full_is_busy(self):
         d = Daemon([model_yaml("m", DEEP, workers=1, slots=1, ctx=4096)], limits="  queue_length: 1\n")
