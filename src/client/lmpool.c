@@ -9,6 +9,7 @@
 static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
         { "quantize", lmp_cmd_quantize, "convert a model's weights to a quantized file type" },
+        { "mkmodel", lmp_cmd_mkmodel, "write a random-weight model in a real model's shape" },
 };
 
 static void usage(FILE *f) {
