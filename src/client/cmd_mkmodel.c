@@ -120,13 +120,15 @@ int lmp_cmd_mkmodel(int argc, char **argv) {
         o.progress_ctx = &ps;
 
         struct lmp_error err = { 0 };
-        uint64_t size = 0;
-        int r = lmp_mkmodel(out, &o, &size, &err);
+        struct lmp_mkmodel_result res = { 0 };
+        int r = lmp_mkmodel(out, &o, &res, &err);
         if (r < 0) {
                 fprintf(stderr, "lmpool mkmodel: %s\n", err.msg[0] ? err.msg : lmp_strerror_name(r));
                 return 1;
         }
-        fprintf(o.dry_run ? stdout : stderr, "%s %s %s: %" PRIu64 " bytes (%.1f MiB)\n", o.dry_run ? "would write" : "wrote",
-                o.shape->name, o.ft->name, size, (double)size / (1 << 20));
+        fprintf(o.dry_run ? stdout : stderr,
+                "%s %s %s: %" PRIu64 " bytes (%.1f MiB), of which tensor data %" PRIu64 " bytes (%.1f MiB)\n",
+                o.dry_run ? "would write" : "wrote", o.shape->name, o.ft->name, res.file_size,
+                (double)res.file_size / (1 << 20), res.tensor_bytes, (double)res.tensor_bytes / (1 << 20));
         return 0;
 }

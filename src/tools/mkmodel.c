@@ -49,6 +49,8 @@ static const struct lmp_shape shapes[] = {
           1024, 256, 768, 2, 4, 2, 2048, 10000.f, 1e-5f, false, false, false, CHAT_ZEPHYR },
         { "test-qwen2", "qwen2", "test qwen2 (random weights)",
           2048, 256, 768, 2, 4, 2, 2048, 1000000.f, 1e-6f, true, true, false, CHAT_CHATML },
+        { "test-spm32k", "llama", "test 32000-token vocabulary (random weights)",
+          32000, 64, 128, 1, 4, 2, 2048, 10000.f, 1e-5f, false, false, false, CHAT_ZEPHYR },
         { "test-llama3", "llama", "test llama3 (random weights)",
           1024, 256, 512, 4, 4, 1, 4096, 500000.f, 1e-5f, true, false, true, CHAT_LLAMA3 },
 };
@@ -473,7 +475,7 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
         return 0;
 }
 
-int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, uint64_t *ret_size,
+int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struct lmp_mkmodel_result *ret,
                 struct lmp_error *err) {
         const struct lmp_shape *s = opts->shape;
         struct plan p = { 0 };
@@ -526,20 +528,23 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, uint6
                 names[i] = p.t[i].name;
         struct lmp_mix mix;
         lmp_mix_init(&mix, opts->ft, names, p.n, (int)s->n_head, (int)s->n_head_kv);
-        uint64_t max_size = 0;
+        uint64_t max_size = 0, tensor_bytes = 0;
         for (int i = 0; i < p.n; i++) {
                 struct tensor_plan *t = &p.t[i];
                 t->type = lmp_mix_type(&mix, t->name, t->n_dims, t->ne[0], LMP_TYPE_F32);
                 uint64_t size = t->ne[1] * lmp_type_row_size(t->type, t->ne[0]);
                 max_size = LMP_MAX(max_size, size);
+                tensor_bytes += size;
                 r = lmp_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, NULL);
                 if (r < 0) {
                         lmp_error_set(err, r, "tensor %s: cannot declare", t->name);
                         goto out;
                 }
         }
-        if (ret_size)
-                *ret_size = lmp_gguf_writer_file_size(w);
+        if (ret) {
+                ret->file_size = lmp_gguf_writer_file_size(w);
+                ret->tensor_bytes = tensor_bytes;
+        }
         if (opts->dry_run) {
                 for (int i = 0; i < p.n && opts->progress; i++)
                         opts->progress(opts->progress_ctx, (uint64_t)i + 1, (uint64_t)p.n, p.t[i].name, p.t[i].type,

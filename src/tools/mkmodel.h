@@ -50,7 +50,12 @@ struct lmp_mkmodel_opts {
         void *progress_ctx;
 };
 
+struct lmp_mkmodel_result {
+        uint64_t file_size;     /* bytes of the whole file */
+        uint64_t tensor_bytes;  /* bytes of tensor data, padding excluded */
+};
+
 /* Writes the model to out_path (through out_path.tmp, renamed when complete).
- * *ret_size (may be NULL) gets the file's size in bytes. */
-int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, uint64_t *ret_size,
+ * *ret (may be NULL) gets the sizes, also for a dry run. */
+int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struct lmp_mkmodel_result *ret,
                 struct lmp_error *err);
