@@ -48,6 +48,8 @@ struct buf {
 };
 
 static int buf_put(struct buf *b, const void *data, size_t n) {
+        if (n == 0)
+                return 0;
         if (b->len + n > b->cap) {
                 size_t cap = b->cap ? b->cap : 64;
                 while (cap < b->len + n)
