@@ -2,14 +2,13 @@
  * template builders, the tensor plan and the seeded row generator.
  *
  * Weight scales are chosen so that a random model still behaves like a
- * model: matrices have entries of standard deviation 1/sqrt(fan-in), so
- * every projection keeps its input's size and each layer adds a vector of
- * about unit size to the residual stream; the embedding (and the output
- * matrix) are small (2.5/sqrt(n_embd)) so that the logits have a standard
- * deviation of about 2.5 and the residual stream is dominated by what the
- * layers compute from the whole context, not by the current token's own
- * embedding (which, with a tied output, would make every token predict
- * itself forever). Norm weights are 1. */
+ * model: the embedding, the output and every matrix have entries of
+ * standard deviation 1.28/sqrt(n_embd) and norm weights are 1 +- 0.1 (the
+ * scales of the conformance fixtures' random models). Logits then have a
+ * standard deviation of about 1.3 and greedy continuations keep changing
+ * token. Larger embeddings make a tied output predict the current token
+ * again and again; unit-variance projections (1/sqrt(fan-in)) made short
+ * loops of a few tokens more common. */
 #include "tools/mkmodel.h"
 
 #include <errno.h>
@@ -52,7 +51,7 @@ static const struct lmp_shape shapes[] = {
         { "test-spm32k", "llama", "test 32000-token vocabulary (random weights)",
           32000, 64, 128, 1, 4, 2, 2048, 10000.f, 1e-5f, false, false, false, CHAT_ZEPHYR },
         { "test-llama3", "llama", "test llama3 (random weights)",
-          1024, 256, 512, 4, 4, 1, 4096, 500000.f, 1e-5f, true, false, true, CHAT_LLAMA3 },
+          1024, 256, 512, 16, 4, 1, 4096, 500000.f, 1e-5f, true, false, true, CHAT_LLAMA3 },
 };
 
 const struct lmp_shape *lmp_shape_find(const char *name) {
@@ -307,7 +306,11 @@ out:
 
 /* ------------------------------------------------------------ tensors */
 
-enum gen { GEN_NORMAL, GEN_ONES, GEN_ROPE_FREQS };
+#define EMB_K 1.28f     /* embedding and output: EMB_K / sqrt(n_embd) */
+#define MAT_K 1.28f     /* every other matrix: MAT_K / sqrt(n_embd) */
+#define NORM_SD 0.1f    /* norm weights: 1 + NORM_SD * N(0, 1) */
+
+enum gen { GEN_NORMAL, GEN_NORM /* 1 + scale * N(0, 1) */, GEN_ROPE_FREQS };
 
 struct tensor_plan {
         char name[64];
@@ -345,7 +348,7 @@ static int plan_add(struct plan *p, const char *name, uint32_t n_dims, uint64_t 
 
 static int plan_build(struct plan *p, const struct lmp_shape *s) {
         const uint64_t E = s->n_embd, hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
-        const float emb = 2.5f / sqrtf((float)E);
+        const float emb = EMB_K / sqrtf((float)E), mat = MAT_K / sqrtf((float)E);
         char nm[64];
         int r;
 
@@ -355,24 +358,24 @@ static int plan_build(struct plan *p, const struct lmp_shape *s) {
                 ADD("rope_freqs.weight", 1, hd / 2, 1, GEN_ROPE_FREQS, 1.f);
         for (uint32_t l = 0; l < s->n_layer; l++) {
 #define LAYER(suffix, ...) do { snprintf(nm, sizeof(nm), "blk.%u.%s", l, suffix); ADD(nm, __VA_ARGS__); } while (0)
-                LAYER("attn_norm.weight", 1, E, 1, GEN_ONES, 1.f);
-                LAYER("attn_q.weight", 2, E, E, GEN_NORMAL, 1.f / sqrtf((float)E));
+                LAYER("attn_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
+                LAYER("attn_q.weight", 2, E, E, GEN_NORMAL, mat);
                 if (s->qkv_bias)
                         LAYER("attn_q.bias", 1, E, 1, GEN_NORMAL, 0.1f);
-                LAYER("attn_k.weight", 2, E, kv, GEN_NORMAL, 1.f / sqrtf((float)E));
+                LAYER("attn_k.weight", 2, E, kv, GEN_NORMAL, mat);
                 if (s->qkv_bias)
                         LAYER("attn_k.bias", 1, kv, 1, GEN_NORMAL, 0.1f);
-                LAYER("attn_v.weight", 2, E, kv, GEN_NORMAL, 1.f / sqrtf((float)E));
+                LAYER("attn_v.weight", 2, E, kv, GEN_NORMAL, mat);
                 if (s->qkv_bias)
                         LAYER("attn_v.bias", 1, kv, 1, GEN_NORMAL, 0.1f);
-                LAYER("attn_output.weight", 2, E, E, GEN_NORMAL, 1.f / sqrtf((float)E));
-                LAYER("ffn_norm.weight", 1, E, 1, GEN_ONES, 1.f);
-                LAYER("ffn_gate.weight", 2, E, s->n_ff, GEN_NORMAL, 1.f / sqrtf((float)E));
-                LAYER("ffn_up.weight", 2, E, s->n_ff, GEN_NORMAL, 1.f / sqrtf((float)E));
-                LAYER("ffn_down.weight", 2, s->n_ff, E, GEN_NORMAL, 1.f / sqrtf((float)s->n_ff));
+                LAYER("attn_output.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("ffn_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
+                LAYER("ffn_gate.weight", 2, E, s->n_ff, GEN_NORMAL, mat);
+                LAYER("ffn_up.weight", 2, E, s->n_ff, GEN_NORMAL, mat);
+                LAYER("ffn_down.weight", 2, s->n_ff, E, GEN_NORMAL, mat);
 #undef LAYER
         }
-        ADD("output_norm.weight", 1, E, 1, GEN_ONES, 1.f);
+        ADD("output_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
         if (!s->tied_output)
                 ADD("output.weight", 2, E, s->n_vocab, GEN_NORMAL, emb);
 #undef ADD
@@ -420,15 +423,12 @@ static int gen_row(void *ctx, int64_t row, float *out) {
         uint64_t n = t->ne[0];
 
         switch (t->gen) {
-        case GEN_ONES:
-                for (uint64_t i = 0; i < n; i++)
-                        out[i] = 1.f;
-                return 0;
         case GEN_ROPE_FREQS:
                 for (uint64_t i = 0; i < n; i++)
                         out[i] = llama3_rope_factor((uint32_t)i, (uint32_t)(2 * n), g->s->rope_freq_base);
                 return 0;
         case GEN_NORMAL:
+        case GEN_NORM:
                 break;
         }
         uint64_t st = g->seed * 0x2545f4914f6cdd1dull ^ ((uint64_t)g->tensor_index << 40) ^ (uint64_t)row;
@@ -438,7 +438,7 @@ static int gen_row(void *ctx, int64_t row, float *out) {
                 uint64_t z = splitmix64(&st);
                 int32_t sum = (int32_t)(z & 0xffff) + (int32_t)((z >> 16) & 0xffff) +
                               (int32_t)((z >> 32) & 0xffff) + (int32_t)(z >> 48) - 2 * 65535;
-                out[i] = (float)sum * k;
+                out[i] = (float)sum * k + (t->gen == GEN_NORM ? 1.f : 0.f);
         }
         return 0;
 }
