@@ -19,84 +19,12 @@
 #include <string.h>
 
 #include "common/macros.h"
+#include "quant/blocks.h"
+#include "quant/fp16.h"
 
 #define QK 32           /* values per legacy block */
-#define QK_K 256        /* values per K-quant super-block */
+#define QK_K LMP_QK_K   /* values per K-quant super-block */
 #define GROUP_MAX_EPS 1e-15f
-
-/* ------------------------------------------------------------ fp16, bf16 */
-
-static uint32_t f32_bits(float f) {
-        uint32_t u;
-        memcpy(&u, &f, sizeof(u));
-        return u;
-}
-
-static float f32_from_bits(uint32_t u) {
-        float f;
-        memcpy(&f, &u, sizeof(f));
-        return f;
-}
-
-uint16_t lmp_quantize_fp32_to_fp16(float f) {
-        uint32_t x = f32_bits(f);
-        uint32_t sign = (x >> 16) & 0x8000u;
-        uint32_t a = x & 0x7fffffffu;
-
-        if (a > 0x7f800000u)                    /* NaN: keep it quiet */
-                return (uint16_t)(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
-        if (a >= 0x47800000u)                   /* >= 65536 and inf */
-                return (uint16_t)(sign | 0x7c00u);
-        if (a >= 0x38800000u) {                 /* a normal half (>= 2^-14) */
-                uint32_t r = a - 0x38000000u;   /* exponent bias 127 -> 15 */
-                uint32_t h = r >> 13, rem = r & 0x1fffu;
-                if (rem > 0x1000u || (rem == 0x1000u && (h & 1)))
-                        h++;                    /* may carry into inf: right */
-                return (uint16_t)(sign | h);
-        }
-        if (a < 0x33000000u)                    /* below half of 2^-24 */
-                return (uint16_t)sign;
-        /* A half subnormal: count units of 2^-24, round to nearest even. */
-        uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u;
-        uint32_t shift = 126 - e;               /* 14..24 */
-        uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1)))
-                h++;
-        return (uint16_t)(sign | h);
-}
-
-float lmp_quantize_fp16_to_fp32(uint16_t h) {
-        uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-        uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-        if (e == 0x1f)
-                return f32_from_bits(sign | 0x7f800000u | (m << 13));
-        if (e == 0) {
-                float v = (float)m * 0x1p-24f;
-                return sign ? -v : v;
-        }
-        return f32_from_bits(sign | ((e + 112) << 23) | (m << 13));
-}
-
-uint16_t lmp_quantize_fp32_to_bf16(float f) {
-        uint32_t u = f32_bits(f);
-        if ((u & 0x7fffffffu) > 0x7f800000u)
-                return (uint16_t)((u >> 16) | 64);      /* quiet NaN */
-        return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
-}
-
-float lmp_quantize_bf16_to_fp32(uint16_t h) {
-        return f32_from_bits((uint32_t)h << 16);
-}
-
-static void put_half(uint8_t *p, float f) {
-        uint16_t h = lmp_quantize_fp32_to_fp16(f);
-        p[0] = (uint8_t)h;
-        p[1] = (uint8_t)(h >> 8);
-}
-
-static float get_half(const uint8_t *p) {
-        return lmp_quantize_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8)));
-}
 
 /* Rounds to nearest the way ggml does (adding 1.5 * 2^23 and reading the
  * mantissa), which differs from lrintf only in how it handles magnitudes
@@ -123,8 +51,9 @@ static int trunc_clamp(float v, int lo, int hi) {
 /* q4_0: fp16 d; 16 bytes of nibbles (value j in the low nibble of byte j,
  * value j+16 in the high nibble). x = d * (q - 8), d = -max/8 where max is
  * the value of largest magnitude (with its sign). */
-static void quantize_q4_0(const float *x, uint8_t *y, int64_t nb) {
-        for (int64_t i = 0; i < nb; i++, x += QK, y += 18) {
+static void quantize_q4_0(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q4_0 *y = vy;
+        for (int64_t i = 0; i < nb; i++, x += QK, y++) {
                 float amax = 0.0f, max = 0.0f;
                 for (int j = 0; j < QK; j++) {
                         if (amax < fabsf(x[j])) {
@@ -134,18 +63,19 @@ static void quantize_q4_0(const float *x, uint8_t *y, int64_t nb) {
                 }
                 const float d = max / -8;
                 const float id = d ? 1.0f / d : 0.0f;
-                put_half(y, d);
+                y->d = lmp_f32_to_fp16(d);
                 for (int j = 0; j < QK / 2; j++) {
                         int q0 = LMP_MIN(15, trunc_clamp(x[j] * id + 8.5f, 0, 127));
                         int q1 = LMP_MIN(15, trunc_clamp(x[j + QK / 2] * id + 8.5f, 0, 127));
-                        y[2 + j] = (uint8_t)(q0 | (q1 << 4));
+                        y->qs[j] = (uint8_t)(q0 | (q1 << 4));
                 }
         }
 }
 
 /* q4_1: fp16 d, fp16 m; 16 bytes of nibbles. x = d * q + m. */
-static void quantize_q4_1(const float *x, uint8_t *y, int64_t nb) {
-        for (int64_t i = 0; i < nb; i++, x += QK, y += 20) {
+static void quantize_q4_1(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q4_1 *y = vy;
+        for (int64_t i = 0; i < nb; i++, x += QK, y++) {
                 float min = FLT_MAX, max = -FLT_MAX;
                 for (int j = 0; j < QK; j++) {
                         if (x[j] < min) min = x[j];
@@ -153,20 +83,21 @@ static void quantize_q4_1(const float *x, uint8_t *y, int64_t nb) {
                 }
                 const float d = (max - min) / 15;
                 const float id = d ? 1.0f / d : 0.0f;
-                put_half(y, d);
-                put_half(y + 2, min);
+                y->d = lmp_f32_to_fp16(d);
+                y->m = lmp_f32_to_fp16(min);
                 for (int j = 0; j < QK / 2; j++) {
                         int q0 = LMP_MIN(15, trunc_clamp((x[j] - min) * id + 0.5f, 0, 127));
                         int q1 = LMP_MIN(15, trunc_clamp((x[j + QK / 2] - min) * id + 0.5f, 0, 127));
-                        y[4 + j] = (uint8_t)(q0 | (q1 << 4));
+                        y->qs[j] = (uint8_t)(q0 | (q1 << 4));
                 }
         }
 }
 
 /* q5_0: fp16 d; 4 bytes qh (bit j = fifth bit of value j); 16 bytes of
  * low nibbles. x = d * (q - 16), d = -max/16. */
-static void quantize_q5_0(const float *x, uint8_t *y, int64_t nb) {
-        for (int64_t i = 0; i < nb; i++, x += QK, y += 22) {
+static void quantize_q5_0(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q5_0 *y = vy;
+        for (int64_t i = 0; i < nb; i++, x += QK, y++) {
                 float amax = 0.0f, max = 0.0f;
                 for (int j = 0; j < QK; j++) {
                         if (amax < fabsf(x[j])) {
@@ -176,23 +107,24 @@ static void quantize_q5_0(const float *x, uint8_t *y, int64_t nb) {
                 }
                 const float d = max / -16;
                 const float id = d ? 1.0f / d : 0.0f;
-                put_half(y, d);
+                y->d = lmp_f32_to_fp16(d);
                 uint32_t qh = 0;
                 for (int j = 0; j < QK / 2; j++) {
                         int q0 = LMP_MIN(31, trunc_clamp(x[j] * id + 16.5f, 0, 127));
                         int q1 = LMP_MIN(31, trunc_clamp(x[j + QK / 2] * id + 16.5f, 0, 127));
-                        y[6 + j] = (uint8_t)((q0 & 0xf) | ((q1 & 0xf) << 4));
+                        y->qs[j] = (uint8_t)((q0 & 0xf) | ((q1 & 0xf) << 4));
                         qh |= (uint32_t)((q0 >> 4) & 1) << j;
                         qh |= (uint32_t)((q1 >> 4) & 1) << (j + QK / 2);
                 }
                 for (int b = 0; b < 4; b++)
-                        y[2 + b] = (uint8_t)(qh >> (8 * b));
+                        y->qh[b] = (uint8_t)(qh >> (8 * b));
         }
 }
 
 /* q5_1: fp16 d, fp16 m; 4 bytes qh; 16 bytes of low nibbles. */
-static void quantize_q5_1(const float *x, uint8_t *y, int64_t nb) {
-        for (int64_t i = 0; i < nb; i++, x += QK, y += 24) {
+static void quantize_q5_1(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q5_1 *y = vy;
+        for (int64_t i = 0; i < nb; i++, x += QK, y++) {
                 float min = FLT_MAX, max = -FLT_MAX;
                 for (int j = 0; j < QK; j++) {
                         if (x[j] < min) min = x[j];
@@ -200,34 +132,34 @@ static void quantize_q5_1(const float *x, uint8_t *y, int64_t nb) {
                 }
                 const float d = (max - min) / 31;
                 const float id = d ? 1.0f / d : 0.0f;
-                put_half(y, d);
-                put_half(y + 2, min);
+                y->d = lmp_f32_to_fp16(d);
+                y->m = lmp_f32_to_fp16(min);
                 uint32_t qh = 0;
                 for (int j = 0; j < QK / 2; j++) {
                         int q0 = trunc_clamp((x[j] - min) * id + 0.5f, 0, 31);
                         int q1 = trunc_clamp((x[j + QK / 2] - min) * id + 0.5f, 0, 31);
-                        y[8 + j] = (uint8_t)((q0 & 0xf) | ((q1 & 0xf) << 4));
+                        y->qs[j] = (uint8_t)((q0 & 0xf) | ((q1 & 0xf) << 4));
                         qh |= (uint32_t)((q0 >> 4) & 1) << j;
                         qh |= (uint32_t)((q1 >> 4) & 1) << (j + QK / 2);
                 }
                 for (int b = 0; b < 4; b++)
-                        y[4 + b] = (uint8_t)(qh >> (8 * b));
+                        y->qh[b] = (uint8_t)(qh >> (8 * b));
         }
 }
 
 /* q8_0: fp16 d; 32 signed bytes. d = amax/127. */
-static void quantize_q8_0(const float *x, uint8_t *y, int64_t nb) {
-        for (int64_t i = 0; i < nb; i++, x += QK, y += 34) {
+static void quantize_q8_0(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q8_0 *y = vy;
+        for (int64_t i = 0; i < nb; i++, x += QK, y++) {
                 float amax = 0.0f;
                 for (int j = 0; j < QK; j++)
                         amax = LMP_MAX(amax, fabsf(x[j]));
                 const float d = amax / 127;
                 const float id = d ? 1.0f / d : 0.0f;
-                put_half(y, d);
+                y->d = lmp_f32_to_fp16(d);
                 for (int j = 0; j < QK; j++) {
                         float r = roundf(x[j] * id);
-                        int q = r > 127.f ? 127 : r < -128.f ? -128 : (int)r;
-                        y[2 + j] = (uint8_t)(int8_t)q;
+                        y->qs[j] = (int8_t)(r > 127.f ? 127 : r < -128.f ? -128 : (int)r);
                 }
         }
 }
@@ -462,13 +394,14 @@ static void pack_scale_min_k4(uint8_t *scales, const float *sc, const float *mn,
 /* q2_K (84 bytes): scales[16] (low nibble scale, high nibble min of each
  * 16-value sub-block), qs[64] (2-bit values, 4 per byte), fp16 d, fp16 dmin.
  * x = d * sc * q - dmin * m. */
-static void quantize_q2_K(const float *x, uint8_t *y, int64_t nb) {
+static void quantize_q2_K(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q2_K *y = vy;
         uint8_t L[QK_K], Laux[16];
         float weights[16], mins[QK_K / 16], scales[QK_K / 16];
         const float q4scale = 15.f;
 
-        for (int64_t i = 0; i < nb; i++, x += QK_K, y += 84) {
-                uint8_t *ysc = y, *qs = y + 16;
+        for (int64_t i = 0; i < nb; i++, x += QK_K, y++) {
+                uint8_t *ysc = y->scales, *qs = y->qs;
                 float max_scale = 0, max_min = 0;
                 for (int j = 0; j < QK_K / 16; j++) {
                         for (int l = 0; l < 16; l++)
@@ -482,20 +415,20 @@ static void quantize_q2_K(const float *x, uint8_t *y, int64_t nb) {
                         float iscale = q4scale / max_scale;
                         for (int j = 0; j < QK_K / 16; j++)
                                 ysc[j] = (uint8_t)nearest_int(iscale * scales[j]);
-                        put_half(y + 80, max_scale / q4scale);
+                        y->d = lmp_f32_to_fp16(max_scale / q4scale);
                 } else {
                         memset(ysc, 0, 16);
-                        put_half(y + 80, 0.f);
+                        y->d = lmp_f32_to_fp16(0.f);
                 }
                 if (max_min > 0) {
                         float iscale = q4scale / max_min;
                         for (int j = 0; j < QK_K / 16; j++)
                                 ysc[j] |= (uint8_t)(nearest_int(iscale * mins[j]) << 4);
-                        put_half(y + 82, max_min / q4scale);
+                        y->dmin = lmp_f32_to_fp16(max_min / q4scale);
                 } else {
-                        put_half(y + 82, 0.f);
+                        y->dmin = lmp_f32_to_fp16(0.f);
                 }
-                const float yd = get_half(y + 80), ydmin = get_half(y + 82);
+                const float yd = lmp_fp16_to_f32(y->d), ydmin = lmp_fp16_to_f32(y->dmin);
                 for (int j = 0; j < QK_K / 16; j++) {
                         const float d = yd * (ysc[j] & 0xf);
                         if (!d)
@@ -516,12 +449,13 @@ static void quantize_q2_K(const float *x, uint8_t *y, int64_t nb) {
 /* q3_K (110 bytes): hmask[32] (third bit of each value), qs[64] (low two
  * bits), scales[12] (sixteen 6-bit signed scales, biased by 32), fp16 d.
  * x = d * (sc - 32) * (q - 4). */
-static void quantize_q3_K(const float *x, uint8_t *y, int64_t nb) {
+static void quantize_q3_K(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q3_K *y = vy;
         int8_t L[QK_K];
         float scales[QK_K / 16];
 
-        for (int64_t i = 0; i < nb; i++, x += QK_K, y += 110) {
-                uint8_t *hmask = y, *qs = y + 32, *ysc = y + 96;
+        for (int64_t i = 0; i < nb; i++, x += QK_K, y++) {
+                uint8_t *hmask = y->hmask, *qs = y->qs, *ysc = y->scales;
                 float max_scale = 0, amax = 0;
                 for (int j = 0; j < QK_K / 16; j++) {
                         scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
@@ -544,11 +478,11 @@ static void quantize_q3_K(const float *x, uint8_t *y, int64_t nb) {
                                 l >>= 4;
                                 ysc[j % 4 + 8] |= (uint8_t)(l << (2 * (j / 4)));
                         }
-                        put_half(y + 108, 1 / iscale);
+                        y->d = lmp_f32_to_fp16(1 / iscale);
                 } else {
-                        put_half(y + 108, 0.f);
+                        y->d = lmp_f32_to_fp16(0.f);
                 }
-                const float yd = get_half(y + 108);
+                const float yd = lmp_fp16_to_f32(y->d);
                 for (int j = 0; j < QK_K / 16; j++) {
                         int sc = j < 8 ? ysc[j] & 0xf : ysc[j - 8] >> 4;
                         sc = (sc | (((ysc[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
@@ -583,8 +517,8 @@ static void quantize_q3_K(const float *x, uint8_t *y, int64_t nb) {
 /* The shared first half of q4_K and q5_K: per 32-value sub-block scale and
  * min with weights av_x + |x|, then 6-bit scales and mins under fp16 d and
  * dmin (bytes 0..3), scales at bytes 4..15, and the final values in L. */
-static void quantize_k4_scales(const float *x, uint8_t *y, uint8_t *L, int nmax,
-                               float rmin, float rdelta, int nstep) {
+static void quantize_k4_scales(const float *x, lmp_fp16 *ret_d, lmp_fp16 *ret_dmin, uint8_t *yscales,
+                               uint8_t *L, int nmax, float rmin, float rdelta, int nstep) {
         uint8_t Laux[32];
         float weights[32], mins[QK_K / 32], scales[QK_K / 32];
         float max_scale = 0, max_min = 0;
@@ -603,14 +537,14 @@ static void quantize_k4_scales(const float *x, uint8_t *y, uint8_t *L, int nmax,
         }
         float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
         float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-        pack_scale_min_k4(y + 4, scales, mins, inv_scale, inv_min);
-        put_half(y, max_scale / 63.f);
-        put_half(y + 2, max_min / 63.f);
+        pack_scale_min_k4(yscales, scales, mins, inv_scale, inv_min);
+        *ret_d = lmp_f32_to_fp16(max_scale / 63.f);
+        *ret_dmin = lmp_f32_to_fp16(max_min / 63.f);
 
-        const float yd = get_half(y), ydmin = get_half(y + 2);
+        const float yd = lmp_fp16_to_f32(*ret_d), ydmin = lmp_fp16_to_f32(*ret_dmin);
         for (int j = 0; j < QK_K / 32; j++) {
                 uint8_t sc, m;
-                get_scale_min_k4(j, y + 4, &sc, &m);
+                get_scale_min_k4(j, yscales, &sc, &m);
                 const float d = yd * sc;
                 if (!d)
                         continue;
@@ -624,11 +558,15 @@ static void quantize_k4_scales(const float *x, uint8_t *y, uint8_t *L, int nmax,
 
 /* q4_K (144 bytes): fp16 d, fp16 dmin, scales[12], qs[128] (each 64-value
  * chunk: values 0..31 in low nibbles, 32..63 in high nibbles). */
-static void quantize_q4_K(const float *x, uint8_t *y, int64_t nb) {
+static void quantize_q4_K(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q4_K *y = vy;
         uint8_t L[QK_K];
-        for (int64_t i = 0; i < nb; i++, x += QK_K, y += 144) {
-                quantize_k4_scales(x, y, L, 15, -1.f, 0.1f, 20);
-                uint8_t *q = y + 16;
+        for (int64_t i = 0; i < nb; i++, x += QK_K, y++) {
+                lmp_fp16 d, dmin;
+                quantize_k4_scales(x, &d, &dmin, y->scales, L, 15, -1.f, 0.1f, 20);
+                y->d = d;
+                y->dmin = dmin;
+                uint8_t *q = y->qs;
                 for (int j = 0; j < QK_K; j += 64, q += 32)
                         for (int l = 0; l < 32; l++)
                                 q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
@@ -637,11 +575,15 @@ static void quantize_q4_K(const float *x, uint8_t *y, int64_t nb) {
 
 /* q5_K (176 bytes): fp16 d, fp16 dmin, scales[12], qh[32] (fifth bits: two
  * bits per 64-value chunk), qs[128] as in q4_K. */
-static void quantize_q5_K(const float *x, uint8_t *y, int64_t nb) {
+static void quantize_q5_K(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q5_K *y = vy;
         uint8_t L[QK_K];
-        for (int64_t i = 0; i < nb; i++, x += QK_K, y += 176) {
-                quantize_k4_scales(x, y, L, 31, -0.5f, 0.1f, 15);
-                uint8_t *qh = y + 16, *ql = y + 48;
+        for (int64_t i = 0; i < nb; i++, x += QK_K, y++) {
+                lmp_fp16 d, dmin;
+                quantize_k4_scales(x, &d, &dmin, y->scales, L, 31, -0.5f, 0.1f, 15);
+                y->d = d;
+                y->dmin = dmin;
+                uint8_t *qh = y->qh, *ql = y->qs;
                 memset(qh, 0, QK_K / 8);
                 uint8_t m1 = 1, m2 = 2;
                 for (int n = 0; n < QK_K; n += 64, ql += 32) {
@@ -665,13 +607,14 @@ static void quantize_q5_K(const float *x, uint8_t *y, int64_t nb) {
 
 /* q6_K (210 bytes): ql[128] (low 4 bits), qh[64] (high 2 bits), int8
  * scales[16], fp16 d. x = d * sc * (q - 32). */
-static void quantize_q6_K(const float *x, uint8_t *y, int64_t nb) {
+static void quantize_q6_K(const float *x, void *vy, int64_t nb) {
+        struct lmp_block_q6_K *y = vy;
         int8_t L[QK_K];
         float scales[QK_K / 16];
 
-        for (int64_t i = 0; i < nb; i++, x += QK_K, y += 210) {
-                uint8_t *ql = y, *qh = y + 128;
-                int8_t *ysc = (int8_t *)(y + 192);
+        for (int64_t i = 0; i < nb; i++, x += QK_K, y++) {
+                uint8_t *ql = y->ql, *qh = y->qh;
+                int8_t *ysc = y->scales;
                 float max_scale = 0, max_abs_scale = 0;
                 for (int ib = 0; ib < QK_K / 16; ib++) {
                         const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1);
@@ -682,14 +625,14 @@ static void quantize_q6_K(const float *x, uint8_t *y, int64_t nb) {
                         }
                 }
                 if (max_abs_scale < GROUP_MAX_EPS) {
-                        memset(y, 0, 210);
+                        memset(y, 0, sizeof(*y));
                         continue;
                 }
                 float iscale = -128.f / max_scale;
-                put_half(y + 208, 1 / iscale);
+                y->d = lmp_f32_to_fp16(1 / iscale);
                 for (int ib = 0; ib < QK_K / 16; ib++)
                         ysc[ib] = (int8_t)LMP_MIN(127, nearest_int(iscale * scales[ib]));
-                const float yd = get_half(y + 208);
+                const float yd = lmp_fp16_to_f32(y->d);
                 for (int j = 0; j < QK_K / 16; j++) {
                         float d = yd * ysc[j];
                         if (!d)
@@ -714,7 +657,7 @@ static void quantize_q6_K(const float *x, uint8_t *y, int64_t nb) {
 
 /* ------------------------------------------------------------ dispatch */
 
-typedef void (*block_quantizer)(const float *x, uint8_t *y, int64_t nb);
+typedef void (*block_quantizer)(const float *x, void *y, int64_t nb);
 
 static const block_quantizer quantizers[LMP_TYPE_COUNT] = {
         [LMP_TYPE_Q4_0] = quantize_q4_0,
@@ -746,16 +689,12 @@ int lmp_quantize_row(uint32_t t, const float *x, void *y, int64_t n) {
                 memcpy(y, x, (size_t)n * sizeof(float));
                 return 0;
         case LMP_TYPE_F16:
-                for (int64_t i = 0; i < n; i++) {
-                        uint16_t h = lmp_quantize_fp32_to_fp16(x[i]);
-                        memcpy((uint8_t *)y + 2 * i, &h, 2);
-                }
+                for (int64_t i = 0; i < n; i++)
+                        ((lmp_fp16 *)y)[i] = lmp_f32_to_fp16(x[i]);
                 return 0;
         case LMP_TYPE_BF16:
-                for (int64_t i = 0; i < n; i++) {
-                        uint16_t h = lmp_quantize_fp32_to_bf16(x[i]);
-                        memcpy((uint8_t *)y + 2 * i, &h, 2);
-                }
+                for (int64_t i = 0; i < n; i++)
+                        ((lmp_bf16 *)y)[i] = lmp_f32_to_bf16(x[i]);
                 return 0;
         default:
                 break;

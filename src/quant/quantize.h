@@ -4,7 +4,8 @@
  * applies when it has no importance matrix, reproduced so that a file we
  * write is as good as the one llama-quantize writes from the same source.
  * They are offline code (quantize, mkmodel), written for clarity and
- * determinism rather than speed: the same input always gives the same bytes. */
+ * determinism rather than speed: the same input always gives the same bytes.
+ * (Half and bfloat16 conversions are in quant/fp16.h.) */
 #pragma once
 
 #include <stdbool.h>
@@ -23,10 +24,3 @@ int lmp_quantize_row(uint32_t t, const float *x, void *y, int64_t n);
 
 /* nrows rows of n_per_row values each, rows contiguous in x and in y. */
 int lmp_quantize(uint32_t t, const float *x, void *y, int64_t nrows, int64_t n_per_row);
-
-/* IEEE half and bfloat16 conversions with round-to-nearest-even, bit for bit
- * as ggml rounds them (NaN stays a quiet NaN). */
-uint16_t lmp_quantize_fp32_to_fp16(float f);
-float lmp_quantize_fp16_to_fp32(uint16_t h);
-uint16_t lmp_quantize_fp32_to_bf16(float f);
-float lmp_quantize_bf16_to_fp32(uint16_t h);

@@ -9,6 +9,7 @@
 
 #include "common/macros.h"
 #include "gguf/types.h"
+#include "quant/quant.h"
 #include "quant/quantize.h"
 
 #define MAX_THREADS 64
@@ -80,20 +81,18 @@ int lmp_encode_tensor(uint32_t type, void *dst, int64_t nrows, int64_t n_per_row
 }
 
 int lmp_row_to_f32(uint32_t type, const void *src, float *out, int64_t n) {
-        const uint8_t *p = src;
-        switch (type) {
-        case LMP_TYPE_F32:
-                memcpy(out, src, (size_t)n * sizeof(float));
-                return 0;
-        case LMP_TYPE_F16:
-                for (int64_t i = 0; i < n; i++)
-                        out[i] = lmp_quantize_fp16_to_fp32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
-                return 0;
-        case LMP_TYPE_BF16:
-                for (int64_t i = 0; i < n; i++)
-                        out[i] = lmp_quantize_bf16_to_fp32((uint16_t)(p[2 * i] | (p[2 * i + 1] << 8)));
-                return 0;
-        default:
+        const struct lmp_quant_traits *tr = lmp_row_to_f32_supported(type)
+                ? lmp_quant_traits((enum lmp_type)type, LMP_ISA_SCALAR) : NULL;
+        const struct lmp_type_info *ti = lmp_type_info(type);
+        if (!tr)
                 return -ENOTSUP;
-        }
+        if (n % ti->blck_size)
+                return -EINVAL;
+        tr->to_float(src, out, n);
+        return 0;
+}
+
+bool lmp_row_to_f32_supported(uint32_t type) {
+        return type < LMP_TYPE_COUNT && type != LMP_TYPE_Q8_1 && type != LMP_TYPE_Q8_K &&
+               lmp_quant_traits((enum lmp_type)type, LMP_ISA_SCALAR) != NULL;
 }

@@ -6,6 +6,7 @@
  * the output does not depend on the thread count. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Fills out[0..n_per_row) with row `row`. Returns 0 or a negative errno
@@ -17,6 +18,7 @@ typedef int (*lmp_row_source_fn)(void *ctx, int64_t row, float *out);
 int lmp_encode_tensor(uint32_t type, void *dst, int64_t nrows, int64_t n_per_row,
                       lmp_row_source_fn src, void *ctx, int nthreads);
 
-/* Converts n values of an f32, f16 or bf16 array to f32 (-ENOTSUP for any
- * other type). */
+/* Converts n values of a row of a weight type (f32, f16, bf16 and the block
+ * types the kernels decode) to f32; -ENOTSUP for other types. */
 int lmp_row_to_f32(uint32_t type, const void *src, float *out, int64_t n);
+bool lmp_row_to_f32_supported(uint32_t type);

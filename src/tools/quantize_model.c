@@ -110,11 +110,9 @@ int lmp_quantize_model(const char *in_path, const char *out_path, const struct l
         for (uint64_t i = 0; i < n; i++) {
                 const struct lmp_gguf_tensor *t = &g->tensors[i];
                 uint32_t ty = lmp_mix_type(&mix, names[i], t->n_dims, t->ne[0], t->type);
-                if (ty != t->type && t->type != LMP_TYPE_F32 && t->type != LMP_TYPE_F16 &&
-                    t->type != LMP_TYPE_BF16) {
-                        r = lmp_error_set(err, -ENOTSUP, "tensor %s: type %s cannot be converted"
-                                          " (inputs must be f32, f16 or bf16)", names[i],
-                                          lmp_type_name(t->type) ? lmp_type_name(t->type) : "unknown");
+                if (ty != t->type && !lmp_row_to_f32_supported(t->type)) {
+                        r = lmp_error_set(err, -ENOTSUP, "tensor %s: type %s cannot be converted (no decoder)",
+                                          names[i], lmp_type_name(t->type) ? lmp_type_name(t->type) : "unknown");
                         goto out;
                 }
                 types[i] = ty;

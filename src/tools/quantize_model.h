@@ -2,8 +2,11 @@
  * weight matrices converted to a file type's tensor mix (tools/mix.h),
  * tensor by tensor, so that memory stays bounded by the largest output
  * tensor plus one f32 row per thread. Metadata is copied, with
- * general.file_type set to the new file type. Inputs may hold f32, f16 and
- * bf16 matrices; a matrix of another type is an error naming it. */
+ * general.file_type set to the new file type. Inputs are normally f32, f16
+ * or bf16; a matrix in a block type (q4_K, ...) is decoded and quantized
+ * again, which adds the new type's error to the old one's (llama.cpp asks
+ * for --allow-requantize for that). A type without a decoder is an error
+ * naming the tensor. */
 #pragma once
 
 #include <stdint.h>

@@ -2,8 +2,9 @@
  * fixture files: quantizing llama-f32.gguf (and qwen2-f32.gguf) to each
  * fixture type must give every tensor the fixture's type, and each
  * tensor's error against the f32 source (RMSE) must be no worse than 1.05
- * times the fixture's. It also checks the half/bfloat16 conversions
- * exhaustively and the quantizers' error codes.
+ * times the fixture's. It also checks the quantizers' error codes,
+ * re-quantization of a quantized model and the refusal of an input type
+ * that has no decoder.
  *
  * The decoders below are the test's own, written from the block layouts,
  * so that the check does not rely on the code under test. */
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "gguf/gguf.h"
+#include "quant/fp16.h"
 #include "quant/quantize.h"
 #include "tools/mix.h"
 #include "tools/quantize_model.h"
@@ -33,7 +35,7 @@ static int failures;
 /* ------------------------------------------------------------ decoders */
 
 static float h2f(const uint8_t *p) {
-        return lmp_quantize_fp16_to_fp32((uint16_t)(p[0] | (p[1] << 8)));
+        return lmp_fp16_to_f32((lmp_fp16)(p[0] | (p[1] << 8)));
 }
 
 static void k4_scale_min(int j, const uint8_t *q, int *d, int *m) {
@@ -56,7 +58,7 @@ static int decode_block(uint32_t t, const uint8_t *p, float *y) {
                 y[0] = h2f(p);
                 return 1;
         case LMP_TYPE_BF16:
-                y[0] = lmp_quantize_bf16_to_fp32((uint16_t)(p[0] | (p[1] << 8)));
+                y[0] = lmp_bf16_to_f32((lmp_bf16)(p[0] | (p[1] << 8)));
                 return 1;
         case LMP_TYPE_Q4_0:
                 for (int j = 0; j < 16; j++) {
@@ -173,30 +175,6 @@ static double rmse_against(const struct lmp_gguf_tensor *t, const float *ref, fl
 
 /* ------------------------------------------------------------ tests */
 
-static void test_half_conversions(void) {
-        int bad = 0;
-        for (uint32_t h = 0; h < 0x10000; h++) {
-                float f = lmp_quantize_fp16_to_fp32((uint16_t)h);
-                if (isnan(f)) {
-                        bad += !isnan(lmp_quantize_fp16_to_fp32(lmp_quantize_fp32_to_fp16(f)));
-                        continue;
-                }
-                bad += lmp_quantize_fp32_to_fp16(f) != h;
-        }
-        CHECK(bad == 0, "%d halves do not round-trip", bad);
-        /* Ties to even, overflow, underflow. */
-        CHECK(lmp_quantize_fp32_to_fp16(1.0f + 0x1p-11f) == 0x3c00, "tie below rounds to even");
-        CHECK(lmp_quantize_fp32_to_fp16(1.0f + 3 * 0x1p-11f) == 0x3c02, "tie above rounds to even");
-        CHECK(lmp_quantize_fp32_to_fp16(65520.f) == 0x7c00, "65520 rounds to inf");
-        CHECK(lmp_quantize_fp32_to_fp16(65519.f) == 0x7bff, "65519 rounds to max");
-        CHECK(lmp_quantize_fp32_to_fp16(0x1p-25f) == 0, "2^-25 rounds to 0");
-        CHECK(lmp_quantize_fp32_to_fp16(0x1.8p-25f) == 1, "1.5 * 2^-25 rounds up");
-        CHECK(lmp_quantize_fp32_to_fp16(-0x1p-24f) == 0x8001, "smallest negative subnormal");
-        CHECK(lmp_quantize_fp32_to_bf16(1.0f + 0x1p-8f) == 0x3f80, "bf16 tie to even");
-        CHECK(lmp_quantize_fp32_to_bf16(1.0f + 3 * 0x1p-8f) == 0x3f82, "bf16 tie up to even");
-        CHECK(isnan(lmp_quantize_bf16_to_fp32(lmp_quantize_fp32_to_bf16(NAN))), "bf16 NaN stays NaN");
-}
-
 static void test_errors(void) {
         float x[256] = { 0 };
         uint8_t y[1024];
@@ -304,19 +282,40 @@ static void test_against_fixtures(const char *fix, const char *model, const char
         lmp_gguf_free(src);
 }
 
-static void test_unconvertible_input(const char *fix) {
+/* A quantized input is decoded and quantized again; a type without a
+ * decoder is refused, naming the tensor, and leaves no file behind. */
+static void test_requantize_and_refusal(const char *fix) {
         char in[4096];
         struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
         snprintf(in, sizeof(in), "%s/models/llama-q4_k_m.gguf", fix);
-        int r = lmp_quantize_model(in, "test-tools-bad.gguf", lmp_ftype_find("q8_0"), NULL, &err);
-        CHECK(r == -ENOTSUP, "quantizing a q4_K input: %d", r);
-        CHECK(strstr(err.msg, ".weight: type q") && strstr(err.msg, "cannot be converted"), "message: %s", err.msg);
+        int r = lmp_quantize_model(in, "test-tools-req.gguf", lmp_ftype_find("q8_0"), NULL, &err);
+        CHECK(r == 0, "re-quantizing q4_k_m to q8_0: %s", err.msg);
+        if (r == 0 && lmp_gguf_open("test-tools-req.gguf", &g, &err) == 0) {
+                const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(g, "blk.0.ffn_up.weight");
+                CHECK(t && t->type == LMP_TYPE_Q8_0, "re-quantized type");
+                lmp_gguf_free(g);
+        }
+        unlink("test-tools-req.gguf");
+
+        /* A model whose matrix is iq2_xxs (zeros: the content does not matter). */
+        struct lmp_gguf_writer *w = NULL;
+        static uint8_t zeros[66 * 2];
+        uint64_t ne[2] = { 256, 2 };
+        CHECK(lmp_gguf_writer_new(0, &w) == 0, "writer");
+        CHECK(lmp_gguf_writer_set_str(w, "general.architecture", "llama") == 0, "arch");
+        CHECK(lmp_gguf_writer_add_tensor(w, "blk.0.attn_q.weight", LMP_TYPE_IQ2_XXS, 2, ne, zeros) == 0, "tensor");
+        CHECK(lmp_gguf_writer_write_file(w, "test-tools-iq.gguf", &err) == 0, "%s", err.msg);
+        lmp_gguf_writer_free(w);
+        r = lmp_quantize_model("test-tools-iq.gguf", "test-tools-bad.gguf", lmp_ftype_find("q8_0"), NULL, &err);
+        CHECK(r == -ENOTSUP, "quantizing an iq2_xxs input: %d", r);
+        CHECK(strstr(err.msg, "blk.0.attn_q.weight") && strstr(err.msg, "iq2_xxs"), "message: %s", err.msg);
         CHECK(access("test-tools-bad.gguf", F_OK) != 0, "no output left behind");
         CHECK(access("test-tools-bad.gguf.tmp", F_OK) != 0, "no temporary left behind");
+        unlink("test-tools-iq.gguf");
 }
 
 int main(void) {
-        test_half_conversions();
         test_errors();
 
         const char *fix = getenv("LMPOOL_FIXTURES");
@@ -331,7 +330,7 @@ int main(void) {
         static const char *const qwen2_types[] = { "f16", "q8_0", "q4_k_m", "q6_k" };
         test_against_fixtures(fix, "llama", llama_types, 12);
         test_against_fixtures(fix, "qwen2", qwen2_types, 4);
-        test_unconvertible_input(fix);
+        test_requantize_and_refusal(fix);
         if (failures)
                 fprintf(stderr, "%d failures\n", failures);
         return failures ? 1 : 0;

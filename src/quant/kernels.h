@@ -1,0 +1,50 @@
+/* Declarations of every kernel, by type pair and ISA level, for the traits
+ * table, the kernel checks and the benchmark. Names say both operands and
+ * the level: lmp_vec_dot_q4_K_q8_K_avx2 has the scalar twin _ref. The model
+ * should go through lmp_quant_traits() instead of naming these. */
+#pragma once
+
+#include <stdint.h>
+
+#define LMP_KDECL_DOT(w, a, isa) \
+        void lmp_vec_dot_##w##_##a##_##isa(int n, float *restrict s, const void *restrict x, const void *restrict y);
+#define LMP_KDECL_TOF(t, isa) \
+        void lmp_to_float_##t##_##isa(const void *restrict x, float *restrict y, int64_t n);
+#define LMP_KDECL_FROMF(t, isa) \
+        void lmp_from_float_##t##_##isa(const float *restrict x, void *restrict y, int64_t n);
+
+/* X(weight, activation) for every vec_dot pairing. */
+#define LMP_FOREACH_DOT(X) \
+        X(f32, f32) X(f16, f16) X(bf16, bf16) \
+        X(q4_0, q8_0) X(q4_1, q8_1) X(q5_0, q8_0) X(q5_1, q8_1) X(q8_0, q8_0) \
+        X(q2_K, q8_K) X(q3_K, q8_K) X(q4_K, q8_K) X(q5_K, q8_K) X(q6_K, q8_K)
+
+#define LMP_FOREACH_TOF(X) \
+        X(f32) X(f16) X(bf16) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q8_0) \
+        X(q2_K) X(q3_K) X(q4_K) X(q5_K) X(q6_K) X(q8_K)
+
+#define LMP_FOREACH_FROMF(X) X(f32) X(f16) X(bf16) X(q8_0) X(q8_1) X(q8_K)
+
+/* Scalar references: every kernel. */
+#define LMP_KDECL_DOT_REF(w, a) LMP_KDECL_DOT(w, a, ref)
+#define LMP_KDECL_TOF_REF(t) LMP_KDECL_TOF(t, ref)
+#define LMP_KDECL_FROMF_REF(t) LMP_KDECL_FROMF(t, ref)
+LMP_FOREACH_DOT(LMP_KDECL_DOT_REF)
+LMP_FOREACH_TOF(LMP_KDECL_TOF_REF)
+LMP_FOREACH_FROMF(LMP_KDECL_FROMF_REF)
+/* q8_1 is only ever an activation; its to_float exists for tests. */
+LMP_KDECL_TOF(q8_1, ref)
+
+/* The SIMD levels provide the same sets (see x86/avx2.c, x86/avx512.c). */
+#define LMP_KDECL_DOT_AVX2(w, a) LMP_KDECL_DOT(w, a, avx2)
+#define LMP_KDECL_TOF_AVX2(t) LMP_KDECL_TOF(t, avx2)
+#define LMP_KDECL_FROMF_AVX2(t) LMP_KDECL_FROMF(t, avx2)
+#define LMP_KDECL_DOT_AVX512(w, a) LMP_KDECL_DOT(w, a, avx512)
+#define LMP_KDECL_TOF_AVX512(t) LMP_KDECL_TOF(t, avx512)
+#define LMP_KDECL_FROMF_AVX512(t) LMP_KDECL_FROMF(t, avx512)
+LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX2)
+LMP_FOREACH_TOF(LMP_KDECL_TOF_AVX2)
+LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX2)
+LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX512)
+LMP_FOREACH_TOF(LMP_KDECL_TOF_AVX512)
+LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX512)

@@ -1,0 +1,43 @@
+/* The traits table: for each tensor type and ISA level, its activation type
+ * and kernels. One designated-initializer table per level; a level names the
+ * lower level's kernel where it has none of its own, so each table is
+ * complete and the model never checks for holes. */
+#include <stddef.h>
+
+#include "quant/kernels.h"
+#include "quant/quant.h"
+
+#define ROW(T, A, tof, fromf, dot) \
+        [LMP_TYPE_##T] = { .type = LMP_TYPE_##T, .vec_dot_type = LMP_TYPE_##A, \
+                           .to_float = tof, .from_float = fromf, .vec_dot = dot }
+
+static const struct lmp_quant_traits traits_scalar[LMP_TYPE_COUNT] = {
+        ROW(F32,  F32,  lmp_to_float_f32_ref,  lmp_from_float_f32_ref,  lmp_vec_dot_f32_f32_ref),
+        ROW(F16,  F16,  lmp_to_float_f16_ref,  lmp_from_float_f16_ref,  lmp_vec_dot_f16_f16_ref),
+        ROW(BF16, BF16, lmp_to_float_bf16_ref, lmp_from_float_bf16_ref, lmp_vec_dot_bf16_bf16_ref),
+        ROW(Q4_0, Q8_0, lmp_to_float_q4_0_ref, NULL, lmp_vec_dot_q4_0_q8_0_ref),
+        ROW(Q4_1, Q8_1, lmp_to_float_q4_1_ref, NULL, lmp_vec_dot_q4_1_q8_1_ref),
+        ROW(Q5_0, Q8_0, lmp_to_float_q5_0_ref, NULL, lmp_vec_dot_q5_0_q8_0_ref),
+        ROW(Q5_1, Q8_1, lmp_to_float_q5_1_ref, NULL, lmp_vec_dot_q5_1_q8_1_ref),
+        ROW(Q8_0, Q8_0, lmp_to_float_q8_0_ref, lmp_from_float_q8_0_ref, lmp_vec_dot_q8_0_q8_0_ref),
+        ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_ref, NULL),
+        ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_ref),
+        ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_ref),
+        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_ref),
+        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_ref),
+        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_ref),
+        ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_ref, NULL),
+};
+
+static const struct lmp_quant_traits *const tables[LMP_ISA_COUNT] = {
+        [LMP_ISA_SCALAR] = traits_scalar,
+        [LMP_ISA_AVX2] = traits_scalar,
+        [LMP_ISA_AVX512] = traits_scalar,
+};
+
+const struct lmp_quant_traits *lmp_quant_traits(enum lmp_type t, enum lmp_isa isa) {
+        if ((unsigned)t >= LMP_TYPE_COUNT || (unsigned)isa >= LMP_ISA_COUNT)
+                return NULL;
+        const struct lmp_quant_traits *tr = &tables[isa][t];
+        return tr->to_float ? tr : NULL;
+}

@@ -1,0 +1,628 @@
+/* Scalar reference kernels: every to_float, activation quantizer and vec_dot,
+ * written to follow the arithmetic of ggml's generic C kernels (the same
+ * integer sums per sub-block, the same order of float accumulation), because
+ * the conformance references were computed by llama.cpp and the SIMD kernels
+ * are checked against these. Plain C11, no intrinsics. */
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/kernels.h"
+
+/* Round to nearest, ties to even, for |f| < 2^22 (ggml's nearest_int). */
+static inline int nearest_int(float f) {
+        float v = f + 12582912.f;
+        int32_t i;
+        memcpy(&i, &v, sizeof(i));
+        return (i & 0x007fffff) - 0x00400000;
+}
+
+/* ---- floats ---------------------------------------------------------- */
+
+void lmp_to_float_f32_ref(const void *restrict x, float *restrict y, int64_t n) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+void lmp_from_float_f32_ref(const float *restrict x, void *restrict y, int64_t n) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+void lmp_to_float_f16_ref(const void *restrict x, float *restrict y, int64_t n) {
+        const lmp_fp16 *h = x;
+        for (int64_t i = 0; i < n; i++)
+                y[i] = lmp_fp16_to_f32(h[i]);
+}
+
+void lmp_from_float_f16_ref(const float *restrict x, void *restrict y, int64_t n) {
+        lmp_fp16 *h = y;
+        for (int64_t i = 0; i < n; i++)
+                h[i] = lmp_f32_to_fp16(x[i]);
+}
+
+void lmp_to_float_bf16_ref(const void *restrict x, float *restrict y, int64_t n) {
+        const lmp_bf16 *h = x;
+        for (int64_t i = 0; i < n; i++)
+                y[i] = lmp_bf16_to_f32(h[i]);
+}
+
+void lmp_from_float_bf16_ref(const float *restrict x, void *restrict y, int64_t n) {
+        lmp_bf16 *h = y;
+        for (int64_t i = 0; i < n; i++)
+                h[i] = lmp_f32_to_bf16(x[i]);
+}
+
+/* ggml's scalar float dots accumulate in double. */
+void lmp_vec_dot_f32_f32_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const float *x = vx, *y = vy;
+        double sum = 0.0;
+        for (int i = 0; i < n; i++)
+                sum += (double)(x[i] * y[i]);
+        *s = (float)sum;
+}
+
+void lmp_vec_dot_f16_f16_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const lmp_fp16 *x = vx, *y = vy;
+        double sum = 0.0;
+        for (int i = 0; i < n; i++)
+                sum += (double)(lmp_fp16_to_f32(x[i]) * lmp_fp16_to_f32(y[i]));
+        *s = (float)sum;
+}
+
+void lmp_vec_dot_bf16_bf16_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const lmp_bf16 *x = vx, *y = vy;
+        double sum = 0.0;
+        for (int i = 0; i < n; i++)
+                sum += (double)(lmp_bf16_to_f32(x[i]) * lmp_bf16_to_f32(y[i]));
+        *s = (float)sum;
+}
+
+/* ---- 32-value blocks: to_float ---------------------------------------- */
+
+void lmp_to_float_q4_0_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q4_0 *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK4_0; i++, y += LMP_QK4_0) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                for (int j = 0; j < LMP_QK4_0 / 2; j++) {
+                        y[j] = (float)((x[i].qs[j] & 0x0f) - 8) * d;
+                        y[j + 16] = (float)((x[i].qs[j] >> 4) - 8) * d;
+                }
+        }
+}
+
+void lmp_to_float_q4_1_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q4_1 *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK4_1; i++, y += LMP_QK4_1) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                const float m = lmp_fp16_to_f32(x[i].m);
+                for (int j = 0; j < LMP_QK4_1 / 2; j++) {
+                        y[j] = (float)(x[i].qs[j] & 0x0f) * d + m;
+                        y[j + 16] = (float)(x[i].qs[j] >> 4) * d + m;
+                }
+        }
+}
+
+void lmp_to_float_q5_0_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q5_0 *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK5_0; i++, y += LMP_QK5_0) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                uint32_t qh;
+                memcpy(&qh, x[i].qh, sizeof(qh));
+                for (int j = 0; j < LMP_QK5_0 / 2; j++) {
+                        const uint8_t h0 = ((qh >> j) << 4) & 0x10;
+                        const uint8_t h1 = (qh >> (j + 12)) & 0x10;
+                        y[j] = (float)(((x[i].qs[j] & 0x0f) | h0) - 16) * d;
+                        y[j + 16] = (float)(((x[i].qs[j] >> 4) | h1) - 16) * d;
+                }
+        }
+}
+
+void lmp_to_float_q5_1_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q5_1 *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK5_1; i++, y += LMP_QK5_1) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                const float m = lmp_fp16_to_f32(x[i].m);
+                uint32_t qh;
+                memcpy(&qh, x[i].qh, sizeof(qh));
+                for (int j = 0; j < LMP_QK5_1 / 2; j++) {
+                        const uint8_t h0 = ((qh >> j) << 4) & 0x10;
+                        const uint8_t h1 = (qh >> (j + 12)) & 0x10;
+                        y[j] = (float)((x[i].qs[j] & 0x0f) | h0) * d + m;
+                        y[j + 16] = (float)((x[i].qs[j] >> 4) | h1) * d + m;
+                }
+        }
+}
+
+void lmp_to_float_q8_0_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q8_0 *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK8_0; i++, y += LMP_QK8_0) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                for (int j = 0; j < LMP_QK8_0; j++)
+                        y[j] = (float)x[i].qs[j] * d;
+        }
+}
+
+void lmp_to_float_q8_1_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q8_1 *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK8_1; i++, y += LMP_QK8_1) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                for (int j = 0; j < LMP_QK8_1; j++)
+                        y[j] = (float)x[i].qs[j] * d;
+        }
+}
+
+/* ---- activation quantizers (ggml's quantize_row_*_ref) ----------------- */
+
+void lmp_from_float_q8_0_ref(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_0 *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK8_0; i++, x += LMP_QK8_0) {
+                float amax = 0.0f;
+                for (int j = 0; j < LMP_QK8_0; j++)
+                        amax = fmaxf(amax, fabsf(x[j]));
+                const float d = amax / 127.0f;
+                const float id = d != 0.0f ? 1.0f / d : 0.0f;
+                y[i].d = lmp_f32_to_fp16(d);
+                for (int j = 0; j < LMP_QK8_0; j++)
+                        y[i].qs[j] = (int8_t)roundf(x[j] * id);
+        }
+}
+
+void lmp_from_float_q8_1_ref(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_1 *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK8_1; i++, x += LMP_QK8_1) {
+                float amax = 0.0f;
+                for (int j = 0; j < LMP_QK8_1; j++)
+                        amax = fmaxf(amax, fabsf(x[j]));
+                const float d = amax / 127.0f;
+                const float id = d != 0.0f ? 1.0f / d : 0.0f;
+                y[i].d = lmp_f32_to_fp16(d);
+                int sum = 0;
+                for (int j = 0; j < LMP_QK8_1 / 2; j++) {
+                        y[i].qs[j] = (int8_t)roundf(x[j] * id);
+                        y[i].qs[j + 16] = (int8_t)roundf(x[j + 16] * id);
+                        sum += y[i].qs[j] + y[i].qs[j + 16];
+                }
+                y[i].s = lmp_f32_to_fp16((float)sum * d);
+        }
+}
+
+/* The scale comes from the signed value of largest magnitude, so that value
+ * maps to -127 exactly and the opposite extreme may reach 128, clipped to
+ * 127. d is stored as the reciprocal of that scale, in f32. */
+void lmp_from_float_q8_K_ref(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_K *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++, x += LMP_QK_K) {
+                float max = 0.0f, amax = 0.0f;
+                for (int j = 0; j < LMP_QK_K; j++) {
+                        const float ax = fabsf(x[j]);
+                        if (ax > amax) {
+                                amax = ax;
+                                max = x[j];
+                        }
+                }
+                if (amax == 0.0f) {
+                        y[i].d = 0.0f;
+                        memset(y[i].qs, 0, sizeof(y[i].qs));
+                        memset(y[i].bsums, 0, sizeof(y[i].bsums));
+                        continue;
+                }
+                const float iscale = -127.0f / max;
+                for (int j = 0; j < LMP_QK_K; j++) {
+                        const int v = nearest_int(iscale * x[j]);
+                        y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+                }
+                for (int j = 0; j < LMP_QK_K / 16; j++) {
+                        int sum = 0;
+                        for (int l = 0; l < 16; l++)
+                                sum += y[i].qs[j * 16 + l];
+                        y[i].bsums[j] = (int16_t)sum;
+                }
+                y[i].d = 1.0f / iscale;
+        }
+}
+
+void lmp_to_float_q8_K_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q8_K *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++, y += LMP_QK_K)
+                for (int j = 0; j < LMP_QK_K; j++)
+                        y[j] = x[i].d * (float)x[i].qs[j];
+}
+
+/* ---- 32-value blocks: vec_dot ------------------------------------------ */
+
+void lmp_vec_dot_q4_0_q8_0_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q4_0 *x = vx;
+        const struct lmp_block_q8_0 *y = vy;
+        float sumf = 0.0f;
+        for (int i = 0; i < n / LMP_QK8_0; i++) {
+                int sumi0 = 0, sumi1 = 0;
+                for (int j = 0; j < LMP_QK8_0 / 2; j++) {
+                        const int v0 = (x[i].qs[j] & 0x0f) - 8;
+                        const int v1 = (x[i].qs[j] >> 4) - 8;
+                        sumi0 += v0 * y[i].qs[j];
+                        sumi1 += v1 * y[i].qs[j + 16];
+                }
+                const int sumi = sumi0 + sumi1;
+                sumf += (float)sumi * (lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));
+        }
+        *s = sumf;
+}
+
+void lmp_vec_dot_q4_1_q8_1_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q4_1 *x = vx;
+        const struct lmp_block_q8_1 *y = vy;
+        float sumf = 0.0f;
+        for (int i = 0; i < n / LMP_QK8_1; i++) {
+                int sumi0 = 0, sumi1 = 0;
+                for (int j = 0; j < LMP_QK8_1 / 2; j++) {
+                        sumi0 += (x[i].qs[j] & 0x0f) * y[i].qs[j];
+                        sumi1 += (x[i].qs[j] >> 4) * y[i].qs[j + 16];
+                }
+                const int sumi = sumi0 + sumi1;
+                sumf += (lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d)) * (float)sumi
+                        + lmp_fp16_to_f32(x[i].m) * lmp_fp16_to_f32(y[i].s);
+        }
+        *s = sumf;
+}
+
+void lmp_vec_dot_q5_0_q8_0_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q5_0 *x = vx;
+        const struct lmp_block_q8_0 *y = vy;
+        float sumf = 0.0f;
+        for (int i = 0; i < n / LMP_QK8_0; i++) {
+                uint32_t qh;
+                memcpy(&qh, x[i].qh, sizeof(qh));
+                int sumi0 = 0, sumi1 = 0;
+                for (int j = 0; j < LMP_QK8_0 / 2; j++) {
+                        const uint8_t h0 = ((qh >> j) << 4) & 0x10;
+                        const uint8_t h1 = (qh >> (j + 12)) & 0x10;
+                        const int v0 = ((x[i].qs[j] & 0x0f) | h0) - 16;
+                        const int v1 = ((x[i].qs[j] >> 4) | h1) - 16;
+                        sumi0 += v0 * y[i].qs[j];
+                        sumi1 += v1 * y[i].qs[j + 16];
+                }
+                const int sumi = sumi0 + sumi1;
+                sumf += (lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d)) * (float)sumi;
+        }
+        *s = sumf;
+}
+
+void lmp_vec_dot_q5_1_q8_1_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q5_1 *x = vx;
+        const struct lmp_block_q8_1 *y = vy;
+        float sumf = 0.0f;
+        for (int i = 0; i < n / LMP_QK8_1; i++) {
+                uint32_t qh;
+                memcpy(&qh, x[i].qh, sizeof(qh));
+                int sumi0 = 0, sumi1 = 0;
+                for (int j = 0; j < LMP_QK8_1 / 2; j++) {
+                        const uint8_t h0 = ((qh >> j) << 4) & 0x10;
+                        const uint8_t h1 = (qh >> (j + 12)) & 0x10;
+                        sumi0 += ((x[i].qs[j] & 0x0f) | h0) * y[i].qs[j];
+                        sumi1 += ((x[i].qs[j] >> 4) | h1) * y[i].qs[j + 16];
+                }
+                const int sumi = sumi0 + sumi1;
+                sumf += (lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d)) * (float)sumi
+                        + lmp_fp16_to_f32(x[i].m) * lmp_fp16_to_f32(y[i].s);
+        }
+        *s = sumf;
+}
+
+void lmp_vec_dot_q8_0_q8_0_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q8_0 *x = vx;
+        const struct lmp_block_q8_0 *y = vy;
+        float sumf = 0.0f;
+        for (int i = 0; i < n / LMP_QK8_0; i++) {
+                int sumi = 0;
+                for (int j = 0; j < LMP_QK8_0; j++)
+                        sumi += x[i].qs[j] * y[i].qs[j];
+                sumf += (float)sumi * (lmp_fp16_to_f32(x[i].d) * lmp_fp16_to_f32(y[i].d));
+        }
+        *s = sumf;
+}
+
+/* ---- K-quants: scale unpacking ----------------------------------------- */
+
+/* Q4_K/Q5_K: 8 six-bit scales and 8 six-bit mins in 12 bytes. */
+static inline void scale_min_k4(int j, const uint8_t *restrict q, uint8_t *restrict d, uint8_t *restrict m) {
+        if (j < 4) {
+                *d = q[j] & 63;
+                *m = q[j + 4] & 63;
+        } else {
+                *d = (uint8_t)((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4));
+                *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+        }
+}
+
+/* Q3_K: 16 six-bit scales in 12 bytes (low nibbles in bytes 0..7, high
+ * pairs in 8..11), returned offset by -32. */
+static inline void scales_q3_K(const uint8_t *restrict in, int8_t out[16]) {
+        for (int j = 0; j < 16; j++) {
+                const int lo = j < 8 ? in[j] & 0x0f : in[j - 8] >> 4;
+                const int hi = (in[8 + (j % 4)] >> (2 * (j / 4))) & 3;
+                out[j] = (int8_t)((lo | (hi << 4)) - 32);
+        }
+}
+
+/* ---- K-quants: to_float ------------------------------------------------ */
+
+void lmp_to_float_q2_K_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q2_K *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                const float min = lmp_fp16_to_f32(x[i].dmin);
+                const uint8_t *q = x[i].qs;
+                int is = 0;
+                for (int k = 0; k < LMP_QK_K; k += 128, q += 32) {
+                        for (int shift = 0; shift < 8; shift += 2) {
+                                for (int half = 0; half < 2; half++) {
+                                        const uint8_t sc = x[i].scales[is++];
+                                        const float dl = d * (float)(sc & 0x0f);
+                                        const float ml = min * (float)(sc >> 4);
+                                        for (int l = 0; l < 16; l++)
+                                                *y++ = dl * (float)((q[l + 16 * half] >> shift) & 3) - ml;
+                                }
+                        }
+                }
+        }
+}
+
+void lmp_to_float_q3_K_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q3_K *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++) {
+                const float d_all = lmp_fp16_to_f32(x[i].d);
+                int8_t scales[16];
+                scales_q3_K(x[i].scales, scales);
+                const uint8_t *q = x[i].qs;
+                const uint8_t *hm = x[i].hmask;
+                uint8_t m = 1;
+                int is = 0;
+                for (int k = 0; k < LMP_QK_K; k += 128, q += 32) {
+                        for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
+                                for (int half = 0; half < 2; half++) {
+                                        const float dl = d_all * (float)scales[is++];
+                                        for (int l = 16 * half; l < 16 * half + 16; l++) {
+                                                const int v = ((q[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4);
+                                                *y++ = dl * (float)v;
+                                        }
+                                }
+                        }
+                }
+        }
+}
+
+void lmp_to_float_q4_K_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q4_K *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                const float min = lmp_fp16_to_f32(x[i].dmin);
+                const uint8_t *q = x[i].qs;
+                for (int j = 0, is = 0; j < LMP_QK_K; j += 64, is += 2, q += 32) {
+                        uint8_t sc, m;
+                        scale_min_k4(is, x[i].scales, &sc, &m);
+                        const float d1 = d * (float)sc, m1 = min * (float)m;
+                        scale_min_k4(is + 1, x[i].scales, &sc, &m);
+                        const float d2 = d * (float)sc, m2 = min * (float)m;
+                        for (int l = 0; l < 32; l++)
+                                *y++ = d1 * (float)(q[l] & 0x0f) - m1;
+                        for (int l = 0; l < 32; l++)
+                                *y++ = d2 * (float)(q[l] >> 4) - m2;
+                }
+        }
+}
+
+void lmp_to_float_q5_K_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q5_K *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                const float min = lmp_fp16_to_f32(x[i].dmin);
+                const uint8_t *ql = x[i].qs;
+                const uint8_t *qh = x[i].qh;
+                uint8_t u1 = 1, u2 = 2;
+                for (int j = 0, is = 0; j < LMP_QK_K; j += 64, is += 2, ql += 32, u1 <<= 2, u2 <<= 2) {
+                        uint8_t sc, m;
+                        scale_min_k4(is, x[i].scales, &sc, &m);
+                        const float d1 = d * (float)sc, m1 = min * (float)m;
+                        scale_min_k4(is + 1, x[i].scales, &sc, &m);
+                        const float d2 = d * (float)sc, m2 = min * (float)m;
+                        for (int l = 0; l < 32; l++)
+                                *y++ = d1 * (float)((ql[l] & 0x0f) + (qh[l] & u1 ? 16 : 0)) - m1;
+                        for (int l = 0; l < 32; l++)
+                                *y++ = d2 * (float)((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+                }
+        }
+}
+
+void lmp_to_float_q6_K_ref(const void *restrict vx, float *restrict y, int64_t n) {
+        const struct lmp_block_q6_K *x = vx;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++) {
+                const float d = lmp_fp16_to_f32(x[i].d);
+                const uint8_t *ql = x[i].ql;
+                const uint8_t *qh = x[i].qh;
+                const int8_t *sc = x[i].scales;
+                for (int k = 0; k < LMP_QK_K; k += 128, y += 128, ql += 64, qh += 32, sc += 8) {
+                        for (int l = 0; l < 32; l++) {
+                                const int is = l / 16;
+                                const int q1 = ((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                                const int q2 = ((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                                y[l] = d * (float)sc[is + 0] * (float)q1;
+                                y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                                y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                                y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+                        }
+                }
+        }
+}
+
+/* ---- K-quants: vec_dot ------------------------------------------------- */
+/* Like ggml's generic kernels, the 6-bit types expand the weights to int8,
+ * sum products into eight int32 lanes per super-block, and scale the lanes
+ * into eight float accumulators that are added at the end. */
+
+static float sum8(const float sums[8]) {
+        float s = 0.0f;
+        for (int l = 0; l < 8; l++)
+                s += sums[l];
+        return s;
+}
+
+/* Adds sc * (a . q8) over 16 values into the eight lanes. */
+static inline void lanes16(int32_t aux32[8], const int8_t *restrict a, const int8_t *restrict q8, int sc) {
+        for (int h = 0; h < 16; h += 8)
+                for (int l = 0; l < 8; l++)
+                        aux32[l] += sc * (int16_t)(q8[h + l] * a[h + l]);
+}
+
+void lmp_vec_dot_q2_K_q8_K_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q2_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        float sumf = 0.0f;
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const uint8_t *q2 = x[i].qs;
+                const int8_t *q8 = y[i].qs;
+                const uint8_t *sc = x[i].scales;
+                int summs = 0;
+                for (int j = 0; j < 16; j++)
+                        summs += y[i].bsums[j] * (sc[j] >> 4);
+                const float dall = y[i].d * lmp_fp16_to_f32(x[i].d);
+                const float dmin = y[i].d * lmp_fp16_to_f32(x[i].dmin);
+                int isum = 0, is = 0;
+                for (int k = 0; k < LMP_QK_K / 128; k++, q2 += 32) {
+                        for (int shift = 0; shift < 8; shift += 2, q8 += 32) {
+                                int d = sc[is++] & 0x0f;
+                                int isuml = 0;
+                                for (int l = 0; l < 16; l++)
+                                        isuml += q8[l] * ((q2[l] >> shift) & 3);
+                                isum += d * isuml;
+                                d = sc[is++] & 0x0f;
+                                isuml = 0;
+                                for (int l = 16; l < 32; l++)
+                                        isuml += q8[l] * ((q2[l] >> shift) & 3);
+                                isum += d * isuml;
+                        }
+                }
+                sumf += dall * (float)isum - dmin * (float)summs;
+        }
+        *s = sumf;
+}
+
+void lmp_vec_dot_q3_K_q8_K_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q3_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        float sums[8] = { 0 };
+        int8_t aux8[LMP_QK_K];
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const uint8_t *q3 = x[i].qs;
+                const uint8_t *hm = x[i].hmask;
+                int8_t *a = aux8;
+                uint8_t m = 1;
+                for (int j = 0; j < LMP_QK_K; j += 128, q3 += 32)
+                        for (int shift = 0; shift < 8; shift += 2, m <<= 1, a += 32)
+                                for (int l = 0; l < 32; l++)
+                                        a[l] = (int8_t)(((q3[l] >> shift) & 3) - ((hm[l] & m) ? 0 : 4));
+                int8_t scales[16];
+                scales_q3_K(x[i].scales, scales);
+                int32_t aux32[8] = { 0 };
+                for (int j = 0; j < 16; j++)
+                        lanes16(aux32, aux8 + 16 * j, y[i].qs + 16 * j, scales[j]);
+                const float d = lmp_fp16_to_f32(x[i].d) * y[i].d;
+                for (int l = 0; l < 8; l++)
+                        sums[l] += d * (float)aux32[l];
+        }
+        *s = sum8(sums);
+}
+
+void lmp_vec_dot_q4_K_q8_K_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q4_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        float sums[8] = { 0 };
+        float sumf = 0.0f;
+        int8_t aux8[LMP_QK_K];
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const uint8_t *q4 = x[i].qs;
+                for (int j = 0; j < LMP_QK_K / 64; j++, q4 += 32)
+                        for (int l = 0; l < 32; l++) {
+                                aux8[64 * j + l] = (int8_t)(q4[l] & 0x0f);
+                                aux8[64 * j + 32 + l] = (int8_t)(q4[l] >> 4);
+                        }
+                uint8_t scales[8], mins[8];
+                for (int j = 0; j < 8; j++)
+                        scale_min_k4(j, x[i].scales, &scales[j], &mins[j]);
+                int sumi = 0;
+                for (int j = 0; j < 16; j++)
+                        sumi += y[i].bsums[j] * mins[j / 2];
+                int32_t aux32[8] = { 0 };
+                for (int j = 0; j < 16; j++)
+                        lanes16(aux32, aux8 + 16 * j, y[i].qs + 16 * j, scales[j / 2]);
+                const float d = lmp_fp16_to_f32(x[i].d) * y[i].d;
+                for (int l = 0; l < 8; l++)
+                        sums[l] += d * (float)aux32[l];
+                const float dmin = lmp_fp16_to_f32(x[i].dmin) * y[i].d;
+                sumf -= dmin * (float)sumi;
+        }
+        *s = sumf + sum8(sums);
+}
+
+void lmp_vec_dot_q5_K_q8_K_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q5_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        float sums[8] = { 0 };
+        float sumf = 0.0f;
+        int8_t aux8[LMP_QK_K];
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const uint8_t *q4 = x[i].qs;
+                const uint8_t *hm = x[i].qh;
+                uint8_t m = 1;
+                for (int j = 0; j < LMP_QK_K / 64; j++, q4 += 32) {
+                        for (int l = 0; l < 32; l++)
+                                aux8[64 * j + l] = (int8_t)((q4[l] & 0x0f) + (hm[l] & m ? 16 : 0));
+                        m <<= 1;
+                        for (int l = 0; l < 32; l++)
+                                aux8[64 * j + 32 + l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
+                        m <<= 1;
+                }
+                uint8_t scales[8], mins[8];
+                for (int j = 0; j < 8; j++)
+                        scale_min_k4(j, x[i].scales, &scales[j], &mins[j]);
+                int sumi = 0;
+                for (int j = 0; j < 16; j++)
+                        sumi += y[i].bsums[j] * mins[j / 2];
+                int32_t aux32[8] = { 0 };
+                for (int j = 0; j < 16; j++)
+                        lanes16(aux32, aux8 + 16 * j, y[i].qs + 16 * j, scales[j / 2]);
+                const float d = lmp_fp16_to_f32(x[i].d) * y[i].d;
+                for (int l = 0; l < 8; l++)
+                        sums[l] += d * (float)aux32[l];
+                const float dmin = lmp_fp16_to_f32(x[i].dmin) * y[i].d;
+                sumf -= dmin * (float)sumi;
+        }
+        *s = sumf + sum8(sums);
+}
+
+void lmp_vec_dot_q6_K_q8_K_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q6_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        float sums[8] = { 0 };
+        int8_t aux8[LMP_QK_K];
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const uint8_t *ql = x[i].ql;
+                const uint8_t *qh = x[i].qh;
+                int8_t *a = aux8;
+                for (int j = 0; j < LMP_QK_K; j += 128, a += 128, ql += 64, qh += 32)
+                        for (int l = 0; l < 32; l++) {
+                                a[l] = (int8_t)(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                                a[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                                a[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                                a[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+                        }
+                int32_t aux32[8] = { 0 };
+                for (int j = 0; j < 16; j++)
+                        lanes16(aux32, aux8 + 16 * j, y[i].qs + 16 * j, x[i].scales[j]);
+                const float d = lmp_fp16_to_f32(x[i].d) * y[i].d;
+                for (int l = 0; l < 8; l++)
+                        sums[l] += d * (float)aux32[l];
+        }
+        *s = sum8(sums);
+}
