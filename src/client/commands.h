@@ -12,3 +12,4 @@ struct lmp_command {
 int lmp_cmd_gguf(int argc, char **argv);
 int lmp_cmd_quantize(int argc, char **argv);
 int lmp_cmd_mkmodel(int argc, char **argv);
+int lmp_cmd_chat_template(int argc, char **argv);

@@ -1,0 +1,248 @@
+/* `lmpool chat-template`: renders a conversation (a JSON array of
+ * {"role", "content"}) with a chat template and prints the prompt exactly,
+ * with no added newline. The template comes from a model's GGUF
+ * (`tokenizer.chat_template`, with its bos/eos token text) or from a .jinja
+ * file with --bos/--eos given; --family overrides detection. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client/commands.h"
+#include "gguf/gguf.h"
+#include "tokenizer/chat_template.h"
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "usage: lmpool chat-template (MODEL | --template FILE.jinja [--bos S] [--eos S])\n"
+                "                            --messages FILE.json [--family NAME] [--date \"15 Jan 2026\"]\n"
+                "                            [--no-generation-prompt]\n"
+                "Prints the prompt a conversation (a JSON array of {\"role\", \"content\"}) renders to.\n"
+                "--bos/--eos also override a model's token text; --date defaults to today.\n");
+}
+
+static char *read_file(const char *path, size_t *ret_len) {
+        FILE *f = fopen(path, "rb");
+        char *buf = NULL;
+        size_t len = 0, cap = 0, n;
+
+        if (!f)
+                return NULL;
+        do {
+                if (cap - len < 4096) {
+                        char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
+                        if (!p) {
+                                free(buf);
+                                fclose(f);
+                                errno = ENOMEM;
+                                return NULL;
+                        }
+                        buf = p;
+                }
+                n = fread(buf + len, 1, cap - len - 1, f);
+                len += n;
+        } while (n > 0);
+        if (ferror(f)) {
+                free(buf);
+                fclose(f);
+                errno = EIO;
+                return NULL;
+        }
+        fclose(f);
+        buf[len] = '\0';
+        if (ret_len)
+                *ret_len = len;
+        return buf;
+}
+
+/* The text of token `id_key`'s token, "" when the model does not say. */
+static char *token_text(const struct lmp_gguf *g, const char *id_key) {
+        uint32_t id;
+        struct lmp_gguf_value arr;
+        struct lmp_gguf_iter it;
+        struct lmp_gguf_value v;
+        struct lmp_gguf_str s;
+
+        if (lmp_gguf_get_u32(g, id_key, &id) < 0 ||
+            lmp_gguf_get_arr(g, "tokenizer.ggml.tokens", LMP_GGUF_STRING, &arr) < 0 || id >= arr.n)
+                return strdup("");
+        lmp_gguf_iter_init(&it, &arr);
+        for (uint32_t i = 0; lmp_gguf_iter_next(&it, &v); i++)
+                if (i == id && lmp_gguf_value_str(&v, &s) == 0)
+                        return lmp_gguf_str_dup(s);
+        return strdup("");
+}
+
+/* Parses the messages file into msgs (pointing into *ret_json). */
+static int parse_messages(const char *path, cJSON **ret_json, struct lmp_chat_msg **ret_msgs,
+                          size_t *ret_n) {
+        size_t len;
+        char *text = read_file(path, &len);
+        if (!text) {
+                fprintf(stderr, "lmpool chat-template: %s: %s\n", path, strerror(errno));
+                return -1;
+        }
+        cJSON *json = cJSON_ParseWithLength(text, len);
+        free(text);
+        if (!cJSON_IsArray(json)) {
+                fprintf(stderr, "lmpool chat-template: %s: not a JSON array of messages\n", path);
+                cJSON_Delete(json);
+                return -1;
+        }
+        size_t n = (size_t)cJSON_GetArraySize(json), i = 0;
+        struct lmp_chat_msg *msgs = calloc(n ? n : 1, sizeof(*msgs));
+        if (!msgs) {
+                cJSON_Delete(json);
+                fprintf(stderr, "lmpool chat-template: out of memory\n");
+                return -1;
+        }
+        const cJSON *m;
+        cJSON_ArrayForEach(m, json) {
+                const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+                const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+                if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
+                        fprintf(stderr, "lmpool chat-template: %s: message %zu needs string "
+                                        "\"role\" and \"content\"\n", path, i);
+                        free(msgs);
+                        cJSON_Delete(json);
+                        return -1;
+                }
+                msgs[i].role = role->valuestring;
+                msgs[i].content = content->valuestring;
+                i++;
+        }
+        *ret_json = json;
+        *ret_msgs = msgs;
+        *ret_n = n;
+        return 0;
+}
+
+int lmp_cmd_chat_template(int argc, char **argv) {
+        const char *model = NULL, *tpl_path = NULL, *msgs_path = NULL, *family_name = NULL;
+        const char *bos_arg = NULL, *eos_arg = NULL, *date = NULL;
+        bool gen_prompt = true;
+        struct lmp_gguf *g = NULL;
+        struct lmp_error err = { 0 };
+        char *tpl = NULL, *bos = NULL, *eos = NULL, *out = NULL, *default_system = NULL;
+        cJSON *json = NULL;
+        struct lmp_chat_msg *msgs = NULL;
+        size_t n = 0;
+        int rc = 1;
+
+        for (int i = 1; i < argc; i++) {
+                const char **dst = NULL;
+                if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+                        usage(stdout);
+                        return 0;
+                } else if (strcmp(argv[i], "--template") == 0) {
+                        dst = &tpl_path;
+                } else if (strcmp(argv[i], "--messages") == 0) {
+                        dst = &msgs_path;
+                } else if (strcmp(argv[i], "--family") == 0) {
+                        dst = &family_name;
+                } else if (strcmp(argv[i], "--bos") == 0) {
+                        dst = &bos_arg;
+                } else if (strcmp(argv[i], "--eos") == 0) {
+                        dst = &eos_arg;
+                } else if (strcmp(argv[i], "--date") == 0) {
+                        dst = &date;
+                } else if (strcmp(argv[i], "--no-generation-prompt") == 0) {
+                        gen_prompt = false;
+                        continue;
+                } else if (argv[i][0] != '-' && !model) {
+                        model = argv[i];
+                        continue;
+                } else {
+                        fprintf(stderr, "lmpool chat-template: unexpected argument '%s'\n", argv[i]);
+                        usage(stderr);
+                        return 2;
+                }
+                if (i + 1 >= argc) {
+                        fprintf(stderr, "lmpool chat-template: %s needs a value\n", argv[i]);
+                        return 2;
+                }
+                *dst = argv[++i];
+        }
+        if (!msgs_path || (!model && !tpl_path && !family_name) || (model && tpl_path)) {
+                usage(stderr);
+                return 2;
+        }
+
+        if (model) {
+                struct lmp_gguf_str s;
+                int r = lmp_gguf_open(model, &g, &err);
+                if (r < 0) {
+                        fprintf(stderr, "lmpool chat-template: %s: %s\n", model, err.msg);
+                        goto out;
+                }
+                if (lmp_gguf_get_str(g, "tokenizer.chat_template", &s) == 0) {
+                        tpl = lmp_gguf_str_dup(s);
+                        if (!tpl)
+                                goto oom;
+                } else if (!family_name) {
+                        fprintf(stderr, "lmpool chat-template: %s: no tokenizer.chat_template; "
+                                        "name the family with --family\n", model);
+                        goto out;
+                }
+                bos = token_text(g, "tokenizer.ggml.bos_token_id");
+                eos = token_text(g, "tokenizer.ggml.eos_token_id");
+                if (!bos || !eos)
+                        goto oom;
+        } else if (tpl_path) {
+                tpl = read_file(tpl_path, NULL);
+                if (!tpl) {
+                        fprintf(stderr, "lmpool chat-template: %s: %s\n", tpl_path, strerror(errno));
+                        goto out;
+                }
+        }
+
+        enum lmp_chat_family fam;
+        if (family_name) {
+                fam = lmp_chat_family_from_name(family_name);
+                if (fam == LMP_CHAT_UNKNOWN) {
+                        fprintf(stderr, "lmpool chat-template: unknown family '%s'\n", family_name);
+                        goto out;
+                }
+        } else {
+                fam = lmp_chat_detect(tpl);
+                if (fam == LMP_CHAT_UNKNOWN) {
+                        fprintf(stderr, "lmpool chat-template: %s: chat template family not "
+                                        "recognised; name it with --family\n", model ? model : tpl_path);
+                        goto out;
+                }
+        }
+
+        if (parse_messages(msgs_path, &json, &msgs, &n) < 0)
+                goto out;
+        if (tpl && (fam == LMP_CHAT_CHATML || fam == LMP_CHAT_QWEN2 || fam == LMP_CHAT_QWEN25) &&
+            lmp_chat_default_system(tpl, &default_system) == -ENOMEM)
+                goto oom;
+        struct lmp_chat_opts opts = {
+                .bos = bos_arg ? bos_arg : bos,
+                .eos = eos_arg ? eos_arg : eos,
+                .date = date,
+                .default_system = default_system,
+                .add_generation_prompt = gen_prompt,
+        };
+        if (lmp_chat_render(fam, msgs, n, &opts, &out, &err) < 0) {
+                fprintf(stderr, "lmpool chat-template: %s template: %s\n", lmp_chat_family_name(fam),
+                        err.msg);
+                goto out;
+        }
+        fputs(out, stdout);
+        rc = fflush(stdout) == 0 ? 0 : 1;
+        goto out;
+oom:
+        fprintf(stderr, "lmpool chat-template: out of memory\n");
+out:
+        free(out);
+        free(msgs);
+        cJSON_Delete(json);
+        free(tpl);
+        free(bos);
+        free(eos);
+        free(default_system);
+        lmp_gguf_free(g);
+        return rc;
+}

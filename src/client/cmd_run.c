@@ -1,0 +1,235 @@
+/* `lmpool run MODEL --ids "1 2 3" [-n N] [--temp T] [--top-k K] [--top-p P]
+ * [--seed S] [--threads T] [--ctx N] [--ignore-eos] [--print-ids]`:
+ * evaluates the prompt as batches, then generates up to N tokens one at a
+ * time, streaming them to stdout as they come, and prints the prompt and
+ * generation speeds (tokens/s) to stderr. Temperature 0 (the default) is
+ * greedy; otherwise the sampler draws with the given top-k / top-p and seed
+ * (default seed: from the clock, printed so that a run can be repeated).
+ * Generation stops early at the model's end-of-sequence token (unless
+ * --ignore-eos) or when the context is full.
+ *
+ * Known limit, written where it lives: output is token ids until the
+ * tokenizer is wired in (then --print-ids keeps ids and --prompt TEXT is
+ * accepted). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "client/cli_model.h"
+#include "client/commands.h"
+#include "sampler/sampler.h"
+
+#define PROMPT_BATCH 512
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "usage: lmpool run MODEL --ids \"1 2 3\" [-n N] [--temp T] [--top-k K] [--top-p P]\n"
+                "                  [--seed S] [--threads T] [--ctx N] [--ignore-eos] [--print-ids]\n"
+                "Generates from a prompt of token ids; prints prompt and generation tokens/s.\n"
+                "  -n N          tokens to generate (default 64)\n"
+                "  --temp T      temperature; 0 (the default) is greedy\n"
+                "  --top-k K     keep the K most likely tokens (0: all)\n"
+                "  --top-p P     keep the smallest set with probability >= P (1: all)\n"
+                "  --seed S      sampler seed (default: from the clock)\n"
+                "  --threads T   worker threads (default: one per CPU)\n"
+                "  --ctx N       context length (default: the model's)\n");
+}
+
+static double now_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int parse_float(const char *opt, const char *s, double lo, double hi, double *ret) {
+        char *end;
+        double v = s ? strtod(s, &end) : 0.0;
+        if (!s || end == s || *end || !(v >= lo && v <= hi)) {
+                fprintf(stderr, "lmpool run: %s: expected a number from %g to %g\n", opt, lo, hi);
+                return -1;
+        }
+        *ret = v;
+        return 0;
+}
+
+int lmp_cmd_run(int argc, char **argv) {
+        const char *path = NULL, *ids_arg = NULL;
+        long n_gen = 64, threads = 0, n_ctx = 0;
+        double temp = 0.0, top_p = 1.0;
+        long top_k = 0;
+        unsigned long long seed = 0;
+        bool ignore_eos = false, have_seed = false;
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+                const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+                if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+                        usage(stdout);
+                        return 0;
+                } else if (strcmp(a, "--ids") == 0 && next) {
+                        ids_arg = argv[++i];
+                } else if (strcmp(a, "--prompt") == 0) {
+                        fprintf(stderr, "lmpool run: --prompt needs the tokenizer; give --ids\n");
+                        return 2;
+                } else if (strcmp(a, "-n") == 0) {
+                        if ((n_gen = lmp_cli_parse_long("run", a, next, 1 << 24)) < 0)
+                                return 2;
+                        i++;
+                } else if (strcmp(a, "--threads") == 0) {
+                        if ((threads = lmp_cli_parse_long("run", a, next, LMP_THREADPOOL_MAX)) < 0)
+                                return 2;
+                        i++;
+                } else if (strcmp(a, "--ctx") == 0) {
+                        if ((n_ctx = lmp_cli_parse_long("run", a, next, 1 << 24)) < 0)
+                                return 2;
+                        i++;
+                } else if (strcmp(a, "--temp") == 0) {
+                        if (parse_float(a, next, 0.0, 100.0, &temp) < 0)
+                                return 2;
+                        i++;
+                } else if (strcmp(a, "--top-p") == 0) {
+                        if (parse_float(a, next, 0.0, 1.0, &top_p) < 0)
+                                return 2;
+                        i++;
+                } else if (strcmp(a, "--top-k") == 0) {
+                        if ((top_k = lmp_cli_parse_long("run", a, next, INT32_MAX)) < 0)
+                                return 2;
+                        i++;
+                } else if (strcmp(a, "--seed") == 0) {
+                        char *end;
+                        errno = 0;
+                        seed = next ? strtoull(next, &end, 10) : 0;
+                        if (!next || end == next || *end || errno || next[0] == '-') {
+                                fprintf(stderr, "lmpool run: --seed: expected a non-negative integer\n");
+                                return 2;
+                        }
+                        have_seed = true;
+                        i++;
+                } else if (strcmp(a, "--ignore-eos") == 0) {
+                        ignore_eos = true;
+                } else if (strcmp(a, "--print-ids") == 0) {
+                        /* The only output form until the tokenizer is wired in. */
+                } else if (a[0] == '-' || path) {
+                        fprintf(stderr, "lmpool run: unexpected argument '%s'\n", a);
+                        usage(stderr);
+                        return 2;
+                } else {
+                        path = a;
+                }
+        }
+        if (!path || !ids_arg) {
+                usage(stderr);
+                return 2;
+        }
+        int32_t *ids = NULL;
+        int n_prompt = lmp_cli_parse_ids("run", ids_arg, &ids);
+        if (n_prompt < 0)
+                return 2;
+
+        int rc = 1;
+        struct cli_model cm = { 0 };
+        struct lmp_batch_entry *batch = NULL;
+        float *logits = NULL;
+        struct lmp_sampler *smp = NULL;
+        if (lmp_cli_model_open("run", path, (int)threads, (uint32_t)n_ctx, PROMPT_BATCH, &cm) < 0)
+                goto out;
+        uint32_t n_vocab = cm.model->hp.n_vocab;
+        uint32_t ctx_len = lmp_ctx_n_ctx(cm.ctx);
+        uint32_t eos = UINT32_MAX;
+        if (lmp_gguf_get_u32(cm.gguf, "tokenizer.ggml.eos_token_id", &eos) < 0)
+                eos = UINT32_MAX;
+        if (!have_seed) {
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                seed = (unsigned long long)ts.tv_sec * 1000000007ull + (unsigned long long)ts.tv_nsec;
+        }
+        struct lmp_sampler_params sp;
+        lmp_sampler_params_default(&sp);
+        sp.temperature = (float)temp;
+        sp.top_k = (int32_t)top_k;
+        sp.top_p = (float)top_p;
+        sp.seed = seed;
+        struct lmp_error err = { 0 };
+        if (lmp_sampler_new((int32_t)n_vocab, &sp, &smp, &err) < 0) {
+                fprintf(stderr, "lmpool run: sampler: %s\n", err.msg);
+                goto out;
+        }
+        batch = calloc(PROMPT_BATCH, sizeof(*batch));
+        logits = malloc((size_t)n_vocab * sizeof(float));
+        if (!batch || !logits) {
+                fprintf(stderr, "lmpool run: out of memory\n");
+                goto out;
+        }
+        if ((uint32_t)n_prompt >= ctx_len) {
+                fprintf(stderr, "lmpool run: prompt of %d tokens does not fit the context (%u)\n",
+                        n_prompt, ctx_len);
+                goto out;
+        }
+
+        for (int i = 0; i < n_prompt; i++)
+                if (ids[i] >= 0 && (uint32_t)ids[i] < n_vocab)
+                        lmp_sampler_accept(smp, ids[i]);
+        double t0 = now_s();
+        for (int p0 = 0; p0 < n_prompt; p0 += PROMPT_BATCH) {
+                int nb = LMP_MIN(PROMPT_BATCH, n_prompt - p0);
+                for (int i = 0; i < nb; i++)
+                        batch[i] = (struct lmp_batch_entry){
+                                .token = ids[p0 + i], .pos = p0 + i, .seq = 0,
+                                .logits = p0 + i == n_prompt - 1,
+                        };
+                if (lmp_ctx_decode(cm.ctx, batch, (uint32_t)nb, logits, &err) < 0) {
+                        fprintf(stderr, "lmpool run: %s: %s\n", path, err.msg);
+                        goto out;
+                }
+        }
+        double t1 = now_s();
+
+        long n_done = 0;
+        const char *stop = "length";
+        for (int32_t pos = n_prompt; n_done < n_gen; pos++) {
+                int32_t tok = lmp_sampler_sample(smp, logits);
+                if (tok < 0) {
+                        fprintf(stderr, "\nlmpool run: no token can be sampled\n");
+                        goto out;
+                }
+                lmp_sampler_accept(smp, tok);
+                printf(n_done ? " %d" : "%d", tok);
+                fflush(stdout);
+                n_done++;
+                if ((uint32_t)tok == eos && !ignore_eos) {
+                        stop = "end of sequence";
+                        break;
+                }
+                if (n_done == n_gen)
+                        break;
+                if ((uint32_t)pos >= ctx_len) {
+                        stop = "context full";
+                        break;
+                }
+                struct lmp_batch_entry e = { .token = tok, .pos = pos, .seq = 0, .logits = true };
+                if (lmp_ctx_decode(cm.ctx, &e, 1, logits, &err) < 0) {
+                        fprintf(stderr, "\nlmpool run: %s: %s\n", path, err.msg);
+                        goto out;
+                }
+        }
+        double t2 = now_s();
+        printf("\n");
+        /* The first generated token comes from the prompt's logits; each
+         * later one costs one decode step. */
+        double gen_s = t2 - t1;
+        if (temp > 0.0)
+                fprintf(stderr, "seed: %llu\n", seed);
+        fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tokens/s)\n", n_prompt, t1 - t0,
+                n_prompt / (t1 - t0));
+        fprintf(stderr, "generation: %ld tokens in %.3f s (%.2f tokens/s), stopped by %s\n", n_done,
+                gen_s, n_done > 1 ? (double)(n_done - 1) / gen_s : 0.0, stop);
+        rc = 0;
+out:
+        lmp_sampler_free(smp);
+        free(logits);
+        free(batch);
+        free(ids);
+        lmp_cli_model_close(&cm);
+        return rc;
+}

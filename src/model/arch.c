@@ -1,0 +1,20 @@
+/* Rows of the architecture table. llama covers Llama 2/3.x, Mistral,
+ * TinyLlama and SmolLM (optional biases and rope_freqs.weight are picked up
+ * when a file has them); qwen2 covers Qwen2 and Qwen2.5. */
+#include "model/arch.h"
+
+#include <string.h>
+
+#include "common/macros.h"
+
+static const struct lmp_arch archs[] = {
+        { .name = "llama", .rope = LMP_ROPE_ADJACENT, .qkv_bias = false },
+        { .name = "qwen2", .rope = LMP_ROPE_NEOX, .qkv_bias = true },
+};
+
+const struct lmp_arch *lmp_arch_find(const char *name) {
+        for (size_t i = 0; i < LMP_ARRAY_SIZE(archs); i++)
+                if (strcmp(archs[i].name, name) == 0)
+                        return &archs[i];
+        return NULL;
+}

@@ -1,0 +1,577 @@
+/* The forward pass of the llama family over a batch, and the context that
+ * holds its state: an f32 KV cache per sequence and scratch buffers sized
+ * once, at lmp_ctx_new(), for the largest batch. lmp_ctx_decode() reads top
+ * to bottom like the model's definition: embed, then per layer RMSNorm ->
+ * Q/K/V -> RoPE -> causal attention over the sequence's cache -> output
+ * projection -> residual -> RMSNorm -> SwiGLU feed-forward -> residual, then
+ * a final RMSNorm and the vocabulary projection for the entries that want
+ * logits.
+ *
+ * Matrix products are weight (n_out x n_in) times the batch's activations
+ * (n_tok x n_in), split across the thread pool by weight rows. As in
+ * llama.cpp, each product's input is converted once to the activation type
+ * the weight's kernels pair with (q8_0, q8_K, f16, ...) and then every
+ * (row, token) pair is one vec_dot; inputs shared by several products (Q, K
+ * and V; gate and up) are converted once. F32 weights on a batch of at least
+ * BLAS_MIN_BATCH tokens, and attention (always f32), go through OpenBLAS.
+ * Nothing in this file allocates after lmp_ctx_new(). */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+#define BLAS_MIN_BATCH 16       /* smaller f32 products use our own kernels */
+#define ATT_TILE 32             /* query rows per attention task */
+#define MM_TOK_TILE 8           /* tokens per inner block of a matrix product */
+
+/* Consecutive batch entries of one sequence at consecutive positions. */
+struct run {
+        int32_t first;          /* batch index */
+        int32_t n;
+        int32_t seq;
+        int32_t pos0;
+};
+
+struct att_task {
+        int32_t run;
+        int32_t row0, n_rows;   /* within the run */
+        int32_t head;
+};
+
+/* A matrix product's input, with its conversions to activation types. */
+struct act {
+        const float *x;         /* (n_tok, n_in) */
+        int64_t n_tok, n_in;
+        uint64_t ready;         /* bit t: qbuf[t] holds x converted to type t */
+};
+
+struct lmp_ctx {
+        const struct lmp_model *m;
+        struct lmp_threadpool *pool;
+        uint32_t n_ctx, n_seq, n_batch;
+        uint32_t q_dim, kv_dim;
+
+        float *k_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
+        float *v_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
+        uint32_t *seq_len;      /* (n_seq) */
+        int32_t *seq_last;      /* (n_seq) last position seen in the batch being checked */
+
+        /* Scratch, (n_batch, ...) each. */
+        float *x;               /* (n_batch, n_embd) residual stream */
+        float *xb;              /* (n_batch, n_embd) normalized / projected */
+        float *q;               /* (n_batch, q_dim) */
+        float *k;               /* (n_batch, kv_dim) */
+        float *v;               /* (n_batch, kv_dim) */
+        float *att;             /* (n_batch, q_dim) */
+        float *hb;              /* (n_batch, n_ff) */
+        float *hb2;             /* (n_batch, n_ff) */
+        float *xo;              /* (n_batch, n_embd) rows that want logits */
+        float *rope;            /* (n_batch, n_rot) cos, sin pairs */
+        void *qbuf[LMP_TYPE_COUNT];     /* (n_batch, row_size(type, max_n_in)) */
+        size_t qrow[LMP_TYPE_COUNT];    /* bytes per converted row */
+        struct run *runs;       /* (n_batch) */
+        struct att_task *tasks;
+        float *scores;          /* (n_threads, ATT_TILE, n_ctx) */
+};
+
+static inline float *cache_at(const struct lmp_ctx *c, float *base, int32_t seq,
+                              uint32_t layer, int32_t pos) {
+        size_t i = ((size_t)seq * c->m->hp.n_layer + layer) * c->n_ctx + (size_t)pos;
+        return base + i * c->kv_dim;
+}
+
+/* ------------------------------------------------------- context setup */
+
+void lmp_ctx_free(struct lmp_ctx *c) {
+        if (!c)
+                return;
+        free(c->k_cache);
+        free(c->v_cache);
+        free(c->seq_len);
+        free(c->seq_last);
+        free(c->x);
+        free(c->xb);
+        free(c->q);
+        free(c->k);
+        free(c->v);
+        free(c->att);
+        free(c->hb);
+        free(c->hb2);
+        free(c->xo);
+        free(c->rope);
+        for (int t = 0; t < LMP_TYPE_COUNT; t++)
+                free(c->qbuf[t]);
+        free(c->runs);
+        free(c->tasks);
+        free(c->scores);
+        free(c);
+}
+
+/* calloc of a*b*elem bytes, 64-byte aligned, NULL on overflow. */
+static void *alloc_array(size_t a, size_t b, size_t elem) {
+        size_t n;
+        if (lmp_mul_overflow(a, b, &n) || lmp_mul_overflow(n, elem, &n))
+                return NULL;
+        n = LMP_ALIGN_UP(n ? n : 1, 64);
+        void *p = aligned_alloc(64, n);
+        if (p)
+                memset(p, 0, n);
+        return p;
+}
+
+static size_t n_att_tasks_max(uint32_t n_batch, uint32_t n_head) {
+        /* Each run of T entries makes ceil(T / ATT_TILE) tiles per head. */
+        return ((size_t)n_batch + n_batch / ATT_TILE + 1) * n_head;
+}
+
+int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
+                struct lmp_threadpool *pool, struct lmp_ctx **ret, struct lmp_error *err) {
+        const struct lmp_hparams *hp = &m->hp;
+        uint32_t n_ctx = p && p->n_ctx ? p->n_ctx : hp->n_ctx_train;
+        uint32_t n_seq = p && p->n_seq ? p->n_seq : 1;
+        uint32_t n_batch = p && p->n_batch ? p->n_batch : 512;
+        if (n_ctx > (1u << 24) || n_seq > 65536 || n_batch > (1u << 20))
+                return lmp_error_set(err, -EINVAL, "context: n_ctx %u, n_seq %u or n_batch %u too large",
+                                     n_ctx, n_seq, n_batch);
+
+        struct lmp_ctx *c = calloc(1, sizeof(*c));
+        if (!c)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        c->m = m;
+        c->pool = pool;
+        c->n_ctx = n_ctx;
+        c->n_seq = n_seq;
+        c->n_batch = n_batch;
+        c->q_dim = hp->n_head * hp->head_dim;
+        c->kv_dim = hp->n_head_kv * hp->head_dim;
+
+        size_t cache_rows = (size_t)n_seq * hp->n_layer * n_ctx;
+        c->k_cache = alloc_array(cache_rows, c->kv_dim, sizeof(float));
+        c->v_cache = alloc_array(cache_rows, c->kv_dim, sizeof(float));
+        c->seq_len = alloc_array(n_seq, 1, sizeof(uint32_t));
+        c->seq_last = alloc_array(n_seq, 1, sizeof(int32_t));
+        c->x = alloc_array(n_batch, hp->n_embd, sizeof(float));
+        c->xb = alloc_array(n_batch, LMP_MAX(hp->n_embd, c->q_dim), sizeof(float));
+        c->q = alloc_array(n_batch, c->q_dim, sizeof(float));
+        c->k = alloc_array(n_batch, c->kv_dim, sizeof(float));
+        c->v = alloc_array(n_batch, c->kv_dim, sizeof(float));
+        c->att = alloc_array(n_batch, c->q_dim, sizeof(float));
+        c->hb = alloc_array(n_batch, hp->n_ff, sizeof(float));
+        c->hb2 = alloc_array(n_batch, hp->n_ff, sizeof(float));
+        c->xo = alloc_array(n_batch, hp->n_embd, sizeof(float));
+        c->rope = alloc_array(n_batch, hp->n_rot, sizeof(float));
+        c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
+        c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
+        c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
+        bool ok = c->k_cache && c->v_cache && c->seq_len && c->seq_last && c->x && c->xb &&
+                  c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->xo && c->rope && c->runs &&
+                  c->tasks && c->scores;
+        for (int t = 0; ok && t < LMP_TYPE_COUNT; t++) {
+                if (t == LMP_TYPE_F32 || !(m->act_types & (UINT64_C(1) << t)))
+                        continue;
+                c->qrow[t] = lmp_type_row_size((uint32_t)t, m->max_n_in);
+                /* Narrower inputs are converted into the same buffer with the
+                 * same row stride; the weight check guarantees each width is a
+                 * whole number of blocks. */
+                c->qbuf[t] = alloc_array(n_batch, c->qrow[t], 1);
+                ok = c->qbuf[t] != NULL;
+        }
+        if (!ok) {
+                lmp_ctx_free(c);
+                return lmp_error_set(err, -ENOMEM,
+                                     "context: out of memory (n_ctx %u, n_seq %u, n_batch %u)", n_ctx,
+                                     n_seq, n_batch);
+        }
+        /* Our pool does the threading; OpenBLAS runs in the calling thread. */
+        openblas_set_num_threads(1);
+        *ret = c;
+        return 0;
+}
+
+uint32_t lmp_ctx_n_ctx(const struct lmp_ctx *c) { return c->n_ctx; }
+uint32_t lmp_ctx_n_seq(const struct lmp_ctx *c) { return c->n_seq; }
+uint32_t lmp_ctx_n_batch(const struct lmp_ctx *c) { return c->n_batch; }
+
+uint32_t lmp_ctx_seq_len(const struct lmp_ctx *c, int32_t seq) {
+        if (seq < 0 || (uint32_t)seq >= c->n_seq)
+                return 0;
+        return c->seq_len[seq];
+}
+
+int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos) {
+        if (seq < 0 || (uint32_t)seq >= c->n_seq)
+                return -EINVAL;
+        if (pos < c->seq_len[seq])
+                c->seq_len[seq] = pos;
+        return 0;
+}
+
+/* ------------------------------------------------------ matrix products */
+
+struct convert_job {
+        const struct lmp_quant_traits *at;
+        const float *x;
+        int64_t n_in;
+        uint8_t *out;
+        size_t out_stride;
+};
+
+static void convert_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct convert_job *j = arg;
+        for (int64_t t = begin; t < end; t++)
+                j->at->from_float(j->x + t * j->n_in, j->out + (size_t)t * j->out_stride, j->n_in);
+}
+
+struct matmul_job {
+        const struct lmp_weight *w;
+        const void *y;          /* activations in the vec_dot type, or f32 */
+        size_t y_stride;        /* bytes per activation row */
+        int64_t n_tok;
+        float *out;             /* (n_tok, ld) */
+        int64_t ld;
+};
+
+static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct matmul_job *j = arg;
+        const struct lmp_weight *w = j->w;
+        const uint8_t *wd = w->data;
+        const uint8_t *y = j->y;
+        int n = (int)w->n_in;
+        for (int64_t t0 = 0; t0 < j->n_tok; t0 += MM_TOK_TILE) {
+                int64_t t1 = LMP_MIN(t0 + MM_TOK_TILE, j->n_tok);
+                for (int64_t r = begin; r < end; r++) {
+                        const void *row = wd + (size_t)r * w->row_size;
+                        for (int64_t t = t0; t < t1; t++)
+                                w->traits->vec_dot(n, &j->out[t * j->ld + r], row,
+                                                   y + (size_t)t * j->y_stride);
+                }
+        }
+}
+
+static void matmul_rows_blas(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct matmul_job *j = arg;
+        const struct lmp_weight *w = j->w;
+        const float *wd = (const float *)w->data + begin * w->n_in;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)(end - begin),
+                    (int)w->n_in, 1.0f, j->y, (int)w->n_in, wd, (int)w->n_in, 0.0f,
+                    j->out + begin, (int)j->ld);
+}
+
+/* out (n_tok, ld) <- in (n_tok, n_in) x w^T, columns [0, n_out). */
+static void matmul(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in, float *out,
+                   int64_t ld) {
+        int nth = lmp_threadpool_size(c->pool);
+        struct matmul_job j = { .w = w, .n_tok = in->n_tok, .out = out, .ld = ld };
+        /* Rows per task: enough tasks to balance, few enough to amortize. */
+        int64_t grain = LMP_MAX((int64_t)1, w->n_out / (4 * nth));
+
+        if (w->type == LMP_TYPE_F32 && in->n_tok >= BLAS_MIN_BATCH) {
+                j.y = in->x;
+                grain = LMP_MAX(grain, (int64_t)16);
+                lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows_blas, &j);
+                return;
+        }
+        enum lmp_type vt = w->traits->vec_dot_type;
+        if (vt == LMP_TYPE_F32) {
+                j.y = in->x;
+                j.y_stride = (size_t)in->n_in * sizeof(float);
+        } else {
+                if (!(in->ready & (UINT64_C(1) << vt))) {
+                        struct convert_job cj = {
+                                .at = lmp_quant_traits(vt, c->m->isa),
+                                .x = in->x,
+                                .n_in = in->n_in,
+                                .out = c->qbuf[vt],
+                                .out_stride = c->qrow[vt],
+                        };
+                        lmp_threadpool_run(c->pool, in->n_tok, 1 + in->n_tok / (4 * nth),
+                                           convert_rows, &cj);
+                        in->ready |= UINT64_C(1) << vt;
+                }
+                j.y = c->qbuf[vt];
+                j.y_stride = c->qrow[vt];
+        }
+        lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows, &j);
+}
+
+/* ------------------------------------------------------ elementwise ops */
+
+/* out = x / rms(x) * weight, per row; the sum of squares in double as GGML
+ * does. */
+static void rmsnorm(float *out, const float *x, const float *weight, int64_t n_tok, int64_t n,
+                    float eps) {
+        for (int64_t t = 0; t < n_tok; t++) {
+                const float *xr = x + t * n;
+                float *o = out + t * n;
+                double sum = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                        sum += (double)(xr[i] * xr[i]);
+                float mean = (float)(sum / (double)n);
+                float scale = 1.0f / sqrtf(mean + eps);
+                for (int64_t i = 0; i < n; i++)
+                        o[i] = xr[i] * scale * weight[i];
+        }
+}
+
+static void add_bias(float *x, const float *b, int64_t n_tok, int64_t n) {
+        if (!b)
+                return;
+        for (int64_t t = 0; t < n_tok; t++)
+                for (int64_t i = 0; i < n; i++)
+                        x[t * n + i] += b[i];
+}
+
+static void add_into(float *x, const float *y, int64_t count) {
+        for (int64_t i = 0; i < count; i++)
+                x[i] += y[i];
+}
+
+/* cos/sin for each entry's position, pair by pair, computed the way GGML
+ * does (theta multiplied by base^(-2/n_rot) step by step in float). */
+static void rope_tables(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n) {
+        const struct lmp_hparams *hp = &c->m->hp;
+        const float *ff = c->m->rope_freqs;
+        float theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
+        for (uint32_t e = 0; e < n; e++) {
+                float *tab = c->rope + (size_t)e * hp->n_rot;
+                float theta = (float)batch[e].pos;
+                for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
+                        float th = hp->rope_freq_scale * (ff ? theta / ff[i] : theta);
+                        tab[2 * i] = cosf(th);
+                        tab[2 * i + 1] = sinf(th);
+                        theta *= theta_scale;
+                }
+        }
+}
+
+static void rope_apply(const struct lmp_ctx *c, float *x, uint32_t n, uint32_t n_heads,
+                       uint32_t stride) {
+        const struct lmp_hparams *hp = &c->m->hp;
+        uint32_t half = hp->n_rot / 2;
+        for (uint32_t e = 0; e < n; e++) {
+                const float *tab = c->rope + (size_t)e * hp->n_rot;
+                for (uint32_t h = 0; h < n_heads; h++) {
+                        float *v = x + (size_t)e * stride + (size_t)h * hp->head_dim;
+                        for (uint32_t i = 0; i < half; i++) {
+                                float cs = tab[2 * i], sn = tab[2 * i + 1];
+                                uint32_t a, b;
+                                if (c->m->arch->rope == LMP_ROPE_NEOX) {
+                                        a = i;
+                                        b = i + half;
+                                } else {
+                                        a = 2 * i;
+                                        b = 2 * i + 1;
+                                }
+                                float x0 = v[a], x1 = v[b];
+                                v[a] = x0 * cs - x1 * sn;
+                                v[b] = x0 * sn + x1 * cs;
+                        }
+                }
+        }
+}
+
+static void swiglu(float *g, const float *u, int64_t count) {
+        for (int64_t i = 0; i < count; i++)
+                g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* ------------------------------------------------------------- attention */
+
+struct att_job {
+        struct lmp_ctx *c;
+        uint32_t layer;
+        float scale;
+};
+
+static void attend(void *arg, int64_t begin, int64_t end, int tid) {
+        const struct att_job *j = arg;
+        struct lmp_ctx *c = j->c;
+        const struct lmp_hparams *hp = &c->m->hp;
+        int hd = (int)hp->head_dim;
+        uint32_t group = hp->n_head / hp->n_head_kv;
+        float *s = c->scores + (size_t)tid * ATT_TILE * c->n_ctx;
+
+        for (int64_t ti = begin; ti < end; ti++) {
+                const struct att_task *t = &c->tasks[ti];
+                const struct run *r = &c->runs[t->run];
+                int32_t e0 = r->first + t->row0;        /* first batch entry of the tile */
+                int32_t p0 = r->pos0 + t->row0;         /* its position */
+                int L = p0 + t->n_rows;                 /* keys the tile's last row sees */
+                uint32_t kvh = (uint32_t)t->head / group;
+                const float *q = c->q + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
+                const float *k = cache_at(c, c->k_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
+                const float *v = cache_at(c, c->v_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
+                float *o = c->att + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
+
+                /* s (n_rows, L) = q (n_rows, hd) k^T (hd, L) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t->n_rows, L, hd, 1.0f, q,
+                            (int)c->q_dim, k, (int)c->kv_dim, 0.0f, s, L);
+                for (int i = 0; i < t->n_rows; i++) {
+                        float *row = s + (size_t)i * L;
+                        int valid = p0 + i + 1;         /* causal: keys 0..pos */
+                        float mx = -INFINITY;
+                        for (int kk = 0; kk < valid; kk++) {
+                                row[kk] *= j->scale;
+                                mx = row[kk] > mx ? row[kk] : mx;
+                        }
+                        double sum = 0.0;
+                        for (int kk = 0; kk < valid; kk++) {
+                                float e = expf(row[kk] - mx);
+                                row[kk] = e;
+                                sum += (double)e;
+                        }
+                        float inv = (float)(1.0 / sum);
+                        for (int kk = 0; kk < valid; kk++)
+                                row[kk] *= inv;
+                        for (int kk = valid; kk < L; kk++)
+                                row[kk] = 0.0f;
+                }
+                /* o (n_rows, hd) = s (n_rows, L) v (L, hd) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t->n_rows, hd, L, 1.0f, s,
+                            L, v, (int)c->kv_dim, 0.0f, o, (int)c->q_dim);
+        }
+}
+
+/* ----------------------------------------------------------------- batch */
+
+static int check_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                       float *ret_logits, struct lmp_error *err) {
+        if (n == 0 || n > c->n_batch)
+                return lmp_error_set(err, -EINVAL, "batch of %u entries (1 to %u allowed)", n,
+                                     c->n_batch);
+        for (uint32_t e = 0; e < n; e++)
+                if (batch[e].seq >= 0 && (uint32_t)batch[e].seq < c->n_seq)
+                        c->seq_last[batch[e].seq] = -1;
+        for (uint32_t e = 0; e < n; e++) {
+                const struct lmp_batch_entry *b = &batch[e];
+                if (b->token < 0 || (uint32_t)b->token >= c->m->hp.n_vocab)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: token %d outside the vocabulary (%u)",
+                                             e, b->token, c->m->hp.n_vocab);
+                if (b->seq < 0 || (uint32_t)b->seq >= c->n_seq)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: sequence %d outside [0, %u)",
+                                             e, b->seq, c->n_seq);
+                if (b->pos < 0)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: negative position %d",
+                                             e, b->pos);
+                if ((uint32_t)b->pos >= c->n_ctx)
+                        return lmp_error_set(err, -E2BIG,
+                                             "batch entry %u: position %d past the context length %u",
+                                             e, b->pos, c->n_ctx);
+                int32_t last = c->seq_last[b->seq];
+                if (last < 0 ? (uint32_t)b->pos > c->seq_len[b->seq] : b->pos != last + 1)
+                        return lmp_error_set(err, -EINVAL,
+                                             "batch entry %u: sequence %d position %d does not follow %d",
+                                             e, b->seq, b->pos,
+                                             last < 0 ? (int)c->seq_len[b->seq] - 1 : last);
+                c->seq_last[b->seq] = b->pos;
+                if (b->logits && !ret_logits)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u wants logits but there is no buffer", e);
+        }
+        return 0;
+}
+
+/* Splits the batch into runs and the runs into attention tasks. */
+static uint32_t plan_attention(struct lmp_ctx *c, const struct lmp_batch_entry *batch,
+                               uint32_t n, uint32_t *ret_n_tasks) {
+        uint32_t n_runs = 0;
+        for (uint32_t e = 0; e < n; e++) {
+                struct run *prev = n_runs ? &c->runs[n_runs - 1] : NULL;
+                if (prev && prev->seq == batch[e].seq && prev->pos0 + prev->n == batch[e].pos) {
+                        prev->n++;
+                        continue;
+                }
+                c->runs[n_runs++] = (struct run){
+                        .first = (int32_t)e, .n = 1, .seq = batch[e].seq, .pos0 = batch[e].pos
+                };
+        }
+        uint32_t n_tasks = 0;
+        for (uint32_t r = 0; r < n_runs; r++)
+                for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += ATT_TILE)
+                        for (uint32_t h = 0; h < c->m->hp.n_head; h++)
+                                c->tasks[n_tasks++] = (struct att_task){
+                                        .run = (int32_t)r,
+                                        .row0 = row0,
+                                        .n_rows = LMP_MIN(ATT_TILE, c->runs[r].n - row0),
+                                        .head = (int32_t)h,
+                                };
+        *ret_n_tasks = n_tasks;
+        return n_runs;
+}
+
+int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                   float *ret_logits, struct lmp_error *err) {
+        int r = check_batch(c, batch, n, ret_logits, err);
+        if (r < 0)
+                return r;
+        const struct lmp_model *m = c->m;
+        const struct lmp_hparams *hp = &m->hp;
+        const int64_t E = hp->n_embd, T = n;
+        uint32_t n_tasks;
+        plan_attention(c, batch, n, &n_tasks);
+        rope_tables(c, batch, n);
+
+        /* x (T, n_embd) = token embeddings */
+        const struct lmp_weight *te = &m->tok_embd;
+        for (uint32_t e = 0; e < n; e++)
+                te->traits->to_float((const uint8_t *)te->data + (size_t)batch[e].token * te->row_size,
+                                     c->x + e * E, E);
+
+        for (uint32_t l = 0; l < hp->n_layer; l++) {
+                const struct lmp_layer *L = &m->layers[l];
+
+                /* attention block */
+                rmsnorm(c->xb, c->x, L->attn_norm, T, E, hp->norm_eps);
+                struct act in = { .x = c->xb, .n_tok = T, .n_in = E };
+                matmul(c, &L->wq, &in, c->q, c->q_dim);         /* (T, q_dim) */
+                matmul(c, &L->wk, &in, c->k, c->kv_dim);        /* (T, kv_dim) */
+                matmul(c, &L->wv, &in, c->v, c->kv_dim);        /* (T, kv_dim) */
+                add_bias(c->q, L->bq, T, c->q_dim);
+                add_bias(c->k, L->bk, T, c->kv_dim);
+                add_bias(c->v, L->bv, T, c->kv_dim);
+                rope_apply(c, c->q, n, hp->n_head, c->q_dim);
+                rope_apply(c, c->k, n, hp->n_head_kv, c->kv_dim);
+                for (uint32_t e = 0; e < n; e++) {
+                        memcpy(cache_at(c, c->k_cache, batch[e].seq, l, batch[e].pos),
+                               c->k + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
+                        memcpy(cache_at(c, c->v_cache, batch[e].seq, l, batch[e].pos),
+                               c->v + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
+                }
+                struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim) };
+                lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
+                struct act ain = { .x = c->att, .n_tok = T, .n_in = c->q_dim };
+                matmul(c, &L->wo, &ain, c->xb, E);              /* (T, n_embd) */
+                add_bias(c->xb, L->bo, T, E);
+                add_into(c->x, c->xb, T * E);
+
+                /* feed-forward block */
+                rmsnorm(c->xb, c->x, L->ffn_norm, T, E, hp->norm_eps);
+                struct act fin = { .x = c->xb, .n_tok = T, .n_in = E };
+                matmul(c, &L->ffn_gate, &fin, c->hb, hp->n_ff);  /* (T, n_ff) */
+                matmul(c, &L->ffn_up, &fin, c->hb2, hp->n_ff);   /* (T, n_ff) */
+                swiglu(c->hb, c->hb2, T * hp->n_ff);
+                struct act hin = { .x = c->hb, .n_tok = T, .n_in = hp->n_ff };
+                matmul(c, &L->ffn_down, &hin, c->xb, E);        /* (T, n_embd) */
+                add_into(c->x, c->xb, T * E);
+        }
+
+        /* Logits for the entries that want them: gather, norm, project. */
+        int64_t n_out = 0;
+        for (uint32_t e = 0; e < n; e++)
+                if (batch[e].logits)
+                        memcpy(c->xo + n_out++ * E, c->x + e * E, (size_t)E * sizeof(float));
+        if (n_out > 0) {
+                rmsnorm(c->xb, c->xo, m->output_norm, n_out, E, hp->norm_eps);
+                struct act oin = { .x = c->xb, .n_tok = n_out, .n_in = E };
+                matmul(c, &m->output, &oin, ret_logits, hp->n_vocab);   /* (n_out, n_vocab) */
+        }
+
+        for (uint32_t e = 0; e < n; e++)
+                c->seq_len[batch[e].seq] = (uint32_t)batch[e].pos + 1;
+        return 0;
+}

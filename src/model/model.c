@@ -1,0 +1,315 @@
+/* Loading a model: hyperparameters from the GGUF metadata, then a const
+ * view of every tensor the forward pass needs, each checked against those
+ * hyperparameters (shape and type) so that the forward pass can trust them.
+ * Key names follow GGUF's convention `{arch}.<name>`; tensor names follow
+ * GGML's (`blk.N.attn_q.weight`, ...). Nothing here copies tensor data. */
+#include "model/model.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NAME_MAX_LEN 96
+
+static int get_u32_key(const struct lmp_gguf *g, const char *arch, const char *suffix,
+                       bool required, uint32_t *ret, struct lmp_error *err) {
+        char key[NAME_MAX_LEN];
+        snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+        int r = lmp_gguf_get_u32(g, key, ret);
+        if (r == -ENOENT && !required)
+                return 0;
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata %s: %s", key,
+                                     r == -ENOENT ? "missing" : "not a 32-bit unsigned integer");
+        return 0;
+}
+
+static int get_f32_key(const struct lmp_gguf *g, const char *arch, const char *suffix,
+                       bool required, float *ret, struct lmp_error *err) {
+        char key[NAME_MAX_LEN];
+        snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+        int r = lmp_gguf_get_f32(g, key, ret);
+        if (r == -ENOENT && !required)
+                return 0;
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata %s: %s", key,
+                                     r == -ENOENT ? "missing" : "not a float");
+        return 0;
+}
+
+static int load_hparams(const struct lmp_gguf *g, const char *arch, struct lmp_hparams *hp,
+                        struct lmp_error *err) {
+        int r;
+        if ((r = get_u32_key(g, arch, "context_length", true, &hp->n_ctx_train, err)) < 0 ||
+            (r = get_u32_key(g, arch, "embedding_length", true, &hp->n_embd, err)) < 0 ||
+            (r = get_u32_key(g, arch, "block_count", true, &hp->n_layer, err)) < 0 ||
+            (r = get_u32_key(g, arch, "feed_forward_length", true, &hp->n_ff, err)) < 0 ||
+            (r = get_u32_key(g, arch, "attention.head_count", true, &hp->n_head, err)) < 0)
+                return r;
+        hp->n_head_kv = hp->n_head;
+        if ((r = get_u32_key(g, arch, "attention.head_count_kv", false, &hp->n_head_kv, err)) < 0)
+                return r;
+        if ((r = get_f32_key(g, arch, "attention.layer_norm_rms_epsilon", true, &hp->norm_eps,
+                             err)) < 0)
+                return r;
+
+        if (hp->n_embd == 0 || hp->n_layer == 0 || hp->n_ff == 0 || hp->n_head == 0 ||
+            hp->n_head_kv == 0 || hp->n_ctx_train == 0)
+                return lmp_error_set(err, -EINVAL, "metadata %s: a zero dimension", arch);
+        if (hp->n_head % hp->n_head_kv != 0)
+                return lmp_error_set(err, -EINVAL,
+                                     "metadata %s: head_count %u not a multiple of head_count_kv %u",
+                                     arch, hp->n_head, hp->n_head_kv);
+        if (hp->n_layer > 4096 || hp->n_embd > (1u << 20) || hp->n_ff > (1u << 22) ||
+            hp->n_head > 4096)
+                return lmp_error_set(err, -EINVAL, "metadata %s: implausible dimensions", arch);
+
+        hp->head_dim = hp->n_embd % hp->n_head == 0 ? hp->n_embd / hp->n_head : 0;
+        if ((r = get_u32_key(g, arch, "attention.key_length", false, &hp->head_dim, err)) < 0)
+                return r;
+        uint32_t v_len = hp->head_dim;
+        if ((r = get_u32_key(g, arch, "attention.value_length", false, &v_len, err)) < 0)
+                return r;
+        if (hp->head_dim == 0 || hp->head_dim > 4096 || v_len != hp->head_dim)
+                return lmp_error_set(err, -EINVAL,
+                                     "metadata %s: unsupported head size (key %u, value %u)",
+                                     arch, hp->head_dim, v_len);
+
+        hp->n_rot = hp->head_dim;
+        if ((r = get_u32_key(g, arch, "rope.dimension_count", false, &hp->n_rot, err)) < 0)
+                return r;
+        if (hp->n_rot == 0 || hp->n_rot % 2 != 0 || hp->n_rot > hp->head_dim)
+                return lmp_error_set(err, -EINVAL,
+                                     "metadata %s.rope.dimension_count: %u (head size %u)", arch,
+                                     hp->n_rot, hp->head_dim);
+
+        hp->rope_freq_base = 10000.0f;
+        if ((r = get_f32_key(g, arch, "rope.freq_base", false, &hp->rope_freq_base, err)) < 0)
+                return r;
+        if (!(hp->rope_freq_base > 0.0f))
+                return lmp_error_set(err, -EINVAL, "metadata %s.rope.freq_base: not positive",
+                                     arch);
+
+        /* Linear position scaling (older fine-tunes); YaRN and friends are
+         * refused rather than run wrongly. */
+        hp->rope_freq_scale = 1.0f;
+        char key[NAME_MAX_LEN];
+        struct lmp_gguf_str scaling;
+        snprintf(key, sizeof(key), "%s.rope.scaling.type", arch);
+        float factor = 0.0f;
+        if (lmp_gguf_get_str(g, key, &scaling) == 0 && !lmp_gguf_str_eq(scaling, "none")) {
+                if (!lmp_gguf_str_eq(scaling, "linear"))
+                        return lmp_error_set(err, -ENOTSUP, "metadata %s: scaling '%.*s' not supported",
+                                             key, (int)LMP_MIN(scaling.len, 32u), scaling.ptr);
+                if ((r = get_f32_key(g, arch, "rope.scaling.factor", true, &factor, err)) < 0)
+                        return r;
+        } else if ((r = get_f32_key(g, arch, "rope.scale_linear", false, &factor, err)) < 0) {
+                return r;
+        }
+        if (factor != 0.0f && factor != 1.0f) {
+                if (!(factor > 0.0f))
+                        return lmp_error_set(err, -EINVAL, "metadata %s: bad rope scaling factor",
+                                             arch);
+                hp->rope_freq_scale = 1.0f / factor;
+        }
+        return 0;
+}
+
+static const struct lmp_gguf_tensor *find_tensor(const struct lmp_gguf *g, const char *name,
+                                                 bool required, struct lmp_error *err, int *ret_r) {
+        const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(g, name);
+        *ret_r = 0;
+        if (!t && required)
+                *ret_r = lmp_error_set(err, -ENOENT, "tensor %s: missing", name);
+        return t;
+}
+
+static int check_dims(const struct lmp_gguf_tensor *t, const char *name, uint64_t ne0,
+                      uint64_t ne1, struct lmp_error *err) {
+        bool ok = t->ne[0] == ne0 && t->ne[1] == ne1;
+        for (uint32_t d = 2; d < LMP_GGUF_MAX_DIMS; d++)
+                ok = ok && t->ne[d] == 1;
+        if (!ok)
+                return lmp_error_set(err, -EINVAL,
+                                     "tensor %s: shape [%llu, %llu, %llu, %llu], expected [%llu, %llu]",
+                                     name, (unsigned long long)t->ne[0],
+                                     (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
+                                     (unsigned long long)t->ne[3], (unsigned long long)ne0,
+                                     (unsigned long long)ne1);
+        return 0;
+}
+
+/* A 1-D f32 tensor of n values (norm weights, biases, rope factors). */
+static int load_vec(const struct lmp_gguf *g, const char *name, uint64_t n, bool required,
+                    const float **ret, struct lmp_error *err) {
+        int r;
+        const struct lmp_gguf_tensor *t = find_tensor(g, name, required, err, &r);
+        if (!t)
+                return r;
+        if (t->type != LMP_TYPE_F32) {
+                const char *tn = lmp_type_name(t->type);
+                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s, expected f32", name,
+                                     tn ? tn : "unknown");
+        }
+        if ((r = check_dims(t, name, n, 1, err)) < 0)
+                return r;
+        if ((uintptr_t)t->data % sizeof(float) != 0)
+                return lmp_error_set(err, -EINVAL, "tensor %s: data not aligned", name);
+        *ret = t->data;
+        return 0;
+}
+
+static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_in,
+                       uint64_t n_out, bool required, struct lmp_weight *w,
+                       struct lmp_error *err) {
+        int r;
+        const struct lmp_gguf_tensor *t = find_tensor(m->gguf, name, required, err, &r);
+        if (!t)
+                return r;
+        if ((r = check_dims(t, name, n_in, n_out, err)) < 0)
+                return r;
+        const char *tn = lmp_type_name(t->type);
+        const struct lmp_quant_traits *tr =
+                t->type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)t->type, m->isa) : NULL;
+        if (!tr || !tr->vec_dot || !tr->to_float)
+                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s not supported", name,
+                                     tn ? tn : "unknown");
+        const struct lmp_quant_traits *at = lmp_quant_traits(tr->vec_dot_type, m->isa);
+        const struct lmp_type_info *ai = lmp_type_info(tr->vec_dot_type);
+        if (!at || !ai || (tr->vec_dot_type != LMP_TYPE_F32 && !at->from_float))
+                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s has no activation kernels",
+                                     name, tn ? tn : "unknown");
+        if (n_in % ai->blck_size != 0)
+                return lmp_error_set(err, -EINVAL,
+                                     "tensor %s: row length %llu not a multiple of %s blocks (%u)",
+                                     name, (unsigned long long)n_in, ai->name, ai->blck_size);
+        uint64_t rs = lmp_type_row_size(t->type, n_in);
+        if (rs == 0 || t->size < rs * n_out)
+                return lmp_error_set(err, -EINVAL, "tensor %s: size %llu does not hold %llu rows",
+                                     name, (unsigned long long)t->size,
+                                     (unsigned long long)n_out);
+        if (t->type == LMP_TYPE_F32 && (uintptr_t)t->data % sizeof(float) != 0)
+                return lmp_error_set(err, -EINVAL, "tensor %s: data not aligned", name);
+
+        snprintf(w->name, sizeof(w->name), "%s", name);
+        w->type = (enum lmp_type)t->type;
+        w->data = t->data;
+        w->n_in = (int64_t)n_in;
+        w->n_out = (int64_t)n_out;
+        w->row_size = rs;
+        w->traits = tr;
+        return 1;
+}
+
+static void note_weight(struct lmp_model *m, const struct lmp_weight *w) {
+        m->act_types |= UINT64_C(1) << w->traits->vec_dot_type;
+        if ((uint64_t)w->n_in > m->max_n_in)
+                m->max_n_in = (uint32_t)w->n_in;
+}
+
+int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model **ret,
+                   struct lmp_error *err) {
+        struct lmp_gguf_str arch_s;
+        int r = lmp_gguf_get_str(g, "general.architecture", &arch_s);
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata general.architecture: %s",
+                                     r == -ENOENT ? "missing" : "not a string");
+        char arch_name[64];
+        snprintf(arch_name, sizeof(arch_name), "%.*s", (int)LMP_MIN(arch_s.len, 63u), arch_s.ptr);
+        const struct lmp_arch *arch = lmp_arch_find(arch_name);
+        if (!arch || arch_s.len != strlen(arch_name))
+                return lmp_error_set(err, -ENOTSUP, "architecture '%s' not supported", arch_name);
+        if ((unsigned)isa >= LMP_ISA_COUNT)
+                return lmp_error_set(err, -EINVAL, "unknown instruction set %d", (int)isa);
+
+        struct lmp_model *m = calloc(1, sizeof(*m));
+        if (!m)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        m->arch = arch;
+        m->isa = isa;
+        m->gguf = g;
+        if ((r = load_hparams(g, arch_name, &m->hp, err)) < 0)
+                goto fail;
+        struct lmp_hparams *hp = &m->hp;
+        uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
+        uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+
+        const struct lmp_gguf_tensor *te = find_tensor(g, "token_embd.weight", true, err, &r);
+        if (!te)
+                goto fail;
+        if (te->ne[1] == 0 || te->ne[1] > INT32_MAX) {
+                r = lmp_error_set(err, -EINVAL, "tensor token_embd.weight: bad vocabulary size");
+                goto fail;
+        }
+        hp->n_vocab = (uint32_t)te->ne[1];
+        if ((r = load_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd,
+                             err)) < 0)
+                goto fail;
+        if ((r = load_vec(g, "output_norm.weight", hp->n_embd, true, &m->output_norm, err)) < 0)
+                goto fail;
+        if ((r = load_weight(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output,
+                             err)) < 0)
+                goto fail;
+        if (r == 0) {
+                m->output = m->tok_embd;
+                m->tied_output = true;
+        }
+        note_weight(m, &m->output);
+        if ((r = load_vec(g, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs, err)) < 0)
+                goto fail;
+
+        m->layers = calloc(hp->n_layer, sizeof(*m->layers));
+        if (!m->layers) {
+                r = lmp_error_set(err, -ENOMEM, "out of memory");
+                goto fail;
+        }
+        for (uint32_t i = 0; i < hp->n_layer; i++) {
+                struct lmp_layer *L = &m->layers[i];
+                char n[NAME_MAX_LEN];
+#define NAME(s) (snprintf(n, sizeof(n), "blk.%u.%s", i, s), n)
+                if ((r = load_vec(g, NAME("attn_norm.weight"), hp->n_embd, true, &L->attn_norm,
+                                  err)) < 0 ||
+                    (r = load_weight(m, NAME("attn_q.weight"), hp->n_embd, q_dim, true, &L->wq,
+                                     err)) < 0 ||
+                    (r = load_weight(m, NAME("attn_k.weight"), hp->n_embd, kv_dim, true, &L->wk,
+                                     err)) < 0 ||
+                    (r = load_weight(m, NAME("attn_v.weight"), hp->n_embd, kv_dim, true, &L->wv,
+                                     err)) < 0 ||
+                    (r = load_weight(m, NAME("attn_output.weight"), q_dim, hp->n_embd, true,
+                                     &L->wo, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_q.bias"), q_dim, arch->qkv_bias, &L->bq, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_k.bias"), kv_dim, arch->qkv_bias, &L->bk, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_v.bias"), kv_dim, arch->qkv_bias, &L->bv, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_output.bias"), hp->n_embd, false, &L->bo, err)) < 0 ||
+                    (r = load_vec(g, NAME("ffn_norm.weight"), hp->n_embd, true, &L->ffn_norm,
+                                  err)) < 0 ||
+                    (r = load_weight(m, NAME("ffn_gate.weight"), hp->n_embd, hp->n_ff, true,
+                                     &L->ffn_gate, err)) < 0 ||
+                    (r = load_weight(m, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, true,
+                                     &L->ffn_up, err)) < 0 ||
+                    (r = load_weight(m, NAME("ffn_down.weight"), hp->n_ff, hp->n_embd, true,
+                                     &L->ffn_down, err)) < 0)
+                        goto fail;
+#undef NAME
+                note_weight(m, &L->wq);
+                note_weight(m, &L->wk);
+                note_weight(m, &L->wv);
+                note_weight(m, &L->wo);
+                note_weight(m, &L->ffn_gate);
+                note_weight(m, &L->ffn_up);
+                note_weight(m, &L->ffn_down);
+        }
+        *ret = m;
+        return 0;
+fail:
+        lmp_model_free(m);
+        return r;
+}
+
+void lmp_model_free(struct lmp_model *m) {
+        if (!m)
+                return;
+        free(m->layers);
+        free(m);
+}

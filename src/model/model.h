@@ -1,0 +1,128 @@
+/* A loaded model and the contexts that evaluate it.
+ *
+ * struct lmp_model is the read-only part: hyperparameters from the GGUF
+ * metadata and const views of every weight inside the mapped file (nothing
+ * is copied), each paired with the kernels for its type. It borrows the
+ * struct lmp_gguf, which must outlive it; any number of contexts, in any
+ * number of processes sharing the mapping, can use one model.
+ *
+ * struct lmp_ctx is the mutable part: an f32 KV cache for a configured
+ * number of sequences and context length, and scratch sized once for the
+ * largest batch, so that evaluating a batch allocates nothing. One call,
+ * lmp_ctx_decode(), evaluates a batch of (sequence, position, token)
+ * entries that may mix sequences and whole prompts, and writes logits for
+ * the entries that ask for them. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/threadpool.h"
+#include "gguf/gguf.h"
+#include "model/arch.h"
+#include "quant/quant.h"
+
+/* A weight matrix: n_out rows of n_in values, row-major in the file's own
+ * type (GGML's ne[0] = n_in, ne[1] = n_out). */
+struct lmp_weight {
+        char name[64];                          /* the tensor's name, for messages */
+        enum lmp_type type;
+        const void *data;                       /* inside the mapping */
+        int64_t n_in, n_out;
+        size_t row_size;                        /* bytes per row */
+        const struct lmp_quant_traits *traits;  /* kernels for type */
+};
+
+struct lmp_layer {
+        const float *attn_norm;                 /* (n_embd) */
+        struct lmp_weight wq, wk, wv, wo;       /* (n_embd -> n_head*head_dim), ... */
+        const float *bq, *bk, *bv, *bo;         /* optional biases (NULL when absent) */
+        const float *ffn_norm;                  /* (n_embd) */
+        struct lmp_weight ffn_gate, ffn_up, ffn_down;
+};
+
+struct lmp_hparams {
+        uint32_t n_vocab;
+        uint32_t n_ctx_train;
+        uint32_t n_embd;
+        uint32_t n_layer;
+        uint32_t n_ff;
+        uint32_t n_head;
+        uint32_t n_head_kv;
+        uint32_t head_dim;              /* key/value length per head */
+        uint32_t n_rot;                 /* rope.dimension_count (<= head_dim, even) */
+        float rope_freq_base;
+        float rope_freq_scale;          /* 1 / linear scaling factor */
+        float norm_eps;
+};
+
+struct lmp_model {
+        const struct lmp_arch *arch;
+        struct lmp_hparams hp;
+        enum lmp_isa isa;
+        const struct lmp_gguf *gguf;
+
+        struct lmp_weight tok_embd;             /* (n_vocab rows of n_embd) */
+        const float *output_norm;               /* (n_embd) */
+        struct lmp_weight output;               /* tok_embd's view when tied */
+        bool tied_output;
+        const float *rope_freqs;                /* (n_rot/2) divisors, or NULL */
+        struct lmp_layer *layers;               /* (n_layer) */
+
+        /* Activation types the matrix products need (bit i: type id i). */
+        uint64_t act_types;
+        uint32_t max_n_in;                      /* widest matrix row */
+};
+
+/* Builds the model from an open GGUF file. Refuses, with a message naming
+ * it, an unknown architecture, a missing key or tensor, a tensor of the wrong
+ * shape, and a tensor type without kernels. isa: the kernels to use
+ * (lmp_cpu_isa() for the best this CPU has). */
+int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model **ret,
+                   struct lmp_error *err);
+void lmp_model_free(struct lmp_model *m);
+
+/* ------------------------------------------------------------ contexts */
+
+struct lmp_ctx_params {
+        uint32_t n_ctx;         /* positions per sequence; 0: the model's training length */
+        uint32_t n_seq;         /* sequences (KV cache slots); 0: 1 */
+        uint32_t n_batch;       /* most entries per decode call; 0: 512 */
+};
+
+/* One entry of a batch. */
+struct lmp_batch_entry {
+        int32_t token;
+        int32_t pos;            /* 0-based position in its sequence */
+        int32_t seq;            /* sequence (KV cache slot) */
+        bool logits;            /* write logits for this entry */
+};
+
+struct lmp_ctx;
+
+/* The pool is borrowed (one per process, shared by its contexts; calls on
+ * contexts sharing a pool must not overlap). */
+int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
+                struct lmp_threadpool *pool, struct lmp_ctx **ret, struct lmp_error *err);
+void lmp_ctx_free(struct lmp_ctx *c);
+
+uint32_t lmp_ctx_n_ctx(const struct lmp_ctx *c);
+uint32_t lmp_ctx_n_seq(const struct lmp_ctx *c);
+uint32_t lmp_ctx_n_batch(const struct lmp_ctx *c);
+
+/* Positions of seq currently held in the cache (the next position to feed). */
+uint32_t lmp_ctx_seq_len(const struct lmp_ctx *c, int32_t seq);
+/* Forgets positions >= pos of seq (0: the whole sequence). */
+int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
+
+/* Evaluates n entries (1 <= n <= n_batch). Within one sequence, positions
+ * must be strictly increasing and follow on from what the cache holds (no
+ * gaps; a position below the cached length rewrites from there). For the
+ * k-th entry with .logits set, n_vocab logits are written at
+ * ret_logits + k * n_vocab (ret_logits may be NULL when no entry asks).
+ * Errors: -EINVAL for a bad token, sequence or order; -E2BIG for a position
+ * at or past n_ctx. On error the cache is unchanged and err names the entry. */
+int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                   float *ret_logits, struct lmp_error *err);

@@ -1,0 +1,72 @@
+/* Chat templates: turning a conversation [{role, content}] into the exact
+ * prompt text a model was trained on. Rather than interpreting Jinja, each
+ * template family has a renderer written to reproduce, byte for byte, what
+ * the model's own Jinja template renders under Hugging Face's settings
+ * (trim_blocks + lstrip_blocks, no tools). The family is detected from the
+ * template text by markers that only that family's templates carry; when
+ * detection fails, a configuration can name the family instead. Conversations
+ * the template itself refuses (a system message for Gemma 2, roles that do
+ * not alternate for Mistral v0.1, ...) are refused here with the template's
+ * own message. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/error.h"
+
+enum lmp_chat_family {
+        LMP_CHAT_UNKNOWN = 0,
+        LMP_CHAT_CHATML,        /* <|im_start|>role ... <|im_end|>, no default system prompt */
+        LMP_CHAT_QWEN2,         /* ChatML, default system "You are a helpful assistant." */
+        LMP_CHAT_QWEN25,        /* ChatML, default system "You are Qwen, created by Alibaba Cloud. ..." */
+        LMP_CHAT_LLAMA3,        /* Llama 3.0 header tokens, no system preamble */
+        LMP_CHAT_LLAMA31,       /* Llama 3.1 / 3.2: dated system preamble */
+        LMP_CHAT_PHI3,          /* Phi-3.5: <|system|>, <|user|> ... <|end|> */
+        LMP_CHAT_PHI3_MINI,     /* Phi-3 mini: bos, <|user|> ... <|end|> with <|assistant|> after each user turn */
+        LMP_CHAT_GEMMA,         /* Gemma 2: <start_of_turn>, no system role */
+        LMP_CHAT_MISTRAL_V1,    /* Mistral 7B v0.1: [INST] x [/INST], strict alternation */
+        LMP_CHAT_MISTRAL_NEMO,  /* Mistral Nemo: [INST]x[/INST], system folded into the last user turn */
+        LMP_CHAT_LLAMA2,        /* Llama 2: [INST] <<SYS>> ... <</SYS>> */
+        LMP_CHAT_ZEPHYR,        /* Zephyr / TinyLlama chat: <|user|> ... eos */
+        LMP_CHAT_FAMILY_COUNT,
+};
+
+struct lmp_chat_msg {
+        const char *role;       /* "system", "user", "assistant", "tool", ... */
+        const char *content;
+};
+
+struct lmp_chat_opts {
+        const char *bos;        /* bos_token text; NULL means "" */
+        const char *eos;        /* eos_token text; NULL means "" */
+        const char *date;       /* date_string, e.g. "15 Jan 2026"; NULL means today */
+        const char *default_system; /* ChatML families: the system prompt used when the
+                                     * conversation has none; NULL: the family's own
+                                     * (none for plain ChatML) */
+        bool add_generation_prompt;
+};
+
+/* The family of a template's text, LMP_CHAT_UNKNOWN when none matches. */
+enum lmp_chat_family lmp_chat_detect(const char *template_text);
+
+/* The default system prompt written literally in a ChatML template
+ * ('<|im_start|>system\n' TEXT '<|im_end|>'), as a malloc'd string in
+ * *ret_text; -ENOENT when the template has none, -ENOMEM. Qwen2 builds vary
+ * in this text, so a caller rendering a model's own template passes it as
+ * lmp_chat_opts.default_system. */
+int lmp_chat_default_system(const char *template_text, char **ret_text);
+
+/* The family of a configured name ("chatml", "qwen2.5", "llama3.1",
+ * "gemma", "mistral-nemo", ...), LMP_CHAT_UNKNOWN for an unknown name. */
+enum lmp_chat_family lmp_chat_family_from_name(const char *name);
+
+/* The canonical name of a family ("unknown" for LMP_CHAT_UNKNOWN). */
+const char *lmp_chat_family_name(enum lmp_chat_family f);
+
+/* Renders msgs[0..n) as the family's template does. On success *ret_text is
+ * a malloc'd NUL-terminated string the caller frees. Returns -EINVAL with a
+ * message in *err when the template refuses the conversation (the message is
+ * the template's own), -ENOMEM on allocation failure. */
+int lmp_chat_render(enum lmp_chat_family f, const struct lmp_chat_msg *msgs, size_t n,
+                    const struct lmp_chat_opts *opts, char **ret_text, struct lmp_error *err);

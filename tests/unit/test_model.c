@@ -1,0 +1,283 @@
+/* Model loading and batch semantics, on the llama-f32 and qwen2-f32
+ * fixtures (skipped when the fixtures are absent).
+ *
+ * Loading: files rewritten through the GGUF writer with one thing wrong (an
+ * unknown architecture, a missing tensor, a tensor of the wrong shape, a
+ * tensor type without kernels, a missing metadata key) are refused with a
+ * message that names what is wrong. Batches: entries of several sequences
+ * interleaved in one call give the logits each sequence gives alone; a
+ * prompt in one batch gives the logits of the same prompt fed token by
+ * token; bad entries (position past the context, unknown sequence, gap,
+ * bad token) are refused with the documented code and leave the cache as
+ * it was; truncating a sequence and re-feeding reproduces its logits. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "model/model.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                   \
+        do {                                                                               \
+                if (!(cond)) {                                                             \
+                        failures++;                                                        \
+                        fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+                        fprintf(stderr, __VA_ARGS__);                                      \
+                        fputc('\n', stderr);                                               \
+                }                                                                          \
+        } while (0)
+
+/* ---------------------------------------------------------------- loading */
+
+enum edit { EDIT_ARCH, EDIT_DROP_TENSOR, EDIT_SHAPE, EDIT_TYPE, EDIT_DROP_KEY };
+
+/* Writes src to path with one edit; returns 0 on success. */
+static int rewrite(const struct lmp_gguf *src, const char *path, enum edit e, void **ret_buf) {
+        struct lmp_gguf_writer *w;
+        struct lmp_error err = { 0 };
+        if (lmp_gguf_writer_new(0, &w) < 0)
+                return -1;
+        int r = 0;
+        for (uint64_t i = 0; i < src->n_kv && r == 0; i++) {
+                const struct lmp_gguf_kv *kv = &src->kv[i];
+                if (e == EDIT_ARCH && lmp_gguf_str_eq(kv->key, "general.architecture"))
+                        r = lmp_gguf_writer_set_str(w, "general.architecture", "mamba9");
+                else if (e == EDIT_DROP_KEY && lmp_gguf_str_eq(kv->key, "llama.block_count"))
+                        continue;
+                else
+                        r = lmp_gguf_writer_set_value(w, kv->key, &kv->value);
+        }
+        *ret_buf = NULL;
+        for (uint64_t i = 0; i < src->n_tensors && r == 0; i++) {
+                const struct lmp_gguf_tensor *t = &src->tensors[i];
+                char name[128];
+                snprintf(name, sizeof(name), "%.*s", (int)t->name.len, t->name.ptr);
+                if (e == EDIT_DROP_TENSOR && strcmp(name, "blk.1.ffn_up.weight") == 0)
+                        continue;
+                if (e == EDIT_SHAPE && strcmp(name, "blk.0.attn_k.weight") == 0) {
+                        uint64_t ne[2] = { t->ne[0], t->ne[1] / 2 };
+                        r = lmp_gguf_writer_add_tensor(w, name, t->type, 2, ne, t->data);
+                        continue;
+                }
+                if (e == EDIT_TYPE && strcmp(name, "blk.1.attn_v.weight") == 0) {
+                        /* iq2_xxs: a real GGML type we have no kernels for. */
+                        uint64_t size = lmp_type_row_size(LMP_TYPE_IQ2_XXS, t->ne[0]) * t->ne[1];
+                        *ret_buf = calloc(1, size);
+                        r = *ret_buf ? lmp_gguf_writer_add_tensor(w, name, LMP_TYPE_IQ2_XXS, 2, t->ne,
+                                                                  *ret_buf)
+                                     : -ENOMEM;
+                        continue;
+                }
+                r = lmp_gguf_writer_add_tensor(w, name, t->type, t->n_dims, t->ne, t->data);
+        }
+        if (r == 0)
+                r = lmp_gguf_writer_write_file(w, path, &err);
+        lmp_gguf_writer_free(w);
+        return r;
+}
+
+static void test_refusals(const char *fx, const char *tmp) {
+        static const struct {
+                enum edit e;
+                const char *needle1, *needle2;
+        } cases[] = {
+                { EDIT_ARCH, "mamba9", "not supported" },
+                { EDIT_DROP_TENSOR, "blk.1.ffn_up.weight", "missing" },
+                { EDIT_SHAPE, "blk.0.attn_k.weight", "shape" },
+                { EDIT_TYPE, "blk.1.attn_v.weight", "iq2_xxs" },
+                { EDIT_DROP_KEY, "llama.block_count", "missing" },
+        };
+        char src_path[4096], path[4200];
+        snprintf(src_path, sizeof(src_path), "%s/models/llama-f32.gguf", fx);
+        snprintf(path, sizeof(path), "%s/edited.gguf", tmp);
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *src = NULL;
+        if (lmp_gguf_open(src_path, &src, &err) < 0) {
+                CHECK(0, "%s: %s", src_path, err.msg);
+                return;
+        }
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                void *buf = NULL;
+                int r = rewrite(src, path, cases[i].e, &buf);
+                CHECK(r == 0, "case %zu: rewrite failed: %d", i, r);
+                struct lmp_gguf *g = NULL;
+                struct lmp_model *m = NULL;
+                memset(&err, 0, sizeof(err));
+                if (r == 0 && lmp_gguf_open(path, &g, &err) == 0) {
+                        r = lmp_model_load(g, LMP_ISA_SCALAR, &m, &err);
+                        CHECK(r < 0 && m == NULL, "case %zu: loaded", i);
+                        CHECK(err.code == r, "case %zu: error code %d vs %d", i, err.code, r);
+                        CHECK(strstr(err.msg, cases[i].needle1) && strstr(err.msg, cases[i].needle2),
+                              "case %zu: message '%s' should name '%s' and say '%s'", i, err.msg,
+                              cases[i].needle1, cases[i].needle2);
+                } else {
+                        CHECK(0, "case %zu: edited file does not open: %s", i, err.msg);
+                }
+                lmp_model_free(m);
+                lmp_gguf_free(g);
+                free(buf);
+                unlink(path);
+        }
+        lmp_gguf_free(src);
+}
+
+/* ---------------------------------------------------------------- batches */
+
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+        double d = 0.0;
+        for (size_t i = 0; i < n; i++)
+                d = fmax(d, fabs((double)a[i] - (double)b[i]));
+        return d;
+}
+
+static void test_batches(const char *fx, const char *name, int n_threads) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/models/%s.gguf", fx, name);
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        struct lmp_model *m = NULL;
+        struct lmp_threadpool *pool = NULL;
+        struct lmp_ctx *c = NULL;
+        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0 ||
+            lmp_threadpool_new(n_threads, &pool) < 0) {
+                CHECK(0, "%s: %s", name, err.msg);
+                goto out;
+        }
+        enum { NA = 40, NB = 23, N_CTX = 64 };
+        struct lmp_ctx_params p = { .n_ctx = N_CTX, .n_seq = 3, .n_batch = 64 };
+        if (lmp_ctx_new(m, &p, pool, &c, &err) < 0) {
+                CHECK(0, "%s: %s", name, err.msg);
+                goto out;
+        }
+        const uint32_t V = m->hp.n_vocab;
+        int32_t ta[NA], tb[NB];
+        for (int i = 0; i < NA; i++)
+                ta[i] = (int32_t)((i * 37 + 11) % V);
+        for (int i = 0; i < NB; i++)
+                tb[i] = (int32_t)((i * 53 + 7) % V);
+        float *la = malloc(sizeof(float) * NA * V), *lb = malloc(sizeof(float) * NB * V);
+        float *mix = malloc(sizeof(float) * (NA + NB) * V), *one = malloc(sizeof(float) * V);
+        struct lmp_batch_entry batch[NA + NB];
+        if (!la || !lb || !mix || !one)
+                goto out_free;
+
+        /* Each sequence alone, as one batch. */
+        for (int i = 0; i < NA; i++)
+                batch[i] = (struct lmp_batch_entry){ .token = ta[i], .pos = i, .seq = 0, .logits = true };
+        CHECK(lmp_ctx_decode(c, batch, NA, la, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < NB; i++)
+                batch[i] = (struct lmp_batch_entry){ .token = tb[i], .pos = i, .seq = 1, .logits = true };
+        CHECK(lmp_ctx_decode(c, batch, NB, lb, &err) == 0, "%s", err.msg);
+        CHECK(lmp_ctx_seq_len(c, 0) == NA && lmp_ctx_seq_len(c, 1) == NB, "lengths");
+
+        /* Both interleaved in one batch, in sequences 2 and 0 (rewritten). */
+        int ia = 0, ib = 0, n = 0;
+        while (ia < NA || ib < NB) {
+                if (ia < NA && (ib >= NB || n % 3 != 2)) {
+                        batch[n++] = (struct lmp_batch_entry){ .token = ta[ia], .pos = ia, .seq = 2, .logits = true };
+                        ia++;
+                } else {
+                        batch[n++] = (struct lmp_batch_entry){ .token = tb[ib], .pos = ib, .seq = 0, .logits = true };
+                        ib++;
+                }
+        }
+        CHECK(lmp_ctx_decode(c, batch, (uint32_t)n, mix, &err) == 0, "%s", err.msg);
+        ia = ib = 0;
+        double worst = 0.0;
+        for (int i = 0; i < n; i++) {
+                const float *ref = batch[i].seq == 2 ? la + (size_t)ia++ * V : lb + (size_t)ib++ * V;
+                worst = fmax(worst, max_abs_diff(mix + (size_t)i * V, ref, V));
+        }
+        CHECK(worst < 1e-3, "%s: interleaved batch differs from separate ones by %g", name, worst);
+        CHECK(lmp_ctx_seq_len(c, 0) == NB && lmp_ctx_seq_len(c, 2) == NA, "lengths after rewrite");
+
+        /* Token by token gives what the batch gave. */
+        lmp_ctx_seq_truncate(c, 1, 0);
+        worst = 0.0;
+        for (int i = 0; i < NB; i++) {
+                struct lmp_batch_entry e = { .token = tb[i], .pos = i, .seq = 1, .logits = true };
+                CHECK(lmp_ctx_decode(c, &e, 1, one, &err) == 0, "%s", err.msg);
+                worst = fmax(worst, max_abs_diff(one, lb + (size_t)i * V, V));
+        }
+        CHECK(worst < 1e-3, "%s: token by token differs from the batch by %g", name, worst);
+
+        /* Only some entries ask for logits: they come out in order. */
+        lmp_ctx_seq_truncate(c, 1, 5);
+        for (int i = 5; i < NB; i++)
+                batch[i - 5] = (struct lmp_batch_entry){ .token = tb[i], .pos = i, .seq = 1,
+                                                         .logits = i == 9 || i == NB - 1 };
+        CHECK(lmp_ctx_decode(c, batch, NB - 5, mix, &err) == 0, "%s", err.msg);
+        CHECK(max_abs_diff(mix, lb + 9 * (size_t)V, V) < 1e-3 &&
+              max_abs_diff(mix + V, lb + (size_t)(NB - 1) * V, V) < 1e-3, "%s: partial logits", name);
+
+        /* Refusals leave the cache alone. */
+        struct lmp_batch_entry bad[2] = {
+                { .token = 1, .pos = NB, .seq = 1, .logits = true },
+                { .token = 1, .pos = N_CTX, .seq = 2, .logits = true },
+        };
+        uint32_t len1 = lmp_ctx_seq_len(c, 1);
+        CHECK(lmp_ctx_decode(c, bad, 2, mix, &err) == -E2BIG && strstr(err.msg, "context"),
+              "past the context: %s", err.msg);
+        bad[1] = (struct lmp_batch_entry){ .token = 1, .pos = 0, .seq = 3, .logits = false };
+        CHECK(lmp_ctx_decode(c, bad, 2, mix, &err) == -EINVAL, "unknown sequence");
+        bad[1] = (struct lmp_batch_entry){ .token = 1, .pos = NB + 2, .seq = 1, .logits = false };
+        CHECK(lmp_ctx_decode(c, bad, 2, mix, &err) == -EINVAL, "gap accepted");
+        bad[1] = (struct lmp_batch_entry){ .token = (int32_t)V, .pos = NB + 1, .seq = 1, .logits = false };
+        CHECK(lmp_ctx_decode(c, bad, 2, mix, &err) == -EINVAL, "bad token accepted");
+        CHECK(lmp_ctx_decode(c, bad, 0, mix, &err) == -EINVAL, "empty batch accepted");
+        CHECK(lmp_ctx_decode(c, bad, 1, NULL, &err) == -EINVAL, "logits without a buffer");
+        CHECK(lmp_ctx_seq_len(c, 1) == len1, "cache changed by a refused batch");
+
+        /* The cache still holds sequence 1: its next step matches a fresh
+         * evaluation of the longer prompt. */
+        struct lmp_batch_entry e = { .token = 5, .pos = NB, .seq = 1, .logits = true };
+        CHECK(lmp_ctx_decode(c, &e, 1, one, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < NB; i++)
+                batch[i] = (struct lmp_batch_entry){ .token = tb[i], .pos = i, .seq = 0, .logits = false };
+        batch[NB] = e;
+        batch[NB].seq = 0;
+        lmp_ctx_seq_truncate(c, 0, 0);
+        CHECK(lmp_ctx_decode(c, batch, NB + 1, mix, &err) == 0, "%s", err.msg);
+        CHECK(max_abs_diff(one, mix, V) < 1e-3, "%s: continued sequence differs", name);
+
+out_free:
+        free(la);
+        free(lb);
+        free(mix);
+        free(one);
+out:
+        lmp_ctx_free(c);
+        lmp_threadpool_free(pool);
+        lmp_model_free(m);
+        lmp_gguf_free(g);
+}
+
+int main(void) {
+        const char *fx = getenv("LMPOOL_FIXTURES");
+        char probe[4096];
+        struct stat st;
+        if (!fx || (snprintf(probe, sizeof(probe), "%s/models/llama-f32.gguf", fx), stat(probe, &st)) != 0) {
+                printf("fixtures not found: skipped\n");
+                return 77;
+        }
+        char tmp[] = "/tmp/lmpool-model-XXXXXX";
+        if (!mkdtemp(tmp)) {
+                perror("mkdtemp");
+                return 1;
+        }
+        test_refusals(fx, tmp);
+        test_batches(fx, "llama-f32", 1);
+        test_batches(fx, "llama-f32", 3);
+        test_batches(fx, "qwen2-f32", 2);
+        rmdir(tmp);
+        if (failures)
+                fprintf(stderr, "%d failures\n", failures);
+        else
+                printf("model: ok\n");
+        return failures ? 1 : 0;
+}
