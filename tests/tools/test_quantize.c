@@ -330,6 +330,8 @@ int main(void) {
         static const char *const qwen2_types[] = { "f16", "q8_0", "q4_k_m", "q6_k" };
         test_against_fixtures(fix, "llama", llama_types, 12);
         test_against_fixtures(fix, "qwen2", qwen2_types, 4);
+        static const char *const deep_types[] = { "q8_0", "q4_k_m" };
+        test_against_fixtures(fix, "llama-deep", deep_types, 2);
         test_requantize_and_refusal(fix);
         if (failures)
                 fprintf(stderr, "%d failures\n", failures);
