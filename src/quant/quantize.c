@@ -1,9 +1,7 @@
-/* Reference quantizers from f32 into the GGML block formats. Each block is
- * written byte by byte at the offsets the GGUF format defines (the same
- * layout as the packed structs of src/quant/blocks.h): a block's first
- * field starts at byte 0, fp16 fields are little-endian. The algorithms
- * follow llama.cpp's quantize_row_*_ref, which is what llama-quantize uses
- * for every type here when no importance matrix is given: the legacy types
+/* Reference quantizers from f32 into the GGML block formats (the packed
+ * structs of quant/blocks.h). The algorithms follow llama.cpp's
+ * quantize_row_*_ref, which is what llama-quantize uses for every type
+ * here when no importance matrix is given: the legacy types
  * take a per-block absolute max (q4_0, q5_0, q8_0) or min/max (q4_1, q5_1);
  * the K-quants search each sub-block's scale (and min) to minimise a
  * weighted squared or absolute error, then quantize the sub-block scales
@@ -26,9 +24,10 @@
 #define QK_K LMP_QK_K   /* values per K-quant super-block */
 #define GROUP_MAX_EPS 1e-15f
 
-/* Rounds to nearest the way ggml does (adding 1.5 * 2^23 and reading the
- * mantissa), which differs from lrintf only in how it handles magnitudes
- * beyond 2^22, none of which reach it from finite, scaled inputs. */
+/* Rounds to nearest (ties to even) the way ggml does: add 1.5 * 2^23 and
+ * read the mantissa. Exact for |fval| < 2^22; beyond that (only reachable
+ * with extreme inputs whose fp16 scales overflow) it returns a wrong value
+ * that the callers clamp into range, never undefined behaviour. */
 static int nearest_int(float fval) {
         float val = fval + 12582912.f;
         int32_t i;
