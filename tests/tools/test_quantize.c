@@ -184,6 +184,17 @@ static void test_errors(void) {
         CHECK(lmp_quantize_row(LMP_TYPE_Q8_0, x, y, 32) == -EDOM, "NaN input");
         x[7] = INFINITY;
         CHECK(lmp_quantize_row(LMP_TYPE_Q6_K, x, y, 256) == -EDOM, "inf input");
+        /* Extreme but finite values: no type crashes or trips the sanitizers. */
+        static const float extreme[] = { 3e38f, -3e38f, 1e-40f, -1e-45f, 0.f, 1.f, 65504.f, 1e-8f };
+        static const uint32_t all[] = { LMP_TYPE_F16, LMP_TYPE_BF16, LMP_TYPE_Q4_0, LMP_TYPE_Q4_1, LMP_TYPE_Q5_0,
+                LMP_TYPE_Q5_1, LMP_TYPE_Q8_0, LMP_TYPE_Q2_K, LMP_TYPE_Q3_K, LMP_TYPE_Q4_K, LMP_TYPE_Q5_K, LMP_TYPE_Q6_K };
+        for (int pattern = 0; pattern < 8; pattern++) {
+                for (int j = 0; j < 256; j++)
+                        x[j] = extreme[(j * (pattern + 1) + pattern) % 8] * (j % 3 ? 1.f : -0.5f);
+                for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+                        CHECK(lmp_quantize_row(all[i], x, y, 256) == 0, "%s: extreme values",
+                              lmp_type_name(all[i]));
+        }
         /* All zero: every type decodes back to zeros. */
         static const uint32_t types[] = { LMP_TYPE_Q4_0, LMP_TYPE_Q4_1, LMP_TYPE_Q5_0, LMP_TYPE_Q5_1,
                 LMP_TYPE_Q8_0, LMP_TYPE_Q2_K, LMP_TYPE_Q3_K, LMP_TYPE_Q4_K, LMP_TYPE_Q5_K, LMP_TYPE_Q6_K };
