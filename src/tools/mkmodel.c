@@ -475,6 +475,9 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
         return 0;
 }
 
+/* One encoded tensor is held in memory while it is written. */
+#define MAX_TENSOR_BYTES (768 << 20)
+
 int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struct lmp_mkmodel_result *ret,
                 struct lmp_error *err) {
         const struct lmp_shape *s = opts->shape;
@@ -540,6 +543,12 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
                         lmp_error_set(err, r, "tensor %s: cannot declare", t->name);
                         goto out;
                 }
+        }
+        if (max_size > MAX_TENSOR_BYTES) {
+                r = lmp_error_set(err, -EFBIG, "shape %s in %s: a %.0f MiB tensor, over the generator's %d MiB"
+                                  " limit (its memory stays under 1 GiB); use a smaller type such as f16",
+                                  s->name, opts->ft->name, (double)max_size / (1 << 20), MAX_TENSOR_BYTES >> 20);
+                goto out;
         }
         if (ret) {
                 ret->file_size = lmp_gguf_writer_file_size(w);

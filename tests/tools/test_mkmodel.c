@@ -283,6 +283,15 @@ static void test_real_sizes(void) {
                        (double)res.file_size / (1 << 20));
         }
         CHECK(access("unused.gguf", F_OK) != 0 && access("unused.gguf.tmp", F_OK) != 0, "dry run writes nothing");
+
+        /* f32 Qwen2.5-3B would hold a 1.2 GiB embedding: refused up front. */
+        struct lmp_mkmodel_opts o = {
+                .shape = lmp_shape_find("qwen2.5-3b"), .ft = lmp_ftype_find("f32"), .dry_run = true,
+        };
+        struct lmp_error err = { 0 };
+        CHECK(lmp_mkmodel("unused.gguf", &o, NULL, &err) == -EFBIG && strstr(err.msg, "f16"), "%s", err.msg);
+        o.ft = lmp_ftype_find("f16");
+        CHECK(lmp_mkmodel("unused.gguf", &o, NULL, &err) == 0, "f16 Qwen2.5-3B fits: %s", err.msg);
 }
 
 int main(void) {
