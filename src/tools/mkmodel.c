@@ -269,8 +269,8 @@ static int set_vocab(struct lmp_gguf_writer *w, const struct vocab *v) {
 }
 
 /* Copies every tokenizer.* key of a vocabulary GGUF; its token count must
- * be the shape's vocabulary size (or fit in it: the embedding keeps the
- * shape's size, as Qwen's padded embeddings do). */
+ * be the shape's vocabulary size, as llama.cpp requires of the embedding
+ * (real vocabularies are padded to it, e.g. Qwen2.5's to 151936). */
 static int copy_vocab(struct lmp_gguf_writer *w, const char *path, const struct lmp_shape *s,
                       struct lmp_error *err) {
         struct lmp_gguf *g;
@@ -283,8 +283,8 @@ static int copy_vocab(struct lmp_gguf_writer *w, const char *path, const struct 
                 r = lmp_error_set(err, r, "%s: no tokenizer.ggml.tokens string array", path);
                 goto out;
         }
-        if (toks.n > s->n_vocab) {
-                r = lmp_error_set(err, -EINVAL, "%s: %" PRIu64 " tokens, more than shape %s's %u", path,
+        if (toks.n != s->n_vocab) {
+                r = lmp_error_set(err, -EINVAL, "%s: %" PRIu64 " tokens, but shape %s has %u", path,
                                   toks.n, s->name, s->n_vocab);
                 goto out;
         }

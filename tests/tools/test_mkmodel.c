@@ -250,7 +250,7 @@ static void test_vocab_copy(const char *dir, const char *fix) {
         lmp_gguf_free(v);
         unlink(path);
 
-        /* A vocabulary larger than the shape's is refused, naming both. */
+        /* A vocabulary of another size than the shape's is refused, naming both. */
         int r = make("test-llama", "q8_0", 1, 1, voc, path, &err);
         CHECK(r == -EINVAL && strstr(err.msg, "32000") && strstr(err.msg, "test-llama"), "too big: %s", err.msg);
         CHECK(access(path, F_OK) != 0, "nothing written");
