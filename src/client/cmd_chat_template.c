@@ -5,6 +5,7 @@
  * file with --bos/--eos given; --family overrides detection. */
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +20,14 @@ static void usage(FILE *f) {
                 "                            --messages FILE.json [--family NAME] [--date \"15 Jan 2026\"]\n"
                 "                            [--no-generation-prompt]\n"
                 "Prints the prompt a conversation (a JSON array of {\"role\", \"content\"}) renders to.\n"
-                "--bos/--eos also override a model's token text; --date defaults to today.\n");
+                "--messages - reads standard input. --bos/--eos also override a model's token\n"
+                "text; --date defaults to today.\n");
 }
 
+/* The whole of a file ("-": standard input), NUL-terminated. */
 static char *read_file(const char *path, size_t *ret_len) {
-        FILE *f = fopen(path, "rb");
+        bool is_stdin = strcmp(path, "-") == 0;
+        FILE *f = is_stdin ? stdin : fopen(path, "rb");
         char *buf = NULL;
         size_t len = 0, cap = 0, n;
 
@@ -34,7 +38,8 @@ static char *read_file(const char *path, size_t *ret_len) {
                         char *p = realloc(buf, cap = cap ? cap * 2 : 8192);
                         if (!p) {
                                 free(buf);
-                                fclose(f);
+                                if (!is_stdin)
+                                        fclose(f);
                                 errno = ENOMEM;
                                 return NULL;
                         }
@@ -43,13 +48,14 @@ static char *read_file(const char *path, size_t *ret_len) {
                 n = fread(buf + len, 1, cap - len - 1, f);
                 len += n;
         } while (n > 0);
-        if (ferror(f)) {
-                free(buf);
+        bool failed = ferror(f);
+        if (!is_stdin)
                 fclose(f);
+        if (failed) {
+                free(buf);
                 errno = EIO;
                 return NULL;
         }
-        fclose(f);
         buf[len] = '\0';
         if (ret_len)
                 *ret_len = len;

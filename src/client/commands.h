@@ -12,4 +12,11 @@ struct lmp_command {
 int lmp_cmd_gguf(int argc, char **argv);
 int lmp_cmd_quantize(int argc, char **argv);
 int lmp_cmd_mkmodel(int argc, char **argv);
+int lmp_cmd_tokenize(int argc, char **argv);
+int lmp_cmd_detokenize(int argc, char **argv);
 int lmp_cmd_chat_template(int argc, char **argv);
+int lmp_cmd_generate(int argc, char **argv);
+int lmp_cmd_chat(int argc, char **argv);
+int lmp_cmd_models(int argc, char **argv);
+int lmp_cmd_stats(int argc, char **argv);
+int lmp_cmd_health(int argc, char **argv);

@@ -10,7 +10,14 @@ static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
         { "quantize", lmp_cmd_quantize, "convert a model's weights to a quantized file type" },
         { "mkmodel", lmp_cmd_mkmodel, "write a random-weight model in a real model's shape" },
+        { "tokenize", lmp_cmd_tokenize, "print the token ids of a text" },
+        { "detokenize", lmp_cmd_detokenize, "print the text of token ids" },
         { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },
+        { "generate", lmp_cmd_generate, "generate text with lmpoold (streams to stdout)" },
+        { "chat", lmp_cmd_chat, "chat with a model served by lmpoold" },
+        { "models", lmp_cmd_models, "list lmpoold's models" },
+        { "stats", lmp_cmd_stats, "show lmpoold's counters and workers" },
+        { "health", lmp_cmd_health, "check that lmpoold is serving (exit 0 when ok)" },
 };
 
 static void usage(FILE *f) {

@@ -35,7 +35,11 @@ LMP_FOREACH_FROMF(LMP_KDECL_FROMF_REF)
 /* q8_1 is only ever an activation; its to_float exists for tests. */
 LMP_KDECL_TOF(q8_1, ref)
 
-/* The SIMD levels provide the same sets (see x86/avx2.c, x86/avx512.c). */
+/* The SIMD levels (x86/avx2.c, x86/avx512.c) have every vec_dot and every
+ * activation quantizer, and to_float for the float types; the quantized
+ * weight types' to_float (used off the hot path, e.g. one embedding row per
+ * token) stays scalar at every level. */
+#define LMP_FOREACH_TOF_SIMD(X) X(f32) X(f16) X(bf16)
 #define LMP_KDECL_DOT_AVX2(w, a) LMP_KDECL_DOT(w, a, avx2)
 #define LMP_KDECL_TOF_AVX2(t) LMP_KDECL_TOF(t, avx2)
 #define LMP_KDECL_FROMF_AVX2(t) LMP_KDECL_FROMF(t, avx2)
@@ -43,8 +47,8 @@ LMP_KDECL_TOF(q8_1, ref)
 #define LMP_KDECL_TOF_AVX512(t) LMP_KDECL_TOF(t, avx512)
 #define LMP_KDECL_FROMF_AVX512(t) LMP_KDECL_FROMF(t, avx512)
 LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX2)
-LMP_FOREACH_TOF(LMP_KDECL_TOF_AVX2)
+LMP_FOREACH_TOF_SIMD(LMP_KDECL_TOF_AVX2)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX2)
 LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX512)
-LMP_FOREACH_TOF(LMP_KDECL_TOF_AVX512)
+LMP_FOREACH_TOF_SIMD(LMP_KDECL_TOF_AVX512)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX512)

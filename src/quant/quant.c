@@ -29,10 +29,53 @@ static const struct lmp_quant_traits traits_scalar[LMP_TYPE_COUNT] = {
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_ref, NULL),
 };
 
+#if LMP_HAVE_X86_KERNELS
+static const struct lmp_quant_traits traits_avx2[LMP_TYPE_COUNT] = {
+        ROW(F32,  F32,  lmp_to_float_f32_avx2,  lmp_from_float_f32_avx2,  lmp_vec_dot_f32_f32_avx2),
+        ROW(F16,  F16,  lmp_to_float_f16_avx2,  lmp_from_float_f16_avx2,  lmp_vec_dot_f16_f16_avx2),
+        ROW(BF16, BF16, lmp_to_float_bf16_avx2, lmp_from_float_bf16_avx2, lmp_vec_dot_bf16_bf16_avx2),
+        ROW(Q4_0, Q8_0, lmp_to_float_q4_0_ref, NULL, lmp_vec_dot_q4_0_q8_0_avx2),
+        ROW(Q4_1, Q8_1, lmp_to_float_q4_1_ref, NULL, lmp_vec_dot_q4_1_q8_1_avx2),
+        ROW(Q5_0, Q8_0, lmp_to_float_q5_0_ref, NULL, lmp_vec_dot_q5_0_q8_0_avx2),
+        ROW(Q5_1, Q8_1, lmp_to_float_q5_1_ref, NULL, lmp_vec_dot_q5_1_q8_1_avx2),
+        ROW(Q8_0, Q8_0, lmp_to_float_q8_0_ref, lmp_from_float_q8_0_avx2, lmp_vec_dot_q8_0_q8_0_avx2),
+        ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_avx2, NULL),
+        ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_avx2),
+        ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_avx2),
+        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx2),
+        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx2),
+        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx2),
+        ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_avx2, NULL),
+};
+
+static const struct lmp_quant_traits traits_avx512[LMP_TYPE_COUNT] = {
+        ROW(F32,  F32,  lmp_to_float_f32_avx512,  lmp_from_float_f32_avx512,  lmp_vec_dot_f32_f32_avx512),
+        ROW(F16,  F16,  lmp_to_float_f16_avx512,  lmp_from_float_f16_avx512,  lmp_vec_dot_f16_f16_avx512),
+        ROW(BF16, BF16, lmp_to_float_bf16_avx512, lmp_from_float_bf16_avx512, lmp_vec_dot_bf16_bf16_avx512),
+        ROW(Q4_0, Q8_0, lmp_to_float_q4_0_ref, NULL, lmp_vec_dot_q4_0_q8_0_avx512),
+        ROW(Q4_1, Q8_1, lmp_to_float_q4_1_ref, NULL, lmp_vec_dot_q4_1_q8_1_avx512),
+        ROW(Q5_0, Q8_0, lmp_to_float_q5_0_ref, NULL, lmp_vec_dot_q5_0_q8_0_avx512),
+        ROW(Q5_1, Q8_1, lmp_to_float_q5_1_ref, NULL, lmp_vec_dot_q5_1_q8_1_avx512),
+        ROW(Q8_0, Q8_0, lmp_to_float_q8_0_ref, lmp_from_float_q8_0_avx512, lmp_vec_dot_q8_0_q8_0_avx512),
+        ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_avx512, NULL),
+        ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_avx512),
+        ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_avx512),
+        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx512),
+        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx512),
+        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx512),
+        ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_avx512, NULL),
+};
+#define TRAITS_AVX2 traits_avx2
+#define TRAITS_AVX512 traits_avx512
+#else
+#define TRAITS_AVX2 traits_scalar
+#define TRAITS_AVX512 traits_scalar
+#endif
+
 static const struct lmp_quant_traits *const tables[LMP_ISA_COUNT] = {
         [LMP_ISA_SCALAR] = traits_scalar,
-        [LMP_ISA_AVX2] = traits_scalar,
-        [LMP_ISA_AVX512] = traits_scalar,
+        [LMP_ISA_AVX2] = TRAITS_AVX2,
+        [LMP_ISA_AVX512] = TRAITS_AVX512,
 };
 
 const struct lmp_quant_traits *lmp_quant_traits(enum lmp_type t, enum lmp_isa isa) {

@@ -20,7 +20,9 @@ struct lmp_quant_traits {
         void (*to_float)(const void *restrict x, float *restrict y, int64_t n);
         /* Set only for activation types: F32 (copy), F16, BF16, Q8_0, Q8_1, Q8_K. */
         void (*from_float)(const float *restrict x, void *restrict y, int64_t n);
-        /* x: a row of `type`, y: a row of `vec_dot_type`; *s = the dot product. */
+        /* x: a row of `type`, y: a row of `vec_dot_type`; *s = the dot product.
+         * NULL for Q8_1 and Q8_K, which are activation types only: a weight
+         * tensor of those types must be refused at load. */
         void (*vec_dot)(int n, float *restrict s, const void *restrict x, const void *restrict y);
 };
 

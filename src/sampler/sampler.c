@@ -287,13 +287,12 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
         apply_penalties(s);
 
         if (p->temperature == 0.0f) {
-                size_t best = 0;
-                for (size_t i = 1; i < n; i++)
-                        if (c[i].logit > c[best].logit)
+                /* NaN (e.g. +inf logit with a -inf bias) counts as -inf. */
+                size_t best = n;
+                for (size_t i = 0; i < n; i++)
+                        if (c[i].logit > -INFINITY && (best == n || c[i].logit > c[best].logit))
                                 best = i;
-                /* NaN never compares greater, so only a -inf or NaN best
-                 * means nothing is left. */
-                return c[best].logit > -INFINITY ? c[best].id : -ENOENT;
+                return best == n ? -ENOENT : c[best].id;
         }
 
         /* Drop banned tokens (and NaNs a bias or penalty may have made);

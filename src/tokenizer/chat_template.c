@@ -301,14 +301,16 @@ static int render_mistral_v1(const struct lmp_chat_msg *m, size_t n, const struc
         return 0;
 }
 
-/* Mistral Nemo: an optional first system message, then alternation (tool
- * messages excepted) checked before anything is written; the system message
- * is folded into the last message when that one is a user turn, and dropped
- * otherwise. No spaces around the contents. */
-static int render_mistral_nemo(const struct lmp_chat_msg *m, size_t n,
-                               const struct lmp_chat_opts *o, struct sbuf *b,
-                               struct lmp_error *err) {
-        const char *system = NULL;
+/* Mistral v0.3 and Nemo: an optional first system message, then
+ * alternation (tool messages excepted) checked before anything is written;
+ * the system message is folded into the last message when that one is a
+ * user turn, and dropped otherwise. Nemo writes '[INST]' + content +
+ * '[/INST]' and content + eos for the assistant; v0.3 writes '[INST] ' +
+ * content + '[/INST]' and ' ' + trimmed content + eos. */
+static int render_mistral_sys_last(bool v3, const struct lmp_chat_msg *m, size_t n,
+                                   const struct lmp_chat_opts *o, struct sbuf *b,
+                                   struct lmp_error *err) {
+        const char *system = NULL, *inst = v3 ? "[INST] " : "[INST]";
         size_t first = 0, idx = 0;
         if (is_role(&m[0], "system")) {
                 system = m[0].content;
@@ -326,11 +328,17 @@ static int render_mistral_nemo(const struct lmp_chat_msg *m, size_t n,
         for (size_t i = first; i < n; i++) {
                 if (is_role(&m[i], "user")) {
                         if (i + 1 == n && system)
-                                sb_cat(b, "[INST]", system, "\n\n", m[i].content, "[/INST]", NULL);
+                                sb_cat(b, inst, system, "\n\n", m[i].content, "[/INST]", NULL);
                         else
-                                sb_cat(b, "[INST]", m[i].content, "[/INST]", NULL);
+                                sb_cat(b, inst, m[i].content, "[/INST]", NULL);
                 } else if (is_role(&m[i], "assistant")) {
-                        sb_cat(b, m[i].content, o->eos, NULL);
+                        if (v3) {
+                                sb_add(b, " ");
+                                sb_add_trimmed(b, m[i].content);
+                                sb_add(b, o->eos);
+                        } else {
+                                sb_cat(b, m[i].content, o->eos, NULL);
+                        }
                 } else if (is_role(&m[i], "tool") || is_role(&m[i], "tool_results")) {
                         /* A tool result needs the call id of the call it
                          * answers, which a (role, content) message lacks. */
@@ -412,6 +420,7 @@ static const struct {
         { LMP_CHAT_PHI3_MINI, { "phi3-mini", "phi-3-mini" } },
         { LMP_CHAT_GEMMA, { "gemma", "gemma2", "gemma-2" } },
         { LMP_CHAT_MISTRAL_V1, { "mistral-v1", "mistral", "mistral-7b-v0.1" } },
+        { LMP_CHAT_MISTRAL_V3, { "mistral-v3", "mistral-v0.3" } },
         { LMP_CHAT_MISTRAL_NEMO, { "mistral-nemo", "nemo" } },
         { LMP_CHAT_LLAMA2, { "llama2", "llama-2" } },
         { LMP_CHAT_ZEPHYR, { "zephyr", "tinyllama", "zephyr-tinyllama" } },
@@ -494,12 +503,16 @@ enum lmp_chat_family lmp_chat_detect(const char *t) {
         if (has(t, "<<SYS>>"))
                 return LMP_CHAT_LLAMA2;
         if (has(t, "[INST]")) {
-                /* Nemo writes "[INST]" + content; v0.1 '[INST] ' + content. */
+                /* Nemo writes "[INST]" + content + "[/INST]"; v0.3
+                 * "[INST] " + content + "[/INST]"; v0.1
+                 * '[INST] ' + content + ' [/INST]'. */
                 if (has(t, "\"[INST]\" +") || has(t, "'[INST]' +") || has(t, "\"[INST]\"+") ||
                     has(t, "'[INST]'+"))
                         return LMP_CHAT_MISTRAL_NEMO;
-                if (has(t, "[INST] "))
+                if (has(t, " [/INST]"))
                         return LMP_CHAT_MISTRAL_V1;
+                if (has(t, "[INST] "))
+                        return LMP_CHAT_MISTRAL_V3;
         }
         return LMP_CHAT_UNKNOWN;
 }
@@ -540,7 +553,8 @@ int lmp_chat_render(enum lmp_chat_family f, const struct lmp_chat_msg *msgs, siz
         case LMP_CHAT_PHI3_MINI: r = render_phi3_mini(msgs, n, &o, &b); break;
         case LMP_CHAT_GEMMA: r = render_gemma(msgs, n, &o, &b, err); break;
         case LMP_CHAT_MISTRAL_V1: r = render_mistral_v1(msgs, n, &o, &b, err); break;
-        case LMP_CHAT_MISTRAL_NEMO: r = render_mistral_nemo(msgs, n, &o, &b, err); break;
+        case LMP_CHAT_MISTRAL_V3: r = render_mistral_sys_last(true, msgs, n, &o, &b, err); break;
+        case LMP_CHAT_MISTRAL_NEMO: r = render_mistral_sys_last(false, msgs, n, &o, &b, err); break;
         case LMP_CHAT_LLAMA2: r = render_llama2(msgs, n, &o, &b, err); break;
         case LMP_CHAT_ZEPHYR: r = render_zephyr(msgs, n, &o, &b); break;
         default:

@@ -26,6 +26,8 @@ enum lmp_chat_family {
         LMP_CHAT_PHI3_MINI,     /* Phi-3 mini: bos, <|user|> ... <|end|> with <|assistant|> after each user turn */
         LMP_CHAT_GEMMA,         /* Gemma 2: <start_of_turn>, no system role */
         LMP_CHAT_MISTRAL_V1,    /* Mistral 7B v0.1: [INST] x [/INST], strict alternation */
+        LMP_CHAT_MISTRAL_V3,    /* Mistral 7B v0.3, Mixtral 8x22B: [INST] x[/INST], system folded into
+                                 * the last user turn */
         LMP_CHAT_MISTRAL_NEMO,  /* Mistral Nemo: [INST]x[/INST], system folded into the last user turn */
         LMP_CHAT_LLAMA2,        /* Llama 2: [INST] <<SYS>> ... <</SYS>> */
         LMP_CHAT_ZEPHYR,        /* Zephyr / TinyLlama chat: <|user|> ... eos */

@@ -8,7 +8,9 @@ Unicode whitespace, empty contents, tool messages) with jinja2 configured as
 Hugging Face renders chat templates (trim_blocks, lstrip_blocks, a
 raise_exception global, tojson), and with the CLI; the outputs must be equal
 byte for byte, and a conversation the template refuses must be refused.
-Exits 77 when jinja2 or the fixtures are missing."""
+Exits 77 when jinja2 or the fixtures are missing. CROSSCHECK_N sets the
+number of conversations per template (40), CROSSCHECK_TEMPLATES adds
+templates (space-separated FILE.jinja:BOS:EOS)."""
 import glob
 import json
 import os
@@ -63,6 +65,11 @@ for f in sorted(glob.glob(os.path.join(fixtures, "tokenizer", "*.gguf"))):
     bos = toks[meta["tokenizer.ggml.bos_token_id"]] if "tokenizer.ggml.bos_token_id" in meta else ""
     eos = toks[meta["tokenizer.ggml.eos_token_id"]] if "tokenizer.ggml.eos_token_id" in meta else ""
     templates.append((os.path.basename(f), meta["tokenizer.chat_template"], bos, eos))
+
+# More templates to check, e.g. a model's own: CROSSCHECK_TEMPLATES="a.jinja:BOS:EOS ...".
+for spec in os.environ.get("CROSSCHECK_TEMPLATES", "").split():
+    path, bos, eos = (spec.split(":") + ["", ""])[:3]
+    templates.append((os.path.basename(path), open(path).read(), bos, eos))
 
 WORDS = ["Hello", "a KV cache", "x", "", " ", "line one\nline two", "  padded  ",
          "\ttabbed\n", "\u00a0nbsp\u3000", "caf\u00e9 \u2003", "quote \" and \\ back",

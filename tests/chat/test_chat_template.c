@@ -217,6 +217,13 @@ static void check_properties(void) {
         out = render(LMP_CHAT_MISTRAL_NEMO, nemo, 3, &o);
         CHECK(out && strcmp(out, "<s>[INST]U[/INST]A</s>") == 0, "[%s]", out);
         free(out);
+        /* Mistral v0.3: a space after [INST], none before [/INST], the
+         * assistant's content trimmed after a space. */
+        struct lmp_chat_msg v3[] = { { "system", "S" }, { "user", "U1" }, { "assistant", " A " },
+                                     { "user", "U2" } };
+        out = render(LMP_CHAT_MISTRAL_V3, v3, 4, &o);
+        CHECK(out && strcmp(out, "<s>[INST] U1[/INST] A</s>[INST] S\n\nU2[/INST]") == 0, "[%s]", out);
+        free(out);
         struct lmp_chat_msg odd[] = { { "user", "U" }, { "narrator", "N" } };
         out = NULL;
         CHECK(lmp_chat_render(LMP_CHAT_MISTRAL_NEMO, odd, 2, &o, &out, &err) == -EINVAL && !out, "nemo role");
@@ -251,6 +258,8 @@ static void check_properties(void) {
         CHECK(lmp_chat_family_from_name(NULL) == LMP_CHAT_UNKNOWN, "null name");
         CHECK(lmp_chat_detect(NULL) == LMP_CHAT_UNKNOWN, "null template");
         CHECK(lmp_chat_detect("{{ messages }}") == LMP_CHAT_UNKNOWN, "plain template");
+        CHECK(lmp_chat_detect("{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}") == LMP_CHAT_MISTRAL_V3,
+              "mistral v3");
         CHECK(lmp_chat_detect("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + "
                               "m['content'] + '<|im_end|>\\n'}}{% endfor %}") == LMP_CHAT_CHATML, "chatml");
 }

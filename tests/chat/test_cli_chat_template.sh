@@ -52,6 +52,11 @@ printf '[{"role": "user", "content": "Hi"}]' > "$tmp/hi.json"
 "$LMPOOL_BIN" chat-template --template "$t/llama-2.jinja" --family chatml --messages "$tmp/hi.json" > "$tmp/out"
 printf '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n' | cmp - "$tmp/out"
 
+# Messages from standard input.
+printf '[{"role": "user", "content": "Hi"}]' | "$LMPOOL_BIN" chat-template --template "$t/gemma-2.jinja" \
+        --bos '<bos>' --messages - > "$tmp/out"
+printf '<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n' | cmp - "$tmp/out"
+
 # A model's own template and bos text, read from its GGUF: Phi-3 mini
 # (bos, no system turn) and Qwen2 (its default system prompt).
 printf '[{"role": "system", "content": "S"}, {"role": "user", "content": "Hi"}]' > "$tmp/sys.json"

@@ -208,9 +208,11 @@ static void check_vec_dot(enum lmp_type t, enum lmp_isa top) {
         const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
         const uint32_t blck = lmp_type_info(t)->blck_size;
         const uint32_t qk = blck > 1 ? blck : 32;
-        const int nblocks[] = { 1, 2, 3, 8, 17 };
+        /* One block, odd and even counts (the SIMD kernels take two or four
+         * blocks, or 64 floats, at a time), and float rows with ragged tails. */
+        const int nblocks[] = { 1, 2, 3, 7, 8, 17, 64 };
         for (size_t li = 0; li < sizeof(nblocks) / sizeof(nblocks[0]); li++) {
-                const int64_t n = (int64_t)qk * nblocks[li] * (qk == 32 ? 4 : 1);
+                const int64_t n = (int64_t)qk * nblocks[li] + (blck == 1 && (li & 1) ? 7 : 0);
                 const size_t xbytes = lmp_type_row_size(t, (uint64_t)n);
                 const size_t ybytes = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n);
                 uint8_t *x = malloc(xbytes), *y = malloc(ybytes);
@@ -417,7 +419,64 @@ static void check_fp16(void) {
                 FAIL("fp16/bf16 rounding at overflow or ties");
 }
 
+/* The traits table: llama.cpp's pairings, complete rows at every level,
+ * NULL for types without kernels; LMPOOL_ISA only ever lowers the level. */
+static void check_traits(void) {
+        static const struct { enum lmp_type w, a; } pairs[] = {
+                { LMP_TYPE_F32, LMP_TYPE_F32 }, { LMP_TYPE_F16, LMP_TYPE_F16 }, { LMP_TYPE_BF16, LMP_TYPE_BF16 },
+                { LMP_TYPE_Q4_0, LMP_TYPE_Q8_0 }, { LMP_TYPE_Q4_1, LMP_TYPE_Q8_1 }, { LMP_TYPE_Q5_0, LMP_TYPE_Q8_0 },
+                { LMP_TYPE_Q5_1, LMP_TYPE_Q8_1 }, { LMP_TYPE_Q8_0, LMP_TYPE_Q8_0 }, { LMP_TYPE_Q2_K, LMP_TYPE_Q8_K },
+                { LMP_TYPE_Q3_K, LMP_TYPE_Q8_K }, { LMP_TYPE_Q4_K, LMP_TYPE_Q8_K }, { LMP_TYPE_Q5_K, LMP_TYPE_Q8_K },
+                { LMP_TYPE_Q6_K, LMP_TYPE_Q8_K },
+        };
+        for (int isa = 0; isa < LMP_ISA_COUNT; isa++) {
+                for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
+                        const struct lmp_quant_traits *t = lmp_quant_traits(pairs[i].w, (enum lmp_isa)isa);
+                        const struct lmp_quant_traits *a = lmp_quant_traits(pairs[i].a, (enum lmp_isa)isa);
+                        checks++;
+                        if (!t || !a || t->type != pairs[i].w || t->vec_dot_type != pairs[i].a || !t->to_float ||
+                            !t->vec_dot || !a->from_float || !a->to_float)
+                                FAIL("traits %s at %s incomplete or mispaired", lmp_type_name(pairs[i].w),
+                                     lmp_isa_name((enum lmp_isa)isa));
+                }
+                checks++;
+                if (lmp_quant_traits(LMP_TYPE_IQ2_XXS, (enum lmp_isa)isa) ||
+                    lmp_quant_traits(LMP_TYPE_I32, (enum lmp_isa)isa) ||
+                    lmp_quant_traits((enum lmp_type)4, (enum lmp_isa)isa) ||
+                    lmp_quant_traits(LMP_TYPE_COUNT, (enum lmp_isa)isa))
+                        FAIL("traits for a type without kernels at %s", lmp_isa_name((enum lmp_isa)isa));
+        }
+        checks++;
+        if (lmp_quant_traits(LMP_TYPE_F32, LMP_ISA_COUNT) || lmp_isa_name(LMP_ISA_COUNT))
+                FAIL("an invalid ISA level was accepted");
+        char *saved = getenv("LMPOOL_ISA") ? strdup(getenv("LMPOOL_ISA")) : NULL;
+        unsetenv("LMPOOL_ISA");
+        const enum lmp_isa hw = lmp_cpu_isa();
+        setenv("LMPOOL_ISA", "scalar", 1);
+        checks++;
+        if (lmp_cpu_isa() != LMP_ISA_SCALAR)
+                FAIL("LMPOOL_ISA=scalar not honoured");
+        setenv("LMPOOL_ISA", "avx2", 1);
+        checks++;
+        if (lmp_cpu_isa() != (hw < LMP_ISA_AVX2 ? hw : LMP_ISA_AVX2))
+                FAIL("LMPOOL_ISA=avx2 not honoured");
+        setenv("LMPOOL_ISA", "avx512", 1);
+        checks++;
+        if (lmp_cpu_isa() != hw)
+                FAIL("LMPOOL_ISA=avx512 raised or lowered the level");
+        setenv("LMPOOL_ISA", "sse9", 1);
+        checks++;
+        if (lmp_cpu_isa() != hw)
+                FAIL("an unknown LMPOOL_ISA changed the level");
+        if (saved)
+                setenv("LMPOOL_ISA", saved, 1);
+        else
+                unsetenv("LMPOOL_ISA");
+        free(saved);
+}
+
 int main(void) {
+        check_traits();
         const enum lmp_isa top = lmp_cpu_isa();
         printf("kernels: CPU level %s\n", lmp_isa_name(top));
         check_fp16();

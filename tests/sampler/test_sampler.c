@@ -390,6 +390,17 @@ static void test_bias(void) {
         CHECK(lmp_sampler_sample(s, l) == 3, "bias up");
         lmp_sampler_free(s);
 
+        /* +inf with a -inf bias is NaN: banned, greedy or not. */
+        struct lmp_logit_bias ban0[] = { { 0, -INFINITY } };
+        p.bias = ban0;
+        p.n_bias = 1;
+        for (int t = 0; t < 2; t++) {
+                p.temperature = (float)t;
+                s = make(2, &p);
+                CHECK(lmp_sampler_sample(s, (const float[]){ INFINITY, 1.0f }) == 1, "inf - inf, t=%d", t);
+                lmp_sampler_free(s);
+        }
+
         /* Everything banned: nothing to sample. */
         struct lmp_logit_bias all[] = { { 0, -INFINITY }, { 1, -INFINITY }, { 2, -INFINITY }, { 3, -INFINITY } };
         p.bias = all;

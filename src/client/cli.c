@@ -1,0 +1,328 @@
+/* Shared plumbing of the lmpool client subcommands: one getopt table for
+ * the generation options of generate and chat, checked numbers, the
+ * connection with its timeouts, and error lines of the form
+ *   lmpool generate: unknown_model: no model named "x"
+ * so that scripts can match the stable code. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client/cli.h"
+
+#define CONNECT_GRACE_MS 2000
+
+volatile sig_atomic_t cli_interrupted;
+
+static void on_sigint(int sig) {
+        (void)sig;
+        if (cli_interrupted) /* a second Ctrl-C: stop waiting for the daemon */
+                _exit(CLI_EXIT_INTERRUPTED);
+        cli_interrupted = 1;
+}
+
+void cli_catch_interrupt(void) {
+        struct sigaction sa = { .sa_handler = on_sigint }; /* no SA_RESTART: a wait returns early */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+}
+
+static int parse_long(const char *s, long long lo, long long hi, long long *ret) {
+        char *end;
+        errno = 0;
+        long long v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < lo || v > hi)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *ret) {
+        char *end;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
+static const char *option_name(const struct option *opts, int c) {
+        for (; opts->name; opts++)
+                if (opts->val == c)
+                        return opts->name;
+        return "?";
+}
+
+int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
+        enum { O_TEMP = 256, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_SEED, O_IDS, O_NO_STREAM, O_ENDPOINT,
+               O_TIMEOUT, O_STOP, O_SYSTEM, O_IGNORE_EOS };
+        static const struct option opts[] = {
+                { "model", required_argument, NULL, 'm' },
+                { "prompt", required_argument, NULL, 'p' },
+                { "max-tokens", required_argument, NULL, 'n' },
+                { "temp", required_argument, NULL, O_TEMP },
+                { "top-k", required_argument, NULL, O_TOP_K },
+                { "top-p", required_argument, NULL, O_TOP_P },
+                { "min-p", required_argument, NULL, O_MIN_P },
+                { "repeat-penalty", required_argument, NULL, O_REPEAT },
+                { "seed", required_argument, NULL, O_SEED },
+                { "stop", required_argument, NULL, O_STOP },
+                { "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
+                { "ids", no_argument, NULL, O_IDS },
+                { "no-stream", no_argument, NULL, O_NO_STREAM },
+                { "endpoint", required_argument, NULL, O_ENDPOINT },
+                { "timeout-ms", required_argument, NULL, O_TIMEOUT },
+                { "system", required_argument, NULL, O_SYSTEM },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        const char *cmd = argv[0];
+        long long v;
+        int c;
+
+        memset(g, 0, sizeof(*g));
+        lmp_client_params_init(&g->params);
+        g->params.stop = g->stop;
+        optind = 1;
+        opterr = 1;
+        while ((c = getopt_long(argc, argv, chat ? "m:n:h" : "m:p:n:h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'm':
+                        g->params.model = optarg;
+                        break;
+                case 'p':
+                        if (chat)
+                                goto bad_option;
+                        g->prompt = optarg;
+                        break;
+                case 'n':
+                        if (parse_long(optarg, 1, 1 << 24, &v) < 0)
+                                goto bad_value;
+                        g->params.max_tokens = (int)v;
+                        break;
+                case O_TEMP:
+                        if (parse_double(optarg, 0, 10, &g->params.temperature) < 0)
+                                goto bad_value;
+                        break;
+                case O_TOP_K:
+                        if (parse_long(optarg, 0, 1 << 24, &v) < 0)
+                                goto bad_value;
+                        g->params.top_k = (int)v;
+                        break;
+                case O_TOP_P:
+                        if (parse_double(optarg, 0, 1, &g->params.top_p) < 0 || g->params.top_p == 0)
+                                goto bad_value;
+                        break;
+                case O_MIN_P:
+                        if (parse_double(optarg, 0, 1, &g->params.min_p) < 0)
+                                goto bad_value;
+                        break;
+                case O_REPEAT:
+                        if (parse_double(optarg, 0, 10, &g->params.repeat_penalty) < 0 ||
+                            g->params.repeat_penalty == 0)
+                                goto bad_value;
+                        break;
+                case O_SEED:
+                        if (parse_long(optarg, 0, 9007199254740991LL, &v) < 0)
+                                goto bad_value;
+                        g->params.seed = v;
+                        break;
+                case O_STOP:
+                        if (g->params.n_stop == CLI_STOP_MAX || !*optarg || strlen(optarg) > 256)
+                                goto bad_value;
+                        g->stop[g->params.n_stop++] = optarg;
+                        break;
+                case O_IGNORE_EOS:
+                        g->params.ignore_eos = true;
+                        break;
+                case O_IDS:
+                        if (chat)
+                                goto bad_option;
+                        g->params.return_ids = g->show_ids = true;
+                        break;
+                case O_NO_STREAM:
+                        g->params.stream = false;
+                        break;
+                case O_ENDPOINT:
+                        g->endpoint = optarg;
+                        break;
+                case O_TIMEOUT:
+                        if (parse_long(optarg, 1, 86400000, &v) < 0)
+                                goto bad_value;
+                        g->timeout_ms = g->params.timeout_ms = (int)v;
+                        break;
+                case O_SYSTEM:
+                        if (!chat)
+                                goto bad_option;
+                        g->system = optarg;
+                        break;
+                case 'h':
+                        g->help = true;
+                        return 0;
+                default:
+                        return 2; /* getopt printed why */
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "lmpool %s: unexpected argument '%s'\n", cmd, argv[optind]);
+                return 2;
+        }
+        if (!g->params.model) {
+                fprintf(stderr, "lmpool %s: --model is required\n", cmd);
+                return 2;
+        }
+        return 0;
+bad_value:
+        fprintf(stderr, "lmpool %s: bad value '%s' for --%s\n", cmd, optarg, option_name(opts, c));
+        return 2;
+bad_option:
+        fprintf(stderr, "lmpool %s: option --%s is not for this command\n", cmd, option_name(opts, c));
+        return 2;
+}
+
+int cli_parse_info(int argc, char **argv, const char **ret_endpoint, bool *ret_json, int *ret_timeout_ms) {
+        static const struct option opts[] = {
+                { "endpoint", required_argument, NULL, 'e' },
+                { "json", no_argument, NULL, 'j' },
+                { "timeout-ms", required_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        long long v;
+        int c;
+
+        *ret_endpoint = NULL;
+        *ret_json = false;
+        *ret_timeout_ms = 0;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case 'e':
+                        *ret_endpoint = optarg;
+                        break;
+                case 'j':
+                        *ret_json = true;
+                        break;
+                case 't':
+                        if (parse_long(optarg, 1, 86400000, &v) < 0) {
+                                fprintf(stderr, "lmpool %s: bad value '%s' for --timeout-ms\n", argv[0], optarg);
+                                return 2;
+                        }
+                        *ret_timeout_ms = (int)v;
+                        break;
+                case 'h':
+                        return -1;
+                default:
+                        return 2;
+                }
+        }
+        if (optind < argc) {
+                fprintf(stderr, "lmpool %s: unexpected argument '%s'\n", argv[0], argv[optind]);
+                return 2;
+        }
+        return 0;
+}
+
+const char *cli_endpoint_name(const char *endpoint, char *buf, int cap) {
+        if (endpoint)
+                return endpoint;
+        if (lmp_client_default_endpoint(buf, (size_t)cap) < 0)
+                return "(default endpoint)";
+        return buf;
+}
+
+int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, struct lmp_client **ret_client) {
+        char buf[4096];
+        int rc = lmp_client_new(endpoint, ret_client);
+        if (rc < 0) {
+                fprintf(stderr, "lmpool %s: cannot connect to %s: %s\n", cmd, cli_endpoint_name(endpoint, buf, sizeof(buf)),
+                        strerror(-rc));
+                return 1;
+        }
+        if (timeout_ms > 0)
+                lmp_client_set_timeout(*ret_client, timeout_ms + CONNECT_GRACE_MS);
+        return 0;
+}
+
+int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const char *endpoint) {
+        char buf[4096];
+        if (rc == -EPROTO || (rc == -EINVAL && res && res->message[0]))
+                fprintf(stderr, "lmpool %s: %s: %s\n", cmd, lmp_client_code_name(res->code), res->message);
+        else if (rc == -ETIMEDOUT)
+                fprintf(stderr, "lmpool %s: timeout: no answer from %s (is lmpoold running?)\n", cmd,
+                        cli_endpoint_name(endpoint, buf, sizeof(buf)));
+        else if (rc == -ECANCELED) {
+                fprintf(stderr, "lmpool %s: cancelled\n", cmd);
+                return CLI_EXIT_INTERRUPTED;
+        }
+        else
+                fprintf(stderr, "lmpool %s: internal: %s\n", cmd, strerror(-rc));
+        return 1;
+}
+
+char *cli_read_stdin(void) {
+        size_t len = 0, cap = 4096;
+        char *buf = malloc(cap);
+        if (!buf)
+                return NULL;
+        for (;;) {
+                if (cap - len < 4096) {
+                        char *p = realloc(buf, cap * 2);
+                        if (!p) {
+                                free(buf);
+                                return NULL;
+                        }
+                        buf = p;
+                        cap *= 2;
+                }
+                size_t n = fread(buf + len, 1, cap - len - 1, stdin);
+                len += n;
+                if (n == 0)
+                        break;
+        }
+        if (ferror(stdin)) {
+                free(buf);
+                return NULL;
+        }
+        buf[len] = '\0';
+        return buf;
+}
+
+int cli_info_command(int argc, char **argv, const char *usage, cli_info_fn call, cli_print_fn print) {
+        const char *endpoint, *cmd = argv[0];
+        struct lmp_client *client;
+        struct lmp_client_result res;
+        char *json = NULL;
+        bool raw;
+        int timeout_ms, rc;
+
+        rc = cli_parse_info(argc, argv, &endpoint, &raw, &timeout_ms);
+        if (rc != 0) {
+                fputs(usage, rc < 0 ? stdout : stderr);
+                return rc < 0 ? 0 : rc;
+        }
+        if (cli_connect(cmd, endpoint, 0, &client) != 0)
+                return 1;
+        if (timeout_ms > 0)
+                lmp_client_set_timeout(client, timeout_ms);
+        rc = call(client, &json, &res);
+        lmp_client_free(client);
+        if (rc < 0)
+                return cli_fail(cmd, rc, &res, endpoint);
+        if (raw)
+                printf("%s\n", json); /* as it came; print() still decides the exit code */
+        cJSON *doc = cJSON_Parse(json);
+        free(json);
+        if (!doc) {
+                fprintf(stderr, "lmpool %s: internal: the answer is not JSON\n", cmd);
+                return 1;
+        }
+        rc = print(doc, !raw);
+        cJSON_Delete(doc);
+        return rc;
+}

@@ -1,0 +1,35 @@
+/* `lmpool health [--endpoint E] [--json]`: is the daemon serving? Prints
+ * the status and each model's ready workers; the exit status is 0 only
+ * when the status is "ok" (1 for "starting" or "degraded" and for no
+ * answer), so that it works as a probe in scripts and health checks. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "client/cli.h"
+#include "client/commands.h"
+
+static const char usage[] =
+        "usage: lmpool health [--endpoint E] [--json] [--timeout-ms MS]\n"
+        "Shows lmpoold's health (--json: the daemon's answer as it is).\n"
+        "Exit status: 0 when the status is ok, 1 otherwise (starting, degraded, no answer).\n";
+
+static int print(const cJSON *a, bool show) {
+        const cJSON *status = cJSON_GetObjectItemCaseSensitive(a, "status");
+        const cJSON *models = cJSON_GetObjectItemCaseSensitive(a, "models"), *m;
+        const char *s = cJSON_IsString(status) ? status->valuestring : "?";
+        if (show) {
+                printf("status: %s\n", s);
+                cJSON_ArrayForEach(m, models) {
+                        const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "ready");
+                        const cJSON *w = cJSON_GetObjectItemCaseSensitive(m, "workers");
+                        printf("  %s: %.0f of %.0f workers ready\n", m->string ? m->string : "?",
+                               cJSON_IsNumber(r) ? r->valuedouble : 0, cJSON_IsNumber(w) ? w->valuedouble : 0);
+                }
+        }
+        return strcmp(s, "ok") == 0 ? 0 : 1;
+}
+
+int lmp_cmd_health(int argc, char **argv) {
+        return cli_info_command(argc, argv, usage, lmp_client_health, print);
+}

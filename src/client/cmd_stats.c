@@ -1,0 +1,48 @@
+/* `lmpool stats [--endpoint E] [--json]`: the daemon's counters (uptime,
+ * queue, requests by outcome) and a table of its workers with their
+ * memory (RSS and PSS) and what they served. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+
+#include "client/cli.h"
+#include "client/commands.h"
+
+static const char usage[] =
+        "usage: lmpool stats [--endpoint E] [--json] [--timeout-ms MS]\n"
+        "Shows lmpoold's counters and workers (--json: the daemon's answer as it is).\n";
+
+static double num(const cJSON *o, const char *k) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+        return cJSON_IsNumber(it) ? it->valuedouble : 0;
+}
+
+static const char *str(const cJSON *o, const char *k) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+        return cJSON_IsString(it) ? it->valuestring : "-";
+}
+
+static int print(const cJSON *a, bool show) {
+        const cJSON *q = cJSON_GetObjectItemCaseSensitive(a, "queue");
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(a, "requests");
+        const cJSON *workers = cJSON_GetObjectItemCaseSensitive(a, "workers"), *w;
+        if (!show)
+                return 0;
+        printf("uptime %.0f s, queue %.0f/%.0f\n", num(a, "uptime_s"), num(q, "length"), num(q, "limit"));
+        printf("requests: %.0f total, %.0f ok, %.0f errors (%.0f busy, %.0f timeouts, %.0f worker_lost)\n",
+               num(r, "total"), num(r, "ok"), num(r, "errors"), num(r, "busy"), num(r, "timeouts"),
+               num(r, "worker_lost"));
+        printf("%-20s %-16s %8s %-9s %8s %10s %10s %8s %8s\n", "WORKER", "MODEL", "PID", "STATE", "ACTIVE",
+               "RSS_MIB", "PSS_MIB", "SERVED", "RESTARTS");
+        cJSON_ArrayForEach(w, workers) {
+                char active[32];
+                snprintf(active, sizeof(active), "%.0f/%.0f", num(w, "active"), num(w, "slots"));
+                printf("%-20s %-16s %8.0f %-9s %8s %10.1f %10.1f %8.0f %8.0f\n", str(w, "name"), str(w, "model"),
+                       num(w, "pid"), str(w, "state"), active, num(w, "rss_bytes") / (1024.0 * 1024.0),
+                       num(w, "pss_bytes") / (1024.0 * 1024.0), num(w, "served"), num(w, "restarts"));
+        }
+        return 0;
+}
+
+int lmp_cmd_stats(int argc, char **argv) {
+        return cli_info_command(argc, argv, usage, lmp_client_stats, print);
+}

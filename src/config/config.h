@@ -1,0 +1,178 @@
+/* lmpoold's configuration: the plain structs the daemon reads, and the calls
+ * that fill them from a YAML file, an optional profile overlaid on it
+ * (LMPOOL_PROFILE) and LMPOOL_* environment overrides, in that order. Every
+ * setting is a row of one table (src/config/settings.c); loading,
+ * validation, the printed effective configuration, `lmpoold --check-config`
+ * and docs/config.md all come from it. Loading never stops at the first
+ * problem: every error is collected, with its file:line:column or the
+ * environment variable that caused it, into a struct lmp_diag. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LMP_CONFIG_DEFAULT_PATH "/etc/lmpool/lmpool.yaml"
+#define LMP_CONFIG_MAX_MODELS 64
+#define LMP_CONFIG_NAME_MAX 64          /* model and profile names */
+#define LMP_CONFIG_ENDPOINT_MAX 256
+#define LMP_CONFIG_PATH_MAX 4096
+#define LMP_CONFIG_ORIGIN_MAX 96
+
+enum lmp_log_level {
+        LMP_LOG_DEBUG,
+        LMP_LOG_INFO,
+        LMP_LOG_NOTICE,
+        LMP_LOG_WARNING,
+        LMP_LOG_ERROR,
+};
+
+enum lmp_log_target {
+        LMP_LOG_TARGET_AUTO,            /* journal when JOURNAL_STREAM matches stderr */
+        LMP_LOG_TARGET_JOURNAL,
+        LMP_LOG_TARGET_STDERR,
+};
+
+enum lmp_store_kind {
+        LMP_STORE_MEMFD,                /* a sealed memfd holding the prepared tensors */
+        LMP_STORE_MMAP,                 /* the GGUF file itself, mapped shared */
+};
+
+enum lmp_numa_policy {
+        LMP_NUMA_OFF,
+        LMP_NUMA_INTERLEAVE,
+        LMP_NUMA_LOCAL,
+};
+
+/* Per-model sampling defaults; a request may override each. */
+struct lmp_sampling_defaults {
+        int max_tokens;
+        double temperature;
+        int top_k;
+        double top_p;
+        double min_p;
+        double repeat_penalty;
+        double presence_penalty;
+        double frequency_penalty;
+        int repeat_last_n;
+        int64_t seed;                   /* -1: random */
+};
+
+/* Where each value came from, one string per setting row ("default",
+ * "lmpool.yaml:12", "profile testing, lmpool.yaml:40", "env VAR"). */
+struct lmp_config_origins;
+
+struct lmp_model_config {
+        char name[LMP_CONFIG_NAME_MAX + 1];
+        char path[LMP_CONFIG_PATH_MAX]; /* relative paths resolved against the file's directory */
+        int workers;
+        int threads;
+        int slots;
+        int ctx;
+        int batch;
+        char chat_template[LMP_CONFIG_NAME_MAX + 1]; /* "" = detect from the model */
+        enum lmp_store_kind store;
+        enum lmp_numa_policy numa;
+        uint64_t memory_max;            /* bytes per worker; 0 = no limit */
+        struct lmp_sampling_defaults defaults;
+
+        struct lmp_config_origins *origins; /* private to src/config */
+};
+
+struct lmp_config {
+        /* router */
+        char endpoint[LMP_CONFIG_ENDPOINT_MAX];   /* "" = lmp_config_default_endpoint() */
+        char tcp[LMP_CONFIG_ENDPOINT_MAX];        /* "" = no TCP endpoint */
+        int heartbeat_ms;
+        int heartbeat_liveness;
+        /* limits */
+        int queue_length;
+        int client_requests;
+        int request_timeout_ms;
+        int max_prompt_tokens;
+        int max_tokens;
+        int drain_timeout_ms;
+        /* log */
+        enum lmp_log_level log_level;
+        enum lmp_log_target log_target;
+        int memory_interval_s;          /* 0 = off */
+        bool log_requests;
+        /* workers */
+        int respawn_min_ms;
+        int respawn_max_ms;
+        int ready_timeout_ms;
+
+        struct lmp_model_config *models;
+        size_t n_models;
+
+        char profile[LMP_CONFIG_NAME_MAX + 1];    /* the active profile, "" if none */
+        char path[LMP_CONFIG_PATH_MAX];           /* the file it was loaded from */
+        struct lmp_config_origins *origins;       /* private to src/config */
+};
+
+/* One problem found while loading. `where` is the file name (line > 0) or
+ * the environment variable; line and column are 1-based, 0 when unknown. */
+struct lmp_diag_entry {
+        char where[512];
+        unsigned line, column;
+        char msg[512];
+};
+
+/* A list of problems; zero-initialise it, lmp_diag_clear() it when done. */
+struct lmp_diag {
+        struct lmp_diag_entry *entries;
+        size_t n, cap;
+        size_t dropped;                 /* errors beyond the list's limit */
+};
+
+void lmp_diag_clear(struct lmp_diag *d);
+/* Writes one line per entry: "FILE:LINE:COL: message" or "VAR: message". */
+void lmp_diag_print(const struct lmp_diag *d, FILE *f);
+/* Formats one entry the same way, without the newline. */
+void lmp_diag_format(const struct lmp_diag_entry *e, char *buf, size_t size);
+
+/* Loads `path` with `envp` (NULL: the process environment) supplying
+ * LMPOOL_PROFILE and the overrides. Returns 0 and *ret, or a negative
+ * errno-style code (-ENOENT, -EINVAL, -ENOMEM) with every problem appended
+ * to *diag (which may be NULL); *ret is untouched on failure. */
+int lmp_config_load(const char *path, char *const *envp, struct lmp_config **ret,
+                    struct lmp_diag *diag);
+/* The same from a buffer; `name` stands for the file in messages and
+ * relative model paths are left as they are. */
+int lmp_config_load_buffer(const char *name, const void *data, size_t size, char *const *envp,
+                           struct lmp_config **ret, struct lmp_diag *diag);
+void lmp_config_free(struct lmp_config *c);
+
+const struct lmp_model_config *lmp_config_find_model(const struct lmp_config *c, const char *name);
+
+/* Prints the effective configuration as YAML that loads back to the same
+ * values, each value followed by a comment saying where it came from. */
+int lmp_config_print(const struct lmp_config *c, FILE *f);
+
+/* The router's client endpoint when router.endpoint is empty:
+ * ipc://$RUNTIME_DIRECTORY/lmpool.sock, else
+ * ipc://$XDG_RUNTIME_DIR/lmpool/lmpool.sock, else
+ * ipc:///tmp/lmpool-$UID/lmpool.sock. The daemon creates the directory.
+ * Returns 0, or -ENAMETOOLONG when the socket path would not fit. */
+int lmp_config_default_endpoint(char *const *envp, char *buf, size_t size);
+/* c->endpoint when set, else the default above. */
+int lmp_config_endpoint(const struct lmp_config *c, char *const *envp, char *buf, size_t size);
+
+/* `lmpoold --check-config [FILE]`: argv may be the daemon's whole argv
+ * (argv[0] and the --check-config flag are skipped). FILE defaults to
+ * $LMPOOL_CONFIG, then /etc/lmpool/lmpool.yaml. Prints the effective
+ * configuration on stdout and returns 0, or prints each error on stderr
+ * (a model file that does not exist is one) and returns 1; 2 on misuse. */
+int lmp_config_check_main(int argc, char **argv);
+
+/* Writes docs/config.md: every setting with its type, bounds, default,
+ * environment variable and description, plus the profile and override
+ * rules. */
+int lmp_config_write_docs(FILE *f);
+
+/* The name of an enum value as written in YAML ("info", "memfd", ...). */
+const char *lmp_log_level_name(enum lmp_log_level v);
+const char *lmp_log_target_name(enum lmp_log_target v);
+const char *lmp_store_kind_name(enum lmp_store_kind v);
+const char *lmp_numa_policy_name(enum lmp_numa_policy v);

@@ -1,0 +1,152 @@
+/* The configuration shown back to people: the effective configuration as
+ * YAML with each value's origin (what `lmpoold --check-config` prints), the
+ * default client endpoint, and the --check-config entry point itself. All
+ * of it walks the settings table, so a new row shows up here unasked. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config/config.h"
+#include "config/settings.h"
+
+static const char *env_lookup(char *const *envp, const char *name) {
+        size_t n = strlen(name);
+        for (size_t i = 0; envp && envp[i]; i++)
+                if (strncmp(envp[i], name, n) == 0 && envp[i][n] == '=')
+                        return envp[i] + n + 1;
+        return NULL;
+}
+
+int lmp_config_default_endpoint(char *const *envp, char *buf, size_t size) {
+        extern char **environ;
+        const char *rt, *xdg;
+        int n;
+
+        if (!envp)
+                envp = environ;
+        rt = env_lookup(envp, "RUNTIME_DIRECTORY");
+        xdg = env_lookup(envp, "XDG_RUNTIME_DIR");
+        if (rt && *rt) {
+                /* systemd lists several directories separated by ':' when the
+                 * unit asks for several; ours is the first. */
+                size_t len = strcspn(rt, ":");
+                n = snprintf(buf, size, "ipc://%.*s/lmpool.sock", (int)len, rt);
+        } else if (xdg && *xdg) {
+                n = snprintf(buf, size, "ipc://%s/lmpool/lmpool.sock", xdg);
+        } else {
+                n = snprintf(buf, size, "ipc:///tmp/lmpool-%u/lmpool.sock", (unsigned)getuid());
+        }
+        /* 107: the longest path a sockaddr_un holds. */
+        if (n < 0 || (size_t)n >= size || (size_t)n - 6 > 107)
+                return -ENAMETOOLONG;
+        return 0;
+}
+
+int lmp_config_endpoint(const struct lmp_config *c, char *const *envp, char *buf, size_t size) {
+        if (c->endpoint[0]) {
+                int n = snprintf(buf, size, "%s", c->endpoint);
+                return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+        }
+        return lmp_config_default_endpoint(envp, buf, size);
+}
+
+/* Prints the rows of one table as YAML keys at `indent`, opening a
+ * section each time the key's prefix changes (keys have at most one dot);
+ * the first line starts with `first` instead of `indent` (a list item's
+ * "- "). */
+static void print_rows(FILE *f, const struct lmp_setting *table, size_t n, const void *base,
+                       const struct lmp_config_origins *o, const char *indent, const char *first) {
+        char section[128] = "", value[LMP_CONFIG_PATH_MAX * 4 + 8];
+
+        for (size_t i = 0; i < n; i++) {
+                const struct lmp_setting *s = &table[i];
+                const char *dot = strchr(s->key, '.');
+                size_t sl = dot ? (size_t)(dot - s->key) : 0;
+                const char *lead = i == 0 ? first : indent;
+
+                if (!sl) {
+                        section[0] = '\0';
+                } else if (strlen(section) != sl || strncmp(section, s->key, sl) != 0) {
+                        snprintf(section, sizeof(section), "%.*s", (int)sl, s->key);
+                        fprintf(f, "%s%s:\n", lead, section);
+                        lead = indent;
+                }
+                lmp_setting_format(s, base, value, sizeof(value));
+                fprintf(f, "%s%s%s: %s  # %s\n", lead, sl ? "  " : "", sl ? dot + 1 : s->key, value, o->v[i].text);
+        }
+}
+
+int lmp_config_print(const struct lmp_config *c, FILE *f) {
+        char ep[LMP_CONFIG_ENDPOINT_MAX + 32];
+
+        fprintf(f, "# lmpool effective configuration, from %s%s%s\n", c->path,
+                c->profile[0] ? " with profile " : "", c->profile);
+        if (!c->endpoint[0] && lmp_config_default_endpoint(NULL, ep, sizeof(ep)) == 0)
+                fprintf(f, "# router.endpoint is empty: clients connect to %s\n", ep);
+        print_rows(f, lmp_config_settings, lmp_config_n_settings, c, c->origins, "", "");
+        fprintf(f, "models:\n");
+        for (size_t i = 0; i < c->n_models; i++)
+                print_rows(f, lmp_model_settings, lmp_model_n_settings, &c->models[i], c->models[i].origins, "    ",
+                           "  - ");
+        return ferror(f) ? -EIO : 0;
+}
+
+int lmp_config_check_main(int argc, char **argv) {
+        const char *path = NULL;
+        struct lmp_config *c = NULL;
+        struct lmp_diag diag = { 0 };
+        int r, status = 0;
+
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--check-config") == 0)
+                        continue;
+                if (argv[i][0] == '-' || path) {
+                        fprintf(stderr, "usage: lmpoold --check-config [FILE]\n");
+                        return 2;
+                }
+                path = argv[i];
+        }
+        if (!path)
+                path = getenv("LMPOOL_CONFIG");
+        if (!path || !*path)
+                path = LMP_CONFIG_DEFAULT_PATH;
+
+        r = lmp_config_load(path, NULL, &c, &diag);
+        if (r < 0) {
+                lmp_diag_print(&diag, stderr);
+                if (!diag.n)
+                        fprintf(stderr, "%s: %s\n", path, strerror(-r));
+                lmp_diag_clear(&diag);
+                return 1;
+        }
+        lmp_diag_clear(&diag);
+
+        /* The parser leaves files to the daemon; a check wants to know now. */
+        size_t path_row = 0;
+        while (path_row + 1 < lmp_model_n_settings && !(lmp_model_settings[path_row].flags & LMP_SETTING_PATH))
+                path_row++;
+        for (size_t i = 0; i < c->n_models; i++) {
+                struct lmp_model_config *m = &c->models[i];
+                const struct lmp_origin *o = &m->origins->v[path_row];
+                struct stat st;
+                const char *why = NULL;
+                if (stat(m->path, &st) < 0)
+                        why = strerror(errno);
+                else if (!S_ISREG(st.st_mode))
+                        why = "not a regular file";
+                if (!why)
+                        continue;
+                if (o->kind == LMP_ORIGIN_ENV)
+                        fprintf(stderr, "%s: key 'models[%zu].path': %s: %s\n", o->text + 4, i, m->path, why);
+                else
+                        fprintf(stderr, "%s:%u:%u: key 'models[%zu].path': %s: %s\n", c->path, o->line, o->column, i,
+                                m->path, why);
+                status = 1;
+        }
+        if (status == 0 && lmp_config_print(c, stdout) < 0)
+                status = 1;
+        lmp_config_free(c);
+        return status;
+}

@@ -1,0 +1,457 @@
+/* struct -> JSON text for the wire: requests in canonical form (for the
+ * router to forward) and every event the daemon sends. Written by hand
+ * into a reusable buffer rather than through a cJSON tree, so that a token
+ * event costs one pass over its text and no allocation once the buffer has
+ * grown. Strings are escaped for JSON and repaired to valid UTF-8 (U+FFFD
+ * for each byte that does not start a valid sequence); numbers that JSON
+ * cannot carry (NaN, infinities) are written as 0. */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macros.h"
+#include "proto/internal.h"
+#include "proto/proto.h"
+
+void lmp_proto_buf_free(struct lmp_proto_buf *b) {
+        if (!b)
+                return;
+        free(b->data);
+        b->data = NULL;
+        b->len = b->cap = 0;
+}
+
+static int reserve(struct lmp_proto_buf *b, size_t extra) {
+        size_t need;
+        if (lmp_add_overflow(b->len, extra + 1, &need))
+                return -ENOMEM;
+        if (need <= b->cap)
+                return 0;
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < need)
+                if (lmp_mul_overflow(cap, (size_t)2, &cap))
+                        return -ENOMEM;
+        char *p = realloc(b->data, cap);
+        if (!p)
+                return -ENOMEM;
+        b->data = p;
+        b->cap = cap;
+        return 0;
+}
+
+static int put(struct lmp_proto_buf *b, const char *s, size_t n) {
+        if (reserve(b, n) < 0)
+                return -ENOMEM;
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return 0;
+}
+
+static int puts_(struct lmp_proto_buf *b, const char *s) {
+        return put(b, s, strlen(s));
+}
+
+static int putf(struct lmp_proto_buf *b, const char *fmt, ...) LMP_PRINTF(2, 3);
+static int putf(struct lmp_proto_buf *b, const char *fmt, ...) {
+        char tmp[64];
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+        va_end(ap);
+        if (n < 0 || (size_t)n >= sizeof(tmp))
+                return -EINVAL;
+        return put(b, tmp, (size_t)n);
+}
+
+int lmp_proto_append_json_string(struct lmp_proto_buf *b, const char *s, size_t n) {
+        static const char hex[] = "0123456789abcdef";
+        const unsigned char *p = (const unsigned char *)s;
+        /* Worst case: every byte becomes \u00XX (6) or U+FFFD (3). */
+        size_t worst;
+        if (lmp_mul_overflow(n, (size_t)6, &worst) || lmp_add_overflow(worst, (size_t)2, &worst) ||
+            reserve(b, worst) < 0)
+                return -ENOMEM;
+        char *o = b->data + b->len;
+        *o++ = '"';
+        for (size_t i = 0; i < n;) {
+                unsigned char c = p[i];
+                if (c >= 0x80) {
+                        size_t k = lmp_proto_utf8_seq(p + i, n - i);
+                        if (k == 0) {
+                                memcpy(o, "\xef\xbf\xbd", 3);
+                                o += 3;
+                                i++;
+                        } else {
+                                memcpy(o, p + i, k);
+                                o += k;
+                                i += k;
+                        }
+                        continue;
+                }
+                i++;
+                if (c == '"' || c == '\\') {
+                        *o++ = '\\';
+                        *o++ = (char)c;
+                } else if (c == 0) {
+                        memcpy(o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                } else if (c < 0x20 || c == 0x7f) {
+                        const char *short_esc = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r"
+                                              : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
+                        if (short_esc) {
+                                memcpy(o, short_esc, 2);
+                                o += 2;
+                        } else {
+                                memcpy(o, "\\u00", 4);
+                                o[4] = hex[c >> 4];
+                                o[5] = hex[c & 15];
+                                o += 6;
+                        }
+                } else {
+                        *o++ = (char)c;
+                }
+        }
+        *o++ = '"';
+        b->len = (size_t)(o - b->data);
+        b->data[b->len] = '\0';
+        return 0;
+}
+
+static int put_str(struct lmp_proto_buf *b, const char *s) {
+        return lmp_proto_append_json_string(b, s ? s : "", s ? strlen(s) : 0);
+}
+
+/* The shortest %g form that reads back as the same double. */
+static int put_double(struct lmp_proto_buf *b, double v) {
+        char tmp[40];
+        if (!isfinite(v))
+                v = 0;
+        snprintf(tmp, sizeof(tmp), "%.15g", v);
+        if (strtod(tmp, NULL) != v)
+                snprintf(tmp, sizeof(tmp), "%.17g", v);
+        return puts_(b, tmp);
+}
+
+static int put_i64(struct lmp_proto_buf *b, int64_t v) {
+        return putf(b, "%" PRId64, v);
+}
+
+/* Starts {"v":1,"id":...,"event":"NAME" */
+static int begin_event(struct lmp_proto_buf *b, const char *id, const char *event) {
+        int rc = puts_(b, "{\"v\":1,\"id\":");
+        if (rc == 0)
+                rc = id ? put_str(b, id) : puts_(b, "null");
+        if (rc == 0)
+                rc = puts_(b, ",\"event\":");
+        if (rc == 0)
+                rc = put_str(b, event);
+        return rc;
+}
+
+/* Appends ,"key": */
+static int key(struct lmp_proto_buf *b, const char *k) {
+        int rc = puts_(b, ",\"");
+        if (rc == 0)
+                rc = puts_(b, k);
+        if (rc == 0)
+                rc = puts_(b, "\":");
+        return rc;
+}
+
+#define TRY(expr)                     \
+        do {                          \
+                int rc_ = (expr);     \
+                if (rc_ < 0)          \
+                        return rc_;   \
+        } while (0)
+
+int lmp_proto_format_token(struct lmp_proto_buf *b, const char *id, const char *text, size_t text_len,
+                           const int32_t *ids, size_t n_ids) {
+        TRY(begin_event(b, id, "token"));
+        TRY(key(b, "text"));
+        TRY(lmp_proto_append_json_string(b, text ? text : "", text ? text_len : 0));
+        if (ids) {
+                TRY(key(b, "ids"));
+                TRY(puts_(b, "["));
+                for (size_t i = 0; i < n_ids; i++)
+                        TRY(putf(b, i ? ",%" PRId32 : "%" PRId32, ids[i]));
+                TRY(puts_(b, "]"));
+        }
+        return puts_(b, "}");
+}
+
+int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct lmp_done *d) {
+        const char *fin = lmp_finish_name(d->finish);
+        if (!fin)
+                return -EINVAL;
+        TRY(begin_event(b, id, "done"));
+        TRY(key(b, "finish"));
+        TRY(put_str(b, fin));
+        if (d->text) {
+                TRY(key(b, "text"));
+                TRY(lmp_proto_append_json_string(b, d->text, d->text_len));
+        }
+        TRY(puts_(b, ",\"usage\":{\"prompt_tokens\":"));
+        TRY(put_i64(b, d->usage.prompt_tokens));
+        TRY(puts_(b, ",\"generated_tokens\":"));
+        TRY(put_i64(b, d->usage.generated_tokens));
+        TRY(puts_(b, "},\"timings\":{\"queued_ms\":"));
+        TRY(put_double(b, d->timings.queued_ms));
+        TRY(puts_(b, ",\"prompt_ms\":"));
+        TRY(put_double(b, d->timings.prompt_ms));
+        TRY(puts_(b, ",\"ttft_ms\":"));
+        TRY(put_double(b, d->timings.ttft_ms));
+        TRY(puts_(b, ",\"total_ms\":"));
+        TRY(put_double(b, d->timings.total_ms));
+        TRY(puts_(b, ",\"tokens_per_s\":"));
+        TRY(put_double(b, d->timings.tokens_per_s));
+        TRY(puts_(b, "}"));
+        TRY(key(b, "worker"));
+        TRY(put_str(b, d->worker));
+        return puts_(b, "}");
+}
+
+int lmp_proto_format_error(struct lmp_proto_buf *b, const char *id, enum lmp_proto_code code, const char *message) {
+        const char *name = lmp_proto_code_name(code);
+        if (!name || code == LMP_PROTO_OK)
+                return -EINVAL;
+        TRY(begin_event(b, id, "error"));
+        TRY(key(b, "code"));
+        TRY(put_str(b, name));
+        TRY(key(b, "message"));
+        TRY(put_str(b, message));
+        return puts_(b, "}");
+}
+
+int lmp_proto_format_cancelled(struct lmp_proto_buf *b, const char *id, const char *target, bool found) {
+        TRY(begin_event(b, id, "cancelled"));
+        TRY(key(b, "target"));
+        TRY(put_str(b, target));
+        TRY(key(b, "found"));
+        TRY(puts_(b, found ? "true" : "false"));
+        return puts_(b, "}");
+}
+
+int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struct lmp_model_info *m, size_t n) {
+        TRY(begin_event(b, id, "models"));
+        TRY(key(b, "models"));
+        TRY(puts_(b, "["));
+        for (size_t i = 0; i < n; i++) {
+                TRY(puts_(b, i ? ",{\"name\":" : "{\"name\":"));
+                TRY(put_str(b, m[i].name));
+                TRY(key(b, "path"));
+                TRY(put_str(b, m[i].path));
+                TRY(key(b, "arch"));
+                TRY(put_str(b, m[i].arch));
+                TRY(key(b, "ctx"));
+                TRY(put_i64(b, m[i].ctx));
+                TRY(key(b, "workers"));
+                TRY(put_i64(b, m[i].workers));
+                TRY(key(b, "ready"));
+                TRY(put_i64(b, m[i].ready));
+                TRY(key(b, "slots"));
+                TRY(put_i64(b, m[i].slots));
+                TRY(key(b, "store_bytes"));
+                TRY(put_i64(b, m[i].store_bytes));
+                TRY(puts_(b, "}"));
+        }
+        return puts_(b, "]}");
+}
+
+int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s) {
+        TRY(begin_event(b, id, "stats"));
+        TRY(key(b, "uptime_s"));
+        TRY(put_double(b, s->uptime_s));
+        TRY(puts_(b, ",\"queue\":{\"length\":"));
+        TRY(put_i64(b, s->queue_length));
+        TRY(puts_(b, ",\"limit\":"));
+        TRY(put_i64(b, s->queue_limit));
+        TRY(puts_(b, "},\"requests\":{\"total\":"));
+        TRY(put_i64(b, s->total));
+        TRY(puts_(b, ",\"ok\":"));
+        TRY(put_i64(b, s->ok));
+        TRY(puts_(b, ",\"errors\":"));
+        TRY(put_i64(b, s->errors));
+        TRY(puts_(b, ",\"busy\":"));
+        TRY(put_i64(b, s->busy));
+        TRY(puts_(b, ",\"timeouts\":"));
+        TRY(put_i64(b, s->timeouts));
+        TRY(puts_(b, ",\"worker_lost\":"));
+        TRY(put_i64(b, s->worker_lost));
+        TRY(puts_(b, "},\"workers\":["));
+        for (size_t i = 0; i < s->n_workers; i++) {
+                const struct lmp_worker_info *w = &s->workers[i];
+                TRY(puts_(b, i ? ",{\"name\":" : "{\"name\":"));
+                TRY(put_str(b, w->name));
+                TRY(key(b, "model"));
+                TRY(put_str(b, w->model));
+                TRY(key(b, "pid"));
+                TRY(put_i64(b, w->pid));
+                TRY(key(b, "state"));
+                TRY(put_str(b, w->state));
+                TRY(key(b, "slots"));
+                TRY(put_i64(b, w->slots));
+                TRY(key(b, "active"));
+                TRY(put_i64(b, w->active));
+                TRY(key(b, "rss_bytes"));
+                TRY(put_i64(b, w->rss_bytes));
+                TRY(key(b, "pss_bytes"));
+                TRY(put_i64(b, w->pss_bytes));
+                TRY(key(b, "served"));
+                TRY(put_i64(b, w->served));
+                TRY(key(b, "restarts"));
+                TRY(put_i64(b, w->restarts));
+                TRY(puts_(b, "}"));
+        }
+        return puts_(b, "]}");
+}
+
+int lmp_proto_format_health(struct lmp_proto_buf *b, const char *id, const char *status,
+                            const struct lmp_health_model *m, size_t n) {
+        TRY(begin_event(b, id, "health"));
+        TRY(key(b, "status"));
+        TRY(put_str(b, status));
+        TRY(key(b, "models"));
+        TRY(puts_(b, "{"));
+        for (size_t i = 0; i < n; i++) {
+                if (i)
+                        TRY(puts_(b, ","));
+                TRY(put_str(b, m[i].name));
+                TRY(puts_(b, ":{\"ready\":"));
+                TRY(put_i64(b, m[i].ready));
+                TRY(puts_(b, ",\"workers\":"));
+                TRY(put_i64(b, m[i].workers));
+                TRY(puts_(b, "}"));
+        }
+        return puts_(b, "}}");
+}
+
+int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *r) {
+        const struct lmp_sampling *s = &r->sampling;
+        const char *type = lmp_request_type_name(r->type);
+        if (!type)
+                return -EINVAL;
+        TRY(puts_(b, "{\"v\":1,\"id\":"));
+        TRY(put_str(b, r->id));
+        TRY(key(b, "type"));
+        TRY(put_str(b, type));
+        if (r->type == LMP_REQ_CANCEL) {
+                TRY(key(b, "target"));
+                TRY(put_str(b, r->target));
+        }
+        if (r->type != LMP_REQ_GENERATE && r->type != LMP_REQ_CHAT)
+                return puts_(b, "}");
+        TRY(key(b, "model"));
+        TRY(put_str(b, r->model));
+        if (r->type == LMP_REQ_GENERATE) {
+                TRY(key(b, "prompt"));
+                TRY(lmp_proto_append_json_string(b, r->prompt ? r->prompt : "", r->prompt ? r->prompt_len : 0));
+        } else {
+                TRY(key(b, "messages"));
+                TRY(puts_(b, "["));
+                for (size_t i = 0; i < r->n_messages; i++) {
+                        const char *role = lmp_role_name(r->messages[i].role);
+                        if (!role)
+                                return -EINVAL;
+                        TRY(puts_(b, i ? ",{\"role\":" : "{\"role\":"));
+                        TRY(put_str(b, role));
+                        TRY(key(b, "content"));
+                        TRY(lmp_proto_append_json_string(b, r->messages[i].content, r->messages[i].content_len));
+                        TRY(puts_(b, "}"));
+                }
+                TRY(puts_(b, "]"));
+        }
+        if (s->set & LMP_SET_MAX_TOKENS) {
+                TRY(key(b, "max_tokens"));
+                TRY(put_i64(b, s->max_tokens));
+        }
+        if (s->set & LMP_SET_TEMPERATURE) {
+                TRY(key(b, "temperature"));
+                TRY(put_double(b, s->temperature));
+        }
+        if (s->set & LMP_SET_TOP_K) {
+                TRY(key(b, "top_k"));
+                TRY(put_i64(b, s->top_k));
+        }
+        if (s->set & LMP_SET_TOP_P) {
+                TRY(key(b, "top_p"));
+                TRY(put_double(b, s->top_p));
+        }
+        if (s->set & LMP_SET_MIN_P) {
+                TRY(key(b, "min_p"));
+                TRY(put_double(b, s->min_p));
+        }
+        if (s->set & LMP_SET_REPEAT_PENALTY) {
+                TRY(key(b, "repeat_penalty"));
+                TRY(put_double(b, s->repeat_penalty));
+        }
+        if (s->set & LMP_SET_PRESENCE_PENALTY) {
+                TRY(key(b, "presence_penalty"));
+                TRY(put_double(b, s->presence_penalty));
+        }
+        if (s->set & LMP_SET_FREQUENCY_PENALTY) {
+                TRY(key(b, "frequency_penalty"));
+                TRY(put_double(b, s->frequency_penalty));
+        }
+        if (s->set & LMP_SET_SEED) {
+                TRY(key(b, "seed"));
+                TRY(putf(b, "%" PRIu64, s->seed));
+        }
+        if (r->n_stop) {
+                TRY(key(b, "stop"));
+                TRY(puts_(b, "["));
+                for (size_t i = 0; i < r->n_stop; i++) {
+                        if (i)
+                                TRY(puts_(b, ","));
+                        TRY(lmp_proto_append_json_string(b, r->stop[i], r->stop_len[i]));
+                }
+                TRY(puts_(b, "]"));
+        }
+        TRY(puts_(b, r->ignore_eos ? ",\"ignore_eos\":true" : ",\"ignore_eos\":false"));
+        TRY(puts_(b, r->stream ? ",\"stream\":true" : ",\"stream\":false"));
+        TRY(puts_(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));
+        if (s->set & LMP_SET_TIMEOUT_MS) {
+                TRY(key(b, "timeout_ms"));
+                TRY(put_i64(b, r->timeout_ms));
+        }
+        return puts_(b, "}");
+}
+
+bool lmp_proto_utf8_valid(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *)s;
+        for (size_t i = 0; i < n;) {
+                size_t k = p[i] ? lmp_proto_utf8_seq(p + i, n - i) : 0;
+                if (k == 0)
+                        return false;
+                i += k;
+        }
+        return true;
+}
+
+size_t lmp_proto_utf8_complete(const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *)s;
+        /* Look back at most 3 bytes for the lead byte of a cut sequence. */
+        for (size_t back = 1; back <= 3 && back <= n; back++) {
+                unsigned char c = p[n - back];
+                if ((c & 0xc0) == 0x80)
+                        continue; /* a continuation byte: keep looking */
+                size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
+                if (c >= 0xc0 && want > back) {
+                        /* Hold back only what could still become valid. */
+                        unsigned char tail[4] = { 0 };
+                        memcpy(tail, p + n - back, back);
+                        /* Complete it with the lowest bytes that could follow. */
+                        for (size_t i = back; i < want; i++)
+                                tail[i] = i == 1 && c == 0xe0 ? 0xa0 : i == 1 && c == 0xf0 ? 0x90 : 0x80;
+                        if (lmp_proto_utf8_seq(tail, want) == want)
+                                return n - back;
+                }
+                return n;
+        }
+        return n;
+}

@@ -1,0 +1,685 @@
+/* Client frames -> struct lmp_request, daemon frames -> struct lmp_event.
+ * Every bound of docs/protocol.md is enforced here, once: the frame's size,
+ * its bytes (valid UTF-8, no NUL, no \u0000 escape, so that every string we
+ * hand out is a C string holding exactly what was sent), the JSON syntax,
+ * duplicate fields, each field's type and range. A refusal names the field
+ * and recovers the request's id when the frame had a valid one. cJSON does
+ * the syntax; cJSON's nesting limit bounds recursion on hostile input. */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macros.h"
+#include "proto/internal.h"
+#include "proto/proto.h"
+
+static const char *const code_names[LMP_PROTO_CODE_COUNT] = {
+        [LMP_PROTO_OK] = "ok",
+        [LMP_PROTO_BAD_REQUEST] = "bad_request",
+        [LMP_PROTO_UNKNOWN_MODEL] = "unknown_model",
+        [LMP_PROTO_BUSY] = "busy",
+        [LMP_PROTO_TOO_LONG] = "too_long",
+        [LMP_PROTO_TIMEOUT] = "timeout",
+        [LMP_PROTO_WORKER_LOST] = "worker_lost",
+        [LMP_PROTO_CANCELLED] = "cancelled",
+        [LMP_PROTO_INTERNAL] = "internal",
+};
+
+static const char *const type_names[LMP_REQ_TYPE_COUNT] = {
+        [LMP_REQ_GENERATE] = "generate", [LMP_REQ_CHAT] = "chat",   [LMP_REQ_CANCEL] = "cancel",
+        [LMP_REQ_MODELS] = "models",     [LMP_REQ_STATS] = "stats", [LMP_REQ_HEALTH] = "health",
+};
+
+static const char *const role_names[LMP_ROLE_COUNT] = {
+        [LMP_ROLE_SYSTEM] = "system", [LMP_ROLE_USER] = "user", [LMP_ROLE_ASSISTANT] = "assistant",
+};
+
+static const char *const finish_names[LMP_FINISH_COUNT] = {
+        [LMP_FINISH_STOP] = "stop", [LMP_FINISH_LENGTH] = "length", [LMP_FINISH_EOS] = "eos",
+};
+
+static const char *const event_names[LMP_EVENT_TYPE_COUNT] = {
+        [LMP_EVENT_TOKEN] = "token",         [LMP_EVENT_DONE] = "done",     [LMP_EVENT_ERROR] = "error",
+        [LMP_EVENT_CANCELLED] = "cancelled", [LMP_EVENT_MODELS] = "models", [LMP_EVENT_STATS] = "stats",
+        [LMP_EVENT_HEALTH] = "health",
+};
+
+const char *lmp_proto_code_name(enum lmp_proto_code code) {
+        return (unsigned)code < LMP_PROTO_CODE_COUNT ? code_names[code] : NULL;
+}
+
+int lmp_proto_code_from_name(const char *name, enum lmp_proto_code *ret_code) {
+        for (unsigned i = 0; i < LMP_PROTO_CODE_COUNT; i++)
+                if (name && strcmp(name, code_names[i]) == 0) {
+                        *ret_code = (enum lmp_proto_code)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *lmp_request_type_name(enum lmp_request_type type) {
+        return (unsigned)type < LMP_REQ_TYPE_COUNT ? type_names[type] : NULL;
+}
+
+const char *lmp_role_name(enum lmp_role role) {
+        return (unsigned)role < LMP_ROLE_COUNT ? role_names[role] : NULL;
+}
+
+const char *lmp_finish_name(enum lmp_finish finish) {
+        return (unsigned)finish < LMP_FINISH_COUNT ? finish_names[finish] : NULL;
+}
+
+const char *lmp_event_type_name(enum lmp_event_type type) {
+        return (unsigned)type < LMP_EVENT_TYPE_COUNT ? event_names[type] : NULL;
+}
+
+static int lookup(const char *const *names, unsigned n, const char *s) {
+        for (unsigned i = 0; i < n; i++)
+                if (strcmp(names[i], s) == 0)
+                        return (int)i;
+        return -1;
+}
+
+/* ---- frame bytes ---- */
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid:
+ * no overlong forms, no surrogates, nothing above U+10FFFF. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+        unsigned c = s[0];
+        if (c < 0x80)
+                return 1;
+        size_t len;
+        unsigned lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf)
+                len = 2;
+        else if (c >= 0xe0 && c <= 0xef) {
+                len = 3;
+                if (c == 0xe0)
+                        lo = 0xa0;
+                else if (c == 0xed)
+                        hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+                len = 4;
+                if (c == 0xf0)
+                        lo = 0x90;
+                else if (c == 0xf4)
+                        hi = 0x8f;
+        } else
+                return 0;
+        if (n < len || s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t i = 2; i < len; i++)
+                if (s[i] < 0x80 || s[i] > 0xbf)
+                        return 0;
+        return len;
+}
+
+size_t lmp_proto_utf8_seq(const unsigned char *s, size_t n) {
+        return n ? utf8_seq(s, n) : 0;
+}
+
+/* Why the frame's bytes are unacceptable, or NULL. */
+static const char *check_bytes(const unsigned char *p, size_t len, size_t *ret_off) {
+        for (size_t i = 0; i < len;) {
+                if (p[i] == 0) {
+                        *ret_off = i;
+                        return "a NUL byte";
+                }
+                if (p[i] == '\\' && i + 1 < len) {
+                        if (p[i + 1] == 'u' && i + 5 < len && memcmp(p + i + 2, "0000", 4) == 0) {
+                                *ret_off = i;
+                                return "a \\u0000 escape";
+                        }
+                        i += 2; /* the escaped character (ASCII in valid JSON) */
+                        continue;
+                }
+                size_t n = utf8_seq(p + i, len - i);
+                if (n == 0) {
+                        *ret_off = i;
+                        return "invalid UTF-8";
+                }
+                i += n;
+        }
+        return NULL;
+}
+
+/* ---- errors ---- */
+
+static int fail(struct lmp_proto_error *err, enum lmp_proto_code code, const char *field, const char *fmt, ...)
+        LMP_PRINTF(4, 5);
+static int fail(struct lmp_proto_error *err, enum lmp_proto_code code, const char *field, const char *fmt, ...) {
+        if (err) {
+                va_list ap;
+                err->code = code;
+                snprintf(err->field, sizeof(err->field), "%s", field ? field : "");
+                va_start(ap, fmt);
+                vsnprintf(err->message, sizeof(err->message), fmt, ap);
+                va_end(ap);
+        }
+        return -EINVAL;
+}
+
+/* ---- typed fields ---- */
+
+static int get_string(const cJSON *it, const char *name, size_t min, size_t max, const char **ret, size_t *ret_len,
+                      struct lmp_proto_error *err) {
+        if (!cJSON_IsString(it) || !it->valuestring)
+                return fail(err, LMP_PROTO_BAD_REQUEST, name, "field '%s' must be a string", name);
+        size_t n = strlen(it->valuestring);
+        if (n < min || n > max)
+                return fail(err, LMP_PROTO_BAD_REQUEST, name, "field '%s' must be %zu to %zu bytes, not %zu", name,
+                            min, max, n);
+        *ret = it->valuestring;
+        if (ret_len)
+                *ret_len = n;
+        return 0;
+}
+
+static bool is_integer(const cJSON *it) {
+        return cJSON_IsNumber(it) && isfinite(it->valuedouble) && floor(it->valuedouble) == it->valuedouble;
+}
+
+static int get_int(const cJSON *it, const char *name, double min, double max, double *ret,
+                   struct lmp_proto_error *err) {
+        if (!is_integer(it))
+                return fail(err, LMP_PROTO_BAD_REQUEST, name, "field '%s' must be an integer", name);
+        if (it->valuedouble < min || it->valuedouble > max)
+                return fail(err, LMP_PROTO_BAD_REQUEST, name, "field '%s' must be %.17g to %.17g, not %.17g", name,
+                            min, max, it->valuedouble);
+        *ret = it->valuedouble;
+        return 0;
+}
+
+/* A number in [lo, hi], or (lo, hi] when lo_open. */
+static int get_number(const cJSON *it, const char *name, double lo, bool lo_open, double hi, double *ret,
+                      struct lmp_proto_error *err) {
+        if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble))
+                return fail(err, LMP_PROTO_BAD_REQUEST, name, "field '%s' must be a number", name);
+        double v = it->valuedouble;
+        if (v > hi || v < lo || (lo_open && v == lo))
+                return fail(err, LMP_PROTO_BAD_REQUEST, name, "field '%s' must be in %c%g, %g], not %g", name,
+                            lo_open ? '(' : '[', lo, hi, v);
+        *ret = v;
+        return 0;
+}
+
+static int get_bool(const cJSON *it, const char *name, bool *ret, struct lmp_proto_error *err) {
+        if (!cJSON_IsBool(it))
+                return fail(err, LMP_PROTO_BAD_REQUEST, name, "field '%s' must be true or false", name);
+        *ret = cJSON_IsTrue(it);
+        return 0;
+}
+
+static char *dup_n(const char *s, size_t n) {
+        char *p = malloc(n + 1);
+        if (p) {
+                memcpy(p, s, n);
+                p[n] = '\0';
+        }
+        return p;
+}
+
+/* ---- requests ---- */
+
+enum field {
+        F_V, F_ID, F_TYPE, F_MODEL, F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
+        F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_SEED, F_STOP, F_IGNORE_EOS,
+        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_COUNT,
+};
+
+static const char *const field_names[F_COUNT] = {
+        [F_V] = "v", [F_ID] = "id", [F_TYPE] = "type", [F_MODEL] = "model", [F_PROMPT] = "prompt",
+        [F_MESSAGES] = "messages", [F_MAX_TOKENS] = "max_tokens", [F_TEMPERATURE] = "temperature",
+        [F_TOP_K] = "top_k", [F_TOP_P] = "top_p", [F_MIN_P] = "min_p", [F_REPEAT_PENALTY] = "repeat_penalty",
+        [F_PRESENCE_PENALTY] = "presence_penalty", [F_FREQUENCY_PENALTY] = "frequency_penalty",
+        [F_SEED] = "seed", [F_STOP] = "stop", [F_IGNORE_EOS] = "ignore_eos", [F_STREAM] = "stream",
+        [F_RETURN_IDS] = "return_ids", [F_TIMEOUT_MS] = "timeout_ms", [F_TARGET] = "target",
+};
+
+void lmp_request_clear(struct lmp_request *r) {
+        if (!r)
+                return;
+        free(r->prompt);
+        for (size_t i = 0; i < r->n_messages; i++)
+                free(r->messages[i].content);
+        free(r->messages);
+        for (size_t i = 0; i < r->n_stop; i++)
+                free(r->stop[i]);
+        memset(r, 0, sizeof(*r));
+}
+
+static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_proto_error *err) {
+        if (!cJSON_IsArray(arr))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "field 'messages' must be an array");
+        size_t n = (size_t)cJSON_GetArraySize(arr);
+        if (n == 0)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "field 'messages' must not be empty");
+        r->messages = calloc(n, sizeof(*r->messages));
+        if (!r->messages)
+                return -ENOMEM;
+        size_t i = 0;
+        for (const cJSON *m = arr->child; m; m = m->next, i++) {
+                const cJSON *role = NULL, *content = NULL;
+                if (!cJSON_IsObject(m))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "messages[%zu] must be an object", i);
+                for (const cJSON *f = m->child; f; f = f->next) {
+                        const cJSON **slot = strcmp(f->string, "role") == 0      ? &role
+                                             : strcmp(f->string, "content") == 0 ? &content
+                                                                                 : NULL;
+                        if (slot && *slot)
+                                return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                            "messages[%zu]: duplicate field '%s'", i, f->string);
+                        if (slot)
+                                *slot = f;
+                }
+                if (!role || !cJSON_IsString(role))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                    "messages[%zu].role must be a string", i);
+                int k = lookup(role_names, LMP_ROLE_COUNT, role->valuestring);
+                if (k < 0)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                    "messages[%zu].role must be system, user or assistant", i);
+                if (!content || !cJSON_IsString(content))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                    "messages[%zu].content must be a string", i);
+                size_t len = strlen(content->valuestring);
+                r->messages[i].role = (enum lmp_role)k;
+                r->messages[i].content = dup_n(content->valuestring, len);
+                if (!r->messages[i].content)
+                        return -ENOMEM;
+                r->messages[i].content_len = len;
+                r->n_messages = i + 1;
+        }
+        return 0;
+}
+
+static int parse_stop(const cJSON *arr, struct lmp_request *r, struct lmp_proto_error *err) {
+        if (!cJSON_IsArray(arr))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "stop", "field 'stop' must be an array of strings");
+        if (cJSON_GetArraySize(arr) > LMP_PROTO_STOP_MAX)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "stop", "field 'stop' holds at most %d strings",
+                            LMP_PROTO_STOP_MAX);
+        for (const cJSON *s = arr->child; s; s = s->next) {
+                size_t i = r->n_stop;
+                if (!cJSON_IsString(s))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "stop", "stop[%zu] must be a string", i);
+                size_t len = strlen(s->valuestring);
+                if (len < 1 || len > LMP_PROTO_STOP_LEN_MAX)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "stop", "stop[%zu] must be 1 to %d bytes, not %zu",
+                                    i, LMP_PROTO_STOP_LEN_MAX, len);
+                r->stop[i] = dup_n(s->valuestring, len);
+                if (!r->stop[i])
+                        return -ENOMEM;
+                r->stop_len[i] = len;
+                r->n_stop = i + 1;
+        }
+        return 0;
+}
+
+/* generate and chat: the model, the input and every sampling field. */
+static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct lmp_proto_error *err) {
+        struct lmp_sampling *s = &r->sampling;
+        const char *str;
+        size_t len;
+        double d;
+        int rc;
+
+        if (!f[F_MODEL])
+                return fail(err, LMP_PROTO_BAD_REQUEST, "model", "missing field 'model'");
+        if ((rc = get_string(f[F_MODEL], "model", 1, LMP_PROTO_MODEL_MAX, &str, &len, err)) < 0)
+                return rc;
+        memcpy(r->model, str, len + 1);
+
+        if (r->type == LMP_REQ_GENERATE) {
+                if (f[F_MESSAGES])
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                    "field 'messages' belongs to chat requests; generate takes 'prompt'");
+                if (!f[F_PROMPT])
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "prompt", "missing field 'prompt'");
+                if ((rc = get_string(f[F_PROMPT], "prompt", 0, LMP_PROTO_FRAME_MAX, &str, &len, err)) < 0)
+                        return rc;
+                if (!(r->prompt = dup_n(str, len)))
+                        return -ENOMEM;
+                r->prompt_len = len;
+        } else {
+                if (f[F_PROMPT])
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "prompt",
+                                    "field 'prompt' belongs to generate requests; chat takes 'messages'");
+                if (!f[F_MESSAGES])
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "missing field 'messages'");
+                if ((rc = parse_messages(f[F_MESSAGES], r, err)) < 0)
+                        return rc;
+        }
+
+        if (f[F_MAX_TOKENS]) {
+                if ((rc = get_int(f[F_MAX_TOKENS], "max_tokens", 1, LMP_PROTO_MAX_TOKENS_MAX, &d, err)) < 0)
+                        return rc;
+                s->max_tokens = (int32_t)d;
+                s->set |= LMP_SET_MAX_TOKENS;
+        }
+        if (f[F_TEMPERATURE]) {
+                if ((rc = get_number(f[F_TEMPERATURE], "temperature", 0, false, 10, &s->temperature, err)) < 0)
+                        return rc;
+                s->set |= LMP_SET_TEMPERATURE;
+        }
+        if (f[F_TOP_K]) {
+                if ((rc = get_int(f[F_TOP_K], "top_k", 0, LMP_PROTO_TOP_K_MAX, &d, err)) < 0)
+                        return rc;
+                s->top_k = (int32_t)d;
+                s->set |= LMP_SET_TOP_K;
+        }
+        if (f[F_TOP_P]) {
+                if ((rc = get_number(f[F_TOP_P], "top_p", 0, true, 1, &s->top_p, err)) < 0)
+                        return rc;
+                s->set |= LMP_SET_TOP_P;
+        }
+        if (f[F_MIN_P]) {
+                if ((rc = get_number(f[F_MIN_P], "min_p", 0, false, 1, &s->min_p, err)) < 0)
+                        return rc;
+                s->set |= LMP_SET_MIN_P;
+        }
+        if (f[F_REPEAT_PENALTY]) {
+                if ((rc = get_number(f[F_REPEAT_PENALTY], "repeat_penalty", 0, true, 10, &s->repeat_penalty,
+                                     err)) < 0)
+                        return rc;
+                s->set |= LMP_SET_REPEAT_PENALTY;
+        }
+        if (f[F_PRESENCE_PENALTY]) {
+                if ((rc = get_number(f[F_PRESENCE_PENALTY], "presence_penalty", -10, false, 10,
+                                     &s->presence_penalty, err)) < 0)
+                        return rc;
+                s->set |= LMP_SET_PRESENCE_PENALTY;
+        }
+        if (f[F_FREQUENCY_PENALTY]) {
+                if ((rc = get_number(f[F_FREQUENCY_PENALTY], "frequency_penalty", -10, false, 10,
+                                     &s->frequency_penalty, err)) < 0)
+                        return rc;
+                s->set |= LMP_SET_FREQUENCY_PENALTY;
+        }
+        if (f[F_SEED]) {
+                if ((rc = get_int(f[F_SEED], "seed", 0, (double)LMP_PROTO_SEED_MAX, &d, err)) < 0)
+                        return rc;
+                s->seed = (uint64_t)d;
+                s->set |= LMP_SET_SEED;
+        }
+        if (f[F_STOP] && (rc = parse_stop(f[F_STOP], r, err)) < 0)
+                return rc;
+        if (f[F_IGNORE_EOS] && (rc = get_bool(f[F_IGNORE_EOS], "ignore_eos", &r->ignore_eos, err)) < 0)
+                return rc;
+        if (f[F_STREAM] && (rc = get_bool(f[F_STREAM], "stream", &r->stream, err)) < 0)
+                return rc;
+        if (f[F_RETURN_IDS] && (rc = get_bool(f[F_RETURN_IDS], "return_ids", &r->return_ids, err)) < 0)
+                return rc;
+        if (f[F_TIMEOUT_MS]) {
+                if ((rc = get_int(f[F_TIMEOUT_MS], "timeout_ms", 1, LMP_PROTO_TIMEOUT_MS_MAX, &d, err)) < 0)
+                        return rc;
+                r->timeout_ms = (uint32_t)d;
+                s->set |= LMP_SET_TIMEOUT_MS;
+        }
+        return 0;
+}
+
+/* Parses buf into a cJSON tree; the frame is copied so that cJSON sees a
+ * NUL-terminated string and trailing garbage is refused. */
+static cJSON *parse_json(const void *buf, size_t len, size_t *ret_off, int *ret_rc) {
+        char *copy = dup_n(buf, len);
+        if (!copy) {
+                *ret_rc = -ENOMEM;
+                return NULL;
+        }
+        const char *end = NULL;
+        cJSON *root = cJSON_ParseWithOpts(copy, &end, 1);
+        *ret_off = root ? 0 : end ? (size_t)(end - copy) : 0;
+        *ret_rc = root ? 0 : -EINVAL;
+        free(copy);
+        return root;
+}
+
+int lmp_proto_parse_request(const void *buf, size_t len, struct lmp_request *ret, struct lmp_proto_error *err) {
+        struct lmp_request r = { .stream = true };
+        const cJSON *f[F_COUNT] = { 0 };
+        const char *dup = NULL, *bad_bytes;
+        bool id_dup = false;
+        size_t off = 0;
+        int rc;
+
+        if (err)
+                memset(err, 0, sizeof(*err));
+        if (len > LMP_PROTO_FRAME_MAX) {
+                fail(err, LMP_PROTO_BAD_REQUEST, "", "frame of %zu bytes is over the limit of %u bytes", len,
+                     LMP_PROTO_FRAME_MAX);
+                return -EMSGSIZE;
+        }
+        cJSON *root = parse_json(buf, len, &off, &rc);
+        if (!root) {
+                if (rc == -ENOMEM)
+                        return fail(err, LMP_PROTO_INTERNAL, "", "out of memory"), -ENOMEM;
+                return fail(err, LMP_PROTO_BAD_REQUEST, "", "malformed JSON near byte %zu", off);
+        }
+        if (!cJSON_IsObject(root)) {
+                rc = fail(err, LMP_PROTO_BAD_REQUEST, "", "a request must be a JSON object");
+                goto out;
+        }
+        for (const cJSON *c = root->child; c; c = c->next) {
+                int k = lookup(field_names, F_COUNT, c->string);
+                if (k < 0)
+                        continue; /* unknown fields are ignored */
+                if (f[k] || (k == F_ID && id_dup)) {
+                        if (!dup)
+                                dup = field_names[k];
+                        if (k == F_ID) {
+                                id_dup = true; /* which one is the id? neither */
+                                f[F_ID] = NULL;
+                        }
+                        continue;
+                }
+                f[k] = c;
+        }
+        /* The id first, so that any later refusal can carry it. */
+        if (f[F_ID] && cJSON_IsString(f[F_ID])) {
+                size_t n = strlen(f[F_ID]->valuestring);
+                if (n >= 1 && n <= LMP_PROTO_ID_MAX) {
+                        memcpy(r.id, f[F_ID]->valuestring, n + 1);
+                        if (err) {
+                                err->has_id = true;
+                                memcpy(err->id, r.id, n + 1);
+                        }
+                }
+        }
+        if ((bad_bytes = check_bytes(buf, len, &off))) {
+                rc = fail(err, LMP_PROTO_BAD_REQUEST, "", "frame holds %s at byte %zu", bad_bytes, off);
+                goto out;
+        }
+        if (dup) {
+                rc = fail(err, LMP_PROTO_BAD_REQUEST, dup, "duplicate field '%s'", dup);
+                goto out;
+        }
+        if (!f[F_ID]) {
+                rc = fail(err, LMP_PROTO_BAD_REQUEST, "id", "missing field 'id'");
+                goto out;
+        }
+        const char *str;
+        if ((rc = get_string(f[F_ID], "id", 1, LMP_PROTO_ID_MAX, &str, NULL, err)) < 0)
+                goto out;
+        if (f[F_V]) {
+                double v;
+                if ((rc = get_int(f[F_V], "v", 0, 1e9, &v, err)) < 0)
+                        goto out;
+                if (v != LMP_PROTO_VERSION) {
+                        rc = fail(err, LMP_PROTO_BAD_REQUEST, "v", "unsupported protocol version %.0f (this is %d)", v,
+                                  LMP_PROTO_VERSION);
+                        goto out;
+                }
+        }
+        if (!f[F_TYPE]) {
+                rc = fail(err, LMP_PROTO_BAD_REQUEST, "type", "missing field 'type'");
+                goto out;
+        }
+        if (!cJSON_IsString(f[F_TYPE])) {
+                rc = fail(err, LMP_PROTO_BAD_REQUEST, "type", "field 'type' must be a string");
+                goto out;
+        }
+        int t = lookup(type_names, LMP_REQ_TYPE_COUNT, f[F_TYPE]->valuestring);
+        if (t < 0) {
+                rc = fail(err, LMP_PROTO_BAD_REQUEST, "type",
+                          "unknown type (expected generate, chat, cancel, models, stats or health)");
+                goto out;
+        }
+        r.type = (enum lmp_request_type)t;
+        switch (r.type) {
+        case LMP_REQ_GENERATE:
+        case LMP_REQ_CHAT:
+                rc = parse_generation(f, &r, err);
+                break;
+        case LMP_REQ_CANCEL: {
+                size_t n;
+                if (!f[F_TARGET])
+                        rc = fail(err, LMP_PROTO_BAD_REQUEST, "target", "missing field 'target'");
+                else if ((rc = get_string(f[F_TARGET], "target", 1, LMP_PROTO_ID_MAX, &str, &n, err)) == 0)
+                        memcpy(r.target, str, n + 1);
+                break;
+        }
+        default:
+                rc = 0;
+                break;
+        }
+        if (rc == -ENOMEM)
+                fail(err, LMP_PROTO_INTERNAL, "", "out of memory");
+out:
+        cJSON_Delete(root);
+        if (rc < 0) {
+                lmp_request_clear(&r);
+                return rc;
+        }
+        *ret = r;
+        return 0;
+}
+
+/* ---- events ---- */
+
+void lmp_event_clear(struct lmp_event *e) {
+        if (!e)
+                return;
+        free(e->text);
+        free(e->ids);
+        memset(e, 0, sizeof(*e));
+}
+
+static double num_or_zero(const cJSON *obj, const char *name) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+        return cJSON_IsNumber(it) && isfinite(it->valuedouble) ? it->valuedouble : 0;
+}
+
+static void copy_str(char *dst, size_t cap, const cJSON *it) {
+        snprintf(dst, cap, "%s", cJSON_IsString(it) ? it->valuestring : "");
+}
+
+int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
+        struct lmp_event e = { 0 };
+        size_t off;
+        int rc;
+
+        /* A done event carries a whole non-streamed text, escaped: allow
+         * far more than a request, but not without bound. */
+        if (len > LMP_PROTO_EVENT_MAX)
+                return -EMSGSIZE;
+        cJSON *root = parse_json(buf, len, &off, &rc);
+        if (!root)
+                return rc;
+        rc = -EINVAL;
+        if (!cJSON_IsObject(root))
+                goto out;
+        const cJSON *ev = cJSON_GetObjectItemCaseSensitive(root, "event");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
+        if (!cJSON_IsString(ev))
+                goto out;
+        int t = lookup(event_names, LMP_EVENT_TYPE_COUNT, ev->valuestring);
+        if (t < 0) {
+                rc = -ENOMSG; /* a newer daemon's event: readers skip it */
+                goto out;
+        }
+        e.type = (enum lmp_event_type)t;
+        if (cJSON_IsString(id) && strlen(id->valuestring) <= LMP_PROTO_ID_MAX) {
+                e.has_id = true;
+                memcpy(e.id, id->valuestring, strlen(id->valuestring) + 1);
+        } else if (!(e.type == LMP_EVENT_ERROR && cJSON_IsNull(id))) {
+                goto out;
+        }
+        const cJSON *text = cJSON_GetObjectItemCaseSensitive(root, "text");
+        if (cJSON_IsString(text)) {
+                e.text_len = strlen(text->valuestring);
+                if (!(e.text = dup_n(text->valuestring, e.text_len))) {
+                        rc = -ENOMEM;
+                        goto out;
+                }
+        }
+        switch (e.type) {
+        case LMP_EVENT_TOKEN: {
+                if (!e.text)
+                        goto out;
+                const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
+                if (ids) {
+                        if (!cJSON_IsArray(ids))
+                                goto out;
+                        size_t n = (size_t)cJSON_GetArraySize(ids);
+                        if (n && !(e.ids = malloc(n * sizeof(*e.ids)))) {
+                                rc = -ENOMEM;
+                                goto out;
+                        }
+                        for (const cJSON *x = ids->child; x; x = x->next) {
+                                if (!is_integer(x) || x->valuedouble < INT32_MIN || x->valuedouble > INT32_MAX)
+                                        goto out;
+                                e.ids[e.n_ids++] = (int32_t)x->valuedouble;
+                        }
+                }
+                break;
+        }
+        case LMP_EVENT_DONE: {
+                const cJSON *fin = cJSON_GetObjectItemCaseSensitive(root, "finish");
+                int k = cJSON_IsString(fin) ? lookup(finish_names, LMP_FINISH_COUNT, fin->valuestring) : -1;
+                if (k < 0)
+                        goto out;
+                e.finish = (enum lmp_finish)k;
+                const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
+                const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "timings");
+                e.usage.prompt_tokens = (int64_t)num_or_zero(u, "prompt_tokens");
+                e.usage.generated_tokens = (int64_t)num_or_zero(u, "generated_tokens");
+                e.timings.queued_ms = num_or_zero(tm, "queued_ms");
+                e.timings.prompt_ms = num_or_zero(tm, "prompt_ms");
+                e.timings.ttft_ms = num_or_zero(tm, "ttft_ms");
+                e.timings.total_ms = num_or_zero(tm, "total_ms");
+                e.timings.tokens_per_s = num_or_zero(tm, "tokens_per_s");
+                copy_str(e.worker, sizeof(e.worker), cJSON_GetObjectItemCaseSensitive(root, "worker"));
+                break;
+        }
+        case LMP_EVENT_ERROR: {
+                const cJSON *code = cJSON_GetObjectItemCaseSensitive(root, "code");
+                if (!cJSON_IsString(code))
+                        goto out;
+                /* A code this client does not know yet is still an error. */
+                if (lmp_proto_code_from_name(code->valuestring, &e.code) < 0 || e.code == LMP_PROTO_OK)
+                        e.code = LMP_PROTO_INTERNAL;
+                copy_str(e.message, sizeof(e.message), cJSON_GetObjectItemCaseSensitive(root, "message"));
+                break;
+        }
+        case LMP_EVENT_CANCELLED:
+                copy_str(e.target, sizeof(e.target), cJSON_GetObjectItemCaseSensitive(root, "target"));
+                e.found = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "found"));
+                break;
+        default:
+                break;
+        }
+        rc = 0;
+out:
+        cJSON_Delete(root);
+        if (rc < 0) {
+                lmp_event_clear(&e);
+                return rc;
+        }
+        *ret = e;
+        return 0;
+}

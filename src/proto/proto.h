@@ -1,0 +1,293 @@
+/* The wire protocol (docs/protocol.md) as C structs: the one place that
+ * turns client frames into validated requests and daemon events into JSON
+ * text, and back. The router parses and validates every client frame with
+ * lmp_proto_parse_request() (a malformed request never reaches a worker),
+ * re-serializes it canonically with lmp_proto_format_request() for the
+ * worker, which parses it back with the same function. Events are written
+ * into a growable struct lmp_proto_buf that the caller keeps and reuses, so
+ * that streaming tokens allocates nothing once the buffer is warm. Every
+ * string written is valid JSON whatever bytes it came from: invalid UTF-8
+ * becomes U+FFFD. The client library reads events with
+ * lmp_proto_parse_event(). Functions return 0 or a negative errno-style
+ * code and never print. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LMP_PROTO_VERSION 1
+#define LMP_PROTO_FRAME_MAX (1u << 20)       /* bytes in one client frame */
+#define LMP_PROTO_EVENT_MAX (64u << 20)      /* bytes in one event the client accepts */
+#define LMP_PROTO_ID_MAX 128                 /* bytes in a request id */
+#define LMP_PROTO_MODEL_MAX 128              /* bytes in a model name */
+#define LMP_PROTO_STOP_MAX 8                 /* stop strings per request */
+#define LMP_PROTO_STOP_LEN_MAX 256           /* bytes in one stop string */
+#define LMP_PROTO_MAX_TOKENS_MAX (1 << 24)   /* the model's context bounds it further */
+#define LMP_PROTO_TOP_K_MAX (1 << 24)        /* the vocabulary bounds it further */
+#define LMP_PROTO_SEED_MAX 9007199254740991ull /* 2^53 - 1: exact in a JSON number */
+#define LMP_PROTO_TIMEOUT_MS_MAX 86400000    /* one day; the config bounds it further */
+#define LMP_PROTO_FIELD_MAX 48
+#define LMP_PROTO_MESSAGE_MAX 256
+
+/* Stable error codes; their names are the protocol's. */
+enum lmp_proto_code {
+        LMP_PROTO_OK = 0,
+        LMP_PROTO_BAD_REQUEST,
+        LMP_PROTO_UNKNOWN_MODEL,
+        LMP_PROTO_BUSY,
+        LMP_PROTO_TOO_LONG,
+        LMP_PROTO_TIMEOUT,
+        LMP_PROTO_WORKER_LOST,
+        LMP_PROTO_CANCELLED,
+        LMP_PROTO_INTERNAL,
+        LMP_PROTO_CODE_COUNT,
+};
+
+/* "bad_request", ...; "ok" for LMP_PROTO_OK; NULL when out of range. */
+const char *lmp_proto_code_name(enum lmp_proto_code code);
+/* The code of a name; -EINVAL when it is none of them. */
+int lmp_proto_code_from_name(const char *name, enum lmp_proto_code *ret_code);
+
+enum lmp_request_type {
+        LMP_REQ_GENERATE,
+        LMP_REQ_CHAT,
+        LMP_REQ_CANCEL,
+        LMP_REQ_MODELS,
+        LMP_REQ_STATS,
+        LMP_REQ_HEALTH,
+        LMP_REQ_TYPE_COUNT,
+};
+const char *lmp_request_type_name(enum lmp_request_type type);
+
+enum lmp_role {
+        LMP_ROLE_SYSTEM,
+        LMP_ROLE_USER,
+        LMP_ROLE_ASSISTANT,
+        LMP_ROLE_COUNT,
+};
+const char *lmp_role_name(enum lmp_role role);
+
+struct lmp_message {
+        enum lmp_role role;
+        char *content;          /* NUL-terminated, contains no NUL */
+        size_t content_len;
+};
+
+/* One bit per sampling field: set when the request gave it, so that the
+ * model's defaults fill the others. */
+enum {
+        LMP_SET_MAX_TOKENS        = 1u << 0,
+        LMP_SET_TEMPERATURE       = 1u << 1,
+        LMP_SET_TOP_K             = 1u << 2,
+        LMP_SET_TOP_P             = 1u << 3,
+        LMP_SET_MIN_P             = 1u << 4,
+        LMP_SET_REPEAT_PENALTY    = 1u << 5,
+        LMP_SET_PRESENCE_PENALTY  = 1u << 6,
+        LMP_SET_FREQUENCY_PENALTY = 1u << 7,
+        LMP_SET_SEED              = 1u << 8,
+        LMP_SET_TIMEOUT_MS        = 1u << 9,
+};
+
+struct lmp_sampling {
+        uint32_t set;                   /* LMP_SET_* bits */
+        int32_t max_tokens;             /* [1, LMP_PROTO_MAX_TOKENS_MAX] */
+        double temperature;             /* [0, 10] */
+        int32_t top_k;                  /* [0, LMP_PROTO_TOP_K_MAX] */
+        double top_p;                   /* (0, 1] */
+        double min_p;                   /* [0, 1] */
+        double repeat_penalty;          /* (0, 10] */
+        double presence_penalty;        /* [-10, 10], 0 when not set */
+        double frequency_penalty;       /* [-10, 10], 0 when not set */
+        uint64_t seed;                  /* [0, LMP_PROTO_SEED_MAX] */
+};
+
+/* A validated request. Owns its strings: release with lmp_request_clear(). */
+struct lmp_request {
+        enum lmp_request_type type;
+        char id[LMP_PROTO_ID_MAX + 1];
+        /* generate and chat */
+        char model[LMP_PROTO_MODEL_MAX + 1];
+        char *prompt;                   /* generate: NUL-terminated, no NUL inside */
+        size_t prompt_len;
+        struct lmp_message *messages;   /* chat: at least one */
+        size_t n_messages;
+        struct lmp_sampling sampling;
+        char *stop[LMP_PROTO_STOP_MAX];
+        size_t stop_len[LMP_PROTO_STOP_MAX];
+        size_t n_stop;
+        bool ignore_eos;                /* default false */
+        bool stream;                    /* default true */
+        bool return_ids;                /* default false */
+        uint32_t timeout_ms;            /* valid when sampling.set has LMP_SET_TIMEOUT_MS */
+        /* cancel */
+        char target[LMP_PROTO_ID_MAX + 1];
+};
+
+/* Why a frame was refused. id is recovered whenever the frame had a valid
+ * one, so that the error event can carry it (has_id false: "id": null). */
+struct lmp_proto_error {
+        enum lmp_proto_code code;
+        bool has_id;
+        char id[LMP_PROTO_ID_MAX + 1];
+        char field[LMP_PROTO_FIELD_MAX];        /* the offending field, "" if none */
+        char message[LMP_PROTO_MESSAGE_MAX];    /* names the field */
+};
+
+/* Parses and validates one client frame. On success fills *ret (which the
+ * caller releases with lmp_request_clear()) and returns 0; on failure
+ * leaves *ret untouched, fills *err (may be NULL) and returns -EINVAL
+ * (-EMSGSIZE for a frame over LMP_PROTO_FRAME_MAX, -ENOMEM). */
+int lmp_proto_parse_request(const void *buf, size_t len, struct lmp_request *ret,
+                            struct lmp_proto_error *err);
+/* Frees what a request owns and zeroes it; a zeroed struct is a no-op. */
+void lmp_request_clear(struct lmp_request *r);
+
+/* A growable output buffer, always NUL-terminated after a successful call.
+ * Formatters append; set len = 0 to reuse. */
+struct lmp_proto_buf {
+        char *data;
+        size_t len;
+        size_t cap;
+};
+void lmp_proto_buf_free(struct lmp_proto_buf *b);
+
+/* Appends s (n bytes, any bytes) as a JSON string with its quotes: escapes
+ * what JSON needs, replaces each invalid UTF-8 sequence (and NUL) with
+ * U+FFFD. */
+int lmp_proto_append_json_string(struct lmp_proto_buf *b, const char *s, size_t n);
+
+/* Whether s (n bytes) is valid UTF-8 without NUL: what a frame's strings
+ * must be. */
+bool lmp_proto_utf8_valid(const char *s, size_t n);
+
+/* The length of the longest prefix of s that does not end inside a UTF-8
+ * sequence that later bytes could still complete: a worker sends that much
+ * of its decoded text and holds the rest back for the next token. */
+size_t lmp_proto_utf8_complete(const char *s, size_t n);
+
+/* The canonical JSON of a request: every field that was set, in a fixed
+ * order. Parsing it back gives an equal request. */
+int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *r);
+
+/* Events. id may be NULL only for error events ("id": null). */
+int lmp_proto_format_token(struct lmp_proto_buf *b, const char *id, const char *text, size_t text_len,
+                           const int32_t *ids, size_t n_ids);
+
+enum lmp_finish {
+        LMP_FINISH_STOP,
+        LMP_FINISH_LENGTH,
+        LMP_FINISH_EOS,
+        LMP_FINISH_COUNT,
+};
+const char *lmp_finish_name(enum lmp_finish finish);
+
+struct lmp_usage {
+        int64_t prompt_tokens;
+        int64_t generated_tokens;
+};
+
+struct lmp_timings {
+        double queued_ms;
+        double prompt_ms;
+        double ttft_ms;
+        double total_ms;
+        double tokens_per_s;
+};
+
+struct lmp_done {
+        enum lmp_finish finish;
+        const char *text;       /* NULL: no "text" field (streamed request) */
+        size_t text_len;
+        struct lmp_usage usage;
+        struct lmp_timings timings;
+        const char *worker;     /* e.g. "tinyllama/1" */
+};
+int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct lmp_done *d);
+int lmp_proto_format_error(struct lmp_proto_buf *b, const char *id, enum lmp_proto_code code,
+                           const char *message);
+int lmp_proto_format_cancelled(struct lmp_proto_buf *b, const char *id, const char *target, bool found);
+
+struct lmp_model_info {
+        const char *name;
+        const char *path;
+        const char *arch;
+        int64_t ctx;
+        int64_t workers;
+        int64_t ready;
+        int64_t slots;
+        int64_t store_bytes;
+};
+int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struct lmp_model_info *models,
+                            size_t n);
+
+struct lmp_worker_info {
+        const char *name;
+        const char *model;
+        int64_t pid;
+        const char *state;
+        int64_t slots;
+        int64_t active;
+        int64_t rss_bytes;
+        int64_t pss_bytes;
+        int64_t served;
+        int64_t restarts;
+};
+
+struct lmp_stats {
+        double uptime_s;
+        int64_t queue_length, queue_limit;
+        int64_t total, ok, errors, busy, timeouts, worker_lost;
+        const struct lmp_worker_info *workers;
+        size_t n_workers;
+};
+int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s);
+
+struct lmp_health_model {
+        const char *name;
+        int64_t ready;
+        int64_t workers;
+};
+/* status: "ok", "starting" or "degraded". */
+int lmp_proto_format_health(struct lmp_proto_buf *b, const char *id, const char *status,
+                            const struct lmp_health_model *models, size_t n);
+
+/* An event as the client reads it. Strings point into the struct's own
+ * storage; release with lmp_event_clear(). For models, stats and health the
+ * client keeps the frame's text itself. */
+enum lmp_event_type {
+        LMP_EVENT_TOKEN,
+        LMP_EVENT_DONE,
+        LMP_EVENT_ERROR,
+        LMP_EVENT_CANCELLED,
+        LMP_EVENT_MODELS,
+        LMP_EVENT_STATS,
+        LMP_EVENT_HEALTH,
+        LMP_EVENT_TYPE_COUNT,
+};
+const char *lmp_event_type_name(enum lmp_event_type type);
+
+struct lmp_event {
+        enum lmp_event_type type;
+        bool has_id;
+        char id[LMP_PROTO_ID_MAX + 1];
+        char *text;             /* token; done when present (else NULL) */
+        size_t text_len;
+        int32_t *ids;           /* token with return_ids */
+        size_t n_ids;
+        enum lmp_finish finish; /* done */
+        struct lmp_usage usage;
+        struct lmp_timings timings;
+        char worker[64];
+        enum lmp_proto_code code;               /* error */
+        char message[LMP_PROTO_MESSAGE_MAX];    /* error */
+        char target[LMP_PROTO_ID_MAX + 1];      /* cancelled */
+        bool found;                             /* cancelled */
+};
+
+/* Parses one daemon frame. -EINVAL (-EMSGSIZE, -ENOMEM) when it is not a
+ * well-formed event, -ENOMSG for an object whose "event" this version does
+ * not know (a later protocol addition, to be skipped); *ret untouched on
+ * failure. */
+int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret);
+void lmp_event_clear(struct lmp_event *e);

@@ -1,0 +1,576 @@
+/* AVX2 + FMA + F16C kernels: every vec_dot, the activation quantizers and
+ * the f16/bf16 conversions. Compiled on its own with -mavx2 -mfma -mf16c and
+ * only called when cpu.c has seen those features. The integer part of each
+ * dot is exact, so results differ from the scalar twins only in the order of
+ * float additions. The 8-bit products use the unsigned*signed multiply-add
+ * (vpmaddubsw), which assumes activation quants in [-127, 127], as the
+ * quantizers produce. */
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/kernels.h"
+
+/* The scale fields: F16C converts one half exactly, without branches. */
+static inline float h2f(lmp_fp16 h) {
+        return _cvtsh_ss(h);
+}
+
+static inline float hsum_f32x8(__m256 x) {
+        __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        return _mm_cvtss_f32(r);
+}
+
+static inline int hsum_i32x8(__m256i a) {
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+        s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+        return _mm_cvtsi128_si32(s);
+}
+
+/* Sum of products of unsigned bytes u and signed bytes s, in 8 int32 lanes. */
+static inline __m256i dot_u8s8(__m256i u, __m256i s) {
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+/* The same for two signed operands: move x's sign onto y. */
+static inline __m256i dot_s8s8(__m256i x, __m256i y) {
+        return dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* 16 packed nibbles -> 32 bytes: low nibbles first, then high nibbles. */
+static inline __m256i nibbles32(const uint8_t *p) {
+        const __m128i t = _mm_loadu_si128((const __m128i *)p);
+        const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+        return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+/* 32 bits -> 32 bytes, 0xff where the bit is set. */
+static inline __m256i bits32(const uint8_t *p) {
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                               0x0101010101010101, 0x0000000000000000);
+        __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)v), shuf);
+        b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+        return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+/* A byte shuffle that broadcasts int16 element a to the low 128-bit lane and
+ * element b to the high lane (used with a scale vector loaded in both lanes). */
+static inline __m256i pick16(int a, int b) {
+        return _mm256_set_m128i(_mm_set1_epi16((short)(((2 * b + 1) << 8) | (2 * b))),
+                                _mm_set1_epi16((short)(((2 * a + 1) << 8) | (2 * a))));
+}
+
+/* ---- floats ------------------------------------------------------------ */
+
+void lmp_vec_dot_f32_f32_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const float *x = vx, *y = vy;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 32 <= n; i += 32) {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
+                a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+                a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 16), _mm256_loadu_ps(y + i + 16), a2);
+                a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 24), _mm256_loadu_ps(y + i + 24), a3);
+        }
+        float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; i < n; i++)
+                sum += x[i] * y[i];
+        *s = sum;
+}
+
+static inline __m256 load_f16x8(const lmp_fp16 *p) {
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __m256 load_bf16x8(const lmp_bf16 *p) {
+        const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+
+void lmp_vec_dot_f16_f16_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const lmp_fp16 *x = vx, *y = vy;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 32 <= n; i += 32) {
+                a0 = _mm256_fmadd_ps(load_f16x8(x + i), load_f16x8(y + i), a0);
+                a1 = _mm256_fmadd_ps(load_f16x8(x + i + 8), load_f16x8(y + i + 8), a1);
+                a2 = _mm256_fmadd_ps(load_f16x8(x + i + 16), load_f16x8(y + i + 16), a2);
+                a3 = _mm256_fmadd_ps(load_f16x8(x + i + 24), load_f16x8(y + i + 24), a3);
+        }
+        float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; i < n; i++)
+                sum += h2f(x[i]) * h2f(y[i]);
+        *s = sum;
+}
+
+void lmp_vec_dot_bf16_bf16_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const lmp_bf16 *x = vx, *y = vy;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 32 <= n; i += 32) {
+                a0 = _mm256_fmadd_ps(load_bf16x8(x + i), load_bf16x8(y + i), a0);
+                a1 = _mm256_fmadd_ps(load_bf16x8(x + i + 8), load_bf16x8(y + i + 8), a1);
+                a2 = _mm256_fmadd_ps(load_bf16x8(x + i + 16), load_bf16x8(y + i + 16), a2);
+                a3 = _mm256_fmadd_ps(load_bf16x8(x + i + 24), load_bf16x8(y + i + 24), a3);
+        }
+        float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+        for (; i < n; i++)
+                sum += lmp_bf16_to_f32(x[i]) * lmp_bf16_to_f32(y[i]);
+        *s = sum;
+}
+
+void lmp_to_float_f16_avx2(const void *restrict vx, float *restrict y, int64_t n) {
+        const lmp_fp16 *x = vx;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(y + i, load_f16x8(x + i));
+        for (; i < n; i++)
+                y[i] = h2f(x[i]);
+}
+
+void lmp_from_float_f16_avx2(const float *restrict x, void *restrict vy, int64_t n) {
+        lmp_fp16 *y = vy;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+        for (; i < n; i++)
+                y[i] = lmp_f32_to_fp16(x[i]);
+}
+
+void lmp_to_float_bf16_avx2(const void *restrict vx, float *restrict y, int64_t n) {
+        const lmp_bf16 *x = vx;
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                _mm256_storeu_ps(y + i, load_bf16x8(x + i));
+        for (; i < n; i++)
+                y[i] = lmp_bf16_to_f32(x[i]);
+}
+
+/* Round to nearest even on bit 16; NaNs are kept quiet, as in fp16.h. */
+static inline __m256i bf16_round(__m256 v) {
+        const __m256i u = _mm256_castps_si256(v);
+        const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        const __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+        const __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(64));
+        const __m256i nan = _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)),
+                                               _mm256_set1_epi32(0x7f800000));
+        return _mm256_blendv_epi8(r, q, nan);
+}
+
+void lmp_from_float_bf16_avx2(const float *restrict x, void *restrict vy, int64_t n) {
+        lmp_bf16 *y = vy;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+                const __m256i a = bf16_round(_mm256_loadu_ps(x + i));
+                const __m256i b = bf16_round(_mm256_loadu_ps(x + i + 8));
+                const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0xd8);
+                _mm256_storeu_si256((__m256i *)(y + i), p);
+        }
+        for (; i < n; i++)
+                y[i] = lmp_f32_to_bf16(x[i]);
+}
+
+void lmp_from_float_f32_avx2(const float *restrict x, void *restrict y, int64_t n) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+void lmp_to_float_f32_avx2(const void *restrict x, float *restrict y, int64_t n) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+/* ---- activation quantizers ------------------------------------------------ */
+
+static inline float hmax_f32x8(__m256 v) {
+        __m128 m = _mm_max_ps(_mm256_extractf128_ps(v, 1), _mm256_castps256_ps128(v));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        return _mm_cvtss_f32(m);
+}
+
+/* Four int32 vectors (values in [-128, 127]) -> 32 bytes in order. */
+static inline __m256i pack_i32x32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+        const __m256i a = _mm256_packs_epi32(i0, i1);
+        const __m256i b = _mm256_packs_epi32(i2, i3);
+        return _mm256_permutevar8x32_epi32(_mm256_packs_epi16(a, b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+/* One 32-value block the way llama.cpp's AVX2 quantizer does it: multiply by
+ * 127/amax (not by the reciprocal of amax/127) and round half to even. Quants
+ * can differ by one from the scalar reference; see tests/kernels. */
+static inline __m256i q8_block(const float *x, float *ret_d, int *ret_sum) {
+        __m256 v[4];
+        __m256 amax = _mm256_setzero_ps();
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        for (int k = 0; k < 4; k++) {
+                v[k] = _mm256_loadu_ps(x + 8 * k);
+                amax = _mm256_max_ps(amax, _mm256_andnot_ps(sign, v[k]));
+        }
+        const float max = hmax_f32x8(amax);
+        *ret_d = max / 127.0f;
+        const __m256 mul = _mm256_set1_ps(max != 0.0f ? 127.0f / max : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+                q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        *ret_sum = hsum_i32x8(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        return pack_i32x32(q[0], q[1], q[2], q[3]);
+}
+
+void lmp_from_float_q8_0_avx2(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_0 *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK8_0; i++, x += LMP_QK8_0) {
+                float d;
+                int sum;
+                const __m256i q = q8_block(x, &d, &sum);
+                y[i].d = lmp_f32_to_fp16(d);
+                _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        }
+}
+
+void lmp_from_float_q8_1_avx2(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_1 *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK8_1; i++, x += LMP_QK8_1) {
+                float d;
+                int sum;
+                const __m256i q = q8_block(x, &d, &sum);
+                y[i].d = lmp_f32_to_fp16(d);
+                y[i].s = lmp_f32_to_fp16(d * (float)sum);
+                _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        }
+}
+
+/* llama.cpp quantizes Q8_K with its scalar code on x86, so this must match
+ * ref.c bit for bit: scale from the first value of largest magnitude, with
+ * its sign; round half to even; clip at 127; d = 1 / scale. */
+void lmp_from_float_q8_K_avx2(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_K *y = vy;
+        const __m256 sign = _mm256_set1_ps(-0.0f);
+        for (int64_t i = 0; i < n / LMP_QK_K; i++, x += LMP_QK_K) {
+                __m256 am = _mm256_setzero_ps();
+                for (int j = 0; j < LMP_QK_K; j += 8)
+                        am = _mm256_max_ps(am, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+                const float amax = hmax_f32x8(am);
+                if (amax == 0.0f) {
+                        memset(&y[i], 0, sizeof(y[i]));
+                        continue;
+                }
+                float max = 0.0f;
+                for (int j = 0; j < LMP_QK_K; j++)
+                        if (fabsf(x[j]) == amax) {
+                                max = x[j];
+                                break;
+                        }
+                const float iscale = -127.0f / max;
+                const __m256 mul = _mm256_set1_ps(iscale);
+                const __m256i top = _mm256_set1_epi32(127);
+                for (int j = 0; j < LMP_QK_K; j += 32) {
+                        __m256i q[4];
+                        for (int k = 0; k < 4; k++)
+                                q[k] = _mm256_min_epi32(top, _mm256_cvtps_epi32(_mm256_round_ps(
+                                        _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), mul),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+                        _mm256_storeu_si256((__m256i *)(y[i].qs + j), pack_i32x32(q[0], q[1], q[2], q[3]));
+                }
+                for (int j = 0; j < LMP_QK_K / 16; j++) {
+                        const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(y[i].qs + 16 * j)));
+                        y[i].bsums[j] = (int16_t)hsum_i32x8(_mm256_madd_epi16(w, _mm256_set1_epi16(1)));
+                }
+                y[i].d = 1.0f / iscale;
+        }
+}
+
+/* ---- 32-value blocks ------------------------------------------------------ */
+
+void lmp_vec_dot_q4_0_q8_0_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q4_0 *x = vx;
+        const struct lmp_block_q8_0 *y = vy;
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK8_0; i++) {
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+                const __m256i qx = _mm256_sub_epi8(nibbles32(x[i].qs), _mm256_set1_epi8(8));
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8s8(qx, qy)), acc);
+        }
+        *s = hsum_f32x8(acc);
+}
+
+void lmp_vec_dot_q4_1_q8_1_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q4_1 *x = vx;
+        const struct lmp_block_q8_1 *y = vy;
+        __m256 acc = _mm256_setzero_ps();
+        float summs = 0.0f;
+        for (int i = 0; i < n / LMP_QK8_1; i++) {
+                summs += h2f(x[i].m) * h2f(y[i].s);
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8s8(nibbles32(x[i].qs), qy)), acc);
+        }
+        *s = hsum_f32x8(acc) + summs;
+}
+
+void lmp_vec_dot_q5_0_q8_0_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q5_0 *x = vx;
+        const struct lmp_block_q8_0 *y = vy;
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK8_0; i++) {
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+                /* (q | h<<4) - 16: a clear high bit leaves 0xf0 (-16) in the high nibble. */
+                const __m256i hi = _mm256_andnot_si256(bits32(x[i].qh), _mm256_set1_epi8((char)0xf0));
+                const __m256i qx = _mm256_or_si256(nibbles32(x[i].qs), hi);
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8s8(qx, qy)), acc);
+        }
+        *s = hsum_f32x8(acc);
+}
+
+void lmp_vec_dot_q5_1_q8_1_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q5_1 *x = vx;
+        const struct lmp_block_q8_1 *y = vy;
+        __m256 acc = _mm256_setzero_ps();
+        float summs = 0.0f;
+        for (int i = 0; i < n / LMP_QK8_1; i++) {
+                summs += h2f(x[i].m) * h2f(y[i].s);
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+                const __m256i hi = _mm256_and_si256(bits32(x[i].qh), _mm256_set1_epi8(0x10));
+                const __m256i qx = _mm256_or_si256(nibbles32(x[i].qs), hi);
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_u8s8(qx, qy)), acc);
+        }
+        *s = hsum_f32x8(acc) + summs;
+}
+
+void lmp_vec_dot_q8_0_q8_0_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q8_0 *x = vx;
+        const struct lmp_block_q8_0 *y = vy;
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK8_0; i++) {
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
+                const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8s8(qx, qy)), acc);
+        }
+        *s = hsum_f32x8(acc);
+}
+
+/* ---- K-quants ---------------------------------------------------------- */
+
+/* Q4_K/Q5_K scales: 8 scales then 8 mins as 16 int16. */
+static inline __m256i scales_mins_k4(const uint8_t *q) {
+        uint32_t u[4];
+        memcpy(u, q, 12);
+        u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+        const uint32_t m = u[1] & 0x3f3f3f3f;
+        u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+        u[2] = m;
+        u[0] &= 0x3f3f3f3f;
+        return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+}
+
+/* Q3_K scales: 16 values, offset by -32, as int16 in both halves. */
+static inline __m256i scales_q3_K(const uint8_t *q) {
+        uint32_t a[4];
+        memcpy(a, q, 12);
+        const uint32_t t = a[2];
+        a[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
+        a[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
+        a[0] = (a[0] & 0x0f0f0f0f) | (((t >> 0) & 0x03030303) << 4);
+        a[1] = (a[1] & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
+        const __m128i s8 = _mm_sub_epi8(_mm_set_epi32((int)a[3], (int)a[2], (int)a[1], (int)a[0]), _mm_set1_epi8(32));
+        return _mm256_cvtepi8_epi16(s8);
+}
+
+/* The min term of Q4_K/Q5_K: sum over sub-blocks of mins[j/2] * bsums[j]. */
+static inline __m128i mins_dot_bsums(__m256i mins_and_scales, const void *bsums) {
+        const __m256i q8sums = _mm256_loadu_si256((const __m256i *)bsums);
+        const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+        return _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+}
+
+void lmp_vec_dot_q2_K_q8_K_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q2_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m256i m3 = _mm256_set1_epi8(3);
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = -y[i].d * h2f(x[i].dmin);
+                const __m128i ms = _mm_loadu_si128((const __m128i *)x[i].scales);
+                const __m128i sc8 = _mm_and_si128(ms, _mm_set1_epi8(0x0f));
+                const __m128i mn8 = _mm_and_si128(_mm_srli_epi16(ms, 4), _mm_set1_epi8(0x0f));
+                const __m256i prod = _mm256_madd_epi16(_mm256_cvtepi8_epi16(mn8),
+                                                       _mm256_loadu_si256((const __m256i *)y[i].bsums));
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+                const __m256i all = _mm256_cvtepi8_epi16(sc8);
+                const __m256i sc[2] = {
+                        _mm256_broadcastsi128_si256(_mm256_castsi256_si128(all)),
+                        _mm256_broadcastsi128_si256(_mm256_extracti128_si256(all, 1)),
+                };
+                const uint8_t *q2 = x[i].qs;
+                const int8_t *q8 = y[i].qs;
+                __m256i sumi = _mm256_setzero_si256();
+                for (int j = 0; j < 2; j++, q2 += 32) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)q2);
+                        for (int k = 0; k < 4; k++, q8 += 32) {
+                                const __m256i q2k = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
+                                const __m256i qy = _mm256_loadu_si256((const __m256i *)q8);
+                                __m256i p = _mm256_maddubs_epi16(q2k, qy);
+                                p = _mm256_madd_epi16(_mm256_shuffle_epi8(sc[j], pick16(2 * k, 2 * k + 1)), p);
+                                sumi = _mm256_add_epi32(sumi, p);
+                        }
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        *s = hsum_f32x8(acc);
+}
+
+void lmp_vec_dot_q3_K_q8_K_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q3_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m256i m3 = _mm256_set1_epi8(3);
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const __m256i all = scales_q3_K(x[i].scales);
+                const __m256i sc[2] = {
+                        _mm256_broadcastsi128_si256(_mm256_castsi256_si128(all)),
+                        _mm256_broadcastsi128_si256(_mm256_extracti128_si256(all, 1)),
+                };
+                /* 4 where the high bit is clear, to subtract. */
+                __m256i hbits = _mm256_andnot_si256(_mm256_loadu_si256((const __m256i *)x[i].hmask), _mm256_set1_epi8(-1));
+                const uint8_t *q3 = x[i].qs;
+                const int8_t *q8 = y[i].qs;
+                __m256i sumi = _mm256_setzero_si256();
+                for (int j = 0; j < 2; j++, q3 += 32) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)q3);
+                        for (int k = 0; k < 4; k++, q8 += 32) {
+                                const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
+                                const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(hbits, _mm256_set1_epi8(1)), 2);
+                                hbits = _mm256_srli_epi16(hbits, 1);
+                                const __m256i qy = _mm256_loadu_si256((const __m256i *)q8);
+                                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(lo, qy), _mm256_maddubs_epi16(hi, qy));
+                                p = _mm256_madd_epi16(_mm256_shuffle_epi8(sc[j], pick16(2 * k, 2 * k + 1)), p);
+                                sumi = _mm256_add_epi32(sumi, p);
+                        }
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        *s = hsum_f32x8(acc);
+}
+
+void lmp_vec_dot_q4_K_q8_K_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q4_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        __m256 acc = _mm256_setzero_ps();
+        __m128 acc_m = _mm_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = -y[i].d * h2f(x[i].dmin);
+                const __m256i ms = scales_mins_k4(x[i].scales);
+                acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_dot_bsums(ms, (const uint8_t *)&y[i] + offsetof(struct lmp_block_q8_K, bsums))), acc_m);
+                const __m256i sc = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(ms));
+                const uint8_t *q4 = x[i].qs;
+                const int8_t *q8 = y[i].qs;
+                __m256i sumi = _mm256_setzero_si256();
+                for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+                        const __m256i lo = _mm256_and_si256(bits, m4);
+                        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+                        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+                        pl = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, pick16(2 * j, 2 * j)), pl);
+                        ph = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, pick16(2 * j + 1, 2 * j + 1)), ph);
+                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+        *s = hsum_f32x8(acc) + _mm_cvtss_f32(acc_m);
+}
+
+void lmp_vec_dot_q5_K_q8_K_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q5_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        const __m256i m1 = _mm256_set1_epi8(1);
+        __m256 acc = _mm256_setzero_ps();
+        __m128 acc_m = _mm_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = -y[i].d * h2f(x[i].dmin);
+                const __m256i ms = scales_mins_k4(x[i].scales);
+                acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(mins_dot_bsums(ms, (const uint8_t *)&y[i] + offsetof(struct lmp_block_q8_K, bsums))), acc_m);
+                const __m256i sc = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(ms));
+                __m256i hbits = _mm256_loadu_si256((const __m256i *)x[i].qh);
+                const uint8_t *q5 = x[i].qs;
+                const int8_t *q8 = y[i].qs;
+                __m256i sumi = _mm256_setzero_si256();
+                for (int j = 0; j < 4; j++, q5 += 32, q8 += 64) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
+                        const __m256i hl = _mm256_slli_epi16(_mm256_and_si256(hbits, m1), 4);
+                        const __m256i hh = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hbits, 1), m1), 4);
+                        hbits = _mm256_srli_epi16(hbits, 2);
+                        const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hl);
+                        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hh);
+                        __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+                        __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+                        pl = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, pick16(2 * j, 2 * j)), pl);
+                        ph = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, pick16(2 * j + 1, 2 * j + 1)), ph);
+                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
+        acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
+        *s = hsum_f32x8(acc) + _mm_cvtss_f32(acc_m);
+}
+
+void lmp_vec_dot_q6_K_q8_K_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q6_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        const __m256i m2 = _mm256_set1_epi8(3);
+        const __m256i m32 = _mm256_set1_epi8(32);
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const __m256i all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+                const __m256i sc[2] = {
+                        _mm256_broadcastsi128_si256(_mm256_castsi256_si128(all)),
+                        _mm256_broadcastsi128_si256(_mm256_extracti128_si256(all, 1)),
+                };
+                const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+                const int8_t *q8 = y[i].qs;
+                __m256i sumi = _mm256_setzero_si256();
+                for (int j = 0; j < 2; j++, ql += 64, qh += 32) {
+                        const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+                        const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                        const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+                        __m256i q[4];
+                        q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+                        q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+                        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+                        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+                        for (int k = 0; k < 4; k++, q8 += 32) {
+                                const __m256i qy = _mm256_loadu_si256((const __m256i *)q8);
+                                /* (q - 32) . y as q . y - 32 . y */
+                                __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], qy), _mm256_maddubs_epi16(m32, qy));
+                                p = _mm256_madd_epi16(_mm256_shuffle_epi8(sc[j], pick16(2 * k, 2 * k + 1)), p);
+                                sumi = _mm256_add_epi32(sumi, p);
+                        }
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        *s = hsum_f32x8(acc);
+}

@@ -1,0 +1,536 @@
+/* AVX-512 kernels (F, BW, VL and VNNI): every vec_dot, the activation
+ * quantizers and the f16/bf16 conversions. Compiled on its own with the
+ * matching -m flags and only called when cpu.c has seen those features.
+ * 32-value blocks are taken two at a time in one 512-bit register and
+ * multiplied with vpdpbusd (unsigned weight bytes times signed activation
+ * bytes, summed into int32, so no 16-bit saturation); signed weights are
+ * made unsigned by a bias that is subtracted as bias * sum(y). K-quants
+ * multiply bytes into int16 pairs (vpmaddubsw, which cannot saturate for
+ * weights of at most 6 bits) and apply the sub-block scales with vpdpwssd;
+ * their constant offsets (Q3_K's 4, Q6_K's 32) are removed through the
+ * activation's block sums. Integer parts are exact; results differ from the
+ * scalar twins only in the order of float additions. */
+#include <immintrin.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "quant/blocks.h"
+#include "quant/kernels.h"
+
+/* The scale fields: F16C converts one half exactly, without branches. */
+static inline float h2f(lmp_fp16 h) {
+        return _cvtsh_ss(h);
+}
+
+static inline float hsum_f32x8(__m256 x) {
+        __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+        r = _mm_add_ss(r, _mm_movehdup_ps(r));
+        return _mm_cvtss_f32(r);
+}
+
+static inline __m512i join256(__m256i lo, __m256i hi) {
+        return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+}
+
+static inline __m512 halves_ps(float lo, float hi) {
+        return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(lo), _mm512_set1_ps(hi));
+}
+
+/* 16 packed nibbles -> 32 bytes: low nibbles first, then high nibbles. */
+static inline __m256i nibbles32(const uint8_t *p) {
+        const __m128i t = _mm_loadu_si128((const __m128i *)p);
+        const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+        return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
+}
+
+/* Bit 4 of each of 32 five-bit values, from the 32-bit qh field. */
+static inline __m256i high_bits32(const uint8_t *p) {
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        return _mm256_maskz_set1_epi8((__mmask32)v, 0x10);
+}
+
+/* ---- floats ------------------------------------------------------------ */
+
+static inline __m512 load_f16x16(const lmp_fp16 *p) {
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+static inline __m512 load_bf16x16(const lmp_bf16 *p) {
+        const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+
+void lmp_vec_dot_f32_f32_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const float *x = vx, *y = vy;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 64 <= n; i += 64) {
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 32), _mm512_loadu_ps(y + i + 32), a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(y + i + 48), a3);
+        }
+        for (; i + 16 <= n; i += 16)
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
+        if (i < n) {
+                const __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+                a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + i), _mm512_maskz_loadu_ps(m, y + i), a1);
+        }
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+void lmp_vec_dot_f16_f16_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const lmp_fp16 *x = vx, *y = vy;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 64 <= n; i += 64) {
+                a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
+                a1 = _mm512_fmadd_ps(load_f16x16(x + i + 16), load_f16x16(y + i + 16), a1);
+                a2 = _mm512_fmadd_ps(load_f16x16(x + i + 32), load_f16x16(y + i + 32), a2);
+                a3 = _mm512_fmadd_ps(load_f16x16(x + i + 48), load_f16x16(y + i + 48), a3);
+        }
+        for (; i + 16 <= n; i += 16)
+                a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
+        float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        for (; i < n; i++)
+                sum += h2f(x[i]) * h2f(y[i]);
+        *s = sum;
+}
+
+void lmp_vec_dot_bf16_bf16_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const lmp_bf16 *x = vx, *y = vy;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int i = 0;
+        for (; i + 64 <= n; i += 64) {
+                a0 = _mm512_fmadd_ps(load_bf16x16(x + i), load_bf16x16(y + i), a0);
+                a1 = _mm512_fmadd_ps(load_bf16x16(x + i + 16), load_bf16x16(y + i + 16), a1);
+                a2 = _mm512_fmadd_ps(load_bf16x16(x + i + 32), load_bf16x16(y + i + 32), a2);
+                a3 = _mm512_fmadd_ps(load_bf16x16(x + i + 48), load_bf16x16(y + i + 48), a3);
+        }
+        for (; i + 16 <= n; i += 16)
+                a0 = _mm512_fmadd_ps(load_bf16x16(x + i), load_bf16x16(y + i), a0);
+        float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        for (; i < n; i++)
+                sum += lmp_bf16_to_f32(x[i]) * lmp_bf16_to_f32(y[i]);
+        *s = sum;
+}
+
+void lmp_to_float_f32_avx512(const void *restrict x, float *restrict y, int64_t n) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+void lmp_from_float_f32_avx512(const float *restrict x, void *restrict y, int64_t n) {
+        memcpy(y, x, (size_t)n * sizeof(float));
+}
+
+void lmp_to_float_f16_avx512(const void *restrict vx, float *restrict y, int64_t n) {
+        const lmp_fp16 *x = vx;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16)
+                _mm512_storeu_ps(y + i, load_f16x16(x + i));
+        for (; i < n; i++)
+                y[i] = h2f(x[i]);
+}
+
+void lmp_from_float_f16_avx512(const float *restrict x, void *restrict vy, int64_t n) {
+        lmp_fp16 *y = vy;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16)
+                _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+        for (; i < n; i++)
+                y[i] = lmp_f32_to_fp16(x[i]);
+}
+
+void lmp_to_float_bf16_avx512(const void *restrict vx, float *restrict y, int64_t n) {
+        const lmp_bf16 *x = vx;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16)
+                _mm512_storeu_ps(y + i, load_bf16x16(x + i));
+        for (; i < n; i++)
+                y[i] = lmp_bf16_to_f32(x[i]);
+}
+
+/* Round to nearest even on bit 16; NaNs kept quiet, as in fp16.h. (Not
+ * vcvtneps2bf16, which flushes subnormal inputs to zero.) */
+void lmp_from_float_bf16_avx512(const float *restrict x, void *restrict vy, int64_t n) {
+        lmp_bf16 *y = vy;
+        int64_t i = 0;
+        for (; i + 16 <= n; i += 16) {
+                const __m512i u = _mm512_castps_si512(_mm512_loadu_ps(x + i));
+                const __m512i hi = _mm512_srli_epi32(u, 16);
+                const __m512i lsb = _mm512_and_si512(hi, _mm512_set1_epi32(1));
+                __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+                const __mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                              _mm512_set1_epi32(0x7f800000));
+                r = _mm512_mask_or_epi32(r, nan, hi, _mm512_set1_epi32(64));
+                _mm256_storeu_si256((__m256i *)(y + i), _mm512_cvtepi32_epi16(r));
+        }
+        for (; i < n; i++)
+                y[i] = lmp_f32_to_bf16(x[i]);
+}
+
+/* ---- activation quantizers ------------------------------------------------ */
+
+/* One 32-value block exactly as the AVX2 quantizer (and llama.cpp's): scale
+ * 127/amax, round half to even. */
+static inline __m256i q8_block(const float *x, float *ret_d, int *ret_sum) {
+        const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+        const float max = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+        *ret_d = max / 127.0f;
+        const __m512 mul = _mm512_set1_ps(max != 0.0f ? 127.0f / max : 0.0f);
+        const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        *ret_sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+        return _mm256_set_m128i(_mm512_cvtsepi32_epi8(q1), _mm512_cvtsepi32_epi8(q0));
+}
+
+void lmp_from_float_q8_0_avx512(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_0 *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK8_0; i++, x += LMP_QK8_0) {
+                float d;
+                int sum;
+                const __m256i q = q8_block(x, &d, &sum);
+                y[i].d = lmp_f32_to_fp16(d);
+                _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        }
+}
+
+void lmp_from_float_q8_1_avx512(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_1 *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK8_1; i++, x += LMP_QK8_1) {
+                float d;
+                int sum;
+                const __m256i q = q8_block(x, &d, &sum);
+                y[i].d = lmp_f32_to_fp16(d);
+                y[i].s = lmp_f32_to_fp16(d * (float)sum);
+                _mm256_storeu_si256((__m256i *)y[i].qs, q);
+        }
+}
+
+/* Bit for bit the scalar Q8_K quantizer (see ref.c and avx2.c). */
+void lmp_from_float_q8_K_avx512(const float *restrict x, void *restrict vy, int64_t n) {
+        struct lmp_block_q8_K *y = vy;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++, x += LMP_QK_K) {
+                __m512 am = _mm512_setzero_ps();
+                for (int j = 0; j < LMP_QK_K; j += 16)
+                        am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_loadu_ps(x + j)));
+                const float amax = _mm512_reduce_max_ps(am);
+                if (amax == 0.0f) {
+                        memset(&y[i], 0, sizeof(y[i]));
+                        continue;
+                }
+                float max = 0.0f;
+                for (int j = 0; j < LMP_QK_K; j++)
+                        if (fabsf(x[j]) == amax) {
+                                max = x[j];
+                                break;
+                        }
+                const float iscale = -127.0f / max;
+                const __m512 mul = _mm512_set1_ps(iscale);
+                int16_t bsums[LMP_QK_K / 16];
+                for (int j = 0; j < LMP_QK_K; j += 16) {
+                        __m512i q = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + j), mul),
+                                                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                        q = _mm512_min_epi32(q, _mm512_set1_epi32(127));
+                        bsums[j / 16] = (int16_t)_mm512_reduce_add_epi32(q);
+                        _mm_storeu_si128((__m128i *)(y[i].qs + j), _mm512_cvtsepi32_epi8(q));
+                }
+                memcpy((uint8_t *)&y[i] + offsetof(struct lmp_block_q8_K, bsums), bsums, sizeof(bsums));
+                y[i].d = 1.0f / iscale;
+        }
+}
+
+/* ---- 32-value blocks ------------------------------------------------------ */
+
+/* Each weight block as 32 unsigned bytes; the dot subtracts BIAS * sum(y). */
+#define UNPACK_Q4_0(b) nibbles32((b)->qs)
+#define UNPACK_Q4_1(b) nibbles32((b)->qs)
+#define UNPACK_Q5_0(b) _mm256_or_si256(nibbles32((b)->qs), high_bits32((b)->qh))
+#define UNPACK_Q5_1(b) _mm256_or_si256(nibbles32((b)->qs), high_bits32((b)->qh))
+#define UNPACK_Q8_0(b) _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(b)->qs), _mm256_set1_epi8((char)0x80))
+/* Adds the offset term of Q4_1/Q5_1 (m * s per block) to summs. For the
+ * others it is no statement at all: adding 0.0f cannot be optimized away
+ * (-0 + 0 is +0) and would put a float add latency chain in the loop. */
+#define MS_NONE(xb, yb) ((void)0)
+#define MS_Q8_1(xb, yb) (summs += h2f((xb)->m) * h2f((yb)->s))
+
+#define DOT32(name, xtype, ytype, UNPACK, BIAS, MS)                                                           \
+void lmp_vec_dot_##name##_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) { \
+        const struct xtype *x = vx;                                                                            \
+        const struct ytype *y = vy;                                                                            \
+        const int nb = n / 32;                                                                                 \
+        __m512 acc = _mm512_setzero_ps();                                                                      \
+        float summs = 0.0f;                                                                                    \
+        int i = 0;                                                                                             \
+        __m512 acc1 = _mm512_setzero_ps();                                                                     \
+        const __m512i lo2 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);                  \
+        const __m512i hi2 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);                  \
+        for (; i + 3 < nb; i += 4) {                                                                           \
+                const __m512i qx0 = join256(UNPACK(&x[i]), UNPACK(&x[i + 1]));                                 \
+                const __m512i qx1 = join256(UNPACK(&x[i + 2]), UNPACK(&x[i + 3]));                             \
+                const __m512i qy0 = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),                      \
+                                            _mm256_loadu_si256((const __m256i *)y[i + 1].qs));                 \
+                const __m512i qy1 = join256(_mm256_loadu_si256((const __m256i *)y[i + 2].qs),                  \
+                                            _mm256_loadu_si256((const __m256i *)y[i + 3].qs));                 \
+                __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx0, qy0);                            \
+                __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx1, qy1);                            \
+                if (BIAS) {                                                                                    \
+                        p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(),                  \
+                                                                      _mm512_set1_epi8((char)(BIAS)), qy0));   \
+                        p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(),                  \
+                                                                      _mm512_set1_epi8((char)(BIAS)), qy1));   \
+                }                                                                                              \
+                /* the four blocks' scale products, converted together */                                     \
+                const __m128i xd = _mm_setr_epi16((short)x[i].d, (short)x[i + 1].d, (short)x[i + 2].d,         \
+                                                  (short)x[i + 3].d, 0, 0, 0, 0);                              \
+                const __m128i yd = _mm_setr_epi16((short)y[i].d, (short)y[i + 1].d, (short)y[i + 2].d,         \
+                                                  (short)y[i + 3].d, 0, 0, 0, 0);                              \
+                const __m512 d4 = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(xd), _mm_cvtph_ps(yd)));      \
+                acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo2, d4), _mm512_cvtepi32_ps(p0), acc);            \
+                acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi2, d4), _mm512_cvtepi32_ps(p1), acc1);          \
+                for (int k = 0; k < 4; k++)                                                                    \
+                        MS(&x[i + k], &y[i + k]);                                                     \
+        }                                                                                                      \
+        acc = _mm512_add_ps(acc, acc1);                                                                        \
+        for (; i + 1 < nb; i += 2) {                                                                           \
+                const __m512i qx = join256(UNPACK(&x[i]), UNPACK(&x[i + 1]));                                  \
+                const __m512i qy = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),                       \
+                                           _mm256_loadu_si256((const __m256i *)y[i + 1].qs));                  \
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx, qy);                               \
+                if (BIAS)                                                                                      \
+                        p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(),                    \
+                                                                    _mm512_set1_epi8((char)(BIAS)), qy));      \
+                const __m512 d = halves_ps(h2f(x[i].d) * h2f(y[i].d),                  \
+                                           h2f(x[i + 1].d) * h2f(y[i + 1].d));         \
+                acc = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc);                                          \
+                MS(&x[i], &y[i]);                                                                     \
+                MS(&x[i + 1], &y[i + 1]);                                                             \
+        }                                                                                                      \
+        __m256 acc8 = _mm256_setzero_ps();                                                                     \
+        for (; i < nb; i++) {                                                                                  \
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);                               \
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), UNPACK(&x[i]), qy);                    \
+                if (BIAS)                                                                                      \
+                        p = _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(),                    \
+                                                                    _mm256_set1_epi8((char)(BIAS)), qy));      \
+                const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));           \
+                acc8 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc8);                                        \
+                MS(&x[i], &y[i]);                                                                     \
+        }                                                                                                      \
+        *s = _mm512_reduce_add_ps(acc) + hsum_f32x8(acc8) + summs;                                            \
+}
+
+DOT32(q4_0_q8_0, lmp_block_q4_0, lmp_block_q8_0, UNPACK_Q4_0, 8, MS_NONE)
+DOT32(q4_1_q8_1, lmp_block_q4_1, lmp_block_q8_1, UNPACK_Q4_1, 0, MS_Q8_1)
+DOT32(q5_0_q8_0, lmp_block_q5_0, lmp_block_q8_0, UNPACK_Q5_0, 16, MS_NONE)
+DOT32(q5_1_q8_1, lmp_block_q5_1, lmp_block_q8_1, UNPACK_Q5_1, 0, MS_Q8_1)
+DOT32(q8_0_q8_0, lmp_block_q8_0, lmp_block_q8_0, UNPACK_Q8_0, 128, MS_NONE)
+
+/* ---- K-quants ---------------------------------------------------------- */
+
+static inline __m256i load_bsums(const struct lmp_block_q8_K *y) {
+        return _mm256_loadu_si256((const __m256i *)((const uint8_t *)y + offsetof(struct lmp_block_q8_K, bsums)));
+}
+
+/* sc16[j] * bsums[j] summed in pairs of sub-blocks: 8 int32 lanes whose
+ * total is the scale-weighted sum of the activation's block sums. Kept as a
+ * vector so that no horizontal sum is needed per super-block. */
+static inline __m256i scaled_bsums(__m256i sc16, const struct lmp_block_q8_K *y) {
+        return _mm256_madd_epi16(sc16, load_bsums(y));
+}
+
+/* Index vectors for vpermw: int16 lane l of a 64-value register takes the
+ * scale of sub-block base + l / 8 (16-value sub-blocks) ... */
+static inline __m512i idx_by8(int base) {
+        return _mm512_add_epi16(_mm512_set1_epi16((short)base),
+                                _mm512_srli_epi16(_mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16,
+                                                                   15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), 3));
+}
+
+/* ... or of sub-block base + l / 16 (32-value sub-blocks). */
+static inline __m512i idx_by16(int base) {
+        return _mm512_mask_blend_epi16(0xffff0000u, _mm512_set1_epi16((short)base), _mm512_set1_epi16((short)(base + 1)));
+}
+
+/* Adds scale-weighted products of 64 unsigned weight bytes and 64 activation
+ * bytes into 16 int32 lanes. */
+static inline __m512i dot64(__m512i acc, __m512i qx, const int8_t *q8, __m512i scales16) {
+        const __m512i p16 = _mm512_maddubs_epi16(qx, _mm512_loadu_si512((const void *)q8));
+        return _mm512_dpwssd_epi32(acc, p16, scales16);
+}
+
+/* Q4_K/Q5_K scales: 8 scales then 8 mins as 16 int16. */
+static inline __m256i scales_mins_k4(const uint8_t *q) {
+        uint32_t u[4];
+        memcpy(u, q, 12);
+        u[3] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+        const uint32_t m = u[1] & 0x3f3f3f3f;
+        u[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+        u[2] = m;
+        u[0] &= 0x3f3f3f3f;
+        return _mm256_cvtepu8_epi16(_mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]));
+}
+
+/* mins[j / 2] for the 16 sub-blocks of 16, from scales_mins_k4's vector. */
+static inline __m256i mins_by16(__m256i ms) {
+        const __m256i idx = _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
+        return _mm256_permutexvar_epi16(idx, ms);
+}
+
+void lmp_vec_dot_q4_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q4_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        __m512 acc = _mm512_setzero_ps();
+        __m256 acc_m = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = y[i].d * h2f(x[i].dmin);
+                const __m256i ms = scales_mins_k4(x[i].scales);
+                acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(scaled_bsums(mins_by16(ms), &y[i])), acc_m);
+                const __m512i sc = _mm512_castsi256_si512(ms);
+                __m512i sumi = _mm512_setzero_si512();
+                for (int j = 0; j < 4; j++) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+                        const __m512i b = join256(bits, _mm256_srli_epi16(bits, 4));
+                        sumi = dot64(sumi, _mm512_and_si512(b, m4), y[i].qs + 64 * j,
+                                     _mm512_permutexvar_epi16(idx_by16(2 * j), sc));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        }
+        *s = _mm512_reduce_add_ps(acc) - hsum_f32x8(acc_m);
+}
+
+void lmp_vec_dot_q5_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q5_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m1 = _mm512_set1_epi8(1);
+        __m512 acc = _mm512_setzero_ps();
+        __m256 acc_m = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = y[i].d * h2f(x[i].dmin);
+                const __m256i ms = scales_mins_k4(x[i].scales);
+                acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(scaled_bsums(mins_by16(ms), &y[i])), acc_m);
+                const __m512i sc = _mm512_castsi256_si512(ms);
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)x[i].qh);
+                /* bit 2j of qh -> the low-nibble half, bit 2j+1 -> the high half */
+                __m512i h = join256(hb, _mm256_srli_epi16(hb, 1));
+                __m512i sumi = _mm512_setzero_si512();
+                for (int j = 0; j < 4; j++) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+                        const __m512i b = _mm512_and_si512(join256(bits, _mm256_srli_epi16(bits, 4)), m4);
+                        const __m512i q = _mm512_or_si512(b, _mm512_slli_epi16(_mm512_and_si512(h, m1), 4));
+                        h = _mm512_srli_epi16(h, 2);
+                        sumi = dot64(sumi, q, y[i].qs + 64 * j, _mm512_permutexvar_epi16(idx_by16(2 * j), sc));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        }
+        *s = _mm512_reduce_add_ps(acc) - hsum_f32x8(acc_m);
+}
+
+void lmp_vec_dot_q6_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q6_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m3 = _mm512_set1_epi8(3);
+        __m512 acc = _mm512_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+                const __m512i sc = _mm512_castsi256_si512(sc16);
+                /* weights are q - 32: subtract 32 * sum of scale * block sum */
+                __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(),
+                                                                       _mm256_slli_epi32(scaled_bsums(sc16, &y[i]), 5)));
+                for (int j = 0; j < 2; j++) {
+                        const uint8_t *ql = x[i].ql + 64 * j;
+                        const __m512i l = _mm512_loadu_si512((const void *)ql);   /* ql[0..63] */
+                        const __m256i hh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * j));
+                        const __m512i h = join256(hh, _mm256_srli_epi16(hh, 2));
+                        /* values 0..63: low nibbles of ql, qh bits 0-1 and 2-3 */
+                        const __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                                            _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
+                        /* values 64..127: high nibbles, qh bits 4-5 and 6-7 */
+                        const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4));
+                        const int8_t *q8 = y[i].qs + 128 * j;
+                        sumi = dot64(sumi, q01, q8, _mm512_permutexvar_epi16(idx_by8(8 * j), sc));
+                        sumi = dot64(sumi, q23, q8 + 64, _mm512_permutexvar_epi16(idx_by8(8 * j + 4), sc));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        }
+        *s = _mm512_reduce_add_ps(acc);
+}
+
+void lmp_vec_dot_q2_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q2_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m512i m3 = _mm512_set1_epi8(3);
+        __m512 acc = _mm512_setzero_ps();
+        __m256 acc_m = _mm256_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                const float dmin = y[i].d * h2f(x[i].dmin);
+                const __m128i raw = _mm_loadu_si128((const __m128i *)x[i].scales);
+                const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(raw, _mm_set1_epi8(0x0f)));
+                const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(raw, 4), _mm_set1_epi8(0x0f)));
+                acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(scaled_bsums(mn16, &y[i])), acc_m);
+                const __m512i sc = _mm512_castsi256_si512(sc16);
+                __m512i sumi = _mm512_setzero_si512();
+                for (int j = 0; j < 2; j++) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+                        const __m512i b = join256(bits, _mm256_srli_epi16(bits, 2));
+                        const int8_t *q8 = y[i].qs + 128 * j;
+                        sumi = dot64(sumi, _mm512_and_si512(b, m3), q8, _mm512_permutexvar_epi16(idx_by8(8 * j), sc));
+                        sumi = dot64(sumi, _mm512_and_si512(_mm512_srli_epi16(b, 4), m3), q8 + 64,
+                                     _mm512_permutexvar_epi16(idx_by8(8 * j + 4), sc));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        }
+        *s = _mm512_reduce_add_ps(acc) - hsum_f32x8(acc_m);
+}
+
+void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q3_K *x = vx;
+        const struct lmp_block_q8_K *y = vy;
+        const __m512i m3 = _mm512_set1_epi8(3);
+        const __m512i m4 = _mm512_set1_epi8(4);
+        __m512 acc = _mm512_setzero_ps();
+        for (int i = 0; i < n / LMP_QK_K; i++) {
+                const float d = y[i].d * h2f(x[i].d);
+                uint32_t a[4];
+                memcpy(a, x[i].scales, 12);
+                const uint32_t t = a[2];
+                a[2] = ((a[0] >> 4) & 0x0f0f0f0f) | (((t >> 4) & 0x03030303) << 4);
+                a[3] = ((a[1] >> 4) & 0x0f0f0f0f) | (((t >> 6) & 0x03030303) << 4);
+                a[0] = (a[0] & 0x0f0f0f0f) | (((t >> 0) & 0x03030303) << 4);
+                a[1] = (a[1] & 0x0f0f0f0f) | (((t >> 2) & 0x03030303) << 4);
+                const __m256i sc16 = _mm256_cvtepi8_epi16(
+                        _mm_sub_epi8(_mm_set_epi32((int)a[3], (int)a[2], (int)a[1], (int)a[0]), _mm_set1_epi8(32)));
+                const __m512i sc = _mm512_castsi256_si512(sc16);
+                /* weights are (low 2 bits | high bit << 2) - 4 */
+                __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(),
+                                                                       _mm256_slli_epi32(scaled_bsums(sc16, &y[i]), 2)));
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)x[i].hmask);
+                __m512i h = join256(hb, _mm256_srli_epi16(hb, 1));
+                for (int j = 0; j < 2; j++) {
+                        const __m256i bits = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * j));
+                        const __m512i b = join256(bits, _mm256_srli_epi16(bits, 2));
+                        const int8_t *q8 = y[i].qs + 128 * j;
+                        __m512i q = _mm512_or_si512(_mm512_and_si512(b, m3), _mm512_and_si512(_mm512_slli_epi16(h, 2), m4));
+                        h = _mm512_srli_epi16(h, 2);
+                        sumi = dot64(sumi, q, q8, _mm512_permutexvar_epi16(idx_by8(8 * j), sc));
+                        q = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(b, 4), m3),
+                                            _mm512_and_si512(_mm512_slli_epi16(h, 2), m4));
+                        h = _mm512_srli_epi16(h, 2);
+                        sumi = dot64(sumi, q, q8 + 64, _mm512_permutexvar_epi16(idx_by8(8 * j + 4), sc));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
+        }
+        *s = _mm512_reduce_add_ps(acc);
+}
