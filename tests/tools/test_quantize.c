@@ -195,6 +195,18 @@ static void test_errors(void) {
                         CHECK(lmp_quantize_row(all[i], x, y, 256) == 0, "%s: extreme values",
                               lmp_type_name(all[i]));
         }
+        /* lmp_quantize over rows is the rows one by one. */
+        {
+                float rows[2 * 512];
+                static uint8_t a[2 * 420], b[2 * 420];
+                for (int j = 0; j < 1024; j++)
+                        rows[j] = sinf((float)j * 0.37f) * (1 + j % 7);
+                CHECK(lmp_quantize(LMP_TYPE_Q6_K, rows, a, 2, 512) == 0, "lmp_quantize");
+                CHECK(lmp_quantize_row(LMP_TYPE_Q6_K, rows, b, 512) == 0 &&
+                      lmp_quantize_row(LMP_TYPE_Q6_K, rows + 512, b + 420, 512) == 0, "rows");
+                CHECK(memcmp(a, b, sizeof(a)) == 0, "lmp_quantize equals row by row");
+                CHECK(lmp_quantize(LMP_TYPE_Q6_K, rows, a, 2, 500) == -EINVAL, "bad row length");
+        }
         /* All zero: every type decodes back to zeros. */
         static const uint32_t types[] = { LMP_TYPE_Q4_0, LMP_TYPE_Q4_1, LMP_TYPE_Q5_0, LMP_TYPE_Q5_1,
                 LMP_TYPE_Q8_0, LMP_TYPE_Q2_K, LMP_TYPE_Q3_K, LMP_TYPE_Q4_K, LMP_TYPE_Q5_K, LMP_TYPE_Q6_K };
