@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "gguf/gguf.h"
@@ -25,6 +26,18 @@ static int read_row(void *ctx, int64_t row, float *out) {
         const struct tensor_src *s = ctx;
         const uint8_t *p = (const uint8_t *)s->t->data + (uint64_t)row * s->src_row_size;
         return lmp_row_to_f32(s->t->type, p, out, (int64_t)s->t->ne[0]);
+}
+
+/* Done with a tensor's input: let its pages of the read-only mapping go, so
+ * that resident memory does not grow with the input file (they are read
+ * again from the file if anything touches them). */
+static void drop_pages(const struct lmp_gguf *g, const struct lmp_gguf_tensor *t) {
+        long page = sysconf(_SC_PAGESIZE);
+        if (g->fd < 0 || page <= 0 || t->size == 0)
+                return;
+        uintptr_t a = (uintptr_t)t->data & ~((uintptr_t)page - 1);
+        uintptr_t b = (uintptr_t)t->data + t->size;
+        madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
 static int arch_u32(const struct lmp_gguf *g, const char *arch, const char *suffix, uint32_t *ret) {
@@ -162,6 +175,7 @@ int lmp_quantize_model(const char *in_path, const char *out_path, const struct l
                         size = rows * lmp_type_row_size(types[i], t->ne[0]);
                 }
                 r = lmp_gguf_writer_write_data(w, data, size, err);
+                drop_pages(g, t);
                 if (r >= 0 && opts && opts->progress)
                         opts->progress(opts->progress_ctx, i + 1, n, names[i], types[i], size);
         }
