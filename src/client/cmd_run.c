@@ -1,16 +1,15 @@
-/* `lmpool run MODEL --ids "1 2 3" [-n N] [--temp T] [--top-k K] [--top-p P]
- * [--seed S] [--threads T] [--ctx N] [--ignore-eos] [--print-ids]`:
- * evaluates the prompt as batches, then generates up to N tokens one at a
- * time, streaming them to stdout as they come, and prints the prompt and
- * generation speeds (tokens/s) to stderr. Temperature 0 (the default) is
- * greedy; otherwise the sampler draws with the given top-k / top-p and seed
- * (default seed: from the clock, printed so that a run can be repeated).
- * Generation stops early at the model's end-of-sequence token (unless
- * --ignore-eos) or when the context is full.
- *
- * Known limit, written where it lives: output is token ids until the
- * tokenizer is wired in (then --print-ids keeps ids and --prompt TEXT is
- * accepted). */
+/* `lmpool run MODEL (--prompt TEXT | --ids "1 2 3") [-n N] [--temp T]
+ * [--top-k K] [--top-p P] [--seed S] [--threads T] [--ctx N] [--ignore-eos]
+ * [--print-ids]`: evaluates the prompt as batches, then generates up to N
+ * tokens one at a time, streaming them to stdout as they come (text through
+ * the model's own vocabulary; ids with --print-ids, or when the file has no
+ * vocabulary), and prints the prompt and generation speeds (tokens/s) to
+ * stderr. A text prompt is tokenized with the vocabulary's BOS and special
+ * tokens written in it parsed, as llama.cpp does. Temperature 0 (the
+ * default) is greedy; otherwise the sampler draws with the given top-k /
+ * top-p and seed (default seed: from the clock, printed so that a run can be
+ * repeated). Generation stops early at an end-of-generation token (unless
+ * --ignore-eos) or when the context is full. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,14 +19,16 @@
 #include "client/cli_model.h"
 #include "client/commands.h"
 #include "sampler/sampler.h"
+#include "tokenizer/tokenizer.h"
 
 #define PROMPT_BATCH 512
 
 static void usage(FILE *f) {
         fprintf(f,
-                "usage: lmpool run MODEL --ids \"1 2 3\" [-n N] [--temp T] [--top-k K] [--top-p P]\n"
+                "usage: lmpool run MODEL (--prompt TEXT | --ids \"1 2 3\") [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                 "                  [--seed S] [--threads T] [--ctx N] [--ignore-eos] [--print-ids]\n"
-                "Generates from a prompt of token ids; prints prompt and generation tokens/s.\n"
+                "Generates from a prompt; prints prompt and generation tokens/s.\n"
+                "  --print-ids   print token ids instead of text\n"
                 "  -n N          tokens to generate (default 64)\n"
                 "  --temp T      temperature; 0 (the default) is greedy\n"
                 "  --top-k K     keep the K most likely tokens (0: all)\n"
@@ -55,12 +56,12 @@ static int parse_float(const char *opt, const char *s, double lo, double hi, dou
 }
 
 int lmp_cmd_run(int argc, char **argv) {
-        const char *path = NULL, *ids_arg = NULL;
+        const char *path = NULL, *ids_arg = NULL, *prompt = NULL;
         long n_gen = 64, threads = 0, n_ctx = 0;
         double temp = 0.0, top_p = 1.0;
         long top_k = 0;
         unsigned long long seed = 0;
-        bool ignore_eos = false, have_seed = false;
+        bool ignore_eos = false, have_seed = false, print_ids = false;
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
                 const char *next = i + 1 < argc ? argv[i + 1] : NULL;
@@ -69,9 +70,8 @@ int lmp_cmd_run(int argc, char **argv) {
                         return 0;
                 } else if (strcmp(a, "--ids") == 0 && next) {
                         ids_arg = argv[++i];
-                } else if (strcmp(a, "--prompt") == 0) {
-                        fprintf(stderr, "lmpool run: --prompt needs the tokenizer; give --ids\n");
-                        return 2;
+                } else if (strcmp(a, "--prompt") == 0 && next) {
+                        prompt = argv[++i];
                 } else if (strcmp(a, "-n") == 0) {
                         if ((n_gen = lmp_cli_parse_long("run", a, next, 1 << 24)) < 0)
                                 return 2;
@@ -109,7 +109,7 @@ int lmp_cmd_run(int argc, char **argv) {
                 } else if (strcmp(a, "--ignore-eos") == 0) {
                         ignore_eos = true;
                 } else if (strcmp(a, "--print-ids") == 0) {
-                        /* The only output form until the tokenizer is wired in. */
+                        print_ids = true;
                 } else if (a[0] == '-' || path) {
                         fprintf(stderr, "lmpool run: unexpected argument '%s'\n", a);
                         usage(stderr);
@@ -118,13 +118,15 @@ int lmp_cmd_run(int argc, char **argv) {
                         path = a;
                 }
         }
-        if (!path || !ids_arg) {
+        if (!path || !ids_arg == !prompt) {
+                if (path)
+                        fprintf(stderr, "lmpool run: give one of --prompt and --ids\n");
                 usage(stderr);
                 return 2;
         }
         int32_t *ids = NULL;
-        int n_prompt = lmp_cli_parse_ids("run", ids_arg, &ids);
-        if (n_prompt < 0)
+        int n_prompt = 0;
+        if (ids_arg && (n_prompt = lmp_cli_parse_ids("run", ids_arg, &ids)) < 0)
                 return 2;
 
         int rc = 1;
@@ -132,13 +134,57 @@ int lmp_cmd_run(int argc, char **argv) {
         struct lmp_batch_entry *batch = NULL;
         float *logits = NULL;
         struct lmp_sampler *smp = NULL;
+        struct lmp_vocab *vocab = NULL;
+        char *piece = NULL;
+        struct lmp_error err = { 0 };
         if (lmp_cli_model_open("run", path, (int)threads, (uint32_t)n_ctx, PROMPT_BATCH, &cm) < 0)
                 goto out;
         uint32_t n_vocab = cm.model->hp.n_vocab;
         uint32_t ctx_len = lmp_ctx_n_ctx(cm.ctx);
+
+        /* The vocabulary: needed for a text prompt and for text output. */
+        if (prompt || !print_ids) {
+                if (lmp_vocab_load(cm.gguf, &vocab, &err) < 0) {
+                        if (prompt) {
+                                fprintf(stderr, "lmpool run: %s: %s\n", path, err.msg);
+                                goto out;
+                        }
+                        fprintf(stderr, "lmpool run: %s: no usable vocabulary (%s): printing ids\n",
+                                path, err.msg);
+                        print_ids = true;
+                } else if (lmp_vocab_n_tokens(vocab) != n_vocab) {
+                        fprintf(stderr, "lmpool run: %s: vocabulary of %u tokens, model of %u\n", path,
+                                lmp_vocab_n_tokens(vocab), n_vocab);
+                        goto out;
+                }
+        }
+        if (prompt) {
+                size_t len = strlen(prompt), need = 0;
+                int r = lmp_tokenize(vocab, prompt, len, true, true, NULL, 0, &need);
+                if (r < 0 && r != -ENOSPC) {
+                        fprintf(stderr, "lmpool run: cannot tokenize the prompt (%s)\n", lmp_strerror_name(r));
+                        goto out;
+                }
+                if (need == 0 || need > INT32_MAX || !(ids = malloc(need * sizeof(*ids))) ||
+                    lmp_tokenize(vocab, prompt, len, true, true, ids, need, &need) < 0) {
+                        fprintf(stderr, "lmpool run: the prompt gives no tokens\n");
+                        goto out;
+                }
+                n_prompt = (int)need;
+        }
         uint32_t eos = UINT32_MAX;
-        if (lmp_gguf_get_u32(cm.gguf, "tokenizer.ggml.eos_token_id", &eos) < 0)
+        if (!vocab && lmp_gguf_get_u32(cm.gguf, "tokenizer.ggml.eos_token_id", &eos) < 0)
                 eos = UINT32_MAX;
+        struct lmp_detok detok;
+        size_t piece_cap = 0;
+        if (vocab) {
+                lmp_detok_init(&detok, vocab, 0);
+                piece_cap = lmp_vocab_max_piece(vocab) + 4;
+                if (!(piece = malloc(piece_cap))) {
+                        fprintf(stderr, "lmpool run: out of memory\n");
+                        goto out;
+                }
+        }
         if (!have_seed) {
                 struct timespec ts;
                 clock_gettime(CLOCK_REALTIME, &ts);
@@ -150,7 +196,6 @@ int lmp_cmd_run(int argc, char **argv) {
         sp.top_k = (int32_t)top_k;
         sp.top_p = (float)top_p;
         sp.seed = seed;
-        struct lmp_error err = { 0 };
         if (lmp_sampler_new((int32_t)n_vocab, &sp, &smp, &err) < 0) {
                 fprintf(stderr, "lmpool run: sampler: %s\n", err.msg);
                 goto out;
@@ -194,10 +239,15 @@ int lmp_cmd_run(int argc, char **argv) {
                         goto out;
                 }
                 lmp_sampler_accept(smp, tok);
-                printf(n_done ? " %d" : "%d", tok);
+                bool end = vocab ? lmp_vocab_is_eog(vocab, tok) : (uint32_t)tok == eos;
+                size_t np = 0;
+                if (print_ids)
+                        printf(n_done ? " %d" : "%d", tok);
+                else if (lmp_detok_push(&detok, tok, piece, piece_cap, &np) == 0)
+                        fwrite(piece, 1, np, stdout);
                 fflush(stdout);
                 n_done++;
-                if ((uint32_t)tok == eos && !ignore_eos) {
+                if (end && !ignore_eos) {
                         stop = "end of sequence";
                         break;
                 }
@@ -214,6 +264,9 @@ int lmp_cmd_run(int argc, char **argv) {
                 }
         }
         double t2 = now_s();
+        size_t np = 0;
+        if (!print_ids && lmp_detok_flush(&detok, piece, piece_cap, &np) == 0)
+                fwrite(piece, 1, np, stdout);
         printf("\n");
         /* The first generated token comes from the prompt's logits; each
          * later one costs one decode step. */
@@ -226,6 +279,8 @@ int lmp_cmd_run(int argc, char **argv) {
                 gen_s, n_done > 1 ? (double)(n_done - 1) / gen_s : 0.0, stop);
         rc = 0;
 out:
+        free(piece);
+        lmp_vocab_free(vocab);
         lmp_sampler_free(smp);
         free(logits);
         free(batch);

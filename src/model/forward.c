@@ -35,10 +35,15 @@ struct run {
         int32_t pos0;
 };
 
+/* A tile of query rows of one run, for one head, or, for a single-row tile
+ * (a decode step), for all the query heads that share one KV head: their
+ * queries are adjacent in memory and see the same keys, so one product
+ * reads the keys and values once for the whole group. */
 struct att_task {
         int32_t run;
         int32_t row0, n_rows;   /* within the run */
-        int32_t head;
+        int32_t head;           /* first query head */
+        int32_t n_heads;        /* 1, or the group size when n_rows == 1 */
 };
 
 /* A matrix product's input, with its conversions to activation types. */
@@ -68,7 +73,6 @@ struct lmp_ctx {
         float *att;             /* (n_batch, q_dim) */
         float *hb;              /* (n_batch, n_ff) */
         float *hb2;             /* (n_batch, n_ff) */
-        float *xo;              /* (n_batch, n_embd) rows that want logits */
         float *rope;            /* (n_batch, n_rot) cos, sin pairs */
         void *qbuf[LMP_TYPE_COUNT];     /* (n_batch, row_size(type, max_n_in)) */
         size_t qrow[LMP_TYPE_COUNT];    /* bytes per converted row */
@@ -100,7 +104,6 @@ void lmp_ctx_free(struct lmp_ctx *c) {
         free(c->att);
         free(c->hb);
         free(c->hb2);
-        free(c->xo);
         free(c->rope);
         for (int t = 0; t < LMP_TYPE_COUNT; t++)
                 free(c->qbuf[t]);
@@ -161,13 +164,12 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->att = alloc_array(n_batch, c->q_dim, sizeof(float));
         c->hb = alloc_array(n_batch, hp->n_ff, sizeof(float));
         c->hb2 = alloc_array(n_batch, hp->n_ff, sizeof(float));
-        c->xo = alloc_array(n_batch, hp->n_embd, sizeof(float));
         c->rope = alloc_array(n_batch, hp->n_rot, sizeof(float));
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
         bool ok = c->k_cache && c->v_cache && c->seq_len && c->seq_last && c->x && c->xb &&
-                  c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->xo && c->rope && c->runs &&
+                  c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   c->tasks && c->scores;
         for (int t = 0; ok && t < LMP_TYPE_COUNT; t++) {
                 if (t == LMP_TYPE_F32 || !(m->act_types & (UINT64_C(1) << t)))
@@ -381,6 +383,43 @@ static void swiglu(float *g, const float *u, int64_t count) {
                 g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* The row-wise ops above, split across the pool by token rows (a single
+ * row runs in the calling thread). */
+struct rows_job {
+        float *out;
+        const float *x;         /* rmsnorm: input; swiglu: up */
+        const float *w;         /* rmsnorm weight */
+        int64_t n;              /* row length */
+        float eps;
+};
+
+static void rmsnorm_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct rows_job *j = arg;
+        rmsnorm(j->out + begin * j->n, j->x + begin * j->n, j->w, end - begin, j->n, j->eps);
+}
+
+static void swiglu_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct rows_job *j = arg;
+        swiglu(j->out + begin * j->n, j->x + begin * j->n, (end - begin) * j->n);
+}
+
+static int64_t row_grain(const struct lmp_ctx *c, int64_t n_rows) {
+        return LMP_MAX((int64_t)1, n_rows / (2 * lmp_threadpool_size(c->pool)));
+}
+
+static void rmsnorm_par(struct lmp_ctx *c, float *out, const float *x, const float *w,
+                        int64_t n_tok, int64_t n) {
+        struct rows_job j = { .out = out, .x = x, .w = w, .n = n, .eps = c->m->hp.norm_eps };
+        lmp_threadpool_run(c->pool, n_tok, row_grain(c, n_tok), rmsnorm_rows, &j);
+}
+
+static void swiglu_par(struct lmp_ctx *c, float *g, const float *u, int64_t n_tok, int64_t n) {
+        struct rows_job j = { .out = g, .x = u, .n = n };
+        lmp_threadpool_run(c->pool, n_tok, row_grain(c, n_tok), swiglu_rows, &j);
+}
+
 /* ------------------------------------------------------------- attention */
 
 struct att_job {
@@ -408,13 +447,17 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 const float *k = cache_at(c, c->k_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
                 const float *v = cache_at(c, c->v_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
                 float *o = c->att + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
+                /* Rows of the product: tokens of one head, or heads of one token. */
+                bool heads = t->n_heads > 1;
+                int m = heads ? t->n_heads : t->n_rows;
+                int ld = heads ? hd : (int)c->q_dim;
 
-                /* s (n_rows, L) = q (n_rows, hd) k^T (hd, L) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t->n_rows, L, hd, 1.0f, q,
-                            (int)c->q_dim, k, (int)c->kv_dim, 0.0f, s, L);
-                for (int i = 0; i < t->n_rows; i++) {
+                /* s (m, L) = q (m, hd) k^T (hd, L) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, L, hd, 1.0f, q, ld, k,
+                            (int)c->kv_dim, 0.0f, s, L);
+                for (int i = 0; i < m; i++) {
                         float *row = s + (size_t)i * L;
-                        int valid = p0 + i + 1;         /* causal: keys 0..pos */
+                        int valid = p0 + (heads ? 0 : i) + 1;  /* causal: keys 0..pos */
                         float mx = -INFINITY;
                         for (int kk = 0; kk < valid; kk++) {
                                 row[kk] *= j->scale;
@@ -432,9 +475,9 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                         for (int kk = valid; kk < L; kk++)
                                 row[kk] = 0.0f;
                 }
-                /* o (n_rows, hd) = s (n_rows, L) v (L, hd) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t->n_rows, hd, L, 1.0f, s,
-                            L, v, (int)c->kv_dim, 0.0f, o, (int)c->q_dim);
+                /* o (m, hd) = s (m, L) v (L, hd) */
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, L, 1.0f, s, L, v,
+                            (int)c->kv_dim, 0.0f, o, ld);
         }
 }
 
@@ -490,16 +533,28 @@ static uint32_t plan_attention(struct lmp_ctx *c, const struct lmp_batch_entry *
                         .first = (int32_t)e, .n = 1, .seq = batch[e].seq, .pos0 = batch[e].pos
                 };
         }
+        const struct lmp_hparams *hp = &c->m->hp;
+        uint32_t group = hp->n_head / hp->n_head_kv;
         uint32_t n_tasks = 0;
-        for (uint32_t r = 0; r < n_runs; r++)
+        for (uint32_t r = 0; r < n_runs; r++) {
+                if (c->runs[r].n == 1 && group > 1 && group <= ATT_TILE) {
+                        for (uint32_t h = 0; h < hp->n_head; h += group)
+                                c->tasks[n_tasks++] = (struct att_task){
+                                        .run = (int32_t)r, .row0 = 0, .n_rows = 1,
+                                        .head = (int32_t)h, .n_heads = (int32_t)group,
+                                };
+                        continue;
+                }
                 for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += ATT_TILE)
-                        for (uint32_t h = 0; h < c->m->hp.n_head; h++)
+                        for (uint32_t h = 0; h < hp->n_head; h++)
                                 c->tasks[n_tasks++] = (struct att_task){
                                         .run = (int32_t)r,
                                         .row0 = row0,
                                         .n_rows = LMP_MIN(ATT_TILE, c->runs[r].n - row0),
                                         .head = (int32_t)h,
+                                        .n_heads = 1,
                                 };
+        }
         *ret_n_tasks = n_tasks;
         return n_runs;
 }
@@ -511,7 +566,11 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 return r;
         const struct lmp_model *m = c->m;
         const struct lmp_hparams *hp = &m->hp;
-        const int64_t E = hp->n_embd, T = n;
+        const int64_t E = hp->n_embd;
+        int64_t T = n;          /* rows in flight: all entries, then those wanting logits */
+        int64_t n_out = 0;
+        for (uint32_t e = 0; e < n; e++)
+                n_out += batch[e].logits;
         uint32_t n_tasks;
         plan_attention(c, batch, n, &n_tasks);
         rope_tables(c, batch, n);
@@ -526,7 +585,7 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 const struct lmp_layer *L = &m->layers[l];
 
                 /* attention block */
-                rmsnorm(c->xb, c->x, L->attn_norm, T, E, hp->norm_eps);
+                rmsnorm_par(c, c->xb, c->x, L->attn_norm, T, E);
                 struct act in = { .x = c->xb, .n_tok = T, .n_in = E };
                 matmul(c, &L->wq, &in, c->q, c->q_dim);         /* (T, q_dim) */
                 matmul(c, &L->wk, &in, c->k, c->kv_dim);        /* (T, kv_dim) */
@@ -544,29 +603,43 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 }
                 struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim) };
                 lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
+                if (l == hp->n_layer - 1 && n_out < T) {
+                        /* Past the last attention, only the rows that want
+                         * logits matter: move them to the front, in order. */
+                        int64_t k = 0;
+                        for (uint32_t e = 0; e < n; e++) {
+                                if (!batch[e].logits)
+                                        continue;
+                                if (k != e) {
+                                        memcpy(c->att + k * c->q_dim, c->att + e * (int64_t)c->q_dim,
+                                               c->q_dim * sizeof(float));
+                                        memcpy(c->x + k * E, c->x + e * E, (size_t)E * sizeof(float));
+                                }
+                                k++;
+                        }
+                        T = n_out;
+                        if (T == 0)
+                                break;
+                }
                 struct act ain = { .x = c->att, .n_tok = T, .n_in = c->q_dim };
                 matmul(c, &L->wo, &ain, c->xb, E);              /* (T, n_embd) */
                 add_bias(c->xb, L->bo, T, E);
                 add_into(c->x, c->xb, T * E);
 
                 /* feed-forward block */
-                rmsnorm(c->xb, c->x, L->ffn_norm, T, E, hp->norm_eps);
+                rmsnorm_par(c, c->xb, c->x, L->ffn_norm, T, E);
                 struct act fin = { .x = c->xb, .n_tok = T, .n_in = E };
                 matmul(c, &L->ffn_gate, &fin, c->hb, hp->n_ff);  /* (T, n_ff) */
                 matmul(c, &L->ffn_up, &fin, c->hb2, hp->n_ff);   /* (T, n_ff) */
-                swiglu(c->hb, c->hb2, T * hp->n_ff);
+                swiglu_par(c, c->hb, c->hb2, T, hp->n_ff);
                 struct act hin = { .x = c->hb, .n_tok = T, .n_in = hp->n_ff };
                 matmul(c, &L->ffn_down, &hin, c->xb, E);        /* (T, n_embd) */
                 add_into(c->x, c->xb, T * E);
         }
 
-        /* Logits for the entries that want them: gather, norm, project. */
-        int64_t n_out = 0;
-        for (uint32_t e = 0; e < n; e++)
-                if (batch[e].logits)
-                        memcpy(c->xo + n_out++ * E, c->x + e * E, (size_t)E * sizeof(float));
+        /* Logits for the entries that want them (now the first n_out rows). */
         if (n_out > 0) {
-                rmsnorm(c->xb, c->xo, m->output_norm, n_out, E, hp->norm_eps);
+                rmsnorm_par(c, c->xb, c->x, m->output_norm, n_out, E);
                 struct act oin = { .x = c->xb, .n_tok = n_out, .n_in = E };
                 matmul(c, &m->output, &oin, ret_logits, hp->n_vocab);   /* (n_out, n_vocab) */
         }

@@ -13,7 +13,7 @@ ids=$(sed -n 2p "$LMPOOL_FIXTURES/models/prompts.txt")
 
 "$LMPOOL_BIN" logits "$m.gguf" --ids "$ids" --top 8 --threads 2 > "$tmp/top"
 "$LMPOOL_BIN" logits "$m.gguf" --ids "$ids" > "$tmp/full"
-"$LMPOOL_BIN" run "$m.gguf" --ids "$ids" -n 32 --ignore-eos --threads 2 > "$tmp/greedy" 2> "$tmp/stats"
+"$LMPOOL_BIN" run "$m.gguf" --ids "$ids" -n 32 --ignore-eos --threads 2 --print-ids > "$tmp/greedy" 2> "$tmp/stats"
 grep -Eq '^prompt: [0-9]+ tokens in .* \([0-9.]+ tokens/s\)$' "$tmp/stats"
 grep -Eq '^generation: 32 tokens in .* \([0-9.]+ tokens/s\)' "$tmp/stats"
 
@@ -37,9 +37,20 @@ greedy = [int(x) for x in open(tmp + "/greedy").read().split()]
 assert greedy == p["greedy"], (greedy, p["greedy"])
 PY
 
-a=$("$LMPOOL_BIN" run "$m.gguf" --ids "$ids" -n 16 --temp 0.8 --top-k 40 --top-p 0.9 --seed 42 2>/dev/null)
-b=$("$LMPOOL_BIN" run "$m.gguf" --ids "$ids" -n 16 --temp 0.8 --top-k 40 --top-p 0.9 --seed 42 2>/dev/null)
-[ "$a" = "$b" ] && [ "$(echo "$a" | wc -w)" -ge 1 ]
+a=$("$LMPOOL_BIN" run "$m.gguf" --ids "$ids" -n 16 --temp 0.8 --top-k 40 --top-p 0.9 --seed 42 --print-ids 2>/dev/null)
+b=$("$LMPOOL_BIN" run "$m.gguf" --ids "$ids" -n 16 --temp 0.8 --top-k 40 --top-p 0.9 --seed 42 --print-ids 2>/dev/null)
+[ "$a" = "$b" ] && [ "$(echo "$a" | wc -w)" -eq 16 ]
+
+# A text prompt is the same as its token ids; text output is the
+# detokenization of the ids.
+text="Once upon a time"
+tids=$("$LMPOOL_BIN" tokenize "$m.gguf" --text "$text")
+a=$("$LMPOOL_BIN" run "$m.gguf" --prompt "$text" -n 12 --ignore-eos --print-ids 2>/dev/null)
+b=$("$LMPOOL_BIN" run "$m.gguf" --ids "$tids" -n 12 --ignore-eos --print-ids 2>/dev/null)
+[ "$a" = "$b" ] && [ "$(echo "$a" | wc -w)" -eq 12 ]
+"$LMPOOL_BIN" run "$m.gguf" --prompt "$text" -n 12 --ignore-eos 2>/dev/null > "$tmp/text"
+"$LMPOOL_BIN" detokenize "$m.gguf" --ids "$a" > "$tmp/detok"
+python3 -c 'import sys; a, b = (open(f, "rb").read().rstrip(b"\n") for f in sys.argv[1:]); assert a == b, (a, b)' "$tmp/text" "$tmp/detok"
 
 fails() { if "$@" > /dev/null 2> "$tmp/err"; then return 1; fi; [ -s "$tmp/err" ]; }
 fails "$LMPOOL_BIN" logits "$m.gguf" --ids "1 600"
@@ -47,6 +58,7 @@ grep -q 'outside the vocabulary' "$tmp/err"
 fails "$LMPOOL_BIN" logits "$m.gguf" --ids "1 x"
 fails "$LMPOOL_BIN" logits "$LMPOOL_FIXTURES/models/prompts.txt" --ids "1"
 fails "$LMPOOL_BIN" run "$m.gguf" --ids "1" --temp -1
+fails "$LMPOOL_BIN" run "$m.gguf" --ids "1" --prompt "x"
 fails "$LMPOOL_BIN" run "$m.gguf" --ids "$ids" --ctx 4
 grep -q 'does not fit the context' "$tmp/err"
 echo "cli logits/run: ok"
