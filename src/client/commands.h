@@ -10,6 +10,8 @@ struct lmp_command {
 };
 
 int lmp_cmd_gguf(int argc, char **argv);
+int lmp_cmd_quantize(int argc, char **argv);
+int lmp_cmd_mkmodel(int argc, char **argv);
 int lmp_cmd_tokenize(int argc, char **argv);
 int lmp_cmd_detokenize(int argc, char **argv);
 int lmp_cmd_chat_template(int argc, char **argv);

@@ -8,6 +8,8 @@
 
 static const struct lmp_command commands[] = {
         { "gguf", lmp_cmd_gguf, "print a GGUF file's metadata and tensors" },
+        { "quantize", lmp_cmd_quantize, "convert a model's weights to a quantized file type" },
+        { "mkmodel", lmp_cmd_mkmodel, "write a random-weight model in a real model's shape" },
         { "tokenize", lmp_cmd_tokenize, "print the token ids of a text" },
         { "detokenize", lmp_cmd_detokenize, "print the text of token ids" },
         { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },

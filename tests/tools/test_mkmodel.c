@@ -1,0 +1,319 @@
+/* Tests of the random model generator on small shapes: the file opens with
+ * the GGUF reader, has the shape's tensors, dimensions and hyperparameters,
+ * follows the same tensor type mix as llama.cpp's fixture files of the
+ * same geometry, carries a usable vocabulary and chat template (or the one
+ * copied with --vocab), and is reproducible: the same seed gives the same
+ * bytes whatever the thread count, another seed gives other weights. The
+ * real shapes are checked by planning only (no multi-GB files): their
+ * tensor data must have the sizes of the real downloads. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "gguf/gguf.h"
+#include "tools/mkmodel.h"
+
+static int failures;
+
+#define CHECK(cond, ...) do { \
+        if (!(cond)) { \
+                failures++; \
+                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
+                fprintf(stderr, __VA_ARGS__); \
+                fprintf(stderr, "\n"); \
+        } \
+} while (0)
+
+static char *slurp(const char *path, size_t *ret_len) {
+        FILE *f = fopen(path, "rb");
+        if (!f)
+                return NULL;
+        fseek(f, 0, SEEK_END);
+        long n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *p = malloc((size_t)n + 1);
+        if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
+                free(p);
+                p = NULL;
+        }
+        fclose(f);
+        *ret_len = (size_t)n;
+        return p;
+}
+
+static int make(const char *shape, const char *type, uint64_t seed, int threads, const char *vocab,
+                const char *out, struct lmp_error *err) {
+        struct lmp_mkmodel_opts o = {
+                .shape = lmp_shape_find(shape), .ft = lmp_ftype_find(type),
+                .seed = seed, .nthreads = threads, .vocab_path = vocab,
+        };
+        if (!o.shape || !o.ft)
+                return -EINVAL;
+        return lmp_mkmodel(out, &o, NULL, err);
+}
+
+static void test_reproducible(const char *dir) {
+        char a[4096], b[4096], c[4096];
+        struct lmp_error err = { 0 };
+        snprintf(a, sizeof(a), "%s/mk-a.gguf", dir);
+        snprintf(b, sizeof(b), "%s/mk-b.gguf", dir);
+        snprintf(c, sizeof(c), "%s/mk-c.gguf", dir);
+        CHECK(make("test-llama", "q4_k_m", 7, 1, NULL, a, &err) == 0, "%s", err.msg);
+        CHECK(make("test-llama", "q4_k_m", 7, 3, NULL, b, &err) == 0, "%s", err.msg);
+        CHECK(make("test-llama", "q4_k_m", 8, 2, NULL, c, &err) == 0, "%s", err.msg);
+        size_t na, nb, nc;
+        char *pa = slurp(a, &na), *pb = slurp(b, &nb), *pc = slurp(c, &nc);
+        CHECK(pa && pb && pc, "outputs readable");
+        if (pa && pb && pc) {
+                CHECK(na == nb && memcmp(pa, pb, na) == 0, "same seed, different thread counts: same bytes");
+                CHECK(na == nc, "another seed: same size");
+                CHECK(memcmp(pa, pc, na) != 0, "another seed: other bytes");
+        }
+        free(pa);
+        free(pb);
+        free(pc);
+        unlink(a);
+        unlink(b);
+        unlink(c);
+}
+
+/* Every tensor of the fixture exists with the same type and row length
+ * (the vocabulary dimension may differ). */
+static void compare_with_fixture(const struct lmp_gguf *g, const char *fixture, uint32_t n_vocab) {
+        struct lmp_gguf *ref = NULL;
+        struct lmp_error err = { 0 };
+        if (lmp_gguf_open(fixture, &ref, &err) < 0) {
+                CHECK(0, "%s", err.msg);
+                return;
+        }
+        CHECK(g->n_tensors == ref->n_tensors, "%s: %llu tensors, fixture %llu", fixture,
+              (unsigned long long)g->n_tensors, (unsigned long long)ref->n_tensors);
+        for (uint64_t i = 0; i < ref->n_tensors; i++) {
+                const struct lmp_gguf_tensor *b = &ref->tensors[i];
+                char name[256];
+                snprintf(name, sizeof(name), "%.*s", (int)b->name.len, b->name.ptr);
+                const struct lmp_gguf_tensor *a = lmp_gguf_find_tensor(g, name);
+                if (!a) {
+                        CHECK(0, "tensor %s missing", name);
+                        continue;
+                }
+                CHECK(a->type == b->type, "tensor %s: %s, fixture %s", name, lmp_type_name(a->type),
+                      lmp_type_name(b->type));
+                CHECK(a->n_dims == b->n_dims && a->ne[0] == b->ne[0], "tensor %s: row length", name);
+                bool vocab_dim = strcmp(name, "token_embd.weight") == 0 || strcmp(name, "output.weight") == 0;
+                CHECK(a->ne[1] == (vocab_dim ? n_vocab : b->ne[1]), "tensor %s: rows %llu", name,
+                      (unsigned long long)a->ne[1]);
+        }
+        lmp_gguf_free(ref);
+}
+
+static bool has_token(const struct lmp_gguf *g, uint32_t id, const char *piece) {
+        struct lmp_gguf_value arr;
+        if (lmp_gguf_get_arr(g, "tokenizer.ggml.tokens", LMP_GGUF_STRING, &arr) < 0 || id >= arr.n)
+                return false;
+        struct lmp_gguf_iter it;
+        struct lmp_gguf_value v;
+        struct lmp_gguf_str s;
+        lmp_gguf_iter_init(&it, &arr);
+        for (uint32_t i = 0; lmp_gguf_iter_next(&it, &v); i++)
+                if (i == id)
+                        return lmp_gguf_value_str(&v, &s) == 0 && lmp_gguf_str_eq(s, piece);
+        return false;
+}
+
+static void test_small_shapes(const char *dir, const char *fix) {
+        char path[4096], fx[4096];
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        uint32_t u;
+
+        /* test-llama: the llama fixture's geometry with a 1024-piece vocabulary. */
+        snprintf(path, sizeof(path), "%s/mk-llama.gguf", dir);
+        CHECK(make("test-llama", "q4_k_m", 1, 2, NULL, path, &err) == 0, "%s", err.msg);
+        if (lmp_gguf_open(path, &g, &err) == 0) {
+                struct lmp_gguf_str s;
+                CHECK(lmp_gguf_get_str(g, "general.architecture", &s) == 0 && lmp_gguf_str_eq(s, "llama"), "arch");
+                CHECK(lmp_gguf_get_u32(g, "llama.embedding_length", &u) == 0 && u == 256, "n_embd");
+                CHECK(lmp_gguf_get_u32(g, "llama.block_count", &u) == 0 && u == 2, "n_layer");
+                CHECK(lmp_gguf_get_u32(g, "llama.attention.head_count_kv", &u) == 0 && u == 2, "n_head_kv");
+                CHECK(lmp_gguf_get_u32(g, "general.file_type", &u) == 0 && u == 15, "file type");
+                CHECK(lmp_gguf_get_str(g, "tokenizer.chat_template", &s) == 0 && s.len > 0, "chat template");
+                CHECK(lmp_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &u) == 0 && u == 1, "bos");
+                CHECK(has_token(g, 1, "<s>") && has_token(g, 2, "</s>") && has_token(g, 3, "<0x00>") &&
+                      has_token(g, 258, "<0xFF>"), "special and byte pieces");
+                struct lmp_gguf_value arr;
+                CHECK(lmp_gguf_get_arr(g, "tokenizer.ggml.tokens", LMP_GGUF_STRING, &arr) == 0 && arr.n == 1024,
+                      "1024 tokens");
+                /* Norm weights are spread around 1. */
+                const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(g, "blk.0.attn_norm.weight");
+                CHECK(t && t->type == LMP_TYPE_F32 && t->ne[0] == 256, "norm weights");
+                if (t) {
+                        double m = 0, v = 0;
+                        for (int i = 0; i < 256; i++)
+                                m += ((const float *)t->data)[i] / 256.;
+                        for (int i = 0; i < 256; i++)
+                                v += (((const float *)t->data)[i] - m) * (((const float *)t->data)[i] - m) / 256.;
+                        CHECK(fabs(m - 1) < 0.03 && sqrt(v) > 0.07 && sqrt(v) < 0.13, "norm weights %g +- %g", m,
+                              sqrt(v));
+                }
+                if (fix) {
+                        snprintf(fx, sizeof(fx), "%s/models/llama-q4_k_m.gguf", fix);
+                        compare_with_fixture(g, fx, 1024);
+                }
+                lmp_gguf_free(g);
+        } else {
+                CHECK(0, "%s", err.msg);
+        }
+        unlink(path);
+
+        /* test-qwen2: tied output, q/k/v biases, ChatML specials at the end. */
+        snprintf(path, sizeof(path), "%s/mk-qwen2.gguf", dir);
+        CHECK(make("test-qwen2", "q4_k_m", 1, 2, NULL, path, &err) == 0, "%s", err.msg);
+        if (lmp_gguf_open(path, &g, &err) == 0) {
+                CHECK(!lmp_gguf_find_tensor(g, "output.weight"), "tied output");
+                CHECK(lmp_gguf_find_tensor(g, "blk.1.attn_k.bias") != NULL, "k bias");
+                CHECK(has_token(g, 2045, "<|endoftext|>") && has_token(g, 2046, "<|im_start|>") &&
+                      has_token(g, 2047, "<|im_end|>"), "ChatML specials");
+                CHECK(lmp_gguf_get_u32(g, "tokenizer.ggml.eos_token_id", &u) == 0 && u == 2047, "eos");
+                if (fix) {
+                        snprintf(fx, sizeof(fx), "%s/models/qwen2-q4_k_m.gguf", fix);
+                        compare_with_fixture(g, fx, 2048);
+                }
+                lmp_gguf_free(g);
+        } else {
+                CHECK(0, "%s", err.msg);
+        }
+        unlink(path);
+
+        /* test-llama3: rope_freqs.weight with the Llama 3 factors, q8_0. */
+        snprintf(path, sizeof(path), "%s/mk-llama3.gguf", dir);
+        CHECK(make("test-llama3", "q8_0", 1, 2, NULL, path, &err) == 0, "%s", err.msg);
+        if (lmp_gguf_open(path, &g, &err) == 0) {
+                const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(g, "rope_freqs.weight");
+                CHECK(t && t->type == LMP_TYPE_F32 && t->ne[0] == 32, "rope_freqs");
+                if (t) {
+                        const float *f = t->data;
+                        CHECK(f[0] == 1.f && f[31] == 32.f, "rope factors %g..%g", f[0], f[31]);
+                }
+                t = lmp_gguf_find_tensor(g, "token_embd.weight");
+                CHECK(t && t->type == LMP_TYPE_Q8_0, "tied embedding in q8_0 stays q8_0");
+                CHECK(has_token(g, 768, "<|begin_of_text|>") && has_token(g, 777, "<|eot_id|>"), "Llama 3 specials");
+                lmp_gguf_free(g);
+        } else {
+                CHECK(0, "%s", err.msg);
+        }
+        unlink(path);
+
+        /* A file type whose rows do not fit its blocks everywhere: f16 and q2_k. */
+        snprintf(path, sizeof(path), "%s/mk-f16.gguf", dir);
+        CHECK(make("test-qwen2", "f16", 3, 2, NULL, path, &err) == 0, "%s", err.msg);
+        if (lmp_gguf_open(path, &g, &err) == 0) {
+                const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(g, "blk.0.ffn_down.weight");
+                CHECK(t && t->type == LMP_TYPE_F16, "f16 matrices");
+                lmp_gguf_free(g);
+        }
+        unlink(path);
+}
+
+static void test_vocab_copy(const char *dir, const char *fix) {
+        char path[4096], voc[4096];
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL, *v = NULL;
+
+        snprintf(voc, sizeof(voc), "%s/tokenizer/llama-spm.gguf", fix);
+        snprintf(path, sizeof(path), "%s/mk-spm.gguf", dir);
+        CHECK(make("test-spm32k", "q4_0", 1, 2, voc, path, &err) == 0, "%s", err.msg);
+        if (lmp_gguf_open(path, &g, &err) == 0 && lmp_gguf_open(voc, &v, &err) == 0) {
+                int copied = 0, total = 0;
+                for (uint64_t i = 0; i < v->n_kv; i++) {
+                        const struct lmp_gguf_kv *kv = &v->kv[i];
+                        if (kv->key.len < 10 || memcmp(kv->key.ptr, "tokenizer.", 10) != 0)
+                                continue;
+                        total++;
+                        char key[256];
+                        snprintf(key, sizeof(key), "%.*s", (int)kv->key.len, kv->key.ptr);
+                        const struct lmp_gguf_kv *o = lmp_gguf_find(g, key);
+                        copied += o && o->value.type == kv->value.type && o->value.size == kv->value.size &&
+                                  memcmp(o->value.data, kv->value.data, kv->value.size) == 0;
+                }
+                CHECK(total > 5 && copied == total, "%d of %d tokenizer keys copied", copied, total);
+                const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(g, "token_embd.weight");
+                CHECK(t && t->ne[1] == 32000 && t->type == LMP_TYPE_Q4_0, "embedding rows");
+        } else {
+                CHECK(0, "%s", err.msg);
+        }
+        lmp_gguf_free(g);
+        lmp_gguf_free(v);
+        unlink(path);
+
+        /* A vocabulary of another size than the shape's is refused, naming both. */
+        int r = make("test-llama", "q8_0", 1, 1, voc, path, &err);
+        CHECK(r == -EINVAL && strstr(err.msg, "32000") && strstr(err.msg, "test-llama"), "too big: %s", err.msg);
+        CHECK(access(path, F_OK) != 0, "nothing written");
+}
+
+/* The real shapes, planned only: tensor data as in the real downloads. */
+static void test_real_sizes(void) {
+        static const struct { const char *shape, *type; double mib; } want[] = {
+                { "tinyllama-1.1b", "q4_k_m", 636.2 },
+                { "qwen2.5-0.5b", "q4_k_m", 373.7 },
+                { "qwen2.5-0.5b", "q8_0", 500.8 },
+                { "qwen2.5-3b", "q4_k_m", 1.79 * 1024 },
+                { "llama-3.2-1b", "q4_k_m", 762.8 },
+        };
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                struct lmp_mkmodel_opts o = {
+                        .shape = lmp_shape_find(want[i].shape), .ft = lmp_ftype_find(want[i].type), .dry_run = true,
+                };
+                struct lmp_mkmodel_result res = { 0 };
+                struct lmp_error err = { 0 };
+                CHECK(lmp_mkmodel("unused.gguf", &o, &res, &err) == 0, "%s", err.msg);
+                double mib = (double)res.tensor_bytes / (1 << 20);
+                double tol = want[i].mib > 1024 ? 0.005 * 1024 : 1.0;
+                CHECK(fabs(mib - want[i].mib) <= tol, "%s %s: %.1f MiB of tensors, want %.1f", want[i].shape,
+                      want[i].type, mib, want[i].mib);
+                CHECK(res.file_size > res.tensor_bytes && res.file_size - res.tensor_bytes < (4u << 20),
+                      "%s: metadata %llu bytes", want[i].shape,
+                      (unsigned long long)(res.file_size - res.tensor_bytes));
+                printf("%-15s %-7s tensor data %8.1f MiB, file %8.1f MiB\n", want[i].shape, want[i].type, mib,
+                       (double)res.file_size / (1 << 20));
+        }
+        CHECK(access("unused.gguf", F_OK) != 0 && access("unused.gguf.tmp", F_OK) != 0, "dry run writes nothing");
+
+        /* f32 Qwen2.5-3B would hold a 1.2 GiB embedding: refused up front. */
+        struct lmp_mkmodel_opts o = {
+                .shape = lmp_shape_find("qwen2.5-3b"), .ft = lmp_ftype_find("f32"), .dry_run = true,
+        };
+        struct lmp_error err = { 0 };
+        CHECK(lmp_mkmodel("unused.gguf", &o, NULL, &err) == -EFBIG && strstr(err.msg, "f16"), "%s", err.msg);
+        o.ft = lmp_ftype_find("f16");
+        CHECK(lmp_mkmodel("unused.gguf", &o, NULL, &err) == 0, "f16 Qwen2.5-3B fits: %s", err.msg);
+}
+
+int main(void) {
+        char dir[] = "/tmp/lmpool-mkmodel-XXXXXX";
+        if (!mkdtemp(dir)) {
+                perror("mkdtemp");
+                return 1;
+        }
+        const char *fix = getenv("LMPOOL_FIXTURES");
+        char probe[4096];
+        snprintf(probe, sizeof(probe), "%s/models/llama-q4_k_m.gguf", fix ? fix : "");
+        if (!fix || access(probe, R_OK) != 0) {
+                printf("fixtures not found (LMPOOL_FIXTURES): fixture comparisons left out\n");
+                fix = NULL;
+        }
+        test_reproducible(dir);
+        test_small_shapes(dir, fix);
+        if (fix)
+                test_vocab_copy(dir, fix);
+        test_real_sizes();
+        rmdir(dir);
+        if (failures)
+                fprintf(stderr, "%d failures\n", failures);
+        return failures ? 1 : 0;
+}
