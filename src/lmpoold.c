@@ -169,6 +169,14 @@ out:
         lmp_router_close(&d);
         for (size_t i = 0; d.models && i < d.n_models; i++) {
                 lmp_store_free(d.models[i].store);
+                for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++) {
+                        /* ".../worker-NAME/cgroup.procs" -> remove ".../worker-NAME" */
+                        char *procs = d.models[i].workers[j].cgroup_procs, *slash = strrchr(procs, '/');
+                        if (slash) {
+                                *slash = '\0';
+                                rmdir(procs);
+                        }
+                }
                 free(d.models[i].workers);
         }
         free(d.models);

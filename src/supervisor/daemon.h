@@ -15,6 +15,7 @@
 #include "config/config.h"
 #include "proto/proto.h"
 #include "store/store.h"
+#include "supervisor/cgroup.h"
 
 #define LMP_CLIENT_ID_MAX 256   /* ZeroMQ routing ids are at most 255 bytes */
 
@@ -56,6 +57,7 @@ struct lmp_worker_rt {
         uint64_t restarts, served;
         uint64_t rss, pss, store_private;       /* last figures */
         struct lmp_req_list running;
+        char cgroup_procs[1200];        /* its memory cgroup's cgroup.procs, "" if none */
 };
 
 struct lmp_model_rt {
@@ -100,6 +102,7 @@ struct lmp_daemon {
         double last_overload_ms;        /* overload events: one a second at most */
         uint64_t overload_refused;
         struct lmp_proto_buf out;       /* reused for every event the daemon formats */
+        struct lmp_cgroups cgroups;
 };
 
 double lmp_now_ms(void);

@@ -446,6 +446,42 @@ class MemoryLimitTests(unittest.TestCase):
             os.rmdir(cg)
 
 
+class WorkerCgroupTests(unittest.TestCase):
+    def test_memory_max_per_worker(self):
+        probe = make_cgroup(1 << 40)
+        if not probe:
+            self.skipTest("cannot create a memory cgroup here (needs root)")
+        os.rmdir(probe)
+        d = Daemon([model_yaml("a", MODEL, extra="    memory_max: 1G\n"),
+                    model_yaml("b", MODEL, extra="    memory_max: 4M\n")])
+        try:
+            # "a" serves inside its own 1 GiB cgroup.
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    ws = {w["name"]: w for w in d.stats()["workers"]}
+                    if ws["a/0"]["state"] == "ready":
+                        break
+                except (TimeoutError, KeyError):
+                    pass
+                time.sleep(0.1)
+            pid = ws["a/0"]["pid"]
+            with open(f"/proc/{pid}/cgroup") as f:
+                line = [l for l in f if "worker-a-0" in l]
+            self.assertTrue(line, "the worker runs in its own cgroup")
+            self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
+            # "b" cannot live in 4 MiB: the kernel kills it, alone, again and again.
+            deadline = time.time() + 20
+            while time.time() < deadline and not [e for e in d.events("worker_exited") if e["worker"] == "b/0"]:
+                time.sleep(0.1)
+            exits = [e for e in d.events("worker_exited") if e["worker"] == "b/0"]
+            self.assertTrue(exits, d.logs())
+            self.assertEqual(exits[0]["exit_signal"], "9")
+            self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
+        finally:
+            d.stop()
+
+
 class ConfigTests(unittest.TestCase):
     def test_check_config_rejects_with_lines(self):
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
