@@ -1,8 +1,16 @@
-/* Run-time choice of the kernel level: what the CPU supports (CPUID through
- * __builtin_cpu_supports), lowered by LMPOOL_ISA so that a test or a user can
- * force the scalar or AVX2 path on a machine that has more. */
+/* Run-time choice of the kernel level: what the CPU supports (CPUID, and
+ * XGETBV for the register state the OS saves: a CPU with AVX-512 under a
+ * kernel that does not enable it must not run AVX-512 code), lowered by
+ * LMPOOL_ISA so that a test or a user can force the scalar or AVX2 path on a
+ * machine that has more. CPUID is read directly rather than through
+ * __builtin_cpu_supports, whose feature names differ between compilers. */
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "quant/quant.h"
 
@@ -18,14 +26,32 @@ const char *lmp_isa_name(enum lmp_isa isa) {
         return isa_names[isa];
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+static uint64_t xgetbv0(void) {
+        uint32_t lo, hi;
+        __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+        return ((uint64_t)hi << 32) | lo;
+}
+#endif
+
 static enum lmp_isa hw_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)
-        __builtin_cpu_init();
-        if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") ||
-            !__builtin_cpu_supports("f16c"))
+        unsigned a, b, c, d;
+        if (!__get_cpuid(1, &a, &b, &c, &d))
                 return LMP_ISA_SCALAR;
-        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+        bool fma = c & (1u << 12), osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+        if (!osxsave || !avx)
+                return LMP_ISA_SCALAR;
+        uint64_t xcr0 = xgetbv0();
+        if ((xcr0 & 0x6) != 0x6) /* XMM and YMM state */
+                return LMP_ISA_SCALAR;
+        if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+                return LMP_ISA_SCALAR;
+        bool avx2 = b & (1u << 5), avx512f = b & (1u << 16), avx512bw = b & (1u << 30),
+             avx512vl = b & (1u << 31), vnni = c & (1u << 11);
+        if (!avx2 || !fma || !f16c)
+                return LMP_ISA_SCALAR;
+        if (avx512f && avx512bw && avx512vl && vnni && (xcr0 & 0xe6) == 0xe6) /* + opmask, ZMM state */
                 return LMP_ISA_AVX512;
         return LMP_ISA_AVX2;
 #else

@@ -1,0 +1,162 @@
+/* Structured logging to the journal or as logfmt lines (see log.h). The
+ * state is set once at start-up, before any thread exists. */
+#include "common/log.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <systemd/sd-journal.h>
+#include <unistd.h>
+
+#define MAX_FIELDS 24
+#define LINE_MAX_BYTES 4096
+
+static struct {
+        const char *ident;
+        bool journal;
+        enum lmp_log_priority level;
+} log_state = { "lmpool", false, LMP_PRI_INFO };
+
+/* systemd sets JOURNAL_STREAM=DEV:INODE for a stderr connected to the
+ * journal; a stderr redirected elsewhere by the user no longer matches. */
+static bool stderr_is_journal(void) {
+        const char *e = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+                return false;
+        return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void lmp_log_setup(const char *ident, enum lmp_log_sink target, enum lmp_log_priority level) {
+        log_state.ident = ident;
+        log_state.level = level;
+        log_state.journal = target == LMP_LOGTO_JOURNAL || (target == LMP_LOGTO_AUTO && stderr_is_journal());
+}
+
+bool lmp_log_to_journal(void) {
+        return log_state.journal;
+}
+
+static const char *level_name(enum lmp_log_priority l) {
+        switch (l) {
+        case LMP_PRI_ERR: return "error";
+        case LMP_PRI_WARNING: return "warning";
+        case LMP_PRI_NOTICE: return "notice";
+        case LMP_PRI_INFO: return "info";
+        default: return "debug";
+        }
+}
+
+static int field_value(const struct lmp_log_field *f, char *buf, size_t size) {
+        switch (f->type) {
+        case LMP_FIELD_STR: return snprintf(buf, size, "%s", f->s ? f->s : "");
+        case LMP_FIELD_I64: return snprintf(buf, size, "%" PRId64, f->i);
+        case LMP_FIELD_U64: return snprintf(buf, size, "%" PRIu64, f->u);
+        default: return snprintf(buf, size, "%.3f", f->f);
+        }
+}
+
+/* logfmt: a value is quoted when it has spaces, quotes, '=' or is empty. */
+static size_t put_logfmt_value(char *out, size_t size, const char *v) {
+        bool quote = !*v || strpbrk(v, " \"=\t\n\\") != NULL;
+        size_t n = 0;
+
+        if (quote && n + 1 < size)
+                out[n++] = '"';
+        for (const char *p = v; *p && n + 3 < size; p++) {
+                if (*p == '"' || *p == '\\') {
+                        out[n++] = '\\';
+                        out[n++] = *p;
+                } else if (*p == '\n') {
+                        out[n++] = '\\';
+                        out[n++] = 'n';
+                } else {
+                        out[n++] = *p;
+                }
+        }
+        if (quote && n + 1 < size)
+                out[n++] = '"';
+        out[n < size ? n : size - 1] = '\0';
+        return n < size ? n : size - 1;
+}
+
+static void log_stderr(enum lmp_log_priority level, const char *event, const struct lmp_log_field *fields,
+                       size_t n_fields, const char *msg) {
+        char line[LINE_MAX_BYTES], val[512];
+        size_t n = 0;
+
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "level=%s", level_name(level));
+        if (event && n < sizeof(line))
+                n += (size_t)snprintf(line + n, sizeof(line) - n, " event=%s", event);
+        for (size_t i = 0; i < n_fields && n + 8 < sizeof(line); i++) {
+                const char *k = fields[i].key;
+                if (strncmp(k, "LMPOOL_", 7) == 0)
+                        k += 7;
+                line[n++] = ' ';
+                for (; *k && n + 2 < sizeof(line); k++)
+                        line[n++] = (*k >= 'A' && *k <= 'Z') ? (char)(*k - 'A' + 'a') : *k;
+                line[n++] = '=';
+                field_value(&fields[i], val, sizeof(val));
+                n += put_logfmt_value(line + n, sizeof(line) - n, val);
+        }
+        if (n + 6 < sizeof(line)) {
+                memcpy(line + n, " msg=", 5);
+                n += 5;
+                n += put_logfmt_value(line + n, sizeof(line) - n, msg);
+        }
+        if (n >= sizeof(line) - 1)
+                n = sizeof(line) - 2;
+        line[n++] = '\n';
+        /* One write per line, so concurrent processes interleave whole lines. */
+        (void)!write(STDERR_FILENO, line, n);
+}
+
+static void log_journal(enum lmp_log_priority level, const char *event, const struct lmp_log_field *fields,
+                        size_t n_fields, const char *msg) {
+        char bufs[MAX_FIELDS + 4][544];
+        struct iovec iov[MAX_FIELDS + 4];
+        size_t n = 0;
+
+        snprintf(bufs[n], sizeof(bufs[n]), "MESSAGE=%s", msg);
+        n++;
+        snprintf(bufs[n], sizeof(bufs[n]), "PRIORITY=%d", (int)level);
+        n++;
+        snprintf(bufs[n], sizeof(bufs[n]), "SYSLOG_IDENTIFIER=%s", log_state.ident);
+        n++;
+        if (event) {
+                snprintf(bufs[n], sizeof(bufs[n]), "LMPOOL_EVENT=%s", event);
+                n++;
+        }
+        for (size_t i = 0; i < n_fields && i < MAX_FIELDS; i++) {
+                int k = snprintf(bufs[n], sizeof(bufs[n]), "%s=", fields[i].key);
+                if (k > 0 && (size_t)k < sizeof(bufs[n]))
+                        field_value(&fields[i], bufs[n] + k, sizeof(bufs[n]) - (size_t)k);
+                n++;
+        }
+        for (size_t i = 0; i < n; i++)
+                iov[i] = (struct iovec){ .iov_base = bufs[i], .iov_len = strlen(bufs[i]) };
+        if (sd_journal_sendv(iov, (int)n) < 0)
+                log_stderr(level, event, fields, n_fields, msg);
+}
+
+void lmp_log(enum lmp_log_priority level, const char *event, const struct lmp_log_field *fields, size_t n_fields,
+             const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+
+        if (level > log_state.level)
+                return;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        if (log_state.journal)
+                log_journal(level, event, fields, n_fields, msg);
+        else
+                log_stderr(level, event, fields, n_fields, msg);
+}

@@ -1,0 +1,43 @@
+/* The weight store: one read-only shared region per model, built once by
+ * the supervisor and mapped by every worker of that model, so that N
+ * workers cost one copy of the weights.
+ *
+ * memfd (default): the GGUF file is copied into a memfd named
+ * "lmpool-store:MODEL" (its pages interleaved or bound per the NUMA policy),
+ * the source file's page cache is dropped, and the memfd is sealed against
+ * writes, growing and shrinking. A worker maps it PROT_READ/MAP_SHARED and
+ * opens it as a GGUF image in memory.
+ * mmap: the GGUF file itself is shared through the page cache; nothing is
+ * copied.
+ *
+ * Either way the worker inherits one file descriptor and never holds a
+ * private copy of any weight. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+
+enum lmp_store_mode { LMP_STORE_MODE_MEMFD, LMP_STORE_MODE_MMAP };
+enum lmp_store_numa { LMP_STORE_NUMA_OFF, LMP_STORE_NUMA_INTERLEAVE, LMP_STORE_NUMA_LOCAL };
+
+struct lmp_store {
+        char name[288];                 /* memfd name / mapping name to look for in smaps */
+        enum lmp_store_mode mode;
+        int fd;                         /* memfd or the file, O_RDONLY semantics for workers */
+        const uint8_t *base;            /* read-only mapping in this process */
+        uint64_t size;
+        double load_ms;
+};
+
+/* Builds the store for a model file. */
+int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mode mode,
+                     enum lmp_store_numa numa, struct lmp_store **ret, struct lmp_error *err);
+
+/* Maps a store from an inherited descriptor (worker side). */
+int lmp_store_attach(int fd, struct lmp_store **ret, struct lmp_error *err);
+
+void lmp_store_free(struct lmp_store *s);
+
+const char *lmp_store_mode_name(enum lmp_store_mode m);

@@ -1,0 +1,127 @@
+/* lmpoold's state: the models with their weight stores, the process table
+ * of workers, and the requests in flight. One thread owns all of it: the
+ * poll loop in supervisor.c, which calls into router.c for the ZeroMQ side.
+ *
+ * Requests live in one of two places: a model's queue (bounded by
+ * limits.queue_length over all models) or a worker's running list (bounded
+ * by its slots). Every request has a deadline. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/procmem.h"
+#include "config/config.h"
+#include "proto/proto.h"
+#include "store/store.h"
+#include "supervisor/cgroup.h"
+
+#define LMP_CLIENT_ID_MAX 256   /* ZeroMQ routing ids are at most 255 bytes */
+
+enum lmp_worker_state {
+        LMP_WORKER_STARTING,    /* spawned, not READY yet */
+        LMP_WORKER_READY,
+        LMP_WORKER_STOPPING,    /* asked to finish and exit */
+        LMP_WORKER_EXITED,      /* reaped; respawn_at says when it comes back */
+};
+
+struct lmp_request_rt {
+        uint64_t rid;
+        uint8_t client[LMP_CLIENT_ID_MAX];
+        uint8_t client_len;
+        bool delimiter;                 /* the client sent an empty frame first */
+        char id[LMP_PROTO_ID_MAX + 1];
+        size_t model;
+        char *job;                      /* canonical request JSON for the worker */
+        size_t job_len;
+        double arrival_ms, dispatch_ms, deadline_ms;
+        struct lmp_worker_rt *worker;   /* NULL while queued */
+        struct lmp_request_rt *prev, *next; /* in the queue or the worker's list */
+};
+
+struct lmp_req_list {
+        struct lmp_request_rt *head, *tail;
+        size_t n;
+};
+
+struct lmp_worker_rt {
+        char name[96];                  /* "MODEL/INDEX": the ZeroMQ routing id too */
+        size_t model;
+        int index;
+        pid_t pid;
+        enum lmp_worker_state state;
+        uint32_t slots;
+        double spawned_ms, ready_ms, last_seen_ms, respawn_at_ms;
+        int backoff_ms;
+        uint64_t restarts, served;
+        uint64_t rss, pss, store_private;       /* last figures */
+        struct lmp_req_list running;
+        char cgroup_procs[1200];        /* its memory cgroup's cgroup.procs, "" if none */
+};
+
+struct lmp_model_rt {
+        const struct lmp_model_config *cfg;
+        bool loaded;                    /* false: refused at load (error logged) */
+        struct lmp_store *store;
+        char arch[32];
+        uint32_t n_ctx;
+        uint64_t kv_bytes, scratch_bytes; /* per worker, estimated */
+        struct lmp_worker_rt *workers;
+        int n_workers;
+        struct lmp_req_list queue;
+};
+
+struct lmp_daemon_stats {
+        uint64_t total, ok, errors, busy, timeouts, worker_lost;
+};
+
+struct lmp_daemon {
+        struct lmp_config *cfg;
+        const char *config_path;
+        char exe[4096];                 /* what workers are exec'd from */
+        char backend[512];              /* the private endpoint workers connect to */
+        char frontend[512];
+
+        struct lmp_model_rt *models;
+        size_t n_models;
+        size_t queued;                  /* over all models' queues */
+
+        void *zctx;
+        void *front, *front_tcp, *back;
+        int sigfd;
+
+        uint64_t next_rid;
+        double start_ms;
+        bool ready_notified;
+        bool stopping;
+        double stop_deadline_ms;
+        double next_hb_ms, next_mem_ms, next_watchdog_ms, next_status_ms;
+        uint64_t watchdog_usec;
+        struct lmp_daemon_stats stats;
+        double last_overload_ms;        /* overload events: one a second at most */
+        uint64_t overload_refused;
+        struct lmp_proto_buf out;       /* reused for every event the daemon formats */
+        struct lmp_cgroups cgroups;
+};
+
+double lmp_now_ms(void);
+
+/* router.c */
+int lmp_router_open(struct lmp_daemon *d);
+void lmp_router_close(struct lmp_daemon *d);
+void lmp_router_on_client(struct lmp_daemon *d, void *sock);
+void lmp_router_on_worker(struct lmp_daemon *d);
+void lmp_router_dispatch(struct lmp_daemon *d);
+void lmp_router_expire(struct lmp_daemon *d, double now);
+void lmp_router_heartbeat(struct lmp_daemon *d);
+/* Fails every request of a worker that is gone (worker_lost). */
+void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const char *why);
+/* Fails every queued request (shutting down). */
+void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, const char *why);
+size_t lmp_router_running(const struct lmp_daemon *d);
+void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w);
+
+/* supervisor.c */
+struct lmp_worker_rt *lmp_supervisor_find_worker(struct lmp_daemon *d, const void *name, size_t len);
+void lmp_supervisor_worker_ready(struct lmp_daemon *d, struct lmp_worker_rt *w);

@@ -1,0 +1,477 @@
+/* The worker's engine (see engine.h): slots, batching, sampling and stop
+ * conditions over one model context. */
+#include "worker/engine.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#define PIECE_MAX 256           /* bytes one token's text can add (longest piece + held bytes) */
+#define STOP_MAX 256
+
+struct slot {
+        struct lmp_job *job;            /* NULL when free */
+        int32_t *cache;                 /* (n_ctx) tokens whose K/V the sequence holds */
+        uint32_t n_cache;
+        int32_t *prompt;                /* (n_ctx) the running job's prompt */
+        uint32_t n_prompt;
+        uint32_t n_eval;                /* prompt tokens evaluated (or reused) */
+        uint32_t n_reused;
+        int32_t last;                   /* sampled, not yet evaluated */
+        bool generating;
+        uint32_t n_gen;
+        uint32_t max_gen;
+        struct lmp_sampler *sampler;
+        struct lmp_detok detok;
+        char pending[STOP_MAX + PIECE_MAX]; /* text held back while it may start a stop string */
+        size_t n_pending;
+        char *text;                     /* (text_cap) whole output, for non-streaming jobs */
+        size_t n_text, text_cap;
+        double t_arrival, t_first, t_prompt_done;
+};
+
+struct lmp_engine {
+        struct lmp_engine_params p;
+        struct lmp_ctx *ctx;
+        uint32_t n_vocab;
+        struct slot *slots;
+        struct lmp_batch_entry *batch;  /* (n_batch) */
+        int32_t *batch_slot;            /* (n_batch) slot of each entry */
+        float *logits;                  /* (slots, n_vocab) */
+        uint32_t active;
+};
+
+static double now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+void lmp_job_free(struct lmp_job *j) {
+        if (!j)
+                return;
+        lmp_request_clear(&j->req);
+        free(j);
+}
+
+int lmp_engine_new(const struct lmp_engine_params *p, struct lmp_engine **ret, struct lmp_error *err) {
+        struct lmp_ctx_params cp = { .n_ctx = p->n_ctx, .n_seq = p->slots, .n_batch = p->n_batch };
+        struct lmp_engine *e;
+        int r;
+
+        if (p->slots == 0 || p->n_batch < p->slots)
+                return lmp_error_set(err, -EINVAL, "batch (%u) must be at least slots (%u)", p->n_batch, p->slots);
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        e->p = *p;
+        r = lmp_ctx_new(p->model, &cp, p->pool, &e->ctx, err);
+        if (r < 0)
+                goto fail;
+        e->p.n_ctx = lmp_ctx_n_ctx(e->ctx);
+        e->n_vocab = p->model->hp.n_vocab;
+        e->slots = calloc(p->slots, sizeof(*e->slots));
+        e->batch = calloc(p->n_batch, sizeof(*e->batch));
+        e->batch_slot = calloc(p->n_batch, sizeof(*e->batch_slot));
+        e->logits = malloc((size_t)p->slots * e->n_vocab * sizeof(float));
+        if (!e->slots || !e->batch || !e->batch_slot || !e->logits)
+                goto nomem;
+        for (uint32_t s = 0; s < p->slots; s++) {
+                struct slot *sl = &e->slots[s];
+                sl->cache = malloc((size_t)e->p.n_ctx * sizeof(int32_t));
+                sl->prompt = malloc(((size_t)e->p.n_ctx + 1) * sizeof(int32_t));
+                sl->text_cap = (size_t)e->p.n_ctx * 16 + PIECE_MAX;
+                sl->text = malloc(sl->text_cap);
+                if (!sl->cache || !sl->prompt || !sl->text)
+                        goto nomem;
+        }
+        *ret = e;
+        return 0;
+nomem:
+        r = lmp_error_set(err, -ENOMEM, "out of memory for %u slots of %u positions", p->slots, e->p.n_ctx);
+fail:
+        lmp_engine_free(e);
+        return r;
+}
+
+void lmp_engine_free(struct lmp_engine *e) {
+        if (!e)
+                return;
+        for (uint32_t s = 0; e->slots && s < e->p.slots; s++) {
+                lmp_job_free(e->slots[s].job);
+                lmp_sampler_free(e->slots[s].sampler);
+                free(e->slots[s].cache);
+                free(e->slots[s].prompt);
+                free(e->slots[s].text);
+        }
+        free(e->slots);
+        free(e->batch);
+        free(e->batch_slot);
+        free(e->logits);
+        lmp_ctx_free(e->ctx);
+        free(e);
+}
+
+uint32_t lmp_engine_active(const struct lmp_engine *e) {
+        return e->active;
+}
+
+uint32_t lmp_engine_slots(const struct lmp_engine *e) {
+        return e->p.slots;
+}
+
+static void emit_error(struct lmp_engine *e, const struct lmp_job *j, const char *code, const char *message) {
+        struct lmp_engine_event ev = { .kind = LMP_EV_ERROR, .rid = j->rid, .id = j->req.id, .code = code,
+                                       .message = message };
+        e->p.sink(e->p.sink_userdata, &ev);
+}
+
+static void release(struct lmp_engine *e, struct slot *sl) {
+        lmp_job_free(sl->job);
+        sl->job = NULL;
+        lmp_sampler_free(sl->sampler);
+        sl->sampler = NULL;
+        e->active--;
+}
+
+static void finish(struct lmp_engine *e, struct slot *sl, const char *why) {
+        const struct lmp_job *j = sl->job;
+        double t_end = now_ms();
+        struct lmp_engine_event ev = {
+                .kind = LMP_EV_DONE, .rid = j->rid, .id = j->req.id, .finish = why,
+                .full_text = j->req.stream ? NULL : sl->text, .full_text_len = j->req.stream ? 0 : sl->n_text,
+                .prompt_tokens = sl->n_prompt, .generated_tokens = sl->n_gen, .cached_tokens = sl->n_reused,
+                .queued_ms = j->queued_ms,
+                .prompt_ms = sl->t_prompt_done > 0 ? sl->t_prompt_done - sl->t_arrival : 0,
+                .ttft_ms = j->queued_ms + (sl->t_first > 0 ? sl->t_first - sl->t_arrival : t_end - sl->t_arrival),
+                .total_ms = j->queued_ms + (t_end - sl->t_arrival),
+        };
+        if (sl->n_gen > 1 && t_end > sl->t_first)
+                ev.tokens_per_s = (sl->n_gen - 1) / ((t_end - sl->t_first) / 1e3);
+        e->p.sink(e->p.sink_userdata, &ev);
+        release(e, sl);
+}
+
+/* Tokenizes the job's prompt (rendering the chat template first) into
+ * sl->prompt. Returns 0, or fills code/message for the error event. */
+static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lmp_job *j, const char **code,
+                          char *msg, size_t msg_size) {
+        const char *text = j->req.prompt;
+        char *rendered = NULL;
+        size_t n = 0;
+        struct lmp_error err = { 0 };
+        int r;
+
+        if (j->req.type == LMP_REQ_CHAT) {
+                struct lmp_chat_opts opts = { .bos = e->p.bos_text, .eos = e->p.eos_text,
+                                              .add_generation_prompt = true };
+                if (e->p.chat_family == LMP_CHAT_UNKNOWN) {
+                        *code = "bad_request";
+                        snprintf(msg, msg_size, "this model has no chat template lmpool knows; set chat_template in"
+                                 " the model's configuration, or use a generate request");
+                        return -EINVAL;
+                }
+                struct lmp_chat_msg *msgs = calloc(j->req.n_messages, sizeof(*msgs));
+                if (!msgs) {
+                        *code = "internal";
+                        snprintf(msg, msg_size, "out of memory");
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < j->req.n_messages; i++)
+                        msgs[i] = (struct lmp_chat_msg){ .role = lmp_role_name(j->req.messages[i].role),
+                                                         .content = j->req.messages[i].content };
+                r = lmp_chat_render(e->p.chat_family, msgs, j->req.n_messages, &opts, &rendered, &err);
+                free(msgs);
+                if (r < 0) {
+                        *code = "bad_request";
+                        snprintf(msg, msg_size, "chat template: %s", err.msg);
+                        return r;
+                }
+                text = rendered;
+        }
+        r = lmp_tokenize(e->p.vocab, text, strlen(text), true, true, sl->prompt, e->p.n_ctx + 1, &n);
+        free(rendered);
+        if (r == -ENOSPC || (r == 0 && n >= e->p.n_ctx)) {
+                *code = "too_long";
+                snprintf(msg, msg_size, "the prompt does not fit the context of %u tokens", e->p.n_ctx);
+                return -E2BIG;
+        }
+        if (r < 0) {
+                *code = "internal";
+                snprintf(msg, msg_size, "tokenizer: error %d", r);
+                return r;
+        }
+        /* A template that writes the BOS text and a vocabulary that adds BOS
+         * would start with two: keep one. */
+        int32_t bos = lmp_vocab_bos(e->p.vocab);
+        if (n >= 2 && sl->prompt[0] == bos && sl->prompt[1] == bos) {
+                memmove(sl->prompt, sl->prompt + 1, (n - 1) * sizeof(int32_t));
+                n--;
+        }
+        if (n == 0) {
+                *code = "bad_request";
+                snprintf(msg, msg_size, "the prompt is empty");
+                return -EINVAL;
+        }
+        if (e->p.max_prompt_tokens && n > e->p.max_prompt_tokens) {
+                *code = "too_long";
+                snprintf(msg, msg_size, "the prompt has %zu tokens, the limit is %u", n, e->p.max_prompt_tokens);
+                return -E2BIG;
+        }
+        sl->n_prompt = (uint32_t)n;
+        return 0;
+}
+
+/* The free slot whose cached tokens share the longest prefix with the
+ * prompt (ties: the first). */
+static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, uint32_t n, uint32_t *ret_common) {
+        struct slot *best = NULL;
+        uint32_t best_common = 0;
+
+        for (uint32_t s = 0; s < e->p.slots; s++) {
+                struct slot *sl = &e->slots[s];
+                uint32_t c = 0;
+                if (sl->job)
+                        continue;
+                while (c < sl->n_cache && c < n && sl->cache[c] == prompt[c])
+                        c++;
+                if (!best || c > best_common) {
+                        best = sl;
+                        best_common = c;
+                }
+        }
+        *ret_common = best_common;
+        return best;
+}
+
+int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
+        struct slot *sl;
+        struct lmp_error err = { 0 };
+        const char *code = NULL;
+        char msg[640];
+        uint32_t common;
+        int r;
+
+        if (e->active == e->p.slots) {
+                emit_error(e, job, "busy", "every slot of this worker is busy");
+                lmp_job_free(job);
+                return 0;
+        }
+        /* Tokenize into a spare slot's prompt buffer: any free slot's will do,
+         * and the chosen slot then copies it if it differs. */
+        sl = NULL;
+        for (uint32_t s = 0; s < e->p.slots && !sl; s++)
+                if (!e->slots[s].job)
+                        sl = &e->slots[s];
+        r = prepare_prompt(e, sl, job, &code, msg, sizeof(msg));
+        if (r < 0) {
+                emit_error(e, job, code, msg);
+                lmp_job_free(job);
+                return 0;
+        }
+        struct slot *chosen = pick_slot(e, sl->prompt, sl->n_prompt, &common);
+        if (chosen != sl) {
+                memcpy(chosen->prompt, sl->prompt, sl->n_prompt * sizeof(int32_t));
+                chosen->n_prompt = sl->n_prompt;
+        }
+        sl = chosen;
+        /* Evaluate at least the last prompt token, to get its logits. */
+        if (common >= sl->n_prompt)
+                common = sl->n_prompt - 1;
+        r = lmp_ctx_seq_truncate(e->ctx, (int32_t)(sl - e->slots), common);
+        if (r < 0) {
+                emit_error(e, job, "internal", "could not reset the slot's cache");
+                lmp_job_free(job);
+                return 0;
+        }
+        r = lmp_sampler_new((int32_t)e->n_vocab, &job->sampling, &sl->sampler, &err);
+        if (r < 0) {
+                emit_error(e, job, "bad_request", err.msg);
+                lmp_job_free(job);
+                return 0;
+        }
+        sl->job = job;
+        sl->n_cache = common;
+        sl->n_eval = common;
+        sl->n_reused = common;
+        sl->generating = false;
+        sl->n_gen = 0;
+        sl->max_gen = (uint32_t)job->req.sampling.max_tokens;
+        if (sl->max_gen > e->p.n_ctx - sl->n_prompt)
+                sl->max_gen = e->p.n_ctx - sl->n_prompt;
+        sl->n_pending = 0;
+        sl->n_text = 0;
+        sl->t_arrival = job->arrival_ms > 0 ? job->arrival_ms : now_ms();
+        sl->t_first = 0;
+        sl->t_prompt_done = 0;
+        lmp_detok_init(&sl->detok, e->p.vocab, 0);
+        for (uint32_t i = 0; i < sl->n_prompt; i++)
+                lmp_sampler_accept(sl->sampler, sl->prompt[i]);
+        e->active++;
+        return 0;
+}
+
+bool lmp_engine_cancel(struct lmp_engine *e, uint64_t rid) {
+        for (uint32_t s = 0; s < e->p.slots; s++) {
+                struct slot *sl = &e->slots[s];
+                if (sl->job && sl->job->rid == rid) {
+                        emit_error(e, sl->job, "cancelled", "cancelled");
+                        release(e, sl);
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* Sends text that can no longer be part of a stop string; returns true when
+ * a stop string was found (the text before it is sent). */
+static bool flush_text(struct lmp_engine *e, struct slot *sl, int32_t token, bool final) {
+        const struct lmp_job *j = sl->job;
+        size_t send = sl->n_pending, keep = 0;
+        bool stopped = false;
+
+        for (size_t k = 0; k < j->req.n_stop; k++) {
+                const char *hit = memmem(sl->pending, sl->n_pending, j->req.stop[k], strlen(j->req.stop[k]));
+                if (hit && (size_t)(hit - sl->pending) < send) {
+                        send = (size_t)(hit - sl->pending);
+                        stopped = true;
+                }
+        }
+        if (!stopped && !final) {
+                /* Hold back the longest tail that is a prefix of a stop string. */
+                for (size_t k = 0; k < j->req.n_stop; k++) {
+                        size_t sn = strlen(j->req.stop[k]);
+                        for (size_t t = LMP_MIN(sn - 1, sl->n_pending); t > keep; t--)
+                                if (memcmp(sl->pending + sl->n_pending - t, j->req.stop[k], t) == 0) {
+                                        keep = t;
+                                        break;
+                                }
+                }
+                send = sl->n_pending - keep;
+        }
+        if (!j->req.stream) {
+                size_t room = sl->text_cap - sl->n_text;
+                size_t n = LMP_MIN(send, room);
+                memcpy(sl->text + sl->n_text, sl->pending, n);
+                sl->n_text += n;
+        } else if (send > 0 || token >= 0) {
+                struct lmp_engine_event ev = { .kind = LMP_EV_TOKEN, .rid = j->rid, .id = j->req.id,
+                                               .text = sl->pending, .text_len = send,
+                                               .ids = token >= 0 ? &token : NULL, .n_ids = token >= 0,
+                                               .return_ids = j->req.return_ids };
+                e->p.sink(e->p.sink_userdata, &ev);
+        }
+        memmove(sl->pending, sl->pending + send, sl->n_pending - send);
+        sl->n_pending -= send;
+        if (stopped)
+                sl->n_pending = 0;
+        return stopped;
+}
+
+/* Handles a freshly sampled token; returns true when the job is over. */
+static bool accept_token(struct lmp_engine *e, struct slot *sl, int32_t tok) {
+        const struct lmp_job *j = sl->job;
+        size_t n = 0;
+
+        sl->n_gen++;
+        if (sl->n_gen == 1)
+                sl->t_first = now_ms();
+        if (!j->req.ignore_eos && lmp_vocab_is_eog(e->p.vocab, tok)) {
+                if (lmp_detok_flush(&sl->detok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
+                        sl->n_pending += n;
+                flush_text(e, sl, -1, true);
+                finish(e, sl, "eos");
+                return true;
+        }
+        lmp_sampler_accept(sl->sampler, tok);
+        if (lmp_detok_push(&sl->detok, tok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
+                sl->n_pending += n;
+        bool last = sl->n_gen >= sl->max_gen;
+        if (last && lmp_detok_flush(&sl->detok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
+                sl->n_pending += n;
+        if (flush_text(e, sl, tok, last)) {
+                finish(e, sl, "stop");
+                return true;
+        }
+        if (last) {
+                finish(e, sl, "length");
+                return true;
+        }
+        sl->last = tok;
+        sl->generating = true;
+        return false;
+}
+
+int lmp_engine_step(struct lmp_engine *e) {
+        struct lmp_error err = { 0 };
+        uint32_t n = 0, budget = e->p.n_batch;
+        int r;
+
+        if (e->active == 0)
+                return 0;
+        /* One token for every generating job first: decode latency stays flat
+         * while prompts stream in behind. */
+        for (uint32_t s = 0; s < e->p.slots; s++) {
+                struct slot *sl = &e->slots[s];
+                if (!sl->job || !sl->generating)
+                        continue;
+                e->batch[n] = (struct lmp_batch_entry){ .token = sl->last, .pos = (int32_t)sl->n_cache,
+                                                        .seq = (int32_t)s, .logits = true };
+                e->batch_slot[n++] = (int32_t)s;
+                budget--;
+        }
+        /* Then prompt chunks, slot by slot, in the room that is left. */
+        for (uint32_t s = 0; s < e->p.slots && budget > 0; s++) {
+                struct slot *sl = &e->slots[s];
+                if (!sl->job || sl->generating)
+                        continue;
+                uint32_t left = sl->n_prompt - sl->n_eval;
+                uint32_t k = LMP_MIN(left, budget);
+                for (uint32_t i = 0; i < k; i++) {
+                        uint32_t at = sl->n_eval + i;
+                        e->batch[n] = (struct lmp_batch_entry){ .token = sl->prompt[at], .pos = (int32_t)at,
+                                                                .seq = (int32_t)s,
+                                                                .logits = at == sl->n_prompt - 1 };
+                        e->batch_slot[n++] = (int32_t)s;
+                }
+                budget -= k;
+        }
+        if (n == 0)
+                return (int)e->active;
+
+        r = lmp_ctx_decode(e->ctx, e->batch, n, e->logits, &err);
+        if (r < 0) {
+                char msg[600];
+                snprintf(msg, sizeof(msg), "forward pass: %s", err.msg);
+                for (uint32_t s = 0; s < e->p.slots; s++)
+                        if (e->slots[s].job) {
+                                emit_error(e, e->slots[s].job, "internal", msg);
+                                release(e, &e->slots[s]);
+                        }
+                return r;
+        }
+
+        uint32_t li = 0;
+        for (uint32_t i = 0; i < n; i++) {
+                struct slot *sl = &e->slots[e->batch_slot[i]];
+                const struct lmp_batch_entry *b = &e->batch[i];
+                sl->cache[b->pos] = b->token;
+                sl->n_cache = (uint32_t)b->pos + 1;
+                if (!sl->generating)
+                        sl->n_eval = sl->n_cache;
+                if (!b->logits)
+                        continue;
+                const float *logits = e->logits + (size_t)li++ * e->n_vocab;
+                if (!sl->generating)
+                        sl->t_prompt_done = now_ms();
+                int32_t tok = lmp_sampler_sample(sl->sampler, logits);
+                if (accept_token(e, sl, tok))
+                        continue;
+                if (sl->n_cache >= e->p.n_ctx)
+                        finish(e, sl, "length");
+        }
+        return (int)e->active;
+}

@@ -1,0 +1,98 @@
+/* A worker's engine: the model, its KV cache slots, and the jobs running in
+ * them. Each step evaluates one batch that mixes every running job: one
+ * token for each job that is generating, and chunks of prompt for jobs still
+ * reading theirs (so a long prompt never stalls the others for more than a
+ * step), then samples, detokenizes and checks the stop conditions of each.
+ *
+ * A job that starts in a slot keeps the longest prefix of the slot's cached
+ * tokens it shares (the previous turn of a conversation, a shared system
+ * prompt): only the rest of the prompt is evaluated.
+ *
+ * The engine knows nothing of ZeroMQ or JSON: jobs come in as structs and
+ * results leave through a callback. Nothing allocates per token: every
+ * buffer is sized at creation for slots × context. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "model/model.h"
+#include "proto/proto.h"
+#include "sampler/sampler.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+
+/* A job: a validated client request (the router has applied the model's
+ * defaults, so every sampling field is set) and its bookkeeping. */
+struct lmp_job {
+        uint64_t rid;                   /* the router's number for the request */
+        struct lmp_request req;
+        struct lmp_sampler_params sampling;
+        double queued_ms;               /* time spent in the router's queue */
+        double arrival_ms;              /* when the worker received it (monotonic ms) */
+};
+
+void lmp_job_free(struct lmp_job *j);
+
+enum lmp_engine_event_kind { LMP_EV_TOKEN, LMP_EV_DONE, LMP_EV_ERROR };
+
+struct lmp_engine_event {
+        enum lmp_engine_event_kind kind;
+        uint64_t rid;
+        const char *id;
+        /* token */
+        const char *text;               /* UTF-8 delta (not NUL-terminated) */
+        size_t text_len;
+        const int32_t *ids;
+        size_t n_ids;
+        bool return_ids;
+        /* done */
+        const char *finish;             /* "eos", "stop", "length" */
+        const char *full_text;          /* when the job does not stream */
+        size_t full_text_len;
+        uint32_t prompt_tokens, generated_tokens, cached_tokens;
+        double queued_ms, prompt_ms, ttft_ms, total_ms, tokens_per_s;
+        /* error */
+        const char *code;               /* protocol error code */
+        const char *message;
+};
+
+typedef void (*lmp_engine_sink_fn)(void *userdata, const struct lmp_engine_event *ev);
+
+struct lmp_engine_params {
+        const struct lmp_model *model;
+        const struct lmp_vocab *vocab;
+        enum lmp_chat_family chat_family;
+        const char *bos_text, *eos_text; /* for chat templates */
+        uint32_t slots;
+        uint32_t n_ctx;
+        uint32_t n_batch;
+        uint32_t max_prompt_tokens;
+        struct lmp_threadpool *pool;
+        lmp_engine_sink_fn sink;
+        void *sink_userdata;
+};
+
+struct lmp_engine;
+
+int lmp_engine_new(const struct lmp_engine_params *p, struct lmp_engine **ret, struct lmp_error *err);
+void lmp_engine_free(struct lmp_engine *e);
+
+/* Starts a job in a free slot (the engine takes ownership of *job whatever
+ * the outcome). A job refused here (too long, no slot, bad template) gets an
+ * error event through the sink and 0 is returned; a negative value means the
+ * engine itself failed. */
+int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job);
+
+/* Ends a running job with a `cancelled` error; false when rid is not running. */
+bool lmp_engine_cancel(struct lmp_engine *e, uint64_t rid);
+
+/* Evaluates one batch over the running jobs and emits their events. Returns
+ * the number of jobs still running, or a negative code when the forward
+ * pass failed (the jobs of that batch get `internal` errors). */
+int lmp_engine_step(struct lmp_engine *e);
+
+uint32_t lmp_engine_active(const struct lmp_engine *e);
+uint32_t lmp_engine_slots(const struct lmp_engine *e);

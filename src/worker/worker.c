@@ -1,0 +1,516 @@
+/* A worker process: `lmpoold --worker ...`, started by the supervisor with
+ * the weight store's descriptor inherited.
+ *
+ * Two threads. The I/O thread owns the DEALER socket to the router: it
+ * forwards jobs and cancels to the engine thread, forwards the engine's
+ * events to the router, and sends a heartbeat every interval whatever the
+ * engine is doing, so that a long prompt never looks like a dead worker.
+ * It also watches the router's heartbeats and exits when the router is
+ * gone. The engine thread owns the model context and runs batches while any
+ * job is active. They talk over an inproc PAIR socket.
+ *
+ * Messages with the router (multipart, first frame the verb):
+ *   router -> worker: job <rid> <queued_ms> <request JSON> | cancel <rid> | hb | stop
+ *   worker -> router: ready <slots> <pid> <n_ctx> | hb <active> <rss> <pss> <store_private>
+ *                     | ev <rid> <t|d|e> <client event JSON>
+ */
+#include "worker/worker.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/log.h"
+#include "common/procmem.h"
+#include "common/threadpool.h"
+#include "gguf/gguf.h"
+#include "model/model.h"
+#include "proto/proto.h"
+#include "store/store.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
+#include "worker/engine.h"
+
+#define PAIR_ENDPOINT "inproc://engine"
+
+struct worker {
+        /* settings */
+        char name[96];
+        int store_fd;
+        const char *backend;
+        int threads;
+        uint32_t slots, n_ctx, n_batch, max_prompt_tokens;
+        int heartbeat_ms, liveness;
+        int repeat_last_n;
+        const char *chat_template;
+
+        /* engine */
+        struct lmp_store *store;
+        struct lmp_gguf *gguf;
+        struct lmp_model *model;
+        struct lmp_vocab *vocab;
+        struct lmp_threadpool *pool;
+        struct lmp_engine *engine;
+        char *bos_text, *eos_text;
+
+        void *zctx;
+        void *pair_engine;              /* the engine thread's end */
+        atomic_uint active;
+        atomic_bool stop;
+        struct lmp_proto_buf event_buf; /* the engine thread's, reused for every event */
+};
+
+static double now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static int send_frames(void *sock, const char *const *frames, const size_t *lens, int n) {
+        for (int i = 0; i < n; i++)
+                if (zmq_send(sock, frames[i], lens[i], i < n - 1 ? ZMQ_SNDMORE : 0) < 0)
+                        return -errno;
+        return 0;
+}
+
+/* Receives a whole multipart message into msgs[] (at most max parts; the
+ * rest is discarded). Returns the number of parts or -errno. */
+static int recv_parts(void *sock, zmq_msg_t *msgs, int max, int flags) {
+        int n = 0, more = 1;
+        while (more) {
+                zmq_msg_t m;
+                zmq_msg_init(&m);
+                if (zmq_msg_recv(&m, sock, n == 0 ? flags : 0) < 0) {
+                        int e = errno;
+                        zmq_msg_close(&m);
+                        for (int i = 0; i < n && i < max; i++)
+                                zmq_msg_close(&msgs[i]);
+                        return -e;
+                }
+                more = zmq_msg_more(&m);
+                if (n < max)
+                        msgs[n] = m;
+                else
+                        zmq_msg_close(&m);
+                n++;
+        }
+        return n < max ? n : max;
+}
+
+static void close_parts(zmq_msg_t *msgs, int n) {
+        for (int i = 0; i < n; i++)
+                zmq_msg_close(&msgs[i]);
+}
+
+static bool part_is(zmq_msg_t *m, const char *s) {
+        size_t n = strlen(s);
+        return zmq_msg_size(m) == n && memcmp(zmq_msg_data(m), s, n) == 0;
+}
+
+/* ------------------------------------------------------------ engine side */
+
+static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
+        struct worker *w = userdata;
+        struct lmp_proto_buf *b = &w->event_buf;
+        char head[192];
+        int r;
+
+        b->len = 0;
+        switch (ev->kind) {
+        case LMP_EV_TOKEN:
+                r = lmp_proto_format_token(b, ev->id, ev->text, ev->text_len, ev->return_ids ? ev->ids : NULL,
+                                           ev->return_ids ? ev->n_ids : 0);
+                snprintf(head, sizeof(head), "%" PRIu64 " t", ev->rid);
+                break;
+        case LMP_EV_DONE: {
+                struct lmp_done d = {
+                        .finish = strcmp(ev->finish, "eos") == 0 ? LMP_FINISH_EOS :
+                                  strcmp(ev->finish, "stop") == 0 ? LMP_FINISH_STOP : LMP_FINISH_LENGTH,
+                        .text = ev->full_text, .text_len = ev->full_text_len,
+                        .usage = { .prompt_tokens = ev->prompt_tokens, .generated_tokens = ev->generated_tokens },
+                        .timings = { .queued_ms = ev->queued_ms, .prompt_ms = ev->prompt_ms, .ttft_ms = ev->ttft_ms,
+                                     .total_ms = ev->total_ms, .tokens_per_s = ev->tokens_per_s },
+                        .worker = w->name,
+                };
+                r = lmp_proto_format_done(b, ev->id, &d);
+                snprintf(head, sizeof(head), "%" PRIu64 " d %u %u %u %.3f %.3f %.3f %.3f %s", ev->rid,
+                         ev->prompt_tokens, ev->generated_tokens, ev->cached_tokens, ev->queued_ms, ev->ttft_ms,
+                         ev->total_ms, ev->tokens_per_s, ev->finish);
+                break;
+        }
+        default: {
+                enum lmp_proto_code code = LMP_PROTO_INTERNAL;
+                lmp_proto_code_from_name(ev->code, &code);
+                r = lmp_proto_format_error(b, ev->id, code, ev->message);
+                snprintf(head, sizeof(head), "%" PRIu64 " e %s", ev->rid, ev->code);
+                break;
+        }
+        }
+        if (r < 0)
+                return;
+        const char *frames[3] = { "ev", head, b->data };
+        size_t lens[3] = { 2, strlen(head), b->len };
+        send_frames(w->pair_engine, frames, lens, 3);
+}
+
+/* A job from the router's canonical request JSON. */
+static int job_from_json(const struct worker *w, const void *buf, size_t len, struct lmp_job **ret, char *msg,
+                         size_t msg_size) {
+        struct lmp_proto_error perr = { 0 };
+        struct lmp_job *j = calloc(1, sizeof(*j));
+        if (!j) {
+                snprintf(msg, msg_size, "out of memory");
+                return -ENOMEM;
+        }
+        if (lmp_proto_parse_request(buf, len, &j->req, &perr) < 0) {
+                snprintf(msg, msg_size, "bad job from the router: %s", perr.message);
+                free(j);
+                return -EINVAL;
+        }
+        const struct lmp_sampling *s = &j->req.sampling;
+        j->sampling = (struct lmp_sampler_params){
+                .temperature = (float)s->temperature,
+                .top_k = s->top_k,
+                .top_p = (float)s->top_p,
+                .min_p = (float)s->min_p,
+                .repeat_penalty = (float)s->repeat_penalty,
+                .presence_penalty = (float)s->presence_penalty,
+                .frequency_penalty = (float)s->frequency_penalty,
+                .penalty_last_n = w->repeat_last_n,
+                .seed = s->seed,
+        };
+        if (!(s->set & LMP_SET_SEED) && getrandom(&j->sampling.seed, sizeof(j->sampling.seed), 0) < 0)
+                j->sampling.seed = (uint64_t)now_ms() ^ (uint64_t)getpid();
+        *ret = j;
+        return 0;
+}
+
+static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
+        if (n >= 3 && part_is(&parts[0], "job")) {
+                struct lmp_job *job = NULL;
+                char errmsg[512], head[64];
+                uint64_t rid = 0;
+                double queued = 0;
+                size_t hl = LMP_MIN(zmq_msg_size(&parts[1]), sizeof(head) - 1);
+
+                memcpy(head, zmq_msg_data(&parts[1]), hl);
+                head[hl] = '\0';
+                if (sscanf(head, "%" SCNu64 " %lf", &rid, &queued) < 1)
+                        return;
+                if (job_from_json(w, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), &job, errmsg,
+                                  sizeof(errmsg)) < 0) {
+                        struct lmp_engine_event ev = { .kind = LMP_EV_ERROR, .rid = rid, .id = NULL,
+                                                       .code = "internal", .message = errmsg };
+                        engine_sink(w, &ev);
+                        return;
+                }
+                job->rid = rid;
+                job->queued_ms = queued;
+                job->arrival_ms = now_ms();
+                lmp_engine_submit(w->engine, job);
+        } else if (n >= 2 && part_is(&parts[0], "cancel")) {
+                char buf[32];
+                size_t l = LMP_MIN(zmq_msg_size(&parts[1]), sizeof(buf) - 1);
+                memcpy(buf, zmq_msg_data(&parts[1]), l);
+                buf[l] = '\0';
+                lmp_engine_cancel(w->engine, strtoull(buf, NULL, 10));
+        } else if (n >= 1 && part_is(&parts[0], "stop")) {
+                atomic_store(&w->stop, true);
+        }
+}
+
+static void *engine_thread(void *arg) {
+        struct worker *w = arg;
+
+        for (;;) {
+                bool idle = lmp_engine_active(w->engine) == 0;
+                zmq_pollitem_t item = { .socket = w->pair_engine, .events = ZMQ_POLLIN };
+
+                if (idle && atomic_load(&w->stop))
+                        break;
+                /* Block only when there is nothing to compute. */
+                if (zmq_poll(&item, 1, idle ? 200 : 0) < 0 && errno != EINTR)
+                        break;
+                while (item.revents & ZMQ_POLLIN) {
+                        zmq_msg_t parts[4];
+                        int n = recv_parts(w->pair_engine, parts, 4, ZMQ_DONTWAIT);
+                        if (n < 0)
+                                break;
+                        handle_control(w, parts, n);
+                        close_parts(parts, n);
+                }
+                lmp_engine_step(w->engine);
+                atomic_store(&w->active, lmp_engine_active(w->engine));
+        }
+        const char *frames[1] = { "exit" };
+        size_t lens[1] = { 4 };
+        send_frames(w->pair_engine, frames, lens, 1);
+        return NULL;
+}
+
+/* --------------------------------------------------------------- I/O side */
+
+static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage *mem, double *last_mem) {
+        char body[160];
+        struct lmp_mem_usage region = { 0 };
+        double t = now_ms();
+
+        /* Memory figures cost a read of smaps: every few seconds is plenty. */
+        if (t - *last_mem > 2000) {
+                lmp_proc_mem(0, mem);
+                *last_mem = t;
+        }
+        lmp_proc_region_mem(0, w->store->name, &region);
+        snprintf(body, sizeof(body), "%u %" PRIu64 " %" PRIu64 " %" PRIu64, atomic_load(&w->active), mem->rss,
+                 mem->pss, region.private_);
+        const char *frames[2] = { "hb", body };
+        size_t lens[2] = { 2, strlen(body) };
+        send_frames(dealer, frames, lens, 2);
+}
+
+static int io_loop(struct worker *w, void *dealer, void *pair_io) {
+        struct lmp_mem_usage mem = { 0 };
+        double last_mem = 0, next_hb = now_ms(), last_router = now_ms();
+        double dead_after = (double)w->heartbeat_ms * w->liveness;
+
+        for (;;) {
+                zmq_pollitem_t items[2] = {
+                        { .socket = dealer, .events = ZMQ_POLLIN },
+                        { .socket = pair_io, .events = ZMQ_POLLIN },
+                };
+                double t = now_ms();
+                long timeout = next_hb > t ? (long)(next_hb - t) + 1 : 0;
+
+                if (zmq_poll(items, 2, timeout) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (items[0].revents & ZMQ_POLLIN) {
+                        zmq_msg_t parts[4];
+                        int n = recv_parts(dealer, parts, 4, 0);
+                        if (n > 0) {
+                                last_router = now_ms();
+                                if (!part_is(&parts[0], "hb")) {
+                                        /* Forward to the engine as is. */
+                                        for (int i = 0; i < n; i++)
+                                                zmq_msg_send(&parts[i], pair_io, i < n - 1 ? ZMQ_SNDMORE : 0);
+                                        n = 0;
+                                }
+                                close_parts(parts, n);
+                        }
+                }
+                if (items[1].revents & ZMQ_POLLIN) {
+                        zmq_msg_t parts[4];
+                        int n = recv_parts(pair_io, parts, 4, 0);
+                        if (n > 0 && part_is(&parts[0], "exit")) {
+                                close_parts(parts, n);
+                                return 0;
+                        }
+                        for (int i = 0; i < n; i++)
+                                zmq_msg_send(&parts[i], dealer, i < n - 1 ? ZMQ_SNDMORE : 0);
+                }
+                t = now_ms();
+                if (t >= next_hb) {
+                        send_heartbeat(w, dealer, &mem, &last_mem);
+                        next_hb = t + w->heartbeat_ms;
+                }
+                if (t - last_router > dead_after) {
+                        lmp_log_msg(LMP_PRI_WARNING, "worker %s: no word from the router for %.0f ms: exiting",
+                                    w->name, t - last_router);
+                        return -ETIMEDOUT;
+                }
+        }
+}
+
+/* ---------------------------------------------------------------- set-up */
+
+static int load_engine(struct worker *w) {
+        struct lmp_error err = { 0 };
+        struct lmp_gguf_str tmpl = { 0 };
+        enum lmp_chat_family family = LMP_CHAT_UNKNOWN;
+        int r;
+
+        if ((r = lmp_store_attach(w->store_fd, &w->store, &err)) < 0 ||
+            (r = lmp_gguf_open_mem(w->store->base, w->store->size, &w->gguf, &err)) < 0 ||
+            (r = lmp_model_load(w->gguf, lmp_cpu_isa(), &w->model, &err)) < 0 ||
+            (r = lmp_vocab_load(w->gguf, &w->vocab, &err)) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: %s", w->name, err.msg);
+                return r;
+        }
+        if (w->chat_template && *w->chat_template)
+                family = lmp_chat_family_from_name(w->chat_template);
+        else if (lmp_gguf_get_str(w->gguf, "tokenizer.chat_template", &tmpl) == 0) {
+                char *t = lmp_gguf_str_dup(tmpl);
+                if (t)
+                        family = lmp_chat_detect(t);
+                free(t);
+        }
+        int32_t bos = lmp_vocab_bos(w->vocab), eos = lmp_vocab_eos(w->vocab);
+        size_t len = 0;
+        const char *s = bos >= 0 ? lmp_vocab_token_text(w->vocab, bos, &len) : NULL;
+        w->bos_text = strndup(s ? s : "", s ? len : 0);
+        s = eos >= 0 ? lmp_vocab_token_text(w->vocab, eos, &len) : NULL;
+        w->eos_text = strndup(s ? s : "", s ? len : 0);
+        if (!w->bos_text || !w->eos_text)
+                return -ENOMEM;
+        if ((r = lmp_threadpool_new(w->threads, &w->pool)) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: thread pool: %s", w->name, strerror(-r));
+                return r;
+        }
+        struct lmp_engine_params ep = {
+                .model = w->model, .vocab = w->vocab, .chat_family = family,
+                .bos_text = w->bos_text, .eos_text = w->eos_text,
+                .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch,
+                .max_prompt_tokens = w->max_prompt_tokens, .pool = w->pool,
+                .sink = engine_sink, .sink_userdata = w,
+        };
+        if ((r = lmp_engine_new(&ep, &w->engine, &err)) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: %s", w->name, err.msg);
+                return r;
+        }
+        return 0;
+}
+
+static void free_worker(struct worker *w) {
+        lmp_engine_free(w->engine);
+        lmp_threadpool_free(w->pool);
+        lmp_vocab_free(w->vocab);
+        lmp_model_free(w->model);
+        lmp_gguf_free(w->gguf);
+        lmp_store_free(w->store);
+        free(w->bos_text);
+        free(w->eos_text);
+        lmp_proto_buf_free(&w->event_buf);
+}
+
+static int parse_args(struct worker *w, int argc, char **argv) {
+        static const struct option opts[] = {
+                { "worker", no_argument, NULL, 'W' },
+                { "name", required_argument, NULL, 'n' },
+                { "store-fd", required_argument, NULL, 'f' },
+                { "backend", required_argument, NULL, 'b' },
+                { "threads", required_argument, NULL, 't' },
+                { "slots", required_argument, NULL, 's' },
+                { "ctx", required_argument, NULL, 'c' },
+                { "batch", required_argument, NULL, 'B' },
+                { "max-prompt-tokens", required_argument, NULL, 'P' },
+                { "heartbeat-ms", required_argument, NULL, 'h' },
+                { "liveness", required_argument, NULL, 'l' },
+                { "chat-template", required_argument, NULL, 'T' },
+                { "log-level", required_argument, NULL, 'L' },
+                { "repeat-last-n", required_argument, NULL, 'R' },
+                { 0 },
+        };
+        int c;
+
+        w->store_fd = -1;
+        w->threads = 1;
+        w->slots = 1;
+        w->n_ctx = 2048;
+        w->n_batch = 512;
+        w->heartbeat_ms = 500;
+        w->liveness = 3;
+        w->repeat_last_n = 64;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (c) {
+                case 'W': break;
+                case 'n': snprintf(w->name, sizeof(w->name), "%s", optarg); break;
+                case 'f': w->store_fd = atoi(optarg); break;
+                case 'b': w->backend = optarg; break;
+                case 't': w->threads = atoi(optarg); break;
+                case 's': w->slots = (uint32_t)atoi(optarg); break;
+                case 'c': w->n_ctx = (uint32_t)atoi(optarg); break;
+                case 'B': w->n_batch = (uint32_t)atoi(optarg); break;
+                case 'P': w->max_prompt_tokens = (uint32_t)atoi(optarg); break;
+                case 'h': w->heartbeat_ms = atoi(optarg); break;
+                case 'l': w->liveness = atoi(optarg); break;
+                case 'T': w->chat_template = optarg; break;
+                case 'L': break;
+                case 'R': w->repeat_last_n = atoi(optarg); break;
+                default: return -EINVAL;
+                }
+        }
+        if (!w->name[0] || w->store_fd < 0 || !w->backend || w->threads < 1 || w->slots < 1 || w->heartbeat_ms < 1 ||
+            w->liveness < 1)
+                return -EINVAL;
+        if (w->n_batch < w->slots)
+                w->n_batch = w->slots;
+        return 0;
+}
+
+int lmp_worker_main(int argc, char **argv) {
+        struct worker w = { 0 };
+        void *dealer = NULL, *pair_io = NULL;
+        pthread_t thread;
+        bool thread_started = false;
+        int r, linger = 0;
+
+        /* The supervisor handles signals; a worker just dies on SIGTERM. */
+        signal(SIGPIPE, SIG_IGN);
+        if (parse_args(&w, argc, argv) < 0) {
+                fprintf(stderr, "lmpoold --worker: bad arguments (this mode is started by lmpoold itself)\n");
+                return 2;
+        }
+        lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, LMP_PRI_INFO);
+        if ((r = load_engine(&w)) < 0) {
+                free_worker(&w);
+                return 1;
+        }
+        w.zctx = zmq_ctx_new();
+        dealer = zmq_socket(w.zctx, ZMQ_DEALER);
+        pair_io = zmq_socket(w.zctx, ZMQ_PAIR);
+        w.pair_engine = zmq_socket(w.zctx, ZMQ_PAIR);
+        if (!w.zctx || !dealer || !pair_io || !w.pair_engine ||
+            zmq_setsockopt(dealer, ZMQ_ROUTING_ID, w.name, strlen(w.name)) < 0 ||
+            zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+            zmq_connect(dealer, w.backend) < 0 || zmq_bind(pair_io, PAIR_ENDPOINT) < 0 ||
+            zmq_connect(w.pair_engine, PAIR_ENDPOINT) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: zmq set-up: %s", w.name, zmq_strerror(errno));
+                r = -EIO;
+                goto out;
+        }
+        if (pthread_create(&thread, NULL, engine_thread, &w) != 0) {
+                r = -EAGAIN;
+                goto out;
+        }
+        thread_started = true;
+        {
+                char body[64];
+                snprintf(body, sizeof(body), "%u %d %u", lmp_engine_slots(w.engine), (int)getpid(), w.n_ctx);
+                const char *frames[2] = { "ready", body };
+                size_t lens[2] = { 5, strlen(body) };
+                send_frames(dealer, frames, lens, 2);
+        }
+        r = io_loop(&w, dealer, pair_io);
+out:
+        atomic_store(&w.stop, true);
+        if (thread_started) {
+                if (r < 0) {
+                        /* The router is gone: no one is waiting for the jobs. */
+                        _exit(1);
+                }
+                pthread_join(thread, NULL);
+        }
+        if (dealer)
+                zmq_close(dealer);
+        if (pair_io)
+                zmq_close(pair_io);
+        if (w.pair_engine)
+                zmq_close(w.pair_engine);
+        if (w.zctx)
+                zmq_ctx_term(w.zctx);
+        free_worker(&w);
+        return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,502 @@
+#!/usr/bin/env python3
+"""Integration tests of lmpoold: real processes, a private ipc endpoint,
+fixture models, clients speaking the wire protocol with pyzmq (and the
+lmpool CLI, which uses liblmpool).
+
+Each scenario starts its own daemon with its own configuration and checks
+what a user would: answers equal `lmpool run`'s, the weights are shared,
+bounds answer with their error codes, a killed worker costs one request."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+import zmq
+
+BIN = os.environ.get("LMPOOL_BIN")
+DAEMON = os.environ.get("LMPOOLD_BIN")
+FIXTURES = os.environ.get("LMPOOL_FIXTURES", "")
+SRCDIR = os.environ.get("LMPOOL_SRCDIR", ".")
+MODEL = os.path.join(FIXTURES, "models", "llama-q4_k_m.gguf")
+DEEP = os.path.join(FIXTURES, "models", "llama-deep-q8_0.gguf")
+
+PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time"
+
+
+def model_yaml(name, path, workers=1, slots=1, ctx=2048, threads=1, extra=""):
+    return (f"  - name: {name}\n    path: {path}\n    workers: {workers}\n    slots: {slots}\n"
+            f"    ctx: {ctx}\n    threads: {threads}\n{extra}")
+
+
+class Daemon:
+    """One lmpoold in a temporary directory, logs captured."""
+
+    def __init__(self, models, limits="", cgroup=None, env=None):
+        self.dir = tempfile.mkdtemp(prefix="lmpool-it-")
+        self.endpoint = f"ipc://{self.dir}/lmpool.sock"
+        self.config = os.path.join(self.dir, "lmpool.yaml")
+        with open(self.config, "w") as f:
+            f.write(f"router:\n  endpoint: {self.endpoint}\n  heartbeat_ms: 200\n")
+            f.write("log:\n  target: stderr\n  memory_interval_s: 1\n")
+            f.write("workers:\n  respawn_min_ms: 100\n")
+            if limits:
+                f.write("limits:\n" + limits)
+            f.write("models:\n" + "".join(models))
+        self.log_path = os.path.join(self.dir, "lmpoold.log")
+        self.log = open(self.log_path, "w")
+        e = dict(os.environ)
+        e.pop("LMPOOL_PROFILE", None)
+        e["RUNTIME_DIRECTORY"] = self.dir
+        e.update(env or {})
+
+        def enter_cgroup():
+            if cgroup:
+                with open(os.path.join(cgroup, "cgroup.procs"), "w") as cg:
+                    cg.write(str(os.getpid()))
+
+        self.proc = subprocess.Popen([DAEMON, "--config", self.config], stdout=self.log, stderr=self.log,
+                                     env=e, preexec_fn=enter_cgroup)
+        self.ctx = zmq.Context()
+
+    def socket(self):
+        s = self.ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect(self.endpoint)
+        return s
+
+    def request(self, req, timeout=30.0, sock=None):
+        """Sends one request, returns the list of events up to the last."""
+        s = sock or self.socket()
+        s.send(json.dumps(req).encode() if isinstance(req, dict) else req)
+        events = []
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0 or not s.poll(int(left * 1000)):
+                raise TimeoutError(f"no answer to {req!r}; events so far {events}")
+            ev = json.loads(s.recv())
+            events.append(ev)
+            if ev["event"] != "token":
+                break
+        if sock is None:
+            s.close()
+        return events
+
+    def wait_ready(self, timeout=60.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("lmpoold exited: " + self.logs())
+            try:
+                ev = self.request({"v": 1, "id": "h", "type": "health"}, timeout=1.0)[-1]
+                if ev.get("status") in ("ok", "degraded"):
+                    return ev
+            except TimeoutError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("lmpoold not ready: " + self.logs())
+
+    def stats(self):
+        return self.request({"v": 1, "id": "s", "type": "stats"})[-1]
+
+    def logs(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def events(self, name):
+        """The logfmt lines of one event, as dicts."""
+        out = []
+        for line in self.logs().splitlines():
+            if f" event={name} " not in line:
+                continue
+            out.append(dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line)))
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.ctx.destroy(linger=0)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def generate(model, prompt=PROMPT, **kw):
+    req = {"v": 1, "id": kw.pop("id", "g"), "type": "generate", "model": model, "prompt": prompt,
+           "temperature": 0, "return_ids": True}
+    req.update(kw)
+    return req
+
+
+def ids_of(events):
+    return [i for e in events if e["event"] == "token" for i in e.get("ids", [])]
+
+
+def reference_ids(model_path, prompt, n):
+    """Greedy ids from `lmpool run`, the engine without the daemon."""
+    toks = subprocess.run([BIN, "tokenize", model_path, "--text", prompt], check=True, capture_output=True,
+                          text=True).stdout.split()
+    out = subprocess.run([BIN, "run", model_path, "--ids", " ".join(toks), "-n", str(n), "--temp", "0",
+                          "--print-ids", "--threads", "1"], check=True, capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def smaps_region(pid, name):
+    """Rss/Pss/Private bytes of the mappings of pid whose name contains name."""
+    tot = {"Rss": 0, "Pss": 0, "Private": 0}
+    inside = False
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                inside = name in line
+            elif inside:
+                k, v = line.split(":", 1)
+                kb = int(v.split()[0]) * 1024 if v.strip().endswith("kB") else 0
+                if k in ("Rss", "Pss"):
+                    tot[k] += kb
+                elif k in ("Private_Clean", "Private_Dirty"):
+                    tot["Private"] += kb
+    return tot
+
+
+def pss(pid):
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PoolTests(unittest.TestCase):
+    """Three workers of one model."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon([model_yaml("m", MODEL, workers=3, slots=2)],
+                       limits="  queue_length: 4\n  max_prompt_tokens: 64\n")
+        cls.d.wait_ready()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def test_concurrent_streams_conform(self):
+        n = 24
+        want = reference_ids(MODEL, PROMPT, n)
+        results = [None] * 3
+
+        def client(i):
+            results[i] = self.d.request(generate("m", id=f"c{i}", max_tokens=n, ignore_eos=True))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for evs in results:
+            self.assertEqual(evs[-1]["event"], "done", evs[-1])
+            self.assertEqual(ids_of(evs), want)
+            self.assertEqual(evs[-1]["usage"]["generated_tokens"], n)
+            self.assertIn("ttft_ms", evs[-1]["timings"])
+
+    def test_weights_shared(self):
+        st = self.d.stats()
+        pids = [w["pid"] for w in st["workers"] if w["state"] == "ready"]
+        self.assertEqual(len(pids), 3)
+        # Serve something on every worker so that they have touched the weights.
+        for i in range(3):
+            self.d.request(generate("m", id=f"w{i}", max_tokens=4))
+        loaded = self.d.events("model_loaded")[0]
+        store = int(loaded["store_bytes"])
+        per_worker = int(loaded["kv_bytes_per_worker"]) + int(loaded["scratch_bytes_per_worker"])
+        total = pss(self.d.proc.pid)
+        for pid in pids:
+            region = smaps_region(pid, "lmpool-store:m")
+            self.assertGreater(region["Rss"], 0, "the worker maps the store")
+            self.assertLess(region["Private"], 64 * 1024, f"worker {pid} holds store pages privately: {region}")
+            total += pss(pid)
+        self.assertLess(total, store + 3 * per_worker + 64 * 2**20)
+
+    def test_errors_keep_serving(self):
+        d = self.d
+        ev = d.request(generate("nope"))[-1]
+        self.assertEqual((ev["event"], ev["code"]), ("error", "unknown_model"))
+        ev = d.request(b"{not json")[-1]
+        self.assertEqual((ev["event"], ev["code"]), ("error", "bad_request"))
+        self.assertIsNone(ev["id"])
+        ev = d.request({"v": 1, "id": "x", "type": "generate", "model": "m", "prompt": "a", "top_p": 7})[-1]
+        self.assertEqual(ev["code"], "bad_request")
+        self.assertIn("top_p", ev["message"])
+        ev = d.request(generate("m", prompt="word " * 200, max_tokens=2))[-1]
+        self.assertEqual((ev["event"], ev["code"]), ("error", "too_long"))
+        ev = d.request(generate("m", max_tokens=2))[-1]
+        self.assertEqual(ev["event"], "done")
+
+    def test_python_example(self):
+        out = subprocess.run([sys.executable, os.path.join(SRCDIR, "docs", "examples", "client.py"),
+                              "--endpoint", self.d.endpoint, "--model", "m", "--max-tokens", "8",
+                              "--temperature", "0", "generate", PROMPT],
+                             capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+    def test_cli_generate(self):
+        out = subprocess.run([BIN, "generate", "--endpoint", self.d.endpoint, "--model", "m", "--prompt", PROMPT,
+                              "-n", "8", "--temp", "0"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        out = subprocess.run([BIN, "health", "--endpoint", self.d.endpoint], capture_output=True, text=True,
+                             timeout=30)
+        self.assertEqual(out.returncode, 0, out.stderr)
+
+
+class ChatTests(unittest.TestCase):
+    def test_chat_through_template(self):
+        d = Daemon([model_yaml("m", MODEL, extra="    chat_template: zephyr\n")])
+        try:
+            d.wait_ready()
+            evs = d.request({"v": 1, "id": "c", "type": "chat", "model": "m", "max_tokens": 6, "temperature": 0,
+                             "messages": [{"role": "system", "content": "Be brief."},
+                                          {"role": "user", "content": "Hello there"}]})
+            self.assertEqual(evs[-1]["event"], "done", evs[-1])
+            # <|system|>\nBe brief.</s>\n<|user|>\nHello there</s>\n<|assistant|>\n: more tokens than the text alone
+            self.assertGreater(evs[-1]["usage"]["prompt_tokens"], 10)
+            # A model without a template refuses chat with a clear message.
+        finally:
+            d.stop()
+        d = Daemon([model_yaml("m", MODEL)])
+        try:
+            d.wait_ready()
+            ev = d.request({"v": 1, "id": "c", "type": "chat", "model": "m",
+                            "messages": [{"role": "user", "content": "Hi"}]})[-1]
+            self.assertEqual((ev["event"], ev["code"]), ("error", "bad_request"))
+            self.assertIn("chat_template", ev["message"])
+        finally:
+            d.stop()
+
+
+class LifecycleTests(unittest.TestCase):
+    def test_sigterm_drains_and_sighup_reloads(self):
+        d = Daemon([model_yaml("m", DEEP, workers=1, slots=2, ctx=4096)])
+        try:
+            d.wait_ready()
+            with open(d.config) as f:
+                text = f.read()
+            with open(d.config, "w") as f:
+                f.write(text.replace("log:\n", "limits:\n  queue_length: 7\nlog:\n"))
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 5
+            while not d.events("reloaded") and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(d.events("reloaded"))
+            s = d.socket()
+            s.send(json.dumps(generate("m", id="long", max_tokens=400, ignore_eos=True)).encode())
+            self.assertTrue(s.poll(10000))
+            first = json.loads(s.recv())
+            self.assertEqual(first["event"], "token")
+            d.proc.send_signal(signal.SIGTERM)
+            # The running request still finishes; new ones are refused.
+            ev = d.request(generate("m", id="late", max_tokens=2), timeout=10)[-1]
+            self.assertEqual((ev["event"], ev.get("code")), ("error", "busy"))
+            while True:
+                self.assertTrue(s.poll(30000))
+                ev = json.loads(s.recv())
+                if ev["event"] != "token":
+                    break
+            self.assertEqual(ev["event"], "done", ev)
+            s.close()
+            self.assertEqual(d.proc.wait(timeout=20), 0)
+            self.assertTrue(d.events("stopped"))
+        finally:
+            d.stop()
+
+
+class QueueTests(unittest.TestCase):
+    def test_queue_full_is_busy(self):
+        d = Daemon([model_yaml("m", DEEP, workers=1, slots=1, ctx=4096)], limits="  queue_length: 1\n")
+        try:
+            d.wait_ready()
+            socks = [d.socket() for _ in range(3)]
+            for i, s in enumerate(socks):
+                s.send(json.dumps(generate("m", id=f"q{i}", max_tokens=3000, ignore_eos=True,
+                                           stream=False)).encode())
+                time.sleep(0.05)
+            ev = json.loads(socks[2].recv())
+            self.assertEqual((ev["event"], ev["code"]), ("error", "busy"))
+            self.assertTrue(d.events("overload"))
+            for s in socks[:2]:
+                s.send(json.dumps({"v": 1, "id": "cx", "type": "cancel",
+                                   "target": "q0" if s is socks[0] else "q1"}).encode())
+            for s in socks:
+                s.close()
+            self.assertEqual(d.request(generate("m", max_tokens=2))[-1]["event"], "done")
+        finally:
+            d.stop()
+
+
+class CrashTests(unittest.TestCase):
+    def test_kill_busy_worker(self):
+        d = Daemon([model_yaml("m", DEEP, workers=2, slots=1, ctx=4096)])
+        try:
+            d.wait_ready()
+            socks = [d.socket(), d.socket()]
+            for i, s in enumerate(socks):
+                s.send(json.dumps(generate("m", id=f"k{i}", max_tokens=4000, ignore_eos=True)).encode())
+            # Wait for both workers to be busy, then kill one.
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                busy = [w for w in d.stats()["workers"] if w["active"] > 0]
+                if len(busy) == 2:
+                    break
+            self.assertEqual(len(busy), 2, "both workers busy")
+            victim = busy[0]
+            t_kill = time.time()
+            os.kill(victim["pid"], signal.SIGKILL)
+            # The victim's client hears worker_lost within 2 s.
+            poller = zmq.Poller()
+            for s in socks:
+                poller.register(s, zmq.POLLIN)
+            outcomes = {}
+            while len(outcomes) < 1 and time.time() - t_kill < 10:
+                for s, _ in poller.poll(100):
+                    i = socks.index(s)
+                    ev = json.loads(s.recv())
+                    if ev["event"] != "token" and i not in outcomes:
+                        outcomes[i] = ev
+            self.assertEqual(len(outcomes), 1, "one request ended")
+            (lost_i, lost_ev), = outcomes.items()
+            self.assertEqual(lost_ev.get("code"), "worker_lost", lost_ev)
+            self.assertLess(time.time() - t_kill, 2.0)
+            # A new worker is ready within 2 s of the kill.
+            while time.time() - t_kill < 2.0:
+                w = {w["name"]: w for w in d.stats()["workers"]}[victim["name"]]
+                if w["state"] == "ready" and w["pid"] != victim["pid"]:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(w["state"], "ready")
+            self.assertNotEqual(w["pid"], victim["pid"])
+            self.assertLess(time.time() - t_kill, 2.5)
+            # The other client finishes normally.
+            other = socks[1 - lost_i]
+            while True:
+                self.assertTrue(other.poll(120000), "the other request finishes")
+                ev = json.loads(other.recv())
+                if ev["event"] != "token":
+                    break
+            self.assertEqual(ev["event"], "done", ev)
+            self.assertEqual(ev["finish"], "length")
+            self.assertEqual(d.events("worker_exited")[0]["exit_signal"], "9")
+            for s in socks:
+                s.close()
+        finally:
+            d.stop()
+
+
+def make_cgroup(limit):
+    """A memory cgroup with a limit (v2 or v1), or None where we may not."""
+    for base, limit_file in (("/sys/fs/cgroup", "memory.max"), ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")):
+        if not os.path.exists(os.path.join(base, limit_file.replace("memory.max", "cgroup.controllers"))) \
+                and limit_file == "memory.max":
+            continue
+        path = os.path.join(base, f"lmpool-it-{os.getpid()}")
+        try:
+            os.mkdir(path)
+            with open(os.path.join(path, limit_file), "w") as f:
+                f.write(str(limit))
+            return path
+        except OSError:
+            continue
+    return None
+
+
+class MemoryLimitTests(unittest.TestCase):
+    def test_model_that_does_not_fit_is_refused(self):
+        cg = make_cgroup(512 * 2**20)
+        if not cg:
+            self.skipTest("cannot create a memory cgroup here (needs root)")
+        # The second model's KV cache alone (4 workers x 4 slots x 16384
+        # positions x 4 KiB) is far above the limit.
+        d = Daemon([model_yaml("small", MODEL), model_yaml("big", DEEP, workers=4, slots=4, ctx=16384)],
+                   cgroup=cg)
+        try:
+            d.wait_ready()
+            refused = d.events("model_refused")
+            self.assertEqual(len(refused), 1)
+            self.assertEqual(refused[0]["model"], "big")
+            self.assertRegex(refused[0]["msg"], r"needs .* but only .* is free \(cgroup limit 512\.0 MiB")
+            loaded = d.events("model_loaded")
+            self.assertEqual([e["model"] for e in loaded], ["small"])
+            for key in ("rss_bytes_before", "rss_bytes", "mem_available_before", "cgroup_limit", "load_ms"):
+                self.assertIn(key, loaded[0])
+            self.assertEqual(d.request(generate("small", max_tokens=3))[-1]["event"], "done")
+            self.assertEqual(d.request(generate("big", max_tokens=3))[-1]["code"], "unknown_model")
+        finally:
+            d.stop()
+            os.rmdir(cg)
+
+
+class WorkerCgroupTests(unittest.TestCase):
+    def test_memory_max_per_worker(self):
+        probe = make_cgroup(1 << 40)
+        if not probe:
+            self.skipTest("cannot create a memory cgroup here (needs root)")
+        os.rmdir(probe)
+        d = Daemon([model_yaml("a", MODEL, extra="    memory_max: 1G\n"),
+                    model_yaml("b", MODEL, extra="    memory_max: 4M\n")])
+        try:
+            # "a" serves inside its own 1 GiB cgroup.
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    ws = {w["name"]: w for w in d.stats()["workers"]}
+                    if ws["a/0"]["state"] == "ready":
+                        break
+                except (TimeoutError, KeyError):
+                    pass
+                time.sleep(0.1)
+            pid = ws["a/0"]["pid"]
+            with open(f"/proc/{pid}/cgroup") as f:
+                line = [l for l in f if "worker-a-0" in l]
+            self.assertTrue(line, "the worker runs in its own cgroup")
+            self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
+            # "b" cannot live in 4 MiB: the kernel kills it, alone, again and again.
+            deadline = time.time() + 20
+            while time.time() < deadline and not [e for e in d.events("worker_exited") if e["worker"] == "b/0"]:
+                time.sleep(0.1)
+            exits = [e for e in d.events("worker_exited") if e["worker"] == "b/0"]
+            self.assertTrue(exits, d.logs())
+            self.assertEqual(exits[0]["exit_signal"], "9")
+            self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
+        finally:
+            d.stop()
+
+
+class ConfigTests(unittest.TestCase):
+    def test_check_config_rejects_with_lines(self):
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write("limits:\n  queue_length: 0\nmodels:\n  - name: m\n    path: /x.gguf\n    workerz: 2\n")
+        try:
+            out = subprocess.run([DAEMON, "--check-config", f.name], capture_output=True, text=True)
+            self.assertEqual(out.returncode, 1)
+            self.assertIn(f"{f.name}:2:", out.stderr)
+            self.assertIn(f"{f.name}:6:", out.stderr)
+        finally:
+            os.unlink(f.name)
+
+
+if __name__ == "__main__":
+    if not os.path.exists(MODEL):
+        print("fixtures not found: skipped")
+        sys.exit(77)
+    unittest.main(verbosity=2)
