@@ -20,7 +20,8 @@ expect_fail() { # exit code, then the command
 "$LMPOOL_BIN" mkmodel --shape test-llama --type f16 --seed 5 -o "$dir/f16.gguf" 2>"$dir/err"
 grep -q 'wrote test-llama f16' "$dir/err"
 "$LMPOOL_BIN" gguf "$dir/f16.gguf" | grep -Eq '^  all +21 tensors'
-"$LMPOOL_BIN" quantize "$dir/f16.gguf" "$dir/q4.gguf" q4_k_m --threads 2
+"$LMPOOL_BIN" quantize "$dir/f16.gguf" "$dir/q4.gguf" q4_k_m --threads 2 2>"$dir/err"
+grep -q "wrote $dir/q4.gguf (q4_k_m): [0-9]* bytes" "$dir/err"
 "$LMPOOL_BIN" gguf "$dir/q4.gguf" > "$dir/out"
 grep -q 'general.file_type: 15' "$dir/out"
 grep -Eq '^  q6_K +3 tensors' "$dir/out"     # output, blk.1's attn_v and ffn_down
