@@ -84,5 +84,8 @@ int lmp_cmd_quantize(int argc, char **argv) {
                 fprintf(stderr, "lmpool quantize: %s\n", err.msg[0] ? err.msg : lmp_strerror_name(r));
                 return 1;
         }
+        if (stat(pos[1], &st) == 0)
+                fprintf(stderr, "wrote %s (%s): %lld bytes (%.1f MiB)\n", pos[1], ft->name, (long long)st.st_size,
+                        (double)st.st_size / (1 << 20));
         return 0;
 }
