@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "model/model.h"
 
@@ -59,6 +60,7 @@ struct lmp_ctx {
         uint32_t n_ctx, n_seq, n_batch;
         uint32_t q_dim, kv_dim;
 
+        size_t cache_bytes;     /* of each of k_cache and v_cache */
         float *k_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
         float *v_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
         uint32_t *seq_len;      /* (n_seq) */
@@ -92,8 +94,10 @@ static inline float *cache_at(const struct lmp_ctx *c, float *base, int32_t seq,
 void lmp_ctx_free(struct lmp_ctx *c) {
         if (!c)
                 return;
-        free(c->k_cache);
-        free(c->v_cache);
+        if (c->k_cache)
+                munmap(c->k_cache, c->cache_bytes);
+        if (c->v_cache)
+                munmap(c->v_cache, c->cache_bytes);
         free(c->seq_len);
         free(c->seq_last);
         free(c->x);
@@ -125,6 +129,19 @@ static void *alloc_array(size_t a, size_t b, size_t elem) {
         return p;
 }
 
+/* The KV cache: anonymous pages, zero on first touch, so that a worker's
+ * memory grows with the positions its sequences use, not with n_ctx. */
+static float *alloc_cache(size_t rows, size_t dim, size_t *ret_bytes) {
+        size_t n;
+        if (lmp_mul_overflow(rows, dim, &n) || lmp_mul_overflow(n, sizeof(float), &n))
+                return NULL;
+        void *p = mmap(NULL, n ? n : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED)
+                return NULL;
+        *ret_bytes = n ? n : 1;
+        return p;
+}
+
 static size_t n_att_tasks_max(uint32_t n_batch, uint32_t n_head) {
         /* Each run of T entries makes ceil(T / ATT_TILE) tiles per head. */
         return ((size_t)n_batch + n_batch / ATT_TILE + 1) * n_head;
@@ -152,8 +169,8 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->kv_dim = hp->n_head_kv * hp->head_dim;
 
         size_t cache_rows = (size_t)n_seq * hp->n_layer * n_ctx;
-        c->k_cache = alloc_array(cache_rows, c->kv_dim, sizeof(float));
-        c->v_cache = alloc_array(cache_rows, c->kv_dim, sizeof(float));
+        c->k_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+        c->v_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
         c->seq_len = alloc_array(n_seq, 1, sizeof(uint32_t));
         c->seq_last = alloc_array(n_seq, 1, sizeof(int32_t));
         c->x = alloc_array(n_batch, hp->n_embd, sizeof(float));
