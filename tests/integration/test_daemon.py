@@ -39,12 +39,12 @@ def model_yaml(name, path, workers=1, slots=1, ctx=2048, threads=1, extra=""):
 class Daemon:
     """One lmpoold in a temporary directory, logs captured."""
 
-    def __init__(self, models, limits="", cgroup=None, env=None):
+    def __init__(self, models, limits="", cgroup=None, env=None, router_extra=""):
         self.dir = tempfile.mkdtemp(prefix="lmpool-it-")
         self.endpoint = f"ipc://{self.dir}/lmpool.sock"
         self.config = os.path.join(self.dir, "lmpool.yaml")
         with open(self.config, "w") as f:
-            f.write(f"router:\n  endpoint: {self.endpoint}\n  heartbeat_ms: 200\n")
+            f.write(f"router:\n  endpoint: {self.endpoint}\n  heartbeat_ms: 200\n{router_extra}")
             f.write("log:\n  target: stderr\n  memory_interval_s: 1\n")
             f.write("workers:\n  respawn_min_ms: 100\n")
             if limits:
@@ -132,6 +132,19 @@ class Daemon:
         self.ctx.destroy(linger=0)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class socket_free_port:
+    """A TCP port on 127.0.0.1 that nothing listens on (closed on exit)."""
+
+    def __enter__(self):
+        import socket
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        return self.s.getsockname()[1]
+
+    def __exit__(self, *exc):
+        self.s.close()
 
 
 def generate(model, prompt=PROMPT, **kw):
@@ -259,6 +272,26 @@ class PoolTests(unittest.TestCase):
         out = subprocess.run([BIN, "health", "--endpoint", self.d.endpoint], capture_output=True, text=True,
                              timeout=30)
         self.assertEqual(out.returncode, 0, out.stderr)
+
+
+class EndpointTests(unittest.TestCase):
+    def test_tcp_endpoint_and_models(self):
+        with socket_free_port() as port:
+            pass
+        d = Daemon([model_yaml("m", MODEL, workers=2)], router_extra=f"  tcp: tcp://127.0.0.1:{port}\n")
+        try:
+            d.wait_ready()
+            s = d.ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(f"tcp://127.0.0.1:{port}")
+            ev = d.request({"v": 1, "id": "m", "type": "models"}, sock=s)[-1]
+            self.assertEqual(ev["event"], "models")
+            self.assertEqual([(m["name"], m["workers"], m["ready"], m["arch"]) for m in ev["models"]],
+                             [("m", 2, 2, "llama")])
+            self.assertEqual(d.request(generate("m", max_tokens=3), sock=s)[-1]["event"], "done")
+            s.close()
+        finally:
+            d.stop()
 
 
 class ChatTests(unittest.TestCase):
