@@ -468,6 +468,11 @@ int lmp_engine_step(struct lmp_engine *e) {
                 if (!sl->generating)
                         sl->t_prompt_done = now_ms();
                 int32_t tok = lmp_sampler_sample(sl->sampler, logits);
+                if (tok < 0) {
+                        emit_error(e, sl->job, "bad_request", "the sampling parameters leave no token to choose");
+                        release(e, sl);
+                        continue;
+                }
                 if (accept_token(e, sl, tok))
                         continue;
                 if (sl->n_cache >= e->p.n_ctx)
