@@ -299,36 +299,7 @@ static inline bool cand_before(const struct cand *a, const struct cand *b) {
         return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
 
-static void heap_push(struct cand *h, size_t *n, struct cand c) {
-        size_t i = (*n)++;
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-                if (!cand_before(&c, &h[p]))
-                        break;
-                h[i] = h[p];
-                i = p;
-        }
-        h[i] = c;
-}
-
-static struct cand heap_pop(struct cand *h, size_t *n) {
-        struct cand top = h[0], last = h[--(*n)];
-        size_t i = 0;
-        for (;;) {
-                size_t c = 2 * i + 1;
-                if (c >= *n)
-                        break;
-                if (c + 1 < *n && cand_before(&h[c + 1], &h[c]))
-                        c++;
-                if (!cand_before(&h[c], &last))
-                        break;
-                h[i] = h[c];
-                i = c;
-        }
-        if (*n)
-                h[i] = last;
-        return top;
-}
+LMP_DEFINE_HEAP(static, cand_, struct cand, cand_before)
 
 static void try_pair(const struct lmp_vocab *v, struct sym *s, struct cand *h, size_t *nh, int32_t l,
                      int32_t r) {
@@ -336,7 +307,7 @@ static void try_pair(const struct lmp_vocab *v, struct sym *s, struct cand *h, s
                 return;
         const struct lmp_merge_slot *m = find_merge(v, s[l].id, s[r].id);
         if (m)
-                heap_push(h, nh, (struct cand){ m->rank, l, r, s[l].id, s[r].id });
+                cand_push(h, nh, (struct cand){ m->rank, l, r, s[l].id, s[r].id });
 }
 
 /* Merges one word (raw bytes) and emits its tokens. */
@@ -378,7 +349,7 @@ static int bpe_word(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const uint
                 try_pair(v, s, h, &nh, (int32_t)i - 1, (int32_t)i);
 
         while (nh) {
-                struct cand c = heap_pop(h, &nh);
+                struct cand c = cand_pop(h, &nh);
                 struct sym *l = &s[c.left], *r = &s[c.right];
                 /* Stale: one side has merged since this pair was queued. */
                 if (l->id != c.lid || r->id != c.rid || l->next != c.right)

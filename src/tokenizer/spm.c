@@ -31,36 +31,7 @@ static inline bool cand_before(const struct cand *a, const struct cand *b) {
         return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-static void heap_push(struct cand *h, size_t *n, struct cand c) {
-        size_t i = (*n)++;
-        while (i > 0) {
-                size_t p = (i - 1) / 2;
-                if (!cand_before(&c, &h[p]))
-                        break;
-                h[i] = h[p];
-                i = p;
-        }
-        h[i] = c;
-}
-
-static struct cand heap_pop(struct cand *h, size_t *n) {
-        struct cand top = h[0], last = h[--(*n)];
-        size_t i = 0;
-        for (;;) {
-                size_t c = 2 * i + 1;
-                if (c >= *n)
-                        break;
-                if (c + 1 < *n && cand_before(&h[c + 1], &h[c]))
-                        c++;
-                if (!cand_before(&h[c], &last))
-                        break;
-                h[i] = h[c];
-                i = c;
-        }
-        if (*n)
-                h[i] = last;
-        return top;
-}
+LMP_DEFINE_HEAP(static, cand_, struct cand, cand_before)
 
 static void try_pair(const struct lmp_vocab *v, const char *t, const struct sym *s, struct cand *h,
                      size_t *nh, int32_t l, int32_t r) {
@@ -70,7 +41,7 @@ static void try_pair(const struct lmp_vocab *v, const char *t, const struct sym 
         int32_t id = lmp_vocab_lookup(v, t + s[l].start, size);
         if (id == LMP_TOKEN_NONE)
                 return;
-        heap_push(h, nh, (struct cand){ v->score[id], l, r, size, id });
+        cand_push(h, nh, (struct cand){ v->score[id], l, r, size, id });
 }
 
 static bool is_space_sym(const char *t, const struct sym *s) {
@@ -171,7 +142,7 @@ int lmp_spm_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const cha
                 for (size_t i = a + 1; i < b; i++)
                         try_pair(v, t, s, h, &nh, (int32_t)i - 1, (int32_t)i);
                 while (nh) {
-                        struct cand c = heap_pop(h, &nh);
+                        struct cand c = cand_pop(h, &nh);
                         struct sym *l = &s[c.left], *r = &s[c.right];
                         /* Stale: a side has merged since (sizes no longer add up). */
                         if (l->n == 0 || r->n == 0 || l->n + r->n != c.size)

@@ -12,6 +12,41 @@
 
 #include "tokenizer/tokenizer.h"
 
+/* A binary min-heap over an array of TYPE ordered by BEFORE(a, b), as two
+ * functions PREFIXpush(h, &n, x) and PREFIXpop(h, &n): the BPE and
+ * SentencePiece merge queues differ only in their element and order. The
+ * caller sizes the array. */
+#define LMP_DEFINE_HEAP(storage, prefix, type, before)                          \
+        storage void prefix##push(type *h, size_t *n, type c) {                 \
+                size_t i = (*n)++;                                              \
+                while (i > 0) {                                                 \
+                        size_t p = (i - 1) / 2;                                 \
+                        if (!before(&c, &h[p]))                                 \
+                                break;                                          \
+                        h[i] = h[p];                                            \
+                        i = p;                                                  \
+                }                                                               \
+                h[i] = c;                                                       \
+        }                                                                       \
+        storage type prefix##pop(type *h, size_t *n) {                          \
+                type top = h[0], last = h[--(*n)];                              \
+                size_t i = 0;                                                   \
+                for (;;) {                                                      \
+                        size_t c = 2 * i + 1;                                   \
+                        if (c >= *n)                                            \
+                                break;                                          \
+                        if (c + 1 < *n && before(&h[c + 1], &h[c]))             \
+                                c++;                                            \
+                        if (!before(&h[c], &last))                              \
+                                break;                                          \
+                        h[i] = h[c];                                            \
+                        i = c;                                                  \
+                }                                                               \
+                if (*n)                                                         \
+                        h[i] = last;                                            \
+                return top;                                                     \
+        }
+
 #define LMP_PRE_MAX_REGEX 4
 
 /* A byte range inside one of the vocabulary's arenas. */
