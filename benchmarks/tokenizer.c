@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/readfile.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -29,24 +30,6 @@ static double now(void) {
         return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static char *read_file(const char *path) {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-                return NULL;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-        }
-        if (buf)
-                buf[n] = '\0';
-        fclose(f);
-        return buf;
-}
-
 static int bench(const char *dir, const char *name, double secs, struct result *res) {
         char path[4096];
         struct lmp_gguf *g;
@@ -54,7 +37,8 @@ static int bench(const char *dir, const char *name, double secs, struct result *
         struct lmp_error err = { 0 };
 
         snprintf(path, sizeof(path), "%s/tokenizer/%s.json", dir, name);
-        char *json = read_file(path);
+        char *json = NULL;
+        lmp_read_file(path, &json, NULL);
         cJSON *root = json ? cJSON_Parse(json) : NULL;
         free(json);
         if (!root) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/readfile.h"
 #include "tokenizer/chat_template.h"
 
 static int failures;
@@ -23,24 +24,6 @@ static int failures;
                 failures++;                                                    \
         }                                                                      \
 } while (0)
-
-static char *slurp(const char *path) {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-                return NULL;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-        }
-        if (buf)
-                buf[n] = '\0';
-        fclose(f);
-        return buf;
-}
 
 static const struct {
         const char *file;
@@ -63,7 +46,8 @@ static void check_fixture(const char *dir, const char *name) {
         char *path = NULL;
         if (asprintf(&path, "%s/%s", dir, name) < 0)
                 abort();
-        char *text = slurp(path);
+        char *text = NULL;
+        lmp_read_file(path, &text, NULL);
         CHECK(text != NULL, "%s: cannot read", path);
         free(path);
         if (!text)
@@ -77,7 +61,8 @@ static void check_fixture(const char *dir, const char *name) {
         const cJSON *tpl_name = cJSON_GetObjectItem(j, "template");
         if (asprintf(&path, "%s/%s", dir, tpl_name->valuestring) < 0)
                 abort();
-        char *tpl = slurp(path);
+        char *tpl = NULL;
+        lmp_read_file(path, &tpl, NULL);
         CHECK(tpl != NULL, "%s: cannot read", path);
         free(path);
         enum lmp_chat_family fam = lmp_chat_detect(tpl);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/readfile.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -22,26 +24,6 @@ static uint64_t next(void) {
         rng ^= rng >> 7;
         rng ^= rng << 17;
         return rng;
-}
-
-static char *read_file(const char *path, size_t *ret_len) {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-                return NULL;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-        }
-        fclose(f);
-        if (buf) {
-                buf[n] = '\0';
-                *ret_len = (size_t)n;
-        }
-        return buf;
 }
 
 static const char *const splices[] = {
@@ -77,7 +59,9 @@ int main(void) {
         char path[4096];
         size_t len;
         snprintf(path, sizeof(path), "%s/tokenizer/llama-spm.json", dir ? dir : "");
-        char *json = dir ? read_file(path, &len) : NULL;
+        char *json = NULL;
+        if (dir)
+                lmp_read_file(path, &json, &len);
         if (!json) {
                 printf("tokenizer fixtures not found (LMPOOL_FIXTURES): skipped\n");
                 return 77;
@@ -118,7 +102,9 @@ int main(void) {
 
         /* The vocabulary file with some metadata bytes changed. */
         snprintf(path, sizeof(path), "%s/tokenizer/llama-spm.gguf", dir);
-        uint8_t *gguf = (uint8_t *)read_file(path, &len);
+        char *gguf_text = NULL;
+        lmp_read_file(path, &gguf_text, &len);
+        uint8_t *gguf = (uint8_t *)gguf_text;
         if (gguf) {
                 uint8_t *copy = malloc(len);
                 for (int i = 0; i < 100; i++) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/readfile.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_internal.h" /* white-box: the chunked SentencePiece path */
@@ -26,26 +27,6 @@ static int failures;
                         fputc('\n', stderr);                                 \
                 }                                                            \
         } while (0)
-
-static char *read_file(const char *path, size_t *ret_len) {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-                return NULL;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *buf = malloc((size_t)n + 1);
-        if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-                free(buf);
-                buf = NULL;
-        }
-        fclose(f);
-        if (buf) {
-                buf[n] = '\0';
-                *ret_len = (size_t)n;
-        }
-        return buf;
-}
 
 static void print_ids(const char *what, const int32_t *ids, size_t n) {
         fprintf(stderr, "  %s:", what);
@@ -148,7 +129,8 @@ static void run_cases(const char *dir, const char *name) {
         struct lmp_error err = { 0 };
 
         snprintf(path, sizeof(path), "%s/tokenizer/%s.json", dir, name);
-        char *json = read_file(path, &jlen);
+        char *json = NULL;
+        lmp_read_file(path, &json, &jlen);
         CHECK(json, "cannot read %s", path);
         if (!json)
                 return;
@@ -282,7 +264,8 @@ static void test_spm_chunks(const char *dir) {
         char path[4096], *json;
         size_t jlen;
         snprintf(path, sizeof(path), "%s/tokenizer/llama-spm.json", dir);
-        json = read_file(path, &jlen);
+        json = NULL;
+        lmp_read_file(path, &json, &jlen);
         cJSON *root = json ? cJSON_Parse(json) : NULL;
         const cJSON *c;
         uint64_t rng = 12345;
@@ -536,7 +519,8 @@ static void test_template_renders(const char *dir) {
                 char path[4096];
                 size_t jlen;
                 snprintf(path, sizeof(path), "%s/templates/%s.json", dir, t[i].tmpl);
-                char *json = read_file(path, &jlen);
+                char *json = NULL;
+                lmp_read_file(path, &json, &jlen);
                 cJSON *root = json ? cJSON_Parse(json) : NULL;
                 struct lmp_vocab *v = root ? load(dir, t[i].vocab) : NULL;
                 CHECK(v, "%s: cannot read the render fixture or vocabulary", t[i].tmpl);

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/readfile.h"
 #include "gguf/gguf.h"
 #include "tools/mkmodel.h"
 
@@ -27,23 +28,6 @@ static int failures;
                 fprintf(stderr, "\n"); \
         } \
 } while (0)
-
-static char *slurp(const char *path, size_t *ret_len) {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-                return NULL;
-        fseek(f, 0, SEEK_END);
-        long n = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        char *p = malloc((size_t)n + 1);
-        if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-                free(p);
-                p = NULL;
-        }
-        fclose(f);
-        *ret_len = (size_t)n;
-        return p;
-}
 
 static int make(const char *shape, const char *type, uint64_t seed, int threads, const char *vocab,
                 const char *out, struct lmp_error *err) {
@@ -66,7 +50,10 @@ static void test_reproducible(const char *dir) {
         CHECK(make("test-llama", "q4_k_m", 7, 3, NULL, b, &err) == 0, "%s", err.msg);
         CHECK(make("test-llama", "q4_k_m", 8, 2, NULL, c, &err) == 0, "%s", err.msg);
         size_t na, nb, nc;
-        char *pa = slurp(a, &na), *pb = slurp(b, &nb), *pc = slurp(c, &nc);
+        char *pa = NULL, *pb = NULL, *pc = NULL;
+        lmp_read_file(a, &pa, &na);
+        lmp_read_file(b, &pb, &nb);
+        lmp_read_file(c, &pc, &nc);
         CHECK(pa && pb && pc, "outputs readable");
         if (pa && pb && pc) {
                 CHECK(na == nb && memcmp(pa, pb, na) == 0, "same seed, different thread counts: same bytes");

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/readfile.h"
 #include "gguf/gguf.h"
 
 static int failures;
@@ -27,27 +28,6 @@ static int failures;
                         fputc('\n', stderr);                                       \
                 }                                                                  \
         } while (0)
-
-static uint8_t *read_file(const char *path, size_t *ret_size) {
-        FILE *f = fopen(path, "rb");
-        struct stat st;
-        uint8_t *buf;
-
-        if (!f)
-                return NULL;
-        if (fstat(fileno(f), &st) < 0 || !(buf = malloc((size_t)st.st_size + 1))) {
-                fclose(f);
-                return NULL;
-        }
-        if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-                free(buf);
-                fclose(f);
-                return NULL;
-        }
-        fclose(f);
-        *ret_size = (size_t)st.st_size;
-        return buf;
-}
 
 /* ------------------------------------------------------------- fixtures */
 
@@ -649,7 +629,9 @@ int main(void) {
 
         snprintf(path, sizeof(path), "%s/llama-q4_k_m.gguf", models);
         size_t size;
-        uint8_t *buf = read_file(path, &size);
+        char *text = NULL;
+        lmp_read_file(path, &text, &size);
+        uint8_t *buf = (uint8_t *)text;
         CHECK(buf, "read %s", path);
         if (buf) {
                 struct lmp_gguf *g;
