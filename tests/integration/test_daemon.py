@@ -355,6 +355,36 @@ class LifecycleTests(unittest.TestCase):
             d.stop()
 
 
+class DeadlineTests(unittest.TestCase):
+    def test_timeout_and_cancel(self):
+        d = Daemon([model_yaml("m", DEEP, workers=1, slots=2, ctx=4096)])
+        try:
+            d.wait_ready()
+            t0 = time.time()
+            evs = d.request(generate("m", id="t", max_tokens=4000, ignore_eos=True, timeout_ms=300))
+            self.assertEqual((evs[-1]["event"], evs[-1]["code"]), ("error", "timeout"))
+            self.assertLess(time.time() - t0, 2.0)
+            s = d.socket()
+            s.send(json.dumps(generate("m", id="c", max_tokens=4000, ignore_eos=True)).encode())
+            self.assertEqual(json.loads(s.recv())["event"], "token")
+            s.send(json.dumps({"v": 1, "id": "x", "type": "cancel", "target": "c"}).encode())
+            got = {}
+            while len(got) < 2:
+                self.assertTrue(s.poll(5000))
+                ev = json.loads(s.recv())
+                if ev["event"] != "token":
+                    got[ev["id"]] = ev
+            self.assertEqual((got["c"]["event"], got["c"]["code"]), ("error", "cancelled"))
+            self.assertEqual((got["x"]["event"], got["x"]["found"]), ("cancelled", True))
+            s.close()
+            # Both slots are free again.
+            self.assertEqual(d.request(generate("m", max_tokens=2))[-1]["event"], "done")
+            st = d.stats()
+            self.assertEqual(st["requests"]["timeouts"], 1)
+        finally:
+            d.stop()
+
+
 class QueueTests(unittest.TestCase):
     def test_queue_full_is_busy(self):
         d = Daemon([model_yaml("m", DEEP, workers=1, slots=1, ctx=4096)], limits="  queue_length: 1\n")
