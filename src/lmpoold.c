@@ -24,7 +24,7 @@ static void usage(FILE *f) {
                    "       lmpoold --check-config [FILE]\n"
                    "       lmpoold --version\n"
                    "Serves the models of the configuration (default: $LMPOOL_CONFIG, else %s)\n"
-                   "to lmpool clients over ZeroMQ; see lmpoold(8) and docs/operations.md.\n",
+                   "to lmpool clients over ZeroMQ; see docs/operations.md.\n",
                 LMP_CONFIG_DEFAULT_PATH);
 }
 
