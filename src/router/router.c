@@ -116,8 +116,16 @@ static void send_to_client(struct lmp_daemon *d, const uint8_t *client, size_t c
         for (int s = 0; s < 2; s++) {
                 if (!socks[s])
                         continue;
-                if (zmq_send(socks[s], client, client_len, ZMQ_SNDMORE) < 0)
+                /* Never block the loop on a client: one that has let a
+                 * thousand events pile up (its high-water mark) loses this
+                 * one. Once the first frame is queued the rest follow. */
+                if (zmq_send(socks[s], client, client_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+                        if (errno == EAGAIN) {
+                                d->stats.dropped++;
+                                return;
+                        }
                         continue; /* EHOSTUNREACH: not this socket's client */
+                }
                 if (delimiter)
                         zmq_send(socks[s], "", 0, ZMQ_SNDMORE);
                 zmq_send(socks[s], payload, len, 0);

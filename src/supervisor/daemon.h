@@ -74,6 +74,7 @@ struct lmp_model_rt {
 
 struct lmp_daemon_stats {
         uint64_t total, ok, errors, busy, timeouts, worker_lost;
+        uint64_t dropped;               /* events a client did not read in time */
 };
 
 struct lmp_daemon {

@@ -54,8 +54,9 @@ static void notify_status(struct lmp_daemon *d) {
                         total++;
                         ready += d->models[i].workers[j].state == LMP_WORKER_READY;
                 }
-        sd_notifyf(0, "STATUS=%d/%d workers ready, %zu running, %zu queued, %" PRIu64 " served", ready, total,
-                   lmp_router_running(d), d->queued, d->stats.ok);
+        sd_notifyf(0, "STATUS=%d/%d workers ready, %zu running, %zu queued, %" PRIu64 " served, %" PRIu64
+                   " events dropped for slow clients", ready, total, lmp_router_running(d), d->queued, d->stats.ok,
+                   d->stats.dropped);
 }
 
 void lmp_supervisor_worker_ready(struct lmp_daemon *d, struct lmp_worker_rt *w) {
