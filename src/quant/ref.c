@@ -534,6 +534,27 @@ void lmp_vec_dot_q3_K_q8_K_ref(int n, float *restrict s, const void *restrict vx
         *s = sum8(sums);
 }
 
+/* What the q4_K and q5_K dot products share once a block's values are
+ * unpacked to aux8: 8 sub-blocks with 6-bit scales and mins, the scaled
+ * sums added to sums[8] lane by lane as ggml does, and the min term
+ * (dmin times the mins against the activation's block sums) returned. */
+static float dot_k4_block(const int8_t *aux8, const uint8_t *packed_scales, lmp_fp16 d16, lmp_fp16 dmin16,
+                          const struct lmp_block_q8_K *y, float sums[8]) {
+        uint8_t scales[8], mins[8];
+        for (int j = 0; j < 8; j++)
+                scale_min_k4(j, packed_scales, &scales[j], &mins[j]);
+        int sumi = 0;
+        for (int j = 0; j < 16; j++)
+                sumi += y->bsums[j] * mins[j / 2];
+        int32_t aux32[8] = { 0 };
+        for (int j = 0; j < 16; j++)
+                lanes16(aux32, aux8 + 16 * j, y->qs + 16 * j, scales[j / 2]);
+        const float d = lmp_fp16_to_f32(d16) * y->d;
+        for (int l = 0; l < 8; l++)
+                sums[l] += d * (float)aux32[l];
+        return lmp_fp16_to_f32(dmin16) * y->d * (float)sumi;
+}
+
 void lmp_vec_dot_q4_K_q8_K_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
         const struct lmp_block_q4_K *x = vx;
         const struct lmp_block_q8_K *y = vy;
@@ -547,20 +568,7 @@ void lmp_vec_dot_q4_K_q8_K_ref(int n, float *restrict s, const void *restrict vx
                                 aux8[64 * j + l] = (int8_t)(q4[l] & 0x0f);
                                 aux8[64 * j + 32 + l] = (int8_t)(q4[l] >> 4);
                         }
-                uint8_t scales[8], mins[8];
-                for (int j = 0; j < 8; j++)
-                        scale_min_k4(j, x[i].scales, &scales[j], &mins[j]);
-                int sumi = 0;
-                for (int j = 0; j < 16; j++)
-                        sumi += y[i].bsums[j] * mins[j / 2];
-                int32_t aux32[8] = { 0 };
-                for (int j = 0; j < 16; j++)
-                        lanes16(aux32, aux8 + 16 * j, y[i].qs + 16 * j, scales[j / 2]);
-                const float d = lmp_fp16_to_f32(x[i].d) * y[i].d;
-                for (int l = 0; l < 8; l++)
-                        sums[l] += d * (float)aux32[l];
-                const float dmin = lmp_fp16_to_f32(x[i].dmin) * y[i].d;
-                sumf -= dmin * (float)sumi;
+                sumf -= dot_k4_block(aux8, x[i].scales, x[i].d, x[i].dmin, &y[i], sums);
         }
         *s = sumf + sum8(sums);
 }
@@ -583,20 +591,7 @@ void lmp_vec_dot_q5_K_q8_K_ref(int n, float *restrict s, const void *restrict vx
                                 aux8[64 * j + 32 + l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
                         m <<= 1;
                 }
-                uint8_t scales[8], mins[8];
-                for (int j = 0; j < 8; j++)
-                        scale_min_k4(j, x[i].scales, &scales[j], &mins[j]);
-                int sumi = 0;
-                for (int j = 0; j < 16; j++)
-                        sumi += y[i].bsums[j] * mins[j / 2];
-                int32_t aux32[8] = { 0 };
-                for (int j = 0; j < 16; j++)
-                        lanes16(aux32, aux8 + 16 * j, y[i].qs + 16 * j, scales[j / 2]);
-                const float d = lmp_fp16_to_f32(x[i].d) * y[i].d;
-                for (int l = 0; l < 8; l++)
-                        sums[l] += d * (float)aux32[l];
-                const float dmin = lmp_fp16_to_f32(x[i].dmin) * y[i].d;
-                sumf -= dmin * (float)sumi;
+                sumf -= dot_k4_block(aux8, x[i].scales, x[i].d, x[i].dmin, &y[i], sums);
         }
         *s = sumf + sum8(sums);
 }
