@@ -20,6 +20,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "common/macros.h"
 #include "gguf/gguf.h"
 #include "gguf/types.h"
@@ -486,8 +487,7 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
         struct lmp_gguf_writer *w = NULL;
         const char **names = NULL;
         uint8_t *buf = NULL;
-        char *tmp_path = NULL;
-        FILE *f = NULL;
+        struct lmp_atomic_file out = { 0 };
         int r;
 
         if (s->n_embd % s->n_head || s->n_head % s->n_head_kv)
@@ -567,17 +567,10 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
                 r = lmp_error_set(err, -ENOMEM, "out of memory (%" PRIu64 " bytes for one tensor)", max_size);
                 goto out;
         }
-        if (asprintf(&tmp_path, "%s.tmp", out_path) < 0) {
-                tmp_path = NULL;
-                r = lmp_error_set(err, -ENOMEM, "out of memory");
+        r = lmp_atomic_open(out_path, &out, err);
+        if (r < 0)
                 goto out;
-        }
-        f = fopen(tmp_path, "wbe");
-        if (!f) {
-                r = lmp_error_set(err, -errno, "%s: %s", tmp_path, strerror(errno));
-                goto out;
-        }
-        r = lmp_gguf_writer_begin(w, f, err);
+        r = lmp_gguf_writer_begin(w, out.f, err);
         for (int i = 0; r >= 0 && i < p.n; i++) {
                 const struct tensor_plan *t = &p.t[i];
                 struct gen_ctx g = { t, s, opts->seed, (uint32_t)i };
@@ -594,17 +587,8 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
         }
         if (r >= 0)
                 r = lmp_gguf_writer_finish(w, err);
-        if (fclose(f) != 0 && r >= 0)
-                r = lmp_error_set(err, -EIO, "%s: write failed", tmp_path);
-        f = NULL;
-        if (r >= 0 && rename(tmp_path, out_path) < 0)
-                r = lmp_error_set(err, -errno, "%s: %s", out_path, strerror(errno));
-        if (r < 0)
-                unlink(tmp_path);
 out:
-        if (f)
-                fclose(f);
-        free(tmp_path);
+        r = lmp_atomic_close(&out, r, err);
         free(buf);
         free(names);
         free(p.t);

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "gguf/gguf.h"
 #include "quant/quantize.h"
 #include "tools/encode.h"
@@ -54,8 +55,7 @@ int lmp_quantize_model(const char *in_path, const char *out_path, const struct l
         char **cnames = NULL;
         uint32_t *types = NULL;
         uint8_t *buf = NULL;
-        char *tmp_path = NULL;
-        FILE *f = NULL;
+        struct lmp_atomic_file out = { 0 };
         int r;
 
         r = lmp_gguf_open(in_path, &g, err);
@@ -145,17 +145,10 @@ int lmp_quantize_model(const char *in_path, const char *out_path, const struct l
                 goto out;
         }
 
-        if (asprintf(&tmp_path, "%s.tmp", out_path) < 0) {
-                tmp_path = NULL;
-                r = lmp_error_set(err, -ENOMEM, "out of memory");
+        r = lmp_atomic_open(out_path, &out, err);
+        if (r < 0)
                 goto out;
-        }
-        f = fopen(tmp_path, "wbe");
-        if (!f) {
-                r = lmp_error_set(err, -errno, "%s: %s", tmp_path, strerror(errno));
-                goto out;
-        }
-        r = lmp_gguf_writer_begin(w, f, err);
+        r = lmp_gguf_writer_begin(w, out.f, err);
         for (uint64_t i = 0; r >= 0 && i < n; i++) {
                 const struct lmp_gguf_tensor *t = &g->tensors[i];
                 uint64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
@@ -181,17 +174,8 @@ int lmp_quantize_model(const char *in_path, const char *out_path, const struct l
         }
         if (r >= 0)
                 r = lmp_gguf_writer_finish(w, err);
-        if (fclose(f) != 0 && r >= 0)
-                r = lmp_error_set(err, -EIO, "%s: write failed", tmp_path);
-        f = NULL;
-        if (r >= 0 && rename(tmp_path, out_path) < 0)
-                r = lmp_error_set(err, -errno, "%s: %s", out_path, strerror(errno));
-        if (r < 0)
-                unlink(tmp_path);
 out:
-        if (f)
-                fclose(f);
-        free(tmp_path);
+        r = lmp_atomic_close(&out, r, err);
         free(buf);
         free(types);
         if (cnames)
