@@ -27,6 +27,7 @@
 #define BLAS_MIN_BATCH 16       /* smaller f32 products use our own kernels */
 #define ATT_TILE 32             /* query rows per attention task */
 #define MM_TOK_TILE 8           /* tokens per inner block of a matrix product */
+#define MM_GEMM_TOK_BLOCK 64    /* tokens per call of a gemm kernel */
 
 /* Consecutive batch entries of one sequence at consecutive positions. */
 struct run {
@@ -261,6 +262,17 @@ static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
         const uint8_t *wd = w->data;
         const uint8_t *y = j->y;
         int n = (int)w->n_in;
+        if (w->traits->gemm && j->n_tok > 1) {
+                /* Tokens in blocks that stay in cache while every row of
+                 * the range passes over them. */
+                for (int64_t t0 = 0; t0 < j->n_tok; t0 += MM_GEMM_TOK_BLOCK) {
+                        int nt = (int)LMP_MIN((int64_t)MM_GEMM_TOK_BLOCK, j->n_tok - t0);
+                        w->traits->gemm(n, (int)(end - begin), nt, wd + (size_t)begin * w->row_size,
+                                        w->row_size, y + (size_t)t0 * j->y_stride, j->y_stride,
+                                        j->out + t0 * j->ld + begin, (size_t)j->ld);
+                }
+                return;
+        }
         for (int64_t t0 = 0; t0 < j->n_tok; t0 += MM_TOK_TILE) {
                 int64_t t1 = LMP_MIN(t0 + MM_TOK_TILE, j->n_tok);
                 for (int64_t r = begin; r < end; r++) {

@@ -7,6 +7,7 @@
  * backend, so that activation rounding matches it block for block. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "gguf/types.h"
@@ -24,6 +25,15 @@ struct lmp_quant_traits {
          * NULL for Q8_1 and Q8_K, which are activation types only: a weight
          * tensor of those types must be refused at load. */
         void (*vec_dot)(int n, float *restrict s, const void *restrict x, const void *restrict y);
+        /* The tile product behind prompts and batched decode: for r < nr and
+         * t < nt, s[t * ld + r] = vec_dot(n, x + r * bx, y + t * by), computed
+         * so that each weight block is loaded and unpacked once for all nt
+         * activation rows (and each activation block once for several weight
+         * rows). Any nr, nt >= 1. NULL where the level has none: the caller
+         * then calls vec_dot per (row, token) pair. Results agree with
+         * vec_dot within the same bound as the SIMD vec_dots with theirs. */
+        void (*gemm)(int n, int nr, int nt, const void *restrict x, size_t bx,
+                     const void *restrict y, size_t by, float *restrict s, size_t ld);
 };
 
 /* The best level this CPU supports (AVX2 needs FMA and F16C; AVX-512 needs
