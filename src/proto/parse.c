@@ -92,7 +92,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n) {
         unsigned c = s[0];
         if (c < 0x80)
                 return 1;
-        size_t len;
+        size_t len = 0;
         unsigned lo = 0x80, hi = 0xbf;
         if (c >= 0xc2 && c <= 0xdf)
                 len = 2;
@@ -323,8 +323,8 @@ static int parse_stop(const cJSON *arr, struct lmp_request *r, struct lmp_proto_
 /* generate and chat: the model, the input and every sampling field. */
 static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct lmp_proto_error *err) {
         struct lmp_sampling *s = &r->sampling;
-        const char *str;
-        size_t len;
+        const char *str = NULL;
+        size_t len = 0;
         double d;
         int rc;
 
@@ -502,7 +502,7 @@ int lmp_proto_parse_request(const void *buf, size_t len, struct lmp_request *ret
                 rc = fail(err, LMP_PROTO_BAD_REQUEST, "id", "missing field 'id'");
                 goto out;
         }
-        const char *str;
+        const char *str = NULL;
         if ((rc = get_string(f[F_ID], "id", 1, LMP_PROTO_ID_MAX, &str, NULL, err)) < 0)
                 goto out;
         if (f[F_V]) {
@@ -536,7 +536,7 @@ int lmp_proto_parse_request(const void *buf, size_t len, struct lmp_request *ret
                 rc = parse_generation(f, &r, err);
                 break;
         case LMP_REQ_CANCEL: {
-                size_t n;
+                size_t n = 0;
                 if (!f[F_TARGET])
                         rc = fail(err, LMP_PROTO_BAD_REQUEST, "target", "missing field 'target'");
                 else if ((rc = get_string(f[F_TARGET], "target", 1, LMP_PROTO_ID_MAX, &str, &n, err)) == 0)

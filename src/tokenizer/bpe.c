@@ -415,7 +415,9 @@ static size_t utf8_valid_len(const uint8_t *p, size_t n) {
  * Like llama.cpp, the text between matches is kept as words too. */
 static int split(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const uint8_t *t, size_t off, size_t len,
                  int k, struct lmp_tok_sink *sink) {
-        if (k == v->n_re)
+        /* n_re <= LMP_PRE_MAX_REGEX; the second test says so to the
+         * compiler, which cannot see the bound through the recursion. */
+        if (k >= v->n_re || k >= LMP_PRE_MAX_REGEX)
                 return bpe_word(v, ws, t + off, len, sink);
 
         size_t pos = 0;
