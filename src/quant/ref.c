@@ -621,3 +621,19 @@ void lmp_vec_dot_q6_K_q8_K_ref(int n, float *restrict s, const void *restrict vx
         }
         *s = sum8(sums);
 }
+
+/* ---- gemm: tiles of weight rows by activation rows -------------------- */
+
+/* The definition of the tile product: one reference dot product per (row,
+ * token) pair. The SIMD levels compute the same sums with each weight block
+ * unpacked once per tile. */
+#define GEMM_REF(w, a)                                                                                    \
+void lmp_gemm_##w##_##a##_ref(int n, int nr, int nt, const void *restrict x, size_t bx,                  \
+                              const void *restrict y, size_t by, float *restrict s, size_t ld) {         \
+        for (int t = 0; t < nt; t++)                                                                      \
+                for (int r = 0; r < nr; r++)                                                              \
+                        lmp_vec_dot_##w##_##a##_ref(n, &s[(size_t)t * ld + (size_t)r],                   \
+                                                    (const uint8_t *)x + (size_t)r * bx,                  \
+                                                    (const uint8_t *)y + (size_t)t * by);                 \
+}
+LMP_FOREACH_GEMM_32(GEMM_REF)
