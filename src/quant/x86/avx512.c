@@ -534,3 +534,208 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         }
         *s = _mm512_reduce_add_ps(acc);
 }
+
+/* ---- gemm: 32-value blocks times q8_0 activations ----------------------- */
+
+/* A tile is 16 weight rows, one per int32 lane, by up to GEMM_TOKS
+ * activation rows, one float accumulator each. Each weight block of the 16
+ * rows is transposed once per tile so that register c holds bytes 4c..4c+3
+ * of every row; vpdpbusd then multiplies it by those four activation bytes
+ * of one token, broadcast from memory, and the eight products of a block
+ * land in the row's own lane: no horizontal sums, and the block's float
+ * work (convert, scale, accumulate) is three instructions for 16 rows. The
+ * weights are made unsigned by a bias (q8_0: +128, q4_0: +8, q5_0: +16)
+ * taken out again through each activation block's sum, which, with the
+ * activation scales, is computed once per token tile into a table. */
+#define GEMM_ROWS 16
+#define GEMM_TOKS 16
+#define GEMM_KB 128     /* activation blocks per table */
+
+enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
+
+struct ytab {
+        float d[GEMM_TOKS][GEMM_KB];
+        int32_t corr[GEMM_TOKS][GEMM_KB];   /* -bias * sum of the block's quants */
+};
+
+static inline int32_t load_i32(const void *p) {
+        int32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* 16 bytes at offset off of each of 16 rows, as 4 registers: dword lane r
+ * of v[c] is bytes 4c..4c+3 of row r. */
+static inline __attribute__((always_inline)) void transpose16x16(const uint8_t *const rows[GEMM_ROWS], size_t off,
+                                                                 __m512i v[4]) {
+        __m512i z[4];
+        #pragma GCC unroll 16
+        for (int g = 0; g < 4; g++) {
+                z[g] = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[g] + off)));
+                z[g] = _mm512_inserti32x4(z[g], _mm_loadu_si128((const __m128i *)(rows[g + 4] + off)), 1);
+                z[g] = _mm512_inserti32x4(z[g], _mm_loadu_si128((const __m128i *)(rows[g + 8] + off)), 2);
+                z[g] = _mm512_inserti32x4(z[g], _mm_loadu_si128((const __m128i *)(rows[g + 12] + off)), 3);
+        }
+        /* 128-bit lane k of z[g] is row 4k + g: a 4x4 dword transpose in
+         * each lane puts row 4k + g at dword lane 4k + g. */
+        const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+        const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+        v[0] = _mm512_unpacklo_epi64(t0, t2);
+        v[1] = _mm512_unpackhi_epi64(t0, t2);
+        v[2] = _mm512_unpacklo_epi64(t1, t3);
+        v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+static inline size_t w32_size(enum w32 k) {
+        return k == W_Q4_0 ? sizeof(struct lmp_block_q4_0)
+             : k == W_Q5_0 ? sizeof(struct lmp_block_q5_0) : sizeof(struct lmp_block_q8_0);
+}
+
+static inline int w32_bias(enum w32 k) {
+        return k == W_Q4_0 ? 8 : k == W_Q5_0 ? 16 : 128;
+}
+
+/* Block i of the 16 rows as 8 registers of unsigned bytes (value + bias),
+ * and the rows' scales. idx: each row's byte offset from rows[0]. */
+static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const uint8_t *const rows[GEMM_ROWS],
+                                                           __m512i idx, int i, __m512i a[8], __m512 *dx) {
+        const size_t off = (size_t)i * w32_size(kind);
+        const __m512i h = _mm512_i32gather_epi32(idx, rows[0] + off, 1);
+        *dx = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+        if (kind == W_Q8_0) {
+                const __m512i flip = _mm512_set1_epi8((char)0x80);
+                transpose16x16(rows, off + offsetof(struct lmp_block_q8_0, qs), a);
+                transpose16x16(rows, off + offsetof(struct lmp_block_q8_0, qs) + 16, a + 4);
+                #pragma GCC unroll 16
+                for (int c = 0; c < 8; c++)
+                        a[c] = _mm512_xor_si512(a[c], flip);
+                return;
+        }
+        const size_t qs = kind == W_Q4_0 ? offsetof(struct lmp_block_q4_0, qs) : offsetof(struct lmp_block_q5_0, qs);
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        __m512i p[4];
+        transpose16x16(rows, off + qs, p);
+        #pragma GCC unroll 16
+        for (int c = 0; c < 4; c++) {
+                a[c] = _mm512_and_si512(p[c], m4);
+                a[c + 4] = _mm512_and_si512(_mm512_srli_epi16(p[c], 4), m4);
+        }
+        if (kind == W_Q5_0) {
+                /* Value 4c + j takes bit 4 from bit 4c + j of qh: byte c / 2
+                 * of the row's qh, spread over the lane, tested bit by bit. */
+                const __m512i qh = _mm512_i32gather_epi32(idx, rows[0] + off + offsetof(struct lmp_block_q5_0, qh), 1);
+                const __m512i sixteen = _mm512_set1_epi8(0x10);
+                const __m512i lane = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0);
+                #pragma GCC unroll 16
+                for (int c = 0; c < 8; c++) {
+                        /* every byte of dword l (of 4 in a 128-bit lane) <- byte 4l + c / 2 */
+                        const __m512i pick = _mm512_add_epi32(lane, _mm512_set1_epi32(0x01010101 * (c >> 1)));
+                        const __m512i sel = _mm512_set1_epi32((int)(0x08040201u << (4 * (c & 1))));
+                        const __mmask64 k = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, pick), sel);
+                        a[c] = _mm512_mask_add_epi8(a[c], k, a[c], sixteen);
+                }
+        }
+}
+
+/* One row tile (16 rows from rows[], results masked by m) by NT tokens over
+ * the nbk blocks from k0, stored (first) or added into s. */
+static inline __attribute__((always_inline)) void tile32(enum w32 kind, const int NT, const uint8_t *const rows[GEMM_ROWS],
+                                                         __m512i idx, int k0, int nbk, const uint8_t *y, size_t by,
+                                                         const struct ytab *tab, float *s, size_t ld, __mmask16 m,
+                                                         int add) {
+        __m512 acc[GEMM_TOKS];
+        #pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+                acc[t] = _mm512_setzero_ps();
+        for (int b = 0; b < nbk; b++) {
+                __m512i a[8];
+                __m512 dx;
+                unpack16(kind, rows, idx, k0 + b, a, &dx);
+                #pragma GCC unroll 16
+                for (int t = 0; t < NT; t++) {
+                        const int8_t *q = ((const struct lmp_block_q8_0 *)(y + (size_t)t * by))[k0 + b].qs;
+                        __m512i p = _mm512_set1_epi32(tab->corr[t][b]);
+                        #pragma GCC unroll 16
+                        for (int c = 0; c < 8; c++)
+                                p = _mm512_dpbusd_epi32(p, a[c], _mm512_set1_epi32(load_i32(q + 4 * c)));
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx, _mm512_set1_ps(tab->d[t][b])),
+                                                 acc[t]);
+                }
+        }
+        #pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+                float *o = s + (size_t)t * ld;
+                if (add)
+                        acc[t] = _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(m, o));
+                _mm512_mask_storeu_ps(o, m, acc[t]);
+        }
+}
+
+static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, int nr, int nt, const void *restrict vx,
+                                                         size_t bx, const void *restrict vy, size_t by,
+                                                         float *restrict s, size_t ld) {
+        const uint8_t *x = vx, *y = vy;
+        const int nb = n / 32;
+        const int bias = w32_bias(kind);
+        struct ytab tab;
+        for (int t0 = 0; t0 < nt; t0 += GEMM_TOKS) {
+                const int ntt = nt - t0 < GEMM_TOKS ? nt - t0 : GEMM_TOKS;
+                const uint8_t *yt = y + (size_t)t0 * by;
+                int k0 = 0;
+                do {
+                        const int nbk = nb - k0 < GEMM_KB ? nb - k0 : GEMM_KB;
+                        for (int t = 0; t < ntt; t++) {
+                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yt + (size_t)t * by) + k0;
+                                for (int b = 0; b < nbk; b++) {
+                                        const __m256i q = _mm256_loadu_si256((const __m256i *)yb[b].qs);
+                                        const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
+                                        tab.d[t][b] = h2f(yb[b].d);
+                                        tab.corr[t][b] = -bias * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(sum));
+                                }
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {
+                                const uint8_t *rows[GEMM_ROWS];
+                                int32_t off[GEMM_ROWS];
+                                for (int r = 0; r < GEMM_ROWS; r++) {
+                                        /* rows past the end repeat the last; their lanes are not stored */
+                                        const int rr = r0 + r < nr ? r : nr - 1 - r0;
+                                        rows[r] = x + (size_t)(r0 + rr) * bx;
+                                        off[r] = (int32_t)((size_t)rr * bx);
+                                }
+                                const __m512i idx = _mm512_loadu_si512(off);
+                                const __mmask16 m = nr - r0 >= GEMM_ROWS ? (__mmask16)0xffff
+                                                                           : (__mmask16)((1u << (nr - r0)) - 1);
+                                float *o = s + (size_t)t0 * ld + (size_t)r0;
+                                switch (ntt) {
+#define TILE_CASE(N) case N: tile32(kind, N, rows, idx, k0, nbk, yt, by, &tab, o, ld, m, k0 > 0); break;
+                                TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+                                TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+                                TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+                                TILE_CASE(13) TILE_CASE(14) TILE_CASE(15) TILE_CASE(16)
+#undef TILE_CASE
+                                }
+                        }
+                        k0 += nbk;
+                } while (k0 < nb);
+        }
+}
+
+/* The gather of the rows' scale fields takes int32 offsets: rows further
+ * apart than that (n in the hundreds of millions) go pair by pair. */
+#define GEMM32(name, kind)                                                                                  \
+void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict x, size_t bx,                    \
+                              const void *restrict y, size_t by, float *restrict s, size_t ld) {           \
+        if (bx > (size_t)INT32_MAX / GEMM_ROWS) {                                                          \
+                for (int t = 0; t < nt; t++)                                                               \
+                        for (int r = 0; r < nr; r++)                                                       \
+                                lmp_vec_dot_##name##_avx512(n, &s[(size_t)t * ld + (size_t)r],             \
+                                                            (const uint8_t *)x + (size_t)r * bx,           \
+                                                            (const uint8_t *)y + (size_t)t * by);          \
+                return;                                                                                    \
+        }                                                                                                  \
+        gemm32(kind, n, nr, nt, x, bx, y, by, s, ld);                                                      \
+}
+
+GEMM32(q4_0_q8_0, W_Q4_0)
+GEMM32(q5_0_q8_0, W_Q5_0)
+GEMM32(q8_0_q8_0, W_Q8_0)
