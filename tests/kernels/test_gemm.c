@@ -23,7 +23,7 @@ static int checks;
 #define FAIL(...) do { failures++; fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
 
 #define TRIALS 24       /* random tiles per type and level */
-#define MAX_NR 13
+#define MAX_NR 40        /* past two 16-row register tiles */
 #define MAX_NT 70
 
 static const enum lmp_type weight_types[] = {
@@ -43,8 +43,11 @@ static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
         const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
         const uint32_t blck = lmp_type_info(t)->blck_size;
         const int qk = blck > 1 ? (int)blck : 32;
-        /* Mostly short rows; now and then a long one. Float rows get ragged tails. */
-        const int nblocks = trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
+        /* Mostly short rows; now and then a long one, and once in a while one
+         * past the 4096 values that kernels may take in a pass. Float rows
+         * get ragged tails. */
+        const int nblocks = trial % 12 == 11 ? rnd_between(129, 300)
+                          : trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
         const int64_t n = (int64_t)qk * nblocks + (blck == 1 && (trial & 1) ? rnd_between(1, 31) : 0);
         const int nr = rnd_between(1, MAX_NR), nt = rnd_between(1, MAX_NT);
         const size_t xrow = lmp_type_row_size(t, (uint64_t)n);
