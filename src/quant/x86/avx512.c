@@ -739,3 +739,72 @@ void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict x, siz
 GEMM32(q4_0_q8_0, W_Q4_0)
 GEMM32(q5_0_q8_0, W_Q5_0)
 GEMM32(q8_0_q8_0, W_Q8_0)
+
+/* ---- gemm: f16 ---------------------------------------------------------- */
+
+/* A tile is 6 weight rows by 4 activation rows, 16 values of each pair per
+ * FMA. The tile's activation rows are converted to f32 once per pass of
+ * GEMM_F16_KC values into a table, so that the FMAs read them from memory
+ * and only the weights are converted in the loop; each (row, token) sum is
+ * reduced horizontally once per pass. Rows and tokens past the end of the
+ * tile repeat the last one; their results are not stored. */
+#define GEMM_F16_ROWS 6
+#define GEMM_F16_TOKS 4
+#define GEMM_F16_KC 1024
+
+void lmp_gemm_f16_f16_avx512(int n, int nr, int nt, const void *restrict vx, size_t bx,
+                             const void *restrict vy, size_t by, float *restrict s, size_t ld) {
+        const uint8_t *x = vx, *y = vy;
+        float yf[GEMM_F16_TOKS][GEMM_F16_KC] __attribute__((aligned(64)));
+        /* Passes over the values outermost: the rows' part of one pass stays
+         * in cache while every token tile goes over it. */
+        int k0 = 0;
+        do {
+                const int kc = n - k0 < GEMM_F16_KC ? n - k0 : GEMM_F16_KC;
+                const int kv = (kc + 15) & ~15;   /* padded with zeros to whole vectors */
+                for (int t0 = 0; t0 < nt; t0 += GEMM_F16_TOKS) {
+                        const int ntt = nt - t0 < GEMM_F16_TOKS ? nt - t0 : GEMM_F16_TOKS;
+                        for (int t = 0; t < GEMM_F16_TOKS; t++) {
+                                const lmp_fp16 *yr = (const lmp_fp16 *)(y + (size_t)(t0 + (t < ntt ? t : ntt - 1)) * by) + k0;
+                                for (int k = 0; k < kv; k += 16) {
+                                        const __mmask16 m = kc - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kc - k)) - 1);
+                                        _mm512_store_ps(&yf[t][k], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, yr + k)));
+                                }
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_F16_ROWS) {
+                                const lmp_fp16 *xr[GEMM_F16_ROWS];
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+                                        xr[r] = (const lmp_fp16 *)(x + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * bx) + k0;
+                                __m512 acc[GEMM_F16_ROWS][GEMM_F16_TOKS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                acc[r][t] = _mm512_setzero_ps();
+                                for (int k = 0; k < kv; k += 16) {
+                                        /* all lanes but in the last vector of a ragged row */
+                                        const __mmask16 m = kc - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kc - k)) - 1);
+#pragma GCC unroll 8
+                                        for (int r = 0; r < GEMM_F16_ROWS; r++) {
+                                                const __m512 w = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, xr[r] + k));
+#pragma GCC unroll 8
+                                                for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                        acc[r][t] = _mm512_fmadd_ps(w, _mm512_load_ps(&yf[t][k]), acc[r][t]);
+                                        }
+                                }
+                                float sum[GEMM_F16_TOKS][GEMM_F16_ROWS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                sum[t][r] = _mm512_reduce_add_ps(acc[r][t]);
+                                for (int t = 0; t < ntt; t++)
+                                        for (int r = 0; r < GEMM_F16_ROWS && r0 + r < nr; r++) {
+                                                float *o = s + (size_t)(t0 + t) * ld + (size_t)(r0 + r);
+                                                *o = k0 ? *o + sum[t][r] : sum[t][r];
+                                        }
+                        }
+                }
+                k0 += kc;
+        } while (k0 < n);
+}
