@@ -574,3 +574,226 @@ void lmp_vec_dot_q6_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
         }
         *s = hsum_f32x8(acc);
 }
+
+/* ---- gemm: 32-value blocks times q8_0 activations ----------------------- */
+
+/* As in avx512.c: a tile is 8 weight rows, one per int32 lane, by up to
+ * GEMM_TOKS activation rows. Each block of the 8 rows is transposed once per
+ * tile so that register c holds bytes 4c..4c+3 of every row, and multiplied
+ * by those four bytes of one token, broadcast. Without vpdpbusd the bytes
+ * go through vpmaddubsw (unsigned x signed into int16 pairs) and vpmaddwd.
+ * q4_0 and q5_0 are unsigned with a bias (8, 16) removed through the
+ * activation block sums; their int16 pairs are summed over 8 (q4_0) or 4
+ * (q5_0) groups of four bytes before widening, which cannot saturate for
+ * activations in [-127, 127]. q8_0 moves the weights' signs onto the
+ * activation bytes, per token, as vec_dot does. */
+#define GEMM_ROWS 8
+#define GEMM_TOKS 8
+#define GEMM_KB 128     /* activation blocks per table */
+
+enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
+
+struct ytab {
+        float d[GEMM_TOKS][GEMM_KB];
+        int32_t corr[GEMM_TOKS][GEMM_KB];   /* -bias * sum of the block's quants */
+};
+
+static inline int32_t load_i32(const void *p) {
+        int32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+static inline uint16_t load_u16(const void *p) {
+        uint16_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* 16 bytes at offset off of each of 8 rows, as 4 registers: dword lane r
+ * of v[c] is bytes 4c..4c+3 of row r. */
+static inline __attribute__((always_inline)) void transpose8x16(const uint8_t *const rows[GEMM_ROWS], size_t off,
+                                                                __m256i v[4]) {
+        __m256i z[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+                z[g] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(rows[g] + off))),
+                                               _mm_loadu_si128((const __m128i *)(rows[g + 4] + off)), 1);
+        /* 128-bit lane k of z[g] is row 4k + g */
+        const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+        const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+        v[0] = _mm256_unpacklo_epi64(t0, t2);
+        v[1] = _mm256_unpackhi_epi64(t0, t2);
+        v[2] = _mm256_unpacklo_epi64(t1, t3);
+        v[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+static inline size_t w32_size(enum w32 k) {
+        return k == W_Q4_0 ? sizeof(struct lmp_block_q4_0)
+             : k == W_Q5_0 ? sizeof(struct lmp_block_q5_0) : sizeof(struct lmp_block_q8_0);
+}
+
+static inline int w32_bias(enum w32 k) {
+        return k == W_Q4_0 ? 8 : k == W_Q5_0 ? 16 : 0;
+}
+
+/* Block i of the 8 rows as 8 registers (q4_0, q5_0: value + bias; q8_0: the
+ * signed values) and the rows' scales. */
+static inline __attribute__((always_inline)) void unpack8(enum w32 kind, const uint8_t *const rows[GEMM_ROWS], int i,
+                                                          __m256i a[8], __m256 *dx) {
+        const size_t off = (size_t)i * w32_size(kind);
+        *dx = _mm256_cvtph_ps(_mm_set_epi16((short)load_u16(rows[7] + off), (short)load_u16(rows[6] + off),
+                                            (short)load_u16(rows[5] + off), (short)load_u16(rows[4] + off),
+                                            (short)load_u16(rows[3] + off), (short)load_u16(rows[2] + off),
+                                            (short)load_u16(rows[1] + off), (short)load_u16(rows[0] + off)));
+        if (kind == W_Q8_0) {
+                transpose8x16(rows, off + offsetof(struct lmp_block_q8_0, qs), a);
+                transpose8x16(rows, off + offsetof(struct lmp_block_q8_0, qs) + 16, a + 4);
+                return;
+        }
+        const size_t qs = kind == W_Q4_0 ? offsetof(struct lmp_block_q4_0, qs) : offsetof(struct lmp_block_q5_0, qs);
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        __m256i p[4];
+        transpose8x16(rows, off + qs, p);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+                a[c] = _mm256_and_si256(p[c], m4);
+                a[c + 4] = _mm256_and_si256(_mm256_srli_epi16(p[c], 4), m4);
+        }
+        if (kind == W_Q5_0) {
+                /* Value 4c + j takes bit 4 from bit 4c + j of qh: byte c / 2
+                 * of the row's qh, spread over the lane, tested bit by bit. */
+                const size_t oh = off + offsetof(struct lmp_block_q5_0, qh);
+                const __m256i qh = _mm256_set_epi32(load_i32(rows[7] + oh), load_i32(rows[6] + oh), load_i32(rows[5] + oh),
+                                                    load_i32(rows[4] + oh), load_i32(rows[3] + oh), load_i32(rows[2] + oh),
+                                                    load_i32(rows[1] + oh), load_i32(rows[0] + oh));
+                const __m256i sixteen = _mm256_set1_epi8(0x10);
+                const __m256i lane = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0c0c0c0c,
+                                                       0, 0x04040404, 0x08080808, 0x0c0c0c0c);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) {
+                        const __m256i pick = _mm256_add_epi32(lane, _mm256_set1_epi32(0x01010101 * (c >> 1)));
+                        const __m256i sel = _mm256_set1_epi32((int)(0x08040201u << (4 * (c & 1))));
+                        const __m256i bit = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick), sel), sel);
+                        a[c] = _mm256_or_si256(a[c], _mm256_and_si256(bit, sixteen));
+                }
+        }
+}
+
+/* One row tile (8 rows from rows[], the first nv of them stored) by NT
+ * tokens over the nbk blocks from k0, stored (first) or added into s. */
+static inline __attribute__((always_inline)) void tile32(enum w32 kind, const int NT, const uint8_t *const rows[GEMM_ROWS],
+                                                         int k0, int nbk, const uint8_t *y, size_t by,
+                                                         const struct ytab *tab, float *s, size_t ld, int nv, int add) {
+        const __m256i ones = _mm256_set1_epi16(1);
+        __m256 acc[GEMM_TOKS];
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+                acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < nbk; b++) {
+                __m256i a[8], ua[8];
+                __m256 dx;
+                unpack8(kind, rows, k0 + b, a, &dx);
+                if (kind == W_Q8_0)
+#pragma GCC unroll 8
+                        for (int c = 0; c < 8; c++)
+                                ua[c] = _mm256_sign_epi8(a[c], a[c]);
+#pragma GCC unroll 16
+                for (int t = 0; t < NT; t++) {
+                        const int8_t *q = ((const struct lmp_block_q8_0 *)(y + (size_t)t * by))[k0 + b].qs;
+                        __m256i p;
+                        if (kind == W_Q8_0) {
+                                p = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                                for (int c = 0; c < 8; c++) {
+                                        const __m256i qy = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(q + 4 * c)), a[c]);
+                                        p = _mm256_add_epi32(p, _mm256_madd_epi16(_mm256_maddubs_epi16(ua[c], qy), ones));
+                                }
+                        } else {
+                                const int groups = kind == W_Q4_0 ? 1 : 2;
+                                p = _mm256_set1_epi32(tab->corr[t][b]);
+#pragma GCC unroll 2
+                                for (int g = 0; g < groups; g++) {
+                                        __m256i p16 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                                        for (int c = g * 8 / groups; c < (g + 1) * 8 / groups; c++)
+                                                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(a[c], _mm256_set1_epi32(load_i32(q + 4 * c))));
+                                        p = _mm256_add_epi32(p, _mm256_madd_epi16(p16, ones));
+                                }
+                        }
+                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dx, _mm256_set1_ps(tab->d[t][b])),
+                                                 acc[t]);
+                }
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+                float *o = s + (size_t)t * ld;
+                if (nv == GEMM_ROWS) {
+                        if (add)
+                                acc[t] = _mm256_add_ps(acc[t], _mm256_loadu_ps(o));
+                        _mm256_storeu_ps(o, acc[t]);
+                } else {
+                        float v[GEMM_ROWS];
+                        _mm256_storeu_ps(v, acc[t]);
+                        for (int r = 0; r < nv; r++)
+                                o[r] = add ? o[r] + v[r] : v[r];
+                }
+        }
+}
+
+static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, int nr, int nt, const void *restrict vx,
+                                                         size_t bx, const void *restrict vy, size_t by,
+                                                         float *restrict s, size_t ld) {
+        const uint8_t *x = vx, *y = vy;
+        const int nb = n / 32;
+        const int bias = w32_bias(kind);
+        struct ytab tab;
+        for (int t0 = 0; t0 < nt; t0 += GEMM_TOKS) {
+                const int ntt = nt - t0 < GEMM_TOKS ? nt - t0 : GEMM_TOKS;
+                const uint8_t *yt = y + (size_t)t0 * by;
+                int k0 = 0;
+                do {
+                        const int nbk = nb - k0 < GEMM_KB ? nb - k0 : GEMM_KB;
+                        for (int t = 0; t < ntt; t++) {
+                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yt + (size_t)t * by) + k0;
+                                for (int b = 0; b < nbk; b++) {
+                                        tab.d[t][b] = h2f(yb[b].d);
+                                        if (bias) {
+                                                const __m256i q = _mm256_loadu_si256((const __m256i *)yb[b].qs);
+                                                tab.corr[t][b] = -bias * hsum_i32x8(dot_u8s8(_mm256_set1_epi8(1), q));
+                                        }
+                                }
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {
+                                const uint8_t *rows[GEMM_ROWS];
+                                /* rows past the end repeat the last; their lanes are not stored */
+                                for (int r = 0; r < GEMM_ROWS; r++)
+                                        rows[r] = x + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * bx;
+                                const int nv = nr - r0 < GEMM_ROWS ? nr - r0 : GEMM_ROWS;
+                                float *o = s + (size_t)t0 * ld + (size_t)r0;
+                                switch (ntt) {
+#define TILE_CASE(N) case N: tile32(kind, N, rows, k0, nbk, yt, by, &tab, o, ld, nv, k0 > 0); break;
+                                TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+                                TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+#undef TILE_CASE
+                                }
+                        }
+                        k0 += nbk;
+                } while (k0 < nb);
+        }
+}
+
+void lmp_gemm_q4_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                             const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        gemm32(W_Q4_0, n, nr, nt, x, bx, y, by, s, ld);
+}
+
+void lmp_gemm_q5_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                             const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        gemm32(W_Q5_0, n, nr, nt, x, bx, y, by, s, ld);
+}
+
+void lmp_gemm_q8_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                             const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        gemm32(W_Q8_0, n, nr, nt, x, bx, y, by, s, ld);
+}
