@@ -36,7 +36,8 @@ static const struct lmp_quant_traits traits_scalar[LMP_TYPE_COUNT] = {
 #if LMP_HAVE_X86_KERNELS
 static const struct lmp_quant_traits traits_avx2[LMP_TYPE_COUNT] = {
         ROW(F32,  F32,  lmp_to_float_f32_avx2,  lmp_from_float_f32_avx2,  lmp_vec_dot_f32_f32_avx2, NULL),
-        ROW(F16,  F16,  lmp_to_float_f16_avx2,  lmp_from_float_f16_avx2,  lmp_vec_dot_f16_f16_avx2, NULL),
+        ROW(F16,  F16,  lmp_to_float_f16_avx2,  lmp_from_float_f16_avx2,  lmp_vec_dot_f16_f16_avx2,
+            lmp_gemm_f16_f16_avx2),
         ROW(BF16, BF16, lmp_to_float_bf16_avx2, lmp_from_float_bf16_avx2, lmp_vec_dot_bf16_bf16_avx2, NULL),
         ROW(Q4_0, Q8_0, lmp_to_float_q4_0_ref, NULL, lmp_vec_dot_q4_0_q8_0_avx2,
             lmp_gemm_q4_0_q8_0_avx2),

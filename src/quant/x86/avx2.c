@@ -797,3 +797,70 @@ void lmp_gemm_q8_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size
                              const void *restrict y, size_t by, float *restrict s, size_t ld) {
         gemm32(W_Q8_0, n, nr, nt, x, bx, y, by, s, ld);
 }
+
+/* ---- gemm: f16 ---------------------------------------------------------- */
+
+/* As in avx512.c, with 8 lanes: a tile is 3 weight rows by 4 activation
+ * rows (12 accumulators of the 16 registers), the tile's activation rows
+ * converted to f32 once per pass of GEMM_F16_KC values, passes outermost.
+ * A ragged end of the row is done in scalar, in the same float arithmetic. */
+#define GEMM_F16_ROWS 3
+#define GEMM_F16_TOKS 4
+#define GEMM_F16_KC 1024
+
+void lmp_gemm_f16_f16_avx2(int n, int nr, int nt, const void *restrict vx, size_t bx,
+                           const void *restrict vy, size_t by, float *restrict s, size_t ld) {
+        const uint8_t *x = vx, *y = vy;
+        float yf[GEMM_F16_TOKS][GEMM_F16_KC] __attribute__((aligned(32)));
+        int k0 = 0;
+        do {
+                const int kc = n - k0 < GEMM_F16_KC ? n - k0 : GEMM_F16_KC;
+                const int kv = kc & ~7;
+                for (int t0 = 0; t0 < nt; t0 += GEMM_F16_TOKS) {
+                        const int ntt = nt - t0 < GEMM_F16_TOKS ? nt - t0 : GEMM_F16_TOKS;
+                        for (int t = 0; t < GEMM_F16_TOKS; t++) {
+                                const lmp_fp16 *yr = (const lmp_fp16 *)(y + (size_t)(t0 + (t < ntt ? t : ntt - 1)) * by) + k0;
+                                int k = 0;
+                                for (; k < kv; k += 8)
+                                        _mm256_store_ps(&yf[t][k], load_f16x8(yr + k));
+                                for (; k < kc; k++)
+                                        yf[t][k] = h2f(yr[k]);
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_F16_ROWS) {
+                                const lmp_fp16 *xr[GEMM_F16_ROWS];
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+                                        xr[r] = (const lmp_fp16 *)(x + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * bx) + k0;
+                                __m256 acc[GEMM_F16_ROWS][GEMM_F16_TOKS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                acc[r][t] = _mm256_setzero_ps();
+                                for (int k = 0; k < kv; k += 8) {
+#pragma GCC unroll 8
+                                        for (int r = 0; r < GEMM_F16_ROWS; r++) {
+                                                const __m256 w = load_f16x8(xr[r] + k);
+#pragma GCC unroll 8
+                                                for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                        acc[r][t] = _mm256_fmadd_ps(w, _mm256_load_ps(&yf[t][k]), acc[r][t]);
+                                        }
+                                }
+                                float sum[GEMM_F16_TOKS][GEMM_F16_ROWS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++) {
+                                                sum[t][r] = hsum_f32x8(acc[r][t]);
+                                                for (int k = kv; k < kc; k++)
+                                                        sum[t][r] += h2f(xr[r][k]) * yf[t][k];
+                                        }
+                                for (int t = 0; t < ntt; t++)
+                                        for (int r = 0; r < GEMM_F16_ROWS && r0 + r < nr; r++) {
+                                                float *o = s + (size_t)(t0 + t) * ld + (size_t)(r0 + r);
+                                                *o = k0 ? *o + sum[t][r] : sum[t][r];
+                                        }
+                        }
+                }
+                k0 += kc;
+        } while (k0 < n);
+}
