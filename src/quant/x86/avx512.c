@@ -537,25 +537,33 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
 
 /* ---- gemm: 32-value blocks times q8_0 activations ----------------------- */
 
-/* A tile is 16 weight rows, one per int32 lane, by up to GEMM_TOKS
- * activation rows, one float accumulator each. Each weight block of the 16
- * rows is transposed once per tile so that register c holds bytes 4c..4c+3
- * of every row; vpdpbusd then multiplies it by those four activation bytes
- * of one token, broadcast from memory, and the eight products of a block
- * land in the row's own lane: no horizontal sums, and the block's float
- * work (convert, scale, accumulate) is three instructions for 16 rows. The
- * weights are made unsigned by a bias (q8_0: +128, q4_0: +8, q5_0: +16)
- * taken out again through each activation block's sum, which, with the
- * activation scales, is computed once per token tile into a table. */
+/* A register tile is 16 weight rows, one per int32 lane, by up to
+ * GEMM_TOKS activation rows, one float accumulator each. The blocks of 16
+ * rows are transposed, GEMM_KC blocks at a time, into a packed copy where
+ * register c of a block holds bytes 4c..4c+3 of every row; vpdpbusd
+ * multiplies it by those four activation bytes of one token, broadcast
+ * from memory, and the eight products of a block land in the row's own
+ * lane: no horizontal sums, and the block's float work (convert, scale,
+ * accumulate) is three instructions for 16 rows. A packed copy serves up to
+ * GEMM_TGROUP tokens. The weights are made unsigned by a bias (q8_0: +128,
+ * q4_0: +8, q5_0: +16) taken out again through each activation block's
+ * sum, which, with the activation scales, is tabled once per call for a
+ * group of tokens and a pass of blocks. */
 #define GEMM_ROWS 16
 #define GEMM_TOKS 16
-#define GEMM_KB 128     /* activation blocks per table */
+#define GEMM_TGROUP 64
+#define GEMM_KC 32
 
 enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
 
 struct ytab {
-        float d[GEMM_TOKS][GEMM_KB];
-        int32_t corr[GEMM_TOKS][GEMM_KB];   /* -bias * sum of the block's quants */
+        float d[GEMM_TGROUP][GEMM_KC];
+        int32_t corr[GEMM_TGROUP][GEMM_KC];   /* -bias * sum of the block's quants */
+};
+
+struct wpack {
+        __m512i a[GEMM_KC][8];   /* value + bias, transposed */
+        __m512 d[GEMM_KC];       /* the 16 rows' scales */
 };
 
 static inline int32_t load_i32(const void *p) {
@@ -569,7 +577,7 @@ static inline int32_t load_i32(const void *p) {
 static inline __attribute__((always_inline)) void transpose16x16(const uint8_t *const rows[GEMM_ROWS], size_t off,
                                                                  __m512i v[4]) {
         __m512i z[4];
-        #pragma GCC unroll 16
+#pragma GCC unroll 4
         for (int g = 0; g < 4; g++) {
                 z[g] = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[g] + off)));
                 z[g] = _mm512_inserti32x4(z[g], _mm_loadu_si128((const __m128i *)(rows[g + 4] + off)), 1);
@@ -606,7 +614,7 @@ static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const 
                 const __m512i flip = _mm512_set1_epi8((char)0x80);
                 transpose16x16(rows, off + offsetof(struct lmp_block_q8_0, qs), a);
                 transpose16x16(rows, off + offsetof(struct lmp_block_q8_0, qs) + 16, a + 4);
-                #pragma GCC unroll 16
+#pragma GCC unroll 8
                 for (int c = 0; c < 8; c++)
                         a[c] = _mm512_xor_si512(a[c], flip);
                 return;
@@ -615,7 +623,7 @@ static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const 
         const __m512i m4 = _mm512_set1_epi8(0x0f);
         __m512i p[4];
         transpose16x16(rows, off + qs, p);
-        #pragma GCC unroll 16
+#pragma GCC unroll 4
         for (int c = 0; c < 4; c++) {
                 a[c] = _mm512_and_si512(p[c], m4);
                 a[c + 4] = _mm512_and_si512(_mm512_srli_epi16(p[c], 4), m4);
@@ -626,7 +634,7 @@ static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const 
                 const __m512i qh = _mm512_i32gather_epi32(idx, rows[0] + off + offsetof(struct lmp_block_q5_0, qh), 1);
                 const __m512i sixteen = _mm512_set1_epi8(0x10);
                 const __m512i lane = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0);
-                #pragma GCC unroll 16
+#pragma GCC unroll 8
                 for (int c = 0; c < 8; c++) {
                         /* every byte of dword l (of 4 in a 128-bit lane) <- byte 4l + c / 2 */
                         const __m512i pick = _mm512_add_epi32(lane, _mm512_set1_epi32(0x01010101 * (c >> 1)));
@@ -637,32 +645,33 @@ static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const 
         }
 }
 
-/* One row tile (16 rows from rows[], results masked by m) by NT tokens over
- * the nbk blocks from k0, stored (first) or added into s. */
-static inline __attribute__((always_inline)) void tile32(enum w32 kind, const int NT, const uint8_t *const rows[GEMM_ROWS],
-                                                         __m512i idx, int k0, int nbk, const uint8_t *y, size_t by,
-                                                         const struct ytab *tab, float *s, size_t ld, __mmask16 m,
-                                                         int add) {
+/* A packed tile (nbk blocks) by NT tokens (their blocks from k0, their
+ * table rows from tab_t), stored (first pass) or added into s, lanes m. */
+static inline __attribute__((always_inline)) void tile32(const int NT, const struct wpack *wp, int k0, int nbk,
+                                                         const uint8_t *y, size_t by, const struct ytab *tab, int tab_t,
+                                                         float *s, size_t ld, __mmask16 m, int add) {
         __m512 acc[GEMM_TOKS];
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int t = 0; t < NT; t++)
                 acc[t] = _mm512_setzero_ps();
         for (int b = 0; b < nbk; b++) {
                 __m512i a[8];
-                __m512 dx;
-                unpack16(kind, rows, idx, k0 + b, a, &dx);
-                #pragma GCC unroll 16
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++)
+                        a[c] = _mm512_load_si512(&wp->a[b][c]);
+                const __m512 dx = wp->d[b];
+#pragma GCC unroll 16
                 for (int t = 0; t < NT; t++) {
                         const int8_t *q = ((const struct lmp_block_q8_0 *)(y + (size_t)t * by))[k0 + b].qs;
-                        __m512i p = _mm512_set1_epi32(tab->corr[t][b]);
-                        #pragma GCC unroll 16
+                        __m512i p = _mm512_set1_epi32(tab->corr[tab_t + t][b]);
+#pragma GCC unroll 8
                         for (int c = 0; c < 8; c++)
                                 p = _mm512_dpbusd_epi32(p, a[c], _mm512_set1_epi32(load_i32(q + 4 * c)));
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx, _mm512_set1_ps(tab->d[t][b])),
-                                                 acc[t]);
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                                 _mm512_mul_ps(dx, _mm512_set1_ps(tab->d[tab_t + t][b])), acc[t]);
                 }
         }
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (int t = 0; t < NT; t++) {
                 float *o = s + (size_t)t * ld;
                 if (add)
@@ -678,14 +687,15 @@ static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, i
         const int nb = n / 32;
         const int bias = w32_bias(kind);
         struct ytab tab;
-        for (int t0 = 0; t0 < nt; t0 += GEMM_TOKS) {
-                const int ntt = nt - t0 < GEMM_TOKS ? nt - t0 : GEMM_TOKS;
-                const uint8_t *yt = y + (size_t)t0 * by;
+        struct wpack wp;
+        for (int g0 = 0; g0 < nt; g0 += GEMM_TGROUP) {
+                const int ng = nt - g0 < GEMM_TGROUP ? nt - g0 : GEMM_TGROUP;
+                const uint8_t *yg = y + (size_t)g0 * by;
                 int k0 = 0;
                 do {
-                        const int nbk = nb - k0 < GEMM_KB ? nb - k0 : GEMM_KB;
-                        for (int t = 0; t < ntt; t++) {
-                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yt + (size_t)t * by) + k0;
+                        const int nbk = nb - k0 < GEMM_KC ? nb - k0 : GEMM_KC;
+                        for (int t = 0; t < ng; t++) {
+                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yg + (size_t)t * by) + k0;
                                 for (int b = 0; b < nbk; b++) {
                                         const __m256i q = _mm256_loadu_si256((const __m256i *)yb[b].qs);
                                         const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
@@ -703,16 +713,22 @@ static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, i
                                         off[r] = (int32_t)((size_t)rr * bx);
                                 }
                                 const __m512i idx = _mm512_loadu_si512(off);
+                                for (int b = 0; b < nbk; b++)
+                                        unpack16(kind, rows, idx, k0 + b, wp.a[b], &wp.d[b]);
                                 const __mmask16 m = nr - r0 >= GEMM_ROWS ? (__mmask16)0xffff
                                                                            : (__mmask16)((1u << (nr - r0)) - 1);
-                                float *o = s + (size_t)t0 * ld + (size_t)r0;
-                                switch (ntt) {
-#define TILE_CASE(N) case N: tile32(kind, N, rows, idx, k0, nbk, yt, by, &tab, o, ld, m, k0 > 0); break;
-                                TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
-                                TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
-                                TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
-                                TILE_CASE(13) TILE_CASE(14) TILE_CASE(15) TILE_CASE(16)
+                                for (int t0 = 0; t0 < ng; t0 += GEMM_TOKS) {
+                                        const int ntt = ng - t0 < GEMM_TOKS ? ng - t0 : GEMM_TOKS;
+                                        const uint8_t *yt = yg + (size_t)t0 * by;
+                                        float *o = s + (size_t)(g0 + t0) * ld + (size_t)r0;
+                                        switch (ntt) {
+#define TILE_CASE(N) case N: tile32(N, &wp, k0, nbk, yt, by, &tab, t0, o, ld, m, k0 > 0); break;
+                                        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+                                        TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+                                        TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+                                        TILE_CASE(13) TILE_CASE(14) TILE_CASE(15) TILE_CASE(16)
 #undef TILE_CASE
+                                        }
                                 }
                         }
                         k0 += nbk;
