@@ -710,15 +710,17 @@ static inline __attribute__((always_inline)) void tile32(enum w32 kind, const in
                                         p = _mm256_add_epi32(p, _mm256_madd_epi16(_mm256_maddubs_epi16(ua[c], qy), ones));
                                 }
                         } else {
-                                const int groups = kind == W_Q4_0 ? 1 : 2;
+                                /* int16 pair sums over groups of 8 (q4_0) or 4 (q5_0) chunks */
+                                const int per = kind == W_Q4_0 ? 8 : 4;
                                 p = _mm256_set1_epi32(tab->corr[t][b]);
-#pragma GCC unroll 2
-                                for (int g = 0; g < groups; g++) {
-                                        __m256i p16 = _mm256_setzero_si256();
+                                __m256i p16 = _mm256_setzero_si256();
 #pragma GCC unroll 8
-                                        for (int c = g * 8 / groups; c < (g + 1) * 8 / groups; c++)
-                                                p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(a[c], _mm256_set1_epi32(load_i32(q + 4 * c))));
-                                        p = _mm256_add_epi32(p, _mm256_madd_epi16(p16, ones));
+                                for (int c = 0; c < 8; c++) {
+                                        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(a[c], _mm256_set1_epi32(load_i32(q + 4 * c))));
+                                        if (c % per == per - 1) {
+                                                p = _mm256_add_epi32(p, _mm256_madd_epi16(p16, ones));
+                                                p16 = _mm256_setzero_si256();
+                                        }
                                 }
                         }
                         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dx, _mm256_set1_ps(tab->d[t][b])),
