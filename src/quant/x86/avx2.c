@@ -1,8 +1,9 @@
-/* AVX2 + FMA + F16C kernels: every vec_dot, the activation quantizers and
- * the f16/bf16 conversions. Compiled on its own with -mavx2 -mfma -mf16c and
- * only called when cpu.c has seen those features. The integer part of each
- * dot is exact, so results differ from the scalar twins only in the order of
- * float additions. The 8-bit products use the unsigned*signed multiply-add
+/* AVX2 + FMA + F16C kernels: every vec_dot, the activation quantizers, the
+ * f16/bf16 conversions, and the gemm tiles of prompts (see their sections).
+ * Compiled on its own with -mavx2 -mfma -mf16c and only called when cpu.c
+ * has seen those features. The integer part of each dot is exact, so
+ * results differ from the scalar twins only in the order of float
+ * additions. The 8-bit products use the unsigned*signed multiply-add
  * (vpmaddubsw), which assumes activation quants in [-127, 127], as the
  * quantizers produce. */
 #include <immintrin.h>
@@ -577,25 +578,34 @@ void lmp_vec_dot_q6_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
 
 /* ---- gemm: 32-value blocks times q8_0 activations ----------------------- */
 
-/* As in avx512.c: a tile is 8 weight rows, one per int32 lane, by up to
- * GEMM_TOKS activation rows. Each block of the 8 rows is transposed once per
- * tile so that register c holds bytes 4c..4c+3 of every row, and multiplied
- * by those four bytes of one token, broadcast. Without vpdpbusd the bytes
- * go through vpmaddubsw (unsigned x signed into int16 pairs) and vpmaddwd.
- * q4_0 and q5_0 are unsigned with a bias (8, 16) removed through the
- * activation block sums; their int16 pairs are summed over 8 (q4_0) or 4
- * (q5_0) groups of four bytes before widening, which cannot saturate for
- * activations in [-127, 127]. q8_0 moves the weights' signs onto the
- * activation bytes, per token, as vec_dot does. */
+/* As in avx512.c: a register tile is 8 weight rows, one per int32 lane, by
+ * up to GEMM_TOKS activation rows. The blocks of 8 rows are transposed,
+ * GEMM_KC blocks at a time, into a packed copy where register c of a block
+ * holds bytes 4c..4c+3 of every row, multiplied by those four bytes of one
+ * token, broadcast; a packed copy serves up to GEMM_TGROUP tokens. Without
+ * vpdpbusd the bytes go through vpmaddubsw (unsigned x signed into int16
+ * pairs) and vpmaddwd. q4_0 and q5_0 are unsigned with a bias (8, 16)
+ * removed through the activation block sums; their int16 pairs are summed
+ * over 8 (q4_0) or 4 (q5_0) groups of four bytes before widening, which
+ * cannot saturate for activations in [-127, 127]. q8_0 keeps the weights'
+ * magnitudes and signs, and moves the signs onto the activation bytes, per
+ * token, as vec_dot does. */
 #define GEMM_ROWS 8
 #define GEMM_TOKS 8
-#define GEMM_KB 128     /* activation blocks per table */
+#define GEMM_TGROUP 64
+#define GEMM_KC 32
 
 enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
 
 struct ytab {
-        float d[GEMM_TOKS][GEMM_KB];
-        int32_t corr[GEMM_TOKS][GEMM_KB];   /* -bias * sum of the block's quants */
+        float d[GEMM_TGROUP][GEMM_KC];
+        int32_t corr[GEMM_TGROUP][GEMM_KC];   /* -bias * sum of the block's quants */
+};
+
+struct wpack {
+        __m256i a[GEMM_KC][8];   /* q4_0, q5_0: value + bias; q8_0: |value| */
+        __m256i sgn[GEMM_KC][8]; /* q8_0: the signed values */
+        __m256 d[GEMM_KC];       /* the 8 rows' scales */
 };
 
 static inline int32_t load_i32(const void *p) {
@@ -680,24 +690,18 @@ static inline __attribute__((always_inline)) void unpack8(enum w32 kind, const u
         }
 }
 
-/* One row tile (8 rows from rows[], the first nv of them stored) by NT
- * tokens over the nbk blocks from k0, stored (first) or added into s. */
-static inline __attribute__((always_inline)) void tile32(enum w32 kind, const int NT, const uint8_t *const rows[GEMM_ROWS],
-                                                         int k0, int nbk, const uint8_t *y, size_t by,
-                                                         const struct ytab *tab, float *s, size_t ld, int nv, int add) {
+/* A packed tile (nbk blocks) by NT tokens (their blocks from k0, their
+ * table rows from tab_t), stored (first pass) or added into s, nv rows. */
+static inline __attribute__((always_inline)) void tile32(enum w32 kind, const int NT, const struct wpack *wp, int k0,
+                                                         int nbk, const uint8_t *y, size_t by, const struct ytab *tab,
+                                                         int tab_t, float *s, size_t ld, int nv, int add) {
         const __m256i ones = _mm256_set1_epi16(1);
         __m256 acc[GEMM_TOKS];
 #pragma GCC unroll 16
         for (int t = 0; t < NT; t++)
                 acc[t] = _mm256_setzero_ps();
         for (int b = 0; b < nbk; b++) {
-                __m256i a[8], ua[8];
-                __m256 dx;
-                unpack8(kind, rows, k0 + b, a, &dx);
-                if (kind == W_Q8_0)
-#pragma GCC unroll 8
-                        for (int c = 0; c < 8; c++)
-                                ua[c] = _mm256_sign_epi8(a[c], a[c]);
+                const __m256 dx = wp->d[b];
 #pragma GCC unroll 16
                 for (int t = 0; t < NT; t++) {
                         const int8_t *q = ((const struct lmp_block_q8_0 *)(y + (size_t)t * by))[k0 + b].qs;
@@ -706,25 +710,28 @@ static inline __attribute__((always_inline)) void tile32(enum w32 kind, const in
                                 p = _mm256_setzero_si256();
 #pragma GCC unroll 8
                                 for (int c = 0; c < 8; c++) {
-                                        const __m256i qy = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(q + 4 * c)), a[c]);
-                                        p = _mm256_add_epi32(p, _mm256_madd_epi16(_mm256_maddubs_epi16(ua[c], qy), ones));
+                                        const __m256i qy = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(q + 4 * c)),
+                                                                            _mm256_load_si256(&wp->sgn[b][c]));
+                                        p = _mm256_add_epi32(p, _mm256_madd_epi16(
+                                                _mm256_maddubs_epi16(_mm256_load_si256(&wp->a[b][c]), qy), ones));
                                 }
                         } else {
                                 /* int16 pair sums over groups of 8 (q4_0) or 4 (q5_0) chunks */
                                 const int per = kind == W_Q4_0 ? 8 : 4;
-                                p = _mm256_set1_epi32(tab->corr[t][b]);
+                                p = _mm256_set1_epi32(tab->corr[tab_t + t][b]);
                                 __m256i p16 = _mm256_setzero_si256();
 #pragma GCC unroll 8
                                 for (int c = 0; c < 8; c++) {
-                                        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(a[c], _mm256_set1_epi32(load_i32(q + 4 * c))));
+                                        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(_mm256_load_si256(&wp->a[b][c]),
+                                                                                         _mm256_set1_epi32(load_i32(q + 4 * c))));
                                         if (c % per == per - 1) {
                                                 p = _mm256_add_epi32(p, _mm256_madd_epi16(p16, ones));
                                                 p16 = _mm256_setzero_si256();
                                         }
                                 }
                         }
-                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(dx, _mm256_set1_ps(tab->d[t][b])),
-                                                 acc[t]);
+                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                                 _mm256_mul_ps(dx, _mm256_set1_ps(tab->d[tab_t + t][b])), acc[t]);
                 }
         }
 #pragma GCC unroll 16
@@ -750,14 +757,15 @@ static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, i
         const int nb = n / 32;
         const int bias = w32_bias(kind);
         struct ytab tab;
-        for (int t0 = 0; t0 < nt; t0 += GEMM_TOKS) {
-                const int ntt = nt - t0 < GEMM_TOKS ? nt - t0 : GEMM_TOKS;
-                const uint8_t *yt = y + (size_t)t0 * by;
+        struct wpack wp;
+        for (int g0 = 0; g0 < nt; g0 += GEMM_TGROUP) {
+                const int ng = nt - g0 < GEMM_TGROUP ? nt - g0 : GEMM_TGROUP;
+                const uint8_t *yg = y + (size_t)g0 * by;
                 int k0 = 0;
                 do {
-                        const int nbk = nb - k0 < GEMM_KB ? nb - k0 : GEMM_KB;
-                        for (int t = 0; t < ntt; t++) {
-                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yt + (size_t)t * by) + k0;
+                        const int nbk = nb - k0 < GEMM_KC ? nb - k0 : GEMM_KC;
+                        for (int t = 0; t < ng; t++) {
+                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yg + (size_t)t * by) + k0;
                                 for (int b = 0; b < nbk; b++) {
                                         tab.d[t][b] = h2f(yb[b].d);
                                         if (bias) {
@@ -771,13 +779,26 @@ static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, i
                                 /* rows past the end repeat the last; their lanes are not stored */
                                 for (int r = 0; r < GEMM_ROWS; r++)
                                         rows[r] = x + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * bx;
+                                for (int b = 0; b < nbk; b++) {
+                                        unpack8(kind, rows, k0 + b, wp.a[b], &wp.d[b]);
+                                        if (kind == W_Q8_0)
+#pragma GCC unroll 8
+                                                for (int c = 0; c < 8; c++) {
+                                                        wp.sgn[b][c] = wp.a[b][c];
+                                                        wp.a[b][c] = _mm256_sign_epi8(wp.a[b][c], wp.a[b][c]);
+                                                }
+                                }
                                 const int nv = nr - r0 < GEMM_ROWS ? nr - r0 : GEMM_ROWS;
-                                float *o = s + (size_t)t0 * ld + (size_t)r0;
-                                switch (ntt) {
-#define TILE_CASE(N) case N: tile32(kind, N, rows, k0, nbk, yt, by, &tab, o, ld, nv, k0 > 0); break;
-                                TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
-                                TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+                                for (int t0 = 0; t0 < ng; t0 += GEMM_TOKS) {
+                                        const int ntt = ng - t0 < GEMM_TOKS ? ng - t0 : GEMM_TOKS;
+                                        const uint8_t *yt = yg + (size_t)t0 * by;
+                                        float *o = s + (size_t)(g0 + t0) * ld + (size_t)r0;
+                                        switch (ntt) {
+#define TILE_CASE(N) case N: tile32(kind, N, &wp, k0, nbk, yt, by, &tab, t0, o, ld, nv, k0 > 0); break;
+                                        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+                                        TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
 #undef TILE_CASE
+                                        }
                                 }
                         }
                         k0 += nbk;

@@ -1,5 +1,6 @@
 /* AVX-512 kernels (F, BW, VL and VNNI): every vec_dot, the activation
- * quantizers and the f16/bf16 conversions. Compiled on its own with the
+ * quantizers, the f16/bf16 conversions, and the gemm tiles of prompts (their
+ * own sections below say how they are laid out). Compiled on its own with the
  * matching -m flags and only called when cpu.c has seen those features.
  * 32-value blocks are taken two at a time in one 512-bit register and
  * multiplied with vpdpbusd (unsigned weight bytes times signed activation
