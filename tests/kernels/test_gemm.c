@@ -23,7 +23,7 @@ static int checks;
 #define FAIL(...) do { failures++; fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
 
 #define TRIALS 24       /* random tiles per type and level */
-#define MAX_NR 40        /* past two 16-row register tiles */
+#define MAX_NR 100       /* past several register tiles and row blocks */
 #define MAX_NT 70
 
 static const enum lmp_type weight_types[] = {

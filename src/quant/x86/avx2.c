@@ -830,10 +830,10 @@ void lmp_gemm_q8_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size
 #define GEMM_F16_ROWS 3
 #define GEMM_F16_TOKS 4
 #define GEMM_F16_KC 1024
+#define GEMM_F16_RB (16 * GEMM_F16_ROWS)
 
-void lmp_gemm_f16_f16_avx2(int n, int nr, int nt, const void *restrict vx, size_t bx,
-                           const void *restrict vy, size_t by, float *restrict s, size_t ld) {
-        const uint8_t *x = vx, *y = vy;
+static void gemm_f16_rows(int n, int nr, int nt, const uint8_t *restrict x, size_t bx,
+                          const uint8_t *restrict y, size_t by, float *restrict s, size_t ld) {
         float yf[GEMM_F16_TOKS][GEMM_F16_KC] __attribute__((aligned(32)));
         int k0 = 0;
         do {
@@ -886,4 +886,13 @@ void lmp_gemm_f16_f16_avx2(int n, int nr, int nt, const void *restrict vx, size_
                 }
                 k0 += kc;
         } while (k0 < n);
+}
+
+/* Blocks of GEMM_F16_RB rows at a time, so that the rows' part of a pass
+ * (GEMM_F16_RB * GEMM_F16_KC halves) stays in cache for every token tile. */
+void lmp_gemm_f16_f16_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                           const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        for (int r0 = 0; r0 < nr; r0 += GEMM_F16_RB)
+                gemm_f16_rows(n, nr - r0 < GEMM_F16_RB ? nr - r0 : GEMM_F16_RB, nt, (const uint8_t *)x + (size_t)r0 * bx,
+                              bx, y, by, s + r0, ld);
 }
