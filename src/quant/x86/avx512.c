@@ -534,3 +534,227 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         }
         *s = _mm512_reduce_add_ps(acc);
 }
+
+/* ---- K-quant gemms ------------------------------------------------------ */
+
+/* A tile of weight rows by tokens (activation rows) over the whole row
+ * length: each weight block is unpacked once into four vectors of 64
+ * unsigned bytes that line up with the activation's qs[64k .. 64k + 63],
+ * plus four int16 vectors holding, in each 128-bit chunk, the scale of the
+ * sub-block that chunk of bytes belongs to. Tokens go in pairs: vpdpbusd
+ * sums four byte products per int32 lane for each token (at most
+ * 4 * 63 * 128 < 2^15), vpackssdw packs the two tokens' lanes into int16
+ * side by side within each chunk (exactly, no saturation), and one vpdpwssd
+ * applies the sub-block scales to both tokens at once. The int32 sums of a
+ * pair then hold token t in lanes 0-1 and token t + 1 in lanes 2-3 of each
+ * chunk, and are scaled by d_x * d_y into float accumulators of the same
+ * layout; the q4_K/q5_K mins come in as a float product of the per-row
+ * dmin * min and the per-token d * (block sums of 32), laid out the same. */
+
+#define GT_MAXR 4       /* weight rows per tile */
+#define GT_MAXT 4       /* tokens per tile (even) */
+
+/* What a tile keeps of one token pair's activation block. */
+struct gt_pair {
+        __m512 dy;      /* d of token t in lanes 0-1 of each chunk, of t + 1 in lanes 2-3 */
+        __m512 fb;      /* q4_K/q5_K: d * sum of each 32-value sub-block, same layout */
+        __m512i bs;     /* q6_K: block sums of 16, t's four then t + 1's four per chunk */
+};
+
+static inline __m512 pair_dy(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        return _mm512_broadcast_f32x4(_mm_set_ps(b->d, b->d, a->d, a->d));
+}
+
+/* d * the sums of the 8 sub-blocks of 32 for tokens a and b, in the pair layout. */
+static inline __m512 pair_sums32(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        const __m512i bs = join256(load_bsums(a), load_bsums(b));
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_madd_epi16(bs, _mm512_set1_epi16(1)));
+        const __m512 d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a->d), _mm512_set1_ps(b->d));
+        const __m512i idx = _mm512_set_epi32(15, 14, 7, 6, 13, 12, 5, 4, 11, 10, 3, 2, 9, 8, 1, 0);
+        return _mm512_permutexvar_ps(idx, _mm512_mul_ps(f, d));
+}
+
+/* The 16 block sums of 16 of tokens a and b: a's sums 4c..4c+3 then b's in chunk c. */
+static inline __m512i pair_sums16(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        const __m512i idx = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+        return _mm512_permutex2var_epi64(_mm512_castsi256_si512(load_bsums(a)), idx,
+                                         _mm512_castsi256_si512(load_bsums(b)));
+}
+
+/* One weight block, unpacked for the tile. */
+struct gt_row {
+        __m512i w[4];   /* values 64k .. 64k + 63 as unsigned bytes */
+        __m512i sc[4];  /* int16 scale of each chunk's sub-block */
+        __m512i off;    /* q6_K: -32 * scales, in the layout of gt_pair.bs */
+        __m512 fm;      /* q4_K/q5_K: dmin * mins, in the layout of gt_pair.fb */
+        float d;
+};
+
+static inline void row_mins(struct gt_row *r, __m256i ms, float dmin) {
+        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(ms, 1)));
+        const __m512i idx = _mm512_set_epi32(7, 6, 7, 6, 5, 4, 5, 4, 3, 2, 3, 2, 1, 0, 1, 0);
+        r->fm = _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(_mm256_mul_ps(m, _mm256_set1_ps(dmin))));
+}
+
+static inline void unpack_row_q4_K(struct gt_row *r, const struct lmp_block_q4_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m256i ms = scales_mins_k4(x->scales);
+        const __m512i sc = _mm512_castsi256_si512(ms);
+        for (int k = 0; k < 4; k++) {
+                const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
+                r->w[k] = _mm512_and_si512(join256(bits, _mm256_srli_epi16(bits, 4)), m4);
+                r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
+        }
+        r->d = h2f(x->d);
+        row_mins(r, ms, h2f(x->dmin));
+}
+
+static inline void unpack_row_q5_K(struct gt_row *r, const struct lmp_block_q5_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m1 = _mm512_set1_epi8(1);
+        const __m256i ms = scales_mins_k4(x->scales);
+        const __m512i sc = _mm512_castsi256_si512(ms);
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)x->qh);
+        __m512i h = join256(hb, _mm256_srli_epi16(hb, 1));
+        for (int k = 0; k < 4; k++) {
+                const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
+                const __m512i b = _mm512_and_si512(join256(bits, _mm256_srli_epi16(bits, 4)), m4);
+                r->w[k] = _mm512_or_si512(b, _mm512_slli_epi16(_mm512_and_si512(h, m1), 4));
+                h = _mm512_srli_epi16(h, 2);
+                r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
+        }
+        r->d = h2f(x->d);
+        row_mins(r, ms, h2f(x->dmin));
+}
+
+static inline void unpack_row_q6_K(struct gt_row *r, const struct lmp_block_q6_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m3 = _mm512_set1_epi8(3);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+        for (int j = 0; j < 2; j++) {
+                const __m512i l = _mm512_loadu_si512((const void *)(x->ql + 64 * j));
+                const __m256i hh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * j));
+                const __m512i h = join256(hh, _mm256_srli_epi16(hh, 2));
+                r->w[2 * j] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
+                r->w[2 * j + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                  _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4));
+                r->sc[2 * j] = _mm512_permutexvar_epi16(idx_by8(8 * j), sc);
+                r->sc[2 * j + 1] = _mm512_permutexvar_epi16(idx_by8(8 * j + 4), sc);
+        }
+        const __m512i idx = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
+        r->off = _mm512_permutexvar_epi64(idx, _mm512_castsi256_si512(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32))));
+        r->d = h2f(x->d);
+}
+
+/* The int32 sums of one weight block against one token pair. */
+static inline __m512i pair_dot(const struct gt_row *r, const int8_t *qa, const int8_t *qb) {
+        __m512i sumi = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) {
+                const __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                                      _mm512_loadu_si512((const void *)(qa + 64 * k)));
+                const __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                                      _mm512_loadu_si512((const void *)(qb + 64 * k)));
+                sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(a, b), r->sc[k]);
+        }
+        return sumi;
+}
+
+/* Token t of a pair accumulator: lanes 0-1 (half = 0) or 2-3 (half = 1) of each chunk. */
+static inline float pair_total(__m512 acc, int half) {
+        const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+        const __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(acc), hi);
+        const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+        return half ? _mm_cvtss_f32(_mm_add_ss(_mm_movehl_ps(a4, a4), _mm_shuffle_ps(a4, a4, 3)))
+                    : _mm_cvtss_f32(_mm_add_ss(a4, _mm_movehdup_ps(a4)));
+}
+
+enum gt_kind { GT_Q4_K, GT_Q5_K, GT_Q6_K };
+
+/* R rows by T tokens (T even; tokens at and past tv repeat the last valid
+ * one and are not stored). R, T and kind are constants at every call. */
+static inline __attribute__((always_inline)) void
+gemm_tile(enum gt_kind kind, int R, int T, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
+          int tv, float *s, size_t ld) {
+        const struct lmp_block_q8_K *yt[GT_MAXT];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++)
+                yt[t] = (const struct lmp_block_q8_K *)(y + (size_t)(t < tv ? t : tv - 1) * by);
+        __m512 acc[GT_MAXR][GT_MAXT / 2];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+                for (int p = 0; p < T / 2; p++)
+                        acc[r][p] = _mm512_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                struct gt_pair pr[GT_MAXT / 2];
+#pragma GCC unroll 8
+                for (int p = 0; p < T / 2; p++) {
+                        const struct lmp_block_q8_K *a = &yt[2 * p][i], *b = &yt[2 * p + 1][i];
+                        pr[p].dy = pair_dy(a, b);
+                        if (kind == GT_Q6_K)
+                                pr[p].bs = pair_sums16(a, b);
+                        else
+                                pr[p].fb = pair_sums32(a, b);
+                }
+#pragma GCC unroll 8
+                for (int r = 0; r < R; r++) {
+                        struct gt_row w;
+                        const uint8_t *xr = x + (size_t)r * bx;
+                        if (kind == GT_Q4_K)
+                                unpack_row_q4_K(&w, (const struct lmp_block_q4_K *)xr + i);
+                        else if (kind == GT_Q5_K)
+                                unpack_row_q5_K(&w, (const struct lmp_block_q5_K *)xr + i);
+                        else
+                                unpack_row_q6_K(&w, (const struct lmp_block_q6_K *)xr + i);
+                        const __m512 dx = _mm512_set1_ps(w.d);
+#pragma GCC unroll 8
+                        for (int p = 0; p < T / 2; p++) {
+                                __m512i sumi = pair_dot(&w, yt[2 * p][i].qs, yt[2 * p + 1][i].qs);
+                                if (kind == GT_Q6_K)
+                                        sumi = _mm512_dpwssd_epi32(sumi, w.off, pr[p].bs);
+                                acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(dx, pr[p].dy),
+                                                            acc[r][p]);
+                                if (kind != GT_Q6_K)
+                                        acc[r][p] = _mm512_fnmadd_ps(w.fm, pr[p].fb, acc[r][p]);
+                        }
+                }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++)
+                        if (t < tv)
+                                s[(size_t)t * ld + (size_t)r] = pair_total(acc[r][t / 2], t & 1);
+}
+
+#define GT_TILES(name, kind)                                                                                    \
+static void name##_tile(int R, int T, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by, int tv, \
+                        float *s, size_t ld) {                                                                  \
+        switch (R * 16 + T) {                                                                                   \
+        case 4 * 16 + 4: gemm_tile(kind, 4, 4, nb, x, bx, y, by, tv, s, ld); break;                            \
+        case 3 * 16 + 4: gemm_tile(kind, 3, 4, nb, x, bx, y, by, tv, s, ld); break;                            \
+        case 2 * 16 + 4: gemm_tile(kind, 2, 4, nb, x, bx, y, by, tv, s, ld); break;                            \
+        case 1 * 16 + 4: gemm_tile(kind, 1, 4, nb, x, bx, y, by, tv, s, ld); break;                            \
+        case 4 * 16 + 2: gemm_tile(kind, 4, 2, nb, x, bx, y, by, tv, s, ld); break;                            \
+        case 3 * 16 + 2: gemm_tile(kind, 3, 2, nb, x, bx, y, by, tv, s, ld); break;                            \
+        case 2 * 16 + 2: gemm_tile(kind, 2, 2, nb, x, bx, y, by, tv, s, ld); break;                            \
+        default: gemm_tile(kind, 1, 2, nb, x, bx, y, by, tv, s, ld); break;                                    \
+        }                                                                                                       \
+}                                                                                                               \
+void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict vx, size_t bx,                       \
+                              const void *restrict vy, size_t by, float *restrict s, size_t ld) {              \
+        const uint8_t *x = vx, *y = vy;                                                                         \
+        for (int r0 = 0; r0 < nr; r0 += GT_MAXR) {                                                              \
+                const int R = nr - r0 < GT_MAXR ? nr - r0 : GT_MAXR;                                            \
+                for (int t0 = 0; t0 < nt; t0 += GT_MAXT) {                                                      \
+                        const int tv = nt - t0 < GT_MAXT ? nt - t0 : GT_MAXT;                                   \
+                        name##_tile(R, (tv + 1) & ~1, n / LMP_QK_K, x + (size_t)r0 * bx, bx,                    \
+                                    y + (size_t)t0 * by, by, tv, s + (size_t)t0 * ld + (size_t)r0, ld);         \
+                }                                                                                               \
+        }                                                                                                       \
+}
+
+GT_TILES(q4_K_q8_K, GT_Q4_K)
+GT_TILES(q5_K_q8_K, GT_Q5_K)
+GT_TILES(q6_K_q8_K, GT_Q6_K)
