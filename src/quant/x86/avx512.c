@@ -653,18 +653,14 @@ static inline void unpack_row_q6_K(struct gt_row *r, const struct lmp_block_q6_K
         r->d = h2f(x->d);
 }
 
-/* The int32 sums of one weight block against one token pair. */
-static inline __m512i pair_dot(const struct gt_row *r, const int8_t *qa, const int8_t *qb) {
-        __m512i sumi = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) {
-                const __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
-                                                      _mm512_loadu_si512((const void *)(qa + 64 * k)));
-                const __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
-                                                      _mm512_loadu_si512((const void *)(qb + 64 * k)));
-                sumi = _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(a, b), r->sc[k]);
-        }
-        return sumi;
+/* Adds the scaled int32 sums of values 64k .. 64k + 63 of one weight block
+ * against a token pair to sumi. */
+static inline __m512i pair_dot_k(const struct gt_row *r, int k, __m512i sumi, const int8_t *qa, const int8_t *qb) {
+        const __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                              _mm512_loadu_si512((const void *)(qa + 64 * k)));
+        const __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                              _mm512_loadu_si512((const void *)(qb + 64 * k)));
+        return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(a, b), r->sc[k]);
 }
 
 /* Token t of a pair accumulator: lanes 0-1 (half = 0) or 2-3 (half = 1) of each chunk. */
@@ -715,12 +711,19 @@ gemm_tile(enum gt_kind kind, int R, int T, int nb, const uint8_t *x, size_t bx, 
                         else
                                 unpack_row_q6_K(&w, (const struct lmp_block_q6_K *)xr + i);
                         const __m512 dx = _mm512_set1_ps(w.d);
+                        __m512i sumi[GT_MAXT / 2];
+#pragma GCC unroll 8
+                        for (int p = 0; p < T / 2; p++)
+                                sumi[p] = kind == GT_Q6_K ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), w.off, pr[p].bs)
+                                                          : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                        for (int k = 0; k < 4; k++)
+#pragma GCC unroll 8
+                                for (int p = 0; p < T / 2; p++)
+                                        sumi[p] = pair_dot_k(&w, k, sumi[p], yt[2 * p][i].qs, yt[2 * p + 1][i].qs);
 #pragma GCC unroll 8
                         for (int p = 0; p < T / 2; p++) {
-                                __m512i sumi = pair_dot(&w, yt[2 * p][i].qs, yt[2 * p + 1][i].qs);
-                                if (kind == GT_Q6_K)
-                                        sumi = _mm512_dpwssd_epi32(sumi, w.off, pr[p].bs);
-                                acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi), _mm512_mul_ps(dx, pr[p].dy),
+                                acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[p]), _mm512_mul_ps(dx, pr[p].dy),
                                                             acc[r][p]);
                                 if (kind != GT_Q6_K)
                                         acc[r][p] = _mm512_fnmadd_ps(w.fm, pr[p].fb, acc[r][p]);
