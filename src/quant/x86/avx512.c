@@ -554,8 +554,12 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
 /* Tile shape: 4 rows by 6 tokens measured best on Zen 4 among 2..8 rows by
  * 2..8 tokens (bench_kernels); the tile cases below cover 1..4 rows by 2, 4
  * or 6 tokens. */
+#ifndef GT_MAXR
 #define GT_MAXR 4       /* weight rows per tile */
+#endif
+#ifndef GT_MAXT
 #define GT_MAXT 6       /* tokens per tile (even) */
+#endif
 
 /* What a tile keeps of one token pair's activation block. */
 struct gt_pair {
@@ -593,6 +597,13 @@ struct gt_row {
         float d;
 };
 
+/* 32 bytes at p in both halves, the high half shifted right by `shift` bits
+ * within 16-bit lanes: a broadcast load and one masked shift. */
+static inline __m512i halves_shifted(const uint8_t *p, int shift) {
+        const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+        return _mm512_mask_srli_epi16(b, 0xffff0000u, b, (unsigned)shift);
+}
+
 static inline void row_mins(struct gt_row *r, __m256i ms, float dmin) {
         const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(ms, 1)));
         const __m512i idx = _mm512_set_epi32(7, 6, 7, 6, 5, 4, 5, 4, 3, 2, 3, 2, 1, 0, 1, 0);
@@ -605,8 +616,7 @@ static inline void unpack_row_q4_K(struct gt_row *r, const struct lmp_block_q4_K
         const __m512i sc = _mm512_castsi256_si512(ms);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-                const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
-                r->w[k] = _mm512_and_si512(join256(bits, _mm256_srli_epi16(bits, 4)), m4);
+                r->w[k] = _mm512_and_si512(halves_shifted(x->qs + 32 * k, 4), m4);
                 r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
         }
         r->d = h2f(x->d);
@@ -618,12 +628,10 @@ static inline void unpack_row_q5_K(struct gt_row *r, const struct lmp_block_q5_K
         const __m512i m1 = _mm512_set1_epi8(1);
         const __m256i ms = scales_mins_k4(x->scales);
         const __m512i sc = _mm512_castsi256_si512(ms);
-        const __m256i hb = _mm256_loadu_si256((const __m256i *)x->qh);
-        __m512i h = join256(hb, _mm256_srli_epi16(hb, 1));
+        __m512i h = halves_shifted(x->qh, 1);
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-                const __m256i bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * k));
-                const __m512i b = _mm512_and_si512(join256(bits, _mm256_srli_epi16(bits, 4)), m4);
+                const __m512i b = _mm512_and_si512(halves_shifted(x->qs + 32 * k, 4), m4);
                 r->w[k] = _mm512_or_si512(b, _mm512_slli_epi16(_mm512_and_si512(h, m1), 4));
                 h = _mm512_srli_epi16(h, 2);
                 r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
@@ -640,8 +648,7 @@ static inline void unpack_row_q6_K(struct gt_row *r, const struct lmp_block_q6_K
 #pragma GCC unroll 2
         for (int j = 0; j < 2; j++) {
                 const __m512i l = _mm512_loadu_si512((const void *)(x->ql + 64 * j));
-                const __m256i hh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * j));
-                const __m512i h = join256(hh, _mm256_srli_epi16(hh, 2));
+                const __m512i h = halves_shifted(x->qh + 32 * j, 2);
                 r->w[2 * j] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
                 r->w[2 * j + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
                                                   _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4));
@@ -739,13 +746,25 @@ gemm_tile(enum gt_kind kind, int R, int T, int nb, const uint8_t *x, size_t bx, 
 }
 
 #define GT_CASE(kind, R, T) case (R) * 16 + (T): gemm_tile(kind, R, T, nb, x, bx, y, by, tv, s, ld); break;
+#if GT_MAXR > 4
+#define GT_CASES_R(kind, T) GT_CASE(kind, 1, T) GT_CASE(kind, 2, T) GT_CASE(kind, 3, T) GT_CASE(kind, 4, T) \
+        GT_CASE(kind, 5, T) GT_CASE(kind, 6, T)
+#else
 #define GT_CASES_R(kind, T) GT_CASE(kind, 1, T) GT_CASE(kind, 2, T) GT_CASE(kind, 3, T) GT_CASE(kind, 4, T)
+#endif
 
+#if GT_MAXT >= 10
+#define GT_CASES_MORE(kind) GT_CASES_R(kind, 8) GT_CASES_R(kind, 10)
+#elif GT_MAXT >= 8
+#define GT_CASES_MORE(kind) GT_CASES_R(kind, 8)
+#else
+#define GT_CASES_MORE(kind)
+#endif
 #define GT_TILES(name, kind)                                                                                    \
 static void name##_tile(int R, int T, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by, int tv, \
                         float *s, size_t ld) {                                                                  \
         switch (R * 16 + T) {                                                                                   \
-        GT_CASES_R(kind, 2) GT_CASES_R(kind, 4) GT_CASES_R(kind, 6)                                             \
+        GT_CASES_R(kind, 2) GT_CASES_R(kind, 4) GT_CASES_R(kind, 6) GT_CASES_MORE(kind)                         \
         default: break;                                                                                         \
         }                                                                                                       \
 }                                                                                                               \
