@@ -537,36 +537,20 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
 
 /* ---- K-quant gemms ------------------------------------------------------ */
 
-/* A tile of weight rows by tokens (activation rows) over the whole row
- * length: each weight block is unpacked once into four vectors of 64
- * unsigned bytes that line up with the activation's qs[64k .. 64k + 63],
- * plus four int16 vectors holding, in each 128-bit chunk, the scale of the
- * sub-block that chunk of bytes belongs to. Tokens go in pairs: vpdpbusd
- * sums four byte products per int32 lane for each token (at most
- * 4 * 63 * 128 < 2^15), vpackssdw packs the two tokens' lanes into int16
- * side by side within each chunk (exactly, no saturation), and one vpdpwssd
- * applies the sub-block scales to both tokens at once. The int32 sums of a
- * pair then hold token t in lanes 0-1 and token t + 1 in lanes 2-3 of each
- * chunk, and are scaled by d_x * d_y into float accumulators of the same
- * layout; the q4_K/q5_K mins come in as a float product of the per-row
- * dmin * min and the per-token d * (block sums of 32), laid out the same. */
-
-/* Tile shape: 4 rows by 6 tokens measured best on Zen 4 among 2..8 rows by
- * 2..8 tokens (bench_kernels); the tile cases below cover 1..4 rows by 2, 4
- * or 6 tokens. */
-#ifndef GT_MAXR
-#define GT_MAXR 4       /* weight rows per tile */
-#endif
-#ifndef GT_MAXT
-#define GT_MAXT 6       /* tokens per tile (even) */
-#endif
-
-/* What a tile keeps of one token pair's activation block. */
-struct gt_pair {
-        __m512 dy;      /* d of token t in lanes 0-1 of each chunk, of t + 1 in lanes 2-3 */
-        __m512 fb;      /* q4_K/q5_K: d * sum of each 32-value sub-block, same layout */
-        __m512i bs;     /* q6_K: block sums of 16, t's four then t + 1's four per chunk */
-};
+/* Weight rows by tokens (activation rows) over the whole row length: each
+ * weight block is unpacked once into four vectors of 64 unsigned bytes that
+ * line up with the activation's qs[64k .. 64k + 63], plus four int16 vectors
+ * holding, in each 128-bit chunk, the scale of the sub-block that chunk of
+ * bytes belongs to. Tokens go in pairs: vpdpbusd sums four byte products per
+ * int32 lane for each token (at most 4 * 63 * 128 < 2^15), vpackssdw packs
+ * the two tokens' lanes into int16 side by side within each chunk (exactly,
+ * no saturation), and one vpdpwssd applies the sub-block scales to both
+ * tokens at once. The int32 sums of a pair then hold token t in lanes 0-1
+ * and token t + 1 in lanes 2-3 of each chunk, and are scaled by d_x * d_y
+ * into float accumulators of the same layout; the q4_K/q5_K mins come in as
+ * a float product of the per-row dmin * min and the per-token d * (block
+ * sums of 32), and the q6_K offset of 32 as an int16 product of -32 * scales
+ * and the block sums of 16, laid out the same. */
 
 static inline __m512 pair_dy(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
         return _mm512_broadcast_f32x4(_mm_set_ps(b->d, b->d, a->d, a->d));
@@ -588,12 +572,12 @@ static inline __m512i pair_sums16(const struct lmp_block_q8_K *a, const struct l
                                          _mm512_castsi256_si512(load_bsums(b)));
 }
 
-/* One weight block, unpacked for the tile. */
+/* One weight block, unpacked. */
 struct gt_row {
         __m512i w[4];   /* values 64k .. 64k + 63 as unsigned bytes */
         __m512i sc[4];  /* int16 scale of each chunk's sub-block */
-        __m512i off;    /* q6_K: -32 * scales, in the layout of gt_pair.bs */
-        __m512 fm;      /* q4_K/q5_K: dmin * mins, in the layout of gt_pair.fb */
+        __m512i off;    /* q6_K: -32 * scales, in the layout of pair_sums16 */
+        __m512 fm;      /* q4_K/q5_K: dmin * mins, in the layout of pair_sums32 */
         float d;
 };
 
@@ -681,102 +665,71 @@ static inline float pair_total(__m512 acc, int half) {
 
 enum gt_kind { GT_Q4_K, GT_Q5_K, GT_Q6_K };
 
-/* R rows by T tokens (T even; tokens at and past tv repeat the last valid
- * one and are not stored). R, T and kind are constants at every call. */
+/* Block-outer order: for a panel of up to GB_ROWS rows and GB_TOK tokens,
+ * each weight block of the panel's rows is unpacked once (to a small buffer
+ * on the stack) for all of the panel's tokens, and the float accumulators
+ * of every (row, token pair) live in a stack buffer that each block updates.
+ * The unpacking is thus shared by up to GB_TOK tokens instead of one
+ * register tile's worth, and each token pair's block sums by GB_ROWS rows. */
+#define GB_ROWS 8
+#define GB_TOK 64
+
 static inline __attribute__((always_inline)) void
-gemm_tile(enum gt_kind kind, int R, int T, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
-          int tv, float *s, size_t ld) {
-        const struct lmp_block_q8_K *yt[GT_MAXT];
-#pragma GCC unroll 8
-        for (int t = 0; t < T; t++)
-                yt[t] = (const struct lmp_block_q8_K *)(y + (size_t)(t < tv ? t : tv - 1) * by);
-        __m512 acc[GT_MAXR][GT_MAXT / 2];
-#pragma GCC unroll 8
+gemm_panel(enum gt_kind kind, int R, int tn, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
+           float *s, size_t ld) {
+        const int np = (tn + 1) / 2;
+        __m512 acc[GB_ROWS][GB_TOK / 2];
+        struct gt_row rows[GB_ROWS];
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-                for (int p = 0; p < T / 2; p++)
+                for (int p = 0; p < np; p++)
                         acc[r][p] = _mm512_setzero_ps();
         for (int i = 0; i < nb; i++) {
-                struct gt_pair pr[GT_MAXT / 2];
-#pragma GCC unroll 8
-                for (int p = 0; p < T / 2; p++) {
-                        const struct lmp_block_q8_K *a = &yt[2 * p][i], *b = &yt[2 * p + 1][i];
-                        pr[p].dy = pair_dy(a, b);
-                        if (kind == GT_Q6_K)
-                                pr[p].bs = pair_sums16(a, b);
-                        else
-                                pr[p].fb = pair_sums32(a, b);
-                }
-#pragma GCC unroll 8
                 for (int r = 0; r < R; r++) {
-                        struct gt_row w;
                         const uint8_t *xr = x + (size_t)r * bx;
                         if (kind == GT_Q4_K)
-                                unpack_row_q4_K(&w, (const struct lmp_block_q4_K *)xr + i);
+                                unpack_row_q4_K(&rows[r], (const struct lmp_block_q4_K *)xr + i);
                         else if (kind == GT_Q5_K)
-                                unpack_row_q5_K(&w, (const struct lmp_block_q5_K *)xr + i);
+                                unpack_row_q5_K(&rows[r], (const struct lmp_block_q5_K *)xr + i);
                         else
-                                unpack_row_q6_K(&w, (const struct lmp_block_q6_K *)xr + i);
-                        const __m512 dx = _mm512_set1_ps(w.d);
-                        __m512i sumi[GT_MAXT / 2];
-#pragma GCC unroll 8
-                        for (int p = 0; p < T / 2; p++)
-                                sumi[p] = kind == GT_Q6_K ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), w.off, pr[p].bs)
-                                                          : _mm512_setzero_si512();
+                                unpack_row_q6_K(&rows[r], (const struct lmp_block_q6_K *)xr + i);
+                }
+                for (int p = 0; p < np; p++) {
+                        const int tb = 2 * p + 1 < tn ? 2 * p + 1 : 2 * p;
+                        const struct lmp_block_q8_K *ya = (const struct lmp_block_q8_K *)(y + (size_t)(2 * p) * by) + i;
+                        const struct lmp_block_q8_K *yb = (const struct lmp_block_q8_K *)(y + (size_t)tb * by) + i;
+                        const __m512 dy = pair_dy(ya, yb);
+                        const __m512 fb = kind == GT_Q6_K ? _mm512_setzero_ps() : pair_sums32(ya, yb);
+                        const __m512i bs = kind == GT_Q6_K ? pair_sums16(ya, yb) : _mm512_setzero_si512();
+                        for (int r = 0; r < R; r++) {
+                                const struct gt_row *w = &rows[r];
+                                __m512i sumi = kind == GT_Q6_K ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), w->off, bs)
+                                                               : _mm512_setzero_si512();
 #pragma GCC unroll 4
-                        for (int k = 0; k < 4; k++)
-#pragma GCC unroll 8
-                                for (int p = 0; p < T / 2; p++)
-                                        sumi[p] = pair_dot_k(&w, k, sumi[p], yt[2 * p][i].qs, yt[2 * p + 1][i].qs);
-#pragma GCC unroll 8
-                        for (int p = 0; p < T / 2; p++) {
-                                acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[p]), _mm512_mul_ps(dx, pr[p].dy),
-                                                            acc[r][p]);
+                                for (int k = 0; k < 4; k++)
+                                        sumi = pair_dot_k(w, k, sumi, ya->qs, yb->qs);
+                                __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi),
+                                                           _mm512_mul_ps(_mm512_set1_ps(w->d), dy), acc[r][p]);
                                 if (kind != GT_Q6_K)
-                                        acc[r][p] = _mm512_fnmadd_ps(w.fm, pr[p].fb, acc[r][p]);
+                                        a = _mm512_fnmadd_ps(w->fm, fb, a);
+                                acc[r][p] = a;
                         }
                 }
         }
-#pragma GCC unroll 8
         for (int r = 0; r < R; r++)
-#pragma GCC unroll 8
-                for (int t = 0; t < T; t++)
-                        if (t < tv)
-                                s[(size_t)t * ld + (size_t)r] = pair_total(acc[r][t / 2], t & 1);
+                for (int t = 0; t < tn; t++)
+                        s[(size_t)t * ld + (size_t)r] = pair_total(acc[r][t / 2], t & 1);
 }
 
-#define GT_CASE(kind, R, T) case (R) * 16 + (T): gemm_tile(kind, R, T, nb, x, bx, y, by, tv, s, ld); break;
-#if GT_MAXR > 4
-#define GT_CASES_R(kind, T) GT_CASE(kind, 1, T) GT_CASE(kind, 2, T) GT_CASE(kind, 3, T) GT_CASE(kind, 4, T) \
-        GT_CASE(kind, 5, T) GT_CASE(kind, 6, T)
-#else
-#define GT_CASES_R(kind, T) GT_CASE(kind, 1, T) GT_CASE(kind, 2, T) GT_CASE(kind, 3, T) GT_CASE(kind, 4, T)
-#endif
-
-#if GT_MAXT >= 10
-#define GT_CASES_MORE(kind) GT_CASES_R(kind, 8) GT_CASES_R(kind, 10)
-#elif GT_MAXT >= 8
-#define GT_CASES_MORE(kind) GT_CASES_R(kind, 8)
-#else
-#define GT_CASES_MORE(kind)
-#endif
 #define GT_TILES(name, kind)                                                                                    \
-static void name##_tile(int R, int T, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by, int tv, \
-                        float *s, size_t ld) {                                                                  \
-        switch (R * 16 + T) {                                                                                   \
-        GT_CASES_R(kind, 2) GT_CASES_R(kind, 4) GT_CASES_R(kind, 6) GT_CASES_MORE(kind)                         \
-        default: break;                                                                                         \
-        }                                                                                                       \
-}                                                                                                               \
 void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict vx, size_t bx,                       \
                               const void *restrict vy, size_t by, float *restrict s, size_t ld) {              \
         const uint8_t *x = vx, *y = vy;                                                                         \
-        for (int r0 = 0; r0 < nr; r0 += GT_MAXR) {                                                              \
-                const int R = nr - r0 < GT_MAXR ? nr - r0 : GT_MAXR;                                            \
-                for (int t0 = 0; t0 < nt; t0 += GT_MAXT) {                                                      \
-                        const int tv = nt - t0 < GT_MAXT ? nt - t0 : GT_MAXT;                                   \
-                        name##_tile(R, (tv + 1) & ~1, n / LMP_QK_K, x + (size_t)r0 * bx, bx,                    \
-                                    y + (size_t)t0 * by, by, tv, s + (size_t)t0 * ld + (size_t)r0, ld);         \
+        for (int r0 = 0; r0 < nr; r0 += GB_ROWS) {                                                              \
+                const int R = nr - r0 < GB_ROWS ? nr - r0 : GB_ROWS;                                            \
+                for (int t0 = 0; t0 < nt; t0 += GB_TOK) {                                                       \
+                        const int tn = nt - t0 < GB_TOK ? nt - t0 : GB_TOK;                                     \
+                        gemm_panel(kind, R, tn, n / LMP_QK_K, x + (size_t)r0 * bx, bx, y + (size_t)t0 * by,    \
+                                   by, s + (size_t)t0 * ld + (size_t)r0, ld);                                   \
                 }                                                                                               \
         }                                                                                                       \
 }
