@@ -27,9 +27,9 @@ static const struct lmp_quant_traits traits_scalar[LMP_TYPE_COUNT] = {
         ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_ref, NULL, NULL),
         ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_ref, NULL),
         ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_ref, NULL),
-        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_ref, NULL),
-        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_ref, NULL),
-        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_ref, NULL),
+        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_ref, lmp_gemm_q4_K_q8_K_ref),
+        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_ref, lmp_gemm_q5_K_q8_K_ref),
+        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_ref, lmp_gemm_q6_K_q8_K_ref),
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_ref, NULL, NULL),
 };
 
@@ -50,9 +50,9 @@ static const struct lmp_quant_traits traits_avx2[LMP_TYPE_COUNT] = {
         ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_avx2, NULL, NULL),
         ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_avx2, NULL),
         ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_avx2, NULL),
-        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx2, NULL),
-        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx2, NULL),
-        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx2, NULL),
+        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx2, lmp_gemm_q4_K_q8_K_avx2),
+        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx2, lmp_gemm_q5_K_q8_K_avx2),
+        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx2, lmp_gemm_q6_K_q8_K_avx2),
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_avx2, NULL, NULL),
 };
 
@@ -72,9 +72,9 @@ static const struct lmp_quant_traits traits_avx512[LMP_TYPE_COUNT] = {
         ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_avx512, NULL, NULL),
         ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_avx512, NULL),
         ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_avx512, NULL),
-        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx512, NULL),
-        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx512, NULL),
-        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx512, NULL),
+        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx512, lmp_gemm_q4_K_q8_K_avx512),
+        ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx512, lmp_gemm_q5_K_q8_K_avx512),
+        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx512, lmp_gemm_q6_K_q8_K_avx512),
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_avx512, NULL, NULL),
 };
 #define TRAITS_AVX2 traits_avx2

@@ -49,7 +49,8 @@ static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
         const int nblocks = trial % 12 == 11 ? rnd_between(129, 300)
                           : trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
         const int64_t n = (int64_t)qk * nblocks + (blck == 1 && (trial & 1) ? rnd_between(1, 31) : 0);
-        const int nr = rnd_between(1, MAX_NR), nt = rnd_between(1, MAX_NT);
+        /* Every twelfth tile takes more tokens than a 64-token panel. */
+        const int nr = rnd_between(1, MAX_NR), nt = trial % 12 == 11 ? rnd_between(65, MAX_NT) : rnd_between(1, MAX_NT);
         const size_t xrow = lmp_type_row_size(t, (uint64_t)n);
         const size_t yrow = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n);
         /* Padding in multiples of 4 bytes keeps float rows aligned to their elements. */

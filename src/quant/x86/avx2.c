@@ -896,3 +896,133 @@ void lmp_gemm_f16_f16_avx2(int n, int nr, int nt, const void *restrict x, size_t
                 gemm_f16_rows(n, nr - r0 < GEMM_F16_RB ? nr - r0 : GEMM_F16_RB, nt, (const uint8_t *)x + (size_t)r0 * bx,
                               bx, y, by, s + r0, ld);
 }
+
+/* ---- K-quant gemms ------------------------------------------------------ */
+
+/* One weight row by up to GA_MAXT tokens: each weight block is unpacked once,
+ * 32 values at a time, into unsigned bytes lined up with the activation's
+ * qs[32k .. 32k + 31] and an int16 vector of the scales of those values'
+ * sub-blocks; vpmaddubsw and vpmaddwd then give each token's scaled int32
+ * sums. The q4_K/q5_K mins and the q6_K offset of 32 come from the
+ * activation's block sums. */
+
+#define GA_MAXT 4
+
+enum ga_kind { GA_Q4_K, GA_Q5_K, GA_Q6_K };
+
+/* Values 32k .. 32k + 31 of a K-quant block as unsigned bytes, and their scales. */
+static inline __m256i ga_values(enum ga_kind kind, const void *blk, int k, __m256i sc_lo, __m256i sc_hi,
+                                __m256i *sc) {
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        if (kind == GA_Q6_K) {
+                const struct lmp_block_q6_K *x = blk;
+                const int h = k / 4, q = k % 4;
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32 * (q & 1)));
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                const __m256i lo = q < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * q), _mm256_set1_epi8(3));
+                *sc = _mm256_shuffle_epi8(h ? sc_hi : sc_lo, pick16(2 * q, 2 * q + 1));
+                return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+        }
+        /* q4_K and q5_K share the nibble layout */
+        const uint8_t *qs = kind == GA_Q4_K ? ((const struct lmp_block_q4_K *)blk)->qs
+                                            : ((const struct lmp_block_q5_K *)blk)->qs;
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * (k / 2)));
+        __m256i v = k & 1 ? _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4) : _mm256_and_si256(bits, m4);
+        if (kind == GA_Q5_K) {
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)((const struct lmp_block_q5_K *)blk)->qh);
+                const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hb, k), _mm256_set1_epi8(1));
+                v = _mm256_or_si256(v, _mm256_slli_epi16(h, 4));
+        }
+        (void)sc_hi;
+        *sc = _mm256_shuffle_epi8(sc_lo, pick16(k, k));
+        return v;
+}
+
+static inline __attribute__((always_inline)) void
+gemm_row_avx2(enum ga_kind kind, int T, int nb, const uint8_t *x, const uint8_t *y, size_t by, float *s, size_t ld) {
+        const size_t bsz = kind == GA_Q4_K ? sizeof(struct lmp_block_q4_K)
+                         : kind == GA_Q5_K ? sizeof(struct lmp_block_q5_K) : sizeof(struct lmp_block_q6_K);
+        __m256 acc[GA_MAXT];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                acc[t] = _mm256_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                const void *blk = x + (size_t)i * bsz;
+                const struct lmp_block_q8_K *yb[GA_MAXT];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++)
+                        yb[t] = (const struct lmp_block_q8_K *)(y + (size_t)t * by) + i;
+                __m256i sc_lo, sc_hi, corr;     /* corr: mins by sub-block of 16, or -32 * scales */
+                float d, dmin = 0.0f;
+                if (kind == GA_Q6_K) {
+                        const struct lmp_block_q6_K *b = blk;
+                        const __m256i all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+                        sc_lo = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(all));
+                        sc_hi = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(all, 1));
+                        corr = _mm256_mullo_epi16(all, _mm256_set1_epi16(-32));
+                        d = h2f(b->d);
+                } else {
+                        const struct lmp_block_q4_K *b = blk;   /* q5_K starts with the same fields */
+                        const __m256i ms = scales_mins_k4(b->scales);
+                        sc_lo = sc_hi = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(ms));
+                        const __m256i mins = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(ms, 1));
+                        corr = _mm256_shuffle_epi8(mins, _mm256_set_epi8(15, 14, 15, 14, 13, 12, 13, 12, 11, 10, 11, 10,
+                                                                        9, 8, 9, 8, 7, 6, 7, 6, 5, 4, 5, 4, 3, 2, 3, 2,
+                                                                        1, 0, 1, 0));
+                        d = h2f(b->d);
+                        dmin = h2f(b->dmin);
+                }
+                __m256i sumi[GA_MAXT];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++)
+                        sumi[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                        __m256i sc;
+                        const __m256i v = ga_values(kind, blk, k, sc_lo, sc_hi, &sc);
+#pragma GCC unroll 4
+                        for (int t = 0; t < T; t++) {
+                                const __m256i p = _mm256_maddubs_epi16(v, _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 32 * k)));
+                                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, sc));
+                        }
+                }
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                        const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
+                        if (kind == GA_Q6_K)
+                                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(corr, bs));
+                        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * yb[t]->d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                        if (kind != GA_Q6_K)
+                                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * yb[t]->d),
+                                                          _mm256_cvtepi32_ps(_mm256_madd_epi16(corr, bs)), acc[t]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                s[(size_t)t * ld] = hsum_f32x8(acc[t]);
+}
+
+#define GA_GEMM(name, kind, block_t)                                                                             \
+void lmp_gemm_##name##_avx2(int n, int nr, int nt, const void *restrict vx, size_t bx,                          \
+                            const void *restrict vy, size_t by, float *restrict s, size_t ld) {                 \
+        const uint8_t *x = vx, *y = vy;                                                                          \
+        const int nb = n / LMP_QK_K;                                                                             \
+        for (int r = 0; r < nr; r++) {                                                                           \
+                const uint8_t *xr = x + (size_t)r * bx;                                                          \
+                for (int t0 = 0; t0 < nt; t0 += GA_MAXT) {                                                       \
+                        const uint8_t *yt = y + (size_t)t0 * by;                                                 \
+                        float *st = s + (size_t)t0 * ld + (size_t)r;                                             \
+                        switch (nt - t0 < GA_MAXT ? nt - t0 : GA_MAXT) {                                         \
+                        case 1: gemm_row_avx2(kind, 1, nb, xr, yt, by, st, ld); break;                          \
+                        case 2: gemm_row_avx2(kind, 2, nb, xr, yt, by, st, ld); break;                          \
+                        case 3: gemm_row_avx2(kind, 3, nb, xr, yt, by, st, ld); break;                          \
+                        default: gemm_row_avx2(kind, 4, nb, xr, yt, by, st, ld); break;                         \
+                        }                                                                                        \
+                }                                                                                                \
+        }                                                                                                        \
+}
+
+GA_GEMM(q4_K_q8_K, GA_Q4_K, struct lmp_block_q4_K)
+GA_GEMM(q5_K_q8_K, GA_Q5_K, struct lmp_block_q5_K)
+GA_GEMM(q6_K_q8_K, GA_Q6_K, struct lmp_block_q6_K)

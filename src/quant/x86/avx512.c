@@ -838,3 +838,206 @@ void lmp_gemm_f16_f16_avx512(int n, int nr, int nt, const void *restrict x, size
                 gemm_f16_rows(n, nr - r0 < GEMM_F16_RB ? nr - r0 : GEMM_F16_RB, nt, (const uint8_t *)x + (size_t)r0 * bx,
                               bx, y, by, s + r0, ld);
 }
+
+/* ---- K-quant gemms ------------------------------------------------------ */
+
+/* Weight rows by tokens (activation rows) over the whole row length: each
+ * weight block is unpacked once into four vectors of 64 unsigned bytes that
+ * line up with the activation's qs[64k .. 64k + 63], plus four int16 vectors
+ * holding, in each 128-bit chunk, the scale of the sub-block that chunk of
+ * bytes belongs to. Tokens go in pairs: vpdpbusd sums four byte products per
+ * int32 lane for each token (at most 4 * 63 * 128 < 2^15), vpackssdw packs
+ * the two tokens' lanes into int16 side by side within each chunk (exactly,
+ * no saturation), and one vpdpwssd applies the sub-block scales to both
+ * tokens at once. The int32 sums of a pair then hold token t in lanes 0-1
+ * and token t + 1 in lanes 2-3 of each chunk, and are scaled by d_x * d_y
+ * into float accumulators of the same layout; the q4_K/q5_K mins come in as
+ * a float product of the per-row dmin * min and the per-token d * (block
+ * sums of 32), and the q6_K offset of 32 as an int16 product of -32 * scales
+ * and the block sums of 16, laid out the same. */
+
+static inline __m512 pair_dy(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        return _mm512_broadcast_f32x4(_mm_set_ps(b->d, b->d, a->d, a->d));
+}
+
+/* d * the sums of the 8 sub-blocks of 32 for tokens a and b, in the pair layout. */
+static inline __m512 pair_sums32(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        const __m512i bs = join256(load_bsums(a), load_bsums(b));
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_madd_epi16(bs, _mm512_set1_epi16(1)));
+        const __m512 d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a->d), _mm512_set1_ps(b->d));
+        const __m512i idx = _mm512_set_epi32(15, 14, 7, 6, 13, 12, 5, 4, 11, 10, 3, 2, 9, 8, 1, 0);
+        return _mm512_permutexvar_ps(idx, _mm512_mul_ps(f, d));
+}
+
+/* The 16 block sums of 16 of tokens a and b: a's sums 4c..4c+3 then b's in chunk c. */
+static inline __m512i pair_sums16(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        const __m512i idx = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+        return _mm512_permutex2var_epi64(_mm512_castsi256_si512(load_bsums(a)), idx,
+                                         _mm512_castsi256_si512(load_bsums(b)));
+}
+
+/* One weight block, unpacked. */
+struct gt_row {
+        __m512i w[4];   /* values 64k .. 64k + 63 as unsigned bytes */
+        __m512i sc[4];  /* int16 scale of each chunk's sub-block */
+        __m512i off;    /* q6_K: -32 * scales, in the layout of pair_sums16 */
+        __m512 fm;      /* q4_K/q5_K: dmin * mins, in the layout of pair_sums32 */
+        float d;
+};
+
+/* 32 bytes at p in both halves, the high half shifted right by `shift` bits
+ * within 16-bit lanes: a broadcast load and one masked shift. */
+static inline __m512i halves_shifted(const uint8_t *p, int shift) {
+        const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+        return _mm512_mask_srli_epi16(b, 0xffff0000u, b, (unsigned)shift);
+}
+
+static inline void row_mins(struct gt_row *r, __m256i ms, float dmin) {
+        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(ms, 1)));
+        const __m512i idx = _mm512_set_epi32(7, 6, 7, 6, 5, 4, 5, 4, 3, 2, 3, 2, 1, 0, 1, 0);
+        r->fm = _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(_mm256_mul_ps(m, _mm256_set1_ps(dmin))));
+}
+
+static inline void unpack_row_q4_K(struct gt_row *r, const struct lmp_block_q4_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m256i ms = scales_mins_k4(x->scales);
+        const __m512i sc = _mm512_castsi256_si512(ms);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+                r->w[k] = _mm512_and_si512(halves_shifted(x->qs + 32 * k, 4), m4);
+                r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
+        }
+        r->d = h2f(x->d);
+        row_mins(r, ms, h2f(x->dmin));
+}
+
+static inline void unpack_row_q5_K(struct gt_row *r, const struct lmp_block_q5_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m1 = _mm512_set1_epi8(1);
+        const __m256i ms = scales_mins_k4(x->scales);
+        const __m512i sc = _mm512_castsi256_si512(ms);
+        __m512i h = halves_shifted(x->qh, 1);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+                const __m512i b = _mm512_and_si512(halves_shifted(x->qs + 32 * k, 4), m4);
+                r->w[k] = _mm512_or_si512(b, _mm512_slli_epi16(_mm512_and_si512(h, m1), 4));
+                h = _mm512_srli_epi16(h, 2);
+                r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
+        }
+        r->d = h2f(x->d);
+        row_mins(r, ms, h2f(x->dmin));
+}
+
+static inline void unpack_row_q6_K(struct gt_row *r, const struct lmp_block_q6_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m3 = _mm512_set1_epi8(3);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+                const __m512i l = _mm512_loadu_si512((const void *)(x->ql + 64 * j));
+                const __m512i h = halves_shifted(x->qh + 32 * j, 2);
+                r->w[2 * j] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
+                r->w[2 * j + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                  _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4));
+                r->sc[2 * j] = _mm512_permutexvar_epi16(idx_by8(8 * j), sc);
+                r->sc[2 * j + 1] = _mm512_permutexvar_epi16(idx_by8(8 * j + 4), sc);
+        }
+        const __m512i idx = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
+        r->off = _mm512_permutexvar_epi64(idx, _mm512_castsi256_si512(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32))));
+        r->d = h2f(x->d);
+}
+
+/* Adds the scaled int32 sums of values 64k .. 64k + 63 of one weight block
+ * against a token pair to sumi. */
+static inline __m512i pair_dot_k(const struct gt_row *r, int k, __m512i sumi, const int8_t *qa, const int8_t *qb) {
+        const __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                              _mm512_loadu_si512((const void *)(qa + 64 * k)));
+        const __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                              _mm512_loadu_si512((const void *)(qb + 64 * k)));
+        return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(a, b), r->sc[k]);
+}
+
+/* Token t of a pair accumulator: lanes 0-1 (half = 0) or 2-3 (half = 1) of each chunk. */
+static inline float pair_total(__m512 acc, int half) {
+        const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+        const __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(acc), hi);
+        const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+        return half ? _mm_cvtss_f32(_mm_add_ss(_mm_movehl_ps(a4, a4), _mm_shuffle_ps(a4, a4, 3)))
+                    : _mm_cvtss_f32(_mm_add_ss(a4, _mm_movehdup_ps(a4)));
+}
+
+enum gt_kind { GT_Q4_K, GT_Q5_K, GT_Q6_K };
+
+/* Block-outer order: for a panel of up to GB_ROWS rows and GB_TOK tokens,
+ * each weight block of the panel's rows is unpacked once (to a small buffer
+ * on the stack) for all of the panel's tokens, and the float accumulators
+ * of every (row, token pair) live in a stack buffer that each block updates.
+ * The unpacking is thus shared by up to GB_TOK tokens instead of one
+ * register tile's worth, and each token pair's block sums by GB_ROWS rows. */
+#define GB_ROWS 8
+#define GB_TOK 64
+
+static inline __attribute__((always_inline)) void
+gemm_panel(enum gt_kind kind, int R, int tn, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
+           float *s, size_t ld) {
+        const int np = (tn + 1) / 2;
+        __m512 acc[GB_ROWS][GB_TOK / 2];
+        struct gt_row rows[GB_ROWS];
+        for (int r = 0; r < R; r++)
+                for (int p = 0; p < np; p++)
+                        acc[r][p] = _mm512_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                for (int r = 0; r < R; r++) {
+                        const uint8_t *xr = x + (size_t)r * bx;
+                        if (kind == GT_Q4_K)
+                                unpack_row_q4_K(&rows[r], (const struct lmp_block_q4_K *)xr + i);
+                        else if (kind == GT_Q5_K)
+                                unpack_row_q5_K(&rows[r], (const struct lmp_block_q5_K *)xr + i);
+                        else
+                                unpack_row_q6_K(&rows[r], (const struct lmp_block_q6_K *)xr + i);
+                }
+                for (int p = 0; p < np; p++) {
+                        const int tb = 2 * p + 1 < tn ? 2 * p + 1 : 2 * p;
+                        const struct lmp_block_q8_K *ya = (const struct lmp_block_q8_K *)(y + (size_t)(2 * p) * by) + i;
+                        const struct lmp_block_q8_K *yb = (const struct lmp_block_q8_K *)(y + (size_t)tb * by) + i;
+                        const __m512 dy = pair_dy(ya, yb);
+                        const __m512 fb = kind == GT_Q6_K ? _mm512_setzero_ps() : pair_sums32(ya, yb);
+                        const __m512i bs = kind == GT_Q6_K ? pair_sums16(ya, yb) : _mm512_setzero_si512();
+                        for (int r = 0; r < R; r++) {
+                                const struct gt_row *w = &rows[r];
+                                __m512i sumi = kind == GT_Q6_K ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), w->off, bs)
+                                                               : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                                for (int k = 0; k < 4; k++)
+                                        sumi = pair_dot_k(w, k, sumi, ya->qs, yb->qs);
+                                __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi),
+                                                           _mm512_mul_ps(_mm512_set1_ps(w->d), dy), acc[r][p]);
+                                if (kind != GT_Q6_K)
+                                        a = _mm512_fnmadd_ps(w->fm, fb, a);
+                                acc[r][p] = a;
+                        }
+                }
+        }
+        for (int r = 0; r < R; r++)
+                for (int t = 0; t < tn; t++)
+                        s[(size_t)t * ld + (size_t)r] = pair_total(acc[r][t / 2], t & 1);
+}
+
+#define GT_TILES(name, kind)                                                                                    \
+void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict vx, size_t bx,                       \
+                              const void *restrict vy, size_t by, float *restrict s, size_t ld) {              \
+        const uint8_t *x = vx, *y = vy;                                                                         \
+        for (int r0 = 0; r0 < nr; r0 += GB_ROWS) {                                                              \
+                const int R = nr - r0 < GB_ROWS ? nr - r0 : GB_ROWS;                                            \
+                for (int t0 = 0; t0 < nt; t0 += GB_TOK) {                                                       \
+                        const int tn = nt - t0 < GB_TOK ? nt - t0 : GB_TOK;                                     \
+                        gemm_panel(kind, R, tn, n / LMP_QK_K, x + (size_t)r0 * bx, bx, y + (size_t)t0 * by,    \
+                                   by, s + (size_t)t0 * ld + (size_t)r0, ld);                                   \
+                }                                                                                               \
+        }                                                                                                       \
+}
+
+GT_TILES(q4_K_q8_K, GT_Q4_K)
+GT_TILES(q5_K_q8_K, GT_Q5_K)
+GT_TILES(q6_K_q8_K, GT_Q6_K)
