@@ -646,6 +646,41 @@ static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const 
         }
 }
 
+/* The table entries of nv <= 16 consecutive activation blocks: scales, and
+ * -bias times the sums of their quants. The sums come from vpdpbusd with
+ * ones, two blocks per register, reduced across registers so that lane j
+ * ends up with block j; blocks past nv are neither read nor stored. */
+static inline void ytab16(const struct lmp_block_q8_0 *yb, int nv, int bias, float *d, int32_t *corr) {
+        const __mmask16 m = (__mmask16)((1u << nv) - 1);
+        const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                  _mm512_set1_epi32((int)sizeof(*yb)));
+        const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, stride, yb, 1);
+        _mm512_mask_storeu_ps(d, m, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
+        const __m512i ones = _mm512_set1_epi8(1);
+        __m512i r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+                const __mmask32 m0 = 2 * i < nv ? ~(__mmask32)0 : 0, m1 = 2 * i + 1 < nv ? ~(__mmask32)0 : 0;
+                const __m512i q = join256(_mm256_maskz_loadu_epi8(m0, yb[2 * i].qs), _mm256_maskz_loadu_epi8(m1, yb[2 * i + 1].qs));
+                r[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q);
+        }
+        /* 128-bit lane k of v[g] holds the sums of lane k of r[4g..4g+3] */
+        __m512i v[2];
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++) {
+                const __m512i *rg = r + 4 * g;
+                const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi32(rg[0], rg[1]), _mm512_unpackhi_epi32(rg[0], rg[1]));
+                const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi32(rg[2], rg[3]), _mm512_unpackhi_epi32(rg[2], rg[3]));
+                v[g] = _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
+        }
+        /* lanes 0,1 of r[i] are block 2i, lanes 2,3 block 2i+1: add the
+         * halves, giving blocks 0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15 */
+        const __m512i sum = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                             _mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+        const __m512i order = _mm512_set_epi32(15, 11, 14, 10, 13, 9, 12, 8, 7, 3, 6, 2, 5, 1, 4, 0);
+        _mm512_mask_storeu_epi32(corr, m, _mm512_mullo_epi32(_mm512_permutexvar_epi32(order, sum), _mm512_set1_epi32(-bias)));
+}
+
 /* A packed tile (nbk blocks) by NT tokens (their blocks from k0, their
  * table rows from tab_t), stored (first pass) or added into s, lanes m. */
 static inline __attribute__((always_inline)) void tile32(const int NT, const struct wpack *wp, int k0, int nbk,
@@ -701,12 +736,8 @@ static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, i
                         const int nbk = nb - k0 < GEMM_KC ? nb - k0 : GEMM_KC;
                         for (int t = 0; t < ng; t++) {
                                 const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yg + (size_t)t * by) + k0;
-                                for (int b = 0; b < nbk; b++) {
-                                        const __m256i q = _mm256_loadu_si256((const __m256i *)yb[b].qs);
-                                        const __m256i sum = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), q);
-                                        tab.d[t][b] = h2f(yb[b].d);
-                                        tab.corr[t][b] = -bias * _mm512_reduce_add_epi32(_mm512_zextsi256_si512(sum));
-                                }
+                                for (int b = 0; b < nbk; b += 16)
+                                        ytab16(yb + b, nbk - b < 16 ? nbk - b : 16, bias, &tab.d[t][b], &tab.corr[t][b]);
                         }
                         for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {
                                 const uint8_t *rows[GEMM_ROWS];
