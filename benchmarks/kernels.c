@@ -5,6 +5,10 @@
  * (compute-bound). Rates are per second of the thread's CPU time, so that
  * other processes on a shared machine do not deflate them (the wall-clock
  * rate is printed too). Prints one JSON line per measurement, then a table.
+ * For the types whose traits have a gemm (tile product), it also times a
+ * product of a cache-resident weight matrix with GEMM_TOK activation rows
+ * (a prompt's token block) through the gemm and through one vec_dot per
+ * (row, token) pair, in GOP/s (2 * n * rows * tokens per CPU second).
  * Usage: bench_kernels [seconds-per-measurement [type...]] (default 0.2 s,
  * all types). */
 #include <math.h>
@@ -33,11 +37,14 @@ static const enum lmp_type types[] = {
 #define BIG_BYTES (64u << 20)     /* weight bytes of the memory-bound matrix */
 #define SMALL_BYTES (256u << 10)  /* ... and of the cache-resident one */
 
+#define GEMM_TOK 64               /* activation rows of the gemm measurement */
+
 struct result {
         enum lmp_type type;
         enum lmp_isa isa;
         double gbps[2];
         double gbps_wall[2];
+        double gemm_gops, pairs_gops;   /* 0 where the level has no gemm */
 };
 
 /* Random bytes are valid blocks for every type, except that f16/bf16 scales
@@ -70,6 +77,29 @@ static double measure(const struct lmp_quant_traits *tr, const uint8_t *w, size_
         return bytes / (c - c0) / 1e9;
 }
 
+/* GOP/s per CPU second of rows x GEMM_TOK products, through the gemm
+ * (use_gemm) or a vec_dot per pair. */
+static double measure_gemm(const struct lmp_quant_traits *tr, int use_gemm, const uint8_t *w, size_t row_bytes,
+                           size_t rows, const uint8_t *act, size_t act_bytes, double seconds, float *out,
+                           float *sink) {
+        size_t done = 0;
+        const double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        double c = c0;
+        do {
+                if (use_gemm)
+                        tr->gemm(NCOLS, (int)rows, GEMM_TOK, w, row_bytes, act, act_bytes, out, rows);
+                else
+                        for (size_t r = 0; r < rows; r++)
+                                for (int t = 0; t < GEMM_TOK; t++)
+                                        tr->vec_dot(NCOLS, &out[(size_t)t * rows + r], w + r * row_bytes,
+                                                    act + (size_t)t * act_bytes);
+                *sink += out[rows - 1];
+                done++;
+                c = clock_s(CLOCK_THREAD_CPUTIME_ID);
+        } while (c - c0 < seconds);
+        return 2.0 * NCOLS * (double)rows * GEMM_TOK * (double)done / (c - c0) / 1e9;
+}
+
 int main(int argc, char **argv) {
         const double seconds = argc > 1 ? atof(argv[1]) : 0.2;
         if (!(seconds > 0.0) || seconds > 60.0) {
@@ -79,8 +109,9 @@ int main(int argc, char **argv) {
         const enum lmp_isa top = lmp_cpu_isa();
         uint8_t *w = malloc(BIG_BYTES);
         float *x = malloc(NCOLS * sizeof(float));
-        uint8_t *act = malloc(NCOLS * 4);
-        if (!w || !x || !act) {
+        uint8_t *act = malloc((size_t)NCOLS * 4 * GEMM_TOK);
+        float *out = malloc(SMALL_BYTES / 16 * GEMM_TOK * sizeof(float));
+        if (!w || !x || !act || !out) {
                 fprintf(stderr, "out of memory\n");
                 return 1;
         }
@@ -101,7 +132,12 @@ int main(int argc, char **argv) {
                 for (int isa = 0; isa <= (int)top; isa++) {
                         const struct lmp_quant_traits *tr = lmp_quant_traits(types[t], (enum lmp_isa)isa);
                         const struct lmp_quant_traits *at = lmp_quant_traits(tr->vec_dot_type, (enum lmp_isa)isa);
-                        at->from_float(x, act, NCOLS);
+                        const size_t act_bytes = lmp_type_row_size(tr->vec_dot_type, NCOLS);
+                        for (int tok = 0; tok < GEMM_TOK; tok++) {
+                                for (int i = 0; i < NCOLS; i++)
+                                        x[i] = sinf((float)(i + 7 * tok) * 0.37f);
+                                at->from_float(x, act + (size_t)tok * act_bytes, NCOLS);
+                        }
                         struct result *r = &res[nres++];
                         r->type = types[t];
                         r->isa = (enum lmp_isa)isa;
@@ -114,15 +150,32 @@ int main(int argc, char **argv) {
                                        lmp_isa_name((enum lmp_isa)isa), NCOLS, rows[k], rows[k] * row_bytes,
                                        r->gbps[k], r->gbps_wall[k]);
                         }
+                        r->gemm_gops = r->pairs_gops = 0.0;
+                        if (tr->gemm) {
+                                const size_t grows = SMALL_BYTES / row_bytes;
+                                r->gemm_gops = measure_gemm(tr, 1, w, row_bytes, grows, act, act_bytes, seconds, out, &sink);
+                                r->pairs_gops = measure_gemm(tr, 0, w, row_bytes, grows, act, act_bytes, seconds, out, &sink);
+                                printf("{\"bench\":\"gemm\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
+                                       "\"n\":%d,\"rows\":%zu,\"tokens\":%d,\"gemm_gops\":%.3f,\"vec_dot_gops\":%.3f}\n",
+                                       lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
+                                       lmp_isa_name((enum lmp_isa)isa), NCOLS, grows, GEMM_TOK, r->gemm_gops,
+                                       r->pairs_gops);
+                        }
                 }
         }
-        printf("\n%-6s %-6s %12s %12s   (GB/s of weights per CPU second)\n", "type", "isa", "64MiB", "256KiB");
-        for (size_t i = 0; i < nres; i++)
-                printf("%-6s %-6s %12.2f %12.2f\n", lmp_type_name(res[i].type), lmp_isa_name(res[i].isa),
+        printf("\n%-6s %-6s %12s %12s   (GB/s of weights per CPU second)   %10s %10s   (GOP/s, %d tokens)\n",
+               "type", "isa", "64MiB", "256KiB", "gemm", "vec_dot", GEMM_TOK);
+        for (size_t i = 0; i < nres; i++) {
+                printf("%-6s %-6s %12.2f %12.2f", lmp_type_name(res[i].type), lmp_isa_name(res[i].isa),
                        res[i].gbps[0], res[i].gbps[1]);
+                if (res[i].gemm_gops > 0.0)
+                        printf("   %33.1f %10.1f", res[i].gemm_gops, res[i].pairs_gops);
+                printf("\n");
+        }
         printf("(checksum %g)\n", (double)sink);
         free(w);
         free(x);
         free(act);
+        free(out);
         return 0;
 }

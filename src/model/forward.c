@@ -28,6 +28,8 @@
 #define ATT_TILE 32             /* query rows per attention task */
 #define MM_TOK_TILE 8           /* tokens per inner block of a matrix product */
 #define MM_GEMM_TOK_BLOCK 64    /* tokens per call of a gemm kernel */
+#define MM_GEMM_ROW_ALIGN 8     /* gemm tasks start on a multiple of this many rows */
+#define MM_GEMM_TASKS 16        /* gemm tasks per thread and product */
 
 /* Consecutive batch entries of one sequence at consecutive positions. */
 struct run {
@@ -327,6 +329,14 @@ static void matmul(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in
                 }
                 j.y = c->qbuf[vt];
                 j.y_stride = c->qrow[vt];
+        }
+        /* The gemm kernels read the whole token block once per panel of a
+         * few rows whatever the task size, so smaller tasks cost little and
+         * even out the end of each product across threads; tasks of whole
+         * panels (up to 8 rows) keep a partial one out of every task. */
+        if (w->traits->gemm && in->n_tok > 1) {
+                grain = LMP_MAX((int64_t)MM_GEMM_ROW_ALIGN, w->n_out / (MM_GEMM_TASKS * nth));
+                grain = (grain + MM_GEMM_ROW_ALIGN - 1) / MM_GEMM_ROW_ALIGN * MM_GEMM_ROW_ALIGN;
         }
         lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows, &j);
 }

@@ -4,12 +4,16 @@
  * should go through lmp_quant_traits() instead of naming these. */
 #pragma once
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define LMP_KDECL_DOT(w, a, isa) \
         void lmp_vec_dot_##w##_##a##_##isa(int n, float *restrict s, const void *restrict x, const void *restrict y);
 #define LMP_KDECL_TOF(t, isa) \
         void lmp_to_float_##t##_##isa(const void *restrict x, float *restrict y, int64_t n);
+#define LMP_KDECL_GEMM(w, a, isa) \
+        void lmp_gemm_##w##_##a##_##isa(int n, int nr, int nt, const void *restrict x, size_t bx, \
+                                        const void *restrict y, size_t by, float *restrict s, size_t ld);
 #define LMP_KDECL_FROMF(t, isa) \
         void lmp_from_float_##t##_##isa(const float *restrict x, void *restrict y, int64_t n);
 
@@ -18,6 +22,13 @@
         X(f32, f32) X(f16, f16) X(bf16, bf16) \
         X(q4_0, q8_0) X(q4_1, q8_1) X(q5_0, q8_0) X(q5_1, q8_1) X(q8_0, q8_0) \
         X(q2_K, q8_K) X(q3_K, q8_K) X(q4_K, q8_K) X(q5_K, q8_K) X(q6_K, q8_K)
+
+/* X(weight, activation) for every gemm (tile product) pairing; each has a
+ * scalar _ref and a version at each SIMD level. The first list (f16 and the
+ * 32-value blocks paired with q8_0) have one reference dot per pair as
+ * their _ref. */
+#define LMP_FOREACH_GEMM_32(X) X(f16, f16) X(q4_0, q8_0) X(q5_0, q8_0) X(q8_0, q8_0)
+#define LMP_FOREACH_GEMM(X) LMP_FOREACH_GEMM_32(X) X(q4_K, q8_K) X(q5_K, q8_K) X(q6_K, q8_K)
 
 #define LMP_FOREACH_TOF(X) \
         X(f32) X(f16) X(bf16) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q8_0) \
@@ -29,7 +40,9 @@
 #define LMP_KDECL_DOT_REF(w, a) LMP_KDECL_DOT(w, a, ref)
 #define LMP_KDECL_TOF_REF(t) LMP_KDECL_TOF(t, ref)
 #define LMP_KDECL_FROMF_REF(t) LMP_KDECL_FROMF(t, ref)
+#define LMP_KDECL_GEMM_REF(w, a) LMP_KDECL_GEMM(w, a, ref)
 LMP_FOREACH_DOT(LMP_KDECL_DOT_REF)
+LMP_FOREACH_GEMM(LMP_KDECL_GEMM_REF)
 LMP_FOREACH_TOF(LMP_KDECL_TOF_REF)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_REF)
 /* q8_1 is only ever an activation; its to_float exists for tests. */
@@ -46,9 +59,13 @@ LMP_KDECL_TOF(q8_1, ref)
 #define LMP_KDECL_DOT_AVX512(w, a) LMP_KDECL_DOT(w, a, avx512)
 #define LMP_KDECL_TOF_AVX512(t) LMP_KDECL_TOF(t, avx512)
 #define LMP_KDECL_FROMF_AVX512(t) LMP_KDECL_FROMF(t, avx512)
+#define LMP_KDECL_GEMM_AVX2(w, a) LMP_KDECL_GEMM(w, a, avx2)
+#define LMP_KDECL_GEMM_AVX512(w, a) LMP_KDECL_GEMM(w, a, avx512)
 LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX2)
 LMP_FOREACH_TOF_SIMD(LMP_KDECL_TOF_AVX2)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX2)
+LMP_FOREACH_GEMM(LMP_KDECL_GEMM_AVX2)
 LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX512)
 LMP_FOREACH_TOF_SIMD(LMP_KDECL_TOF_AVX512)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX512)
+LMP_FOREACH_GEMM(LMP_KDECL_GEMM_AVX512)

@@ -555,6 +555,55 @@ static float dot_k4_block(const int8_t *aux8, const uint8_t *packed_scales, lmp_
         return lmp_fp16_to_f32(dmin16) * y->d * (float)sumi;
 }
 
+/* Each K-quant weight block expanded to 256 int8 values, as the dot
+ * products below and the gemms use them. */
+static void unpack_q4_K(const struct lmp_block_q4_K *x, int8_t aux8[LMP_QK_K]) {
+        const uint8_t *q4 = x->qs;
+        for (int j = 0; j < LMP_QK_K / 64; j++, q4 += 32)
+                for (int l = 0; l < 32; l++) {
+                        aux8[64 * j + l] = (int8_t)(q4[l] & 0x0f);
+                        aux8[64 * j + 32 + l] = (int8_t)(q4[l] >> 4);
+                }
+}
+
+static void unpack_q5_K(const struct lmp_block_q5_K *x, int8_t aux8[LMP_QK_K]) {
+        const uint8_t *q4 = x->qs;
+        const uint8_t *hm = x->qh;
+        uint8_t m = 1;
+        for (int j = 0; j < LMP_QK_K / 64; j++, q4 += 32) {
+                for (int l = 0; l < 32; l++)
+                        aux8[64 * j + l] = (int8_t)((q4[l] & 0x0f) + (hm[l] & m ? 16 : 0));
+                m <<= 1;
+                for (int l = 0; l < 32; l++)
+                        aux8[64 * j + 32 + l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
+                m <<= 1;
+        }
+}
+
+static void unpack_q6_K(const struct lmp_block_q6_K *x, int8_t aux8[LMP_QK_K]) {
+        const uint8_t *ql = x->ql;
+        const uint8_t *qh = x->qh;
+        int8_t *a = aux8;
+        for (int j = 0; j < LMP_QK_K; j += 128, a += 128, ql += 64, qh += 32)
+                for (int l = 0; l < 32; l++) {
+                        a[l] = (int8_t)(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
+                        a[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+                        a[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+                        a[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+                }
+}
+
+/* One q6_K block's scaled sums into sums[8], lane by lane as ggml does. */
+static void dot_q6_K_block(const int8_t *aux8, const struct lmp_block_q6_K *x, const struct lmp_block_q8_K *y,
+                           float sums[8]) {
+        int32_t aux32[8] = { 0 };
+        for (int j = 0; j < 16; j++)
+                lanes16(aux32, aux8 + 16 * j, y->qs + 16 * j, x->scales[j]);
+        const float d = lmp_fp16_to_f32(x->d) * y->d;
+        for (int l = 0; l < 8; l++)
+                sums[l] += d * (float)aux32[l];
+}
+
 void lmp_vec_dot_q4_K_q8_K_ref(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
         const struct lmp_block_q4_K *x = vx;
         const struct lmp_block_q8_K *y = vy;
@@ -562,12 +611,7 @@ void lmp_vec_dot_q4_K_q8_K_ref(int n, float *restrict s, const void *restrict vx
         float sumf = 0.0f;
         int8_t aux8[LMP_QK_K];
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const uint8_t *q4 = x[i].qs;
-                for (int j = 0; j < LMP_QK_K / 64; j++, q4 += 32)
-                        for (int l = 0; l < 32; l++) {
-                                aux8[64 * j + l] = (int8_t)(q4[l] & 0x0f);
-                                aux8[64 * j + 32 + l] = (int8_t)(q4[l] >> 4);
-                        }
+                unpack_q4_K(&x[i], aux8);
                 sumf -= dot_k4_block(aux8, x[i].scales, x[i].d, x[i].dmin, &y[i], sums);
         }
         *s = sumf + sum8(sums);
@@ -580,17 +624,7 @@ void lmp_vec_dot_q5_K_q8_K_ref(int n, float *restrict s, const void *restrict vx
         float sumf = 0.0f;
         int8_t aux8[LMP_QK_K];
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const uint8_t *q4 = x[i].qs;
-                const uint8_t *hm = x[i].qh;
-                uint8_t m = 1;
-                for (int j = 0; j < LMP_QK_K / 64; j++, q4 += 32) {
-                        for (int l = 0; l < 32; l++)
-                                aux8[64 * j + l] = (int8_t)((q4[l] & 0x0f) + (hm[l] & m ? 16 : 0));
-                        m <<= 1;
-                        for (int l = 0; l < 32; l++)
-                                aux8[64 * j + 32 + l] = (int8_t)((q4[l] >> 4) + (hm[l] & m ? 16 : 0));
-                        m <<= 1;
-                }
+                unpack_q5_K(&x[i], aux8);
                 sumf -= dot_k4_block(aux8, x[i].scales, x[i].d, x[i].dmin, &y[i], sums);
         }
         *s = sumf + sum8(sums);
@@ -602,22 +636,62 @@ void lmp_vec_dot_q6_K_q8_K_ref(int n, float *restrict s, const void *restrict vx
         float sums[8] = { 0 };
         int8_t aux8[LMP_QK_K];
         for (int i = 0; i < n / LMP_QK_K; i++) {
-                const uint8_t *ql = x[i].ql;
-                const uint8_t *qh = x[i].qh;
-                int8_t *a = aux8;
-                for (int j = 0; j < LMP_QK_K; j += 128, a += 128, ql += 64, qh += 32)
-                        for (int l = 0; l < 32; l++) {
-                                a[l] = (int8_t)(((ql[l] & 0x0f) | (((qh[l] >> 0) & 3) << 4)) - 32);
-                                a[l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
-                                a[l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-                                a[l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-                        }
-                int32_t aux32[8] = { 0 };
-                for (int j = 0; j < 16; j++)
-                        lanes16(aux32, aux8 + 16 * j, y[i].qs + 16 * j, x[i].scales[j]);
-                const float d = lmp_fp16_to_f32(x[i].d) * y[i].d;
-                for (int l = 0; l < 8; l++)
-                        sums[l] += d * (float)aux32[l];
+                unpack_q6_K(&x[i], aux8);
+                dot_q6_K_block(aux8, &x[i], &y[i], sums);
         }
         *s = sum8(sums);
 }
+
+/* ---- gemm: tiles of weight rows by activation rows -------------------- */
+
+/* The definition of the tile product: one reference dot product per (row,
+ * token) pair. The SIMD levels compute the same sums with each weight block
+ * unpacked once per tile. */
+#define GEMM_BY_DOT_REF(w, a)                                                                                 \
+void lmp_gemm_##w##_##a##_ref(int n, int nr, int nt, const void *restrict x, size_t bx,                       \
+                              const void *restrict y, size_t by, float *restrict s, size_t ld) {              \
+        for (int t = 0; t < nt; t++)                                                                          \
+                for (int r = 0; r < nr; r++)                                                                  \
+                        lmp_vec_dot_##w##_##a##_ref(n, &s[(size_t)t * ld + (size_t)r],                        \
+                                                    (const uint8_t *)x + (size_t)r * bx,                      \
+                                                    (const uint8_t *)y + (size_t)t * by);                     \
+}
+LMP_FOREACH_GEMM_32(GEMM_BY_DOT_REF)
+
+/* ---- K-quant gemms ------------------------------------------------------ */
+
+/* The scalar tile products unpack each weight block once for up to
+ * GEMM_REF_TOK tokens and then run the vec_dot arithmetic above for each of
+ * them, in the same order, so that they agree with the vec_dots exactly. */
+#define GEMM_REF_TOK 8
+
+#define GEMM_K_REF(name, block_t, UNPACK, DOT)                                                                  \
+void lmp_gemm_##name##_ref(int n, int nr, int nt, const void *restrict vx, size_t bx, const void *restrict vy,  \
+                           size_t by, float *restrict s, size_t ld) {                                           \
+        int8_t aux8[LMP_QK_K];                                                                                  \
+        for (int r = 0; r < nr; r++) {                                                                          \
+                const block_t *x = (const block_t *)((const uint8_t *)vx + (size_t)r * bx);                     \
+                for (int t0 = 0; t0 < nt; t0 += GEMM_REF_TOK) {                                                 \
+                        const int tn = nt - t0 < GEMM_REF_TOK ? nt - t0 : GEMM_REF_TOK;                         \
+                        float sums[GEMM_REF_TOK][8] = { { 0 } };                                                \
+                        float sumf[GEMM_REF_TOK] = { 0 };                                                       \
+                        for (int i = 0; i < n / LMP_QK_K; i++) {                                                \
+                                UNPACK(&x[i], aux8);                                                            \
+                                for (int t = 0; t < tn; t++) {                                                  \
+                                        const struct lmp_block_q8_K *y = (const struct lmp_block_q8_K *)        \
+                                                ((const uint8_t *)vy + (size_t)(t0 + t) * by);                  \
+                                        DOT(aux8, &x[i], &y[i], sums[t], sumf[t]);                              \
+                                }                                                                               \
+                        }                                                                                       \
+                        for (int t = 0; t < tn; t++)                                                            \
+                                s[(size_t)(t0 + t) * ld + (size_t)r] = sumf[t] + sum8(sums[t]);                 \
+                }                                                                                               \
+        }                                                                                                       \
+}
+
+#define DOT_K4(aux8, xb, yb, sums, sumf) (sumf) -= dot_k4_block(aux8, (xb)->scales, (xb)->d, (xb)->dmin, yb, sums)
+#define DOT_Q6(aux8, xb, yb, sums, sumf) dot_q6_K_block(aux8, xb, yb, sums)
+
+GEMM_K_REF(q4_K_q8_K, struct lmp_block_q4_K, unpack_q4_K, DOT_K4)
+GEMM_K_REF(q5_K_q8_K, struct lmp_block_q5_K, unpack_q5_K, DOT_K4)
+GEMM_K_REF(q6_K_q8_K, struct lmp_block_q6_K, unpack_q6_K, DOT_Q6)

@@ -1,8 +1,9 @@
-/* AVX2 + FMA + F16C kernels: every vec_dot, the activation quantizers and
- * the f16/bf16 conversions. Compiled on its own with -mavx2 -mfma -mf16c and
- * only called when cpu.c has seen those features. The integer part of each
- * dot is exact, so results differ from the scalar twins only in the order of
- * float additions. The 8-bit products use the unsigned*signed multiply-add
+/* AVX2 + FMA + F16C kernels: every vec_dot, the activation quantizers, the
+ * f16/bf16 conversions, and the gemm tiles of prompts (see their sections).
+ * Compiled on its own with -mavx2 -mfma -mf16c and only called when cpu.c
+ * has seen those features. The integer part of each dot is exact, so
+ * results differ from the scalar twins only in the order of float
+ * additions. The 8-bit products use the unsigned*signed multiply-add
  * (vpmaddubsw), which assumes activation quants in [-127, 127], as the
  * quantizers produce. */
 #include <immintrin.h>
@@ -574,3 +575,454 @@ void lmp_vec_dot_q6_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
         }
         *s = hsum_f32x8(acc);
 }
+
+/* ---- gemm: 32-value blocks times q8_0 activations ----------------------- */
+
+/* As in avx512.c: a register tile is 8 weight rows, one per int32 lane, by
+ * up to GEMM_TOKS activation rows. The blocks of 8 rows are transposed,
+ * GEMM_KC blocks at a time, into a packed copy where register c of a block
+ * holds bytes 4c..4c+3 of every row, multiplied by those four bytes of one
+ * token, broadcast; a packed copy serves up to GEMM_TGROUP tokens. Without
+ * vpdpbusd the bytes go through vpmaddubsw (unsigned x signed into int16
+ * pairs) and vpmaddwd. q4_0 and q5_0 are unsigned with a bias (8, 16)
+ * removed through the activation block sums; their int16 pairs are summed
+ * over 8 (q4_0) or 4 (q5_0) groups of four bytes before widening, which
+ * cannot saturate for activations in [-127, 127]. q8_0 keeps the weights'
+ * magnitudes and signs, and moves the signs onto the activation bytes, per
+ * token, as vec_dot does. */
+#define GEMM_ROWS 8
+#define GEMM_TOKS 8
+#define GEMM_TGROUP 64
+#define GEMM_KC 32
+
+enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
+
+struct ytab {
+        float d[GEMM_TGROUP][GEMM_KC];
+        int32_t corr[GEMM_TGROUP][GEMM_KC];   /* -bias * sum of the block's quants */
+};
+
+struct wpack {
+        __m256i a[GEMM_KC][8];   /* q4_0, q5_0: value + bias; q8_0: |value| */
+        __m256i sgn[GEMM_KC][8]; /* q8_0: the signed values */
+        __m256 d[GEMM_KC];       /* the 8 rows' scales */
+};
+
+static inline int32_t load_i32(const void *p) {
+        int32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+static inline uint16_t load_u16(const void *p) {
+        uint16_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* 16 bytes at offset off of each of 8 rows, as 4 registers: dword lane r
+ * of v[c] is bytes 4c..4c+3 of row r. */
+static inline __attribute__((always_inline)) void transpose8x16(const uint8_t *const rows[GEMM_ROWS], size_t off,
+                                                                __m256i v[4]) {
+        __m256i z[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++)
+                z[g] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(rows[g] + off))),
+                                               _mm_loadu_si128((const __m128i *)(rows[g + 4] + off)), 1);
+        /* 128-bit lane k of z[g] is row 4k + g */
+        const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+        const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+        v[0] = _mm256_unpacklo_epi64(t0, t2);
+        v[1] = _mm256_unpackhi_epi64(t0, t2);
+        v[2] = _mm256_unpacklo_epi64(t1, t3);
+        v[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+static inline size_t w32_size(enum w32 k) {
+        return k == W_Q4_0 ? sizeof(struct lmp_block_q4_0)
+             : k == W_Q5_0 ? sizeof(struct lmp_block_q5_0) : sizeof(struct lmp_block_q8_0);
+}
+
+static inline int w32_bias(enum w32 k) {
+        return k == W_Q4_0 ? 8 : k == W_Q5_0 ? 16 : 0;
+}
+
+/* Block i of the 8 rows as 8 registers (q4_0, q5_0: value + bias; q8_0: the
+ * signed values) and the rows' scales. */
+static inline __attribute__((always_inline)) void unpack8(enum w32 kind, const uint8_t *const rows[GEMM_ROWS], int i,
+                                                          __m256i a[8], __m256 *dx) {
+        const size_t off = (size_t)i * w32_size(kind);
+        *dx = _mm256_cvtph_ps(_mm_set_epi16((short)load_u16(rows[7] + off), (short)load_u16(rows[6] + off),
+                                            (short)load_u16(rows[5] + off), (short)load_u16(rows[4] + off),
+                                            (short)load_u16(rows[3] + off), (short)load_u16(rows[2] + off),
+                                            (short)load_u16(rows[1] + off), (short)load_u16(rows[0] + off)));
+        if (kind == W_Q8_0) {
+                transpose8x16(rows, off + offsetof(struct lmp_block_q8_0, qs), a);
+                transpose8x16(rows, off + offsetof(struct lmp_block_q8_0, qs) + 16, a + 4);
+                return;
+        }
+        const size_t qs = kind == W_Q4_0 ? offsetof(struct lmp_block_q4_0, qs) : offsetof(struct lmp_block_q5_0, qs);
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        __m256i p[4];
+        transpose8x16(rows, off + qs, p);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+                a[c] = _mm256_and_si256(p[c], m4);
+                a[c + 4] = _mm256_and_si256(_mm256_srli_epi16(p[c], 4), m4);
+        }
+        if (kind == W_Q5_0) {
+                /* Value 4c + j takes bit 4 from bit 4c + j of qh: byte c / 2
+                 * of the row's qh, spread over the lane, tested bit by bit. */
+                const size_t oh = off + offsetof(struct lmp_block_q5_0, qh);
+                const __m256i qh = _mm256_set_epi32(load_i32(rows[7] + oh), load_i32(rows[6] + oh), load_i32(rows[5] + oh),
+                                                    load_i32(rows[4] + oh), load_i32(rows[3] + oh), load_i32(rows[2] + oh),
+                                                    load_i32(rows[1] + oh), load_i32(rows[0] + oh));
+                const __m256i sixteen = _mm256_set1_epi8(0x10);
+                const __m256i lane = _mm256_setr_epi32(0, 0x04040404, 0x08080808, 0x0c0c0c0c,
+                                                       0, 0x04040404, 0x08080808, 0x0c0c0c0c);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) {
+                        const __m256i pick = _mm256_add_epi32(lane, _mm256_set1_epi32(0x01010101 * (c >> 1)));
+                        const __m256i sel = _mm256_set1_epi32((int)(0x08040201u << (4 * (c & 1))));
+                        const __m256i bit = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(qh, pick), sel), sel);
+                        a[c] = _mm256_or_si256(a[c], _mm256_and_si256(bit, sixteen));
+                }
+        }
+}
+
+/* A packed tile (nbk blocks) by NT tokens (their blocks from k0, their
+ * table rows from tab_t), stored (first pass) or added into s, nv rows. */
+static inline __attribute__((always_inline)) void tile32(enum w32 kind, const int NT, const struct wpack *wp, int k0,
+                                                         int nbk, const uint8_t *y, size_t by, const struct ytab *tab,
+                                                         int tab_t, float *s, size_t ld, int nv, int add) {
+        const __m256i ones = _mm256_set1_epi16(1);
+        __m256 acc[GEMM_TOKS];
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+                acc[t] = _mm256_setzero_ps();
+        for (int b = 0; b < nbk; b++) {
+                const __m256 dx = wp->d[b];
+#pragma GCC unroll 16
+                for (int t = 0; t < NT; t++) {
+                        const int8_t *q = ((const struct lmp_block_q8_0 *)(y + (size_t)t * by))[k0 + b].qs;
+                        __m256i p;
+                        if (kind == W_Q8_0) {
+                                p = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                                for (int c = 0; c < 8; c++) {
+                                        const __m256i qy = _mm256_sign_epi8(_mm256_set1_epi32(load_i32(q + 4 * c)),
+                                                                            _mm256_load_si256(&wp->sgn[b][c]));
+                                        p = _mm256_add_epi32(p, _mm256_madd_epi16(
+                                                _mm256_maddubs_epi16(_mm256_load_si256(&wp->a[b][c]), qy), ones));
+                                }
+                        } else {
+                                /* int16 pair sums over groups of 8 (q4_0) or 4 (q5_0) chunks */
+                                const int per = kind == W_Q4_0 ? 8 : 4;
+                                p = _mm256_set1_epi32(tab->corr[tab_t + t][b]);
+                                __m256i p16 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                                for (int c = 0; c < 8; c++) {
+                                        p16 = _mm256_add_epi16(p16, _mm256_maddubs_epi16(_mm256_load_si256(&wp->a[b][c]),
+                                                                                         _mm256_set1_epi32(load_i32(q + 4 * c))));
+                                        if (c % per == per - 1) {
+                                                p = _mm256_add_epi32(p, _mm256_madd_epi16(p16, ones));
+                                                p16 = _mm256_setzero_si256();
+                                        }
+                                }
+                        }
+                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p),
+                                                 _mm256_mul_ps(dx, _mm256_set1_ps(tab->d[tab_t + t][b])), acc[t]);
+                }
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+                float *o = s + (size_t)t * ld;
+                if (nv == GEMM_ROWS) {
+                        if (add)
+                                acc[t] = _mm256_add_ps(acc[t], _mm256_loadu_ps(o));
+                        _mm256_storeu_ps(o, acc[t]);
+                } else {
+                        float v[GEMM_ROWS];
+                        _mm256_storeu_ps(v, acc[t]);
+                        for (int r = 0; r < nv; r++)
+                                o[r] = add ? o[r] + v[r] : v[r];
+                }
+        }
+}
+
+static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, int nr, int nt, const void *restrict vx,
+                                                         size_t bx, const void *restrict vy, size_t by,
+                                                         float *restrict s, size_t ld) {
+        const uint8_t *x = vx, *y = vy;
+        const int nb = n / 32;
+        const int bias = w32_bias(kind);
+        struct ytab tab;
+        struct wpack wp;
+        for (int g0 = 0; g0 < nt; g0 += GEMM_TGROUP) {
+                const int ng = nt - g0 < GEMM_TGROUP ? nt - g0 : GEMM_TGROUP;
+                const uint8_t *yg = y + (size_t)g0 * by;
+                int k0 = 0;
+                do {
+                        const int nbk = nb - k0 < GEMM_KC ? nb - k0 : GEMM_KC;
+                        for (int t = 0; t < ng; t++) {
+                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yg + (size_t)t * by) + k0;
+                                for (int b = 0; b < nbk; b++) {
+                                        tab.d[t][b] = h2f(yb[b].d);
+                                        if (bias) {
+                                                const __m256i q = _mm256_loadu_si256((const __m256i *)yb[b].qs);
+                                                tab.corr[t][b] = -bias * hsum_i32x8(dot_u8s8(_mm256_set1_epi8(1), q));
+                                        }
+                                }
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {
+                                const uint8_t *rows[GEMM_ROWS];
+                                /* rows past the end repeat the last; their lanes are not stored */
+                                for (int r = 0; r < GEMM_ROWS; r++)
+                                        rows[r] = x + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * bx;
+                                for (int b = 0; b < nbk; b++) {
+                                        unpack8(kind, rows, k0 + b, wp.a[b], &wp.d[b]);
+                                        if (kind == W_Q8_0)
+#pragma GCC unroll 8
+                                                for (int c = 0; c < 8; c++) {
+                                                        wp.sgn[b][c] = wp.a[b][c];
+                                                        wp.a[b][c] = _mm256_sign_epi8(wp.a[b][c], wp.a[b][c]);
+                                                }
+                                }
+                                const int nv = nr - r0 < GEMM_ROWS ? nr - r0 : GEMM_ROWS;
+                                for (int t0 = 0; t0 < ng; t0 += GEMM_TOKS) {
+                                        const int ntt = ng - t0 < GEMM_TOKS ? ng - t0 : GEMM_TOKS;
+                                        const uint8_t *yt = yg + (size_t)t0 * by;
+                                        float *o = s + (size_t)(g0 + t0) * ld + (size_t)r0;
+                                        switch (ntt) {
+#define TILE_CASE(N) case N: tile32(kind, N, &wp, k0, nbk, yt, by, &tab, t0, o, ld, nv, k0 > 0); break;
+                                        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+                                        TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+#undef TILE_CASE
+                                        }
+                                }
+                        }
+                        k0 += nbk;
+                } while (k0 < nb);
+        }
+}
+
+void lmp_gemm_q4_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                             const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        gemm32(W_Q4_0, n, nr, nt, x, bx, y, by, s, ld);
+}
+
+void lmp_gemm_q5_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                             const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        gemm32(W_Q5_0, n, nr, nt, x, bx, y, by, s, ld);
+}
+
+void lmp_gemm_q8_0_q8_0_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                             const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        gemm32(W_Q8_0, n, nr, nt, x, bx, y, by, s, ld);
+}
+
+/* ---- gemm: f16 ---------------------------------------------------------- */
+
+/* As in avx512.c, with 8 lanes: a tile is 3 weight rows by 4 activation
+ * rows (12 accumulators of the 16 registers), the tile's activation rows
+ * converted to f32 once per pass of GEMM_F16_KC values, passes outermost.
+ * A ragged end of the row is done in scalar, in the same float arithmetic. */
+#define GEMM_F16_ROWS 3
+#define GEMM_F16_TOKS 4
+#define GEMM_F16_KC 1024
+#define GEMM_F16_RB (16 * GEMM_F16_ROWS)
+
+static void gemm_f16_rows(int n, int nr, int nt, const uint8_t *restrict x, size_t bx,
+                          const uint8_t *restrict y, size_t by, float *restrict s, size_t ld) {
+        float yf[GEMM_F16_TOKS][GEMM_F16_KC] __attribute__((aligned(32)));
+        int k0 = 0;
+        do {
+                const int kc = n - k0 < GEMM_F16_KC ? n - k0 : GEMM_F16_KC;
+                const int kv = kc & ~7;
+                for (int t0 = 0; t0 < nt; t0 += GEMM_F16_TOKS) {
+                        const int ntt = nt - t0 < GEMM_F16_TOKS ? nt - t0 : GEMM_F16_TOKS;
+                        for (int t = 0; t < GEMM_F16_TOKS; t++) {
+                                const lmp_fp16 *yr = (const lmp_fp16 *)(y + (size_t)(t0 + (t < ntt ? t : ntt - 1)) * by) + k0;
+                                int k = 0;
+                                for (; k < kv; k += 8)
+                                        _mm256_store_ps(&yf[t][k], load_f16x8(yr + k));
+                                for (; k < kc; k++)
+                                        yf[t][k] = h2f(yr[k]);
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_F16_ROWS) {
+                                const lmp_fp16 *xr[GEMM_F16_ROWS];
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+                                        xr[r] = (const lmp_fp16 *)(x + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * bx) + k0;
+                                __m256 acc[GEMM_F16_ROWS][GEMM_F16_TOKS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                acc[r][t] = _mm256_setzero_ps();
+                                for (int k = 0; k < kv; k += 8) {
+#pragma GCC unroll 8
+                                        for (int r = 0; r < GEMM_F16_ROWS; r++) {
+                                                const __m256 w = load_f16x8(xr[r] + k);
+#pragma GCC unroll 8
+                                                for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                        acc[r][t] = _mm256_fmadd_ps(w, _mm256_load_ps(&yf[t][k]), acc[r][t]);
+                                        }
+                                }
+                                float sum[GEMM_F16_TOKS][GEMM_F16_ROWS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++) {
+                                                sum[t][r] = hsum_f32x8(acc[r][t]);
+                                                for (int k = kv; k < kc; k++)
+                                                        sum[t][r] += h2f(xr[r][k]) * yf[t][k];
+                                        }
+                                for (int t = 0; t < ntt; t++)
+                                        for (int r = 0; r < GEMM_F16_ROWS && r0 + r < nr; r++) {
+                                                float *o = s + (size_t)(t0 + t) * ld + (size_t)(r0 + r);
+                                                *o = k0 ? *o + sum[t][r] : sum[t][r];
+                                        }
+                        }
+                }
+                k0 += kc;
+        } while (k0 < n);
+}
+
+/* Blocks of GEMM_F16_RB rows at a time, so that the rows' part of a pass
+ * (GEMM_F16_RB * GEMM_F16_KC halves) stays in cache for every token tile. */
+void lmp_gemm_f16_f16_avx2(int n, int nr, int nt, const void *restrict x, size_t bx,
+                           const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        for (int r0 = 0; r0 < nr; r0 += GEMM_F16_RB)
+                gemm_f16_rows(n, nr - r0 < GEMM_F16_RB ? nr - r0 : GEMM_F16_RB, nt, (const uint8_t *)x + (size_t)r0 * bx,
+                              bx, y, by, s + r0, ld);
+}
+
+/* ---- K-quant gemms ------------------------------------------------------ */
+
+/* One weight row by up to GA_MAXT tokens: each weight block is unpacked once,
+ * 32 values at a time, into unsigned bytes lined up with the activation's
+ * qs[32k .. 32k + 31] and an int16 vector of the scales of those values'
+ * sub-blocks; vpmaddubsw and vpmaddwd then give each token's scaled int32
+ * sums. The q4_K/q5_K mins and the q6_K offset of 32 come from the
+ * activation's block sums. */
+
+#define GA_MAXT 4
+
+enum ga_kind { GA_Q4_K, GA_Q5_K, GA_Q6_K };
+
+/* Values 32k .. 32k + 31 of a K-quant block as unsigned bytes, and their scales. */
+static inline __m256i ga_values(enum ga_kind kind, const void *blk, int k, __m256i sc_lo, __m256i sc_hi,
+                                __m256i *sc) {
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        if (kind == GA_Q6_K) {
+                const struct lmp_block_q6_K *x = blk;
+                const int h = k / 4, q = k % 4;
+                const __m256i l = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * h + 32 * (q & 1)));
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * h));
+                const __m256i lo = q < 2 ? _mm256_and_si256(l, m4) : _mm256_and_si256(_mm256_srli_epi16(l, 4), m4);
+                const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hb, 2 * q), _mm256_set1_epi8(3));
+                *sc = _mm256_shuffle_epi8(h ? sc_hi : sc_lo, pick16(2 * q, 2 * q + 1));
+                return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+        }
+        /* q4_K and q5_K share the nibble layout */
+        const uint8_t *qs = kind == GA_Q4_K ? ((const struct lmp_block_q4_K *)blk)->qs
+                                            : ((const struct lmp_block_q5_K *)blk)->qs;
+        const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * (k / 2)));
+        __m256i v = k & 1 ? _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4) : _mm256_and_si256(bits, m4);
+        if (kind == GA_Q5_K) {
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)((const struct lmp_block_q5_K *)blk)->qh);
+                const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hb, k), _mm256_set1_epi8(1));
+                v = _mm256_or_si256(v, _mm256_slli_epi16(h, 4));
+        }
+        (void)sc_hi;
+        *sc = _mm256_shuffle_epi8(sc_lo, pick16(k, k));
+        return v;
+}
+
+static inline __attribute__((always_inline)) void
+gemm_row_avx2(enum ga_kind kind, int T, int nb, const uint8_t *x, const uint8_t *y, size_t by, float *s, size_t ld) {
+        const size_t bsz = kind == GA_Q4_K ? sizeof(struct lmp_block_q4_K)
+                         : kind == GA_Q5_K ? sizeof(struct lmp_block_q5_K) : sizeof(struct lmp_block_q6_K);
+        __m256 acc[GA_MAXT];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                acc[t] = _mm256_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                const void *blk = x + (size_t)i * bsz;
+                const struct lmp_block_q8_K *yb[GA_MAXT];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++)
+                        yb[t] = (const struct lmp_block_q8_K *)(y + (size_t)t * by) + i;
+                __m256i sc_lo, sc_hi, corr;     /* corr: mins by sub-block of 16, or -32 * scales */
+                float d, dmin = 0.0f;
+                if (kind == GA_Q6_K) {
+                        const struct lmp_block_q6_K *b = blk;
+                        const __m256i all = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+                        sc_lo = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(all));
+                        sc_hi = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(all, 1));
+                        corr = _mm256_mullo_epi16(all, _mm256_set1_epi16(-32));
+                        d = h2f(b->d);
+                } else {
+                        const struct lmp_block_q4_K *b = blk;   /* q5_K starts with the same fields */
+                        const __m256i ms = scales_mins_k4(b->scales);
+                        sc_lo = sc_hi = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(ms));
+                        const __m256i mins = _mm256_broadcastsi128_si256(_mm256_extracti128_si256(ms, 1));
+                        corr = _mm256_shuffle_epi8(mins, _mm256_set_epi8(15, 14, 15, 14, 13, 12, 13, 12, 11, 10, 11, 10,
+                                                                        9, 8, 9, 8, 7, 6, 7, 6, 5, 4, 5, 4, 3, 2, 3, 2,
+                                                                        1, 0, 1, 0));
+                        d = h2f(b->d);
+                        dmin = h2f(b->dmin);
+                }
+                __m256i sumi[GA_MAXT];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++)
+                        sumi[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++) {
+                        __m256i sc;
+                        const __m256i v = ga_values(kind, blk, k, sc_lo, sc_hi, &sc);
+#pragma GCC unroll 4
+                        for (int t = 0; t < T; t++) {
+                                const __m256i p = _mm256_maddubs_epi16(v, _mm256_loadu_si256((const __m256i *)(yb[t]->qs + 32 * k)));
+                                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p, sc));
+                        }
+                }
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                        const __m256i bs = _mm256_loadu_si256((const __m256i *)yb[t]->bsums);
+                        if (kind == GA_Q6_K)
+                                sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(corr, bs));
+                        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * yb[t]->d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+                        if (kind != GA_Q6_K)
+                                acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * yb[t]->d),
+                                                          _mm256_cvtepi32_ps(_mm256_madd_epi16(corr, bs)), acc[t]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                s[(size_t)t * ld] = hsum_f32x8(acc[t]);
+}
+
+#define GA_GEMM(name, kind, block_t)                                                                             \
+void lmp_gemm_##name##_avx2(int n, int nr, int nt, const void *restrict vx, size_t bx,                          \
+                            const void *restrict vy, size_t by, float *restrict s, size_t ld) {                 \
+        const uint8_t *x = vx, *y = vy;                                                                          \
+        const int nb = n / LMP_QK_K;                                                                             \
+        for (int r = 0; r < nr; r++) {                                                                           \
+                const uint8_t *xr = x + (size_t)r * bx;                                                          \
+                for (int t0 = 0; t0 < nt; t0 += GA_MAXT) {                                                       \
+                        const uint8_t *yt = y + (size_t)t0 * by;                                                 \
+                        float *st = s + (size_t)t0 * ld + (size_t)r;                                             \
+                        switch (nt - t0 < GA_MAXT ? nt - t0 : GA_MAXT) {                                         \
+                        case 1: gemm_row_avx2(kind, 1, nb, xr, yt, by, st, ld); break;                          \
+                        case 2: gemm_row_avx2(kind, 2, nb, xr, yt, by, st, ld); break;                          \
+                        case 3: gemm_row_avx2(kind, 3, nb, xr, yt, by, st, ld); break;                          \
+                        default: gemm_row_avx2(kind, 4, nb, xr, yt, by, st, ld); break;                         \
+                        }                                                                                        \
+                }                                                                                                \
+        }                                                                                                        \
+}
+
+GA_GEMM(q4_K_q8_K, GA_Q4_K, struct lmp_block_q4_K)
+GA_GEMM(q5_K_q8_K, GA_Q5_K, struct lmp_block_q5_K)
+GA_GEMM(q6_K_q8_K, GA_Q6_K, struct lmp_block_q6_K)

@@ -1,5 +1,6 @@
 /* AVX-512 kernels (F, BW, VL and VNNI): every vec_dot, the activation
- * quantizers and the f16/bf16 conversions. Compiled on its own with the
+ * quantizers, the f16/bf16 conversions, and the gemm tiles of prompts (their
+ * own sections below say how they are laid out). Compiled on its own with the
  * matching -m flags and only called when cpu.c has seen those features.
  * 32-value blocks are taken two at a time in one 512-bit register and
  * multiplied with vpdpbusd (unsigned weight bytes times signed activation
@@ -534,3 +535,540 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         }
         *s = _mm512_reduce_add_ps(acc);
 }
+
+/* ---- gemm: 32-value blocks times q8_0 activations ----------------------- */
+
+/* A register tile is 16 weight rows, one per int32 lane, by up to
+ * GEMM_TOKS activation rows, one float accumulator each. The blocks of 16
+ * rows are transposed, GEMM_KC blocks at a time, into a packed copy where
+ * register c of a block holds bytes 4c..4c+3 of every row; vpdpbusd
+ * multiplies it by those four activation bytes of one token, broadcast
+ * from memory, and the eight products of a block land in the row's own
+ * lane: no horizontal sums, and the block's float work (convert, scale,
+ * accumulate) is three instructions for 16 rows. A packed copy serves up to
+ * GEMM_TGROUP tokens. The weights are made unsigned by a bias (q8_0: +128,
+ * q4_0: +8, q5_0: +16) taken out again through each activation block's
+ * sum, which, with the activation scales, is tabled once per call for a
+ * group of tokens and a pass of blocks. */
+#define GEMM_ROWS 16
+#define GEMM_TOKS 16
+#define GEMM_TGROUP 64
+#define GEMM_KC 32
+
+enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
+
+struct ytab {
+        float d[GEMM_TGROUP][GEMM_KC];
+        int32_t corr[GEMM_TGROUP][GEMM_KC];   /* -bias * sum of the block's quants */
+};
+
+struct wpack {
+        __m512i a[GEMM_KC][8];   /* value + bias, transposed */
+        __m512 d[GEMM_KC];       /* the 16 rows' scales */
+};
+
+static inline int32_t load_i32(const void *p) {
+        int32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* 16 bytes at offset off of each of 16 rows, as 4 registers: dword lane r
+ * of v[c] is bytes 4c..4c+3 of row r. */
+static inline __attribute__((always_inline)) void transpose16x16(const uint8_t *const rows[GEMM_ROWS], size_t off,
+                                                                 __m512i v[4]) {
+        __m512i z[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; g++) {
+                z[g] = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(rows[g] + off)));
+                z[g] = _mm512_inserti32x4(z[g], _mm_loadu_si128((const __m128i *)(rows[g + 4] + off)), 1);
+                z[g] = _mm512_inserti32x4(z[g], _mm_loadu_si128((const __m128i *)(rows[g + 8] + off)), 2);
+                z[g] = _mm512_inserti32x4(z[g], _mm_loadu_si128((const __m128i *)(rows[g + 12] + off)), 3);
+        }
+        /* 128-bit lane k of z[g] is row 4k + g: a 4x4 dword transpose in
+         * each lane puts row 4k + g at dword lane 4k + g. */
+        const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]), t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+        const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]), t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+        v[0] = _mm512_unpacklo_epi64(t0, t2);
+        v[1] = _mm512_unpackhi_epi64(t0, t2);
+        v[2] = _mm512_unpacklo_epi64(t1, t3);
+        v[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+static inline size_t w32_size(enum w32 k) {
+        return k == W_Q4_0 ? sizeof(struct lmp_block_q4_0)
+             : k == W_Q5_0 ? sizeof(struct lmp_block_q5_0) : sizeof(struct lmp_block_q8_0);
+}
+
+static inline int w32_bias(enum w32 k) {
+        return k == W_Q4_0 ? 8 : k == W_Q5_0 ? 16 : 128;
+}
+
+/* Block i of the 16 rows as 8 registers of unsigned bytes (value + bias),
+ * and the rows' scales. idx: each row's byte offset from rows[0]. */
+static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const uint8_t *const rows[GEMM_ROWS],
+                                                           __m512i idx, int i, __m512i a[8], __m512 *dx) {
+        const size_t off = (size_t)i * w32_size(kind);
+        const __m512i h = _mm512_i32gather_epi32(idx, rows[0] + off, 1);
+        *dx = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
+        if (kind == W_Q8_0) {
+                const __m512i flip = _mm512_set1_epi8((char)0x80);
+                transpose16x16(rows, off + offsetof(struct lmp_block_q8_0, qs), a);
+                transpose16x16(rows, off + offsetof(struct lmp_block_q8_0, qs) + 16, a + 4);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++)
+                        a[c] = _mm512_xor_si512(a[c], flip);
+                return;
+        }
+        const size_t qs = kind == W_Q4_0 ? offsetof(struct lmp_block_q4_0, qs) : offsetof(struct lmp_block_q5_0, qs);
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        __m512i p[4];
+        transpose16x16(rows, off + qs, p);
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+                a[c] = _mm512_and_si512(p[c], m4);
+                a[c + 4] = _mm512_and_si512(_mm512_srli_epi16(p[c], 4), m4);
+        }
+        if (kind == W_Q5_0) {
+                /* Value 4c + j takes bit 4 from bit 4c + j of qh: byte c / 2
+                 * of the row's qh, spread over the lane, tested bit by bit. */
+                const __m512i qh = _mm512_i32gather_epi32(idx, rows[0] + off + offsetof(struct lmp_block_q5_0, qh), 1);
+                const __m512i sixteen = _mm512_set1_epi8(0x10);
+                const __m512i lane = _mm512_set4_epi32(0x0c0c0c0c, 0x08080808, 0x04040404, 0);
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++) {
+                        /* every byte of dword l (of 4 in a 128-bit lane) <- byte 4l + c / 2 */
+                        const __m512i pick = _mm512_add_epi32(lane, _mm512_set1_epi32(0x01010101 * (c >> 1)));
+                        const __m512i sel = _mm512_set1_epi32((int)(0x08040201u << (4 * (c & 1))));
+                        const __mmask64 k = _mm512_test_epi8_mask(_mm512_shuffle_epi8(qh, pick), sel);
+                        a[c] = _mm512_mask_add_epi8(a[c], k, a[c], sixteen);
+                }
+        }
+}
+
+/* The table entries of nv <= 16 consecutive activation blocks: scales, and
+ * -bias times the sums of their quants. The sums come from vpdpbusd with
+ * ones, two blocks per register, reduced across registers so that lane j
+ * ends up with block j; blocks past nv are neither read nor stored. */
+static inline void ytab16(const struct lmp_block_q8_0 *yb, int nv, int bias, float *d, int32_t *corr) {
+        const __mmask16 m = (__mmask16)((1u << nv) - 1);
+        const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                  _mm512_set1_epi32((int)sizeof(*yb)));
+        const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), m, stride, yb, 1);
+        _mm512_mask_storeu_ps(d, m, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h)));
+        const __m512i ones = _mm512_set1_epi8(1);
+        __m512i r[8];
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+                const __mmask32 m0 = 2 * i < nv ? ~(__mmask32)0 : 0, m1 = 2 * i + 1 < nv ? ~(__mmask32)0 : 0;
+                const __m512i q = join256(_mm256_maskz_loadu_epi8(m0, yb[2 * i].qs), _mm256_maskz_loadu_epi8(m1, yb[2 * i + 1].qs));
+                r[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, q);
+        }
+        /* 128-bit lane k of v[g] holds the sums of lane k of r[4g..4g+3] */
+        __m512i v[2];
+#pragma GCC unroll 2
+        for (int g = 0; g < 2; g++) {
+                const __m512i *rg = r + 4 * g;
+                const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi32(rg[0], rg[1]), _mm512_unpackhi_epi32(rg[0], rg[1]));
+                const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi32(rg[2], rg[3]), _mm512_unpackhi_epi32(rg[2], rg[3]));
+                v[g] = _mm512_add_epi32(_mm512_unpacklo_epi64(u0, u1), _mm512_unpackhi_epi64(u0, u1));
+        }
+        /* lanes 0,1 of r[i] are block 2i, lanes 2,3 block 2i+1: add the
+         * halves, giving blocks 0 2 4 6 | 1 3 5 7 | 8 10 12 14 | 9 11 13 15 */
+        const __m512i sum = _mm512_add_epi32(_mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                             _mm512_shuffle_i32x4(v[0], v[1], _MM_SHUFFLE(3, 1, 3, 1)));
+        const __m512i order = _mm512_set_epi32(15, 11, 14, 10, 13, 9, 12, 8, 7, 3, 6, 2, 5, 1, 4, 0);
+        _mm512_mask_storeu_epi32(corr, m, _mm512_mullo_epi32(_mm512_permutexvar_epi32(order, sum), _mm512_set1_epi32(-bias)));
+}
+
+/* A packed tile (nbk blocks) by NT tokens (their blocks from k0, their
+ * table rows from tab_t), stored (first pass) or added into s, lanes m. */
+static inline __attribute__((always_inline)) void tile32(const int NT, const struct wpack *wp, int k0, int nbk,
+                                                         const uint8_t *y, size_t by, const struct ytab *tab, int tab_t,
+                                                         float *s, size_t ld, __mmask16 m, int add) {
+        __m512 acc[GEMM_TOKS];
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++)
+                acc[t] = _mm512_setzero_ps();
+        for (int b = 0; b < nbk; b++) {
+                __m512i a[8];
+#pragma GCC unroll 8
+                for (int c = 0; c < 8; c++)
+                        a[c] = _mm512_load_si512(&wp->a[b][c]);
+                const __m512 dx = wp->d[b];
+#pragma GCC unroll 16
+                for (int t = 0; t < NT; t++) {
+                        const int8_t *q = ((const struct lmp_block_q8_0 *)(y + (size_t)t * by))[k0 + b].qs;
+                        /* two chains of four: half the latency of one of eight */
+                        __m512i p = _mm512_set1_epi32(tab->corr[tab_t + t][b]), p1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+                        for (int c = 0; c < 4; c++) {
+                                p = _mm512_dpbusd_epi32(p, a[c], _mm512_set1_epi32(load_i32(q + 4 * c)));
+                                p1 = _mm512_dpbusd_epi32(p1, a[c + 4], _mm512_set1_epi32(load_i32(q + 4 * c + 16)));
+                        }
+                        p = _mm512_add_epi32(p, p1);
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                                 _mm512_mul_ps(dx, _mm512_set1_ps(tab->d[tab_t + t][b])), acc[t]);
+                }
+        }
+#pragma GCC unroll 16
+        for (int t = 0; t < NT; t++) {
+                float *o = s + (size_t)t * ld;
+                if (add)
+                        acc[t] = _mm512_add_ps(acc[t], _mm512_maskz_loadu_ps(m, o));
+                _mm512_mask_storeu_ps(o, m, acc[t]);
+        }
+}
+
+static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, int nr, int nt, const void *restrict vx,
+                                                         size_t bx, const void *restrict vy, size_t by,
+                                                         float *restrict s, size_t ld) {
+        const uint8_t *x = vx, *y = vy;
+        const int nb = n / 32;
+        const int bias = w32_bias(kind);
+        struct ytab tab;
+        struct wpack wp;
+        for (int g0 = 0; g0 < nt; g0 += GEMM_TGROUP) {
+                const int ng = nt - g0 < GEMM_TGROUP ? nt - g0 : GEMM_TGROUP;
+                const uint8_t *yg = y + (size_t)g0 * by;
+                int k0 = 0;
+                do {
+                        const int nbk = nb - k0 < GEMM_KC ? nb - k0 : GEMM_KC;
+                        for (int t = 0; t < ng; t++) {
+                                const struct lmp_block_q8_0 *yb = (const struct lmp_block_q8_0 *)(yg + (size_t)t * by) + k0;
+                                for (int b = 0; b < nbk; b += 16)
+                                        ytab16(yb + b, nbk - b < 16 ? nbk - b : 16, bias, &tab.d[t][b], &tab.corr[t][b]);
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_ROWS) {
+                                const uint8_t *rows[GEMM_ROWS];
+                                int32_t off[GEMM_ROWS];
+                                for (int r = 0; r < GEMM_ROWS; r++) {
+                                        /* rows past the end repeat the last; their lanes are not stored */
+                                        const int rr = r0 + r < nr ? r : nr - 1 - r0;
+                                        rows[r] = x + (size_t)(r0 + rr) * bx;
+                                        off[r] = (int32_t)((size_t)rr * bx);
+                                }
+                                const __m512i idx = _mm512_loadu_si512(off);
+                                for (int b = 0; b < nbk; b++)
+                                        unpack16(kind, rows, idx, k0 + b, wp.a[b], &wp.d[b]);
+                                const __mmask16 m = nr - r0 >= GEMM_ROWS ? (__mmask16)0xffff
+                                                                           : (__mmask16)((1u << (nr - r0)) - 1);
+                                for (int t0 = 0; t0 < ng; t0 += GEMM_TOKS) {
+                                        const int ntt = ng - t0 < GEMM_TOKS ? ng - t0 : GEMM_TOKS;
+                                        const uint8_t *yt = yg + (size_t)t0 * by;
+                                        float *o = s + (size_t)(g0 + t0) * ld + (size_t)r0;
+                                        switch (ntt) {
+#define TILE_CASE(N) case N: tile32(N, &wp, k0, nbk, yt, by, &tab, t0, o, ld, m, k0 > 0); break;
+                                        TILE_CASE(1) TILE_CASE(2) TILE_CASE(3) TILE_CASE(4)
+                                        TILE_CASE(5) TILE_CASE(6) TILE_CASE(7) TILE_CASE(8)
+                                        TILE_CASE(9) TILE_CASE(10) TILE_CASE(11) TILE_CASE(12)
+                                        TILE_CASE(13) TILE_CASE(14) TILE_CASE(15) TILE_CASE(16)
+#undef TILE_CASE
+                                        }
+                                }
+                        }
+                        k0 += nbk;
+                } while (k0 < nb);
+        }
+}
+
+/* The gather of the rows' scale fields takes int32 offsets: rows further
+ * apart than that (n in the hundreds of millions) go pair by pair. */
+#define GEMM32(name, kind)                                                                                  \
+void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict x, size_t bx,                    \
+                              const void *restrict y, size_t by, float *restrict s, size_t ld) {           \
+        if (bx > (size_t)INT32_MAX / GEMM_ROWS) {                                                          \
+                for (int t = 0; t < nt; t++)                                                               \
+                        for (int r = 0; r < nr; r++)                                                       \
+                                lmp_vec_dot_##name##_avx512(n, &s[(size_t)t * ld + (size_t)r],             \
+                                                            (const uint8_t *)x + (size_t)r * bx,           \
+                                                            (const uint8_t *)y + (size_t)t * by);          \
+                return;                                                                                    \
+        }                                                                                                  \
+        gemm32(kind, n, nr, nt, x, bx, y, by, s, ld);                                                      \
+}
+
+GEMM32(q4_0_q8_0, W_Q4_0)
+GEMM32(q5_0_q8_0, W_Q5_0)
+GEMM32(q8_0_q8_0, W_Q8_0)
+
+/* ---- gemm: f16 ---------------------------------------------------------- */
+
+/* A tile is 6 weight rows by 4 activation rows, 16 values of each pair per
+ * FMA. The tile's activation rows are converted to f32 once per pass of
+ * GEMM_F16_KC values into a table, so that the FMAs read them from memory
+ * and only the weights are converted in the loop; each (row, token) sum is
+ * reduced horizontally once per pass. Rows and tokens past the end of the
+ * tile repeat the last one; their results are not stored. */
+#define GEMM_F16_ROWS 6
+#define GEMM_F16_TOKS 4
+#define GEMM_F16_KC 1024
+#define GEMM_F16_RB (8 * GEMM_F16_ROWS)
+
+static void gemm_f16_rows(int n, int nr, int nt, const uint8_t *restrict x, size_t bx,
+                          const uint8_t *restrict y, size_t by, float *restrict s, size_t ld) {
+        float yf[GEMM_F16_TOKS][GEMM_F16_KC] __attribute__((aligned(64)));
+        /* Passes over the values outermost: the rows' part of one pass stays
+         * in cache while every token tile goes over it. */
+        int k0 = 0;
+        do {
+                const int kc = n - k0 < GEMM_F16_KC ? n - k0 : GEMM_F16_KC;
+                const int kv = (kc + 15) & ~15;   /* padded with zeros to whole vectors */
+                for (int t0 = 0; t0 < nt; t0 += GEMM_F16_TOKS) {
+                        const int ntt = nt - t0 < GEMM_F16_TOKS ? nt - t0 : GEMM_F16_TOKS;
+                        for (int t = 0; t < GEMM_F16_TOKS; t++) {
+                                const lmp_fp16 *yr = (const lmp_fp16 *)(y + (size_t)(t0 + (t < ntt ? t : ntt - 1)) * by) + k0;
+                                for (int k = 0; k < kv; k += 16) {
+                                        const __mmask16 m = kc - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kc - k)) - 1);
+                                        _mm512_store_ps(&yf[t][k], _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, yr + k)));
+                                }
+                        }
+                        for (int r0 = 0; r0 < nr; r0 += GEMM_F16_ROWS) {
+                                const lmp_fp16 *xr[GEMM_F16_ROWS];
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+                                        xr[r] = (const lmp_fp16 *)(x + (size_t)(r0 + r < nr ? r0 + r : nr - 1) * bx) + k0;
+                                __m512 acc[GEMM_F16_ROWS][GEMM_F16_TOKS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                acc[r][t] = _mm512_setzero_ps();
+                                for (int k = 0; k < kv; k += 16) {
+                                        /* all lanes but in the last vector of a ragged row */
+                                        const __mmask16 m = kc - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (kc - k)) - 1);
+#pragma GCC unroll 8
+                                        for (int r = 0; r < GEMM_F16_ROWS; r++) {
+                                                const __m512 w = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, xr[r] + k));
+#pragma GCC unroll 8
+                                                for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                        acc[r][t] = _mm512_fmadd_ps(w, _mm512_load_ps(&yf[t][k]), acc[r][t]);
+                                        }
+                                }
+                                float sum[GEMM_F16_TOKS][GEMM_F16_ROWS];
+#pragma GCC unroll 8
+                                for (int r = 0; r < GEMM_F16_ROWS; r++)
+#pragma GCC unroll 8
+                                        for (int t = 0; t < GEMM_F16_TOKS; t++)
+                                                sum[t][r] = _mm512_reduce_add_ps(acc[r][t]);
+                                for (int t = 0; t < ntt; t++)
+                                        for (int r = 0; r < GEMM_F16_ROWS && r0 + r < nr; r++) {
+                                                float *o = s + (size_t)(t0 + t) * ld + (size_t)(r0 + r);
+                                                *o = k0 ? *o + sum[t][r] : sum[t][r];
+                                        }
+                        }
+                }
+                k0 += kc;
+        } while (k0 < n);
+}
+
+/* Blocks of GEMM_F16_RB rows at a time, so that the rows' part of a pass
+ * (GEMM_F16_RB * GEMM_F16_KC halves) stays in cache for every token tile. */
+void lmp_gemm_f16_f16_avx512(int n, int nr, int nt, const void *restrict x, size_t bx,
+                             const void *restrict y, size_t by, float *restrict s, size_t ld) {
+        for (int r0 = 0; r0 < nr; r0 += GEMM_F16_RB)
+                gemm_f16_rows(n, nr - r0 < GEMM_F16_RB ? nr - r0 : GEMM_F16_RB, nt, (const uint8_t *)x + (size_t)r0 * bx,
+                              bx, y, by, s + r0, ld);
+}
+
+/* ---- K-quant gemms ------------------------------------------------------ */
+
+/* Weight rows by tokens (activation rows) over the whole row length: each
+ * weight block is unpacked once into four vectors of 64 unsigned bytes that
+ * line up with the activation's qs[64k .. 64k + 63], plus four int16 vectors
+ * holding, in each 128-bit chunk, the scale of the sub-block that chunk of
+ * bytes belongs to. Tokens go in pairs: vpdpbusd sums four byte products per
+ * int32 lane for each token (at most 4 * 63 * 128 < 2^15), vpackssdw packs
+ * the two tokens' lanes into int16 side by side within each chunk (exactly,
+ * no saturation), and one vpdpwssd applies the sub-block scales to both
+ * tokens at once. The int32 sums of a pair then hold token t in lanes 0-1
+ * and token t + 1 in lanes 2-3 of each chunk, and are scaled by d_x * d_y
+ * into float accumulators of the same layout; the q4_K/q5_K mins come in as
+ * a float product of the per-row dmin * min and the per-token d * (block
+ * sums of 32), and the q6_K offset of 32 as an int16 product of -32 * scales
+ * and the block sums of 16, laid out the same. */
+
+static inline __m512 pair_dy(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        return _mm512_broadcast_f32x4(_mm_set_ps(b->d, b->d, a->d, a->d));
+}
+
+/* d * the sums of the 8 sub-blocks of 32 for tokens a and b, in the pair layout. */
+static inline __m512 pair_sums32(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        const __m512i bs = join256(load_bsums(a), load_bsums(b));
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_madd_epi16(bs, _mm512_set1_epi16(1)));
+        const __m512 d = _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(a->d), _mm512_set1_ps(b->d));
+        const __m512i idx = _mm512_set_epi32(15, 14, 7, 6, 13, 12, 5, 4, 11, 10, 3, 2, 9, 8, 1, 0);
+        return _mm512_permutexvar_ps(idx, _mm512_mul_ps(f, d));
+}
+
+/* The 16 block sums of 16 of tokens a and b: a's sums 4c..4c+3 then b's in chunk c. */
+static inline __m512i pair_sums16(const struct lmp_block_q8_K *a, const struct lmp_block_q8_K *b) {
+        const __m512i idx = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
+        return _mm512_permutex2var_epi64(_mm512_castsi256_si512(load_bsums(a)), idx,
+                                         _mm512_castsi256_si512(load_bsums(b)));
+}
+
+/* One weight block, unpacked. */
+struct gt_row {
+        __m512i w[4];   /* values 64k .. 64k + 63 as unsigned bytes */
+        __m512i sc[4];  /* int16 scale of each chunk's sub-block */
+        __m512i off;    /* q6_K: -32 * scales, in the layout of pair_sums16 */
+        __m512 fm;      /* q4_K/q5_K: dmin * mins, in the layout of pair_sums32 */
+        float d;
+};
+
+/* 32 bytes at p in both halves, the high half shifted right by `shift` bits
+ * within 16-bit lanes: a broadcast load and one masked shift. */
+static inline __m512i halves_shifted(const uint8_t *p, int shift) {
+        const __m512i b = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+        return _mm512_mask_srli_epi16(b, 0xffff0000u, b, (unsigned)shift);
+}
+
+static inline void row_mins(struct gt_row *r, __m256i ms, float dmin) {
+        const __m256 m = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(ms, 1)));
+        const __m512i idx = _mm512_set_epi32(7, 6, 7, 6, 5, 4, 5, 4, 3, 2, 3, 2, 1, 0, 1, 0);
+        r->fm = _mm512_permutexvar_ps(idx, _mm512_castps256_ps512(_mm256_mul_ps(m, _mm256_set1_ps(dmin))));
+}
+
+static inline void unpack_row_q4_K(struct gt_row *r, const struct lmp_block_q4_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m256i ms = scales_mins_k4(x->scales);
+        const __m512i sc = _mm512_castsi256_si512(ms);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+                r->w[k] = _mm512_and_si512(halves_shifted(x->qs + 32 * k, 4), m4);
+                r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
+        }
+        r->d = h2f(x->d);
+        row_mins(r, ms, h2f(x->dmin));
+}
+
+static inline void unpack_row_q5_K(struct gt_row *r, const struct lmp_block_q5_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m1 = _mm512_set1_epi8(1);
+        const __m256i ms = scales_mins_k4(x->scales);
+        const __m512i sc = _mm512_castsi256_si512(ms);
+        __m512i h = halves_shifted(x->qh, 1);
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+                const __m512i b = _mm512_and_si512(halves_shifted(x->qs + 32 * k, 4), m4);
+                r->w[k] = _mm512_or_si512(b, _mm512_slli_epi16(_mm512_and_si512(h, m1), 4));
+                h = _mm512_srli_epi16(h, 2);
+                r->sc[k] = _mm512_permutexvar_epi16(idx_by16(2 * k), sc);
+        }
+        r->d = h2f(x->d);
+        row_mins(r, ms, h2f(x->dmin));
+}
+
+static inline void unpack_row_q6_K(struct gt_row *r, const struct lmp_block_q6_K *x) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m3 = _mm512_set1_epi8(3);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+                const __m512i l = _mm512_loadu_si512((const void *)(x->ql + 64 * j));
+                const __m512i h = halves_shifted(x->qh + 32 * j, 2);
+                r->w[2 * j] = _mm512_or_si512(_mm512_and_si512(l, m4), _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
+                r->w[2 * j + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                                  _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4));
+                r->sc[2 * j] = _mm512_permutexvar_epi16(idx_by8(8 * j), sc);
+                r->sc[2 * j + 1] = _mm512_permutexvar_epi16(idx_by8(8 * j + 4), sc);
+        }
+        const __m512i idx = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
+        r->off = _mm512_permutexvar_epi64(idx, _mm512_castsi256_si512(_mm256_mullo_epi16(sc16, _mm256_set1_epi16(-32))));
+        r->d = h2f(x->d);
+}
+
+/* Adds the scaled int32 sums of values 64k .. 64k + 63 of one weight block
+ * against a token pair to sumi. */
+static inline __m512i pair_dot_k(const struct gt_row *r, int k, __m512i sumi, const int8_t *qa, const int8_t *qb) {
+        const __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                              _mm512_loadu_si512((const void *)(qa + 64 * k)));
+        const __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), r->w[k],
+                                              _mm512_loadu_si512((const void *)(qb + 64 * k)));
+        return _mm512_dpwssd_epi32(sumi, _mm512_packs_epi32(a, b), r->sc[k]);
+}
+
+/* Token t of a pair accumulator: lanes 0-1 (half = 0) or 2-3 (half = 1) of each chunk. */
+static inline float pair_total(__m512 acc, int half) {
+        const __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc), 1));
+        const __m256 a8 = _mm256_add_ps(_mm512_castps512_ps256(acc), hi);
+        const __m128 a4 = _mm_add_ps(_mm256_castps256_ps128(a8), _mm256_extractf128_ps(a8, 1));
+        return half ? _mm_cvtss_f32(_mm_add_ss(_mm_movehl_ps(a4, a4), _mm_shuffle_ps(a4, a4, 3)))
+                    : _mm_cvtss_f32(_mm_add_ss(a4, _mm_movehdup_ps(a4)));
+}
+
+enum gt_kind { GT_Q4_K, GT_Q5_K, GT_Q6_K };
+
+/* Block-outer order: for a panel of up to GB_ROWS rows and GB_TOK tokens,
+ * each weight block of the panel's rows is unpacked once (to a small buffer
+ * on the stack) for all of the panel's tokens, and the float accumulators
+ * of every (row, token pair) live in a stack buffer that each block updates.
+ * The unpacking is thus shared by up to GB_TOK tokens instead of one
+ * register tile's worth, and each token pair's block sums by GB_ROWS rows. */
+#define GB_ROWS 8
+#define GB_TOK 64
+
+static inline __attribute__((always_inline)) void
+gemm_panel(enum gt_kind kind, int R, int tn, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
+           float *s, size_t ld) {
+        const int np = (tn + 1) / 2;
+        __m512 acc[GB_ROWS][GB_TOK / 2];
+        struct gt_row rows[GB_ROWS];
+        for (int r = 0; r < R; r++)
+                for (int p = 0; p < np; p++)
+                        acc[r][p] = _mm512_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                for (int r = 0; r < R; r++) {
+                        const uint8_t *xr = x + (size_t)r * bx;
+                        if (kind == GT_Q4_K)
+                                unpack_row_q4_K(&rows[r], (const struct lmp_block_q4_K *)xr + i);
+                        else if (kind == GT_Q5_K)
+                                unpack_row_q5_K(&rows[r], (const struct lmp_block_q5_K *)xr + i);
+                        else
+                                unpack_row_q6_K(&rows[r], (const struct lmp_block_q6_K *)xr + i);
+                }
+                for (int p = 0; p < np; p++) {
+                        const int tb = 2 * p + 1 < tn ? 2 * p + 1 : 2 * p;
+                        const struct lmp_block_q8_K *ya = (const struct lmp_block_q8_K *)(y + (size_t)(2 * p) * by) + i;
+                        const struct lmp_block_q8_K *yb = (const struct lmp_block_q8_K *)(y + (size_t)tb * by) + i;
+                        const __m512 dy = pair_dy(ya, yb);
+                        const __m512 fb = kind == GT_Q6_K ? _mm512_setzero_ps() : pair_sums32(ya, yb);
+                        const __m512i bs = kind == GT_Q6_K ? pair_sums16(ya, yb) : _mm512_setzero_si512();
+                        for (int r = 0; r < R; r++) {
+                                const struct gt_row *w = &rows[r];
+                                __m512i sumi = kind == GT_Q6_K ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), w->off, bs)
+                                                               : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                                for (int k = 0; k < 4; k++)
+                                        sumi = pair_dot_k(w, k, sumi, ya->qs, yb->qs);
+                                __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi),
+                                                           _mm512_mul_ps(_mm512_set1_ps(w->d), dy), acc[r][p]);
+                                if (kind != GT_Q6_K)
+                                        a = _mm512_fnmadd_ps(w->fm, fb, a);
+                                acc[r][p] = a;
+                        }
+                }
+        }
+        for (int r = 0; r < R; r++)
+                for (int t = 0; t < tn; t++)
+                        s[(size_t)t * ld + (size_t)r] = pair_total(acc[r][t / 2], t & 1);
+}
+
+#define GT_TILES(name, kind)                                                                                    \
+void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict vx, size_t bx,                       \
+                              const void *restrict vy, size_t by, float *restrict s, size_t ld) {              \
+        const uint8_t *x = vx, *y = vy;                                                                         \
+        for (int r0 = 0; r0 < nr; r0 += GB_ROWS) {                                                              \
+                const int R = nr - r0 < GB_ROWS ? nr - r0 : GB_ROWS;                                            \
+                for (int t0 = 0; t0 < nt; t0 += GB_TOK) {                                                       \
+                        const int tn = nt - t0 < GB_TOK ? nt - t0 : GB_TOK;                                     \
+                        gemm_panel(kind, R, tn, n / LMP_QK_K, x + (size_t)r0 * bx, bx, y + (size_t)t0 * by,    \
+                                   by, s + (size_t)t0 * ld + (size_t)r0, ld);                                   \
+                }                                                                                               \
+        }                                                                                                       \
+}
+
+GT_TILES(q4_K_q8_K, GT_Q4_K)
+GT_TILES(q5_K_q8_K, GT_Q5_K)
+GT_TILES(q6_K_q8_K, GT_Q6_K)

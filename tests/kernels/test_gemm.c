@@ -1,0 +1,154 @@
+/* Checks of the gemm (tile product) kernels: for every weight type and every
+ * ISA level this CPU has whose traits name a gemm, the kernel is run on
+ * random tiles (nr weight rows by nt activation rows, strides with padding,
+ * an output leading dimension larger than nr) of random and extreme blocks,
+ * and each result must agree with the scalar vec_dot of its (row, token)
+ * pair within the bound test_kernels holds the SIMD vec_dots to. Output
+ * cells outside the tile must be left alone, and the operands are allocated
+ * to their exact extent so that the sanitizer build sees any read past
+ * them. Prints one line per failure and a summary; exits 1 on any failure. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant/quant.h"
+
+#include "kernel_inputs.h"
+
+static int failures;
+static int checks;
+
+#define FAIL(...) do { failures++; fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
+
+#define TRIALS 24       /* random tiles per type and level */
+#define MAX_NR 100       /* past several register tiles and row blocks */
+#define MAX_NT 70
+
+static const enum lmp_type weight_types[] = {
+        LMP_TYPE_F32, LMP_TYPE_F16, LMP_TYPE_BF16, LMP_TYPE_Q4_0, LMP_TYPE_Q4_1,
+        LMP_TYPE_Q5_0, LMP_TYPE_Q5_1, LMP_TYPE_Q8_0, LMP_TYPE_Q2_K, LMP_TYPE_Q3_K,
+        LMP_TYPE_Q4_K, LMP_TYPE_Q5_K, LMP_TYPE_Q6_K,
+};
+
+static int rnd_between(int lo, int hi) {  /* uniform in [lo, hi] */
+        return lo + (int)(rnd() % (uint64_t)(hi - lo + 1));
+}
+
+/* One random tile of type t through the gemm of level isa. */
+static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
+        const struct lmp_quant_traits *w0 = lmp_quant_traits(t, LMP_ISA_SCALAR);
+        const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
+        const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
+        const uint32_t blck = lmp_type_info(t)->blck_size;
+        const int qk = blck > 1 ? (int)blck : 32;
+        /* Mostly short rows; now and then a long one, and once in a while one
+         * past the 4096 values that kernels may take in a pass. Float rows
+         * get ragged tails. */
+        const int nblocks = trial % 12 == 11 ? rnd_between(129, 300)
+                          : trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
+        const int64_t n = (int64_t)qk * nblocks + (blck == 1 && (trial & 1) ? rnd_between(1, 31) : 0);
+        /* Every twelfth tile takes more tokens than a 64-token panel. */
+        const int nr = rnd_between(1, MAX_NR), nt = trial % 12 == 11 ? rnd_between(65, MAX_NT) : rnd_between(1, MAX_NT);
+        const size_t xrow = lmp_type_row_size(t, (uint64_t)n);
+        const size_t yrow = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n);
+        /* Padding in multiples of 4 bytes keeps float rows aligned to their elements. */
+        const size_t bx = xrow + (trial % 3 ? 4 * (size_t)rnd_between(0, 40) : 0);
+        const size_t by = yrow + (trial % 4 ? 4 * (size_t)rnd_between(0, 40) : 0);
+        const size_t ld = (size_t)nr + (trial % 5 ? (size_t)rnd_between(1, 9) : 0);
+        const enum scale_kind wk = (enum scale_kind)(trial % SC_COUNT);
+        const enum scale_kind ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT);
+        const int allmax = trial % 8 == 7;
+
+        const size_t xbytes = (size_t)(nr - 1) * bx + xrow, ybytes = (size_t)(nt - 1) * by + yrow;
+        uint8_t *x = malloc(xbytes), *y = malloc(ybytes);
+        float *xf = malloc((size_t)n * nr * sizeof(float)), *xm = malloc((size_t)n * nr * sizeof(float));
+        float *yf = malloc((size_t)n * sizeof(float)), *yd = malloc((size_t)n * nt * sizeof(float));
+        float *s = malloc(ld * (size_t)nt * sizeof(float));
+        if (!x || !y || !xf || !xm || !yf || !yd || !s) {
+                FAIL("out of memory");
+                goto out;
+        }
+        memset(x, 0xa5, xbytes);
+        memset(y, 0x5a, ybytes);
+        for (int r = 0; r < nr; r++) {
+                /* Odd trials mix the scale patterns row by row within one tile. */
+                const enum scale_kind k = trial & 1 ? (enum scale_kind)((wk + r) % SC_COUNT) : wk;
+                uint8_t *row = x + (size_t)r * bx;
+                fill_weights(t, row, n, k, allmax);
+                w0->to_float(row, xf + (size_t)r * n, n);
+                offset_part(t, row, xm + (size_t)r * n, n, xrow);
+        }
+        for (int j = 0; j < nt; j++) {
+                if (allmax && j % 2 == 0)
+                        for (int64_t i = 0; i < n; i++)
+                                yf[i] = (i & 1) ? -1e3f : 1e3f;
+                else
+                        fill_floats(yf, n, trial & 2 ? (enum scale_kind)((ak + j) % SC_COUNT) : ak);
+                a0->from_float(yf, y + (size_t)j * by, n);
+                a0->to_float(y + (size_t)j * by, yd + (size_t)j * n, n);
+        }
+        for (size_t i = 0; i < ld * (size_t)nt; i++)
+                s[i] = NAN;
+        w->gemm((int)n, nr, nt, x, bx, y, by, s, ld);
+
+        int bad = 0;
+        for (int j = 0; j < nt; j++) {
+                for (size_t r = 0; r < ld; r++) {
+                        const float got = s[(size_t)j * ld + r];
+                        checks++;
+                        if (r >= (size_t)nr) {
+                                if (!isnan(got) && bad++ < 5)
+                                        FAIL("gemm %s %s: wrote %g outside the tile at token %d, column %zu "
+                                             "(nr=%d nt=%d ld=%zu)", lmp_type_name(t), lmp_isa_name(isa), got,
+                                             j, r, nr, nt, ld);
+                                continue;
+                        }
+                        float ref;
+                        w0->vec_dot((int)n, &ref, x + r * bx, y + (size_t)j * by);
+                        const double tol = 2e-5 * magnitude_rows(xf + r * n, xm + r * n, yd + (size_t)j * n, n)
+                                           + 1e-30;
+                        if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
+                                FAIL("gemm %s %s: n=%lld nr=%d nt=%d bx=%zu by=%zu ld=%zu scales=%s/%s "
+                                     "allmax=%d: row %zu token %d: %.9g, scalar vec_dot %.9g (tol %.3g)",
+                                     lmp_type_name(t), lmp_isa_name(isa), (long long)n, nr, nt, bx, by, ld,
+                                     scale_names[wk], scale_names[ak], allmax, r, j, got, ref, tol);
+                }
+        }
+        if (bad > 5)
+                FAIL("gemm %s %s: %d more wrong cells in that tile", lmp_type_name(t), lmp_isa_name(isa),
+                     bad - 5);
+out:
+        free(x);
+        free(y);
+        free(xf);
+        free(xm);
+        free(yf);
+        free(yd);
+        free(s);
+}
+
+int main(void) {
+        const enum lmp_isa top = lmp_cpu_isa();
+        int kernels = 0;
+        for (size_t i = 0; i < sizeof(weight_types) / sizeof(weight_types[0]); i++) {
+                for (int isa = LMP_ISA_SCALAR; isa <= (int)top; isa++) {
+                        const struct lmp_quant_traits *w = lmp_quant_traits(weight_types[i], (enum lmp_isa)isa);
+                        /* A level without its own gemm may name a lower level's:
+                         * each distinct kernel is checked once. */
+                        if (!w || !w->gemm || (isa > LMP_ISA_SCALAR &&
+                                               w->gemm == lmp_quant_traits(weight_types[i], (enum lmp_isa)(isa - 1))->gemm))
+                                continue;
+                        kernels++;
+                        const int before = failures;
+                        for (int trial = 0; trial < TRIALS; trial++)
+                                check_tile(weight_types[i], (enum lmp_isa)isa, trial);
+                        printf("gemm %-5s %-6s %s\n", lmp_type_name(weight_types[i]),
+                               lmp_isa_name((enum lmp_isa)isa), failures == before ? "ok" : "FAILED");
+                }
+        }
+        printf("gemm: CPU level %s, %d kernels, %d checks, %d failures\n", lmp_isa_name(top), kernels, checks,
+               failures);
+        return failures ? 1 : 0;
+}
