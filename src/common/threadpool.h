@@ -1,10 +1,13 @@
 /* A persistent thread pool: one per process, sized by configuration, whose
  * only operation is a parallel-for over a range of task indices followed by
  * a barrier. The caller's thread takes part as worker 0, so a pool of one
- * thread starts no threads at all. Workers sleep on a condition variable
- * between calls; a call allocates nothing. Calls are not reentrant: one
- * parallel-for at a time per pool (the model context that owns the pool
- * serializes them), and a task function must not call back into the pool. */
+ * thread starts no threads at all. Workers spin briefly between calls, then
+ * sleep on a futex; a call allocates nothing and, while the workers spin,
+ * takes no lock and makes no system call. A call returns when every index
+ * is done; it does not wait for a worker that was descheduled. Calls are
+ * not reentrant: one parallel-for at a time per pool (the model context
+ * that owns the pool serializes them), and a task function must not call
+ * back into the pool. */
 #pragma once
 
 #include <stdint.h>
