@@ -65,6 +65,7 @@ struct lmp_threadpool {
         _Atomic(void *) arg;
         atomic_int_fast64_t n;
         atomic_int_fast64_t grain;
+        atomic_int_fast64_t unit;               /* guided: chunk multiple; 0: fixed grain */
 
         alignas(64) atomic_uint generation;     /* futex word of sleeping workers */
         atomic_int n_sleeping;
@@ -84,18 +85,25 @@ static inline uint64_t tag_of(unsigned g) {
         return (uint64_t)g << 32;
 }
 
-/* Claims and runs chunks of generation g until none is left. */
+/* Claims and runs chunks of generation g until none is left: grain indices
+ * each, or with unit > 0 (guided) about a 2 * n_threads-th of what is left,
+ * in multiples of unit. */
 static void work(struct lmp_threadpool *p, unsigned g, lmp_task_fn fn, void *arg, int64_t n,
-                 int64_t grain, int tid) {
+                 int64_t grain, int64_t unit, int tid) {
         uint64_t c = atomic_load_explicit(&p->cursor, memory_order_relaxed);
         for (;;) {
-                if ((c & ~NEXT_MASK) != tag_of(g) || (int64_t)(c & NEXT_MASK) >= n)
+                int64_t begin = (int64_t)(c & NEXT_MASK);
+                if ((c & ~NEXT_MASK) != tag_of(g) || begin >= n)
                         return;
-                if (!atomic_compare_exchange_weak_explicit(&p->cursor, &c, c + (uint64_t)grain,
+                int64_t step = grain;
+                if (unit > 0) {
+                        step = (n - begin) / (2 * p->n_threads);
+                        step = LMP_MAX(step - step % unit, unit);
+                }
+                if (!atomic_compare_exchange_weak_explicit(&p->cursor, &c, c + (uint64_t)step,
                                                            memory_order_acquire, memory_order_relaxed))
                         continue;
-                int64_t begin = (int64_t)(c & NEXT_MASK);
-                int64_t end = LMP_MIN(begin + grain, n);
+                int64_t end = LMP_MIN(begin + step, n);
                 fn(arg, begin, end, tid);
                 unsigned d = atomic_fetch_add_explicit(&p->done, (unsigned)(end - begin),
                                                        memory_order_seq_cst) + (unsigned)(end - begin);
@@ -131,8 +139,9 @@ static void *worker_main(void *opaque) {
                 void *arg = atomic_load_explicit(&p->arg, memory_order_relaxed);
                 int64_t n = atomic_load_explicit(&p->n, memory_order_relaxed);
                 int64_t grain = atomic_load_explicit(&p->grain, memory_order_relaxed);
+                int64_t unit = atomic_load_explicit(&p->unit, memory_order_relaxed);
                 atomic_thread_fence(memory_order_acquire);
-                work(p, g, fn, arg, n, grain, w->tid);
+                work(p, g, fn, arg, n, grain, unit, w->tid);
         }
 }
 
@@ -152,6 +161,7 @@ int lmp_threadpool_new(int n_threads, struct lmp_threadpool **ret) {
         atomic_init(&p->arg, NULL);
         atomic_init(&p->n, 0);
         atomic_init(&p->grain, 1);
+        atomic_init(&p->unit, 0);
         atomic_init(&p->generation, 0);
         atomic_init(&p->n_sleeping, 0);
         atomic_init(&p->stop, false);
@@ -202,8 +212,8 @@ int lmp_threadpool_size(const struct lmp_threadpool *p) {
 }
 
 /* One call over [0, n), n <= ROUND_MAX. */
-static void run_round(struct lmp_threadpool *p, int64_t n, int64_t grain, lmp_task_fn fn,
-                      void *arg) {
+static void run_round(struct lmp_threadpool *p, int64_t n, int64_t grain, int64_t unit,
+                      lmp_task_fn fn, void *arg) {
         unsigned g = atomic_load_explicit(&p->generation, memory_order_relaxed) + 1;
         if (g == 0)
                 g = 1;  /* generation 0 is the pool's start, which workers have seen */
@@ -215,13 +225,14 @@ static void run_round(struct lmp_threadpool *p, int64_t n, int64_t grain, lmp_ta
         atomic_store_explicit(&p->arg, arg, memory_order_relaxed);
         atomic_store_explicit(&p->n, n, memory_order_relaxed);
         atomic_store_explicit(&p->grain, grain, memory_order_relaxed);
+        atomic_store_explicit(&p->unit, unit, memory_order_relaxed);
         atomic_store_explicit(&p->done, 0, memory_order_relaxed);
         atomic_store_explicit(&p->cursor, tag_of(g), memory_order_release);
         atomic_store_explicit(&p->generation, g, memory_order_seq_cst);
         if (atomic_load_explicit(&p->n_sleeping, memory_order_seq_cst) > 0)
                 futex(&p->generation, FUTEX_WAKE_PRIVATE, INT_MAX);
 
-        work(p, g, fn, arg, n, grain, 0);
+        work(p, g, fn, arg, n, grain, unit, 0);
 
         /* Barrier: every index done (a chunk may still run on a worker). */
         unsigned d;
@@ -261,12 +272,29 @@ void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
                 return;
         }
         if (n <= ROUND_MAX) {
-                run_round(p, n, grain, fn, arg);
+                run_round(p, n, grain, 0, fn, arg);
                 return;
         }
         for (int64_t base = 0; base < n; base += ROUND_MAX) {
                 struct offset_job o = { .fn = fn, .arg = arg, .base = base };
                 int64_t m = LMP_MIN(ROUND_MAX, n - base);
-                run_round(p, m, LMP_MIN(grain, m), offset_task, &o);
+                run_round(p, m, LMP_MIN(grain, m), 0, offset_task, &o);
         }
+}
+
+void lmp_threadpool_run_guided(struct lmp_threadpool *p, int64_t n, int64_t unit,
+                               lmp_task_fn fn, void *arg) {
+        if (n <= 0)
+                return;
+        if (unit < 1)
+                unit = 1;
+        if (p->n_threads == 1 || n <= unit) {
+                fn(arg, 0, n, 0);
+                return;
+        }
+        if (n > ROUND_MAX) {    /* none in the tree: fixed chunks of unit */
+                lmp_threadpool_run(p, n, unit, fn, arg);
+                return;
+        }
+        run_round(p, n, unit, unit, fn, arg);
 }

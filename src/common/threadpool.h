@@ -30,3 +30,10 @@ int lmp_threadpool_size(const struct lmp_threadpool *p);
  * dynamically, and returns when every chunk is done. */
 void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
                         lmp_task_fn fn, void *arg);
+
+/* The same with guided chunks: each claim takes about remaining / (2 *
+ * size) indices, rounded down to a multiple of unit (at least unit), so
+ * chunks start at multiples of unit and shrink as the range runs out:
+ * few claims, and threads finish within a small chunk of each other. */
+void lmp_threadpool_run_guided(struct lmp_threadpool *p, int64_t n, int64_t unit,
+                               lmp_task_fn fn, void *arg);
