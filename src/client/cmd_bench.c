@@ -452,6 +452,21 @@ static void format_params(char *buf, size_t cap, uint64_t n) {
                 snprintf(buf, cap, "%.2f K", (double)n / 1e3);
 }
 
+/* A file name as a JSON string: quotes and backslashes escaped, control
+ * bytes as \u00XX (other bytes pass as they are). */
+static void print_json_string(const char *str) {
+        putchar('"');
+        for (const unsigned char *p = (const unsigned char *)str; *p; p++) {
+                if (*p == '"' || *p == '\\')
+                        printf("\\%c", *p);
+                else if (*p < 0x20)
+                        printf("\\u%04x", *p);
+                else
+                        putchar(*p);
+        }
+        putchar('"');
+}
+
 static void print_header(void) {
         printf("| %-30s | %10s | %10s | %7s | %13s | %20s | %8s | %8s |\n", "model", "size", "params",
                "threads", "test", "t/s", "GB/s", "ceiling");
@@ -472,14 +487,11 @@ static void print_row(const struct opts *o, const struct bench_model *bm, int th
         double gbs = n_gen > 0 ? st->mean / n_seqs * (double)bm->step_bytes * 1e-9 : 0.0;
         double share = n_gen > 0 && probe_gbs > 0 ? gbs / probe_gbs : 0.0;
         if (o->json) {
-                printf("{\"model\": \"%s\", \"model_filename\": \"", bm->name);
-                for (const char *p = bm->path; *p; p++) { /* paths may hold quotes */
-                        if (*p == '"' || *p == '\\')
-                                putchar('\\');
-                        if ((unsigned char)*p >= 0x20)
-                                putchar(*p);
-                }
-                printf("\", \"model_size\": %llu, \"model_n_params\": %llu, \"n_threads\": %d, "
+                printf("{\"model\": ");
+                print_json_string(bm->name);
+                printf(", \"model_filename\": ");
+                print_json_string(bm->path);
+                printf(", \"model_size\": %llu, \"model_n_params\": %llu, \"n_threads\": %d, "
                        "\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_seqs\": %d, "
                        "\"repetitions\": %d, \"avg_ts\": %.3f, \"stddev_ts\": %.3f, \"samples_ts\": [",
                        (unsigned long long)bm->size, (unsigned long long)bm->n_params, threads, test,

@@ -76,6 +76,15 @@ assert r["test"] == "tg2" and r["probe_gbs"] > 0 and r["ceiling_share"] > 0, r
 ' "$dir/out" || fail "json probe"
 grep -q '^memory bandwidth probe' "$dir/err" || fail "probe line on stderr"
 
+# A file name that needs escaping still gives valid JSON.
+cp "$m1" "$dir/a\"b\\c.gguf"
+expect_status 0 "$LMPOOL_BIN" bench "$dir/a\"b\\c.gguf" -p 4 -n 0 -r 1 -t 1 --json --probe-mib 0
+python3 -c '
+import json, sys
+(r,) = [json.loads(l) for l in open(sys.argv[1])]
+assert r["model"] == "a\"b\\c" and r["model_filename"].endswith("/a\"b\\c.gguf"), r
+' "$dir/out" || fail "json escaping"
+
 # Bounds and usage errors: exit 2 with a message naming the option.
 expect_status 2 "$LMPOOL_BIN" bench
 grep -q 'no model given' "$dir/err" || fail "no model message"
