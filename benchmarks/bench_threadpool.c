@@ -2,11 +2,11 @@
  * threads (or the counts given as arguments), the mean wall time of
  * back-to-back calls whose tasks do almost nothing (the call's own cost:
  * publish, wake, claim, barrier), and of calls whose 16 tasks each spin for
- * about 5 microseconds (a decode step's small products), fixed and guided.
+ * about 5 microseconds (a decode step's small products), in chunks of 1
+ * and of 2.
  * Prints one JSON line per pool and then a table. Figures, not assertions;
  * on a shared machine they move with the load. */
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -38,15 +38,11 @@ static void spin5us(void *arg, int64_t begin, int64_t end, int tid) {
                         ;
 }
 
-static double per_call_us(struct lmp_threadpool *p, int64_t n, int64_t grain, bool guided,
-                          lmp_task_fn fn, int calls) {
+static double per_call_us(struct lmp_threadpool *p, int64_t n, int64_t grain, lmp_task_fn fn,
+                          int calls) {
         double t0 = now_s();
-        for (int i = 0; i < calls; i++) {
-                if (guided)
-                        lmp_threadpool_run_guided(p, n, grain, fn, NULL);
-                else
-                        lmp_threadpool_run(p, n, grain, fn, NULL);
-        }
+        for (int i = 0; i < calls; i++)
+                lmp_threadpool_run(p, n, grain, fn, NULL);
         return (now_s() - t0) / calls * 1e6;
 }
 
@@ -57,27 +53,24 @@ int main(int argc, char **argv) {
         if (n_counts == 0)
                 for (int t = 1; t <= 4; t++)
                         counts[n_counts++] = t;
-        double res[16][4];
+        double res[16][3];
         for (int i = 0; i < n_counts; i++) {
                 struct lmp_threadpool *p;
                 if (lmp_threadpool_new(counts[i], &p) < 0) {
                         fprintf(stderr, "cannot start %d threads\n", counts[i]);
                         return 1;
                 }
-                per_call_us(p, 64, 1, false, nothing, 1000); /* warm up */
-                res[i][0] = per_call_us(p, 2 * counts[i], 1, false, nothing, CALLS);
-                res[i][1] = per_call_us(p, 16, 1, false, spin5us, CALLS / 10);
-                res[i][2] = per_call_us(p, 16, 2, false, spin5us, CALLS / 10);
-                res[i][3] = per_call_us(p, 16, 1, true, spin5us, CALLS / 10);
+                per_call_us(p, 64, 1, nothing, 1000); /* warm up */
+                res[i][0] = per_call_us(p, 2 * counts[i], 1, nothing, CALLS);
+                res[i][1] = per_call_us(p, 16, 1, spin5us, CALLS / 10);
+                res[i][2] = per_call_us(p, 16, 2, spin5us, CALLS / 10);
                 lmp_threadpool_free(p);
                 printf("{\"bench\": \"threadpool\", \"threads\": %d, \"empty_call_us\": %.2f, "
-                       "\"call_16x5us_grain1_us\": %.1f, \"call_16x5us_grain2_us\": %.1f, "
-                       "\"call_16x5us_guided_us\": %.1f}\n",
-                       counts[i], res[i][0], res[i][1], res[i][2], res[i][3]);
+                       "\"call_16x5us_grain1_us\": %.1f, \"call_16x5us_grain2_us\": %.1f}\n",
+                       counts[i], res[i][0], res[i][1], res[i][2]);
         }
-        printf("\n%8s %14s %22s %22s %22s\n", "threads", "empty call us", "16 x 5us, grain 1", "16 x 5us, grain 2",
-               "16 x 5us, guided");
+        printf("\n%8s %14s %22s %22s\n", "threads", "empty call us", "16 x 5us, grain 1", "16 x 5us, grain 2");
         for (int i = 0; i < n_counts; i++)
-                printf("%8d %14.2f %22.1f %22.1f %22.1f\n", counts[i], res[i][0], res[i][1], res[i][2], res[i][3]);
+                printf("%8d %14.2f %22.1f %22.1f\n", counts[i], res[i][0], res[i][1], res[i][2]);
         return 0;
 }

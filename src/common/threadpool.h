@@ -1,13 +1,10 @@
 /* A persistent thread pool: one per process, sized by configuration, whose
  * only operation is a parallel-for over a range of task indices followed by
  * a barrier. The caller's thread takes part as worker 0, so a pool of one
- * thread starts no threads at all. Workers spin briefly between calls, then
- * sleep on a futex; a call allocates nothing and, while the workers spin,
- * takes no lock and makes no system call. A call returns when every index
- * is done; it does not wait for a worker that was descheduled. Calls are
- * not reentrant: one parallel-for at a time per pool (the model context
- * that owns the pool serializes them), and a task function must not call
- * back into the pool. */
+ * thread starts no threads at all. Workers sleep on a condition variable
+ * between calls; a call allocates nothing. Calls are not reentrant: one
+ * parallel-for at a time per pool (the model context that owns the pool
+ * serializes them), and a task function must not call back into the pool. */
 #pragma once
 
 #include <stdint.h>
@@ -30,10 +27,3 @@ int lmp_threadpool_size(const struct lmp_threadpool *p);
  * dynamically, and returns when every chunk is done. */
 void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
                         lmp_task_fn fn, void *arg);
-
-/* The same with guided chunks: each claim takes about remaining / (2 *
- * size) indices, rounded down to a multiple of unit (at least unit), so
- * chunks start at multiples of unit and shrink as the range runs out:
- * few claims, and threads finish within a small chunk of each other. */
-void lmp_threadpool_run_guided(struct lmp_threadpool *p, int64_t n, int64_t unit,
-                               lmp_task_fn fn, void *arg);

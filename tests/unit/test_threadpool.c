@@ -4,9 +4,7 @@
  * barrier must hold: each call's results are checked before the next).
  * Then a worker that stalls inside tasks: no index may be lost or repeated,
  * and no task may run for a call that has returned (a late worker must not
- * claim work of the next call with the previous call's job). The guided
- * variant is held to the same, and its chunks start at multiples of the
- * unit and are multiples of it but for the range's last. */
+ * claim work of the next call with the previous call's job). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,56 +56,6 @@ static void stall_visit(void *arg, int64_t begin, int64_t end, int tid) {
                 atomic_fetch_add(&stall_bad, 1);
 }
 
-struct guided_job {
-        atomic_int *hits;
-        int64_t n, unit;
-        atomic_int misaligned;
-};
-
-static void guided_visit(void *arg, int64_t begin, int64_t end, int tid) {
-        (void)tid;
-        struct guided_job *j = arg;
-        if (begin % j->unit || (end != j->n && (end - begin) % j->unit) || end > j->n || begin >= end)
-                atomic_fetch_add(&j->misaligned, 1);
-        for (int64_t i = begin; i < end; i++)
-                atomic_fetch_add(&j->hits[i], 1);
-        for (volatile int spin = 0; spin < 200; spin++)
-                ;
-}
-
-static int guided_test(atomic_int *hits, int nth) {
-        struct lmp_threadpool *p = NULL;
-        int failures = 0;
-        if (lmp_threadpool_new(nth, &p) < 0)
-                return 1;
-        static const int64_t sizes[] = { 1, 2, 5, 63, 64, 65, 1000, 4999 };
-        static const int64_t units[] = { 0, 1, 3, 16, 64, 10000 };
-        for (int rep = 0; rep < 50; rep++)
-                for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
-                        for (size_t ui = 0; ui < sizeof(units) / sizeof(units[0]); ui++) {
-                                struct guided_job j = { .hits = hits, .n = sizes[si],
-                                                        .unit = units[ui] ? units[ui] : 1 };
-                                for (int64_t i = 0; i < j.n; i++)
-                                        atomic_store(&hits[i], 0);
-                                lmp_threadpool_run_guided(p, j.n, units[ui], guided_visit, &j);
-                                for (int64_t i = 0; i < j.n; i++)
-                                        if (atomic_load(&hits[i]) != 1) {
-                                                fprintf(stderr, "guided, pool %d, n %lld, unit %lld: index %lld visited %d times\n",
-                                                        nth, (long long)j.n, (long long)units[ui], (long long)i,
-                                                        atomic_load(&hits[i]));
-                                                failures++;
-                                                break;
-                                        }
-                                if (atomic_load(&j.misaligned)) {
-                                        fprintf(stderr, "guided, pool %d, n %lld, unit %lld: misaligned chunk\n",
-                                                nth, (long long)j.n, (long long)units[ui]);
-                                        failures++;
-                                }
-                        }
-        lmp_threadpool_free(p);
-        return failures;
-}
-
 static int stall_test(atomic_int *hits, int nth) {
         struct lmp_threadpool *p = NULL;
         static struct stall_job slots[8];
@@ -124,10 +72,7 @@ static int stall_test(atomic_int *hits, int nth) {
                 for (int64_t i = 0; i < j->n; i++)
                         atomic_store(&hits[i], 0);
                 atomic_store(&j->live, 1);
-                if (call % 3 == 2)
-                        lmp_threadpool_run_guided(p, j->n, 1 + (rng >> 20) % 4, stall_visit, j);
-                else
-                        lmp_threadpool_run(p, j->n, 1 + (rng >> 20) % 8, stall_visit, j);
+                lmp_threadpool_run(p, j->n, 1 + (rng >> 20) % 8, stall_visit, j);
                 atomic_store(&j->live, 0);
                 for (int64_t i = 0; i < j->n; i++)
                         if (atomic_load(&hits[i]) != 1) {
@@ -197,8 +142,6 @@ int main(void) {
                 }
                 lmp_threadpool_free(p);
         }
-        for (int nth = 1; nth <= 4; nth++)
-                failures += guided_test(hits, nth);
         failures += stall_test(hits, 2);
         failures += stall_test(hits, 3);
         failures += stall_test(hits, 6);  /* more threads than cores: preempted anywhere */
