@@ -17,6 +17,7 @@ int lmp_cmd_detokenize(int argc, char **argv);
 int lmp_cmd_chat_template(int argc, char **argv);
 int lmp_cmd_logits(int argc, char **argv);
 int lmp_cmd_run(int argc, char **argv);
+int lmp_cmd_bench(int argc, char **argv);
 int lmp_cmd_generate(int argc, char **argv);
 int lmp_cmd_chat(int argc, char **argv);
 int lmp_cmd_models(int argc, char **argv);

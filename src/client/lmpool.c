@@ -15,6 +15,7 @@ static const struct lmp_command commands[] = {
         { "chat-template", lmp_cmd_chat_template, "render a conversation with a model's chat template" },
         { "logits", lmp_cmd_logits, "evaluate token ids as one batch and print logits as JSON lines" },
         { "run", lmp_cmd_run, "generate from a prompt and print tokens/s" },
+        { "bench", lmp_cmd_bench, "measure prompt and generation speed (llama-bench's table)" },
         { "generate", lmp_cmd_generate, "generate text with lmpoold (streams to stdout)" },
         { "chat", lmp_cmd_chat, "chat with a model served by lmpoold" },
         { "models", lmp_cmd_models, "list lmpoold's models" },

@@ -422,8 +422,8 @@ static void swiglu(float *g, const float *u, int64_t count) {
                 g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-/* The row-wise ops above, split across the pool by token rows (a single
- * row runs in the calling thread). */
+/* The row-wise ops above, split across the pool (rmsnorm by token rows: a
+ * single row runs in the calling thread). */
 struct rows_job {
         float *out;
         const float *x;         /* rmsnorm: input; swiglu: up */
@@ -438,10 +438,10 @@ static void rmsnorm_rows(void *arg, int64_t begin, int64_t end, int tid) {
         rmsnorm(j->out + begin * j->n, j->x + begin * j->n, j->w, end - begin, j->n, j->eps);
 }
 
-static void swiglu_rows(void *arg, int64_t begin, int64_t end, int tid) {
+static void swiglu_elems(void *arg, int64_t begin, int64_t end, int tid) {
         (void)tid;
         const struct rows_job *j = arg;
-        swiglu(j->out + begin * j->n, j->x + begin * j->n, (end - begin) * j->n);
+        swiglu(j->out + begin, j->x + begin, end - begin);
 }
 
 static int64_t row_grain(const struct lmp_ctx *c, int64_t n_rows) {
@@ -454,9 +454,15 @@ static void rmsnorm_par(struct lmp_ctx *c, float *out, const float *x, const flo
         lmp_threadpool_run(c->pool, n_tok, row_grain(c, n_tok), rmsnorm_rows, &j);
 }
 
+/* Elementwise, so split by elements, not rows: a decode step's single row
+ * (n_ff expf calls, tens of microseconds) is shared too. */
+#define SWIGLU_MIN_GRAIN 2048
+
 static void swiglu_par(struct lmp_ctx *c, float *g, const float *u, int64_t n_tok, int64_t n) {
-        struct rows_job j = { .out = g, .x = u, .n = n };
-        lmp_threadpool_run(c->pool, n_tok, row_grain(c, n_tok), swiglu_rows, &j);
+        struct rows_job j = { .out = g, .x = u };
+        int64_t count = n_tok * n;
+        int64_t grain = LMP_MAX((int64_t)SWIGLU_MIN_GRAIN, count / (4 * lmp_threadpool_size(c->pool)));
+        lmp_threadpool_run(c->pool, count, grain, swiglu_elems, &j);
 }
 
 /* ------------------------------------------------------------- attention */

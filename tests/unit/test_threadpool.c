@@ -1,11 +1,15 @@
 /* Thread pool tests: every index of a parallel-for is visited exactly once,
  * for pools of 1 to 4 threads, ranges smaller and larger than the pool,
  * grains from 1 to past the range, and thousands of back-to-back calls (the
- * barrier must hold: each call's results are checked before the next). */
+ * barrier must hold: each call's results are checked before the next).
+ * Then a worker that stalls inside tasks: no index may be lost or repeated,
+ * and no task may run for a call that has returned (a late worker must not
+ * claim work of the next call with the previous call's job). */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/threadpool.h"
 
@@ -24,6 +28,70 @@ static void visit(void *arg, int64_t begin, int64_t end, int tid) {
                 atomic_fetch_or(&j->tids_seen, 1 << tid);
         for (int64_t i = begin; i < end; i++)
                 atomic_fetch_add(&j->hits[i], 1);
+}
+
+/* Jobs rotate through eight slots; a slot is live only while its call
+ * runs, so a task that sees a dead slot ran late or with a stale job. */
+struct stall_job {
+        atomic_int live;
+        atomic_int *hits;
+        int64_t n;
+};
+static atomic_int stall_bad;
+
+static void stall_visit(void *arg, int64_t begin, int64_t end, int tid) {
+        struct stall_job *j = arg;
+        if (!atomic_load(&j->live) || end > j->n)
+                atomic_fetch_add(&stall_bad, 1);
+        /* A few microseconds of work, so that every thread takes chunks. */
+        for (volatile int spin = 0; spin < 2000; spin++)
+                ;
+        if (tid != 0 && begin % 5 == 0) {
+                struct timespec ts = { 0, 50000 + (begin % 3) * 100000 };
+                nanosleep(&ts, NULL);
+        }
+        for (int64_t i = begin; i < end; i++)
+                atomic_fetch_add(&j->hits[i], 1);
+        if (!atomic_load(&j->live))
+                atomic_fetch_add(&stall_bad, 1);
+}
+
+static int stall_test(atomic_int *hits, int nth) {
+        struct lmp_threadpool *p = NULL;
+        static struct stall_job slots[8];
+        int failures = 0;
+        if (lmp_threadpool_new(nth, &p) < 0)
+                return 1;
+        uint32_t rng = 12345;
+        int n_calls = nth > 3 ? 1000 : 3000;
+        for (int call = 0; call < n_calls && !failures; call++) {
+                struct stall_job *j = &slots[call & 7];
+                rng = rng * 1103515245u + 12345u;
+                j->n = 2 + (rng >> 8) % 300;
+                j->hits = hits;
+                for (int64_t i = 0; i < j->n; i++)
+                        atomic_store(&hits[i], 0);
+                atomic_store(&j->live, 1);
+                lmp_threadpool_run(p, j->n, 1 + (rng >> 20) % 8, stall_visit, j);
+                atomic_store(&j->live, 0);
+                for (int64_t i = 0; i < j->n; i++)
+                        if (atomic_load(&hits[i]) != 1) {
+                                fprintf(stderr, "stall, pool %d, call %d: index %lld visited %d times\n", nth,
+                                        call, (long long)i, atomic_load(&hits[i]));
+                                failures++;
+                                break;
+                        }
+        }
+        /* Let a straggler finish its sleep: a task of a dead call would
+         * still count. */
+        struct timespec ts = { 0, 5000000 };
+        nanosleep(&ts, NULL);
+        if (atomic_load(&stall_bad)) {
+                fprintf(stderr, "stall, pool %d: %d tasks ran outside their call\n", nth, atomic_load(&stall_bad));
+                failures++;
+        }
+        lmp_threadpool_free(p);
+        return failures;
 }
 
 int main(void) {
@@ -74,6 +142,9 @@ int main(void) {
                 }
                 lmp_threadpool_free(p);
         }
+        failures += stall_test(hits, 2);
+        failures += stall_test(hits, 3);
+        failures += stall_test(hits, 6);  /* more threads than cores: preempted anywhere */
         struct lmp_threadpool *p = NULL;
         if (lmp_threadpool_new(-1, &p) == 0 || lmp_threadpool_new(LMP_THREADPOOL_MAX + 1, &p) == 0) {
                 fprintf(stderr, "bad sizes accepted\n");
