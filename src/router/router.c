@@ -738,10 +738,19 @@ void lmp_router_on_worker(struct lmp_daemon *d) {
                         p.n >= 2 ? lmp_supervisor_find_worker(d, zmq_msg_data(&p.m[0]), zmq_msg_size(&p.m[0])) : NULL;
                 if (!w || w->state == LMP_WORKER_EXITED || !from_worker(&p.m[1], w)) {
                         const char *uid = p.n >= 2 ? zmq_msg_gets(&p.m[1], "User-Id") : NULL;
-                        lmp_auth_refused(d, &d->auth.worker_frames_refused, "worker socket: a message from pid %s "
-                                         "claiming routing id '%.*s' of no live worker of that pid: dropped",
-                                         uid ? uid : "?", p.n >= 1 ? (int)LMP_MIN(zmq_msg_size(&p.m[0]), 96) : 0,
-                                         p.n >= 1 ? (const char *)zmq_msg_data(&p.m[0]) : "");
+                        int idl = p.n >= 1 ? (int)LMP_MIN(zmq_msg_size(&p.m[0]), 96) : 0;
+                        const char *idp = p.n >= 1 ? (const char *)zmq_msg_data(&p.m[0]) : "";
+                        if (w && uid) {
+                                /* Passed the ZAP handler, so one of our children: the
+                                 * last frames of a worker that has just died. */
+                                d->auth.worker_frames_refused++;
+                                lmp_log_msg(LMP_PRI_DEBUG, "worker socket: a late message from pid %s for %.*s: "
+                                            "dropped", uid, idl, idp);
+                        } else {
+                                lmp_auth_refused(d, &d->auth.worker_frames_refused, "worker socket: a message from "
+                                                 "pid %s claiming routing id '%.*s' of no worker: dropped",
+                                                 uid ? uid : "?", idl, idp);
+                        }
                         close_parts(&p);
                         continue;
                 }
