@@ -202,9 +202,11 @@ int main(int argc, char **argv) {
         d.start_ms = lmp_now_ms();
         if (lmp_router_open(&d) < 0)
                 goto out;
-        if (d.cfg->tcp[0] && !d.curve)
-                lmp_log_msg(LMP_PRI_WARNING, "router.tcp %s takes clients without authentication: any local user "
-                            "can connect (it is a loopback address; see docs/security.md for CURVE)", d.cfg->tcp);
+        const char *plain_tcp = d.curve ? NULL : d.cfg->tcp[0] ? d.cfg->tcp :
+                                strncmp(d.frontend, "tcp://", 6) == 0 ? d.frontend : NULL;
+        if (plain_tcp)
+                lmp_log_msg(LMP_PRI_WARNING, "%s takes clients without authentication: any local user can "
+                            "connect (it is a loopback address; see docs/security.md for CURVE)", plain_tcp);
         lmp_log(LMP_PRI_NOTICE, "starting", NULL, 0, "lmpoold %s: %zu models from %s%s%s, clients on %s",
                 LMPOOL_VERSION, d.n_models, config_path, d.cfg->profile[0] ? ", profile " : "", d.cfg->profile,
                 d.frontend);

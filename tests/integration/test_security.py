@@ -357,6 +357,18 @@ class TcpTests(unittest.TestCase):
         out = subprocess.run([DAEMON, "--check-config", cfg], capture_output=True, text=True)
         self.assertEqual(out.returncode, 0, out.stderr)
 
+    def test_loopback_without_curve_warns(self):
+        with socket_free_port() as port:
+            pass
+        d = Daemon(router=f"  tcp: tcp://127.0.0.1:{port}\n")
+        try:
+            d.wait_ready()
+            ev = d.request({"v": 1, "id": "h", "type": "health"}, endpoint=f"tcp://127.0.0.1:{port}")[-1]
+            self.assertEqual(ev["status"], "ok")
+            self.assertIn(f"tcp://127.0.0.1:{port} takes clients without authentication", d.logs())
+        finally:
+            d.stop()
+
     def test_curve_allow_list(self):
         server_pub = keygen(os.path.join(self.dir, "server.key"))
         keygen(os.path.join(self.dir, "client.key"))
