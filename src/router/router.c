@@ -233,6 +233,11 @@ int lmp_router_open(struct lmp_daemon *d) {
 }
 
 void lmp_router_close(struct lmp_daemon *d) {
+        /* Remove only the sockets we bound, through the checked directory:
+         * never a path in a directory that was refused. */
+        bool front_ipc = d->front && strncmp(d->frontend, "ipc://", 6) == 0 && d->front_dir_fd >= 0;
+        bool back_ipc = d->back && strncmp(d->backend, "ipc://", 6) == 0;
+        const char *front_name = strrchr(d->frontend, '/');
         if (d->front)
                 zmq_close(d->front);
         if (d->front_tcp)
@@ -243,9 +248,9 @@ void lmp_router_close(struct lmp_daemon *d) {
         if (d->zctx)
                 zmq_ctx_term(d->zctx);
         d->front = d->front_tcp = d->back = d->zctx = NULL;
-        if (strncmp(d->frontend, "ipc://", 6) == 0)
-                unlink(d->frontend + 6);
-        if (strncmp(d->backend, "ipc://", 6) == 0)
+        if (front_ipc && front_name)
+                unlinkat(d->front_dir_fd, front_name + 1, 0);
+        if (back_ipc)
                 unlink(d->backend + 6);
 }
 
