@@ -5,6 +5,7 @@
  * (`lmpoold --worker ...`, started by the supervisor) and checks a
  * configuration file (`lmpoold --check-config [FILE]`). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "common/log.h"
 #include "config/config.h"
+#include "supervisor/rundir.h"
 #include "supervisor/supervisor.h"
 #include "worker/worker.h"
 
@@ -38,32 +40,73 @@ static enum lmp_log_priority priority_of(enum lmp_log_level l) {
         }
 }
 
-/* The private endpoint workers connect to: beside the client socket's
- * runtime directory, named after our pid. */
-static int backend_endpoint(char *buf, size_t size) {
-        const char *rt = getenv("RUNTIME_DIRECTORY"), *xdg = getenv("XDG_RUNTIME_DIR");
-        char dir[PATH_MAX];
-        if (rt && *rt) {
-                /* RuntimeDirectory= may list several, separated by ':' */
-                snprintf(dir, sizeof(dir), "%s", rt);
-                char *colon = strchr(dir, ':');
-                if (colon)
-                        *colon = '\0';
-        } else if (xdg && *xdg) {
-                snprintf(dir, sizeof(dir), "%s/lmpool", xdg);
-        } else {
-                snprintf(dir, sizeof(dir), "/tmp/lmpool-%u", (unsigned)getuid());
+/* Step 3: the directories of the sockets (rundir.c), checked before
+ * anything is bound: the runtime directory (ours, 0750, router.group), the
+ * workers' private directory inside it (0700), and the client socket's
+ * directory when router.endpoint puts it elsewhere. */
+static int setup_runtime(struct lmp_daemon *d) {
+        struct lmp_error err = { 0 };
+        int r;
+
+        if ((r = lmp_rundir_group(d->cfg->group, &d->group, &err)) < 0 ||
+            (r = lmp_rundir_default_path(d->rundir, sizeof(d->rundir))) < 0 ||
+            (r = lmp_rundir_open(d->rundir, true, true, d->group, &d->rundir_fd, NULL, &err)) < 0 ||
+            (r = lmp_rundir_private(d->rundir, d->workers_dir, sizeof(d->workers_dir), &err)) < 0)
+                goto fail;
+        if ((size_t)snprintf(d->backend, sizeof(d->backend), "ipc://%s/workers.sock", d->workers_dir) >=
+                    sizeof(d->backend) ||
+            strlen(d->backend) - 6 > 107) {
+                r = lmp_error_set(&err, -ENAMETOOLONG, "%s: the workers' socket path is too long for a Unix socket",
+                                  d->workers_dir);
+                goto fail;
         }
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return -errno;
-        if ((size_t)snprintf(buf, size, "ipc://%s/workers-%d.sock", dir, (int)getpid()) >= size)
-                return -ENAMETOOLONG;
+        if ((r = lmp_config_endpoint(d->cfg, NULL, d->frontend, sizeof(d->frontend))) < 0) {
+                lmp_error_set(&err, r, "the client endpoint's path is too long");
+                goto fail;
+        }
+        if (strncmp(d->frontend, "ipc://", 6) == 0) {
+                char dir[sizeof(d->frontend)];
+                snprintf(dir, sizeof(dir), "%s", d->frontend + 6);
+                char *slash = strrchr(dir, '/');
+                if (!slash || slash == dir || !slash[1]) {
+                        r = lmp_error_set(&err, -EINVAL, "%s: an ipc endpoint needs an absolute path below a directory",
+                                          d->frontend);
+                        goto fail;
+                }
+                *slash = '\0';
+                if (strcmp(dir, d->rundir) == 0)
+                        d->front_dir_fd = fcntl(d->rundir_fd, F_DUPFD_CLOEXEC, 3);
+                else if ((r = lmp_rundir_open(dir, true, false, d->group, &d->front_dir_fd, NULL, &err)) < 0)
+                        goto fail;
+                if (d->front_dir_fd < 0) {
+                        r = lmp_error_set(&err, -errno, "%s: %s", dir, strerror(errno));
+                        goto fail;
+                }
+        }
+        return 0;
+fail:
+        lmp_log_msg(LMP_PRI_ERR, "%s", err.msg[0] ? err.msg : strerror(-r));
+        return r;
+}
+
+/* Step 6: CURVE for TCP clients, when configured (the loader has refused a
+ * non-loopback endpoint without it). */
+static int load_curve(struct lmp_daemon *d) {
+        struct lmp_error err = { 0 };
+        if (!d->cfg->curve_key[0])
+                return 0;
+        if (lmp_curve_read_keypair(d->cfg->curve_key, &d->curve_public, &d->curve_secret, &err) < 0 ||
+            lmp_curve_read_allowlist(d->cfg->curve_clients, &d->curve_clients, &d->n_curve_clients, &err) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "CURVE: %s", err.msg);
+                return err.code;
+        }
+        d->curve = true;
         return 0;
 }
 
 int main(int argc, char **argv) {
         const char *config_path = getenv("LMPOOL_CONFIG");
-        struct lmp_daemon d = { .sigfd = -1 };
+        struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .front_dir_fd = -1 };
         struct lmp_diag diag = { 0 };
         sigset_t mask;
         ssize_t n;
@@ -71,6 +114,9 @@ int main(int argc, char **argv) {
 
         if (argc > 1 && strcmp(argv[1], "--worker") == 0)
                 return lmp_worker_main(argc, argv);
+        /* Whatever the unit or the shell says: files and sockets are
+         * created private and opened up explicitly (rundir.c). */
+        umask(0077);
         if (argc > 1 && strcmp(argv[1], "--check-config") == 0)
                 return lmp_config_check_main(argc, argv);
         for (int i = 1; i < argc; i++) {
@@ -114,11 +160,8 @@ int main(int argc, char **argv) {
                 goto out;
         }
         d.exe[n] = '\0';
-        if (lmp_config_endpoint(d.cfg, NULL, d.frontend, sizeof(d.frontend)) < 0 ||
-            (r = backend_endpoint(d.backend, sizeof(d.backend))) < 0) {
-                lmp_log_msg(LMP_PRI_ERR, "cannot set up the runtime directory for the sockets");
+        if ((r = setup_runtime(&d)) < 0 || (r = load_curve(&d)) < 0)
                 goto out;
-        }
 
         /* 4. signals through a signalfd, in the poll loop */
         sigemptyset(&mask);
@@ -159,6 +202,11 @@ int main(int argc, char **argv) {
         d.start_ms = lmp_now_ms();
         if (lmp_router_open(&d) < 0)
                 goto out;
+        const char *plain_tcp = d.curve ? NULL : d.cfg->tcp[0] ? d.cfg->tcp :
+                                strncmp(d.frontend, "tcp://", 6) == 0 ? d.frontend : NULL;
+        if (plain_tcp)
+                lmp_log_msg(LMP_PRI_WARNING, "%s takes clients without authentication: any local user can "
+                            "connect (it is a loopback address; see docs/security.md for CURVE)", plain_tcp);
         lmp_log(LMP_PRI_NOTICE, "starting", NULL, 0, "lmpoold %s: %zu models from %s%s%s, clients on %s",
                 LMPOOL_VERSION, d.n_models, config_path, d.cfg->profile[0] ? ", profile " : "", d.cfg->profile,
                 d.frontend);
@@ -167,6 +215,14 @@ int main(int argc, char **argv) {
         status = lmp_supervisor_run(&d) < 0 ? 1 : 0;
 out:
         lmp_router_close(&d);
+        if (d.workers_dir[0])
+                rmdir(d.workers_dir);
+        if (d.rundir_fd >= 0)
+                close(d.rundir_fd);
+        if (d.front_dir_fd >= 0)
+                close(d.front_dir_fd);
+        free(d.curve_clients);
+        memset(&d.curve_secret, 0, sizeof(d.curve_secret));
         for (size_t i = 0; d.models && i < d.n_models; i++) {
                 lmp_store_free(d.models[i].store);
                 for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++) {

@@ -61,6 +61,22 @@ int lmp_client_default_endpoint(char *buf, size_t cap);
 int lmp_client_new(const char *endpoint, struct lmp_client **ret_client);
 void lmp_client_free(struct lmp_client *client);
 
+/* CURVE keys as Z85 text (40 characters, as `lmpool keygen` writes them). */
+#define LMP_CLIENT_KEY_Z85_LEN 40
+struct lmp_client_curve {
+        const char *server_public;      /* the daemon's public key (its key pair's .pub file) */
+        const char *public_key;         /* this client's key pair: its public key is on the */
+        const char *secret_key;         /* daemon's router.curve_clients list */
+};
+
+/* As lmp_client_new(), over an encrypted and authenticated CURVE
+ * connection to a daemon whose router.tcp has router.curve_key set
+ * (docs/security.md). -EINVAL when a key is not 40 Z85 characters. A
+ * daemon that does not know this client's key never answers: that shows
+ * up as -ETIMEDOUT on the first call, like a daemon that is not there. */
+int lmp_client_new_curve(const char *endpoint, const struct lmp_client_curve *curve,
+                         struct lmp_client **ret_client);
+
 /* The longest wait for the next event of a request, in ms (> 0). */
 void lmp_client_set_timeout(struct lmp_client *client, int timeout_ms);
 

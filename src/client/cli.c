@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "client/cli.h"
+#include "common/curvekey.h"
 
 #define CONNECT_GRACE_MS 2000
 
@@ -60,7 +61,7 @@ static const char *option_name(const struct option *opts, int c) {
 
 int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
         enum { O_TEMP = 256, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_SEED, O_IDS, O_NO_STREAM, O_ENDPOINT,
-               O_TIMEOUT, O_STOP, O_SYSTEM, O_IGNORE_EOS };
+               O_TIMEOUT, O_STOP, O_SYSTEM, O_IGNORE_EOS, O_SERVER_KEY, O_KEY };
         static const struct option opts[] = {
                 { "model", required_argument, NULL, 'm' },
                 { "prompt", required_argument, NULL, 'p' },
@@ -76,6 +77,8 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
                 { "ids", no_argument, NULL, O_IDS },
                 { "no-stream", no_argument, NULL, O_NO_STREAM },
                 { "endpoint", required_argument, NULL, O_ENDPOINT },
+                { "server-key", required_argument, NULL, O_SERVER_KEY },
+                { "key", required_argument, NULL, O_KEY },
                 { "timeout-ms", required_argument, NULL, O_TIMEOUT },
                 { "system", required_argument, NULL, O_SYSTEM },
                 { "help", no_argument, NULL, 'h' },
@@ -151,6 +154,12 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
                 case O_ENDPOINT:
                         g->endpoint = optarg;
                         break;
+                case O_SERVER_KEY:
+                        g->curve.server_key = optarg;
+                        break;
+                case O_KEY:
+                        g->curve.key = optarg;
+                        break;
                 case O_TIMEOUT:
                         if (parse_long(optarg, 1, 86400000, &v) < 0)
                                 goto bad_value;
@@ -185,9 +194,12 @@ bad_option:
         return 2;
 }
 
-int cli_parse_info(int argc, char **argv, const char **ret_endpoint, bool *ret_json, int *ret_timeout_ms) {
+int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_curve *ret_curve, bool *ret_json,
+                   int *ret_timeout_ms) {
         static const struct option opts[] = {
                 { "endpoint", required_argument, NULL, 'e' },
+                { "server-key", required_argument, NULL, 's' },
+                { "key", required_argument, NULL, 'k' },
                 { "json", no_argument, NULL, 'j' },
                 { "timeout-ms", required_argument, NULL, 't' },
                 { "help", no_argument, NULL, 'h' },
@@ -197,6 +209,7 @@ int cli_parse_info(int argc, char **argv, const char **ret_endpoint, bool *ret_j
         int c;
 
         *ret_endpoint = NULL;
+        ret_curve->server_key = ret_curve->key = NULL;
         *ret_json = false;
         *ret_timeout_ms = 0;
         optind = 1;
@@ -204,6 +217,12 @@ int cli_parse_info(int argc, char **argv, const char **ret_endpoint, bool *ret_j
                 switch (c) {
                 case 'e':
                         *ret_endpoint = optarg;
+                        break;
+                case 's':
+                        ret_curve->server_key = optarg;
+                        break;
+                case 'k':
+                        ret_curve->key = optarg;
                         break;
                 case 'j':
                         *ret_json = true;
@@ -236,9 +255,63 @@ const char *cli_endpoint_name(const char *endpoint, char *buf, int cap) {
         return buf;
 }
 
-int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, struct lmp_client **ret_client) {
+/* The server's public key: 40 Z85 characters, or a file holding one. */
+static int server_key(const char *cmd, const char *arg, char out[LMP_CURVE_Z85_LEN + 1]) {
+        struct lmp_curve_key k;
+        struct lmp_error err = { 0 };
+        if (strlen(arg) == LMP_CURVE_Z85_LEN && lmp_curve_z85_decode(arg, &k) == 0) {
+                memcpy(out, arg, LMP_CURVE_Z85_LEN + 1);
+                return 0;
+        }
+        if (lmp_curve_read_public(arg, &k, &err) < 0) {
+                fprintf(stderr, "lmpool %s: --server-key: %s\n", cmd, err.msg);
+                return -1;
+        }
+        lmp_curve_z85_encode(&k, out);
+        return 0;
+}
+
+static int connect_curve(const char *cmd, const char *endpoint, const struct cli_curve *curve,
+                         struct lmp_client **ret_client) {
+        const char *skey = curve && curve->server_key ? curve->server_key : getenv("LMPOOL_SERVER_KEY");
+        const char *key = curve && curve->key ? curve->key : getenv("LMPOOL_KEY");
+        char server_pub[LMP_CURVE_Z85_LEN + 1], pub[LMP_CURVE_Z85_LEN + 1], sec[LMP_CURVE_Z85_LEN + 1];
+        struct lmp_curve_key kp, ks;
+        struct lmp_error err = { 0 };
+        int rc;
+
+        if (skey && !*skey)
+                skey = NULL;
+        if (key && !*key)
+                key = NULL;
+        if (!skey && !key)
+                return lmp_client_new(endpoint, ret_client);
+        if (!skey || !key) {
+                fprintf(stderr, "lmpool %s: CURVE needs both --server-key (or $LMPOOL_SERVER_KEY) and --key "
+                        "(or $LMPOOL_KEY)\n", cmd);
+                return -EINVAL;
+        }
+        if (server_key(cmd, skey, server_pub) < 0)
+                return -EINVAL;
+        if (lmp_curve_read_keypair(key, &kp, &ks, &err) < 0) {
+                fprintf(stderr, "lmpool %s: --key: %s\n", cmd, err.msg);
+                return -EINVAL;
+        }
+        lmp_curve_z85_encode(&kp, pub);
+        lmp_curve_z85_encode(&ks, sec);
+        struct lmp_client_curve c = { .server_public = server_pub, .public_key = pub, .secret_key = sec };
+        rc = lmp_client_new_curve(endpoint, &c, ret_client);
+        memset(sec, 0, sizeof(sec));
+        memset(&ks, 0, sizeof(ks));
+        return rc;
+}
+
+int cli_connect(const char *cmd, const char *endpoint, const struct cli_curve *curve, int timeout_ms,
+                struct lmp_client **ret_client) {
         char buf[4096];
-        int rc = lmp_client_new(endpoint, ret_client);
+        int rc = connect_curve(cmd, endpoint, curve, ret_client);
+        if (rc == -EINVAL)
+                return 1; /* said why */
         if (rc < 0) {
                 fprintf(stderr, "lmpool %s: cannot connect to %s: %s\n", cmd, cli_endpoint_name(endpoint, buf, sizeof(buf)),
                         strerror(-rc));
@@ -295,18 +368,19 @@ char *cli_read_stdin(void) {
 
 int cli_info_command(int argc, char **argv, const char *usage, cli_info_fn call, cli_print_fn print) {
         const char *endpoint, *cmd = argv[0];
+        struct cli_curve curve;
         struct lmp_client *client;
         struct lmp_client_result res;
         char *json = NULL;
         bool raw;
         int timeout_ms, rc;
 
-        rc = cli_parse_info(argc, argv, &endpoint, &raw, &timeout_ms);
+        rc = cli_parse_info(argc, argv, &endpoint, &curve, &raw, &timeout_ms);
         if (rc != 0) {
                 fputs(usage, rc < 0 ? stdout : stderr);
                 return rc < 0 ? 0 : rc;
         }
-        if (cli_connect(cmd, endpoint, 0, &client) != 0)
+        if (cli_connect(cmd, endpoint, &curve, 0, &client) != 0)
                 return 1;
         if (timeout_ms > 0)
                 lmp_client_set_timeout(client, timeout_ms);

@@ -11,11 +11,21 @@
 
 #define CLI_STOP_MAX 8
 
+/* CURVE for a daemon's TCP endpoint (docs/security.md): --server-key (the
+ * daemon's public key, as 40 Z85 characters or a file holding it; else
+ * $LMPOOL_SERVER_KEY) and --key (this client's key pair file from `lmpool
+ * keygen`; else $LMPOOL_KEY). Neither: a plain connection. */
+struct cli_curve {
+        const char *server_key;
+        const char *key;
+};
+
 /* The options of generate and chat. */
 struct cli_gen {
         struct lmp_client_params params;
         const char *stop[CLI_STOP_MAX];
         const char *endpoint;           /* NULL: the default endpoint */
+        struct cli_curve curve;
         const char *prompt;             /* generate --prompt */
         const char *system;             /* chat --system */
         int timeout_ms;                 /* --timeout-ms, 0: not given */
@@ -31,7 +41,8 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g);
  * plus a grace period when given (so that the daemon's own timeout error
  * arrives first), else the library's default. Prints and returns 1 on
  * failure, 0 on success. */
-int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, struct lmp_client **ret_client);
+int cli_connect(const char *cmd, const char *endpoint, const struct cli_curve *curve, int timeout_ms,
+                struct lmp_client **ret_client);
 
 /* Prints why a call failed; returns the exit code (1). */
 int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const char *endpoint);
@@ -48,9 +59,11 @@ void cli_catch_interrupt(void);
 /* Reads all of stdin into a NUL-terminated string; NULL on failure. */
 char *cli_read_stdin(void);
 
-/* Options of models, stats and health: --endpoint E, --json, --timeout-ms.
- * Returns 0, 2 (usage error printed) or -1 (--help printed). */
-int cli_parse_info(int argc, char **argv, const char **ret_endpoint, bool *ret_json, int *ret_timeout_ms);
+/* Options of models, stats and health: --endpoint E, --json, --timeout-ms,
+ * --server-key, --key. Returns 0, 2 (usage error printed) or -1 (--help
+ * printed). */
+int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_curve *ret_curve, bool *ret_json,
+                   int *ret_timeout_ms);
 
 /* The endpoint actually used, for messages. */
 const char *cli_endpoint_name(const char *endpoint, char *buf, int cap);

@@ -24,6 +24,7 @@ static void usage(FILE *f) {
         fprintf(f, "usage: lmpool chat --model M [--system TEXT] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                    "                   [--min-p P] [--repeat-penalty R] [--seed S] [--stop S]... [--no-stream]\n"
                    "                   [--endpoint E] [--timeout-ms MS]\n"
+                   "                   [--server-key KEY|FILE --key FILE]\n"
                    "Chats with lmpoold's model M: interactively when stdin is a terminal (an empty\n"
                    "line ends), else one exchange with all of stdin as the user's message.\n"
                    "Exit status: 0 ok, 1 error (\"lmpool chat: CODE: message\" on stderr), 2 usage.\n");
@@ -93,7 +94,7 @@ int lmp_cmd_chat(int argc, char **argv) {
                 usage(g.help ? stdout : stderr);
                 return g.help ? 0 : rc;
         }
-        if (cli_connect("chat", g.endpoint, g.timeout_ms, &client) != 0)
+        if (cli_connect("chat", g.endpoint, &g.curve, g.timeout_ms, &client) != 0)
                 return 1;
         cli_catch_interrupt();
         if (g.system) {

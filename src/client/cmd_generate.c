@@ -23,9 +23,13 @@ static void usage(FILE *f) {
         fprintf(f, "usage: lmpool generate --model M [--prompt TEXT] [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                    "                       [--min-p P] [--repeat-penalty R] [--seed S] [--stop S]... [--ignore-eos]\n"
                    "                       [--ids] [--no-stream] [--endpoint E] [--timeout-ms MS]\n"
+                   "                       [--server-key KEY|FILE --key FILE]\n"
                    "Generates a continuation of TEXT (default: stdin) with lmpoold's model M.\n"
                    "The text goes to stdout, the figures to stderr; --ids adds the token ids there.\n"
                    "Endpoint: --endpoint, else $LMPOOL_ENDPOINT, else the daemon's default socket.\n"
+                   "CURVE (a TCP endpoint with router.curve_key): --server-key, the daemon's public key\n"
+                   "(or $LMPOOL_SERVER_KEY), and --key, this client's key pair file from `lmpool keygen`\n"
+                   "(or $LMPOOL_KEY); see docs/security.md.\n"
                    "Exit status: 0 ok, 1 error (\"lmpool generate: CODE: message\" on stderr), 2 usage.\n");
 }
 
@@ -73,7 +77,7 @@ int lmp_cmd_generate(int argc, char **argv) {
                         input[n - 1] = '\0';
                 g.prompt = input;
         }
-        if (cli_connect("generate", g.endpoint, g.timeout_ms, &client) != 0) {
+        if (cli_connect("generate", g.endpoint, &g.curve, g.timeout_ms, &client) != 0) {
                 free(input);
                 return 1;
         }

@@ -9,6 +9,7 @@
 
 static const char usage[] =
         "usage: lmpool stats [--endpoint E] [--json] [--timeout-ms MS]\n"
+        "       [--server-key KEY|FILE --key FILE]  (CURVE over TCP: docs/security.md)\n"
         "Shows lmpoold's counters and workers (--json: the daemon's answer as it is).\n";
 
 static double num(const cJSON *o, const char *k) {

@@ -23,3 +23,4 @@ int lmp_cmd_chat(int argc, char **argv);
 int lmp_cmd_models(int argc, char **argv);
 int lmp_cmd_stats(int argc, char **argv);
 int lmp_cmd_health(int argc, char **argv);
+int lmp_cmd_keygen(int argc, char **argv);

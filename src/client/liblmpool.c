@@ -7,6 +7,7 @@
  * that arrives after its call gave up on it), with the receive timeout
  * bounding every wait. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,7 +50,18 @@ int lmp_client_default_endpoint(char *buf, size_t cap) {
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-int lmp_client_new(const char *endpoint, struct lmp_client **ret_client) {
+static bool z85_key(const char *k) {
+        static const char chars[] =
+                "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
+        if (!k || strlen(k) != LMP_CLIENT_KEY_Z85_LEN)
+                return false;
+        for (const char *p = k; *p; p++)
+                if (!strchr(chars, *p))
+                        return false;
+        return true;
+}
+
+static int client_new(const char *endpoint, const struct lmp_client_curve *curve, struct lmp_client **ret_client) {
         char def[4096];
         int linger = 0, rc;
         struct lmp_client *c = calloc(1, sizeof(*c));
@@ -63,7 +75,18 @@ int lmp_client_new(const char *endpoint, struct lmp_client **ret_client) {
         }
         c->timeout_ms = LMP_CLIENT_DEFAULT_TIMEOUT_MS;
         if (!(c->ctx = zmq_ctx_new()) || !(c->sock = zmq_socket(c->ctx, ZMQ_DEALER)) ||
-            zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 || zmq_connect(c->sock, endpoint) < 0) {
+            zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger)) < 0) {
+                rc = -(errno ? errno : EINVAL);
+                goto fail;
+        }
+        /* Z85 keys are given to ZeroMQ as 41 bytes: the text and its NUL. */
+        if (curve && (zmq_setsockopt(c->sock, ZMQ_CURVE_SERVERKEY, curve->server_public, LMP_CLIENT_KEY_Z85_LEN + 1) < 0 ||
+                      zmq_setsockopt(c->sock, ZMQ_CURVE_PUBLICKEY, curve->public_key, LMP_CLIENT_KEY_Z85_LEN + 1) < 0 ||
+                      zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, curve->secret_key, LMP_CLIENT_KEY_Z85_LEN + 1) < 0)) {
+                rc = -(errno ? errno : EINVAL);
+                goto fail;
+        }
+        if (zmq_connect(c->sock, endpoint) < 0) {
                 rc = -(errno ? errno : EINVAL);
                 goto fail;
         }
@@ -72,6 +95,16 @@ int lmp_client_new(const char *endpoint, struct lmp_client **ret_client) {
 fail:
         lmp_client_free(c);
         return rc;
+}
+
+int lmp_client_new(const char *endpoint, struct lmp_client **ret_client) {
+        return client_new(endpoint, NULL, ret_client);
+}
+
+int lmp_client_new_curve(const char *endpoint, const struct lmp_client_curve *curve, struct lmp_client **ret_client) {
+        if (!curve || !z85_key(curve->server_public) || !z85_key(curve->public_key) || !z85_key(curve->secret_key))
+                return -EINVAL;
+        return client_new(endpoint, curve, ret_client);
 }
 
 void lmp_client_free(struct lmp_client *c) {

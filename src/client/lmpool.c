@@ -21,6 +21,7 @@ static const struct lmp_command commands[] = {
         { "models", lmp_cmd_models, "list lmpoold's models" },
         { "stats", lmp_cmd_stats, "show lmpoold's counters and workers" },
         { "health", lmp_cmd_health, "check that lmpoold is serving (exit 0 when ok)" },
+        { "keygen", lmp_cmd_keygen, "write a CURVE key pair for lmpoold's TCP endpoint" },
 };
 
 static void usage(FILE *f) {

@@ -84,6 +84,9 @@ struct lmp_config {
         /* router */
         char endpoint[LMP_CONFIG_ENDPOINT_MAX];   /* "" = lmp_config_default_endpoint() */
         char tcp[LMP_CONFIG_ENDPOINT_MAX];        /* "" = no TCP endpoint */
+        char group[LMP_CONFIG_NAME_MAX + 1];      /* "" = the daemon's own group */
+        char curve_key[LMP_CONFIG_PATH_MAX];      /* "" = no CURVE on router.tcp */
+        char curve_clients[LMP_CONFIG_PATH_MAX];
         int heartbeat_ms;
         int heartbeat_liveness;
         /* limits */
@@ -158,6 +161,11 @@ int lmp_config_print(const struct lmp_config *c, FILE *f);
 int lmp_config_default_endpoint(char *const *envp, char *buf, size_t size);
 /* c->endpoint when set, else the default above. */
 int lmp_config_endpoint(const struct lmp_config *c, char *const *envp, char *buf, size_t size);
+
+/* Whether a tcp://HOST:PORT endpoint's HOST is a literal loopback address
+ * (127.0.0.0/8, [::1], ::1). Names, `*` and every other address are not:
+ * such an endpoint needs CURVE (router.curve_key, router.curve_clients). */
+bool lmp_config_tcp_is_loopback(const char *endpoint);
 
 /* `lmpoold --check-config [FILE]`: argv may be the daemon's whole argv
  * (argv[0] and the --check-config flag are skipped). FILE defaults to

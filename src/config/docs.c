@@ -141,6 +141,11 @@ int lmp_config_write_docs(FILE *f) {
         fprintf(f, "\n## Checks across settings\n\n"
                    "- At least one model; each has a `name` and a `path`; names are unique.\n"
                    "- `workers.respawn_max_ms` is at least `workers.respawn_min_ms`.\n"
-                   "- A model's `defaults.max_tokens` is at most `limits.max_tokens`.\n");
+                   "- A model's `defaults.max_tokens` is at most `limits.max_tokens`.\n"
+                   "- A TCP client endpoint (`router.tcp`, or a tcp:// `router.endpoint`) whose host is not a\n"
+                   "  literal loopback address (127.0.0.0/8, `[::1]`) needs `router.curve_key` and\n"
+                   "  `router.curve_clients`; each of these two needs the other.\n"
+                   "- `--check-config` also reads the CURVE key files and looks `router.group` up, as the\n"
+                   "  daemon does at start.\n");
         return ferror(f) ? -EIO : 0;
 }

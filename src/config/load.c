@@ -6,6 +6,7 @@
  * appended to the diagnostics list and loading goes on, so one run of
  * --check-config shows everything that is wrong. Profiles that are not
  * active are still checked, against a scratch copy. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -213,7 +214,7 @@ static void set_origin(struct loader *L, struct lmp_origin *o, const yaml_node_t
 
 /* Relative model paths are relative to the configuration file. */
 static int resolve_path(struct loader *L, char *path, size_t size) {
-        if (!L->dir[0] || path[0] == '/')
+        if (!L->dir[0] || !path[0] || path[0] == '/')
                 return 0;
         char tmp[LMP_CONFIG_PATH_MAX];
         int n = snprintf(tmp, sizeof(tmp), "%s/%s", L->dir, path);
@@ -598,6 +599,53 @@ static void apply_env(struct loader *L, char *const *envp) {
 
 /* ---- checks across settings ---- */
 
+static size_t global_row(const char *key) {
+        size_t row = 0;
+        while (strcmp(lmp_config_settings[row].key, key) != 0)
+                row++;
+        return row;
+}
+
+bool lmp_config_tcp_is_loopback(const char *endpoint) {
+        char host[LMP_CONFIG_ENDPOINT_MAX];
+        struct in_addr a4;
+        if (strncmp(endpoint, "tcp://", 6) != 0)
+                return false;
+        snprintf(host, sizeof(host), "%s", endpoint + 6);
+        char *colon = strrchr(host, ':');
+        if (!colon)
+                return false;
+        *colon = '\0';
+        if (strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0)
+                return true;
+        /* inet_pton takes only the dotted quad, never "127.1" or a name */
+        return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* A TCP endpoint that the network can reach must authenticate its clients:
+ * CURVE with an allow-list, or no start. The key files themselves are read
+ * by the daemon and by --check-config. */
+static void check_tcp_security(struct loader *L) {
+        struct lmp_config *c = L->c;
+        const struct lmp_origin *go = c->origins->v;
+        bool curve = c->curve_key[0] && c->curve_clients[0];
+
+        if (c->curve_key[0] && !c->curve_clients[0])
+                error_origin(L, &go[global_row("router.curve_key")], "key 'router.curve_key': router.curve_clients "
+                             "is required with it (the public keys of the clients allowed)");
+        if (c->curve_clients[0] && !c->curve_key[0])
+                error_origin(L, &go[global_row("router.curve_clients")], "key 'router.curve_clients': "
+                             "router.curve_key is required with it (the server's key pair)");
+        if (c->tcp[0] && !curve && !lmp_config_tcp_is_loopback(c->tcp))
+                error_origin(L, &go[global_row("router.tcp")], "key 'router.tcp': %s is not a loopback address: "
+                             "clients from the network must be authenticated; set router.curve_key and "
+                             "router.curve_clients (docs/security.md), or bind 127.0.0.1", c->tcp);
+        if (strncmp(c->endpoint, "tcp://", 6) == 0 && !curve && !lmp_config_tcp_is_loopback(c->endpoint))
+                error_origin(L, &go[global_row("router.endpoint")], "key 'router.endpoint': %s is not a loopback "
+                             "address: clients from the network must be authenticated; set router.curve_key and "
+                             "router.curve_clients (docs/security.md), or bind 127.0.0.1", c->endpoint);
+}
+
 static void check_config(struct loader *L) {
         struct lmp_config *c = L->c;
         const struct lmp_origin *go = c->origins->v;
@@ -611,6 +659,7 @@ static void check_config(struct loader *L) {
                 error_origin(L, &go[row], "key 'workers.respawn_max_ms': %d is below workers.respawn_min_ms %d",
                              c->respawn_max_ms, c->respawn_min_ms);
         }
+        check_tcp_security(L);
         for (size_t i = 0; i < c->n_models; i++) {
                 struct lmp_model_config *m = &c->models[i];
                 struct lmp_origin entry = { .kind = LMP_ORIGIN_FILE, .line = m->origins->line, .column = m->origins->column };

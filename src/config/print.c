@@ -3,11 +3,13 @@
  * default client endpoint, and the --check-config entry point itself. All
  * of it walks the settings table, so a new row shows up here unasked. */
 #include <errno.h>
+#include <grp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/curvekey.h"
 #include "config/config.h"
 #include "config/settings.h"
 
@@ -93,6 +95,40 @@ int lmp_config_print(const struct lmp_config *c, FILE *f) {
         return ferror(f) ? -EIO : 0;
 }
 
+/* What the daemon would refuse at start in the router's settings: a group
+ * that does not exist, CURVE key files it cannot read or parse. */
+static int check_security_files(const struct lmp_config *c) {
+        struct lmp_error err = { 0 };
+        int r = 0;
+        if (c->group[0] && !getgrnam(c->group)) {
+                char *end;
+                errno = 0;
+                unsigned long gid = strtoul(c->group, &end, 10);
+                if (*end || errno || gid > 0x7fffffffUL) {
+                        fprintf(stderr, "%s: key 'router.group': no group named '%s'\n", c->path, c->group);
+                        r = -ENOENT;
+                }
+        }
+        if (c->curve_key[0]) {
+                struct lmp_curve_key pub, sec;
+                if (lmp_curve_read_keypair(c->curve_key, &pub, &sec, &err) < 0) {
+                        fprintf(stderr, "%s: key 'router.curve_key': %s\n", c->path, err.msg);
+                        r = err.code;
+                }
+                memset(&sec, 0, sizeof(sec));
+        }
+        if (c->curve_clients[0]) {
+                struct lmp_curve_key *keys = NULL;
+                size_t n = 0;
+                if (lmp_curve_read_allowlist(c->curve_clients, &keys, &n, &err) < 0) {
+                        fprintf(stderr, "%s: key 'router.curve_clients': %s\n", c->path, err.msg);
+                        r = err.code;
+                }
+                free(keys);
+        }
+        return r;
+}
+
 int lmp_config_check_main(int argc, char **argv) {
         const char *path = NULL;
         struct lmp_config *c = NULL;
@@ -145,6 +181,8 @@ int lmp_config_check_main(int argc, char **argv) {
                                 m->path, why);
                 status = 1;
         }
+        if (check_security_files(c) < 0)
+                status = 1;
         if (status == 0 && lmp_config_print(c, stdout) < 0)
                 status = 1;
         lmp_config_free(c);

@@ -78,6 +78,19 @@ static const char *check_tcp(const char *v) {
         return NULL;
 }
 
+/* A group name (as in /etc/group: letters, digits, . _ -, not starting
+ * with -) or a numeric gid. Whether it exists is checked by the daemon and
+ * --check-config. */
+static const char *check_group(const char *v) {
+        size_t n = strlen(v);
+        if (n == 0 || n > 32 || v[0] == '-')
+                return "must be a group name (1 to 32 of A-Z a-z 0-9 . _ -) or a numeric gid";
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)v[i]) && v[i] != '.' && v[i] != '_' && v[i] != '-')
+                        return "must be a group name (1 to 32 of A-Z a-z 0-9 . _ -) or a numeric gid";
+        return NULL;
+}
+
 /* The client endpoint: ipc://PATH (PATH must fit a Unix socket address) or
  * tcp://HOST:PORT. */
 static const char *check_endpoint(const char *v) {
@@ -111,7 +124,19 @@ const struct lmp_setting lmp_config_settings[] = {
               "ipc://$RUNTIME_DIRECTORY/lmpool.sock, else ipc://$XDG_RUNTIME_DIR/lmpool/lmpool.sock, "
               "else ipc:///tmp/lmpool-$UID/lmpool.sock."),
         G_STR("router.tcp", tcp, check_tcp, LMP_SETTING_OPTIONAL, NULL,
-              "An additional TCP endpoint for clients, e.g. tcp://127.0.0.1:5555. Empty: none."),
+              "An additional TCP endpoint for clients, e.g. tcp://127.0.0.1:5555. Empty: none. "
+              "Any address but a literal loopback one (127.0.0.0/8, [::1]) needs router.curve_key "
+              "and router.curve_clients (docs/security.md)."),
+        G_STR("router.group", group, check_group, LMP_SETTING_OPTIONAL, NULL,
+              "Group of the runtime directory (mode 0750) and of the ipc client socket (mode 0660): "
+              "its members may connect. Empty: the daemon's own group. The daemon's user must be "
+              "a member (SupplementaryGroups= under systemd)."),
+        G_STR("router.curve_key", curve_key, NULL, LMP_SETTING_OPTIONAL | LMP_SETTING_PATH, NULL,
+              "The server's CURVE key pair file (from `lmpool keygen`, mode 0600): router.tcp then "
+              "speaks CURVE and takes only the clients of router.curve_clients. Empty: no CURVE."),
+        G_STR("router.curve_clients", curve_clients, NULL, LMP_SETTING_OPTIONAL | LMP_SETTING_PATH, NULL,
+              "File of the client public keys allowed on router.tcp, one Z85 key per line (an optional "
+              "name may follow; # starts a comment). Required with router.curve_key."),
         G_INT("router.heartbeat_ms", heartbeat_ms, 50, 60000, "500",
               "Interval of heartbeats between the router and its workers, in milliseconds."),
         G_INT("router.heartbeat_liveness", heartbeat_liveness, 2, 20, "3",

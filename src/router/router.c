@@ -27,6 +27,7 @@
 
 #include "common/log.h"
 #include "supervisor/daemon.h"
+#include "supervisor/rundir.h"
 
 #define MAX_PARTS 5
 #define HARD_FRAME_MAX (4u << 20) /* larger frames drop the connection */
@@ -162,21 +163,9 @@ static void request_error(struct lmp_daemon *d, struct lmp_request_rt *r, enum l
 
 /* ---------------------------------------------------------------- open */
 
-static int mkdir_parents(const char *endpoint) {
-        char path[512], *slash;
-        if (strncmp(endpoint, "ipc://", 6) != 0)
-                return 0;
-        snprintf(path, sizeof(path), "%s", endpoint + 6);
-        for (slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-                *slash = '\0';
-                if (mkdir(path, 0755) < 0 && errno != EEXIST)
-                        return -errno;
-                *slash = '/';
-        }
-        return 0;
-}
+enum socket_kind { FRONT_IPC, FRONT_TCP, BACK };
 
-static void *router_socket(struct lmp_daemon *d, const char *endpoint, bool workers) {
+static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum socket_kind kind) {
         int one = 1, zero = 0;
         int64_t maxsize = HARD_FRAME_MAX;
         void *s = zmq_socket(d->zctx, ZMQ_ROUTER);
@@ -184,14 +173,38 @@ static void *router_socket(struct lmp_daemon *d, const char *endpoint, bool work
                 return NULL;
         zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
         zmq_setsockopt(s, ZMQ_ROUTER_MANDATORY, &one, sizeof(one));
-        if (workers)
-                zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &one, sizeof(one));
-        else
+        if (kind == BACK) {
+                /* A second connection claiming a connected worker's routing id
+                 * is refused, never handed the worker's jobs; and every
+                 * connection must pass the ZAP handler (zap.c). */
+                zmq_setsockopt(s, ZMQ_ROUTER_HANDOVER, &zero, sizeof(zero));
+                zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, LMP_ZAP_WORKERS, strlen(LMP_ZAP_WORKERS));
+        } else {
                 zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsize, sizeof(maxsize));
-        if (mkdir_parents(endpoint) < 0 || zmq_bind(s, endpoint) < 0) {
+        }
+        if (kind == FRONT_TCP && d->curve &&
+            (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
+             zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, d->curve_secret.b, LMP_CURVE_KEY_BYTES) < 0 ||
+             zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, LMP_ZAP_CLIENTS, strlen(LMP_ZAP_CLIENTS)) < 0)) {
+                lmp_log_msg(LMP_PRI_ERR, "cannot set up CURVE on %s: %s", endpoint, zmq_strerror(errno));
+                zmq_close(s);
+                return NULL;
+        }
+        if (zmq_bind(s, endpoint) < 0) {
                 lmp_log(LMP_PRI_ERR, NULL, NULL, 0, "cannot bind %s: %s", endpoint, zmq_strerror(errno));
                 zmq_close(s);
                 return NULL;
+        }
+        if (kind == FRONT_IPC) {
+                /* Bound 0600 under our umask; now the group, then the mode. */
+                struct lmp_error err = { 0 };
+                const char *slash = strrchr(endpoint, '/');
+                if (d->front_dir_fd < 0 || !slash ||
+                    lmp_rundir_socket_access(d->front_dir_fd, slash + 1, d->group, &err) < 0) {
+                        lmp_log_msg(LMP_PRI_ERR, "%s: %s", endpoint, err.msg[0] ? err.msg : "no checked directory");
+                        zmq_close(s);
+                        return NULL;
+                }
         }
         return s;
 }
@@ -200,33 +213,44 @@ int lmp_router_open(struct lmp_daemon *d) {
         d->zctx = zmq_ctx_new();
         if (!d->zctx)
                 return -ENOMEM;
-        d->front = router_socket(d, d->frontend, false);
+        /* The ZAP handler first: the worker socket must never accept a
+         * connection without asking it. */
+        if (lmp_zap_open(d) < 0)
+                return -EIO;
+        bool ipc = strncmp(d->frontend, "ipc://", 6) == 0;
+        d->front = router_socket(d, d->frontend, ipc ? FRONT_IPC : FRONT_TCP);
         if (!d->front)
                 return -EADDRINUSE;
         if (d->cfg->tcp[0]) {
-                d->front_tcp = router_socket(d, d->cfg->tcp, false);
+                d->front_tcp = router_socket(d, d->cfg->tcp, FRONT_TCP);
                 if (!d->front_tcp)
                         return -EADDRINUSE;
         }
-        d->back = router_socket(d, d->backend, true);
+        d->back = router_socket(d, d->backend, BACK);
         if (!d->back)
                 return -EADDRINUSE;
         return 0;
 }
 
 void lmp_router_close(struct lmp_daemon *d) {
+        /* Remove only the sockets we bound, through the checked directory:
+         * never a path in a directory that was refused. */
+        bool front_ipc = d->front && strncmp(d->frontend, "ipc://", 6) == 0 && d->front_dir_fd >= 0;
+        bool back_ipc = d->back && strncmp(d->backend, "ipc://", 6) == 0;
+        const char *front_name = strrchr(d->frontend, '/');
         if (d->front)
                 zmq_close(d->front);
         if (d->front_tcp)
                 zmq_close(d->front_tcp);
         if (d->back)
                 zmq_close(d->back);
+        lmp_zap_close(d);
         if (d->zctx)
                 zmq_ctx_term(d->zctx);
         d->front = d->front_tcp = d->back = d->zctx = NULL;
-        if (strncmp(d->frontend, "ipc://", 6) == 0)
-                unlink(d->frontend + 6);
-        if (strncmp(d->backend, "ipc://", 6) == 0)
+        if (front_ipc && front_name)
+                unlinkat(d->front_dir_fd, front_name + 1, 0);
+        if (back_ipc)
                 unlink(d->backend + 6);
 }
 
@@ -634,24 +658,44 @@ static void log_done(struct lmp_daemon *d, struct lmp_request_rt *r, const char 
                       r->id, r->worker->name, prompt, gen, ttft, tps);
 }
 
+/* A worker frame that does not fit the worker's state is dropped: counted,
+ * logged (at most once a second), never forwarded. */
+#define refuse_frame(d, w, ...) \
+        lmp_auth_refused((d), &(d)->auth.worker_frames_refused, "worker " __VA_ARGS__)
+
+/* `ev`, `<rid> <kind> ...`, event JSON: for a request this worker is
+ * running, of a kind it can send. */
 static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts *p) {
         char head[256];
         uint64_t rid;
         char kind = 0;
         size_t hl;
+        int used = 0;
         struct lmp_request_rt *r;
 
-        if (p->n < 4)
+        if (w->state != LMP_WORKER_READY && w->state != LMP_WORKER_STOPPING) {
+                refuse_frame(d, w, "%s: an event before it was ready: dropped", w->name);
                 return;
-        hl = LMP_MIN(zmq_msg_size(&p->m[2]), sizeof(head) - 1);
+        }
+        if (p->total != 4 || zmq_msg_size(&p->m[2]) >= sizeof(head)) {
+                refuse_frame(d, w, "%s: an event of %d frames: dropped", w->name, p->total);
+                return;
+        }
+        hl = zmq_msg_size(&p->m[2]);
         memcpy(head, zmq_msg_data(&p->m[2]), hl);
         head[hl] = '\0';
-        if (sscanf(head, "%" SCNu64 " %c", &rid, &kind) != 2)
+        if (sscanf(head, "%" SCNu64 " %c%n", &rid, &kind, &used) != 2 || (kind != 't' && kind != 'd' && kind != 'e') ||
+            (head[used] != '\0' && head[used] != ' ')) {
+                refuse_frame(d, w, "%s: an event with a bad header: dropped", w->name);
                 return;
+        }
         for (r = w->running.head; r && r->rid != rid; r = r->next)
                 ;
-        if (!r)
+        if (!r) {
+                refuse_frame(d, w, "%s: an event for request %" PRIu64 ", which it is not running: dropped", w->name,
+                             rid);
                 return;
+        }
         if (r->id[0])
                 send_to_client(d, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
                                zmq_msg_size(&p->m[3]));
@@ -671,38 +715,79 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
         lmp_router_dispatch(d);
 }
 
+/* Whether this message came over the connection the ZAP handler accepted
+ * for w's pid (zap.c): the routing id is the peer's claim, the User-Id is
+ * what was checked. Read from a frame that came from the peer (libzmq
+ * 4.3.4 leaves the routing-id frame without metadata when zmq_poll
+ * prefetched the message). */
+static bool from_worker(zmq_msg_t *m, const struct lmp_worker_rt *w) {
+        const char *uid = zmq_msg_gets(m, "User-Id");
+        char pid[24];
+        if (!uid || w->pid <= 0)
+                return false;
+        snprintf(pid, sizeof(pid), "%d", (int)w->pid);
+        return strcmp(uid, pid) == 0;
+}
+
+static void body_str(zmq_msg_t *m, char *buf, size_t size) {
+        size_t n = LMP_MIN(zmq_msg_size(m), size - 1);
+        memcpy(buf, zmq_msg_data(m), n);
+        buf[n] = '\0';
+}
+
 void lmp_router_on_worker(struct lmp_daemon *d) {
         struct parts p;
 
         while (recv_parts(d->back, &p) > 0) {
                 struct lmp_worker_rt *w =
                         p.n >= 2 ? lmp_supervisor_find_worker(d, zmq_msg_data(&p.m[0]), zmq_msg_size(&p.m[0])) : NULL;
-                if (!w || w->state == LMP_WORKER_EXITED) {
+                if (!w || w->state == LMP_WORKER_EXITED || !from_worker(&p.m[1], w)) {
+                        const char *uid = p.n >= 2 ? zmq_msg_gets(&p.m[1], "User-Id") : NULL;
+                        int idl = p.n >= 1 ? (int)LMP_MIN(zmq_msg_size(&p.m[0]), 96) : 0;
+                        const char *idp = p.n >= 1 ? (const char *)zmq_msg_data(&p.m[0]) : "";
+                        if (w && uid) {
+                                /* Passed the ZAP handler, so one of our children: the
+                                 * last frames of a worker that has just died. */
+                                d->auth.worker_frames_refused++;
+                                lmp_log_msg(LMP_PRI_DEBUG, "worker socket: a late message from pid %s for %.*s: "
+                                            "dropped", uid, idl, idp);
+                        } else {
+                                lmp_auth_refused(d, &d->auth.worker_frames_refused, "worker socket: a message from "
+                                                 "pid %s claiming routing id '%.*s' of no worker: dropped",
+                                                 uid ? uid : "?", idl, idp);
+                        }
                         close_parts(&p);
                         continue;
                 }
-                w->last_seen_ms = lmp_now_ms();
                 if (part_eq(&p.m[1], "ev")) {
+                        w->last_seen_ms = lmp_now_ms();
                         on_event(d, w, &p);
-                } else if (part_eq(&p.m[1], "hb") && p.n >= 3) {
+                } else if (part_eq(&p.m[1], "hb") && p.total == 3) {
                         char body[160];
                         unsigned active;
-                        size_t bl = LMP_MIN(zmq_msg_size(&p.m[2]), sizeof(body) - 1);
-                        memcpy(body, zmq_msg_data(&p.m[2]), bl);
-                        body[bl] = '\0';
+                        w->last_seen_ms = lmp_now_ms();
+                        body_str(&p.m[2], body, sizeof(body));
                         sscanf(body, "%u %" SCNu64 " %" SCNu64 " %" SCNu64, &active, &w->rss, &w->pss,
                                &w->store_private);
-                } else if (part_eq(&p.m[1], "ready") && p.n >= 3) {
+                } else if (part_eq(&p.m[1], "ready") && p.total == 3) {
                         char body[64];
-                        unsigned slots = 0;
-                        size_t bl = LMP_MIN(zmq_msg_size(&p.m[2]), sizeof(body) - 1);
-                        memcpy(body, zmq_msg_data(&p.m[2]), bl);
-                        body[bl] = '\0';
-                        if (sscanf(body, "%u", &slots) == 1 && slots > 0) {
+                        unsigned slots = 0, n_ctx = 0;
+                        int pid = 0;
+                        body_str(&p.m[2], body, sizeof(body));
+                        if (w->state != LMP_WORKER_STARTING) {
+                                refuse_frame(d, w, "%s: 'ready' while %s: dropped", w->name,
+                                             w->state == LMP_WORKER_READY ? "ready" : "stopping");
+                        } else if (sscanf(body, "%u %d %u", &slots, &pid, &n_ctx) != 3 || slots == 0 ||
+                                   slots > (unsigned)d->models[w->model].cfg->slots || pid != (int)w->pid) {
+                                refuse_frame(d, w, "%s: a bad 'ready' (%s): dropped", w->name, body);
+                        } else {
+                                w->last_seen_ms = lmp_now_ms();
                                 w->slots = slots;
                                 lmp_supervisor_worker_ready(d, w);
                                 lmp_router_dispatch(d);
                         }
+                } else {
+                        refuse_frame(d, w, "%s: an unknown message of %d frames: dropped", w->name, p.total);
                 }
                 close_parts(&p);
         }

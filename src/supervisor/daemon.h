@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "common/curvekey.h"
 #include "common/procmem.h"
 #include "config/config.h"
 #include "proto/proto.h"
@@ -77,12 +78,34 @@ struct lmp_daemon_stats {
         uint64_t dropped;               /* events a client did not read in time */
 };
 
+/* Who was kept out (zap.c, router.c): counted, and logged once a second
+ * at most so that a flood cannot fill the journal. */
+struct lmp_auth_stats {
+        uint64_t zap_refused;           /* connections the ZAP handler refused */
+        uint64_t worker_frames_refused; /* worker frames dropped by the router */
+        double last_log_ms;
+        uint64_t unlogged;
+};
+
 struct lmp_daemon {
         struct lmp_config *cfg;
         const char *config_path;
         char exe[4096];                 /* what workers are exec'd from */
         char backend[512];              /* the private endpoint workers connect to */
         char frontend[512];
+
+        /* Access (rundir.c, zap.c, docs/security.md) */
+        char rundir[512];               /* the runtime directory */
+        int rundir_fd;                  /* -1 when not open */
+        char workers_dir[512];          /* private (0700) directory of the workers' socket */
+        int front_dir_fd;               /* directory of the ipc client socket; -1 for tcp */
+        gid_t group;                    /* router.group, or (gid_t)-1 */
+        void *zap;                      /* the ZAP handler's socket */
+        bool curve;                     /* TCP clients speak CURVE */
+        struct lmp_curve_key curve_public, curve_secret;
+        struct lmp_curve_key *curve_clients; /* the allow-list */
+        size_t n_curve_clients;
+        struct lmp_auth_stats auth;
 
         struct lmp_model_rt *models;
         size_t n_models;
@@ -122,6 +145,19 @@ void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const
 void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, const char *why);
 size_t lmp_router_running(const struct lmp_daemon *d);
 void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w);
+
+/* zap.c: the ZAP handler at inproc://zeromq.zap.01, bound before any socket
+ * that asks it. Workers' connections pass only from our uid and the pid of
+ * one of our live workers (the User-Id of their messages is then that pid);
+ * CURVE clients only with a key of the allow-list (User-Id: the key, Z85). */
+#define LMP_ZAP_WORKERS "lmpool-workers"
+#define LMP_ZAP_CLIENTS "lmpool-clients"
+int lmp_zap_open(struct lmp_daemon *d);
+void lmp_zap_close(struct lmp_daemon *d);
+void lmp_zap_on_request(struct lmp_daemon *d);
+/* Counts a refusal and logs it unless one was logged less than a second
+ * ago (the log line then says how many went unlogged). */
+void lmp_auth_refused(struct lmp_daemon *d, uint64_t *counter, const char *fmt, ...) LMP_PRINTF(3, 4);
 
 /* supervisor.c */
 struct lmp_worker_rt *lmp_supervisor_find_worker(struct lmp_daemon *d, const void *name, size_t len);

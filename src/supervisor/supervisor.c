@@ -473,13 +473,14 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         d->next_status_ms = now + 5000;
 
         for (;;) {
-                zmq_pollitem_t items[4] = {
+                zmq_pollitem_t items[5] = {
                         { .socket = d->back, .events = ZMQ_POLLIN },
                         { .socket = NULL, .fd = d->sigfd, .events = ZMQ_POLLIN },
                         { .socket = d->front, .events = ZMQ_POLLIN },
+                        { .socket = d->zap, .events = ZMQ_POLLIN },
                         { .socket = d->front_tcp, .events = ZMQ_POLLIN },
                 };
-                int n_items = d->front_tcp ? 4 : 3;
+                int n_items = d->front_tcp ? 5 : 4;
                 now = lmp_now_ms();
                 double next = LMP_MIN(d->next_hb_ms, earliest_deadline(d));
                 if (d->watchdog_usec)
@@ -498,7 +499,9 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                         lmp_router_on_worker(d);
                 if (items[2].revents & ZMQ_POLLIN)
                         lmp_router_on_client(d, d->front);
-                if (n_items == 4 && (items[3].revents & ZMQ_POLLIN))
+                if (items[3].revents & ZMQ_POLLIN)
+                        lmp_zap_on_request(d);
+                if (n_items == 5 && (items[4].revents & ZMQ_POLLIN))
                         lmp_router_on_client(d, d->front_tcp);
 
                 now = lmp_now_ms();

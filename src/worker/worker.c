@@ -7,7 +7,10 @@
  * engine is doing, so that a long prompt never looks like a dead worker.
  * It also watches the router's heartbeats and exits when the router is
  * gone. The engine thread owns the model context and runs batches while any
- * job is active. They talk over an inproc PAIR socket.
+ * job is active. They talk over an inproc PAIR socket. The router's socket
+ * is in a private directory of the supervisor's, which the worker checks
+ * before connecting; the router takes the connection only from the pid it
+ * spawned (src/router/zap.c).
  *
  * Messages with the router (multipart, first frame the verb):
  *   router -> worker: job <rid> <queued_ms> <request JSON> | cancel <rid> | hb | stop
@@ -26,6 +29,7 @@
 #include <sys/random.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -450,6 +454,25 @@ static int parse_args(struct worker *w, int argc, char **argv) {
         return 0;
 }
 
+/* The router's socket must be in the private directory the supervisor made
+ * for it (ours, 0700): a worker hands client prompts and answers to
+ * whatever it connects to. */
+static int check_backend(const char *backend) {
+        char dir[512];
+        struct stat st;
+        if (strncmp(backend, "ipc://", 6) != 0 || (size_t)snprintf(dir, sizeof(dir), "%s", backend + 6) >= sizeof(dir))
+                return -EINVAL;
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return -EINVAL;
+        *slash = '\0';
+        if (lstat(dir, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077))
+                return -EPERM;
+        return 0;
+}
+
 int lmp_worker_main(int argc, char **argv) {
         struct worker w = { 0 };
         void *dealer = NULL, *pair_io = NULL;
@@ -464,6 +487,11 @@ int lmp_worker_main(int argc, char **argv) {
                 return 2;
         }
         lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, LMP_PRI_INFO);
+        if ((r = check_backend(w.backend)) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: %s is not in a private directory of ours: %s", w.name, w.backend,
+                            strerror(-r));
+                return 1;
+        }
         if ((r = load_engine(&w)) < 0) {
                 free_worker(&w);
                 return 1;

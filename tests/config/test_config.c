@@ -285,7 +285,11 @@ static void test_values(void) {
         /* Endpoint checks. */
         const char *bad_tcp[] = { "tcp://", "tcp://:5", "tcp://h:0", "tcp://h:65536", "tcp://h:x", "udp://h:5",
                                   "tcp://h", "tcp://h:123456", "tcp://a b:5" };
-        const char *good_tcp[] = { "tcp://127.0.0.1:5555", "tcp://*:1", "tcp://[::1]:65535", "tcp://localhost:80" };
+        const char *good_tcp[] = { "tcp://127.0.0.1:5555", "tcp://127.255.3.4:1", "tcp://[::1]:65535" };
+        /* well-formed, but reachable from the network (or not provably
+         * loopback): they need CURVE */
+        const char *network_tcp[] = { "tcp://*:1", "tcp://localhost:80", "tcp://0.0.0.0:5", "tcp://127.1:5",
+                                      "tcp://10.0.0.1:5", "tcp://[::]:5", "tcp://eth0:5" };
         char doc[512];
         for (size_t i = 0; i < sizeof(bad_tcp) / sizeof(bad_tcp[0]); i++) {
                 snprintf(doc, sizeof(doc), "router:\n  tcp: \"%s\"\n%s", bad_tcp[i], one_model);
@@ -295,6 +299,22 @@ static void test_values(void) {
                 snprintf(doc, sizeof(doc), "router:\n  tcp: \"%s\"\n%s", good_tcp[i], one_model);
                 lmp_config_free(expect_ok(doc, NULL));
         }
+        for (size_t i = 0; i < sizeof(network_tcp) / sizeof(network_tcp[0]); i++) {
+                CHECK(!lmp_config_tcp_is_loopback(network_tcp[i]), "%s is not loopback", network_tcp[i]);
+                snprintf(doc, sizeof(doc), "router:\n  tcp: \"%s\"\n%s", network_tcp[i], one_model);
+                expect_error(doc, NULL, 2, 8, "is not a loopback address", 1);
+                snprintf(doc, sizeof(doc), "router:\n  endpoint: \"%s\"\n%s", network_tcp[i], one_model);
+                expect_error(doc, NULL, 2, 13, "is not a loopback address", 1);
+                snprintf(doc, sizeof(doc), "router:\n  tcp: \"%s\"\n  curve_key: /k\n  curve_clients: /c\n%s",
+                         network_tcp[i], one_model);
+                lmp_config_free(expect_ok(doc, NULL));
+        }
+        snprintf(doc, sizeof(doc), "router:\n  curve_key: /k\n%s", one_model);
+        expect_error(doc, NULL, 2, 14, "router.curve_clients is required", 1);
+        snprintf(doc, sizeof(doc), "router:\n  curve_clients: /c\n%s", one_model);
+        expect_error(doc, NULL, 2, 18, "router.curve_key is required", 1);
+        snprintf(doc, sizeof(doc), "router:\n  group: \"-x\"\n%s", one_model);
+        expect_error(doc, NULL, 2, 10, "must be a group name", 1);
         snprintf(doc, sizeof(doc), "router:\n  endpoint: /run/x.sock\n%s", one_model);
         expect_error(doc, NULL, 2, 13, "must be ipc://PATH or tcp://HOST:PORT", 1);
         snprintf(doc, sizeof(doc), "router:\n  endpoint: ipc:///%0120d\n%s", 0, one_model);

@@ -12,6 +12,9 @@ grep -q '^WatchdogSec=' "$dir/lmpoold.service"
 grep -q '^MemoryMax=' "$dir/lmpoold.service"
 grep -q '^Delegate=' "$dir/lmpoold.service"
 grep -q '^RuntimeDirectory=lmpool$' "$dir/lmpoold.service"
+# no world-writable sockets: a private umask, a directory closed to others
+grep -q '^UMask=0077$' "$dir/lmpoold.service"
+grep -q '^RuntimeDirectoryMode=0750$' "$dir/lmpoold.service"
 out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$dir/lmpoold.service" 2>&1) || {
         echo "$out"
         exit 1
