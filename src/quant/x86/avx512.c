@@ -1000,6 +1000,83 @@ static inline float pair_total(__m512 acc, int half) {
 
 enum gt_kind { GT_Q4_K, GT_Q5_K, GT_Q6_K };
 
+/* What a register tile keeps of one token pair's activation block. */
+struct gt_pair {
+        __m512 dy;      /* d of token t in lanes 0-1 of each chunk, of t + 1 in lanes 2-3 */
+        __m512 fb;      /* q4_K/q5_K: pair_sums32 */
+        __m512i bs;     /* q6_K: pair_sums16 */
+};
+
+/* Few tokens (batched decode): register tiles of up to GT_MAXR rows by
+ * GT_MAXT tokens, each block unpacked into registers and used at once, with
+ * nothing stored. */
+#define GT_MAXR 4
+#define GT_MAXT 6
+
+/* R rows by T tokens (T even; tokens at and past tv repeat the last valid
+ * one and are not stored). R, T and kind are constants at every call. */
+static inline __attribute__((always_inline)) void
+gemm_tile(enum gt_kind kind, int R, int T, int nb, const uint8_t *x, size_t bx, const uint8_t *y, size_t by,
+          int tv, float *s, size_t ld) {
+        const struct lmp_block_q8_K *yt[GT_MAXT];
+#pragma GCC unroll 8
+        for (int t = 0; t < T; t++)
+                yt[t] = (const struct lmp_block_q8_K *)(y + (size_t)(t < tv ? t : tv - 1) * by);
+        __m512 acc[GT_MAXR][GT_MAXT / 2];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+                for (int p = 0; p < T / 2; p++)
+                        acc[r][p] = _mm512_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                struct gt_pair pr[GT_MAXT / 2];
+#pragma GCC unroll 8
+                for (int p = 0; p < T / 2; p++) {
+                        const struct lmp_block_q8_K *a = &yt[2 * p][i], *b = &yt[2 * p + 1][i];
+                        pr[p].dy = pair_dy(a, b);
+                        if (kind == GT_Q6_K)
+                                pr[p].bs = pair_sums16(a, b);
+                        else
+                                pr[p].fb = pair_sums32(a, b);
+                }
+#pragma GCC unroll 8
+                for (int r = 0; r < R; r++) {
+                        struct gt_row w;
+                        const uint8_t *xr = x + (size_t)r * bx;
+                        if (kind == GT_Q4_K)
+                                unpack_row_q4_K(&w, (const struct lmp_block_q4_K *)xr + i);
+                        else if (kind == GT_Q5_K)
+                                unpack_row_q5_K(&w, (const struct lmp_block_q5_K *)xr + i);
+                        else
+                                unpack_row_q6_K(&w, (const struct lmp_block_q6_K *)xr + i);
+                        const __m512 dx = _mm512_set1_ps(w.d);
+                        __m512i sumi[GT_MAXT / 2];
+#pragma GCC unroll 8
+                        for (int p = 0; p < T / 2; p++)
+                                sumi[p] = kind == GT_Q6_K ? _mm512_dpwssd_epi32(_mm512_setzero_si512(), w.off, pr[p].bs)
+                                                          : _mm512_setzero_si512();
+#pragma GCC unroll 4
+                        for (int k = 0; k < 4; k++)
+#pragma GCC unroll 8
+                                for (int p = 0; p < T / 2; p++)
+                                        sumi[p] = pair_dot_k(&w, k, sumi[p], yt[2 * p][i].qs, yt[2 * p + 1][i].qs);
+#pragma GCC unroll 8
+                        for (int p = 0; p < T / 2; p++) {
+                                acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sumi[p]), _mm512_mul_ps(dx, pr[p].dy),
+                                                            acc[r][p]);
+                                if (kind != GT_Q6_K)
+                                        acc[r][p] = _mm512_fnmadd_ps(w.fm, pr[p].fb, acc[r][p]);
+                        }
+                }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+                for (int t = 0; t < T; t++)
+                        if (t < tv)
+                                s[(size_t)t * ld + (size_t)r] = pair_total(acc[r][t / 2], t & 1);
+}
+
 /* Block-outer order: for a panel of up to GB_ROWS rows and GB_TOK tokens,
  * each weight block of the panel's rows is unpacked once (to a small buffer
  * on the stack) for all of the panel's tokens, and the float accumulators
@@ -1055,15 +1132,32 @@ gemm_panel(enum gt_kind kind, int R, int tn, int nb, const uint8_t *x, size_t bx
                         s[(size_t)t * ld + (size_t)r] = pair_total(acc[r][t / 2], t & 1);
 }
 
+#define GT_CASE(kind, R, T) case (R) * 16 + (T): gemm_tile(kind, R, T, nb, xr, bx, y, by, tv, sr, ld); break;
+#define GT_CASES_R(kind, T) GT_CASE(kind, 1, T) GT_CASE(kind, 2, T) GT_CASE(kind, 3, T) GT_CASE(kind, 4, T)
+
 #define GT_TILES(name, kind)                                                                                    \
 void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict vx, size_t bx,                       \
                               const void *restrict vy, size_t by, float *restrict s, size_t ld) {              \
         const uint8_t *x = vx, *y = vy;                                                                         \
+        const int nb = n / LMP_QK_K;                                                                            \
+        if (nt <= GT_MAXT) {                                                                                    \
+                const int tv = nt, T = (nt + 1) & ~1;                                                           \
+                for (int r0 = 0; r0 < nr; r0 += GT_MAXR) {                                                      \
+                        const int R = nr - r0 < GT_MAXR ? nr - r0 : GT_MAXR;                                    \
+                        const uint8_t *xr = x + (size_t)r0 * bx;                                                \
+                        float *sr = s + (size_t)r0;                                                             \
+                        switch (R * 16 + T) {                                                                   \
+                        GT_CASES_R(kind, 2) GT_CASES_R(kind, 4) GT_CASES_R(kind, 6)                             \
+                        default: break;                                                                         \
+                        }                                                                                       \
+                }                                                                                               \
+                return;                                                                                         \
+        }                                                                                                       \
         for (int r0 = 0; r0 < nr; r0 += GB_ROWS) {                                                              \
                 const int R = nr - r0 < GB_ROWS ? nr - r0 : GB_ROWS;                                            \
                 for (int t0 = 0; t0 < nt; t0 += GB_TOK) {                                                       \
                         const int tn = nt - t0 < GB_TOK ? nt - t0 : GB_TOK;                                     \
-                        gemm_panel(kind, R, tn, n / LMP_QK_K, x + (size_t)r0 * bx, bx, y + (size_t)t0 * by,    \
+                        gemm_panel(kind, R, tn, nb, x + (size_t)r0 * bx, bx, y + (size_t)t0 * by,              \
                                    by, s + (size_t)t0 * ld + (size_t)r0, ld);                                   \
                 }                                                                                               \
         }                                                                                                       \
