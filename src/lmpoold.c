@@ -155,9 +155,9 @@ int main(int argc, char **argv) {
                 }
         }
 
-        /* 6. the router's sockets */
+        /* 6. the router's sockets, and descriptors for limits.max_clients */
         d.start_ms = lmp_now_ms();
-        if (lmp_router_open(&d) < 0)
+        if (lmp_router_reserve_fds(&d) < 0 || lmp_router_open(&d) < 0)
                 goto out;
         lmp_log(LMP_PRI_NOTICE, "starting", NULL, 0, "lmpoold %s: %zu models from %s%s%s, clients on %s",
                 LMPOOL_VERSION, d.n_models, config_path, d.cfg->profile[0] ? ", profile " : "", d.cfg->profile,

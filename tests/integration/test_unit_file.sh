@@ -11,6 +11,7 @@ grep -q '^Type=notify$' "$dir/lmpoold.service"
 grep -q '^WatchdogSec=' "$dir/lmpoold.service"
 grep -q '^MemoryMax=' "$dir/lmpoold.service"
 grep -q '^Delegate=' "$dir/lmpoold.service"
+grep -q '^LimitNOFILE=' "$dir/lmpoold.service"
 grep -q '^RuntimeDirectory=lmpool$' "$dir/lmpoold.service"
 out=$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify --man=no "$dir/lmpoold.service" 2>&1) || {
         echo "$out"
