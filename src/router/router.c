@@ -875,17 +875,26 @@ void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
                 char ident[LMP_IDENT_MAX] = "";
 
                 if (p.n >= 2) {
-                        struct lmp_conn *c = conn_at(d, zmq_msg_get(body, ZMQ_SRCFD));
+                        int fd = zmq_msg_get(body, ZMQ_SRCFD);
+                        struct lmp_conn *c = conn_at(d, fd);
+                        if (c && !c->open) {
+                                /* A connection's ACCEPTED is queued before
+                                 * its first message: look again. */
+                                lmp_router_on_monitor(d, 0);
+                                lmp_router_on_monitor(d, 1);
+                                c = conn_at(d, fd); /* the table may have moved */
+                        }
                         if (c && !c->open) {
                                 /* Its DISCONNECTED came first: nobody to answer. */
                                 close_parts(&p);
                                 continue;
                         }
                         if (c && clen < LMP_CLIENT_ID_MAX) {
-                                if (c->rid_len == 0) {
-                                        memcpy(c->rid, client, clen);
-                                        c->rid_len = (uint8_t)clen;
-                                }
+                                /* A connection keeps its routing id; a message
+                                 * left by the previous owner of the
+                                 * descriptor is overruled by the next. */
+                                memcpy(c->rid, client, clen);
+                                c->rid_len = (uint8_t)clen;
                                 c->last_msg_ms = lmp_now_ms();
                         }
                         identity_of(body, ipc, ident, sizeof(ident));
