@@ -16,8 +16,10 @@ import json
 import os
 import resource
 import shutil
+import signal
 import socket
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -81,6 +83,21 @@ def idle_socket(d):
     return s
 
 
+def stop_checked(test, d):
+    """Stops d and checks that it stopped cleanly, without a sanitizer's
+    report (the ASan build runs these tests too)."""
+    if d.proc.poll() is None:
+        d.proc.send_signal(signal.SIGTERM)
+        try:
+            d.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+    logs, code = d.logs(), d.proc.poll()
+    d.stop()
+    test.assertNotRegex(logs, r"Sanitizer|runtime error:")
+    test.assertEqual(code, 0, logs[-2000:])
+
+
 def wait_for(cond, timeout=30.0, step=0.05):
     """Polls cond() until it is true; its last value."""
     deadline = time.time() + timeout
@@ -113,7 +130,7 @@ class ClientLimitTests(unittest.TestCase):
         finally:
             for s in idle:
                 s.close()
-            d.stop()
+            stop_checked(self, d)
 
     def test_connections_past_the_limit_are_refused(self):
         d = start_with_nofile([model_yaml("m", MODEL)], 1024, limits="  max_clients: 100\n")
@@ -140,7 +157,7 @@ class ClientLimitTests(unittest.TestCase):
         finally:
             for s in idle:
                 s.close()
-            d.stop()
+            stop_checked(self, d)
 
     @staticmethod
     def _try(d, req):
@@ -198,7 +215,7 @@ class EndlessMessageTests(unittest.TestCase):
             self.assertTrue(d.events("clients_overlong"))
             self.assertEqual(d.request(generate("m", max_tokens=3))[-1]["event"], "done")
         finally:
-            d.stop()
+            stop_checked(self, d)
 
 
 class SlowConsumerTests(unittest.TestCase):
@@ -250,7 +267,7 @@ class SlowConsumerTests(unittest.TestCase):
             self.assertEqual(st["requests"]["dropped"], 0)
             s.close()
         finally:
-            d.stop()
+            stop_checked(self, d)
 
 
 class GoneClientTests(unittest.TestCase):
@@ -294,7 +311,7 @@ class GoneClientTests(unittest.TestCase):
             self.assertEqual(st["requests"]["ok"], 1)  # the real request alone
             self.assertEqual(st["requests"]["busy"], 8)
         finally:
-            d.stop()
+            stop_checked(self, d)
 
 
 class EscapedPromptTests(unittest.TestCase):
@@ -314,7 +331,7 @@ class EscapedPromptTests(unittest.TestCase):
                            + b'"}')[-1]
             self.assertEqual(ev["event"], "done", ev)
         finally:
-            d.stop()
+            stop_checked(self, d)
 
 
 if __name__ == "__main__":
