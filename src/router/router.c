@@ -7,14 +7,22 @@
  * canonical JSON the worker parses, and goes to the least-loaded ready
  * worker of its model with a free slot, or waits in the model's queue. The
  * queue is bounded (limits.queue_length over all models) and so is each
- * client's number of requests in flight (limits.client_requests): past
- * either, the answer is `busy`. Every request has a deadline.
+ * client's number of requests in flight (limits.client_requests, per uid
+ * or key across its connections): past either, the answer is `busy`.
+ * Every request has a deadline.
  *
  * Worker events are forwarded to the client as they come (the worker
  * formats them: the router reads only the small header frame), which keeps
  * the broker's cost per token to two frame copies. A request whose client
  * has already been answered (timeout, cancel) stays on its worker's list,
- * holding its slot, until the worker confirms it has stopped. */
+ * holding its slot, until the worker confirms it has stopped.
+ *
+ * Clients are bounded too: connections (limits.max_clients, watched
+ * through socket monitors), each connection's queue of events
+ * (limits.client_events: a client that does not keep up has its request
+ * stopped with `slow_consumer` as its last event), and the memory of
+ * messages still arriving (limits.receive_memory). Every request gets
+ * exactly one terminal event, or is counted dropped. */
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -232,19 +240,13 @@ static void drop_pending(struct lmp_daemon *d, const uint8_t *client, size_t cli
         }
 }
 
-static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
-                        const char *id, enum lmp_proto_code code, const char *fmt, ...) LMP_PRINTF(7, 8);
-
-static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
-                        const char *id, enum lmp_proto_code code, const char *fmt, ...) {
-        char msg[LMP_PROTO_MESSAGE_MAX];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
-        va_end(ap);
+/* An error event ends a request; counted by its code. ident: who the
+ * client is, if known, so that a kept event counts against it. */
+static void error_event(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+                        const char *ident, const char *id, enum lmp_proto_code code, const char *msg) {
         d->out.len = 0;
         if (lmp_proto_format_error(&d->out, id, code, msg) == 0)
-                send_terminal(d, client, client_len, delimiter, NULL, d->out.data, d->out.len, false,
+                send_terminal(d, client, client_len, delimiter, ident, d->out.data, d->out.len, false,
                               lmp_now_ms() + d->cfg->request_timeout_ms);
         d->stats.errors++;
         if (code == LMP_PROTO_BUSY)
@@ -257,13 +259,22 @@ static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t clie
                 d->stats.slow_consumer++;
 }
 
+static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+                        const char *id, enum lmp_proto_code code, const char *fmt, ...) LMP_PRINTF(7, 8);
+
+static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+                        const char *id, enum lmp_proto_code code, const char *fmt, ...) {
+        char msg[LMP_PROTO_MESSAGE_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        error_event(d, client, client_len, delimiter, NULL, id, code, msg);
+}
+
 static void request_error(struct lmp_daemon *d, struct lmp_request_rt *r, enum lmp_proto_code code,
                           const char *message) {
-        reply_error(d, r->client, r->client_len, r->delimiter, r->id, code, "%s", message);
-        /* A terminal event kept for later still counts against its client. */
-        if (d->pending_tail && d->pending_tail->client_len == r->client_len &&
-            memcmp(d->pending_tail->client, r->client, r->client_len) == 0)
-                snprintf(d->pending_tail->ident, sizeof(d->pending_tail->ident), "%s", r->ident);
+        error_event(d, r->client, r->client_len, r->delimiter, r->ident, r->id, code, message);
 }
 
 /* An answer (models, stats, health, cancelled) is its request's last event. */
