@@ -112,9 +112,10 @@ static void list_remove(struct lmp_req_list *l, struct lmp_request_rt *r) {
         l->n--;
 }
 
-static void request_free(struct lmp_request_rt *r) {
+static void request_free(struct lmp_daemon *d, struct lmp_request_rt *r) {
         if (!r)
                 return;
+        d->held_bytes -= r->job_len;
         free(r->job);
         free(r);
 }
@@ -186,6 +187,7 @@ static void send_terminal(struct lmp_daemon *d, const uint8_t *client, size_t cl
         p->ok = ok;
         p->give_up_ms = give_up_ms;
         p->len = len;
+        d->held_bytes += len;
         memcpy(p->data, payload, len);
         p->data[len] = '\0';
         p->next = NULL;
@@ -217,6 +219,7 @@ static void retry_pending(struct lmp_daemon *d, double now) {
                 if (d->pending_tail == p)
                         d->pending_tail = prev;
                 d->n_pending--;
+                d->held_bytes -= p->len;
                 free(p);
         }
 }
@@ -236,6 +239,7 @@ static void drop_pending(struct lmp_daemon *d, const uint8_t *client, size_t cli
                 if (d->pending_tail == p)
                         d->pending_tail = prev;
                 d->n_pending--;
+                d->held_bytes -= p->len;
                 free(p);
         }
 }
@@ -669,7 +673,7 @@ static void cancel_request(struct lmp_daemon *d, struct lmp_request_rt *r, enum 
         if (!r->worker) {
                 list_remove(&d->models[r->model].queue, r);
                 d->queued--;
-                request_free(r);
+                request_free(d, r);
                 return;
         }
         /* Running: tell the worker, keep the slot until it confirms. */
@@ -814,6 +818,7 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         r->model = (size_t)mi;
         r->job = job.data;
         r->job_len = job.len;
+        d->held_bytes += job.len;
         r->arrival_ms = lmp_now_ms();
         r->deadline_ms = r->arrival_ms + timeout;
         list_push(&m->queue, r);
@@ -1079,6 +1084,9 @@ static bool check_receive_memory(struct lmp_daemon *d, double now) {
         uint64_t anon = anon_bytes();
         if (!anon)
                 return false;
+        /* What the router holds itself (jobs, kept events) is not what
+         * libzmq holds for senders. */
+        anon = anon > d->held_bytes ? anon - d->held_bytes : 0;
         if (!d->anon_baseline || anon < d->anon_baseline)
                 d->anon_baseline = anon;
         if (anon <= d->anon_baseline + d->cfg->receive_memory)
@@ -1124,7 +1132,7 @@ double lmp_router_tick(struct lmp_daemon *d, double now) {
                 retry_pending(d, now);
         /* Over the bound, look again soon: the sender may not have had
          * bytes waiting at this very moment. */
-        d->next_tick_ms = now + (d->n_conns_open && check_receive_memory(d, now) ? 5 : 50);
+        d->next_tick_ms = now + (d->n_conns_open && check_receive_memory(d, now) ? 10 : 50);
         return d->n_conns_open || d->pending ? d->next_tick_ms : now + 1000;
 }
 
@@ -1204,7 +1212,7 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
         }
         w->served++;
         list_remove(&w->running, r);
-        request_free(r);
+        request_free(d, r);
         lmp_router_dispatch(d);
 }
 
@@ -1285,7 +1293,7 @@ void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const
                 list_remove(&w->running, r);
                 if (r->id[0])
                         request_error(d, r, LMP_PROTO_WORKER_LOST, why);
-                request_free(r);
+                request_free(d, r);
         }
 }
 
@@ -1296,7 +1304,7 @@ void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, cons
                         list_remove(&d->models[i].queue, r);
                         d->queued--;
                         request_error(d, r, code, why);
-                        request_free(r);
+                        request_free(d, r);
                 }
         }
 }

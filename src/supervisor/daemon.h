@@ -132,6 +132,7 @@ struct lmp_daemon {
         size_t n_pending;
         double next_tick_ms;            /* pending retries and the receive-memory check */
         uint64_t anon_baseline;         /* the supervisor's anonymous memory at rest */
+        uint64_t held_bytes;            /* requests' jobs and kept events, in that memory */
         double last_refused_log_ms, last_overlong_log_ms;
         uint64_t refused_since_log;
 

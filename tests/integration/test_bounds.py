@@ -219,10 +219,11 @@ class EndlessMessageTests(unittest.TestCase):
 
 
 class SlowConsumerTests(unittest.TestCase):
-    """Row 4: a client that reads slowly, 4 long streams."""
+    """Row 4: a client that reads slowly, 4 long streams (and a short request)."""
 
     def test_each_request_ends_once(self):
-        d = Daemon([model_yaml("m", DEEP, workers=1, slots=4, ctx=4096)], limits="  client_events: 16\n")
+        d = Daemon([model_yaml("m", DEEP, workers=1, slots=4, ctx=4096)],
+                   limits="  client_events: 16\n  client_requests: 5\n")
         try:
             d.wait_ready()
             s = d.ctx.socket(zmq.DEALER)
@@ -233,8 +234,13 @@ class SlowConsumerTests(unittest.TestCase):
             ids = [f"slow{i}" for i in range(4)]
             for rid in ids:
                 s.send(json.dumps(generate("m", id=rid, max_tokens=3500, ignore_eos=True)).encode())
+            # And a short one without tokens, which waits for a slot: its
+            # done is its only event, queued behind the others' whenever
+            # it comes.
+            s.send(json.dumps(generate("m", id="short", max_tokens=8, ignore_eos=True, stream=False)).encode())
+            ids.append("short")
             # Not reading: wait until the worker has nothing left of them.
-            self.assertTrue(wait_for(lambda: d.stats()["requests"]["total"] == 4 and
+            self.assertTrue(wait_for(lambda: d.stats()["requests"]["total"] == 5 and
                                      all(w["active"] == 0 for w in d.stats()["workers"]), timeout=300, step=0.5))
             terminal = {rid: [] for rid in ids}
             after_terminal = []
@@ -257,6 +263,8 @@ class SlowConsumerTests(unittest.TestCase):
                 ev = evs[0]
                 self.assertIn((ev["event"], ev.get("code")), [("done", None), ("error", "slow_consumer")], ev)
                 codes.append(ev.get("code", "done"))
+            self.assertEqual(terminal["short"][0]["event"], "done")
+            self.assertEqual(terminal["short"][0]["usage"]["generated_tokens"], 8)
             st = d.stats()
             print(f"slow consumer: {codes}, stats {st['requests']}, events_dropped {st['events_dropped']}",
                   file=sys.stderr)
