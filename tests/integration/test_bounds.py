@@ -159,6 +159,33 @@ class ClientLimitTests(unittest.TestCase):
                 s.close()
             stop_checked(self, d)
 
+    def test_tcp_connections_count_too(self):
+        with test_daemon.socket_free_port() as port:
+            pass
+        tcp = f"tcp://127.0.0.1:{port}"
+        d = Daemon([model_yaml("m", MODEL)], limits="  max_clients: 40\n", router_extra=f"  tcp: {tcp}\n")
+        idle = []
+        try:
+            d.wait_ready()
+            for _ in range(120):
+                s = IDLE_CTX.socket(zmq.DEALER)
+                s.setsockopt(zmq.LINGER, 0)
+                s.connect(tcp)
+                idle.append(s)
+            self.assertTrue(wait_for(lambda: d.events("clients_refused")), "refusals logged")
+            for s in idle:
+                s.close()
+            idle = []
+            evs = wait_for(lambda: self._try(d, generate("m", max_tokens=3)))
+            self.assertEqual(evs[-1]["event"], "done")
+            st = d.stats()
+            self.assertGreater(st["clients"]["refused"], 0)
+            self.assertLessEqual(st["clients"]["connected"], 40)
+        finally:
+            for s in idle:
+                s.close()
+            stop_checked(self, d)
+
     @staticmethod
     def _try(d, req):
         try:
