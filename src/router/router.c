@@ -419,9 +419,21 @@ int lmp_router_open(struct lmp_daemon *d) {
 }
 
 void lmp_router_close(struct lmp_daemon *d) {
-        for (int i = 0; i < 2; i++)
-                if (d->monitor[i])
-                        zmq_close(d->monitor[i]);
+        /* Stop the monitors first and read what they still hold: events
+         * left in an inproc pipe whose reader is closed are never freed. */
+        void *socks[2] = { d->front, d->front_tcp };
+        for (int i = 0; i < 2; i++) {
+                if (!d->monitor[i])
+                        continue;
+                if (socks[i])
+                        zmq_socket_monitor(socks[i], NULL, 0);
+                zmq_msg_t m;
+                zmq_msg_init(&m);
+                while (zmq_msg_recv(&m, d->monitor[i], ZMQ_DONTWAIT) >= 0)
+                        ;
+                zmq_msg_close(&m);
+                zmq_close(d->monitor[i]);
+        }
         d->monitor[0] = d->monitor[1] = NULL;
         while (d->pending) {
                 struct lmp_pending *p = d->pending;
