@@ -381,11 +381,15 @@ int lmp_router_reserve_fds(struct lmp_daemon *d) {
          * ipc listener, so the soft limit must never be what stops us. */
         if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= rl.rlim_max)
                 return 0;
-        rl.rlim_cur = rl.rlim_max;
+        rlim_t cur = rl.rlim_cur;
+        /* An unlimited hard limit still stops at fs.nr_open. */
+        rl.rlim_cur = rl.rlim_max != RLIM_INFINITY ? rl.rlim_max : 1u << 20;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+                return 0;
+        rl.rlim_cur = need > cur ? need : cur;
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
                 int e = errno;
-                lmp_log_msg(LMP_PRI_ERR, "cannot raise RLIMIT_NOFILE to %" PRIu64 ": %s", (uint64_t)rl.rlim_max,
-                            strerror(e));
+                lmp_log_msg(LMP_PRI_ERR, "cannot raise RLIMIT_NOFILE to %" PRIu64 ": %s", need, strerror(e));
                 return -e;
         }
         return 0;

@@ -240,7 +240,11 @@ class EndlessMessageTests(unittest.TestCase):
             st = d.stats()
             self.assertGreaterEqual(st["clients"]["overlong_closed"], 1)
             self.assertTrue(d.events("clients_overlong"))
-            self.assertEqual(d.request(generate("m", max_tokens=3))[-1]["event"], "done")
+            # On a loaded machine the flood can delay a worker's heartbeats
+            # past its liveness: serve once the pool is whole again.
+            d.wait_ready()
+            ev = d.request(generate("m", max_tokens=3))[-1]
+            self.assertEqual(ev["event"], "done", f"{ev}; worker_exited: {d.events('worker_exited')}")
         finally:
             stop_checked(self, d)
 
