@@ -242,7 +242,7 @@ class EndlessMessageTests(unittest.TestCase):
             self.assertTrue(d.events("clients_overlong"))
             # On a loaded machine the flood can delay a worker's heartbeats
             # past its liveness: serve once the pool is whole again.
-            d.wait_ready()
+            wait_for(lambda: d.request({"v": 1, "id": "h", "type": "health"})[-1]["status"] == "ok")
             ev = d.request(generate("m", max_tokens=3))[-1]
             self.assertEqual(ev["event"], "done", f"{ev}; worker_exited: {d.events('worker_exited')}")
         finally:
