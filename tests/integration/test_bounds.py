@@ -33,6 +33,17 @@ import test_daemon  # noqa: E402
 from test_daemon import DEEP, MODEL, Daemon, generate, model_yaml  # noqa: E402
 
 
+LIVE = "  heartbeat_liveness: 20\n"
+
+
+def daemon(models, **kw):
+    """A Daemon whose workers' heartbeats have room: these tests load the
+    machine (floods, a thousand connections), and liveness is not what they
+    test."""
+    kw.setdefault("router_extra", LIVE)
+    return Daemon(models, **kw)
+
+
 def start_with_nofile(models, soft, hard="unlimited", **kw):
     """A Daemon started under `prlimit --nofile=SOFT:HARD`: RLIMIT_NOFILE as
     systemd's default soft limit of 1024 would leave it."""
@@ -47,7 +58,7 @@ def start_with_nofile(models, soft, hard="unlimited", **kw):
     test_daemon.DAEMON = wrapper
     atexit.register(shutil.rmtree, d, True)
     try:
-        return Daemon(models, **kw)
+        return daemon(models, **kw)
     finally:
         test_daemon.DAEMON = real
 
@@ -163,7 +174,7 @@ class ClientLimitTests(unittest.TestCase):
         with test_daemon.socket_free_port() as port:
             pass
         tcp = f"tcp://127.0.0.1:{port}"
-        d = Daemon([model_yaml("m", MODEL)], limits="  max_clients: 40\n", router_extra=f"  tcp: {tcp}\n")
+        d = daemon([model_yaml("m", MODEL)], limits="  max_clients: 40\n", router_extra=f"  tcp: {tcp}\n" + LIVE)
         idle = []
         try:
             d.wait_ready()
@@ -207,7 +218,7 @@ class EndlessMessageTests(unittest.TestCase):
     """Row 3: 1 MiB frames with MORE set, and no last frame."""
 
     def test_memory_stays_bounded(self):
-        d = Daemon([model_yaml("m", MODEL)], limits="  receive_memory: 64M\n")
+        d = daemon([model_yaml("m", MODEL)], limits="  receive_memory: 64M\n")
         try:
             d.wait_ready()
             base = rss(d.proc.pid)
@@ -253,7 +264,7 @@ class SlowConsumerTests(unittest.TestCase):
     """Row 4: a client that reads slowly, 4 long streams (and a short request)."""
 
     def test_each_request_ends_once(self):
-        d = Daemon([model_yaml("m", DEEP, workers=1, slots=4, ctx=4096)],
+        d = daemon([model_yaml("m", DEEP, workers=1, slots=4, ctx=4096)],
                    limits="  client_events: 16\n  client_requests: 5\n")
         try:
             d.wait_ready()
@@ -313,7 +324,7 @@ class GoneClientTests(unittest.TestCase):
     """Row 6: 3 connections x 4 requests, then gone."""
 
     def test_orphans_cancelled_and_identity_limited(self):
-        d = Daemon([model_yaml("m", DEEP, workers=1, slots=1, ctx=32768)],
+        d = daemon([model_yaml("m", DEEP, workers=1, slots=1, ctx=32768)],
                    limits="  client_requests: 4\n  queue_length: 16\n  max_tokens: 30000\n")
         try:
             d.wait_ready()
@@ -357,7 +368,7 @@ class EscapedPromptTests(unittest.TestCase):
     """Row 11: a 200 KB prompt of control characters."""
 
     def test_control_characters(self):
-        d = Daemon([model_yaml("m", MODEL)], limits="  max_prompt_tokens: 1048576\n")
+        d = daemon([model_yaml("m", MODEL)], limits="  max_prompt_tokens: 1048576\n")
         try:
             d.wait_ready()
             raw = bytes((1 + i % 31) for i in range(200 * 1024)).replace(b"\x22", b"\x01").replace(b"\x5c", b"\x01")
