@@ -198,9 +198,9 @@ int main(int argc, char **argv) {
                 }
         }
 
-        /* 6. the router's sockets */
+        /* 6. the router's sockets, and descriptors for limits.max_clients */
         d.start_ms = lmp_now_ms();
-        if (lmp_router_open(&d) < 0)
+        if (lmp_router_reserve_fds(&d) < 0 || lmp_router_open(&d) < 0)
                 goto out;
         const char *plain_tcp = d.curve ? NULL : d.cfg->tcp[0] ? d.cfg->tcp :
                                 strncmp(d.frontend, "tcp://", 6) == 0 ? d.frontend : NULL;

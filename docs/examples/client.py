@@ -37,6 +37,7 @@ EXIT_CODES = {
     "worker_lost": 8,
     "cancelled": 9,
     "internal": 10,
+    "slow_consumer": 11,
 }
 
 

@@ -96,6 +96,9 @@ struct lmp_config {
         int max_prompt_tokens;
         int max_tokens;
         int drain_timeout_ms;
+        int max_clients;                /* client connections open at once */
+        int client_events;              /* events queued for one client connection */
+        uint64_t receive_memory;        /* bytes of unfinished client messages tolerated */
         /* log */
         enum lmp_log_level log_level;
         enum lmp_log_target log_target;

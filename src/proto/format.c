@@ -283,6 +283,22 @@ int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct
         TRY(put_i64(b, s->timeouts));
         TRY(puts_(b, ",\"worker_lost\":"));
         TRY(put_i64(b, s->worker_lost));
+        TRY(puts_(b, ",\"slow_consumer\":"));
+        TRY(put_i64(b, s->slow_consumer));
+        TRY(puts_(b, ",\"client_gone\":"));
+        TRY(put_i64(b, s->client_gone));
+        TRY(puts_(b, ",\"dropped\":"));
+        TRY(put_i64(b, s->dropped));
+        TRY(puts_(b, "},\"events_dropped\":"));
+        TRY(put_i64(b, s->events_dropped));
+        TRY(puts_(b, ",\"clients\":{\"connected\":"));
+        TRY(put_i64(b, s->clients));
+        TRY(puts_(b, ",\"limit\":"));
+        TRY(put_i64(b, s->clients_limit));
+        TRY(puts_(b, ",\"refused\":"));
+        TRY(put_i64(b, s->clients_refused));
+        TRY(puts_(b, ",\"overlong_closed\":"));
+        TRY(put_i64(b, s->clients_overlong));
         TRY(puts_(b, "},\"workers\":["));
         for (size_t i = 0; i < s->n_workers; i++) {
                 const struct lmp_worker_info *w = &s->workers[i];

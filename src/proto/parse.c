@@ -27,6 +27,7 @@ static const char *const code_names[LMP_PROTO_CODE_COUNT] = {
         [LMP_PROTO_WORKER_LOST] = "worker_lost",
         [LMP_PROTO_CANCELLED] = "cancelled",
         [LMP_PROTO_INTERNAL] = "internal",
+        [LMP_PROTO_SLOW_CONSUMER] = "slow_consumer",
 };
 
 static const char *const type_names[LMP_REQ_TYPE_COUNT] = {
@@ -439,7 +440,19 @@ static cJSON *parse_json(const void *buf, size_t len, size_t *ret_off, int *ret_
         return root;
 }
 
+static int parse_request(const void *buf, size_t len, size_t max, struct lmp_request *ret,
+                         struct lmp_proto_error *err);
+
 int lmp_proto_parse_request(const void *buf, size_t len, struct lmp_request *ret, struct lmp_proto_error *err) {
+        return parse_request(buf, len, LMP_PROTO_FRAME_MAX, ret, err);
+}
+
+int lmp_proto_parse_job(const void *buf, size_t len, struct lmp_request *ret, struct lmp_proto_error *err) {
+        return parse_request(buf, len, LMP_PROTO_JOB_MAX, ret, err);
+}
+
+static int parse_request(const void *buf, size_t len, size_t max, struct lmp_request *ret,
+                         struct lmp_proto_error *err) {
         struct lmp_request r = { .stream = true };
         const cJSON *f[F_COUNT] = { 0 };
         const char *dup = NULL, *bad_bytes;
@@ -449,9 +462,8 @@ int lmp_proto_parse_request(const void *buf, size_t len, struct lmp_request *ret
 
         if (err)
                 memset(err, 0, sizeof(*err));
-        if (len > LMP_PROTO_FRAME_MAX) {
-                fail(err, LMP_PROTO_BAD_REQUEST, "", "frame of %zu bytes is over the limit of %u bytes", len,
-                     LMP_PROTO_FRAME_MAX);
+        if (len > max) {
+                fail(err, LMP_PROTO_BAD_REQUEST, "", "frame of %zu bytes is over the limit of %zu bytes", len, max);
                 return -EMSGSIZE;
         }
         cJSON *root = parse_json(buf, len, &off, &rc);

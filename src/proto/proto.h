@@ -19,6 +19,10 @@
 #define LMP_PROTO_VERSION 1
 #define LMP_PROTO_FRAME_MAX (1u << 20)       /* bytes in one client frame */
 #define LMP_PROTO_EVENT_MAX (64u << 20)      /* bytes in one event the client accepts */
+/* Bytes in the canonical request JSON the router sends a worker: each
+ * string byte of a frame may come back as a 6-byte \u00XX escape, and the
+ * defaults add a few short fields. */
+#define LMP_PROTO_JOB_MAX (6u * LMP_PROTO_FRAME_MAX + (64u << 10))
 #define LMP_PROTO_ID_MAX 128                 /* bytes in a request id */
 #define LMP_PROTO_MODEL_MAX 128              /* bytes in a model name */
 #define LMP_PROTO_STOP_MAX 8                 /* stop strings per request */
@@ -41,6 +45,7 @@ enum lmp_proto_code {
         LMP_PROTO_WORKER_LOST,
         LMP_PROTO_CANCELLED,
         LMP_PROTO_INTERNAL,
+        LMP_PROTO_SLOW_CONSUMER,
         LMP_PROTO_CODE_COUNT,
 };
 
@@ -142,6 +147,10 @@ int lmp_proto_parse_request(const void *buf, size_t len, struct lmp_request *ret
                             struct lmp_proto_error *err);
 /* Frees what a request owns and zeroes it; a zeroed struct is a no-op. */
 void lmp_request_clear(struct lmp_request *r);
+/* The same for the canonical JSON the router sends a worker, which may be
+ * up to LMP_PROTO_JOB_MAX bytes (escapes make it longer than the frame it
+ * came from). */
+int lmp_proto_parse_job(const void *buf, size_t len, struct lmp_request *ret, struct lmp_proto_error *err);
 
 /* A growable output buffer, always NUL-terminated after a successful call.
  * Formatters append; set len = 0 to reuse. */
@@ -240,6 +249,13 @@ struct lmp_stats {
         int64_t total, ok, errors, busy, timeouts, worker_lost;
         const struct lmp_worker_info *workers;
         size_t n_workers;
+        /* requests whose terminal event could not be delivered (never
+         * counted ok), requests cancelled because their client went away,
+         * requests ended with slow_consumer, token events not delivered */
+        int64_t dropped, client_gone, slow_consumer, events_dropped;
+        /* client connections: open now, the limit, refused at the limit,
+         * closed while sending an over-long message */
+        int64_t clients, clients_limit, clients_refused, clients_overlong;
 };
 int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s);
 

@@ -7,21 +7,36 @@
  * canonical JSON the worker parses, and goes to the least-loaded ready
  * worker of its model with a free slot, or waits in the model's queue. The
  * queue is bounded (limits.queue_length over all models) and so is each
- * client's number of requests in flight (limits.client_requests): past
- * either, the answer is `busy`. Every request has a deadline.
+ * client's number of requests in flight (limits.client_requests, per uid
+ * or key across its connections): past either, the answer is `busy`.
+ * Every request has a deadline.
  *
  * Worker events are forwarded to the client as they come (the worker
  * formats them: the router reads only the small header frame), which keeps
  * the broker's cost per token to two frame copies. A request whose client
  * has already been answered (timeout, cancel) stays on its worker's list,
- * holding its slot, until the worker confirms it has stopped. */
+ * holding its slot, until the worker confirms it has stopped.
+ *
+ * Clients are bounded too: connections (limits.max_clients, watched
+ * through socket monitors), each connection's queue of events
+ * (limits.client_events: a client that does not keep up has its request
+ * stopped with `slow_consumer` as its last event), and the memory of
+ * messages still arriving (limits.receive_memory). Every request gets
+ * exactly one terminal event, or is counted dropped. */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
+#include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -30,7 +45,6 @@
 #include "supervisor/rundir.h"
 
 #define MAX_PARTS 5
-#define HARD_FRAME_MAX (4u << 20) /* larger frames drop the connection */
 
 struct parts {
         zmq_msg_t m[MAX_PARTS];
@@ -99,17 +113,21 @@ static void list_remove(struct lmp_req_list *l, struct lmp_request_rt *r) {
         l->n--;
 }
 
-static void request_free(struct lmp_request_rt *r) {
+static void request_free(struct lmp_daemon *d, struct lmp_request_rt *r) {
         if (!r)
                 return;
+        d->held_bytes -= r->job_len;
         free(r->job);
         free(r);
 }
 
 /* --------------------------------------------------------------- replies */
 
-static void send_to_client(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
-                           const char *payload, size_t len) {
+/* Sends one event to a client without ever blocking the loop: 0, -EAGAIN
+ * when the client's queue is full (limits.client_events, ZMQ_SNDHWM), or
+ * -EHOSTUNREACH when neither client socket knows it (it is gone). */
+static int send_to_client(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+                          const char *payload, size_t len) {
         /* Both client sockets share identities' space only within a socket:
          * a TCP client's id is unknown to the ipc socket and vice versa.
          * Try the socket that knows it (ROUTER_MANDATORY says which). */
@@ -117,21 +135,133 @@ static void send_to_client(struct lmp_daemon *d, const uint8_t *client, size_t c
         for (int s = 0; s < 2; s++) {
                 if (!socks[s])
                         continue;
-                /* Never block the loop on a client: one that has let a
-                 * thousand events pile up (its high-water mark) loses this
-                 * one. Once the first frame is queued the rest follow. */
+                /* Once the first frame is queued the rest follow. */
                 if (zmq_send(socks[s], client, client_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-                        if (errno == EAGAIN) {
-                                d->stats.dropped++;
-                                return;
-                        }
+                        if (errno == EAGAIN)
+                                return -EAGAIN;
                         continue; /* EHOSTUNREACH: not this socket's client */
                 }
                 if (delimiter)
                         zmq_send(socks[s], "", 0, ZMQ_SNDMORE);
                 zmq_send(socks[s], payload, len, 0);
+                return 0;
+        }
+        return -EHOSTUNREACH;
+}
+
+static size_t pending_of(struct lmp_daemon *d, const uint8_t *client, size_t client_len) {
+        size_t n = 0;
+        for (struct lmp_pending *p = d->pending; p; p = p->next)
+                n += p->client_len == client_len && memcmp(p->client, client, client_len) == 0;
+        return n;
+}
+
+/* The last event of a request: sent now, or kept until the client's queue
+ * has room (a slow reader still gets exactly one terminal event, after
+ * everything queued before it). ok: a done event, counted ok when it is
+ * delivered. A request whose terminal event cannot be delivered (the
+ * client is gone, or still not reading at give_up_ms) is counted dropped,
+ * never ok. */
+static void send_terminal(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+                          const char *ident, const char *payload, size_t len, bool ok, double give_up_ms) {
+        int rc = d->pending && pending_of(d, client, client_len) ? -EAGAIN
+                                                                 : send_to_client(d, client, client_len, delimiter,
+                                                                                  payload, len);
+        if (rc == 0) {
+                d->stats.ok += ok;
                 return;
         }
+        /* Bounded: a client that does not read holds at most
+         * limits.client_requests of these (plus one per answer it asked
+         * for while over that), then loses them. */
+        struct lmp_pending *p = NULL;
+        if (rc == -EAGAIN && pending_of(d, client, client_len) < (size_t)d->cfg->client_requests + 8)
+                p = malloc(sizeof(*p) + len + 1);
+        if (!p) {
+                d->stats.dropped++;
+                return;
+        }
+        memcpy(p->client, client, client_len);
+        p->client_len = (uint8_t)client_len;
+        snprintf(p->ident, sizeof(p->ident), "%s", ident ? ident : "");
+        p->delimiter = delimiter;
+        p->ok = ok;
+        p->give_up_ms = give_up_ms;
+        p->len = len;
+        d->held_bytes += len;
+        memcpy(p->data, payload, len);
+        p->data[len] = '\0';
+        p->next = NULL;
+        if (d->pending_tail)
+                d->pending_tail->next = p;
+        else
+                d->pending = p;
+        d->pending_tail = p;
+        d->n_pending++;
+}
+
+/* Sends what it can of the terminal events kept for slow clients, in
+ * order; gives up on those past their time. */
+static void retry_pending(struct lmp_daemon *d, double now) {
+        struct lmp_pending **pp = &d->pending, *prev = NULL;
+        while (*pp) {
+                struct lmp_pending *p = *pp;
+                int rc = send_to_client(d, p->client, p->client_len, p->delimiter, p->data, p->len);
+                if (rc == -EAGAIN && now < p->give_up_ms) {
+                        prev = p;
+                        pp = &p->next;
+                        continue;
+                }
+                if (rc == 0)
+                        d->stats.ok += p->ok;
+                else
+                        d->stats.dropped++;
+                *pp = p->next;
+                if (d->pending_tail == p)
+                        d->pending_tail = prev;
+                d->n_pending--;
+                d->held_bytes -= p->len;
+                free(p);
+        }
+}
+
+/* Forgets the terminal events kept for a client that is gone. */
+static void drop_pending(struct lmp_daemon *d, const uint8_t *client, size_t client_len) {
+        struct lmp_pending **pp = &d->pending, *prev = NULL;
+        while (*pp) {
+                struct lmp_pending *p = *pp;
+                if (p->client_len != client_len || memcmp(p->client, client, client_len) != 0) {
+                        prev = p;
+                        pp = &p->next;
+                        continue;
+                }
+                d->stats.dropped++;
+                *pp = p->next;
+                if (d->pending_tail == p)
+                        d->pending_tail = prev;
+                d->n_pending--;
+                d->held_bytes -= p->len;
+                free(p);
+        }
+}
+
+/* An error event ends a request; counted by its code. ident: who the
+ * client is, if known, so that a kept event counts against it. */
+static void error_event(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+                        const char *ident, const char *id, enum lmp_proto_code code, const char *msg) {
+        d->out.len = 0;
+        if (lmp_proto_format_error(&d->out, id, code, msg) == 0)
+                send_terminal(d, client, client_len, delimiter, ident, d->out.data, d->out.len, false,
+                              lmp_now_ms() + d->cfg->request_timeout_ms);
+        d->stats.errors++;
+        if (code == LMP_PROTO_BUSY)
+                d->stats.busy++;
+        else if (code == LMP_PROTO_TIMEOUT)
+                d->stats.timeouts++;
+        else if (code == LMP_PROTO_WORKER_LOST)
+                d->stats.worker_lost++;
+        else if (code == LMP_PROTO_SLOW_CONSUMER)
+                d->stats.slow_consumer++;
 }
 
 static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
@@ -144,21 +274,18 @@ static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t clie
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        d->out.len = 0;
-        if (lmp_proto_format_error(&d->out, id, code, msg) == 0)
-                send_to_client(d, client, client_len, delimiter, d->out.data, d->out.len);
-        d->stats.errors++;
-        if (code == LMP_PROTO_BUSY)
-                d->stats.busy++;
-        else if (code == LMP_PROTO_TIMEOUT)
-                d->stats.timeouts++;
-        else if (code == LMP_PROTO_WORKER_LOST)
-                d->stats.worker_lost++;
+        error_event(d, client, client_len, delimiter, NULL, id, code, msg);
 }
 
 static void request_error(struct lmp_daemon *d, struct lmp_request_rt *r, enum lmp_proto_code code,
                           const char *message) {
-        reply_error(d, r->client, r->client_len, r->delimiter, r->id, code, "%s", message);
+        error_event(d, r->client, r->client_len, r->delimiter, r->ident, r->id, code, message);
+}
+
+/* An answer (models, stats, health, cancelled) is its request's last event. */
+static void send_answer(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter) {
+        send_terminal(d, client, client_len, delimiter, NULL, d->out.data, d->out.len, false,
+                      lmp_now_ms() + d->cfg->request_timeout_ms);
 }
 
 /* ---------------------------------------------------------------- open */
@@ -166,8 +293,10 @@ static void request_error(struct lmp_daemon *d, struct lmp_request_rt *r, enum l
 enum socket_kind { FRONT_IPC, FRONT_TCP, BACK };
 
 static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum socket_kind kind) {
-        int one = 1, zero = 0;
-        int64_t maxsize = HARD_FRAME_MAX;
+        int one = 1, zero = 0, hwm = d->cfg->client_events;
+        /* One frame is a whole request: a larger frame closes the connection
+         * before it is buffered. */
+        int64_t maxsize = LMP_PROTO_FRAME_MAX;
         void *s = zmq_socket(d->zctx, ZMQ_ROUTER);
         if (!s)
                 return NULL;
@@ -181,6 +310,9 @@ static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum sock
                 zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, LMP_ZAP_WORKERS, strlen(LMP_ZAP_WORKERS));
         } else {
                 zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxsize, sizeof(maxsize));
+                /* Each client's queue of events (ROUTER_MANDATORY makes a
+                 * full one EAGAIN rather than a silent drop). */
+                zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
         }
         if (kind == FRONT_TCP && d->curve &&
             (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
@@ -209,7 +341,77 @@ static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum sock
         return s;
 }
 
+/* A PAIR socket receiving sock's connection events. */
+static void *monitor_socket(struct lmp_daemon *d, void *sock, int which) {
+        char ep[64];
+        snprintf(ep, sizeof(ep), "inproc://lmpool-clients-%d", which);
+        if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0)
+                return NULL;
+        void *m = zmq_socket(d->zctx, ZMQ_PAIR);
+        int zero = 0;
+        if (!m)
+                return NULL;
+        zmq_setsockopt(m, ZMQ_LINGER, &zero, sizeof(zero));
+        /* No high-water mark: a lost event would miscount connections. */
+        zmq_setsockopt(m, ZMQ_RCVHWM, &zero, sizeof(zero));
+        if (zmq_connect(m, ep) < 0) {
+                zmq_close(m);
+                return NULL;
+        }
+        return m;
+}
+
+/* Descriptors the daemon holds besides its client connections: stdio, the
+ * signalfd, journal and notify sockets, /proc and cgroup files read in the
+ * loop, ZeroMQ's own (the reaper's and the I/O thread's epoll and
+ * mailboxes, one mailbox per socket, the monitors' inproc pairs), the
+ * three listeners; then one per weight store and one per worker
+ * connection. Connections past limits.max_clients still take a descriptor
+ * from their accept until their close: a quarter of the limit more is
+ * kept for them. */
+#define FDS_FIXED 64
+
+int lmp_router_reserve_fds(struct lmp_daemon *d) {
+        struct rlimit rl;
+        uint64_t workers = 0;
+        for (size_t i = 0; i < d->cfg->n_models; i++)
+                workers += (uint64_t)d->cfg->models[i].workers;
+        uint64_t clients = (uint64_t)d->cfg->max_clients;
+        uint64_t need = FDS_FIXED + d->cfg->n_models + workers + clients + clients / 4 + 16;
+
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return -errno;
+        if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+                lmp_log_msg(LMP_PRI_ERR,
+                            "limits.max_clients %d with %" PRIu64 " workers needs %" PRIu64
+                            " file descriptors, but the hard RLIMIT_NOFILE is %" PRIu64
+                            ": raise LimitNOFILE= (ulimit -Hn) or lower limits.max_clients",
+                            d->cfg->max_clients, workers, need, (uint64_t)rl.rlim_max);
+                return -EMFILE;
+        }
+        /* As far as the hard limit allows: libzmq asserts on EMFILE in its
+         * ipc listener, so the soft limit must never be what stops us. */
+        if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= rl.rlim_max)
+                return 0;
+        rlim_t cur = rl.rlim_cur;
+        /* An unlimited hard limit still stops at fs.nr_open. */
+        rl.rlim_cur = rl.rlim_max != RLIM_INFINITY ? rl.rlim_max : 1u << 20;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+                return 0;
+        rl.rlim_cur = need > cur ? need : cur;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+                int e = errno;
+                lmp_log_msg(LMP_PRI_ERR, "cannot raise RLIMIT_NOFILE to %" PRIu64 ": %s", need, strerror(e));
+                return -e;
+        }
+        return 0;
+}
+
 int lmp_router_open(struct lmp_daemon *d) {
+        /* Client frames of up to 1 MiB come and go: a fixed mmap threshold
+         * gives their memory back to the system when they are freed (a
+         * dynamic one would keep it in the heap after the first). */
+        mallopt(M_MMAP_THRESHOLD, 256 << 10);
         d->zctx = zmq_ctx_new();
         if (!d->zctx)
                 return -ENOMEM;
@@ -226,6 +428,11 @@ int lmp_router_open(struct lmp_daemon *d) {
                 if (!d->front_tcp)
                         return -EADDRINUSE;
         }
+        d->monitor[0] = monitor_socket(d, d->front, 0);
+        if (!d->monitor[0] || (d->front_tcp && !(d->monitor[1] = monitor_socket(d, d->front_tcp, 1)))) {
+                lmp_log_msg(LMP_PRI_ERR, "cannot monitor the client sockets: %s", zmq_strerror(errno));
+                return -ENOMEM;
+        }
         d->back = router_socket(d, d->backend, BACK);
         if (!d->back)
                 return -EADDRINUSE;
@@ -238,6 +445,31 @@ void lmp_router_close(struct lmp_daemon *d) {
         bool front_ipc = d->front && strncmp(d->frontend, "ipc://", 6) == 0 && d->front_dir_fd >= 0;
         bool back_ipc = d->back && strncmp(d->backend, "ipc://", 6) == 0;
         const char *front_name = strrchr(d->frontend, '/');
+        /* Stop the monitors first and read what they still hold: events
+         * left in an inproc pipe whose reader is closed are never freed. */
+        void *socks[2] = { d->front, d->front_tcp };
+        for (int i = 0; i < 2; i++) {
+                if (!d->monitor[i])
+                        continue;
+                if (socks[i])
+                        zmq_socket_monitor(socks[i], NULL, 0);
+                zmq_msg_t m;
+                zmq_msg_init(&m);
+                while (zmq_msg_recv(&m, d->monitor[i], ZMQ_DONTWAIT) >= 0)
+                        ;
+                zmq_msg_close(&m);
+                zmq_close(d->monitor[i]);
+        }
+        d->monitor[0] = d->monitor[1] = NULL;
+        while (d->pending) {
+                struct lmp_pending *p = d->pending;
+                d->pending = p->next;
+                free(p);
+        }
+        d->pending_tail = NULL;
+        free(d->conns);
+        d->conns = NULL;
+        d->n_conns_cap = d->n_conns_open = 0;
         if (d->front)
                 zmq_close(d->front);
         if (d->front_tcp)
@@ -311,9 +543,13 @@ size_t lmp_router_running(const struct lmp_daemon *d) {
 
 /* ------------------------------------------------------- client requests */
 
-/* The client's live requests: in every queue and on every worker. */
-static size_t client_in_flight(struct lmp_daemon *d, const uint8_t *client, size_t len, const char *id,
-                               struct lmp_request_rt **ret_same_id) {
+/* The client's live requests, in every queue and on every worker, and
+ * the terminal events still kept for it: counted per identity (the peer's
+ * uid on ipc, its ZAP User-Id, e.g. a CURVE key, on TCP) across all its
+ * connections, else per connection. An id is unique per connection, so
+ * *ret_same_id looks at this connection's requests only. */
+static size_t client_in_flight(struct lmp_daemon *d, const uint8_t *client, size_t len, const char *ident,
+                               const char *id, struct lmp_request_rt **ret_same_id) {
         size_t n = 0;
         *ret_same_id = NULL;
         for (size_t i = 0; i < d->n_models; i++) {
@@ -325,13 +561,20 @@ static size_t client_in_flight(struct lmp_daemon *d, const uint8_t *client, size
                         lists[nl++] = &m->workers[j].running;
                 for (int l = 0; l < nl; l++)
                         for (struct lmp_request_rt *r = lists[l]->head; r; r = r->next) {
-                                if (r->client_len != len || memcmp(r->client, client, len) != 0 || !r->id[0])
+                                if (!r->id[0])
+                                        continue;
+                                bool same_conn = r->client_len == len && memcmp(r->client, client, len) == 0;
+                                if (!same_conn && !(ident && ident[0] && strcmp(r->ident, ident) == 0))
                                         continue;
                                 n++;
-                                if (id && strcmp(r->id, id) == 0)
+                                if (same_conn && id && strcmp(r->id, id) == 0)
                                         *ret_same_id = r;
                         }
         }
+        for (struct lmp_pending *p = d->pending; p; p = p->next)
+                if ((p->client_len == len && memcmp(p->client, client, len) == 0) ||
+                    (ident && ident[0] && strcmp(p->ident, ident) == 0))
+                        n++;
         return n;
 }
 
@@ -391,7 +634,7 @@ static void answer_models(struct lmp_daemon *d, const uint8_t *client, size_t le
         }
         d->out.len = 0;
         if (lmp_proto_format_models(&d->out, id, info, d->n_models) == 0)
-                send_to_client(d, client, len, delim, d->out.data, d->out.len);
+                send_answer(d, client, len, delim);
 }
 
 static const char *state_name(enum lmp_worker_state s) {
@@ -428,10 +671,15 @@ static void answer_stats(struct lmp_daemon *d, const uint8_t *client, size_t len
                 .total = (int64_t)d->stats.total, .ok = (int64_t)d->stats.ok, .errors = (int64_t)d->stats.errors,
                 .busy = (int64_t)d->stats.busy, .timeouts = (int64_t)d->stats.timeouts,
                 .worker_lost = (int64_t)d->stats.worker_lost, .workers = wi, .n_workers = k,
+                .dropped = (int64_t)d->stats.dropped, .client_gone = (int64_t)d->stats.client_gone,
+                .slow_consumer = (int64_t)d->stats.slow_consumer,
+                .events_dropped = (int64_t)d->stats.events_dropped, .clients = (int64_t)d->n_conns_open,
+                .clients_limit = d->cfg->max_clients, .clients_refused = (int64_t)d->stats.clients_refused,
+                .clients_overlong = (int64_t)d->stats.clients_overlong,
         };
         d->out.len = 0;
         if (lmp_proto_format_stats(&d->out, id, &st) == 0)
-                send_to_client(d, client, len, delim, d->out.data, d->out.len);
+                send_answer(d, client, len, delim);
         free(wi);
 }
 
@@ -452,16 +700,19 @@ static void answer_health(struct lmp_daemon *d, const uint8_t *client, size_t le
         (void)all;
         d->out.len = 0;
         if (lmp_proto_format_health(&d->out, id, status, hm, d->n_models) == 0)
-                send_to_client(d, client, len, delim, d->out.data, d->out.len);
+                send_answer(d, client, len, delim);
 }
 
+/* Stops a request: its client gets an error (unless code is OK: the client
+ * is gone), its worker a cancel. */
 static void cancel_request(struct lmp_daemon *d, struct lmp_request_rt *r, enum lmp_proto_code code,
                            const char *why) {
-        request_error(d, r, code, why);
+        if (code != LMP_PROTO_OK)
+                request_error(d, r, code, why);
         if (!r->worker) {
                 list_remove(&d->models[r->model].queue, r);
                 d->queued--;
-                request_free(r);
+                request_free(d, r);
                 return;
         }
         /* Running: tell the worker, keep the slot until it confirms. */
@@ -472,6 +723,12 @@ static void cancel_request(struct lmp_daemon *d, struct lmp_request_rt *r, enum 
                 zmq_send(d->back, rid, strlen(rid), 0);
         }
         r->id[0] = '\0'; /* answered: later events are dropped */
+}
+
+/* The request's client has disconnected: nobody will read its events. */
+static void client_gone(struct lmp_daemon *d, struct lmp_request_rt *r) {
+        d->stats.client_gone++;
+        cancel_request(d, r, LMP_PROTO_OK, NULL);
 }
 
 /* Once a second at most, so that an overload does not flood the journal. */
@@ -494,7 +751,7 @@ static void log_overload(struct lmp_daemon *d, const struct lmp_model_rt *m) {
 }
 
 static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t clen, bool delim,
-                           struct lmp_request *req) {
+                           const char *ident, struct lmp_request *req) {
         struct lmp_request_rt *same = NULL, *r;
         int mi;
 
@@ -509,12 +766,12 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                 answer_health(d, client, clen, delim, req->id);
                 return;
         case LMP_REQ_CANCEL:
-                client_in_flight(d, client, clen, req->target, &same);
+                client_in_flight(d, client, clen, NULL, req->target, &same);
                 if (same)
                         cancel_request(d, same, LMP_PROTO_CANCELLED, "cancelled by the client");
                 d->out.len = 0;
                 if (lmp_proto_format_cancelled(&d->out, req->id, req->target, same != NULL) == 0)
-                        send_to_client(d, client, clen, delim, d->out.data, d->out.len);
+                        send_answer(d, client, clen, delim);
                 return;
         default:
                 break;
@@ -537,7 +794,7 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                             "model '%s' was refused at load (see the daemon's log)", req->model);
                 return;
         }
-        size_t n = client_in_flight(d, client, clen, req->id, &same);
+        size_t n = client_in_flight(d, client, clen, ident, req->id, &same);
         if (same) {
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_BAD_REQUEST,
                             "id '%s' is already in flight", req->id);
@@ -545,7 +802,8 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         }
         if (n >= (size_t)d->cfg->client_requests) {
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_BUSY,
-                            "this client has %zu requests in flight (limits.client_requests)", n);
+                            "this client has %zu requests in flight (limits.client_requests%s)", n,
+                            ident && ident[0] ? ", over all its connections" : "");
                 return;
         }
         if ((req->sampling.set & LMP_SET_MAX_TOKENS) && req->sampling.max_tokens > d->cfg->max_tokens) {
@@ -581,14 +839,25 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_INTERNAL, "out of memory");
                 return;
         }
+        if (job.len > LMP_PROTO_JOB_MAX) {
+                /* Cannot happen for a frame within LMP_PROTO_FRAME_MAX (at
+                 * most 6 bytes out per byte in); said rather than sent. */
+                free(r);
+                lmp_proto_buf_free(&job);
+                reply_error(d, client, clen, delim, req->id, LMP_PROTO_TOO_LONG,
+                            "the request is too long once escaped for the worker");
+                return;
+        }
         r->rid = ++d->next_rid;
         memcpy(r->client, client, clen);
         r->client_len = (uint8_t)clen;
+        snprintf(r->ident, sizeof(r->ident), "%s", ident ? ident : "");
         r->delimiter = delim;
         snprintf(r->id, sizeof(r->id), "%s", req->id);
         r->model = (size_t)mi;
         r->job = job.data;
         r->job_len = job.len;
+        d->held_bytes += job.len;
         r->arrival_ms = lmp_now_ms();
         r->deadline_ms = r->arrival_ms + timeout;
         list_push(&m->queue, r);
@@ -596,17 +865,95 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         lmp_router_dispatch(d);
 }
 
+/* Who sent msg, beyond its connection: the ZAP User-Id when a ZAP handler
+ * gave one (a CURVE client's key), else on ipc the peer's uid, which libzmq
+ * appends to the Peer-Address property from SO_PEERCRED
+ * ("HOST:UID:GID:PID"); "" when the transport says nothing (plain TCP). */
+static void identity_of(zmq_msg_t *msg, bool ipc, char *buf, size_t size) {
+        const char *user = zmq_msg_gets(msg, "User-Id");
+        buf[0] = '\0';
+        if (user && *user) {
+                snprintf(buf, size, "key:%s", user);
+                return;
+        }
+        const char *peer = ipc ? zmq_msg_gets(msg, "Peer-Address") : NULL;
+        if (!peer)
+                return;
+        /* The uid follows the third colon from the end. */
+        int colons = 0;
+        const char *uid = NULL;
+        for (const char *c = peer + strlen(peer); c > peer; c--)
+                if (c[-1] == ':' && ++colons == 3) {
+                        uid = c;
+                        break;
+                }
+        if (!uid)
+                return;
+        char *end;
+        unsigned long v = strtoul(uid, &end, 10);
+        if (end != uid && *end == ':')
+                snprintf(buf, size, "uid:%lu", v);
+}
+
+static struct lmp_conn *conn_at(struct lmp_daemon *d, int fd) {
+        if (fd < 0)
+                return NULL;
+        if ((size_t)fd >= d->n_conns_cap) {
+                size_t cap = d->n_conns_cap ? d->n_conns_cap : 256;
+                while (cap <= (size_t)fd)
+                        cap *= 2;
+                struct lmp_conn *c = realloc(d->conns, cap * sizeof(*c));
+                if (!c)
+                        return NULL;
+                memset(c + d->n_conns_cap, 0, (cap - d->n_conns_cap) * sizeof(*c));
+                d->conns = c;
+                d->n_conns_cap = cap;
+        }
+        return &d->conns[fd];
+}
+
 void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
         struct parts p;
         struct lmp_request req;
         struct lmp_proto_error perr;
+        bool ipc = sock == d->front && strncmp(d->frontend, "ipc://", 6) == 0;
 
+        /* Connections first: a request from a client that has just gone
+         * must find it gone. */
+        lmp_router_on_monitor(d, 0);
+        lmp_router_on_monitor(d, 1);
         while (recv_parts(sock, &p) > 0) {
                 const uint8_t *client = zmq_msg_data(&p.m[0]);
                 size_t clen = zmq_msg_size(&p.m[0]);
                 bool delim = p.n >= 3 && zmq_msg_size(&p.m[1]) == 0;
                 zmq_msg_t *body = &p.m[delim ? 2 : 1];
+                char ident[LMP_IDENT_MAX] = "";
 
+                if (p.n >= 2) {
+                        int fd = zmq_msg_get(body, ZMQ_SRCFD);
+                        struct lmp_conn *c = conn_at(d, fd);
+                        if (c && !c->open) {
+                                /* A connection's ACCEPTED is queued before
+                                 * its first message: look again. */
+                                lmp_router_on_monitor(d, 0);
+                                lmp_router_on_monitor(d, 1);
+                                c = conn_at(d, fd); /* the table may have moved */
+                        }
+                        if (c && !c->open) {
+                                /* Its DISCONNECTED came first: nobody to answer. */
+                                close_parts(&p);
+                                continue;
+                        }
+                        if (c && clen < LMP_CLIENT_ID_MAX) {
+                                /* A connection keeps its routing id; a message
+                                 * left by the previous owner of the
+                                 * descriptor is overruled by the next. */
+                                memcpy(c->rid, client, clen);
+                                c->rid_len = (uint8_t)clen;
+                                c->last_msg_ms = lmp_now_ms();
+                        }
+                        identity_of(body, ipc, ident, sizeof(ident));
+                }
                 if (p.n < 2 || clen == 0 || clen >= LMP_CLIENT_ID_MAX || p.total > (delim ? 3 : 2)) {
                         if (p.n >= 2 && clen > 0 && clen < LMP_CLIENT_ID_MAX)
                                 reply_error(d, client, clen, delim, NULL, LMP_PROTO_BAD_REQUEST,
@@ -620,11 +967,212 @@ void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
                         reply_error(d, client, clen, delim, perr.has_id ? perr.id : NULL, perr.code, "%s",
                                     perr.message);
                 } else {
-                        handle_request(d, client, clen, delim, &req);
+                        handle_request(d, client, clen, delim, ident, &req);
                 }
                 lmp_request_clear(&req);
                 close_parts(&p);
         }
+}
+
+/* ---------------------------------------------------------- connections */
+
+/* Is fd (a descriptor the monitor named) still one of our client
+ * connections on endpoint? It may have been closed and reused by the time
+ * we look; only then would shutting it down hit something else. */
+static bool fd_is_ours(int fd, const char *endpoint) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+                return false;
+        if (strncmp(endpoint, "ipc://", 6) == 0) {
+                const struct sockaddr_un *un = (const struct sockaddr_un *)&ss;
+                return ss.ss_family == AF_UNIX && len > offsetof(struct sockaddr_un, sun_path) &&
+                       strncmp(un->sun_path, endpoint + 6, sizeof(un->sun_path)) == 0;
+        }
+        const char *colon = strrchr(endpoint, ':');
+        long port = colon ? strtol(colon + 1, NULL, 10) : -1;
+        if (ss.ss_family == AF_INET)
+                return ntohs(((const struct sockaddr_in *)&ss)->sin_port) == port;
+        if (ss.ss_family == AF_INET6)
+                return ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port) == port;
+        return false;
+}
+
+static const char *endpoint_of(struct lmp_daemon *d, int which) {
+        return which == 0 ? d->frontend : d->cfg->tcp;
+}
+
+/* Closes a connection under libzmq's feet without closing its descriptor
+ * (which libzmq owns): the engine reads end-of-file, drops the connection
+ * with whatever it had half-received, and the monitor says DISCONNECTED. */
+static bool shut_down(struct lmp_daemon *d, struct lmp_conn *c, int fd) {
+        if (c->closing || !fd_is_ours(fd, endpoint_of(d, c->sock)))
+                return false;
+        c->closing = true;
+        return shutdown(fd, SHUT_RDWR) == 0;
+}
+
+static void log_refused(struct lmp_daemon *d) {
+        double now = lmp_now_ms();
+        d->refused_since_log++;
+        if (now - d->last_refused_log_ms < 1000)
+                return;
+        struct lmp_log_field f[] = {
+                LMP_FU64("CLIENTS", d->n_conns_open),
+                LMP_FU64("CLIENTS_LIMIT", (uint64_t)d->cfg->max_clients),
+                LMP_FU64("REFUSED", d->refused_since_log),
+        };
+        lmp_log_event(LMP_PRI_WARNING, "clients_refused", f,
+                      "%zu client connections open (limits.max_clients %d): %" PRIu64
+                      " connections refused since the last report", d->n_conns_open, d->cfg->max_clients,
+                      d->refused_since_log);
+        d->last_refused_log_ms = now;
+        d->refused_since_log = 0;
+}
+
+/* Every request of the client on connection c: nobody reads their events. */
+static void cancel_connection(struct lmp_daemon *d, struct lmp_conn *c) {
+        if (c->rid_len == 0)
+                return;
+        for (size_t i = 0; i < d->n_models; i++) {
+                struct lmp_model_rt *m = &d->models[i];
+                struct lmp_request_rt *r, *next;
+                for (r = m->queue.head; r; r = next) {
+                        next = r->next;
+                        if (r->client_len == c->rid_len && memcmp(r->client, c->rid, c->rid_len) == 0)
+                                client_gone(d, r);
+                }
+                for (int j = 0; j < m->n_workers; j++)
+                        for (r = m->workers[j].running.head; r; r = r->next)
+                                if (r->id[0] && r->client_len == c->rid_len &&
+                                    memcmp(r->client, c->rid, c->rid_len) == 0)
+                                        client_gone(d, r);
+        }
+        drop_pending(d, c->rid, c->rid_len);
+}
+
+void lmp_router_on_monitor(struct lmp_daemon *d, int which) {
+        void *mon = d->monitor[which];
+        if (!mon)
+                return;
+        for (;;) {
+                zmq_msg_t ev, addr;
+                zmq_msg_init(&ev);
+                if (zmq_msg_recv(&ev, mon, ZMQ_DONTWAIT) < 0) {
+                        zmq_msg_close(&ev);
+                        return;
+                }
+                uint16_t event = 0;
+                uint32_t value = 0;
+                if (zmq_msg_size(&ev) >= 6) {
+                        memcpy(&event, zmq_msg_data(&ev), 2);
+                        memcpy(&value, (const uint8_t *)zmq_msg_data(&ev) + 2, 4);
+                }
+                bool more = zmq_msg_more(&ev);
+                zmq_msg_close(&ev);
+                while (more) { /* the endpoint */
+                        zmq_msg_init(&addr);
+                        if (zmq_msg_recv(&addr, mon, 0) < 0)
+                                more = false;
+                        else
+                                more = zmq_msg_more(&addr);
+                        zmq_msg_close(&addr);
+                }
+                int fd = (int)value;
+                struct lmp_conn *c;
+                if (event == ZMQ_EVENT_ACCEPTED && (c = conn_at(d, fd))) {
+                        if (c->open) /* its DISCONNECTED never came: count it once */
+                                d->n_conns_open--;
+                        *c = (struct lmp_conn){ .open = true, .sock = (uint8_t)which };
+                        d->n_conns_open++;
+                        if (d->n_conns_open > (size_t)d->cfg->max_clients && shut_down(d, c, fd)) {
+                                d->stats.clients_refused++;
+                                log_refused(d);
+                        }
+                } else if (event == ZMQ_EVENT_DISCONNECTED && (c = conn_at(d, fd)) && c->open) {
+                        c->open = false;
+                        d->n_conns_open--;
+                        cancel_connection(d, c);
+                }
+        }
+}
+
+/* Anonymous resident memory of this process, in bytes (statm: resident
+ * minus file-backed and shared pages). */
+static uint64_t anon_bytes(void) {
+        char buf[128];
+        unsigned long size, resident, shared;
+        FILE *f = fopen("/proc/self/statm", "re");
+        if (!f)
+                return 0;
+        int n = fgets(buf, sizeof(buf), f) ? sscanf(buf, "%lu %lu %lu", &size, &resident, &shared) : 0;
+        fclose(f);
+        if (n != 3 || resident < shared)
+                return 0;
+        return (uint64_t)(resident - shared) * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+/* libzmq holds a multipart message whole, out of the router's sight, until
+ * its last frame; RCVHWM counts whole messages and MAXMSGSIZE one frame, so
+ * nothing in ZeroMQ bounds a message that never ends. What we can see is
+ * our memory: past limits.receive_memory above the level at rest, the
+ * connections that have bytes waiting in the kernel but have delivered no
+ * whole message for a while are sending one that does not end, and are
+ * closed (libzmq then frees what it held). */
+static bool check_receive_memory(struct lmp_daemon *d, double now) {
+        uint64_t anon = anon_bytes();
+        if (!anon)
+                return false;
+        /* What the router holds itself (jobs, kept events) is not what
+         * libzmq holds for senders. */
+        anon = anon > d->held_bytes ? anon - d->held_bytes : 0;
+        if (!d->anon_baseline || anon < d->anon_baseline)
+                d->anon_baseline = anon;
+        if (anon <= d->anon_baseline + d->cfg->receive_memory)
+                return false;
+        lmp_router_on_monitor(d, 0);
+        lmp_router_on_monitor(d, 1);
+        uint64_t closed = 0;
+        for (size_t fd = 0; fd < d->n_conns_cap; fd++) {
+                struct lmp_conn *c = &d->conns[fd];
+                int waiting = 0;
+                /* One that has just delivered a whole message is not stuck
+                 * in an endless one. */
+                if (!c->open || c->closing || now - c->last_msg_ms < 20)
+                        continue;
+                if (ioctl((int)fd, FIONREAD, &waiting) < 0 || waiting <= 0)
+                        continue;
+                if (shut_down(d, c, (int)fd)) {
+                        closed++;
+                        d->stats.clients_overlong++;
+                }
+        }
+        if (closed && now - d->last_overlong_log_ms >= 1000) {
+                char b1[32], b2[32];
+                struct lmp_log_field f[] = {
+                        LMP_FU64("ANON_BYTES", anon),
+                        LMP_FU64("ANON_BYTES_AT_REST", d->anon_baseline),
+                        LMP_FU64("CLOSED", closed),
+                };
+                lmp_log_event(LMP_PRI_WARNING, "clients_overlong", f,
+                              "memory %s above %s at rest (limits.receive_memory): closed %" PRIu64
+                              " client connections sending a message that does not end",
+                              lmp_fmt_bytes(anon - d->anon_baseline, b1), lmp_fmt_bytes(d->anon_baseline, b2),
+                              closed);
+                d->last_overlong_log_ms = now;
+        }
+        return true;
+}
+
+double lmp_router_tick(struct lmp_daemon *d, double now) {
+        if (now < d->next_tick_ms)
+                return d->next_tick_ms;
+        if (d->pending)
+                retry_pending(d, now);
+        /* Over the bound, look again soon: the sender may not have had
+         * bytes waiting at this very moment. */
+        d->next_tick_ms = now + (d->n_conns_open && check_receive_memory(d, now) ? 10 : 50);
+        return d->n_conns_open || d->pending ? d->next_tick_ms : now + 1000;
 }
 
 /* ------------------------------------------------------- worker messages */
@@ -696,22 +1244,34 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
                              rid);
                 return;
         }
-        if (r->id[0])
-                send_to_client(d, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
-                               zmq_msg_size(&p->m[3]));
-        if (kind == 't')
-                return;
-        if (r->id[0]) {
-                if (kind == 'd') {
-                        d->stats.ok++;
-                        log_done(d, r, head);
-                } else {
-                        d->stats.errors++;
+        if (kind == 't') {
+                if (!r->id[0])
+                        return; /* answered already (cancel, timeout, slow consumer) */
+                int rc = send_to_client(d, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
+                                        zmq_msg_size(&p->m[3]));
+                if (rc == -EAGAIN) {
+                        /* The client does not keep up: stop the work, and its
+                         * last event is slow_consumer, after what it has. */
+                        d->stats.events_dropped++;
+                        cancel_request(d, r, LMP_PROTO_SLOW_CONSUMER,
+                                       "the client did not read its events in time (limits.client_events)");
+                } else if (rc == -EHOSTUNREACH) {
+                        client_gone(d, r);
                 }
+                return;
+        }
+        if (r->id[0]) {
+                /* The request's terminal event, kept for a slow client. */
+                send_terminal(d, r->client, r->client_len, r->delimiter, r->ident, zmq_msg_data(&p->m[3]),
+                              zmq_msg_size(&p->m[3]), kind == 'd', lmp_now_ms() + d->cfg->request_timeout_ms);
+                if (kind == 'd')
+                        log_done(d, r, head);
+                else
+                        d->stats.errors++;
         }
         w->served++;
         list_remove(&w->running, r);
-        request_free(r);
+        request_free(d, r);
         lmp_router_dispatch(d);
 }
 
@@ -833,7 +1393,7 @@ void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const
                 list_remove(&w->running, r);
                 if (r->id[0])
                         request_error(d, r, LMP_PROTO_WORKER_LOST, why);
-                request_free(r);
+                request_free(d, r);
         }
 }
 
@@ -844,7 +1404,7 @@ void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, cons
                         list_remove(&d->models[i].queue, r);
                         d->queued--;
                         request_error(d, r, code, why);
-                        request_free(r);
+                        request_free(d, r);
                 }
         }
 }

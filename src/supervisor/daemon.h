@@ -19,6 +19,7 @@
 #include "supervisor/cgroup.h"
 
 #define LMP_CLIENT_ID_MAX 256   /* ZeroMQ routing ids are at most 255 bytes */
+#define LMP_IDENT_MAX 64        /* "uid:1000", "key:" + a Z85 CURVE key */
 
 enum lmp_worker_state {
         LMP_WORKER_STARTING,    /* spawned, not READY yet */
@@ -32,6 +33,7 @@ struct lmp_request_rt {
         uint8_t client[LMP_CLIENT_ID_MAX];
         uint8_t client_len;
         bool delimiter;                 /* the client sent an empty frame first */
+        char ident[LMP_IDENT_MAX];      /* who the client is across connections; "" unknown */
         char id[LMP_PROTO_ID_MAX + 1];
         size_t model;
         char *job;                      /* canonical request JSON for the worker */
@@ -75,7 +77,38 @@ struct lmp_model_rt {
 
 struct lmp_daemon_stats {
         uint64_t total, ok, errors, busy, timeouts, worker_lost;
-        uint64_t dropped;               /* events a client did not read in time */
+        uint64_t events_dropped;        /* token events a client did not read in time */
+        uint64_t dropped;               /* requests whose terminal event never reached the client */
+        uint64_t slow_consumer;         /* requests stopped because their client read too slowly */
+        uint64_t client_gone;           /* requests cancelled because their client disconnected */
+        uint64_t clients_refused;       /* connections closed at limits.max_clients */
+        uint64_t clients_overlong;      /* connections closed while sending a message without end */
+};
+
+/* A client connection, known from the client sockets' monitors (ACCEPTED
+ * and DISCONNECTED carry its descriptor) and from ZMQ_SRCFD on the
+ * messages that come through it. */
+struct lmp_conn {
+        bool open;
+        bool closing;                   /* we shut it down (limit, over-long message) */
+        uint8_t sock;                   /* 0: the endpoint, 1: router.tcp */
+        uint8_t rid_len;                /* its routing id, once a message has shown it */
+        uint8_t rid[LMP_CLIENT_ID_MAX];
+        double last_msg_ms;             /* when its last whole message arrived */
+};
+
+/* A terminal event its client could not take yet (its queue was full):
+ * sent as soon as it can be, or counted dropped at give_up_ms. */
+struct lmp_pending {
+        struct lmp_pending *next;
+        uint8_t client[LMP_CLIENT_ID_MAX];
+        uint8_t client_len;
+        char ident[LMP_IDENT_MAX];
+        bool delimiter;
+        bool ok;                        /* a done event: counted ok once delivered */
+        double give_up_ms;
+        size_t len;
+        char data[];                    /* the event JSON */
 };
 
 /* Who was kept out (zap.c, router.c): counted, and logged once a second
@@ -113,7 +146,18 @@ struct lmp_daemon {
 
         void *zctx;
         void *front, *front_tcp, *back;
+        void *monitor[2];               /* PAIR sockets: events of front and front_tcp */
         int sigfd;
+
+        struct lmp_conn *conns;         /* indexed by descriptor */
+        size_t n_conns_cap, n_conns_open;
+        struct lmp_pending *pending, *pending_tail;
+        size_t n_pending;
+        double next_tick_ms;            /* pending retries and the receive-memory check */
+        uint64_t anon_baseline;         /* the supervisor's anonymous memory at rest */
+        uint64_t held_bytes;            /* requests' jobs and kept events, in that memory */
+        double last_refused_log_ms, last_overlong_log_ms;
+        uint64_t refused_since_log;
 
         uint64_t next_rid;
         double start_ms;
@@ -145,6 +189,14 @@ void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const
 void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, const char *why);
 size_t lmp_router_running(const struct lmp_daemon *d);
 void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w);
+/* Raises RLIMIT_NOFILE to what limits.max_clients and the workers need;
+ * -EMFILE (logged) when the hard limit cannot hold it. Before any socket. */
+int lmp_router_reserve_fds(struct lmp_daemon *d);
+/* Reads the client sockets' monitor events (connections come and go). */
+void lmp_router_on_monitor(struct lmp_daemon *d, int which);
+/* Retries terminal events for slow clients and checks the memory taken by
+ * unfinished client messages; returns when it wants to run next. */
+double lmp_router_tick(struct lmp_daemon *d, double now);
 
 /* zap.c: the ZAP handler at inproc://zeromq.zap.01, bound before any socket
  * that asks it. Workers' connections pass only from our uid and the pid of

@@ -56,7 +56,7 @@ static void notify_status(struct lmp_daemon *d) {
                 }
         sd_notifyf(0, "STATUS=%d/%d workers ready, %zu running, %zu queued, %" PRIu64 " served, %" PRIu64
                    " events dropped for slow clients", ready, total, lmp_router_running(d), d->queued, d->stats.ok,
-                   d->stats.dropped);
+                   d->stats.events_dropped);
 }
 
 void lmp_supervisor_worker_ready(struct lmp_daemon *d, struct lmp_worker_rt *w) {
@@ -473,16 +473,21 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         d->next_status_ms = now + 5000;
 
         for (;;) {
-                zmq_pollitem_t items[5] = {
+                zmq_pollitem_t items[7] = {
                         { .socket = d->back, .events = ZMQ_POLLIN },
                         { .socket = NULL, .fd = d->sigfd, .events = ZMQ_POLLIN },
+                        { .socket = d->monitor[0], .events = ZMQ_POLLIN },
+                        { .socket = d->monitor[1], .events = ZMQ_POLLIN },
                         { .socket = d->front, .events = ZMQ_POLLIN },
                         { .socket = d->zap, .events = ZMQ_POLLIN },
                         { .socket = d->front_tcp, .events = ZMQ_POLLIN },
                 };
-                int n_items = d->front_tcp ? 5 : 4;
+                int n_items = d->front_tcp ? 7 : 6;
+                if (!d->monitor[1])
+                        items[3] = (zmq_pollitem_t){ .socket = NULL, .fd = -1 };
                 now = lmp_now_ms();
                 double next = LMP_MIN(d->next_hb_ms, earliest_deadline(d));
+                next = LMP_MIN(next, lmp_router_tick(d, now));
                 if (d->watchdog_usec)
                         next = LMP_MIN(next, d->next_watchdog_ms);
                 if (d->stopping)
@@ -498,10 +503,14 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                 if (items[0].revents & ZMQ_POLLIN)
                         lmp_router_on_worker(d);
                 if (items[2].revents & ZMQ_POLLIN)
-                        lmp_router_on_client(d, d->front);
+                        lmp_router_on_monitor(d, 0);
                 if (items[3].revents & ZMQ_POLLIN)
+                        lmp_router_on_monitor(d, 1);
+                if (items[4].revents & ZMQ_POLLIN)
+                        lmp_router_on_client(d, d->front);
+                if (items[5].revents & ZMQ_POLLIN)
                         lmp_zap_on_request(d);
-                if (n_items == 5 && (items[4].revents & ZMQ_POLLIN))
+                if (n_items == 7 && (items[6].revents & ZMQ_POLLIN))
                         lmp_router_on_client(d, d->front_tcp);
 
                 now = lmp_now_ms();

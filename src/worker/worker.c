@@ -176,7 +176,7 @@ static int job_from_json(const struct worker *w, const void *buf, size_t len, st
                 snprintf(msg, msg_size, "out of memory");
                 return -ENOMEM;
         }
-        if (lmp_proto_parse_request(buf, len, &j->req, &perr) < 0) {
+        if (lmp_proto_parse_job(buf, len, &j->req, &perr) < 0) {
                 snprintf(msg, msg_size, "bad job from the router: %s", perr.message);
                 free(j);
                 return -EINVAL;

@@ -11,6 +11,7 @@ grep -q '^Type=notify$' "$dir/lmpoold.service"
 grep -q '^WatchdogSec=' "$dir/lmpoold.service"
 grep -q '^MemoryMax=' "$dir/lmpoold.service"
 grep -q '^Delegate=' "$dir/lmpoold.service"
+grep -q '^LimitNOFILE=' "$dir/lmpoold.service"
 grep -q '^RuntimeDirectory=lmpool$' "$dir/lmpoold.service"
 # no world-writable sockets: a private umask, a directory closed to others
 grep -q '^UMask=0077$' "$dir/lmpoold.service"

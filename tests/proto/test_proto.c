@@ -187,6 +187,43 @@ static void test_bytes_with_nul_and_size(void) {
         free(big);
 }
 
+/* The canonical form of a frame within the limit always parses as a job:
+ * control characters come back as 6-byte escapes, 6x the frame. */
+static void test_job_bound(void) {
+        struct lmp_request r, back;
+        struct lmp_proto_error e;
+        struct lmp_proto_buf out = { 0 };
+        size_t n = LMP_PROTO_FRAME_MAX;
+        char *big = malloc(n);
+        const char *head = "{\"id\":\"cc\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"";
+        size_t hl = strlen(head);
+        memcpy(big, head, hl);
+        for (size_t i = hl; i < n - 2; i++)
+                big[i] = (char)(1 + i % 7); /* \u0001 .. \u0007: raw, as cJSON takes them */
+        memcpy(big + n - 2, "\"}", 2);
+        int rc = lmp_proto_parse_request(big, n, &r, &e);
+        CHECK(rc == 0, "control characters refused: %s", e.message);
+        if (rc == 0) {
+                CHECK(lmp_proto_format_request(&out, &r) == 0, "format");
+                CHECK(out.len > LMP_PROTO_FRAME_MAX && out.len <= LMP_PROTO_JOB_MAX, "job of %zu bytes", out.len);
+                CHECK(lmp_proto_parse_request(out.data, out.len, &back, &e) == -EMSGSIZE, "a frame that large");
+                rc = lmp_proto_parse_job(out.data, out.len, &back, &e);
+                CHECK(rc == 0, "job refused: %s", e.message);
+                if (rc == 0) {
+                        CHECK(back.prompt_len == r.prompt_len && memcmp(back.prompt, r.prompt, r.prompt_len) == 0,
+                              "the job's prompt");
+                        lmp_request_clear(&back);
+                }
+                lmp_request_clear(&r);
+        }
+        lmp_proto_buf_free(&out);
+        free(big);
+        enum lmp_proto_code code;
+        CHECK(lmp_proto_code_from_name("slow_consumer", &code) == 0 && code == LMP_PROTO_SLOW_CONSUMER &&
+                      strcmp(lmp_proto_code_name(LMP_PROTO_SLOW_CONSUMER), "slow_consumer") == 0,
+              "slow_consumer code");
+}
+
 static void test_good_requests(void) {
         struct lmp_request r;
         struct lmp_proto_error e;
@@ -415,7 +452,9 @@ static void test_events(void) {
         lmp_event_clear(&ev);
 
         struct lmp_worker_info w = { "tiny/0", "tiny", 4242, "busy", 2, 1, 1 << 20, 1 << 19, 17, 1 };
-        struct lmp_stats s = { 12.5, 3, 64, 100, 90, 10, 4, 3, 1, &w, 1 };
+        struct lmp_stats s = { 12.5, 3, 64, 100, 90, 10, 4, 3, 1, &w, 1, .dropped = 2, .client_gone = 5,
+                               .slow_consumer = 6, .events_dropped = 7, .clients = 8, .clients_limit = 1024,
+                               .clients_refused = 9, .clients_overlong = 11 };
         b.len = 0;
         CHECK(lmp_proto_format_stats(&b, "s1", &s) == 0, "stats");
         j = must_json(b.data, "stats");
@@ -424,6 +463,15 @@ static void test_events(void) {
                       cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(j, "workers"), 0), "pid")
                                       ->valuedouble == 4242,
               "stats content: %s", b.data);
+        CHECK(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "requests"), "dropped")->valuedouble == 2 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "requests"), "client_gone")->valuedouble == 5 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "requests"), "slow_consumer")->valuedouble == 6 &&
+                      cJSON_GetObjectItem(j, "events_dropped")->valuedouble == 7 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "clients"), "connected")->valuedouble == 8 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "clients"), "limit")->valuedouble == 1024 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "clients"), "refused")->valuedouble == 9 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "clients"), "overlong_closed")->valuedouble == 11,
+              "stats bounds content: %s", b.data);
         cJSON_Delete(j);
 
         struct lmp_health_model hm[2] = { { "tiny", 3, 3 }, { "big", 0, 1 } };
@@ -479,6 +527,7 @@ static void test_utf8_complete(void) {
 int main(void) {
         test_bad_frames();
         test_bytes_with_nul_and_size();
+        test_job_bound();
         test_good_requests();
         test_round_trip();
         test_events();
