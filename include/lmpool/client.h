@@ -43,6 +43,7 @@ enum lmp_client_code {
         LMP_CLIENT_WORKER_LOST,
         LMP_CLIENT_CANCELLED,
         LMP_CLIENT_INTERNAL,
+        LMP_CLIENT_MODEL_FAILED,
 };
 /* "bad_request", ... ("ok" for LMP_CLIENT_OK, "?" when out of range). */
 const char *lmp_client_code_name(enum lmp_client_code code);

@@ -19,6 +19,7 @@
 
 _Static_assert((int)LMP_CLIENT_INTERNAL == (int)LMP_PROTO_INTERNAL, "client and protocol codes differ");
 _Static_assert((int)LMP_CLIENT_BAD_REQUEST == (int)LMP_PROTO_BAD_REQUEST, "client and protocol codes differ");
+_Static_assert((int)LMP_CLIENT_MODEL_FAILED == (int)LMP_PROTO_MODEL_FAILED, "client and protocol codes differ");
 _Static_assert((int)LMP_CLIENT_CANCELLED == (int)LMP_PROTO_CANCELLED, "client and protocol codes differ");
 
 struct lmp_client {
