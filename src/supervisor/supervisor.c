@@ -25,6 +25,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -223,25 +224,66 @@ static void watch_file(struct lmp_daemon *d, const char *path) {
                             "next heartbeat tick only", dir, strerror(errno), path);
 }
 
+/* The model file's header is read through a mapping of the file: a file
+ * truncated during that read (a store: mmap file may change at any time)
+ * would kill the supervisor, and every worker with it, with SIGBUS. While
+ * the header is read a SIGBUS jumps back to read_header() instead. A signal
+ * handler gets no argument of ours, hence this one pointer, set only around
+ * that read. */
+static sigjmp_buf *header_jump;
+
+static void on_sigbus(int sig) {
+        if (header_jump)
+                siglongjmp(*header_jump, 1);
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
+/* Opens the model's file and reads what the fit check needs. Returns 0 and
+ * the file's size, or -EINVAL with the reason in m->failed. */
+static int read_header(struct lmp_model_rt *m, uint64_t *ret_size) {
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        struct sigaction sa = { .sa_handler = on_sigbus }, old;
+        sigjmp_buf jump;
+        int r;
+
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &old);
+        if (sigsetjmp(jump, 1)) {
+                /* What the reader had built is lost: a small leak, once per
+                 * such (rare) event. */
+                header_jump = NULL;
+                sigaction(SIGBUS, &old, NULL);
+                return refuse(m, "%s: the file was truncated while its header was read", m->cfg->path);
+        }
+        header_jump = &jump;
+        r = lmp_gguf_open(m->cfg->path, &g, &err);
+        bool opened = r == 0;
+        if (opened) {
+                *ret_size = g->size;
+                r = estimate(m, g, &err);
+                lmp_gguf_free(g);
+        }
+        header_jump = NULL;
+        sigaction(SIGBUS, &old, NULL);
+        if (r < 0)
+                return opened ? refuse(m, "%s: %s", m->cfg->path, err.msg) : refuse(m, "%s", err.msg);
+        return 0;
+}
+
 /* Loads a model's weight store, after the fit check. Returns 0, or -EINVAL
  * with the reason in m->failed. */
 static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
         struct lmp_error err = { 0 };
         struct lmp_mem_usage before, after;
         uint64_t avail0, limit0, usage0, avail1, limit1, usage1, file_size;
-        struct lmp_gguf *g = NULL;
         char b1[32], b2[32], b3[32], b4[32], b5[32];
         double t0 = lmp_now_ms();
 
         mem_fields(&before, &avail0, &limit0, &usage0);
-        if (lmp_gguf_open(m->cfg->path, &g, &err) < 0)
-                return refuse(m, "%s", err.msg);
-        file_size = g->size;
-        if (estimate(m, g, &err) < 0) {
-                lmp_gguf_free(g);
-                return refuse(m, "%s: %s", m->cfg->path, err.msg);
-        }
-        lmp_gguf_free(g);
+        if (read_header(m, &file_size) < 0)
+                return -EINVAL;
 
         /* The fit check: one copy of the weights plus every worker's own KV
          * cache and scratch, against what the cgroup still allows, else
