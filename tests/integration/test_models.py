@@ -207,6 +207,50 @@ class MmapStoreTests(unittest.TestCase):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+    def test_file_that_keeps_changing(self):
+        """Truncated and written back hundreds of times while served: the
+        daemon lives through whatever the workers and the reloads meet, then
+        serves the file once it is left alone."""
+        tmp = tempfile.mkdtemp(prefix="lmpool-models-")
+        path = os.path.join(tmp, "m.gguf")
+        shutil.copyfile(DEEP, path)
+        with open(DEEP, "rb") as f:
+            data = f.read()
+        d = Daemon([model_yaml("m", path, workers=2, ctx=4096, extra="    store: mmap\n")])
+        try:
+            d.wait_ready()
+            s = d.socket()
+            t0, n = time.time(), 0
+            with open(path, "r+b") as f:
+                while time.time() - t0 < 8:
+                    if n % 20 == 0:
+                        s.send(json.dumps(generate("m", id=f"r{n}", max_tokens=50, ignore_eos=True)).encode())
+                    f.truncate(1000 + (n * 7919) % len(data))
+                    f.flush()
+                    time.sleep(0.001 * (n % 5))
+                    f.seek(0)
+                    f.write(data)
+                    f.flush()
+                    n += 1
+                    if n % 60 == 0:
+                        time.sleep(1.2)  # long enough for a reload to start
+            self.assertIsNone(d.proc.poll(), "the daemon lives")
+            wait_for("m served again", lambda: health(d)["status"] == "ok")
+            self.assertEqual(d.request(generate("m", max_tokens=4))[-1]["event"], "done")
+            # Each request sent meanwhile ended once, with done or an error.
+            ended = {}
+            while s.poll(20000 if len(ended) < (n + 19) // 20 else 0):
+                ev = json.loads(s.recv())
+                if ev["event"] != "token":
+                    self.assertNotIn(ev["id"], ended)
+                    ended[ev["id"]] = ev["event"]
+            self.assertEqual(len(ended), (n + 19) // 20)
+            s.close()
+        finally:
+            d.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 class ReloadTests(unittest.TestCase):
     def test_sighup_changes_max_prompt_tokens_in_workers(self):
         d = Daemon([model_yaml("m", MODEL, workers=2)], limits="  max_prompt_tokens: 8\n")
