@@ -253,15 +253,17 @@ class MmapStoreTests(unittest.TestCase):
 
 class ReloadTests(unittest.TestCase):
     def test_sighup_changes_max_prompt_tokens_in_workers(self):
-        d = Daemon([model_yaml("m", MODEL, workers=2)], limits="  max_prompt_tokens: 8\n")
+        d = Daemon([model_yaml("m", MODEL, workers=2, extra="    defaults:\n      max_tokens: 3\n")],
+                   limits="  max_prompt_tokens: 8\n")
 
-        def reload(limit, ctx=2048):
+        def reload(limit, ctx=2048, max_tokens=3):
             with open(d.config) as f:
                 text = f.read()
             n = len(d.events("reloaded"))
             text = text.replace(text[text.index("  max_prompt_tokens:"):].split("\n")[0],
                                 f"  max_prompt_tokens: {limit}")
             text = text.replace(text[text.index("    ctx:"):].split("\n")[0], f"    ctx: {ctx}")
+            text = text.replace(text[text.index("      max_tokens:"):].split("\n")[0], f"      max_tokens: {max_tokens}")
             with open(d.config, "w") as f:
                 f.write(text)
             d.proc.send_signal(signal.SIGHUP)
@@ -274,16 +276,21 @@ class ReloadTests(unittest.TestCase):
             for _ in range(2):
                 ev = d.request(generate("m", max_tokens=2))[-1]
                 self.assertEqual((ev["event"], ev["code"]), ("error", "too_long"), ev)
-            raised = reload(64)
+            raised = reload(64, max_tokens=5)
             for _ in range(4):
                 ev = d.request(generate("m", max_tokens=2))[-1]
                 self.assertEqual(ev["event"], "done", ev)
+            # A sampling default: requests that leave max_tokens out get the new one.
+            gen = generate("m", ignore_eos=True)
+            del gen["return_ids"]
+            self.assertEqual(d.request(gen)[-1]["usage"]["generated_tokens"], 5)
             lowered = reload(8, ctx=1024)
             for _ in range(4):
                 ev = d.request(generate("m", max_tokens=2))[-1]
                 self.assertEqual((ev["event"], ev["code"]), ("error", "too_long"), ev)
             # The log says what was applied and what waits for a restart.
             self.assertIn("limits.max_prompt_tokens", raised["applied"])
+            self.assertIn("models[m].defaults.max_tokens", raised["applied"])
             self.assertIn("models[m].ctx", lowered["needs_restart"])
             self.assertNotIn("models[m].ctx", lowered["applied"])
         finally:
