@@ -130,6 +130,10 @@ class FailedModelTests(unittest.TestCase):
 
 
 class MmapStoreTests(unittest.TestCase):
+    def assert_serves(self, d, want):
+        evs = d.request(generate("m", max_tokens=8, ignore_eos=True))
+        self.assertEqual(ids_of(evs), want, f"{evs[-1]}\n{d.logs()[-6000:]}")
+
     def test_file_rewritten_truncated_and_restored(self):
         tmp = tempfile.mkdtemp(prefix="lmpool-models-")
         path = os.path.join(tmp, "m.gguf")
@@ -143,7 +147,7 @@ class MmapStoreTests(unittest.TestCase):
             d.wait_ready()
             stores = {e["model"]: e["store"] for e in d.events("model_loaded")}
             self.assertEqual(stores, {"m": "mmap", "other": "memfd"}, "memfd is the default")
-            self.assertEqual(ids_of(d.request(generate("m", max_tokens=8, ignore_eos=True))), want_q8)
+            self.assert_serves(d, want_q8)
 
             # Rewritten in place (cp truncates, then writes) while a request runs.
             s = d.socket()
@@ -161,7 +165,7 @@ class MmapStoreTests(unittest.TestCase):
             s.close()
             # Loaded again: the new weights answer.
             wait_for("m reloaded", lambda: health(d)["status"] == "ok" and health(d)["models"]["m"]["ready"] == 2)
-            self.assertEqual(ids_of(d.request(generate("m", max_tokens=8, ignore_eos=True))), want_q4)
+            self.assert_serves(d, want_q4)
 
             # Truncated: the model is failed, with the reason, not crash-looping.
             os.truncate(path, 4096)
@@ -181,7 +185,7 @@ class MmapStoreTests(unittest.TestCase):
             # Written back: served again.
             shutil.copyfile(DEEP, path)
             wait_for("m back", lambda: health(d)["status"] == "ok")
-            self.assertEqual(ids_of(d.request(generate("m", max_tokens=8, ignore_eos=True))), want_q8)
+            self.assert_serves(d, want_q8)
 
             # Replaced by a rename: the running request finishes on the old
             # file, which is intact; then the new one is served.
@@ -200,7 +204,7 @@ class MmapStoreTests(unittest.TestCase):
             self.assertEqual((ev["event"], ev["usage"]["generated_tokens"]), ("done", 300), ev)
             wait_for("m on the new file", lambda: len(d.events("model_file_changed")) == 3
                      and health(d)["status"] == "ok")
-            self.assertEqual(ids_of(d.request(generate("m", max_tokens=8, ignore_eos=True))), want_q4)
+            self.assert_serves(d, want_q4)
             self.assertIsNone(d.proc.poll(), "the daemon lives")
         finally:
             d.stop()
