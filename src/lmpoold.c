@@ -30,16 +30,6 @@ static void usage(FILE *f) {
                 LMP_CONFIG_DEFAULT_PATH);
 }
 
-static enum lmp_log_priority priority_of(enum lmp_log_level l) {
-        switch (l) {
-        case LMP_LOG_DEBUG: return LMP_PRI_DEBUG;
-        case LMP_LOG_NOTICE: return LMP_PRI_NOTICE;
-        case LMP_LOG_WARNING: return LMP_PRI_WARNING;
-        case LMP_LOG_ERROR: return LMP_PRI_ERR;
-        default: return LMP_PRI_INFO;
-        }
-}
-
 /* Step 3: the directories of the sockets (rundir.c), checked before
  * anything is bound: the runtime directory (ours, 0750, router.group), the
  * workers' private directory inside it (0700), and the client socket's
@@ -106,7 +96,7 @@ static int load_curve(struct lmp_daemon *d) {
 
 int main(int argc, char **argv) {
         const char *config_path = getenv("LMPOOL_CONFIG");
-        struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .front_dir_fd = -1 };
+        struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .front_dir_fd = -1, .inotify_fd = -1 };
         struct lmp_diag diag = { 0 };
         sigset_t mask;
         ssize_t n;
@@ -151,7 +141,7 @@ int main(int argc, char **argv) {
         lmp_log_setup("lmpoold",
                       d.cfg->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
                       d.cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
-                      priority_of(d.cfg->log_level));
+                      lmp_log_priority_of(d.cfg->log_level));
 
         /* 3. where workers come from and where they connect */
         n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
@@ -195,6 +185,7 @@ int main(int argc, char **argv) {
                         w->index = j;
                         w->state = LMP_WORKER_EXITED;
                         w->backoff_ms = d.cfg->respawn_min_ms;
+                        w->report_fd = -1;
                 }
         }
 
@@ -233,12 +224,17 @@ out:
                                 rmdir(procs);
                         }
                 }
+                for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++)
+                        if (d.models[i].workers[j].report_fd >= 0)
+                                close(d.models[i].workers[j].report_fd);
                 free(d.models[i].workers);
         }
         free(d.models);
         lmp_proto_buf_free(&d.out);
         if (d.sigfd >= 0)
                 close(d.sigfd);
+        if (d.inotify_fd >= 0)
+                close(d.inotify_fd);
         lmp_config_free(d.cfg);
         return status;
 }

@@ -38,6 +38,7 @@ EXIT_CODES = {
     "cancelled": 9,
     "internal": 10,
     "slow_consumer": 11,
+    "model_failed": 12,
 }
 
 

@@ -44,6 +44,7 @@ enum lmp_client_code {
         LMP_CLIENT_CANCELLED,
         LMP_CLIENT_INTERNAL,
         LMP_CLIENT_SLOW_CONSUMER,       /* the client read its events too slowly: the request was stopped */
+        LMP_CLIENT_MODEL_FAILED,
 };
 /* "bad_request", ... ("ok" for LMP_CLIENT_OK, "?" when out of range). */
 const char *lmp_client_code_name(enum lmp_client_code code);

@@ -20,6 +20,7 @@
 
 _Static_assert((int)LMP_CLIENT_INTERNAL == (int)LMP_PROTO_INTERNAL, "client and protocol codes differ");
 _Static_assert((int)LMP_CLIENT_BAD_REQUEST == (int)LMP_PROTO_BAD_REQUEST, "client and protocol codes differ");
+_Static_assert((int)LMP_CLIENT_MODEL_FAILED == (int)LMP_PROTO_MODEL_FAILED, "client and protocol codes differ");
 _Static_assert((int)LMP_CLIENT_CANCELLED == (int)LMP_PROTO_CANCELLED, "client and protocol codes differ");
 _Static_assert((int)LMP_CLIENT_SLOW_CONSUMER == (int)LMP_PROTO_SLOW_CONSUMER, "client and protocol codes differ");
 

@@ -108,6 +108,7 @@ struct lmp_config {
         int respawn_min_ms;
         int respawn_max_ms;
         int ready_timeout_ms;
+        int load_attempts;              /* workers that fail to load a model before it is failed */
 
         struct lmp_model_config *models;
         size_t n_models;
@@ -169,6 +170,15 @@ int lmp_config_endpoint(const struct lmp_config *c, char *const *envp, char *buf
  * (127.0.0.0/8, [::1], ::1). Names, `*` and every other address are not:
  * such an endpoint needs CURVE (router.curve_key, router.curve_clients). */
 bool lmp_config_tcp_is_loopback(const char *endpoint);
+/* The settings whose values differ between a and b, as their keys
+ * ("limits.max_prompt_tokens", "models[qwen].ctx"; a model only one of
+ * them has is "models[NAME]"), separated by spaces into buf (cut short with
+ * "..." when it does not fit). keep(key, userdata), when given, picks which
+ * keys are listed; model rows are passed without their "models[NAME]."
+ * prefix. Returns how many keys were listed. */
+size_t lmp_config_diff(const struct lmp_config *a, const struct lmp_config *b,
+                       bool (*keep)(const char *key, bool model_row, void *userdata), void *userdata,
+                       char *buf, size_t size);
 
 /* `lmpoold --check-config [FILE]`: argv may be the daemon's whole argv
  * (argv[0] and the --check-config flag are skipped). FILE defaults to

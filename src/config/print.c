@@ -188,3 +188,71 @@ int lmp_config_check_main(int argc, char **argv) {
         lmp_config_free(c);
         return status;
 }
+
+/* Appends " key" (or " prefix[name].key") to buf when it fits. */
+static void diff_add(char *buf, size_t size, size_t *len, bool *cut, const char *prefix, const char *name,
+                     const char *key) {
+        char item[256];
+        int n = name ? snprintf(item, sizeof(item), "%s%s[%s]%s%s", *len ? " " : "", prefix, name, key ? "." : "",
+                                key ? key : "")
+                     : snprintf(item, sizeof(item), "%s%s", *len ? " " : "", key);
+        if (*cut || n < 0)
+                return;
+        if (*len + (size_t)n + 4 >= size) {
+                if (*len + 4 < size) {
+                        memcpy(buf + *len, " ...", 5);
+                        *len += 4;
+                }
+                *cut = true;
+                return;
+        }
+        memcpy(buf + *len, item, (size_t)n + 1);
+        *len += (size_t)n;
+}
+
+size_t lmp_config_diff(const struct lmp_config *a, const struct lmp_config *b,
+                       bool (*keep)(const char *key, bool model_row, void *userdata), void *userdata,
+                       char *buf, size_t size) {
+        char va[LMP_CONFIG_PATH_MAX + 16], vb[LMP_CONFIG_PATH_MAX + 16];
+        size_t len = 0, count = 0;
+        bool cut = false;
+
+        if (size)
+                buf[0] = '\0';
+        if (size < 8)
+                return 0;
+        for (size_t i = 0; i < lmp_config_n_settings; i++) {
+                const struct lmp_setting *s = &lmp_config_settings[i];
+                lmp_setting_format(s, a, va, sizeof(va));
+                lmp_setting_format(s, b, vb, sizeof(vb));
+                if (strcmp(va, vb) != 0 && (!keep || keep(s->key, false, userdata))) {
+                        diff_add(buf, size, &len, &cut, "", NULL, s->key);
+                        count++;
+                }
+        }
+        for (size_t m = 0; m < a->n_models; m++) {
+                const struct lmp_model_config *ma = &a->models[m], *mb = lmp_config_find_model(b, ma->name);
+                if (!mb) {
+                        if (!keep || keep("", true, userdata)) {
+                                diff_add(buf, size, &len, &cut, "models", ma->name, NULL);
+                                count++;
+                        }
+                        continue;
+                }
+                for (size_t i = 0; i < lmp_model_n_settings; i++) {
+                        const struct lmp_setting *s = &lmp_model_settings[i];
+                        lmp_setting_format(s, ma, va, sizeof(va));
+                        lmp_setting_format(s, mb, vb, sizeof(vb));
+                        if (strcmp(va, vb) != 0 && (!keep || keep(s->key, true, userdata))) {
+                                diff_add(buf, size, &len, &cut, "models", ma->name, s->key);
+                                count++;
+                        }
+                }
+        }
+        for (size_t m = 0; m < b->n_models; m++)
+                if (!lmp_config_find_model(a, b->models[m].name) && (!keep || keep("", true, userdata))) {
+                        diff_add(buf, size, &len, &cut, "models", b->models[m].name, NULL);
+                        count++;
+                }
+        return count;
+}

@@ -182,6 +182,9 @@ const struct lmp_setting lmp_config_settings[] = {
               "Ceiling of the respawn delay; must be at least workers.respawn_min_ms."),
         G_INT("workers.ready_timeout_ms", ready_timeout_ms, 100, 3600000, "120000",
               "How long a starting worker may take to announce READY before it is killed."),
+        G_INT("workers.load_attempts", load_attempts, 1, 100, "3",
+              "Workers of a model that exit because they cannot load it before the model is marked `failed`: "
+              "it is then not respawned, its requests get `model_failed` and `health` names it."),
 };
 const size_t lmp_config_n_settings = LMP_ARRAY_SIZE(lmp_config_settings);
 static_assert(LMP_ARRAY_SIZE(lmp_config_settings) <= LMP_SETTINGS_MAX, "the loader's per-row arrays");
@@ -210,7 +213,8 @@ const struct lmp_setting lmp_model_settings[] = {
               "Chat template family to use when detection from the model's metadata fails."),
         M_ENUM("store", store, store_names, "memfd",
                "Weight store: a sealed memfd holding the tensors laid out for the kernels, or the "
-               "GGUF file itself mapped shared."),
+               "GGUF file itself mapped shared (no copy; the file is watched, and a change to it stops "
+               "the model's workers and loads it again: docs/operations.md)."),
         M_ENUM("numa", numa, numa_names, "off",
                "NUMA placement of the store's pages: none, interleaved over nodes, or local."),
         { .key = "memory_max", .type = LMP_SETTING_SIZE, FIELD(struct lmp_model_config, memory_max),

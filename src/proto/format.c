@@ -342,6 +342,10 @@ int lmp_proto_format_health(struct lmp_proto_buf *b, const char *id, const char 
                 TRY(put_i64(b, m[i].ready));
                 TRY(puts_(b, ",\"workers\":"));
                 TRY(put_i64(b, m[i].workers));
+                if (m[i].failed) {
+                        TRY(key(b, "failed"));
+                        TRY(put_str(b, m[i].failed));
+                }
                 TRY(puts_(b, "}"));
         }
         return puts_(b, "}}");

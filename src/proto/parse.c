@@ -28,6 +28,7 @@ static const char *const code_names[LMP_PROTO_CODE_COUNT] = {
         [LMP_PROTO_CANCELLED] = "cancelled",
         [LMP_PROTO_INTERNAL] = "internal",
         [LMP_PROTO_SLOW_CONSUMER] = "slow_consumer",
+        [LMP_PROTO_MODEL_FAILED] = "model_failed",
 };
 
 static const char *const type_names[LMP_REQ_TYPE_COUNT] = {

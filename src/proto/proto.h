@@ -46,6 +46,7 @@ enum lmp_proto_code {
         LMP_PROTO_CANCELLED,
         LMP_PROTO_INTERNAL,
         LMP_PROTO_SLOW_CONSUMER,
+        LMP_PROTO_MODEL_FAILED,         /* the model cannot serve (its workers cannot load it) */
         LMP_PROTO_CODE_COUNT,
 };
 
@@ -263,6 +264,7 @@ struct lmp_health_model {
         const char *name;
         int64_t ready;
         int64_t workers;
+        const char *failed;             /* why the model cannot serve; NULL when it can */
 };
 /* status: "ok", "starting" or "degraded". */
 int lmp_proto_format_health(struct lmp_proto_buf *b, const char *id, const char *status,

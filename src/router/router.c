@@ -613,6 +613,14 @@ static void apply_defaults(const struct lmp_model_config *mc, struct lmp_request
                 s->repeat_penalty = def->repeat_penalty;
                 s->set |= LMP_SET_REPEAT_PENALTY;
         }
+        if (!(s->set & LMP_SET_PRESENCE_PENALTY)) {
+                s->presence_penalty = def->presence_penalty;
+                s->set |= LMP_SET_PRESENCE_PENALTY;
+        }
+        if (!(s->set & LMP_SET_FREQUENCY_PENALTY)) {
+                s->frequency_penalty = def->frequency_penalty;
+                s->set |= LMP_SET_FREQUENCY_PENALTY;
+        }
         if (!(s->set & LMP_SET_SEED) && def->seed >= 0) {
                 s->seed = (uint64_t)def->seed;
                 s->set |= LMP_SET_SEED;
@@ -691,10 +699,11 @@ static void answer_health(struct lmp_daemon *d, const uint8_t *client, size_t le
                 int ready = 0;
                 for (int j = 0; j < m->n_workers; j++)
                         ready += m->workers[j].state == LMP_WORKER_READY;
+                bool failed = !m->loaded || m->state == LMP_MODEL_FAILED;
                 hm[i] = (struct lmp_health_model){ .name = m->cfg->name, .ready = ready,
-                                                   .workers = m->cfg->workers };
+                                                   .workers = m->cfg->workers, .failed = failed ? m->failed : NULL };
                 all &= ready == m->cfg->workers;
-                any_missing |= ready == 0;
+                any_missing |= ready == 0 || failed;
         }
         const char *status = !d->ready_notified ? "starting" : any_missing ? "degraded" : "ok";
         (void)all;
@@ -792,6 +801,11 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         if (!m->loaded) {
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_UNKNOWN_MODEL,
                             "model '%s' was refused at load (see the daemon's log)", req->model);
+                return;
+        }
+        if (m->state == LMP_MODEL_FAILED) {
+                reply_error(d, client, clen, delim, req->id, LMP_PROTO_MODEL_FAILED, "model '%s' cannot serve: %s",
+                            req->model, m->failed);
                 return;
         }
         size_t n = client_in_flight(d, client, clen, ident, req->id, &same);
@@ -1406,5 +1420,25 @@ void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, cons
                         request_error(d, r, code, why);
                         request_free(d, r);
                 }
+        }
+}
+
+void lmp_router_fail_model_queue(struct lmp_daemon *d, size_t model, enum lmp_proto_code code, const char *why) {
+        struct lmp_request_rt *r;
+        while ((r = d->models[model].queue.head)) {
+                list_remove(&d->models[model].queue, r);
+                d->queued--;
+                request_error(d, r, code, why);
+                request_free(d, r);
+        }
+}
+
+void lmp_router_send_config(struct lmp_daemon *d, struct lmp_worker_rt *w) {
+        char body[64];
+        snprintf(body, sizeof(body), "%d %d %d", d->cfg->max_prompt_tokens,
+                 d->models[w->model].cfg->defaults.repeat_last_n, (int)lmp_log_priority_of(d->cfg->log_level));
+        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0) {
+                zmq_send(d->back, "config", 6, ZMQ_SNDMORE);
+                zmq_send(d->back, body, strlen(body), 0);
         }
 }

@@ -90,6 +90,9 @@ int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mo
         s->mode = mode;
         s->size = (uint64_t)st.st_size;
         s->fd = -1;
+        s->dev = (uint64_t)st.st_dev;
+        s->ino = (uint64_t)st.st_ino;
+        s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 
         if (mode == LMP_STORE_MODE_MMAP) {
                 s->fd = src;
@@ -152,6 +155,9 @@ int lmp_store_attach(int fd, struct lmp_store **ret, struct lmp_error *err) {
         }
         s->fd = fd;
         s->size = (uint64_t)st.st_size;
+        s->dev = (uint64_t)st.st_dev;
+        s->ino = (uint64_t)st.st_ino;
+        s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
         s->base = mmap(NULL, s->size, PROT_READ, MAP_SHARED, fd, 0);
         if (s->base == MAP_FAILED) {
                 int e = errno;
@@ -170,4 +176,28 @@ void lmp_store_free(struct lmp_store *s) {
         if (s->fd >= 0)
                 close(s->fd);
         free(s);
+}
+
+int lmp_store_check(const struct lmp_store *s, char *why, size_t why_size) {
+        struct stat st;
+
+        if (s->mode == LMP_STORE_MODE_MEMFD)
+                return 0;
+        if (fstat(s->fd, &st) < 0)
+                return -errno;
+        if ((uint64_t)st.st_size < s->size) {
+                snprintf(why, why_size, "truncated from %llu to %llu bytes", (unsigned long long)s->size,
+                         (unsigned long long)st.st_size);
+                return -ESTALE;
+        }
+        if ((uint64_t)st.st_size != s->size) {
+                snprintf(why, why_size, "rewritten in place: %llu bytes, was %llu", (unsigned long long)st.st_size,
+                         (unsigned long long)s->size);
+                return -ESTALE;
+        }
+        if ((int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != s->mtime_ns) {
+                snprintf(why, why_size, "rewritten in place: its modification time changed");
+                return -ESTALE;
+        }
+        return 0;
 }

@@ -11,7 +11,14 @@
  * copied.
  *
  * Either way the worker inherits one file descriptor and never holds a
- * private copy of any weight. */
+ * private copy of any weight.
+ *
+ * A file shared with `mmap` can still be changed by whoever may write it:
+ * truncated (pages past the new end raise SIGBUS in every process that
+ * touches them) or rewritten in place (the mappings see the new bytes at
+ * once). lmp_store_check() compares the file with what it was when the
+ * store was built, so that the supervisor and the workers can notice. A
+ * sealed memfd cannot change. */
 #pragma once
 
 #include <stdbool.h>
@@ -29,6 +36,9 @@ struct lmp_store {
         const uint8_t *base;            /* read-only mapping in this process */
         uint64_t size;
         double load_ms;
+        /* The file as it was when the store was built or attached. */
+        uint64_t dev, ino;
+        int64_t mtime_ns;
 };
 
 /* Builds the store for a model file. */
@@ -39,5 +49,11 @@ int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mo
 int lmp_store_attach(int fd, struct lmp_store **ret, struct lmp_error *err);
 
 void lmp_store_free(struct lmp_store *s);
+
+/* Is the store's file still what it was (size, modification time)? Returns
+ * 0 when it is (always, for a memfd), -ESTALE when it changed, with what
+ * changed in why ("truncated from 1143200 to 4096 bytes"), or -errno when
+ * fstat fails. One fstat: cheap enough for every request. */
+int lmp_store_check(const struct lmp_store *s, char *why, size_t why_size);
 
 const char *lmp_store_mode_name(enum lmp_store_mode m);

@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "common/curvekey.h"
+#include "common/log.h"
 #include "common/procmem.h"
 #include "config/config.h"
 #include "proto/proto.h"
@@ -61,11 +62,35 @@ struct lmp_worker_rt {
         uint64_t rss, pss, store_private;       /* last figures */
         struct lmp_req_list running;
         char cgroup_procs[1200];        /* its memory cgroup's cgroup.procs, "" if none */
+        int report_fd;                  /* read end of its report pipe (worker.h), -1 if none */
+};
+
+/* A model that was loaded is serving (its workers are respawned when they
+ * die), reloading (store: mmap, its file changed: its workers are stopped
+ * and the file is loaded again once it has stopped changing) or failed (its
+ * workers cannot load it, or its file no longer loads: nothing is
+ * respawned, its requests get model_failed). */
+enum lmp_model_state {
+        LMP_MODEL_SERVING,
+        LMP_MODEL_RELOADING,
+        LMP_MODEL_FAILED,
+};
+
+/* What a model file was at one time (store: mmap). */
+struct lmp_file_id {
+        bool exists;
+        uint64_t dev, ino, size;
+        int64_t mtime_ns;
 };
 
 struct lmp_model_rt {
         const struct lmp_model_config *cfg;
         bool loaded;                    /* false: refused at load (error logged) */
+        enum lmp_model_state state;
+        char failed[512];               /* why it cannot serve (state failed, or refused at load) */
+        int faults;                     /* workers in a row that could not load it or died of SIGBUS */
+        struct lmp_file_id seen;        /* store: mmap: the file when last looked at */
+        double changed_ms;              /* ... and when it last changed */
         struct lmp_store *store;
         char arch[32];
         uint32_t n_ctx;
@@ -148,6 +173,7 @@ struct lmp_daemon {
         void *front, *front_tcp, *back;
         void *monitor[2];               /* PAIR sockets: events of front and front_tcp */
         int sigfd;
+        int inotify_fd;                 /* watches the directories of store: mmap files; -1 if none */
 
         struct lmp_conn *conns;         /* indexed by descriptor */
         size_t n_conns_cap, n_conns_open;
@@ -175,6 +201,17 @@ struct lmp_daemon {
 
 double lmp_now_ms(void);
 
+/* log.level's priority. */
+static inline enum lmp_log_priority lmp_log_priority_of(enum lmp_log_level l) {
+        switch (l) {
+        case LMP_LOG_DEBUG: return LMP_PRI_DEBUG;
+        case LMP_LOG_NOTICE: return LMP_PRI_NOTICE;
+        case LMP_LOG_WARNING: return LMP_PRI_WARNING;
+        case LMP_LOG_ERROR: return LMP_PRI_ERR;
+        default: return LMP_PRI_INFO;
+        }
+}
+
 /* router.c */
 int lmp_router_open(struct lmp_daemon *d);
 void lmp_router_close(struct lmp_daemon *d);
@@ -187,6 +224,10 @@ void lmp_router_heartbeat(struct lmp_daemon *d);
 void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const char *why);
 /* Fails every queued request (shutting down). */
 void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, const char *why);
+/* Fails the queued requests of one model (it has failed). */
+void lmp_router_fail_model_queue(struct lmp_daemon *d, size_t model, enum lmp_proto_code code, const char *why);
+/* Sends a worker the settings a reload changes (config message). */
+void lmp_router_send_config(struct lmp_daemon *d, struct lmp_worker_rt *w);
 size_t lmp_router_running(const struct lmp_daemon *d);
 void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w);
 /* Raises RLIMIT_NOFILE to what limits.max_clients and the workers need;

@@ -3,8 +3,21 @@
  * `lmpoold --worker` with the store's descriptor inherited, reap, respawn
  * with a doubling back-off); and runs the one poll loop that serves the
  * router's sockets, signals (signalfd) and timers. It tells systemd how it
- * is doing: READY=1 once every model's workers are ready, STATUS= lines,
- * WATCHDOG=1 while the loop turns, STOPPING=1 on the way out. */
+ * is doing: READY=1 once every model is ready or failed, STATUS= lines,
+ * WATCHDOG=1 while the loop turns, STOPPING=1 on the way out.
+ *
+ * Models that cannot serve are failed fast: a worker that cannot load its
+ * model exits with LMP_WORKER_EXIT_LOAD and says why on its report pipe;
+ * after workers.load_attempts of those in a row the model is `failed`: not
+ * respawned, its queued requests answered `model_failed` at once, named by
+ * `health`. With `store: mmap` the file is watched (inotify on its
+ * directory, and an fstat/stat on every heartbeat tick, before every spawn
+ * and when a worker dies of SIGBUS): a file rewritten in place or truncated
+ * stops the model's workers at once (their requests end with `worker_lost`),
+ * a file replaced or removed lets them finish their requests first; then
+ * the file is loaded again once it has not changed for SETTLE_MS, and the
+ * model serves the new weights, or is failed with the reason, and is tried
+ * again at the file's next change. */
 #include "supervisor/supervisor.h"
 
 #include <errno.h>
@@ -12,11 +25,13 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <malloc.h>
+#include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -28,8 +43,12 @@
 #include "common/log.h"
 #include "gguf/gguf.h"
 #include "supervisor/daemon.h"
+#include "worker/worker.h"
 
 #define RUNTIME_OVERHEAD (48ull << 20) /* per worker: heap, stacks, zmq, tokenizer */
+#define SETTLE_MS 1000                  /* a changed model file is loaded again once quiet this long */
+
+static void check_files(struct lmp_daemon *d, double now);
 
 double lmp_now_ms(void) {
         struct timespec ts;
@@ -59,7 +78,39 @@ static void notify_status(struct lmp_daemon *d) {
                    d->stats.events_dropped);
 }
 
+/* READY=1 once every model that was loaded is ready (all its workers) or
+ * failed. */
+static void maybe_ready(struct lmp_daemon *d) {
+        size_t failed = 0;
+        if (d->ready_notified)
+                return;
+        for (size_t i = 0; i < d->n_models; i++) {
+                const struct lmp_model_rt *m = &d->models[i];
+                if (m->loaded && m->state == LMP_MODEL_FAILED) {
+                        failed++;
+                        continue;
+                }
+                for (int j = 0; j < m->n_workers; j++)
+                        if (m->workers[j].state != LMP_WORKER_READY)
+                                return;
+        }
+        d->ready_notified = true;
+        sd_notify(0, "READY=1");
+        notify_status(d);
+        if (failed)
+                lmp_log(LMP_PRI_NOTICE, "ready", NULL, 0, "every model is ready or failed (%zu failed); serving on %s%s%s",
+                        failed, d->frontend, d->front_tcp ? " and " : "", d->front_tcp ? d->cfg->tcp : "");
+        else
+                lmp_log(LMP_PRI_NOTICE, "ready", NULL, 0, "every model's workers are ready; serving on %s%s%s",
+                        d->frontend, d->front_tcp ? " and " : "", d->front_tcp ? d->cfg->tcp : "");
+}
+
 void lmp_supervisor_worker_ready(struct lmp_daemon *d, struct lmp_worker_rt *w) {
+        if (w->state == LMP_WORKER_STOPPING) {
+                /* Asked to stop while it was starting, before it could hear it. */
+                lmp_router_send_stop(d, w);
+                return;
+        }
         w->state = LMP_WORKER_READY;
         w->ready_ms = lmp_now_ms();
         struct lmp_log_field f[] = {
@@ -71,17 +122,10 @@ void lmp_supervisor_worker_ready(struct lmp_daemon *d, struct lmp_worker_rt *w) 
         };
         lmp_log_event(LMP_PRI_INFO, "worker_started", f, "worker %s (pid %d) ready in %.0f ms, %u slots", w->name,
                       (int)w->pid, w->ready_ms - w->spawned_ms, w->slots);
-        if (d->ready_notified)
-                return;
-        for (size_t i = 0; i < d->n_models; i++)
-                for (int j = 0; j < d->models[i].n_workers; j++)
-                        if (d->models[i].workers[j].state != LMP_WORKER_READY)
-                                return;
-        d->ready_notified = true;
-        sd_notify(0, "READY=1");
-        notify_status(d);
-        lmp_log(LMP_PRI_NOTICE, "ready", NULL, 0, "every model's workers are ready; serving on %s%s%s", d->frontend,
-                d->front_tcp ? " and " : "", d->front_tcp ? d->cfg->tcp : "");
+        d->models[w->model].faults = 0;
+        /* A reload may have come while it was starting. */
+        lmp_router_send_config(d, w);
+        maybe_ready(d);
 }
 
 /* ------------------------------------------------------------- loading */
@@ -133,41 +177,113 @@ static int estimate(struct lmp_model_rt *m, const struct lmp_gguf *g, struct lmp
         return 0;
 }
 
-static void refuse(struct lmp_model_rt *m, const char *fmt, ...) LMP_PRINTF(2, 3);
-static void refuse(struct lmp_model_rt *m, const char *fmt, ...) {
-        char msg[900];
+/* Why a model cannot be loaded, into m->failed; returns -EINVAL. */
+static int refuse(struct lmp_model_rt *m, const char *fmt, ...) LMP_PRINTF(2, 3);
+static int refuse(struct lmp_model_rt *m, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(msg, sizeof(msg), fmt, ap);
+        vsnprintf(m->failed, sizeof(m->failed), fmt, ap);
         va_end(ap);
-        struct lmp_log_field f[] = {
-                LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
-                LMP_FSTR("LMPOOL_PATH", m->cfg->path),
-        };
-        lmp_log_event(LMP_PRI_ERR, "model_refused", f, "model %s refused: %s", m->cfg->name, msg);
-        m->loaded = false;
+        return -EINVAL;
 }
 
-static void load_model(struct lmp_model_rt *m) {
+static void file_id(const char *path, struct lmp_file_id *id) {
+        struct stat st;
+        memset(id, 0, sizeof(*id));
+        if (stat(path, &st) < 0)
+                return;
+        *id = (struct lmp_file_id){ .exists = true, .dev = (uint64_t)st.st_dev, .ino = (uint64_t)st.st_ino,
+                                    .size = (uint64_t)st.st_size,
+                                    .mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec };
+}
+
+static bool file_id_eq(const struct lmp_file_id *a, const struct lmp_file_id *b) {
+        return a->exists == b->exists && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+               a->mtime_ns == b->mtime_ns;
+}
+
+/* store: mmap: watch the file's directory (the file itself may be replaced
+ * by a rename). Without inotify the heartbeat tick's checks still notice,
+ * a little later. */
+static void watch_file(struct lmp_daemon *d, const char *path) {
+        char dir[LMP_CONFIG_PATH_MAX];
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+                snprintf(dir, sizeof(dir), ".");
+        else if (slash == dir)
+                dir[1] = '\0';
+        else
+                *slash = '\0';
+        if (d->inotify_fd < 0)
+                d->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (d->inotify_fd < 0 ||
+            inotify_add_watch(d->inotify_fd, dir, IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM |
+                                                  IN_CREATE | IN_DELETE) < 0)
+                lmp_log_msg(LMP_PRI_WARNING, "cannot watch %s for changes (%s): changes to %s are noticed at the "
+                            "next heartbeat tick only", dir, strerror(errno), path);
+}
+
+/* The model file's header is read through a mapping of the file: a file
+ * truncated during that read (a store: mmap file may change at any time)
+ * would kill the supervisor, and every worker with it, with SIGBUS. While
+ * the header is read a SIGBUS jumps back to read_header() instead. A signal
+ * handler gets no argument of ours, hence this one pointer, set only around
+ * that read. */
+static sigjmp_buf *header_jump;
+
+static void on_sigbus(int sig) {
+        if (header_jump)
+                siglongjmp(*header_jump, 1);
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
+/* Opens the model's file and reads what the fit check needs. Returns 0 and
+ * the file's size, or -EINVAL with the reason in m->failed. */
+static int read_header(struct lmp_model_rt *m, uint64_t *ret_size) {
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        struct sigaction sa = { .sa_handler = on_sigbus }, old;
+        sigjmp_buf jump;
+        int r;
+
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGBUS, &sa, &old);
+        if (sigsetjmp(jump, 1)) {
+                /* What the reader had built is lost: a small leak, once per
+                 * such (rare) event. */
+                header_jump = NULL;
+                sigaction(SIGBUS, &old, NULL);
+                return refuse(m, "%s: the file was truncated while its header was read", m->cfg->path);
+        }
+        header_jump = &jump;
+        r = lmp_gguf_open(m->cfg->path, &g, &err);
+        bool opened = r == 0;
+        if (opened) {
+                *ret_size = g->size;
+                r = estimate(m, g, &err);
+                lmp_gguf_free(g);
+        }
+        header_jump = NULL;
+        sigaction(SIGBUS, &old, NULL);
+        if (r < 0)
+                return opened ? refuse(m, "%s: %s", m->cfg->path, err.msg) : refuse(m, "%s", err.msg);
+        return 0;
+}
+
+/* Loads a model's weight store, after the fit check. Returns 0, or -EINVAL
+ * with the reason in m->failed. */
+static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
         struct lmp_error err = { 0 };
         struct lmp_mem_usage before, after;
         uint64_t avail0, limit0, usage0, avail1, limit1, usage1, file_size;
-        struct lmp_gguf *g = NULL;
         char b1[32], b2[32], b3[32], b4[32], b5[32];
         double t0 = lmp_now_ms();
 
         mem_fields(&before, &avail0, &limit0, &usage0);
-        if (lmp_gguf_open(m->cfg->path, &g, &err) < 0) {
-                refuse(m, "%s", err.msg);
-                return;
-        }
-        file_size = g->size;
-        if (estimate(m, g, &err) < 0) {
-                lmp_gguf_free(g);
-                refuse(m, "%s: %s", m->cfg->path, err.msg);
-                return;
-        }
-        lmp_gguf_free(g);
+        if (read_header(m, &file_size) < 0)
+                return -EINVAL;
 
         /* The fit check: one copy of the weights plus every worker's own KV
          * cache and scratch, against what the cgroup still allows, else
@@ -179,20 +295,22 @@ static void load_model(struct lmp_model_rt *m) {
                 room = LMP_MIN(room, limit0 > usage0 ? limit0 - usage0 : 0);
         if (need > room) {
                 char b6[32], b7[32], b8[32];
-                refuse(m, "needs %s (weights %s + %d workers × (KV cache %s + scratch %s)) but only %s is free "
+                return refuse(m, "needs %s (weights %s + %d workers × (KV cache %s + scratch %s)) but only %s is free "
                        "(cgroup limit %s, cgroup usage %s, MemAvailable %s)",
                        lmp_fmt_bytes(need, b1), lmp_fmt_bytes(file_size, b2), m->cfg->workers,
                        lmp_fmt_bytes(m->kv_bytes, b3), lmp_fmt_bytes(m->scratch_bytes, b4), lmp_fmt_bytes(room, b5),
                        lmp_fmt_bytes(limit0, b6), lmp_fmt_bytes(usage0, b7), lmp_fmt_bytes(avail0, b8));
-                return;
         }
         enum lmp_store_mode mode = m->cfg->store == LMP_STORE_MMAP ? LMP_STORE_MODE_MMAP : LMP_STORE_MODE_MEMFD;
         enum lmp_store_numa numa = m->cfg->numa == LMP_NUMA_INTERLEAVE ? LMP_STORE_NUMA_INTERLEAVE :
                                    m->cfg->numa == LMP_NUMA_LOCAL ? LMP_STORE_NUMA_LOCAL : LMP_STORE_NUMA_OFF;
-        if (lmp_store_create(m->cfg->name, m->cfg->path, mode, numa, &m->store, &err) < 0) {
-                refuse(m, "%s", err.msg);
-                return;
+        if (lmp_store_create(m->cfg->name, m->cfg->path, mode, numa, &m->store, &err) < 0)
+                return refuse(m, "%s", err.msg);
+        if (mode == LMP_STORE_MODE_MMAP) {
+                file_id(m->cfg->path, &m->seen);
+                watch_file(d, m->cfg->path);
         }
+        m->failed[0] = '\0';
         /* Give back what loading used before the next model loads. */
         malloc_trim(0);
         mem_fields(&after, &avail1, &limit1, &usage1);
@@ -221,6 +339,7 @@ static void load_model(struct lmp_model_rt *m) {
                       m->cfg->name, lmp_fmt_bytes(m->store->size, b1), lmp_store_mode_name(m->store->mode),
                       lmp_now_ms() - t0, lmp_fmt_bytes(before.rss, b2), lmp_fmt_bytes(after.rss, b3),
                       lmp_fmt_bytes(avail0, b4), lmp_fmt_bytes(avail1, b5));
+        return 0;
 }
 
 /* ------------------------------------------------------------- workers */
@@ -228,7 +347,22 @@ static void load_model(struct lmp_model_rt *m) {
 static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         struct lmp_model_rt *m = &d->models[w->model];
         char fd_s[16], threads[16], slots[16], ctx[16], batch[16], maxp[16], hb[16], live[16], lastn[16];
+        char report_s[16], level[16];
+        int report[2];
         pid_t pid;
+
+        /* Never start a worker on a file that changed since it was loaded. */
+        check_files(d, lmp_now_ms());
+        if (m->state != LMP_MODEL_SERVING)
+                return -ESTALE;
+        /* The worker says on this pipe why it could not load its model. */
+        if (pipe2(report, O_CLOEXEC) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "pipe for worker %s: %s", w->name, strerror(errno));
+                return -errno;
+        }
+        fcntl(report[0], F_SETFL, O_NONBLOCK);
+        snprintf(report_s, sizeof(report_s), "%d", report[1]);
+        snprintf(level, sizeof(level), "%d", (int)lmp_log_priority_of(d->cfg->log_level));
 
         snprintf(fd_s, sizeof(fd_s), "%d", m->store->fd);
         snprintf(threads, sizeof(threads), "%d", m->cfg->threads);
@@ -243,6 +377,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 d->exe, "--worker", "--name", w->name, "--store-fd", fd_s, "--backend", d->backend,
                 "--threads", threads, "--slots", slots, "--ctx", ctx, "--batch", batch,
                 "--max-prompt-tokens", maxp, "--heartbeat-ms", hb, "--liveness", live, "--repeat-last-n", lastn,
+                "--report-fd", report_s, "--log-level", level,
                 m->cfg->chat_template[0] ? "--chat-template" : NULL, (char *)m->cfg->chat_template, NULL,
         };
 
@@ -258,8 +393,11 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         }
         pid = fork();
         if (pid < 0) {
-                lmp_log_msg(LMP_PRI_ERR, "fork for worker %s: %s", w->name, strerror(errno));
-                return -errno;
+                int e = errno;
+                lmp_log_msg(LMP_PRI_ERR, "fork for worker %s: %s", w->name, strerror(e));
+                close(report[0]);
+                close(report[1]);
+                return -e;
         }
         if (pid == 0) {
                 sigset_t all;
@@ -271,15 +409,198 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 int flags = fcntl(m->store->fd, F_GETFD);
                 if (flags >= 0)
                         fcntl(m->store->fd, F_SETFD, flags & ~FD_CLOEXEC);
+                fcntl(report[1], F_SETFD, 0);
                 execv(d->exe, argv);
                 _exit(127);
         }
+        close(report[1]);
+        if (w->report_fd >= 0)
+                close(w->report_fd);
+        w->report_fd = report[0];
         w->pid = pid;
         w->state = LMP_WORKER_STARTING;
         w->spawned_ms = lmp_now_ms();
         w->last_seen_ms = w->spawned_ms;
         w->slots = 0;
         return 0;
+}
+
+/* ------------------------------------------------------- model states */
+
+static size_t model_index(const struct lmp_daemon *d, const struct lmp_model_rt *m) {
+        return (size_t)(m - d->models);
+}
+
+/* The model cannot serve: no respawn, its queue answered at once, health
+ * names it. A store: mmap model is tried again when its file changes. */
+static void model_fail(struct lmp_daemon *d, struct lmp_model_rt *m, const char *why) {
+        char msg[700];
+        m->state = LMP_MODEL_FAILED;
+        snprintf(m->failed, sizeof(m->failed), "%s", why);
+        if (m->cfg->store == LMP_STORE_MMAP)
+                file_id(m->cfg->path, &m->seen);
+        struct lmp_log_field f[] = {
+                LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
+                LMP_FSTR("LMPOOL_PATH", m->cfg->path),
+                LMP_FSTR("REASON", m->failed),
+        };
+        lmp_log_event(LMP_PRI_ERR, "model_failed", f, "model %s failed: %s%s", m->cfg->name, m->failed,
+                      m->cfg->store == LMP_STORE_MMAP ? " (tried again when its file changes)" : "");
+        for (int j = 0; j < m->n_workers; j++) {
+                struct lmp_worker_rt *w = &m->workers[j];
+                if (w->pid > 0) {
+                        w->state = LMP_WORKER_STOPPING;
+                        kill(w->pid, SIGKILL);
+                }
+        }
+        snprintf(msg, sizeof(msg), "model '%s' cannot serve: %s", m->cfg->name, m->failed);
+        lmp_router_fail_model_queue(d, model_index(d, m), LMP_PROTO_MODEL_FAILED, msg);
+        maybe_ready(d);
+        notify_status(d);
+}
+
+/* store: mmap: the file changed under the model's workers. Rewritten in
+ * place (or truncated), their weights are changing now: they are killed and
+ * their requests end at once. Replaced or removed, their mapping still holds
+ * the old file intact: they finish their requests and exit. */
+static void model_changed(struct lmp_daemon *d, struct lmp_model_rt *m, const char *why, bool in_place,
+                          double now) {
+        char msg[LMP_CONFIG_PATH_MAX + 300];
+        snprintf(msg, sizeof(msg), "the model file %s was %s", m->cfg->path, why);
+        struct lmp_log_field f[] = {
+                LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
+                LMP_FSTR("LMPOOL_PATH", m->cfg->path),
+                LMP_FSTR("REASON", why),
+        };
+        lmp_log_event(LMP_PRI_WARNING, "model_file_changed", f, "model %s: %s: %s its workers, loading it again",
+                      m->cfg->name, msg, in_place ? "killing" : "stopping");
+        m->state = LMP_MODEL_RELOADING;
+        m->changed_ms = now;
+        file_id(m->cfg->path, &m->seen);
+        for (int j = 0; j < m->n_workers; j++) {
+                struct lmp_worker_rt *w = &m->workers[j];
+                if (w->pid <= 0)
+                        continue;
+                if (in_place || w->state == LMP_WORKER_STARTING) {
+                        lmp_router_worker_lost(d, w, msg);
+                        kill(w->pid, SIGKILL);
+                } else if (w->state != LMP_WORKER_STOPPING) {
+                        lmp_router_send_stop(d, w);
+                }
+                w->state = LMP_WORKER_STOPPING;
+        }
+        notify_status(d);
+}
+
+/* Loads a changed model file again, once its old workers are gone. */
+static void model_reload(struct lmp_daemon *d, struct lmp_model_rt *m, double now) {
+        lmp_store_free(m->store);
+        m->store = NULL;
+        if (load_model(d, m) < 0) {
+                char why[600];
+                snprintf(why, sizeof(why), "loading it again: %s", m->failed);
+                model_fail(d, m, why);
+                return;
+        }
+        m->state = LMP_MODEL_SERVING;
+        m->faults = 0;
+        for (int j = 0; j < m->n_workers; j++) {
+                m->workers[j].respawn_at_ms = now;
+                m->workers[j].backoff_ms = d->cfg->respawn_min_ms;
+        }
+}
+
+/* store: mmap: has the served file changed? Rewritten in place or
+ * truncated (the descriptor we share says so), or replaced or removed (the
+ * path says so)? */
+static bool store_changed(const struct lmp_model_rt *m, char *why, size_t size, bool *in_place) {
+        struct stat st;
+        *in_place = false;
+        if (!m->store || m->store->mode != LMP_STORE_MODE_MMAP)
+                return false;
+        if (lmp_store_check(m->store, why, size) == -ESTALE) {
+                *in_place = true;
+                return true;
+        }
+        if (stat(m->cfg->path, &st) < 0) {
+                snprintf(why, size, "removed (%s)", strerror(errno));
+                return true;
+        }
+        if ((uint64_t)st.st_dev != m->store->dev || (uint64_t)st.st_ino != m->store->ino) {
+                snprintf(why, size, "replaced by another file");
+                return true;
+        }
+        return false;
+}
+
+static bool model_workers_gone(const struct lmp_model_rt *m) {
+        for (int j = 0; j < m->n_workers; j++)
+                if (m->workers[j].pid > 0)
+                        return false;
+        return true;
+}
+
+/* The store: mmap files: changed ones stop their model, quiet ones are
+ * loaded again, failed ones are tried again when they change. */
+static void check_files(struct lmp_daemon *d, double now) {
+        for (size_t i = 0; i < d->n_models; i++) {
+                struct lmp_model_rt *m = &d->models[i];
+                struct lmp_file_id id;
+                char why[256];
+                bool in_place;
+                if (!m->loaded || m->cfg->store != LMP_STORE_MMAP || d->stopping)
+                        continue;
+                switch (m->state) {
+                case LMP_MODEL_SERVING:
+                        if (store_changed(m, why, sizeof(why), &in_place))
+                                model_changed(d, m, why, in_place, now);
+                        break;
+                case LMP_MODEL_RELOADING:
+                        file_id(m->cfg->path, &id);
+                        if (!file_id_eq(&id, &m->seen)) {
+                                m->seen = id;
+                                m->changed_ms = now;
+                        } else if (now - m->changed_ms >= SETTLE_MS && model_workers_gone(m)) {
+                                model_reload(d, m, now);
+                        }
+                        break;
+                case LMP_MODEL_FAILED:
+                        file_id(m->cfg->path, &id);
+                        if (!file_id_eq(&id, &m->seen)) {
+                                lmp_log_msg(LMP_PRI_NOTICE, "model %s: its file %s changed: loading it again",
+                                            m->cfg->name, m->cfg->path);
+                                m->state = LMP_MODEL_RELOADING;
+                                m->seen = id;
+                                m->changed_ms = now;
+                        }
+                        break;
+                }
+        }
+}
+
+static void handle_inotify(struct lmp_daemon *d) {
+        char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+        /* Which file it was does not matter: the checks look at them all. */
+        while (read(d->inotify_fd, buf, sizeof(buf)) > 0)
+                ;
+        check_files(d, lmp_now_ms());
+}
+
+/* What a dead worker wrote on its report pipe, one line. */
+static void read_report(struct lmp_worker_rt *w, char *buf, size_t size) {
+        ssize_t n = -1;
+        buf[0] = '\0';
+        if (w->report_fd >= 0) {
+                n = read(w->report_fd, buf, size - 1);
+                close(w->report_fd);
+                w->report_fd = -1;
+        }
+        if (n <= 0)
+                return;
+        buf[n] = '\0';
+        for (char *p = buf; *p; p++)
+                if (*p == '\n' || (unsigned char)*p < 0x20)
+                        *p = *p == '\n' && !p[1] ? '\0' : ' ';
 }
 
 static void reap(struct lmp_daemon *d) {
@@ -294,26 +615,33 @@ static void reap(struct lmp_daemon *d) {
                                         w = &d->models[i].workers[j];
                 if (!w)
                         continue;
+                struct lmp_model_rt *m = &d->models[w->model];
                 double now = lmp_now_ms();
-                char how[64];
-                if (WIFSIGNALED(status))
-                        snprintf(how, sizeof(how), "killed by signal %d (%s)", WTERMSIG(status),
-                                 strsignal(WTERMSIG(status)));
+                char how[64 + LMP_WORKER_REPORT_MAX], report[LMP_WORKER_REPORT_MAX];
+                bool load_failed = WIFEXITED(status) && WEXITSTATUS(status) == LMP_WORKER_EXIT_LOAD;
+                bool bus = WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS;
+                read_report(w, report, sizeof(report));
+                if (load_failed)
+                        snprintf(how, sizeof(how), "could not load its model: %s", report[0] ? report : "no reason given");
+                else if (WIFSIGNALED(status))
+                        snprintf(how, sizeof(how), "killed by signal %d (%s)%s%s", WTERMSIG(status),
+                                 strsignal(WTERMSIG(status)), report[0] ? ": " : "", report);
                 else
                         snprintf(how, sizeof(how), "exited with code %d", WEXITSTATUS(status));
                 bool expected = w->state == LMP_WORKER_STOPPING || d->stopping;
                 struct lmp_log_field f[] = {
-                        LMP_FSTR("LMPOOL_MODEL", d->models[w->model].cfg->name),
+                        LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
                         LMP_FSTR("LMPOOL_WORKER", w->name),
                         LMP_FI64("LMPOOL_PID", pid),
                         LMP_FI64("EXIT_CODE", WIFEXITED(status) ? WEXITSTATUS(status) : -1),
                         LMP_FI64("EXIT_SIGNAL", WIFSIGNALED(status) ? WTERMSIG(status) : 0),
                         LMP_FU64("IN_FLIGHT", w->running.n),
+                        LMP_FSTR("REASON", report),
                 };
                 lmp_log_event(expected ? LMP_PRI_INFO : LMP_PRI_WARNING, "worker_exited", f,
                               "worker %s (pid %d) %s with %zu requests in flight", w->name, (int)pid, how,
                               w->running.n);
-                char why[256];
+                char why[sizeof(how) + 128];
                 snprintf(why, sizeof(why), "worker %s %s", w->name, how);
                 lmp_router_worker_lost(d, w, why);
                 /* A worker that served for a while starts again at once; one
@@ -326,6 +654,19 @@ static void reap(struct lmp_daemon *d) {
                 w->backoff_ms = LMP_MIN(w->backoff_ms * 2, d->cfg->respawn_max_ms);
                 if (!expected)
                         w->restarts++;
+                /* A worker that cannot load its model, or that read a page
+                 * of its weights that is no longer there: the model's fault,
+                 * not the worker's. A changed file is reloaded; anything
+                 * else that repeats fails the model. */
+                if ((load_failed || bus) && !expected && m->state == LMP_MODEL_SERVING) {
+                        check_files(d, now);
+                        if (m->state == LMP_MODEL_SERVING && ++m->faults >= d->cfg->load_attempts) {
+                                char reason[sizeof(how) + 64];
+                                snprintf(reason, sizeof(reason), "%d workers in a row %s", m->faults,
+                                         load_failed ? how : "were killed by SIGBUS reading their weights");
+                                model_fail(d, m, reason);
+                        }
+                }
                 notify_status(d);
         }
 }
@@ -336,7 +677,8 @@ static void check_workers(struct lmp_daemon *d, double now) {
                 for (int j = 0; j < d->models[i].n_workers; j++) {
                         struct lmp_worker_rt *w = &d->models[i].workers[j];
                         if (w->state == LMP_WORKER_EXITED) {
-                                if (!d->stopping && now >= w->respawn_at_ms)
+                                if (!d->stopping && d->models[i].state == LMP_MODEL_SERVING &&
+                                    now >= w->respawn_at_ms)
                                         spawn_worker(d, w);
                                 continue;
                         }
@@ -438,7 +780,7 @@ static double earliest_deadline(struct lmp_daemon *d) {
                         for (struct lmp_request_rt *r = w->running.head; r; r = r->next)
                                 if (r->id[0])
                                         t = LMP_MIN(t, r->deadline_ms);
-                        if (w->state == LMP_WORKER_EXITED)
+                        if (w->state == LMP_WORKER_EXITED && d->models[i].state == LMP_MODEL_SERVING)
                                 t = LMP_MIN(t, w->respawn_at_ms);
                 }
         }
@@ -449,8 +791,17 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         int loaded = 0;
 
         for (size_t i = 0; i < d->n_models; i++) {
-                load_model(&d->models[i]);
-                loaded += d->models[i].loaded;
+                struct lmp_model_rt *m = &d->models[i];
+                m->loaded = load_model(d, m) == 0;
+                if (!m->loaded) {
+                        struct lmp_log_field f[] = {
+                                LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
+                                LMP_FSTR("LMPOOL_PATH", m->cfg->path),
+                        };
+                        lmp_log_event(LMP_PRI_ERR, "model_refused", f, "model %s refused: %s", m->cfg->name,
+                                      m->failed);
+                }
+                loaded += m->loaded;
         }
         if (loaded == 0) {
                 lmp_log_msg(LMP_PRI_ERR, "no model could be loaded: nothing to serve");
@@ -462,7 +813,7 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                         m->n_workers = 0;
                         continue;
                 }
-                for (int j = 0; j < m->n_workers; j++)
+                for (int j = 0; j < m->n_workers && m->state == LMP_MODEL_SERVING; j++)
                         spawn_worker(d, &m->workers[j]);
         }
         sd_watchdog_enabled(0, &d->watchdog_usec);
@@ -473,18 +824,25 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         d->next_status_ms = now + 5000;
 
         for (;;) {
-                zmq_pollitem_t items[7] = {
+                zmq_pollitem_t items[8] = {
                         { .socket = d->back, .events = ZMQ_POLLIN },
                         { .socket = NULL, .fd = d->sigfd, .events = ZMQ_POLLIN },
                         { .socket = d->monitor[0], .events = ZMQ_POLLIN },
                         { .socket = d->monitor[1], .events = ZMQ_POLLIN },
                         { .socket = d->front, .events = ZMQ_POLLIN },
                         { .socket = d->zap, .events = ZMQ_POLLIN },
-                        { .socket = d->front_tcp, .events = ZMQ_POLLIN },
                 };
-                int n_items = d->front_tcp ? 7 : 6;
+                int n_items = 6, i_inotify = -1, i_tcp = -1;
                 if (!d->monitor[1])
                         items[3] = (zmq_pollitem_t){ .socket = NULL, .fd = -1 };
+                if (d->inotify_fd >= 0) {
+                        i_inotify = n_items;
+                        items[n_items++] = (zmq_pollitem_t){ .fd = d->inotify_fd, .events = ZMQ_POLLIN };
+                }
+                if (d->front_tcp) {
+                        i_tcp = n_items;
+                        items[n_items++] = (zmq_pollitem_t){ .socket = d->front_tcp, .events = ZMQ_POLLIN };
+                }
                 now = lmp_now_ms();
                 double next = LMP_MIN(d->next_hb_ms, earliest_deadline(d));
                 next = LMP_MIN(next, lmp_router_tick(d, now));
@@ -510,13 +868,16 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                         lmp_router_on_client(d, d->front);
                 if (items[5].revents & ZMQ_POLLIN)
                         lmp_zap_on_request(d);
-                if (n_items == 7 && (items[6].revents & ZMQ_POLLIN))
+                if (i_inotify >= 0 && (items[i_inotify].revents & ZMQ_POLLIN))
+                        handle_inotify(d);
+                if (i_tcp >= 0 && (items[i_tcp].revents & ZMQ_POLLIN))
                         lmp_router_on_client(d, d->front_tcp);
 
                 now = lmp_now_ms();
                 lmp_router_expire(d, now);
                 if (now >= d->next_hb_ms) {
                         lmp_router_heartbeat(d);
+                        check_files(d, now);
                         check_workers(d, now);
                         d->next_hb_ms = now + d->cfg->heartbeat_ms;
                 }
@@ -550,12 +911,38 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         return 0;
 }
 
-/* SIGHUP: re-reads the configuration. Limits, timeouts and logging apply at
- * once; model changes (paths, worker counts) need a restart, which is said
- * in the log. */
+/* Which settings a reload applies to the running daemon: limits, logging
+ * (but its target), the worker timings the supervisor reads when it needs
+ * them, and the models' sampling defaults (the router fills requests with
+ * them; repeat_last_n, max_prompt_tokens and the log level reach running
+ * workers in a config message). Everything else needs a restart. */
+static bool reload_applies(const char *key, bool model_row, void *userdata) {
+        static const char *const live[] = {
+                "log.level", "log.memory_interval_s", "log.requests", "workers.respawn_min_ms",
+                "workers.respawn_max_ms", "workers.ready_timeout_ms", "workers.load_attempts",
+        };
+        (void)userdata;
+        if (model_row)
+                return strncmp(key, "defaults.", 9) == 0;
+        if (strncmp(key, "limits.", 7) == 0)
+                return true;
+        for (size_t i = 0; i < LMP_ARRAY_SIZE(live); i++)
+                if (strcmp(key, live[i]) == 0)
+                        return true;
+        return false;
+}
+
+static bool reload_needs_restart(const char *key, bool model_row, void *userdata) {
+        return !reload_applies(key, model_row, userdata);
+}
+
+/* SIGHUP: re-reads the configuration, applies what reload_applies() says
+ * to the daemon and its workers, and logs which changed settings wait for a
+ * restart. */
 void lmp_supervisor_reload(struct lmp_daemon *d) {
         struct lmp_diag diag = { 0 };
         struct lmp_config *c = NULL;
+        char applied[1024], restart[1024];
 
         if (lmp_config_load(d->config_path, NULL, &c, &diag) < 0) {
                 char line[1200];
@@ -568,24 +955,44 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
                 return;
         }
         lmp_diag_clear(&diag);
-        bool models_same = c->n_models == d->cfg->n_models;
-        for (size_t i = 0; models_same && i < c->n_models; i++)
-                models_same = strcmp(c->models[i].name, d->cfg->models[i].name) == 0 &&
-                              strcmp(c->models[i].path, d->cfg->models[i].path) == 0 &&
-                              c->models[i].workers == d->cfg->models[i].workers &&
-                              c->models[i].slots == d->cfg->models[i].slots &&
-                              c->models[i].ctx == d->cfg->models[i].ctx;
+        size_t n_applied = lmp_config_diff(d->cfg, c, reload_applies, NULL, applied, sizeof(applied));
+        size_t n_restart = lmp_config_diff(d->cfg, c, reload_needs_restart, NULL, restart, sizeof(restart));
+
         d->cfg->queue_length = c->queue_length;
         d->cfg->client_requests = c->client_requests;
         d->cfg->request_timeout_ms = c->request_timeout_ms;
         d->cfg->max_prompt_tokens = c->max_prompt_tokens;
         d->cfg->max_tokens = c->max_tokens;
         d->cfg->drain_timeout_ms = c->drain_timeout_ms;
+        d->cfg->log_level = c->log_level;
         d->cfg->memory_interval_s = c->memory_interval_s;
         d->cfg->log_requests = c->log_requests;
-        for (size_t i = 0; models_same && i < c->n_models; i++)
-                ((struct lmp_model_config *)d->models[i].cfg)->defaults = c->models[i].defaults;
+        d->cfg->respawn_min_ms = c->respawn_min_ms;
+        d->cfg->respawn_max_ms = c->respawn_max_ms;
+        d->cfg->ready_timeout_ms = c->ready_timeout_ms;
+        d->cfg->load_attempts = c->load_attempts;
+        for (size_t i = 0; i < d->n_models; i++) {
+                const struct lmp_model_config *mc = lmp_config_find_model(c, d->models[i].cfg->name);
+                if (mc)
+                        ((struct lmp_model_config *)d->models[i].cfg)->defaults = mc->defaults;
+        }
         lmp_config_free(c);
-        lmp_log(LMP_PRI_NOTICE, "reloaded", NULL, 0, "configuration reloaded from %s%s", d->config_path,
-                models_same ? "" : "; model changes (names, paths, workers, slots, ctx) take effect at the next restart");
+        lmp_log_setup("lmpoold",
+                      d->cfg->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
+                      d->cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
+                      lmp_log_priority_of(d->cfg->log_level));
+        /* Running workers get theirs now; starting ones when they are ready. */
+        for (size_t i = 0; i < d->n_models; i++)
+                for (int j = 0; j < d->models[i].n_workers; j++)
+                        if (d->models[i].workers[j].state == LMP_WORKER_READY)
+                                lmp_router_send_config(d, &d->models[i].workers[j]);
+        struct lmp_log_field f[] = {
+                LMP_FSTR("APPLIED", applied),
+                LMP_FSTR("NEEDS_RESTART", restart),
+        };
+        lmp_log_event(LMP_PRI_NOTICE, "reloaded", f, "configuration reloaded from %s: %s%s%s%s%s", d->config_path,
+                      n_applied ? "applied " : "", applied, n_applied && n_restart ? "; " : "",
+                      n_restart ? "these take effect at the next restart: " : "", n_restart ? restart : "");
+        if (!n_applied && !n_restart)
+                lmp_log_msg(LMP_PRI_NOTICE, "reload: nothing changed");
 }

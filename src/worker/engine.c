@@ -119,6 +119,10 @@ uint32_t lmp_engine_active(const struct lmp_engine *e) {
         return e->active;
 }
 
+void lmp_engine_set_max_prompt_tokens(struct lmp_engine *e, uint32_t n) {
+        e->p.max_prompt_tokens = n;
+}
+
 uint32_t lmp_engine_slots(const struct lmp_engine *e) {
         return e->p.slots;
 }

@@ -95,4 +95,7 @@ bool lmp_engine_cancel(struct lmp_engine *e, uint64_t rid);
 int lmp_engine_step(struct lmp_engine *e);
 
 uint32_t lmp_engine_active(const struct lmp_engine *e);
+/* SIGHUP: a new limits.max_prompt_tokens for the jobs that start from now
+ * (0: only the context bounds them). */
+void lmp_engine_set_max_prompt_tokens(struct lmp_engine *e, uint32_t n);
 uint32_t lmp_engine_slots(const struct lmp_engine *e);

@@ -14,12 +14,22 @@
  *
  * Messages with the router (multipart, first frame the verb):
  *   router -> worker: job <rid> <queued_ms> <request JSON> | cancel <rid> | hb | stop
+ *                     | config <max_prompt_tokens> <repeat_last_n> <log priority>
  *   worker -> router: ready <slots> <pid> <n_ctx> | hb <active> <rss> <pss> <store_private>
  *                     | ev <rid> <t|d|e> <client event JSON>
+ *
+ * A worker that cannot load its model exits with LMP_WORKER_EXIT_LOAD and
+ * writes why on its report descriptor (worker.h). With `store: mmap` the
+ * weights are a file that someone may change while we serve it: every job
+ * checks the file before it starts and before its `done` is sent (one
+ * fstat each), so that an answer computed from weights that changed ends
+ * with an error rather than a `done`; a read past the end of a truncated
+ * file (SIGBUS) is reported on the descriptor before the signal kills us.
  */
 #include "worker/worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -56,6 +66,8 @@ struct worker {
         uint32_t slots, n_ctx, n_batch, max_prompt_tokens;
         int heartbeat_ms, liveness;
         int repeat_last_n;
+        int report_fd;                  /* -1: none */
+        int log_priority;
         const char *chat_template;
 
         /* engine */
@@ -137,6 +149,14 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
                 snprintf(head, sizeof(head), "%" PRIu64 " t", ev->rid);
                 break;
         case LMP_EV_DONE: {
+                char why[160];
+                if (lmp_store_check(w->store, why, sizeof(why)) == -ESTALE) {
+                        char msg[256];
+                        snprintf(msg, sizeof(msg), "the model file changed while this request ran (%s)", why);
+                        r = lmp_proto_format_error(b, ev->id, LMP_PROTO_MODEL_FAILED, msg);
+                        snprintf(head, sizeof(head), "%" PRIu64 " e model_failed", ev->rid);
+                        break;
+                }
                 struct lmp_done d = {
                         .finish = strcmp(ev->finish, "eos") == 0 ? LMP_FINISH_EOS :
                                   strcmp(ev->finish, "stop") == 0 ? LMP_FINISH_STOP : LMP_FINISH_LENGTH,
@@ -218,6 +238,15 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                         engine_sink(w, &ev);
                         return;
                 }
+                char why[160];
+                if (lmp_store_check(w->store, why, sizeof(why)) == -ESTALE) {
+                        snprintf(errmsg, sizeof(errmsg), "the model file changed under this worker (%s)", why);
+                        struct lmp_engine_event ev = { .kind = LMP_EV_ERROR, .rid = rid, .id = job->req.id,
+                                                       .code = "model_failed", .message = errmsg };
+                        engine_sink(w, &ev);
+                        lmp_job_free(job);
+                        return;
+                }
                 job->rid = rid;
                 job->queued_ms = queued;
                 job->arrival_ms = now_ms();
@@ -230,6 +259,20 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 lmp_engine_cancel(w->engine, strtoull(buf, NULL, 10));
         } else if (n >= 1 && part_is(&parts[0], "stop")) {
                 atomic_store(&w->stop, true);
+        } else if (n >= 2 && part_is(&parts[0], "config")) {
+                /* SIGHUP in the supervisor: the settings it applies to
+                 * running workers. The I/O thread has taken the log level. */
+                char buf[64];
+                unsigned maxp = 0;
+                int last_n = -1;
+                size_t l = LMP_MIN(zmq_msg_size(&parts[1]), sizeof(buf) - 1);
+                memcpy(buf, zmq_msg_data(&parts[1]), l);
+                buf[l] = '\0';
+                if (sscanf(buf, "%u %d", &maxp, &last_n) == 2 && last_n >= 0) {
+                        w->max_prompt_tokens = maxp;
+                        w->repeat_last_n = last_n;
+                        lmp_engine_set_max_prompt_tokens(w->engine, maxp);
+                }
         }
 }
 
@@ -282,6 +325,21 @@ static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage 
         send_frames(dealer, frames, lens, 2);
 }
 
+/* The third number of a config message: the log priority. */
+static void apply_log_level(struct worker *w, zmq_msg_t *body) {
+        char buf[64];
+        unsigned maxp;
+        int last_n, pri;
+        size_t l = LMP_MIN(zmq_msg_size(body), sizeof(buf) - 1);
+        memcpy(buf, zmq_msg_data(body), l);
+        buf[l] = '\0';
+        if (sscanf(buf, "%u %d %d", &maxp, &last_n, &pri) == 3 && pri >= LMP_PRI_ERR && pri <= LMP_PRI_DEBUG &&
+            pri != w->log_priority) {
+                w->log_priority = pri;
+                lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)pri);
+        }
+}
+
 static int io_loop(struct worker *w, void *dealer, void *pair_io) {
         struct lmp_mem_usage mem = { 0 };
         double last_mem = 0, next_hb = now_ms(), last_router = now_ms();
@@ -305,6 +363,8 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                         int n = recv_parts(dealer, parts, 4, 0);
                         if (n > 0) {
                                 last_router = now_ms();
+                                if (n >= 2 && part_is(&parts[0], "config"))
+                                        apply_log_level(w, &parts[1]);
                                 if (!part_is(&parts[0], "hb")) {
                                         /* Forward to the engine as is. */
                                         for (int i = 0; i < n; i++)
@@ -339,7 +399,16 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
 
 /* ---------------------------------------------------------------- set-up */
 
-static int load_engine(struct worker *w) {
+/* Copies a message, cut short to fit. */
+static void copy_reason(char *dst, size_t size, const char *src) {
+        size_t n = strnlen(src, size - 1);
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
+/* Loads the model, its vocabulary and the engine; on failure why says what
+ * went wrong (it is also logged). */
+static int load_engine(struct worker *w, char *why, size_t why_size) {
         struct lmp_error err = { 0 };
         struct lmp_gguf_str tmpl = { 0 };
         enum lmp_chat_family family = LMP_CHAT_UNKNOWN;
@@ -350,6 +419,7 @@ static int load_engine(struct worker *w) {
             (r = lmp_model_load(w->gguf, lmp_cpu_isa(), &w->model, &err)) < 0 ||
             (r = lmp_vocab_load(w->gguf, &w->vocab, &err)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: %s", w->name, err.msg);
+                copy_reason(why, why_size, err.msg);
                 return r;
         }
         if (w->chat_template && *w->chat_template)
@@ -366,10 +436,13 @@ static int load_engine(struct worker *w) {
         w->bos_text = strndup(s ? s : "", s ? len : 0);
         s = eos >= 0 ? lmp_vocab_token_text(w->vocab, eos, &len) : NULL;
         w->eos_text = strndup(s ? s : "", s ? len : 0);
-        if (!w->bos_text || !w->eos_text)
+        if (!w->bos_text || !w->eos_text) {
+                snprintf(why, why_size, "out of memory");
                 return -ENOMEM;
+        }
         if ((r = lmp_threadpool_new(w->threads, &w->pool)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: thread pool: %s", w->name, strerror(-r));
+                snprintf(why, why_size, "thread pool of %d threads: %s", w->threads, strerror(-r));
                 return r;
         }
         struct lmp_engine_params ep = {
@@ -381,6 +454,7 @@ static int load_engine(struct worker *w) {
         };
         if ((r = lmp_engine_new(&ep, &w->engine, &err)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: %s", w->name, err.msg);
+                copy_reason(why, why_size, err.msg);
                 return r;
         }
         return 0;
@@ -414,6 +488,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 { "chat-template", required_argument, NULL, 'T' },
                 { "log-level", required_argument, NULL, 'L' },
                 { "repeat-last-n", required_argument, NULL, 'R' },
+                { "report-fd", required_argument, NULL, 'r' },
                 { 0 },
         };
         int c;
@@ -426,6 +501,8 @@ static int parse_args(struct worker *w, int argc, char **argv) {
         w->heartbeat_ms = 500;
         w->liveness = 3;
         w->repeat_last_n = 64;
+        w->report_fd = -1;
+        w->log_priority = LMP_PRI_INFO;
         optind = 1;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
                 switch (c) {
@@ -441,13 +518,14 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 case 'h': w->heartbeat_ms = atoi(optarg); break;
                 case 'l': w->liveness = atoi(optarg); break;
                 case 'T': w->chat_template = optarg; break;
-                case 'L': break;
+                case 'L': w->log_priority = atoi(optarg); break;
                 case 'R': w->repeat_last_n = atoi(optarg); break;
+                case 'r': w->report_fd = atoi(optarg); break;
                 default: return -EINVAL;
                 }
         }
         if (!w->name[0] || w->store_fd < 0 || !w->backend || w->threads < 1 || w->slots < 1 || w->heartbeat_ms < 1 ||
-            w->liveness < 1)
+            w->liveness < 1 || w->log_priority < LMP_PRI_ERR || w->log_priority > LMP_PRI_DEBUG)
                 return -EINVAL;
         if (w->n_batch < w->slots)
                 w->n_batch = w->slots;
@@ -473,6 +551,36 @@ static int check_backend(const char *backend) {
         return 0;
 }
 
+/* Writes one line on the report descriptor, for the supervisor. */
+static void report(const struct worker *w, const char *line) {
+        char buf[LMP_WORKER_REPORT_MAX];
+        int n = snprintf(buf, sizeof(buf), "%s\n", line);
+        if (w->report_fd >= 0 && n > 0)
+                (void)!write(w->report_fd, buf, LMP_MIN((size_t)n, sizeof(buf) - 1));
+}
+
+/* What the SIGBUS handler needs: where the store is mapped and where to
+ * report. A handler gets no argument of ours, so this is the worker's one
+ * piece of process-wide state; it is written once, before the handler is
+ * installed. */
+static struct {
+        const uint8_t *base;
+        size_t size;
+        int fd;
+} bus_watch = { NULL, 0, -1 };
+
+static void on_sigbus(int sig, siginfo_t *si, void *uc) {
+        static const char msg[] = "SIGBUS reading the model's weights: the model file was truncated or "
+                                  "changed under the worker\n";
+        const uint8_t *a = si->si_addr;
+        (void)sig;
+        (void)uc;
+        if (bus_watch.fd >= 0 && a >= bus_watch.base && a < bus_watch.base + bus_watch.size)
+                (void)!write(bus_watch.fd, msg, sizeof(msg) - 1);
+        /* SA_RESETHAND: the faulting read runs again and the default
+         * action kills us with SIGBUS, which the supervisor sees. */
+}
+
 int lmp_worker_main(int argc, char **argv) {
         struct worker w = { 0 };
         void *dealer = NULL, *pair_io = NULL;
@@ -484,17 +592,31 @@ int lmp_worker_main(int argc, char **argv) {
         signal(SIGPIPE, SIG_IGN);
         if (parse_args(&w, argc, argv) < 0) {
                 fprintf(stderr, "lmpoold --worker: bad arguments (this mode is started by lmpoold itself)\n");
-                return 2;
+                return LMP_WORKER_EXIT_USAGE;
         }
-        lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, LMP_PRI_INFO);
+        if (w.report_fd >= 0)
+                fcntl(w.report_fd, F_SETFD, FD_CLOEXEC);
+        lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)w.log_priority);
         if ((r = check_backend(w.backend)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: %s is not in a private directory of ours: %s", w.name, w.backend,
                             strerror(-r));
                 return 1;
         }
-        if ((r = load_engine(&w)) < 0) {
-                free_worker(&w);
-                return 1;
+        {
+                char why[LMP_WORKER_REPORT_MAX - 1] = "";
+                if ((r = load_engine(&w, why, sizeof(why))) < 0) {
+                        report(&w, why[0] ? why : strerror(-r));
+                        free_worker(&w);
+                        return LMP_WORKER_EXIT_LOAD;
+                }
+        }
+        if (w.store->mode == LMP_STORE_MODE_MMAP) {
+                struct sigaction sa = { .sa_sigaction = on_sigbus, .sa_flags = SA_SIGINFO | SA_RESETHAND };
+                bus_watch.base = w.store->base;
+                bus_watch.size = w.store->size;
+                bus_watch.fd = w.report_fd;
+                sigemptyset(&sa.sa_mask);
+                sigaction(SIGBUS, &sa, NULL);
         }
         w.zctx = zmq_ctx_new();
         dealer = zmq_socket(w.zctx, ZMQ_DEALER);

@@ -116,6 +116,7 @@ static void test_defaults(void) {
         CHECK(c->log_level == LMP_LOG_INFO && c->log_target == LMP_LOG_TARGET_AUTO, "log");
         CHECK(c->memory_interval_s == 30 && c->log_requests, "log");
         CHECK(c->respawn_min_ms == 100 && c->respawn_max_ms == 30000 && c->ready_timeout_ms == 120000, "workers");
+        CHECK(c->load_attempts == 3, "workers.load_attempts");
         CHECK(c->n_models == 1, "models %zu", c->n_models);
         const struct lmp_model_config *m = lmp_config_find_model(c, "m");
         CHECK(m && m == &c->models[0], "find m");
@@ -766,8 +767,39 @@ static void test_files(const char *example) {
         }
 }
 
+static bool keep_defaults(const char *key, bool model_row, void *userdata) {
+        (*(int *)userdata)++;
+        return model_row && strncmp(key, "defaults.", 9) == 0;
+}
+
+/* lmp_config_diff: what SIGHUP reports as applied or needing a restart. */
+static void test_diff(void) {
+        struct lmp_config *a = expect_ok("limits:\n  max_prompt_tokens: 8\nmodels:\n"
+                                         "  - name: m\n    path: /m.gguf\n  - name: gone\n    path: /g.gguf\n", NULL);
+        struct lmp_config *b = expect_ok("limits:\n  max_prompt_tokens: 64\nworkers:\n  load_attempts: 5\n"
+                                         "models:\n  - name: m\n    path: /m.gguf\n    ctx: 1024\n"
+                                         "    defaults:\n      top_k: 7\n  - name: new\n    path: /n.gguf\n", NULL);
+        char buf[512];
+        int calls = 0;
+        if (!a || !b)
+                goto out;
+        CHECK(lmp_config_diff(a, a, NULL, NULL, buf, sizeof(buf)) == 0 && buf[0] == '\0', "no change: '%s'", buf);
+        CHECK(lmp_config_diff(a, b, NULL, NULL, buf, sizeof(buf)) == 6, "all: '%s'", buf);
+        CHECK(!strcmp(buf, "limits.max_prompt_tokens workers.load_attempts models[m].ctx models[m].defaults.top_k "
+                           "models[gone] models[new]"), "all: '%s'", buf);
+        CHECK(lmp_config_diff(a, b, keep_defaults, &calls, buf, sizeof(buf)) == 1 &&
+                      !strcmp(buf, "models[m].defaults.top_k") && calls == 6, "kept: '%s' (%d calls)", buf, calls);
+        /* Cut short, never overflowing. */
+        CHECK(lmp_config_diff(a, b, NULL, NULL, buf, 40) == 6 && strlen(buf) < 40 && strstr(buf, "..."),
+              "short: '%s'", buf);
+out:
+        lmp_config_free(a);
+        lmp_config_free(b);
+}
+
 int main(int argc, char **argv) {
         test_defaults();
+        test_diff();
         test_bounds();
         test_values();
         test_unknown_and_types();

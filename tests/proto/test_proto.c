@@ -474,13 +474,16 @@ static void test_events(void) {
               "stats bounds content: %s", b.data);
         cJSON_Delete(j);
 
-        struct lmp_health_model hm[2] = { { "tiny", 3, 3 }, { "big", 0, 1 } };
+        struct lmp_health_model hm[2] = { { "tiny", 3, 3, NULL }, { "big", 0, 1, "tensor \"x\": missing" } };
         b.len = 0;
         CHECK(lmp_proto_format_health(&b, "h1", "degraded", hm, 2) == 0, "health");
         j = must_json(b.data, "health");
+        cJSON *models = cJSON_GetObjectItem(j, "models");
         CHECK(strcmp(cJSON_GetObjectItem(j, "status")->valuestring, "degraded") == 0 &&
-                      cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "models"), "big"), "workers")
-                                      ->valuedouble == 1,
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(models, "big"), "workers")->valuedouble == 1 &&
+                      strcmp(cJSON_GetObjectItem(cJSON_GetObjectItem(models, "big"), "failed")->valuestring,
+                             "tensor \"x\": missing") == 0 &&
+                      !cJSON_GetObjectItem(cJSON_GetObjectItem(models, "tiny"), "failed"),
               "health content: %s", b.data);
         cJSON_Delete(j);
         lmp_proto_buf_free(&b);
