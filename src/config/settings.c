@@ -157,15 +157,15 @@ const struct lmp_setting lmp_config_settings[] = {
         G_INT("limits.max_clients", max_clients, 1, 262144, "1024",
               "Client connections open at once (ipc and TCP together); further connections are closed as "
               "they arrive, counted and logged. lmpoold raises its RLIMIT_NOFILE to fit and refuses to start "
-              "when the hard limit (LimitNOFILE=) cannot. Read at start."),
+              "when the hard limit (LimitNOFILE=) cannot. Read at start (a reload says it needs a restart)."),
         G_INT("limits.client_events", client_events, 16, 1000000, "1000",
               "Events queued for one client connection that is not reading; one more ends each of its "
-              "running requests with `slow_consumer`. Read at start."),
+              "running requests with `slow_consumer`. Read at start (a reload says it needs a restart)."),
         { .key = "limits.receive_memory", .type = LMP_SETTING_SIZE, FIELD(struct lmp_config, receive_memory),
           .imin = 16 << 20, .imax = INT64_MAX, .def = "256M",
           .doc = "Memory that unfinished client messages may take (ZeroMQ holds a multipart message whole "
                  "until its last frame); past it, connections sending a message that does not end are closed "
-                 "(bytes; K, M, G, T suffixes). Read at start." },
+                 "(bytes; K, M, G, T suffixes). Applied on reload." },
 
         G_ENUM("log.level", log_level, log_level_names, "info", "Least severe event logged."),
         G_ENUM("log.target", log_target, log_target_names, "auto",

@@ -924,6 +924,10 @@ static bool reload_applies(const char *key, bool model_row, void *userdata) {
         (void)userdata;
         if (model_row)
                 return strncmp(key, "defaults.", 9) == 0;
+        /* The client sockets' event bound and the descriptor budget are set
+         * when the sockets are made. */
+        if (strcmp(key, "limits.max_clients") == 0 || strcmp(key, "limits.client_events") == 0)
+                return false;
         if (strncmp(key, "limits.", 7) == 0)
                 return true;
         for (size_t i = 0; i < LMP_ARRAY_SIZE(live); i++)
@@ -964,6 +968,7 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
         d->cfg->max_prompt_tokens = c->max_prompt_tokens;
         d->cfg->max_tokens = c->max_tokens;
         d->cfg->drain_timeout_ms = c->drain_timeout_ms;
+        d->cfg->receive_memory = c->receive_memory;
         d->cfg->log_level = c->log_level;
         d->cfg->memory_interval_s = c->memory_interval_s;
         d->cfg->log_requests = c->log_requests;
