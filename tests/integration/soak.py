@@ -293,7 +293,7 @@ def main():
     d = Daemon([model_yaml("m", MODEL, workers=3, slots=2)],
                limits=f"  queue_length: 16\n  client_requests: 4\n  request_timeout_ms: {REQUEST_TIMEOUT_MS}\n"
                # small, so that the slow readers overflow it now and then
-               "  client_events: 16\n")
+               "  client_events: 64\n")
     try:
         d.wait_ready()
         # Warm the daemon up before the first figures.
