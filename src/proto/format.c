@@ -299,6 +299,10 @@ int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct
         TRY(put_i64(b, s->clients_refused));
         TRY(puts_(b, ",\"overlong_closed\":"));
         TRY(put_i64(b, s->clients_overlong));
+        TRY(puts_(b, "},\"refused\":{\"connections\":"));
+        TRY(put_i64(b, s->zap_refused));
+        TRY(puts_(b, ",\"worker_frames\":"));
+        TRY(put_i64(b, s->worker_frames_refused));
         TRY(puts_(b, "},\"workers\":["));
         for (size_t i = 0; i < s->n_workers; i++) {
                 const struct lmp_worker_info *w = &s->workers[i];

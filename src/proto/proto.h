@@ -257,6 +257,9 @@ struct lmp_stats {
         /* client connections: open now, the limit, refused at the limit,
          * closed while sending an over-long message */
         int64_t clients, clients_limit, clients_refused, clients_overlong;
+        /* kept off the workers' socket: connections the ZAP handler refused
+         * (and CURVE clients without an allowed key), worker frames dropped */
+        int64_t zap_refused, worker_frames_refused;
 };
 int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s);
 

@@ -684,6 +684,8 @@ static void answer_stats(struct lmp_daemon *d, const uint8_t *client, size_t len
                 .events_dropped = (int64_t)d->stats.events_dropped, .clients = (int64_t)d->n_conns_open,
                 .clients_limit = d->cfg->max_clients, .clients_refused = (int64_t)d->stats.clients_refused,
                 .clients_overlong = (int64_t)d->stats.clients_overlong,
+                .zap_refused = (int64_t)d->auth.zap_refused,
+                .worker_frames_refused = (int64_t)d->auth.worker_frames_refused,
         };
         d->out.len = 0;
         if (lmp_proto_format_stats(&d->out, id, &st) == 0)

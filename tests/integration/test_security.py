@@ -216,11 +216,14 @@ class WorkerSocketTests(unittest.TestCase):
     def test_same_user_not_a_worker_is_refused(self):
         # Our own uid passes the directory's permissions: the ZAP handler
         # must refuse the process, since it is not one of our workers.
+        before = self.d.request({"v": 1, "id": "s0", "type": "stats"})[-1]["refused"]["connections"]
         received, results, pid = self.attack([])
         self.assertEqual(received, [], "a process that is not a worker received the router's messages")
         self.check_clients(results)
         self.check_worker_kept()
         self.assertIn(f"refused a connection from pid {pid}: not one of our live workers", self.d.logs())
+        after = self.d.request({"v": 1, "id": "s1", "type": "stats"})[-1]["refused"]["connections"]
+        self.assertGreater(after, before, "the refusal is counted in stats")
 
     def test_socket_modes(self):
         path = self.backend[len("ipc://"):]
