@@ -92,6 +92,7 @@ struct lmp_config {
         /* limits */
         int queue_length;
         int client_requests;
+        int retries;                    /* runs again before the first token */
         int request_timeout_ms;
         int max_prompt_tokens;
         int max_tokens;

@@ -146,6 +146,10 @@ const struct lmp_setting lmp_config_settings[] = {
               "Requests waiting for a worker, over all models; beyond it clients get `busy`."),
         G_INT("limits.client_requests", client_requests, 1, 4096, "8",
               "Concurrent requests one client may have in flight; beyond it the client gets `busy`."),
+        G_INT("limits.retries", retries, 0, 3, "1",
+              "Times a request is run again on another worker when its worker dies before it sent the "
+              "first token (the client sees nothing of it); after the first token it ends with "
+              "`worker_lost`. 0 turns retrying off."),
         G_INT("limits.request_timeout_ms", request_timeout_ms, 100, 86400000, "300000",
               "Deadline of a request from its arrival, queueing included; then `timeout`."),
         G_INT("limits.max_prompt_tokens", max_prompt_tokens, 1, 1048576, "8192",

@@ -283,6 +283,8 @@ int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct
         TRY(put_i64(b, s->timeouts));
         TRY(puts_(b, ",\"worker_lost\":"));
         TRY(put_i64(b, s->worker_lost));
+        TRY(puts_(b, ",\"retried\":"));
+        TRY(put_i64(b, s->retried));
         TRY(puts_(b, ",\"slow_consumer\":"));
         TRY(put_i64(b, s->slow_consumer));
         TRY(puts_(b, ",\"client_gone\":"));

@@ -260,6 +260,7 @@ struct lmp_stats {
         /* kept off the workers' socket: connections the ZAP handler refused
          * (and CURVE clients without an allowed key), worker frames dropped */
         int64_t zap_refused, worker_frames_refused;
+        int64_t retried;        /* run again: their worker died before their first token */
 };
 int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s);
 

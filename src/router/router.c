@@ -100,6 +100,17 @@ static void list_push(struct lmp_req_list *l, struct lmp_request_rt *r) {
         l->n++;
 }
 
+static void list_push_front(struct lmp_req_list *l, struct lmp_request_rt *r) {
+        r->prev = NULL;
+        r->next = l->head;
+        if (l->head)
+                l->head->prev = r;
+        else
+                l->tail = r;
+        l->head = r;
+        l->n++;
+}
+
 static void list_remove(struct lmp_req_list *l, struct lmp_request_rt *r) {
         if (r->prev)
                 r->prev->next = r->next;
@@ -686,6 +697,7 @@ static void answer_stats(struct lmp_daemon *d, const uint8_t *client, size_t len
                 .clients_overlong = (int64_t)d->stats.clients_overlong,
                 .zap_refused = (int64_t)d->auth.zap_refused,
                 .worker_frames_refused = (int64_t)d->auth.worker_frames_refused,
+                .retried = (int64_t)d->stats.retried,
         };
         d->out.len = 0;
         if (lmp_proto_format_stats(&d->out, id, &st) == 0)
@@ -1261,6 +1273,7 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
                 return;
         }
         if (kind == 't') {
+                r->streamed = true;
                 if (!r->id[0])
                         return; /* answered already (cancel, timeout, slow consumer) */
                 int rc = send_to_client(d, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
@@ -1403,10 +1416,27 @@ void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 zmq_send(d->back, "stop", 4, 0);
 }
 
+/* The requests of a worker that died: one that has sent nothing yet goes
+ * back to the head of its model's queue (limits.retries times), so that
+ * the crash is invisible to its client; the others end with worker_lost.
+ * Dispatch runs after, when the dead worker is no longer ready. */
 void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const char *why) {
         struct lmp_request_rt *r;
-        while ((r = w->running.head)) {
+        double now = lmp_now_ms();
+        while ((r = w->running.tail)) {
                 list_remove(&w->running, r);
+                struct lmp_model_rt *m = &d->models[r->model];
+                if (r->id[0] && !r->streamed && r->retries < d->cfg->retries && now < r->deadline_ms &&
+                    m->state != LMP_MODEL_FAILED && !d->stopping) {
+                        r->retries++;
+                        r->worker = NULL;
+                        list_push_front(&m->queue, r);
+                        d->queued++;
+                        d->stats.retried++;
+                        lmp_log_msg(LMP_PRI_NOTICE, "request %s: %s died before its first token (%s): run again",
+                                    r->id, w->name, why);
+                        continue;
+                }
                 if (r->id[0])
                         request_error(d, r, LMP_PROTO_WORKER_LOST, why);
                 request_free(d, r);

@@ -41,6 +41,8 @@ struct lmp_request_rt {
         size_t job_len;
         double arrival_ms, dispatch_ms, deadline_ms;
         struct lmp_worker_rt *worker;   /* NULL while queued */
+        bool streamed;                  /* its worker sent a token: it can no longer be retried */
+        uint8_t retries;                /* times it was run again (limits.retries) */
         struct lmp_request_rt *prev, *next; /* in the queue or the worker's list */
 };
 
@@ -102,6 +104,7 @@ struct lmp_model_rt {
 
 struct lmp_daemon_stats {
         uint64_t total, ok, errors, busy, timeouts, worker_lost;
+        uint64_t retried;               /* requests run again after their worker died before a token */
         uint64_t events_dropped;        /* token events a client did not read in time */
         uint64_t dropped;               /* requests whose terminal event never reached the client */
         uint64_t slow_consumer;         /* requests stopped because their client read too slowly */

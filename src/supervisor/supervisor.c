@@ -654,6 +654,8 @@ static void reap(struct lmp_daemon *d) {
                 w->backoff_ms = LMP_MIN(w->backoff_ms * 2, d->cfg->respawn_max_ms);
                 if (!expected)
                         w->restarts++;
+                /* Its requests that had sent nothing are queued again. */
+                lmp_router_dispatch(d);
                 /* A worker that cannot load its model, or that read a page
                  * of its weights that is no longer there: the model's fault,
                  * not the worker's. A changed file is reloaded; anything
@@ -964,6 +966,7 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
 
         d->cfg->queue_length = c->queue_length;
         d->cfg->client_requests = c->client_requests;
+        d->cfg->retries = c->retries;
         d->cfg->request_timeout_ms = c->request_timeout_ms;
         d->cfg->max_prompt_tokens = c->max_prompt_tokens;
         d->cfg->max_tokens = c->max_tokens;

@@ -416,7 +416,11 @@ class CrashTests(unittest.TestCase):
             socks = [d.socket(), d.socket()]
             for i, s in enumerate(socks):
                 s.send(json.dumps(generate("m", id=f"k{i}", max_tokens=4000, ignore_eos=True)).encode())
-            # Wait for both workers to be busy, then kill one.
+            # Wait for both streams to have begun (before its first token a
+            # request would be run again, not lost), then kill one worker.
+            for s in socks:
+                self.assertTrue(s.poll(30000), "a first token")
+                self.assertEqual(json.loads(s.recv())["event"], "token")
             deadline = time.time() + 10
             while time.time() < deadline:
                 busy = [w for w in d.stats()["workers"] if w["active"] > 0]
@@ -464,6 +468,65 @@ class CrashTests(unittest.TestCase):
                 s.close()
         finally:
             d.stop()
+
+    def test_retry_before_first_token(self):
+        """A worker that dies before its request's first token: the request
+        runs again on another worker and its client sees one stream, one
+        done. With limits.retries 0 the same death is worker_lost."""
+        for retries in (1, 0):
+            with self.subTest(retries=retries):
+                d = Daemon([model_yaml("m", DEEP, workers=2, slots=1, ctx=4096)],
+                           limits=f"  retries: {retries}\n")
+                try:
+                    d.wait_ready()
+                    workers = {w["name"]: w["pid"] for w in d.stats()["workers"]}
+                    # m/0 frozen: the request sent to it cannot start.
+                    os.kill(workers["m/0"], signal.SIGSTOP)
+                    busy = d.socket()
+                    busy.send(json.dumps(generate("m", id="busy", max_tokens=1000, ignore_eos=True)).encode())
+                    wait = time.time() + 10
+                    while time.time() < wait and not any(w["active"] for w in d.stats()["workers"]):
+                        time.sleep(0.02)
+                    on = [w["name"] for w in d.stats()["workers"] if w["active"]]
+                    # The second request goes to the other worker, the idle one.
+                    s = d.socket()
+                    s.send(json.dumps(generate("m", id="r", max_tokens=8, ignore_eos=True)).encode())
+                    wait = time.time() + 10
+                    while time.time() < wait and sum(w["active"] for w in d.stats()["workers"]) < 2:
+                        time.sleep(0.02)
+                    self.assertEqual(sum(w["active"] for w in d.stats()["workers"]), 2, "both dispatched")
+                    # Which of the two is on the frozen worker: it has no token.
+                    frozen_sock = busy if on == ["m/0"] else s
+                    frozen_id = "busy" if on == ["m/0"] else "r"
+                    other_sock = s if frozen_sock is busy else busy
+                    os.kill(workers["m/0"], signal.SIGKILL)
+                    evs = []
+                    while True:
+                        self.assertTrue(frozen_sock.poll(60000), "the request ends")
+                        ev = json.loads(frozen_sock.recv())
+                        evs.append(ev)
+                        if ev["event"] != "token":
+                            break
+                    terminal = [e for e in evs if e["event"] != "token"]
+                    self.assertEqual(len(terminal), 1)
+                    if retries:
+                        self.assertEqual(evs[-1]["event"], "done", evs[-1])
+                        self.assertEqual(evs[-1]["id"], frozen_id)
+                        self.assertEqual(evs[-1]["usage"]["generated_tokens"], len(evs) - 1)
+                        self.assertEqual(d.stats()["requests"]["retried"], 1)
+                        self.assertIn("died before its first token", d.logs())
+                    else:
+                        self.assertEqual(evs, [evs[-1]], "nothing but the error")
+                        self.assertEqual(evs[-1].get("code"), "worker_lost", evs[-1])
+                        self.assertEqual(d.stats()["requests"]["retried"], 0)
+                    self.assertFalse(frozen_sock.poll(500), "nothing after the terminal event")
+                    # The other request was never touched: it is streaming.
+                    self.assertTrue(other_sock.poll(30000))
+                    self.assertEqual(json.loads(other_sock.recv())["event"], "token")
+                    busy.close()
+                    s.close()
+                finally:
+                    d.stop()
 
 
 def make_cgroup(limit):

@@ -455,7 +455,7 @@ static void test_events(void) {
         struct lmp_stats s = { 12.5, 3, 64, 100, 90, 10, 4, 3, 1, &w, 1, .dropped = 2, .client_gone = 5,
                                .slow_consumer = 6, .events_dropped = 7, .clients = 8, .clients_limit = 1024,
                                .clients_refused = 9, .clients_overlong = 11,
-                               .zap_refused = 13, .worker_frames_refused = 14 };
+                               .zap_refused = 13, .worker_frames_refused = 14, .retried = 15 };
         b.len = 0;
         CHECK(lmp_proto_format_stats(&b, "s1", &s) == 0, "stats");
         j = must_json(b.data, "stats");
@@ -473,7 +473,8 @@ static void test_events(void) {
                       cJSON_GetObjectItem(cJSON_GetObjectItem(j, "clients"), "refused")->valuedouble == 9 &&
                       cJSON_GetObjectItem(cJSON_GetObjectItem(j, "clients"), "overlong_closed")->valuedouble == 11 &&
                       cJSON_GetObjectItem(cJSON_GetObjectItem(j, "refused"), "connections")->valuedouble == 13 &&
-                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "refused"), "worker_frames")->valuedouble == 14,
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "refused"), "worker_frames")->valuedouble == 14 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "requests"), "retried")->valuedouble == 15,
               "stats bounds content: %s", b.data);
         cJSON_Delete(j);
 
