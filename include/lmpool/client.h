@@ -118,6 +118,7 @@ struct lmp_client_result {
         char worker[64];
         enum lmp_client_code code;      /* with -EPROTO: the daemon's error code */
         char message[256];              /* with -EPROTO: the daemon's message */
+        long long cached_tokens;        /* of prompt_tokens, those whose KV the worker had cached */
 };
 void lmp_client_result_clear(struct lmp_client_result *result);
 

@@ -318,6 +318,7 @@ static int run_generation(struct lmp_client *c, const char *id, lmp_client_token
                         snprintf(res->finish, sizeof(res->finish), "%s", lmp_finish_name(ev.finish));
                         res->prompt_tokens = ev.usage.prompt_tokens;
                         res->generated_tokens = ev.usage.generated_tokens;
+                        res->cached_tokens = ev.usage.cached_tokens;
                         res->queued_ms = ev.timings.queued_ms;
                         res->prompt_ms = ev.timings.prompt_ms;
                         res->ttft_ms = ev.timings.ttft_ms;

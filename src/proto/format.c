@@ -200,6 +200,8 @@ int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct 
         TRY(put_i64(b, d->usage.prompt_tokens));
         TRY(puts_(b, ",\"generated_tokens\":"));
         TRY(put_i64(b, d->usage.generated_tokens));
+        TRY(puts_(b, ",\"cached_tokens\":"));
+        TRY(put_i64(b, d->usage.cached_tokens));
         TRY(puts_(b, "},\"timings\":{\"queued_ms\":"));
         TRY(put_double(b, d->timings.queued_ms));
         TRY(puts_(b, ",\"prompt_ms\":"));
@@ -301,6 +303,12 @@ int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct
         TRY(put_i64(b, s->clients_refused));
         TRY(puts_(b, ",\"overlong_closed\":"));
         TRY(put_i64(b, s->clients_overlong));
+        TRY(puts_(b, "},\"affinity\":{\"hits\":"));
+        TRY(put_i64(b, s->affinity_hits));
+        TRY(puts_(b, ",\"misses\":"));
+        TRY(put_i64(b, s->affinity_misses));
+        TRY(puts_(b, ",\"new\":"));
+        TRY(put_i64(b, s->affinity_new));
         TRY(puts_(b, "},\"refused\":{\"connections\":"));
         TRY(put_i64(b, s->zap_refused));
         TRY(puts_(b, ",\"worker_frames\":"));

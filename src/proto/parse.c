@@ -230,7 +230,7 @@ static char *dup_n(const char *s, size_t n) {
 enum field {
         F_V, F_ID, F_TYPE, F_MODEL, F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
         F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_SEED, F_STOP, F_IGNORE_EOS,
-        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_COUNT,
+        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_COUNT,
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -240,6 +240,7 @@ static const char *const field_names[F_COUNT] = {
         [F_PRESENCE_PENALTY] = "presence_penalty", [F_FREQUENCY_PENALTY] = "frequency_penalty",
         [F_SEED] = "seed", [F_STOP] = "stop", [F_IGNORE_EOS] = "ignore_eos", [F_STREAM] = "stream",
         [F_RETURN_IDS] = "return_ids", [F_TIMEOUT_MS] = "timeout_ms", [F_TARGET] = "target",
+        [F_SESSION] = "session",
 };
 
 void lmp_request_clear(struct lmp_request *r) {
@@ -416,6 +417,11 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
                 return rc;
         if (f[F_RETURN_IDS] && (rc = get_bool(f[F_RETURN_IDS], "return_ids", &r->return_ids, err)) < 0)
                 return rc;
+        if (f[F_SESSION]) {
+                if ((rc = get_string(f[F_SESSION], "session", 1, LMP_PROTO_SESSION_MAX, &str, &len, err)) < 0)
+                        return rc;
+                memcpy(r->session, str, len + 1);
+        }
         if (f[F_TIMEOUT_MS]) {
                 if ((rc = get_int(f[F_TIMEOUT_MS], "timeout_ms", 1, LMP_PROTO_TIMEOUT_MS_MAX, &d, err)) < 0)
                         return rc;
@@ -661,6 +667,7 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
                 const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "timings");
                 e.usage.prompt_tokens = (int64_t)num_or_zero(u, "prompt_tokens");
                 e.usage.generated_tokens = (int64_t)num_or_zero(u, "generated_tokens");
+                e.usage.cached_tokens = (int64_t)num_or_zero(u, "cached_tokens");
                 e.timings.queued_ms = num_or_zero(tm, "queued_ms");
                 e.timings.prompt_ms = num_or_zero(tm, "prompt_ms");
                 e.timings.ttft_ms = num_or_zero(tm, "ttft_ms");

@@ -25,6 +25,7 @@
 #define LMP_PROTO_JOB_MAX (6u * LMP_PROTO_FRAME_MAX + (64u << 10))
 #define LMP_PROTO_ID_MAX 128                 /* bytes in a request id */
 #define LMP_PROTO_MODEL_MAX 128              /* bytes in a model name */
+#define LMP_PROTO_SESSION_MAX 128            /* bytes in a session name */
 #define LMP_PROTO_STOP_MAX 8                 /* stop strings per request */
 #define LMP_PROTO_STOP_LEN_MAX 256           /* bytes in one stop string */
 #define LMP_PROTO_MAX_TOKENS_MAX (1 << 24)   /* the model's context bounds it further */
@@ -126,6 +127,7 @@ struct lmp_request {
         bool stream;                    /* default true */
         bool return_ids;                /* default false */
         uint32_t timeout_ms;            /* valid when sampling.set has LMP_SET_TIMEOUT_MS */
+        char session[LMP_PROTO_SESSION_MAX + 1]; /* "" when not given: the router's affinity key */
         /* cancel */
         char target[LMP_PROTO_ID_MAX + 1];
 };
@@ -195,6 +197,7 @@ const char *lmp_finish_name(enum lmp_finish finish);
 struct lmp_usage {
         int64_t prompt_tokens;
         int64_t generated_tokens;
+        int64_t cached_tokens;  /* prompt tokens whose KV came from the slot's cache */
 };
 
 struct lmp_timings {
@@ -261,6 +264,9 @@ struct lmp_stats {
          * (and CURVE clients without an allowed key), worker frames dropped */
         int64_t zap_refused, worker_frames_refused;
         int64_t retried;        /* run again: their worker died before their first token */
+        /* conversations sent to the worker that served them last, moved
+         * because it was saturated while another was idle, seen first */
+        int64_t affinity_hits, affinity_misses, affinity_new;
 };
 int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s);
 

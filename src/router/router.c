@@ -423,6 +423,9 @@ int lmp_router_open(struct lmp_daemon *d) {
          * gives their memory back to the system when they are freed (a
          * dynamic one would keep it in the heap after the first). */
         mallopt(M_MMAP_THRESHOLD, 256 << 10);
+        d->affinity = calloc(LMP_AFFINITY_SLOTS, sizeof(*d->affinity));
+        if (!d->affinity)
+                return -ENOMEM;
         d->zctx = zmq_ctx_new();
         if (!d->zctx)
                 return -ENOMEM;
@@ -478,6 +481,8 @@ void lmp_router_close(struct lmp_daemon *d) {
                 free(p);
         }
         d->pending_tail = NULL;
+        free(d->affinity);
+        d->affinity = NULL;
         free(d->conns);
         d->conns = NULL;
         d->n_conns_cap = d->n_conns_open = 0;
@@ -525,17 +530,94 @@ static struct lmp_worker_rt *least_loaded(struct lmp_model_rt *m) {
         return best;
 }
 
+/* ------------------------------------------------------------ affinity */
+
+/* FNV-1a, 64 bits, continued from h. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
+        const uint8_t *p = data;
+        for (size_t i = 0; i < len; i++) {
+                h ^= p[i];
+                h *= 0x100000001b3ull;
+        }
+        return h;
+}
+
+/* A conversation's key: its session when the client names one; else what
+ * stays the same from one turn to the next: for chat the messages up to
+ * and including the first user message (a bot's shared system prompt
+ * alone would put every user on one worker), for generate the prompt's
+ * first 256 bytes. Never 0. */
+static uint64_t affinity_key(size_t model, const struct lmp_request *req) {
+        uint64_t h = fnv1a(0xcbf29ce484222325ull, &model, sizeof(model));
+        if (req->session[0]) {
+                h = fnv1a(h, "S", 1);
+                h = fnv1a(h, req->session, strlen(req->session));
+        } else if (req->type == LMP_REQ_CHAT) {
+                h = fnv1a(h, "C", 1);
+                for (size_t i = 0; i < req->n_messages; i++) {
+                        const struct lmp_message *msg = &req->messages[i];
+                        h = fnv1a(h, &msg->role, sizeof(msg->role));
+                        h = fnv1a(h, msg->content, LMP_MIN(msg->content_len, (size_t)2048));
+                        if (msg->role == LMP_ROLE_USER)
+                                break;
+                }
+        } else {
+                h = fnv1a(h, "G", 1);
+                h = fnv1a(h, req->prompt, LMP_MIN(req->prompt_len, (size_t)256));
+        }
+        return h ? h : 1;
+}
+
+static struct lmp_affinity *affinity_of(struct lmp_daemon *d, const struct lmp_request_rt *r) {
+        struct lmp_affinity *a = d->affinity ? &d->affinity[r->affinity % LMP_AFFINITY_SLOTS] : NULL;
+        return a && a->key == r->affinity && a->model == r->model ? a : NULL;
+}
+
+/* Where r runs now: the worker that served its conversation last, while
+ * that one has a free slot (its KV cache holds the conversation); another
+ * worker when r's is not ready, or is saturated while some worker is idle
+ * (the prompt is then computed again: counted a miss). NULL: r waits for
+ * its busy worker (nobody is idle), or no worker has a free slot. */
+static struct lmp_worker_rt *place(struct lmp_daemon *d, struct lmp_model_rt *m, struct lmp_request_rt *r) {
+        struct lmp_worker_rt *any = least_loaded(m);
+        if (!any)
+                return NULL;
+        const struct lmp_affinity *a = affinity_of(d, r);
+        if (!a || a->worker < 0 || a->worker >= m->n_workers) {
+                d->stats.affinity_new++;
+                return any;
+        }
+        struct lmp_worker_rt *w = &m->workers[a->worker];
+        if (w->state == LMP_WORKER_READY && w->running.n < w->slots) {
+                d->stats.affinity_hits++;
+                return w;
+        }
+        if (w->state != LMP_WORKER_READY || any->running.n == 0) {
+                d->stats.affinity_misses++;
+                return any;
+        }
+        return NULL;
+}
+
 void lmp_router_dispatch(struct lmp_daemon *d) {
         double now = lmp_now_ms();
         for (size_t i = 0; i < d->n_models; i++) {
                 struct lmp_model_rt *m = &d->models[i];
-                while (m->queue.head) {
-                        struct lmp_worker_rt *w = least_loaded(m);
-                        struct lmp_request_rt *r = m->queue.head;
+                struct lmp_request_rt *r, *next;
+                /* In queue order; a request waiting for its own worker lets
+                 * the ones behind it take the other workers' free slots. */
+                for (r = m->queue.head; r && least_loaded(m); r = next) {
+                        next = r->next;
+                        struct lmp_worker_rt *w = place(d, m, r);
                         if (!w)
-                                break;
+                                continue;
                         list_remove(&m->queue, r);
                         d->queued--;
+                        if (d->affinity) {
+                                struct lmp_affinity *a = &d->affinity[r->affinity % LMP_AFFINITY_SLOTS];
+                                *a = (struct lmp_affinity){ .key = r->affinity, .model = (uint32_t)r->model,
+                                                            .worker = (int32_t)(w - m->workers) };
+                        }
                         r->worker = w;
                         r->dispatch_ms = now;
                         list_push(&w->running, r);
@@ -698,6 +780,9 @@ static void answer_stats(struct lmp_daemon *d, const uint8_t *client, size_t len
                 .zap_refused = (int64_t)d->auth.zap_refused,
                 .worker_frames_refused = (int64_t)d->auth.worker_frames_refused,
                 .retried = (int64_t)d->stats.retried,
+                .affinity_hits = (int64_t)d->stats.affinity_hits,
+                .affinity_misses = (int64_t)d->stats.affinity_misses,
+                .affinity_new = (int64_t)d->stats.affinity_new,
         };
         d->out.len = 0;
         if (lmp_proto_format_stats(&d->out, id, &st) == 0)
@@ -883,6 +968,7 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         r->delimiter = delim;
         snprintf(r->id, sizeof(r->id), "%s", req->id);
         r->model = (size_t)mi;
+        r->affinity = affinity_key((size_t)mi, req);
         r->job = job.data;
         r->job_len = job.len;
         d->held_bytes += job.len;

@@ -42,6 +42,7 @@ struct lmp_request_rt {
         double arrival_ms, dispatch_ms, deadline_ms;
         struct lmp_worker_rt *worker;   /* NULL while queued */
         bool streamed;                  /* its worker sent a token: it can no longer be retried */
+        uint64_t affinity;              /* its conversation's key (router.c), never 0 */
         uint8_t retries;                /* times it was run again (limits.retries) */
         struct lmp_request_rt *prev, *next; /* in the queue or the worker's list */
 };
@@ -105,6 +106,9 @@ struct lmp_model_rt {
 struct lmp_daemon_stats {
         uint64_t total, ok, errors, busy, timeouts, worker_lost;
         uint64_t retried;               /* requests run again after their worker died before a token */
+        uint64_t affinity_hits;         /* went to the worker that served their conversation last */
+        uint64_t affinity_misses;       /* that worker was saturated, another idle: moved (recomputed) */
+        uint64_t affinity_new;          /* first seen (or forgotten): any worker */
         uint64_t events_dropped;        /* token events a client did not read in time */
         uint64_t dropped;               /* requests whose terminal event never reached the client */
         uint64_t slow_consumer;         /* requests stopped because their client read too slowly */
@@ -116,6 +120,15 @@ struct lmp_daemon_stats {
 /* A client connection, known from the client sockets' monitors (ACCEPTED
  * and DISCONNECTED carry its descriptor) and from ZMQ_SRCFD on the
  * messages that come through it. */
+/* Which worker served a conversation last (router.c): a direct-mapped
+ * table, so its memory is fixed and a collision only forgets one. */
+#define LMP_AFFINITY_SLOTS 4096
+struct lmp_affinity {
+        uint64_t key;                   /* 0: empty */
+        uint32_t model;
+        int32_t worker;                 /* index in the model's workers */
+};
+
 struct lmp_conn {
         bool open;
         bool closing;                   /* we shut it down (limit, over-long message) */
@@ -178,6 +191,7 @@ struct lmp_daemon {
         int sigfd;
         int inotify_fd;                 /* watches the directories of store: mmap files; -1 if none */
 
+        struct lmp_affinity *affinity;  /* (LMP_AFFINITY_SLOTS) conversation -> worker */
         struct lmp_conn *conns;         /* indexed by descriptor */
         size_t n_conns_cap, n_conns_open;
         struct lmp_pending *pending, *pending_tail;

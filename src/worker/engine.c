@@ -31,6 +31,7 @@ struct slot {
         char *text;                     /* (text_cap) whole output, for non-streaming jobs */
         size_t n_text, text_cap;
         double t_arrival, t_first, t_prompt_done;
+        uint64_t used;                  /* when a job last took it (the engine's count) */
 };
 
 struct lmp_engine {
@@ -42,6 +43,7 @@ struct lmp_engine {
         int32_t *batch_slot;            /* (n_batch) slot of each entry */
         float *logits;                  /* (slots, n_vocab) */
         uint32_t active;
+        uint64_t jobs;                  /* jobs taken so far: the slots' clock */
 };
 
 static double now_ms(void) {
@@ -229,11 +231,17 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
         return 0;
 }
 
-/* The free slot whose cached tokens share the longest prefix with the
- * prompt (ties: the first). */
+/* The free slot for a prompt. A slot's cache is worth taking over when
+ * the prompt reuses more of it than it throws away (2 * common > cached:
+ * the same conversation's next turn, or a long shared opening such as a
+ * RAG system prompt); the best such slot wins. Otherwise the least
+ * recently used free slot (an empty one first) is taken, so that one
+ * conversation does not evict another that merely shares its template's
+ * first tokens. *ret_common: the prefix the chosen slot has. */
 static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, uint32_t n, uint32_t *ret_common) {
-        struct slot *best = NULL;
-        uint32_t best_common = 0;
+        struct slot *best = NULL, *lru = NULL;
+        int64_t best_score = 0;
+        uint32_t best_common = 0, lru_common = 0;
 
         for (uint32_t s = 0; s < e->p.slots; s++) {
                 struct slot *sl = &e->slots[s];
@@ -242,13 +250,19 @@ static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, uint3
                         continue;
                 while (c < sl->n_cache && c < n && sl->cache[c] == prompt[c])
                         c++;
-                if (!best || c > best_common) {
+                int64_t score = 2 * (int64_t)c - (int64_t)sl->n_cache;
+                if (score > best_score || (best && score == best_score && sl->used < best->used)) {
                         best = sl;
+                        best_score = score;
                         best_common = c;
                 }
+                if (!lru || sl->used < lru->used) {
+                        lru = sl;
+                        lru_common = c;
+                }
         }
-        *ret_common = best_common;
-        return best;
+        *ret_common = best ? best_common : lru_common;
+        return best ? best : lru;
 }
 
 int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
@@ -282,6 +296,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 chosen->n_prompt = sl->n_prompt;
         }
         sl = chosen;
+        sl->used = ++e->jobs;
         /* Evaluate at least the last prompt token, to get its logits. */
         if (common >= sl->n_prompt)
                 common = sl->n_prompt - 1;

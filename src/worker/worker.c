@@ -161,7 +161,8 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
                         .finish = strcmp(ev->finish, "eos") == 0 ? LMP_FINISH_EOS :
                                   strcmp(ev->finish, "stop") == 0 ? LMP_FINISH_STOP : LMP_FINISH_LENGTH,
                         .text = ev->full_text, .text_len = ev->full_text_len,
-                        .usage = { .prompt_tokens = ev->prompt_tokens, .generated_tokens = ev->generated_tokens },
+                        .usage = { .prompt_tokens = ev->prompt_tokens, .generated_tokens = ev->generated_tokens,
+                                   .cached_tokens = ev->cached_tokens },
                         .timings = { .queued_ms = ev->queued_ms, .prompt_ms = ev->prompt_ms, .ttft_ms = ev->ttft_ms,
                                      .total_ms = ev->total_ms, .tokens_per_s = ev->tokens_per_s },
                         .worker = w->name,

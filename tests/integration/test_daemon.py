@@ -529,6 +529,64 @@ class CrashTests(unittest.TestCase):
                     d.stop()
 
 
+class ConversationTests(unittest.TestCase):
+    """Session affinity: a conversation's turns go to the worker whose slot
+    holds its history, reuse it, and answer as a cold run does."""
+
+    def chat(self, d, msgs, session=None, rid="c"):
+        req = {"v": 1, "id": rid, "type": "chat", "model": "m", "max_tokens": 10, "temperature": 0,
+               "ignore_eos": True, "return_ids": True, "messages": msgs}
+        if session:
+            req["session"] = session
+        evs = d.request(req)
+        self.assertEqual(evs[-1]["event"], "done", evs[-1])
+        text = "".join(e.get("text", "") for e in evs if e["event"] == "token")
+        return evs[-1], ids_of(evs), text
+
+    def test_turns_follow_their_worker(self):
+        yaml = model_yaml("m", MODEL, workers=2, slots=2, extra="    chat_template: zephyr\n")
+        # dave names no session: his first message is the key.
+        users = {"alice": "Tell me about the sea", "bob": "What is a prime number", "carol": "Name a colour",
+                 "dave": "Say something"}
+        history = {u: [] for u in users}
+        workers = {u: set() for u in users}
+        last = {}
+        d = Daemon([yaml])
+        try:
+            d.wait_ready()
+            for turn in range(3):
+                for u, question in users.items():
+                    msgs = history[u] + [{"role": "user", "content": f"{question} ({turn})"}]
+                    done, ids, text = self.chat(d, msgs, session=None if u == "dave" else u, rid=f"{u}{turn}")
+                    workers[u].add(done["worker"])
+                    if turn:
+                        # The previous turn's whole prompt was still cached.
+                        self.assertGreaterEqual(done["usage"]["cached_tokens"], last[u]["usage"]["prompt_tokens"] - 1,
+                                                (u, turn, done))
+                    last[u] = done
+                    history[u] = msgs + [{"role": "assistant", "content": text}]
+                    last[u]["ids"] = ids
+            for u in users:
+                self.assertEqual(len(workers[u]), 1, f"{u}'s turns went to {workers[u]}")
+            aff = d.stats()["affinity"]
+            self.assertEqual((aff["hits"], aff["new"], aff["misses"]), (8, 4, 0), aff)
+        finally:
+            d.stop()
+        # Cold, on one slot that every conversation evicts in turn: the same
+        # greedy answers.
+        d = Daemon([model_yaml("m", MODEL, workers=1, slots=1, extra="    chat_template: zephyr\n")])
+        try:
+            d.wait_ready()
+            for round_ in range(2):
+                for u in users:
+                    msgs = history[u][:-1]
+                    done, ids, _ = self.chat(d, msgs, rid=f"cold-{u}-{round_}")
+                    self.assertEqual(ids, last[u]["ids"], f"{u}: cold answer differs")
+                    self.assertLess(done["usage"]["cached_tokens"], last[u]["usage"]["prompt_tokens"] // 2)
+        finally:
+            d.stop()
+
+
 def make_cgroup(limit):
     """A memory cgroup with a limit (v2 or v1), or None where we may not."""
     for base, limit_file in (("/sys/fs/cgroup", "memory.max"), ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")):

@@ -119,6 +119,10 @@ static const struct bad bad_frames[] = {
         { GEN(",\"timeout_ms\":0"), "timeout_ms", "r1", "must be 1 to" },
         { GEN(",\"timeout_ms\":86400001"), "timeout_ms", "r1", "must be 1 to" },
         { GEN(",\"seed\":1,\"seed\":2"), "seed", "r1", "duplicate field 'seed'" },
+        { GEN(",\"session\":\"\""), "session", "r1", "1 to 128" },
+        { GEN(",\"session\":7"), "session", "r1", "string" },
+        { GEN(",\"session\":\"" "0123456789012345678901234567890123456789012345678901234567890123"
+              "01234567890123456789012345678901234567890123456789012345678901234\""), "session", "r1", "1 to 128" },
         /* cancel */
         { "{\"id\":\"c1\",\"type\":\"cancel\"}", "target", "c1", "missing field 'target'" },
         { "{\"id\":\"c1\",\"type\":\"cancel\",\"target\":\"\"}", "target", "c1", "1 to 128" },
@@ -238,7 +242,8 @@ static void test_good_requests(void) {
                            "\"max_tokens\":16777216,\"temperature\":0,\"top_k\":0,\"top_p\":1,\"min_p\":0,"
                            "\"repeat_penalty\":10,\"presence_penalty\":-10,\"frequency_penalty\":10,"
                            "\"seed\":9007199254740991,\"stop\":[\"\\n\\n\",\"END\"],\"ignore_eos\":true,"
-                           "\"stream\":false,\"return_ids\":true,\"timeout_ms\":86400000,\"future\":{\"x\":[1]}}";
+                           "\"stream\":false,\"return_ids\":true,\"timeout_ms\":86400000,\"future\":{\"x\":[1]},"
+                           "\"session\":\"user-42\"}";
         CHECK(parse(full, &r, &e) == 0, "full generate: %s", e.message);
         CHECK(strcmp(r.prompt, "Hello \xc3\xa9\n") == 0, "escaped prompt '%s'", r.prompt);
         CHECK(r.sampling.set == 0x3ff, "set bits %x", r.sampling.set);
@@ -249,6 +254,7 @@ static void test_good_requests(void) {
               "sampling values");
         CHECK(r.n_stop == 2 && strcmp(r.stop[0], "\n\n") == 0 && r.stop_len[1] == 3, "stop");
         CHECK(r.ignore_eos && !r.stream && r.return_ids, "flags");
+        CHECK(strcmp(r.session, "user-42") == 0, "session '%s'", r.session);
         lmp_request_clear(&r);
 
         CHECK(parse(CHAT(",\"messages\":[{\"role\":\"system\",\"content\":\"\"},{\"role\":\"user\",\"content\":\"hi\","
@@ -455,7 +461,8 @@ static void test_events(void) {
         struct lmp_stats s = { 12.5, 3, 64, 100, 90, 10, 4, 3, 1, &w, 1, .dropped = 2, .client_gone = 5,
                                .slow_consumer = 6, .events_dropped = 7, .clients = 8, .clients_limit = 1024,
                                .clients_refused = 9, .clients_overlong = 11,
-                               .zap_refused = 13, .worker_frames_refused = 14, .retried = 15 };
+                               .zap_refused = 13, .worker_frames_refused = 14, .retried = 15,
+                               .affinity_hits = 16, .affinity_misses = 17, .affinity_new = 18 };
         b.len = 0;
         CHECK(lmp_proto_format_stats(&b, "s1", &s) == 0, "stats");
         j = must_json(b.data, "stats");
@@ -474,7 +481,10 @@ static void test_events(void) {
                       cJSON_GetObjectItem(cJSON_GetObjectItem(j, "clients"), "overlong_closed")->valuedouble == 11 &&
                       cJSON_GetObjectItem(cJSON_GetObjectItem(j, "refused"), "connections")->valuedouble == 13 &&
                       cJSON_GetObjectItem(cJSON_GetObjectItem(j, "refused"), "worker_frames")->valuedouble == 14 &&
-                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "requests"), "retried")->valuedouble == 15,
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "requests"), "retried")->valuedouble == 15 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "affinity"), "hits")->valuedouble == 16 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "affinity"), "misses")->valuedouble == 17 &&
+                      cJSON_GetObjectItem(cJSON_GetObjectItem(j, "affinity"), "new")->valuedouble == 18,
               "stats bounds content: %s", b.data);
         cJSON_Delete(j);
 
