@@ -1046,6 +1046,18 @@ void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
                 if (p.n >= 2) {
                         int fd = zmq_msg_get(body, ZMQ_SRCFD);
                         struct lmp_conn *c = conn_at(d, fd);
+                        if (c && c->open && c->rid_len &&
+                            (c->rid_len != clen || memcmp(c->rid, client, clen) != 0)) {
+                                /* A connection keeps its routing id: this is
+                                 * a new connection on a reused descriptor,
+                                 * and the old one's DISCONNECTED is still
+                                 * queued. Read it now, or it would be taken
+                                 * for this connection's and cancel its
+                                 * requests. */
+                                lmp_router_on_monitor(d, 0);
+                                lmp_router_on_monitor(d, 1);
+                                c = conn_at(d, fd);
+                        }
                         if (c && !c->open) {
                                 /* A connection's ACCEPTED is queued before
                                  * its first message: look again. */
