@@ -298,7 +298,12 @@ def main():
         d.wait_ready()
         # Warm the daemon up before the first figures.
         for i in range(6):
-            d.request({"v": 1, "id": f"w{i}", "type": "generate", "model": "m", "prompt": "hello", "max_tokens": 4})
+            try:
+                d.request({"v": 1, "id": f"w{i}", "type": "generate", "model": "m", "prompt": "hello",
+                           "max_tokens": 4})
+            except TimeoutError:
+                print(d.logs()[-6000:])
+                raise
         pid = d.proc.pid
         fds0, rss0 = settled_fds(pid), rss_bytes(pid)
         tally = Tally()
