@@ -100,6 +100,9 @@ struct lmp_config {
         int max_clients;                /* client connections open at once */
         int client_events;              /* events queued for one client connection */
         uint64_t receive_memory;        /* bytes of unfinished client messages tolerated */
+        /* cache */
+        uint64_t cache_bytes;           /* the response cache's bound; 0: off */
+        int cache_ttl_s;
         /* log */
         enum lmp_log_level log_level;
         enum lmp_log_target log_target;

@@ -171,6 +171,15 @@ const struct lmp_setting lmp_config_settings[] = {
                  "until its last frame); past it, connections sending a message that does not end are closed "
                  "(bytes; K, M, G, T suffixes). Applied on reload." },
 
+        { .key = "cache.max_bytes", .type = LMP_SETTING_SIZE, FIELD(struct lmp_config, cache_bytes),
+          .imin = 0, .imax = (int64_t)64 << 30, .def = "64M",
+          .doc = "Memory of the router's exact response cache: answers to deterministic requests "
+                 "(temperature 0, or a seed) stored under the whole request but its id, and served again "
+                 "without a worker; least recently used answers go first, and none larger than an eighth of "
+                 "it is kept; 0 turns the cache off (bytes; K, M, G, T suffixes)." },
+        G_INT("cache.ttl_s", cache_ttl_s, 1, 604800, "600",
+              "Age in seconds after which a cached answer is no longer served."),
+
         G_ENUM("log.level", log_level, log_level_names, "info", "Least severe event logged."),
         G_ENUM("log.target", log_target, log_target_names, "auto",
                "Where logs go: the journal (structured fields), stderr (logfmt lines), or auto "

@@ -52,6 +52,10 @@ static int put(struct lmp_proto_buf *b, const char *s, size_t n) {
         return 0;
 }
 
+int lmp_proto_buf_append(struct lmp_proto_buf *b, const void *s, size_t n) {
+        return put(b, s, n);
+}
+
 static int puts_(struct lmp_proto_buf *b, const char *s) {
         return put(b, s, strlen(s));
 }
@@ -309,6 +313,14 @@ int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct
         TRY(put_i64(b, s->affinity_misses));
         TRY(puts_(b, ",\"new\":"));
         TRY(put_i64(b, s->affinity_new));
+        TRY(puts_(b, "},\"cache\":{\"hits\":"));
+        TRY(put_i64(b, s->cache_hits));
+        TRY(puts_(b, ",\"misses\":"));
+        TRY(put_i64(b, s->cache_misses));
+        TRY(puts_(b, ",\"entries\":"));
+        TRY(put_i64(b, s->cache_entries));
+        TRY(puts_(b, ",\"bytes\":"));
+        TRY(put_i64(b, s->cache_bytes));
         TRY(puts_(b, "},\"refused\":{\"connections\":"));
         TRY(put_i64(b, s->zap_refused));
         TRY(puts_(b, ",\"worker_frames\":"));

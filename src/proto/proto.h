@@ -163,6 +163,8 @@ struct lmp_proto_buf {
         size_t cap;
 };
 void lmp_proto_buf_free(struct lmp_proto_buf *b);
+/* Appends n bytes as they are; 0 or -ENOMEM. */
+int lmp_proto_buf_append(struct lmp_proto_buf *b, const void *s, size_t n);
 
 /* Appends s (n bytes, any bytes) as a JSON string with its quotes: escapes
  * what JSON needs, replaces each invalid UTF-8 sequence (and NUL) with
@@ -267,6 +269,9 @@ struct lmp_stats {
         /* conversations sent to the worker that served them last, moved
          * because it was saturated while another was idle, seen first */
         int64_t affinity_hits, affinity_misses, affinity_new;
+        /* the response cache: answered from it, deterministic requests not
+         * found in it, answers it holds and their memory */
+        int64_t cache_hits, cache_misses, cache_entries, cache_bytes;
 };
 int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s);
 

@@ -124,9 +124,22 @@ static void list_remove(struct lmp_req_list *l, struct lmp_request_rt *r) {
         l->n--;
 }
 
+/* Stops collecting r's answer for the cache (it was cancelled, failed, or
+ * is stored). */
+static void cache_forget(struct lmp_daemon *d, struct lmp_request_rt *r) {
+        d->held_bytes -= r->cache_held;
+        r->cache_held = 0;
+        lmp_rcache_build_clear(&r->cache_build);
+        free(r->cache_key);
+        free(r->cache_prefix);
+        r->cache_key = r->cache_prefix = NULL;
+        r->cache_key_len = r->cache_prefix_len = 0;
+}
+
 static void request_free(struct lmp_daemon *d, struct lmp_request_rt *r) {
         if (!r)
                 return;
+        cache_forget(d, r);
         d->held_bytes -= r->job_len;
         free(r->job);
         free(r);
@@ -424,7 +437,7 @@ int lmp_router_open(struct lmp_daemon *d) {
          * dynamic one would keep it in the heap after the first). */
         mallopt(M_MMAP_THRESHOLD, 256 << 10);
         d->affinity = calloc(LMP_AFFINITY_SLOTS, sizeof(*d->affinity));
-        if (!d->affinity)
+        if (!d->affinity || lmp_rcache_new(d->cfg->cache_bytes, d->cfg->cache_ttl_s * 1000.0, &d->rcache) < 0)
                 return -ENOMEM;
         d->zctx = zmq_ctx_new();
         if (!d->zctx)
@@ -483,6 +496,8 @@ void lmp_router_close(struct lmp_daemon *d) {
         d->pending_tail = NULL;
         free(d->affinity);
         d->affinity = NULL;
+        lmp_rcache_free(d->rcache);
+        d->rcache = NULL;
         free(d->conns);
         d->conns = NULL;
         d->n_conns_cap = d->n_conns_open = 0;
@@ -783,6 +798,9 @@ static void answer_stats(struct lmp_daemon *d, const uint8_t *client, size_t len
                 .affinity_hits = (int64_t)d->stats.affinity_hits,
                 .affinity_misses = (int64_t)d->stats.affinity_misses,
                 .affinity_new = (int64_t)d->stats.affinity_new,
+                .cache_hits = (int64_t)d->stats.cache_hits, .cache_misses = (int64_t)d->stats.cache_misses,
+                .cache_entries = d->rcache ? (int64_t)lmp_rcache_entries(d->rcache) : 0,
+                .cache_bytes = d->rcache ? (int64_t)lmp_rcache_bytes(d->rcache) : 0,
         };
         d->out.len = 0;
         if (lmp_proto_format_stats(&d->out, id, &st) == 0)
@@ -817,6 +835,7 @@ static void cancel_request(struct lmp_daemon *d, struct lmp_request_rt *r, enum 
                            const char *why) {
         if (code != LMP_PROTO_OK)
                 request_error(d, r, code, why);
+        cache_forget(d, r);
         if (!r->worker) {
                 list_remove(&d->models[r->model].queue, r);
                 d->queued--;
@@ -856,6 +875,136 @@ static void log_overload(struct lmp_daemon *d, const struct lmp_model_rt *m) {
                       " requests refused with busy since the last report", d->queued, d->overload_refused);
         d->last_overload_ms = now;
         d->overload_refused = 0;
+}
+
+/* ------------------------------------------------------- response cache */
+
+/* Whether req's answer is a function of the request alone: greedy, or
+ * sampled from a seed it gives. */
+static bool cacheable(const struct lmp_daemon *d, const struct lmp_request *req) {
+        return d->rcache && d->cfg->cache_bytes > 0 &&
+               (req->sampling.temperature == 0 || (req->sampling.set & LMP_SET_SEED));
+}
+
+/* `{"v":1,"id":"<id>"` as every event of the request begins. */
+static char *event_prefix(const char *id, size_t *len) {
+        struct lmp_proto_buf b = { 0 };
+        static const char head[] = "{\"v\":1,\"id\":";
+        if (lmp_proto_buf_append(&b, head, sizeof(head) - 1) < 0 ||
+            lmp_proto_append_json_string(&b, id, strlen(id)) < 0) {
+                lmp_proto_buf_free(&b);
+                return NULL;
+        }
+        *len = b.len;
+        return b.data;
+}
+
+/* Sends a cached answer under this request's id: its events as stored,
+ * the last one (done) marked "cached": true. A client that does not read
+ * them in time gets slow_consumer, one that is gone nothing. */
+static void replay(struct lmp_daemon *d, const uint8_t *client, size_t clen, bool delim, const char *ident,
+                   const char *id, const struct lmp_rcache_entry *e) {
+        static const char mark[] = ",\"cached\":true";
+        size_t pos = 0, len, plen;
+        const uint8_t *ev;
+        char *prefix = event_prefix(id, &plen);
+        if (!prefix) {
+                error_event(d, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
+                return;
+        }
+        while (lmp_rcache_next_event(e, &pos, &ev, &len)) {
+                size_t p2 = pos, l2;
+                const uint8_t *e2;
+                bool last = !lmp_rcache_next_event(e, &p2, &e2, &l2);
+                d->out.len = 0;
+                if (lmp_proto_buf_append(&d->out, prefix, plen) < 0 ||
+                    (last && lmp_proto_buf_append(&d->out, mark, sizeof(mark) - 1) < 0) ||
+                    lmp_proto_buf_append(&d->out, ev, len) < 0) {
+                        error_event(d, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
+                        break;
+                }
+                if (last) {
+                        send_terminal(d, client, clen, delim, ident, d->out.data, d->out.len, true,
+                                      lmp_now_ms() + d->cfg->request_timeout_ms);
+                        break;
+                }
+                int rc = send_to_client(d, client, clen, delim, d->out.data, d->out.len);
+                if (rc == -EAGAIN) {
+                        d->stats.events_dropped++;
+                        d->stats.slow_consumer++;
+                        error_event(d, client, clen, delim, ident, id, LMP_PROTO_SLOW_CONSUMER,
+                                    "the client did not read its events in time (limits.client_events)");
+                        break;
+                }
+                if (rc < 0) {
+                        d->stats.client_gone++;
+                        break;
+                }
+        }
+        free(prefix);
+}
+
+/* Looks a deterministic request up: true when it was answered from the
+ * cache; otherwise its key and event prefix, for storing its answer. */
+static bool cache_lookup(struct lmp_daemon *d, const uint8_t *client, size_t clen, bool delim, const char *ident,
+                         size_t model, const struct lmp_request *req, char **ret_key, size_t *ret_key_len,
+                         char **ret_prefix, size_t *ret_prefix_len) {
+        struct lmp_proto_buf key = { 0 };
+        /* The request as a worker would get it, but for its id (and its
+         * session, which does not change the answer). */
+        struct lmp_request tmp = *req;
+        snprintf(tmp.id, sizeof(tmp.id), "-");
+        tmp.session[0] = '\0';
+        if (lmp_proto_format_request(&key, &tmp) < 0) {
+                lmp_proto_buf_free(&key);
+                return false;
+        }
+        const struct lmp_rcache_entry *e = lmp_rcache_get(d->rcache, (uint32_t)model, key.data, key.len, lmp_now_ms());
+        if (e) {
+                lmp_proto_buf_free(&key);
+                d->stats.cache_hits++;
+                replay(d, client, clen, delim, ident, req->id, e);
+                return true;
+        }
+        d->stats.cache_misses++;
+        *ret_prefix = event_prefix(req->id, ret_prefix_len);
+        if (!*ret_prefix) {
+                lmp_proto_buf_free(&key);
+                return false;
+        }
+        *ret_key = key.data;
+        *ret_key_len = key.len;
+        return false;
+}
+
+/* Collects one event of r's answer; on its done, stores the answer. An
+ * event that does not begin with r's own prefix (never expected) stops
+ * the collection. */
+static void cache_collect(struct lmp_daemon *d, struct lmp_request_rt *r, const void *ev, size_t len, bool done) {
+        if (!r->cache_key)
+                return;
+        if (len < r->cache_prefix_len || memcmp(ev, r->cache_prefix, r->cache_prefix_len) != 0) {
+                cache_forget(d, r);
+                return;
+        }
+        size_t grown = lmp_rcache_build_add(d->rcache, &r->cache_build, (const uint8_t *)ev + r->cache_prefix_len,
+                                            len - r->cache_prefix_len);
+        r->cache_held += grown;
+        d->held_bytes += grown;
+        if (r->cache_build.invalid) {
+                cache_forget(d, r);
+                return;
+        }
+        if (done) {
+                lmp_rcache_put(d->rcache, (uint32_t)r->model, r->cache_key, r->cache_key_len, &r->cache_build,
+                               lmp_now_ms());
+                cache_forget(d, r);
+        }
+}
+
+void lmp_router_cache_drop_model(struct lmp_daemon *d, size_t model) {
+        if (d->rcache)
+                lmp_rcache_drop_model(d->rcache, (uint32_t)model);
 }
 
 static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t clen, bool delim,
@@ -933,7 +1082,19 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                             d->cfg->max_prompt_tokens);
                 return;
         }
+        apply_defaults(m->cfg, req);
+        /* A deterministic request asked before is answered from the cache,
+         * without a queue or a worker. */
+        char *cache_key = NULL, *cache_prefix = NULL;
+        size_t cache_key_len = 0, cache_prefix_len = 0;
+        if (cacheable(d, req)) {
+                if (cache_lookup(d, client, clen, delim, ident, (size_t)mi, req, &cache_key, &cache_key_len,
+                                 &cache_prefix, &cache_prefix_len))
+                        return;
+        }
         if (!least_loaded(m) && d->queued >= (size_t)d->cfg->queue_length) {
+                free(cache_key);
+                free(cache_prefix);
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_BUSY, "queue full (%d requests)",
                             d->cfg->queue_length);
                 log_overload(d, m);
@@ -942,12 +1103,13 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         uint32_t timeout = (uint32_t)d->cfg->request_timeout_ms;
         if ((req->sampling.set & LMP_SET_TIMEOUT_MS) && req->timeout_ms < timeout)
                 timeout = req->timeout_ms;
-        apply_defaults(m->cfg, req);
 
         r = calloc(1, sizeof(*r));
         struct lmp_proto_buf job = { 0 };
         if (!r || lmp_proto_format_request(&job, req) < 0) {
                 free(r);
+                free(cache_key);
+                free(cache_prefix);
                 lmp_proto_buf_free(&job);
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_INTERNAL, "out of memory");
                 return;
@@ -956,6 +1118,8 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                 /* Cannot happen for a frame within LMP_PROTO_FRAME_MAX (at
                  * most 6 bytes out per byte in); said rather than sent. */
                 free(r);
+                free(cache_key);
+                free(cache_prefix);
                 lmp_proto_buf_free(&job);
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_TOO_LONG,
                             "the request is too long once escaped for the worker");
@@ -972,6 +1136,12 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         r->job = job.data;
         r->job_len = job.len;
         d->held_bytes += job.len;
+        r->cache_key = cache_key;
+        r->cache_key_len = cache_key_len;
+        r->cache_prefix = cache_prefix;
+        r->cache_prefix_len = cache_prefix_len;
+        r->cache_held = cache_key_len + cache_prefix_len;
+        d->held_bytes += r->cache_held;
         r->arrival_ms = lmp_now_ms();
         r->deadline_ms = r->arrival_ms + timeout;
         list_push(&m->queue, r);
@@ -1251,7 +1421,8 @@ static bool check_receive_memory(struct lmp_daemon *d, double now) {
                 return false;
         /* What the router holds itself (jobs, kept events) is not what
          * libzmq holds for senders. */
-        anon = anon > d->held_bytes ? anon - d->held_bytes : 0;
+        uint64_t held = d->held_bytes + (d->rcache ? lmp_rcache_bytes(d->rcache) : 0);
+        anon = anon > held ? anon - held : 0;
         if (!d->anon_baseline || anon < d->anon_baseline)
                 d->anon_baseline = anon;
         if (anon <= d->anon_baseline + d->cfg->receive_memory)
@@ -1374,6 +1545,7 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
                 r->streamed = true;
                 if (!r->id[0])
                         return; /* answered already (cancel, timeout, slow consumer) */
+                cache_collect(d, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), false);
                 int rc = send_to_client(d, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
                                         zmq_msg_size(&p->m[3]));
                 if (rc == -EAGAIN) {
@@ -1391,10 +1563,12 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
                 /* The request's terminal event, kept for a slow client. */
                 send_terminal(d, r->client, r->client_len, r->delimiter, r->ident, zmq_msg_data(&p->m[3]),
                               zmq_msg_size(&p->m[3]), kind == 'd', lmp_now_ms() + d->cfg->request_timeout_ms);
-                if (kind == 'd')
+                if (kind == 'd') {
                         log_done(d, r, head);
-                else
+                        cache_collect(d, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), true);
+                } else {
                         d->stats.errors++;
+                }
         }
         w->served++;
         list_remove(&w->running, r);

@@ -16,6 +16,7 @@
 #include "common/procmem.h"
 #include "config/config.h"
 #include "proto/proto.h"
+#include "router/cache.h"
 #include "store/store.h"
 #include "supervisor/cgroup.h"
 
@@ -43,6 +44,15 @@ struct lmp_request_rt {
         struct lmp_worker_rt *worker;   /* NULL while queued */
         bool streamed;                  /* its worker sent a token: it can no longer be retried */
         uint64_t affinity;              /* its conversation's key (router.c), never 0 */
+        /* A deterministic request: its key in the response cache (its
+         * canonical JSON, id "-"), the start of its events up to the end
+         * of its id, and its events as they stream. NULL key: not cached. */
+        char *cache_key;
+        size_t cache_key_len;
+        char *cache_prefix;
+        size_t cache_prefix_len;
+        struct lmp_rcache_build cache_build;
+        size_t cache_held;              /* of these, counted in held_bytes */
         uint8_t retries;                /* times it was run again (limits.retries) */
         struct lmp_request_rt *prev, *next; /* in the queue or the worker's list */
 };
@@ -109,6 +119,7 @@ struct lmp_daemon_stats {
         uint64_t affinity_hits;         /* went to the worker that served their conversation last */
         uint64_t affinity_misses;       /* that worker was saturated, another idle: moved (recomputed) */
         uint64_t affinity_new;          /* first seen (or forgotten): any worker */
+        uint64_t cache_hits, cache_misses; /* deterministic requests answered from the cache, or not */
         uint64_t events_dropped;        /* token events a client did not read in time */
         uint64_t dropped;               /* requests whose terminal event never reached the client */
         uint64_t slow_consumer;         /* requests stopped because their client read too slowly */
@@ -192,6 +203,7 @@ struct lmp_daemon {
         int inotify_fd;                 /* watches the directories of store: mmap files; -1 if none */
 
         struct lmp_affinity *affinity;  /* (LMP_AFFINITY_SLOTS) conversation -> worker */
+        struct lmp_rcache *rcache;      /* answers to deterministic requests (cache.h) */
         struct lmp_conn *conns;         /* indexed by descriptor */
         size_t n_conns_cap, n_conns_open;
         struct lmp_pending *pending, *pending_tail;
@@ -243,6 +255,8 @@ void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const
 void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, const char *why);
 /* Fails the queued requests of one model (it has failed). */
 void lmp_router_fail_model_queue(struct lmp_daemon *d, size_t model, enum lmp_proto_code code, const char *why);
+/* Forgets the cached answers of a model (its weights changed). */
+void lmp_router_cache_drop_model(struct lmp_daemon *d, size_t model);
 /* Sends a worker the settings a reload changes (config message). */
 void lmp_router_send_config(struct lmp_daemon *d, struct lmp_worker_rt *w);
 size_t lmp_router_running(const struct lmp_daemon *d);

@@ -476,6 +476,7 @@ static void model_changed(struct lmp_daemon *d, struct lmp_model_rt *m, const ch
                       m->cfg->name, msg, in_place ? "killing" : "stopping");
         m->state = LMP_MODEL_RELOADING;
         m->changed_ms = now;
+        lmp_router_cache_drop_model(d, (size_t)(m - d->models));
         file_id(m->cfg->path, &m->seen);
         for (int j = 0; j < m->n_workers; j++) {
                 struct lmp_worker_rt *w = &m->workers[j];
@@ -930,7 +931,7 @@ static bool reload_applies(const char *key, bool model_row, void *userdata) {
          * when the sockets are made. */
         if (strcmp(key, "limits.max_clients") == 0 || strcmp(key, "limits.client_events") == 0)
                 return false;
-        if (strncmp(key, "limits.", 7) == 0)
+        if (strncmp(key, "limits.", 7) == 0 || strncmp(key, "cache.", 6) == 0)
                 return true;
         for (size_t i = 0; i < LMP_ARRAY_SIZE(live); i++)
                 if (strcmp(key, live[i]) == 0)
@@ -972,6 +973,15 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
         d->cfg->max_tokens = c->max_tokens;
         d->cfg->drain_timeout_ms = c->drain_timeout_ms;
         d->cfg->receive_memory = c->receive_memory;
+        d->cfg->cache_bytes = c->cache_bytes;
+        d->cfg->cache_ttl_s = c->cache_ttl_s;
+        if (d->rcache) {
+                /* Answers given under the old settings (limits, defaults,
+                 * a prompt now too long) are not served again. */
+                lmp_rcache_set_limits(d->rcache, c->cache_bytes, c->cache_ttl_s * 1000.0);
+                for (size_t i = 0; i < d->n_models; i++)
+                        lmp_rcache_drop_model(d->rcache, (uint32_t)i);
+        }
         d->cfg->log_level = c->log_level;
         d->cfg->memory_interval_s = c->memory_interval_s;
         d->cfg->log_requests = c->log_requests;

@@ -166,7 +166,10 @@ static void check_bounds(const struct lmp_setting *s, bool model) {
         case LMP_SETTING_SIZE:
                 snprintf(v, sizeof(v), "%lld", (long long)s->imin - 1);
                 doc_for(s, model, v, doc, sizeof(doc));
-                expect_error(doc, NULL, line, 0, "is below the minimum", 1);
+                /* A size has no sign: below a minimum of 0 is not a size. */
+                expect_error(doc, NULL, line, 0,
+                             s->type == LMP_SETTING_SIZE && s->imin == 0 ? "expected a size" : "is below the minimum",
+                             1);
                 snprintf(v, sizeof(v), "%lld", (long long)s->imin);
                 doc_for(s, model, v, doc, sizeof(doc));
                 {

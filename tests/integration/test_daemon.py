@@ -39,7 +39,7 @@ def model_yaml(name, path, workers=1, slots=1, ctx=2048, threads=1, extra=""):
 class Daemon:
     """One lmpoold in a temporary directory, logs captured."""
 
-    def __init__(self, models, limits="", cgroup=None, env=None, router_extra=""):
+    def __init__(self, models, limits="", cgroup=None, env=None, router_extra="", extra_sections=""):
         self.dir = tempfile.mkdtemp(prefix="lmpool-it-")
         self.endpoint = f"ipc://{self.dir}/lmpool.sock"
         self.config = os.path.join(self.dir, "lmpool.yaml")
@@ -49,6 +49,7 @@ class Daemon:
             f.write("workers:\n  respawn_min_ms: 100\n")
             if limits:
                 f.write("limits:\n" + limits)
+            f.write(extra_sections)
             f.write("models:\n" + "".join(models))
         self.log_path = os.path.join(self.dir, "lmpoold.log")
         self.log = open(self.log_path, "w")
@@ -583,6 +584,93 @@ class ConversationTests(unittest.TestCase):
                     done, ids, _ = self.chat(d, msgs, rid=f"cold-{u}-{round_}")
                     self.assertEqual(ids, last[u]["ids"], f"{u}: cold answer differs")
                     self.assertLess(done["usage"]["cached_tokens"], last[u]["usage"]["prompt_tokens"] // 2)
+        finally:
+            d.stop()
+
+
+class CacheTests(unittest.TestCase):
+    """The exact response cache: a repeated deterministic request is
+    answered without a worker, as the worker answered it; a sampled one
+    without a seed never is."""
+
+    def stream(self, d, req):
+        evs = d.request(req)
+        self.assertEqual(evs[-1]["event"], "done", evs[-1])
+        return evs
+
+    def served(self, d):
+        return sum(w["served"] for w in d.stats()["workers"])
+
+    def test_deterministic_requests_come_from_the_cache(self):
+        d = Daemon([model_yaml("m", MODEL, workers=1, slots=1)])
+        try:
+            d.wait_ready()
+            req = generate("m", id="a", max_tokens=12, ignore_eos=True)
+            first = self.stream(d, req)
+            self.assertNotIn("cached", first[-1])
+            n = self.served(d)
+            again = self.stream(d, dict(req, id="b", session="whatever"))
+            self.assertEqual(again[-1].get("cached"), True, again[-1])
+            self.assertEqual(self.served(d), n, "no worker served the repeat")
+            self.assertEqual([e.get("text") for e in again], [e.get("text") for e in first])
+            self.assertEqual(ids_of(again), ids_of(first))
+            self.assertTrue(all(e["id"] == "b" for e in again))
+            st = d.stats()["cache"]
+            self.assertEqual((st["hits"], st["misses"], st["entries"]), (1, 1, 1), st)
+            self.assertGreater(st["bytes"], 0)
+            # Any other field makes another request.
+            other = self.stream(d, dict(req, id="c", max_tokens=11))
+            self.assertNotIn("cached", other[-1])
+            # Whole (not streamed) answers too.
+            whole = dict(req, id="w", stream=False)
+            self.assertNotIn("cached", self.stream(d, whole)[-1])
+            w2 = self.stream(d, dict(whole, id="w2"))
+            self.assertEqual(w2[-1].get("cached"), True)
+            self.assertEqual(len(w2), 1)
+            # Sampled without a seed: never; with a seed: yes.
+            sampled = generate("m", id="s", max_tokens=8, temperature=0.8)
+            for i in range(2):
+                self.assertNotIn("cached", self.stream(d, dict(sampled, id=f"s{i}"))[-1])
+            seeded = dict(sampled, seed=7)
+            one = self.stream(d, dict(seeded, id="k1"))
+            two = self.stream(d, dict(seeded, id="k2"))
+            self.assertNotIn("cached", one[-1])
+            self.assertEqual(two[-1].get("cached"), True)
+            self.assertEqual(ids_of(one), ids_of(two))
+            # A cancelled request leaves nothing behind.
+            s = d.socket()
+            long = generate("m", id="long", max_tokens=400, ignore_eos=True)
+            s.send(json.dumps(long).encode())
+            self.assertTrue(s.poll(30000))
+            s.send(json.dumps({"v": 1, "id": "x", "type": "cancel", "target": "long"}).encode())
+            ends = 0
+            while ends < 2:
+                self.assertTrue(s.poll(30000))
+                ev = json.loads(s.recv())
+                ends += ev["event"] != "token"
+            s.close()
+            self.assertNotIn("cached", self.stream(d, dict(long, id="long2", max_tokens=400))[-1])
+        finally:
+            d.stop()
+
+    def test_ttl_and_off(self):
+        d = Daemon([model_yaml("m", MODEL)], extra_sections="cache:\n  ttl_s: 1\n")
+        try:
+            d.wait_ready()
+            req = generate("m", id="a", max_tokens=4)
+            self.stream(d, req)
+            self.assertEqual(self.stream(d, dict(req, id="b"))[-1].get("cached"), True)
+            time.sleep(1.2)
+            self.assertNotIn("cached", self.stream(d, dict(req, id="c"))[-1], "expired")
+        finally:
+            d.stop()
+        d = Daemon([model_yaml("m", MODEL)], extra_sections="cache:\n  max_bytes: 0\n")
+        try:
+            d.wait_ready()
+            req = generate("m", id="a", max_tokens=4)
+            for i in range(2):
+                self.assertNotIn("cached", self.stream(d, dict(req, id=f"r{i}"))[-1])
+            self.assertEqual(d.stats()["cache"]["entries"], 0)
         finally:
             d.stop()
 

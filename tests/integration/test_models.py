@@ -290,13 +290,14 @@ class ReloadTests(unittest.TestCase):
 
         try:
             d.wait_ready()
-            # Every worker sees each limit: one request per worker each time.
+            # Every worker sees each limit: one request per worker each time
+            # (sampled, so that none is answered from the response cache).
             for _ in range(2):
-                ev = d.request(generate("m", max_tokens=2))[-1]
+                ev = d.request(generate("m", max_tokens=2, temperature=0.7))[-1]
                 self.assertEqual((ev["event"], ev["code"]), ("error", "too_long"), ev)
             raised = reload(64, max_tokens=5)
             for _ in range(4):
-                ev = d.request(generate("m", max_tokens=2))[-1]
+                ev = d.request(generate("m", max_tokens=2, temperature=0.7))[-1]
                 self.assertEqual(ev["event"], "done", ev)
             # A sampling default: requests that leave max_tokens out get the new one.
             gen = generate("m", ignore_eos=True)
@@ -304,7 +305,7 @@ class ReloadTests(unittest.TestCase):
             self.assertEqual(d.request(gen)[-1]["usage"]["generated_tokens"], 5)
             lowered = reload(8, ctx=1024)
             for _ in range(4):
-                ev = d.request(generate("m", max_tokens=2))[-1]
+                ev = d.request(generate("m", max_tokens=2, temperature=0.7))[-1]
                 self.assertEqual((ev["event"], ev["code"]), ("error", "too_long"), ev)
             # The log says what was applied and what waits for a restart.
             self.assertIn("limits.max_prompt_tokens", raised["applied"])
