@@ -99,6 +99,7 @@ struct lmp_client_params {
         bool stream;                    /* true: token events (the default) */
         bool return_ids;                /* token ids in the callback */
         int timeout_ms;                 /* the request's deadline; 0: the daemon's */
+        const char *session;            /* the conversation's name (1 to 128 bytes); NULL: none */
 };
 void lmp_client_params_init(struct lmp_client_params *params);
 

@@ -375,6 +375,12 @@ static int fill_generation(struct lmp_request *req, const struct lmp_client_para
         req->return_ids = p->return_ids;
         if (p->timeout_ms > 0)
                 req->timeout_ms = (uint32_t)p->timeout_ms, s->set |= LMP_SET_TIMEOUT_MS;
+        if (p->session) {
+                size_t n = strlen(p->session);
+                if (n == 0 || n > LMP_PROTO_SESSION_MAX || !lmp_proto_utf8_valid(p->session, n))
+                        return -EINVAL;
+                memcpy(req->session, p->session, n + 1);
+        }
         return 0;
 }
 

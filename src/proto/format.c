@@ -465,6 +465,10 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                 TRY(key(b, "timeout_ms"));
                 TRY(put_i64(b, r->timeout_ms));
         }
+        if (r->session[0]) {
+                TRY(key(b, "session"));
+                TRY(put_str(b, r->session));
+        }
         return puts_(b, "}");
 }
 
