@@ -472,37 +472,57 @@ void lmp_vec_dot_q5_K_q8_K_avx512(int n, float *restrict s, const void *restrict
         *s = _mm512_reduce_add_ps(acc) - hsum_f32x8(acc_m);
 }
 
+/* The scaled int32 sums of one q6_K block against its activation block,
+ * without the offset of 32. Each 64 bytes of ql give the low nibbles of
+ * values 128j .. 128j + 63 and the high nibbles of the next 64; the 32
+ * bytes of qh, broadcast to both halves with the high half shifted right by
+ * 2, give bits 4-5 of the first (qh << 4 & 0x30) and of the second (qh &
+ * 0x30). One vpternlogd merges each pair. */
+static inline __m512i q6_K_sumi(const struct lmp_block_q6_K *x, const int8_t *q8, __m512i sc, const __m512i idx[4]) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        const __m512i m30 = _mm512_set1_epi8(0x30);
+        __m512i p[4];
+#pragma GCC unroll 2
+        for (int j = 0; j < 2; j++) {
+                const __m512i l = _mm512_loadu_si512((const void *)(x->ql + 64 * j));
+                const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x->qh + 32 * j)));
+                const __m512i h = _mm512_mask_srli_epi16(hb, 0xffff0000u, hb, 2);
+                /* A | (B & C) */
+                const __m512i q01 = _mm512_ternarylogic_epi32(_mm512_and_si512(l, m4), _mm512_slli_epi16(h, 4), m30, 0xf8);
+                const __m512i q23 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4), h, m30, 0xf8);
+                p[2 * j] = _mm512_maddubs_epi16(q01, _mm512_loadu_si512((const void *)(q8 + 128 * j)));
+                p[2 * j + 1] = _mm512_maddubs_epi16(q23, _mm512_loadu_si512((const void *)(q8 + 128 * j + 64)));
+        }
+        const __m512i a = _mm512_dpwssd_epi32(_mm512_madd_epi16(p[0], _mm512_permutexvar_epi16(idx[0], sc)), p[1],
+                                              _mm512_permutexvar_epi16(idx[1], sc));
+        const __m512i b = _mm512_dpwssd_epi32(_mm512_madd_epi16(p[2], _mm512_permutexvar_epi16(idx[2], sc)), p[3],
+                                              _mm512_permutexvar_epi16(idx[3], sc));
+        return _mm512_add_epi32(a, b);
+}
+
+/* Two blocks per step with their own accumulators; the offset of 32 comes
+ * in as -32 * (scales . block sums of 16) in the low half of each block's
+ * integer sum. */
 void lmp_vec_dot_q6_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
         const struct lmp_block_q6_K *x = vx;
         const struct lmp_block_q8_K *y = vy;
-        const __m512i m4 = _mm512_set1_epi8(0x0f);
-        const __m512i m3 = _mm512_set1_epi8(3);
-        __m512 acc = _mm512_setzero_ps();
-        for (int i = 0; i < n / LMP_QK_K; i++) {
-                const float d = y[i].d * h2f(x[i].d);
-                const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
-                const __m512i sc = _mm512_castsi256_si512(sc16);
-                /* weights are q - 32: subtract 32 * sum of scale * block sum */
-                __m512i sumi = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(),
-                                                                       _mm256_slli_epi32(scaled_bsums(sc16, &y[i]), 5)));
-                for (int j = 0; j < 2; j++) {
-                        const uint8_t *ql = x[i].ql + 64 * j;
-                        const __m512i l = _mm512_loadu_si512((const void *)ql);   /* ql[0..63] */
-                        const __m256i hh = _mm256_loadu_si256((const __m256i *)(x[i].qh + 32 * j));
-                        const __m512i h = join256(hh, _mm256_srli_epi16(hh, 2));
-                        /* values 0..63: low nibbles of ql, qh bits 0-1 and 2-3 */
-                        const __m512i q01 = _mm512_or_si512(_mm512_and_si512(l, m4),
-                                                            _mm512_slli_epi16(_mm512_and_si512(h, m3), 4));
-                        /* values 64..127: high nibbles, qh bits 4-5 and 6-7 */
-                        const __m512i q23 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
-                                                            _mm512_slli_epi16(_mm512_and_si512(_mm512_srli_epi16(h, 4), m3), 4));
-                        const int8_t *q8 = y[i].qs + 128 * j;
-                        sumi = dot64(sumi, q01, q8, _mm512_permutexvar_epi16(idx_by8(8 * j), sc));
-                        sumi = dot64(sumi, q23, q8 + 64, _mm512_permutexvar_epi16(idx_by8(8 * j + 4), sc));
+        const int nb = n / LMP_QK_K;
+        const __m512i idx[4] = { idx_by8(0), idx_by8(4), idx_by8(8), idx_by8(12) };
+        __m512 acc[2] = { _mm512_setzero_ps(), _mm512_setzero_ps() };
+        int i = 0;
+        for (; i < nb; i += 2) {
+                const int nu = i + 1 < nb ? 2 : 1;
+#pragma GCC unroll 2
+                for (int u = 0; u < nu; u++) {
+                        const struct lmp_block_q6_K *xb = &x[i + u];
+                        const struct lmp_block_q8_K *yb = &y[i + u];
+                        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)xb->scales));
+                        const __m512i off = _mm512_zextsi256_si512(_mm256_slli_epi32(scaled_bsums(sc16, yb), 5));
+                        const __m512i sumi = _mm512_sub_epi32(q6_K_sumi(xb, yb->qs, _mm512_castsi256_si512(sc16), idx), off);
+                        acc[u] = _mm512_fmadd_ps(_mm512_set1_ps(yb->d * h2f(xb->d)), _mm512_cvtepi32_ps(sumi), acc[u]);
                 }
-                acc = _mm512_fmadd_ps(_mm512_set1_ps(d), _mm512_cvtepi32_ps(sumi), acc);
         }
-        *s = _mm512_reduce_add_ps(acc);
+        *s = _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
 }
 
 void lmp_vec_dot_q2_K_q8_K_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
