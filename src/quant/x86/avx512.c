@@ -84,19 +84,27 @@ void lmp_vec_dot_f32_f32_avx512(int n, float *restrict s, const void *restrict v
         *s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* 256-bit conversions: on the AMD cores we measured, vcvtph2ps on a full
+ * 512-bit register costs twice its two halves, and the 512-bit loop ran at
+ * 32 GB/s in cache against 44 for this one. */
 void lmp_vec_dot_f16_f16_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
         const lmp_fp16 *x = vx, *y = vy;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 a[8];
+        for (int k = 0; k < 8; k++)
+                a[k] = _mm256_setzero_ps();
         int i = 0;
         for (; i + 64 <= n; i += 64) {
-                a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
-                a1 = _mm512_fmadd_ps(load_f16x16(x + i + 16), load_f16x16(y + i + 16), a1);
-                a2 = _mm512_fmadd_ps(load_f16x16(x + i + 32), load_f16x16(y + i + 32), a2);
-                a3 = _mm512_fmadd_ps(load_f16x16(x + i + 48), load_f16x16(y + i + 48), a3);
+#pragma GCC unroll 8
+                for (int k = 0; k < 8; k++)
+                        a[k] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i + 8 * k))),
+                                               _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i + 8 * k))), a[k]);
         }
-        for (; i + 16 <= n; i += 16)
-                a0 = _mm512_fmadd_ps(load_f16x16(x + i), load_f16x16(y + i), a0);
-        float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+        for (; i + 8 <= n; i += 8)
+                a[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))),
+                                       _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(y + i))), a[0]);
+        for (int k = 0; k < 4; k++)
+                a[k] = _mm256_add_ps(a[k], a[k + 4]);
+        float sum = hsum_f32x8(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])));
         for (; i < n; i++)
                 sum += h2f(x[i]) * h2f(y[i]);
         *s = sum;
