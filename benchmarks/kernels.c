@@ -8,7 +8,9 @@
  * For the types whose traits have a gemm (tile product), it also times a
  * product of a cache-resident weight matrix with GEMM_TOK activation rows
  * (a prompt's token block) through the gemm and through one vec_dot per
- * (row, token) pair, in GOP/s (2 * n * rows * tokens per CPU second).
+ * (row, token) pair, in GOP/s (2 * n * rows * tokens per CPU second), and
+ * the gemm with a single activation row (decode's product through the tile
+ * kernel, in tasks of GEMV_ROWS rows) on both matrices, in GB/s.
  * Usage: bench_kernels [seconds-per-measurement [type...]] (default 0.2 s,
  * all types). */
 #include <math.h>
@@ -38,12 +40,14 @@ static const enum lmp_type types[] = {
 #define SMALL_BYTES (256u << 10)  /* ... and of the cache-resident one */
 
 #define GEMM_TOK 64               /* activation rows of the gemm measurement */
+#define GEMV_ROWS 64              /* weight rows per gemm call with one activation row */
 
 struct result {
         enum lmp_type type;
         enum lmp_isa isa;
         double gbps[2];
         double gbps_wall[2];
+        double gemv_gbps[2];            /* the gemm with one activation row; 0 without gemm */
         double gemm_gops, pairs_gops;   /* 0 where the level has no gemm */
 };
 
@@ -58,16 +62,25 @@ static void fill(uint8_t *p, size_t n, uint64_t *state) {
 }
 
 /* Returns GB/s per CPU second; *ret_wall gets GB/s per wall second. */
-static double measure(const struct lmp_quant_traits *tr, const uint8_t *w, size_t row_bytes, size_t rows,
-                      const void *act, double seconds, float *sink, double *ret_wall) {
+static double measure(const struct lmp_quant_traits *tr, int use_gemm, const uint8_t *w, size_t row_bytes,
+                      size_t rows, const void *act, double seconds, float *out, float *sink, double *ret_wall) {
         size_t done = 0;
         const double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);
         double c = c0;
         do {
-                for (size_t r = 0; r < rows; r++) {
-                        float s;
-                        tr->vec_dot(NCOLS, &s, w + r * row_bytes, act);
-                        *sink += s;
+                if (use_gemm) {
+                        /* in tasks of GEMV_ROWS rows, as the model splits a product */
+                        for (size_t r = 0; r < rows; r += GEMV_ROWS) {
+                                const size_t nr = rows - r < GEMV_ROWS ? rows - r : GEMV_ROWS;
+                                tr->gemm(NCOLS, (int)nr, 1, w + r * row_bytes, row_bytes, act, 0, out, nr);
+                                *sink += out[0];
+                        }
+                } else {
+                        for (size_t r = 0; r < rows; r++) {
+                                float s;
+                                tr->vec_dot(NCOLS, &s, w + r * row_bytes, act);
+                                *sink += s;
+                        }
                 }
                 done += rows;
                 c = clock_s(CLOCK_THREAD_CPUTIME_ID);
@@ -143,7 +156,8 @@ int main(int argc, char **argv) {
                         r->isa = (enum lmp_isa)isa;
                         const size_t rows[2] = { BIG_BYTES / row_bytes, SMALL_BYTES / row_bytes };
                         for (int k = 0; k < 2; k++) {
-                                r->gbps[k] = measure(tr, w, row_bytes, rows[k], act, seconds, &sink, &r->gbps_wall[k]);
+                                r->gbps[k] = measure(tr, 0, w, row_bytes, rows[k], act, seconds, out, &sink,
+                                                     &r->gbps_wall[k]);
                                 printf("{\"bench\":\"vec_dot\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
                                        "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
                                        lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
@@ -151,6 +165,16 @@ int main(int argc, char **argv) {
                                        r->gbps[k], r->gbps_wall[k]);
                         }
                         r->gemm_gops = r->pairs_gops = 0.0;
+                        r->gemv_gbps[0] = r->gemv_gbps[1] = 0.0;
+                        for (int k = 0; tr->gemm && k < 2; k++) {
+                                double wall;
+                                r->gemv_gbps[k] = measure(tr, 1, w, row_bytes, rows[k], act, seconds, out, &sink, &wall);
+                                printf("{\"bench\":\"gemv\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
+                                       "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
+                                       lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
+                                       lmp_isa_name((enum lmp_isa)isa), NCOLS, rows[k], rows[k] * row_bytes,
+                                       r->gemv_gbps[k], wall);
+                        }
                         if (tr->gemm) {
                                 const size_t grows = SMALL_BYTES / row_bytes;
                                 r->gemm_gops = measure_gemm(tr, 1, w, row_bytes, grows, act, act_bytes, seconds, out, &sink);
@@ -163,13 +187,16 @@ int main(int argc, char **argv) {
                         }
                 }
         }
-        printf("\n%-6s %-6s %12s %12s   (GB/s of weights per CPU second)   %10s %10s   (GOP/s, %d tokens)\n",
-               "type", "isa", "64MiB", "256KiB", "gemm", "vec_dot", GEMM_TOK);
+        printf("\n%-6s %-6s %9s %9s %9s %9s   %10s %10s\n", "", "", "vec_dot", "vec_dot", "gemm nt=1",
+               "gemm nt=1", "gemm", "vec_dot");
+        printf("%-6s %-6s %9s %9s %9s %9s   %10s %10s   (GB/s of weights per CPU second; GOP/s, %d tokens)\n",
+               "type", "isa", "64MiB", "256KiB", "64MiB", "256KiB", "gemm", "vec_dot", GEMM_TOK);
         for (size_t i = 0; i < nres; i++) {
-                printf("%-6s %-6s %12.2f %12.2f", lmp_type_name(res[i].type), lmp_isa_name(res[i].isa),
+                printf("%-6s %-6s %9.2f %9.2f", lmp_type_name(res[i].type), lmp_isa_name(res[i].isa),
                        res[i].gbps[0], res[i].gbps[1]);
                 if (res[i].gemm_gops > 0.0)
-                        printf("   %33.1f %10.1f", res[i].gemm_gops, res[i].pairs_gops);
+                        printf(" %9.2f %9.2f   %10.1f %10.1f", res[i].gemv_gbps[0], res[i].gemv_gbps[1],
+                               res[i].gemm_gops, res[i].pairs_gops);
                 printf("\n");
         }
         printf("(checksum %g)\n", (double)sink);
