@@ -14,6 +14,9 @@
  * every sequence in ONE lmp_ctx_decode call (row "tgN xS"); t/s is the
  * aggregate over the sequences. Every test runs once unmeasured first (a
  * short prompt or one step: pages in the weights and wakes the threads).
+ * Generation rows' JSON also gives the fastest single step (step_ms_min):
+ * on a shared machine the mean moves with the other processes, the
+ * fastest step much less, so A/B comparisons there read it first.
  *
  * Before the models, a memory-bandwidth probe (common/membw.h) measures
  * the streaming read rate with each thread count; each generation row then
@@ -60,6 +63,7 @@ struct opts {
 
 struct row_stats {
         double mean, sd;
+        double step_min;        /* generation rows: the fastest decode step, seconds */
         double samples[MAX_REPS];
         int n;
 };
@@ -309,6 +313,7 @@ struct runner {
         struct lmp_batch_entry *batch;  /* (PROMPT_BATCH) */
         float *logits;                  /* (max seqs, n_vocab) */
         uint64_t rng;
+        double step_min;                /* fastest step of generate() since the last reset */
 };
 
 static int32_t random_token(struct runner *r) {
@@ -357,8 +362,12 @@ static int generate(struct runner *r, int n_seqs, int pos0, int n_steps) {
                         r->batch[s] = (struct lmp_batch_entry){
                                 .token = random_token(r), .pos = pos0 + i, .seq = s, .logits = true,
                         };
+                double t0 = now_s();
                 if (decode(r, (uint32_t)n_seqs) < 0)
                         return -1;
+                double dt = now_s() - t0;
+                if (r->step_min <= 0.0 || dt < r->step_min)
+                        r->step_min = dt;
         }
         return 0;
 }
@@ -394,6 +403,7 @@ static int run_tg(struct runner *r, int n_gen, int reps, struct row_stats *st) {
         reset(r, 1);
         if (generate(r, 1, 0, 1) < 0)
                 return -1;
+        r->step_min = 0.0;
         for (int k = 0; k < reps; k++) {
                 reset(r, 1);
                 double t0 = now_s();
@@ -401,6 +411,7 @@ static int run_tg(struct runner *r, int n_gen, int reps, struct row_stats *st) {
                         return -1;
                 st->samples[st->n++] = n_gen / (now_s() - t0);
         }
+        st->step_min = r->step_min;
         finish_stats(st);
         return 0;
 }
@@ -413,6 +424,7 @@ static int run_batched(struct runner *r, int n_seqs, int n_prompt, int n_gen, in
         if (prefill(r, n_seqs, LMP_MIN(n_prompt, WARMUP_PROMPT)) < 0 ||
             generate(r, n_seqs, LMP_MIN(n_prompt, WARMUP_PROMPT), 1) < 0)
                 return -1;
+        r->step_min = 0.0;
         for (int k = 0; k < reps; k++) {
                 reset(r, n_seqs);
                 double t0 = now_s();
@@ -429,6 +441,7 @@ static int run_batched(struct runner *r, int n_seqs, int n_prompt, int n_gen, in
         }
         if (pp && pp->n)
                 finish_stats(pp);
+        tg->step_min = r->step_min;
         if (tg->n)
                 finish_stats(tg);
         return 0;
@@ -504,9 +517,9 @@ static void print_row(const struct opts *o, const struct bench_model *bm, int th
                 else
                         printf(", \"probe_gbs\": null");
                 if (n_gen > 0)
-                        printf(", \"weight_gbs\": %.2f", gbs);
+                        printf(", \"step_ms_min\": %.3f, \"weight_gbs\": %.2f", st->step_min * 1e3, gbs);
                 else
-                        printf(", \"weight_gbs\": null");
+                        printf(", \"step_ms_min\": null, \"weight_gbs\": null");
                 if (n_gen > 0 && probe_gbs > 0)
                         printf(", \"ceiling_share\": %.3f}\n", share);
                 else

@@ -264,6 +264,13 @@ static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
         const uint8_t *wd = w->data;
         const uint8_t *y = j->y;
         int n = (int)w->n_in;
+        if (w->traits->gemm_few && j->n_tok > 1 && j->n_tok <= LMP_GEMM_FEW_MAX_TOK) {
+                /* A decode step of a few sequences: one pass over the rows,
+                 * streamed from memory, for all of the step's tokens. */
+                w->traits->gemm_few(n, (int)(end - begin), (int)j->n_tok, wd + (size_t)begin * w->row_size,
+                                    w->row_size, y, j->y_stride, j->out + begin, (size_t)j->ld);
+                return;
+        }
         if (w->traits->gemm && j->n_tok > 1) {
                 /* Tokens in blocks that stay in cache while every row of
                  * the range passes over them. */

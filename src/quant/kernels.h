@@ -14,6 +14,9 @@
 #define LMP_KDECL_GEMM(w, a, isa) \
         void lmp_gemm_##w##_##a##_##isa(int n, int nr, int nt, const void *restrict x, size_t bx, \
                                         const void *restrict y, size_t by, float *restrict s, size_t ld);
+#define LMP_KDECL_GEMM_FEW(w, a, isa) \
+        void lmp_gemm_few_##w##_##a##_##isa(int n, int nr, int nt, const void *restrict x, size_t bx, \
+                                            const void *restrict y, size_t by, float *restrict s, size_t ld);
 #define LMP_KDECL_FROMF(t, isa) \
         void lmp_from_float_##t##_##isa(const float *restrict x, void *restrict y, int64_t n);
 
@@ -30,6 +33,10 @@
 #define LMP_FOREACH_GEMM_32(X) X(f16, f16) X(q4_0, q8_0) X(q5_0, q8_0) X(q8_0, q8_0)
 #define LMP_FOREACH_GEMM(X) LMP_FOREACH_GEMM_32(X) X(q4_K, q8_K) X(q5_K, q8_K) X(q6_K, q8_K)
 
+/* X(weight, activation) for every gemm_few (batched decode) pairing: a
+ * scalar _ref and an AVX-512 version (AVX2 uses its gemm). */
+#define LMP_FOREACH_GEMM_FEW(X) X(q4_K, q8_K) X(q5_K, q8_K) X(q6_K, q8_K)
+
 #define LMP_FOREACH_TOF(X) \
         X(f32) X(f16) X(bf16) X(q4_0) X(q4_1) X(q5_0) X(q5_1) X(q8_0) \
         X(q2_K) X(q3_K) X(q4_K) X(q5_K) X(q6_K) X(q8_K)
@@ -41,8 +48,10 @@
 #define LMP_KDECL_TOF_REF(t) LMP_KDECL_TOF(t, ref)
 #define LMP_KDECL_FROMF_REF(t) LMP_KDECL_FROMF(t, ref)
 #define LMP_KDECL_GEMM_REF(w, a) LMP_KDECL_GEMM(w, a, ref)
+#define LMP_KDECL_GEMM_FEW_REF(w, a) LMP_KDECL_GEMM_FEW(w, a, ref)
 LMP_FOREACH_DOT(LMP_KDECL_DOT_REF)
 LMP_FOREACH_GEMM(LMP_KDECL_GEMM_REF)
+LMP_FOREACH_GEMM_FEW(LMP_KDECL_GEMM_FEW_REF)
 LMP_FOREACH_TOF(LMP_KDECL_TOF_REF)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_REF)
 /* q8_1 is only ever an activation; its to_float exists for tests. */
@@ -61,6 +70,7 @@ LMP_KDECL_TOF(q8_1, ref)
 #define LMP_KDECL_FROMF_AVX512(t) LMP_KDECL_FROMF(t, avx512)
 #define LMP_KDECL_GEMM_AVX2(w, a) LMP_KDECL_GEMM(w, a, avx2)
 #define LMP_KDECL_GEMM_AVX512(w, a) LMP_KDECL_GEMM(w, a, avx512)
+#define LMP_KDECL_GEMM_FEW_AVX512(w, a) LMP_KDECL_GEMM_FEW(w, a, avx512)
 LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX2)
 LMP_FOREACH_TOF_SIMD(LMP_KDECL_TOF_AVX2)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX2)
@@ -69,3 +79,4 @@ LMP_FOREACH_DOT(LMP_KDECL_DOT_AVX512)
 LMP_FOREACH_TOF_SIMD(LMP_KDECL_TOF_AVX512)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX512)
 LMP_FOREACH_GEMM(LMP_KDECL_GEMM_AVX512)
+LMP_FOREACH_GEMM_FEW(LMP_KDECL_GEMM_FEW_AVX512)

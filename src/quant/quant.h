@@ -34,7 +34,16 @@ struct lmp_quant_traits {
          * vec_dot within the same bound as the SIMD vec_dots with theirs. */
         void (*gemm)(int n, int nr, int nt, const void *restrict x, size_t bx,
                      const void *restrict y, size_t by, float *restrict s, size_t ld);
+        /* The same product for a decode step of a few sequences, 1 <= nt <=
+         * LMP_GEMM_FEW_MAX_TOK: weights streamed from memory, each used for
+         * those few tokens only, so these kernels prefetch the weight rows
+         * ahead of their tiles. Same arguments, results and bound as gemm.
+         * NULL where the level has none: the caller then uses gemm. */
+        void (*gemm_few)(int n, int nr, int nt, const void *restrict x, size_t bx,
+                         const void *restrict y, size_t by, float *restrict s, size_t ld);
 };
+
+#define LMP_GEMM_FEW_MAX_TOK 8
 
 /* The best level this CPU supports (AVX2 needs FMA and F16C; AVX-512 needs
  * F, BW, VL and VNNI), lowered, never raised, by the environment variable

@@ -695,3 +695,12 @@ void lmp_gemm_##name##_ref(int n, int nr, int nt, const void *restrict vx, size_
 GEMM_K_REF(q4_K_q8_K, struct lmp_block_q4_K, unpack_q4_K, DOT_K4)
 GEMM_K_REF(q5_K_q8_K, struct lmp_block_q5_K, unpack_q5_K, DOT_K4)
 GEMM_K_REF(q6_K_q8_K, struct lmp_block_q6_K, unpack_q6_K, DOT_Q6)
+
+/* gemm_few (batched decode) computes the same sums as gemm; the scalar
+ * level has no memory stream to prefetch, so its twin is the gemm. */
+#define GEMM_FEW_REF(w, a)                                                                                    \
+void lmp_gemm_few_##w##_##a##_ref(int n, int nr, int nt, const void *restrict x, size_t bx,                   \
+                                  const void *restrict y, size_t by, float *restrict s, size_t ld) {          \
+        lmp_gemm_##w##_##a##_ref(n, nr, nt, x, bx, y, by, s, ld);                                             \
+}
+LMP_FOREACH_GEMM_FEW(GEMM_FEW_REF)

@@ -53,7 +53,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 assert [r["test"] for r in rows] == ["pp8 x2", "tg4 x2"], rows
 keys = {"model", "model_filename", "model_size", "model_n_params", "n_threads", "test", "n_prompt", "n_gen",
         "n_seqs", "repetitions", "avg_ts", "stddev_ts", "samples_ts", "step_weight_bytes", "probe_gbs",
-        "weight_gbs", "ceiling_share"}
+        "step_ms_min", "weight_gbs", "ceiling_share"}
 for r in rows:
     assert set(r) == keys, set(r) ^ keys
     assert r["model"] == "llama-q4_k_m" and r["model_filename"] == sys.argv[2]
@@ -62,8 +62,10 @@ for r in rows:
     assert abs(sum(r["samples_ts"]) / 3 - r["avg_ts"]) < 0.01 * r["avg_ts"] + 0.002
     assert r["probe_gbs"] is None and r["ceiling_share"] is None
     assert 0 < r["step_weight_bytes"] <= r["model_size"]
-assert rows[0]["n_gen"] == 0 and rows[0]["weight_gbs"] is None
+assert rows[0]["n_gen"] == 0 and rows[0]["weight_gbs"] is None and rows[0]["step_ms_min"] is None
 assert rows[1]["n_gen"] == 4 and rows[1]["weight_gbs"] > 0
+# The fastest step is no slower than the mean step (aggregate t/s over 2 sequences).
+assert 0 < rows[1]["step_ms_min"] <= 1e3 * 2 / min(rows[1]["samples_ts"]) * 1.0001
 PY
 [ $? -eq 0 ] || fail "json shape"
 

@@ -6,7 +6,9 @@
  * pair within the bound test_kernels holds the SIMD vec_dots to. Output
  * cells outside the tile must be left alone, and the operands are allocated
  * to their exact extent so that the sanitizer build sees any read past
- * them. Prints one line per failure and a summary; exits 1 on any failure. */
+ * them. The gemm_few kernels (a decode step of a few sequences) are checked
+ * the same way with 1 to LMP_GEMM_FEW_MAX_TOK tokens. Prints one line per
+ * failure and a summary; exits 1 on any failure. */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,8 +38,9 @@ static int rnd_between(int lo, int hi) {  /* uniform in [lo, hi] */
         return lo + (int)(rnd() % (uint64_t)(hi - lo + 1));
 }
 
-/* One random tile of type t through the gemm of level isa. */
-static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
+/* One random tile of type t through the gemm of level isa, or with few
+ * through its gemm_few (batched decode: 1 to LMP_GEMM_FEW_MAX_TOK tokens). */
+static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial, int few) {
         const struct lmp_quant_traits *w0 = lmp_quant_traits(t, LMP_ISA_SCALAR);
         const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
         const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
@@ -50,7 +53,10 @@ static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
                           : trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
         const int64_t n = (int64_t)qk * nblocks + (blck == 1 && (trial & 1) ? rnd_between(1, 31) : 0);
         /* Every twelfth tile takes more tokens than a 64-token panel. */
-        const int nr = rnd_between(1, MAX_NR), nt = trial % 12 == 11 ? rnd_between(65, MAX_NT) : rnd_between(1, MAX_NT);
+        const int nr = rnd_between(1, MAX_NR);
+        const int nt = few ? rnd_between(1, LMP_GEMM_FEW_MAX_TOK)
+                     : trial % 12 == 11 ? rnd_between(65, MAX_NT) : rnd_between(1, MAX_NT);
+        const char *kname = few ? "gemm_few" : "gemm";
         const size_t xrow = lmp_type_row_size(t, (uint64_t)n);
         const size_t yrow = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n);
         /* Padding in multiples of 4 bytes keeps float rows aligned to their elements. */
@@ -91,7 +97,7 @@ static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
         }
         for (size_t i = 0; i < ld * (size_t)nt; i++)
                 s[i] = NAN;
-        w->gemm((int)n, nr, nt, x, bx, y, by, s, ld);
+        (few ? w->gemm_few : w->gemm)((int)n, nr, nt, x, bx, y, by, s, ld);
 
         int bad = 0;
         for (int j = 0; j < nt; j++) {
@@ -100,8 +106,8 @@ static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
                         checks++;
                         if (r >= (size_t)nr) {
                                 if (!isnan(got) && bad++ < 5)
-                                        FAIL("gemm %s %s: wrote %g outside the tile at token %d, column %zu "
-                                             "(nr=%d nt=%d ld=%zu)", lmp_type_name(t), lmp_isa_name(isa), got,
+                                        FAIL("%s %s %s: wrote %g outside the tile at token %d, column %zu "
+                                             "(nr=%d nt=%d ld=%zu)", kname, lmp_type_name(t), lmp_isa_name(isa), got,
                                              j, r, nr, nt, ld);
                                 continue;
                         }
@@ -110,14 +116,14 @@ static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial) {
                         const double tol = 2e-5 * magnitude_rows(xf + r * n, xm + r * n, yd + (size_t)j * n, n)
                                            + 1e-30;
                         if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
-                                FAIL("gemm %s %s: n=%lld nr=%d nt=%d bx=%zu by=%zu ld=%zu scales=%s/%s "
+                                FAIL("%s %s %s: n=%lld nr=%d nt=%d bx=%zu by=%zu ld=%zu scales=%s/%s "
                                      "allmax=%d: row %zu token %d: %.9g, scalar vec_dot %.9g (tol %.3g)",
-                                     lmp_type_name(t), lmp_isa_name(isa), (long long)n, nr, nt, bx, by, ld,
+                                     kname, lmp_type_name(t), lmp_isa_name(isa), (long long)n, nr, nt, bx, by, ld,
                                      scale_names[wk], scale_names[ak], allmax, r, j, got, ref, tol);
                 }
         }
         if (bad > 5)
-                FAIL("gemm %s %s: %d more wrong cells in that tile", lmp_type_name(t), lmp_isa_name(isa),
+                FAIL("%s %s %s: %d more wrong cells in that tile", kname, lmp_type_name(t), lmp_isa_name(isa),
                      bad - 5);
 out:
         free(x);
@@ -143,8 +149,24 @@ int main(void) {
                         kernels++;
                         const int before = failures;
                         for (int trial = 0; trial < TRIALS; trial++)
-                                check_tile(weight_types[i], (enum lmp_isa)isa, trial);
+                                check_tile(weight_types[i], (enum lmp_isa)isa, trial, 0);
                         printf("gemm %-5s %-6s %s\n", lmp_type_name(weight_types[i]),
+                               lmp_isa_name((enum lmp_isa)isa), failures == before ? "ok" : "FAILED");
+                }
+        }
+        /* The batched-decode kernels, the same way. */
+        for (size_t i = 0; i < sizeof(weight_types) / sizeof(weight_types[0]); i++) {
+                for (int isa = LMP_ISA_SCALAR; isa <= (int)top; isa++) {
+                        const struct lmp_quant_traits *w = lmp_quant_traits(weight_types[i], (enum lmp_isa)isa);
+                        if (!w || !w->gemm_few ||
+                            (isa > LMP_ISA_SCALAR &&
+                             w->gemm_few == lmp_quant_traits(weight_types[i], (enum lmp_isa)(isa - 1))->gemm_few))
+                                continue;
+                        kernels++;
+                        const int before = failures;
+                        for (int trial = 0; trial < TRIALS; trial++)
+                                check_tile(weight_types[i], (enum lmp_isa)isa, trial, 1);
+                        printf("gemm_few %-5s %-6s %s\n", lmp_type_name(weight_types[i]),
                                lmp_isa_name((enum lmp_isa)isa), failures == before ? "ok" : "FAILED");
                 }
         }

@@ -9,7 +9,9 @@
  * prompt in one batch gives the logits of the same prompt fed token by
  * token; bad entries (position past the context, unknown sequence, gap,
  * bad token) are refused with the documented code and leave the cache as
- * it was; truncating a sequence and re-feeding reproduces its logits. */
+ * it was; truncating a sequence and re-feeding reproduces its logits; on
+ * K-quant fixtures, a decode step of 2 to 5 sequences gives each the logits
+ * it gets alone. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -257,6 +259,77 @@ out:
         lmp_gguf_free(g);
 }
 
+/* A decode step of several sequences (one entry each, the products of 2 to
+ * 8 tokens that go through gemm_few) gives each sequence the logits it gets
+ * decoding alone, one token at a time (vec_dot), on a quantized fixture. */
+static void test_decode_step(const char *fx, const char *name, int n_threads) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/models/%s.gguf", fx, name);
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        struct lmp_model *m = NULL;
+        struct lmp_threadpool *pool = NULL;
+        struct lmp_ctx *c = NULL;
+        enum { S = 5, STEPS = 4, N_CTX = 32 };
+        float *step = NULL, *one = NULL;
+        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0 ||
+            lmp_threadpool_new(n_threads, &pool) < 0) {
+                CHECK(0, "%s: %s", name, err.msg);
+                goto out;
+        }
+        struct lmp_ctx_params p = { .n_ctx = N_CTX, .n_seq = S, .n_batch = 16 };
+        if (lmp_ctx_new(m, &p, pool, &c, &err) < 0) {
+                CHECK(0, "%s: %s", name, err.msg);
+                goto out;
+        }
+        const uint32_t V = m->hp.n_vocab;
+        step = malloc(sizeof(float) * S * STEPS * V);
+        one = malloc(sizeof(float) * V);
+        if (!step || !one)
+                goto out;
+        struct lmp_batch_entry batch[16];
+        /* Prompts of 3 + s tokens, then STEPS steps of one token per sequence;
+         * for nt = 2..S the steps run sequences 0..nt-1 (nt = S last). */
+        for (int nt = 2; nt <= S; nt++) {
+                for (int s = 0; s < nt; s++) {
+                        lmp_ctx_seq_truncate(c, s, 0);
+                        for (int i = 0; i < 3 + s; i++)
+                                batch[i] = (struct lmp_batch_entry){ .token = (int32_t)((i * 29 + s * 7 + 3) % V),
+                                                                     .pos = i, .seq = s, .logits = false };
+                        CHECK(lmp_ctx_decode(c, batch, (uint32_t)(3 + s), NULL, &err) == 0, "%s", err.msg);
+                }
+                for (int k = 0; k < STEPS; k++) {
+                        for (int s = 0; s < nt; s++)
+                                batch[s] = (struct lmp_batch_entry){ .token = (int32_t)((k * 41 + s * 13 + 5) % V),
+                                                                     .pos = 3 + s + k, .seq = s, .logits = true };
+                        CHECK(lmp_ctx_decode(c, batch, (uint32_t)nt, step + (size_t)k * nt * V, &err) == 0, "%s",
+                              err.msg);
+                }
+                double worst = 0.0, scale = 1.0;
+                for (int s = 0; s < nt; s++) {
+                        lmp_ctx_seq_truncate(c, s, (uint32_t)(3 + s));
+                        for (int k = 0; k < STEPS; k++) {
+                                struct lmp_batch_entry e = { .token = (int32_t)((k * 41 + s * 13 + 5) % V),
+                                                             .pos = 3 + s + k, .seq = s, .logits = true };
+                                CHECK(lmp_ctx_decode(c, &e, 1, one, &err) == 0, "%s", err.msg);
+                                const float *got = step + ((size_t)k * nt + (size_t)s) * V;
+                                worst = fmax(worst, max_abs_diff(got, one, V));
+                                for (uint32_t i = 0; i < V; i++)
+                                        scale = fmax(scale, fabs((double)one[i]));
+                        }
+                }
+                CHECK(worst < 1e-4 * scale, "%s, %d threads: a step of %d sequences differs from each alone by %g "
+                      "(logits up to %g)", name, n_threads, nt, worst, scale);
+        }
+out:
+        free(step);
+        free(one);
+        lmp_ctx_free(c);
+        lmp_threadpool_free(pool);
+        lmp_model_free(m);
+        lmp_gguf_free(g);
+}
+
 int main(void) {
         const char *fx = getenv("LMPOOL_FIXTURES");
         char probe[4096];
@@ -274,6 +347,9 @@ int main(void) {
         test_batches(fx, "llama-f32", 1);
         test_batches(fx, "llama-f32", 3);
         test_batches(fx, "qwen2-f32", 2);
+        test_decode_step(fx, "llama-q4_k_m", 1);
+        test_decode_step(fx, "llama-q5_k_m", 2);
+        test_decode_step(fx, "llama-q6_k", 3);
         rmdir(tmp);
         if (failures)
                 fprintf(stderr, "%d failures\n", failures);
