@@ -108,9 +108,9 @@ static const char *check_endpoint(const char *v) {
 }
 
 /* ADDR:PORT for the HTTP gateway: an IPv4 address, [IPv6] or `*`, and a
- * decimal PORT in 1..65535. */
+ * decimal PORT in 0..65535 (0: one the kernel picks, for tests). */
 static const char *check_listen(const char *v) {
-        static const char *const bad = "must be ADDR:PORT (an IPv4 address, [IPv6] or *) with PORT in 1..65535";
+        static const char *const bad = "must be ADDR:PORT (an IPv4 address, [IPv6] or *) with PORT in 0..65535";
         const char *colon = strrchr(v, ':');
         if (!colon || colon == v || strlen(colon + 1) == 0 || strlen(colon + 1) > 5)
                 return bad;
@@ -122,7 +122,7 @@ static const char *check_listen(const char *v) {
                         return bad;
                 n = n * 10 + (*p - '0');
         }
-        return n < 1 || n > 65535 ? bad : NULL;
+        return n > 65535 ? bad : NULL;
 }
 
 #define FIELD(st, f) .offset = offsetof(st, f), .size = sizeof(((st *)0)->f)
@@ -219,7 +219,7 @@ const struct lmp_setting lmp_config_settings[] = {
 
         G_STR("http.listen", http_listen, check_listen, 0, "127.0.0.1:8080",
               "Where lmpool-http (the HTTP gateway, docs/http.md) listens: ADDR:PORT, an IPv4 address, [IPv6] or * "
-              "(every address). TLS is left to a reverse proxy (docs/operations.md)."),
+              "(every address); port 0 lets the kernel pick one (logged in the `http_listening` event). TLS is left to a reverse proxy (docs/operations.md)."),
         G_STR("http.api_keys", http_api_keys, NULL, LMP_SETTING_OPTIONAL | LMP_SETTING_PATH, NULL,
               "File of the gateway's API keys (bearer tokens), one per line, each optionally followed by a name "
               "for logs and metrics; # starts a comment. Empty: no keys (then http.loopback_without_key must be "

@@ -69,7 +69,7 @@ static int parse_line(struct lmp_http_keys *k, char *line, unsigned lineno, char
         }
         for (size_t i = 0; i < k->n; i++)
                 if (k->v[i].key_len == n && memcmp(k->v[i].key, key, n) == 0) {
-                        snprintf(msg, msg_size, "%s:%u: this key is already on line of %s", path, lineno,
+                        snprintf(msg, msg_size, "%s:%u: this key is already given (as %s)", path, lineno,
                                  k->v[i].name);
                         return -EINVAL;
                 }

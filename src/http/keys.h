@@ -18,7 +18,7 @@
 struct lmp_http_key {
         char key[LMP_HTTP_KEY_LEN_MAX + 1];
         size_t key_len;
-        char name[LMP_HTTP_KEY_NAME_MAX + 1];   /* "key3" (its line) when the file gives none */
+        char name[LMP_HTTP_KEY_NAME_MAX + 1];   /* "keyN" (its place in the file) when it has none */
         double tokens;                          /* the bucket's level */
         double last_s;                          /* when it was last filled */
         int in_flight;

@@ -1082,7 +1082,7 @@ static enum MHD_Result answer_metrics(struct hreq *r) {
         histogram_out(&b, "lmpool_http_ttft_seconds", "Time from a generation request's arrival at the gateway to "
                                                       "its first token.", &m->ttft);
         histogram_out(&b, "lmpool_http_request_duration_seconds",
-                      "Time from a generation request's arrival at the gateway to its end.", &m->latency);
+                      "Time from a served generation request's arrival at the gateway to its last byte.", &m->latency);
         metric_header(&b, "lmpool_http_requests_in_flight", "gauge", "Generation requests the gateway is serving.");
         putf(&b, "lmpool_http_requests_in_flight %zu\n", gw->gen_in_flight);
         metric_header(&b, "lmpool_http_client_gone_total", "counter",
@@ -1316,12 +1316,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 send_cancel(r); /* the client went away before the end */
                 release_slot(r);
         }
-        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && is_generation(r->route) && !r->finished)
+        /* An answer not delivered whole: the client went away (or MHD
+         * gave up on it), whatever the status line said. */
+        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && is_generation(r->route))
                 r->client_gone = true;
         if (r->client_gone && is_generation(r->route)) {
                 gw->m.client_gone++;
-                if (!r->headers_sent || !r->finished)
-                        r->status = 499;
+                r->status = 499;
         }
         if (r->body_over)
                 r->status = 413;
@@ -1338,8 +1339,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 gw->m.generated_tokens[label] += (uint64_t)r->usage.generated_tokens;
                 gw->m.cached_tokens[label] += (uint64_t)r->usage.cached_tokens;
         }
-        if (is_generation(r->route) && r->status != 0 && !r->call.load_only && r->call.req.type != LMP_REQ_CANCEL &&
-            r->model[0])
+        if (served && !r->call.load_only)
                 observe(&gw->m.latency, total);
         if (gw->cfg->log_requests && r->route != RT_HEALTH && r->route != RT_METRICS)
                 log_request(r, total, toe);
@@ -1359,7 +1359,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         size_t n = strlen(msg);
         while (n && msg[n - 1] == '\n')
                 msg[--n] = '\0';
-        lmp_log_msg(LMP_PRI_NOTICE, "http: %s", msg);
+        lmp_log_msg(LMP_PRI_INFO, "http: %s", msg);
 }
 
 /* ----------------------------------------------------------- lifecycle */

@@ -417,6 +417,8 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
 
         if (has_nul(body, len))
                 return BAD(err, "", "the body holds U+0000, which no field may contain");
+        if (!lmp_proto_utf8_valid(body, len))
+                return BAD(err, "", "the body is not valid UTF-8");
         root = cJSON_ParseWithLength(body, len);
         if (!root)
                 return BAD(err, "", "the body is not valid JSON");
