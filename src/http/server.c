@@ -123,7 +123,7 @@ struct metrics {
         uint64_t prompt_tokens[MODEL_LABELS_MAX + 2], generated_tokens[MODEL_LABELS_MAX + 2],
                 cached_tokens[MODEL_LABELS_MAX + 2];
         struct histogram ttft, latency;
-        uint64_t client_gone, stream_overflow, daemon_timeouts;
+        uint64_t client_gone, stream_overflow, daemon_timeouts, daemon_disconnects;
 };
 
 #define LABEL_OTHER MODEL_LABELS_MAX
@@ -264,6 +264,8 @@ struct lmp_gateway {
         int hup_ep;
         uint16_t port;
         void *zctx, *zsock;
+        void *zmon;                     /* PAIR: the DEALER's connect/disconnect events */
+        bool daemon_connected;
         struct lmp_http_keys *keys;
         struct slot *slots;
         size_t n_slots;
@@ -594,7 +596,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max) {
 
 static enum MHD_Result queue_stream(struct hreq *r) {
         bool ollama = routes[r->route].ollama;
-        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, read_stream, r, NULL);
+        struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, read_stream, r, NULL);
         if (!resp)
                 return MHD_NO;
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
@@ -739,6 +741,58 @@ static void check_deadlines(struct lmp_gateway *gw) {
                         release_slot(r);
                 }
                 resume(r);
+        }
+}
+
+/* The daemon's connection dropped (lmpoold stopped or restarted): the
+ * requests it had are gone with it, so they end now, with 502, instead of
+ * at their deadline. ZeroMQ reconnects by itself. */
+static void check_monitor(struct lmp_gateway *gw) {
+        for (;;) {
+                zmq_msg_t head, addr;
+                zmq_msg_init(&head);
+                if (zmq_msg_recv(&head, gw->zmon, ZMQ_DONTWAIT) < 0) {
+                        zmq_msg_close(&head);
+                        return;
+                }
+                uint16_t event = 0;
+                if (zmq_msg_size(&head) >= 2)
+                        memcpy(&event, zmq_msg_data(&head), 2);
+                bool more = zmq_msg_more(&head);
+                zmq_msg_close(&head);
+                if (more) {
+                        zmq_msg_init(&addr);
+                        zmq_msg_recv(&addr, gw->zmon, 0);
+                        zmq_msg_close(&addr);
+                }
+                if (event == ZMQ_EVENT_CONNECTED) {
+                        gw->daemon_connected = true;
+                        continue;
+                }
+                if (event != ZMQ_EVENT_DISCONNECTED)
+                        continue;
+                gw->daemon_connected = false;
+                gw->m.daemon_disconnects++;
+                size_t n = 0;
+                for (size_t i = 0; i < gw->n_slots; i++) {
+                        struct hreq *r = gw->slots[i].r;
+                        if (!r)
+                                continue;
+                        n++;
+                        release_slot(r);
+                        if (is_generation(r->route)) {
+                                gen_error(r, LMP_PROTO_WORKER_LOST, "the connection to lmpoold was lost");
+                        } else {
+                                r->err_code = LMP_PROTO_WORKER_LOST;
+                                snprintf(r->err_msg, sizeof(r->err_msg), "the connection to lmpoold was lost");
+                                r->finished = true;
+                        }
+                        resume(r);
+                }
+                struct lmp_log_field f[] = { LMP_FSTR("LMPOOL_ENDPOINT", gw->endpoint), LMP_FU64("REQUESTS", n) };
+                lmp_log_event(LMP_PRI_WARNING, "daemon_disconnected", f,
+                              "the connection to lmpoold at %s was lost; %zu requests in flight ended", gw->endpoint,
+                              n);
         }
 }
 
@@ -1094,6 +1148,9 @@ static enum MHD_Result answer_metrics(struct hreq *r) {
         metric_header(&b, "lmpool_http_daemon_timeouts_total", "counter",
                       "Requests lmpoold did not answer in time.");
         putf(&b, "lmpool_http_daemon_timeouts_total %" PRIu64 "\n", m->daemon_timeouts);
+        metric_header(&b, "lmpool_http_daemon_disconnects_total", "counter",
+                      "Times the connection to lmpoold dropped (its requests in flight ended with 502).");
+        putf(&b, "lmpool_http_daemon_disconnects_total %" PRIu64 "\n", m->daemon_disconnects);
         metric_header(&b, "lmpool_http_key_requests_total", "counter", "Generation requests admitted, by API key.");
         for (size_t k = 0; k <= gw->keys->n; k++) {
                 const struct lmp_http_key *e = &gw->keys->v[k];
@@ -1442,6 +1499,11 @@ int lmp_gateway_new(const struct lmp_gateway_options *opt, struct lmp_gateway **
         if (!(gw->zctx = zmq_ctx_new()) || !(gw->zsock = zmq_socket(gw->zctx, ZMQ_DEALER)) ||
             zmq_setsockopt(gw->zsock, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
             zmq_setsockopt(gw->zsock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) < 0 ||
+            zmq_socket_monitor(gw->zsock, "inproc://lmpool-http-monitor",
+                               ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
+            !(gw->zmon = zmq_socket(gw->zctx, ZMQ_PAIR)) ||
+            zmq_setsockopt(gw->zmon, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+            zmq_connect(gw->zmon, "inproc://lmpool-http-monitor") < 0 ||
             zmq_connect(gw->zsock, opt->endpoint) < 0) {
                 rc = -(errno ? errno : EINVAL);
                 snprintf(msg, msg_size, "ZeroMQ endpoint %s: %s", opt->endpoint, zmq_strerror(-rc));
@@ -1488,20 +1550,22 @@ static void run_once(struct lmp_gateway *gw, long max_wait_ms, int sigfd, bool *
         long wait = max_wait_ms;
         if (MHD_get_timeout(gw->mhd, &mto) == MHD_YES && (long long)mto < wait)
                 wait = (long)mto;
-        zmq_pollitem_t items[4] = {
+        zmq_pollitem_t items[5] = {
                 { .socket = gw->zsock, .events = ZMQ_POLLIN },
                 { .fd = gw->mhd_fd, .events = ZMQ_POLLIN },
                 { .fd = gw->hup_ep, .events = ZMQ_POLLIN },
+                { .socket = gw->zmon, .events = ZMQ_POLLIN },
                 { .fd = sigfd, .events = ZMQ_POLLIN },
         };
-        int n = zmq_poll(items, sigfd >= 0 ? 4 : 3, wait);
-        if (n > 0 && sigfd >= 0 && (items[3].revents & ZMQ_POLLIN)) {
+        int n = zmq_poll(items, sigfd >= 0 ? 5 : 4, wait);
+        if (n > 0 && sigfd >= 0 && (items[4].revents & ZMQ_POLLIN)) {
                 struct signalfd_siginfo si;
                 while (read(sigfd, &si, sizeof(si)) == sizeof(si))
                         *ret_signal = true;
         }
         MHD_run(gw->mhd);
         drain_daemon(gw);
+        check_monitor(gw);
         check_hangups(gw);
         check_deadlines(gw);
         MHD_run(gw->mhd); /* the connections resumed above */
@@ -1543,8 +1607,12 @@ void lmp_gateway_free(struct lmp_gateway *gw) {
                                 resume(gw->slots[i].r);
                 MHD_stop_daemon(gw->mhd);
         }
-        if (gw->zsock)
+        if (gw->zsock) {
+                zmq_socket_monitor(gw->zsock, NULL, 0);
                 zmq_close(gw->zsock);
+        }
+        if (gw->zmon)
+                zmq_close(gw->zmon);
         if (gw->zctx)
                 zmq_ctx_term(gw->zctx);
         if (gw->hup_ep >= 0)

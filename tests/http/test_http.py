@@ -489,6 +489,48 @@ class LimitsTest(unittest.TestCase):
         finally:
             self.assertEqual(gw.stop(), 0)
 
+    def test_daemon_dies(self):
+        """lmpoold killed with a request in flight: the request ends at
+        once with 502 (not at its deadline), /health says 503, the gateway
+        lives on."""
+        d = Daemon(router_extra="  heartbeat_ms: 60000\n")
+        gw = None
+        worker = None
+        try:
+            gw = Gateway(d)
+            gw.wait_healthy()
+            st = daemon_request(d, {"v": 1, "id": "s", "type": "stats"})[-1]
+            worker = st["workers"][0]["pid"]
+            os.kill(worker, signal.SIGSTOP)
+            c = gw.conn(60)
+            c.request("POST", "/v1/completions", body=json.dumps({"model": "tiny", "prompt": "hi"}),
+                      headers={"Authorization": f"Bearer {KEY}"})
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                st = daemon_request(d, {"v": 1, "id": "s", "type": "stats"})[-1]
+                if st["workers"][0]["active"] == 1:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(st["workers"][0]["active"], 1)
+            d.proc.kill()
+            d.proc.wait()
+            os.kill(worker, signal.SIGKILL)
+            worker = None
+            r = c.getresponse()
+            self.assertEqual(r.status, 502)
+            self.assertIn("connection to lmpoold was lost", json.loads(r.read())["error"]["message"])
+            st, _, _ = gw.request("GET", "/health", key=None)
+            self.assertEqual(st, 503)
+            self.assertTrue(gw.alive())
+            m = metrics(gw.request("GET", "/metrics")[2].decode())
+            self.assertEqual(m[("lmpool_http_daemon_disconnects_total", frozenset())], 1)
+        finally:
+            if worker:
+                os.kill(worker, signal.SIGKILL)
+            if gw:
+                self.assertEqual(gw.stop(), 0)
+            d.stop()
+
     def test_refuses_to_start_without_keys(self):
         gw_dir = Gateway(self.d, loopback=True, keys="")  # loopback without key: starts
         try:
