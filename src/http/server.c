@@ -765,6 +765,7 @@ static void check_monitor(struct lmp_gateway *gw) {
                         zmq_msg_recv(&addr, gw->zmon, 0);
                         zmq_msg_close(&addr);
                 }
+                lmp_log_msg(LMP_PRI_DEBUG, "daemon connection event %u", (unsigned)event);
                 if (event == ZMQ_EVENT_CONNECTED) {
                         gw->daemon_connected = true;
                         continue;
