@@ -24,8 +24,9 @@ struct lmp_gateway_options {
 /* Loads the keys, connects to the daemon and listens. -errno with the
  * reason in msg. */
 int lmp_gateway_new(const struct lmp_gateway_options *opt, struct lmp_gateway **ret, char *msg, size_t msg_size);
-/* Serves until a signal arrives on sigfd (SIGTERM, SIGINT), then ends the
- * requests in flight (cancelled in the pool) and returns 0. */
+/* Serves until SIGTERM or SIGINT arrives on sigfd, then ends the requests
+ * in flight (cancelled in the pool) and returns 0. SIGHUP reloads the key
+ * file. */
 int lmp_gateway_run(struct lmp_gateway *gw, int sigfd);
 void lmp_gateway_free(struct lmp_gateway *gw);
 /* The port it listens on (for --listen 127.0.0.1:0). */

@@ -106,6 +106,7 @@ int main(int argc, char **argv) {
         sigemptyset(&mask);
         sigaddset(&mask, SIGTERM);
         sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);       /* reloads the API key file */
         signal(SIGPIPE, SIG_IGN);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 || (sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "signalfd: %s", strerror(errno));
@@ -132,7 +133,7 @@ int main(int argc, char **argv) {
                       (unsigned)lmp_gateway_port(gw), endpoint);
         sd_notify(0, "READY=1");
 
-        /* 6. serve until SIGTERM or SIGINT */
+        /* 6. serve until SIGTERM or SIGINT; SIGHUP reloads the keys */
         lmp_gateway_run(gw, sigfd);
         sd_notify(0, "STOPPING=1");
         lmp_log_msg(LMP_PRI_NOTICE, "stopped");

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -210,6 +211,7 @@ enum phase {
 
 struct hreq {
         struct lmp_gateway *gw;
+        struct hreq *prev, *next;       /* gw->live: every request not yet completed */
         struct MHD_Connection *conn;
         enum route route;
         enum phase phase;
@@ -274,6 +276,8 @@ struct lmp_gateway {
         struct lmp_proto_buf zbuf;      /* the request being sent */
         struct metrics m;
         bool stopping;
+        struct hreq *live;
+        char keys_path[LMP_CONFIG_PATH_MAX];
         char endpoint[LMP_CONFIG_ENDPOINT_MAX];
 };
 
@@ -1280,6 +1284,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 r->slot = -1;
                 r->key = -1;
                 r->t_start = now_s();
+                r->next = gw->live;
+                if (gw->live)
+                        gw->live->prev = r;
+                gw->live = r;
                 r->route = find_route(url);
                 if (r->route == RT_MODEL)
                         snprintf(r->path_arg, sizeof(r->path_arg), "%s", url + 11);
@@ -1342,7 +1350,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 static void log_request(struct hreq *r, double total_s, enum MHD_RequestTerminationCode toe) {
         struct lmp_gateway *gw = r->gw;
-        const char *key = r->key >= 0 ? gw->keys->v[r->key].name : "";
+        const char *key = r->key >= 0 ? gw->keys->v[r->key].name : r->key == -2 ? "(revoked)" : "";
         struct lmp_log_field f[] = {
                 LMP_FSTR("HTTP_PATH", routes[r->route].path),
                 LMP_FI64("HTTP_STATUS", r->status),
@@ -1385,7 +1393,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         if (r->body_over)
                 r->status = 413;
         if (r->admitted) {
-                lmp_http_keys_release(gw->keys, r->key);
+                if (r->key >= 0)
+                        lmp_http_keys_release(gw->keys, r->key);
                 gw->gen_in_flight--;
         }
         bool served = is_generation(r->route) && r->status == 200;
@@ -1401,6 +1410,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                 observe(&gw->m.latency, total);
         if (gw->cfg->log_requests && r->route != RT_HEALTH && r->route != RT_METRICS)
                 log_request(r, total, toe);
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                gw->live = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
         lmp_http_call_clear(&r->call);
         lmp_proto_buf_free(&r->out);
         lmp_proto_buf_free(&r->text);
@@ -1473,6 +1488,7 @@ int lmp_gateway_new(const struct lmp_gateway_options *opt, struct lmp_gateway **
         gw->cfg = cfg;
         gw->hup_ep = -1;
         snprintf(gw->endpoint, sizeof(gw->endpoint), "%s", opt->endpoint);
+        snprintf(gw->keys_path, sizeof(gw->keys_path), "%s", opt->api_keys ? opt->api_keys : "");
         if ((rc = parse_listen(opt->listen, &ss, &v6, msg, msg_size)) < 0)
                 goto fail;
         if ((rc = lmp_http_keys_load(opt->api_keys, cfg->http_key_rate, cfg->http_key_burst, cfg->http_key_requests,
@@ -1546,6 +1562,60 @@ uint16_t lmp_gateway_port(const struct lmp_gateway *gw) {
         return gw->port;
 }
 
+/* SIGHUP: the key file again. A key still in it keeps its bucket, its
+ * counters and its requests in flight; a request of a key that is gone
+ * runs to its end. A file that does not load leaves the keys as they were. */
+static void reload_keys(struct lmp_gateway *gw) {
+        struct lmp_http_keys *nk = NULL, *ok = gw->keys;
+        char msg[512] = "";
+        int rc = lmp_http_keys_load(gw->keys_path, gw->cfg->http_key_rate, gw->cfg->http_key_burst,
+                                    gw->cfg->http_key_requests, &nk, msg, sizeof(msg));
+        if (rc == 0 && nk->n == 0 && !gw->cfg->http_loopback_without_key) {
+                snprintf(msg, sizeof(msg), "%.400s: no keys left", gw->keys_path);
+                lmp_http_keys_free(nk);
+                rc = -EINVAL;
+        }
+        if (rc < 0) {
+                struct lmp_log_field f[] = { LMP_FSTR("ERROR", msg) };
+                lmp_log_event(LMP_PRI_ERR, "keys_reload_failed", f, "API keys not reloaded, the old ones stay: %s",
+                              msg);
+                return;
+        }
+        /* where each old entry went (-2: revoked) */
+        int *map = calloc(ok->n + 1, sizeof(*map));
+        if (!map) {
+                lmp_http_keys_free(nk);
+                return;
+        }
+        for (size_t i = 0; i <= ok->n; i++) {
+                map[i] = -2;
+                if (i == ok->n) {
+                        map[i] = lmp_http_keys_loopback(nk);
+                } else {
+                        int j = lmp_http_keys_find(nk, ok->v[i].key, ok->v[i].key_len);
+                        if (j >= 0)
+                                map[i] = j;
+                }
+                if (map[i] >= 0) {
+                        struct lmp_http_key *to = &nk->v[map[i]], *from = &ok->v[i];
+                        to->tokens = from->tokens;
+                        to->last_s = from->last_s;
+                        to->in_flight = from->in_flight;
+                        to->requests = from->requests;
+                        to->rate_limited = from->rate_limited;
+                        to->concurrency_limited = from->concurrency_limited;
+                }
+        }
+        for (struct hreq *r = gw->live; r; r = r->next)
+                if (r->key >= 0)
+                        r->key = map[r->key];
+        free(map);
+        gw->keys = nk;
+        struct lmp_log_field f[] = { LMP_FU64("KEYS", nk->n), LMP_FU64("KEYS_BEFORE", ok->n) };
+        lmp_log_event(LMP_PRI_NOTICE, "keys_reloaded", f, "API keys reloaded: %zu (were %zu)", nk->n, ok->n);
+        lmp_http_keys_free(ok);
+}
+
 static void run_once(struct lmp_gateway *gw, long max_wait_ms, int sigfd, bool *ret_signal) {
         MHD_UNSIGNED_LONG_LONG mto = 0;
         long wait = max_wait_ms;
@@ -1561,8 +1631,12 @@ static void run_once(struct lmp_gateway *gw, long max_wait_ms, int sigfd, bool *
         int n = zmq_poll(items, sigfd >= 0 ? 5 : 4, wait);
         if (n > 0 && sigfd >= 0 && (items[4].revents & ZMQ_POLLIN)) {
                 struct signalfd_siginfo si;
-                while (read(sigfd, &si, sizeof(si)) == sizeof(si))
-                        *ret_signal = true;
+                while (read(sigfd, &si, sizeof(si)) == sizeof(si)) {
+                        if (si.ssi_signo == SIGHUP)
+                                reload_keys(gw);
+                        else
+                                *ret_signal = true;
+                }
         }
         MHD_run(gw->mhd);
         drain_daemon(gw);

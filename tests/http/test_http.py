@@ -531,6 +531,37 @@ class LimitsTest(unittest.TestCase):
                 self.assertEqual(gw.stop(), 0)
             d.stop()
 
+    def test_reload_keys(self):
+        """SIGHUP reloads the key file: a new key works, a removed one is
+        refused, a kept one keeps its bucket; a bad file keeps the old keys."""
+        gw = Gateway(self.d, http="  key_rate: 0.01\n  key_burst: 1\n")
+        try:
+            gw.wait_healthy()
+            body = {"model": "tiny", "prompt": "hi", "max_tokens": 1}
+            self.assertEqual(gw.request("POST", "/v1/completions", body)[0], 200)
+            self.assertEqual(gw.request("POST", "/v1/completions", body)[0], 429)  # alice's bucket is empty
+            new = "sk-lmpool-new-key-000000000000"
+            with open(gw.keys, "w") as f:
+                f.write(f"{KEY} alice\n{new} carol\n")
+            gw.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while time.time() < deadline and not gw.events("keys_reloaded"):
+                time.sleep(0.05)
+            self.assertEqual(gw.events("keys_reloaded")[0]["keys"], "2")
+            self.assertEqual(gw.request("POST", "/v1/completions", body, key=new)[0], 200)
+            self.assertEqual(gw.request("POST", "/v1/completions", body, key=KEY2)[0], 401)  # removed
+            self.assertEqual(gw.request("POST", "/v1/completions", body)[0], 429)  # still empty
+            with open(gw.keys, "w") as f:
+                f.write("short\n")
+            gw.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 10
+            while time.time() < deadline and not gw.events("keys_reload_failed"):
+                time.sleep(0.05)
+            self.assertIn(":1: a key must be", gw.events("keys_reload_failed")[0]["error"])
+            self.assertEqual(gw.request("GET", "/v1/models", key=new)[0], 200)
+        finally:
+            self.assertEqual(gw.stop(), 0)
+
     def test_refuses_to_start_without_keys(self):
         gw_dir = Gateway(self.d, loopback=True, keys="")  # loopback without key: starts
         try:
