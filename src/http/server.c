@@ -1384,14 +1384,16 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         }
         /* An answer not delivered whole: the client went away (or MHD
          * gave up on it), whatever the status line said. */
-        if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && is_generation(r->route))
-                r->client_gone = true;
-        if (r->client_gone && is_generation(r->route)) {
-                gw->m.client_gone++;
-                r->status = 499;
+        if (r->body_over) {
+                r->status = 413; /* its connection was closed on purpose */
+        } else {
+                if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && is_generation(r->route))
+                        r->client_gone = true;
+                if (r->client_gone && is_generation(r->route)) {
+                        gw->m.client_gone++;
+                        r->status = 499;
+                }
         }
-        if (r->body_over)
-                r->status = 413;
         if (r->admitted) {
                 if (r->key >= 0)
                         lmp_http_keys_release(gw->keys, r->key);
