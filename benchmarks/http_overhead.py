@@ -4,8 +4,9 @@ directly over ZeroMQ (a DEALER socket per client, the wire protocol) and
 through the gateway (an HTTP/1.1 connection per request, OpenAI's
 /v1/completions with SSE), in alternating rounds so that both see the same
 machine. Per request: time to first token and generation rate after it,
-measured by the client. Prints one JSON line per mode and a table with the
-differences.
+measured by the client, and the gateway's own CPU time per token streamed
+(from /proc, free of scheduling noise). Prints one JSON line per mode and a
+table with the differences.
 
     benchmarks/http_overhead.py [MODEL.gguf] [--clients 2] [--requests 20]
                                 [--max-tokens 64] [--rounds 3]
@@ -89,6 +90,13 @@ def http_request(port, max_tokens, seq):
         raise RuntimeError(buf[:300])
     usage = json.loads(buf[buf.rindex(b"\"usage\":{") + 8:].split(b"}}", 1)[0] + b"}}")
     return first - t0, usage["completion_tokens"], end - first
+
+
+def cpu_s(pid):
+    """utime + stime of a process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run(mode, target, clients, requests, max_tokens):
@@ -186,10 +194,17 @@ def main():
             raise SystemExit("lmpool-http did not start")
         http_request(port, 2, 0)  # warm both paths
         runs = {"zmq": [], "http": []}
+        gw_cpu = 0.0
         for rnd in range(a.rounds):
             for mode in ("zmq", "http") if rnd % 2 == 0 else ("http", "zmq"):
+                c0 = cpu_s(g.pid)
                 runs[mode].append(run(mode, endpoint if mode == "zmq" else port, a.clients, a.requests, a.max_tokens))
+                if mode == "http":
+                    gw_cpu += cpu_s(g.pid) - c0
         out = {m: summary(m, runs[m]) for m in runs}
+        # what the gateway itself spends, free of the scheduling noise above
+        http_tokens = sum(r[1] for rs, _, _ in runs["http"] for r in rs)
+        out["http"]["gateway_cpu_us_per_token"] = round(gw_cpu * 1e6 / http_tokens, 1) if http_tokens else None
         for m in out:
             print(json.dumps(dict(out[m], model=os.path.basename(a.model), clients=a.clients,
                                   max_tokens=a.max_tokens)))
@@ -202,6 +217,7 @@ def main():
                 if zd and hd else ""
             print(f"{k:24}{zd:>12}{hd:>12}{delta:>12}")
         print(f"{'requests/errors':24}{z['requests']}/{z['errors']:<9}{h['requests']}/{h['errors']}")
+        print(f"{'gateway CPU per token':24}{'':>12}{h['gateway_cpu_us_per_token']:>9} us")
     finally:
         for p in (g, d):
             if p and p.poll() is None:
