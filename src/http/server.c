@@ -62,6 +62,7 @@ enum route {
         RT_OLLAMA_TAGS,
         RT_OLLAMA_PS,
         RT_OLLAMA_VERSION,
+        RT_OLLAMA_SHOW,
         RT_NOT_FOUND,
         RT_COUNT,
 };
@@ -84,6 +85,7 @@ static const struct {
         [RT_OLLAMA_TAGS] = { "/api/tags", "GET", true, true },
         [RT_OLLAMA_PS] = { "/api/ps", "GET", true, true },
         [RT_OLLAMA_VERSION] = { "/api/version", "GET", true, true },
+        [RT_OLLAMA_SHOW] = { "/api/show", "POST", true, true },
         [RT_NOT_FOUND] = { "(other)", "", false, false },
 };
 
@@ -924,6 +926,22 @@ static enum MHD_Result start_generation(struct hreq *r) {
         return MHD_YES;
 }
 
+/* POST /api/show: {"model": NAME} (or Ollama's older "name"). */
+static enum MHD_Result start_show(struct hreq *r) {
+        cJSON *root = r->body_len ? cJSON_ParseWithLength(r->body, r->body_len) : NULL;
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(root, "model");
+        if (!cJSON_IsString(m))
+                m = cJSON_GetObjectItemCaseSensitive(root, "name");
+        bool ok = cJSON_IsString(m) && m->valuestring[0] && strlen(m->valuestring) <= LMP_PROTO_MODEL_MAX;
+        if (ok)
+                snprintf(r->path_arg, sizeof(r->path_arg), "%s", m->valuestring);
+        cJSON_Delete(root);
+        if (!ok)
+                return queue_error(r, 400, "invalid_request_error", "invalid_request", "model", 0,
+                                   "the body must be {\"model\": NAME} (1 to %d bytes)", LMP_PROTO_MODEL_MAX);
+        return start_aux(r, LMP_REQ_MODELS);
+}
+
 /* ------------------------------------------------------ aux answers */
 
 static enum MHD_Result aux_failed(struct hreq *r) {
@@ -947,7 +965,8 @@ static enum MHD_Result answer_models(struct hreq *r) {
                 cJSON_Delete(root);
                 return queue_error(r, 502, "server_error", "bad_answer", NULL, 0, "lmpoold's models answer is malformed");
         }
-        puts_(&b, r->route == RT_MODEL ? "" : ollama ? "{\"models\":[" : "{\"object\":\"list\",\"data\":[");
+        bool one = r->route == RT_MODEL || r->route == RT_OLLAMA_SHOW;
+        puts_(&b, one ? "" : ollama ? "{\"models\":[" : "{\"object\":\"list\",\"data\":[");
         cJSON_ArrayForEach(m, list) {
                 const cJSON *name = cJSON_GetObjectItemCaseSensitive(m, "name");
                 const cJSON *arch = cJSON_GetObjectItemCaseSensitive(m, "arch");
@@ -955,7 +974,7 @@ static enum MHD_Result answer_models(struct hreq *r) {
                 const cJSON *size = cJSON_GetObjectItemCaseSensitive(m, "store_bytes");
                 if (!cJSON_IsString(name))
                         continue;
-                if (r->route == RT_MODEL && strcmp(name->valuestring, r->path_arg) != 0)
+                if (one && strcmp(name->valuestring, r->path_arg) != 0)
                         continue;
                 if (r->route == RT_OLLAMA_PS && !(cJSON_IsNumber(ready) && ready->valuedouble > 0))
                         continue;
@@ -969,6 +988,20 @@ static enum MHD_Result answer_models(struct hreq *r) {
                         continue;
                 }
                 const char *a = cJSON_IsString(arch) ? arch->valuestring : "";
+                if (r->route == RT_OLLAMA_SHOW) {
+                        const cJSON *ctx = cJSON_GetObjectItemCaseSensitive(m, "ctx");
+                        puts_(&b, "{\"modelfile\":\"\",\"parameters\":\"\",\"template\":\"\",\"details\":{"
+                                  "\"parent_model\":\"\",\"format\":\"gguf\",\"family\":");
+                        put_json(&b, a);
+                        puts_(&b, ",\"families\":[");
+                        put_json(&b, a);
+                        puts_(&b, "],\"parameter_size\":\"\",\"quantization_level\":\"\"},\"model_info\":{"
+                                  "\"general.architecture\":");
+                        put_json(&b, a);
+                        putf(&b, ",\"lmpool.context_length\":%.0f},\"capabilities\":[\"completion\"]}",
+                             cJSON_IsNumber(ctx) ? ctx->valuedouble : 0);
+                        continue;
+                }
                 puts_(&b, "{\"name\":");
                 put_json(&b, name->valuestring);
                 puts_(&b, ",\"model\":");
@@ -986,12 +1019,15 @@ static enum MHD_Result answer_models(struct hreq *r) {
                 puts_(&b, "}");
         }
         cJSON_Delete(root);
-        if (r->route == RT_MODEL && !found) {
+        if (one && !found) {
                 lmp_proto_buf_free(&b);
+                if (ollama)
+                        return queue_error(r, 404, "invalid_request_error", "model_not_found", "model", 0,
+                                           "model '%s' not found", r->path_arg);
                 return queue_error(r, 404, "invalid_request_error", "model_not_found", "model", 0,
                                    "the model '%s' does not exist", r->path_arg);
         }
-        if (r->route != RT_MODEL)
+        if (!one)
                 puts_(&b, "]}");
         enum MHD_Result ok = queue_json(r, 200, &b, 0);
         lmp_proto_buf_free(&b);
@@ -1336,6 +1372,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 case RT_OLLAMA_TAGS:
                 case RT_OLLAMA_PS:
                         return start_aux(r, LMP_REQ_MODELS);
+                case RT_OLLAMA_SHOW:
+                        return start_show(r);
                 default:
                         return start_generation(r);
                 }

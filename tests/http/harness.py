@@ -19,6 +19,7 @@ DAEMON = os.environ.get("LMPOOLD_BIN")
 GATEWAY = os.environ.get("LMPOOL_GATEWAY_BIN")
 FIXTURES = os.environ.get("LMPOOL_FIXTURES", "")
 MODEL = os.path.join(FIXTURES, "models", "llama-q4_k_m.gguf")
+DEEP = os.path.join(FIXTURES, "models", "llama-deep-q8_0.gguf")  # slower: for requests that must still run
 
 KEY = "sk-lmpool-test-0123456789abcdef"
 KEY2 = "sk-lmpool-other-zyxwvutsrqponml"
@@ -34,7 +35,7 @@ def skip_unless_ready():
 
 
 class Daemon:
-    def __init__(self, limits="", router_extra="", model_extra="", client_requests=64):
+    def __init__(self, limits="", router_extra="", model_extra="", client_requests=64, deep=False):
         self.dir = tempfile.mkdtemp(prefix="lmpool-http-")
         self.endpoint = f"ipc://{self.dir}/lmpool.sock"
         self.config = os.path.join(self.dir, "lmpool.yaml")
@@ -44,6 +45,8 @@ class Daemon:
             f.write(f"limits:\n  client_requests: {client_requests}\n" + limits)
             f.write(f"models:\n  - name: tiny\n    path: {MODEL}\n    ctx: 512\n    chat_template: chatml\n"
                     f"{model_extra}")
+            if deep:
+                f.write(f"  - name: deep\n    path: {DEEP}\n    ctx: 2048\n")
         self.log_path = os.path.join(self.dir, "lmpoold.log")
         self.log = open(self.log_path, "w")
         env = dict(os.environ)
