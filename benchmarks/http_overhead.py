@@ -11,7 +11,9 @@ table with the differences.
     benchmarks/http_overhead.py [MODEL.gguf] [--clients 2] [--requests 20]
                                 [--max-tokens 64] [--rounds 3]
 
-Default model: the deep q8_0 fixture (../shared/fixtures), slow enough for
+Requests are sampled (temperature 0.8, no seed), so that lmpoold's response
+cache, which answers repeated deterministic requests without a worker,
+does not serve them. Default model: the deep q8_0 fixture (../shared/fixtures), slow enough for
 per-token work to dominate. Run it on an idle machine; `nice` it on a
 shared one and expect noise."""
 
@@ -50,7 +52,7 @@ def zmq_request(s, max_tokens, seq):
     """One request on a client's connected socket (kept, as the gateway keeps its own)."""
     t0 = time.perf_counter()
     s.send_json({"v": 1, "id": f"b{seq}", "type": "generate", "model": "m", "prompt": PROMPT,
-                 "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True})
+                 "max_tokens": max_tokens, "temperature": 0.8, "ignore_eos": True})
     first = None
     while True:
         ev = json.loads(s.recv())
@@ -65,7 +67,7 @@ def zmq_request(s, max_tokens, seq):
 
 
 def http_request(port, max_tokens, seq):
-    body = json.dumps({"model": "m", "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0,
+    body = json.dumps({"model": "m", "prompt": PROMPT, "max_tokens": max_tokens, "temperature": 0.8,
                        "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}}).encode()
     s = socket.create_connection(("127.0.0.1", port))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

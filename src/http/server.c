@@ -351,7 +351,20 @@ static int send_to_daemon(struct hreq *r, struct lmp_request *req, double timeou
         snprintf(r->id, sizeof(r->id), "h%zu.%" PRIu32, i, gw->slots[i].gen);
         snprintf(req->id, sizeof(req->id), "%s", r->id);
         gw->zbuf.len = 0;
-        if ((rc = lmp_proto_format_request(&gw->zbuf, req)) < 0 || (rc = zsend(gw)) < 0)
+        if ((rc = lmp_proto_format_request(&gw->zbuf, req)) < 0)
+                return rc;
+        if (req->session[0]) {
+                /* The canonical form is what workers read and leaves the
+                 * session out: the router takes it from the client's frame. */
+                if (gw->zbuf.len < 2 || gw->zbuf.data[gw->zbuf.len - 1] != '}')
+                        return -EINVAL;
+                gw->zbuf.len--;
+                if ((rc = puts_(&gw->zbuf, ",\"session\":")) < 0 ||
+                    (rc = lmp_proto_append_json_string(&gw->zbuf, req->session, strlen(req->session))) < 0 ||
+                    (rc = puts_(&gw->zbuf, "}")) < 0)
+                        return rc;
+        }
+        if ((rc = zsend(gw)) < 0)
                 return rc;
         gw->slots[i].r = r;
         r->slot = (int)i;
@@ -896,6 +909,15 @@ static enum MHD_Result start_generation(struct hreq *r) {
         if ((rc = lmp_http_translate(api, r->body, r->body_len, &r->call, &err)) < 0)
                 return queue_error(r, err.status, err.type, err.code, err.param, 0, "%s", err.message);
         snprintf(r->model, sizeof(r->model), "%s", r->call.req.model);
+        const char *sess = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Session-Id");
+        if (sess && !r->call.req.session[0]) {
+                size_t n = strlen(sess);
+                if (n == 0 || n > LMP_PROTO_SESSION_MAX || !lmp_proto_utf8_valid(sess, n))
+                        return queue_error(r, 400, "invalid_request_error", "invalid_request", "X-Session-Id", 0,
+                                           "the X-Session-Id header must be 1 to %d bytes of UTF-8",
+                                           LMP_PROTO_SESSION_MAX);
+                memcpy(r->call.req.session, sess, n + 1);
+        }
         r->created = (long long)time(NULL);
         snprintf(r->resp_id, sizeof(r->resp_id), "%s%" PRIx64 "%06" PRIx64,
                  r->route == RT_CHAT ? "chatcmpl-" : "cmpl-", (uint64_t)r->created, ++gw->seq);

@@ -449,6 +449,16 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
         }
         if (opts && (rc = get_sampling(opts, ollama, &c.req, err)) < 0)
                 goto out;
+        /* lmpool's conversation name (the router's worker affinity); the
+         * gateway also takes it from an X-Session-Id header */
+        const cJSON *sess = field(root, "session");
+        if (sess) {
+                if (!cJSON_IsString(sess) || !sess->valuestring[0] || strlen(sess->valuestring) > LMP_PROTO_SESSION_MAX) {
+                        rc = BAD(err, "session", "'session' must be a string of 1 to %d bytes", LMP_PROTO_SESSION_MAX);
+                        goto out;
+                }
+                memcpy(c.req.session, sess->valuestring, strlen(sess->valuestring) + 1);
+        }
         switch (api) {
         case LMP_HTTP_OPENAI_CHAT:
         case LMP_HTTP_OLLAMA_CHAT:

@@ -146,11 +146,14 @@ class Gateway:
         status, headers, data = self.request(method, path, body, **kw)
         return status, headers, json.loads(data)
 
-    def wait_healthy(self, timeout=60):
+    def wait_healthy(self, timeout=120):
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                status, _, body = self.request("GET", "/health", key=None, timeout=5)
+                # the gateway itself answers within 5 s (503 while the
+                # daemon does not): a client that gave up sooner would only
+                # cancel its own question
+                status, _, body = self.request("GET", "/health", key=None, timeout=30)
                 if status == 200:
                     return json.loads(body)
             except OSError:

@@ -145,6 +145,28 @@ class GatewayTest(unittest.TestCase):
         self.tokens[0] += ev["usage"]["prompt_tokens"]
         self.tokens[1] += ev["usage"]["generated_tokens"]
 
+    def test_session(self):
+        """X-Session-Id (or a body's session) reaches the daemon: its turns
+        count as one conversation in the router's affinity table."""
+        def affinity():
+            return daemon_request(self.d, {"v": 1, "id": "s", "type": "stats"})[-1]["affinity"]
+        before = affinity()
+        body = {"model": "tiny", "max_tokens": 2, "temperature": 0.9}
+        # turns that differ from their first message on: one conversation only by its name
+        for i in range(3):
+            msgs = [{"role": "user", "content": f"Turn {i} of a conversation"}]
+            st, _, _ = self.post("/v1/chat/completions", dict(body, messages=msgs),
+                                 headers={"X-Session-Id": "conversation-42"})
+            self.assertEqual(st, 200)
+        msgs = [{"role": "user", "content": "Turn 0 of a conversation"}]
+        st, _, _ = self.post("/v1/chat/completions", dict(body, messages=msgs, session="conversation-43"))
+        self.assertEqual(st, 200)
+        after = affinity()
+        self.assertEqual(after["new"] - before["new"], 2, (before, after))
+        self.assertEqual(after["hits"] - before["hits"], 2, (before, after))
+        self.check_error("/v1/chat/completions", dict(body, messages=msgs), 400, param="X-Session-Id",
+                         headers={"X-Session-Id": "x" * 200})
+
     def test_stop_string(self):
         body = {"model": "tiny", "prompt": PROMPT, "max_tokens": 24, "temperature": 0, "ignore_eos": True}
         _, _, data = self.post("/v1/completions", body)

@@ -124,6 +124,11 @@ static void test_translate(void) {
         CHECK(c.stream && c.include_usage, "stream flags");
         lmp_http_call_clear(&c);
 
+        ok(LMP_HTTP_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"session\":\"conv-7\"}", &c);
+        CHECK(strcmp(c.req.session, "conv-7") == 0, "session");
+        lmp_http_call_clear(&c);
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"session\":\"\"}", 400,
+                "session");
         ok(LMP_HTTP_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"p\"],\"stop\":[\"a\",\"b\"],\"max_tokens\":null}",
            &c);
         CHECK(c.req.type == LMP_REQ_GENERATE && strcmp(c.req.prompt, "p") == 0 && c.req.n_stop == 2 && !c.stream &&
