@@ -1130,6 +1130,33 @@ static void daemon_metrics(struct lmp_proto_buf *b, const char *json) {
                 if (cJSON_IsNumber(f))
                         putf(b, "lmpool_daemon_requests_total{result=\"%s\"} %.0f\n", f->string, f->valuedouble);
         }
+        const cJSON *aff = cJSON_GetObjectItemCaseSensitive(root, "affinity");
+        const cJSON *cache = cJSON_GetObjectItemCaseSensitive(root, "cache");
+        if (aff) {
+                metric_header(b, "lmpool_daemon_affinity_total", "counter",
+                              "Conversations placed: on the worker that served them last (hits), moved (misses), "
+                              "seen first (new).");
+                cJSON_ArrayForEach(f, aff) {
+                        if (cJSON_IsNumber(f))
+                                putf(b, "lmpool_daemon_affinity_total{result=\"%s\"} %.0f\n", f->string,
+                                     f->valuedouble);
+                }
+        }
+        if (cache) {
+                metric_header(b, "lmpool_daemon_cache_requests_total", "counter",
+                              "Deterministic requests answered from lmpoold's response cache (hits) or not (misses).");
+                cJSON_ArrayForEach(f, cache) {
+                        if (cJSON_IsNumber(f) && (strcmp(f->string, "hits") == 0 || strcmp(f->string, "misses") == 0))
+                                putf(b, "lmpool_daemon_cache_requests_total{result=\"%s\"} %.0f\n", f->string,
+                                     f->valuedouble);
+                }
+                metric_header(b, "lmpool_daemon_cache_entries", "gauge", "Answers lmpoold's response cache holds.");
+                putf(b, "lmpool_daemon_cache_entries %.0f\n",
+                     cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cache, "entries")));
+                metric_header(b, "lmpool_daemon_cache_bytes", "gauge", "Memory of lmpoold's response cache.");
+                putf(b, "lmpool_daemon_cache_bytes %.0f\n",
+                     cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(cache, "bytes")));
+        }
         static const struct {
                 const char *field, *name, *type, *help;
         } wm[] = {

@@ -453,6 +453,12 @@ class GatewayTest(unittest.TestCase):
         self.assertEqual(len(w), 1)
         self.assertGreater(m[w[0]], 0)
         self.assertIn(("lmpool_worker_restarts_total", w[0][1]), m)
+        # the daemon's conversation placement and response cache, as its stats say
+        st = daemon_request(self.d, {"v": 1, "id": "s", "type": "stats"})[-1]
+        self.assertEqual(m[("lmpool_daemon_affinity_total", frozenset({("result", "new")}))], st["affinity"]["new"])
+        self.assertEqual(m[("lmpool_daemon_cache_requests_total", frozenset({("result", "hits")}))],
+                         st["cache"]["hits"])
+        self.assertGreater(m[("lmpool_daemon_cache_entries", frozenset())], 0)
 
 
 class LimitsTest(unittest.TestCase):
