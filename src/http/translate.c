@@ -449,6 +449,10 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
         }
         if (opts && (rc = get_sampling(opts, ollama, &c.req, err)) < 0)
                 goto out;
+        /* lmpool's (and llama.cpp server's): generate past end-of-generation tokens */
+        if ((rc = opt_bool(root, "ignore_eos", &c.req.ignore_eos, err)) < 0 ||
+            (ollama && opts && (rc = opt_bool(opts, "ignore_eos", &c.req.ignore_eos, err)) < 0))
+                goto out;
         /* lmpool's conversation name (the router's worker affinity); the
          * gateway also takes it from an X-Session-Id header */
         const cJSON *sess = field(root, "session");

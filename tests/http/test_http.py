@@ -597,6 +597,55 @@ class LimitsTest(unittest.TestCase):
         finally:
             self.assertEqual(gw.stop(), 0)
 
+    def test_error_mid_stream(self):
+        """A worker killed after the first token: the stream (status 200
+        already sent) ends with an error event and no [DONE] (OpenAI), or an
+        {"error"} line (Ollama)."""
+        d = Daemon(deep=True)
+        gw = None
+        try:
+            gw = Gateway(d)
+            gw.wait_healthy()
+            for path, body, ollama in (
+                    ("/v1/completions", {"model": "deep", "prompt": "Once", "max_tokens": 2000, "stream": True,
+                                         "ignore_eos": True}, False),
+                    ("/api/generate", {"model": "deep", "prompt": "Once", "raw": True,
+                                       "options": {"num_predict": 2000, "ignore_eos": True}}, True)):
+                st = daemon_request(d, {"v": 1, "id": "s", "type": "stats"})[-1]
+                pid = [w["pid"] for w in st["workers"] if w["model"] == "deep"][0]
+                data = json.dumps(body).encode()
+                s = socket.create_connection(("127.0.0.1", gw.port), timeout=60)
+                s.sendall(f"POST {path} HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {KEY}\r\n"
+                          f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+                got = b""
+                while b"\r\n\r\n" not in got or (b'"text":' not in got and b'"response":' not in got):
+                    b = s.recv(65536)
+                    self.assertTrue(b, got)
+                    got += b
+                os.kill(pid, signal.SIGKILL)  # the request is running: its first token is here
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    got += b
+                s.close()
+                self.assertTrue(got.startswith(b"HTTP/1.1 200"), got[:100])
+                self.assertNotIn(b"[DONE]", got)
+                self.assertIn(b"worker_lost" if not ollama else b'{"error":', got)
+                # the worker is respawned before the next round
+                deadline = time.time() + 60
+                while time.time() < deadline:
+                    st = daemon_request(d, {"v": 1, "id": "s", "type": "stats"})[-1]
+                    if all(w["state"] == "ready" for w in st["workers"]) and \
+                            [w["pid"] for w in st["workers"] if w["model"] == "deep"][0] != pid:
+                        break
+                    time.sleep(0.1)
+            self.assertTrue(gw.alive())
+        finally:
+            if gw:
+                self.assertEqual(gw.stop(), 0)
+            d.stop()
+
     def test_refuses_to_start_without_keys(self):
         gw_dir = Gateway(self.d, loopback=True, keys="")  # loopback without key: starts
         try:

@@ -129,9 +129,10 @@ static void test_translate(void) {
         lmp_http_call_clear(&c);
         refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"session\":\"\"}", 400,
                 "session");
-        ok(LMP_HTTP_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"p\"],\"stop\":[\"a\",\"b\"],\"max_tokens\":null}",
+        ok(LMP_HTTP_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"p\"],\"stop\":[\"a\",\"b\"],\"max_tokens\":null,\"ignore_eos\":true}",
            &c);
         CHECK(c.req.type == LMP_REQ_GENERATE && strcmp(c.req.prompt, "p") == 0 && c.req.n_stop == 2 && !c.stream &&
+                      c.req.ignore_eos &&
                       !(c.req.sampling.set & LMP_SET_MAX_TOKENS),
               "completion");
         lmp_http_call_clear(&c);
@@ -147,8 +148,8 @@ static void test_translate(void) {
                       c.req.n_stop == 1,
               "ollama options");
         lmp_http_call_clear(&c);
-        ok(LMP_HTTP_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"why\",\"raw\":true,\"stream\":false}", &c);
-        CHECK(c.req.type == LMP_REQ_GENERATE && !c.stream, "raw generate");
+        ok(LMP_HTTP_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"why\",\"raw\":true,\"stream\":false,\"options\":{\"ignore_eos\":true}}", &c);
+        CHECK(c.req.type == LMP_REQ_GENERATE && !c.stream && c.req.ignore_eos, "raw generate");
         lmp_http_call_clear(&c);
         ok(LMP_HTTP_OLLAMA_GENERATE, "{\"model\":\"m\"}", &c);
         CHECK(c.load_only, "load only");
