@@ -314,6 +314,7 @@ class GatewayTest(unittest.TestCase):
         ours held by a stopped worker and the limit at 1, the gateway's is
         refused by the daemon with busy, which is 429 with Retry-After."""
         d = Daemon(client_requests=1, router_extra="  heartbeat_ms: 60000\n")
+        gw = None
         try:
             d2 = d
             gw = Gateway(d2, http="  key_requests: 16\n")
@@ -341,8 +342,9 @@ class GatewayTest(unittest.TestCase):
             finally:
                 os.kill(pid, signal.SIGCONT)
                 s.close()
-            gw.stop()
         finally:
+            if gw:
+                gw.stop()
             d.stop()
 
     # ---------------------------------------------------------------- Ollama
