@@ -45,8 +45,12 @@ class GatewayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Daemon(router_extra="  heartbeat_ms: 60000\n")
-        cls.gw = Gateway(cls.d, http="  key_rate: 1000\n  key_burst: 1000\n  key_requests: 16\n")
-        cls.gw.wait_healthy()
+        try:
+            cls.gw = Gateway(cls.d, http="  key_rate: 1000\n  key_burst: 1000\n  key_requests: 16\n")
+            cls.gw.wait_healthy()
+        except Exception:
+            cls.d.stop()  # tearDownClass does not run after a failed setUpClass
+            raise
         cls.made = {}  # (endpoint, code) -> count, for /metrics
         cls.tokens = [0, 0]  # prompt, generated
 

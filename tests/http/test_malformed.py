@@ -27,9 +27,13 @@ class MalformedTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.d = Daemon()
-        cls.gw = Gateway(cls.d, http="  max_body: 4K\n  max_header: 8K\n  idle_timeout_s: 2\n"
-                                     "  key_rate: 1000\n  key_burst: 1000\n")
-        cls.gw.wait_healthy()
+        try:
+            cls.gw = Gateway(cls.d, http="  max_body: 4K\n  max_header: 8K\n  idle_timeout_s: 2\n"
+                                         "  key_rate: 1000\n  key_burst: 1000\n")
+            cls.gw.wait_healthy()
+        except Exception:
+            cls.d.stop()  # tearDownClass does not run after a failed setUpClass
+            raise
 
     @classmethod
     def tearDownClass(cls):
