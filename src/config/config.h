@@ -113,6 +113,20 @@ struct lmp_config {
         int respawn_max_ms;
         int ready_timeout_ms;
         int load_attempts;              /* workers that fail to load a model before it is failed */
+        /* http: the lmpool-http gateway (src/http), which reads the same file */
+        char http_listen[LMP_CONFIG_ENDPOINT_MAX];      /* ADDR:PORT */
+        char http_api_keys[LMP_CONFIG_PATH_MAX];        /* "" = no key file */
+        bool http_loopback_without_key;
+        double http_key_rate;           /* requests per second per key (token bucket refill) */
+        int http_key_burst;             /* the bucket's size */
+        int http_key_requests;          /* requests in flight per key */
+        int http_max_requests;          /* requests in flight in the gateway */
+        int http_max_connections;
+        uint64_t http_max_body;
+        uint64_t http_max_header;
+        int http_idle_timeout_s;
+        uint64_t http_stream_buffer;    /* bytes held for one slow HTTP client */
+        int http_request_timeout_ms;
 
         struct lmp_model_config *models;
         size_t n_models;

@@ -107,6 +107,24 @@ static const char *check_endpoint(const char *v) {
         return "must be ipc://PATH or tcp://HOST:PORT";
 }
 
+/* ADDR:PORT for the HTTP gateway: an IPv4 address, [IPv6] or `*`, and a
+ * decimal PORT in 0..65535 (0: one the kernel picks, for tests). */
+static const char *check_listen(const char *v) {
+        static const char *const bad = "must be ADDR:PORT (an IPv4 address, [IPv6] or *) with PORT in 0..65535";
+        const char *colon = strrchr(v, ':');
+        if (!colon || colon == v || strlen(colon + 1) == 0 || strlen(colon + 1) > 5)
+                return bad;
+        if (v[0] == '[' ? colon[-1] != ']' : memchr(v, ':', (size_t)(colon - v)) != NULL)
+                return bad;
+        long n = 0;
+        for (const char *p = colon + 1; *p; p++) {
+                if (!isdigit((unsigned char)*p))
+                        return bad;
+                n = n * 10 + (*p - '0');
+        }
+        return n > 65535 ? bad : NULL;
+}
+
 #define FIELD(st, f) .offset = offsetof(st, f), .size = sizeof(((st *)0)->f)
 
 #define G_INT(k, f, lo, hi, d, text) \
@@ -198,6 +216,46 @@ const struct lmp_setting lmp_config_settings[] = {
         G_INT("workers.load_attempts", load_attempts, 1, 100, "3",
               "Workers of a model that exit because they cannot load it before the model is marked `failed`: "
               "it is then not respawned, its requests get `model_failed` and `health` names it."),
+
+        G_STR("http.listen", http_listen, check_listen, 0, "127.0.0.1:8080",
+              "Where lmpool-http (the HTTP gateway, docs/http.md) listens: ADDR:PORT, an IPv4 address, [IPv6] or * "
+              "(every address); port 0 lets the kernel pick one (logged in the `http_listening` event). TLS is left to a reverse proxy (docs/operations.md)."),
+        G_STR("http.api_keys", http_api_keys, NULL, LMP_SETTING_OPTIONAL | LMP_SETTING_PATH, NULL,
+              "File of the gateway's API keys (bearer tokens), one per line, each optionally followed by a name "
+              "for logs and metrics; # starts a comment. Empty: no keys (then http.loopback_without_key must be "
+              "true)."),
+        G_BOOL("http.loopback_without_key", http_loopback_without_key, "false",
+               "Serve clients connecting from a loopback address without a key (their name in logs is "
+               "`loopback`)."),
+        { .key = "http.key_rate", .type = LMP_SETTING_DOUBLE, FIELD(struct lmp_config, http_key_rate),
+          .dmin = 0, .dmax = 100000, .flags = LMP_SETTING_MIN_OPEN, .def = "5",
+          .doc = "Generation requests per second one key may make on average (its token bucket's refill); "
+                 "beyond it 429 with Retry-After." },
+        G_INT("http.key_burst", http_key_burst, 1, 1000000, "20",
+              "Generation requests one key may make at once before http.key_rate applies (the bucket's size)."),
+        G_INT("http.key_requests", http_key_requests, 1, 4096, "4",
+              "Generation requests one key may have in flight; beyond it 429 with Retry-After."),
+        G_INT("http.max_requests", http_max_requests, 1, 65536, "64",
+              "Requests in flight in the gateway over all keys; beyond it 503 with Retry-After. The daemon's "
+              "limits.client_requests bounds them too: the gateway is one client of lmpoold."),
+        G_INT("http.max_connections", http_max_connections, 1, 65536, "256",
+              "HTTP connections open at once; further ones are closed as they arrive."),
+        { .key = "http.max_body", .type = LMP_SETTING_SIZE, FIELD(struct lmp_config, http_max_body),
+          .imin = 1 << 10, .imax = 16 << 20, .def = "1M",
+          .doc = "Largest request body (bytes; K, M suffixes); a larger one gets 413." },
+        { .key = "http.max_header", .type = LMP_SETTING_SIZE, FIELD(struct lmp_config, http_max_header),
+          .imin = 8 << 10, .imax = 1 << 20, .def = "32K",
+          .doc = "Memory for one connection's request line and headers (bytes); longer ones get 431 "
+                 "(414 for the URI)." },
+        G_INT("http.idle_timeout_s", http_idle_timeout_s, 1, 3600, "60",
+              "An HTTP connection idle (nothing sent or received, no request running) this long is closed."),
+        { .key = "http.stream_buffer", .type = LMP_SETTING_SIZE, FIELD(struct lmp_config, http_stream_buffer),
+          .imin = 64 << 10, .imax = 256 << 20, .def = "4M",
+          .doc = "Answer bytes the gateway holds for one HTTP client that reads slower than tokens come "
+                 "(a whole answer is held in it too); past it the request is cancelled with an error." },
+        G_INT("http.request_timeout_ms", http_request_timeout_ms, 100, 86400000, "300000",
+              "Deadline of a generation request through the gateway (sent to the daemon as its timeout_ms, "
+              "which lowers it to limits.request_timeout_ms); then 504."),
 };
 const size_t lmp_config_n_settings = LMP_ARRAY_SIZE(lmp_config_settings);
 static_assert(LMP_ARRAY_SIZE(lmp_config_settings) <= LMP_SETTINGS_MAX, "the loader's per-row arrays");
