@@ -695,6 +695,8 @@ def main():
         if not os.path.exists(f):
             print("fixture %s not found: skipped" % f)
             return 77
+    # meson's timeout sends SIGTERM: stop the container and unmount on the way out
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("terminated"))
     only = [s for s in os.environ.get("LMPOOL_TEST_ONLY", "").split(",") if s]
     t_start = time.monotonic()
     os.makedirs(CACHE, exist_ok=True)
