@@ -21,6 +21,20 @@
 #include "supervisor/supervisor.h"
 #include "worker/worker.h"
 
+/* Test hook of the systemd suite's watchdog test (tests/systemd): with
+ * LMPOOL_TEST_HANG_ON_SIGUSR2=1 in the daemon's environment, SIGUSR2 stops
+ * the supervisor for good, as a deadlock in its loop would, so that the
+ * test can see the watchdog kill and restart it. Only who sets the
+ * daemon's environment (root, the unit) and may signal it (root, its own
+ * user) can use it; nothing a client sends reaches it. Without the
+ * variable SIGUSR2 keeps its default action. Workers are exec'd, which
+ * resets the handler. */
+static void hang_forever(int sig) {
+        (void)sig;
+        for (;;)
+                pause();
+}
+
 static void usage(FILE *f) {
         fprintf(f, "usage: lmpoold [--config FILE]\n"
                    "       lmpoold --check-config [FILE]\n"
@@ -160,6 +174,10 @@ int main(int argc, char **argv) {
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGHUP);
         signal(SIGPIPE, SIG_IGN);
+        if (getenv("LMPOOL_TEST_HANG_ON_SIGUSR2") && strcmp(getenv("LMPOOL_TEST_HANG_ON_SIGUSR2"), "1") == 0) {
+                lmp_log_msg(LMP_PRI_WARNING, "test hook: SIGUSR2 hangs the supervisor (LMPOOL_TEST_HANG_ON_SIGUSR2=1)");
+                signal(SIGUSR2, hang_forever);
+        }
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ||
             (d.sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "signalfd: %s", strerror(errno));

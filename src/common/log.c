@@ -21,6 +21,43 @@ static struct {
         enum lmp_log_priority level;
 } log_state = { "lmpool", false, LMP_PRI_INFO };
 
+/* One fixed 128-bit MESSAGE_ID per event (journalctl MESSAGE_ID=...), so
+ * that tools can select an event without parsing its text. Never change
+ * an id; a new event gets a new one (`systemd-id128 new`), in this table
+ * and in the table of docs/operations.md (tests/unit/test_message_ids.py
+ * checks both against the events the daemon logs). */
+static const struct {
+        const char *event;
+        const char *id;
+} message_ids[] = {
+        { "starting", "0ee6d59297e347dfa96ae25d5a2f0925" },
+        { "ready", "747e0e0aa24f4a8294243f52899a317d" },
+        { "reloaded", "cd777ceb0c6e4556a65fef0130b8fe43" },
+        { "stopping", "0083e333ef8449d58bc3e5057175973e" },
+        { "stopped", "ef729e15b2114e688eb7389d6d1c88b9" },
+        { "model_loaded", "dc170f0b3a864045abf980830424dea8" },
+        { "model_refused", "b2bdb80c819843cfae638117a76b5539" },
+        { "model_failed", "c4de6c68b3644b9482b1bb21b169ab42" },
+        { "model_file_changed", "b22d081740e94a6d8c00a5c00aecea7e" },
+        { "worker_started", "218142a61bf74b0b9060ce43039bae2a" },
+        { "worker_exited", "3d5434dff1ea465ca0ae139c48f96932" },
+        { "memory", "caf1ac5bee534e1fae7cc014c82e2f37" },
+        { "request_done", "457fdbca93b7408eb84ecf73338f9a82" },
+        { "overload", "e60944a99a5840f3aea62f64805aced5" },
+        { "refused", "a8956c5ed6d8409bb72c8154ca8f8b16" },
+        { "clients_refused", "bd6478e1aa034d638757f9393cfd8cfc" },
+        { "clients_overlong", "21f265e19db9464384534c9ced21e6f1" },
+};
+
+const char *lmp_log_message_id(const char *event) {
+        if (!event)
+                return NULL;
+        for (size_t i = 0; i < LMP_ARRAY_SIZE(message_ids); i++)
+                if (strcmp(message_ids[i].event, event) == 0)
+                        return message_ids[i].id;
+        return NULL;
+}
+
 /* systemd sets JOURNAL_STREAM=DEV:INODE for a stderr connected to the
  * journal; a stderr redirected elsewhere by the user no longer matches. */
 static bool stderr_is_journal(void) {
@@ -119,8 +156,8 @@ static void log_stderr(enum lmp_log_priority level, const char *event, const str
 
 static void log_journal(enum lmp_log_priority level, const char *event, const struct lmp_log_field *fields,
                         size_t n_fields, const char *msg) {
-        char bufs[MAX_FIELDS + 4][544];
-        struct iovec iov[MAX_FIELDS + 4];
+        char bufs[MAX_FIELDS + 5][544];
+        struct iovec iov[MAX_FIELDS + 5];
         size_t n = 0;
 
         snprintf(bufs[n], sizeof(bufs[n]), "MESSAGE=%s", msg);
@@ -130,8 +167,13 @@ static void log_journal(enum lmp_log_priority level, const char *event, const st
         snprintf(bufs[n], sizeof(bufs[n]), "SYSLOG_IDENTIFIER=%s", log_state.ident);
         n++;
         if (event) {
+                const char *id = lmp_log_message_id(event);
                 snprintf(bufs[n], sizeof(bufs[n]), "LMPOOL_EVENT=%s", event);
                 n++;
+                if (id) {
+                        snprintf(bufs[n], sizeof(bufs[n]), "MESSAGE_ID=%s", id);
+                        n++;
+                }
         }
         for (size_t i = 0; i < n_fields && i < MAX_FIELDS; i++) {
                 int k = snprintf(bufs[n], sizeof(bufs[n]), "%s=", fields[i].key);

@@ -1,7 +1,8 @@
 /* The daemon's logging front. One call logs one event with structured
  * fields. When stderr is connected to the journal (JOURNAL_STREAM matches
  * it, as under systemd) the event goes to the journal as fields
- * (LMPOOL_EVENT=, LMPOOL_MODEL=, RSS_BYTES=, ...) through sd_journal_sendv;
+ * (LMPOOL_EVENT=, MESSAGE_ID=, LMPOOL_MODEL=, RSS_BYTES=, ...) through
+ * sd_journal_sendv;
  * otherwise it is one logfmt line on stderr
  * (`level=info event=model_loaded model=qwen rss_bytes=123 msg="..."`).
  * The same events and fields either way, so that `journalctl -u lmpoold
@@ -51,6 +52,10 @@ struct lmp_log_field {
 /* ident: SYSLOG_IDENTIFIER ("lmpoold"); level: the most verbose level logged. */
 void lmp_log_setup(const char *ident, enum lmp_log_sink target, enum lmp_log_priority level);
 bool lmp_log_to_journal(void);
+
+/* The event's MESSAGE_ID (32 hex digits) in the journal, or NULL for an
+ * event without one. */
+const char *lmp_log_message_id(const char *event);
 
 /* Logs one event. event may be NULL for plain messages. */
 void lmp_log(enum lmp_log_priority level, const char *event, const struct lmp_log_field *fields, size_t n_fields,
