@@ -52,9 +52,11 @@ const char *lmp_client_code_name(enum lmp_client_code code);
 struct lmp_client;
 
 /* Writes the default endpoint into buf: $LMPOOL_ENDPOINT when set, else
- * ipc://$RUNTIME_DIRECTORY/lmpool.sock, ipc://$XDG_RUNTIME_DIR/lmpool/lmpool.sock
- * or ipc:///tmp/lmpool-$UID/lmpool.sock, the first whose variable is set.
- * -ENAMETOOLONG when cap is too small. */
+ * one's own daemon's socket, ipc://$RUNTIME_DIRECTORY/lmpool.sock,
+ * ipc://$XDG_RUNTIME_DIR/lmpool/lmpool.sock or
+ * ipc:///tmp/lmpool-$UID/lmpool.sock (the first whose variable is set),
+ * unless that socket does not exist and the system daemon's,
+ * /run/lmpool/lmpool.sock, does. -ENAMETOOLONG when cap is too small. */
 int lmp_client_default_endpoint(char *buf, size_t cap);
 
 /* Connects to endpoint (NULL: the default endpoint). ZeroMQ connects

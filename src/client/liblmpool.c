@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -38,17 +39,34 @@ const char *lmp_client_code_name(enum lmp_client_code code) {
         return s ? s : "?";
 }
 
+/* The system daemon's socket (units/lmpoold.service: RuntimeDirectory=lmpool). */
+#define SYSTEM_SOCKET "/run/lmpool/lmpool.sock"
+
+static bool is_socket(const char *path) {
+        struct stat st;
+        return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 int lmp_client_default_endpoint(char *buf, size_t cap) {
         const char *env = getenv("LMPOOL_ENDPOINT"), *dir;
+        char own[4096];
         int n;
-        if (env && *env)
+        if (env && *env) {
                 n = snprintf(buf, cap, "%s", env);
-        else if ((dir = getenv("RUNTIME_DIRECTORY")) && *dir)
-                n = snprintf(buf, cap, "ipc://%s/lmpool.sock", dir);
+                return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
+        }
+        if ((dir = getenv("RUNTIME_DIRECTORY")) && *dir)
+                n = snprintf(own, sizeof(own), "%s/lmpool.sock", dir);
         else if ((dir = getenv("XDG_RUNTIME_DIR")) && *dir)
-                n = snprintf(buf, cap, "ipc://%s/lmpool/lmpool.sock", dir);
+                n = snprintf(own, sizeof(own), "%s/lmpool/lmpool.sock", dir);
         else
-                n = snprintf(buf, cap, "ipc:///tmp/lmpool-%u/lmpool.sock", (unsigned)getuid());
+                n = snprintf(own, sizeof(own), "/tmp/lmpool-%u/lmpool.sock", (unsigned)getuid());
+        if (n < 0 || (size_t)n >= sizeof(own))
+                return -ENAMETOOLONG;
+        /* A daemon of one's own first; else the system daemon's, when it
+         * runs; else one's own path, for the error message. */
+        const char *path = !is_socket(own) && is_socket(SYSTEM_SOCKET) ? SYSTEM_SOCKET : own;
+        n = snprintf(buf, cap, "ipc://%s", path);
         return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 

@@ -47,6 +47,11 @@ static const struct {
         { "refused", "a8956c5ed6d8409bb72c8154ca8f8b16" },
         { "clients_refused", "bd6478e1aa034d638757f9393cfd8cfc" },
         { "clients_overlong", "21f265e19db9464384534c9ced21e6f1" },
+        { "http_listening", "c7b08e18715a4b28b50c3e5fa938b766" },
+        { "http_request", "47b82014497a4f16be30dd17c451050f" },
+        { "daemon_disconnected", "f416222310244125b8c74d069e95b720" },
+        { "keys_reloaded", "057b9fb74bf84f68b64dd73b8af54ed2" },
+        { "keys_reload_failed", "5f25232f9cd3460a92203cb3f25dc5fe" },
 };
 
 const char *lmp_log_message_id(const char *event) {

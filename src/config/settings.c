@@ -214,7 +214,7 @@ const struct lmp_setting lmp_config_settings[] = {
         G_INT("workers.ready_timeout_ms", ready_timeout_ms, 100, 3600000, "120000",
               "How long a starting worker may take to announce READY before it is killed."),
         G_INT("workers.load_attempts", load_attempts, 1, 100, "3",
-              "Workers of a model that exit because they cannot load it before the model is marked `failed`: "
+              "Workers of a model in a row that cannot load it (or die before they are ready) before the model is marked `failed`: "
               "it is then not respawned, its requests get `model_failed` and `health` names it."),
 
         G_STR("http.listen", http_listen, check_listen, 0, "127.0.0.1:8080",

@@ -630,6 +630,7 @@ static void reap(struct lmp_daemon *d) {
                 else
                         snprintf(how, sizeof(how), "exited with code %d", WEXITSTATUS(status));
                 bool expected = w->state == LMP_WORKER_STOPPING || d->stopping;
+                bool unborn = w->state == LMP_WORKER_STARTING;
                 struct lmp_log_field f[] = {
                         LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
                         LMP_FSTR("LMPOOL_WORKER", w->name),
@@ -657,16 +658,25 @@ static void reap(struct lmp_daemon *d) {
                         w->restarts++;
                 /* Its requests that had sent nothing are queued again. */
                 lmp_router_dispatch(d);
-                /* A worker that cannot load its model, or that read a page
-                 * of its weights that is no longer there: the model's fault,
-                 * not the worker's. A changed file is reloaded; anything
-                 * else that repeats fails the model. */
-                if ((load_failed || bus) && !expected && m->state == LMP_MODEL_SERVING) {
+                /* A worker that cannot load its model, that read a page of
+                 * its weights that is no longer there, or that died before
+                 * it was ready (killed by its cgroup's memory.max, say): the
+                 * model's fault, not the worker's. A changed file is
+                 * reloaded; anything else that repeats fails the model. */
+                if ((load_failed || bus || unborn) && !expected && m->state == LMP_MODEL_SERVING) {
                         check_files(d, now);
                         if (m->state == LMP_MODEL_SERVING && ++m->faults >= d->cfg->load_attempts) {
-                                char reason[sizeof(how) + 64];
-                                snprintf(reason, sizeof(reason), "%d workers in a row %s", m->faults,
-                                         load_failed ? how : "were killed by SIGBUS reading their weights");
+                                char reason[sizeof(how) + 96];
+                                if (load_failed)
+                                        snprintf(reason, sizeof(reason), "%d workers in a row %s", m->faults, how);
+                                else if (bus)
+                                        snprintf(reason, sizeof(reason),
+                                                 "%d workers in a row were killed by SIGBUS reading their weights",
+                                                 m->faults);
+                                else
+                                        snprintf(reason, sizeof(reason),
+                                                 "%d workers in a row died before they were ready (the last %s)",
+                                                 m->faults, how);
                                 model_fail(d, m, reason);
                         }
                 }
@@ -939,7 +949,10 @@ static bool reload_applies(const char *key, bool model_row, void *userdata) {
         return false;
 }
 
+/* The http section belongs to lmpool-http, which reads it itself. */
 static bool reload_needs_restart(const char *key, bool model_row, void *userdata) {
+        if (!model_row && strncmp(key, "http.", 5) == 0)
+                return false;
         return !reload_applies(key, model_row, userdata);
 }
 

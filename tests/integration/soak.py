@@ -245,7 +245,9 @@ class Killer(threading.Thread):
         try:
             while time.time() < self.deadline:
                 time.sleep(self.rng.uniform(0.5, 3.0))
-                ws = [w for w in self.d.stats()["workers"] if w["pid"] > 0]
+                # Serving workers: workers.load_attempts of them killed
+                # in a row before they are ready fail their model.
+                ws = [w for w in self.d.stats()["workers"] if w["pid"] > 0 and w["state"] == "ready"]
                 if ws:
                     try:
                         os.kill(self.rng.choice(ws)["pid"], signal.SIGKILL)
