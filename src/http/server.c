@@ -353,17 +353,6 @@ static int send_to_daemon(struct hreq *r, struct lmp_request *req, double timeou
         gw->zbuf.len = 0;
         if ((rc = lmp_proto_format_request(&gw->zbuf, req)) < 0)
                 return rc;
-        if (req->session[0]) {
-                /* The canonical form is what workers read and leaves the
-                 * session out: the router takes it from the client's frame. */
-                if (gw->zbuf.len < 2 || gw->zbuf.data[gw->zbuf.len - 1] != '}')
-                        return -EINVAL;
-                gw->zbuf.len--;
-                if ((rc = puts_(&gw->zbuf, ",\"session\":")) < 0 ||
-                    (rc = lmp_proto_append_json_string(&gw->zbuf, req->session, strlen(req->session))) < 0 ||
-                    (rc = puts_(&gw->zbuf, "}")) < 0)
-                        return rc;
-        }
         if ((rc = zsend(gw)) < 0)
                 return rc;
         gw->slots[i].r = r;
