@@ -94,7 +94,9 @@ static void usage(FILE *f) {
                 "  -t, --threads LIST     thread counts, 1 to %d (default: one per CPU)\n"
                 "  --json                 one JSON line per row instead of the table\n"
                 "  --probe-mib N          bandwidth probe buffer in MiB, 64 to 65536, or 0 for no\n"
-                "                         probe (default 1024)\n",
+                "                         probe (default 1024)\n"
+                "lmpool bench --server --model NAME ... measures a running server under a chat\n"
+                "load instead (lmpool bench --server --help).\n",
                 MAX_TOKENS, MAX_TOKENS, MAX_SEQS, MAX_REPS, LMP_THREADPOOL_MAX);
 }
 
@@ -657,6 +659,9 @@ static int probe_all(const struct opts *o, double *gbs) {
 }
 
 int lmp_cmd_bench(int argc, char **argv) {
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strcmp(argv[i], "--server") == 0)
+                        return lmp_cmd_bench_server(argc, argv);
         struct opts o;
         int rc = parse_args(argc, argv, &o);
         if (rc != 0)

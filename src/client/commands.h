@@ -18,6 +18,7 @@ int lmp_cmd_chat_template(int argc, char **argv);
 int lmp_cmd_logits(int argc, char **argv);
 int lmp_cmd_run(int argc, char **argv);
 int lmp_cmd_bench(int argc, char **argv);
+int lmp_cmd_bench_server(int argc, char **argv); /* lmpool bench --server */
 int lmp_cmd_generate(int argc, char **argv);
 int lmp_cmd_chat(int argc, char **argv);
 int lmp_cmd_models(int argc, char **argv);

@@ -149,6 +149,30 @@ class GatewayTest(unittest.TestCase):
         self.tokens[0] += ev["usage"]["prompt_tokens"]
         self.tokens[1] += ev["usage"]["generated_tokens"]
 
+    def test_bench_server(self):
+        """`lmpool bench --server --http`: the chat load over this gateway;
+        its token counts come from the streams' usage, so /metrics must
+        agree with them (test_zz_metrics)."""
+        out = subprocess.run([os.environ["LMPOOL_BIN"], "bench", "--server", "--http",
+                              f"http://127.0.0.1:{self.gw.port}", "--api-key", KEY, "--model", "tiny", "-u", "2",
+                              "-m", "2", "-n", "4", "--json", "--pid", str(self.d.proc.pid)],
+                             capture_output=True, text=True, timeout=300)
+        self.assertEqual(out.returncode, 0, out.stderr)
+        r = json.loads(out.stdout)
+        self.assertEqual((r["answers"], r["generated"], r["failed_users"]), (4, 16, 0), r)
+        self.assertGreater(r["cached_tokens"], 0, r)
+        self.assertGreater(r["pss_bytes"], 0, r)
+        self.made[("/v1/chat/completions", "200")] = self.made.get(("/v1/chat/completions", "200"), 0) + 4
+        self.tokens[0] += r["prompt_tokens"]
+        self.tokens[1] += r["generated"]
+        # a wrong key: 401, said by each user, exit 1
+        out = subprocess.run([os.environ["LMPOOL_BIN"], "bench", "--server", "--http",
+                              f"http://127.0.0.1:{self.gw.port}", "--api-key", "sk-wrong", "--model", "tiny",
+                              "-u", "1", "-m", "1", "-n", "2"], capture_output=True, text=True, timeout=60)
+        self.assertEqual(out.returncode, 1, out.stdout)
+        self.assertIn("user 0 stopped after 0 of 1 answers: HTTP 401", out.stderr)
+        self.made[("/v1/chat/completions", "401")] = self.made.get(("/v1/chat/completions", "401"), 0) + 1
+
     def test_session(self):
         """X-Session-Id (or a body's session) reaches the daemon: its turns
         count as one conversation in the router's affinity table."""

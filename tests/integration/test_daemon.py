@@ -587,6 +587,31 @@ class ConversationTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_bench_server(self):
+        """`lmpool bench --server`: every user's every turn is answered with
+        the tokens asked for, later turns find their history cached, and the
+        pool's PSS is measured from its workers."""
+        d = Daemon([model_yaml("m", MODEL, workers=1, slots=2, extra="    chat_template: zephyr\n")])
+        try:
+            d.wait_ready()
+            out = subprocess.run([BIN, "bench", "--server", "--endpoint", d.endpoint, "--model", "m", "-u", "2",
+                                  "-m", "3", "-n", "6", "--json"], capture_output=True, text=True, timeout=300)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            r = json.loads(out.stdout)
+            self.assertEqual((r["answers"], r["generated"], r["failed_users"]), (6, 36, 0), r)
+            self.assertGreater(r["cached_tokens"], 0, r)
+            self.assertLess(r["cached_tokens"], r["prompt_tokens"], r)
+            self.assertGreaterEqual(r["pss_processes"], 2, r)
+            self.assertGreater(r["pss_bytes"], 0, r)
+            self.assertTrue(0 < r["ttft_ms"]["p50"] <= r["latency_ms"]["p50"] <= r["latency_ms"]["max"], r)
+            # A model the daemon does not have: each user says why, exit 1.
+            out = subprocess.run([BIN, "bench", "--server", "--endpoint", d.endpoint, "--model", "nope", "-u", "1",
+                                  "-m", "1", "-n", "2"], capture_output=True, text=True, timeout=60)
+            self.assertEqual(out.returncode, 1, out.stdout)
+            self.assertIn("user 0 stopped after 0 of 1 answers: unknown_model", out.stderr)
+        finally:
+            d.stop()
+
 
 class CacheTests(unittest.TestCase):
     """The exact response cache: a repeated deterministic request is
