@@ -491,7 +491,8 @@ class CrashTests(unittest.TestCase):
                     on = [w["name"] for w in d.stats()["workers"] if w["active"]]
                     # The second request goes to the other worker, the idle one.
                     s = d.socket()
-                    s.send(json.dumps(generate("m", id="r", max_tokens=8, ignore_eos=True)).encode())
+                    # (long enough to be seen running on a loaded machine)
+                    s.send(json.dumps(generate("m", id="r", max_tokens=300, ignore_eos=True)).encode())
                     wait = time.time() + 10
                     while time.time() < wait and sum(w["active"] for w in d.stats()["workers"]) < 2:
                         time.sleep(0.02)
