@@ -121,7 +121,8 @@ def case_package(c):
     contents = {}
     for name, p in c.debs.items():
         contents[name] = run(["dpkg-deb", "-c", p]).stdout
-    for f in ("./usr/bin/lmpoold", "./usr/bin/lmpool", "./etc/lmpool/lmpool.yaml", "lmpoold.service",
+    for f in ("./usr/bin/lmpoold", "./usr/bin/lmpool", "./usr/bin/lmpool-http", "lmpool-http.service",
+              "./usr/share/man/man8/lmpool-http.8.gz", "./etc/lmpool/lmpool.yaml", "lmpoold.service",
               "./usr/lib/sysusers.d/lmpool.conf", "./usr/lib/tmpfiles.d/lmpool.conf",
               "./usr/share/man/man8/lmpoold.8.gz", "./usr/share/man/man1/lmpool.1.gz",
               "./usr/share/man/man5/lmpool.yaml.5.gz"):
@@ -137,6 +138,7 @@ def case_package(c):
     st = c.sh("stat -c '%U:%G %a' /var/lib/lmpool").stdout.strip()
     assert st == "lmpool:lmpool 750", st
     assert c.sh("systemctl is-enabled lmpoold", check=False).stdout.strip() == "enabled"
+    assert c.sh("systemctl is-enabled lmpool-http", check=False).stdout.strip() == "disabled"
 
 
 # --- the container --------------------------------------------------------
