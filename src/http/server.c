@@ -1503,7 +1503,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+/* libmicrohttpd's error logger: fmt is its own printf format. */
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         char msg[512];
         (void)cls;
         vsnprintf(msg, sizeof(msg), fmt, ap);
