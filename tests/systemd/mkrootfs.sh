@@ -1,18 +1,20 @@
 #!/bin/sh
 # Builds the Debian 12 root filesystem that the systemd suite boots with
 # systemd-nspawn, once: debootstrap (minbase) with systemd, dbus, lmpool's
-# run-time libraries and jq (the journal recipes of docs/operations.md use
+# run-time libraries (the HTTP gateway's too) and jq (the journal recipes of docs/operations.md use
 # it), so that `apt install ./lmpool_*.deb` inside needs no network.
 # Usage: mkrootfs.sh DIR. Builds into DIR.tmp and renames it to DIR when
-# complete, so an interrupted build is never taken for a finished one.
+# complete, so an interrupted build is never taken for a finished one; a
+# root filesystem made with another package list is made again.
 set -eu
 dir=$1
-[ -e "$dir/etc/lmpool-rootfs-complete" ] && exit 0
+packages=systemd,systemd-sysv,dbus,libzmq5,libcjson1,libyaml-0-2,libopenblas0,libopenblas0-pthread,libnuma1,libpcre2-8-0,libmicrohttpd12,jq
+[ "$(cat "$dir/etc/lmpool-rootfs-complete" 2>/dev/null)" = "$packages" ] && exit 0
 mirror=${LMPOOL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 rm -rf "$dir.tmp"
 mkdir -p "$(dirname "$dir")"
 debootstrap --variant=minbase \
-        --include=systemd,systemd-sysv,dbus,libzmq5,libcjson1,libyaml-0-2,libopenblas0,libopenblas0-pthread,libnuma1,libpcre2-8-0,jq \
+        --include="$packages" \
         bookworm "$dir.tmp" "$mirror" >"$dir.log" 2>&1 || { tail -20 "$dir.log" >&2; exit 1; }
 # A machine id, so that the journal is persistent under
 # /var/log/journal/MACHINE_ID and readable from outside.
@@ -22,6 +24,6 @@ mkdir -p "$dir.tmp/var/log/journal"
 for u in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer fstrim.timer; do
         ln -sf /dev/null "$dir.tmp/etc/systemd/system/$u"
 done
-touch "$dir.tmp/etc/lmpool-rootfs-complete"
+echo "$packages" > "$dir.tmp/etc/lmpool-rootfs-complete"
 rm -rf "$dir"
 mv "$dir.tmp" "$dir"
