@@ -12,7 +12,8 @@
  * Every request has a deadline.
  *
  * Worker events are forwarded to the client as they come (the worker
- * formats them: the router reads only the small header frame), which keeps
+ * formats them: the router reads only the small header frame, with the
+ * codec both sides share, src/proto/wire.h), which keeps
  * the broker's cost per token to two frame copies. A request whose client
  * has already been answered (timeout, cancel) stays on its worker's list,
  * holding its slot, until the worker confirms it has stopped.
@@ -41,6 +42,7 @@
 #include <zmq.h>
 
 #include "common/log.h"
+#include "proto/wire.h"
 #include "supervisor/daemon.h"
 #include "supervisor/rundir.h"
 
@@ -80,11 +82,6 @@ static void close_parts(struct parts *p) {
         for (int i = 0; i < p->n; i++)
                 zmq_msg_close(&p->m[i]);
         p->n = 0;
-}
-
-static bool part_eq(zmq_msg_t *m, const char *s) {
-        size_t n = strlen(s);
-        return zmq_msg_size(m) == n && memcmp(zmq_msg_data(m), s, n) == 0;
 }
 
 /* -------------------------------------------------------------- lists */
@@ -519,17 +516,25 @@ void lmp_router_close(struct lmp_daemon *d) {
 
 /* ------------------------------------------------------------- dispatch */
 
-static void send_job(struct lmp_daemon *d, struct lmp_worker_rt *w, struct lmp_request_rt *r, double now) {
-        char head[64];
-        snprintf(head, sizeof(head), "%" PRIu64 " %.3f", r->rid, now - r->arrival_ms);
-        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) < 0) {
-                /* The worker's connection is gone: it is dying; SIGCHLD will
-                 * fail this request with the others. */
+/* Sends w a message: its verb, then its header and body when it has them.
+ * A worker whose connection is gone is dying: SIGCHLD fails its requests. */
+static void send_to_worker(struct lmp_daemon *d, const struct lmp_worker_rt *w, enum lmp_wire_verb verb,
+                           const char *head, const void *body, size_t body_len) {
+        const char *name = lmp_wire_verb_name(verb);
+        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) < 0)
                 return;
-        }
-        zmq_send(d->back, "job", 3, ZMQ_SNDMORE);
-        zmq_send(d->back, head, strlen(head), ZMQ_SNDMORE);
-        zmq_send(d->back, r->job, r->job_len, 0);
+        zmq_send(d->back, name, strlen(name), head ? ZMQ_SNDMORE : 0);
+        if (head)
+                zmq_send(d->back, head, strlen(head), body ? ZMQ_SNDMORE : 0);
+        if (body)
+                zmq_send(d->back, body, body_len, 0);
+}
+
+static void send_job(struct lmp_daemon *d, struct lmp_worker_rt *w, struct lmp_request_rt *r, double now) {
+        char head[LMP_WIRE_HEADER_MAX];
+        struct lmp_wire_job h = { .rid = r->rid, .queued_ms = now - r->arrival_ms };
+        if (lmp_wire_format_job(&h, head, sizeof(head)) >= 0)
+                send_to_worker(d, w, LMP_WIRE_JOB, head, r->job, r->job_len);
 }
 
 static struct lmp_worker_rt *least_loaded(struct lmp_model_rt *m) {
@@ -843,12 +848,9 @@ static void cancel_request(struct lmp_daemon *d, struct lmp_request_rt *r, enum 
                 return;
         }
         /* Running: tell the worker, keep the slot until it confirms. */
-        char rid[32];
-        snprintf(rid, sizeof(rid), "%" PRIu64, r->rid);
-        if (zmq_send(d->back, r->worker->name, strlen(r->worker->name), ZMQ_SNDMORE) >= 0) {
-                zmq_send(d->back, "cancel", 6, ZMQ_SNDMORE);
-                zmq_send(d->back, rid, strlen(rid), 0);
-        }
+        char head[LMP_WIRE_HEADER_MAX];
+        if (lmp_wire_format_cancel(&(struct lmp_wire_cancel){ .rid = r->rid }, head, sizeof(head)) >= 0)
+                send_to_worker(d, r->worker, LMP_WIRE_CANCEL, head, NULL, 0);
         r->id[0] = '\0'; /* answered: later events are dropped */
 }
 
@@ -1474,33 +1476,25 @@ double lmp_router_tick(struct lmp_daemon *d, double now) {
 
 /* ------------------------------------------------------- worker messages */
 
-static void log_done(struct lmp_daemon *d, struct lmp_request_rt *r, const char *head) {
-        unsigned prompt = 0, gen = 0, cached = 0;
-        double queued = 0, ttft = 0, total = 0, tps = 0;
-        char finish[16] = "";
-        uint64_t rid;
-        char kind;
-
-        if (sscanf(head, "%" SCNu64 " %c %u %u %u %lf %lf %lf %lf %15s", &rid, &kind, &prompt, &gen, &cached,
-                   &queued, &ttft, &total, &tps, finish) < 10)
-                return;
+static void log_done(struct lmp_daemon *d, struct lmp_request_rt *r, const struct lmp_wire_done *done) {
         if (!d->cfg->log_requests)
                 return;
         struct lmp_log_field f[] = {
                 LMP_FSTR("LMPOOL_REQUEST", r->id),
                 LMP_FSTR("LMPOOL_MODEL", d->models[r->model].cfg->name),
                 LMP_FSTR("LMPOOL_WORKER", r->worker->name),
-                LMP_FU64("PROMPT_TOKENS", prompt),
-                LMP_FU64("CACHED_TOKENS", cached),
-                LMP_FU64("GENERATED_TOKENS", gen),
-                LMP_FF64("QUEUED_MS", queued),
-                LMP_FF64("TTFT_MS", ttft),
-                LMP_FF64("TOTAL_MS", total),
-                LMP_FF64("TOKENS_PER_S", tps),
-                LMP_FSTR("FINISH", finish),
+                LMP_FU64("PROMPT_TOKENS", done->prompt_tokens),
+                LMP_FU64("CACHED_TOKENS", done->cached_tokens),
+                LMP_FU64("GENERATED_TOKENS", done->generated_tokens),
+                LMP_FF64("QUEUED_MS", done->queued_ms),
+                LMP_FF64("TTFT_MS", done->ttft_ms),
+                LMP_FF64("TOTAL_MS", done->total_ms),
+                LMP_FF64("TOKENS_PER_S", done->tokens_per_s),
+                LMP_FSTR("FINISH", lmp_finish_name(done->finish)),
         };
         lmp_log_event(LMP_PRI_INFO, "request_done", f, "request %s on %s: %u+%u tokens, ttft %.0f ms, %.1f tokens/s",
-                      r->id, r->worker->name, prompt, gen, ttft, tps);
+                      r->id, r->worker->name, done->prompt_tokens, done->generated_tokens, done->ttft_ms,
+                      done->tokens_per_s);
 }
 
 /* A worker frame that does not fit the worker's state is dropped: counted,
@@ -1509,39 +1503,40 @@ static void log_done(struct lmp_daemon *d, struct lmp_request_rt *r, const char 
         lmp_auth_refused((d), &(d)->auth.worker_frames_refused, "worker " __VA_ARGS__)
 
 /* `ev`, `<rid> <kind> ...`, event JSON: for a request this worker is
- * running, of a kind it can send. */
+ * running, of a kind it can send. A terminal event whose header names its
+ * request but does not parse past that (wire.h) still ends the request,
+ * once, for its client: its details are lost, which is logged as the
+ * worker's protocol error. */
 static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts *p) {
-        char head[256];
-        uint64_t rid;
-        char kind = 0;
-        size_t hl;
-        int used = 0;
+        struct lmp_wire_event ev;
+        struct lmp_error err = { 0 };
         struct lmp_request_rt *r;
+        bool whole;
 
         if (w->state != LMP_WORKER_READY && w->state != LMP_WORKER_STOPPING) {
                 refuse_frame(d, w, "%s: an event before it was ready: dropped", w->name);
                 return;
         }
-        if (p->total != 4 || zmq_msg_size(&p->m[2]) >= sizeof(head)) {
-                refuse_frame(d, w, "%s: an event of %d frames: dropped", w->name, p->total);
+        whole = lmp_wire_parse_event(zmq_msg_data(&p->m[2]), zmq_msg_size(&p->m[2]), &ev, &err) == 0;
+        if (!whole && (lmp_wire_parse_event_rid(zmq_msg_data(&p->m[2]), zmq_msg_size(&p->m[2]), &ev.rid, &ev.kind) < 0 ||
+                       ev.kind == LMP_WIRE_TOKEN)) {
+                refuse_frame(d, w, "%s: %s: dropped", w->name, err.msg);
                 return;
         }
-        hl = zmq_msg_size(&p->m[2]);
-        memcpy(head, zmq_msg_data(&p->m[2]), hl);
-        head[hl] = '\0';
-        if (sscanf(head, "%" SCNu64 " %c%n", &rid, &kind, &used) != 2 || (kind != 't' && kind != 'd' && kind != 'e') ||
-            (head[used] != '\0' && head[used] != ' ')) {
-                refuse_frame(d, w, "%s: an event with a bad header: dropped", w->name);
-                return;
-        }
-        for (r = w->running.head; r && r->rid != rid; r = r->next)
+        for (r = w->running.head; r && r->rid != ev.rid; r = r->next)
                 ;
         if (!r) {
                 refuse_frame(d, w, "%s: an event for request %" PRIu64 ", which it is not running: dropped", w->name,
-                             rid);
+                             ev.rid);
                 return;
         }
-        if (kind == 't') {
+        if (!whole) {
+                d->auth.worker_protocol_errors++;
+                lmp_log_msg(LMP_PRI_WARNING, "worker %s: protocol error: request %s: %s; the request ends with "
+                            "the event as sent%s", w->name, r->id[0] ? r->id : "(answered already)", err.msg,
+                            ev.kind == LMP_WIRE_DONE ? ", without its request_done line" : "");
+        }
+        if (ev.kind == LMP_WIRE_TOKEN) {
                 r->streamed = true;
                 if (!r->id[0])
                         return; /* answered already (cancel, timeout, slow consumer) */
@@ -1561,10 +1556,12 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
         }
         if (r->id[0]) {
                 /* The request's terminal event, kept for a slow client. */
+                bool done = ev.kind == LMP_WIRE_DONE;
                 send_terminal(d, r->client, r->client_len, r->delimiter, r->ident, zmq_msg_data(&p->m[3]),
-                              zmq_msg_size(&p->m[3]), kind == 'd', lmp_now_ms() + d->cfg->request_timeout_ms);
-                if (kind == 'd') {
-                        log_done(d, r, head);
+                              zmq_msg_size(&p->m[3]), done, lmp_now_ms() + d->cfg->request_timeout_ms);
+                if (done) {
+                        if (whole)
+                                log_done(d, r, &ev.done);
                         cache_collect(d, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), true);
                 } else {
                         d->stats.errors++;
@@ -1588,12 +1585,6 @@ static bool from_worker(zmq_msg_t *m, const struct lmp_worker_rt *w) {
                 return false;
         snprintf(pid, sizeof(pid), "%d", (int)w->pid);
         return strcmp(uid, pid) == 0;
-}
-
-static void body_str(zmq_msg_t *m, char *buf, size_t size) {
-        size_t n = LMP_MIN(zmq_msg_size(m), size - 1);
-        memcpy(buf, zmq_msg_data(m), n);
-        buf[n] = '\0';
 }
 
 void lmp_router_on_worker(struct lmp_daemon *d) {
@@ -1620,35 +1611,42 @@ void lmp_router_on_worker(struct lmp_daemon *d) {
                         close_parts(&p);
                         continue;
                 }
-                if (part_eq(&p.m[1], "ev")) {
+                struct lmp_wire_ready ready;
+                struct lmp_wire_heartbeat hb;
+                struct lmp_error err = { 0 };
+                enum lmp_wire_verb verb;
+                const void *head = p.n >= 3 ? zmq_msg_data(&p.m[2]) : NULL;
+                size_t head_len = p.n >= 3 ? zmq_msg_size(&p.m[2]) : 0;
+                if (lmp_wire_parse_verb(false, zmq_msg_data(&p.m[1]), zmq_msg_size(&p.m[1]), p.total - 1, &verb,
+                                        &err) < 0) {
+                        refuse_frame(d, w, "%s: %s: dropped", w->name, err.msg);
+                } else if (verb == LMP_WIRE_EVENT) {
                         w->last_seen_ms = lmp_now_ms();
                         on_event(d, w, &p);
-                } else if (part_eq(&p.m[1], "hb") && p.total == 3) {
-                        char body[160];
-                        unsigned active;
+                } else if (verb == LMP_WIRE_HEARTBEAT) {
                         w->last_seen_ms = lmp_now_ms();
-                        body_str(&p.m[2], body, sizeof(body));
-                        sscanf(body, "%u %" SCNu64 " %" SCNu64 " %" SCNu64, &active, &w->rss, &w->pss,
-                               &w->store_private);
-                } else if (part_eq(&p.m[1], "ready") && p.total == 3) {
-                        char body[64];
-                        unsigned slots = 0, n_ctx = 0;
-                        int pid = 0;
-                        body_str(&p.m[2], body, sizeof(body));
+                        if (lmp_wire_parse_heartbeat(head, head_len, &hb, &err) < 0) {
+                                refuse_frame(d, w, "%s: %s: dropped", w->name, err.msg);
+                        } else {
+                                w->rss = hb.rss;
+                                w->pss = hb.pss;
+                                w->store_private = hb.store_private;
+                        }
+                } else if (verb == LMP_WIRE_READY) {
                         if (w->state != LMP_WORKER_STARTING) {
                                 refuse_frame(d, w, "%s: 'ready' while %s: dropped", w->name,
                                              w->state == LMP_WORKER_READY ? "ready" : "stopping");
-                        } else if (sscanf(body, "%u %d %u", &slots, &pid, &n_ctx) != 3 || slots == 0 ||
-                                   slots > (unsigned)d->models[w->model].cfg->slots || pid != (int)w->pid) {
-                                refuse_frame(d, w, "%s: a bad 'ready' (%s): dropped", w->name, body);
+                        } else if (lmp_wire_parse_ready(head, head_len, &ready, &err) < 0) {
+                                refuse_frame(d, w, "%s: a bad 'ready': %s: dropped", w->name, err.msg);
+                        } else if (ready.slots > (unsigned)d->models[w->model].cfg->slots || ready.pid != (int)w->pid) {
+                                refuse_frame(d, w, "%s: a bad 'ready' (%u slots of %d, pid %d of %d): dropped", w->name,
+                                             ready.slots, d->models[w->model].cfg->slots, (int)ready.pid, (int)w->pid);
                         } else {
                                 w->last_seen_ms = lmp_now_ms();
-                                w->slots = slots;
+                                w->slots = ready.slots;
                                 lmp_supervisor_worker_ready(d, w);
                                 lmp_router_dispatch(d);
                         }
-                } else {
-                        refuse_frame(d, w, "%s: an unknown message of %d frames: dropped", w->name, p.total);
                 }
                 close_parts(&p);
         }
@@ -1678,14 +1676,12 @@ void lmp_router_heartbeat(struct lmp_daemon *d) {
                         struct lmp_worker_rt *w = &d->models[i].workers[j];
                         if (w->state != LMP_WORKER_READY && w->state != LMP_WORKER_STOPPING)
                                 continue;
-                        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0)
-                                zmq_send(d->back, "hb", 2, 0);
+                        send_to_worker(d, w, LMP_WIRE_PING, NULL, NULL, 0);
                 }
 }
 
 void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w) {
-        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0)
-                zmq_send(d->back, "stop", 4, 0);
+        send_to_worker(d, w, LMP_WIRE_STOP, NULL, NULL, 0);
 }
 
 /* The requests of a worker that died: one that has sent nothing yet goes
@@ -1738,11 +1734,12 @@ void lmp_router_fail_model_queue(struct lmp_daemon *d, size_t model, enum lmp_pr
 }
 
 void lmp_router_send_config(struct lmp_daemon *d, struct lmp_worker_rt *w) {
-        char body[64];
-        snprintf(body, sizeof(body), "%d %d %d", d->cfg->max_prompt_tokens,
-                 d->models[w->model].cfg->defaults.repeat_last_n, (int)lmp_log_priority_of(d->cfg->log_level));
-        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0) {
-                zmq_send(d->back, "config", 6, ZMQ_SNDMORE);
-                zmq_send(d->back, body, strlen(body), 0);
-        }
+        char head[LMP_WIRE_HEADER_MAX];
+        struct lmp_wire_config h = {
+                .max_prompt_tokens = (uint32_t)d->cfg->max_prompt_tokens,
+                .repeat_last_n = (uint32_t)d->models[w->model].cfg->defaults.repeat_last_n,
+                .log_priority = (int)lmp_log_priority_of(d->cfg->log_level),
+        };
+        if (lmp_wire_format_config(&h, head, sizeof(head)) >= 0)
+                send_to_worker(d, w, LMP_WIRE_CONFIG, head, NULL, 0);
 }

@@ -168,6 +168,7 @@ struct lmp_pending {
 struct lmp_auth_stats {
         uint64_t zap_refused;           /* connections the ZAP handler refused */
         uint64_t worker_frames_refused; /* worker frames dropped by the router */
+        uint64_t worker_protocol_errors; /* terminal events forwarded with a header cut short (logged) */
         double last_log_ms;
         uint64_t unlogged;
 };

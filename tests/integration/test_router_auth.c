@@ -11,7 +11,10 @@
  *     not fit its state: an event for a request id it is not running, a
  *     second READY, an unknown verb, an event with a bad header and one
  *     with too many frames. Each is dropped and counted; the client sees
- *     only the worker's real token and its `done`. */
+ *     only the worker's real token and its `done`.
+ *  3. A second request's `done` comes with a header cut short: the request
+ *     still ends, once, with that event; the protocol error is counted
+ *     (and logged), the frame is not counted refused. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -72,20 +75,10 @@ static void impostor(const char *backend, int go) {
         _exit(0);
 }
 
-/* The worker: the table's pid; a real job, frames out of place, then the
- * real answer. */
-static void worker(const char *backend, int go) {
-        wait_go(go);
-        void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
-        int zero = 0;
-        char body[64], head[64], frame[4][512];
-        zmq_setsockopt(s, ZMQ_ROUTING_ID, "m/0", 3);
-        zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
-        zmq_connect(s, backend);
-        snprintf(body, sizeof(body), "2 %d 2048", (int)getpid());
-        send_parts(s, 2, (const char *const[]){ "ready", body });
-        /* the job: job, "<rid> <queued_ms>", request JSON (heartbeats skipped) */
-        uint64_t rid = 0;
+/* The next job's rid: job, "<rid> <queued_ms>", request JSON (heartbeats
+ * skipped). */
+static uint64_t recv_job(void *s) {
+        char frame[4][512];
         for (;;) {
                 int n = 0, more = 1;
                 while (more && n < 4) {
@@ -97,11 +90,24 @@ static void worker(const char *backend, int go) {
                         zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ms);
                         n++;
                 }
-                if (n == 3 && strcmp(frame[0], "job") == 0) {
-                        rid = strtoull(frame[1], NULL, 10);
-                        break;
-                }
+                if (n == 3 && strcmp(frame[0], "job") == 0)
+                        return strtoull(frame[1], NULL, 10);
         }
+}
+
+/* The worker: the table's pid; a real job, frames out of place, then the
+ * real answer; a second job, answered with a done header cut short. */
+static void worker(const char *backend, int go) {
+        wait_go(go);
+        void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+        int zero = 0;
+        char body[64], head[64];
+        zmq_setsockopt(s, ZMQ_ROUTING_ID, "m/0", 3);
+        zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
+        zmq_connect(s, backend);
+        snprintf(body, sizeof(body), "2 %d 2048", (int)getpid());
+        send_parts(s, 2, (const char *const[]){ "ready", body });
+        uint64_t rid = recv_job(s);
         char other[32];
         snprintf(other, sizeof(other), "%" PRIu64 " t", rid + 1000);
         send_parts(s, 3, (const char *const[]){ "ev", other, "{\"v\":1,\"id\":\"r1\",\"event\":\"token\",\"text\":\"FORGED\"}" });
@@ -115,6 +121,10 @@ static void worker(const char *backend, int go) {
         snprintf(head, sizeof(head), "%" PRIu64 " d 1 1 0 0 0 0 0 stop", rid);
         send_parts(s, 3, (const char *const[]){ "ev", head,
                                                  "{\"v\":1,\"id\":\"r1\",\"event\":\"done\",\"finish\":\"stop\"}" });
+        rid = recv_job(s);
+        snprintf(head, sizeof(head), "%" PRIu64 " d 3 1", rid);
+        send_parts(s, 3, (const char *const[]){ "ev", head,
+                                                 "{\"v\":1,\"id\":\"r2\",\"event\":\"done\",\"finish\":\"stop\"}" });
         /* stay connected until the parent is done */
         wait_go(go);
         zmq_close(s);
@@ -225,6 +235,28 @@ int main(void) {
         CHECK(d.auth.worker_frames_refused == 5, "worker frames refused: %" PRIu64 " (want 5)",
               d.auth.worker_frames_refused);
         CHECK(d.stats.ok == 1 && w->running.n == 0, "ok %" PRIu64 ", running %zu", d.stats.ok, w->running.n);
+
+        /* 3. a done header cut short */
+        req = "{\"v\":1,\"id\":\"r2\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"hi\"}";
+        zmq_send(client, req, strlen(req), 0);
+        n_events = 0;
+        for (double end = lmp_now_ms() + 3000; lmp_now_ms() < end && n_events < 8;) {
+                serve(&d, 20);
+                zmq_pollitem_t it = { .socket = client, .events = ZMQ_POLLIN };
+                while (zmq_poll(&it, 1, 0) > 0 && n_events < 8) {
+                        int len = zmq_recv(client, events[n_events], sizeof(events[0]) - 1, 0);
+                        if (len < 0)
+                                break;
+                        events[n_events][LMP_MIN(len, (int)sizeof(events[0]) - 1)] = '\0';
+                        n_events++;
+                }
+        }
+        CHECK(n_events == 1 && strstr(events[0], "\"r2\"") && strstr(events[0], "\"done\""),
+              "r2: %d events, the first %s", n_events, n_events ? events[0] : "");
+        CHECK(d.auth.worker_protocol_errors == 1, "protocol errors: %" PRIu64, d.auth.worker_protocol_errors);
+        CHECK(d.auth.worker_frames_refused == 5, "worker frames refused: %" PRIu64, d.auth.worker_frames_refused);
+        CHECK(d.stats.ok == 2 && d.stats.errors == 0 && w->running.n == 0, "ok %" PRIu64 ", errors %" PRIu64
+              ", running %zu", d.stats.ok, d.stats.errors, w->running.n);
 
         zmq_close(client);
         zmq_ctx_term(cctx);
