@@ -15,6 +15,7 @@
 
 #define LMP_CONFIG_DEFAULT_PATH "/etc/lmpool/lmpool.yaml"
 #define LMP_CONFIG_MAX_MODELS 64
+#define LMP_CONFIG_MAX_WORKERS 256       /* per model: the bound of the "workers" setting */
 #define LMP_CONFIG_NAME_MAX 64          /* model and profile names */
 #define LMP_CONFIG_ENDPOINT_MAX 256
 #define LMP_CONFIG_PATH_MAX 4096

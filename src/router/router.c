@@ -43,6 +43,7 @@
 
 #include "common/log.h"
 #include "proto/wire.h"
+#include "router/dispatch.h"
 #include "supervisor/daemon.h"
 #include "supervisor/rundir.h"
 
@@ -537,17 +538,22 @@ static void send_job(struct lmp_daemon *d, struct lmp_worker_rt *w, struct lmp_r
                 send_to_worker(d, w, LMP_WIRE_JOB, head, r->job, r->job_len);
 }
 
-static struct lmp_worker_rt *least_loaded(struct lmp_model_rt *m) {
-        struct lmp_worker_rt *best = NULL;
-        for (int i = 0; i < m->n_workers; i++) {
-                struct lmp_worker_rt *w = &m->workers[i];
-                if (w->state != LMP_WORKER_READY || w->running.n >= w->slots)
-                        continue;
-                if (!best || w->running.n < best->running.n ||
-                    (w->running.n == best->running.n && w->served < best->served))
-                        best = w;
+/* What dispatch sees of m's workers (dispatch.h), into v; their number. */
+static int view_of(const struct lmp_model_rt *m, struct lmp_dispatch_worker v[LMP_CONFIG_MAX_WORKERS]) {
+        int n = LMP_MIN(m->n_workers, LMP_CONFIG_MAX_WORKERS);
+        for (int i = 0; i < n; i++) {
+                const struct lmp_worker_rt *w = &m->workers[i];
+                v[i] = (struct lmp_dispatch_worker){ .ready = w->state == LMP_WORKER_READY, .slots = w->slots,
+                                                     .active = (uint32_t)w->running.n, .served = w->served };
         }
-        return best;
+        return n;
+}
+
+/* Whether a ready worker of m has a free slot. */
+static bool has_free_slot(const struct lmp_model_rt *m) {
+        struct lmp_dispatch_worker v[LMP_CONFIG_MAX_WORKERS];
+        int n = view_of(m, v);
+        return lmp_dispatch_least_loaded(v, n) >= 0;
 }
 
 /* ------------------------------------------------------------ affinity */
@@ -588,60 +594,42 @@ static uint64_t affinity_key(size_t model, const struct lmp_request *req) {
         return h ? h : 1;
 }
 
-static struct lmp_affinity *affinity_of(struct lmp_daemon *d, const struct lmp_request_rt *r) {
-        struct lmp_affinity *a = d->affinity ? &d->affinity[r->affinity % LMP_AFFINITY_SLOTS] : NULL;
-        return a && a->key == r->affinity && a->model == r->model ? a : NULL;
-}
-
-/* Where r runs now: the worker that served its conversation last, while
- * that one has a free slot (its KV cache holds the conversation); another
- * worker when r's is not ready, or is saturated while some worker is idle
- * (the prompt is then computed again: counted a miss). NULL: r waits for
- * its busy worker (nobody is idle), or no worker has a free slot. */
-static struct lmp_worker_rt *place(struct lmp_daemon *d, struct lmp_model_rt *m, struct lmp_request_rt *r) {
-        struct lmp_worker_rt *any = least_loaded(m);
-        if (!any)
-                return NULL;
-        const struct lmp_affinity *a = affinity_of(d, r);
-        if (!a || a->worker < 0 || a->worker >= m->n_workers) {
-                d->stats.affinity_new++;
-                return any;
-        }
-        struct lmp_worker_rt *w = &m->workers[a->worker];
-        if (w->state == LMP_WORKER_READY && w->running.n < w->slots) {
-                d->stats.affinity_hits++;
-                return w;
-        }
-        if (w->state != LMP_WORKER_READY || any->running.n == 0) {
-                d->stats.affinity_misses++;
-                return any;
-        }
-        return NULL;
-}
-
+/* Sends queued requests to workers as dispatch.h decides, in queue order,
+ * a chunk at a time (one pass in effect: the view and the affinity table
+ * carry over from one chunk to the next). */
 void lmp_router_dispatch(struct lmp_daemon *d) {
+        enum { CHUNK = 64 };
         double now = lmp_now_ms();
         for (size_t i = 0; i < d->n_models; i++) {
                 struct lmp_model_rt *m = &d->models[i];
-                struct lmp_request_rt *r, *next;
-                /* In queue order; a request waiting for its own worker lets
-                 * the ones behind it take the other workers' free slots. */
-                for (r = m->queue.head; r && least_loaded(m); r = next) {
-                        next = r->next;
-                        struct lmp_worker_rt *w = place(d, m, r);
-                        if (!w)
-                                continue;
-                        list_remove(&m->queue, r);
-                        d->queued--;
-                        if (d->affinity) {
-                                struct lmp_affinity *a = &d->affinity[r->affinity % LMP_AFFINITY_SLOTS];
-                                *a = (struct lmp_affinity){ .key = r->affinity, .model = (uint32_t)r->model,
-                                                            .worker = (int32_t)(w - m->workers) };
+                struct lmp_dispatch_worker view[LMP_CONFIG_MAX_WORKERS];
+                int nw = view_of(m, view);
+                struct lmp_request_rt *r = m->queue.head;
+                while (r && lmp_dispatch_least_loaded(view, nw) >= 0) {
+                        struct lmp_request_rt *chunk[CHUNK];
+                        uint64_t keys[CHUNK];
+                        int assign[CHUNK];
+                        size_t n = 0;
+                        for (; r && n < CHUNK; r = r->next) {
+                                chunk[n] = r;
+                                keys[n++] = r->affinity;
                         }
-                        r->worker = w;
-                        r->dispatch_ms = now;
-                        list_push(&w->running, r);
-                        send_job(d, w, r, now);
+                        struct lmp_dispatch_counts c = { 0 };
+                        lmp_dispatch_pass(view, nw, (uint32_t)i, d->affinity, keys, n, assign, &c);
+                        d->stats.affinity_hits += c.hits;
+                        d->stats.affinity_misses += c.misses;
+                        d->stats.affinity_new += c.new_;
+                        for (size_t k = 0; k < n; k++) {
+                                if (assign[k] < 0)
+                                        continue;
+                                struct lmp_worker_rt *w = &m->workers[assign[k]];
+                                list_remove(&m->queue, chunk[k]);
+                                d->queued--;
+                                chunk[k]->worker = w;
+                                chunk[k]->dispatch_ms = now;
+                                list_push(&w->running, chunk[k]);
+                                send_job(d, w, chunk[k], now);
+                        }
                 }
         }
 }
@@ -1094,7 +1082,7 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                                  &cache_prefix, &cache_prefix_len))
                         return;
         }
-        if (!least_loaded(m) && d->queued >= (size_t)d->cfg->queue_length) {
+        if (!has_free_slot(m) && d->queued >= (size_t)d->cfg->queue_length) {
                 free(cache_key);
                 free(cache_prefix);
                 reply_error(d, client, clen, delim, req->id, LMP_PROTO_BUSY, "queue full (%d requests)",
@@ -1694,8 +1682,12 @@ void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const
         while ((r = w->running.tail)) {
                 list_remove(&w->running, r);
                 struct lmp_model_rt *m = &d->models[r->model];
-                if (r->id[0] && !r->streamed && r->retries < d->cfg->retries && now < r->deadline_ms &&
-                    m->state != LMP_MODEL_FAILED && !d->stopping) {
+                struct lmp_retry_facts facts = {
+                        .answered = !r->id[0], .streamed = r->streamed, .retries = r->retries,
+                        .retries_max = (unsigned)d->cfg->retries, .now_ms = now, .deadline_ms = r->deadline_ms,
+                        .model_failed = m->state == LMP_MODEL_FAILED, .stopping = d->stopping,
+                };
+                if (lmp_dispatch_retry(&facts)) {
                         r->retries++;
                         r->worker = NULL;
                         list_push_front(&m->queue, r);

@@ -17,6 +17,7 @@
 #include "config/config.h"
 #include "proto/proto.h"
 #include "router/cache.h"
+#include "router/dispatch.h"
 #include "store/store.h"
 #include "supervisor/cgroup.h"
 
@@ -131,15 +132,6 @@ struct lmp_daemon_stats {
 /* A client connection, known from the client sockets' monitors (ACCEPTED
  * and DISCONNECTED carry its descriptor) and from ZMQ_SRCFD on the
  * messages that come through it. */
-/* Which worker served a conversation last (router.c): a direct-mapped
- * table, so its memory is fixed and a collision only forgets one. */
-#define LMP_AFFINITY_SLOTS 4096
-struct lmp_affinity {
-        uint64_t key;                   /* 0: empty */
-        uint32_t model;
-        int32_t worker;                 /* index in the model's workers */
-};
-
 struct lmp_conn {
         bool open;
         bool closing;                   /* we shut it down (limit, over-long message) */
