@@ -1,7 +1,9 @@
 /* The router's side of worker authentication, with real ZeroMQ and the
- * real router and ZAP handler (src/router), driven by this program's poll
- * loop instead of the supervisor's: its child processes play the workers,
- * so that they can send what a real worker never does.
+ * real router and ZAP handler (src/router/router.h), driven by this
+ * program's poll loop instead of the supervisor's, which is not linked in:
+ * this program plays the supervisor (it sets the worker view's pid and
+ * state), and its child processes play the workers, so that they can send
+ * what a real worker never does.
  *
  *  1. An impostor child (not the pid the table holds) connects first with
  *     the worker's routing id and announces READY: the ZAP handler refuses
@@ -26,8 +28,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/clock.h"
 #include "common/log.h"
-#include "supervisor/daemon.h"
+#include "router/router.h"
 
 static int failures;
 
@@ -132,7 +135,7 @@ static void worker(const char *backend, int go) {
         _exit(0);
 }
 
-static void serve(struct lmp_daemon *d, long ms) {
+static void serve(struct lmp_router *d, long ms) {
         zmq_pollitem_t items[3] = {
                 { .socket = d->back, .events = ZMQ_POLLIN },
                 { .socket = d->front, .events = ZMQ_POLLIN },
@@ -152,7 +155,8 @@ int main(void) {
         static const char yaml[] = "models:\n  - name: m\n    path: /nonexistent.gguf\n    slots: 2\n";
         char *const envp[] = { NULL };
         char dir[] = "/tmp/lmpool-router-auth-XXXXXX";
-        struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .front_dir_fd = -1, .group = (gid_t)-1 };
+        struct lmp_router d;
+        char frontend[sizeof(d.frontend)], backend[sizeof(d.backend)];
         struct lmp_diag diag = { 0 };
         int go_imp[2], go_w[2];
         pid_t imp, wp;
@@ -161,31 +165,32 @@ int main(void) {
         lmp_log_setup("test_router_auth", LMP_LOGTO_STDERR, LMP_PRI_INFO);
         if (!mkdtemp(dir) || pipe(go_imp) < 0 || pipe(go_w) < 0)
                 return 1;
-        snprintf(d.frontend, sizeof(d.frontend), "ipc://%s/c.sock", dir);
-        snprintf(d.backend, sizeof(d.backend), "ipc://%s/w.sock", dir);
+        snprintf(frontend, sizeof(frontend), "ipc://%s/c.sock", dir);
+        snprintf(backend, sizeof(backend), "ipc://%s/w.sock", dir);
         /* The children first, before any ZeroMQ context exists here. */
         if ((imp = fork()) == 0)
-                impostor(d.backend, go_imp[0]);
+                impostor(backend, go_imp[0]);
         if ((wp = fork()) == 0)
-                worker(d.backend, go_w[0]);
+                worker(backend, go_w[0]);
         if (imp < 0 || wp < 0)
                 return 1;
 
-        if (lmp_config_load_buffer("t.yaml", yaml, sizeof(yaml) - 1, envp, &d.cfg, &diag) < 0) {
+        struct lmp_config *cfg = NULL;
+        if (lmp_config_load_buffer("t.yaml", yaml, sizeof(yaml) - 1, envp, &cfg, &diag) < 0) {
                 lmp_diag_print(&diag, stderr);
                 return 1;
         }
-        d.n_models = 1;
-        d.models = calloc(1, sizeof(*d.models));
-        d.models[0].cfg = &d.cfg->models[0];
+        if (lmp_router_init(&d, cfg) < 0)
+                return 1;
+        snprintf(d.frontend, sizeof(d.frontend), "%s", frontend);
+        snprintf(d.backend, sizeof(d.backend), "%s", backend);
         d.models[0].loaded = true;
-        d.models[0].n_workers = 1;
-        d.models[0].workers = calloc(1, sizeof(struct lmp_worker_rt));
-        struct lmp_worker_rt *w = &d.models[0].workers[0];
-        snprintf(w->name, sizeof(w->name), "m/0");
+        /* what the supervisor does when it spawns the worker */
+        struct lmp_router_worker *w = &d.models[0].workers[0];
+        CHECK(strcmp(w->name, "m/0") == 0, "worker view named %s", w->name);
         w->state = LMP_WORKER_STARTING;
         w->pid = wp;
-        w->spawned_ms = w->last_seen_ms = lmp_now_ms();
+        w->last_seen_ms = lmp_now_ms();
         d.front_dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         d.start_ms = lmp_now_ms();
         if (lmp_router_open(&d) < 0)
@@ -263,12 +268,9 @@ int main(void) {
         if (write(go_w[1], "g", 1) != 1)
                 failures++;
         waitpid(wp, NULL, 0);
-        lmp_router_close(&d);
+        lmp_router_free(&d);
         close(d.front_dir_fd);
-        free(d.models[0].workers);
-        free(d.models);
-        lmp_proto_buf_free(&d.out);
-        lmp_config_free(d.cfg);
+        lmp_config_free(cfg);
         rmdir(dir);
         if (failures)
                 fprintf(stderr, "%d failures\n", failures);
