@@ -15,9 +15,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
+#include "common/rundir.h"
 #include "config/config.h"
-#include "supervisor/rundir.h"
 #include "supervisor/supervisor.h"
 #include "worker/worker.h"
 
@@ -52,37 +53,38 @@ static int setup_runtime(struct lmp_daemon *d) {
         struct lmp_error err = { 0 };
         int r;
 
-        if ((r = lmp_rundir_group(d->cfg->group, &d->group, &err)) < 0 ||
+        if ((r = lmp_rundir_group(d->cfg->group, &d->router.group, &err)) < 0 ||
             (r = lmp_rundir_default_path(d->rundir, sizeof(d->rundir))) < 0 ||
-            (r = lmp_rundir_open(d->rundir, true, true, d->group, &d->rundir_fd, NULL, &err)) < 0 ||
+            (r = lmp_rundir_open(d->rundir, true, true, d->router.group, &d->rundir_fd, NULL, &err)) < 0 ||
             (r = lmp_rundir_private(d->rundir, d->workers_dir, sizeof(d->workers_dir), &err)) < 0)
                 goto fail;
-        if ((size_t)snprintf(d->backend, sizeof(d->backend), "ipc://%s/workers.sock", d->workers_dir) >=
-                    sizeof(d->backend) ||
-            strlen(d->backend) - 6 > 107) {
+        if ((size_t)snprintf(d->router.backend, sizeof(d->router.backend), "ipc://%s/workers.sock", d->workers_dir) >=
+                    sizeof(d->router.backend) ||
+            strlen(d->router.backend) - 6 > 107) {
                 r = lmp_error_set(&err, -ENAMETOOLONG, "%s: the workers' socket path is too long for a Unix socket",
                                   d->workers_dir);
                 goto fail;
         }
-        if ((r = lmp_config_endpoint(d->cfg, NULL, d->frontend, sizeof(d->frontend))) < 0) {
+        if ((r = lmp_config_endpoint(d->cfg, NULL, d->router.frontend, sizeof(d->router.frontend))) < 0) {
                 lmp_error_set(&err, r, "the client endpoint's path is too long");
                 goto fail;
         }
-        if (strncmp(d->frontend, "ipc://", 6) == 0) {
-                char dir[sizeof(d->frontend)];
-                snprintf(dir, sizeof(dir), "%s", d->frontend + 6);
+        if (strncmp(d->router.frontend, "ipc://", 6) == 0) {
+                char dir[sizeof(d->router.frontend)];
+                snprintf(dir, sizeof(dir), "%s", d->router.frontend + 6);
                 char *slash = strrchr(dir, '/');
                 if (!slash || slash == dir || !slash[1]) {
                         r = lmp_error_set(&err, -EINVAL, "%s: an ipc endpoint needs an absolute path below a directory",
-                                          d->frontend);
+                                          d->router.frontend);
                         goto fail;
                 }
                 *slash = '\0';
                 if (strcmp(dir, d->rundir) == 0)
-                        d->front_dir_fd = fcntl(d->rundir_fd, F_DUPFD_CLOEXEC, 3);
-                else if ((r = lmp_rundir_open(dir, true, false, d->group, &d->front_dir_fd, NULL, &err)) < 0)
+                        d->router.front_dir_fd = fcntl(d->rundir_fd, F_DUPFD_CLOEXEC, 3);
+                else if ((r = lmp_rundir_open(dir, true, false, d->router.group, &d->router.front_dir_fd, NULL,
+                                              &err)) < 0)
                         goto fail;
-                if (d->front_dir_fd < 0) {
+                if (d->router.front_dir_fd < 0) {
                         r = lmp_error_set(&err, -errno, "%s: %s", dir, strerror(errno));
                         goto fail;
                 }
@@ -99,18 +101,20 @@ static int load_curve(struct lmp_daemon *d) {
         struct lmp_error err = { 0 };
         if (!d->cfg->curve_key[0])
                 return 0;
-        if (lmp_curve_read_keypair(d->cfg->curve_key, &d->curve_public, &d->curve_secret, &err) < 0 ||
-            lmp_curve_read_allowlist(d->cfg->curve_clients, &d->curve_clients, &d->n_curve_clients, &err) < 0) {
+        if (lmp_curve_read_keypair(d->cfg->curve_key, &d->router.curve_public, &d->router.curve_secret, &err) < 0 ||
+            lmp_curve_read_allowlist(d->cfg->curve_clients, &d->router.curve_clients, &d->router.n_curve_clients,
+                                     &err) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "CURVE: %s", err.msg);
                 return err.code;
         }
-        d->curve = true;
+        d->router.curve = true;
         return 0;
 }
 
 int main(int argc, char **argv) {
         const char *config_path = getenv("LMPOOL_CONFIG");
-        struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .front_dir_fd = -1, .inotify_fd = -1 };
+        struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .inotify_fd = -1,
+                                .router = { .front_dir_fd = -1, .group = (gid_t)-1 } };
         struct lmp_diag diag = { 0 };
         sigset_t mask;
         ssize_t n;
@@ -157,6 +161,15 @@ int main(int argc, char **argv) {
                       d.cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
                       lmp_log_priority_of(d.cfg->log_level));
 
+        /* The router's state and its views of the models and workers; it
+         * tells the supervisor when a worker is ready. */
+        if (lmp_router_init(&d.router, d.cfg) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "out of memory");
+                goto out;
+        }
+        d.router.on_worker_ready = lmp_supervisor_worker_ready;
+        d.router.userdata = &d;
+
         /* 3. where workers come from and where they connect */
         n = readlink("/proc/self/exe", d.exe, sizeof(d.exe) - 1);
         if (n <= 0) {
@@ -196,42 +209,40 @@ int main(int argc, char **argv) {
                 m->workers = calloc((size_t)m->n_workers, sizeof(*m->workers));
                 if (!m->workers)
                         goto out;
+                m->rm = &d.router.models[i];
                 for (int j = 0; j < m->n_workers; j++) {
                         struct lmp_worker_rt *w = &m->workers[j];
-                        snprintf(w->name, sizeof(w->name), "%s/%d", m->cfg->name, j);
-                        w->model = i;
-                        w->index = j;
-                        w->state = LMP_WORKER_EXITED;
+                        w->rw = &m->rm->workers[j];
                         w->backoff_ms = d.cfg->respawn_min_ms;
                         w->report_fd = -1;
                 }
         }
 
         /* 6. the router's sockets, and descriptors for limits.max_clients */
-        d.start_ms = lmp_now_ms();
-        if (lmp_router_reserve_fds(&d) < 0 || lmp_router_open(&d) < 0)
+        d.router.start_ms = lmp_now_ms();
+        if (lmp_router_reserve_fds(&d.router) < 0 || lmp_router_open(&d.router) < 0)
                 goto out;
-        const char *plain_tcp = d.curve ? NULL : d.cfg->tcp[0] ? d.cfg->tcp :
-                                strncmp(d.frontend, "tcp://", 6) == 0 ? d.frontend : NULL;
+        const char *plain_tcp = d.router.curve ? NULL : d.cfg->tcp[0] ? d.cfg->tcp :
+                                strncmp(d.router.frontend, "tcp://", 6) == 0 ? d.router.frontend : NULL;
         if (plain_tcp)
                 lmp_log_msg(LMP_PRI_WARNING, "%s takes clients without authentication: any local user can "
                             "connect (it is a loopback address; see docs/security.md for CURVE)", plain_tcp);
         lmp_log(LMP_PRI_NOTICE, "starting", NULL, 0, "lmpoold %s: %zu models from %s%s%s, clients on %s",
                 LMPOOL_VERSION, d.n_models, config_path, d.cfg->profile[0] ? ", profile " : "", d.cfg->profile,
-                d.frontend);
+                d.router.frontend);
 
         /* 7. load, spawn, serve */
         status = lmp_supervisor_run(&d) < 0 ? 1 : 0;
 out:
-        lmp_router_close(&d);
+        lmp_router_free(&d.router);
         if (d.workers_dir[0])
                 rmdir(d.workers_dir);
         if (d.rundir_fd >= 0)
                 close(d.rundir_fd);
-        if (d.front_dir_fd >= 0)
-                close(d.front_dir_fd);
-        free(d.curve_clients);
-        memset(&d.curve_secret, 0, sizeof(d.curve_secret));
+        if (d.router.front_dir_fd >= 0)
+                close(d.router.front_dir_fd);
+        free(d.router.curve_clients);
+        memset(&d.router.curve_secret, 0, sizeof(d.router.curve_secret));
         for (size_t i = 0; d.models && i < d.n_models; i++) {
                 lmp_store_free(d.models[i].store);
                 for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++) {
@@ -248,7 +259,6 @@ out:
                 free(d.models[i].workers);
         }
         free(d.models);
-        lmp_proto_buf_free(&d.out);
         if (d.sigfd >= 0)
                 close(d.sigfd);
         if (d.inotify_fd >= 0)

@@ -13,8 +13,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "common/log.h"
+
 #define LMP_CONFIG_DEFAULT_PATH "/etc/lmpool/lmpool.yaml"
 #define LMP_CONFIG_MAX_MODELS 64
+#define LMP_CONFIG_MAX_WORKERS 256       /* per model: the bound of the "workers" setting */
 #define LMP_CONFIG_NAME_MAX 64          /* model and profile names */
 #define LMP_CONFIG_ENDPOINT_MAX 256
 #define LMP_CONFIG_PATH_MAX 4096
@@ -212,6 +215,16 @@ int lmp_config_write_docs(FILE *f);
 
 /* The name of an enum value as written in YAML ("info", "memfd", ...). */
 const char *lmp_log_level_name(enum lmp_log_level v);
+/* log.level's priority. */
+static inline enum lmp_log_priority lmp_log_priority_of(enum lmp_log_level l) {
+        switch (l) {
+        case LMP_LOG_DEBUG: return LMP_PRI_DEBUG;
+        case LMP_LOG_NOTICE: return LMP_PRI_NOTICE;
+        case LMP_LOG_WARNING: return LMP_PRI_WARNING;
+        case LMP_LOG_ERROR: return LMP_PRI_ERR;
+        default: return LMP_PRI_INFO;
+        }
+}
 const char *lmp_log_target_name(enum lmp_log_target v);
 const char *lmp_store_kind_name(enum lmp_store_kind v);
 const char *lmp_numa_policy_name(enum lmp_numa_policy v);

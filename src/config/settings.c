@@ -275,7 +275,7 @@ const struct lmp_setting lmp_model_settings[] = {
         M_STR("path", path, NULL, LMP_SETTING_REQUIRED | LMP_SETTING_PATH, NULL,
               "The GGUF file. A relative path given in the file is taken from the file's directory. "
               "Its existence is checked when the model loads (and by --check-config)."),
-        M_INT("workers", workers, 1, 256, "1", "Worker processes serving this model."),
+        M_INT("workers", workers, 1, LMP_CONFIG_MAX_WORKERS, "1", "Worker processes serving this model."),
         M_INT("threads", threads, 1, 256, "1", "Compute threads in each worker."),
         M_INT("slots", slots, 1, 256, "1", "Sequences each worker runs at once (each has its own KV cache)."),
         M_INT("ctx", ctx, 16, 1048576, "2048", "Context length of each slot, in tokens."),

@@ -12,17 +12,22 @@
  * Every request has a deadline.
  *
  * Worker events are forwarded to the client as they come (the worker
- * formats them: the router reads only the small header frame), which keeps
- * the broker's cost per token to two frame copies. A request whose client
- * has already been answered (timeout, cancel) stays on its worker's list,
- * holding its slot, until the worker confirms it has stopped.
+ * formats them: the router reads only the small header frame, with the
+ * codec both sides share, src/proto/wire.h), which keeps the broker's cost
+ * per token to two frame copies. A request whose client has already been
+ * answered (timeout, cancel) stays on its worker's list, holding its slot,
+ * until the worker confirms it has stopped.
  *
  * Clients are bounded too: connections (limits.max_clients, watched
  * through socket monitors), each connection's queue of events
  * (limits.client_events: a client that does not keep up has its request
  * stopped with `slow_consumer` as its last event), and the memory of
  * messages still arriving (limits.receive_memory). Every request gets
- * exactly one terminal event, or is counted dropped. */
+ * exactly one terminal event, or is counted dropped.
+ *
+ * Its state is its own (router.h): the supervisor calls it from the poll
+ * loop and keeps its views of the models and workers up to date, and it
+ * never calls the supervisor. Dispatch decisions are dispatch.c's. */
 #include <errno.h>
 #include <inttypes.h>
 #include <malloc.h>
@@ -40,9 +45,14 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "router/router.h"
+
+#include "common/clock.h"
 #include "common/log.h"
-#include "supervisor/daemon.h"
-#include "supervisor/rundir.h"
+#include "common/procmem.h"
+#include "common/rundir.h"
+#include "proto/wire.h"
+#include "router/dispatch.h"
 
 #define MAX_PARTS 5
 
@@ -80,11 +90,6 @@ static void close_parts(struct parts *p) {
         for (int i = 0; i < p->n; i++)
                 zmq_msg_close(&p->m[i]);
         p->n = 0;
-}
-
-static bool part_eq(zmq_msg_t *m, const char *s) {
-        size_t n = strlen(s);
-        return zmq_msg_size(m) == n && memcmp(zmq_msg_data(m), s, n) == 0;
 }
 
 /* -------------------------------------------------------------- lists */
@@ -126,8 +131,8 @@ static void list_remove(struct lmp_req_list *l, struct lmp_request_rt *r) {
 
 /* Stops collecting r's answer for the cache (it was cancelled, failed, or
  * is stored). */
-static void cache_forget(struct lmp_daemon *d, struct lmp_request_rt *r) {
-        d->held_bytes -= r->cache_held;
+static void cache_forget(struct lmp_router *rt, struct lmp_request_rt *r) {
+        rt->held_bytes -= r->cache_held;
         r->cache_held = 0;
         lmp_rcache_build_clear(&r->cache_build);
         free(r->cache_key);
@@ -136,11 +141,11 @@ static void cache_forget(struct lmp_daemon *d, struct lmp_request_rt *r) {
         r->cache_key_len = r->cache_prefix_len = 0;
 }
 
-static void request_free(struct lmp_daemon *d, struct lmp_request_rt *r) {
+static void request_free(struct lmp_router *rt, struct lmp_request_rt *r) {
         if (!r)
                 return;
-        cache_forget(d, r);
-        d->held_bytes -= r->job_len;
+        cache_forget(rt, r);
+        rt->held_bytes -= r->job_len;
         free(r->job);
         free(r);
 }
@@ -150,12 +155,12 @@ static void request_free(struct lmp_daemon *d, struct lmp_request_rt *r) {
 /* Sends one event to a client without ever blocking the loop: 0, -EAGAIN
  * when the client's queue is full (limits.client_events, ZMQ_SNDHWM), or
  * -EHOSTUNREACH when neither client socket knows it (it is gone). */
-static int send_to_client(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+static int send_to_client(struct lmp_router *rt, const uint8_t *client, size_t client_len, bool delimiter,
                           const char *payload, size_t len) {
         /* Both client sockets share identities' space only within a socket:
          * a TCP client's id is unknown to the ipc socket and vice versa.
          * Try the socket that knows it (ROUTER_MANDATORY says which). */
-        void *socks[2] = { d->front, d->front_tcp };
+        void *socks[2] = { rt->front, rt->front_tcp };
         for (int s = 0; s < 2; s++) {
                 if (!socks[s])
                         continue;
@@ -173,9 +178,9 @@ static int send_to_client(struct lmp_daemon *d, const uint8_t *client, size_t cl
         return -EHOSTUNREACH;
 }
 
-static size_t pending_of(struct lmp_daemon *d, const uint8_t *client, size_t client_len) {
+static size_t pending_of(struct lmp_router *rt, const uint8_t *client, size_t client_len) {
         size_t n = 0;
-        for (struct lmp_pending *p = d->pending; p; p = p->next)
+        for (struct lmp_pending *p = rt->pending; p; p = p->next)
                 n += p->client_len == client_len && memcmp(p->client, client, client_len) == 0;
         return n;
 }
@@ -186,23 +191,23 @@ static size_t pending_of(struct lmp_daemon *d, const uint8_t *client, size_t cli
  * delivered. A request whose terminal event cannot be delivered (the
  * client is gone, or still not reading at give_up_ms) is counted dropped,
  * never ok. */
-static void send_terminal(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+static void send_terminal(struct lmp_router *rt, const uint8_t *client, size_t client_len, bool delimiter,
                           const char *ident, const char *payload, size_t len, bool ok, double give_up_ms) {
-        int rc = d->pending && pending_of(d, client, client_len) ? -EAGAIN
-                                                                 : send_to_client(d, client, client_len, delimiter,
+        int rc = rt->pending && pending_of(rt, client, client_len) ? -EAGAIN
+                                                                 : send_to_client(rt, client, client_len, delimiter,
                                                                                   payload, len);
         if (rc == 0) {
-                d->stats.ok += ok;
+                rt->stats.ok += ok;
                 return;
         }
         /* Bounded: a client that does not read holds at most
          * limits.client_requests of these (plus one per answer it asked
          * for while over that), then loses them. */
         struct lmp_pending *p = NULL;
-        if (rc == -EAGAIN && pending_of(d, client, client_len) < (size_t)d->cfg->client_requests + 8)
+        if (rc == -EAGAIN && pending_of(rt, client, client_len) < (size_t)rt->cfg->client_requests + 8)
                 p = malloc(sizeof(*p) + len + 1);
         if (!p) {
-                d->stats.dropped++;
+                rt->stats.dropped++;
                 return;
         }
         memcpy(p->client, client, client_len);
@@ -212,46 +217,46 @@ static void send_terminal(struct lmp_daemon *d, const uint8_t *client, size_t cl
         p->ok = ok;
         p->give_up_ms = give_up_ms;
         p->len = len;
-        d->held_bytes += len;
+        rt->held_bytes += len;
         memcpy(p->data, payload, len);
         p->data[len] = '\0';
         p->next = NULL;
-        if (d->pending_tail)
-                d->pending_tail->next = p;
+        if (rt->pending_tail)
+                rt->pending_tail->next = p;
         else
-                d->pending = p;
-        d->pending_tail = p;
-        d->n_pending++;
+                rt->pending = p;
+        rt->pending_tail = p;
+        rt->n_pending++;
 }
 
 /* Sends what it can of the terminal events kept for slow clients, in
  * order; gives up on those past their time. */
-static void retry_pending(struct lmp_daemon *d, double now) {
-        struct lmp_pending **pp = &d->pending, *prev = NULL;
+static void retry_pending(struct lmp_router *rt, double now) {
+        struct lmp_pending **pp = &rt->pending, *prev = NULL;
         while (*pp) {
                 struct lmp_pending *p = *pp;
-                int rc = send_to_client(d, p->client, p->client_len, p->delimiter, p->data, p->len);
+                int rc = send_to_client(rt, p->client, p->client_len, p->delimiter, p->data, p->len);
                 if (rc == -EAGAIN && now < p->give_up_ms) {
                         prev = p;
                         pp = &p->next;
                         continue;
                 }
                 if (rc == 0)
-                        d->stats.ok += p->ok;
+                        rt->stats.ok += p->ok;
                 else
-                        d->stats.dropped++;
+                        rt->stats.dropped++;
                 *pp = p->next;
-                if (d->pending_tail == p)
-                        d->pending_tail = prev;
-                d->n_pending--;
-                d->held_bytes -= p->len;
+                if (rt->pending_tail == p)
+                        rt->pending_tail = prev;
+                rt->n_pending--;
+                rt->held_bytes -= p->len;
                 free(p);
         }
 }
 
 /* Forgets the terminal events kept for a client that is gone. */
-static void drop_pending(struct lmp_daemon *d, const uint8_t *client, size_t client_len) {
-        struct lmp_pending **pp = &d->pending, *prev = NULL;
+static void drop_pending(struct lmp_router *rt, const uint8_t *client, size_t client_len) {
+        struct lmp_pending **pp = &rt->pending, *prev = NULL;
         while (*pp) {
                 struct lmp_pending *p = *pp;
                 if (p->client_len != client_len || memcmp(p->client, client, client_len) != 0) {
@@ -259,69 +264,69 @@ static void drop_pending(struct lmp_daemon *d, const uint8_t *client, size_t cli
                         pp = &p->next;
                         continue;
                 }
-                d->stats.dropped++;
+                rt->stats.dropped++;
                 *pp = p->next;
-                if (d->pending_tail == p)
-                        d->pending_tail = prev;
-                d->n_pending--;
-                d->held_bytes -= p->len;
+                if (rt->pending_tail == p)
+                        rt->pending_tail = prev;
+                rt->n_pending--;
+                rt->held_bytes -= p->len;
                 free(p);
         }
 }
 
 /* An error event ends a request; counted by its code. ident: who the
  * client is, if known, so that a kept event counts against it. */
-static void error_event(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+static void error_event(struct lmp_router *rt, const uint8_t *client, size_t client_len, bool delimiter,
                         const char *ident, const char *id, enum lmp_proto_code code, const char *msg) {
-        d->out.len = 0;
-        if (lmp_proto_format_error(&d->out, id, code, msg) == 0)
-                send_terminal(d, client, client_len, delimiter, ident, d->out.data, d->out.len, false,
-                              lmp_now_ms() + d->cfg->request_timeout_ms);
-        d->stats.errors++;
+        rt->out.len = 0;
+        if (lmp_proto_format_error(&rt->out, id, code, msg) == 0)
+                send_terminal(rt, client, client_len, delimiter, ident, rt->out.data, rt->out.len, false,
+                              lmp_now_ms() + rt->cfg->request_timeout_ms);
+        rt->stats.errors++;
         if (code == LMP_PROTO_BUSY)
-                d->stats.busy++;
+                rt->stats.busy++;
         else if (code == LMP_PROTO_TIMEOUT)
-                d->stats.timeouts++;
+                rt->stats.timeouts++;
         else if (code == LMP_PROTO_WORKER_LOST)
-                d->stats.worker_lost++;
+                rt->stats.worker_lost++;
         else if (code == LMP_PROTO_SLOW_CONSUMER)
-                d->stats.slow_consumer++;
+                rt->stats.slow_consumer++;
 }
 
-static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+static void reply_error(struct lmp_router *rt, const uint8_t *client, size_t client_len, bool delimiter,
                         const char *id, enum lmp_proto_code code, const char *fmt, ...) LMP_PRINTF(7, 8);
 
-static void reply_error(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter,
+static void reply_error(struct lmp_router *rt, const uint8_t *client, size_t client_len, bool delimiter,
                         const char *id, enum lmp_proto_code code, const char *fmt, ...) {
         char msg[LMP_PROTO_MESSAGE_MAX];
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        error_event(d, client, client_len, delimiter, NULL, id, code, msg);
+        error_event(rt, client, client_len, delimiter, NULL, id, code, msg);
 }
 
-static void request_error(struct lmp_daemon *d, struct lmp_request_rt *r, enum lmp_proto_code code,
+static void request_error(struct lmp_router *rt, struct lmp_request_rt *r, enum lmp_proto_code code,
                           const char *message) {
-        error_event(d, r->client, r->client_len, r->delimiter, r->ident, r->id, code, message);
+        error_event(rt, r->client, r->client_len, r->delimiter, r->ident, r->id, code, message);
 }
 
 /* An answer (models, stats, health, cancelled) is its request's last event. */
-static void send_answer(struct lmp_daemon *d, const uint8_t *client, size_t client_len, bool delimiter) {
-        send_terminal(d, client, client_len, delimiter, NULL, d->out.data, d->out.len, false,
-                      lmp_now_ms() + d->cfg->request_timeout_ms);
+static void send_answer(struct lmp_router *rt, const uint8_t *client, size_t client_len, bool delimiter) {
+        send_terminal(rt, client, client_len, delimiter, NULL, rt->out.data, rt->out.len, false,
+                      lmp_now_ms() + rt->cfg->request_timeout_ms);
 }
 
 /* ---------------------------------------------------------------- open */
 
 enum socket_kind { FRONT_IPC, FRONT_TCP, BACK };
 
-static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum socket_kind kind) {
-        int one = 1, zero = 0, hwm = d->cfg->client_events;
+static void *router_socket(struct lmp_router *rt, const char *endpoint, enum socket_kind kind) {
+        int one = 1, zero = 0, hwm = rt->cfg->client_events;
         /* One frame is a whole request: a larger frame closes the connection
          * before it is buffered. */
         int64_t maxsize = LMP_PROTO_FRAME_MAX;
-        void *s = zmq_socket(d->zctx, ZMQ_ROUTER);
+        void *s = zmq_socket(rt->zctx, ZMQ_ROUTER);
         if (!s)
                 return NULL;
         zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof(zero));
@@ -338,9 +343,9 @@ static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum sock
                  * full one EAGAIN rather than a silent drop). */
                 zmq_setsockopt(s, ZMQ_SNDHWM, &hwm, sizeof(hwm));
         }
-        if (kind == FRONT_TCP && d->curve &&
+        if (kind == FRONT_TCP && rt->curve &&
             (zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
-             zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, d->curve_secret.b, LMP_CURVE_KEY_BYTES) < 0 ||
+             zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, rt->curve_secret.b, LMP_CURVE_KEY_BYTES) < 0 ||
              zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, LMP_ZAP_CLIENTS, strlen(LMP_ZAP_CLIENTS)) < 0)) {
                 lmp_log_msg(LMP_PRI_ERR, "cannot set up CURVE on %s: %s", endpoint, zmq_strerror(errno));
                 zmq_close(s);
@@ -355,8 +360,8 @@ static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum sock
                 /* Bound 0600 under our umask; now the group, then the mode. */
                 struct lmp_error err = { 0 };
                 const char *slash = strrchr(endpoint, '/');
-                if (d->front_dir_fd < 0 || !slash ||
-                    lmp_rundir_socket_access(d->front_dir_fd, slash + 1, d->group, &err) < 0) {
+                if (rt->front_dir_fd < 0 || !slash ||
+                    lmp_rundir_socket_access(rt->front_dir_fd, slash + 1, rt->group, &err) < 0) {
                         lmp_log_msg(LMP_PRI_ERR, "%s: %s", endpoint, err.msg[0] ? err.msg : "no checked directory");
                         zmq_close(s);
                         return NULL;
@@ -366,12 +371,12 @@ static void *router_socket(struct lmp_daemon *d, const char *endpoint, enum sock
 }
 
 /* A PAIR socket receiving sock's connection events. */
-static void *monitor_socket(struct lmp_daemon *d, void *sock, int which) {
+static void *monitor_socket(struct lmp_router *rt, void *sock, int which) {
         char ep[64];
         snprintf(ep, sizeof(ep), "inproc://lmpool-clients-%d", which);
         if (zmq_socket_monitor(sock, ep, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0)
                 return NULL;
-        void *m = zmq_socket(d->zctx, ZMQ_PAIR);
+        void *m = zmq_socket(rt->zctx, ZMQ_PAIR);
         int zero = 0;
         if (!m)
                 return NULL;
@@ -395,13 +400,13 @@ static void *monitor_socket(struct lmp_daemon *d, void *sock, int which) {
  * kept for them. */
 #define FDS_FIXED 64
 
-int lmp_router_reserve_fds(struct lmp_daemon *d) {
+int lmp_router_reserve_fds(struct lmp_router *rt) {
         struct rlimit rl;
         uint64_t workers = 0;
-        for (size_t i = 0; i < d->cfg->n_models; i++)
-                workers += (uint64_t)d->cfg->models[i].workers;
-        uint64_t clients = (uint64_t)d->cfg->max_clients;
-        uint64_t need = FDS_FIXED + d->cfg->n_models + workers + clients + clients / 4 + 16;
+        for (size_t i = 0; i < rt->cfg->n_models; i++)
+                workers += (uint64_t)rt->cfg->models[i].workers;
+        uint64_t clients = (uint64_t)rt->cfg->max_clients;
+        uint64_t need = FDS_FIXED + rt->cfg->n_models + workers + clients + clients / 4 + 16;
 
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
                 return -errno;
@@ -410,7 +415,7 @@ int lmp_router_reserve_fds(struct lmp_daemon *d) {
                             "limits.max_clients %d with %" PRIu64 " workers needs %" PRIu64
                             " file descriptors, but the hard RLIMIT_NOFILE is %" PRIu64
                             ": raise LimitNOFILE= (ulimit -Hn) or lower limits.max_clients",
-                            d->cfg->max_clients, workers, need, (uint64_t)rl.rlim_max);
+                            rt->cfg->max_clients, workers, need, (uint64_t)rl.rlim_max);
                 return -EMFILE;
         }
         /* As far as the hard limit allows: libzmq asserts on EMFILE in its
@@ -431,118 +436,165 @@ int lmp_router_reserve_fds(struct lmp_daemon *d) {
         return 0;
 }
 
-int lmp_router_open(struct lmp_daemon *d) {
+int lmp_router_init(struct lmp_router *rt, struct lmp_config *cfg) {
+        *rt = (struct lmp_router){ .cfg = cfg, .front_dir_fd = -1, .group = (gid_t)-1 };
+        rt->models = calloc(cfg->n_models ? cfg->n_models : 1, sizeof(*rt->models));
+        if (!rt->models)
+                return -ENOMEM;
+        rt->n_models = cfg->n_models;
+        for (size_t i = 0; i < rt->n_models; i++) {
+                struct lmp_router_model *m = &rt->models[i];
+                m->cfg = &cfg->models[i];
+                m->n_workers = m->cfg->workers;
+                m->workers = calloc((size_t)m->n_workers, sizeof(*m->workers));
+                if (!m->workers)
+                        return -ENOMEM; /* lmp_router_free() frees what was made */
+                for (int j = 0; j < m->n_workers; j++) {
+                        struct lmp_router_worker *w = &m->workers[j];
+                        snprintf(w->name, sizeof(w->name), "%s/%d", m->cfg->name, j);
+                        w->model = i;
+                        w->index = j;
+                        w->state = LMP_WORKER_EXITED;
+                }
+        }
+        return 0;
+}
+
+void lmp_router_free(struct lmp_router *rt) {
+        lmp_router_close(rt);
+        for (size_t i = 0; rt->models && i < rt->n_models; i++)
+                free(rt->models[i].workers);
+        free(rt->models);
+        rt->models = NULL;
+        rt->n_models = 0;
+        lmp_proto_buf_free(&rt->out);
+}
+
+int lmp_router_open(struct lmp_router *rt) {
         /* Client frames of up to 1 MiB come and go: a fixed mmap threshold
          * gives their memory back to the system when they are freed (a
          * dynamic one would keep it in the heap after the first). */
         mallopt(M_MMAP_THRESHOLD, 256 << 10);
-        d->affinity = calloc(LMP_AFFINITY_SLOTS, sizeof(*d->affinity));
-        if (!d->affinity || lmp_rcache_new(d->cfg->cache_bytes, d->cfg->cache_ttl_s * 1000.0, &d->rcache) < 0)
+        rt->affinity = calloc(LMP_AFFINITY_SLOTS, sizeof(*rt->affinity));
+        if (!rt->affinity || lmp_rcache_new(rt->cfg->cache_bytes, rt->cfg->cache_ttl_s * 1000.0, &rt->rcache) < 0)
                 return -ENOMEM;
-        d->zctx = zmq_ctx_new();
-        if (!d->zctx)
+        rt->zctx = zmq_ctx_new();
+        if (!rt->zctx)
                 return -ENOMEM;
         /* The ZAP handler first: the worker socket must never accept a
          * connection without asking it. */
-        if (lmp_zap_open(d) < 0)
+        if (lmp_zap_open(rt) < 0)
                 return -EIO;
-        bool ipc = strncmp(d->frontend, "ipc://", 6) == 0;
-        d->front = router_socket(d, d->frontend, ipc ? FRONT_IPC : FRONT_TCP);
-        if (!d->front)
+        bool ipc = strncmp(rt->frontend, "ipc://", 6) == 0;
+        rt->front = router_socket(rt, rt->frontend, ipc ? FRONT_IPC : FRONT_TCP);
+        if (!rt->front)
                 return -EADDRINUSE;
-        if (d->cfg->tcp[0]) {
-                d->front_tcp = router_socket(d, d->cfg->tcp, FRONT_TCP);
-                if (!d->front_tcp)
+        if (rt->cfg->tcp[0]) {
+                rt->front_tcp = router_socket(rt, rt->cfg->tcp, FRONT_TCP);
+                if (!rt->front_tcp)
                         return -EADDRINUSE;
         }
-        d->monitor[0] = monitor_socket(d, d->front, 0);
-        if (!d->monitor[0] || (d->front_tcp && !(d->monitor[1] = monitor_socket(d, d->front_tcp, 1)))) {
+        rt->monitor[0] = monitor_socket(rt, rt->front, 0);
+        if (!rt->monitor[0] || (rt->front_tcp && !(rt->monitor[1] = monitor_socket(rt, rt->front_tcp, 1)))) {
                 lmp_log_msg(LMP_PRI_ERR, "cannot monitor the client sockets: %s", zmq_strerror(errno));
                 return -ENOMEM;
         }
-        d->back = router_socket(d, d->backend, BACK);
-        if (!d->back)
+        rt->back = router_socket(rt, rt->backend, BACK);
+        if (!rt->back)
                 return -EADDRINUSE;
         return 0;
 }
 
-void lmp_router_close(struct lmp_daemon *d) {
+void lmp_router_close(struct lmp_router *rt) {
         /* Remove only the sockets we bound, through the checked directory:
          * never a path in a directory that was refused. */
-        bool front_ipc = d->front && strncmp(d->frontend, "ipc://", 6) == 0 && d->front_dir_fd >= 0;
-        bool back_ipc = d->back && strncmp(d->backend, "ipc://", 6) == 0;
-        const char *front_name = strrchr(d->frontend, '/');
+        bool front_ipc = rt->front && strncmp(rt->frontend, "ipc://", 6) == 0 && rt->front_dir_fd >= 0;
+        bool back_ipc = rt->back && strncmp(rt->backend, "ipc://", 6) == 0;
+        const char *front_name = strrchr(rt->frontend, '/');
         /* Stop the monitors first and read what they still hold: events
          * left in an inproc pipe whose reader is closed are never freed. */
-        void *socks[2] = { d->front, d->front_tcp };
+        void *socks[2] = { rt->front, rt->front_tcp };
         for (int i = 0; i < 2; i++) {
-                if (!d->monitor[i])
+                if (!rt->monitor[i])
                         continue;
                 if (socks[i])
                         zmq_socket_monitor(socks[i], NULL, 0);
                 zmq_msg_t m;
                 zmq_msg_init(&m);
-                while (zmq_msg_recv(&m, d->monitor[i], ZMQ_DONTWAIT) >= 0)
+                while (zmq_msg_recv(&m, rt->monitor[i], ZMQ_DONTWAIT) >= 0)
                         ;
                 zmq_msg_close(&m);
-                zmq_close(d->monitor[i]);
+                zmq_close(rt->monitor[i]);
         }
-        d->monitor[0] = d->monitor[1] = NULL;
-        while (d->pending) {
-                struct lmp_pending *p = d->pending;
-                d->pending = p->next;
+        rt->monitor[0] = rt->monitor[1] = NULL;
+        while (rt->pending) {
+                struct lmp_pending *p = rt->pending;
+                rt->pending = p->next;
                 free(p);
         }
-        d->pending_tail = NULL;
-        free(d->affinity);
-        d->affinity = NULL;
-        lmp_rcache_free(d->rcache);
-        d->rcache = NULL;
-        free(d->conns);
-        d->conns = NULL;
-        d->n_conns_cap = d->n_conns_open = 0;
-        if (d->front)
-                zmq_close(d->front);
-        if (d->front_tcp)
-                zmq_close(d->front_tcp);
-        if (d->back)
-                zmq_close(d->back);
-        lmp_zap_close(d);
-        if (d->zctx)
-                zmq_ctx_term(d->zctx);
-        d->front = d->front_tcp = d->back = d->zctx = NULL;
+        rt->pending_tail = NULL;
+        free(rt->affinity);
+        rt->affinity = NULL;
+        lmp_rcache_free(rt->rcache);
+        rt->rcache = NULL;
+        free(rt->conns);
+        rt->conns = NULL;
+        rt->n_conns_cap = rt->n_conns_open = 0;
+        if (rt->front)
+                zmq_close(rt->front);
+        if (rt->front_tcp)
+                zmq_close(rt->front_tcp);
+        if (rt->back)
+                zmq_close(rt->back);
+        lmp_zap_close(rt);
+        if (rt->zctx)
+                zmq_ctx_term(rt->zctx);
+        rt->front = rt->front_tcp = rt->back = rt->zctx = NULL;
         if (front_ipc && front_name)
-                unlinkat(d->front_dir_fd, front_name + 1, 0);
+                unlinkat(rt->front_dir_fd, front_name + 1, 0);
         if (back_ipc)
-                unlink(d->backend + 6);
+                unlink(rt->backend + 6);
 }
 
 /* ------------------------------------------------------------- dispatch */
 
-static void send_job(struct lmp_daemon *d, struct lmp_worker_rt *w, struct lmp_request_rt *r, double now) {
-        char head[64];
-        snprintf(head, sizeof(head), "%" PRIu64 " %.3f", r->rid, now - r->arrival_ms);
-        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) < 0) {
-                /* The worker's connection is gone: it is dying; SIGCHLD will
-                 * fail this request with the others. */
+/* Sends w a message: its verb, then its header and body when it has them.
+ * A worker whose connection is gone is dying: SIGCHLD fails its requests. */
+static void send_to_worker(struct lmp_router *rt, const struct lmp_router_worker *w, enum lmp_wire_verb verb,
+                           const char *head, const void *body, size_t body_len) {
+        const char *name = lmp_wire_verb_name(verb);
+        if (zmq_send(rt->back, w->name, strlen(w->name), ZMQ_SNDMORE) < 0)
                 return;
-        }
-        zmq_send(d->back, "job", 3, ZMQ_SNDMORE);
-        zmq_send(d->back, head, strlen(head), ZMQ_SNDMORE);
-        zmq_send(d->back, r->job, r->job_len, 0);
+        zmq_send(rt->back, name, strlen(name), head ? ZMQ_SNDMORE : 0);
+        if (head)
+                zmq_send(rt->back, head, strlen(head), body ? ZMQ_SNDMORE : 0);
+        if (body)
+                zmq_send(rt->back, body, body_len, 0);
 }
 
-static struct lmp_worker_rt *least_loaded(struct lmp_model_rt *m) {
-        struct lmp_worker_rt *best = NULL;
-        for (int i = 0; i < m->n_workers; i++) {
-                struct lmp_worker_rt *w = &m->workers[i];
-                if (w->state != LMP_WORKER_READY || w->running.n >= w->slots)
-                        continue;
-                if (!best || w->running.n < best->running.n ||
-                    (w->running.n == best->running.n && w->served < best->served))
-                        best = w;
+static void send_job(struct lmp_router *rt, struct lmp_router_worker *w, struct lmp_request_rt *r, double now) {
+        char head[LMP_WIRE_HEADER_MAX];
+        struct lmp_wire_job h = { .rid = r->rid, .queued_ms = now - r->arrival_ms };
+        if (lmp_wire_format_job(&h, head, sizeof(head)) >= 0)
+                send_to_worker(rt, w, LMP_WIRE_JOB, head, r->job, r->job_len);
+}
+
+/* What dispatch sees of m's workers (dispatch.h), into v; their number. */
+static int view_of(const struct lmp_router_model *m, struct lmp_dispatch_worker v[LMP_CONFIG_MAX_WORKERS]) {
+        int n = LMP_MIN(m->n_workers, LMP_CONFIG_MAX_WORKERS);
+        for (int i = 0; i < n; i++) {
+                const struct lmp_router_worker *w = &m->workers[i];
+                v[i] = (struct lmp_dispatch_worker){ .ready = w->state == LMP_WORKER_READY, .slots = w->slots,
+                                                     .active = (uint32_t)w->running.n, .served = w->served };
         }
-        return best;
+        return n;
+}
+
+/* Whether a ready worker of m has a free slot. */
+static bool has_free_slot(const struct lmp_router_model *m) {
+        struct lmp_dispatch_worker v[LMP_CONFIG_MAX_WORKERS];
+        int n = view_of(m, v);
+        return lmp_dispatch_least_loaded(v, n) >= 0;
 }
 
 /* ------------------------------------------------------------ affinity */
@@ -583,69 +635,51 @@ static uint64_t affinity_key(size_t model, const struct lmp_request *req) {
         return h ? h : 1;
 }
 
-static struct lmp_affinity *affinity_of(struct lmp_daemon *d, const struct lmp_request_rt *r) {
-        struct lmp_affinity *a = d->affinity ? &d->affinity[r->affinity % LMP_AFFINITY_SLOTS] : NULL;
-        return a && a->key == r->affinity && a->model == r->model ? a : NULL;
-}
-
-/* Where r runs now: the worker that served its conversation last, while
- * that one has a free slot (its KV cache holds the conversation); another
- * worker when r's is not ready, or is saturated while some worker is idle
- * (the prompt is then computed again: counted a miss). NULL: r waits for
- * its busy worker (nobody is idle), or no worker has a free slot. */
-static struct lmp_worker_rt *place(struct lmp_daemon *d, struct lmp_model_rt *m, struct lmp_request_rt *r) {
-        struct lmp_worker_rt *any = least_loaded(m);
-        if (!any)
-                return NULL;
-        const struct lmp_affinity *a = affinity_of(d, r);
-        if (!a || a->worker < 0 || a->worker >= m->n_workers) {
-                d->stats.affinity_new++;
-                return any;
-        }
-        struct lmp_worker_rt *w = &m->workers[a->worker];
-        if (w->state == LMP_WORKER_READY && w->running.n < w->slots) {
-                d->stats.affinity_hits++;
-                return w;
-        }
-        if (w->state != LMP_WORKER_READY || any->running.n == 0) {
-                d->stats.affinity_misses++;
-                return any;
-        }
-        return NULL;
-}
-
-void lmp_router_dispatch(struct lmp_daemon *d) {
+/* Sends queued requests to workers as dispatch.h decides, in queue order,
+ * a chunk at a time (one pass in effect: the view and the affinity table
+ * carry over from one chunk to the next). */
+void lmp_router_dispatch(struct lmp_router *rt) {
+        enum { CHUNK = 64 };
         double now = lmp_now_ms();
-        for (size_t i = 0; i < d->n_models; i++) {
-                struct lmp_model_rt *m = &d->models[i];
-                struct lmp_request_rt *r, *next;
-                /* In queue order; a request waiting for its own worker lets
-                 * the ones behind it take the other workers' free slots. */
-                for (r = m->queue.head; r && least_loaded(m); r = next) {
-                        next = r->next;
-                        struct lmp_worker_rt *w = place(d, m, r);
-                        if (!w)
-                                continue;
-                        list_remove(&m->queue, r);
-                        d->queued--;
-                        if (d->affinity) {
-                                struct lmp_affinity *a = &d->affinity[r->affinity % LMP_AFFINITY_SLOTS];
-                                *a = (struct lmp_affinity){ .key = r->affinity, .model = (uint32_t)r->model,
-                                                            .worker = (int32_t)(w - m->workers) };
+        for (size_t i = 0; i < rt->n_models; i++) {
+                struct lmp_router_model *m = &rt->models[i];
+                struct lmp_dispatch_worker view[LMP_CONFIG_MAX_WORKERS];
+                int nw = view_of(m, view);
+                struct lmp_request_rt *r = m->queue.head;
+                while (r && lmp_dispatch_least_loaded(view, nw) >= 0) {
+                        struct lmp_request_rt *chunk[CHUNK];
+                        uint64_t keys[CHUNK];
+                        int assign[CHUNK];
+                        size_t n = 0;
+                        for (; r && n < CHUNK; r = r->next) {
+                                chunk[n] = r;
+                                keys[n++] = r->affinity;
                         }
-                        r->worker = w;
-                        r->dispatch_ms = now;
-                        list_push(&w->running, r);
-                        send_job(d, w, r, now);
+                        struct lmp_dispatch_counts c = { 0 };
+                        lmp_dispatch_pass(view, nw, (uint32_t)i, rt->affinity, keys, n, assign, &c);
+                        rt->stats.affinity_hits += c.hits;
+                        rt->stats.affinity_misses += c.misses;
+                        rt->stats.affinity_new += c.new_;
+                        for (size_t k = 0; k < n; k++) {
+                                if (assign[k] < 0)
+                                        continue;
+                                struct lmp_router_worker *w = &m->workers[assign[k]];
+                                list_remove(&m->queue, chunk[k]);
+                                rt->queued--;
+                                chunk[k]->worker = w;
+                                chunk[k]->dispatch_ms = now;
+                                list_push(&w->running, chunk[k]);
+                                send_job(rt, w, chunk[k], now);
+                        }
                 }
         }
 }
 
-size_t lmp_router_running(const struct lmp_daemon *d) {
+size_t lmp_router_running(const struct lmp_router *rt) {
         size_t n = 0;
-        for (size_t i = 0; i < d->n_models; i++)
-                for (int j = 0; j < d->models[i].n_workers; j++)
-                        n += d->models[i].workers[j].running.n;
+        for (size_t i = 0; i < rt->n_models; i++)
+                for (int j = 0; j < rt->models[i].n_workers; j++)
+                        n += rt->models[i].workers[j].running.n;
         return n;
 }
 
@@ -656,12 +690,12 @@ size_t lmp_router_running(const struct lmp_daemon *d) {
  * uid on ipc, its ZAP User-Id, e.g. a CURVE key, on TCP) across all its
  * connections, else per connection. An id is unique per connection, so
  * *ret_same_id looks at this connection's requests only. */
-static size_t client_in_flight(struct lmp_daemon *d, const uint8_t *client, size_t len, const char *ident,
+static size_t client_in_flight(struct lmp_router *rt, const uint8_t *client, size_t len, const char *ident,
                                const char *id, struct lmp_request_rt **ret_same_id) {
         size_t n = 0;
         *ret_same_id = NULL;
-        for (size_t i = 0; i < d->n_models; i++) {
-                struct lmp_model_rt *m = &d->models[i];
+        for (size_t i = 0; i < rt->n_models; i++) {
+                struct lmp_router_model *m = &rt->models[i];
                 struct lmp_req_list *lists[1 + 256];
                 int nl = 0;
                 lists[nl++] = &m->queue;
@@ -679,16 +713,16 @@ static size_t client_in_flight(struct lmp_daemon *d, const uint8_t *client, size
                                         *ret_same_id = r;
                         }
         }
-        for (struct lmp_pending *p = d->pending; p; p = p->next)
+        for (struct lmp_pending *p = rt->pending; p; p = p->next)
                 if ((p->client_len == len && memcmp(p->client, client, len) == 0) ||
                     (ident && ident[0] && strcmp(p->ident, ident) == 0))
                         n++;
         return n;
 }
 
-static int find_model(struct lmp_daemon *d, const char *name) {
-        for (size_t i = 0; i < d->n_models; i++)
-                if (strcmp(d->models[i].cfg->name, name) == 0)
+static int find_model(struct lmp_router *rt, const char *name) {
+        for (size_t i = 0; i < rt->n_models; i++)
+                if (strcmp(rt->models[i].cfg->name, name) == 0)
                         return (int)i;
         return -1;
 }
@@ -735,22 +769,22 @@ static void apply_defaults(const struct lmp_model_config *mc, struct lmp_request
         }
 }
 
-static void answer_models(struct lmp_daemon *d, const uint8_t *client, size_t len, bool delim, const char *id) {
+static void answer_models(struct lmp_router *rt, const uint8_t *client, size_t len, bool delim, const char *id) {
         struct lmp_model_info info[LMP_CONFIG_MAX_MODELS];
-        for (size_t i = 0; i < d->n_models; i++) {
-                const struct lmp_model_rt *m = &d->models[i];
+        for (size_t i = 0; i < rt->n_models; i++) {
+                const struct lmp_router_model *m = &rt->models[i];
                 int ready = 0;
                 for (int j = 0; j < m->n_workers; j++)
                         ready += m->workers[j].state == LMP_WORKER_READY;
                 info[i] = (struct lmp_model_info){
                         .name = m->cfg->name, .path = m->cfg->path, .arch = m->arch, .ctx = m->n_ctx,
                         .workers = m->cfg->workers, .ready = ready, .slots = m->cfg->slots,
-                        .store_bytes = m->store ? (int64_t)m->store->size : 0,
+                        .store_bytes = (int64_t)m->store_bytes,
                 };
         }
-        d->out.len = 0;
-        if (lmp_proto_format_models(&d->out, id, info, d->n_models) == 0)
-                send_answer(d, client, len, delim);
+        rt->out.len = 0;
+        if (lmp_proto_format_models(&rt->out, id, info, rt->n_models) == 0)
+                send_answer(rt, client, len, delim);
 }
 
 static const char *state_name(enum lmp_worker_state s) {
@@ -762,127 +796,124 @@ static const char *state_name(enum lmp_worker_state s) {
         }
 }
 
-static void answer_stats(struct lmp_daemon *d, const uint8_t *client, size_t len, bool delim, const char *id) {
+static void answer_stats(struct lmp_router *rt, const uint8_t *client, size_t len, bool delim, const char *id) {
         size_t nw = 0, k = 0;
-        for (size_t i = 0; i < d->n_models; i++)
-                nw += (size_t)d->models[i].n_workers;
+        for (size_t i = 0; i < rt->n_models; i++)
+                nw += (size_t)rt->models[i].n_workers;
         struct lmp_worker_info *wi = calloc(nw ? nw : 1, sizeof(*wi));
         if (!wi) {
-                reply_error(d, client, len, delim, id, LMP_PROTO_INTERNAL, "out of memory");
+                reply_error(rt, client, len, delim, id, LMP_PROTO_INTERNAL, "out of memory");
                 return;
         }
-        for (size_t i = 0; i < d->n_models; i++)
-                for (int j = 0; j < d->models[i].n_workers; j++) {
-                        const struct lmp_worker_rt *w = &d->models[i].workers[j];
+        for (size_t i = 0; i < rt->n_models; i++)
+                for (int j = 0; j < rt->models[i].n_workers; j++) {
+                        const struct lmp_router_worker *w = &rt->models[i].workers[j];
                         wi[k++] = (struct lmp_worker_info){
-                                .name = w->name, .model = d->models[i].cfg->name, .pid = w->pid,
+                                .name = w->name, .model = rt->models[i].cfg->name, .pid = w->pid,
                                 .state = state_name(w->state), .slots = w->slots, .active = (int64_t)w->running.n,
                                 .rss_bytes = (int64_t)w->rss, .pss_bytes = (int64_t)w->pss,
                                 .served = (int64_t)w->served, .restarts = (int64_t)w->restarts,
                         };
                 }
         struct lmp_stats st = {
-                .uptime_s = (lmp_now_ms() - d->start_ms) / 1e3,
-                .queue_length = (int64_t)d->queued, .queue_limit = d->cfg->queue_length,
-                .total = (int64_t)d->stats.total, .ok = (int64_t)d->stats.ok, .errors = (int64_t)d->stats.errors,
-                .busy = (int64_t)d->stats.busy, .timeouts = (int64_t)d->stats.timeouts,
-                .worker_lost = (int64_t)d->stats.worker_lost, .workers = wi, .n_workers = k,
-                .dropped = (int64_t)d->stats.dropped, .client_gone = (int64_t)d->stats.client_gone,
-                .slow_consumer = (int64_t)d->stats.slow_consumer,
-                .events_dropped = (int64_t)d->stats.events_dropped, .clients = (int64_t)d->n_conns_open,
-                .clients_limit = d->cfg->max_clients, .clients_refused = (int64_t)d->stats.clients_refused,
-                .clients_overlong = (int64_t)d->stats.clients_overlong,
-                .zap_refused = (int64_t)d->auth.zap_refused,
-                .worker_frames_refused = (int64_t)d->auth.worker_frames_refused,
-                .retried = (int64_t)d->stats.retried,
-                .affinity_hits = (int64_t)d->stats.affinity_hits,
-                .affinity_misses = (int64_t)d->stats.affinity_misses,
-                .affinity_new = (int64_t)d->stats.affinity_new,
-                .cache_hits = (int64_t)d->stats.cache_hits, .cache_misses = (int64_t)d->stats.cache_misses,
-                .cache_entries = d->rcache ? (int64_t)lmp_rcache_entries(d->rcache) : 0,
-                .cache_bytes = d->rcache ? (int64_t)lmp_rcache_bytes(d->rcache) : 0,
+                .uptime_s = (lmp_now_ms() - rt->start_ms) / 1e3,
+                .queue_length = (int64_t)rt->queued, .queue_limit = rt->cfg->queue_length,
+                .total = (int64_t)rt->stats.total, .ok = (int64_t)rt->stats.ok, .errors = (int64_t)rt->stats.errors,
+                .busy = (int64_t)rt->stats.busy, .timeouts = (int64_t)rt->stats.timeouts,
+                .worker_lost = (int64_t)rt->stats.worker_lost, .workers = wi, .n_workers = k,
+                .dropped = (int64_t)rt->stats.dropped, .client_gone = (int64_t)rt->stats.client_gone,
+                .slow_consumer = (int64_t)rt->stats.slow_consumer,
+                .events_dropped = (int64_t)rt->stats.events_dropped, .clients = (int64_t)rt->n_conns_open,
+                .clients_limit = rt->cfg->max_clients, .clients_refused = (int64_t)rt->stats.clients_refused,
+                .clients_overlong = (int64_t)rt->stats.clients_overlong,
+                .zap_refused = (int64_t)rt->auth.zap_refused,
+                .worker_frames_refused = (int64_t)rt->auth.worker_frames_refused,
+                .retried = (int64_t)rt->stats.retried,
+                .affinity_hits = (int64_t)rt->stats.affinity_hits,
+                .affinity_misses = (int64_t)rt->stats.affinity_misses,
+                .affinity_new = (int64_t)rt->stats.affinity_new,
+                .cache_hits = (int64_t)rt->stats.cache_hits, .cache_misses = (int64_t)rt->stats.cache_misses,
+                .cache_entries = rt->rcache ? (int64_t)lmp_rcache_entries(rt->rcache) : 0,
+                .cache_bytes = rt->rcache ? (int64_t)lmp_rcache_bytes(rt->rcache) : 0,
         };
-        d->out.len = 0;
-        if (lmp_proto_format_stats(&d->out, id, &st) == 0)
-                send_answer(d, client, len, delim);
+        rt->out.len = 0;
+        if (lmp_proto_format_stats(&rt->out, id, &st) == 0)
+                send_answer(rt, client, len, delim);
         free(wi);
 }
 
-static void answer_health(struct lmp_daemon *d, const uint8_t *client, size_t len, bool delim, const char *id) {
+static void answer_health(struct lmp_router *rt, const uint8_t *client, size_t len, bool delim, const char *id) {
         struct lmp_health_model hm[LMP_CONFIG_MAX_MODELS];
         bool all = true, any_missing = false;
-        for (size_t i = 0; i < d->n_models; i++) {
-                const struct lmp_model_rt *m = &d->models[i];
+        for (size_t i = 0; i < rt->n_models; i++) {
+                const struct lmp_router_model *m = &rt->models[i];
                 int ready = 0;
                 for (int j = 0; j < m->n_workers; j++)
                         ready += m->workers[j].state == LMP_WORKER_READY;
-                bool failed = !m->loaded || m->state == LMP_MODEL_FAILED;
+                bool failed = !m->loaded || m->failed;
                 hm[i] = (struct lmp_health_model){ .name = m->cfg->name, .ready = ready,
-                                                   .workers = m->cfg->workers, .failed = failed ? m->failed : NULL };
+                                                   .workers = m->cfg->workers, .failed = failed ? m->why : NULL };
                 all &= ready == m->cfg->workers;
                 any_missing |= ready == 0 || failed;
         }
-        const char *status = !d->ready_notified ? "starting" : any_missing ? "degraded" : "ok";
+        const char *status = !rt->ready ? "starting" : any_missing ? "degraded" : "ok";
         (void)all;
-        d->out.len = 0;
-        if (lmp_proto_format_health(&d->out, id, status, hm, d->n_models) == 0)
-                send_answer(d, client, len, delim);
+        rt->out.len = 0;
+        if (lmp_proto_format_health(&rt->out, id, status, hm, rt->n_models) == 0)
+                send_answer(rt, client, len, delim);
 }
 
 /* Stops a request: its client gets an error (unless code is OK: the client
  * is gone), its worker a cancel. */
-static void cancel_request(struct lmp_daemon *d, struct lmp_request_rt *r, enum lmp_proto_code code,
+static void cancel_request(struct lmp_router *rt, struct lmp_request_rt *r, enum lmp_proto_code code,
                            const char *why) {
         if (code != LMP_PROTO_OK)
-                request_error(d, r, code, why);
-        cache_forget(d, r);
+                request_error(rt, r, code, why);
+        cache_forget(rt, r);
         if (!r->worker) {
-                list_remove(&d->models[r->model].queue, r);
-                d->queued--;
-                request_free(d, r);
+                list_remove(&rt->models[r->model].queue, r);
+                rt->queued--;
+                request_free(rt, r);
                 return;
         }
         /* Running: tell the worker, keep the slot until it confirms. */
-        char rid[32];
-        snprintf(rid, sizeof(rid), "%" PRIu64, r->rid);
-        if (zmq_send(d->back, r->worker->name, strlen(r->worker->name), ZMQ_SNDMORE) >= 0) {
-                zmq_send(d->back, "cancel", 6, ZMQ_SNDMORE);
-                zmq_send(d->back, rid, strlen(rid), 0);
-        }
+        char head[LMP_WIRE_HEADER_MAX];
+        if (lmp_wire_format_cancel(&(struct lmp_wire_cancel){ .rid = r->rid }, head, sizeof(head)) >= 0)
+                send_to_worker(rt, r->worker, LMP_WIRE_CANCEL, head, NULL, 0);
         r->id[0] = '\0'; /* answered: later events are dropped */
 }
 
 /* The request's client has disconnected: nobody will read its events. */
-static void client_gone(struct lmp_daemon *d, struct lmp_request_rt *r) {
-        d->stats.client_gone++;
-        cancel_request(d, r, LMP_PROTO_OK, NULL);
+static void client_gone(struct lmp_router *rt, struct lmp_request_rt *r) {
+        rt->stats.client_gone++;
+        cancel_request(rt, r, LMP_PROTO_OK, NULL);
 }
 
 /* Once a second at most, so that an overload does not flood the journal. */
-static void log_overload(struct lmp_daemon *d, const struct lmp_model_rt *m) {
+static void log_overload(struct lmp_router *rt, const struct lmp_router_model *m) {
         double now = lmp_now_ms();
-        d->overload_refused++;
-        if (now - d->last_overload_ms < 1000)
+        rt->overload_refused++;
+        if (now - rt->last_overload_ms < 1000)
                 return;
         struct lmp_log_field f[] = {
                 LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
-                LMP_FU64("QUEUE_LENGTH", d->queued),
-                LMP_FU64("QUEUE_LIMIT", (uint64_t)d->cfg->queue_length),
-                LMP_FU64("RUNNING", lmp_router_running(d)),
-                LMP_FU64("REFUSED", d->overload_refused),
+                LMP_FU64("QUEUE_LENGTH", rt->queued),
+                LMP_FU64("QUEUE_LIMIT", (uint64_t)rt->cfg->queue_length),
+                LMP_FU64("RUNNING", lmp_router_running(rt)),
+                LMP_FU64("REFUSED", rt->overload_refused),
         };
         lmp_log_event(LMP_PRI_WARNING, "overload", f, "queue full (%zu requests): %" PRIu64
-                      " requests refused with busy since the last report", d->queued, d->overload_refused);
-        d->last_overload_ms = now;
-        d->overload_refused = 0;
+                      " requests refused with busy since the last report", rt->queued, rt->overload_refused);
+        rt->last_overload_ms = now;
+        rt->overload_refused = 0;
 }
 
 /* ------------------------------------------------------- response cache */
 
 /* Whether req's answer is a function of the request alone: greedy, or
  * sampled from a seed it gives. */
-static bool cacheable(const struct lmp_daemon *d, const struct lmp_request *req) {
-        return d->rcache && d->cfg->cache_bytes > 0 &&
+static bool cacheable(const struct lmp_router *rt, const struct lmp_request *req) {
+        return rt->rcache && rt->cfg->cache_bytes > 0 &&
                (req->sampling.temperature == 0 || (req->sampling.set & LMP_SET_SEED));
 }
 
@@ -902,42 +933,42 @@ static char *event_prefix(const char *id, size_t *len) {
 /* Sends a cached answer under this request's id: its events as stored,
  * the last one (done) marked "cached": true. A client that does not read
  * them in time gets slow_consumer, one that is gone nothing. */
-static void replay(struct lmp_daemon *d, const uint8_t *client, size_t clen, bool delim, const char *ident,
+static void replay(struct lmp_router *rt, const uint8_t *client, size_t clen, bool delim, const char *ident,
                    const char *id, const struct lmp_rcache_entry *e) {
         static const char mark[] = ",\"cached\":true";
         size_t pos = 0, len, plen;
         const uint8_t *ev;
         char *prefix = event_prefix(id, &plen);
         if (!prefix) {
-                error_event(d, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
+                error_event(rt, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
                 return;
         }
         while (lmp_rcache_next_event(e, &pos, &ev, &len)) {
                 size_t p2 = pos, l2;
                 const uint8_t *e2;
                 bool last = !lmp_rcache_next_event(e, &p2, &e2, &l2);
-                d->out.len = 0;
-                if (lmp_proto_buf_append(&d->out, prefix, plen) < 0 ||
-                    (last && lmp_proto_buf_append(&d->out, mark, sizeof(mark) - 1) < 0) ||
-                    lmp_proto_buf_append(&d->out, ev, len) < 0) {
-                        error_event(d, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
+                rt->out.len = 0;
+                if (lmp_proto_buf_append(&rt->out, prefix, plen) < 0 ||
+                    (last && lmp_proto_buf_append(&rt->out, mark, sizeof(mark) - 1) < 0) ||
+                    lmp_proto_buf_append(&rt->out, ev, len) < 0) {
+                        error_event(rt, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
                         break;
                 }
                 if (last) {
-                        send_terminal(d, client, clen, delim, ident, d->out.data, d->out.len, true,
-                                      lmp_now_ms() + d->cfg->request_timeout_ms);
+                        send_terminal(rt, client, clen, delim, ident, rt->out.data, rt->out.len, true,
+                                      lmp_now_ms() + rt->cfg->request_timeout_ms);
                         break;
                 }
-                int rc = send_to_client(d, client, clen, delim, d->out.data, d->out.len);
+                int rc = send_to_client(rt, client, clen, delim, rt->out.data, rt->out.len);
                 if (rc == -EAGAIN) {
-                        d->stats.events_dropped++;
-                        d->stats.slow_consumer++;
-                        error_event(d, client, clen, delim, ident, id, LMP_PROTO_SLOW_CONSUMER,
+                        rt->stats.events_dropped++;
+                        rt->stats.slow_consumer++;
+                        error_event(rt, client, clen, delim, ident, id, LMP_PROTO_SLOW_CONSUMER,
                                     "the client did not read its events in time (limits.client_events)");
                         break;
                 }
                 if (rc < 0) {
-                        d->stats.client_gone++;
+                        rt->stats.client_gone++;
                         break;
                 }
         }
@@ -946,7 +977,7 @@ static void replay(struct lmp_daemon *d, const uint8_t *client, size_t clen, boo
 
 /* Looks a deterministic request up: true when it was answered from the
  * cache; otherwise its key and event prefix, for storing its answer. */
-static bool cache_lookup(struct lmp_daemon *d, const uint8_t *client, size_t clen, bool delim, const char *ident,
+static bool cache_lookup(struct lmp_router *rt, const uint8_t *client, size_t clen, bool delim, const char *ident,
                          size_t model, const struct lmp_request *req, char **ret_key, size_t *ret_key_len,
                          char **ret_prefix, size_t *ret_prefix_len) {
         struct lmp_proto_buf key = { 0 };
@@ -959,14 +990,14 @@ static bool cache_lookup(struct lmp_daemon *d, const uint8_t *client, size_t cle
                 lmp_proto_buf_free(&key);
                 return false;
         }
-        const struct lmp_rcache_entry *e = lmp_rcache_get(d->rcache, (uint32_t)model, key.data, key.len, lmp_now_ms());
+        const struct lmp_rcache_entry *e = lmp_rcache_get(rt->rcache, (uint32_t)model, key.data, key.len, lmp_now_ms());
         if (e) {
                 lmp_proto_buf_free(&key);
-                d->stats.cache_hits++;
-                replay(d, client, clen, delim, ident, req->id, e);
+                rt->stats.cache_hits++;
+                replay(rt, client, clen, delim, ident, req->id, e);
                 return true;
         }
-        d->stats.cache_misses++;
+        rt->stats.cache_misses++;
         *ret_prefix = event_prefix(req->id, ret_prefix_len);
         if (!*ret_prefix) {
                 lmp_proto_buf_free(&key);
@@ -980,106 +1011,106 @@ static bool cache_lookup(struct lmp_daemon *d, const uint8_t *client, size_t cle
 /* Collects one event of r's answer; on its done, stores the answer. An
  * event that does not begin with r's own prefix (never expected) stops
  * the collection. */
-static void cache_collect(struct lmp_daemon *d, struct lmp_request_rt *r, const void *ev, size_t len, bool done) {
+static void cache_collect(struct lmp_router *rt, struct lmp_request_rt *r, const void *ev, size_t len, bool done) {
         if (!r->cache_key)
                 return;
         if (len < r->cache_prefix_len || memcmp(ev, r->cache_prefix, r->cache_prefix_len) != 0) {
-                cache_forget(d, r);
+                cache_forget(rt, r);
                 return;
         }
-        size_t grown = lmp_rcache_build_add(d->rcache, &r->cache_build, (const uint8_t *)ev + r->cache_prefix_len,
+        size_t grown = lmp_rcache_build_add(rt->rcache, &r->cache_build, (const uint8_t *)ev + r->cache_prefix_len,
                                             len - r->cache_prefix_len);
         r->cache_held += grown;
-        d->held_bytes += grown;
+        rt->held_bytes += grown;
         if (r->cache_build.invalid) {
-                cache_forget(d, r);
+                cache_forget(rt, r);
                 return;
         }
         if (done) {
-                lmp_rcache_put(d->rcache, (uint32_t)r->model, r->cache_key, r->cache_key_len, &r->cache_build,
+                lmp_rcache_put(rt->rcache, (uint32_t)r->model, r->cache_key, r->cache_key_len, &r->cache_build,
                                lmp_now_ms());
-                cache_forget(d, r);
+                cache_forget(rt, r);
         }
 }
 
-void lmp_router_cache_drop_model(struct lmp_daemon *d, size_t model) {
-        if (d->rcache)
-                lmp_rcache_drop_model(d->rcache, (uint32_t)model);
+void lmp_router_cache_drop_model(struct lmp_router *rt, size_t model) {
+        if (rt->rcache)
+                lmp_rcache_drop_model(rt->rcache, (uint32_t)model);
 }
 
-static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t clen, bool delim,
+static void handle_request(struct lmp_router *rt, const uint8_t *client, size_t clen, bool delim,
                            const char *ident, struct lmp_request *req) {
         struct lmp_request_rt *same = NULL, *r;
         int mi;
 
         switch (req->type) {
         case LMP_REQ_MODELS:
-                answer_models(d, client, clen, delim, req->id);
+                answer_models(rt, client, clen, delim, req->id);
                 return;
         case LMP_REQ_STATS:
-                answer_stats(d, client, clen, delim, req->id);
+                answer_stats(rt, client, clen, delim, req->id);
                 return;
         case LMP_REQ_HEALTH:
-                answer_health(d, client, clen, delim, req->id);
+                answer_health(rt, client, clen, delim, req->id);
                 return;
         case LMP_REQ_CANCEL:
-                client_in_flight(d, client, clen, NULL, req->target, &same);
+                client_in_flight(rt, client, clen, NULL, req->target, &same);
                 if (same)
-                        cancel_request(d, same, LMP_PROTO_CANCELLED, "cancelled by the client");
-                d->out.len = 0;
-                if (lmp_proto_format_cancelled(&d->out, req->id, req->target, same != NULL) == 0)
-                        send_answer(d, client, clen, delim);
+                        cancel_request(rt, same, LMP_PROTO_CANCELLED, "cancelled by the client");
+                rt->out.len = 0;
+                if (lmp_proto_format_cancelled(&rt->out, req->id, req->target, same != NULL) == 0)
+                        send_answer(rt, client, clen, delim);
                 return;
         default:
                 break;
         }
 
-        d->stats.total++;
-        if (d->stopping) {
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_BUSY, "the daemon is shutting down");
+        rt->stats.total++;
+        if (rt->stopping) {
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_BUSY, "the daemon is shutting down");
                 return;
         }
-        mi = find_model(d, req->model);
+        mi = find_model(rt, req->model);
         if (mi < 0) {
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_UNKNOWN_MODEL, "no model named '%s'",
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_UNKNOWN_MODEL, "no model named '%s'",
                             req->model);
                 return;
         }
-        struct lmp_model_rt *m = &d->models[mi];
+        struct lmp_router_model *m = &rt->models[mi];
         if (!m->loaded) {
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_UNKNOWN_MODEL,
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_UNKNOWN_MODEL,
                             "model '%s' was refused at load (see the daemon's log)", req->model);
                 return;
         }
-        if (m->state == LMP_MODEL_FAILED) {
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_MODEL_FAILED, "model '%s' cannot serve: %s",
-                            req->model, m->failed);
+        if (m->failed) {
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_MODEL_FAILED, "model '%s' cannot serve: %s",
+                            req->model, m->why);
                 return;
         }
-        size_t n = client_in_flight(d, client, clen, ident, req->id, &same);
+        size_t n = client_in_flight(rt, client, clen, ident, req->id, &same);
         if (same) {
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_BAD_REQUEST,
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_BAD_REQUEST,
                             "id '%s' is already in flight", req->id);
                 return;
         }
-        if (n >= (size_t)d->cfg->client_requests) {
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_BUSY,
+        if (n >= (size_t)rt->cfg->client_requests) {
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_BUSY,
                             "this client has %zu requests in flight (limits.client_requests%s)", n,
                             ident && ident[0] ? ", over all its connections" : "");
                 return;
         }
-        if ((req->sampling.set & LMP_SET_MAX_TOKENS) && req->sampling.max_tokens > d->cfg->max_tokens) {
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_BAD_REQUEST,
+        if ((req->sampling.set & LMP_SET_MAX_TOKENS) && req->sampling.max_tokens > rt->cfg->max_tokens) {
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_BAD_REQUEST,
                             "field 'max_tokens': %d is above the limit %d (limits.max_tokens)",
-                            req->sampling.max_tokens, d->cfg->max_tokens);
+                            req->sampling.max_tokens, rt->cfg->max_tokens);
                 return;
         }
-        if (req->type == LMP_REQ_GENERATE && req->prompt_len > (size_t)d->cfg->max_prompt_tokens * 64) {
+        if (req->type == LMP_REQ_GENERATE && req->prompt_len > (size_t)rt->cfg->max_prompt_tokens * 64) {
                 /* No token is longer than 64 bytes in any vocabulary we know:
                  * such a prompt has more tokens than the limit. */
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_TOO_LONG,
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_TOO_LONG,
                             "the prompt's %zu bytes exceed limits.max_prompt_tokens (%d)", req->prompt_len,
-                            d->cfg->max_prompt_tokens);
+                            rt->cfg->max_prompt_tokens);
                 return;
         }
         apply_defaults(m->cfg, req);
@@ -1087,20 +1118,20 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
          * without a queue or a worker. */
         char *cache_key = NULL, *cache_prefix = NULL;
         size_t cache_key_len = 0, cache_prefix_len = 0;
-        if (cacheable(d, req)) {
-                if (cache_lookup(d, client, clen, delim, ident, (size_t)mi, req, &cache_key, &cache_key_len,
+        if (cacheable(rt, req)) {
+                if (cache_lookup(rt, client, clen, delim, ident, (size_t)mi, req, &cache_key, &cache_key_len,
                                  &cache_prefix, &cache_prefix_len))
                         return;
         }
-        if (!least_loaded(m) && d->queued >= (size_t)d->cfg->queue_length) {
+        if (!has_free_slot(m) && rt->queued >= (size_t)rt->cfg->queue_length) {
                 free(cache_key);
                 free(cache_prefix);
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_BUSY, "queue full (%d requests)",
-                            d->cfg->queue_length);
-                log_overload(d, m);
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_BUSY, "queue full (%d requests)",
+                            rt->cfg->queue_length);
+                log_overload(rt, m);
                 return;
         }
-        uint32_t timeout = (uint32_t)d->cfg->request_timeout_ms;
+        uint32_t timeout = (uint32_t)rt->cfg->request_timeout_ms;
         if ((req->sampling.set & LMP_SET_TIMEOUT_MS) && req->timeout_ms < timeout)
                 timeout = req->timeout_ms;
 
@@ -1111,7 +1142,7 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                 free(cache_key);
                 free(cache_prefix);
                 lmp_proto_buf_free(&job);
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_INTERNAL, "out of memory");
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_INTERNAL, "out of memory");
                 return;
         }
         if (job.len > LMP_PROTO_JOB_MAX) {
@@ -1121,11 +1152,11 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
                 free(cache_key);
                 free(cache_prefix);
                 lmp_proto_buf_free(&job);
-                reply_error(d, client, clen, delim, req->id, LMP_PROTO_TOO_LONG,
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_TOO_LONG,
                             "the request is too long once escaped for the worker");
                 return;
         }
-        r->rid = ++d->next_rid;
+        r->rid = ++rt->next_rid;
         memcpy(r->client, client, clen);
         r->client_len = (uint8_t)clen;
         snprintf(r->ident, sizeof(r->ident), "%s", ident ? ident : "");
@@ -1135,18 +1166,18 @@ static void handle_request(struct lmp_daemon *d, const uint8_t *client, size_t c
         r->affinity = affinity_key((size_t)mi, req);
         r->job = job.data;
         r->job_len = job.len;
-        d->held_bytes += job.len;
+        rt->held_bytes += job.len;
         r->cache_key = cache_key;
         r->cache_key_len = cache_key_len;
         r->cache_prefix = cache_prefix;
         r->cache_prefix_len = cache_prefix_len;
         r->cache_held = cache_key_len + cache_prefix_len;
-        d->held_bytes += r->cache_held;
+        rt->held_bytes += r->cache_held;
         r->arrival_ms = lmp_now_ms();
         r->deadline_ms = r->arrival_ms + timeout;
         list_push(&m->queue, r);
-        d->queued++;
-        lmp_router_dispatch(d);
+        rt->queued++;
+        lmp_router_dispatch(rt);
 }
 
 /* Who sent msg, beyond its connection: the ZAP User-Id when a ZAP handler
@@ -1179,33 +1210,33 @@ static void identity_of(zmq_msg_t *msg, bool ipc, char *buf, size_t size) {
                 snprintf(buf, size, "uid:%lu", v);
 }
 
-static struct lmp_conn *conn_at(struct lmp_daemon *d, int fd) {
+static struct lmp_conn *conn_at(struct lmp_router *rt, int fd) {
         if (fd < 0)
                 return NULL;
-        if ((size_t)fd >= d->n_conns_cap) {
-                size_t cap = d->n_conns_cap ? d->n_conns_cap : 256;
+        if ((size_t)fd >= rt->n_conns_cap) {
+                size_t cap = rt->n_conns_cap ? rt->n_conns_cap : 256;
                 while (cap <= (size_t)fd)
                         cap *= 2;
-                struct lmp_conn *c = realloc(d->conns, cap * sizeof(*c));
+                struct lmp_conn *c = realloc(rt->conns, cap * sizeof(*c));
                 if (!c)
                         return NULL;
-                memset(c + d->n_conns_cap, 0, (cap - d->n_conns_cap) * sizeof(*c));
-                d->conns = c;
-                d->n_conns_cap = cap;
+                memset(c + rt->n_conns_cap, 0, (cap - rt->n_conns_cap) * sizeof(*c));
+                rt->conns = c;
+                rt->n_conns_cap = cap;
         }
-        return &d->conns[fd];
+        return &rt->conns[fd];
 }
 
-void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
+void lmp_router_on_client(struct lmp_router *rt, void *sock) {
         struct parts p;
         struct lmp_request req;
         struct lmp_proto_error perr;
-        bool ipc = sock == d->front && strncmp(d->frontend, "ipc://", 6) == 0;
+        bool ipc = sock == rt->front && strncmp(rt->frontend, "ipc://", 6) == 0;
 
         /* Connections first: a request from a client that has just gone
          * must find it gone. */
-        lmp_router_on_monitor(d, 0);
-        lmp_router_on_monitor(d, 1);
+        lmp_router_on_monitor(rt, 0);
+        lmp_router_on_monitor(rt, 1);
         while (recv_parts(sock, &p) > 0) {
                 const uint8_t *client = zmq_msg_data(&p.m[0]);
                 size_t clen = zmq_msg_size(&p.m[0]);
@@ -1215,7 +1246,7 @@ void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
 
                 if (p.n >= 2) {
                         int fd = zmq_msg_get(body, ZMQ_SRCFD);
-                        struct lmp_conn *c = conn_at(d, fd);
+                        struct lmp_conn *c = conn_at(rt, fd);
                         if (c && c->open && c->rid_len &&
                             (c->rid_len != clen || memcmp(c->rid, client, clen) != 0)) {
                                 /* A connection keeps its routing id: this is
@@ -1224,16 +1255,16 @@ void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
                                  * queued. Read it now, or it would be taken
                                  * for this connection's and cancel its
                                  * requests. */
-                                lmp_router_on_monitor(d, 0);
-                                lmp_router_on_monitor(d, 1);
-                                c = conn_at(d, fd);
+                                lmp_router_on_monitor(rt, 0);
+                                lmp_router_on_monitor(rt, 1);
+                                c = conn_at(rt, fd);
                         }
                         if (c && !c->open) {
                                 /* A connection's ACCEPTED is queued before
                                  * its first message: look again. */
-                                lmp_router_on_monitor(d, 0);
-                                lmp_router_on_monitor(d, 1);
-                                c = conn_at(d, fd); /* the table may have moved */
+                                lmp_router_on_monitor(rt, 0);
+                                lmp_router_on_monitor(rt, 1);
+                                c = conn_at(rt, fd); /* the table may have moved */
                         }
                         if (c && !c->open) {
                                 /* Its DISCONNECTED came first: nobody to answer. */
@@ -1252,7 +1283,7 @@ void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
                 }
                 if (p.n < 2 || clen == 0 || clen >= LMP_CLIENT_ID_MAX || p.total > (delim ? 3 : 2)) {
                         if (p.n >= 2 && clen > 0 && clen < LMP_CLIENT_ID_MAX)
-                                reply_error(d, client, clen, delim, NULL, LMP_PROTO_BAD_REQUEST,
+                                reply_error(rt, client, clen, delim, NULL, LMP_PROTO_BAD_REQUEST,
                                             "a request is one frame of JSON (optionally after an empty frame)");
                         close_parts(&p);
                         continue;
@@ -1260,10 +1291,10 @@ void lmp_router_on_client(struct lmp_daemon *d, void *sock) {
                 memset(&req, 0, sizeof(req));
                 memset(&perr, 0, sizeof(perr));
                 if (lmp_proto_parse_request(zmq_msg_data(body), zmq_msg_size(body), &req, &perr) < 0) {
-                        reply_error(d, client, clen, delim, perr.has_id ? perr.id : NULL, perr.code, "%s",
+                        reply_error(rt, client, clen, delim, perr.has_id ? perr.id : NULL, perr.code, "%s",
                                     perr.message);
                 } else {
-                        handle_request(d, client, clen, delim, ident, &req);
+                        handle_request(rt, client, clen, delim, ident, &req);
                 }
                 lmp_request_clear(&req);
                 close_parts(&p);
@@ -1294,61 +1325,61 @@ static bool fd_is_ours(int fd, const char *endpoint) {
         return false;
 }
 
-static const char *endpoint_of(struct lmp_daemon *d, int which) {
-        return which == 0 ? d->frontend : d->cfg->tcp;
+static const char *endpoint_of(struct lmp_router *rt, int which) {
+        return which == 0 ? rt->frontend : rt->cfg->tcp;
 }
 
 /* Closes a connection under libzmq's feet without closing its descriptor
  * (which libzmq owns): the engine reads end-of-file, drops the connection
  * with whatever it had half-received, and the monitor says DISCONNECTED. */
-static bool shut_down(struct lmp_daemon *d, struct lmp_conn *c, int fd) {
-        if (c->closing || !fd_is_ours(fd, endpoint_of(d, c->sock)))
+static bool shut_down(struct lmp_router *rt, struct lmp_conn *c, int fd) {
+        if (c->closing || !fd_is_ours(fd, endpoint_of(rt, c->sock)))
                 return false;
         c->closing = true;
         return shutdown(fd, SHUT_RDWR) == 0;
 }
 
-static void log_refused(struct lmp_daemon *d) {
+static void log_refused(struct lmp_router *rt) {
         double now = lmp_now_ms();
-        d->refused_since_log++;
-        if (now - d->last_refused_log_ms < 1000)
+        rt->refused_since_log++;
+        if (now - rt->last_refused_log_ms < 1000)
                 return;
         struct lmp_log_field f[] = {
-                LMP_FU64("CLIENTS", d->n_conns_open),
-                LMP_FU64("CLIENTS_LIMIT", (uint64_t)d->cfg->max_clients),
-                LMP_FU64("REFUSED", d->refused_since_log),
+                LMP_FU64("CLIENTS", rt->n_conns_open),
+                LMP_FU64("CLIENTS_LIMIT", (uint64_t)rt->cfg->max_clients),
+                LMP_FU64("REFUSED", rt->refused_since_log),
         };
         lmp_log_event(LMP_PRI_WARNING, "clients_refused", f,
                       "%zu client connections open (limits.max_clients %d): %" PRIu64
-                      " connections refused since the last report", d->n_conns_open, d->cfg->max_clients,
-                      d->refused_since_log);
-        d->last_refused_log_ms = now;
-        d->refused_since_log = 0;
+                      " connections refused since the last report", rt->n_conns_open, rt->cfg->max_clients,
+                      rt->refused_since_log);
+        rt->last_refused_log_ms = now;
+        rt->refused_since_log = 0;
 }
 
 /* Every request of the client on connection c: nobody reads their events. */
-static void cancel_connection(struct lmp_daemon *d, struct lmp_conn *c) {
+static void cancel_connection(struct lmp_router *rt, struct lmp_conn *c) {
         if (c->rid_len == 0)
                 return;
-        for (size_t i = 0; i < d->n_models; i++) {
-                struct lmp_model_rt *m = &d->models[i];
+        for (size_t i = 0; i < rt->n_models; i++) {
+                struct lmp_router_model *m = &rt->models[i];
                 struct lmp_request_rt *r, *next;
                 for (r = m->queue.head; r; r = next) {
                         next = r->next;
                         if (r->client_len == c->rid_len && memcmp(r->client, c->rid, c->rid_len) == 0)
-                                client_gone(d, r);
+                                client_gone(rt, r);
                 }
                 for (int j = 0; j < m->n_workers; j++)
                         for (r = m->workers[j].running.head; r; r = r->next)
                                 if (r->id[0] && r->client_len == c->rid_len &&
                                     memcmp(r->client, c->rid, c->rid_len) == 0)
-                                        client_gone(d, r);
+                                        client_gone(rt, r);
         }
-        drop_pending(d, c->rid, c->rid_len);
+        drop_pending(rt, c->rid, c->rid_len);
 }
 
-void lmp_router_on_monitor(struct lmp_daemon *d, int which) {
-        void *mon = d->monitor[which];
+void lmp_router_on_monitor(struct lmp_router *rt, int which) {
+        void *mon = rt->monitor[which];
         if (!mon)
                 return;
         for (;;) {
@@ -1376,19 +1407,19 @@ void lmp_router_on_monitor(struct lmp_daemon *d, int which) {
                 }
                 int fd = (int)value;
                 struct lmp_conn *c;
-                if (event == ZMQ_EVENT_ACCEPTED && (c = conn_at(d, fd))) {
+                if (event == ZMQ_EVENT_ACCEPTED && (c = conn_at(rt, fd))) {
                         if (c->open) /* its DISCONNECTED never came: count it once */
-                                d->n_conns_open--;
+                                rt->n_conns_open--;
                         *c = (struct lmp_conn){ .open = true, .sock = (uint8_t)which };
-                        d->n_conns_open++;
-                        if (d->n_conns_open > (size_t)d->cfg->max_clients && shut_down(d, c, fd)) {
-                                d->stats.clients_refused++;
-                                log_refused(d);
+                        rt->n_conns_open++;
+                        if (rt->n_conns_open > (size_t)rt->cfg->max_clients && shut_down(rt, c, fd)) {
+                                rt->stats.clients_refused++;
+                                log_refused(rt);
                         }
-                } else if (event == ZMQ_EVENT_DISCONNECTED && (c = conn_at(d, fd)) && c->open) {
+                } else if (event == ZMQ_EVENT_DISCONNECTED && (c = conn_at(rt, fd)) && c->open) {
                         c->open = false;
-                        d->n_conns_open--;
-                        cancel_connection(d, c);
+                        rt->n_conns_open--;
+                        cancel_connection(rt, c);
                 }
         }
 }
@@ -1415,23 +1446,23 @@ static uint64_t anon_bytes(void) {
  * connections that have bytes waiting in the kernel but have delivered no
  * whole message for a while are sending one that does not end, and are
  * closed (libzmq then frees what it held). */
-static bool check_receive_memory(struct lmp_daemon *d, double now) {
+static bool check_receive_memory(struct lmp_router *rt, double now) {
         uint64_t anon = anon_bytes();
         if (!anon)
                 return false;
         /* What the router holds itself (jobs, kept events) is not what
          * libzmq holds for senders. */
-        uint64_t held = d->held_bytes + (d->rcache ? lmp_rcache_bytes(d->rcache) : 0);
+        uint64_t held = rt->held_bytes + (rt->rcache ? lmp_rcache_bytes(rt->rcache) : 0);
         anon = anon > held ? anon - held : 0;
-        if (!d->anon_baseline || anon < d->anon_baseline)
-                d->anon_baseline = anon;
-        if (anon <= d->anon_baseline + d->cfg->receive_memory)
+        if (!rt->anon_baseline || anon < rt->anon_baseline)
+                rt->anon_baseline = anon;
+        if (anon <= rt->anon_baseline + rt->cfg->receive_memory)
                 return false;
-        lmp_router_on_monitor(d, 0);
-        lmp_router_on_monitor(d, 1);
+        lmp_router_on_monitor(rt, 0);
+        lmp_router_on_monitor(rt, 1);
         uint64_t closed = 0;
-        for (size_t fd = 0; fd < d->n_conns_cap; fd++) {
-                struct lmp_conn *c = &d->conns[fd];
+        for (size_t fd = 0; fd < rt->n_conns_cap; fd++) {
+                struct lmp_conn *c = &rt->conns[fd];
                 int waiting = 0;
                 /* One that has just delivered a whole message is not stuck
                  * in an endless one. */
@@ -1439,141 +1470,136 @@ static bool check_receive_memory(struct lmp_daemon *d, double now) {
                         continue;
                 if (ioctl((int)fd, FIONREAD, &waiting) < 0 || waiting <= 0)
                         continue;
-                if (shut_down(d, c, (int)fd)) {
+                if (shut_down(rt, c, (int)fd)) {
                         closed++;
-                        d->stats.clients_overlong++;
+                        rt->stats.clients_overlong++;
                 }
         }
-        if (closed && now - d->last_overlong_log_ms >= 1000) {
+        if (closed && now - rt->last_overlong_log_ms >= 1000) {
                 char b1[32], b2[32];
                 struct lmp_log_field f[] = {
                         LMP_FU64("ANON_BYTES", anon),
-                        LMP_FU64("ANON_BYTES_AT_REST", d->anon_baseline),
+                        LMP_FU64("ANON_BYTES_AT_REST", rt->anon_baseline),
                         LMP_FU64("CLOSED", closed),
                 };
                 lmp_log_event(LMP_PRI_WARNING, "clients_overlong", f,
                               "memory %s above %s at rest (limits.receive_memory): closed %" PRIu64
                               " client connections sending a message that does not end",
-                              lmp_fmt_bytes(anon - d->anon_baseline, b1), lmp_fmt_bytes(d->anon_baseline, b2),
+                              lmp_fmt_bytes(anon - rt->anon_baseline, b1), lmp_fmt_bytes(rt->anon_baseline, b2),
                               closed);
-                d->last_overlong_log_ms = now;
+                rt->last_overlong_log_ms = now;
         }
         return true;
 }
 
-double lmp_router_tick(struct lmp_daemon *d, double now) {
-        if (now < d->next_tick_ms)
-                return d->next_tick_ms;
-        if (d->pending)
-                retry_pending(d, now);
+double lmp_router_tick(struct lmp_router *rt, double now) {
+        if (now < rt->next_tick_ms)
+                return rt->next_tick_ms;
+        if (rt->pending)
+                retry_pending(rt, now);
         /* Over the bound, look again soon: the sender may not have had
          * bytes waiting at this very moment. */
-        d->next_tick_ms = now + (d->n_conns_open && check_receive_memory(d, now) ? 10 : 50);
-        return d->n_conns_open || d->pending ? d->next_tick_ms : now + 1000;
+        rt->next_tick_ms = now + (rt->n_conns_open && check_receive_memory(rt, now) ? 10 : 50);
+        return rt->n_conns_open || rt->pending ? rt->next_tick_ms : now + 1000;
 }
 
 /* ------------------------------------------------------- worker messages */
 
-static void log_done(struct lmp_daemon *d, struct lmp_request_rt *r, const char *head) {
-        unsigned prompt = 0, gen = 0, cached = 0;
-        double queued = 0, ttft = 0, total = 0, tps = 0;
-        char finish[16] = "";
-        uint64_t rid;
-        char kind;
-
-        if (sscanf(head, "%" SCNu64 " %c %u %u %u %lf %lf %lf %lf %15s", &rid, &kind, &prompt, &gen, &cached,
-                   &queued, &ttft, &total, &tps, finish) < 10)
-                return;
-        if (!d->cfg->log_requests)
+static void log_done(struct lmp_router *rt, struct lmp_request_rt *r, const struct lmp_wire_done *done) {
+        if (!rt->cfg->log_requests)
                 return;
         struct lmp_log_field f[] = {
                 LMP_FSTR("LMPOOL_REQUEST", r->id),
-                LMP_FSTR("LMPOOL_MODEL", d->models[r->model].cfg->name),
+                LMP_FSTR("LMPOOL_MODEL", rt->models[r->model].cfg->name),
                 LMP_FSTR("LMPOOL_WORKER", r->worker->name),
-                LMP_FU64("PROMPT_TOKENS", prompt),
-                LMP_FU64("CACHED_TOKENS", cached),
-                LMP_FU64("GENERATED_TOKENS", gen),
-                LMP_FF64("QUEUED_MS", queued),
-                LMP_FF64("TTFT_MS", ttft),
-                LMP_FF64("TOTAL_MS", total),
-                LMP_FF64("TOKENS_PER_S", tps),
-                LMP_FSTR("FINISH", finish),
+                LMP_FU64("PROMPT_TOKENS", done->prompt_tokens),
+                LMP_FU64("CACHED_TOKENS", done->cached_tokens),
+                LMP_FU64("GENERATED_TOKENS", done->generated_tokens),
+                LMP_FF64("QUEUED_MS", done->queued_ms),
+                LMP_FF64("TTFT_MS", done->ttft_ms),
+                LMP_FF64("TOTAL_MS", done->total_ms),
+                LMP_FF64("TOKENS_PER_S", done->tokens_per_s),
+                LMP_FSTR("FINISH", lmp_finish_name(done->finish)),
         };
         lmp_log_event(LMP_PRI_INFO, "request_done", f, "request %s on %s: %u+%u tokens, ttft %.0f ms, %.1f tokens/s",
-                      r->id, r->worker->name, prompt, gen, ttft, tps);
+                      r->id, r->worker->name, done->prompt_tokens, done->generated_tokens, done->ttft_ms,
+                      done->tokens_per_s);
 }
 
 /* A worker frame that does not fit the worker's state is dropped: counted,
  * logged (at most once a second), never forwarded. */
-#define refuse_frame(d, w, ...) \
-        lmp_auth_refused((d), &(d)->auth.worker_frames_refused, "worker " __VA_ARGS__)
+#define refuse_frame(rt, w, ...) \
+        lmp_auth_refused((rt), &(rt)->auth.worker_frames_refused, "worker " __VA_ARGS__)
 
 /* `ev`, `<rid> <kind> ...`, event JSON: for a request this worker is
- * running, of a kind it can send. */
-static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts *p) {
-        char head[256];
-        uint64_t rid;
-        char kind = 0;
-        size_t hl;
-        int used = 0;
+ * running, of a kind it can send. A terminal event whose header names its
+ * request but does not parse past that (wire.h) still ends the request,
+ * once, for its client: its details are lost, which is logged as the
+ * worker's protocol error. */
+static void on_event(struct lmp_router *rt, struct lmp_router_worker *w, struct parts *p) {
+        struct lmp_wire_event ev;
+        struct lmp_error err = { 0 };
         struct lmp_request_rt *r;
+        bool whole;
 
         if (w->state != LMP_WORKER_READY && w->state != LMP_WORKER_STOPPING) {
-                refuse_frame(d, w, "%s: an event before it was ready: dropped", w->name);
+                refuse_frame(rt, w, "%s: an event before it was ready: dropped", w->name);
                 return;
         }
-        if (p->total != 4 || zmq_msg_size(&p->m[2]) >= sizeof(head)) {
-                refuse_frame(d, w, "%s: an event of %d frames: dropped", w->name, p->total);
+        whole = lmp_wire_parse_event(zmq_msg_data(&p->m[2]), zmq_msg_size(&p->m[2]), &ev, &err) == 0;
+        if (!whole && (lmp_wire_parse_event_rid(zmq_msg_data(&p->m[2]), zmq_msg_size(&p->m[2]), &ev.rid, &ev.kind) < 0 ||
+                       ev.kind == LMP_WIRE_TOKEN)) {
+                refuse_frame(rt, w, "%s: %s: dropped", w->name, err.msg);
                 return;
         }
-        hl = zmq_msg_size(&p->m[2]);
-        memcpy(head, zmq_msg_data(&p->m[2]), hl);
-        head[hl] = '\0';
-        if (sscanf(head, "%" SCNu64 " %c%n", &rid, &kind, &used) != 2 || (kind != 't' && kind != 'd' && kind != 'e') ||
-            (head[used] != '\0' && head[used] != ' ')) {
-                refuse_frame(d, w, "%s: an event with a bad header: dropped", w->name);
-                return;
-        }
-        for (r = w->running.head; r && r->rid != rid; r = r->next)
+        for (r = w->running.head; r && r->rid != ev.rid; r = r->next)
                 ;
         if (!r) {
-                refuse_frame(d, w, "%s: an event for request %" PRIu64 ", which it is not running: dropped", w->name,
-                             rid);
+                refuse_frame(rt, w, "%s: an event for request %" PRIu64 ", which it is not running: dropped", w->name,
+                             ev.rid);
                 return;
         }
-        if (kind == 't') {
+        if (!whole) {
+                rt->auth.worker_protocol_errors++;
+                lmp_log_msg(LMP_PRI_WARNING, "worker %s: protocol error: request %s: %s; the request ends with "
+                            "the event as sent%s", w->name, r->id[0] ? r->id : "(answered already)", err.msg,
+                            ev.kind == LMP_WIRE_DONE ? ", without its request_done line" : "");
+        }
+        if (ev.kind == LMP_WIRE_TOKEN) {
                 r->streamed = true;
                 if (!r->id[0])
                         return; /* answered already (cancel, timeout, slow consumer) */
-                cache_collect(d, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), false);
-                int rc = send_to_client(d, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
+                cache_collect(rt, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), false);
+                int rc = send_to_client(rt, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
                                         zmq_msg_size(&p->m[3]));
                 if (rc == -EAGAIN) {
                         /* The client does not keep up: stop the work, and its
                          * last event is slow_consumer, after what it has. */
-                        d->stats.events_dropped++;
-                        cancel_request(d, r, LMP_PROTO_SLOW_CONSUMER,
+                        rt->stats.events_dropped++;
+                        cancel_request(rt, r, LMP_PROTO_SLOW_CONSUMER,
                                        "the client did not read its events in time (limits.client_events)");
                 } else if (rc == -EHOSTUNREACH) {
-                        client_gone(d, r);
+                        client_gone(rt, r);
                 }
                 return;
         }
         if (r->id[0]) {
                 /* The request's terminal event, kept for a slow client. */
-                send_terminal(d, r->client, r->client_len, r->delimiter, r->ident, zmq_msg_data(&p->m[3]),
-                              zmq_msg_size(&p->m[3]), kind == 'd', lmp_now_ms() + d->cfg->request_timeout_ms);
-                if (kind == 'd') {
-                        log_done(d, r, head);
-                        cache_collect(d, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), true);
+                bool done = ev.kind == LMP_WIRE_DONE;
+                send_terminal(rt, r->client, r->client_len, r->delimiter, r->ident, zmq_msg_data(&p->m[3]),
+                              zmq_msg_size(&p->m[3]), done, lmp_now_ms() + rt->cfg->request_timeout_ms);
+                if (done) {
+                        if (whole)
+                                log_done(rt, r, &ev.done);
+                        cache_collect(rt, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), true);
                 } else {
-                        d->stats.errors++;
+                        rt->stats.errors++;
                 }
         }
         w->served++;
         list_remove(&w->running, r);
-        request_free(d, r);
-        lmp_router_dispatch(d);
+        request_free(rt, r);
+        lmp_router_dispatch(rt);
 }
 
 /* Whether this message came over the connection the ZAP handler accepted
@@ -1581,7 +1607,7 @@ static void on_event(struct lmp_daemon *d, struct lmp_worker_rt *w, struct parts
  * what was checked. Read from a frame that came from the peer (libzmq
  * 4.3.4 leaves the routing-id frame without metadata when zmq_poll
  * prefetched the message). */
-static bool from_worker(zmq_msg_t *m, const struct lmp_worker_rt *w) {
+static bool from_worker(zmq_msg_t *m, const struct lmp_router_worker *w) {
         const char *uid = zmq_msg_gets(m, "User-Id");
         char pid[24];
         if (!uid || w->pid <= 0)
@@ -1590,18 +1616,22 @@ static bool from_worker(zmq_msg_t *m, const struct lmp_worker_rt *w) {
         return strcmp(uid, pid) == 0;
 }
 
-static void body_str(zmq_msg_t *m, char *buf, size_t size) {
-        size_t n = LMP_MIN(zmq_msg_size(m), size - 1);
-        memcpy(buf, zmq_msg_data(m), n);
-        buf[n] = '\0';
+static struct lmp_router_worker *find_worker(struct lmp_router *rt, const void *name, size_t len) {
+        for (size_t i = 0; i < rt->n_models; i++)
+                for (int j = 0; j < rt->models[i].n_workers; j++) {
+                        struct lmp_router_worker *w = &rt->models[i].workers[j];
+                        if (strlen(w->name) == len && memcmp(w->name, name, len) == 0)
+                                return w;
+                }
+        return NULL;
 }
 
-void lmp_router_on_worker(struct lmp_daemon *d) {
+void lmp_router_on_worker(struct lmp_router *rt) {
         struct parts p;
 
-        while (recv_parts(d->back, &p) > 0) {
-                struct lmp_worker_rt *w =
-                        p.n >= 2 ? lmp_supervisor_find_worker(d, zmq_msg_data(&p.m[0]), zmq_msg_size(&p.m[0])) : NULL;
+        while (recv_parts(rt->back, &p) > 0) {
+                struct lmp_router_worker *w =
+                        p.n >= 2 ? find_worker(rt, zmq_msg_data(&p.m[0]), zmq_msg_size(&p.m[0])) : NULL;
                 if (!w || w->state == LMP_WORKER_EXITED || !from_worker(&p.m[1], w)) {
                         const char *uid = p.n >= 2 ? zmq_msg_gets(&p.m[1], "User-Id") : NULL;
                         int idl = p.n >= 1 ? (int)LMP_MIN(zmq_msg_size(&p.m[0]), 96) : 0;
@@ -1609,46 +1639,57 @@ void lmp_router_on_worker(struct lmp_daemon *d) {
                         if (w && uid) {
                                 /* Passed the ZAP handler, so one of our children: the
                                  * last frames of a worker that has just died. */
-                                d->auth.worker_frames_refused++;
+                                rt->auth.worker_frames_refused++;
                                 lmp_log_msg(LMP_PRI_DEBUG, "worker socket: a late message from pid %s for %.*s: "
                                             "dropped", uid, idl, idp);
                         } else {
-                                lmp_auth_refused(d, &d->auth.worker_frames_refused, "worker socket: a message from "
+                                lmp_auth_refused(rt, &rt->auth.worker_frames_refused, "worker socket: a message from "
                                                  "pid %s claiming routing id '%.*s' of no worker: dropped",
                                                  uid ? uid : "?", idl, idp);
                         }
                         close_parts(&p);
                         continue;
                 }
-                if (part_eq(&p.m[1], "ev")) {
+                struct lmp_wire_ready ready;
+                struct lmp_wire_heartbeat hb;
+                struct lmp_error err = { 0 };
+                enum lmp_wire_verb verb;
+                const void *head = p.n >= 3 ? zmq_msg_data(&p.m[2]) : NULL;
+                size_t head_len = p.n >= 3 ? zmq_msg_size(&p.m[2]) : 0;
+                if (lmp_wire_parse_verb(false, zmq_msg_data(&p.m[1]), zmq_msg_size(&p.m[1]), p.total - 1, &verb,
+                                        &err) < 0) {
+                        refuse_frame(rt, w, "%s: %s: dropped", w->name, err.msg);
+                } else if (verb == LMP_WIRE_EVENT) {
                         w->last_seen_ms = lmp_now_ms();
-                        on_event(d, w, &p);
-                } else if (part_eq(&p.m[1], "hb") && p.total == 3) {
-                        char body[160];
-                        unsigned active;
+                        on_event(rt, w, &p);
+                } else if (verb == LMP_WIRE_HEARTBEAT) {
                         w->last_seen_ms = lmp_now_ms();
-                        body_str(&p.m[2], body, sizeof(body));
-                        sscanf(body, "%u %" SCNu64 " %" SCNu64 " %" SCNu64, &active, &w->rss, &w->pss,
-                               &w->store_private);
-                } else if (part_eq(&p.m[1], "ready") && p.total == 3) {
-                        char body[64];
-                        unsigned slots = 0, n_ctx = 0;
-                        int pid = 0;
-                        body_str(&p.m[2], body, sizeof(body));
-                        if (w->state != LMP_WORKER_STARTING) {
-                                refuse_frame(d, w, "%s: 'ready' while %s: dropped", w->name,
-                                             w->state == LMP_WORKER_READY ? "ready" : "stopping");
-                        } else if (sscanf(body, "%u %d %u", &slots, &pid, &n_ctx) != 3 || slots == 0 ||
-                                   slots > (unsigned)d->models[w->model].cfg->slots || pid != (int)w->pid) {
-                                refuse_frame(d, w, "%s: a bad 'ready' (%s): dropped", w->name, body);
+                        if (lmp_wire_parse_heartbeat(head, head_len, &hb, &err) < 0) {
+                                refuse_frame(rt, w, "%s: %s: dropped", w->name, err.msg);
                         } else {
-                                w->last_seen_ms = lmp_now_ms();
-                                w->slots = slots;
-                                lmp_supervisor_worker_ready(d, w);
-                                lmp_router_dispatch(d);
+                                w->rss = hb.rss;
+                                w->pss = hb.pss;
+                                w->store_private = hb.store_private;
                         }
-                } else {
-                        refuse_frame(d, w, "%s: an unknown message of %d frames: dropped", w->name, p.total);
+                } else if (verb == LMP_WIRE_READY) {
+                        if (w->state != LMP_WORKER_STARTING) {
+                                refuse_frame(rt, w, "%s: 'ready' while %s: dropped", w->name,
+                                             w->state == LMP_WORKER_READY ? "ready" : "stopping");
+                        } else if (lmp_wire_parse_ready(head, head_len, &ready, &err) < 0) {
+                                refuse_frame(rt, w, "%s: a bad 'ready': %s: dropped", w->name, err.msg);
+                        } else if (ready.slots > (unsigned)rt->models[w->model].cfg->slots ||
+                                   ready.pid != (int)w->pid) {
+                                refuse_frame(rt, w, "%s: a bad 'ready' (%u slots of %d, pid %d of %d): dropped",
+                                             w->name, ready.slots, rt->models[w->model].cfg->slots, (int)ready.pid,
+                                             (int)w->pid);
+                        } else {
+                                w->state = LMP_WORKER_READY;
+                                w->ready_ms = w->last_seen_ms = lmp_now_ms();
+                                w->slots = ready.slots;
+                                if (rt->on_worker_ready)
+                                        rt->on_worker_ready(rt, w, rt->userdata);
+                                lmp_router_dispatch(rt);
+                        }
                 }
                 close_parts(&p);
         }
@@ -1656,93 +1697,124 @@ void lmp_router_on_worker(struct lmp_daemon *d) {
 
 /* ------------------------------------------------------------- timers */
 
-void lmp_router_expire(struct lmp_daemon *d, double now) {
-        for (size_t i = 0; i < d->n_models; i++) {
-                struct lmp_model_rt *m = &d->models[i];
+void lmp_router_expire(struct lmp_router *rt, double now) {
+        for (size_t i = 0; i < rt->n_models; i++) {
+                struct lmp_router_model *m = &rt->models[i];
                 struct lmp_request_rt *r, *next;
                 for (r = m->queue.head; r; r = next) {
                         next = r->next;
                         if (now >= r->deadline_ms)
-                                cancel_request(d, r, LMP_PROTO_TIMEOUT, "the request's deadline passed in the queue");
+                                cancel_request(rt, r, LMP_PROTO_TIMEOUT, "the request's deadline passed in the queue");
                 }
                 for (int j = 0; j < m->n_workers; j++)
                         for (r = m->workers[j].running.head; r; r = r->next)
                                 if (r->id[0] && now >= r->deadline_ms)
-                                        cancel_request(d, r, LMP_PROTO_TIMEOUT, "the request's deadline passed");
+                                        cancel_request(rt, r, LMP_PROTO_TIMEOUT, "the request's deadline passed");
         }
 }
 
-void lmp_router_heartbeat(struct lmp_daemon *d) {
-        for (size_t i = 0; i < d->n_models; i++)
-                for (int j = 0; j < d->models[i].n_workers; j++) {
-                        struct lmp_worker_rt *w = &d->models[i].workers[j];
+double lmp_router_next_deadline(const struct lmp_router *rt) {
+        double t = 1e300;
+        for (size_t i = 0; i < rt->n_models; i++) {
+                for (const struct lmp_request_rt *r = rt->models[i].queue.head; r; r = r->next)
+                        t = LMP_MIN(t, r->deadline_ms);
+                for (int j = 0; j < rt->models[i].n_workers; j++)
+                        for (const struct lmp_request_rt *r = rt->models[i].workers[j].running.head; r; r = r->next)
+                                if (r->id[0])
+                                        t = LMP_MIN(t, r->deadline_ms);
+        }
+        return t;
+}
+
+void lmp_router_heartbeat(struct lmp_router *rt) {
+        for (size_t i = 0; i < rt->n_models; i++)
+                for (int j = 0; j < rt->models[i].n_workers; j++) {
+                        struct lmp_router_worker *w = &rt->models[i].workers[j];
                         if (w->state != LMP_WORKER_READY && w->state != LMP_WORKER_STOPPING)
                                 continue;
-                        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0)
-                                zmq_send(d->back, "hb", 2, 0);
+                        send_to_worker(rt, w, LMP_WIRE_PING, NULL, NULL, 0);
                 }
 }
 
-void lmp_router_send_stop(struct lmp_daemon *d, struct lmp_worker_rt *w) {
-        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0)
-                zmq_send(d->back, "stop", 4, 0);
+void lmp_router_send_stop(struct lmp_router *rt, struct lmp_router_worker *w) {
+        send_to_worker(rt, w, LMP_WIRE_STOP, NULL, NULL, 0);
 }
 
 /* The requests of a worker that died: one that has sent nothing yet goes
  * back to the head of its model's queue (limits.retries times), so that
  * the crash is invisible to its client; the others end with worker_lost.
  * Dispatch runs after, when the dead worker is no longer ready. */
-void lmp_router_worker_lost(struct lmp_daemon *d, struct lmp_worker_rt *w, const char *why) {
+void lmp_router_worker_lost(struct lmp_router *rt, struct lmp_router_worker *w, const char *why) {
         struct lmp_request_rt *r;
         double now = lmp_now_ms();
         while ((r = w->running.tail)) {
                 list_remove(&w->running, r);
-                struct lmp_model_rt *m = &d->models[r->model];
-                if (r->id[0] && !r->streamed && r->retries < d->cfg->retries && now < r->deadline_ms &&
-                    m->state != LMP_MODEL_FAILED && !d->stopping) {
+                struct lmp_router_model *m = &rt->models[r->model];
+                struct lmp_retry_facts facts = {
+                        .answered = !r->id[0], .streamed = r->streamed, .retries = r->retries,
+                        .retries_max = (unsigned)rt->cfg->retries, .now_ms = now, .deadline_ms = r->deadline_ms,
+                        .model_failed = m->failed, .stopping = rt->stopping,
+                };
+                if (lmp_dispatch_retry(&facts)) {
                         r->retries++;
                         r->worker = NULL;
                         list_push_front(&m->queue, r);
-                        d->queued++;
-                        d->stats.retried++;
+                        rt->queued++;
+                        rt->stats.retried++;
                         lmp_log_msg(LMP_PRI_NOTICE, "request %s: %s died before its first token (%s): run again",
                                     r->id, w->name, why);
                         continue;
                 }
                 if (r->id[0])
-                        request_error(d, r, LMP_PROTO_WORKER_LOST, why);
-                request_free(d, r);
+                        request_error(rt, r, LMP_PROTO_WORKER_LOST, why);
+                request_free(rt, r);
         }
 }
 
-void lmp_router_fail_queued(struct lmp_daemon *d, enum lmp_proto_code code, const char *why) {
-        for (size_t i = 0; i < d->n_models; i++) {
+void lmp_router_fail_queued(struct lmp_router *rt, enum lmp_proto_code code, const char *why) {
+        for (size_t i = 0; i < rt->n_models; i++) {
                 struct lmp_request_rt *r;
-                while ((r = d->models[i].queue.head)) {
-                        list_remove(&d->models[i].queue, r);
-                        d->queued--;
-                        request_error(d, r, code, why);
-                        request_free(d, r);
+                while ((r = rt->models[i].queue.head)) {
+                        list_remove(&rt->models[i].queue, r);
+                        rt->queued--;
+                        request_error(rt, r, code, why);
+                        request_free(rt, r);
                 }
         }
 }
 
-void lmp_router_fail_model_queue(struct lmp_daemon *d, size_t model, enum lmp_proto_code code, const char *why) {
+void lmp_router_fail_model_queue(struct lmp_router *rt, size_t model, enum lmp_proto_code code, const char *why) {
         struct lmp_request_rt *r;
-        while ((r = d->models[model].queue.head)) {
-                list_remove(&d->models[model].queue, r);
-                d->queued--;
-                request_error(d, r, code, why);
-                request_free(d, r);
+        while ((r = rt->models[model].queue.head)) {
+                list_remove(&rt->models[model].queue, r);
+                rt->queued--;
+                request_error(rt, r, code, why);
+                request_free(rt, r);
         }
 }
 
-void lmp_router_send_config(struct lmp_daemon *d, struct lmp_worker_rt *w) {
-        char body[64];
-        snprintf(body, sizeof(body), "%d %d %d", d->cfg->max_prompt_tokens,
-                 d->models[w->model].cfg->defaults.repeat_last_n, (int)lmp_log_priority_of(d->cfg->log_level));
-        if (zmq_send(d->back, w->name, strlen(w->name), ZMQ_SNDMORE) >= 0) {
-                zmq_send(d->back, "config", 6, ZMQ_SNDMORE);
-                zmq_send(d->back, body, strlen(body), 0);
+void lmp_router_reload(struct lmp_router *rt) {
+        if (rt->rcache) {
+                /* Answers given under the old settings (limits, defaults,
+                 * a prompt now too long) are not served again. */
+                lmp_rcache_set_limits(rt->rcache, rt->cfg->cache_bytes, rt->cfg->cache_ttl_s * 1000.0);
+                for (size_t i = 0; i < rt->n_models; i++)
+                        lmp_rcache_drop_model(rt->rcache, (uint32_t)i);
         }
+        /* Running workers get theirs now; starting ones when they are ready. */
+        for (size_t i = 0; i < rt->n_models; i++)
+                for (int j = 0; j < rt->models[i].n_workers; j++)
+                        if (rt->models[i].workers[j].state == LMP_WORKER_READY)
+                                lmp_router_send_config(rt, &rt->models[i].workers[j]);
+}
+
+void lmp_router_send_config(struct lmp_router *rt, struct lmp_router_worker *w) {
+        char head[LMP_WIRE_HEADER_MAX];
+        struct lmp_wire_config h = {
+                .max_prompt_tokens = (uint32_t)rt->cfg->max_prompt_tokens,
+                .repeat_last_n = (uint32_t)rt->models[w->model].cfg->defaults.repeat_last_n,
+                .log_priority = (int)lmp_log_priority_of(rt->cfg->log_level),
+        };
+        if (lmp_wire_format_config(&h, head, sizeof(head)) >= 0)
+                send_to_worker(rt, w, LMP_WIRE_CONFIG, head, NULL, 0);
 }

@@ -28,57 +28,58 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/clock.h"
 #include "common/log.h"
-#include "supervisor/daemon.h"
+#include "router/router.h"
 
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
 #define ZAP_FRAMES 7    /* version, request id, domain, address, identity, mechanism, credentials */
 
-void lmp_auth_refused(struct lmp_daemon *d, uint64_t *counter, const char *fmt, ...) {
+void lmp_auth_refused(struct lmp_router *rt, uint64_t *counter, const char *fmt, ...) {
         char msg[512];
         va_list ap;
         double now = lmp_now_ms();
 
         (*counter)++;
-        if (now - d->auth.last_log_ms < 1000) {
-                d->auth.unlogged++;
+        if (now - rt->auth.last_log_ms < 1000) {
+                rt->auth.unlogged++;
                 return;
         }
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         struct lmp_log_field f[] = {
-                LMP_FU64("ZAP_REFUSED", d->auth.zap_refused),
-                LMP_FU64("WORKER_FRAMES_REFUSED", d->auth.worker_frames_refused),
-                LMP_FU64("UNLOGGED", d->auth.unlogged),
+                LMP_FU64("ZAP_REFUSED", rt->auth.zap_refused),
+                LMP_FU64("WORKER_FRAMES_REFUSED", rt->auth.worker_frames_refused),
+                LMP_FU64("UNLOGGED", rt->auth.unlogged),
         };
         lmp_log_event(LMP_PRI_WARNING, "refused", f, "%s (%" PRIu64 " connections and %" PRIu64
                       " worker frames refused in all; %" PRIu64 " not logged since the last report)", msg,
-                      d->auth.zap_refused, d->auth.worker_frames_refused, d->auth.unlogged);
-        d->auth.last_log_ms = now;
-        d->auth.unlogged = 0;
+                      rt->auth.zap_refused, rt->auth.worker_frames_refused, rt->auth.unlogged);
+        rt->auth.last_log_ms = now;
+        rt->auth.unlogged = 0;
 }
 
-int lmp_zap_open(struct lmp_daemon *d) {
+int lmp_zap_open(struct lmp_router *rt) {
         int zero = 0;
-        d->zap = zmq_socket(d->zctx, ZMQ_REP);
-        if (!d->zap)
+        rt->zap = zmq_socket(rt->zctx, ZMQ_REP);
+        if (!rt->zap)
                 return -errno;
-        zmq_setsockopt(d->zap, ZMQ_LINGER, &zero, sizeof(zero));
-        if (zmq_bind(d->zap, ZAP_ENDPOINT) < 0) {
+        zmq_setsockopt(rt->zap, ZMQ_LINGER, &zero, sizeof(zero));
+        if (zmq_bind(rt->zap, ZAP_ENDPOINT) < 0) {
                 int e = errno;
                 lmp_log_msg(LMP_PRI_ERR, "cannot bind the ZAP handler: %s", zmq_strerror(e));
-                zmq_close(d->zap);
-                d->zap = NULL;
+                zmq_close(rt->zap);
+                rt->zap = NULL;
                 return -e;
         }
         return 0;
 }
 
-void lmp_zap_close(struct lmp_daemon *d) {
-        if (d->zap)
-                zmq_close(d->zap);
-        d->zap = NULL;
+void lmp_zap_close(struct lmp_router *rt) {
+        if (rt->zap)
+                zmq_close(rt->zap);
+        rt->zap = NULL;
 }
 
 static void frame_str(zmq_msg_t *m, char *buf, size_t size) {
@@ -113,35 +114,35 @@ static int parse_peer(const char *addr, unsigned long *uid, unsigned long *pid) 
         return 0;
 }
 
-static bool check_worker(struct lmp_daemon *d, const char *addr, const char *mechanism, char *user_id, size_t size) {
+static bool check_worker(struct lmp_router *rt, const char *addr, const char *mechanism, char *user_id, size_t size) {
         unsigned long uid, pid;
         if (strcmp(mechanism, "NULL") != 0 || parse_peer(addr, &uid, &pid) < 0) {
-                lmp_auth_refused(d, &d->auth.zap_refused, "worker socket: refused a connection without peer "
+                lmp_auth_refused(rt, &rt->auth.zap_refused, "worker socket: refused a connection without peer "
                                  "credentials (address '%s', mechanism %s)", addr, mechanism);
                 return false;
         }
         if (uid != (unsigned long)geteuid()) {
-                lmp_auth_refused(d, &d->auth.zap_refused, "worker socket: refused a connection from uid %lu pid %lu: "
+                lmp_auth_refused(rt, &rt->auth.zap_refused, "worker socket: refused a connection from uid %lu pid %lu: "
                                  "not our user", uid, pid);
                 return false;
         }
-        for (size_t i = 0; i < d->n_models; i++)
-                for (int j = 0; j < d->models[i].n_workers; j++) {
-                        const struct lmp_worker_rt *w = &d->models[i].workers[j];
+        for (size_t i = 0; i < rt->n_models; i++)
+                for (int j = 0; j < rt->models[i].n_workers; j++) {
+                        const struct lmp_router_worker *w = &rt->models[i].workers[j];
                         if (w->pid > 0 && (unsigned long)w->pid == pid && w->state != LMP_WORKER_EXITED) {
                                 snprintf(user_id, size, "%lu", pid);
                                 return true;
                         }
                 }
-        lmp_auth_refused(d, &d->auth.zap_refused, "worker socket: refused a connection from pid %lu: not one of "
+        lmp_auth_refused(rt, &rt->auth.zap_refused, "worker socket: refused a connection from pid %lu: not one of "
                          "our live workers", pid);
         return false;
 }
 
-static bool check_client(struct lmp_daemon *d, const char *addr, const char *mechanism, zmq_msg_t *cred,
+static bool check_client(struct lmp_router *rt, const char *addr, const char *mechanism, zmq_msg_t *cred,
                          char *user_id, size_t size) {
         if (strcmp(mechanism, "CURVE") != 0 || !cred || zmq_msg_size(cred) != LMP_CURVE_KEY_BYTES) {
-                lmp_auth_refused(d, &d->auth.zap_refused, "client from %s refused: mechanism %s, not CURVE", addr,
+                lmp_auth_refused(rt, &rt->auth.zap_refused, "client from %s refused: mechanism %s, not CURVE", addr,
                                  mechanism);
                 return false;
         }
@@ -150,24 +151,24 @@ static bool check_client(struct lmp_daemon *d, const char *addr, const char *mec
         struct lmp_curve_key k;
         memcpy(k.b, key, sizeof(k.b));
         lmp_curve_z85_encode(&k, z85);
-        for (size_t i = 0; i < d->n_curve_clients; i++)
-                if (memcmp(d->curve_clients[i].b, key, LMP_CURVE_KEY_BYTES) == 0) {
+        for (size_t i = 0; i < rt->n_curve_clients; i++)
+                if (memcmp(rt->curve_clients[i].b, key, LMP_CURVE_KEY_BYTES) == 0) {
                         snprintf(user_id, size, "%s", z85);
                         return true;
                 }
-        lmp_auth_refused(d, &d->auth.zap_refused, "client from %s refused: key %s is not in router.curve_clients",
+        lmp_auth_refused(rt, &rt->auth.zap_refused, "client from %s refused: key %s is not in router.curve_clients",
                          addr, z85);
         return false;
 }
 
-void lmp_zap_on_request(struct lmp_daemon *d) {
+void lmp_zap_on_request(struct lmp_router *rt) {
         for (;;) {
                 zmq_msg_t m[ZAP_FRAMES];
                 int n = 0, more = 1;
                 while (more) {
                         zmq_msg_t x;
                         zmq_msg_init(&x);
-                        if (zmq_msg_recv(&x, d->zap, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
+                        if (zmq_msg_recv(&x, rt->zap, n == 0 ? ZMQ_DONTWAIT : 0) < 0) {
                                 zmq_msg_close(&x);
                                 for (int i = 0; i < n && i < ZAP_FRAMES; i++)
                                         zmq_msg_close(&m[i]);
@@ -191,25 +192,25 @@ void lmp_zap_on_request(struct lmp_daemon *d) {
                         if (strcmp(version, "1.0") != 0)
                                 ok = false;
                         else if (strcmp(domain, LMP_ZAP_WORKERS) == 0)
-                                ok = check_worker(d, addr, mechanism, user_id, sizeof(user_id));
-                        else if (strcmp(domain, LMP_ZAP_CLIENTS) == 0 && d->curve)
-                                ok = check_client(d, addr, mechanism, kept >= 7 ? &m[6] : NULL, user_id,
+                                ok = check_worker(rt, addr, mechanism, user_id, sizeof(user_id));
+                        else if (strcmp(domain, LMP_ZAP_CLIENTS) == 0 && rt->curve)
+                                ok = check_client(rt, addr, mechanism, kept >= 7 ? &m[6] : NULL, user_id,
                                                   sizeof(user_id));
                         else
-                                lmp_auth_refused(d, &d->auth.zap_refused, "ZAP: refused a connection in domain '%s'",
+                                lmp_auth_refused(rt, &rt->auth.zap_refused, "ZAP: refused a connection in domain '%s'",
                                                  domain);
                 }
                 /* The reply: version, request id, status, text, user id, metadata. */
                 const char *status = ok ? "200" : "400", *text = ok ? "OK" : "not authorized";
-                zmq_send(d->zap, "1.0", 3, ZMQ_SNDMORE);
+                zmq_send(rt->zap, "1.0", 3, ZMQ_SNDMORE);
                 if (kept >= 2)
-                        zmq_send(d->zap, zmq_msg_data(&m[1]), zmq_msg_size(&m[1]), ZMQ_SNDMORE);
+                        zmq_send(rt->zap, zmq_msg_data(&m[1]), zmq_msg_size(&m[1]), ZMQ_SNDMORE);
                 else
-                        zmq_send(d->zap, "", 0, ZMQ_SNDMORE);
-                zmq_send(d->zap, status, 3, ZMQ_SNDMORE);
-                zmq_send(d->zap, text, strlen(text), ZMQ_SNDMORE);
-                zmq_send(d->zap, user_id, strlen(user_id), ZMQ_SNDMORE);
-                zmq_send(d->zap, "", 0, 0);
+                        zmq_send(rt->zap, "", 0, ZMQ_SNDMORE);
+                zmq_send(rt->zap, status, 3, ZMQ_SNDMORE);
+                zmq_send(rt->zap, text, strlen(text), ZMQ_SNDMORE);
+                zmq_send(rt->zap, user_id, strlen(user_id), ZMQ_SNDMORE);
+                zmq_send(rt->zap, "", 0, 0);
                 for (int i = 0; i < kept; i++)
                         zmq_msg_close(&m[i]);
         }

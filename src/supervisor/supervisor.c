@@ -42,6 +42,7 @@
 
 #include "common/log.h"
 #include "gguf/gguf.h"
+#include "common/clock.h"
 #include "supervisor/daemon.h"
 #include "worker/worker.h"
 
@@ -50,20 +51,21 @@
 
 static void check_files(struct lmp_daemon *d, double now);
 
-double lmp_now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+/* The router's view of a model follows its state here. */
+static void publish_model(struct lmp_model_rt *m) {
+        struct lmp_router_model *rm = m->rm;
+        rm->loaded = m->loaded;
+        rm->failed = m->state == LMP_MODEL_FAILED;
+        snprintf(rm->why, sizeof(rm->why), "%s", m->failed);
+        snprintf(rm->arch, sizeof(rm->arch), "%s", m->arch);
+        rm->n_ctx = m->n_ctx;
+        rm->store_bytes = m->store ? m->store->size : 0;
+        rm->n_workers = m->n_workers;
 }
 
-struct lmp_worker_rt *lmp_supervisor_find_worker(struct lmp_daemon *d, const void *name, size_t len) {
-        for (size_t i = 0; i < d->n_models; i++)
-                for (int j = 0; j < d->models[i].n_workers; j++) {
-                        struct lmp_worker_rt *w = &d->models[i].workers[j];
-                        if (strlen(w->name) == len && memcmp(w->name, name, len) == 0)
-                                return w;
-                }
-        return NULL;
+static void set_model_state(struct lmp_model_rt *m, enum lmp_model_state state) {
+        m->state = state;
+        publish_model(m);
 }
 
 static void notify_status(struct lmp_daemon *d) {
@@ -71,11 +73,11 @@ static void notify_status(struct lmp_daemon *d) {
         for (size_t i = 0; i < d->n_models; i++)
                 for (int j = 0; j < d->models[i].n_workers; j++) {
                         total++;
-                        ready += d->models[i].workers[j].state == LMP_WORKER_READY;
+                        ready += d->models[i].workers[j].rw->state == LMP_WORKER_READY;
                 }
         sd_notifyf(0, "STATUS=%d/%d workers ready, %zu running, %zu queued, %" PRIu64 " served, %" PRIu64
-                   " events dropped for slow clients", ready, total, lmp_router_running(d), d->queued, d->stats.ok,
-                   d->stats.events_dropped);
+                   " events dropped for slow clients", ready, total, lmp_router_running(&d->router), d->router.queued,
+                   d->router.stats.ok, d->router.stats.events_dropped);
 }
 
 /* READY=1 once every model that was loaded is ready (all its workers) or
@@ -91,40 +93,38 @@ static void maybe_ready(struct lmp_daemon *d) {
                         continue;
                 }
                 for (int j = 0; j < m->n_workers; j++)
-                        if (m->workers[j].state != LMP_WORKER_READY)
+                        if (m->workers[j].rw->state != LMP_WORKER_READY)
                                 return;
         }
-        d->ready_notified = true;
+        d->ready_notified = d->router.ready = true;
         sd_notify(0, "READY=1");
         notify_status(d);
         if (failed)
                 lmp_log(LMP_PRI_NOTICE, "ready", NULL, 0, "every model is ready or failed (%zu failed); serving on %s%s%s",
-                        failed, d->frontend, d->front_tcp ? " and " : "", d->front_tcp ? d->cfg->tcp : "");
+                        failed, d->router.frontend, d->router.front_tcp ? " and " : "",
+                        d->router.front_tcp ? d->cfg->tcp : "");
         else
                 lmp_log(LMP_PRI_NOTICE, "ready", NULL, 0, "every model's workers are ready; serving on %s%s%s",
-                        d->frontend, d->front_tcp ? " and " : "", d->front_tcp ? d->cfg->tcp : "");
+                        d->router.frontend, d->router.front_tcp ? " and " : "", d->router.front_tcp ? d->cfg->tcp : "");
 }
 
-void lmp_supervisor_worker_ready(struct lmp_daemon *d, struct lmp_worker_rt *w) {
-        if (w->state == LMP_WORKER_STOPPING) {
-                /* Asked to stop while it was starting, before it could hear it. */
-                lmp_router_send_stop(d, w);
-                return;
-        }
-        w->state = LMP_WORKER_READY;
-        w->ready_ms = lmp_now_ms();
+/* The router has taken a worker's `ready` (it was starting): it is ready. */
+void lmp_supervisor_worker_ready(struct lmp_router *rt, struct lmp_router_worker *rw, void *userdata) {
+        struct lmp_daemon *d = userdata;
+        struct lmp_worker_rt *w = &d->models[rw->model].workers[rw->index];
+        (void)rt;
         struct lmp_log_field f[] = {
-                LMP_FSTR("LMPOOL_MODEL", d->models[w->model].cfg->name),
-                LMP_FSTR("LMPOOL_WORKER", w->name),
-                LMP_FI64("LMPOOL_PID", w->pid),
-                LMP_FU64("SLOTS", w->slots),
-                LMP_FF64("START_MS", w->ready_ms - w->spawned_ms),
+                LMP_FSTR("LMPOOL_MODEL", d->models[w->rw->model].cfg->name),
+                LMP_FSTR("LMPOOL_WORKER", w->rw->name),
+                LMP_FI64("LMPOOL_PID", w->rw->pid),
+                LMP_FU64("SLOTS", w->rw->slots),
+                LMP_FF64("START_MS", w->rw->ready_ms - w->spawned_ms),
         };
-        lmp_log_event(LMP_PRI_INFO, "worker_started", f, "worker %s (pid %d) ready in %.0f ms, %u slots", w->name,
-                      (int)w->pid, w->ready_ms - w->spawned_ms, w->slots);
-        d->models[w->model].faults = 0;
+        lmp_log_event(LMP_PRI_INFO, "worker_started", f, "worker %s (pid %d) ready in %.0f ms, %u slots", w->rw->name,
+                      (int)w->rw->pid, w->rw->ready_ms - w->spawned_ms, w->rw->slots);
+        d->models[w->rw->model].faults = 0;
         /* A reload may have come while it was starting. */
-        lmp_router_send_config(d, w);
+        lmp_router_send_config(&d->router, w->rw);
         maybe_ready(d);
 }
 
@@ -345,7 +345,7 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
 /* ------------------------------------------------------------- workers */
 
 static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
-        struct lmp_model_rt *m = &d->models[w->model];
+        struct lmp_model_rt *m = &d->models[w->rw->model];
         char fd_s[16], threads[16], slots[16], ctx[16], batch[16], maxp[16], hb[16], live[16], lastn[16];
         char report_s[16], level[16];
         int report[2];
@@ -357,7 +357,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 return -ESTALE;
         /* The worker says on this pipe why it could not load its model. */
         if (pipe2(report, O_CLOEXEC) < 0) {
-                lmp_log_msg(LMP_PRI_ERR, "pipe for worker %s: %s", w->name, strerror(errno));
+                lmp_log_msg(LMP_PRI_ERR, "pipe for worker %s: %s", w->rw->name, strerror(errno));
                 return -errno;
         }
         fcntl(report[0], F_SETFL, O_NONBLOCK);
@@ -374,7 +374,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         snprintf(live, sizeof(live), "%d", d->cfg->heartbeat_liveness);
         snprintf(lastn, sizeof(lastn), "%d", m->cfg->defaults.repeat_last_n);
         char *argv[] = {
-                d->exe, "--worker", "--name", w->name, "--store-fd", fd_s, "--backend", d->backend,
+                d->exe, "--worker", "--name", w->rw->name, "--store-fd", fd_s, "--backend", d->router.backend,
                 "--threads", threads, "--slots", slots, "--ctx", ctx, "--batch", batch,
                 "--max-prompt-tokens", maxp, "--heartbeat-ms", hb, "--liveness", live, "--repeat-last-n", lastn,
                 "--report-fd", report_s, "--log-level", level,
@@ -384,17 +384,17 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         if (m->cfg->memory_max && !w->cgroup_procs[0]) {
                 struct lmp_error err = { 0 };
                 if (lmp_cgroups_prepare(&d->cgroups, &err) < 0 ||
-                    lmp_cgroups_worker(&d->cgroups, w->name, m->cfg->memory_max, w->cgroup_procs,
+                    lmp_cgroups_worker(&d->cgroups, w->rw->name, m->cfg->memory_max, w->cgroup_procs,
                                        sizeof(w->cgroup_procs), &err) < 0) {
                         w->cgroup_procs[0] = '\0';
-                        lmp_log_msg(LMP_PRI_WARNING, "worker %s: memory_max %" PRIu64 " not applied: %s", w->name,
+                        lmp_log_msg(LMP_PRI_WARNING, "worker %s: memory_max %" PRIu64 " not applied: %s", w->rw->name,
                                     m->cfg->memory_max, err.msg);
                 }
         }
         pid = fork();
         if (pid < 0) {
                 int e = errno;
-                lmp_log_msg(LMP_PRI_ERR, "fork for worker %s: %s", w->name, strerror(e));
+                lmp_log_msg(LMP_PRI_ERR, "fork for worker %s: %s", w->rw->name, strerror(e));
                 close(report[0]);
                 close(report[1]);
                 return -e;
@@ -417,11 +417,11 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         if (w->report_fd >= 0)
                 close(w->report_fd);
         w->report_fd = report[0];
-        w->pid = pid;
-        w->state = LMP_WORKER_STARTING;
+        w->rw->pid = pid;
+        w->rw->state = LMP_WORKER_STARTING;
         w->spawned_ms = lmp_now_ms();
-        w->last_seen_ms = w->spawned_ms;
-        w->slots = 0;
+        w->rw->last_seen_ms = w->spawned_ms;
+        w->rw->slots = 0;
         return 0;
 }
 
@@ -435,8 +435,8 @@ static size_t model_index(const struct lmp_daemon *d, const struct lmp_model_rt 
  * names it. A store: mmap model is tried again when its file changes. */
 static void model_fail(struct lmp_daemon *d, struct lmp_model_rt *m, const char *why) {
         char msg[700];
-        m->state = LMP_MODEL_FAILED;
         snprintf(m->failed, sizeof(m->failed), "%s", why);
+        set_model_state(m, LMP_MODEL_FAILED);
         if (m->cfg->store == LMP_STORE_MMAP)
                 file_id(m->cfg->path, &m->seen);
         struct lmp_log_field f[] = {
@@ -448,13 +448,13 @@ static void model_fail(struct lmp_daemon *d, struct lmp_model_rt *m, const char 
                       m->cfg->store == LMP_STORE_MMAP ? " (tried again when its file changes)" : "");
         for (int j = 0; j < m->n_workers; j++) {
                 struct lmp_worker_rt *w = &m->workers[j];
-                if (w->pid > 0) {
-                        w->state = LMP_WORKER_STOPPING;
-                        kill(w->pid, SIGKILL);
+                if (w->rw->pid > 0) {
+                        w->rw->state = LMP_WORKER_STOPPING;
+                        kill(w->rw->pid, SIGKILL);
                 }
         }
         snprintf(msg, sizeof(msg), "model '%s' cannot serve: %s", m->cfg->name, m->failed);
-        lmp_router_fail_model_queue(d, model_index(d, m), LMP_PROTO_MODEL_FAILED, msg);
+        lmp_router_fail_model_queue(&d->router, model_index(d, m), LMP_PROTO_MODEL_FAILED, msg);
         maybe_ready(d);
         notify_status(d);
 }
@@ -474,21 +474,21 @@ static void model_changed(struct lmp_daemon *d, struct lmp_model_rt *m, const ch
         };
         lmp_log_event(LMP_PRI_WARNING, "model_file_changed", f, "model %s: %s: %s its workers, loading it again",
                       m->cfg->name, msg, in_place ? "killing" : "stopping");
-        m->state = LMP_MODEL_RELOADING;
+        set_model_state(m, LMP_MODEL_RELOADING);
         m->changed_ms = now;
-        lmp_router_cache_drop_model(d, (size_t)(m - d->models));
+        lmp_router_cache_drop_model(&d->router, (size_t)(m - d->models));
         file_id(m->cfg->path, &m->seen);
         for (int j = 0; j < m->n_workers; j++) {
                 struct lmp_worker_rt *w = &m->workers[j];
-                if (w->pid <= 0)
+                if (w->rw->pid <= 0)
                         continue;
-                if (in_place || w->state == LMP_WORKER_STARTING) {
-                        lmp_router_worker_lost(d, w, msg);
-                        kill(w->pid, SIGKILL);
-                } else if (w->state != LMP_WORKER_STOPPING) {
-                        lmp_router_send_stop(d, w);
+                if (in_place || w->rw->state == LMP_WORKER_STARTING) {
+                        lmp_router_worker_lost(&d->router, w->rw, msg);
+                        kill(w->rw->pid, SIGKILL);
+                } else if (w->rw->state != LMP_WORKER_STOPPING) {
+                        lmp_router_send_stop(&d->router, w->rw);
                 }
-                w->state = LMP_WORKER_STOPPING;
+                w->rw->state = LMP_WORKER_STOPPING;
         }
         notify_status(d);
 }
@@ -503,7 +503,7 @@ static void model_reload(struct lmp_daemon *d, struct lmp_model_rt *m, double no
                 model_fail(d, m, why);
                 return;
         }
-        m->state = LMP_MODEL_SERVING;
+        set_model_state(m, LMP_MODEL_SERVING);
         m->faults = 0;
         for (int j = 0; j < m->n_workers; j++) {
                 m->workers[j].respawn_at_ms = now;
@@ -536,7 +536,7 @@ static bool store_changed(const struct lmp_model_rt *m, char *why, size_t size, 
 
 static bool model_workers_gone(const struct lmp_model_rt *m) {
         for (int j = 0; j < m->n_workers; j++)
-                if (m->workers[j].pid > 0)
+                if (m->workers[j].rw->pid > 0)
                         return false;
         return true;
 }
@@ -570,7 +570,7 @@ static void check_files(struct lmp_daemon *d, double now) {
                         if (!file_id_eq(&id, &m->seen)) {
                                 lmp_log_msg(LMP_PRI_NOTICE, "model %s: its file %s changed: loading it again",
                                             m->cfg->name, m->cfg->path);
-                                m->state = LMP_MODEL_RELOADING;
+                                set_model_state(m, LMP_MODEL_RELOADING);
                                 m->seen = id;
                                 m->changed_ms = now;
                         }
@@ -612,11 +612,11 @@ static void reap(struct lmp_daemon *d) {
                 struct lmp_worker_rt *w = NULL;
                 for (size_t i = 0; i < d->n_models && !w; i++)
                         for (int j = 0; j < d->models[i].n_workers; j++)
-                                if (d->models[i].workers[j].pid == pid)
+                                if (d->models[i].workers[j].rw->pid == pid)
                                         w = &d->models[i].workers[j];
                 if (!w)
                         continue;
-                struct lmp_model_rt *m = &d->models[w->model];
+                struct lmp_model_rt *m = &d->models[w->rw->model];
                 double now = lmp_now_ms();
                 char how[64 + LMP_WORKER_REPORT_MAX], report[LMP_WORKER_REPORT_MAX];
                 bool load_failed = WIFEXITED(status) && WEXITSTATUS(status) == LMP_WORKER_EXIT_LOAD;
@@ -629,35 +629,35 @@ static void reap(struct lmp_daemon *d) {
                                  strsignal(WTERMSIG(status)), report[0] ? ": " : "", report);
                 else
                         snprintf(how, sizeof(how), "exited with code %d", WEXITSTATUS(status));
-                bool expected = w->state == LMP_WORKER_STOPPING || d->stopping;
-                bool unborn = w->state == LMP_WORKER_STARTING;
+                bool expected = w->rw->state == LMP_WORKER_STOPPING || d->stopping;
+                bool unborn = w->rw->state == LMP_WORKER_STARTING;
                 struct lmp_log_field f[] = {
                         LMP_FSTR("LMPOOL_MODEL", m->cfg->name),
-                        LMP_FSTR("LMPOOL_WORKER", w->name),
+                        LMP_FSTR("LMPOOL_WORKER", w->rw->name),
                         LMP_FI64("LMPOOL_PID", pid),
                         LMP_FI64("EXIT_CODE", WIFEXITED(status) ? WEXITSTATUS(status) : -1),
                         LMP_FI64("EXIT_SIGNAL", WIFSIGNALED(status) ? WTERMSIG(status) : 0),
-                        LMP_FU64("IN_FLIGHT", w->running.n),
+                        LMP_FU64("IN_FLIGHT", w->rw->running.n),
                         LMP_FSTR("REASON", report),
                 };
                 lmp_log_event(expected ? LMP_PRI_INFO : LMP_PRI_WARNING, "worker_exited", f,
-                              "worker %s (pid %d) %s with %zu requests in flight", w->name, (int)pid, how,
-                              w->running.n);
+                              "worker %s (pid %d) %s with %zu requests in flight", w->rw->name, (int)pid, how,
+                              w->rw->running.n);
                 char why[sizeof(how) + 128];
-                snprintf(why, sizeof(why), "worker %s %s", w->name, how);
-                lmp_router_worker_lost(d, w, why);
+                snprintf(why, sizeof(why), "worker %s %s", w->rw->name, how);
+                lmp_router_worker_lost(&d->router, w->rw, why);
                 /* A worker that served for a while starts again at once; one
                  * that keeps dying waits longer each time. */
-                if (w->state == LMP_WORKER_READY && now - w->ready_ms > 10000)
+                if (w->rw->state == LMP_WORKER_READY && now - w->rw->ready_ms > 10000)
                         w->backoff_ms = d->cfg->respawn_min_ms;
-                w->state = LMP_WORKER_EXITED;
-                w->pid = 0;
+                w->rw->state = LMP_WORKER_EXITED;
+                w->rw->pid = 0;
                 w->respawn_at_ms = now + w->backoff_ms;
                 w->backoff_ms = LMP_MIN(w->backoff_ms * 2, d->cfg->respawn_max_ms);
                 if (!expected)
-                        w->restarts++;
+                        w->rw->restarts++;
                 /* Its requests that had sent nothing are queued again. */
-                lmp_router_dispatch(d);
+                lmp_router_dispatch(&d->router);
                 /* A worker that cannot load its model, that read a page of
                  * its weights that is no longer there, or that died before
                  * it was ready (killed by its cgroup's memory.max, say): the
@@ -689,20 +689,21 @@ static void check_workers(struct lmp_daemon *d, double now) {
         for (size_t i = 0; i < d->n_models; i++)
                 for (int j = 0; j < d->models[i].n_workers; j++) {
                         struct lmp_worker_rt *w = &d->models[i].workers[j];
-                        if (w->state == LMP_WORKER_EXITED) {
+                        if (w->rw->state == LMP_WORKER_EXITED) {
                                 if (!d->stopping && d->models[i].state == LMP_MODEL_SERVING &&
                                     now >= w->respawn_at_ms)
                                         spawn_worker(d, w);
                                 continue;
                         }
-                        bool silent = (w->state == LMP_WORKER_READY || w->state == LMP_WORKER_STOPPING) &&
-                                      now - w->last_seen_ms > dead_after;
-                        bool slow = w->state == LMP_WORKER_STARTING && now - w->spawned_ms > d->cfg->ready_timeout_ms;
-                        if ((silent || slow) && w->pid > 0) {
-                                lmp_log_msg(LMP_PRI_WARNING, "worker %s (pid %d) %s: killing it", w->name,
-                                            (int)w->pid, silent ? "missed its heartbeats" : "did not become ready");
-                                kill(w->pid, SIGKILL);
-                                w->last_seen_ms = now; /* one kill per interval */
+                        bool silent = (w->rw->state == LMP_WORKER_READY || w->rw->state == LMP_WORKER_STOPPING) &&
+                                      now - w->rw->last_seen_ms > dead_after;
+                        bool slow = w->rw->state == LMP_WORKER_STARTING &&
+                                    now - w->spawned_ms > d->cfg->ready_timeout_ms;
+                        if ((silent || slow) && w->rw->pid > 0) {
+                                lmp_log_msg(LMP_PRI_WARNING, "worker %s (pid %d) %s: killing it", w->rw->name,
+                                            (int)w->rw->pid, silent ? "missed its heartbeats" : "did not become ready");
+                                kill(w->rw->pid, SIGKILL);
+                                w->rw->last_seen_ms = now; /* one kill per interval */
                         }
                 }
 }
@@ -712,24 +713,24 @@ static void log_memory(struct lmp_daemon *d) {
                 for (int j = 0; j < d->models[i].n_workers; j++) {
                         struct lmp_worker_rt *w = &d->models[i].workers[j];
                         struct lmp_mem_usage mu = { 0 }, store = { 0 };
-                        if (w->pid <= 0 || lmp_proc_mem(w->pid, &mu) < 0)
+                        if (w->rw->pid <= 0 || lmp_proc_mem(w->rw->pid, &mu) < 0)
                                 continue;
-                        lmp_proc_region_mem(w->pid, d->models[i].store->name, &store);
-                        w->rss = mu.rss;
-                        w->pss = mu.pss;
+                        lmp_proc_region_mem(w->rw->pid, d->models[i].store->name, &store);
+                        w->rw->rss = mu.rss;
+                        w->rw->pss = mu.pss;
                         struct lmp_log_field f[] = {
                                 LMP_FSTR("LMPOOL_MODEL", d->models[i].cfg->name),
-                                LMP_FSTR("LMPOOL_WORKER", w->name),
-                                LMP_FI64("LMPOOL_PID", w->pid),
+                                LMP_FSTR("LMPOOL_WORKER", w->rw->name),
+                                LMP_FI64("LMPOOL_PID", w->rw->pid),
                                 LMP_FU64("RSS_BYTES", mu.rss),
                                 LMP_FU64("PSS_BYTES", mu.pss),
                                 LMP_FU64("PRIVATE_BYTES", mu.private_),
                                 LMP_FU64("STORE_RSS_BYTES", store.rss),
                                 LMP_FU64("STORE_PRIVATE_BYTES", store.private_),
-                                LMP_FU64("ACTIVE", w->running.n),
+                                LMP_FU64("ACTIVE", w->rw->running.n),
                         };
                         char b1[32], b2[32];
-                        lmp_log_event(LMP_PRI_INFO, "memory", f, "worker %s: RSS %s, PSS %s", w->name,
+                        lmp_log_event(LMP_PRI_INFO, "memory", f, "worker %s: RSS %s, PSS %s", w->rw->name,
                                       lmp_fmt_bytes(mu.rss, b1), lmp_fmt_bytes(mu.pss, b2));
                 }
 }
@@ -739,18 +740,18 @@ static void log_memory(struct lmp_daemon *d) {
 static void begin_stop(struct lmp_daemon *d, const char *why) {
         if (d->stopping)
                 return;
-        d->stopping = true;
+        d->stopping = d->router.stopping = true;
         d->stop_deadline_ms = lmp_now_ms() + d->cfg->drain_timeout_ms;
         sd_notify(0, "STOPPING=1");
         lmp_log(LMP_PRI_NOTICE, "stopping", NULL, 0, "%s: draining %zu requests (at most %d ms)", why,
-                lmp_router_running(d), d->cfg->drain_timeout_ms);
-        lmp_router_fail_queued(d, LMP_PROTO_BUSY, "the daemon is shutting down");
+                lmp_router_running(&d->router), d->cfg->drain_timeout_ms);
+        lmp_router_fail_queued(&d->router, LMP_PROTO_BUSY, "the daemon is shutting down");
         for (size_t i = 0; i < d->n_models; i++)
                 for (int j = 0; j < d->models[i].n_workers; j++) {
                         struct lmp_worker_rt *w = &d->models[i].workers[j];
-                        if (w->state == LMP_WORKER_READY || w->state == LMP_WORKER_STARTING) {
-                                w->state = LMP_WORKER_STOPPING;
-                                lmp_router_send_stop(d, w);
+                        if (w->rw->state == LMP_WORKER_READY || w->rw->state == LMP_WORKER_STARTING) {
+                                w->rw->state = LMP_WORKER_STOPPING;
+                                lmp_router_send_stop(&d->router, w->rw);
                         }
                 }
 }
@@ -758,7 +759,7 @@ static void begin_stop(struct lmp_daemon *d, const char *why) {
 static bool all_exited(struct lmp_daemon *d) {
         for (size_t i = 0; i < d->n_models; i++)
                 for (int j = 0; j < d->models[i].n_workers; j++)
-                        if (d->models[i].workers[j].pid > 0)
+                        if (d->models[i].workers[j].rw->pid > 0)
                                 return false;
         return true;
 }
@@ -783,20 +784,15 @@ static void handle_signals(struct lmp_daemon *d) {
         }
 }
 
+/* The next request deadline or respawn. */
 static double earliest_deadline(struct lmp_daemon *d) {
-        double t = 1e300;
-        for (size_t i = 0; i < d->n_models; i++) {
-                for (struct lmp_request_rt *r = d->models[i].queue.head; r; r = r->next)
-                        t = LMP_MIN(t, r->deadline_ms);
+        double t = lmp_router_next_deadline(&d->router);
+        for (size_t i = 0; i < d->n_models; i++)
                 for (int j = 0; j < d->models[i].n_workers; j++) {
                         struct lmp_worker_rt *w = &d->models[i].workers[j];
-                        for (struct lmp_request_rt *r = w->running.head; r; r = r->next)
-                                if (r->id[0])
-                                        t = LMP_MIN(t, r->deadline_ms);
-                        if (w->state == LMP_WORKER_EXITED && d->models[i].state == LMP_MODEL_SERVING)
+                        if (w->rw->state == LMP_WORKER_EXITED && d->models[i].state == LMP_MODEL_SERVING)
                                 t = LMP_MIN(t, w->respawn_at_ms);
                 }
-        }
         return t;
 }
 
@@ -822,10 +818,9 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         }
         for (size_t i = 0; i < d->n_models; i++) {
                 struct lmp_model_rt *m = &d->models[i];
-                if (!m->loaded) {
+                if (!m->loaded)
                         m->n_workers = 0;
-                        continue;
-                }
+                publish_model(m);
                 for (int j = 0; j < m->n_workers && m->state == LMP_MODEL_SERVING; j++)
                         spawn_worker(d, &m->workers[j]);
         }
@@ -838,27 +833,27 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
 
         for (;;) {
                 zmq_pollitem_t items[8] = {
-                        { .socket = d->back, .events = ZMQ_POLLIN },
+                        { .socket = d->router.back, .events = ZMQ_POLLIN },
                         { .socket = NULL, .fd = d->sigfd, .events = ZMQ_POLLIN },
-                        { .socket = d->monitor[0], .events = ZMQ_POLLIN },
-                        { .socket = d->monitor[1], .events = ZMQ_POLLIN },
-                        { .socket = d->front, .events = ZMQ_POLLIN },
-                        { .socket = d->zap, .events = ZMQ_POLLIN },
+                        { .socket = d->router.monitor[0], .events = ZMQ_POLLIN },
+                        { .socket = d->router.monitor[1], .events = ZMQ_POLLIN },
+                        { .socket = d->router.front, .events = ZMQ_POLLIN },
+                        { .socket = d->router.zap, .events = ZMQ_POLLIN },
                 };
                 int n_items = 6, i_inotify = -1, i_tcp = -1;
-                if (!d->monitor[1])
+                if (!d->router.monitor[1])
                         items[3] = (zmq_pollitem_t){ .socket = NULL, .fd = -1 };
                 if (d->inotify_fd >= 0) {
                         i_inotify = n_items;
                         items[n_items++] = (zmq_pollitem_t){ .fd = d->inotify_fd, .events = ZMQ_POLLIN };
                 }
-                if (d->front_tcp) {
+                if (d->router.front_tcp) {
                         i_tcp = n_items;
-                        items[n_items++] = (zmq_pollitem_t){ .socket = d->front_tcp, .events = ZMQ_POLLIN };
+                        items[n_items++] = (zmq_pollitem_t){ .socket = d->router.front_tcp, .events = ZMQ_POLLIN };
                 }
                 now = lmp_now_ms();
                 double next = LMP_MIN(d->next_hb_ms, earliest_deadline(d));
-                next = LMP_MIN(next, lmp_router_tick(d, now));
+                next = LMP_MIN(next, lmp_router_tick(&d->router, now));
                 if (d->watchdog_usec)
                         next = LMP_MIN(next, d->next_watchdog_ms);
                 if (d->stopping)
@@ -872,24 +867,24 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                 if (items[1].revents & ZMQ_POLLIN)
                         handle_signals(d);
                 if (items[0].revents & ZMQ_POLLIN)
-                        lmp_router_on_worker(d);
+                        lmp_router_on_worker(&d->router);
                 if (items[2].revents & ZMQ_POLLIN)
-                        lmp_router_on_monitor(d, 0);
+                        lmp_router_on_monitor(&d->router, 0);
                 if (items[3].revents & ZMQ_POLLIN)
-                        lmp_router_on_monitor(d, 1);
+                        lmp_router_on_monitor(&d->router, 1);
                 if (items[4].revents & ZMQ_POLLIN)
-                        lmp_router_on_client(d, d->front);
+                        lmp_router_on_client(&d->router, d->router.front);
                 if (items[5].revents & ZMQ_POLLIN)
-                        lmp_zap_on_request(d);
+                        lmp_zap_on_request(&d->router);
                 if (i_inotify >= 0 && (items[i_inotify].revents & ZMQ_POLLIN))
                         handle_inotify(d);
                 if (i_tcp >= 0 && (items[i_tcp].revents & ZMQ_POLLIN))
-                        lmp_router_on_client(d, d->front_tcp);
+                        lmp_router_on_client(&d->router, d->router.front_tcp);
 
                 now = lmp_now_ms();
-                lmp_router_expire(d, now);
+                lmp_router_expire(&d->router, now);
                 if (now >= d->next_hb_ms) {
-                        lmp_router_heartbeat(d);
+                        lmp_router_heartbeat(&d->router);
                         check_files(d, now);
                         check_workers(d, now);
                         d->next_hb_ms = now + d->cfg->heartbeat_ms;
@@ -914,13 +909,13 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                         if (now >= d->stop_deadline_ms) {
                                 for (size_t i = 0; i < d->n_models; i++)
                                         for (int j = 0; j < d->models[i].n_workers; j++)
-                                                if (d->models[i].workers[j].pid > 0)
-                                                        kill(d->models[i].workers[j].pid, SIGKILL);
+                                                if (d->models[i].workers[j].rw->pid > 0)
+                                                        kill(d->models[i].workers[j].rw->pid, SIGKILL);
                                 d->stop_deadline_ms = now + 1000;
                         }
                 }
         }
-        lmp_log(LMP_PRI_NOTICE, "stopped", NULL, 0, "stopped after serving %" PRIu64 " requests", d->stats.ok);
+        lmp_log(LMP_PRI_NOTICE, "stopped", NULL, 0, "stopped after serving %" PRIu64 " requests", d->router.stats.ok);
         return 0;
 }
 
@@ -988,13 +983,6 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
         d->cfg->receive_memory = c->receive_memory;
         d->cfg->cache_bytes = c->cache_bytes;
         d->cfg->cache_ttl_s = c->cache_ttl_s;
-        if (d->rcache) {
-                /* Answers given under the old settings (limits, defaults,
-                 * a prompt now too long) are not served again. */
-                lmp_rcache_set_limits(d->rcache, c->cache_bytes, c->cache_ttl_s * 1000.0);
-                for (size_t i = 0; i < d->n_models; i++)
-                        lmp_rcache_drop_model(d->rcache, (uint32_t)i);
-        }
         d->cfg->log_level = c->log_level;
         d->cfg->memory_interval_s = c->memory_interval_s;
         d->cfg->log_requests = c->log_requests;
@@ -1012,11 +1000,8 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
                       d->cfg->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
                       d->cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
                       lmp_log_priority_of(d->cfg->log_level));
-        /* Running workers get theirs now; starting ones when they are ready. */
-        for (size_t i = 0; i < d->n_models; i++)
-                for (int j = 0; j < d->models[i].n_workers; j++)
-                        if (d->models[i].workers[j].state == LMP_WORKER_READY)
-                                lmp_router_send_config(d, &d->models[i].workers[j]);
+        /* The response cache's limits, and the workers' settings. */
+        lmp_router_reload(&d->router);
         struct lmp_log_field f[] = {
                 LMP_FSTR("APPLIED", applied),
                 LMP_FSTR("NEEDS_RESTART", restart),

@@ -12,11 +12,13 @@
  * before connecting; the router takes the connection only from the pid it
  * spawned (src/router/zap.c).
  *
- * Messages with the router (multipart, first frame the verb):
+ * Messages with the router (multipart, first frame the verb) are written
+ * and read by src/proto/wire.h:
  *   router -> worker: job <rid> <queued_ms> <request JSON> | cancel <rid> | hb | stop
  *                     | config <max_prompt_tokens> <repeat_last_n> <log priority>
  *   worker -> router: ready <slots> <pid> <n_ctx> | hb <active> <rss> <pss> <store_private>
  *                     | ev <rid> <t|d|e> <client event JSON>
+ * A message from the router that does not parse is logged and dropped.
  *
  * A worker that cannot load its model exits with LMP_WORKER_EXIT_LOAD and
  * writes why on its report descriptor (worker.h). With `store: mmap` the
@@ -50,6 +52,7 @@
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "proto/proto.h"
+#include "proto/wire.h"
 #include "store/store.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
@@ -133,12 +136,29 @@ static bool part_is(zmq_msg_t *m, const char *s) {
         return zmq_msg_size(m) == n && memcmp(zmq_msg_data(m), s, n) == 0;
 }
 
+/* Sends a verb, its header (NULL: none) and a body (NULL: none). */
+static int send_message(void *sock, enum lmp_wire_verb verb, const char *head, const void *body, size_t body_len) {
+        const char *frames[3] = { lmp_wire_verb_name(verb) };
+        size_t lens[3] = { strlen(frames[0]) };
+        int n = 1;
+        if (head) {
+                frames[n] = head;
+                lens[n++] = strlen(head);
+        }
+        if (body) {
+                frames[n] = body;
+                lens[n++] = body_len;
+        }
+        return send_frames(sock, frames, lens, n);
+}
+
 /* ------------------------------------------------------------ engine side */
 
 static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
         struct worker *w = userdata;
         struct lmp_proto_buf *b = &w->event_buf;
-        char head[192];
+        struct lmp_wire_event h = { .rid = ev->rid };
+        char head[LMP_WIRE_HEADER_MAX];
         int r;
 
         b->len = 0;
@@ -146,7 +166,7 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
         case LMP_EV_TOKEN:
                 r = lmp_proto_format_token(b, ev->id, ev->text, ev->text_len, ev->return_ids ? ev->ids : NULL,
                                            ev->return_ids ? ev->n_ids : 0);
-                snprintf(head, sizeof(head), "%" PRIu64 " t", ev->rid);
+                h.kind = LMP_WIRE_TOKEN;
                 break;
         case LMP_EV_DONE: {
                 char why[160];
@@ -154,12 +174,14 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
                         char msg[256];
                         snprintf(msg, sizeof(msg), "the model file changed while this request ran (%s)", why);
                         r = lmp_proto_format_error(b, ev->id, LMP_PROTO_MODEL_FAILED, msg);
-                        snprintf(head, sizeof(head), "%" PRIu64 " e model_failed", ev->rid);
+                        h.kind = LMP_WIRE_ERROR;
+                        h.code = LMP_PROTO_MODEL_FAILED;
                         break;
                 }
+                enum lmp_finish finish = strcmp(ev->finish, "eos") == 0 ? LMP_FINISH_EOS :
+                                         strcmp(ev->finish, "stop") == 0 ? LMP_FINISH_STOP : LMP_FINISH_LENGTH;
                 struct lmp_done d = {
-                        .finish = strcmp(ev->finish, "eos") == 0 ? LMP_FINISH_EOS :
-                                  strcmp(ev->finish, "stop") == 0 ? LMP_FINISH_STOP : LMP_FINISH_LENGTH,
+                        .finish = finish,
                         .text = ev->full_text, .text_len = ev->full_text_len,
                         .usage = { .prompt_tokens = ev->prompt_tokens, .generated_tokens = ev->generated_tokens,
                                    .cached_tokens = ev->cached_tokens },
@@ -168,24 +190,27 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
                         .worker = w->name,
                 };
                 r = lmp_proto_format_done(b, ev->id, &d);
-                snprintf(head, sizeof(head), "%" PRIu64 " d %u %u %u %.3f %.3f %.3f %.3f %s", ev->rid,
-                         ev->prompt_tokens, ev->generated_tokens, ev->cached_tokens, ev->queued_ms, ev->ttft_ms,
-                         ev->total_ms, ev->tokens_per_s, ev->finish);
+                h.kind = LMP_WIRE_DONE;
+                h.done = (struct lmp_wire_done){
+                        .prompt_tokens = ev->prompt_tokens, .generated_tokens = ev->generated_tokens,
+                        .cached_tokens = ev->cached_tokens, .queued_ms = ev->queued_ms, .ttft_ms = ev->ttft_ms,
+                        .total_ms = ev->total_ms, .tokens_per_s = ev->tokens_per_s, .finish = finish,
+                };
                 break;
         }
         default: {
                 enum lmp_proto_code code = LMP_PROTO_INTERNAL;
-                lmp_proto_code_from_name(ev->code, &code);
+                if (lmp_proto_code_from_name(ev->code, &code) < 0 || code == LMP_PROTO_OK)
+                        code = LMP_PROTO_INTERNAL;
                 r = lmp_proto_format_error(b, ev->id, code, ev->message);
-                snprintf(head, sizeof(head), "%" PRIu64 " e %s", ev->rid, ev->code);
+                h.kind = LMP_WIRE_ERROR;
+                h.code = code;
                 break;
         }
         }
-        if (r < 0)
+        if (r < 0 || lmp_wire_format_event(&h, head, sizeof(head)) < 0)
                 return;
-        const char *frames[3] = { "ev", head, b->data };
-        size_t lens[3] = { 2, strlen(head), b->len };
-        send_frames(w->pair_engine, frames, lens, 3);
+        send_message(w->pair_engine, LMP_WIRE_EVENT, head, b->data, b->len);
 }
 
 /* A job from the router's canonical request JSON. */
@@ -220,21 +245,32 @@ static int job_from_json(const struct worker *w, const void *buf, size_t len, st
         return 0;
 }
 
+/* A message from the router, forwarded by the I/O thread (which has taken
+ * the pings and checked the verbs). */
 static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
-        if (n >= 3 && part_is(&parts[0], "job")) {
-                struct lmp_job *job = NULL;
-                char errmsg[512], head[64];
-                uint64_t rid = 0;
-                double queued = 0;
-                size_t hl = LMP_MIN(zmq_msg_size(&parts[1]), sizeof(head) - 1);
+        struct lmp_error err = { 0 };
+        enum lmp_wire_verb verb;
+        const void *head = n >= 2 ? zmq_msg_data(&parts[1]) : NULL;
+        size_t head_len = n >= 2 ? zmq_msg_size(&parts[1]) : 0;
 
-                memcpy(head, zmq_msg_data(&parts[1]), hl);
-                head[hl] = '\0';
-                if (sscanf(head, "%" SCNu64 " %lf", &rid, &queued) < 1)
+        if (lmp_wire_parse_verb(true, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), n, &verb, &err) < 0) {
+                lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped", w->name, err.msg);
+                return;
+        }
+        switch (verb) {
+        case LMP_WIRE_JOB: {
+                struct lmp_wire_job h;
+                struct lmp_job *job = NULL;
+                char errmsg[512];
+                if (lmp_wire_parse_job(head, head_len, &h, &err) < 0) {
+                        /* No request number to answer: the router's
+                         * deadline ends the request. */
+                        lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped", w->name, err.msg);
                         return;
+                }
                 if (job_from_json(w, zmq_msg_data(&parts[2]), zmq_msg_size(&parts[2]), &job, errmsg,
                                   sizeof(errmsg)) < 0) {
-                        struct lmp_engine_event ev = { .kind = LMP_EV_ERROR, .rid = rid, .id = NULL,
+                        struct lmp_engine_event ev = { .kind = LMP_EV_ERROR, .rid = h.rid, .id = NULL,
                                                        .code = "internal", .message = errmsg };
                         engine_sink(w, &ev);
                         return;
@@ -242,38 +278,45 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 char why[160];
                 if (lmp_store_check(w->store, why, sizeof(why)) == -ESTALE) {
                         snprintf(errmsg, sizeof(errmsg), "the model file changed under this worker (%s)", why);
-                        struct lmp_engine_event ev = { .kind = LMP_EV_ERROR, .rid = rid, .id = job->req.id,
+                        struct lmp_engine_event ev = { .kind = LMP_EV_ERROR, .rid = h.rid, .id = job->req.id,
                                                        .code = "model_failed", .message = errmsg };
                         engine_sink(w, &ev);
                         lmp_job_free(job);
                         return;
                 }
-                job->rid = rid;
-                job->queued_ms = queued;
+                job->rid = h.rid;
+                job->queued_ms = h.queued_ms;
                 job->arrival_ms = now_ms();
                 lmp_engine_submit(w->engine, job);
-        } else if (n >= 2 && part_is(&parts[0], "cancel")) {
-                char buf[32];
-                size_t l = LMP_MIN(zmq_msg_size(&parts[1]), sizeof(buf) - 1);
-                memcpy(buf, zmq_msg_data(&parts[1]), l);
-                buf[l] = '\0';
-                lmp_engine_cancel(w->engine, strtoull(buf, NULL, 10));
-        } else if (n >= 1 && part_is(&parts[0], "stop")) {
+                return;
+        }
+        case LMP_WIRE_CANCEL: {
+                struct lmp_wire_cancel h;
+                if (lmp_wire_parse_cancel(head, head_len, &h, &err) < 0) {
+                        lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped", w->name, err.msg);
+                        return;
+                }
+                lmp_engine_cancel(w->engine, h.rid);
+                return;
+        }
+        case LMP_WIRE_STOP:
                 atomic_store(&w->stop, true);
-        } else if (n >= 2 && part_is(&parts[0], "config")) {
+                return;
+        case LMP_WIRE_CONFIG: {
                 /* SIGHUP in the supervisor: the settings it applies to
                  * running workers. The I/O thread has taken the log level. */
-                char buf[64];
-                unsigned maxp = 0;
-                int last_n = -1;
-                size_t l = LMP_MIN(zmq_msg_size(&parts[1]), sizeof(buf) - 1);
-                memcpy(buf, zmq_msg_data(&parts[1]), l);
-                buf[l] = '\0';
-                if (sscanf(buf, "%u %d", &maxp, &last_n) == 2 && last_n >= 0) {
-                        w->max_prompt_tokens = maxp;
-                        w->repeat_last_n = last_n;
-                        lmp_engine_set_max_prompt_tokens(w->engine, maxp);
+                struct lmp_wire_config h;
+                if (lmp_wire_parse_config(head, head_len, &h, &err) < 0) {
+                        lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped", w->name, err.msg);
+                        return;
                 }
+                w->max_prompt_tokens = h.max_prompt_tokens;
+                w->repeat_last_n = (int)LMP_MIN(h.repeat_last_n, (uint32_t)INT32_MAX);
+                lmp_engine_set_max_prompt_tokens(w->engine, h.max_prompt_tokens);
+                return;
+        }
+        default:
+                return;
         }
 }
 
@@ -309,7 +352,7 @@ static void *engine_thread(void *arg) {
 /* --------------------------------------------------------------- I/O side */
 
 static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage *mem, double *last_mem) {
-        char body[160];
+        char head[LMP_WIRE_HEADER_MAX];
         struct lmp_mem_usage region = { 0 };
         double t = now_ms();
 
@@ -319,25 +362,20 @@ static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage 
                 *last_mem = t;
         }
         lmp_proc_region_mem(0, w->store->name, &region);
-        snprintf(body, sizeof(body), "%u %" PRIu64 " %" PRIu64 " %" PRIu64, atomic_load(&w->active), mem->rss,
-                 mem->pss, region.private_);
-        const char *frames[2] = { "hb", body };
-        size_t lens[2] = { 2, strlen(body) };
-        send_frames(dealer, frames, lens, 2);
+        struct lmp_wire_heartbeat h = { .active = atomic_load(&w->active), .rss = mem->rss, .pss = mem->pss,
+                                        .store_private = region.private_ };
+        if (lmp_wire_format_heartbeat(&h, head, sizeof(head)) >= 0)
+                send_message(dealer, LMP_WIRE_HEARTBEAT, head, NULL, 0);
 }
 
-/* The third number of a config message: the log priority. */
-static void apply_log_level(struct worker *w, zmq_msg_t *body) {
-        char buf[64];
-        unsigned maxp;
-        int last_n, pri;
-        size_t l = LMP_MIN(zmq_msg_size(body), sizeof(buf) - 1);
-        memcpy(buf, zmq_msg_data(body), l);
-        buf[l] = '\0';
-        if (sscanf(buf, "%u %d %d", &maxp, &last_n, &pri) == 3 && pri >= LMP_PRI_ERR && pri <= LMP_PRI_DEBUG &&
-            pri != w->log_priority) {
-                w->log_priority = pri;
-                lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)pri);
+/* The log priority of a config message (the engine thread takes the rest,
+ * and logs a header that does not parse). */
+static void apply_log_level(struct worker *w, zmq_msg_t *head) {
+        struct lmp_wire_config h;
+        if (lmp_wire_parse_config(zmq_msg_data(head), zmq_msg_size(head), &h, NULL) == 0 &&
+            h.log_priority != w->log_priority) {
+                w->log_priority = h.log_priority;
+                lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)h.log_priority);
         }
 }
 
@@ -362,11 +400,19 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                 if (items[0].revents & ZMQ_POLLIN) {
                         zmq_msg_t parts[4];
                         int n = recv_parts(dealer, parts, 4, 0);
+                        enum lmp_wire_verb verb = LMP_WIRE_PING;
+                        struct lmp_error err = { 0 };
                         if (n > 0) {
                                 last_router = now_ms();
-                                if (n >= 2 && part_is(&parts[0], "config"))
+                                if (lmp_wire_parse_verb(true, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), n,
+                                                        &verb, &err) < 0) {
+                                        lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped",
+                                                    w->name, err.msg);
+                                        verb = LMP_WIRE_PING; /* nothing to forward */
+                                }
+                                if (verb == LMP_WIRE_CONFIG)
                                         apply_log_level(w, &parts[1]);
-                                if (!part_is(&parts[0], "hb")) {
+                                if (verb != LMP_WIRE_PING) {
                                         /* Forward to the engine as is. */
                                         for (int i = 0; i < n; i++)
                                                 zmq_msg_send(&parts[i], pair_io, i < n - 1 ? ZMQ_SNDMORE : 0);
@@ -638,11 +684,11 @@ int lmp_worker_main(int argc, char **argv) {
         }
         thread_started = true;
         {
-                char body[64];
-                snprintf(body, sizeof(body), "%u %d %u", lmp_engine_slots(w.engine), (int)getpid(), w.n_ctx);
-                const char *frames[2] = { "ready", body };
-                size_t lens[2] = { 5, strlen(body) };
-                send_frames(dealer, frames, lens, 2);
+                char head[LMP_WIRE_HEADER_MAX];
+                struct lmp_wire_ready h = { .slots = lmp_engine_slots(w.engine), .pid = (int32_t)getpid(),
+                                            .n_ctx = w.n_ctx };
+                if (lmp_wire_format_ready(&h, head, sizeof(head)) >= 0)
+                        send_message(dealer, LMP_WIRE_READY, head, NULL, 0);
         }
         r = io_loop(&w, dealer, pair_io);
 out:

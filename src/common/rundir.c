@@ -17,7 +17,7 @@
  * user (the /tmp fallback is the classic case) is refused with an error,
  * never used. Known limit: the directories a symlink on the way points to
  * are checked themselves, not their own ancestors. */
-#include "supervisor/rundir.h"
+#include "common/rundir.h"
 
 #include <errno.h>
 #include <fcntl.h>
