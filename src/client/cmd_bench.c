@@ -23,7 +23,6 @@
  * reports the weight traffic it implies (steps/s x bytes of weights a step
  * reads) and its share of that ceiling. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +33,7 @@
 #include <unistd.h>
 
 #include "client/commands.h"
+#include "common/args.h"
 #include "common/macros.h"
 #include "common/membw.h"
 #include "model/model.h"
@@ -178,10 +178,10 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                 .reps = 3,
                 .probe_mib = 1024,
         };
+        struct lmp_args a;
         int c;
-        optind = 1;
-        opterr = 1;
-        while ((c = getopt_long(argc, argv, "p:n:b:r:t:h", longopts, NULL)) != -1) {
+        lmp_args_init(&a, "lmpool bench", argc, argv, "p:n:b:r:t:h", longopts);
+        while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case 'p':
                         if (parse_list("-p", optarg, 0, MAX_TOKENS, &o->pp) < 0)
@@ -221,7 +221,6 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                         usage(stdout);
                         return -1;
                 default:
-                        usage(stderr);
                         return 2;
                 }
         }

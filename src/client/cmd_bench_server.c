@@ -17,7 +17,6 @@
  * (the process --pid names and its descendants; for lmpoold without
  * --pid, the supervisor found from its workers' pids). */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -36,6 +35,7 @@
 
 #include "client/cli.h"
 #include "client/commands.h"
+#include "common/args.h"
 
 #define MAX_USERS 256
 #define MAX_MESSAGES 10000
@@ -137,10 +137,10 @@ static int parse_args(int argc, char **argv, struct srv_opts *o) {
         };
         *o = (struct srv_opts){ .users = 4, .messages = 10, .n_gen = 100, .history = 12, .temperature = 0.8,
                                 .timeout_ms = 300000, .session = true };
+        struct lmp_args a;
         int c;
-        optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, ":u:m:n:h", longopts, NULL)) != -1) {
+        lmp_args_init(&a, "lmpool bench", argc, argv, "u:m:n:h", longopts);
+        while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case O_SERVER:
                         break;
@@ -206,11 +206,7 @@ static int parse_args(int argc, char **argv, struct srv_opts *o) {
                 case 'h':
                         usage(stdout);
                         return -1;
-                case ':':
-                        fprintf(stderr, "lmpool bench: %s needs a value\n", argv[optind - 1]);
-                        return 2;
                 default:
-                        fprintf(stderr, "lmpool bench: unknown option '%s' (with --server)\n", argv[optind - 1]);
                         return 2;
                 }
         }
