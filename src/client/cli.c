@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client/cli.h"
@@ -293,13 +294,24 @@ int cli_connect(const char *cmd, const char *endpoint, const struct cli_curve *c
         return 0;
 }
 
+/* Why a daemon may not have answered: ZeroMQ connects to an ipc socket
+ * that does not exist yet without complaint (and would retry until the
+ * timeout), so a missing socket file is worth saying. */
+static const char *timeout_hint(const char *endpoint) {
+        struct stat st;
+        if (strncmp(endpoint, "ipc://", 6) == 0 && stat(endpoint + 6, &st) < 0 && errno == ENOENT)
+                return "no socket there: is lmpoold running?";
+        return "is lmpoold running?";
+}
+
 int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const char *endpoint) {
         char buf[4096];
         if (rc == -EPROTO || (rc == -EINVAL && res && res->message[0]))
                 fprintf(stderr, "lmpool %s: %s: %s\n", cmd, lmp_client_code_name(res->code), res->message);
-        else if (rc == -ETIMEDOUT)
-                fprintf(stderr, "lmpool %s: timeout: no answer from %s (is lmpoold running?)\n", cmd,
-                        cli_endpoint_name(endpoint, buf, sizeof(buf)));
+        else if (rc == -ETIMEDOUT) {
+                const char *name = cli_endpoint_name(endpoint, buf, sizeof(buf));
+                fprintf(stderr, "lmpool %s: timeout: no answer from %s (%s)\n", cmd, name, timeout_hint(name));
+        }
         else if (rc == -ECANCELED) {
                 fprintf(stderr, "lmpool %s: cancelled\n", cmd);
                 return CLI_EXIT_INTERRUPTED;
@@ -353,8 +365,7 @@ int cli_info_command(int argc, char **argv, const char *usage, cli_info_fn call,
         }
         if (cli_connect(cmd, endpoint, &curve, 0, &client) != 0)
                 return 1;
-        if (timeout_ms > 0)
-                lmp_client_set_timeout(client, timeout_ms);
+        lmp_client_set_timeout(client, timeout_ms > 0 ? timeout_ms : CLI_INFO_TIMEOUT_MS);
         rc = call(client, &json, &res);
         lmp_client_free(client);
         if (rc < 0)

@@ -62,6 +62,10 @@ char *cli_read_stdin(void);
 /* Options of models, stats and health: --endpoint E, --json, --timeout-ms,
  * --server-key, --key. Returns 0, 2 (usage error printed) or -1 (--help
  * printed). */
+/* Their receive timeout without --timeout-ms: the daemon's router answers
+ * them itself, at once, so a probe need not wait as long as generate does
+ * (the library's 60 s) to say that nothing answers. */
+#define CLI_INFO_TIMEOUT_MS 3000
 int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_curve *ret_curve, bool *ret_json,
                    int *ret_timeout_ms);
 

@@ -10,7 +10,7 @@
 #include "client/commands.h"
 
 static const char usage[] =
-        "usage: lmpool health [--endpoint E] [--json] [--timeout-ms MS]\n"
+        "usage: lmpool health [--endpoint E] [--json] [--timeout-ms MS (default 3000)]\n"
         "       [--server-key KEY|FILE --key FILE]  (CURVE over TCP: docs/security.md)\n"
         "Shows lmpoold's health (--json: the daemon's answer as it is).\n"
         "Exit status: 0 when the status is ok, 1 otherwise (starting, degraded, no answer).\n";

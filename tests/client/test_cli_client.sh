@@ -63,7 +63,16 @@ grep -q '^usage: lmpool generate' "$dir/out" || fail "--help"
 expect_status 1 "$LMPOOL_BIN" generate -m silent -p x --timeout-ms 200 --endpoint "$ep"
 grep -q 'timeout: no answer from' "$dir/err" || fail "silent timeout message"
 expect_status 1 "$LMPOOL_BIN" health --endpoint "ipc://$dir/nobody.sock" --timeout-ms 200
-grep -q "timeout: no answer from ipc://$dir/nobody.sock" "$dir/err" || fail "nobody message"
+grep -q "timeout: no answer from ipc://$dir/nobody.sock (no socket there: is lmpoold running?)" "$dir/err" \
+        || fail "nobody message"
+# Without --timeout-ms, models, stats and health give up after their own
+# 3 s (not the library's 60 s of generate): timeout(1) ends a probe that
+# would take longer than 5 s with 124.
+for cmd in health models stats; do
+        expect_status 1 timeout 5 "$LMPOOL_BIN" $cmd --endpoint ipc:///nonexistent
+        grep -q "^lmpool $cmd: timeout: no answer from ipc:///nonexistent (no socket there" "$dir/err" \
+                || fail "$cmd: no daemon"
+done
 
 # Ctrl-C cancels the request on the daemon: exit 130, well before the
 # slow model's 5 s of tokens are over.
