@@ -304,21 +304,44 @@ static const char *timeout_hint(const char *endpoint) {
         return "is lmpoold running?";
 }
 
+static const int exit_statuses[] = {
+        [LMP_CLIENT_BAD_REQUEST] = 3,
+        [LMP_CLIENT_UNKNOWN_MODEL] = 4,
+        [LMP_CLIENT_BUSY] = 5,
+        [LMP_CLIENT_TOO_LONG] = 6,
+        [LMP_CLIENT_TIMEOUT] = 7,
+        [LMP_CLIENT_WORKER_LOST] = 8,
+        [LMP_CLIENT_CANCELLED] = 9,
+        [LMP_CLIENT_INTERNAL] = 10,
+        [LMP_CLIENT_SLOW_CONSUMER] = 11,
+        [LMP_CLIENT_MODEL_FAILED] = 12,
+};
+
+int cli_exit_status(enum lmp_client_code code) {
+        if (code == LMP_CLIENT_OK)
+                return 0;
+        if ((size_t)code >= sizeof(exit_statuses) / sizeof(exit_statuses[0]) || !exit_statuses[code])
+                return exit_statuses[LMP_CLIENT_INTERNAL]; /* a code this client does not know */
+        return exit_statuses[code];
+}
+
 int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const char *endpoint) {
         char buf[4096];
-        if (rc == -EPROTO || (rc == -EINVAL && res && res->message[0]))
+        if (rc == -EPROTO || (rc == -EINVAL && res && res->message[0])) {
                 fprintf(stderr, "lmpool %s: %s: %s\n", cmd, lmp_client_code_name(res->code), res->message);
-        else if (rc == -ETIMEDOUT) {
+                return cli_exit_status(res->code);
+        }
+        if (rc == -ETIMEDOUT) {
                 const char *name = cli_endpoint_name(endpoint, buf, sizeof(buf));
                 fprintf(stderr, "lmpool %s: timeout: no answer from %s (%s)\n", cmd, name, timeout_hint(name));
+                return cli_exit_status(LMP_CLIENT_TIMEOUT);
         }
-        else if (rc == -ECANCELED) {
+        if (rc == -ECANCELED) {
                 fprintf(stderr, "lmpool %s: cancelled\n", cmd);
                 return CLI_EXIT_INTERRUPTED;
         }
-        else
-                fprintf(stderr, "lmpool %s: internal: %s\n", cmd, strerror(-rc));
-        return 1;
+        fprintf(stderr, "lmpool %s: internal: %s\n", cmd, strerror(-rc));
+        return cli_exit_status(LMP_CLIENT_INTERNAL);
 }
 
 char *cli_read_stdin(void) {
