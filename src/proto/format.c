@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "common/macros.h"
-#include "proto/internal.h"
+#include "common/utf8.h"
 #include "proto/proto.h"
 
 void lmp_proto_buf_free(struct lmp_proto_buf *b) {
@@ -85,7 +85,7 @@ int lmp_proto_append_json_string(struct lmp_proto_buf *b, const char *s, size_t 
         for (size_t i = 0; i < n;) {
                 unsigned char c = p[i];
                 if (c >= 0x80) {
-                        size_t k = lmp_proto_utf8_seq(p + i, n - i);
+                        size_t k = lmp_utf8_char_len(p + i, n - i);
                         if (k == 0) {
                                 memcpy(o, "\xef\xbf\xbd", 3);
                                 o += 3;
@@ -475,7 +475,7 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
 bool lmp_proto_utf8_valid(const char *s, size_t n) {
         const unsigned char *p = (const unsigned char *)s;
         for (size_t i = 0; i < n;) {
-                size_t k = p[i] ? lmp_proto_utf8_seq(p + i, n - i) : 0;
+                size_t k = p[i] ? lmp_utf8_char_len(p + i, n - i) : 0;
                 if (k == 0)
                         return false;
                 i += k;
@@ -484,24 +484,5 @@ bool lmp_proto_utf8_valid(const char *s, size_t n) {
 }
 
 size_t lmp_proto_utf8_complete(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *)s;
-        /* Look back at most 3 bytes for the lead byte of a cut sequence. */
-        for (size_t back = 1; back <= 3 && back <= n; back++) {
-                unsigned char c = p[n - back];
-                if ((c & 0xc0) == 0x80)
-                        continue; /* a continuation byte: keep looking */
-                size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-                if (c >= 0xc0 && want > back) {
-                        /* Hold back only what could still become valid. */
-                        unsigned char tail[4] = { 0 };
-                        memcpy(tail, p + n - back, back);
-                        /* Complete it with the lowest bytes that could follow. */
-                        for (size_t i = back; i < want; i++)
-                                tail[i] = i == 1 && c == 0xe0 ? 0xa0 : i == 1 && c == 0xf0 ? 0x90 : 0x80;
-                        if (lmp_proto_utf8_seq(tail, want) == want)
-                                return n - back;
-                }
-                return n;
-        }
-        return n;
+        return n - lmp_utf8_incomplete_tail((const uint8_t *)s, n);
 }

@@ -15,6 +15,8 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/utf8.h"
+
 /* ------------------------------------------------------------ string builder */
 
 struct sbuf {
@@ -62,11 +64,8 @@ static size_t space_len(const unsigned char *s, size_t n) {
                 return 1;
         if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
                 return 2;
-        if (n >= 3) {
-                uint32_t cp;
-                if ((s[0] & 0xf0) != 0xe0 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-                        return 0;
-                cp = ((uint32_t)(s[0] & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+        uint32_t cp;
+        if (lmp_utf8_decode(s, n, &cp) == 3) {
                 if (cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
                     cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000)
                         return 3;
