@@ -36,6 +36,7 @@
 #include "client/cli.h"
 #include "client/commands.h"
 #include "common/args.h"
+#include "common/clock.h"
 
 #define MAX_USERS 256
 #define MAX_MESSAGES 10000
@@ -76,12 +77,6 @@ struct user {
         char *answer;
         size_t answer_len, answer_cap;
 };
-
-static double now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static void usage(FILE *f) {
         fprintf(f, "usage: lmpool bench --server --model M [-u USERS] [-m MESSAGES] [-n N] [--history H]\n"
@@ -295,7 +290,7 @@ static int answer_append(struct user *u, const char *text, size_t len) {
 
 static void first_chunk(struct user *u) {
         if (u->n_chunks++ == 0)
-                u->t_first = now_ms();
+                u->t_first = lmp_clock_ms();
 }
 
 /* ---- over ZeroMQ ---- */
@@ -672,9 +667,9 @@ static void *user_main(void *arg) {
                 u->n_chunks = 0;
                 if (u->answer)
                         u->answer[0] = '\0';
-                u->t0 = now_ms();
+                u->t0 = lmp_clock_ms();
                 int rc = o->http ? http_turn(u, &url, msgs, n, t) : zmq_turn(u, client, msgs, n, t);
-                double t1 = now_ms();
+                double t1 = lmp_clock_ms();
                 if (rc < 0)
                         break;
                 t->ok = true;
@@ -829,7 +824,7 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                 }
         }
         int root = o.pid ? o.pid : (o.http ? -1 : daemon_pid(&o));
-        double t0 = now_ms();
+        double t0 = lmp_clock_ms();
         int started = 0;
         for (; started < o.users; started++)
                 if ((rc = pthread_create(&users[started].thread, NULL, user_main, &users[started])) != 0) {
@@ -860,7 +855,7 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                         break;
                 usleep(250000);
         }
-        double wall = now_ms() - t0;
+        double wall = lmp_clock_ms() - t0;
 
         size_t cap = (size_t)o.users * (size_t)o.messages, n = 0;
         double *lat = malloc(cap * sizeof(double)), *ttft = malloc(cap * sizeof(double));

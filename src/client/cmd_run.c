@@ -19,6 +19,7 @@
 #include "client/cli_model.h"
 #include "client/commands.h"
 #include "common/args.h"
+#include "common/clock.h"
 #include "sampler/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -37,12 +38,6 @@ static void usage(FILE *f) {
                 "  --seed S               sampler seed (default: from the clock)\n"
                 "  --threads T            worker threads (default: one per CPU)\n"
                 "  --ctx N                context length (default: the model's)\n");
-}
-
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 int lmp_cmd_run(int argc, char **argv) {
@@ -221,7 +216,7 @@ int lmp_cmd_run(int argc, char **argv) {
         for (int i = 0; i < n_prompt; i++)
                 if (ids[i] >= 0 && (uint32_t)ids[i] < n_vocab)
                         lmp_sampler_accept(smp, ids[i]);
-        double t0 = now_s();
+        double t0 = lmp_clock_s();
         for (int p0 = 0; p0 < n_prompt; p0 += PROMPT_BATCH) {
                 int nb = LMP_MIN(PROMPT_BATCH, n_prompt - p0);
                 for (int i = 0; i < nb; i++)
@@ -234,7 +229,7 @@ int lmp_cmd_run(int argc, char **argv) {
                         goto out;
                 }
         }
-        double t1 = now_s();
+        double t1 = lmp_clock_s();
 
         long n_done = 0;
         const char *stop = "length";
@@ -269,7 +264,7 @@ int lmp_cmd_run(int argc, char **argv) {
                         goto out;
                 }
         }
-        double t2 = now_s();
+        double t2 = lmp_clock_s();
         size_t np = 0;
         if (!print_ids && lmp_detok_flush(&detok, piece, piece_cap, &np) == 0)
                 fwrite(piece, 1, np, stdout);
