@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/json.h"
 #include "common/utf8.h"
 
 /* ------------------------------------------------------------ string builder */
@@ -25,9 +26,10 @@ struct sbuf {
         bool oom;
 };
 
-static void sb_addn(struct sbuf *b, const char *s, size_t n) {
+/* Room for n more bytes and the NUL; false (and b->oom) when there is none. */
+static bool sb_reserve(struct sbuf *b, size_t n) {
         if (b->oom)
-                return;
+                return false;
         if (b->len + n + 1 > b->cap) {
                 size_t cap = b->cap ? b->cap : 256;
                 while (cap < b->len + n + 1)
@@ -35,11 +37,17 @@ static void sb_addn(struct sbuf *b, const char *s, size_t n) {
                 char *p = realloc(b->p, cap);
                 if (!p) {
                         b->oom = true;
-                        return;
+                        return false;
                 }
                 b->p = p;
                 b->cap = cap;
         }
+        return true;
+}
+
+static void sb_addn(struct sbuf *b, const char *s, size_t n) {
+        if (!sb_reserve(b, n))
+                return;
         memcpy(b->p + b->len, s, n);
         b->len += n;
         b->p[b->len] = '\0';
@@ -101,29 +109,15 @@ static void sb_add_trimmed(struct sbuf *b, const char *s) {
 /* Appends s as a JSON string the way Jinja's tojson filter writes it in
  * Hugging Face's environment (Python's json.dumps with ensure_ascii=False):
  * quotes, backslashes and control characters escaped, everything else
- * verbatim. */
+ * verbatim (DEL included). */
 static void sb_add_json_string(struct sbuf *b, const char *s) {
-        sb_add(b, "\"");
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                char esc[8];
-                switch (*p) {
-                case '"': sb_add(b, "\\\""); break;
-                case '\\': sb_add(b, "\\\\"); break;
-                case '\n': sb_add(b, "\\n"); break;
-                case '\r': sb_add(b, "\\r"); break;
-                case '\t': sb_add(b, "\\t"); break;
-                case '\b': sb_add(b, "\\b"); break;
-                case '\f': sb_add(b, "\\f"); break;
-                default:
-                        if (*p < 0x20) {
-                                snprintf(esc, sizeof(esc), "\\u%04x", *p);
-                                sb_add(b, esc);
-                        } else {
-                                sb_addn(b, (const char *)p, 1);
-                        }
-                }
+        size_t n = strlen(s), worst = lmp_json_escaped_max(n);
+        if (worst == 0 || !sb_reserve(b, worst)) {
+                b->oom = true;
+                return;
         }
-        sb_add(b, "\"");
+        b->len += lmp_json_escape(b->p + b->len, s, n, false);
+        b->p[b->len] = '\0';
 }
 
 /* ------------------------------------------------------------ helpers */
