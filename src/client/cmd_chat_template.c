@@ -167,10 +167,8 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 default: return 2;
                 }
         }
-        if (optind < argc)
-                model = argv[optind++];
-        if (optind < argc)
-                return lmp_args_unexpected(&a, argv[optind]);
+        if (lmp_args_operand(&a, &model) != 0)
+                return 2;
         if (!msgs_path || (!model && !tpl_path && !family_name) || (model && tpl_path)) {
                 usage(stderr);
                 return 2;

@@ -254,10 +254,8 @@ int lmp_cmd_gguf(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (optind < argc)
-                path = argv[optind++];
-        if (optind < argc)
-                return lmp_args_unexpected(&a, argv[optind]);
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path) {
                 usage(stderr);
                 return 2;

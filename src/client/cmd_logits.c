@@ -71,10 +71,8 @@ int lmp_cmd_logits(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (optind < argc)
-                path = argv[optind++];
-        if (optind < argc)
-                return lmp_args_unexpected(&a, argv[optind]);
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path || !ids_arg) {
                 usage(stderr);
                 return 2;

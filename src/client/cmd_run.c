@@ -115,10 +115,8 @@ int lmp_cmd_run(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (optind < argc)
-                path = argv[optind++];
-        if (optind < argc)
-                return lmp_args_unexpected(&a, argv[optind]);
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path || !ids_arg == !prompt) {
                 if (path)
                         fprintf(stderr, "lmpool run: give one of --prompt and --ids\n");

@@ -97,10 +97,8 @@ int lmp_cmd_tokenize(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (optind < argc)
-                path = argv[optind++];
-        if (optind < argc)
-                return lmp_args_unexpected(&a, argv[optind]);
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path) {
                 usage_tokenize(stderr);
                 return 2;
@@ -214,10 +212,8 @@ int lmp_cmd_detokenize(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (optind < argc)
-                path = argv[optind++];
-        if (optind < argc)
-                return lmp_args_unexpected(&a, argv[optind]);
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path || !idstr) {
                 usage_detokenize(stderr);
                 return 2;

@@ -122,6 +122,13 @@ int lmp_args_unexpected(const struct lmp_args *a, const char *arg) {
         return LMP_EXIT_USAGE;
 }
 
+int lmp_args_operand(const struct lmp_args *a, const char **ret) {
+        *ret = optind < a->argc ? a->argv[optind] : NULL;
+        if (optind + 1 < a->argc)
+                return lmp_args_unexpected(a, a->argv[optind + 1]);
+        return 0;
+}
+
 int lmp_args_long(const struct lmp_args *a, long long lo, long long hi, long long *ret) {
         const char *s = optarg ? optarg : "";
         char *end;

@@ -57,6 +57,11 @@ int lmp_args_bad_value(const struct lmp_args *a, const char *why_fmt, ...) LMP_P
 /* Prints "PROG: unexpected argument 'ARG'". Returns LMP_EXIT_USAGE. */
 int lmp_args_unexpected(const struct lmp_args *a, const char *arg);
 
+/* After the options, for a command of at most one operand: *ret gets it
+ * (NULL when there is none). Returns 0, or LMP_EXIT_USAGE after printing
+ * that a second one is unexpected. */
+int lmp_args_operand(const struct lmp_args *a, const char **ret);
+
 /* optarg as a decimal integer from lo to hi, or as a finite number from lo
  * to hi. On anything else they print a bad-value line and return -EINVAL,
  * leaving *ret untouched. */
