@@ -1498,6 +1498,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
+/* libmicrohttpd's messages: fmt is its own printf format. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) LMP_PRINTF(2, 0);
 static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         char msg[512];
         (void)cls;
