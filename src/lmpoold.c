@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/args.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/rundir.h"
@@ -125,22 +126,39 @@ int main(int argc, char **argv) {
         /* Whatever the unit or the shell says: files and sockets are
          * created private and opened up explicitly (rundir.c). */
         umask(0077);
-        if (argc > 1 && strcmp(argv[1], "--check-config") == 0)
-                return lmp_config_check_main(argc, argv);
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
-                        config_path = argv[++i];
-                } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-                        usage(stdout);
-                        return 0;
-                } else if (strcmp(argv[i], "--version") == 0) {
+        enum { O_CONFIG = 256, O_CHECK, O_VERSION };
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, O_CONFIG },
+                { "check-config", no_argument, NULL, O_CHECK },
+                { "version", no_argument, NULL, O_VERSION },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpoold", argc, argv, "h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case O_CONFIG:
+                        config_path = optarg;
+                        break;
+                case O_CHECK:
+                        return lmp_config_check_main(argc, argv); /* reads argv again, FILE included */
+                case O_VERSION:
                         printf("lmpoold %s\n", LMPOOL_VERSION);
                         return 0;
-                } else {
-                        fprintf(stderr, "lmpoold: unexpected argument '%s'\n", argv[i]);
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
                         usage(stderr);
-                        return 2;
+                        return LMP_EXIT_USAGE;
                 }
+        }
+        if (optind < argc) {
+                lmp_args_unexpected(&a, argv[optind]);
+                usage(stderr);
+                return LMP_EXIT_USAGE;
         }
         if (!config_path || !*config_path)
                 config_path = LMP_CONFIG_DEFAULT_PATH;
@@ -219,7 +237,7 @@ int main(int argc, char **argv) {
         }
 
         /* 6. the router's sockets, and descriptors for limits.max_clients */
-        d.router.start_ms = lmp_now_ms();
+        d.router.start_ms = lmp_clock_ms();
         if (lmp_router_reserve_fds(&d.router) < 0 || lmp_router_open(&d.router) < 0)
                 goto out;
         const char *plain_tcp = d.router.curve ? NULL : d.cfg->tcp[0] ? d.cfg->tcp :

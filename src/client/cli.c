@@ -5,14 +5,14 @@
  * so that scripts can match the stable code. */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "client/cli.h"
+#include "common/args.h"
 #include "common/curvekey.h"
 
 #define CONNECT_GRACE_MS 2000
@@ -30,33 +30,6 @@ void cli_catch_interrupt(void) {
         struct sigaction sa = { .sa_handler = on_sigint }; /* no SA_RESTART: a wait returns early */
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
-}
-
-static int parse_long(const char *s, long long lo, long long hi, long long *ret) {
-        char *end;
-        errno = 0;
-        long long v = strtoll(s, &end, 10);
-        if (errno || end == s || *end || v < lo || v > hi)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
-static int parse_double(const char *s, double lo, double hi, double *ret) {
-        char *end;
-        errno = 0;
-        double v = strtod(s, &end);
-        if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
-static const char *option_name(const struct option *opts, int c) {
-        for (; opts->name; opts++)
-                if (opts->val == c)
-                        return opts->name;
-        return "?";
 }
 
 int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
@@ -85,15 +58,16 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
                 { 0 },
         };
         const char *cmd = argv[0];
+        struct lmp_args a;
+        char name[64];
         long long v;
         int c;
 
         memset(g, 0, sizeof(*g));
         lmp_client_params_init(&g->params);
         g->params.stop = g->stop;
-        optind = 1;
-        opterr = 1;
-        while ((c = getopt_long(argc, argv, chat ? "m:n:h" : "m:p:n:h", opts, NULL)) != -1) {
+        lmp_args_init(&a, chat ? "lmpool chat" : "lmpool generate", argc, argv, chat ? "m:n:h" : "m:p:n:h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case 'm':
                         g->params.model = optarg;
@@ -104,40 +78,45 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
                         g->prompt = optarg;
                         break;
                 case 'n':
-                        if (parse_long(optarg, 1, 1 << 24, &v) < 0)
-                                goto bad_value;
+                        if (lmp_args_long(&a, 1, 1 << 24, &v) < 0)
+                                return 2;
                         g->params.max_tokens = (int)v;
                         break;
                 case O_TEMP:
-                        if (parse_double(optarg, 0, 10, &g->params.temperature) < 0)
-                                goto bad_value;
+                        if (lmp_args_double(&a, 0, 10, &g->params.temperature) < 0)
+                                return 2;
                         break;
                 case O_TOP_K:
-                        if (parse_long(optarg, 0, 1 << 24, &v) < 0)
-                                goto bad_value;
+                        if (lmp_args_long(&a, 0, 1 << 24, &v) < 0)
+                                return 2;
                         g->params.top_k = (int)v;
                         break;
                 case O_TOP_P:
-                        if (parse_double(optarg, 0, 1, &g->params.top_p) < 0 || g->params.top_p == 0)
-                                goto bad_value;
+                        if (lmp_args_double(&a, 0, 1, &g->params.top_p) < 0)
+                                return 2;
+                        if (g->params.top_p == 0)
+                                return lmp_args_bad_value(&a, "expected a number above 0, up to 1");
                         break;
                 case O_MIN_P:
-                        if (parse_double(optarg, 0, 1, &g->params.min_p) < 0)
-                                goto bad_value;
+                        if (lmp_args_double(&a, 0, 1, &g->params.min_p) < 0)
+                                return 2;
                         break;
                 case O_REPEAT:
-                        if (parse_double(optarg, 0, 10, &g->params.repeat_penalty) < 0 ||
-                            g->params.repeat_penalty == 0)
-                                goto bad_value;
+                        if (lmp_args_double(&a, 0, 10, &g->params.repeat_penalty) < 0)
+                                return 2;
+                        if (g->params.repeat_penalty == 0)
+                                return lmp_args_bad_value(&a, "expected a number above 0, up to 10");
                         break;
                 case O_SEED:
-                        if (parse_long(optarg, 0, 9007199254740991LL, &v) < 0)
-                                goto bad_value;
+                        if (lmp_args_long(&a, 0, 9007199254740991LL, &v) < 0)
+                                return 2;
                         g->params.seed = v;
                         break;
                 case O_STOP:
-                        if (g->params.n_stop == CLI_STOP_MAX || !*optarg || strlen(optarg) > 256)
-                                goto bad_value;
+                        if (g->params.n_stop == CLI_STOP_MAX)
+                                return lmp_args_bad_value(&a, "at most %d stop strings", CLI_STOP_MAX);
+                        if (!*optarg || strlen(optarg) > 256)
+                                return lmp_args_bad_value(&a, "expected 1 to 256 bytes");
                         g->stop[g->params.n_stop++] = optarg;
                         break;
                 case O_IGNORE_EOS:
@@ -161,8 +140,8 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
                         g->curve.key = optarg;
                         break;
                 case O_TIMEOUT:
-                        if (parse_long(optarg, 1, 86400000, &v) < 0)
-                                goto bad_value;
+                        if (lmp_args_long(&a, 1, 86400000, &v) < 0)
+                                return 2;
                         g->timeout_ms = g->params.timeout_ms = (int)v;
                         break;
                 case O_SYSTEM:
@@ -174,23 +153,19 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
                         g->help = true;
                         return 0;
                 default:
-                        return 2; /* getopt printed why */
+                        return 2; /* lmp_args_next() said why */
                 }
         }
-        if (optind < argc) {
-                fprintf(stderr, "lmpool %s: unexpected argument '%s'\n", cmd, argv[optind]);
-                return 2;
-        }
+        if (optind < argc)
+                return lmp_args_unexpected(&a, argv[optind]);
         if (!g->params.model) {
                 fprintf(stderr, "lmpool %s: --model is required\n", cmd);
                 return 2;
         }
         return 0;
-bad_value:
-        fprintf(stderr, "lmpool %s: bad value '%s' for --%s\n", cmd, optarg, option_name(opts, c));
-        return 2;
 bad_option:
-        fprintf(stderr, "lmpool %s: option --%s is not for this command\n", cmd, option_name(opts, c));
+        fprintf(stderr, "lmpool %s: option %s is not for this command\n", cmd,
+                lmp_args_name(&a, name, sizeof(name)));
         return 2;
 }
 
@@ -205,15 +180,17 @@ int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
-        long long v;
+        char prog[64];
+        struct lmp_args a;
         int c;
 
         *ret_endpoint = NULL;
         ret_curve->server_key = ret_curve->key = NULL;
         *ret_json = false;
         *ret_timeout_ms = 0;
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        snprintf(prog, sizeof(prog), "lmpool %s", argv[0]);
+        lmp_args_init(&a, prog, argc, argv, "h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case 'e':
                         *ret_endpoint = optarg;
@@ -228,11 +205,8 @@ int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_
                         *ret_json = true;
                         break;
                 case 't':
-                        if (parse_long(optarg, 1, 86400000, &v) < 0) {
-                                fprintf(stderr, "lmpool %s: bad value '%s' for --timeout-ms\n", argv[0], optarg);
+                        if (lmp_args_int(&a, 1, 86400000, ret_timeout_ms) < 0)
                                 return 2;
-                        }
-                        *ret_timeout_ms = (int)v;
                         break;
                 case 'h':
                         return -1;
@@ -240,10 +214,8 @@ int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_
                         return 2;
                 }
         }
-        if (optind < argc) {
-                fprintf(stderr, "lmpool %s: unexpected argument '%s'\n", argv[0], argv[optind]);
-                return 2;
-        }
+        if (optind < argc)
+                return lmp_args_unexpected(&a, argv[optind]);
         return 0;
 }
 
@@ -322,20 +294,54 @@ int cli_connect(const char *cmd, const char *endpoint, const struct cli_curve *c
         return 0;
 }
 
+/* Why a daemon may not have answered: ZeroMQ connects to an ipc socket
+ * that does not exist yet without complaint (and would retry until the
+ * timeout), so a missing socket file is worth saying. */
+static const char *timeout_hint(const char *endpoint) {
+        struct stat st;
+        if (strncmp(endpoint, "ipc://", 6) == 0 && stat(endpoint + 6, &st) < 0 && errno == ENOENT)
+                return "no socket there: is lmpoold running?";
+        return "is lmpoold running?";
+}
+
+static const int exit_statuses[] = {
+        [LMP_CLIENT_BAD_REQUEST] = 3,
+        [LMP_CLIENT_UNKNOWN_MODEL] = 4,
+        [LMP_CLIENT_BUSY] = 5,
+        [LMP_CLIENT_TOO_LONG] = 6,
+        [LMP_CLIENT_TIMEOUT] = 7,
+        [LMP_CLIENT_WORKER_LOST] = 8,
+        [LMP_CLIENT_CANCELLED] = 9,
+        [LMP_CLIENT_INTERNAL] = 10,
+        [LMP_CLIENT_SLOW_CONSUMER] = 11,
+        [LMP_CLIENT_MODEL_FAILED] = 12,
+};
+
+int cli_exit_status(enum lmp_client_code code) {
+        if (code == LMP_CLIENT_OK)
+                return 0;
+        if ((size_t)code >= sizeof(exit_statuses) / sizeof(exit_statuses[0]) || !exit_statuses[code])
+                return exit_statuses[LMP_CLIENT_INTERNAL]; /* a code this client does not know */
+        return exit_statuses[code];
+}
+
 int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const char *endpoint) {
         char buf[4096];
-        if (rc == -EPROTO || (rc == -EINVAL && res && res->message[0]))
+        if (rc == -EPROTO || (rc == -EINVAL && res && res->message[0])) {
                 fprintf(stderr, "lmpool %s: %s: %s\n", cmd, lmp_client_code_name(res->code), res->message);
-        else if (rc == -ETIMEDOUT)
-                fprintf(stderr, "lmpool %s: timeout: no answer from %s (is lmpoold running?)\n", cmd,
-                        cli_endpoint_name(endpoint, buf, sizeof(buf)));
-        else if (rc == -ECANCELED) {
+                return cli_exit_status(res->code);
+        }
+        if (rc == -ETIMEDOUT) {
+                const char *name = cli_endpoint_name(endpoint, buf, sizeof(buf));
+                fprintf(stderr, "lmpool %s: timeout: no answer from %s (%s)\n", cmd, name, timeout_hint(name));
+                return cli_exit_status(LMP_CLIENT_TIMEOUT);
+        }
+        if (rc == -ECANCELED) {
                 fprintf(stderr, "lmpool %s: cancelled\n", cmd);
                 return CLI_EXIT_INTERRUPTED;
         }
-        else
-                fprintf(stderr, "lmpool %s: internal: %s\n", cmd, strerror(-rc));
-        return 1;
+        fprintf(stderr, "lmpool %s: internal: %s\n", cmd, strerror(-rc));
+        return cli_exit_status(LMP_CLIENT_INTERNAL);
 }
 
 char *cli_read_stdin(void) {
@@ -382,8 +388,7 @@ int cli_info_command(int argc, char **argv, const char *usage, cli_info_fn call,
         }
         if (cli_connect(cmd, endpoint, &curve, 0, &client) != 0)
                 return 1;
-        if (timeout_ms > 0)
-                lmp_client_set_timeout(client, timeout_ms);
+        lmp_client_set_timeout(client, timeout_ms > 0 ? timeout_ms : CLI_INFO_TIMEOUT_MS);
         rc = call(client, &json, &res);
         lmp_client_free(client);
         if (rc < 0)

@@ -44,7 +44,19 @@ int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g);
 int cli_connect(const char *cmd, const char *endpoint, const struct cli_curve *curve, int timeout_ms,
                 struct lmp_client **ret_client);
 
-/* Prints why a call failed; returns the exit code (1). */
+/* Exit statuses of the client subcommands, the same as
+ * docs/examples/client.py's: 0 ok; 1 a failure outside the protocol
+ * (connecting, key files, reading stdin; for health, a status other than
+ * "ok"); 2 a usage error; one status per protocol error code, from 3
+ * (bad_request) to 12 (model_failed), in the order of enum
+ * lmp_client_code, a daemon that does not answer in time counting as
+ * "timeout" (7); 130 interrupted. README.md and lmpool(1) have the table. */
+#define CLI_EXIT_FAILURE 1
+int cli_exit_status(enum lmp_client_code code);
+
+/* Prints why a call failed; returns the exit status: the error code's, or
+ * CLI_EXIT_INTERRUPTED, or the one of "internal" for a local failure
+ * during the call. */
 int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const char *endpoint);
 
 /* Ctrl-C during a generation: cli_catch_interrupt() installs a SIGINT
@@ -62,6 +74,10 @@ char *cli_read_stdin(void);
 /* Options of models, stats and health: --endpoint E, --json, --timeout-ms,
  * --server-key, --key. Returns 0, 2 (usage error printed) or -1 (--help
  * printed). */
+/* Their receive timeout without --timeout-ms: the daemon's router answers
+ * them itself, at once, so a probe need not wait as long as generate does
+ * (the library's 60 s) to say that nothing answers. */
+#define CLI_INFO_TIMEOUT_MS 3000
 int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_curve *ret_curve, bool *ret_json,
                    int *ret_timeout_ms);
 

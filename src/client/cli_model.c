@@ -49,17 +49,6 @@ int lmp_cli_parse_ids(const char *cmd, const char *s, int32_t **ret) {
         return (int)n;
 }
 
-long lmp_cli_parse_long(const char *cmd, const char *opt, const char *s, long max) {
-        char *end;
-        errno = 0;
-        long v = s ? strtol(s, &end, 10) : -1;
-        if (!s || end == s || *end || errno || v < 0 || v > max) {
-                fprintf(stderr, "lmpool %s: %s: expected an integer from 0 to %ld\n", cmd, opt, max);
-                return -1;
-        }
-        return v;
-}
-
 int lmp_cli_model_open(const char *cmd, const char *path, int n_threads, uint32_t n_ctx,
                        uint32_t n_batch, struct cli_model *ret) {
         struct cli_model cm = { 0 };

@@ -18,9 +18,6 @@ struct cli_model {
  * malloc'd array in *ret, or -1 after printing what is wrong. */
 int lmp_cli_parse_ids(const char *cmd, const char *s, int32_t **ret);
 
-/* Parses a non-negative integer option value; -1 (after a message) if bad. */
-long lmp_cli_parse_long(const char *cmd, const char *opt, const char *s, long max);
-
 /* Opens path, loads the model with the CPU's kernels (LMPOOL_ISA honoured),
  * starts n_threads threads (0: one per CPU) and creates a context of one
  * sequence with n_ctx positions (0 or more than the model's training

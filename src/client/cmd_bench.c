@@ -23,7 +23,6 @@
  * reports the weight traffic it implies (steps/s x bytes of weights a step
  * reads) and its share of that ceiling. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +33,8 @@
 #include <unistd.h>
 
 #include "client/commands.h"
+#include "common/args.h"
+#include "common/clock.h"
 #include "common/macros.h"
 #include "common/membw.h"
 #include "model/model.h"
@@ -98,12 +99,6 @@ static void usage(FILE *f) {
                 "lmpool bench --server --model NAME ... measures a running server under a chat\n"
                 "load instead (lmpool bench --server --help).\n",
                 MAX_TOKENS, MAX_TOKENS, MAX_SEQS, MAX_REPS, LMP_THREADPOOL_MAX);
-}
-
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static int parse_int(const char *s, int lo, int hi, int *ret) {
@@ -178,10 +173,10 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                 .reps = 3,
                 .probe_mib = 1024,
         };
+        struct lmp_args a;
         int c;
-        optind = 1;
-        opterr = 1;
-        while ((c = getopt_long(argc, argv, "p:n:b:r:t:h", longopts, NULL)) != -1) {
+        lmp_args_init(&a, "lmpool bench", argc, argv, "p:n:b:r:t:h", longopts);
+        while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case 'p':
                         if (parse_list("-p", optarg, 0, MAX_TOKENS, &o->pp) < 0)
@@ -221,7 +216,6 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                         usage(stdout);
                         return -1;
                 default:
-                        usage(stderr);
                         return 2;
                 }
         }
@@ -364,10 +358,10 @@ static int generate(struct runner *r, int n_seqs, int pos0, int n_steps) {
                         r->batch[s] = (struct lmp_batch_entry){
                                 .token = random_token(r), .pos = pos0 + i, .seq = s, .logits = true,
                         };
-                double t0 = now_s();
+                double t0 = lmp_clock_s();
                 if (decode(r, (uint32_t)n_seqs) < 0)
                         return -1;
-                double dt = now_s() - t0;
+                double dt = lmp_clock_s() - t0;
                 if (r->step_min <= 0.0 || dt < r->step_min)
                         r->step_min = dt;
         }
@@ -391,10 +385,10 @@ static int run_pp(struct runner *r, int n_prompt, int reps, struct row_stats *st
                 return -1;
         for (int k = 0; k < reps; k++) {
                 reset(r, 1);
-                double t0 = now_s();
+                double t0 = lmp_clock_s();
                 if (prefill(r, 1, n_prompt) < 0)
                         return -1;
-                st->samples[st->n++] = n_prompt / (now_s() - t0);
+                st->samples[st->n++] = n_prompt / (lmp_clock_s() - t0);
         }
         finish_stats(st);
         return 0;
@@ -408,10 +402,10 @@ static int run_tg(struct runner *r, int n_gen, int reps, struct row_stats *st) {
         r->step_min = 0.0;
         for (int k = 0; k < reps; k++) {
                 reset(r, 1);
-                double t0 = now_s();
+                double t0 = lmp_clock_s();
                 if (generate(r, 1, 0, n_gen) < 0)
                         return -1;
-                st->samples[st->n++] = n_gen / (now_s() - t0);
+                st->samples[st->n++] = n_gen / (lmp_clock_s() - t0);
         }
         st->step_min = r->step_min;
         finish_stats(st);
@@ -429,13 +423,13 @@ static int run_batched(struct runner *r, int n_seqs, int n_prompt, int n_gen, in
         r->step_min = 0.0;
         for (int k = 0; k < reps; k++) {
                 reset(r, n_seqs);
-                double t0 = now_s();
+                double t0 = lmp_clock_s();
                 if (prefill(r, n_seqs, n_prompt) < 0)
                         return -1;
-                double t1 = now_s();
+                double t1 = lmp_clock_s();
                 if (generate(r, n_seqs, n_prompt, n_gen) < 0)
                         return -1;
-                double t2 = now_s();
+                double t2 = lmp_clock_s();
                 if (pp && n_prompt > 0)
                         pp->samples[pp->n++] = (double)n_seqs * n_prompt / (t1 - t0);
                 if (n_gen > 0)

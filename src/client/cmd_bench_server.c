@@ -17,7 +17,6 @@
  * (the process --pid names and its descendants; for lmpoold without
  * --pid, the supervisor found from its workers' pids). */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <netdb.h>
 #include <pthread.h>
@@ -36,6 +35,8 @@
 
 #include "client/cli.h"
 #include "client/commands.h"
+#include "common/args.h"
+#include "common/clock.h"
 
 #define MAX_USERS 256
 #define MAX_MESSAGES 10000
@@ -76,12 +77,6 @@ struct user {
         char *answer;
         size_t answer_len, answer_cap;
 };
-
-static double now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static void usage(FILE *f) {
         fprintf(f, "usage: lmpool bench --server --model M [-u USERS] [-m MESSAGES] [-n N] [--history H]\n"
@@ -137,10 +132,10 @@ static int parse_args(int argc, char **argv, struct srv_opts *o) {
         };
         *o = (struct srv_opts){ .users = 4, .messages = 10, .n_gen = 100, .history = 12, .temperature = 0.8,
                                 .timeout_ms = 300000, .session = true };
+        struct lmp_args a;
         int c;
-        optind = 1;
-        opterr = 0;
-        while ((c = getopt_long(argc, argv, ":u:m:n:h", longopts, NULL)) != -1) {
+        lmp_args_init(&a, "lmpool bench", argc, argv, "u:m:n:h", longopts);
+        while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case O_SERVER:
                         break;
@@ -206,11 +201,7 @@ static int parse_args(int argc, char **argv, struct srv_opts *o) {
                 case 'h':
                         usage(stdout);
                         return -1;
-                case ':':
-                        fprintf(stderr, "lmpool bench: %s needs a value\n", argv[optind - 1]);
-                        return 2;
                 default:
-                        fprintf(stderr, "lmpool bench: unknown option '%s' (with --server)\n", argv[optind - 1]);
                         return 2;
                 }
         }
@@ -299,7 +290,7 @@ static int answer_append(struct user *u, const char *text, size_t len) {
 
 static void first_chunk(struct user *u) {
         if (u->n_chunks++ == 0)
-                u->t_first = now_ms();
+                u->t_first = lmp_clock_ms();
 }
 
 /* ---- over ZeroMQ ---- */
@@ -676,9 +667,9 @@ static void *user_main(void *arg) {
                 u->n_chunks = 0;
                 if (u->answer)
                         u->answer[0] = '\0';
-                u->t0 = now_ms();
+                u->t0 = lmp_clock_ms();
                 int rc = o->http ? http_turn(u, &url, msgs, n, t) : zmq_turn(u, client, msgs, n, t);
-                double t1 = now_ms();
+                double t1 = lmp_clock_ms();
                 if (rc < 0)
                         break;
                 t->ok = true;
@@ -833,7 +824,7 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                 }
         }
         int root = o.pid ? o.pid : (o.http ? -1 : daemon_pid(&o));
-        double t0 = now_ms();
+        double t0 = lmp_clock_ms();
         int started = 0;
         for (; started < o.users; started++)
                 if ((rc = pthread_create(&users[started].thread, NULL, user_main, &users[started])) != 0) {
@@ -864,7 +855,7 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                         break;
                 usleep(250000);
         }
-        double wall = now_ms() - t0;
+        double wall = lmp_clock_ms() - t0;
 
         size_t cap = (size_t)o.users * (size_t)o.messages, n = 0;
         double *lat = malloc(cap * sizeof(double)), *ttft = malloc(cap * sizeof(double));

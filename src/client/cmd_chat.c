@@ -27,7 +27,8 @@ static void usage(FILE *f) {
                    "                   [--server-key KEY|FILE --key FILE]\n"
                    "Chats with lmpoold's model M: interactively when stdin is a terminal (an empty\n"
                    "line ends), else one exchange with all of stdin as the user's message.\n"
-                   "Exit status: 0 ok, 1 error (\"lmpool chat: CODE: message\" on stderr), 2 usage.\n");
+                   "Exit status: 0 ok, 2 usage, 3-12 an error event by its CODE (\"lmpool chat: CODE: message\" on\n"
+                   "stderr; the table is in lmpool(1)), 1 any other failure, 130 interrupted.\n");
 }
 
 static int push(struct convo *c, const char *role, char *content) {
@@ -64,11 +65,11 @@ static int print_token(void *userdata, const char *text, size_t len, const int32
 }
 
 /* One turn: sends the conversation, prints the reply, appends it. */
-static int turn(struct lmp_client *client, const struct cli_gen *g, struct convo *c) {
+static int turn(struct lmp_client *client, const struct cli_gen *g, struct convo *c, int *ret_status) {
         struct lmp_client_result res;
         int rc = lmp_client_chat(client, &g->params, c->m, c->n, g->params.stream ? print_token : NULL, NULL, &res);
         if (rc < 0) {
-                cli_fail("chat", rc, &res, g->endpoint);
+                *ret_status = cli_fail("chat", rc, &res, g->endpoint);
                 lmp_client_result_clear(&res);
                 return rc;
         }
@@ -88,7 +89,7 @@ int lmp_cmd_chat(int argc, char **argv) {
         struct cli_gen g;
         struct lmp_client *client = NULL;
         struct convo c = { 0 };
-        int rc;
+        int rc, status = CLI_EXIT_FAILURE;
 
         if ((rc = cli_parse_gen(argc, argv, true, &g)) != 0 || g.help) {
                 usage(g.help ? stdout : stderr);
@@ -115,7 +116,7 @@ int lmp_cmd_chat(int argc, char **argv) {
                         rc = -ENOMEM;
                         goto out;
                 }
-                rc = turn(client, &g, &c);
+                rc = turn(client, &g, &c, &status);
                 goto out;
         }
         fprintf(stderr, "lmpool chat: model %s; an empty line ends the conversation.\n", g.params.model);
@@ -137,7 +138,7 @@ int lmp_cmd_chat(int argc, char **argv) {
                         rc = -ENOMEM;
                         break;
                 }
-                if ((rc = turn(client, &g, &c)) < 0) {
+                if ((rc = turn(client, &g, &c, &status)) < 0) {
                         /* Forget the unanswered turn and let the user go on;
                          * Ctrl-C stops a reply, not the conversation. */
                         free(c.owned[--c.n]);
@@ -152,5 +153,7 @@ out:
                 fprintf(stderr, "lmpool chat: internal: out of memory\n");
         lmp_client_free(client);
         convo_free(&c);
-        return rc == -ECANCELED ? CLI_EXIT_INTERRUPTED : rc < 0 ? 1 : 0;
+        if (rc == -ENOMEM)
+                return cli_exit_status(LMP_CLIENT_INTERNAL);
+        return rc < 0 ? status : 0;
 }

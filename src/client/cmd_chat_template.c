@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "client/commands.h"
+#include "common/args.h"
 #include "gguf/gguf.h"
 #include "tokenizer/chat_template.h"
 
@@ -136,40 +137,38 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         size_t n = 0;
         int rc = 1;
 
-        for (int i = 1; i < argc; i++) {
-                const char **dst = NULL;
-                if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        enum { O_TEMPLATE = 256, O_MESSAGES, O_FAMILY, O_BOS, O_EOS, O_DATE, O_NO_GEN };
+        static const struct option longopts[] = {
+                { "template", required_argument, NULL, O_TEMPLATE },
+                { "messages", required_argument, NULL, O_MESSAGES },
+                { "family", required_argument, NULL, O_FAMILY },
+                { "bos", required_argument, NULL, O_BOS },
+                { "eos", required_argument, NULL, O_EOS },
+                { "date", required_argument, NULL, O_DATE },
+                { "no-generation-prompt", no_argument, NULL, O_NO_GEN },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool chat-template", argc, argv, "h", longopts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage(stdout);
                         return 0;
-                } else if (strcmp(argv[i], "--template") == 0) {
-                        dst = &tpl_path;
-                } else if (strcmp(argv[i], "--messages") == 0) {
-                        dst = &msgs_path;
-                } else if (strcmp(argv[i], "--family") == 0) {
-                        dst = &family_name;
-                } else if (strcmp(argv[i], "--bos") == 0) {
-                        dst = &bos_arg;
-                } else if (strcmp(argv[i], "--eos") == 0) {
-                        dst = &eos_arg;
-                } else if (strcmp(argv[i], "--date") == 0) {
-                        dst = &date;
-                } else if (strcmp(argv[i], "--no-generation-prompt") == 0) {
-                        gen_prompt = false;
-                        continue;
-                } else if (argv[i][0] != '-' && !model) {
-                        model = argv[i];
-                        continue;
-                } else {
-                        fprintf(stderr, "lmpool chat-template: unexpected argument '%s'\n", argv[i]);
-                        usage(stderr);
-                        return 2;
+                case O_TEMPLATE: tpl_path = optarg; break;
+                case O_MESSAGES: msgs_path = optarg; break;
+                case O_FAMILY: family_name = optarg; break;
+                case O_BOS: bos_arg = optarg; break;
+                case O_EOS: eos_arg = optarg; break;
+                case O_DATE: date = optarg; break;
+                case O_NO_GEN: gen_prompt = false; break;
+                default: return 2;
                 }
-                if (i + 1 >= argc) {
-                        fprintf(stderr, "lmpool chat-template: %s needs a value\n", argv[i]);
-                        return 2;
-                }
-                *dst = argv[++i];
         }
+        if (lmp_args_operand(&a, &model) != 0)
+                return 2;
         if (!msgs_path || (!model && !tpl_path && !family_name) || (model && tpl_path)) {
                 usage(stderr);
                 return 2;

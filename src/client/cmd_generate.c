@@ -30,7 +30,8 @@ static void usage(FILE *f) {
                    "CURVE (a TCP endpoint with router.curve_key): --server-key, the daemon's public key\n"
                    "(or $LMPOOL_SERVER_KEY), and --key, this client's key pair file from `lmpool keygen`\n"
                    "(or $LMPOOL_KEY); see docs/security.md.\n"
-                   "Exit status: 0 ok, 1 error (\"lmpool generate: CODE: message\" on stderr), 2 usage.\n");
+                   "Exit status: 0 ok, 2 usage, 3-12 an error event by its CODE (\"lmpool generate: CODE: message\" on\n"
+                   "stderr; the table is in lmpool(1)), 1 any other failure, 130 interrupted.\n");
 }
 
 static int on_token(void *userdata, const char *text, size_t len, const int32_t *ids, size_t n_ids) {

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "client/commands.h"
+#include "common/args.h"
 #include "gguf/gguf.h"
 
 #define ARRAY_INLINE_MAX 8
@@ -232,20 +233,29 @@ int lmp_cmd_gguf(int argc, char **argv) {
         struct lmp_error err = { 0 };
         int r;
 
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--json") == 0) {
-                        json = true;
-                } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        enum { O_JSON = 256 };
+        static const struct option opts[] = {
+                { "json", no_argument, NULL, O_JSON },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool gguf", argc, argv, "h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage(stdout);
                         return 0;
-                } else if (argv[i][0] == '-' || path) {
-                        fprintf(stderr, "lmpool gguf: unexpected argument '%s'\n", argv[i]);
-                        usage(stderr);
+                case O_JSON:
+                        json = true;
+                        break;
+                default:
                         return 2;
-                } else {
-                        path = argv[i];
                 }
         }
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path) {
                 usage(stderr);
                 return 2;

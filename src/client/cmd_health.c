@@ -10,10 +10,11 @@
 #include "client/commands.h"
 
 static const char usage[] =
-        "usage: lmpool health [--endpoint E] [--json] [--timeout-ms MS]\n"
+        "usage: lmpool health [--endpoint E] [--json] [--timeout-ms MS (default 3000)]\n"
         "       [--server-key KEY|FILE --key FILE]  (CURVE over TCP: docs/security.md)\n"
         "Shows lmpoold's health (--json: the daemon's answer as it is).\n"
-        "Exit status: 0 when the status is ok, 1 otherwise (starting, degraded, no answer).\n";
+        "Exit status: 0 when the status is ok, 1 when it is not (starting, degraded), 7 when no\n"
+        "answer comes in time (timeout), 2 usage; the others are in lmpool(1).\n";
 
 static int print(const cJSON *a, bool show) {
         const cJSON *status = cJSON_GetObjectItemCaseSensitive(a, "status");

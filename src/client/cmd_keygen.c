@@ -6,7 +6,6 @@
  * router.curve_clients list; the public key is also printed. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +14,7 @@
 #include <zmq.h>
 
 #include "client/commands.h"
+#include "common/args.h"
 #include "common/curvekey.h"
 
 static const char usage[] =
@@ -60,21 +60,20 @@ int lmp_cmd_keygen(int argc, char **argv) {
         const char *out = NULL;
         bool force = false;
         char pub[LMP_CURVE_Z85_LEN + 1], sec[LMP_CURVE_Z85_LEN + 1], pair[256], pubpath[4096], publine[4200];
+        struct lmp_args a;
         int c, r;
 
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
+        lmp_args_init(&a, "lmpool keygen", argc, argv, "o:h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case 'o': out = optarg; break;
                 case 'f': force = true; break;
                 case 'h': fputs(usage, stdout); return 0;
-                default: fputs(usage, stderr); return 2;
+                default: return 2;
                 }
         }
-        if (optind < argc) {
-                fprintf(stderr, "lmpool keygen: unexpected argument '%s'\n", argv[optind]);
-                return 2;
-        }
+        if (optind < argc)
+                return lmp_args_unexpected(&a, argv[optind]);
         if (zmq_curve_keypair(pub, sec) < 0) {
                 fprintf(stderr, "lmpool keygen: %s (is libzmq built with CURVE?)\n", zmq_strerror(errno));
                 return 1;

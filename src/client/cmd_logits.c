@@ -13,6 +13,7 @@
 
 #include "client/cli_model.h"
 #include "client/commands.h"
+#include "common/args.h"
 
 static void usage(FILE *f) {
         fprintf(f, "usage: lmpool logits MODEL --ids \"1 2 3\" [--top K] [--threads T]\n"
@@ -38,30 +39,40 @@ static void top_k(const float *x, uint32_t n, uint32_t k, uint32_t *out) {
 
 int lmp_cmd_logits(int argc, char **argv) {
         const char *path = NULL, *ids_arg = NULL;
-        long top = -1, threads = 0;
-        for (int i = 1; i < argc; i++) {
-                const char *a = argv[i];
-                if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        long long top = -1, threads = 0;
+        enum { O_IDS = 256, O_TOP, O_THREADS };
+        static const struct option opts[] = {
+                { "ids", required_argument, NULL, O_IDS },
+                { "top", required_argument, NULL, O_TOP },
+                { "threads", required_argument, NULL, O_THREADS },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool logits", argc, argv, "h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage(stdout);
                         return 0;
-                } else if (strcmp(a, "--ids") == 0 && i + 1 < argc) {
-                        ids_arg = argv[++i];
-                } else if (strcmp(a, "--top") == 0) {
-                        if ((top = lmp_cli_parse_long("logits", a, i + 1 < argc ? argv[++i] : NULL,
-                                                      1 << 24)) < 0)
+                case O_IDS:
+                        ids_arg = optarg;
+                        break;
+                case O_TOP:
+                        if (lmp_args_long(&a, 0, 1 << 24, &top) < 0)
                                 return 2;
-                } else if (strcmp(a, "--threads") == 0) {
-                        if ((threads = lmp_cli_parse_long("logits", a, i + 1 < argc ? argv[++i] : NULL,
-                                                          LMP_THREADPOOL_MAX)) < 0)
+                        break;
+                case O_THREADS:
+                        if (lmp_args_long(&a, 0, LMP_THREADPOOL_MAX, &threads) < 0)
                                 return 2;
-                } else if (a[0] == '-' || path) {
-                        fprintf(stderr, "lmpool logits: unexpected argument '%s'\n", a);
-                        usage(stderr);
+                        break;
+                default:
                         return 2;
-                } else {
-                        path = a;
                 }
         }
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path || !ids_arg) {
                 usage(stderr);
                 return 2;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "client/commands.h"
+#include "common/args.h"
 #include "gguf/types.h"
 #include "tools/mkmodel.h"
 
@@ -42,59 +43,49 @@ static void progress(void *ctx, uint64_t i, uint64_t n, const char *name, uint32
                         lmp_type_name(type), (double)bytes / (1 << 20));
 }
 
-static bool parse_u64(const char *s, uint64_t *ret) {
-        char *end;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 0);
-        if (errno || !*s || *end || *s == '-')
-                return false;
-        *ret = v;
-        return true;
-}
-
 int lmp_cmd_mkmodel(int argc, char **argv) {
         struct lmp_mkmodel_opts o = { .seed = 42 };
         struct progress_state ps = { false };
         const char *out = NULL, *shape = NULL, *type = NULL;
-        uint64_t v;
-
-        for (int i = 1; i < argc; i++) {
-                const char *a = argv[i];
-                bool has_arg = i + 1 < argc;
-                if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        enum { O_DRY_RUN = 256, O_SHAPE, O_TYPE, O_VOCAB, O_SEED };
+        static const struct option longopts[] = {
+                { "dry-run", no_argument, NULL, O_DRY_RUN },
+                { "shape", required_argument, NULL, O_SHAPE },
+                { "type", required_argument, NULL, O_TYPE },
+                { "vocab", required_argument, NULL, O_VOCAB },
+                { "output", required_argument, NULL, 'o' },
+                { "seed", required_argument, NULL, O_SEED },
+                { "threads", required_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool mkmodel", argc, argv, "o:t:h", longopts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage(stdout);
                         return 0;
-                } else if (strcmp(a, "--dry-run") == 0) {
-                        o.dry_run = true;
-                } else if (!has_arg) {
-                        fprintf(stderr, "lmpool mkmodel: '%s' needs a value\n", a);
-                        usage(stderr);
-                        return 2;
-                } else if (strcmp(a, "--shape") == 0) {
-                        shape = argv[++i];
-                } else if (strcmp(a, "--type") == 0) {
-                        type = argv[++i];
-                } else if (strcmp(a, "--vocab") == 0) {
-                        o.vocab_path = argv[++i];
-                } else if (strcmp(a, "-o") == 0 || strcmp(a, "--output") == 0) {
-                        out = argv[++i];
-                } else if (strcmp(a, "--seed") == 0) {
-                        if (!parse_u64(argv[++i], &o.seed)) {
-                                fprintf(stderr, "lmpool mkmodel: bad seed '%s'\n", argv[i]);
+                case O_DRY_RUN: o.dry_run = true; break;
+                case O_SHAPE: shape = optarg; break;
+                case O_TYPE: type = optarg; break;
+                case O_VOCAB: o.vocab_path = optarg; break;
+                case 'o': out = optarg; break;
+                case O_SEED:
+                        if (lmp_args_u64(&a, &o.seed) < 0)
                                 return 2;
-                        }
-                } else if (strcmp(a, "--threads") == 0 || strcmp(a, "-t") == 0) {
-                        if (!parse_u64(argv[++i], &v) || v < 1 || v > 64) {
-                                fprintf(stderr, "lmpool mkmodel: --threads wants 1..64, not '%s'\n", argv[i]);
+                        break;
+                case 't':
+                        if (lmp_args_int(&a, 1, 64, &o.nthreads) < 0)
                                 return 2;
-                        }
-                        o.nthreads = (int)v;
-                } else {
-                        fprintf(stderr, "lmpool mkmodel: unknown argument '%s'\n", a);
-                        usage(stderr);
+                        break;
+                default:
                         return 2;
                 }
         }
+        if (optind < argc)
+                return lmp_args_unexpected(&a, argv[optind]);
         if (!shape || !type || (!out && !o.dry_run)) {
                 usage(stderr);
                 return 2;

@@ -8,7 +8,7 @@
 #include "client/commands.h"
 
 static const char usage[] =
-        "usage: lmpool models [--endpoint E] [--json] [--timeout-ms MS]\n"
+        "usage: lmpool models [--endpoint E] [--json] [--timeout-ms MS (default 3000)]\n"
         "       [--server-key KEY|FILE --key FILE]  (CURVE over TCP: docs/security.md)\n"
         "Lists lmpoold's models (--json: the daemon's answer as it is).\n";
 

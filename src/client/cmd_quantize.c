@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "client/commands.h"
+#include "common/args.h"
 #include "gguf/types.h"
 #include "tools/quantize_model.h"
 
@@ -18,7 +19,7 @@
 static void usage(FILE *f) {
         int n;
         const struct lmp_ftype *ft = lmp_ftype_list(&n);
-        fprintf(f, "usage: lmpool quantize IN.gguf OUT.gguf TYPE [--threads T]\n"
+        fprintf(f, "usage: lmpool quantize IN.gguf OUT.gguf TYPE [-t|--threads T]\n"
                    "Writes IN's weight matrices in TYPE's tensor mix; norms and biases stay as they are.\n"
                    "TYPE:");
         for (int i = 0; i < n; i++)
@@ -36,28 +37,31 @@ int lmp_cmd_quantize(int argc, char **argv) {
         const char *pos[3];
         int npos = 0, threads = 0;
 
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        static const struct option longopts[] = {
+                { "threads", required_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool quantize", argc, argv, "t:h", longopts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage(stdout);
                         return 0;
-                } else if (strcmp(argv[i], "--threads") == 0 || strcmp(argv[i], "-t") == 0) {
-                        char *end;
-                        if (i + 1 >= argc) {
-                                usage(stderr);
+                case 't':
+                        if (lmp_args_int(&a, 1, 64, &threads) < 0)
                                 return 2;
-                        }
-                        long v = strtol(argv[++i], &end, 10);
-                        if (*end || v < 1 || v > 64) {
-                                fprintf(stderr, "lmpool quantize: --threads wants 1..64, not '%s'\n", argv[i]);
-                                return 2;
-                        }
-                        threads = (int)v;
-                } else if (npos < 3) {
-                        pos[npos++] = argv[i];
-                } else {
-                        usage(stderr);
+                        break;
+                default:
                         return 2;
                 }
+        }
+        for (; optind < argc; optind++) {
+                if (npos == 3)
+                        return lmp_args_unexpected(&a, argv[optind]);
+                pos[npos++] = argv[optind];
         }
         if (npos != 3) {
                 usage(stderr);

@@ -18,6 +18,8 @@
 
 #include "client/cli_model.h"
 #include "client/commands.h"
+#include "common/args.h"
+#include "common/clock.h"
 #include "sampler/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -28,96 +30,93 @@ static void usage(FILE *f) {
                 "usage: lmpool run MODEL (--prompt TEXT | --ids \"1 2 3\") [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                 "                  [--seed S] [--threads T] [--ctx N] [--ignore-eos] [--print-ids]\n"
                 "Generates from a prompt; prints prompt and generation tokens/s.\n"
-                "  --print-ids   print token ids instead of text\n"
-                "  -n N          tokens to generate (default 64)\n"
-                "  --temp T      temperature; 0 (the default) is greedy\n"
-                "  --top-k K     keep the K most likely tokens (0: all)\n"
-                "  --top-p P     keep the smallest set with probability >= P (1: all)\n"
-                "  --seed S      sampler seed (default: from the clock)\n"
-                "  --threads T   worker threads (default: one per CPU)\n"
-                "  --ctx N       context length (default: the model's)\n");
-}
-
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int parse_float(const char *opt, const char *s, double lo, double hi, double *ret) {
-        char *end;
-        double v = s ? strtod(s, &end) : 0.0;
-        if (!s || end == s || *end || !(v >= lo && v <= hi)) {
-                fprintf(stderr, "lmpool run: %s: expected a number from %g to %g\n", opt, lo, hi);
-                return -1;
-        }
-        *ret = v;
-        return 0;
+                "  --print-ids            print token ids instead of text\n"
+                "  -n, --max-tokens N     tokens to generate (default 64)\n"
+                "  --temp T               temperature; 0 (the default) is greedy\n"
+                "  --top-k K              keep the K most likely tokens (0: all)\n"
+                "  --top-p P              keep the smallest set with probability >= P (1: all)\n"
+                "  --seed S               sampler seed (default: from the clock)\n"
+                "  --threads T            worker threads (default: one per CPU)\n"
+                "  --ctx N                context length (default: the model's)\n");
 }
 
 int lmp_cmd_run(int argc, char **argv) {
         const char *path = NULL, *ids_arg = NULL, *prompt = NULL;
-        long n_gen = 64, threads = 0, n_ctx = 0;
+        long long n_gen = 64, threads = 0, n_ctx = 0, top_k = 0;
         double temp = 0.0, top_p = 1.0;
-        long top_k = 0;
-        unsigned long long seed = 0;
+        uint64_t seed = 0;
         bool ignore_eos = false, have_seed = false, print_ids = false;
-        for (int i = 1; i < argc; i++) {
-                const char *a = argv[i];
-                const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-                if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+        enum { O_IDS = 256, O_PROMPT, O_THREADS, O_CTX, O_TEMP, O_TOP_P, O_TOP_K, O_SEED, O_IGNORE_EOS, O_PRINT_IDS };
+        static const struct option opts[] = {
+                { "prompt", required_argument, NULL, O_PROMPT },
+                { "ids", required_argument, NULL, O_IDS },
+                { "max-tokens", required_argument, NULL, 'n' },
+                { "threads", required_argument, NULL, O_THREADS },
+                { "ctx", required_argument, NULL, O_CTX },
+                { "temp", required_argument, NULL, O_TEMP },
+                { "top-p", required_argument, NULL, O_TOP_P },
+                { "top-k", required_argument, NULL, O_TOP_K },
+                { "seed", required_argument, NULL, O_SEED },
+                { "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
+                { "print-ids", no_argument, NULL, O_PRINT_IDS },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool run", argc, argv, "n:h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage(stdout);
                         return 0;
-                } else if (strcmp(a, "--ids") == 0 && next) {
-                        ids_arg = argv[++i];
-                } else if (strcmp(a, "--prompt") == 0 && next) {
-                        prompt = argv[++i];
-                } else if (strcmp(a, "-n") == 0) {
-                        if ((n_gen = lmp_cli_parse_long("run", a, next, 1 << 24)) < 0)
+                case O_IDS:
+                        ids_arg = optarg;
+                        break;
+                case O_PROMPT:
+                        prompt = optarg;
+                        break;
+                case 'n':
+                        if (lmp_args_long(&a, 0, 1 << 24, &n_gen) < 0)
                                 return 2;
-                        i++;
-                } else if (strcmp(a, "--threads") == 0) {
-                        if ((threads = lmp_cli_parse_long("run", a, next, LMP_THREADPOOL_MAX)) < 0)
+                        break;
+                case O_THREADS:
+                        if (lmp_args_long(&a, 0, LMP_THREADPOOL_MAX, &threads) < 0)
                                 return 2;
-                        i++;
-                } else if (strcmp(a, "--ctx") == 0) {
-                        if ((n_ctx = lmp_cli_parse_long("run", a, next, 1 << 24)) < 0)
+                        break;
+                case O_CTX:
+                        if (lmp_args_long(&a, 0, 1 << 24, &n_ctx) < 0)
                                 return 2;
-                        i++;
-                } else if (strcmp(a, "--temp") == 0) {
-                        if (parse_float(a, next, 0.0, 100.0, &temp) < 0)
+                        break;
+                case O_TEMP:
+                        if (lmp_args_double(&a, 0.0, 100.0, &temp) < 0)
                                 return 2;
-                        i++;
-                } else if (strcmp(a, "--top-p") == 0) {
-                        if (parse_float(a, next, 0.0, 1.0, &top_p) < 0)
+                        break;
+                case O_TOP_P:
+                        if (lmp_args_double(&a, 0.0, 1.0, &top_p) < 0)
                                 return 2;
-                        i++;
-                } else if (strcmp(a, "--top-k") == 0) {
-                        if ((top_k = lmp_cli_parse_long("run", a, next, INT32_MAX)) < 0)
+                        break;
+                case O_TOP_K:
+                        if (lmp_args_long(&a, 0, INT32_MAX, &top_k) < 0)
                                 return 2;
-                        i++;
-                } else if (strcmp(a, "--seed") == 0) {
-                        char *end;
-                        errno = 0;
-                        seed = next ? strtoull(next, &end, 10) : 0;
-                        if (!next || end == next || *end || errno || next[0] == '-') {
-                                fprintf(stderr, "lmpool run: --seed: expected a non-negative integer\n");
+                        break;
+                case O_SEED:
+                        if (lmp_args_u64(&a, &seed) < 0)
                                 return 2;
-                        }
                         have_seed = true;
-                        i++;
-                } else if (strcmp(a, "--ignore-eos") == 0) {
+                        break;
+                case O_IGNORE_EOS:
                         ignore_eos = true;
-                } else if (strcmp(a, "--print-ids") == 0) {
+                        break;
+                case O_PRINT_IDS:
                         print_ids = true;
-                } else if (a[0] == '-' || path) {
-                        fprintf(stderr, "lmpool run: unexpected argument '%s'\n", a);
-                        usage(stderr);
+                        break;
+                default:
                         return 2;
-                } else {
-                        path = a;
                 }
         }
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path || !ids_arg == !prompt) {
                 if (path)
                         fprintf(stderr, "lmpool run: give one of --prompt and --ids\n");
@@ -215,7 +214,7 @@ int lmp_cmd_run(int argc, char **argv) {
         for (int i = 0; i < n_prompt; i++)
                 if (ids[i] >= 0 && (uint32_t)ids[i] < n_vocab)
                         lmp_sampler_accept(smp, ids[i]);
-        double t0 = now_s();
+        double t0 = lmp_clock_s();
         for (int p0 = 0; p0 < n_prompt; p0 += PROMPT_BATCH) {
                 int nb = LMP_MIN(PROMPT_BATCH, n_prompt - p0);
                 for (int i = 0; i < nb; i++)
@@ -228,7 +227,7 @@ int lmp_cmd_run(int argc, char **argv) {
                         goto out;
                 }
         }
-        double t1 = now_s();
+        double t1 = lmp_clock_s();
 
         long n_done = 0;
         const char *stop = "length";
@@ -263,7 +262,7 @@ int lmp_cmd_run(int argc, char **argv) {
                         goto out;
                 }
         }
-        double t2 = now_s();
+        double t2 = lmp_clock_s();
         size_t np = 0;
         if (!print_ids && lmp_detok_flush(&detok, piece, piece_cap, &np) == 0)
                 fwrite(piece, 1, np, stdout);
@@ -272,7 +271,7 @@ int lmp_cmd_run(int argc, char **argv) {
          * later one costs one decode step. */
         double gen_s = t2 - t1;
         if (temp > 0.0)
-                fprintf(stderr, "seed: %llu\n", seed);
+                fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tokens/s)\n", n_prompt, t1 - t0,
                 n_prompt / (t1 - t0));
         fprintf(stderr, "generation: %ld tokens in %.3f s (%.2f tokens/s), stopped by %s\n", n_done,

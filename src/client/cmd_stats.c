@@ -8,7 +8,7 @@
 #include "client/commands.h"
 
 static const char usage[] =
-        "usage: lmpool stats [--endpoint E] [--json] [--timeout-ms MS]\n"
+        "usage: lmpool stats [--endpoint E] [--json] [--timeout-ms MS (default 3000)]\n"
         "       [--server-key KEY|FILE --key FILE]  (CURVE over TCP: docs/security.md)\n"
         "Shows lmpoold's counters and workers (--json: the daemon's answer as it is).\n";
 

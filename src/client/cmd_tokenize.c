@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "client/commands.h"
+#include "common/args.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -71,21 +72,33 @@ static void usage_tokenize(FILE *f) {
 int lmp_cmd_tokenize(int argc, char **argv) {
         const char *path = NULL, *text = NULL;
         bool add_special = true;
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        enum { O_NO_SPECIAL = 256, O_TEXT };
+        static const struct option opts[] = {
+                { "no-special", no_argument, NULL, O_NO_SPECIAL },
+                { "text", required_argument, NULL, O_TEXT },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool tokenize", argc, argv, "h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage_tokenize(stdout);
                         return 0;
-                } else if (strcmp(argv[i], "--no-special") == 0) {
+                case O_NO_SPECIAL:
                         add_special = false;
-                } else if (strcmp(argv[i], "--text") == 0 && i + 1 < argc) {
-                        text = argv[++i];
-                } else if (argv[i][0] != '-' && !path) {
-                        path = argv[i];
-                } else {
-                        usage_tokenize(stderr);
+                        break;
+                case O_TEXT:
+                        text = optarg;
+                        break;
+                default:
                         return 2;
                 }
         }
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path) {
                 usage_tokenize(stderr);
                 return 2;
@@ -174,21 +187,33 @@ static int parse_ids(const char *s, const struct lmp_vocab *v, int32_t **ret, si
 int lmp_cmd_detokenize(int argc, char **argv) {
         const char *path = NULL, *idstr = NULL;
         unsigned flags = LMP_DETOK_STRIP_PREFIX;
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+        enum { O_SPECIAL = 256, O_IDS };
+        static const struct option opts[] = {
+                { "special", no_argument, NULL, O_SPECIAL },
+                { "ids", required_argument, NULL, O_IDS },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool detokenize", argc, argv, "h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case 'h':
                         usage_detokenize(stdout);
                         return 0;
-                } else if (strcmp(argv[i], "--special") == 0) {
+                case O_SPECIAL:
                         flags |= LMP_DETOK_SPECIAL;
-                } else if (strcmp(argv[i], "--ids") == 0 && i + 1 < argc) {
-                        idstr = argv[++i];
-                } else if (argv[i][0] != '-' && !path) {
-                        path = argv[i];
-                } else {
-                        usage_detokenize(stderr);
+                        break;
+                case O_IDS:
+                        idstr = optarg;
+                        break;
+                default:
                         return 2;
                 }
         }
+        if (lmp_args_operand(&a, &path) != 0)
+                return 2;
         if (!path || !idstr) {
                 usage_detokenize(stderr);
                 return 2;

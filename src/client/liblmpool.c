@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/clock.h"
 #include "lmpool/client.h"
 #include "proto/proto.h"
 
@@ -195,22 +196,16 @@ static int send_request(struct lmp_client *c, const struct lmp_request *req, str
         return 0;
 }
 
-static long long now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Receives the next event (the JSON frame after an optional empty
  * delimiter) within the timeout. *ret_raw (may be NULL) gets the frame's
  * text, malloc'd. */
 static int recv_event(struct lmp_client *c, struct lmp_event *ev, char **ret_raw) {
-        long long deadline = now_ms() + c->timeout_ms;
+        long long deadline = (long long)lmp_clock_ms() + c->timeout_ms;
         zmq_msg_t msg;
         int rc;
 
         for (;;) {
-                long long left = deadline - now_ms();
+                long long left = deadline - (long long)lmp_clock_ms();
                 zmq_pollitem_t item = { .socket = c->sock, .events = ZMQ_POLLIN };
                 if (left <= 0)
                         return -ETIMEDOUT;

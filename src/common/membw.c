@@ -12,6 +12,8 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+
+#include "common/clock.h"
 #define HAVE_X86 1
 #endif
 
@@ -76,12 +78,6 @@ static void probe_chunks(void *arg, int64_t begin, int64_t end, int tid) {
         atomic_fetch_add_explicit(&j->sink, s, memory_order_relaxed);
 }
 
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int lmp_membw_probe(struct lmp_threadpool *pool, const void *buf, size_t n, int passes,
                     double *ret_gbs) {
         if (!pool || !buf || n == 0 || n % LMP_MEMBW_CHUNK || passes < 1)
@@ -91,9 +87,9 @@ int lmp_membw_probe(struct lmp_threadpool *pool, const void *buf, size_t n, int 
         int64_t n_chunks = (int64_t)(n / LMP_MEMBW_CHUNK);
         double best = 0.0;
         for (int i = 0; i < passes; i++) {
-                double t0 = now_s();
+                double t0 = lmp_clock_s();
                 lmp_threadpool_run(pool, n_chunks, 1, probe_chunks, &j);
-                double dt = now_s() - t0;
+                double dt = lmp_clock_s() - t0;
                 if (dt > 0 && (double)n / dt > best)
                         best = (double)n / dt;
         }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/args.h"
 #include "common/curvekey.h"
 #include "config/config.h"
 #include "config/settings.h"
@@ -135,15 +136,34 @@ int lmp_config_check_main(int argc, char **argv) {
         struct lmp_diag diag = { 0 };
         int r, status = 0;
 
-        for (int i = 1; i < argc; i++) {
-                if (strcmp(argv[i], "--check-config") == 0)
-                        continue;
-                if (argv[i][0] == '-' || path) {
-                        fprintf(stderr, "usage: lmpoold --check-config [FILE]\n");
-                        return 2;
+        enum { O_CHECK = 256, O_CONFIG };
+        static const struct option opts[] = {
+                { "check-config", no_argument, NULL, O_CHECK },
+                { "config", required_argument, NULL, O_CONFIG },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int opt;
+        lmp_args_init(&a, "lmpoold", argc, argv, "h", opts);
+        while ((opt = lmp_args_next(&a)) != -1) {
+                switch (opt) {
+                case O_CHECK:
+                        break;
+                case O_CONFIG:
+                        path = optarg;
+                        break;
+                case 'h':
+                        printf("usage: lmpoold --check-config [FILE]\n");
+                        return 0;
+                default:
+                        return LMP_EXIT_USAGE;
                 }
-                path = argv[i];
         }
+        if (optind < argc && !path)
+                path = argv[optind++];
+        if (optind < argc)
+                return lmp_args_unexpected(&a, argv[optind]);
         if (!path)
                 path = getenv("LMPOOL_CONFIG");
         if (!path || !*path)

@@ -12,6 +12,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "common/args.h"
 #include "common/log.h"
 #include "config/config.h"
 #include "http/gateway.h"
@@ -49,27 +50,40 @@ int main(int argc, char **argv) {
         sigset_t mask;
         int sigfd = -1, rc, status = 1;
 
-        for (int i = 1; i < argc; i++) {
-                const char *a = argv[i];
-                if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-                        usage(stdout);
-                        return 0;
-                } else if (strcmp(a, "--version") == 0) {
+        enum { O_CONFIG = 256, O_LISTEN, O_ENDPOINT, O_API_KEYS, O_VERSION };
+        static const struct option opts[] = {
+                { "config", required_argument, NULL, O_CONFIG },
+                { "listen", required_argument, NULL, O_LISTEN },
+                { "endpoint", required_argument, NULL, O_ENDPOINT },
+                { "api-keys", required_argument, NULL, O_API_KEYS },
+                { "version", no_argument, NULL, O_VERSION },
+                { "help", no_argument, NULL, 'h' },
+                { 0 },
+        };
+        struct lmp_args a;
+        int c;
+        lmp_args_init(&a, "lmpool-http", argc, argv, "h", opts);
+        while ((c = lmp_args_next(&a)) != -1) {
+                switch (c) {
+                case O_CONFIG: config_path = optarg; break;
+                case O_LISTEN: listen = optarg; break;
+                case O_ENDPOINT: endpoint = optarg; break;
+                case O_API_KEYS: keys = optarg; break;
+                case O_VERSION:
                         printf("lmpool-http %s\n", LMPOOL_VERSION);
                         return 0;
-                } else if (i + 1 < argc && strcmp(a, "--config") == 0) {
-                        config_path = argv[++i];
-                } else if (i + 1 < argc && strcmp(a, "--listen") == 0) {
-                        listen = argv[++i];
-                } else if (i + 1 < argc && strcmp(a, "--endpoint") == 0) {
-                        endpoint = argv[++i];
-                } else if (i + 1 < argc && strcmp(a, "--api-keys") == 0) {
-                        keys = argv[++i];
-                } else {
-                        fprintf(stderr, "lmpool-http: unexpected argument '%s'\n", a);
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
                         usage(stderr);
-                        return 2;
+                        return LMP_EXIT_USAGE;
                 }
+        }
+        if (optind < argc) {
+                lmp_args_unexpected(&a, argv[optind]);
+                usage(stderr);
+                return LMP_EXIT_USAGE;
         }
         if (!config_path || !*config_path)
                 config_path = LMP_CONFIG_DEFAULT_PATH;

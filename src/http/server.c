@@ -32,6 +32,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "http/keys.h"
@@ -283,12 +284,6 @@ struct lmp_gateway {
         char endpoint[LMP_CONFIG_ENDPOINT_MAX];
 };
 
-static double now_s(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void suspend(struct hreq *r) {
         if (r->suspended)
                 return;
@@ -358,7 +353,7 @@ static int send_to_daemon(struct hreq *r, struct lmp_request *req, double timeou
         gw->slots[i].r = r;
         r->slot = (int)i;
         r->finished = false;
-        r->deadline_s = now_s() + timeout_s;
+        r->deadline_s = lmp_clock_s() + timeout_s;
         return 0;
 }
 
@@ -434,7 +429,7 @@ static void stream_piece(struct hreq *r, const char *text, size_t len, const cha
                         puts_(b, ",\"done\":false}\n");
                         return;
                 }
-                double total = now_s() - r->t_start, first_s = r->t_first > 0 ? r->t_first - r->t_start : total;
+                double total = lmp_clock_s() - r->t_start, first_s = r->t_first > 0 ? r->t_first - r->t_start : total;
                 putf(b,
                      ",\"done\":true,\"done_reason\":\"%s\",\"total_duration\":%.0f,\"load_duration\":0,"
                      "\"prompt_eval_count\":%" PRId64 ",\"prompt_eval_duration\":%.0f,\"eval_count\":%" PRId64
@@ -641,7 +636,7 @@ static void gen_error(struct hreq *r, enum lmp_proto_code code, const char *msg)
 static void on_token(struct hreq *r, const struct lmp_event *ev) {
         struct lmp_gateway *gw = r->gw;
         if (r->t_first == 0) {
-                r->t_first = now_s();
+                r->t_first = lmp_clock_s();
                 observe(&gw->m.ttft, r->t_first - r->t_start);
         }
         if (!r->call.stream) {
@@ -731,7 +726,7 @@ static void drain_daemon(struct lmp_gateway *gw) {
 
 /* Requests whose answer is overdue: the daemon is gone or stuck. */
 static void check_deadlines(struct lmp_gateway *gw) {
-        double now = now_s();
+        double now = lmp_clock_s();
         for (size_t i = 0; i < gw->n_slots; i++) {
                 struct hreq *r = gw->slots[i].r;
                 if (!r || now < r->deadline_s)
@@ -1327,7 +1322,7 @@ static enum MHD_Result first_call(struct hreq *r, const char *method) {
                         return queue_error(r, 503, "server_error", "gateway_busy", NULL, 1,
                                            "the gateway has %d requests in flight (http.max_requests)",
                                            gw->cfg->http_max_requests);
-                int rc = lmp_http_keys_admit(gw->keys, r->key, now_s(), &retry);
+                int rc = lmp_http_keys_admit(gw->keys, r->key, lmp_clock_s(), &retry);
                 if (rc == -EBUSY)
                         return queue_error(r, 429, "rate_limit_error", "rate_limit_exceeded", NULL, retry,
                                            "this key has %d requests in flight (http.key_requests)",
@@ -1357,7 +1352,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 r->conn = conn;
                 r->slot = -1;
                 r->key = -1;
-                r->t_start = now_s();
+                r->t_start = lmp_clock_s();
                 r->next = gw->live;
                 if (gw->live)
                         gw->live->prev = r;
@@ -1453,7 +1448,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         (void)conn;
         if (!r)
                 return;
-        double total = now_s() - r->t_start;
+        double total = lmp_clock_s() - r->t_start;
         if (r->slot >= 0) {
                 send_cancel(r); /* the client went away before the end */
                 release_slot(r);
@@ -1503,8 +1498,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         *con_cls = NULL;
 }
 
-/* libmicrohttpd's error logger: fmt is its own printf format. */
-__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+/* libmicrohttpd's messages: fmt is its own printf format. */
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) LMP_PRINTF(2, 0);
+static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         char msg[512];
         (void)cls;
         vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -61,7 +61,7 @@ static int opt_number(const cJSON *obj, const char *name, double *ret, bool *ret
 
 static int opt_integer(const cJSON *obj, const char *name, double lo, double hi, long long *ret, bool *ret_set,
                        struct lmp_http_error *err) {
-        double v;
+        double v = 0.0; /* read only when *ret_set; GCC 12's -O2 cannot see that */
         int rc = opt_number(obj, name, &v, ret_set, err);
         if (rc < 0 || !*ret_set)
                 return rc;

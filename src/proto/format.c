@@ -13,8 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/macros.h"
-#include "proto/internal.h"
+#include "common/utf8.h"
 #include "proto/proto.h"
 
 void lmp_proto_buf_free(struct lmp_proto_buf *b) {
@@ -73,55 +74,10 @@ static int putf(struct lmp_proto_buf *b, const char *fmt, ...) {
 }
 
 int lmp_proto_append_json_string(struct lmp_proto_buf *b, const char *s, size_t n) {
-        static const char hex[] = "0123456789abcdef";
-        const unsigned char *p = (const unsigned char *)s;
-        /* Worst case: every byte becomes \u00XX (6) or U+FFFD (3). */
-        size_t worst;
-        if (lmp_mul_overflow(n, (size_t)6, &worst) || lmp_add_overflow(worst, (size_t)2, &worst) ||
-            reserve(b, worst) < 0)
+        size_t worst = lmp_json_escaped_max(n);
+        if (worst == 0 || reserve(b, worst) < 0)
                 return -ENOMEM;
-        char *o = b->data + b->len;
-        *o++ = '"';
-        for (size_t i = 0; i < n;) {
-                unsigned char c = p[i];
-                if (c >= 0x80) {
-                        size_t k = lmp_proto_utf8_seq(p + i, n - i);
-                        if (k == 0) {
-                                memcpy(o, "\xef\xbf\xbd", 3);
-                                o += 3;
-                                i++;
-                        } else {
-                                memcpy(o, p + i, k);
-                                o += k;
-                                i += k;
-                        }
-                        continue;
-                }
-                i++;
-                if (c == '"' || c == '\\') {
-                        *o++ = '\\';
-                        *o++ = (char)c;
-                } else if (c == 0) {
-                        memcpy(o, "\xef\xbf\xbd", 3);
-                        o += 3;
-                } else if (c < 0x20 || c == 0x7f) {
-                        const char *short_esc = c == '\n' ? "\\n" : c == '\t' ? "\\t" : c == '\r' ? "\\r"
-                                              : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-                        if (short_esc) {
-                                memcpy(o, short_esc, 2);
-                                o += 2;
-                        } else {
-                                memcpy(o, "\\u00", 4);
-                                o[4] = hex[c >> 4];
-                                o[5] = hex[c & 15];
-                                o += 6;
-                        }
-                } else {
-                        *o++ = (char)c;
-                }
-        }
-        *o++ = '"';
-        b->len = (size_t)(o - b->data);
+        b->len += lmp_json_escape(b->data + b->len, s, n, true);
         b->data[b->len] = '\0';
         return 0;
 }
@@ -475,7 +431,7 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
 bool lmp_proto_utf8_valid(const char *s, size_t n) {
         const unsigned char *p = (const unsigned char *)s;
         for (size_t i = 0; i < n;) {
-                size_t k = p[i] ? lmp_proto_utf8_seq(p + i, n - i) : 0;
+                size_t k = p[i] ? lmp_utf8_char_len(p + i, n - i) : 0;
                 if (k == 0)
                         return false;
                 i += k;
@@ -484,24 +440,5 @@ bool lmp_proto_utf8_valid(const char *s, size_t n) {
 }
 
 size_t lmp_proto_utf8_complete(const char *s, size_t n) {
-        const unsigned char *p = (const unsigned char *)s;
-        /* Look back at most 3 bytes for the lead byte of a cut sequence. */
-        for (size_t back = 1; back <= 3 && back <= n; back++) {
-                unsigned char c = p[n - back];
-                if ((c & 0xc0) == 0x80)
-                        continue; /* a continuation byte: keep looking */
-                size_t want = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc0 ? 2 : 1;
-                if (c >= 0xc0 && want > back) {
-                        /* Hold back only what could still become valid. */
-                        unsigned char tail[4] = { 0 };
-                        memcpy(tail, p + n - back, back);
-                        /* Complete it with the lowest bytes that could follow. */
-                        for (size_t i = back; i < want; i++)
-                                tail[i] = i == 1 && c == 0xe0 ? 0xa0 : i == 1 && c == 0xf0 ? 0x90 : 0x80;
-                        if (lmp_proto_utf8_seq(tail, want) == want)
-                                return n - back;
-                }
-                return n;
-        }
-        return n;
+        return n - lmp_utf8_incomplete_tail((const uint8_t *)s, n);
 }

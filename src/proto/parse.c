@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "common/macros.h"
-#include "proto/internal.h"
+#include "common/utf8.h"
 #include "proto/proto.h"
 
 static const char *const code_names[LMP_PROTO_CODE_COUNT] = {
@@ -88,42 +88,6 @@ static int lookup(const char *const *names, unsigned n, const char *s) {
 
 /* ---- frame bytes ---- */
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), 0 if invalid:
- * no overlong forms, no surrogates, nothing above U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t n) {
-        unsigned c = s[0];
-        if (c < 0x80)
-                return 1;
-        size_t len = 0;
-        unsigned lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf)
-                len = 2;
-        else if (c >= 0xe0 && c <= 0xef) {
-                len = 3;
-                if (c == 0xe0)
-                        lo = 0xa0;
-                else if (c == 0xed)
-                        hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-                len = 4;
-                if (c == 0xf0)
-                        lo = 0x90;
-                else if (c == 0xf4)
-                        hi = 0x8f;
-        } else
-                return 0;
-        if (n < len || s[1] < lo || s[1] > hi)
-                return 0;
-        for (size_t i = 2; i < len; i++)
-                if (s[i] < 0x80 || s[i] > 0xbf)
-                        return 0;
-        return len;
-}
-
-size_t lmp_proto_utf8_seq(const unsigned char *s, size_t n) {
-        return n ? utf8_seq(s, n) : 0;
-}
-
 /* Why the frame's bytes are unacceptable, or NULL. */
 static const char *check_bytes(const unsigned char *p, size_t len, size_t *ret_off) {
         for (size_t i = 0; i < len;) {
@@ -139,7 +103,7 @@ static const char *check_bytes(const unsigned char *p, size_t len, size_t *ret_o
                         i += 2; /* the escaped character (ASCII in valid JSON) */
                         continue;
                 }
-                size_t n = utf8_seq(p + i, len - i);
+                size_t n = lmp_utf8_char_len(p + i, len - i);
                 if (n == 0) {
                         *ret_off = i;
                         return "invalid UTF-8";

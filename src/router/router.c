@@ -48,49 +48,12 @@
 #include "router/router.h"
 
 #include "common/clock.h"
+#include "common/zparts.h"
 #include "common/log.h"
 #include "common/procmem.h"
 #include "common/rundir.h"
 #include "proto/wire.h"
 #include "router/dispatch.h"
-
-#define MAX_PARTS 5
-
-struct parts {
-        zmq_msg_t m[MAX_PARTS];
-        int n;          /* parts kept */
-        int total;      /* parts received */
-};
-
-static int recv_parts(void *sock, struct parts *p) {
-        int more = 1;
-        p->n = p->total = 0;
-        while (more) {
-                zmq_msg_t m;
-                zmq_msg_init(&m);
-                if (zmq_msg_recv(&m, sock, p->total == 0 ? ZMQ_DONTWAIT : 0) < 0) {
-                        int e = errno;
-                        zmq_msg_close(&m);
-                        for (int i = 0; i < p->n; i++)
-                                zmq_msg_close(&p->m[i]);
-                        p->n = 0;
-                        return -e;
-                }
-                more = zmq_msg_more(&m);
-                if (p->n < MAX_PARTS)
-                        p->m[p->n++] = m;
-                else
-                        zmq_msg_close(&m);
-                p->total++;
-        }
-        return p->n;
-}
-
-static void close_parts(struct parts *p) {
-        for (int i = 0; i < p->n; i++)
-                zmq_msg_close(&p->m[i]);
-        p->n = 0;
-}
 
 /* -------------------------------------------------------------- lists */
 
@@ -281,7 +244,7 @@ static void error_event(struct lmp_router *rt, const uint8_t *client, size_t cli
         rt->out.len = 0;
         if (lmp_proto_format_error(&rt->out, id, code, msg) == 0)
                 send_terminal(rt, client, client_len, delimiter, ident, rt->out.data, rt->out.len, false,
-                              lmp_now_ms() + rt->cfg->request_timeout_ms);
+                              lmp_clock_ms() + rt->cfg->request_timeout_ms);
         rt->stats.errors++;
         if (code == LMP_PROTO_BUSY)
                 rt->stats.busy++;
@@ -314,7 +277,7 @@ static void request_error(struct lmp_router *rt, struct lmp_request_rt *r, enum 
 /* An answer (models, stats, health, cancelled) is its request's last event. */
 static void send_answer(struct lmp_router *rt, const uint8_t *client, size_t client_len, bool delimiter) {
         send_terminal(rt, client, client_len, delimiter, NULL, rt->out.data, rt->out.len, false,
-                      lmp_now_ms() + rt->cfg->request_timeout_ms);
+                      lmp_clock_ms() + rt->cfg->request_timeout_ms);
 }
 
 /* ---------------------------------------------------------------- open */
@@ -640,7 +603,7 @@ static uint64_t affinity_key(size_t model, const struct lmp_request *req) {
  * carry over from one chunk to the next). */
 void lmp_router_dispatch(struct lmp_router *rt) {
         enum { CHUNK = 64 };
-        double now = lmp_now_ms();
+        double now = lmp_clock_ms();
         for (size_t i = 0; i < rt->n_models; i++) {
                 struct lmp_router_model *m = &rt->models[i];
                 struct lmp_dispatch_worker view[LMP_CONFIG_MAX_WORKERS];
@@ -816,7 +779,7 @@ static void answer_stats(struct lmp_router *rt, const uint8_t *client, size_t le
                         };
                 }
         struct lmp_stats st = {
-                .uptime_s = (lmp_now_ms() - rt->start_ms) / 1e3,
+                .uptime_s = (lmp_clock_ms() - rt->start_ms) / 1e3,
                 .queue_length = (int64_t)rt->queued, .queue_limit = rt->cfg->queue_length,
                 .total = (int64_t)rt->stats.total, .ok = (int64_t)rt->stats.ok, .errors = (int64_t)rt->stats.errors,
                 .busy = (int64_t)rt->stats.busy, .timeouts = (int64_t)rt->stats.timeouts,
@@ -891,7 +854,7 @@ static void client_gone(struct lmp_router *rt, struct lmp_request_rt *r) {
 
 /* Once a second at most, so that an overload does not flood the journal. */
 static void log_overload(struct lmp_router *rt, const struct lmp_router_model *m) {
-        double now = lmp_now_ms();
+        double now = lmp_clock_ms();
         rt->overload_refused++;
         if (now - rt->last_overload_ms < 1000)
                 return;
@@ -956,7 +919,7 @@ static void replay(struct lmp_router *rt, const uint8_t *client, size_t clen, bo
                 }
                 if (last) {
                         send_terminal(rt, client, clen, delim, ident, rt->out.data, rt->out.len, true,
-                                      lmp_now_ms() + rt->cfg->request_timeout_ms);
+                                      lmp_clock_ms() + rt->cfg->request_timeout_ms);
                         break;
                 }
                 int rc = send_to_client(rt, client, clen, delim, rt->out.data, rt->out.len);
@@ -990,7 +953,7 @@ static bool cache_lookup(struct lmp_router *rt, const uint8_t *client, size_t cl
                 lmp_proto_buf_free(&key);
                 return false;
         }
-        const struct lmp_rcache_entry *e = lmp_rcache_get(rt->rcache, (uint32_t)model, key.data, key.len, lmp_now_ms());
+        const struct lmp_rcache_entry *e = lmp_rcache_get(rt->rcache, (uint32_t)model, key.data, key.len, lmp_clock_ms());
         if (e) {
                 lmp_proto_buf_free(&key);
                 rt->stats.cache_hits++;
@@ -1028,7 +991,7 @@ static void cache_collect(struct lmp_router *rt, struct lmp_request_rt *r, const
         }
         if (done) {
                 lmp_rcache_put(rt->rcache, (uint32_t)r->model, r->cache_key, r->cache_key_len, &r->cache_build,
-                               lmp_now_ms());
+                               lmp_clock_ms());
                 cache_forget(rt, r);
         }
 }
@@ -1173,7 +1136,7 @@ static void handle_request(struct lmp_router *rt, const uint8_t *client, size_t 
         r->cache_prefix_len = cache_prefix_len;
         r->cache_held = cache_key_len + cache_prefix_len;
         rt->held_bytes += r->cache_held;
-        r->arrival_ms = lmp_now_ms();
+        r->arrival_ms = lmp_clock_ms();
         r->deadline_ms = r->arrival_ms + timeout;
         list_push(&m->queue, r);
         rt->queued++;
@@ -1228,7 +1191,7 @@ static struct lmp_conn *conn_at(struct lmp_router *rt, int fd) {
 }
 
 void lmp_router_on_client(struct lmp_router *rt, void *sock) {
-        struct parts p;
+        struct lmp_zparts p;
         struct lmp_request req;
         struct lmp_proto_error perr;
         bool ipc = sock == rt->front && strncmp(rt->frontend, "ipc://", 6) == 0;
@@ -1237,7 +1200,7 @@ void lmp_router_on_client(struct lmp_router *rt, void *sock) {
          * must find it gone. */
         lmp_router_on_monitor(rt, 0);
         lmp_router_on_monitor(rt, 1);
-        while (recv_parts(sock, &p) > 0) {
+        while (lmp_zparts_recv(sock, &p, ZMQ_DONTWAIT) > 0) {
                 const uint8_t *client = zmq_msg_data(&p.m[0]);
                 size_t clen = zmq_msg_size(&p.m[0]);
                 bool delim = p.n >= 3 && zmq_msg_size(&p.m[1]) == 0;
@@ -1268,7 +1231,7 @@ void lmp_router_on_client(struct lmp_router *rt, void *sock) {
                         }
                         if (c && !c->open) {
                                 /* Its DISCONNECTED came first: nobody to answer. */
-                                close_parts(&p);
+                                lmp_zparts_close(&p);
                                 continue;
                         }
                         if (c && clen < LMP_CLIENT_ID_MAX) {
@@ -1277,7 +1240,7 @@ void lmp_router_on_client(struct lmp_router *rt, void *sock) {
                                  * descriptor is overruled by the next. */
                                 memcpy(c->rid, client, clen);
                                 c->rid_len = (uint8_t)clen;
-                                c->last_msg_ms = lmp_now_ms();
+                                c->last_msg_ms = lmp_clock_ms();
                         }
                         identity_of(body, ipc, ident, sizeof(ident));
                 }
@@ -1285,7 +1248,7 @@ void lmp_router_on_client(struct lmp_router *rt, void *sock) {
                         if (p.n >= 2 && clen > 0 && clen < LMP_CLIENT_ID_MAX)
                                 reply_error(rt, client, clen, delim, NULL, LMP_PROTO_BAD_REQUEST,
                                             "a request is one frame of JSON (optionally after an empty frame)");
-                        close_parts(&p);
+                        lmp_zparts_close(&p);
                         continue;
                 }
                 memset(&req, 0, sizeof(req));
@@ -1297,7 +1260,7 @@ void lmp_router_on_client(struct lmp_router *rt, void *sock) {
                         handle_request(rt, client, clen, delim, ident, &req);
                 }
                 lmp_request_clear(&req);
-                close_parts(&p);
+                lmp_zparts_close(&p);
         }
 }
 
@@ -1340,7 +1303,7 @@ static bool shut_down(struct lmp_router *rt, struct lmp_conn *c, int fd) {
 }
 
 static void log_refused(struct lmp_router *rt) {
-        double now = lmp_now_ms();
+        double now = lmp_clock_ms();
         rt->refused_since_log++;
         if (now - rt->last_refused_log_ms < 1000)
                 return;
@@ -1536,7 +1499,7 @@ static void log_done(struct lmp_router *rt, struct lmp_request_rt *r, const stru
  * request but does not parse past that (wire.h) still ends the request,
  * once, for its client: its details are lost, which is logged as the
  * worker's protocol error. */
-static void on_event(struct lmp_router *rt, struct lmp_router_worker *w, struct parts *p) {
+static void on_event(struct lmp_router *rt, struct lmp_router_worker *w, struct lmp_zparts *p) {
         struct lmp_wire_event ev;
         struct lmp_error err = { 0 };
         struct lmp_request_rt *r;
@@ -1587,7 +1550,7 @@ static void on_event(struct lmp_router *rt, struct lmp_router_worker *w, struct 
                 /* The request's terminal event, kept for a slow client. */
                 bool done = ev.kind == LMP_WIRE_DONE;
                 send_terminal(rt, r->client, r->client_len, r->delimiter, r->ident, zmq_msg_data(&p->m[3]),
-                              zmq_msg_size(&p->m[3]), done, lmp_now_ms() + rt->cfg->request_timeout_ms);
+                              zmq_msg_size(&p->m[3]), done, lmp_clock_ms() + rt->cfg->request_timeout_ms);
                 if (done) {
                         if (whole)
                                 log_done(rt, r, &ev.done);
@@ -1627,9 +1590,9 @@ static struct lmp_router_worker *find_worker(struct lmp_router *rt, const void *
 }
 
 void lmp_router_on_worker(struct lmp_router *rt) {
-        struct parts p;
+        struct lmp_zparts p;
 
-        while (recv_parts(rt->back, &p) > 0) {
+        while (lmp_zparts_recv(rt->back, &p, ZMQ_DONTWAIT) > 0) {
                 struct lmp_router_worker *w =
                         p.n >= 2 ? find_worker(rt, zmq_msg_data(&p.m[0]), zmq_msg_size(&p.m[0])) : NULL;
                 if (!w || w->state == LMP_WORKER_EXITED || !from_worker(&p.m[1], w)) {
@@ -1647,7 +1610,7 @@ void lmp_router_on_worker(struct lmp_router *rt) {
                                                  "pid %s claiming routing id '%.*s' of no worker: dropped",
                                                  uid ? uid : "?", idl, idp);
                         }
-                        close_parts(&p);
+                        lmp_zparts_close(&p);
                         continue;
                 }
                 struct lmp_wire_ready ready;
@@ -1660,10 +1623,10 @@ void lmp_router_on_worker(struct lmp_router *rt) {
                                         &err) < 0) {
                         refuse_frame(rt, w, "%s: %s: dropped", w->name, err.msg);
                 } else if (verb == LMP_WIRE_EVENT) {
-                        w->last_seen_ms = lmp_now_ms();
+                        w->last_seen_ms = lmp_clock_ms();
                         on_event(rt, w, &p);
                 } else if (verb == LMP_WIRE_HEARTBEAT) {
-                        w->last_seen_ms = lmp_now_ms();
+                        w->last_seen_ms = lmp_clock_ms();
                         if (lmp_wire_parse_heartbeat(head, head_len, &hb, &err) < 0) {
                                 refuse_frame(rt, w, "%s: %s: dropped", w->name, err.msg);
                         } else {
@@ -1684,14 +1647,14 @@ void lmp_router_on_worker(struct lmp_router *rt) {
                                              (int)w->pid);
                         } else {
                                 w->state = LMP_WORKER_READY;
-                                w->ready_ms = w->last_seen_ms = lmp_now_ms();
+                                w->ready_ms = w->last_seen_ms = lmp_clock_ms();
                                 w->slots = ready.slots;
                                 if (rt->on_worker_ready)
                                         rt->on_worker_ready(rt, w, rt->userdata);
                                 lmp_router_dispatch(rt);
                         }
                 }
-                close_parts(&p);
+                lmp_zparts_close(&p);
         }
 }
 
@@ -1746,7 +1709,7 @@ void lmp_router_send_stop(struct lmp_router *rt, struct lmp_router_worker *w) {
  * Dispatch runs after, when the dead worker is no longer ready. */
 void lmp_router_worker_lost(struct lmp_router *rt, struct lmp_router_worker *w, const char *why) {
         struct lmp_request_rt *r;
-        double now = lmp_now_ms();
+        double now = lmp_clock_ms();
         while ((r = w->running.tail)) {
                 list_remove(&w->running, r);
                 struct lmp_router_model *m = &rt->models[r->model];

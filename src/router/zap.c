@@ -38,7 +38,7 @@
 void lmp_auth_refused(struct lmp_router *rt, uint64_t *counter, const char *fmt, ...) {
         char msg[512];
         va_list ap;
-        double now = lmp_now_ms();
+        double now = lmp_clock_ms();
 
         (*counter)++;
         if (now - rt->auth.last_log_ms < 1000) {

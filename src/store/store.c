@@ -15,13 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define COPY_STEP (64u << 20)
+#include "common/clock.h"
 
-static double now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
+#define COPY_STEP (64u << 20)
 
 const char *lmp_store_mode_name(enum lmp_store_mode m) {
         return m == LMP_STORE_MODE_MMAP ? "mmap" : "memfd";
@@ -72,7 +68,7 @@ int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mo
                      enum lmp_store_numa numa, struct lmp_store **ret, struct lmp_error *err) {
         struct lmp_store *s;
         struct stat st;
-        double t0 = now_ms();
+        double t0 = lmp_clock_ms();
         int src, r;
 
         src = open(path, O_RDONLY | O_CLOEXEC);
@@ -122,7 +118,7 @@ int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mo
         }
         if (mode == LMP_STORE_MODE_MMAP)
                 apply_numa((void *)s->base, s->size, numa);
-        s->load_ms = now_ms() - t0;
+        s->load_ms = lmp_clock_ms() - t0;
         *ret = s;
         return 0;
 fail:

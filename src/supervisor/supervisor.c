@@ -279,7 +279,7 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
         struct lmp_mem_usage before, after;
         uint64_t avail0, limit0, usage0, avail1, limit1, usage1, file_size;
         char b1[32], b2[32], b3[32], b4[32], b5[32];
-        double t0 = lmp_now_ms();
+        double t0 = lmp_clock_ms();
 
         mem_fields(&before, &avail0, &limit0, &usage0);
         if (read_header(m, &file_size) < 0)
@@ -332,12 +332,12 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
                 LMP_FU64("CGROUP_USAGE_BEFORE", usage0),
                 LMP_FU64("CGROUP_USAGE", usage1),
                 LMP_FU64("CGROUP_LIMIT", limit1),
-                LMP_FF64("LOAD_MS", lmp_now_ms() - t0),
+                LMP_FF64("LOAD_MS", lmp_clock_ms() - t0),
         };
         lmp_log_event(LMP_PRI_INFO, "model_loaded", f,
                       "model %s loaded: %s (%s store) in %.0f ms; supervisor RSS %s -> %s, MemAvailable %s -> %s",
                       m->cfg->name, lmp_fmt_bytes(m->store->size, b1), lmp_store_mode_name(m->store->mode),
-                      lmp_now_ms() - t0, lmp_fmt_bytes(before.rss, b2), lmp_fmt_bytes(after.rss, b3),
+                      lmp_clock_ms() - t0, lmp_fmt_bytes(before.rss, b2), lmp_fmt_bytes(after.rss, b3),
                       lmp_fmt_bytes(avail0, b4), lmp_fmt_bytes(avail1, b5));
         return 0;
 }
@@ -352,7 +352,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         pid_t pid;
 
         /* Never start a worker on a file that changed since it was loaded. */
-        check_files(d, lmp_now_ms());
+        check_files(d, lmp_clock_ms());
         if (m->state != LMP_MODEL_SERVING)
                 return -ESTALE;
         /* The worker says on this pipe why it could not load its model. */
@@ -419,7 +419,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         w->report_fd = report[0];
         w->rw->pid = pid;
         w->rw->state = LMP_WORKER_STARTING;
-        w->spawned_ms = lmp_now_ms();
+        w->spawned_ms = lmp_clock_ms();
         w->rw->last_seen_ms = w->spawned_ms;
         w->rw->slots = 0;
         return 0;
@@ -584,7 +584,7 @@ static void handle_inotify(struct lmp_daemon *d) {
         /* Which file it was does not matter: the checks look at them all. */
         while (read(d->inotify_fd, buf, sizeof(buf)) > 0)
                 ;
-        check_files(d, lmp_now_ms());
+        check_files(d, lmp_clock_ms());
 }
 
 /* What a dead worker wrote on its report pipe, one line. */
@@ -617,7 +617,7 @@ static void reap(struct lmp_daemon *d) {
                 if (!w)
                         continue;
                 struct lmp_model_rt *m = &d->models[w->rw->model];
-                double now = lmp_now_ms();
+                double now = lmp_clock_ms();
                 char how[64 + LMP_WORKER_REPORT_MAX], report[LMP_WORKER_REPORT_MAX];
                 bool load_failed = WIFEXITED(status) && WEXITSTATUS(status) == LMP_WORKER_EXIT_LOAD;
                 bool bus = WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS;
@@ -741,7 +741,7 @@ static void begin_stop(struct lmp_daemon *d, const char *why) {
         if (d->stopping)
                 return;
         d->stopping = d->router.stopping = true;
-        d->stop_deadline_ms = lmp_now_ms() + d->cfg->drain_timeout_ms;
+        d->stop_deadline_ms = lmp_clock_ms() + d->cfg->drain_timeout_ms;
         sd_notify(0, "STOPPING=1");
         lmp_log(LMP_PRI_NOTICE, "stopping", NULL, 0, "%s: draining %zu requests (at most %d ms)", why,
                 lmp_router_running(&d->router), d->cfg->drain_timeout_ms);
@@ -825,7 +825,7 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                         spawn_worker(d, &m->workers[j]);
         }
         sd_watchdog_enabled(0, &d->watchdog_usec);
-        double now = lmp_now_ms();
+        double now = lmp_clock_ms();
         d->next_hb_ms = now + d->cfg->heartbeat_ms;
         d->next_mem_ms = now + d->cfg->memory_interval_s * 1000.0;
         d->next_watchdog_ms = now;
@@ -851,7 +851,7 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                         i_tcp = n_items;
                         items[n_items++] = (zmq_pollitem_t){ .socket = d->router.front_tcp, .events = ZMQ_POLLIN };
                 }
-                now = lmp_now_ms();
+                now = lmp_clock_ms();
                 double next = LMP_MIN(d->next_hb_ms, earliest_deadline(d));
                 next = LMP_MIN(next, lmp_router_tick(&d->router, now));
                 if (d->watchdog_usec)
@@ -881,7 +881,7 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
                 if (i_tcp >= 0 && (items[i_tcp].revents & ZMQ_POLLIN))
                         lmp_router_on_client(&d->router, d->router.front_tcp);
 
-                now = lmp_now_ms();
+                now = lmp_clock_ms();
                 lmp_router_expire(&d->router, now);
                 if (now >= d->next_hb_ms) {
                         lmp_router_heartbeat(&d->router);

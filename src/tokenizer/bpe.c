@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "gguf/gguf.h"
 #include "tokenizer/vocab_internal.h"
 
@@ -383,33 +384,6 @@ static int bpe_word(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const uint
 
 /* ----------------------------------------------------- pre-tokenization */
 
-/* Length of a valid UTF-8 sequence at p (1..4), or 0 when it is not one
- * (overlong forms, surrogates and code points above U+10FFFF included). */
-static size_t utf8_valid_len(const uint8_t *p, size_t n) {
-        uint8_t c = p[0];
-        if (c < 0x80)
-                return 1;
-        if (c < 0xc2)
-                return 0;
-        if (c < 0xe0)
-                return n >= 2 && (p[1] & 0xc0) == 0x80 ? 2 : 0;
-        if (c < 0xf0) {
-                if (n < 3 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80)
-                        return 0;
-                if ((c == 0xe0 && p[1] < 0xa0) || (c == 0xed && p[1] > 0x9f))
-                        return 0;
-                return 3;
-        }
-        if (c < 0xf5) {
-                if (n < 4 || (p[1] & 0xc0) != 0x80 || (p[2] & 0xc0) != 0x80 || (p[3] & 0xc0) != 0x80)
-                        return 0;
-                if ((c == 0xf0 && p[1] < 0x90) || (c == 0xf4 && p[1] > 0x8f))
-                        return 0;
-                return 4;
-        }
-        return 0;
-}
-
 /* Applies regex k (and the ones after it) to [off, off+len) of the
  * sanitized text; the words that come out of the last one are merged.
  * Like llama.cpp, the text between matches is kept as words too. */
@@ -434,7 +408,7 @@ static int split(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const uint8_t
                 size_t ms = ov[0], me = ov[1];
                 if (me <= ms) {
                         /* An empty match: step over one character. */
-                        pos = ms + utf8_valid_len(t + off + ms, len - ms);
+                        pos = ms + lmp_utf8_char_len(t + off + ms, len - ms);
                         continue;
                 }
                 if (ms > done && (r = split(v, ws, t, off + done, ms - done, k + 1, sink)) < 0)
@@ -457,7 +431,7 @@ int lmp_bpe_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const cha
          * sequence becomes U+FFFD, as llama.cpp's decoder does. */
         size_t i = 0;
         while (i < len) {
-                size_t l = utf8_valid_len(t + i, len - i);
+                size_t l = lmp_utf8_char_len(t + i, len - i);
                 if (!l)
                         break;
                 i += l;
@@ -468,7 +442,7 @@ int lmp_bpe_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const cha
                 memcpy(ws->buf, text, i);
                 n = i;
                 while (i < len) {
-                        size_t l = utf8_valid_len(t + i, len - i);
+                        size_t l = lmp_utf8_char_len(t + i, len - i);
                         if (l) {
                                 memcpy(ws->buf + n, t + i, l);
                                 n += l;

@@ -15,6 +15,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "common/json.h"
+#include "common/utf8.h"
+
 /* ------------------------------------------------------------ string builder */
 
 struct sbuf {
@@ -23,9 +26,10 @@ struct sbuf {
         bool oom;
 };
 
-static void sb_addn(struct sbuf *b, const char *s, size_t n) {
+/* Room for n more bytes and the NUL; false (and b->oom) when there is none. */
+static bool sb_reserve(struct sbuf *b, size_t n) {
         if (b->oom)
-                return;
+                return false;
         if (b->len + n + 1 > b->cap) {
                 size_t cap = b->cap ? b->cap : 256;
                 while (cap < b->len + n + 1)
@@ -33,11 +37,17 @@ static void sb_addn(struct sbuf *b, const char *s, size_t n) {
                 char *p = realloc(b->p, cap);
                 if (!p) {
                         b->oom = true;
-                        return;
+                        return false;
                 }
                 b->p = p;
                 b->cap = cap;
         }
+        return true;
+}
+
+static void sb_addn(struct sbuf *b, const char *s, size_t n) {
+        if (!sb_reserve(b, n))
+                return;
         memcpy(b->p + b->len, s, n);
         b->len += n;
         b->p[b->len] = '\0';
@@ -62,11 +72,8 @@ static size_t space_len(const unsigned char *s, size_t n) {
                 return 1;
         if (n >= 2 && s[0] == 0xc2 && (s[1] == 0x85 || s[1] == 0xa0))
                 return 2;
-        if (n >= 3) {
-                uint32_t cp;
-                if ((s[0] & 0xf0) != 0xe0 || (s[1] & 0xc0) != 0x80 || (s[2] & 0xc0) != 0x80)
-                        return 0;
-                cp = ((uint32_t)(s[0] & 0x0f) << 12) | ((uint32_t)(s[1] & 0x3f) << 6) | (s[2] & 0x3f);
+        uint32_t cp;
+        if (lmp_utf8_decode(s, n, &cp) == 3) {
                 if (cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 ||
                     cp == 0x2029 || cp == 0x202f || cp == 0x205f || cp == 0x3000)
                         return 3;
@@ -102,29 +109,15 @@ static void sb_add_trimmed(struct sbuf *b, const char *s) {
 /* Appends s as a JSON string the way Jinja's tojson filter writes it in
  * Hugging Face's environment (Python's json.dumps with ensure_ascii=False):
  * quotes, backslashes and control characters escaped, everything else
- * verbatim. */
+ * verbatim (DEL included). */
 static void sb_add_json_string(struct sbuf *b, const char *s) {
-        sb_add(b, "\"");
-        for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-                char esc[8];
-                switch (*p) {
-                case '"': sb_add(b, "\\\""); break;
-                case '\\': sb_add(b, "\\\\"); break;
-                case '\n': sb_add(b, "\\n"); break;
-                case '\r': sb_add(b, "\\r"); break;
-                case '\t': sb_add(b, "\\t"); break;
-                case '\b': sb_add(b, "\\b"); break;
-                case '\f': sb_add(b, "\\f"); break;
-                default:
-                        if (*p < 0x20) {
-                                snprintf(esc, sizeof(esc), "\\u%04x", *p);
-                                sb_add(b, esc);
-                        } else {
-                                sb_addn(b, (const char *)p, 1);
-                        }
-                }
+        size_t n = strlen(s), worst = lmp_json_escaped_max(n);
+        if (worst == 0 || !sb_reserve(b, worst)) {
+                b->oom = true;
+                return;
         }
-        sb_add(b, "\"");
+        b->len += lmp_json_escape(b->p + b->len, s, n, false);
+        b->p[b->len] = '\0';
 }
 
 /* ------------------------------------------------------------ helpers */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "tokenizer/vocab_internal.h"
 
 /* The rendering of id under flags. boundary says whether the token starts
@@ -75,29 +76,6 @@ void lmp_detok_init(struct lmp_detok *d, const struct lmp_vocab *v, unsigned fla
         d->boundary = true;
 }
 
-/* Of the bytes a[0..n), how many at the end are the start of a UTF-8
- * character that more bytes could still complete (0..3). */
-static size_t incomplete_tail(const uint8_t *a, size_t n) {
-        for (size_t back = 1; back <= 3 && back <= n; back++) {
-                uint8_t c = a[n - back];
-                if ((c & 0xc0) == 0x80)
-                        continue; /* continuation byte: look further back */
-                size_t need = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-                if (need <= back)
-                        return 0; /* ASCII, invalid, or already complete */
-                /* The second byte's range depends on the first (no overlong
-                 * forms, surrogates or code points past U+10FFFF). */
-                if (back >= 2) {
-                        uint8_t c2 = a[n - back + 1];
-                        if ((c == 0xe0 && c2 < 0xa0) || (c == 0xed && c2 > 0x9f) ||
-                            (c == 0xf0 && c2 < 0x90) || (c == 0xf4 && c2 > 0x8f))
-                                return 0;
-                }
-                return back;
-        }
-        return 0;
-}
-
 int lmp_detok_push(struct lmp_detok *d, int32_t id, char *out, size_t cap, size_t *ret_n) {
         const struct lmp_vocab *v = d->v;
         size_t n;
@@ -113,7 +91,7 @@ int lmp_detok_push(struct lmp_detok *d, int32_t id, char *out, size_t cap, size_
                 size_t k = total - nt + i;
                 tail[i] = k < d->n_pend ? d->pend[k] : (uint8_t)p[k - d->n_pend];
         }
-        size_t hold = incomplete_tail(tail, nt);
+        size_t hold = lmp_utf8_incomplete_tail(tail, nt);
         size_t emit = total - hold;
         *ret_n = emit;
         if (emit > cap)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "tokenizer/vocab_internal.h"
 
 struct sym {
@@ -46,19 +47,6 @@ static void try_pair(const struct lmp_vocab *v, const char *t, const struct sym 
 
 static bool is_space_sym(const char *t, const struct sym *s) {
         return s->n == 3 && memcmp(t + s->start, "\xe2\x96\x81", 3) == 0;
-}
-
-/* A symbol that is one well-formed UTF-8 character. */
-static bool utf8_complete(const char *p, size_t n) {
-        const uint8_t *u = (const uint8_t *)p;
-        if (n == 1)
-                return u[0] < 0x80;
-        if (n != lmp_utf8_len(u[0]) || u[0] < 0xc2 || u[0] > 0xf4)
-                return false;
-        for (size_t i = 1; i < n; i++)
-                if ((u[i] & 0xc0) != 0x80)
-                        return false;
-        return true;
 }
 
 /* Emits the tokens of a merged chunk starting at symbol first. */
@@ -133,7 +121,7 @@ int lmp_spm_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const cha
                 size_t b = a + 1;
                 if (v->spm_chunks)
                         while (b < ns && !(is_space_sym(t, &s[b]) && !is_space_sym(t, &s[b - 1]) &&
-                                           utf8_complete(t + s[b - 1].start, s[b - 1].n)))
+                                           lmp_utf8_char_len((const uint8_t *)t + s[b - 1].start, s[b - 1].n) == s[b - 1].n))
                                 b++;
                 else
                         b = ns;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomicfile.h"
 #include "common/macros.h"
 #include "gguf/types.h"
 #include "quant/quant.h"
@@ -95,4 +96,24 @@ int lmp_row_to_f32(uint32_t type, const void *src, float *out, int64_t n) {
 bool lmp_row_to_f32_supported(uint32_t type) {
         return type < LMP_TYPE_COUNT && type != LMP_TYPE_Q8_1 && type != LMP_TYPE_Q8_K &&
                lmp_quant_traits((enum lmp_type)type, LMP_ISA_SCALAR) != NULL;
+}
+
+int lmp_write_model_file(struct lmp_gguf_writer *w, const char *out_path, const struct lmp_tensor_stream *s,
+                         struct lmp_error *err) {
+        struct lmp_atomic_file out = { 0 };
+        int r = lmp_atomic_open(out_path, &out, err);
+        if (r >= 0)
+                r = lmp_gguf_writer_begin(w, out.f, err);
+        for (uint64_t i = 0; r >= 0 && i < s->n; i++) {
+                const void *data;
+                uint64_t size;
+                r = s->data(s->ctx, i, s->buf, &data, &size, err);
+                if (r >= 0)
+                        r = lmp_gguf_writer_write_data(w, data, size, err);
+                if (r >= 0 && s->written)
+                        s->written(s->ctx, i, size);
+        }
+        if (r >= 0)
+                r = lmp_gguf_writer_finish(w, err);
+        return lmp_atomic_close(&out, r, err);
 }

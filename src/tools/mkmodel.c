@@ -20,7 +20,6 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "common/atomicfile.h"
 #include "common/macros.h"
 #include "gguf/gguf.h"
 #include "gguf/types.h"
@@ -479,6 +478,34 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
 /* One encoded tensor is held in memory while it is written. */
 #define MAX_TENSOR_BYTES (768 << 20)
 
+/* The tensors of a plan, generated one by one into the file. */
+struct tensor_gen {
+        const struct plan *p;
+        const struct lmp_shape *s;
+        const struct lmp_mkmodel_opts *opts;
+};
+
+static int gen_tensor(void *ctx, uint64_t i, void *buf, const void **ret_data, uint64_t *ret_size,
+                      struct lmp_error *err) {
+        const struct tensor_gen *tg = ctx;
+        const struct tensor_plan *t = &tg->p->t[i];
+        struct gen_ctx g = { t, tg->s, tg->opts->seed, (uint32_t)i };
+        int r = lmp_encode_tensor(t->type, buf, (int64_t)t->ne[1], (int64_t)t->ne[0], gen_row, &g,
+                                  tg->opts->nthreads);
+        if (r < 0)
+                return lmp_error_set(err, r, "tensor %s: cannot encode as %s", t->name, lmp_type_name(t->type));
+        *ret_data = buf;
+        *ret_size = t->ne[1] * lmp_type_row_size(t->type, t->ne[0]);
+        return 0;
+}
+
+static void gen_written(void *ctx, uint64_t i, uint64_t size) {
+        const struct tensor_gen *tg = ctx;
+        if (tg->opts->progress)
+                tg->opts->progress(tg->opts->progress_ctx, i + 1, (uint64_t)tg->p->n, tg->p->t[i].name,
+                                   tg->p->t[i].type, size);
+}
+
 int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struct lmp_mkmodel_result *ret,
                 struct lmp_error *err) {
         const struct lmp_shape *s = opts->shape;
@@ -487,7 +514,6 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
         struct lmp_gguf_writer *w = NULL;
         const char **names = NULL;
         uint8_t *buf = NULL;
-        struct lmp_atomic_file out = { 0 };
         int r;
 
         if (s->n_embd % s->n_head || s->n_head % s->n_head_kv)
@@ -567,28 +593,11 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
                 r = lmp_error_set(err, -ENOMEM, "out of memory (%" PRIu64 " bytes for one tensor)", max_size);
                 goto out;
         }
-        r = lmp_atomic_open(out_path, &out, err);
-        if (r < 0)
-                goto out;
-        r = lmp_gguf_writer_begin(w, out.f, err);
-        for (int i = 0; r >= 0 && i < p.n; i++) {
-                const struct tensor_plan *t = &p.t[i];
-                struct gen_ctx g = { t, s, opts->seed, (uint32_t)i };
-                uint64_t size = t->ne[1] * lmp_type_row_size(t->type, t->ne[0]);
-                r = lmp_encode_tensor(t->type, buf, (int64_t)t->ne[1], (int64_t)t->ne[0], gen_row, &g,
-                                      opts->nthreads);
-                if (r < 0) {
-                        lmp_error_set(err, r, "tensor %s: cannot encode as %s", t->name, lmp_type_name(t->type));
-                        break;
-                }
-                r = lmp_gguf_writer_write_data(w, buf, size, err);
-                if (r >= 0 && opts->progress)
-                        opts->progress(opts->progress_ctx, (uint64_t)i + 1, (uint64_t)p.n, t->name, t->type, size);
-        }
-        if (r >= 0)
-                r = lmp_gguf_writer_finish(w, err);
+        struct tensor_gen tg = { &p, s, opts };
+        struct lmp_tensor_stream ts = { .n = (uint64_t)p.n, .buf = buf, .data = gen_tensor, .written = gen_written,
+                                        .ctx = &tg };
+        r = lmp_write_model_file(w, out_path, &ts, err);
 out:
-        r = lmp_atomic_close(&out, r, err);
         free(buf);
         free(names);
         free(p.t);

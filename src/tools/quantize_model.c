@@ -13,7 +13,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "common/atomicfile.h"
 #include "gguf/gguf.h"
 #include "quant/quantize.h"
 #include "tools/encode.h"
@@ -41,6 +40,45 @@ static void drop_pages(const struct lmp_gguf *g, const struct lmp_gguf_tensor *t
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* The input's tensors, converted where the mix changes their type and
+ * copied as they are otherwise, one by one into the file. */
+struct conversion {
+        const struct lmp_gguf *g;
+        const char *const *names;
+        const uint32_t *types;
+        const struct lmp_quantize_opts *opts;
+};
+
+static int convert_tensor(void *ctx, uint64_t i, void *buf, const void **ret_data, uint64_t *ret_size,
+                          struct lmp_error *err) {
+        const struct conversion *cv = ctx;
+        const struct lmp_gguf_tensor *t = &cv->g->tensors[i];
+        uint32_t type = cv->types[i];
+        if (type == t->type) {
+                *ret_data = t->data;
+                *ret_size = t->size;
+                return 0;
+        }
+        uint64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
+        struct tensor_src src = { t, lmp_type_row_size(t->type, t->ne[0]) };
+        int r = lmp_encode_tensor(type, buf, (int64_t)rows, (int64_t)t->ne[0], read_row, &src,
+                                  cv->opts ? cv->opts->nthreads : 1);
+        if (r < 0)
+                return lmp_error_set(err, r, "tensor %s: cannot convert %s to %s%s", cv->names[i],
+                                     lmp_type_name(t->type), lmp_type_name(type),
+                                     r == -EDOM ? " (NaN or infinite values)" : "");
+        *ret_data = buf;
+        *ret_size = rows * lmp_type_row_size(type, t->ne[0]);
+        return 0;
+}
+
+static void converted(void *ctx, uint64_t i, uint64_t size) {
+        const struct conversion *cv = ctx;
+        drop_pages(cv->g, &cv->g->tensors[i]);
+        if (cv->opts && cv->opts->progress)
+                cv->opts->progress(cv->opts->progress_ctx, i + 1, cv->g->n_tensors, cv->names[i], cv->types[i], size);
+}
+
 static int arch_u32(const struct lmp_gguf *g, const char *arch, const char *suffix, uint32_t *ret) {
         char key[256];
         snprintf(key, sizeof(key), "%s.%s", arch, suffix);
@@ -55,7 +93,6 @@ int lmp_quantize_model(const char *in_path, const char *out_path, const struct l
         char **cnames = NULL;
         uint32_t *types = NULL;
         uint8_t *buf = NULL;
-        struct lmp_atomic_file out = { 0 };
         int r;
 
         r = lmp_gguf_open(in_path, &g, err);
@@ -145,37 +182,11 @@ int lmp_quantize_model(const char *in_path, const char *out_path, const struct l
                 goto out;
         }
 
-        r = lmp_atomic_open(out_path, &out, err);
-        if (r < 0)
-                goto out;
-        r = lmp_gguf_writer_begin(w, out.f, err);
-        for (uint64_t i = 0; r >= 0 && i < n; i++) {
-                const struct lmp_gguf_tensor *t = &g->tensors[i];
-                uint64_t rows = t->ne[1] * t->ne[2] * t->ne[3];
-                const void *data = t->data;
-                uint64_t size = t->size;
-                if (types[i] != t->type) {
-                        struct tensor_src src = { t, lmp_type_row_size(t->type, t->ne[0]) };
-                        r = lmp_encode_tensor(types[i], buf, (int64_t)rows, (int64_t)t->ne[0], read_row, &src,
-                                              opts ? opts->nthreads : 1);
-                        if (r < 0) {
-                                lmp_error_set(err, r, "tensor %s: cannot convert %s to %s%s", names[i],
-                                              lmp_type_name(t->type), lmp_type_name(types[i]),
-                                              r == -EDOM ? " (NaN or infinite values)" : "");
-                                break;
-                        }
-                        data = buf;
-                        size = rows * lmp_type_row_size(types[i], t->ne[0]);
-                }
-                r = lmp_gguf_writer_write_data(w, data, size, err);
-                drop_pages(g, t);
-                if (r >= 0 && opts && opts->progress)
-                        opts->progress(opts->progress_ctx, i + 1, n, names[i], types[i], size);
-        }
-        if (r >= 0)
-                r = lmp_gguf_writer_finish(w, err);
+        struct conversion cv = { g, names, types, opts };
+        struct lmp_tensor_stream ts = { .n = n, .buf = buf, .data = convert_tensor, .written = converted,
+                                        .ctx = &cv };
+        r = lmp_write_model_file(w, out_path, &ts, err);
 out:
-        r = lmp_atomic_close(&out, r, err);
         free(buf);
         free(types);
         if (cnames)

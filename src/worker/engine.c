@@ -9,6 +9,8 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 #define PIECE_MAX 256           /* bytes one token's text can add (longest piece + held bytes) */
 #define STOP_MAX 256
 
@@ -45,12 +47,6 @@ struct lmp_engine {
         uint32_t active;
         uint64_t jobs;                  /* jobs taken so far: the slots' clock */
 };
-
-static double now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 void lmp_job_free(struct lmp_job *j) {
         if (!j)
@@ -145,7 +141,7 @@ static void release(struct lmp_engine *e, struct slot *sl) {
 
 static void finish(struct lmp_engine *e, struct slot *sl, const char *why) {
         const struct lmp_job *j = sl->job;
-        double t_end = now_ms();
+        double t_end = lmp_clock_ms();
         struct lmp_engine_event ev = {
                 .kind = LMP_EV_DONE, .rid = j->rid, .id = j->req.id, .finish = why,
                 .full_text = j->req.stream ? NULL : sl->text, .full_text_len = j->req.stream ? 0 : sl->n_text,
@@ -323,7 +319,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 sl->max_gen = e->p.n_ctx - sl->n_prompt;
         sl->n_pending = 0;
         sl->n_text = 0;
-        sl->t_arrival = job->arrival_ms > 0 ? job->arrival_ms : now_ms();
+        sl->t_arrival = job->arrival_ms > 0 ? job->arrival_ms : lmp_clock_ms();
         sl->t_first = 0;
         sl->t_prompt_done = 0;
         lmp_detok_init(&sl->detok, e->p.vocab, 0);
@@ -397,7 +393,7 @@ static bool accept_token(struct lmp_engine *e, struct slot *sl, int32_t tok) {
 
         sl->n_gen++;
         if (sl->n_gen == 1)
-                sl->t_first = now_ms();
+                sl->t_first = lmp_clock_ms();
         if (!j->req.ignore_eos && lmp_vocab_is_eog(e->p.vocab, tok)) {
                 if (lmp_detok_flush(&sl->detok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
                         sl->n_pending += n;
@@ -485,7 +481,7 @@ int lmp_engine_step(struct lmp_engine *e) {
                         continue;
                 const float *logits = e->logits + (size_t)li++ * e->n_vocab;
                 if (!sl->generating)
-                        sl->t_prompt_done = now_ms();
+                        sl->t_prompt_done = lmp_clock_ms();
                 int32_t tok = lmp_sampler_sample(sl->sampler, logits);
                 if (tok < 0) {
                         emit_error(e, sl->job, "bad_request", "the sampling parameters leave no token to choose");

@@ -46,6 +46,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/clock.h"
+#include "common/zparts.h"
 #include "common/log.h"
 #include "common/procmem.h"
 #include "common/threadpool.h"
@@ -89,46 +91,11 @@ struct worker {
         struct lmp_proto_buf event_buf; /* the engine thread's, reused for every event */
 };
 
-static double now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static int send_frames(void *sock, const char *const *frames, const size_t *lens, int n) {
         for (int i = 0; i < n; i++)
                 if (zmq_send(sock, frames[i], lens[i], i < n - 1 ? ZMQ_SNDMORE : 0) < 0)
                         return -errno;
         return 0;
-}
-
-/* Receives a whole multipart message into msgs[] (at most max parts; the
- * rest is discarded). Returns the number of parts or -errno. */
-static int recv_parts(void *sock, zmq_msg_t *msgs, int max, int flags) {
-        int n = 0, more = 1;
-        while (more) {
-                zmq_msg_t m;
-                zmq_msg_init(&m);
-                if (zmq_msg_recv(&m, sock, n == 0 ? flags : 0) < 0) {
-                        int e = errno;
-                        zmq_msg_close(&m);
-                        for (int i = 0; i < n && i < max; i++)
-                                zmq_msg_close(&msgs[i]);
-                        return -e;
-                }
-                more = zmq_msg_more(&m);
-                if (n < max)
-                        msgs[n] = m;
-                else
-                        zmq_msg_close(&m);
-                n++;
-        }
-        return n < max ? n : max;
-}
-
-static void close_parts(zmq_msg_t *msgs, int n) {
-        for (int i = 0; i < n; i++)
-                zmq_msg_close(&msgs[i]);
 }
 
 static bool part_is(zmq_msg_t *m, const char *s) {
@@ -240,7 +207,7 @@ static int job_from_json(const struct worker *w, const void *buf, size_t len, st
                 .seed = s->seed,
         };
         if (!(s->set & LMP_SET_SEED) && getrandom(&j->sampling.seed, sizeof(j->sampling.seed), 0) < 0)
-                j->sampling.seed = (uint64_t)now_ms() ^ (uint64_t)getpid();
+                j->sampling.seed = (uint64_t)lmp_clock_ms() ^ (uint64_t)getpid();
         *ret = j;
         return 0;
 }
@@ -286,7 +253,7 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 }
                 job->rid = h.rid;
                 job->queued_ms = h.queued_ms;
-                job->arrival_ms = now_ms();
+                job->arrival_ms = lmp_clock_ms();
                 lmp_engine_submit(w->engine, job);
                 return;
         }
@@ -333,12 +300,11 @@ static void *engine_thread(void *arg) {
                 if (zmq_poll(&item, 1, idle ? 200 : 0) < 0 && errno != EINTR)
                         break;
                 while (item.revents & ZMQ_POLLIN) {
-                        zmq_msg_t parts[4];
-                        int n = recv_parts(w->pair_engine, parts, 4, ZMQ_DONTWAIT);
-                        if (n < 0)
+                        struct lmp_zparts p;
+                        if (lmp_zparts_recv(w->pair_engine, &p, ZMQ_DONTWAIT) < 0)
                                 break;
-                        handle_control(w, parts, n);
-                        close_parts(parts, n);
+                        handle_control(w, p.m, p.n);
+                        lmp_zparts_close(&p);
                 }
                 lmp_engine_step(w->engine);
                 atomic_store(&w->active, lmp_engine_active(w->engine));
@@ -354,7 +320,7 @@ static void *engine_thread(void *arg) {
 static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage *mem, double *last_mem) {
         char head[LMP_WIRE_HEADER_MAX];
         struct lmp_mem_usage region = { 0 };
-        double t = now_ms();
+        double t = lmp_clock_ms();
 
         /* Memory figures cost a read of smaps: every few seconds is plenty. */
         if (t - *last_mem > 2000) {
@@ -381,7 +347,7 @@ static void apply_log_level(struct worker *w, zmq_msg_t *head) {
 
 static int io_loop(struct worker *w, void *dealer, void *pair_io) {
         struct lmp_mem_usage mem = { 0 };
-        double last_mem = 0, next_hb = now_ms(), last_router = now_ms();
+        double last_mem = 0, next_hb = lmp_clock_ms(), last_router = lmp_clock_ms();
         double dead_after = (double)w->heartbeat_ms * w->liveness;
 
         for (;;) {
@@ -389,7 +355,7 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                         { .socket = dealer, .events = ZMQ_POLLIN },
                         { .socket = pair_io, .events = ZMQ_POLLIN },
                 };
-                double t = now_ms();
+                double t = lmp_clock_ms();
                 long timeout = next_hb > t ? (long)(next_hb - t) + 1 : 0;
 
                 if (zmq_poll(items, 2, timeout) < 0) {
@@ -398,40 +364,39 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                         return -errno;
                 }
                 if (items[0].revents & ZMQ_POLLIN) {
-                        zmq_msg_t parts[4];
-                        int n = recv_parts(dealer, parts, 4, 0);
+                        struct lmp_zparts p;
                         enum lmp_wire_verb verb = LMP_WIRE_PING;
                         struct lmp_error err = { 0 };
-                        if (n > 0) {
-                                last_router = now_ms();
-                                if (lmp_wire_parse_verb(true, zmq_msg_data(&parts[0]), zmq_msg_size(&parts[0]), n,
+                        if (lmp_zparts_recv(dealer, &p, 0) > 0) {
+                                last_router = lmp_clock_ms();
+                                if (lmp_wire_parse_verb(true, zmq_msg_data(&p.m[0]), zmq_msg_size(&p.m[0]), p.total,
                                                         &verb, &err) < 0) {
                                         lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped",
                                                     w->name, err.msg);
                                         verb = LMP_WIRE_PING; /* nothing to forward */
                                 }
                                 if (verb == LMP_WIRE_CONFIG)
-                                        apply_log_level(w, &parts[1]);
+                                        apply_log_level(w, &p.m[1]);
                                 if (verb != LMP_WIRE_PING) {
                                         /* Forward to the engine as is. */
-                                        for (int i = 0; i < n; i++)
-                                                zmq_msg_send(&parts[i], pair_io, i < n - 1 ? ZMQ_SNDMORE : 0);
-                                        n = 0;
+                                        for (int i = 0; i < p.n; i++)
+                                                zmq_msg_send(&p.m[i], pair_io, i < p.n - 1 ? ZMQ_SNDMORE : 0);
+                                        p.n = 0;
                                 }
-                                close_parts(parts, n);
+                                lmp_zparts_close(&p);
                         }
                 }
                 if (items[1].revents & ZMQ_POLLIN) {
-                        zmq_msg_t parts[4];
-                        int n = recv_parts(pair_io, parts, 4, 0);
-                        if (n > 0 && part_is(&parts[0], "exit")) {
-                                close_parts(parts, n);
+                        struct lmp_zparts p;
+                        int n = lmp_zparts_recv(pair_io, &p, 0);
+                        if (n > 0 && part_is(&p.m[0], "exit")) {
+                                lmp_zparts_close(&p);
                                 return 0;
                         }
                         for (int i = 0; i < n; i++)
-                                zmq_msg_send(&parts[i], dealer, i < n - 1 ? ZMQ_SNDMORE : 0);
+                                zmq_msg_send(&p.m[i], dealer, i < n - 1 ? ZMQ_SNDMORE : 0);
                 }
-                t = now_ms();
+                t = lmp_clock_ms();
                 if (t >= next_hb) {
                         send_heartbeat(w, dealer, &mem, &last_mem);
                         next_hb = t + w->heartbeat_ms;

@@ -167,6 +167,15 @@ static void check_properties(void) {
         CHECK(d && strlen(d) > 23 && d[14] == ' ' && d[18] == ' ' && d[23] == '\n', "[%s]", out);
         free(out);
 
+        /* A tool's output goes through tojson, as Python's
+         * json.dumps(ensure_ascii=False) writes it: DEL and non-ASCII as
+         * they are. */
+        struct lmp_chat_msg tool[] = { { "user", "Hi" }, { "ipython", "a\"b\\c\n\t\x01\x7f \xc3\xa9" } };
+        out = render(LMP_CHAT_LLAMA31, tool, 2, &o);
+        CHECK(out && strstr(out, "<|start_header_id|>ipython<|end_header_id|>\n\n"
+                                 "\"a\\\"b\\\\c\\n\\t\\u0001\x7f \xc3\xa9\"<|eot_id|>") != NULL, "[%s]", out);
+        free(out);
+
         /* Without the generation prompt. */
         o.add_generation_prompt = false;
         out = render(LMP_CHAT_PHI3, hi, 1, &o);

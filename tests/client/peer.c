@@ -262,6 +262,10 @@ static void handle(struct peer *p, const void *frame, size_t len) {
                         ;
                 else if (strcmp(r.model, "busy") == 0)
                         reply_error(p, r.id, LMP_PROTO_BUSY, "queue full (0 requests)");
+                else if (strcmp(r.model, "failed") == 0)
+                        reply_error(p, r.id, LMP_PROTO_MODEL_FAILED, "its workers cannot load it");
+                else if (strcmp(r.model, "long") == 0)
+                        reply_error(p, r.id, LMP_PROTO_TOO_LONG, "the prompt does not fit");
                 else {
                         char msg[256];
                         snprintf(msg, sizeof(msg), "no model named \"%s\"", r.model);

@@ -46,10 +46,11 @@ expect_status 0 "$LMPOOL_BIN" generate -m tiny -p 'one. two' --stop . --temp 0 -
 [ "$(cat "$dir/out")" = "Echo: one" ] || fail "--stop text"
 grep -q 'finish=stop' "$dir/err" || fail "finish=stop"
 
-# errors: code on stderr, exit 1; usage errors exit 2
-expect_status 1 "$LMPOOL_BIN" generate -m nope -p x --endpoint "$ep"
+# errors: code on stderr, one exit status per code (docs/examples/client.py's);
+# usage errors exit 2
+expect_status 4 "$LMPOOL_BIN" generate -m nope -p x --endpoint "$ep"
 grep -q '^lmpool generate: unknown_model: no model named "nope"$' "$dir/err" || fail "unknown_model message"
-expect_status 1 "$LMPOOL_BIN" generate -m busy -p x --endpoint "$ep"
+expect_status 5 "$LMPOOL_BIN" generate -m busy -p x --endpoint "$ep"
 grep -q 'busy: queue full' "$dir/err" || fail "busy message"
 expect_status 2 "$LMPOOL_BIN" generate -m tiny -p x --temp 11 --endpoint "$ep"
 grep -q "bad value '11' for --temp" "$dir/err" || fail "--temp 11 message"
@@ -60,10 +61,23 @@ expect_status 0 "$LMPOOL_BIN" generate --help
 grep -q '^usage: lmpool generate' "$dir/out" || fail "--help"
 
 # timeouts: a model that never answers, and nobody at the endpoint
-expect_status 1 "$LMPOOL_BIN" generate -m silent -p x --timeout-ms 200 --endpoint "$ep"
+expect_status 6 "$LMPOOL_BIN" generate -m long -p x --endpoint "$ep"
+grep -q '^lmpool generate: too_long: ' "$dir/err" || fail "too_long message"
+expect_status 12 "$LMPOOL_BIN" generate -m failed -p x --endpoint "$ep"
+grep -q '^lmpool generate: model_failed: its workers cannot load it$' "$dir/err" || fail "model_failed message"
+expect_status 7 "$LMPOOL_BIN" generate -m silent -p x --timeout-ms 200 --endpoint "$ep"
 grep -q 'timeout: no answer from' "$dir/err" || fail "silent timeout message"
-expect_status 1 "$LMPOOL_BIN" health --endpoint "ipc://$dir/nobody.sock" --timeout-ms 200
-grep -q "timeout: no answer from ipc://$dir/nobody.sock" "$dir/err" || fail "nobody message"
+expect_status 7 "$LMPOOL_BIN" health --endpoint "ipc://$dir/nobody.sock" --timeout-ms 200
+grep -q "timeout: no answer from ipc://$dir/nobody.sock (no socket there: is lmpoold running?)" "$dir/err" \
+        || fail "nobody message"
+# Without --timeout-ms, models, stats and health give up after their own
+# 3 s (not the library's 60 s of generate): timeout(1) ends a probe that
+# would take longer than 5 s with 124.
+for cmd in health models stats; do
+        expect_status 7 timeout 5 "$LMPOOL_BIN" $cmd --endpoint ipc:///nonexistent
+        grep -q "^lmpool $cmd: timeout: no answer from ipc:///nonexistent (no socket there" "$dir/err" \
+                || fail "$cmd: no daemon"
+done
 
 # Ctrl-C cancels the request on the daemon: exit 130, well before the
 # slow model's 5 s of tokens are over.
@@ -80,7 +94,8 @@ grep -q '^\.\.*$' "$dir/out" || fail "tokens before Ctrl-C"
 printf 'how are you?\n' | "$LMPOOL_BIN" chat -m tiny --system 'be brief' --endpoint "$ep" > "$dir/out" 2> "$dir/err" \
         || fail "chat"
 [ "$(cat "$dir/out")" = "Echo(2): how are you?" ] || fail "chat text"
-printf 'x' | "$LMPOOL_BIN" chat -m nope --endpoint "$ep" > "$dir/out" 2> "$dir/err" && fail "chat unknown model"
+set +e; printf 'x' | "$LMPOOL_BIN" chat -m nope --endpoint "$ep" > "$dir/out" 2> "$dir/err"; got=$?; set -e
+[ "$got" -eq 4 ] || fail "chat unknown model: exit $got"
 grep -q 'unknown_model' "$dir/err" || fail "chat error code"
 
 # chat on a terminal (script(1) gives it one): a REPL that keeps the

@@ -52,6 +52,9 @@ run 0 stats
 run 4 generate --model nope --prompt x
 grep -q 'unknown_model' "$dir/err" || fail "unknown_model"
 run 5 generate --model busy --prompt x
+run 6 generate --model long --prompt x
+run 12 generate --model failed --prompt x
+grep -q 'model_failed' "$dir/err" || fail "model_failed"
 run 3 generate --model tiny --prompt x --temperature 11
 grep -q 'bad_request' "$dir/err" || fail "bad_request from the peer"
 run 7 generate --model silent --prompt x --timeout-ms 300

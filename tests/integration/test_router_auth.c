@@ -190,16 +190,16 @@ int main(void) {
         CHECK(strcmp(w->name, "m/0") == 0, "worker view named %s", w->name);
         w->state = LMP_WORKER_STARTING;
         w->pid = wp;
-        w->last_seen_ms = lmp_now_ms();
+        w->last_seen_ms = lmp_clock_ms();
         d.front_dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        d.start_ms = lmp_now_ms();
+        d.start_ms = lmp_clock_ms();
         if (lmp_router_open(&d) < 0)
                 return 1;
 
         /* 1. the impostor alone */
         if (write(go_imp[1], "g", 1) != 1)
                 return 1;
-        for (double end = lmp_now_ms() + 1000; lmp_now_ms() < end;)
+        for (double end = lmp_clock_ms() + 1000; lmp_clock_ms() < end;)
                 serve(&d, 50);
         CHECK(w->state == LMP_WORKER_STARTING, "the impostor's READY was taken");
         CHECK(d.auth.zap_refused >= 1, "the ZAP handler refused nothing (%" PRIu64 ")", d.auth.zap_refused);
@@ -208,7 +208,7 @@ int main(void) {
         /* 2. the worker, and a client's request */
         if (write(go_w[1], "g", 1) != 1)
                 return 1;
-        for (double end = lmp_now_ms() + 10000; lmp_now_ms() < end && w->state != LMP_WORKER_READY;)
+        for (double end = lmp_clock_ms() + 10000; lmp_clock_ms() < end && w->state != LMP_WORKER_READY;)
                 serve(&d, 50);
         CHECK(w->state == LMP_WORKER_READY, "the worker did not become ready");
         void *cctx = zmq_ctx_new(), *client = zmq_socket(cctx, ZMQ_DEALER);
@@ -219,7 +219,7 @@ int main(void) {
         zmq_send(client, req, strlen(req), 0);
         char events[8][512];
         int n_events = 0;
-        for (double end = lmp_now_ms() + 10000; lmp_now_ms() < end && n_events < 8;) {
+        for (double end = lmp_clock_ms() + 10000; lmp_clock_ms() < end && n_events < 8;) {
                 serve(&d, 20);
                 zmq_pollitem_t it = { .socket = client, .events = ZMQ_POLLIN };
                 while (zmq_poll(&it, 1, 0) > 0 && n_events < 8) {
@@ -245,7 +245,7 @@ int main(void) {
         req = "{\"v\":1,\"id\":\"r2\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"hi\"}";
         zmq_send(client, req, strlen(req), 0);
         n_events = 0;
-        for (double end = lmp_now_ms() + 3000; lmp_now_ms() < end && n_events < 8;) {
+        for (double end = lmp_clock_ms() + 3000; lmp_clock_ms() < end && n_events < 8;) {
                 serve(&d, 20);
                 zmq_pollitem_t it = { .socket = client, .events = ZMQ_POLLIN };
                 while (zmq_poll(&it, 1, 0) > 0 && n_events < 8) {

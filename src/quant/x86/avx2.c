@@ -14,18 +14,7 @@
 
 #include "quant/blocks.h"
 #include "quant/kernels.h"
-
-/* The scale fields: F16C converts one half exactly, without branches. */
-static inline float h2f(lmp_fp16 h) {
-        return _cvtsh_ss(h);
-}
-
-static inline float hsum_f32x8(__m256 x) {
-        __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-        r = _mm_add_ss(r, _mm_movehdup_ps(r));
-        return _mm_cvtss_f32(r);
-}
+#include "quant/x86/common.h"
 
 static inline int hsum_i32x8(__m256i a) {
         __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
@@ -42,13 +31,6 @@ static inline __m256i dot_u8s8(__m256i u, __m256i s) {
 /* The same for two signed operands: move x's sign onto y. */
 static inline __m256i dot_s8s8(__m256i x, __m256i y) {
         return dot_u8s8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
-}
-
-/* 16 packed nibbles -> 32 bytes: low nibbles first, then high nibbles. */
-static inline __m256i nibbles32(const uint8_t *p) {
-        const __m128i t = _mm_loadu_si128((const __m128i *)p);
-        const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-        return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
 }
 
 /* 32 bits -> 32 bytes, 0xff where the bit is set. */
@@ -225,26 +207,11 @@ static inline __m256i q8_block(const float *x, float *ret_d, int *ret_sum) {
 }
 
 void lmp_from_float_q8_0_avx2(const float *restrict x, void *restrict vy, int64_t n) {
-        struct lmp_block_q8_0 *y = vy;
-        for (int64_t i = 0; i < n / LMP_QK8_0; i++, x += LMP_QK8_0) {
-                float d;
-                int sum;
-                const __m256i q = q8_block(x, &d, &sum);
-                y[i].d = lmp_f32_to_fp16(d);
-                _mm256_storeu_si256((__m256i *)y[i].qs, q);
-        }
+        from_float_q8_0(x, vy, n, q8_block);
 }
 
 void lmp_from_float_q8_1_avx2(const float *restrict x, void *restrict vy, int64_t n) {
-        struct lmp_block_q8_1 *y = vy;
-        for (int64_t i = 0; i < n / LMP_QK8_1; i++, x += LMP_QK8_1) {
-                float d;
-                int sum;
-                const __m256i q = q8_block(x, &d, &sum);
-                y[i].d = lmp_f32_to_fp16(d);
-                y[i].s = lmp_f32_to_fp16(d * (float)sum);
-                _mm256_storeu_si256((__m256i *)y[i].qs, q);
-        }
+        from_float_q8_1(x, vy, n, q8_block);
 }
 
 /* llama.cpp quantizes Q8_K with its scalar code on x86, so this must match
@@ -592,33 +559,13 @@ void lmp_vec_dot_q6_K_q8_K_avx2(int n, float *restrict s, const void *restrict v
  * token, as vec_dot does. */
 #define GEMM_ROWS 8
 #define GEMM_TOKS 8
-#define GEMM_TGROUP 64
-#define GEMM_KC 32
-
-enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
-
-struct ytab {
-        float d[GEMM_TGROUP][GEMM_KC];
-        int32_t corr[GEMM_TGROUP][GEMM_KC];   /* -bias * sum of the block's quants */
-};
+/* GEMM_TGROUP, GEMM_KC, enum w32 and struct ytab: x86/common.h. */
 
 struct wpack {
         __m256i a[GEMM_KC][8];   /* q4_0, q5_0: value + bias; q8_0: |value| */
         __m256i sgn[GEMM_KC][8]; /* q8_0: the signed values */
         __m256 d[GEMM_KC];       /* the 8 rows' scales */
 };
-
-static inline int32_t load_i32(const void *p) {
-        int32_t v;
-        memcpy(&v, p, sizeof(v));
-        return v;
-}
-
-static inline uint16_t load_u16(const void *p) {
-        uint16_t v;
-        memcpy(&v, p, sizeof(v));
-        return v;
-}
 
 /* 16 bytes at offset off of each of 8 rows, as 4 registers: dword lane r
  * of v[c] is bytes 4c..4c+3 of row r. */
@@ -636,11 +583,6 @@ static inline __attribute__((always_inline)) void transpose8x16(const uint8_t *c
         v[1] = _mm256_unpackhi_epi64(t0, t2);
         v[2] = _mm256_unpacklo_epi64(t1, t3);
         v[3] = _mm256_unpackhi_epi64(t1, t3);
-}
-
-static inline size_t w32_size(enum w32 k) {
-        return k == W_Q4_0 ? sizeof(struct lmp_block_q4_0)
-             : k == W_Q5_0 ? sizeof(struct lmp_block_q5_0) : sizeof(struct lmp_block_q8_0);
 }
 
 static inline int w32_bias(enum w32 k) {

@@ -19,18 +19,7 @@
 
 #include "quant/blocks.h"
 #include "quant/kernels.h"
-
-/* The scale fields: F16C converts one half exactly, without branches. */
-static inline float h2f(lmp_fp16 h) {
-        return _cvtsh_ss(h);
-}
-
-static inline float hsum_f32x8(__m256 x) {
-        __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
-        r = _mm_add_ps(r, _mm_movehl_ps(r, r));
-        r = _mm_add_ss(r, _mm_movehdup_ps(r));
-        return _mm_cvtss_f32(r);
-}
+#include "quant/x86/common.h"
 
 static inline __m512i join256(__m256i lo, __m256i hi) {
         return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
@@ -38,13 +27,6 @@ static inline __m512i join256(__m256i lo, __m256i hi) {
 
 static inline __m512 halves_ps(float lo, float hi) {
         return _mm512_mask_blend_ps(0xff00, _mm512_set1_ps(lo), _mm512_set1_ps(hi));
-}
-
-/* 16 packed nibbles -> 32 bytes: low nibbles first, then high nibbles. */
-static inline __m256i nibbles32(const uint8_t *p) {
-        const __m128i t = _mm_loadu_si128((const __m128i *)p);
-        const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
-        return _mm256_and_si256(b, _mm256_set1_epi8(0x0f));
 }
 
 /* Bit 4 of each of 32 five-bit values, from the 32-bit qh field. */
@@ -198,26 +180,11 @@ static inline __m256i q8_block(const float *x, float *ret_d, int *ret_sum) {
 }
 
 void lmp_from_float_q8_0_avx512(const float *restrict x, void *restrict vy, int64_t n) {
-        struct lmp_block_q8_0 *y = vy;
-        for (int64_t i = 0; i < n / LMP_QK8_0; i++, x += LMP_QK8_0) {
-                float d;
-                int sum;
-                const __m256i q = q8_block(x, &d, &sum);
-                y[i].d = lmp_f32_to_fp16(d);
-                _mm256_storeu_si256((__m256i *)y[i].qs, q);
-        }
+        from_float_q8_0(x, vy, n, q8_block);
 }
 
 void lmp_from_float_q8_1_avx512(const float *restrict x, void *restrict vy, int64_t n) {
-        struct lmp_block_q8_1 *y = vy;
-        for (int64_t i = 0; i < n / LMP_QK8_1; i++, x += LMP_QK8_1) {
-                float d;
-                int sum;
-                const __m256i q = q8_block(x, &d, &sum);
-                y[i].d = lmp_f32_to_fp16(d);
-                y[i].s = lmp_f32_to_fp16(d * (float)sum);
-                _mm256_storeu_si256((__m256i *)y[i].qs, q);
-        }
+        from_float_q8_1(x, vy, n, q8_block);
 }
 
 /* Bit for bit the scalar Q8_K quantizer (see ref.c and avx2.c). */
@@ -617,26 +584,12 @@ void lmp_vec_dot_q3_K_q8_K_avx512(int n, float *restrict s, const void *restrict
  * group of tokens and a pass of blocks. */
 #define GEMM_ROWS 16
 #define GEMM_TOKS 16
-#define GEMM_TGROUP 64
-#define GEMM_KC 32
-
-enum w32 { W_Q4_0, W_Q5_0, W_Q8_0 };
-
-struct ytab {
-        float d[GEMM_TGROUP][GEMM_KC];
-        int32_t corr[GEMM_TGROUP][GEMM_KC];   /* -bias * sum of the block's quants */
-};
+/* GEMM_TGROUP, GEMM_KC, enum w32 and struct ytab: x86/common.h. */
 
 struct wpack {
         __m512i a[GEMM_KC][8];   /* value + bias, transposed */
         __m512 d[GEMM_KC];       /* the 16 rows' scales */
 };
-
-static inline int32_t load_i32(const void *p) {
-        int32_t v;
-        memcpy(&v, p, sizeof(v));
-        return v;
-}
 
 /* 16 bytes at offset off of each of 16 rows, as 4 registers: dword lane r
  * of v[c] is bytes 4c..4c+3 of row r. */
@@ -658,11 +611,6 @@ static inline __attribute__((always_inline)) void transpose16x16(const uint8_t *
         v[1] = _mm512_unpackhi_epi64(t0, t2);
         v[2] = _mm512_unpacklo_epi64(t1, t3);
         v[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
-static inline size_t w32_size(enum w32 k) {
-        return k == W_Q4_0 ? sizeof(struct lmp_block_q4_0)
-             : k == W_Q5_0 ? sizeof(struct lmp_block_q5_0) : sizeof(struct lmp_block_q8_0);
 }
 
 static inline int w32_bias(enum w32 k) {
