@@ -112,7 +112,7 @@ struct lmp_client_message {
 
 /* How a request ended. Release with lmp_client_result_clear(). */
 struct lmp_client_result {
-        char *text;                     /* the whole generated text, NUL-terminated */
+        char *text;                     /* the generated text, NUL-terminated (after a cancel: what the callback was given) */
         size_t text_len;
         char finish[16];                /* "stop", "length" or "eos" */
         long long prompt_tokens;

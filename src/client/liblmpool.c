@@ -313,7 +313,9 @@ static int run_generation(struct lmp_client *c, const char *id, lmp_client_token
                 }
                 switch (ev.type) {
                 case LMP_EVENT_TOKEN:
-                        rc = append_text(res, &cap, ev.text, ev.text_len);
+                        /* After a cancel, the tokens still on their way are
+                         * not the caller's: the text is what it was given. */
+                        rc = cancelling ? 0 : append_text(res, &cap, ev.text, ev.text_len);
                         if (rc == 0 && on_token && !cancelling &&
                             on_token(userdata, ev.text, ev.text_len, ev.ids, ev.n_ids) != 0) {
                                 cancelling = true;
