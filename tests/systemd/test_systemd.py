@@ -236,10 +236,23 @@ class Container:
              "/usr/local/sbin/lmpool-test-init"],
             stdin=subprocess.DEVNULL, stdout=self.console, stderr=subprocess.STDOUT, preexec_fn=enter_cgroups)
         self.leader = wait_for("the container's init", self.find_leader, timeout=60)
-        # until systemd has its bus up, systemctl cannot ask it anything
-        r = wait_for("the container's systemd to answer", lambda: (lambda r: r if "Failed to connect" not in r.stdout
-                     else None)(self.sh("systemctl is-system-running --wait", check=False, timeout=180)), timeout=60)
-        state = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else "?"
+        # Until systemd has its bus up, systemctl cannot ask it anything; and
+        # until it has made /run/systemd/system (just after its exec),
+        # systemctl says "offline" without waiting: both mean "not yet".
+        def answer():
+            r = self.sh("systemctl is-system-running --wait", check=False, timeout=180)
+            last = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+            if "Failed to connect" in r.stdout or last in ("", "offline"):
+                return None
+            return last
+        t0 = time.monotonic()
+        try:
+            state = wait_for("the container's systemd to answer", answer, timeout=120)
+        except AssertionError as e:
+            raise AssertionError("%s\nprocesses: %s\nconsole:\n%s" % (
+                e, self.sh("ps -eo pid,stat,etime,args", check=False, timeout=30).stdout,
+                open(os.path.join(self.work, "console.log")).read()[-3000:]))
+        log("# container booted: %s in %.1f s" % (state, time.monotonic() - t0))
         if state not in ("running", "degraded"):
             raise AssertionError("container did not boot: %s\n%s" % (state, open(os.path.join(self.work, "console.log")).read()[-3000:]))
         if state == "degraded":
