@@ -255,6 +255,10 @@ int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struc
                 TRY(put_str(b, m[i].path));
                 TRY(key(b, "arch"));
                 TRY(put_str(b, m[i].arch));
+                if (m[i].kind) {
+                        TRY(key(b, "kind"));
+                        TRY(put_str(b, m[i].kind));
+                }
                 TRY(key(b, "ctx"));
                 TRY(put_i64(b, m[i].ctx));
                 TRY(key(b, "workers"));

@@ -254,6 +254,7 @@ struct lmp_model_info {
         int64_t ready;
         int64_t slots;
         int64_t store_bytes;
+        const char *kind;               /* "generative" or "embedding" (after arch); NULL: not written */
 };
 int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struct lmp_model_info *models,
                             size_t n);
