@@ -143,6 +143,35 @@ int lmp_client_chat(struct lmp_client *client, const struct lmp_client_params *p
                     const struct lmp_client_message *messages, size_t n_messages, lmp_client_token_fn on_token,
                     void *userdata, struct lmp_client_result *result);
 
+/* Embedding: texts in, one vector per text out. */
+struct lmp_client_embed_params {
+        const char *model;              /* required: an embedding model */
+        bool normalize;                 /* unit-length vectors (the default) */
+        bool truncate;                  /* cut an over-long text rather than fail with too_long */
+        bool return_ids;                /* each text's token ids in the result */
+        int timeout_ms;                 /* the request's deadline; 0: the daemon's */
+};
+void lmp_client_embed_params_init(struct lmp_client_embed_params *params);
+
+/* An embed answer. Release with lmp_client_embeddings_clear(). */
+struct lmp_client_embeddings {
+        size_t n;                       /* vectors, one per text, in order */
+        size_t n_embd;                  /* floats per vector */
+        float *vectors;                 /* (n * n_embd), row-major */
+        int32_t *ids;                   /* with return_ids: text i's ids are */
+        size_t *ids_off;                /* ids[ids_off[i] .. ids_off[i + 1]) */
+};
+void lmp_client_embeddings_clear(struct lmp_client_embeddings *e);
+
+/* Embeds texts[0..n) (1 to 256 UTF-8 texts) with an embedding model.
+ * result is always filled (zeroed first): prompt_tokens (all texts'),
+ * queued_ms, total_ms and worker on success, code and message on -EPROTO
+ * (too_long names the text over the model's context; bad_request a model
+ * that is not an embedding model). ret is filled only on success. */
+int lmp_client_embed(struct lmp_client *client, const struct lmp_client_embed_params *params,
+                     const char *const *texts, size_t n, struct lmp_client_embeddings *ret,
+                     struct lmp_client_result *result);
+
 /* Cancels this client's request target; *ret_found (may be NULL) tells
  * whether the daemon had it. */
 int lmp_client_cancel(struct lmp_client *client, const char *target, bool *ret_found);

@@ -25,3 +25,4 @@ int lmp_cmd_models(int argc, char **argv);
 int lmp_cmd_stats(int argc, char **argv);
 int lmp_cmd_health(int argc, char **argv);
 int lmp_cmd_keygen(int argc, char **argv);
+int lmp_cmd_embed(int argc, char **argv);

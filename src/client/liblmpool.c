@@ -467,6 +467,102 @@ int lmp_client_chat(struct lmp_client *c, const struct lmp_client_params *p, con
         return run_generation(c, req.id, on_token, userdata, res);
 }
 
+void lmp_client_embed_params_init(struct lmp_client_embed_params *p) {
+        *p = (struct lmp_client_embed_params){ .normalize = true };
+}
+
+void lmp_client_embeddings_clear(struct lmp_client_embeddings *e) {
+        if (!e)
+                return;
+        free(e->vectors);
+        free(e->ids);
+        free(e->ids_off);
+        memset(e, 0, sizeof(*e));
+}
+
+int lmp_client_embed(struct lmp_client *c, const struct lmp_client_embed_params *p, const char *const *texts,
+                     size_t n, struct lmp_client_embeddings *ret, struct lmp_client_result *res) {
+        struct lmp_request req = { .type = LMP_REQ_EMBED };
+        int rc;
+
+        memset(res, 0, sizeof(*res));
+        if (!p || !p->model || !*p->model || strlen(p->model) > LMP_PROTO_MODEL_MAX ||
+            !lmp_proto_utf8_valid(p->model, strlen(p->model)) || !texts || n == 0 ||
+            n > LMP_PROTO_EMBED_INPUTS_MAX || !ret) {
+                set_message(res, LMP_CLIENT_BAD_REQUEST, "a model name and 1 to 256 texts are needed");
+                return -EINVAL;
+        }
+        memcpy(req.model, p->model, strlen(p->model) + 1);
+        req.inputs = calloc(n, sizeof(*req.inputs));
+        req.input_len = calloc(n, sizeof(*req.input_len));
+        if (!req.inputs || !req.input_len) {
+                free(req.inputs);
+                free(req.input_len);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (!texts[i] || !lmp_proto_utf8_valid(texts[i], strlen(texts[i]))) {
+                        free(req.inputs);
+                        free(req.input_len);
+                        snprintf(res->message, sizeof(res->message), "text %zu: missing or invalid UTF-8", i);
+                        res->code = LMP_CLIENT_BAD_REQUEST;
+                        return -EINVAL;
+                }
+                req.inputs[i] = (char *)texts[i]; /* borrowed */
+                req.input_len[i] = strlen(texts[i]);
+        }
+        req.n_inputs = n;
+        req.input_is_array = true;
+        req.normalize = p->normalize;
+        req.truncate = p->truncate;
+        req.return_ids = p->return_ids;
+        if (p->timeout_ms > 0)
+                req.timeout_ms = (uint32_t)p->timeout_ms, req.sampling.set |= LMP_SET_TIMEOUT_MS;
+        next_id(c, req.id);
+        rc = send_request(c, &req, res);
+        free(req.inputs);
+        free(req.input_len);
+        if (rc < 0)
+                return rc;
+
+        for (;;) {
+                struct lmp_event ev;
+                if ((rc = recv_event(c, &ev, NULL)) < 0) {
+                        if (rc == -ETIMEDOUT) {
+                                send_cancel(c, req.id);
+                                set_message(res, LMP_CLIENT_TIMEOUT, "no answer from the daemon in time");
+                        }
+                        return rc;
+                }
+                if (!is_for(&ev, req.id)) {
+                        lmp_event_clear(&ev);
+                        continue;
+                }
+                if (ev.type == LMP_EVENT_ERROR) {
+                        set_message(res, (enum lmp_client_code)ev.code, ev.message);
+                        lmp_event_clear(&ev);
+                        return -EPROTO;
+                }
+                if (ev.type != LMP_EVENT_EMBEDDING || ev.n_vectors != n) {
+                        lmp_event_clear(&ev);
+                        set_message(res, LMP_CLIENT_INTERNAL, "unexpected event for an embed request");
+                        return -EBADMSG;
+                }
+                /* The vectors and ids move from the event to the caller. */
+                *ret = (struct lmp_client_embeddings){ .n = ev.n_vectors, .n_embd = ev.n_embd, .vectors = ev.vectors,
+                                                       .ids = ev.ids, .ids_off = ev.ids_off };
+                ev.vectors = NULL;
+                ev.ids = NULL;
+                ev.ids_off = NULL;
+                res->prompt_tokens = ev.usage.prompt_tokens;
+                res->queued_ms = ev.timings.queued_ms;
+                res->total_ms = ev.timings.total_ms;
+                snprintf(res->worker, sizeof(res->worker), "%s", ev.worker);
+                lmp_event_clear(&ev);
+                return 0;
+        }
+}
+
 /* A request whose answer is one event of type want (or an error). */
 static int simple_request(struct lmp_client *c, struct lmp_request *req, enum lmp_event_type want,
                           struct lmp_event *ret_ev, char **ret_raw, struct lmp_client_result *res) {

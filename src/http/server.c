@@ -64,6 +64,8 @@ enum route {
         RT_OLLAMA_PS,
         RT_OLLAMA_VERSION,
         RT_OLLAMA_SHOW,
+        RT_EMBEDDINGS,
+        RT_OLLAMA_EMBED,
         RT_NOT_FOUND,
         RT_COUNT,
 };
@@ -87,6 +89,8 @@ static const struct {
         [RT_OLLAMA_PS] = { "/api/ps", "GET", true, true },
         [RT_OLLAMA_VERSION] = { "/api/version", "GET", true, true },
         [RT_OLLAMA_SHOW] = { "/api/show", "POST", true, true },
+        [RT_EMBEDDINGS] = { "/v1/embeddings", "POST", true, false },
+        [RT_OLLAMA_EMBED] = { "/api/embed", "POST", true, true },
         [RT_NOT_FOUND] = { "(other)", "", false, false },
 };
 
@@ -102,8 +106,16 @@ static enum route find_route(const char *url) {
         return RT_NOT_FOUND;
 }
 
+static bool is_embed(enum route rt) {
+        return rt == RT_EMBEDDINGS || rt == RT_OLLAMA_EMBED;
+}
+
+/* A request whose body is translated and sent to a model (a generation or
+ * an embedding): admitted against the keys' limits, answered from its
+ * events. */
 static bool is_generation(enum route rt) {
-        return rt == RT_CHAT || rt == RT_COMPLETIONS || rt == RT_OLLAMA_CHAT || rt == RT_OLLAMA_GENERATE;
+        return rt == RT_CHAT || rt == RT_COMPLETIONS || rt == RT_OLLAMA_CHAT || rt == RT_OLLAMA_GENERATE ||
+               is_embed(rt);
 }
 
 /* ----------------------------------------------------------------- metrics */
@@ -255,6 +267,9 @@ struct hreq {
         long long created;
         double t_start, t_first;
         char model[LMP_PROTO_MODEL_MAX + 1];
+        /* an embedding answer, moved from its event */
+        float *vectors;                 /* (n_vectors, n_embd) */
+        size_t n_vectors, n_embd;
 };
 
 struct slot {
@@ -503,6 +518,59 @@ static void whole_answer(struct hreq *r, struct lmp_proto_buf *b) {
         puts_(b, "}");
 }
 
+/* Standard base64 of n bytes. */
+static void put_base64(struct lmp_proto_buf *b, const uint8_t *p, size_t n) {
+        static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        char q[4];
+        for (size_t i = 0; i < n; i += 3) {
+                uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
+                             (i + 2 < n ? p[i + 2] : 0);
+                q[0] = tab[v >> 18];
+                q[1] = tab[(v >> 12) & 63];
+                q[2] = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+                q[3] = i + 2 < n ? tab[v & 63] : '=';
+                put(b, q, 4);
+        }
+}
+
+/* An embedding answer: OpenAI's list of embedding objects (floats, or
+ * base64 of the little-endian f32 values), or Ollama's "embeddings". */
+static void embed_answer(struct hreq *r, struct lmp_proto_buf *b) {
+        bool ollama = r->route == RT_OLLAMA_EMBED;
+        puts_(b, ollama ? "{\"model\":" : "{\"object\":\"list\",\"data\":[");
+        if (ollama) {
+                put_json(b, r->model);
+                puts_(b, ",\"embeddings\":[");
+        }
+        for (size_t i = 0; i < r->n_vectors; i++) {
+                const float *v = r->vectors + i * r->n_embd;
+                if (i)
+                        puts_(b, ",");
+                if (!ollama)
+                        putf(b, "{\"object\":\"embedding\",\"index\":%zu,\"embedding\":", i);
+                if (!ollama && r->call.base64) {
+                        /* The wire's floats are exact f32; x86 is little-endian. */
+                        puts_(b, "\"");
+                        put_base64(b, (const uint8_t *)v, r->n_embd * sizeof(float));
+                        puts_(b, "\"}");
+                        continue;
+                }
+                puts_(b, "[");
+                for (size_t k = 0; k < r->n_embd; k++)
+                        putf(b, k ? ",%.9g" : "%.9g", (double)v[k]);
+                puts_(b, ollama ? "]" : "]}");
+        }
+        if (ollama) {
+                putf(b, "],\"total_duration\":%lld,\"load_duration\":0,\"prompt_eval_count\":%" PRId64 "}",
+                     (long long)((lmp_clock_s() - r->t_start) * 1e9), r->usage.prompt_tokens);
+                return;
+        }
+        puts_(b, "],\"model\":");
+        put_json(b, r->model);
+        putf(b, ",\"usage\":{\"prompt_tokens\":%" PRId64 ",\"total_tokens\":%" PRId64 "}}", r->usage.prompt_tokens,
+             r->usage.prompt_tokens);
+}
+
 static void error_body(bool ollama, struct lmp_proto_buf *b, const char *type, const char *code,
                        const char *param, const char *message) {
         if (ollama) {
@@ -663,7 +731,9 @@ static void on_token(struct hreq *r, const struct lmp_event *ev) {
                 stream_piece(r, ev->text, ev->text_len, NULL);
 }
 
-static void on_event(struct lmp_gateway *gw, const struct lmp_event *ev, const char *raw, size_t raw_len) {
+/* ev is the caller's, which clears it after: an embedding's vectors move
+ * out of it. */
+static void on_event(struct lmp_gateway *gw, struct lmp_event *ev, const char *raw, size_t raw_len) {
         struct hreq *r;
         if (!ev->has_id || !(r = find_slot(gw, ev->id)))
                 return; /* an answer to a cancel, or to a request that is gone */
@@ -693,6 +763,17 @@ static void on_event(struct lmp_gateway *gw, const struct lmp_event *ev, const c
                 release_slot(r);
                 if (r->call.stream)
                         stream_piece(r, "", 0, r->finish);
+                break;
+        case LMP_EVENT_EMBEDDING:
+                if (!is_embed(r->route))
+                        return;
+                r->usage = ev->usage;
+                r->vectors = ev->vectors;
+                r->n_vectors = ev->n_vectors;
+                r->n_embd = ev->n_embd;
+                ev->vectors = NULL;
+                r->finished = true;
+                release_slot(r);
                 break;
         case LMP_EVENT_ERROR:
                 release_slot(r);
@@ -883,6 +964,8 @@ static enum MHD_Result start_generation(struct hreq *r) {
         enum lmp_http_api api = r->route == RT_CHAT          ? LMP_HTTP_OPENAI_CHAT :
                                 r->route == RT_COMPLETIONS   ? LMP_HTTP_OPENAI_COMPLETION :
                                 r->route == RT_OLLAMA_CHAT   ? LMP_HTTP_OLLAMA_CHAT :
+                                r->route == RT_EMBEDDINGS    ? LMP_HTTP_OPENAI_EMBEDDINGS :
+                                r->route == RT_OLLAMA_EMBED  ? LMP_HTTP_OLLAMA_EMBED :
                                                                LMP_HTTP_OLLAMA_GENERATE;
         struct lmp_http_error err;
         int rc;
@@ -1276,13 +1359,24 @@ static enum MHD_Result answer(struct hreq *r) {
                 int status;
                 const char *type, *code;
                 lmp_http_error_from_code(r->err_code, &status, &type, &code);
-                if (r->route == RT_OLLAMA_CHAT || r->route == RT_OLLAMA_GENERATE) {
+                if (r->route == RT_OLLAMA_CHAT || r->route == RT_OLLAMA_GENERATE || r->route == RT_OLLAMA_EMBED) {
                         if (r->err_code == LMP_PROTO_UNKNOWN_MODEL)
                                 return queue_error(r, 404, type, code, NULL, 0,
                                                    "model \"%s\" not found, try pulling it first", r->model);
                 }
                 return queue_error(r, status, type, code, r->err_code == LMP_PROTO_BAD_REQUEST ? "" : NULL,
                                    r->err_code == LMP_PROTO_BUSY ? 1 : 0, "%s", r->err_msg);
+        }
+        if (is_embed(r->route)) {
+                if (!r->finished || !r->vectors) {
+                        suspend(r); /* resumed by its one event */
+                        return MHD_YES;
+                }
+                struct lmp_proto_buf b = { 0 };
+                embed_answer(r, &b);
+                enum MHD_Result ok = queue_json(r, 200, &b, 0);
+                lmp_proto_buf_free(&b);
+                return ok;
         }
         if (r->call.stream)
                 return queue_stream(r);
@@ -1493,6 +1587,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         lmp_proto_buf_free(&r->out);
         lmp_proto_buf_free(&r->text);
         free(r->aux_json);
+        free(r->vectors);
         free(r->body);
         free(r);
         *con_cls = NULL;

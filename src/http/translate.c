@@ -406,6 +406,57 @@ static int check_request(struct lmp_request *r, struct lmp_http_error *err) {
         return rc;
 }
 
+/* /v1/embeddings and /api/embed -> an embed request: "input" a string or
+ * an array of strings (OpenAI's token-id arrays are refused: the protocol
+ * takes text); vectors normalized, as both APIs return them. OpenAI's
+ * encoding_format is "float" or "base64"; "dimensions" (shortened vectors)
+ * is refused. Ollama truncates an over-long input unless "truncate":
+ * false; OpenAI refuses it. Ollama's options and keep_alive change
+ * nothing here and are ignored. */
+static int translate_embed(const cJSON *root, bool ollama, struct lmp_http_call *c, struct lmp_http_error *err) {
+        struct lmp_request *r = &c->req;
+        const cJSON *in, *f;
+        int rc;
+
+        r->type = LMP_REQ_EMBED;
+        r->normalize = true;
+        r->truncate = ollama;
+        if ((rc = get_model(root, r, err)) < 0)
+                return rc;
+        if ((f = field(root, "dimensions")))
+                return BAD(err, "dimensions", "'dimensions' (shortened vectors) is not supported");
+        if (ollama && (rc = opt_bool(root, "truncate", &r->truncate, err)) < 0)
+                return rc;
+        if (!ollama && (f = field(root, "encoding_format"))) {
+                if (!cJSON_IsString(f) || (strcmp(f->valuestring, "float") != 0 && strcmp(f->valuestring, "base64") != 0))
+                        return BAD(err, "encoding_format", "'encoding_format' must be \"float\" or \"base64\"");
+                c->base64 = strcmp(f->valuestring, "base64") == 0;
+        }
+        if (!(in = field(root, "input")))
+                return BAD(err, "input", "'input' is required");
+        size_t n = cJSON_IsArray(in) ? (size_t)cJSON_GetArraySize(in) : 1;
+        if (!cJSON_IsString(in) && !cJSON_IsArray(in))
+                return BAD(err, "input", "'input' must be a string or an array of strings");
+        if (n < 1 || n > LMP_PROTO_EMBED_INPUTS_MAX)
+                return BAD(err, "input", "'input' must hold 1 to %d strings", LMP_PROTO_EMBED_INPUTS_MAX);
+        r->input_is_array = cJSON_IsArray(in);
+        r->inputs = calloc(n, sizeof(*r->inputs));
+        r->input_len = calloc(n, sizeof(*r->input_len));
+        if (!r->inputs || !r->input_len)
+                return -ENOMEM;
+        const cJSON *it = r->input_is_array ? in->child : in;
+        for (size_t i = 0; i < n; i++, it = it->next) {
+                if (!cJSON_IsString(it))
+                        return BAD(err, "input", "input[%zu] must be a string (token arrays are not supported)", i);
+                size_t len = strlen(it->valuestring);
+                if (!(r->inputs[i] = dup_n(it->valuestring, len)))
+                        return -ENOMEM;
+                r->input_len[i] = len;
+                r->n_inputs = i + 1;
+        }
+        return 0;
+}
+
 int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, struct lmp_http_call *ret,
                        struct lmp_http_error *err) {
         bool ollama = api == LMP_HTTP_OLLAMA_CHAT || api == LMP_HTTP_OLLAMA_GENERATE;
@@ -424,6 +475,15 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
                 return BAD(err, "", "the body is not valid JSON");
         if (!cJSON_IsObject(root)) {
                 rc = BAD(err, "", "the body must be a JSON object");
+                goto out;
+        }
+        if (api == LMP_HTTP_OPENAI_EMBEDDINGS || api == LMP_HTTP_OLLAMA_EMBED) {
+                /* One answer, never streamed. */
+                if ((rc = translate_embed(root, api == LMP_HTTP_OLLAMA_EMBED, &c, err)) < 0 ||
+                    (rc = check_request(&c.req, err)) < 0)
+                        goto out;
+                *ret = c;
+                c = (struct lmp_http_call){ 0 };
                 goto out;
         }
         c.stream = ollama; /* Ollama streams unless told not to; OpenAI only when told to */
@@ -492,6 +552,9 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
                 }
                 if (!raw)
                         rc = prompt_to_chat(root, &c.req);
+                break;
+        default:
+                rc = BAD(err, "", "unknown API");
                 break;
         }
         if (rc < 0)

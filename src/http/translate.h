@@ -18,6 +18,8 @@ enum lmp_http_api {
         LMP_HTTP_OPENAI_COMPLETION,     /* POST /v1/completions */
         LMP_HTTP_OLLAMA_CHAT,           /* POST /api/chat */
         LMP_HTTP_OLLAMA_GENERATE,       /* POST /api/generate */
+        LMP_HTTP_OPENAI_EMBEDDINGS,     /* POST /v1/embeddings */
+        LMP_HTTP_OLLAMA_EMBED,          /* POST /api/embed */
 };
 
 /* A translated request: the protocol request (id left empty, stream on:
@@ -27,6 +29,7 @@ struct lmp_http_call {
         bool stream;            /* the HTTP answer is streamed (SSE or NDJSON) */
         bool include_usage;     /* OpenAI stream_options.include_usage */
         bool load_only;         /* Ollama /api/generate without a prompt: answer "done" at once */
+        bool base64;            /* OpenAI embeddings: encoding_format "base64" (little-endian f32) */
 };
 
 /* Why a body was refused: the HTTP status, OpenAI's error type and code,

@@ -1,6 +1,7 @@
 /* Rows of the architecture table. llama covers Llama 2/3.x, Mistral,
  * TinyLlama and SmolLM (optional biases and rope_freqs.weight are picked up
- * when a file has them); qwen2 covers Qwen2 and Qwen2.5. */
+ * when a file has them); qwen2 covers Qwen2 and Qwen2.5; bert covers the
+ * BERT-family embedding models (BGE, MiniLM, e5, ...). */
 #include "model/arch.h"
 
 #include <string.h>
@@ -10,6 +11,7 @@
 static const struct lmp_arch archs[] = {
         { .name = "llama", .rope = LMP_ROPE_ADJACENT, .qkv_bias = false },
         { .name = "qwen2", .rope = LMP_ROPE_NEOX, .qkv_bias = true },
+        { .name = "bert", .rope = LMP_ROPE_NONE, .qkv_bias = true, .encoder = true },
 };
 
 const struct lmp_arch *lmp_arch_find(const char *name) {

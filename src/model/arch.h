@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 enum lmp_rope_style {
+        LMP_ROPE_NONE,          /* no rotary positions (learned absolute ones) */
         LMP_ROPE_ADJACENT,      /* rotate pairs (2i, 2i+1): GGML's "normal" mode */
         LMP_ROPE_NEOX,          /* rotate pairs (i, i + n_rot/2) */
 };
@@ -16,6 +17,12 @@ struct lmp_arch {
         const char *name;               /* general.architecture */
         enum lmp_rope_style rope;
         bool qkv_bias;                  /* attn_{q,k,v}.bias are required */
+        /* An encoder (BERT): learned absolute positions and token types
+         * added to the embeddings, LayerNorm with biases after each block
+         * (post-norm), a GELU feed-forward with biases, attention over the
+         * whole sequence (not causal), no KV cache; its output is one
+         * pooled vector per sequence, not logits (lmp_ctx_encode). */
+        bool encoder;
 };
 
 /* NULL when the architecture is not one we implement. */

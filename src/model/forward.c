@@ -7,6 +7,13 @@
  * a final RMSNorm and the vocabulary projection for the entries that want
  * logits.
  *
+ * Encoders (BERT) have their own top-to-bottom function over the same
+ * products and attention, lmp_ctx_encode(): token + token type + position
+ * embeddings -> LayerNorm, then per layer Q/K/V -> attention within each
+ * whole sequence -> output projection -> residual -> LayerNorm -> GELU
+ * feed-forward -> residual -> LayerNorm, then pooling per sequence. They
+ * keep no KV cache.
+ *
  * Matrix products are weight (n_out x n_in) times the batch's activations
  * (n_tok x n_in), split across the thread pool by weight rows. As in
  * llama.cpp, each product's input is converted once to the activation type
@@ -159,6 +166,11 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         if (n_ctx > (1u << 24) || n_seq > 65536 || n_batch > (1u << 20))
                 return lmp_error_set(err, -EINVAL, "context: n_ctx %u, n_seq %u or n_batch %u too large",
                                      n_ctx, n_seq, n_batch);
+        /* An encoder has a learned embedding for each position up to its
+         * training length, and none past it. */
+        if (m->arch->encoder && n_ctx > hp->n_ctx_train)
+                return lmp_error_set(err, -EINVAL, "context: n_ctx %u past the model's %u positions",
+                                     n_ctx, hp->n_ctx_train);
 
         struct lmp_ctx *c = calloc(1, sizeof(*c));
         if (!c)
@@ -171,9 +183,12 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->q_dim = hp->n_head * hp->head_dim;
         c->kv_dim = hp->n_head_kv * hp->head_dim;
 
-        size_t cache_rows = (size_t)n_seq * hp->n_layer * n_ctx;
-        c->k_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
-        c->v_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+        bool enc = m->arch->encoder;
+        if (!enc) {
+                size_t cache_rows = (size_t)n_seq * hp->n_layer * n_ctx;
+                c->k_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+                c->v_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+        }
         c->seq_len = alloc_array(n_seq, 1, sizeof(uint32_t));
         c->seq_last = alloc_array(n_seq, 1, sizeof(int32_t));
         c->x = alloc_array(n_batch, hp->n_embd, sizeof(float));
@@ -188,7 +203,7 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
-        bool ok = c->k_cache && c->v_cache && c->seq_len && c->seq_last && c->x && c->xb &&
+        bool ok = (enc || (c->k_cache && c->v_cache)) && c->seq_len && c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   c->tasks && c->scores;
         for (int t = 0; ok && t < LMP_TYPE_COUNT; t++) {
@@ -478,6 +493,7 @@ struct att_job {
         struct lmp_ctx *c;
         uint32_t layer;
         float scale;
+        bool causal;            /* over the KV cache; else within the batch's run */
 };
 
 static void attend(void *arg, int64_t begin, int64_t end, int tid) {
@@ -493,11 +509,19 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 const struct run *r = &c->runs[t->run];
                 int32_t e0 = r->first + t->row0;        /* first batch entry of the tile */
                 int32_t p0 = r->pos0 + t->row0;         /* its position */
-                int L = p0 + t->n_rows;                 /* keys the tile's last row sees */
                 uint32_t kvh = (uint32_t)t->head / group;
                 const float *q = c->q + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
-                const float *k = cache_at(c, c->k_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
-                const float *v = cache_at(c, c->v_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
+                int L;                                  /* keys the tile's last row sees */
+                const float *k, *v;
+                if (j->causal) {        /* the sequence's cache up to the tile's last row */
+                        L = p0 + t->n_rows;
+                        k = cache_at(c, c->k_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
+                        v = cache_at(c, c->v_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
+                } else {                /* the whole sequence, which is the run itself */
+                        L = r->n;
+                        k = c->k + (size_t)r->first * c->kv_dim + (size_t)kvh * hd;
+                        v = c->v + (size_t)r->first * c->kv_dim + (size_t)kvh * hd;
+                }
                 float *o = c->att + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
                 /* Rows of the product: tokens of one head, or heads of one token. */
                 bool heads = t->n_heads > 1;
@@ -509,7 +533,8 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                             (int)c->kv_dim, 0.0f, s, L);
                 for (int i = 0; i < m; i++) {
                         float *row = s + (size_t)i * L;
-                        int valid = p0 + (heads ? 0 : i) + 1;  /* causal: keys 0..pos */
+                        /* causal: keys 0..pos; else all of them */
+                        int valid = j->causal ? p0 + (heads ? 0 : i) + 1 : L;
                         float mx = -INFINITY;
                         for (int kk = 0; kk < valid; kk++) {
                                 row[kk] *= j->scale;
@@ -613,6 +638,8 @@ static uint32_t plan_attention(struct lmp_ctx *c, const struct lmp_batch_entry *
 
 int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
                    float *ret_logits, struct lmp_error *err) {
+        if (c->m->arch->encoder)
+                return lmp_error_set(err, -EINVAL, "an encoder model has no logits (lmp_ctx_encode)");
         int r = check_batch(c, batch, n, ret_logits, err);
         if (r < 0)
                 return r;
@@ -653,7 +680,8 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                         memcpy(cache_at(c, c->v_cache, batch[e].seq, l, batch[e].pos),
                                c->v + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
                 }
-                struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim) };
+                struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim),
+                                      .causal = true };
                 lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
                 if (l == hp->n_layer - 1 && n_out < T) {
                         /* Past the last attention, only the rows that want
@@ -698,5 +726,198 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
 
         for (uint32_t e = 0; e < n; e++)
                 c->seq_len[batch[e].seq] = (uint32_t)batch[e].pos + 1;
+        return 0;
+}
+
+/* ------------------------------------------------------------- encoders */
+
+/* The batch of an encoder: each sequence whole, once, from position 0. */
+static int check_encode_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                              const float *ret_embd, struct lmp_error *err) {
+        if (n == 0 || n > c->n_batch)
+                return lmp_error_set(err, -EINVAL, "batch of %u entries (1 to %u allowed)", n,
+                                     c->n_batch);
+        if (!ret_embd)
+                return lmp_error_set(err, -EINVAL, "no buffer for the embeddings");
+        for (uint32_t e = 0; e < n; e++)
+                if (batch[e].seq >= 0 && (uint32_t)batch[e].seq < c->n_seq)
+                        c->seq_last[batch[e].seq] = -1;
+        for (uint32_t e = 0; e < n; e++) {
+                const struct lmp_batch_entry *b = &batch[e];
+                if (b->token < 0 || (uint32_t)b->token >= c->m->hp.n_vocab)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: token %d outside the vocabulary (%u)",
+                                             e, b->token, c->m->hp.n_vocab);
+                if (b->seq < 0 || (uint32_t)b->seq >= c->n_seq)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: sequence %d outside [0, %u)",
+                                             e, b->seq, c->n_seq);
+                if (b->pos < 0 || (uint32_t)b->pos >= c->n_ctx)
+                        return lmp_error_set(err, b->pos < 0 ? -EINVAL : -E2BIG,
+                                             "batch entry %u: position %d outside the context length %u",
+                                             e, b->pos, c->n_ctx);
+                bool starts = e == 0 || batch[e - 1].seq != b->seq;
+                if (starts && c->seq_last[b->seq] != -1)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: sequence %d appears twice",
+                                             e, b->seq);
+                if (starts ? b->pos != 0 : b->pos != batch[e - 1].pos + 1)
+                        return lmp_error_set(err, -EINVAL,
+                                             "batch entry %u: sequence %d position %d (a sequence is "
+                                             "whole, from 0)", e, b->seq, b->pos);
+                c->seq_last[b->seq] = b->pos;
+        }
+        return 0;
+}
+
+/* out = (x - mean) / sqrt(var + eps) * weight + bias, per row; sums in
+ * double, the variance over the centred values, as GGML's norm does. */
+static void layernorm(float *out, const float *x, const float *weight, const float *bias,
+                      int64_t n_tok, int64_t n, float eps) {
+        for (int64_t t = 0; t < n_tok; t++) {
+                const float *xr = x + t * n;
+                float *o = out + t * n;
+                double sum = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                        sum += (double)xr[i];
+                float mean = (float)(sum / (double)n);
+                double sum2 = 0.0;
+                for (int64_t i = 0; i < n; i++) {
+                        float d = xr[i] - mean;
+                        sum2 += (double)(d * d);
+                }
+                float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
+                for (int64_t i = 0; i < n; i++)
+                        o[i] = (xr[i] - mean) * scale * weight[i] + bias[i];
+        }
+}
+
+/* GELU, tanh approximation (GGML's gelu). */
+static void gelu(float *x, int64_t count) {
+        const float a = 0.044715f, s = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+        for (int64_t i = 0; i < count; i++) {
+                float v = x[i];
+                x[i] = 0.5f * v * (1.0f + tanhf(s * v * (1.0f + a * v * v)));
+        }
+}
+
+struct norm_job {
+        float *x;               /* in place, (n_tok, n) */
+        const float *w, *b;
+        int64_t n;
+        float eps;
+};
+
+static void layernorm_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct norm_job *j = arg;
+        layernorm(j->x + begin * j->n, j->x + begin * j->n, j->w, j->b, end - begin, j->n, j->eps);
+}
+
+static void layernorm_par(struct lmp_ctx *c, float *x, const float *w, const float *b, int64_t n_tok,
+                          int64_t n) {
+        struct norm_job j = { .x = x, .w = w, .b = b, .n = n, .eps = c->m->hp.norm_eps };
+        lmp_threadpool_run(c->pool, n_tok, row_grain(c, n_tok), layernorm_rows, &j);
+}
+
+static void gelu_elems(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        gelu((float *)arg + begin, end - begin);
+}
+
+static void gelu_par(struct lmp_ctx *c, float *x, int64_t count) {
+        int64_t grain = LMP_MAX((int64_t)SWIGLU_MIN_GRAIN, count / (4 * lmp_threadpool_size(c->pool)));
+        lmp_threadpool_run(c->pool, count, grain, gelu_elems, x);
+}
+
+/* x (T, E) <- row `row` of w (any type) added to each of x's rows at the
+ * batch's entries; tmp holds one converted row per entry. */
+static void add_embedding_rows(const struct lmp_weight *w, const struct lmp_batch_entry *batch,
+                               uint32_t n, bool by_pos, float *x, float *tmp, int64_t E) {
+        for (uint32_t e = 0; e < n; e++) {
+                size_t row = by_pos ? (size_t)batch[e].pos : 0;
+                w->traits->to_float((const uint8_t *)w->data + row * w->row_size, tmp + e * E, E);
+        }
+        add_into(x, tmp, (int64_t)n * E);
+}
+
+/* One vector per run (sequence) from the rows of x, or every row. */
+static void pool(const struct lmp_ctx *c, const float *x, uint32_t n, uint32_t n_runs, float *out) {
+        const int64_t E = c->m->hp.n_embd;
+        enum lmp_pooling p = c->m->hp.pooling;
+        if (p == LMP_POOLING_NONE) {
+                memcpy(out, x, (size_t)n * (size_t)E * sizeof(float));
+                return;
+        }
+        for (uint32_t k = 0; k < n_runs; k++) {
+                const struct run *r = &c->runs[k];
+                float *o = out + (size_t)k * E;
+                if (p == LMP_POOLING_CLS || p == LMP_POOLING_LAST) {
+                        int32_t row = r->first + (p == LMP_POOLING_LAST ? r->n - 1 : 0);
+                        memcpy(o, x + (size_t)row * E, (size_t)E * sizeof(float));
+                        continue;
+                }
+                float inv = 1.0f / (float)r->n;
+                for (int64_t i = 0; i < E; i++) {
+                        float s = 0.0f;
+                        for (int32_t t = 0; t < r->n; t++)
+                                s += x[(size_t)(r->first + t) * E + i] * inv;
+                        o[i] = s;
+                }
+        }
+}
+
+int lmp_ctx_encode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                   float *ret_embd, struct lmp_error *err) {
+        const struct lmp_model *m = c->m;
+        if (!m->arch->encoder)
+                return lmp_error_set(err, -EINVAL, "a decoder model has no embeddings (lmp_ctx_decode)");
+        int r = check_encode_batch(c, batch, n, ret_embd, err);
+        if (r < 0)
+                return r;
+        const struct lmp_hparams *hp = &m->hp;
+        const int64_t E = hp->n_embd, T = n;
+        uint32_t n_tasks;
+        uint32_t n_runs = plan_attention(c, batch, n, &n_tasks);
+
+        /* x (T, n_embd) = token + token type 0 + position embeddings, normalized */
+        const struct lmp_weight *te = &m->tok_embd;
+        for (uint32_t e = 0; e < n; e++)
+                te->traits->to_float((const uint8_t *)te->data + (size_t)batch[e].token * te->row_size,
+                                     c->x + e * E, E);
+        add_embedding_rows(&m->type_embd, batch, n, false, c->x, c->xb, E);
+        add_embedding_rows(&m->pos_embd, batch, n, true, c->x, c->xb, E);
+        layernorm_par(c, c->x, m->embd_norm, m->embd_norm_b, T, E);
+
+        for (uint32_t l = 0; l < hp->n_layer; l++) {
+                const struct lmp_layer *L = &m->layers[l];
+
+                /* attention block: within each sequence, then residual and LayerNorm */
+                struct act in = { .x = c->x, .n_tok = T, .n_in = E };
+                matmul(c, &L->wq, &in, c->q, c->q_dim);         /* (T, q_dim) */
+                matmul(c, &L->wk, &in, c->k, c->kv_dim);        /* (T, kv_dim) */
+                matmul(c, &L->wv, &in, c->v, c->kv_dim);        /* (T, kv_dim) */
+                add_bias(c->q, L->bq, T, c->q_dim);
+                add_bias(c->k, L->bk, T, c->kv_dim);
+                add_bias(c->v, L->bv, T, c->kv_dim);
+                struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim),
+                                      .causal = false };
+                lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
+                struct act ain = { .x = c->att, .n_tok = T, .n_in = c->q_dim };
+                matmul(c, &L->wo, &ain, c->xb, E);              /* (T, n_embd) */
+                add_bias(c->xb, L->bo, T, E);
+                add_into(c->x, c->xb, T * E);
+                layernorm_par(c, c->x, L->attn_out_norm, L->attn_out_norm_b, T, E);
+
+                /* feed-forward block: GELU, then residual and LayerNorm */
+                struct act fin = { .x = c->x, .n_tok = T, .n_in = E };
+                matmul(c, &L->ffn_up, &fin, c->hb, hp->n_ff);   /* (T, n_ff) */
+                add_bias(c->hb, L->b_up, T, hp->n_ff);
+                gelu_par(c, c->hb, T * hp->n_ff);
+                struct act hin = { .x = c->hb, .n_tok = T, .n_in = hp->n_ff };
+                matmul(c, &L->ffn_down, &hin, c->xb, E);        /* (T, n_embd) */
+                add_bias(c->xb, L->b_down, T, E);
+                add_into(c->x, c->xb, T * E);
+                layernorm_par(c, c->x, L->layer_out_norm, L->layer_out_norm_b, T, E);
+        }
+
+        pool(c, c->x, n, n_runs, ret_embd);     /* (n_runs or T, n_embd) */
         return 0;
 }

@@ -38,8 +38,35 @@ static int get_f32_key(const struct lmp_gguf *g, const char *arch, const char *s
         return 0;
 }
 
-static int load_hparams(const struct lmp_gguf *g, const char *arch, struct lmp_hparams *hp,
+/* An encoder's: LayerNorm epsilon, pooling, and attention that must not be
+ * causal. No rotary positions. */
+static int load_encoder_hparams(const struct lmp_gguf *g, const char *arch, struct lmp_hparams *hp,
+                                struct lmp_error *err) {
+        int r;
+        if ((r = get_f32_key(g, arch, "attention.layer_norm_epsilon", true, &hp->norm_eps, err)) < 0)
+                return r;
+        uint32_t pooling = LMP_POOLING_NONE;
+        if ((r = get_u32_key(g, arch, "pooling_type", false, &pooling, err)) < 0)
+                return r;
+        if (pooling > LMP_POOLING_LAST)
+                return lmp_error_set(err, -ENOTSUP, "metadata %s.pooling_type: %u not supported "
+                                     "(0 none, 1 mean, 2 cls, 3 last)", arch, pooling);
+        hp->pooling = (enum lmp_pooling)pooling;
+        char key[NAME_MAX_LEN];
+        bool causal = false;
+        snprintf(key, sizeof(key), "%s.attention.causal", arch);
+        r = lmp_gguf_get_bool(g, key, &causal);
+        if (r < 0 && r != -ENOENT)
+                return lmp_error_set(err, r, "metadata %s: not a boolean", key);
+        if (causal)
+                return lmp_error_set(err, -ENOTSUP, "metadata %s: causal attention in an encoder", key);
+        hp->n_rot = 0;
+        return 0;
+}
+
+static int load_hparams(const struct lmp_gguf *g, const struct lmp_arch *a, struct lmp_hparams *hp,
                         struct lmp_error *err) {
+        const char *arch = a->name;
         int r;
         if ((r = get_u32_key(g, arch, "context_length", true, &hp->n_ctx_train, err)) < 0 ||
             (r = get_u32_key(g, arch, "embedding_length", true, &hp->n_embd, err)) < 0 ||
@@ -49,9 +76,6 @@ static int load_hparams(const struct lmp_gguf *g, const char *arch, struct lmp_h
                 return r;
         hp->n_head_kv = hp->n_head;
         if ((r = get_u32_key(g, arch, "attention.head_count_kv", false, &hp->n_head_kv, err)) < 0)
-                return r;
-        if ((r = get_f32_key(g, arch, "attention.layer_norm_rms_epsilon", true, &hp->norm_eps,
-                             err)) < 0)
                 return r;
 
         if (hp->n_embd == 0 || hp->n_layer == 0 || hp->n_ff == 0 || hp->n_head == 0 ||
@@ -75,6 +99,11 @@ static int load_hparams(const struct lmp_gguf *g, const char *arch, struct lmp_h
                 return lmp_error_set(err, -EINVAL,
                                      "metadata %s: unsupported head size (key %u, value %u)",
                                      arch, hp->head_dim, v_len);
+        if (a->encoder)
+                return load_encoder_hparams(g, arch, hp, err);
+        if ((r = get_f32_key(g, arch, "attention.layer_norm_rms_epsilon", true, &hp->norm_eps,
+                             err)) < 0)
+                return r;
 
         hp->n_rot = hp->head_dim;
         if ((r = get_u32_key(g, arch, "rope.dimension_count", false, &hp->n_rot, err)) < 0)
@@ -208,6 +237,76 @@ static void note_weight(struct lmp_model *m, const struct lmp_weight *w) {
                 m->max_n_in = (uint32_t)w->n_in;
 }
 
+/* An encoder's tensors after token_embd (llama.cpp's names for BERT):
+ * position and token-type embeddings and their LayerNorm, then per layer
+ * Q/K/V/output with biases, the LayerNorm after attention, the GELU
+ * feed-forward with biases and the LayerNorm after it. No output head. */
+static int load_encoder(struct lmp_model *m, struct lmp_error *err) {
+        const struct lmp_gguf *g = m->gguf;
+        const struct lmp_hparams *hp = &m->hp;
+        uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
+        uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+        int r;
+
+        const struct lmp_gguf_tensor *tt = find_tensor(g, "token_types.weight", true, err, &r);
+        if (!tt)
+                return r;
+        if (tt->ne[1] == 0 || tt->ne[1] > 64)
+                return lmp_error_set(err, -EINVAL, "tensor token_types.weight: %llu token types",
+                                     (unsigned long long)tt->ne[1]);
+        if ((r = load_weight(m, "position_embd.weight", hp->n_embd, hp->n_ctx_train, true,
+                             &m->pos_embd, err)) < 0 ||
+            (r = load_weight(m, "token_types.weight", hp->n_embd, tt->ne[1], true, &m->type_embd,
+                             err)) < 0 ||
+            (r = load_vec(g, "token_embd_norm.weight", hp->n_embd, true, &m->embd_norm, err)) < 0 ||
+            (r = load_vec(g, "token_embd_norm.bias", hp->n_embd, true, &m->embd_norm_b, err)) < 0)
+                return r;
+
+        m->layers = calloc(hp->n_layer, sizeof(*m->layers));
+        if (!m->layers)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        for (uint32_t i = 0; i < hp->n_layer; i++) {
+                struct lmp_layer *L = &m->layers[i];
+                char n[NAME_MAX_LEN];
+#define NAME(s) (snprintf(n, sizeof(n), "blk.%u.%s", i, s), n)
+                if ((r = load_weight(m, NAME("attn_q.weight"), hp->n_embd, q_dim, true, &L->wq,
+                                     err)) < 0 ||
+                    (r = load_weight(m, NAME("attn_k.weight"), hp->n_embd, kv_dim, true, &L->wk,
+                                     err)) < 0 ||
+                    (r = load_weight(m, NAME("attn_v.weight"), hp->n_embd, kv_dim, true, &L->wv,
+                                     err)) < 0 ||
+                    (r = load_weight(m, NAME("attn_output.weight"), q_dim, hp->n_embd, true,
+                                     &L->wo, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_q.bias"), q_dim, true, &L->bq, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_k.bias"), kv_dim, true, &L->bk, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_v.bias"), kv_dim, true, &L->bv, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_output.bias"), hp->n_embd, true, &L->bo, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_output_norm.weight"), hp->n_embd, true,
+                                  &L->attn_out_norm, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_output_norm.bias"), hp->n_embd, true,
+                                  &L->attn_out_norm_b, err)) < 0 ||
+                    (r = load_weight(m, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, true,
+                                     &L->ffn_up, err)) < 0 ||
+                    (r = load_vec(g, NAME("ffn_up.bias"), hp->n_ff, true, &L->b_up, err)) < 0 ||
+                    (r = load_weight(m, NAME("ffn_down.weight"), hp->n_ff, hp->n_embd, true,
+                                     &L->ffn_down, err)) < 0 ||
+                    (r = load_vec(g, NAME("ffn_down.bias"), hp->n_embd, true, &L->b_down, err)) < 0 ||
+                    (r = load_vec(g, NAME("layer_output_norm.weight"), hp->n_embd, true,
+                                  &L->layer_out_norm, err)) < 0 ||
+                    (r = load_vec(g, NAME("layer_output_norm.bias"), hp->n_embd, true,
+                                  &L->layer_out_norm_b, err)) < 0)
+                        return r;
+#undef NAME
+                note_weight(m, &L->wq);
+                note_weight(m, &L->wk);
+                note_weight(m, &L->wv);
+                note_weight(m, &L->wo);
+                note_weight(m, &L->ffn_up);
+                note_weight(m, &L->ffn_down);
+        }
+        return 0;
+}
+
 int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model **ret,
                    struct lmp_error *err) {
         struct lmp_gguf_str arch_s;
@@ -229,7 +328,7 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
         m->arch = arch;
         m->isa = isa;
         m->gguf = g;
-        if ((r = load_hparams(g, arch_name, &m->hp, err)) < 0)
+        if ((r = load_hparams(g, arch, &m->hp, err)) < 0)
                 goto fail;
         struct lmp_hparams *hp = &m->hp;
         uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
@@ -246,6 +345,12 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
         if ((r = load_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd,
                              err)) < 0)
                 goto fail;
+        if (arch->encoder) {
+                if ((r = load_encoder(m, err)) < 0)
+                        goto fail;
+                *ret = m;
+                return 0;
+        }
         if ((r = load_vec(g, "output_norm.weight", hp->n_embd, true, &m->output_norm, err)) < 0)
                 goto fail;
         if ((r = load_weight(m, "output.weight", hp->n_embd, hp->n_vocab, false, &m->output,

@@ -36,11 +36,26 @@ struct lmp_weight {
 };
 
 struct lmp_layer {
-        const float *attn_norm;                 /* (n_embd) */
+        const float *attn_norm;                 /* (n_embd) decoders: before attention */
         struct lmp_weight wq, wk, wv, wo;       /* (n_embd -> n_head*head_dim), ... */
         const float *bq, *bk, *bv, *bo;         /* optional biases (NULL when absent) */
-        const float *ffn_norm;                  /* (n_embd) */
-        struct lmp_weight ffn_gate, ffn_up, ffn_down;
+        const float *ffn_norm;                  /* (n_embd) decoders: before the FFN */
+        struct lmp_weight ffn_gate, ffn_up, ffn_down;   /* encoders: no gate */
+
+        /* Encoders: LayerNorm (weight, bias) after each residual add, and
+         * the feed-forward's biases. */
+        const float *attn_out_norm, *attn_out_norm_b;   /* (n_embd) */
+        const float *layer_out_norm, *layer_out_norm_b; /* (n_embd) */
+        const float *b_up, *b_down;                     /* (n_ff), (n_embd) */
+};
+
+/* How an encoder turns a sequence's rows into its embedding
+ * ({arch}.pooling_type, llama.cpp's numbering). */
+enum lmp_pooling {
+        LMP_POOLING_NONE = 0,   /* one vector per token */
+        LMP_POOLING_MEAN = 1,
+        LMP_POOLING_CLS = 2,    /* the first token's row */
+        LMP_POOLING_LAST = 3,   /* the last token's row */
 };
 
 struct lmp_hparams {
@@ -56,6 +71,7 @@ struct lmp_hparams {
         float rope_freq_base;
         float rope_freq_scale;          /* 1 / linear scaling factor */
         float norm_eps;
+        enum lmp_pooling pooling;       /* encoders */
 };
 
 struct lmp_model {
@@ -71,10 +87,21 @@ struct lmp_model {
         const float *rope_freqs;                /* (n_rot/2) divisors, or NULL */
         struct lmp_layer *layers;               /* (n_layer) */
 
+        /* Encoders: embeddings added to the token's, then a LayerNorm. */
+        struct lmp_weight pos_embd;             /* (n_ctx_train rows of n_embd) */
+        struct lmp_weight type_embd;            /* (token types rows of n_embd); row 0 is used */
+        const float *embd_norm, *embd_norm_b;   /* (n_embd) */
+
         /* Activation types the matrix products need (bit i: type id i). */
         uint64_t act_types;
         uint32_t max_n_in;                      /* widest matrix row */
 };
+
+/* Whether the model is an encoder whose output is one vector per text
+ * (pooling other than none): what an `embed` request needs. */
+static inline bool lmp_model_pools(const struct lmp_model *m) {
+        return m->arch->encoder && m->hp.pooling != LMP_POOLING_NONE;
+}
 
 /* Builds the model from an open GGUF file. Refuses, with a message naming
  * it, an unknown architecture, a missing key or tensor, a tensor of the wrong
@@ -117,7 +144,8 @@ uint32_t lmp_ctx_seq_len(const struct lmp_ctx *c, int32_t seq);
 /* Forgets positions >= pos of seq (0: the whole sequence). */
 int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
 
-/* Evaluates n entries (1 <= n <= n_batch). Within one sequence, positions
+/* Evaluates n entries (1 <= n <= n_batch) of a decoder (for an encoder:
+ * -EINVAL, use lmp_ctx_encode). Within one sequence, positions
  * must be strictly increasing and follow on from what the cache holds (no
  * gaps; a position below the cached length rewrites from there). For the
  * k-th entry with .logits set, n_vocab logits are written at
@@ -126,3 +154,15 @@ int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
  * at or past n_ctx. On error the cache is unchanged and err names the entry. */
 int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
                    float *ret_logits, struct lmp_error *err);
+
+/* Evaluates whole sequences with an encoder model (for a decoder: -EINVAL).
+ * The n entries (1 <= n <= n_batch) hold each sequence once, as one
+ * stretch of consecutive entries at positions 0, 1, ...; a sequence
+ * attends to itself only, and nothing is kept between calls (no cache:
+ * .seq only tells sequences apart, 0 <= seq < n_seq; .logits is ignored).
+ * Writes n_embd values per sequence, in the order the sequences appear,
+ * pooled as the model says, before any normalization; with
+ * LMP_POOLING_NONE, n_embd values per entry. Errors as lmp_ctx_decode
+ * (-E2BIG for a position at or past n_ctx). */
+int lmp_ctx_encode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                   float *ret_embd, struct lmp_error *err);

@@ -178,6 +178,51 @@ int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct 
         return puts_(b, "}");
 }
 
+/* A float with the 9 significant digits that read back as the same f32. */
+static int put_float(struct lmp_proto_buf *b, float v) {
+        return putf(b, "%.9g", isfinite(v) ? (double)v : 0.0);
+}
+
+int lmp_proto_format_embedding(struct lmp_proto_buf *b, const char *id, const struct lmp_embedding *e) {
+        if (e->n == 0 || e->n_embd == 0)
+                return -EINVAL;
+        TRY(begin_event(b, id, "embedding"));
+        TRY(key(b, "embeddings"));
+        TRY(puts_(b, "["));
+        for (size_t i = 0; i < e->n; i++) {
+                const float *v = e->vectors + i * e->n_embd;
+                TRY(puts_(b, i ? ",[" : "["));
+                for (size_t k = 0; k < e->n_embd; k++) {
+                        if (k)
+                                TRY(puts_(b, ","));
+                        TRY(put_float(b, v[k]));
+                }
+                TRY(puts_(b, "]"));
+        }
+        TRY(puts_(b, "]"));
+        if (e->ids) {
+                TRY(key(b, "ids"));
+                TRY(puts_(b, "["));
+                for (size_t i = 0; i < e->n; i++) {
+                        TRY(puts_(b, i ? ",[" : "["));
+                        for (size_t k = e->ids_off[i]; k < e->ids_off[i + 1]; k++)
+                                TRY(putf(b, k > e->ids_off[i] ? ",%" PRId32 : "%" PRId32, e->ids[k]));
+                        TRY(puts_(b, "]"));
+                }
+                TRY(puts_(b, "]"));
+        }
+        TRY(puts_(b, ",\"usage\":{\"prompt_tokens\":"));
+        TRY(put_i64(b, e->prompt_tokens));
+        TRY(puts_(b, "},\"timings\":{\"queued_ms\":"));
+        TRY(put_double(b, e->queued_ms));
+        TRY(puts_(b, ",\"total_ms\":"));
+        TRY(put_double(b, e->total_ms));
+        TRY(puts_(b, "}"));
+        TRY(key(b, "worker"));
+        TRY(put_str(b, e->worker));
+        return puts_(b, "}");
+}
+
 int lmp_proto_format_error(struct lmp_proto_buf *b, const char *id, enum lmp_proto_code code, const char *message) {
         const char *name = lmp_proto_code_name(code);
         if (!name || code == LMP_PROTO_OK)
@@ -210,6 +255,10 @@ int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struc
                 TRY(put_str(b, m[i].path));
                 TRY(key(b, "arch"));
                 TRY(put_str(b, m[i].arch));
+                if (m[i].kind) {
+                        TRY(key(b, "kind"));
+                        TRY(put_str(b, m[i].kind));
+                }
                 TRY(key(b, "ctx"));
                 TRY(put_i64(b, m[i].ctx));
                 TRY(key(b, "workers"));
@@ -333,6 +382,30 @@ int lmp_proto_format_health(struct lmp_proto_buf *b, const char *id, const char 
         return puts_(b, "}}");
 }
 
+/* The rest of an embed request after its type. */
+static int format_embed_request(struct lmp_proto_buf *b, const struct lmp_request *r) {
+        TRY(key(b, "model"));
+        TRY(put_str(b, r->model));
+        TRY(key(b, "input"));
+        if (r->input_is_array)
+                TRY(puts_(b, "["));
+        for (size_t i = 0; i < r->n_inputs; i++) {
+                if (i)
+                        TRY(puts_(b, ","));
+                TRY(lmp_proto_append_json_string(b, r->inputs[i], r->input_len[i]));
+        }
+        if (r->input_is_array)
+                TRY(puts_(b, "]"));
+        TRY(puts_(b, r->normalize ? ",\"normalize\":true" : ",\"normalize\":false"));
+        TRY(puts_(b, r->truncate ? ",\"truncate\":true" : ",\"truncate\":false"));
+        TRY(puts_(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));
+        if (r->sampling.set & LMP_SET_TIMEOUT_MS) {
+                TRY(key(b, "timeout_ms"));
+                TRY(put_i64(b, r->timeout_ms));
+        }
+        return puts_(b, "}");
+}
+
 int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *r) {
         const struct lmp_sampling *s = &r->sampling;
         const char *type = lmp_request_type_name(r->type);
@@ -346,6 +419,8 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                 TRY(key(b, "target"));
                 TRY(put_str(b, r->target));
         }
+        if (r->type == LMP_REQ_EMBED)
+                return format_embed_request(b, r);
         if (r->type != LMP_REQ_GENERATE && r->type != LMP_REQ_CHAT)
                 return puts_(b, "}");
         TRY(key(b, "model"));

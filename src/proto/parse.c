@@ -34,6 +34,7 @@ static const char *const code_names[LMP_PROTO_CODE_COUNT] = {
 static const char *const type_names[LMP_REQ_TYPE_COUNT] = {
         [LMP_REQ_GENERATE] = "generate", [LMP_REQ_CHAT] = "chat",   [LMP_REQ_CANCEL] = "cancel",
         [LMP_REQ_MODELS] = "models",     [LMP_REQ_STATS] = "stats", [LMP_REQ_HEALTH] = "health",
+        [LMP_REQ_EMBED] = "embed",
 };
 
 static const char *const role_names[LMP_ROLE_COUNT] = {
@@ -47,7 +48,7 @@ static const char *const finish_names[LMP_FINISH_COUNT] = {
 static const char *const event_names[LMP_EVENT_TYPE_COUNT] = {
         [LMP_EVENT_TOKEN] = "token",         [LMP_EVENT_DONE] = "done",     [LMP_EVENT_ERROR] = "error",
         [LMP_EVENT_CANCELLED] = "cancelled", [LMP_EVENT_MODELS] = "models", [LMP_EVENT_STATS] = "stats",
-        [LMP_EVENT_HEALTH] = "health",
+        [LMP_EVENT_HEALTH] = "health",       [LMP_EVENT_EMBEDDING] = "embedding",
 };
 
 const char *lmp_proto_code_name(enum lmp_proto_code code) {
@@ -194,7 +195,7 @@ static char *dup_n(const char *s, size_t n) {
 enum field {
         F_V, F_ID, F_TYPE, F_MODEL, F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
         F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_SEED, F_STOP, F_IGNORE_EOS,
-        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_COUNT,
+        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_INPUT, F_NORMALIZE, F_TRUNCATE, F_COUNT,
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -204,7 +205,8 @@ static const char *const field_names[F_COUNT] = {
         [F_PRESENCE_PENALTY] = "presence_penalty", [F_FREQUENCY_PENALTY] = "frequency_penalty",
         [F_SEED] = "seed", [F_STOP] = "stop", [F_IGNORE_EOS] = "ignore_eos", [F_STREAM] = "stream",
         [F_RETURN_IDS] = "return_ids", [F_TIMEOUT_MS] = "timeout_ms", [F_TARGET] = "target",
-        [F_SESSION] = "session",
+        [F_SESSION] = "session",         [F_INPUT] = "input",         [F_NORMALIZE] = "normalize",
+        [F_TRUNCATE] = "truncate",
 };
 
 void lmp_request_clear(struct lmp_request *r) {
@@ -216,6 +218,10 @@ void lmp_request_clear(struct lmp_request *r) {
         free(r->messages);
         for (size_t i = 0; i < r->n_stop; i++)
                 free(r->stop[i]);
+        for (size_t i = 0; i < r->n_inputs; i++)
+                free(r->inputs[i]);
+        free(r->inputs);
+        free(r->input_len);
         memset(r, 0, sizeof(*r));
 }
 
@@ -395,6 +401,69 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
         return 0;
 }
 
+/* embed: the model, one text or an array of 1 to LMP_PROTO_EMBED_INPUTS_MAX
+ * texts, and its flags. Generation's fields are refused by name rather
+ * than ignored: a client that sends them has the wrong request type. */
+static int parse_embed(const cJSON *const *f, struct lmp_request *r, struct lmp_proto_error *err) {
+        static const int not_embed[] = { F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
+                                         F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY,
+                                         F_SEED, F_STOP, F_IGNORE_EOS, F_STREAM };
+        const char *str = NULL;
+        size_t len = 0;
+        double d;
+        int rc;
+
+        for (size_t i = 0; i < LMP_ARRAY_SIZE(not_embed); i++)
+                if (f[not_embed[i]])
+                        return fail(err, LMP_PROTO_BAD_REQUEST, field_names[not_embed[i]],
+                                    "field '%s' belongs to generate and chat requests, not embed",
+                                    field_names[not_embed[i]]);
+        if (!f[F_MODEL])
+                return fail(err, LMP_PROTO_BAD_REQUEST, "model", "missing field 'model'");
+        if ((rc = get_string(f[F_MODEL], "model", 1, LMP_PROTO_MODEL_MAX, &str, &len, err)) < 0)
+                return rc;
+        memcpy(r->model, str, len + 1);
+
+        const cJSON *in = f[F_INPUT];
+        if (!in)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "input", "missing field 'input'");
+        if (!cJSON_IsString(in) && !cJSON_IsArray(in))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "input", "field 'input' must be a string or an array of strings");
+        r->input_is_array = cJSON_IsArray(in);
+        size_t n = r->input_is_array ? (size_t)cJSON_GetArraySize(in) : 1;
+        if (n < 1 || n > LMP_PROTO_EMBED_INPUTS_MAX)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "input", "field 'input' must hold 1 to %d texts, not %zu",
+                            LMP_PROTO_EMBED_INPUTS_MAX, n);
+        r->inputs = calloc(n, sizeof(*r->inputs));
+        r->input_len = calloc(n, sizeof(*r->input_len));
+        if (!r->inputs || !r->input_len)
+                return -ENOMEM;
+        const cJSON *it = r->input_is_array ? in->child : in;
+        for (size_t i = 0; i < n; i++, it = it->next) {
+                if (!cJSON_IsString(it))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "input", "input[%zu] must be a string", i);
+                len = strlen(it->valuestring);
+                if (!(r->inputs[i] = dup_n(it->valuestring, len)))
+                        return -ENOMEM;
+                r->input_len[i] = len;
+                r->n_inputs = i + 1;
+        }
+        r->normalize = true;
+        if (f[F_NORMALIZE] && (rc = get_bool(f[F_NORMALIZE], "normalize", &r->normalize, err)) < 0)
+                return rc;
+        if (f[F_TRUNCATE] && (rc = get_bool(f[F_TRUNCATE], "truncate", &r->truncate, err)) < 0)
+                return rc;
+        if (f[F_RETURN_IDS] && (rc = get_bool(f[F_RETURN_IDS], "return_ids", &r->return_ids, err)) < 0)
+                return rc;
+        if (f[F_TIMEOUT_MS]) {
+                if ((rc = get_int(f[F_TIMEOUT_MS], "timeout_ms", 1, LMP_PROTO_TIMEOUT_MS_MAX, &d, err)) < 0)
+                        return rc;
+                r->timeout_ms = (uint32_t)d;
+                r->sampling.set |= LMP_SET_TIMEOUT_MS;
+        }
+        return 0;
+}
+
 /* Parses buf into a cJSON tree; the frame is copied so that cJSON sees a
  * NUL-terminated string and trailing garbage is refused. */
 static cJSON *parse_json(const void *buf, size_t len, size_t *ret_off, int *ret_rc) {
@@ -509,7 +578,7 @@ static int parse_request(const void *buf, size_t len, size_t max, struct lmp_req
         int t = lookup(type_names, LMP_REQ_TYPE_COUNT, f[F_TYPE]->valuestring);
         if (t < 0) {
                 rc = fail(err, LMP_PROTO_BAD_REQUEST, "type",
-                          "unknown type (expected generate, chat, cancel, models, stats or health)");
+                          "unknown type (expected generate, chat, embed, cancel, models, stats or health)");
                 goto out;
         }
         r.type = (enum lmp_request_type)t;
@@ -517,6 +586,9 @@ static int parse_request(const void *buf, size_t len, size_t max, struct lmp_req
         case LMP_REQ_GENERATE:
         case LMP_REQ_CHAT:
                 rc = parse_generation(f, &r, err);
+                break;
+        case LMP_REQ_EMBED:
+                rc = parse_embed(f, &r, err);
                 break;
         case LMP_REQ_CANCEL: {
                 size_t n = 0;
@@ -549,6 +621,8 @@ void lmp_event_clear(struct lmp_event *e) {
                 return;
         free(e->text);
         free(e->ids);
+        free(e->vectors);
+        free(e->ids_off);
         memset(e, 0, sizeof(*e));
 }
 
@@ -559,6 +633,61 @@ static double num_or_zero(const cJSON *obj, const char *name) {
 
 static void copy_str(char *dst, size_t cap, const cJSON *it) {
         snprintf(dst, cap, "%s", cJSON_IsString(it) ? it->valuestring : "");
+}
+
+/* "embeddings": [[f, ...], ...] all of one length, optional "ids": [[id,
+ * ...], ...] one array per vector, usage, timings, worker. */
+static int parse_embedding(const cJSON *root, struct lmp_event *e) {
+        const cJSON *vs = cJSON_GetObjectItemCaseSensitive(root, "embeddings");
+        const cJSON *ids = cJSON_GetObjectItemCaseSensitive(root, "ids");
+        if (!cJSON_IsArray(vs) || !vs->child || !cJSON_IsArray(vs->child))
+                return -EINVAL;
+        size_t n = (size_t)cJSON_GetArraySize(vs), dim = (size_t)cJSON_GetArraySize(vs->child), total;
+        if (dim == 0 || lmp_mul_overflow(n, dim, &total) || !(e->vectors = malloc(total * sizeof(float))))
+                return dim == 0 ? -EINVAL : -ENOMEM;
+        size_t k = 0;
+        for (const cJSON *v = vs->child; v; v = v->next) {
+                if (!cJSON_IsArray(v) || (size_t)cJSON_GetArraySize(v) != dim)
+                        return -EINVAL;
+                for (const cJSON *x = v->child; x; x = x->next) {
+                        if (!cJSON_IsNumber(x) || !isfinite(x->valuedouble))
+                                return -EINVAL;
+                        e->vectors[k++] = (float)x->valuedouble;
+                }
+        }
+        e->n_vectors = n;
+        e->n_embd = dim;
+        if (ids) {
+                if (!cJSON_IsArray(ids) || (size_t)cJSON_GetArraySize(ids) != n)
+                        return -EINVAL;
+                size_t all = 0;
+                for (const cJSON *v = ids->child; v; v = v->next) {
+                        if (!cJSON_IsArray(v))
+                                return -EINVAL;
+                        all += (size_t)cJSON_GetArraySize(v);
+                }
+                e->ids_off = malloc((n + 1) * sizeof(*e->ids_off));
+                e->ids = malloc((all ? all : 1) * sizeof(*e->ids));
+                if (!e->ids_off || !e->ids)
+                        return -ENOMEM;
+                size_t i = 0;
+                for (const cJSON *v = ids->child; v; v = v->next) {
+                        e->ids_off[i++] = e->n_ids;
+                        for (const cJSON *x = v->child; x; x = x->next) {
+                                if (!is_integer(x) || x->valuedouble < INT32_MIN || x->valuedouble > INT32_MAX)
+                                        return -EINVAL;
+                                e->ids[e->n_ids++] = (int32_t)x->valuedouble;
+                        }
+                }
+                e->ids_off[n] = e->n_ids;
+        }
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
+        const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "timings");
+        e->usage.prompt_tokens = (int64_t)num_or_zero(u, "prompt_tokens");
+        e->timings.queued_ms = num_or_zero(tm, "queued_ms");
+        e->timings.total_ms = num_or_zero(tm, "total_ms");
+        copy_str(e->worker, sizeof(e->worker), cJSON_GetObjectItemCaseSensitive(root, "worker"));
+        return 0;
 }
 
 int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
@@ -650,6 +779,10 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
                 copy_str(e.message, sizeof(e.message), cJSON_GetObjectItemCaseSensitive(root, "message"));
                 break;
         }
+        case LMP_EVENT_EMBEDDING:
+                if ((rc = parse_embedding(root, &e)) < 0)
+                        goto out;
+                break;
         case LMP_EVENT_CANCELLED:
                 copy_str(e.target, sizeof(e.target), cJSON_GetObjectItemCaseSensitive(root, "target"));
                 e.found = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "found"));

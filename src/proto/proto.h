@@ -32,6 +32,7 @@
 #define LMP_PROTO_TOP_K_MAX (1 << 24)        /* the vocabulary bounds it further */
 #define LMP_PROTO_SEED_MAX 9007199254740991ull /* 2^53 - 1: exact in a JSON number */
 #define LMP_PROTO_TIMEOUT_MS_MAX 86400000    /* one day; the config bounds it further */
+#define LMP_PROTO_EMBED_INPUTS_MAX 256     /* texts in one embed request */
 #define LMP_PROTO_FIELD_MAX 48
 #define LMP_PROTO_MESSAGE_MAX 256
 
@@ -63,6 +64,7 @@ enum lmp_request_type {
         LMP_REQ_MODELS,
         LMP_REQ_STATS,
         LMP_REQ_HEALTH,
+        LMP_REQ_EMBED,
         LMP_REQ_TYPE_COUNT,
 };
 const char *lmp_request_type_name(enum lmp_request_type type);
@@ -130,6 +132,13 @@ struct lmp_request {
         char session[LMP_PROTO_SESSION_MAX + 1]; /* "" when not given: the router's affinity key */
         /* cancel */
         char target[LMP_PROTO_ID_MAX + 1];
+        /* embed (model, timeout_ms and return_ids as above) */
+        char **inputs;                  /* (n_inputs) NUL-terminated, no NUL inside */
+        size_t *input_len;
+        size_t n_inputs;                /* 1 .. LMP_PROTO_EMBED_INPUTS_MAX */
+        bool input_is_array;            /* "input" was an array (echoed as such) */
+        bool normalize;                 /* default true: unit-length vectors */
+        bool truncate;                  /* default false: too_long for an over-long input */
 };
 
 /* Why a frame was refused. id is recovered whenever the frame had a valid
@@ -184,6 +193,19 @@ size_t lmp_proto_utf8_complete(const char *s, size_t n);
  * order. Parsing it back gives an equal request. */
 int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *r);
 
+/* The embedding event: n vectors of n_embd floats (row-major), with each
+ * text's token ids when ids is not NULL (ids_off: n + 1 offsets into it). */
+struct lmp_embedding {
+        const float *vectors;
+        size_t n, n_embd;
+        const int32_t *ids;
+        const size_t *ids_off;
+        int64_t prompt_tokens;
+        double queued_ms, total_ms;
+        const char *worker;
+};
+int lmp_proto_format_embedding(struct lmp_proto_buf *b, const char *id, const struct lmp_embedding *e);
+
 /* Events. id may be NULL only for error events ("id": null). */
 int lmp_proto_format_token(struct lmp_proto_buf *b, const char *id, const char *text, size_t text_len,
                            const int32_t *ids, size_t n_ids);
@@ -232,6 +254,7 @@ struct lmp_model_info {
         int64_t ready;
         int64_t slots;
         int64_t store_bytes;
+        const char *kind;               /* "generative" or "embedding" (after arch); NULL: not written */
 };
 int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struct lmp_model_info *models,
                             size_t n);
@@ -296,6 +319,7 @@ enum lmp_event_type {
         LMP_EVENT_MODELS,
         LMP_EVENT_STATS,
         LMP_EVENT_HEALTH,
+        LMP_EVENT_EMBEDDING,
         LMP_EVENT_TYPE_COUNT,
 };
 const char *lmp_event_type_name(enum lmp_event_type type);
@@ -316,6 +340,12 @@ struct lmp_event {
         char message[LMP_PROTO_MESSAGE_MAX];    /* error */
         char target[LMP_PROTO_ID_MAX + 1];      /* cancelled */
         bool found;                             /* cancelled */
+        /* embedding: n_vectors x n_embd floats; ids as in the token event,
+         * each vector's from ids_off[i] to ids_off[i + 1] (NULL: none);
+         * usage.prompt_tokens, timings.queued_ms / total_ms and worker */
+        float *vectors;
+        size_t n_vectors, n_embd;
+        size_t *ids_off;
 };
 
 /* Parses one daemon frame. -EINVAL (-EMSGSIZE, -ENOMEM) when it is not a

@@ -591,6 +591,9 @@ static uint64_t affinity_key(size_t model, const struct lmp_request *req) {
                         if (msg->role == LMP_ROLE_USER)
                                 break;
                 }
+        } else if (req->type == LMP_REQ_EMBED) {
+                h = fnv1a(h, "E", 1);
+                h = fnv1a(h, req->inputs[0], LMP_MIN(req->input_len[0], (size_t)256));
         } else {
                 h = fnv1a(h, "G", 1);
                 h = fnv1a(h, req->prompt, LMP_MIN(req->prompt_len, (size_t)256));
@@ -740,7 +743,8 @@ static void answer_models(struct lmp_router *rt, const uint8_t *client, size_t l
                 for (int j = 0; j < m->n_workers; j++)
                         ready += m->workers[j].state == LMP_WORKER_READY;
                 info[i] = (struct lmp_model_info){
-                        .name = m->cfg->name, .path = m->cfg->path, .arch = m->arch, .ctx = m->n_ctx,
+                        .name = m->cfg->name, .path = m->cfg->path, .arch = m->arch,
+                        .kind = m->kind == LMP_MODEL_GENERATIVE ? "generative" : "embedding", .ctx = m->n_ctx,
                         .workers = m->cfg->workers, .ready = ready, .slots = m->cfg->slots,
                         .store_bytes = (int64_t)m->store_bytes,
                 };
@@ -1045,6 +1049,20 @@ static void handle_request(struct lmp_router *rt, const uint8_t *client, size_t 
                             "model '%s' was refused at load (see the daemon's log)", req->model);
                 return;
         }
+        /* The request must be of the kind the model serves. */
+        if (req->type == LMP_REQ_EMBED && m->kind != LMP_MODEL_EMBEDDING) {
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_BAD_REQUEST, "model '%s' %s", req->model,
+                            m->kind == LMP_MODEL_GENERATIVE
+                                    ? "is generative: it has no embeddings (embed needs an embedding model)"
+                                    : "has no pooling (pooling_type none): it gives no embedding per text");
+                return;
+        }
+        if (req->type != LMP_REQ_EMBED && m->kind != LMP_MODEL_GENERATIVE) {
+                reply_error(rt, client, clen, delim, req->id, LMP_PROTO_BAD_REQUEST,
+                            "model '%s' is an embedding model: it does not generate text (%s needs a generative "
+                            "model; use embed)", req->model, lmp_request_type_name(req->type));
+                return;
+        }
         if (m->failed) {
                 reply_error(rt, client, clen, delim, req->id, LMP_PROTO_MODEL_FAILED, "model '%s' cannot serve: %s",
                             req->model, m->why);
@@ -1076,12 +1094,22 @@ static void handle_request(struct lmp_router *rt, const uint8_t *client, size_t 
                             rt->cfg->max_prompt_tokens);
                 return;
         }
-        apply_defaults(m->cfg, req);
+        for (size_t i = 0; i < req->n_inputs; i++) {
+                /* As for a prompt: more bytes than 64 per token allowed. */
+                if (req->input_len[i] > (size_t)rt->cfg->max_prompt_tokens * 64) {
+                        reply_error(rt, client, clen, delim, req->id, LMP_PROTO_TOO_LONG,
+                                    "input %zu: %zu bytes exceed limits.max_prompt_tokens (%d)", i,
+                                    req->input_len[i], rt->cfg->max_prompt_tokens);
+                        return;
+                }
+        }
+        if (req->type != LMP_REQ_EMBED)
+                apply_defaults(m->cfg, req);
         /* A deterministic request asked before is answered from the cache,
-         * without a queue or a worker. */
+         * without a queue or a worker. Embeddings are not kept there. */
         char *cache_key = NULL, *cache_prefix = NULL;
         size_t cache_key_len = 0, cache_prefix_len = 0;
-        if (cacheable(rt, req)) {
+        if (req->type != LMP_REQ_EMBED && cacheable(rt, req)) {
                 if (cache_lookup(rt, client, clen, delim, ident, (size_t)mi, req, &cache_key, &cache_key_len,
                                  &cache_prefix, &cache_prefix_len))
                         return;

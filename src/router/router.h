@@ -99,6 +99,14 @@ struct lmp_router_worker {
         struct lmp_req_list running;
 };
 
+/* What a model serves, from its metadata: text (generate, chat) or one
+ * vector per text (embed). An encoder without pooling serves neither. */
+enum lmp_model_kind {
+        LMP_MODEL_GENERATIVE,
+        LMP_MODEL_EMBEDDING,
+        LMP_MODEL_NO_POOLING,
+};
+
 /* The router's view of a model. */
 struct lmp_router_model {
         const struct lmp_model_config *cfg;
@@ -107,6 +115,7 @@ struct lmp_router_model {
         bool failed;                    /* cannot serve: its requests get model_failed */
         char why[512];                  /* why it was refused or failed */
         char arch[32];
+        enum lmp_model_kind kind;
         uint32_t n_ctx;
         uint64_t store_bytes;
         int n_workers;                  /* 0 for a model refused at load */

@@ -54,6 +54,7 @@ struct lmp_model_rt {
         double changed_ms;              /* ... and when it last changed */
         struct lmp_store *store;
         char arch[32];
+        enum lmp_model_kind kind;
         uint32_t n_ctx;
         uint64_t kv_bytes, scratch_bytes; /* per worker, estimated */
         struct lmp_worker_rt *workers;

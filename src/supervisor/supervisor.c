@@ -43,6 +43,7 @@
 #include "common/log.h"
 #include "gguf/gguf.h"
 #include "common/clock.h"
+#include "model/arch.h"
 #include "supervisor/daemon.h"
 #include "worker/worker.h"
 
@@ -58,6 +59,7 @@ static void publish_model(struct lmp_model_rt *m) {
         rm->failed = m->state == LMP_MODEL_FAILED;
         snprintf(rm->why, sizeof(rm->why), "%s", m->failed);
         snprintf(rm->arch, sizeof(rm->arch), "%s", m->arch);
+        rm->kind = m->kind;
         rm->n_ctx = m->n_ctx;
         rm->store_bytes = m->store ? m->store->size : 0;
         rm->n_workers = m->n_workers;
@@ -171,6 +173,19 @@ static int estimate(struct lmp_model_rt *m, const struct lmp_gguf *g, struct lmp
         m->n_ctx = m->cfg->ctx ? (uint32_t)m->cfg->ctx : n_ctx_train;
         /* f32 K and V for every layer, position and slot */
         m->kv_bytes = 2ull * n_layer * m->n_ctx * slots * n_kv * head_dim * sizeof(float);
+        /* An encoder (BERT) keeps no KV cache, and embeds rather than
+         * generates: with a pooling_type other than none. */
+        const struct lmp_arch *a = lmp_arch_find(m->arch);
+        m->kind = LMP_MODEL_GENERATIVE;
+        if (a && a->encoder) {
+                uint32_t pooling = 0;
+                snprintf(key, sizeof(key), "%s.pooling_type", m->arch);
+                (void)lmp_gguf_get_u32(g, key, &pooling);
+                m->kind = pooling != 0 ? LMP_MODEL_EMBEDDING : LMP_MODEL_NO_POOLING;
+                m->kv_bytes = 0;
+                if (m->n_ctx > n_ctx_train)
+                        m->n_ctx = n_ctx_train;
+        }
         /* activations for one batch, attention scores, logits, staging */
         m->scratch_bytes = (batch * (6ull * n_embd + 3ull * n_ff) + batch * (uint64_t)m->n_ctx * n_head / 8 +
                             slots * tokens.n * 2) * sizeof(float) + RUNTIME_OVERHEAD;

@@ -185,6 +185,8 @@ int lmp_tokenize(const struct lmp_vocab *v, const char *text, size_t len, bool a
                 if (v->type == LMP_VOCAB_SPM)
                         r = lmp_spm_tokenize(v, &ws, text + f->off, f->len, v->add_space_prefix && prev_special,
                                              &sink);
+                else if (v->type == LMP_VOCAB_WPM)
+                        r = lmp_wpm_tokenize(v, &ws, text + f->off, f->len, &sink);
                 else
                         r = lmp_bpe_tokenize(v, &ws, text + f->off, f->len, &sink);
                 if (r < 0)
@@ -194,6 +196,8 @@ int lmp_tokenize(const struct lmp_vocab *v, const char *text, size_t len, bool a
 
         if (add_special && v->add_eos)
                 lmp_sink_push(&sink, v->eos);
+        if (add_special && v->add_sep)
+                lmp_sink_push(&sink, v->sep);
 
         *ret_n = sink.n;
         r = sink.n > sink.cap ? -ENOSPC : 0;

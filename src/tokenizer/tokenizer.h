@@ -1,9 +1,11 @@
 /* Tokenizers: text to token ids and back, for the vocabularies stored in a
- * GGUF file. Two kinds are supported, as llama.cpp defines them:
+ * GGUF file. Three kinds are supported, as llama.cpp defines them:
  * SentencePiece-style BPE (`tokenizer.ggml.model = llama`: merges by piece
- * score, `▁` for spaces, a dummy leading space, byte fallback to <0xNN>)
- * and byte-level BPE (`gpt2`: bytes mapped to printable code points, a
- * pre-tokenizer regex chosen by `tokenizer.ggml.pre`, ranked merges).
+ * score, `▁` for spaces, a dummy leading space, byte fallback to <0xNN>),
+ * byte-level BPE (`gpt2`: bytes mapped to printable code points, a
+ * pre-tokenizer regex chosen by `tokenizer.ggml.pre`, ranked merges) and
+ * WordPiece (`bert`: BERT's normalization and word splitting, greedy
+ * longest pieces, [CLS] ... [SEP]).
  * Control and user-defined tokens written in the text are recognised and
  * emitted as themselves, so a rendered chat template tokenizes as the model
  * expects.
@@ -29,6 +31,7 @@ struct lmp_vocab;
 enum lmp_vocab_type {
         LMP_VOCAB_SPM = 1,      /* tokenizer.ggml.model = "llama" */
         LMP_VOCAB_BPE = 2,      /* tokenizer.ggml.model = "gpt2" */
+        LMP_VOCAB_WPM = 3,      /* tokenizer.ggml.model = "bert" (WordPiece) */
 };
 
 /* Token attributes (bit set), from tokenizer.ggml.token_type plus the
@@ -64,6 +67,8 @@ int32_t lmp_vocab_eot(const struct lmp_vocab *v);
 int32_t lmp_vocab_eom(const struct lmp_vocab *v);
 int32_t lmp_vocab_unk(const struct lmp_vocab *v);
 int32_t lmp_vocab_pad(const struct lmp_vocab *v);
+/* WordPiece's [SEP], which add_special puts at the end (its [CLS] is the BOS). */
+int32_t lmp_vocab_sep(const struct lmp_vocab *v);
 bool lmp_vocab_add_bos(const struct lmp_vocab *v);
 bool lmp_vocab_add_eos(const struct lmp_vocab *v);
 
@@ -81,6 +86,7 @@ int32_t lmp_vocab_find(const struct lmp_vocab *v, const char *text, size_t len);
 
 /* Tokenizes len bytes of text (any bytes: invalid UTF-8 is tokenized, never
  * rejected). add_special adds BOS/EOS as the vocabulary's flags say;
+ * (for WordPiece: [CLS] before and [SEP] after);
  * parse_special makes control tokens written in the text count as
  * themselves (user-defined tokens always do). Writes at most cap ids to
  * out and sets *ret_n to the number of ids; returns -ENOSPC when cap was

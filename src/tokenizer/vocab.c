@@ -266,20 +266,29 @@ static int load_special_ids(struct lmp_vocab *v, const struct lmp_gguf *g, struc
                 { "tokenizer.ggml.eom_token_id", offsetof(struct lmp_vocab, eom) },
                 { "tokenizer.ggml.unknown_token_id", offsetof(struct lmp_vocab, unk) },
                 { "tokenizer.ggml.padding_token_id", offsetof(struct lmp_vocab, pad) },
+                /* WordPiece: [CLS] is the BOS; GGUF spells the key "seperator". */
+                { "tokenizer.ggml.cls_token_id", offsetof(struct lmp_vocab, bos) },
+                { "tokenizer.ggml.seperator_token_id", offsetof(struct lmp_vocab, sep) },
         };
         int r;
 
         /* Defaults by model, as llama.cpp has them; dropped when out of range. */
-        v->eot = v->eom = v->pad = LMP_TOKEN_NONE;
+        v->eot = v->eom = v->pad = v->sep = LMP_TOKEN_NONE;
         if (v->type == LMP_VOCAB_SPM) {
                 v->bos = 1;
                 v->eos = 2;
                 v->unk = 0;
+        } else if (v->type == LMP_VOCAB_WPM) {
+                v->bos = 101;   /* [CLS] */
+                v->eos = LMP_TOKEN_NONE;
+                v->unk = 100;
+                v->sep = 102;
+                v->pad = 0;
         } else {
                 v->bos = v->eos = 11;
                 v->unk = LMP_TOKEN_NONE;
         }
-        int32_t *fields[] = { &v->bos, &v->eos, &v->unk };
+        int32_t *fields[] = { &v->bos, &v->eos, &v->unk, &v->sep, &v->pad };
         for (size_t i = 0; i < LMP_ARRAY_SIZE(fields); i++)
                 if (*fields[i] >= (int32_t)v->n_tokens)
                         *fields[i] = LMP_TOKEN_NONE;
@@ -297,6 +306,8 @@ static int load_special_ids(struct lmp_vocab *v, const struct lmp_gguf *g, struc
                 return lmp_error_set(err, -EINVAL, "tokenizer.ggml.add_bos_token is true but there is no BOS token");
         if (v->add_eos && v->eos == LMP_TOKEN_NONE)
                 return lmp_error_set(err, -EINVAL, "tokenizer.ggml.add_eos_token is true but there is no EOS token");
+        if (v->add_sep && v->sep == LMP_TOKEN_NONE)
+                return lmp_error_set(err, -EINVAL, "tokenizer.ggml.seperator_token_id: a WordPiece vocabulary needs [SEP]");
         return 0;
 }
 
@@ -451,7 +462,7 @@ static int build_pieces(struct lmp_vocab *v) {
                         memcpy(o, s, len);
                         n = len;
                 } else if (a & LMP_TOKEN_ATTR_NORMAL) {
-                        if (v->type == LMP_VOCAB_SPM) {
+                        if (v->type == LMP_VOCAB_SPM || v->type == LMP_VOCAB_WPM) {
                                 for (size_t i = 0; i < len;) {
                                         if (i + 3 <= len && memcmp(s + i, "\xe2\x96\x81", 3) == 0) {
                                                 o[n++] = ' ';
@@ -537,6 +548,24 @@ static bool space_inside_piece(const struct lmp_vocab *v) {
         return false;
 }
 
+/* The longest token text (WordPiece's greedy match looks no further), and
+ * whether the vocabulary is uncased: BERT's uncased models have no
+ * upper-case letter in any normal piece, and lower-case and strip accents
+ * from their input; cased ones keep both. */
+static void note_lengths_and_case(struct lmp_vocab *v) {
+        bool upper = false;
+        v->max_token_len = 0;
+        for (uint32_t id = 0; id < v->n_tokens; id++) {
+                const char *s = v->text + v->tok[id].off;
+                uint32_t len = v->tok[id].len;
+                v->max_token_len = LMP_MAX(v->max_token_len, len);
+                if (!upper && (v->attr[id] & LMP_TOKEN_ATTR_NORMAL))
+                        for (uint32_t i = 0; i < len && !upper; i++)
+                                upper = s[i] >= 'A' && s[i] <= 'Z';
+        }
+        v->wpm_uncased = v->type == LMP_VOCAB_WPM && !upper;
+}
+
 int lmp_vocab_load(const struct lmp_gguf *g, struct lmp_vocab **ret, struct lmp_error *err) {
         struct lmp_gguf_str model, pre;
         struct lmp_vocab *v;
@@ -571,6 +600,18 @@ int lmp_vocab_load(const struct lmp_gguf *g, struct lmp_vocab **ret, struct lmp_
                         r = lmp_error_set(err, -EINVAL, "%s: not a string", KEY_PRE);
                         goto fail;
                 }
+        } else if (lmp_gguf_str_eq(model, "bert")) {
+                /* The pre-tokenizer name (bert-bge, ...) changes nothing:
+                 * WordPiece's word splitting is fixed. */
+                v->type = LMP_VOCAB_WPM;
+                v->add_bos = true;
+                v->add_sep = true;
+                strcpy(v->pre, "default");
+                r = lmp_gguf_get_str(g, KEY_PRE, &pre);
+                if (r == 0 && pre.len < sizeof(v->pre)) {
+                        memcpy(v->pre, pre.ptr, pre.len);
+                        v->pre[pre.len] = '\0';
+                }
         } else {
                 r = lmp_error_set(err, -ENOTSUP, "%s: unsupported tokenizer '%.*s'", KEY_MODEL,
                                   (int)LMP_MIN(model.len, 64), model.ptr);
@@ -588,6 +629,7 @@ int lmp_vocab_load(const struct lmp_gguf *g, struct lmp_vocab **ret, struct lmp_
         if ((r = build_special(v)) < 0 || (r = build_pieces(v)) < 0)
                 goto fail;
         find_byte_tokens(v);
+        note_lengths_and_case(v);
         v->spm_chunks = v->type == LMP_VOCAB_SPM && !space_inside_piece(v);
         *ret = v;
         return 0;
@@ -624,6 +666,7 @@ int32_t lmp_vocab_eot(const struct lmp_vocab *v) { return v->eot; }
 int32_t lmp_vocab_eom(const struct lmp_vocab *v) { return v->eom; }
 int32_t lmp_vocab_unk(const struct lmp_vocab *v) { return v->unk; }
 int32_t lmp_vocab_pad(const struct lmp_vocab *v) { return v->pad; }
+int32_t lmp_vocab_sep(const struct lmp_vocab *v) { return v->sep; }
 bool lmp_vocab_add_bos(const struct lmp_vocab *v) { return v->add_bos; }
 bool lmp_vocab_add_eos(const struct lmp_vocab *v) { return v->add_eos; }
 size_t lmp_vocab_max_piece(const struct lmp_vocab *v) { return v->max_piece; }

@@ -111,8 +111,12 @@ struct lmp_vocab {
         uint32_t n_trie;
         uint32_t trie_root[256];
 
-        int32_t bos, eos, eot, eom, unk, pad;
+        int32_t bos, eos, eot, eom, unk, pad, sep;
         bool add_bos, add_eos, add_space_prefix, ignore_merges;
+        bool add_sep;           /* WordPiece: [SEP] at the end with add_special */
+        bool wpm_uncased;       /* WordPiece: lower-case and strip accents (no
+                                 * normal piece has an upper-case letter) */
+        uint32_t max_token_len; /* longest token text, in bytes */
         bool spm_chunks;        /* no piece has ▁ right after another character */
 
         /* Pre-tokenizer: regexes applied in turn, each splitting the pieces
@@ -157,6 +161,8 @@ int lmp_ws_reserve(void **p, size_t *cap, size_t n, size_t sz);
 int lmp_spm_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const char *text, size_t len,
                      bool add_prefix, struct lmp_tok_sink *sink);
 int lmp_bpe_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const char *text, size_t len,
+                     struct lmp_tok_sink *sink);
+int lmp_wpm_tokenize(const struct lmp_vocab *v, struct lmp_tok_ws *ws, const char *text, size_t len,
                      struct lmp_tok_sink *sink);
 
 /* Byte-level BPE setup: the byte <-> code point tables, the merges and the

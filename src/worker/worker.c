@@ -20,6 +20,12 @@
  *                     | ev <rid> <t|d|e> <client event JSON>
  * A message from the router that does not parse is logged and dropped.
  *
+ * A worker of an embedding model (an encoder with pooling) has no
+ * generation engine: its engine thread runs each `embed` job when it
+ * arrives, all its texts at once (worker/embed.h), and answers with one
+ * `embedding` event (wire kind d). Jobs of the other kind (the router
+ * refuses them first) are answered with bad_request.
+ *
  * A worker that cannot load its model exits with LMP_WORKER_EXIT_LOAD and
  * writes why on its report descriptor (worker.h). With `store: mmap` the
  * weights are a file that someone may change while we serve it: every job
@@ -58,6 +64,7 @@
 #include "store/store.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+#include "worker/embed.h"
 #include "worker/engine.h"
 
 #define PAIR_ENDPOINT "inproc://engine"
@@ -81,7 +88,8 @@ struct worker {
         struct lmp_model *model;
         struct lmp_vocab *vocab;
         struct lmp_threadpool *pool;
-        struct lmp_engine *engine;
+        struct lmp_engine *engine;      /* generative models */
+        struct lmp_embedder *embedder;  /* embedding models */
         char *bos_text, *eos_text;
 
         void *zctx;
@@ -180,6 +188,88 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
         send_message(w->pair_engine, LMP_WIRE_EVENT, head, b->data, b->len);
 }
 
+/* Runs an embed job at once and sends its one event: the embedding, or an
+ * error (too_long names the input over the limit). */
+static void run_embed(struct worker *w, struct lmp_job *job) {
+        const struct lmp_request *q = &job->req;
+        struct lmp_engine_event fail = { .kind = LMP_EV_ERROR, .rid = job->rid, .id = q->id };
+        struct lmp_error err = { 0 };
+        char msg[sizeof(err.msg) + 96];
+
+        if (!w->embedder) {
+                fail.code = "bad_request";
+                fail.message = w->model->arch->encoder
+                                       ? "this model has no pooling (pooling_type none): it gives no embedding per text"
+                                       : "this model is generative: it has no embeddings";
+                engine_sink(w, &fail);
+                return;
+        }
+        int r = lmp_embedder_run(w->embedder, (const char *const *)q->inputs, q->input_len, q->n_inputs, q->normalize,
+                                 q->truncate, w->max_prompt_tokens, &err);
+        if (r < 0) {
+                fail.code = r == -E2BIG ? "too_long" : r == -EINVAL ? "bad_request" : "internal";
+                snprintf(msg, sizeof(msg), "%s%s", err.msg,
+                         r == -E2BIG ? " (the model's context or limits.max_prompt_tokens; \"truncate\": true cuts it)"
+                                     : "");
+                fail.message = msg;
+                engine_sink(w, &fail);
+                return;
+        }
+        char why[160];
+        if (lmp_store_check(w->store, why, sizeof(why)) == -ESTALE) {
+                snprintf(msg, sizeof(msg), "the model file changed while this request ran (%s)", why);
+                fail.code = "model_failed";
+                fail.message = msg;
+                engine_sink(w, &fail);
+                return;
+        }
+
+        /* Each text's ids, one after another, when asked for. */
+        int32_t *ids = NULL;
+        size_t *off = NULL;
+        if (q->return_ids) {
+                size_t total = (size_t)lmp_embedder_tokens(w->embedder);
+                ids = malloc((total ? total : 1) * sizeof(*ids));
+                off = malloc((q->n_inputs + 1) * sizeof(*off));
+                if (!ids || !off) {
+                        free(ids);
+                        free(off);
+                        fail.code = "internal";
+                        fail.message = "out of memory";
+                        engine_sink(w, &fail);
+                        return;
+                }
+                off[0] = 0;
+                for (size_t i = 0; i < q->n_inputs; i++) {
+                        uint32_t n;
+                        const int32_t *row = lmp_embedder_ids(w->embedder, i, &n);
+                        memcpy(ids + off[i], row, n * sizeof(*ids));
+                        off[i + 1] = off[i] + n;
+                }
+        }
+        double total_ms = lmp_clock_ms() - job->arrival_ms;
+        struct lmp_embedding em = {
+                .vectors = lmp_embedder_vector(w->embedder, 0), .n = q->n_inputs,
+                .n_embd = lmp_embedder_n_embd(w->embedder), .ids = ids, .ids_off = off,
+                .prompt_tokens = (int64_t)lmp_embedder_tokens(w->embedder),
+                .queued_ms = job->queued_ms, .total_ms = total_ms, .worker = w->name,
+        };
+        struct lmp_wire_event h = {
+                .rid = job->rid, .kind = LMP_WIRE_DONE,
+                .done = { .prompt_tokens = (uint32_t)LMP_MIN(em.prompt_tokens, (int64_t)UINT32_MAX),
+                          .queued_ms = job->queued_ms, .total_ms = total_ms, .finish = LMP_FINISH_STOP },
+        };
+        char head[LMP_WIRE_HEADER_MAX];
+        struct lmp_proto_buf *b = &w->event_buf;
+        b->len = 0;
+        if (lmp_proto_format_embedding(b, q->id, &em) == 0 && lmp_wire_format_event(&h, head, sizeof(head)) >= 0)
+                send_message(w->pair_engine, LMP_WIRE_EVENT, head, b->data, b->len);
+        else
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: request %s: out of memory for its embedding event", w->name, q->id);
+        free(ids);
+        free(off);
+}
+
 /* A job from the router's canonical request JSON. */
 static int job_from_json(const struct worker *w, const void *buf, size_t len, struct lmp_job **ret, char *msg,
                          size_t msg_size) {
@@ -254,7 +344,19 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 job->rid = h.rid;
                 job->queued_ms = h.queued_ms;
                 job->arrival_ms = lmp_clock_ms();
-                lmp_engine_submit(w->engine, job);
+                if (job->req.type == LMP_REQ_EMBED) {
+                        run_embed(w, job);
+                        lmp_job_free(job);
+                } else if (!w->engine) {
+                        struct lmp_engine_event ev = {
+                                .kind = LMP_EV_ERROR, .rid = h.rid, .id = job->req.id, .code = "bad_request",
+                                .message = "this model is an embedding model: it does not generate text (use embed)"
+                        };
+                        engine_sink(w, &ev);
+                        lmp_job_free(job);
+                } else {
+                        lmp_engine_submit(w->engine, job);
+                }
                 return;
         }
         case LMP_WIRE_CANCEL: {
@@ -263,7 +365,9 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                         lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped", w->name, err.msg);
                         return;
                 }
-                lmp_engine_cancel(w->engine, h.rid);
+                /* An embed job runs to its end when it arrives: nothing to cancel. */
+                if (w->engine)
+                        lmp_engine_cancel(w->engine, h.rid);
                 return;
         }
         case LMP_WIRE_STOP:
@@ -279,7 +383,8 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 }
                 w->max_prompt_tokens = h.max_prompt_tokens;
                 w->repeat_last_n = (int)LMP_MIN(h.repeat_last_n, (uint32_t)INT32_MAX);
-                lmp_engine_set_max_prompt_tokens(w->engine, h.max_prompt_tokens);
+                if (w->engine)
+                        lmp_engine_set_max_prompt_tokens(w->engine, h.max_prompt_tokens);
                 return;
         }
         default:
@@ -291,7 +396,7 @@ static void *engine_thread(void *arg) {
         struct worker *w = arg;
 
         for (;;) {
-                bool idle = lmp_engine_active(w->engine) == 0;
+                bool idle = !w->engine || lmp_engine_active(w->engine) == 0;
                 zmq_pollitem_t item = { .socket = w->pair_engine, .events = ZMQ_POLLIN };
 
                 if (idle && atomic_load(&w->stop))
@@ -306,8 +411,10 @@ static void *engine_thread(void *arg) {
                         handle_control(w, p.m, p.n);
                         lmp_zparts_close(&p);
                 }
-                lmp_engine_step(w->engine);
-                atomic_store(&w->active, lmp_engine_active(w->engine));
+                if (w->engine) {
+                        lmp_engine_step(w->engine);
+                        atomic_store(&w->active, lmp_engine_active(w->engine));
+                }
         }
         const char *frames[1] = { "exit" };
         size_t lens[1] = { 4 };
@@ -457,6 +564,19 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 snprintf(why, why_size, "thread pool of %d threads: %s", w->threads, strerror(-r));
                 return r;
         }
+        if (w->model->arch->encoder) {
+                /* An embedding model. Without pooling it serves nothing, and
+                 * says so to every request (the router refuses them first). */
+                if (!lmp_model_pools(w->model))
+                        return 0;
+                struct lmp_embedder_params pp = { .model = w->model, .vocab = w->vocab, .n_ctx = w->n_ctx,
+                                                  .n_batch = w->n_batch, .pool = w->pool };
+                if ((r = lmp_embedder_new(&pp, &w->embedder, &err)) < 0) {
+                        lmp_log_msg(LMP_PRI_ERR, "worker %s: %s", w->name, err.msg);
+                        copy_reason(why, why_size, err.msg);
+                }
+                return r;
+        }
         struct lmp_engine_params ep = {
                 .model = w->model, .vocab = w->vocab, .chat_family = family,
                 .bos_text = w->bos_text, .eos_text = w->eos_text,
@@ -474,6 +594,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
 
 static void free_worker(struct worker *w) {
         lmp_engine_free(w->engine);
+        lmp_embedder_free(w->embedder);
         lmp_threadpool_free(w->pool);
         lmp_vocab_free(w->vocab);
         lmp_model_free(w->model);
@@ -650,7 +771,8 @@ int lmp_worker_main(int argc, char **argv) {
         thread_started = true;
         {
                 char head[LMP_WIRE_HEADER_MAX];
-                struct lmp_wire_ready h = { .slots = lmp_engine_slots(w.engine), .pid = (int32_t)getpid(),
+                struct lmp_wire_ready h = { .slots = w.engine ? lmp_engine_slots(w.engine) : w.slots,
+                                            .pid = (int32_t)getpid(),
                                             .n_ctx = w.n_ctx };
                 if (lmp_wire_format_ready(&h, head, sizeof(head)) >= 0)
                         send_message(dealer, LMP_WIRE_READY, head, NULL, 0);

@@ -5,7 +5,9 @@
  * For each fixture model given as an argument: a prompt is evaluated
  * (unarmed: the first call may touch lazily initialized library state),
  * then 24 single-token decode steps with logits and a batch mixing two
- * sequences are evaluated armed, and the count must stay zero.
+ * sequences are evaluated armed, and the count must stay zero. An encoder
+ * (a name with a directory, e.g. embeddings/bert-mean-q8_0) is checked the
+ * same way on lmp_ctx_encode(): batches of several whole texts, armed.
  * Allocations inside shared libraries (OpenBLAS, libc) are not seen by
  * --wrap; OpenBLAS keeps its own preallocated buffers. */
 #include <stdatomic.h>
@@ -41,9 +43,29 @@ void *__wrap_realloc(void *p, size_t n) { note(); return __real_realloc(p, n); }
 void *__wrap_aligned_alloc(size_t align, size_t n) { note(); return __real_aligned_alloc(align, n); }
 int __wrap_posix_memalign(void **p, size_t align, size_t n) { note(); return __real_posix_memalign(p, align, n); }
 
+/* Three armed encode calls of several whole sequences each. */
+static long encode_armed(struct lmp_ctx *c, uint32_t V, float *out, struct lmp_error *err) {
+        struct lmp_batch_entry batch[64];
+        for (int call = 0; call < 3; call++) {
+                uint32_t n = 0;
+                for (int s = 0; s < 2 + call; s++)
+                        for (int i = 0; i < 5 + 3 * s; i++)
+                                batch[n++] = (struct lmp_batch_entry){ .token = (i * 31 + s + 1) % (int)V, .pos = i,
+                                                                       .seq = s };
+                if (call == 0 && lmp_ctx_encode(c, batch, n, out, err) < 0) /* unarmed: warms up */
+                        return -1;
+                atomic_store(&armed, true);
+                int r = lmp_ctx_encode(c, batch, n, out, err);
+                atomic_store(&armed, false);
+                if (r < 0)
+                        return -1;
+        }
+        return atomic_exchange(&n_allocs, 0);
+}
+
 static int check_model(const char *fx, const char *name) {
         char path[4096];
-        snprintf(path, sizeof(path), "%s/models/%s.gguf", fx, name);
+        snprintf(path, sizeof(path), strchr(name, '/') ? "%s/%s.gguf" : "%s/models/%s.gguf", fx, name);
         struct lmp_error err = { 0 };
         struct lmp_gguf *g = NULL;
         struct lmp_model *m = NULL;
@@ -67,13 +89,22 @@ static int check_model(const char *fx, const char *name) {
                 fprintf(stderr, "%s: %s\n", name, err.msg);
                 goto out;
         }
-        struct lmp_ctx_params p = { .n_ctx = 128, .n_seq = 2, .n_batch = 64 };
+        struct lmp_ctx_params p = { .n_ctx = 128, .n_seq = 4, .n_batch = 64 };
         if (lmp_ctx_new(m, &p, pool, &c, &err) < 0 ||
             !(logits = malloc(sizeof(float) * 64 * m->hp.n_vocab))) {
                 fprintf(stderr, "%s: %s\n", name, err.msg);
                 goto out;
         }
         uint32_t V = m->hp.n_vocab;
+        if (m->arch->encoder) {
+                long n = encode_armed(c, V, logits, &err);
+                if (n < 0)
+                        fprintf(stderr, "%s: encode: %s\n", name, err.msg);
+                else
+                        printf("%s: %ld allocations in 3 armed encode calls\n", name, n);
+                rc = n == 0 ? 0 : 1;
+                goto out;
+        }
         struct lmp_batch_entry batch[64];
         for (int i = 0; i < 40; i++)
                 batch[i] = (struct lmp_batch_entry){ .token = (i * 31 + 1) % (int)V, .pos = i, .seq = 0,

@@ -1,6 +1,6 @@
 /* libFuzzer target for the gateway's request translation (src/http/
- * translate.c): the first byte picks the API (OpenAI chat or completion,
- * Ollama chat or generate), the rest is the HTTP body. Any body must be
+ * translate.c): the first byte picks the API (OpenAI chat, completion or
+ * embeddings, Ollama chat, generate or embed), the rest is the HTTP body. Any body must be
  * refused with an HTTP status in 400..599 and a message, or give a request
  * that the protocol's formatter writes and the daemon's parser accepts
  * within one frame. */
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         if (size < 1)
                 return 0;
-        enum lmp_http_api api = (enum lmp_http_api)(data[0] % 4);
+        enum lmp_http_api api = (enum lmp_http_api)(data[0] % 6);
         if (lmp_http_translate(api, (const char *)data + 1, size - 1, &call, &err) < 0) {
                 if (err.status < 400 || err.status > 599 || err.message[0] == '\0')
                         abort(); /* every refusal has a status and says why */

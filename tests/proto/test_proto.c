@@ -39,7 +39,19 @@ struct bad {
 #define GEN(extra) "{\"id\":\"r1\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"p\"" extra "}"
 #define CHAT(extra) "{\"id\":\"r1\",\"type\":\"chat\",\"model\":\"m\"" extra "}"
 
+#define EMB(extra) "{\"id\":\"r1\",\"type\":\"embed\",\"model\":\"m\"" extra "}"
+
 static const struct bad bad_frames[] = {
+        /* embed */
+        { EMB(""), "input", "r1", "missing field 'input'" },
+        { EMB(",\"input\":7"), "input", "r1", "a string or an array" },
+        { EMB(",\"input\":[]"), "input", "r1", "1 to 256 texts" },
+        { EMB(",\"input\":[\"a\",7]"), "input", "r1", "input[1] must be a string" },
+        { EMB(",\"input\":\"a\",\"normalize\":1"), "normalize", "r1", "true or false" },
+        { EMB(",\"input\":\"a\",\"truncate\":\"yes\""), "truncate", "r1", "true or false" },
+        { EMB(",\"input\":\"a\",\"prompt\":\"p\""), "prompt", "r1", "not embed" },
+        { EMB(",\"input\":\"a\",\"temperature\":0"), "temperature", "r1", "not embed" },
+        { "{\"id\":\"r1\",\"type\":\"embed\",\"input\":\"a\"}", "model", "r1", "missing field 'model'" },
         /* syntax and shape */
         { "", "", NULL, "malformed JSON" },
         { "{", "", NULL, "malformed JSON" },
@@ -541,7 +553,65 @@ static void test_utf8_complete(void) {
         CHECK(!lmp_proto_utf8_valid("\xe0\x80\x80", 3), "overlong");
 }
 
+/* embed: a request with one text and with many, their canonical form, and
+ * the embedding event both ways. */
+static void test_embed(void) {
+        struct lmp_request r, back;
+        struct lmp_proto_error e;
+        struct lmp_proto_buf out = { 0 };
+
+        CHECK(parse(EMB(",\"input\":\"hello\""), &r, &e) == 0, "one text: %s", e.message);
+        CHECK(r.type == LMP_REQ_EMBED && r.n_inputs == 1 && !r.input_is_array && strcmp(r.inputs[0], "hello") == 0 &&
+              r.normalize && !r.truncate && !r.return_ids, "one text: fields and defaults");
+        lmp_request_clear(&r);
+
+        char big[64 + 257 * 6];
+        int n = snprintf(big, sizeof(big), "{\"id\":\"r1\",\"type\":\"embed\",\"model\":\"m\",\"input\":[");
+        for (int i = 0; i < 257; i++)
+                n += snprintf(big + n, sizeof(big) - (size_t)n, i ? ",\"x\"" : "\"x\"");
+        snprintf(big + n, sizeof(big) - (size_t)n, "]}");
+        CHECK(parse(big, &r, &e) == -EINVAL && strcmp(e.field, "input") == 0, "257 texts refused");
+
+        CHECK(parse(EMB(",\"input\":[\"a\",\"\",\"\\u00e9\\n\"],\"normalize\":false,\"truncate\":true,"
+                        "\"return_ids\":true,\"timeout_ms\":5000"), &r, &e) == 0, "many texts: %s", e.message);
+        CHECK(r.n_inputs == 3 && r.input_is_array && r.input_len[1] == 0 && strcmp(r.inputs[2], "\xc3\xa9\n") == 0 &&
+              !r.normalize && r.truncate && r.return_ids && r.timeout_ms == 5000, "many texts: fields");
+        CHECK(lmp_proto_format_request(&out, &r) == 0, "format embed");
+        CHECK(lmp_proto_parse_job(out.data, out.len, &back, &e) == 0, "parse back: %s", e.message);
+        CHECK(back.type == LMP_REQ_EMBED && back.n_inputs == 3 && back.input_is_array && !back.normalize &&
+              back.truncate && back.return_ids && back.timeout_ms == 5000 && strcmp(back.inputs[2], r.inputs[2]) == 0,
+              "round trip");
+        lmp_request_clear(&back);
+        lmp_request_clear(&r);
+
+        float vec[6] = { 0.25f, -1.5f, 3.0e-8f, 1.0f / 3.0f, 0, 2 };
+        int32_t ids[5] = { 101, 7592, 102, 101, 102 };
+        size_t off[3] = { 0, 3, 5 };
+        struct lmp_embedding em = { .vectors = vec, .n = 2, .n_embd = 3, .ids = ids, .ids_off = off,
+                                    .prompt_tokens = 5, .queued_ms = 1.5, .total_ms = 4, .worker = "bge/0" };
+        out.len = 0;
+        CHECK(lmp_proto_format_embedding(&out, "r1", &em) == 0, "format embedding");
+        struct lmp_event ev;
+        CHECK(lmp_proto_parse_event(out.data, out.len, &ev) == 0, "parse embedding: %s", out.data);
+        CHECK(ev.type == LMP_EVENT_EMBEDDING && ev.n_vectors == 2 && ev.n_embd == 3 &&
+              memcmp(ev.vectors, vec, sizeof(vec)) == 0, "vectors exact");
+        CHECK(ev.ids && ev.n_ids == 5 && ev.ids_off[1] == 3 && ev.ids[3] == 101 && ev.usage.prompt_tokens == 5 &&
+              ev.timings.total_ms == 4 && strcmp(ev.worker, "bge/0") == 0, "ids, usage, worker");
+        lmp_event_clear(&ev);
+        static const char *const bad_events[] = {
+                "{\"v\":1,\"id\":\"r\",\"event\":\"embedding\"}",
+                "{\"v\":1,\"id\":\"r\",\"event\":\"embedding\",\"embeddings\":[[1,2],[3]]}",
+                "{\"v\":1,\"id\":\"r\",\"event\":\"embedding\",\"embeddings\":[[]]}",
+                "{\"v\":1,\"id\":\"r\",\"event\":\"embedding\",\"embeddings\":[[1]],\"ids\":[[1],[2]]}",
+                "{\"v\":1,\"id\":\"r\",\"event\":\"embedding\",\"embeddings\":[[\"x\"]]}",
+        };
+        for (size_t i = 0; i < sizeof(bad_events) / sizeof(bad_events[0]); i++)
+                CHECK(lmp_proto_parse_event(bad_events[i], strlen(bad_events[i]), &ev) == -EINVAL, "bad event %zu", i);
+        lmp_proto_buf_free(&out);
+}
+
 int main(void) {
+        test_embed();
         test_bad_frames();
         test_bytes_with_nul_and_size();
         test_job_bound();

@@ -36,7 +36,8 @@ static int failures;
 
 /* ---------------------------------------------------------------- loading */
 
-enum edit { EDIT_ARCH, EDIT_DROP_TENSOR, EDIT_SHAPE, EDIT_TYPE, EDIT_DROP_KEY };
+enum edit { EDIT_ARCH, EDIT_DROP_TENSOR, EDIT_SHAPE, EDIT_TYPE, EDIT_DROP_KEY, EDIT_POOLING, EDIT_CAUSAL,
+            EDIT_DROP_NORM_BIAS };
 
 /* Writes src to path with one edit; returns 0 on success. */
 static int rewrite(const struct lmp_gguf *src, const char *path, enum edit e, void **ret_buf) {
@@ -51,6 +52,10 @@ static int rewrite(const struct lmp_gguf *src, const char *path, enum edit e, vo
                         r = lmp_gguf_writer_set_str(w, "general.architecture", "mamba9");
                 else if (e == EDIT_DROP_KEY && lmp_gguf_str_eq(kv->key, "llama.block_count"))
                         continue;
+                else if (e == EDIT_POOLING && lmp_gguf_str_eq(kv->key, "bert.pooling_type"))
+                        r = lmp_gguf_writer_set_u32(w, "bert.pooling_type", 7);
+                else if (e == EDIT_CAUSAL && lmp_gguf_str_eq(kv->key, "bert.attention.causal"))
+                        r = lmp_gguf_writer_set_bool(w, "bert.attention.causal", true);
                 else
                         r = lmp_gguf_writer_set_value(w, kv->key, &kv->value);
         }
@@ -60,6 +65,8 @@ static int rewrite(const struct lmp_gguf *src, const char *path, enum edit e, vo
                 char name[128];
                 snprintf(name, sizeof(name), "%.*s", (int)t->name.len, t->name.ptr);
                 if (e == EDIT_DROP_TENSOR && strcmp(name, "blk.1.ffn_up.weight") == 0)
+                        continue;
+                if (e == EDIT_DROP_NORM_BIAS && strcmp(name, "blk.1.layer_output_norm.bias") == 0)
                         continue;
                 if (e == EDIT_SHAPE && strcmp(name, "blk.0.attn_k.weight") == 0) {
                         uint64_t ne[2] = { t->ne[0], t->ne[1] / 2 };
@@ -83,19 +90,32 @@ static int rewrite(const struct lmp_gguf *src, const char *path, enum edit e, vo
         return r;
 }
 
-static void test_refusals(const char *fx, const char *tmp) {
-        static const struct {
-                enum edit e;
-                const char *needle1, *needle2;
-        } cases[] = {
-                { EDIT_ARCH, "mamba9", "not supported" },
-                { EDIT_DROP_TENSOR, "blk.1.ffn_up.weight", "missing" },
-                { EDIT_SHAPE, "blk.0.attn_k.weight", "shape" },
-                { EDIT_TYPE, "blk.1.attn_v.weight", "iq2_xxs" },
-                { EDIT_DROP_KEY, "llama.block_count", "missing" },
+struct refusal {
+        enum edit e;
+        bool encoder;           /* an edit of the BERT fixture */
+        const char *needle1, *needle2;
+};
+
+static void test_refusals(const char *fx, const char *tmp, bool encoder) {
+        static const struct refusal all[] = {
+                { EDIT_ARCH, false, "mamba9", "not supported" },
+                { EDIT_DROP_TENSOR, false, "blk.1.ffn_up.weight", "missing" },
+                { EDIT_SHAPE, false, "blk.0.attn_k.weight", "shape" },
+                { EDIT_TYPE, false, "blk.1.attn_v.weight", "iq2_xxs" },
+                { EDIT_DROP_KEY, false, "llama.block_count", "missing" },
+                { EDIT_POOLING, true, "bert.pooling_type", "not supported" },
+                { EDIT_CAUSAL, true, "bert.attention.causal", "causal" },
+                { EDIT_DROP_NORM_BIAS, true, "blk.1.layer_output_norm.bias", "missing" },
+                { EDIT_SHAPE, true, "blk.0.attn_k.weight", "shape" },
         };
+        struct refusal cases[LMP_ARRAY_SIZE(all)];
+        size_t n_cases = 0;
+        for (size_t i = 0; i < LMP_ARRAY_SIZE(all); i++)
+                if (all[i].encoder == encoder)
+                        cases[n_cases++] = all[i];
         char src_path[4096], path[4200];
-        snprintf(src_path, sizeof(src_path), "%s/models/llama-f32.gguf", fx);
+        snprintf(src_path, sizeof(src_path), encoder ? "%s/embeddings/bert-mean-f32.gguf" : "%s/models/llama-f32.gguf",
+                 fx);
         snprintf(path, sizeof(path), "%s/edited.gguf", tmp);
         struct lmp_error err = { 0 };
         struct lmp_gguf *src = NULL;
@@ -103,7 +123,7 @@ static void test_refusals(const char *fx, const char *tmp) {
                 CHECK(0, "%s: %s", src_path, err.msg);
                 return;
         }
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (size_t i = 0; i < n_cases; i++) {
                 void *buf = NULL;
                 int r = rewrite(src, path, cases[i].e, &buf);
                 CHECK(r == 0, "case %zu: rewrite failed: %d", i, r);
@@ -126,6 +146,69 @@ static void test_refusals(const char *fx, const char *tmp) {
                 unlink(path);
         }
         lmp_gguf_free(src);
+}
+
+/* ---------------------------------------------------------------- encoders */
+
+/* lmp_ctx_encode's refusals, and decode/encode on the wrong kind of model. */
+static void test_encoder_calls(const char *fx) {
+        char path[4096];
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL, *gl = NULL;
+        struct lmp_model *m = NULL, *ml = NULL;
+        struct lmp_threadpool *pool = NULL;
+        struct lmp_ctx *c = NULL, *cl = NULL;
+        snprintf(path, sizeof(path), "%s/embeddings/bert-cls-f16.gguf", fx);
+        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, LMP_ISA_SCALAR, &m, &err) < 0 ||
+            lmp_threadpool_new(2, &pool) < 0) {
+                CHECK(0, "%s: %s", path, err.msg);
+                goto out;
+        }
+        CHECK(m->arch->encoder && m->hp.pooling == LMP_POOLING_CLS && lmp_model_pools(m), "bert-cls: an encoder, CLS");
+        struct lmp_ctx_params p = { .n_ctx = m->hp.n_ctx_train + 1, .n_seq = 2, .n_batch = 16 };
+        CHECK(lmp_ctx_new(m, &p, pool, &c, &err) == -EINVAL && strstr(err.msg, "positions"),
+              "n_ctx past the learned positions: %s", err.msg);
+        p.n_ctx = 8;
+        if (lmp_ctx_new(m, &p, pool, &c, &err) < 0) {
+                CHECK(0, "context: %s", err.msg);
+                goto out;
+        }
+        float out[2 * 128 + 16];
+        struct lmp_batch_entry b[4] = {
+                { .token = 101, .pos = 0, .seq = 0 }, { .token = 102, .pos = 1, .seq = 0 },
+                { .token = 101, .pos = 0, .seq = 1 }, { .token = 102, .pos = 1, .seq = 1 },
+        };
+        CHECK(lmp_ctx_encode(c, b, 4, out, &err) == 0, "two sequences: %s", err.msg);
+        CHECK(lmp_ctx_decode(c, b, 4, out, &err) == -EINVAL, "decode on an encoder");
+        struct lmp_batch_entry twice[3] = { b[0], b[2], b[0] };
+        twice[2].seq = 0;
+        CHECK(lmp_ctx_encode(c, twice, 3, out, &err) == -EINVAL && strstr(err.msg, "twice"), "a sequence twice: %s",
+              err.msg);
+        struct lmp_batch_entry late[2] = { b[1], b[0] };
+        CHECK(lmp_ctx_encode(c, late, 1, out, &err) == -EINVAL, "a sequence not from 0");
+        late[0].pos = 8;
+        CHECK(lmp_ctx_encode(c, late, 1, out, &err) == -E2BIG, "a position past n_ctx");
+        CHECK(lmp_ctx_encode(c, b, 4, NULL, &err) == -EINVAL, "no output buffer");
+        struct lmp_batch_entry bad = { .token = -1, .pos = 0, .seq = 0 };
+        CHECK(lmp_ctx_encode(c, &bad, 1, out, &err) == -EINVAL, "a token outside the vocabulary");
+
+        snprintf(path, sizeof(path), "%s/models/llama-f32.gguf", fx);
+        struct lmp_ctx_params pl = { .n_ctx = 8, .n_seq = 1, .n_batch = 8 };
+        if (lmp_gguf_open(path, &gl, &err) < 0 || lmp_model_load(gl, LMP_ISA_SCALAR, &ml, &err) < 0 ||
+            lmp_ctx_new(ml, &pl, pool, &cl, &err) < 0) {
+                CHECK(0, "%s: %s", path, err.msg);
+                goto out;
+        }
+        CHECK(!lmp_model_pools(ml), "llama: no pooling");
+        CHECK(lmp_ctx_encode(cl, b, 2, out, &err) == -EINVAL, "encode on a decoder");
+out:
+        lmp_ctx_free(cl);
+        lmp_model_free(ml);
+        lmp_gguf_free(gl);
+        lmp_ctx_free(c);
+        lmp_threadpool_free(pool);
+        lmp_model_free(m);
+        lmp_gguf_free(g);
 }
 
 /* ---------------------------------------------------------------- batches */
@@ -343,7 +426,12 @@ int main(void) {
                 perror("mkdtemp");
                 return 1;
         }
-        test_refusals(fx, tmp);
+        test_refusals(fx, tmp, false);
+        snprintf(probe, sizeof(probe), "%s/embeddings/bert-mean-f32.gguf", fx);
+        if (stat(probe, &st) == 0) {
+                test_refusals(fx, tmp, true);
+                test_encoder_calls(fx);
+        }
         test_batches(fx, "llama-f32", 1);
         test_batches(fx, "llama-f32", 3);
         test_batches(fx, "qwen2-f32", 2);
