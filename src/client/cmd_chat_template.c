@@ -1,8 +1,10 @@
 /* `lmpool chat-template`: renders a conversation (a JSON array of
- * {"role", "content"}) with a chat template and prints the prompt exactly,
- * with no added newline. The template comes from a model's GGUF
+ * {"role", "content", ...}) with a chat template and prints the prompt
+ * exactly, with no added newline. The template comes from a model's GGUF
  * (`tokenizer.chat_template`, with its bos/eos token text) or from a .jinja
- * file with --bos/--eos given; --family overrides detection. */
+ * file with --bos/--eos given, and is rendered by the Jinja interpreter;
+ * --family renders a named family's built-in renderer instead. --tools
+ * passes an OpenAI-style tools list to the template as `tools`. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -19,8 +21,9 @@ static void usage(FILE *f) {
         fprintf(f,
                 "usage: lmpool chat-template (MODEL | --template FILE.jinja [--bos S] [--eos S])\n"
                 "                            --messages FILE.json [--family NAME] [--date \"15 Jan 2026\"]\n"
-                "                            [--no-generation-prompt]\n"
+                "                            [--tools FILE.json] [--no-generation-prompt]\n"
                 "Prints the prompt a conversation (a JSON array of {\"role\", \"content\"}) renders to.\n"
+                "--tools gives the template an OpenAI-style tools list (a JSON array).\n"
                 "--messages - reads standard input. --bos/--eos also override a model's token\n"
                 "text; --date defaults to today.\n");
 }
@@ -82,7 +85,7 @@ static char *token_text(const struct lmp_gguf *g, const char *id_key) {
 }
 
 /* Parses the messages file into msgs (pointing into *ret_json). */
-static int parse_messages(const char *path, cJSON **ret_json, struct lmp_chat_msg **ret_msgs,
+static int parse_messages(const char *path, bool need_content, cJSON **ret_json, struct lmp_chat_msg **ret_msgs,
                           size_t *ret_n) {
         size_t len;
         char *text = read_file(path, &len);
@@ -108,15 +111,17 @@ static int parse_messages(const char *path, cJSON **ret_json, struct lmp_chat_ms
         cJSON_ArrayForEach(m, json) {
                 const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
                 const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-                if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
-                        fprintf(stderr, "lmpool chat-template: %s: message %zu needs string "
-                                        "\"role\" and \"content\"\n", path, i);
+                /* a Jinja template reads what it reads (an assistant turn of tool
+                 * calls has no content); a family renderer needs the string */
+                if (!cJSON_IsString(role) || (need_content && !cJSON_IsString(content))) {
+                        fprintf(stderr, "lmpool chat-template: %s: message %zu needs a string "
+                                        "\"role\"%s\n", path, i, need_content ? " and \"content\"" : "");
                         free(msgs);
                         cJSON_Delete(json);
                         return -1;
                 }
                 msgs[i].role = role->valuestring;
-                msgs[i].content = content->valuestring;
+                msgs[i].content = cJSON_IsString(content) ? content->valuestring : "";
                 i++;
         }
         *ret_json = json;
@@ -127,7 +132,8 @@ static int parse_messages(const char *path, cJSON **ret_json, struct lmp_chat_ms
 
 int lmp_cmd_chat_template(int argc, char **argv) {
         const char *model = NULL, *tpl_path = NULL, *msgs_path = NULL, *family_name = NULL;
-        const char *bos_arg = NULL, *eos_arg = NULL, *date = NULL;
+        const char *bos_arg = NULL, *eos_arg = NULL, *date = NULL, *tools_path = NULL;
+        cJSON *tools = NULL;
         bool gen_prompt = true;
         struct lmp_gguf *g = NULL;
         struct lmp_error err = { 0 };
@@ -137,7 +143,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         size_t n = 0;
         int rc = 1;
 
-        enum { O_TEMPLATE = 256, O_MESSAGES, O_FAMILY, O_BOS, O_EOS, O_DATE, O_NO_GEN };
+        enum { O_TEMPLATE = 256, O_MESSAGES, O_FAMILY, O_BOS, O_EOS, O_DATE, O_NO_GEN, O_TOOLS };
         static const struct option longopts[] = {
                 { "template", required_argument, NULL, O_TEMPLATE },
                 { "messages", required_argument, NULL, O_MESSAGES },
@@ -146,6 +152,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 { "eos", required_argument, NULL, O_EOS },
                 { "date", required_argument, NULL, O_DATE },
                 { "no-generation-prompt", no_argument, NULL, O_NO_GEN },
+                { "tools", required_argument, NULL, O_TOOLS },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
@@ -164,6 +171,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 case O_EOS: eos_arg = optarg; break;
                 case O_DATE: date = optarg; break;
                 case O_NO_GEN: gen_prompt = false; break;
+                case O_TOOLS: tools_path = optarg; break;
                 default: return 2;
                 }
         }
@@ -202,24 +210,51 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 }
         }
 
-        enum lmp_chat_family fam;
+        enum lmp_chat_family fam = LMP_CHAT_UNKNOWN;
         if (family_name) {
                 fam = lmp_chat_family_from_name(family_name);
                 if (fam == LMP_CHAT_UNKNOWN) {
                         fprintf(stderr, "lmpool chat-template: unknown family '%s'\n", family_name);
                         goto out;
                 }
-        } else {
-                fam = lmp_chat_detect(tpl);
-                if (fam == LMP_CHAT_UNKNOWN) {
-                        fprintf(stderr, "lmpool chat-template: %s: chat template family not "
-                                        "recognised; name it with --family\n", model ? model : tpl_path);
+        }
+        if (tools_path) {
+                size_t len;
+                char *text = read_file(tools_path, &len);
+                if (!text) {
+                        fprintf(stderr, "lmpool chat-template: %s: %s\n", tools_path, strerror(errno));
+                        goto out;
+                }
+                tools = cJSON_ParseWithLength(text, len);
+                free(text);
+                if (!cJSON_IsArray(tools)) {
+                        fprintf(stderr, "lmpool chat-template: %s: not a JSON array of tools\n", tools_path);
+                        goto out;
+                }
+                if (family_name) {
+                        fprintf(stderr, "lmpool chat-template: --tools needs the model's own template, not --family\n");
                         goto out;
                 }
         }
 
-        if (parse_messages(msgs_path, &json, &msgs, &n) < 0)
+        if (parse_messages(msgs_path, family_name != NULL, &json, &msgs, &n) < 0)
                 goto out;
+        if (!family_name) {
+                struct lmp_chat_opts jo = {
+                        .bos = bos_arg ? bos_arg : bos,
+                        .eos = eos_arg ? eos_arg : eos,
+                        .date = date,
+                        .add_generation_prompt = gen_prompt,
+                        .tools = tools,
+                };
+                if (lmp_chat_render_jinja(tpl, json, &jo, &out, &err) < 0) {
+                        fprintf(stderr, "lmpool chat-template: %s: %s\n", model ? model : tpl_path, err.msg);
+                        goto out;
+                }
+                fputs(out, stdout);
+                rc = fflush(stdout) == 0 ? 0 : 1;
+                goto out;
+        }
         if (tpl && (fam == LMP_CHAT_CHATML || fam == LMP_CHAT_QWEN2 || fam == LMP_CHAT_QWEN25) &&
             lmp_chat_default_system(tpl, &default_system) == -ENOMEM)
                 goto oom;
@@ -244,6 +279,7 @@ out:
         free(out);
         free(msgs);
         cJSON_Delete(json);
+        cJSON_Delete(tools);
         free(tpl);
         free(bos);
         free(eos);

@@ -17,6 +17,7 @@
 
 #include "common/json.h"
 #include "common/utf8.h"
+#include "tokenizer/jinja.h"
 
 /* ------------------------------------------------------------ string builder */
 
@@ -566,4 +567,59 @@ int lmp_chat_render(enum lmp_chat_family f, const struct lmp_chat_msg *msgs, siz
         }
         *ret_text = b.p;
         return 0;
+}
+
+/* ------------------------------------------------------------ Jinja templates */
+
+int lmp_chat_messages_json(const struct lmp_chat_msg *msgs, size_t n, cJSON **ret_json) {
+        cJSON *arr = cJSON_CreateArray();
+        if (!arr)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                cJSON *m = cJSON_CreateObject();
+                if (!m || !cJSON_AddItemToArray(arr, m) ||
+                    !cJSON_AddStringToObject(m, "role", msgs[i].role ? msgs[i].role : "") ||
+                    !cJSON_AddStringToObject(m, "content", msgs[i].content ? msgs[i].content : "")) {
+                        if (m && !cJSON_IsArray(arr))
+                                cJSON_Delete(m);
+                        cJSON_Delete(arr);
+                        return -ENOMEM;
+                }
+        }
+        *ret_json = arr;
+        return 0;
+}
+
+int lmp_chat_render_jinja(const char *template_text, const cJSON *messages, const struct lmp_chat_opts *o,
+                          char **ret_text, struct lmp_error *err) {
+        time_t now = o && o->now ? o->now : time(NULL);
+        char today[32];
+        struct tm tm;
+        const char *date = o ? o->date : NULL;
+        if (!date) {
+                if (!gmtime_r(&now, &tm) || strftime(today, sizeof today, "%d %b %Y", &tm) == 0)
+                        snprintf(today, sizeof today, "01 Jan 1970");
+                date = today;
+        }
+        cJSON *vars = cJSON_CreateObject();
+        if (!vars)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        /* The variables reference the caller's JSON (cJSON_CreateArrayReference
+         * and friends): nothing is copied, and deleting vars leaves them. */
+        bool ok = cJSON_AddItemToObject(vars, "messages",
+                                        messages ? cJSON_CreateArrayReference(messages->child) : cJSON_CreateArray()) &&
+                  cJSON_AddItemToObject(vars, "tools", o && o->tools ? cJSON_CreateArrayReference(o->tools->child)
+                                                                     : cJSON_CreateNull()) &&
+                  cJSON_AddStringToObject(vars, "bos_token", o && o->bos ? o->bos : "") &&
+                  cJSON_AddStringToObject(vars, "eos_token", o && o->eos ? o->eos : "") &&
+                  cJSON_AddBoolToObject(vars, "add_generation_prompt", o && o->add_generation_prompt) &&
+                  cJSON_AddStringToObject(vars, "date_string", date);
+        if (!ok) {
+                cJSON_Delete(vars);
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        }
+        struct lmp_jinja_opts jo = { .now = now, .trim_blocks = true, .lstrip_blocks = true };
+        int r = lmp_jinja_render(template_text, strlen(template_text), vars, &jo, ret_text, err);
+        cJSON_Delete(vars);
+        return r;
 }

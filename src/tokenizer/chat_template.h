@@ -1,6 +1,9 @@
 /* Chat templates: turning a conversation [{role, content}] into the exact
- * prompt text a model was trained on. Rather than interpreting Jinja, each
- * template family has a renderer written to reproduce, byte for byte, what
+ * prompt text a model was trained on. A model's own template
+ * (tokenizer.chat_template) is rendered by the Jinja interpreter
+ * (tokenizer/jinja.h) with lmp_chat_render_jinja(), as Hugging Face renders
+ * it. For a model without a template, a configuration names a family, and
+ * each family has a renderer written to reproduce, byte for byte, what
  * the model's own Jinja template renders under Hugging Face's settings
  * (trim_blocks + lstrip_blocks, no tools). The family is detected from the
  * template text by markers that only that family's templates carry; when
@@ -12,6 +15,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "common/error.h"
 
@@ -47,6 +53,10 @@ struct lmp_chat_opts {
                                      * conversation has none; NULL: the family's own
                                      * (none for plain ChatML) */
         bool add_generation_prompt;
+        const cJSON *tools;     /* lmp_chat_render_jinja: the OpenAI-style tools list, NULL for
+                                 * none (the template sees tools = none) */
+        time_t now;             /* lmp_chat_render_jinja: strftime_now()'s time and, without
+                                 * date, date_string's; 0 means the current time */
 };
 
 /* The family of a template's text, LMP_CHAT_UNKNOWN when none matches. */
@@ -65,6 +75,22 @@ enum lmp_chat_family lmp_chat_family_from_name(const char *name);
 
 /* The canonical name of a family ("unknown" for LMP_CHAT_UNKNOWN). */
 const char *lmp_chat_family_name(enum lmp_chat_family f);
+
+/* Renders the messages (a JSON array of message objects: role, content,
+ * and whatever else the template reads, e.g. tool_calls) with the Jinja
+ * template text, as Hugging Face's apply_chat_template does (trim_blocks,
+ * lstrip_blocks; messages, tools, bos_token, eos_token,
+ * add_generation_prompt and date_string as variables). On success *ret_text
+ * is a malloc'd string the caller frees. Returns -EINVAL with a message in
+ * *err when the template is not valid Jinja, refuses the conversation
+ * (raise_exception: the message is the template's own) or fails, -E2BIG when
+ * the render reaches a bound of tokenizer/jinja.h, -ENOMEM. */
+int lmp_chat_render_jinja(const char *template_text, const cJSON *messages, const struct lmp_chat_opts *opts,
+                          char **ret_text, struct lmp_error *err);
+
+/* msgs[0..n) as the JSON array lmp_chat_render_jinja() takes, in *ret_json
+ * (the caller cJSON_Delete()s it); -ENOMEM. */
+int lmp_chat_messages_json(const struct lmp_chat_msg *msgs, size_t n, cJSON **ret_json);
 
 /* Renders msgs[0..n) as the family's template does. On success *ret_text is
  * a malloc'd NUL-terminated string the caller frees. Returns -EINVAL with a

@@ -170,9 +170,9 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
         if (j->req.type == LMP_REQ_CHAT) {
                 struct lmp_chat_opts opts = { .bos = e->p.bos_text, .eos = e->p.eos_text,
                                               .add_generation_prompt = true };
-                if (e->p.chat_family == LMP_CHAT_UNKNOWN) {
+                if (e->p.chat_family == LMP_CHAT_UNKNOWN && !e->p.chat_template) {
                         *code = "bad_request";
-                        snprintf(msg, msg_size, "this model has no chat template lmpool knows; set chat_template in"
+                        snprintf(msg, msg_size, "this model has no chat template; set chat_template in"
                                  " the model's configuration, or use a generate request");
                         return -EINVAL;
                 }
@@ -185,7 +185,17 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                 for (size_t i = 0; i < j->req.n_messages; i++)
                         msgs[i] = (struct lmp_chat_msg){ .role = lmp_role_name(j->req.messages[i].role),
                                                          .content = j->req.messages[i].content };
-                r = lmp_chat_render(e->p.chat_family, msgs, j->req.n_messages, &opts, &rendered, &err);
+                if (e->p.chat_family != LMP_CHAT_UNKNOWN) {
+                        r = lmp_chat_render(e->p.chat_family, msgs, j->req.n_messages, &opts, &rendered, &err);
+                } else {
+                        cJSON *mj = NULL;
+                        r = lmp_chat_messages_json(msgs, j->req.n_messages, &mj);
+                        if (r == 0)
+                                r = lmp_chat_render_jinja(e->p.chat_template, mj, &opts, &rendered, &err);
+                        else
+                                lmp_error_set(&err, r, "out of memory");
+                        cJSON_Delete(mj);
+                }
                 free(msgs);
                 if (r < 0) {
                         *code = "bad_request";

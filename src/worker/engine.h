@@ -64,7 +64,9 @@ typedef void (*lmp_engine_sink_fn)(void *userdata, const struct lmp_engine_event
 struct lmp_engine_params {
         const struct lmp_model *model;
         const struct lmp_vocab *vocab;
-        enum lmp_chat_family chat_family;
+        const char *chat_template;      /* the model's own Jinja template, rendered when
+                                         * chat_family is LMP_CHAT_UNKNOWN; NULL: none */
+        enum lmp_chat_family chat_family; /* a configured family's renderer */
         const char *bos_text, *eos_text; /* for chat templates */
         uint32_t slots;
         uint32_t n_ctx;

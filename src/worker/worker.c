@@ -91,6 +91,7 @@ struct worker {
         struct lmp_engine *engine;      /* generative models */
         struct lmp_embedder *embedder;  /* embedding models */
         char *bos_text, *eos_text;
+        char *template_text;           /* the model's tokenizer.chat_template, or NULL */
 
         void *zctx;
         void *pair_engine;              /* the engine thread's end */
@@ -541,13 +542,16 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 copy_reason(why, why_size, err.msg);
                 return r;
         }
+        /* A configured family wins; otherwise the model's own template is
+         * rendered by the Jinja interpreter. */
         if (w->chat_template && *w->chat_template)
                 family = lmp_chat_family_from_name(w->chat_template);
         else if (lmp_gguf_get_str(w->gguf, "tokenizer.chat_template", &tmpl) == 0) {
-                char *t = lmp_gguf_str_dup(tmpl);
-                if (t)
-                        family = lmp_chat_detect(t);
-                free(t);
+                w->template_text = lmp_gguf_str_dup(tmpl);
+                if (!w->template_text) {
+                        snprintf(why, why_size, "out of memory");
+                        return -ENOMEM;
+                }
         }
         int32_t bos = lmp_vocab_bos(w->vocab), eos = lmp_vocab_eos(w->vocab);
         size_t len = 0;
@@ -579,6 +583,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
         }
         struct lmp_engine_params ep = {
                 .model = w->model, .vocab = w->vocab, .chat_family = family,
+                .chat_template = w->template_text,
                 .bos_text = w->bos_text, .eos_text = w->eos_text,
                 .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch,
                 .max_prompt_tokens = w->max_prompt_tokens, .pool = w->pool,
@@ -602,6 +607,7 @@ static void free_worker(struct worker *w) {
         lmp_store_free(w->store);
         free(w->bos_text);
         free(w->eos_text);
+        free(w->template_text);
         lmp_proto_buf_free(&w->event_buf);
 }
 
