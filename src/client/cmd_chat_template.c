@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/commands.h"
 #include "common/args.h"
@@ -240,7 +241,14 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         if (parse_messages(msgs_path, family_name != NULL, &json, &msgs, &n) < 0)
                 goto out;
         if (!family_name) {
+                /* --date is the date the template sees, in strftime_now() too */
+                time_t now = 0;
+                struct tm tm = { 0 };
+                const char *end = date ? strptime(date, "%d %b %Y", &tm) : NULL;
+                if (date && end && !*end)
+                        now = timegm(&tm);
                 struct lmp_chat_opts jo = {
+                        .now = now,
                         .bos = bos_arg ? bos_arg : bos,
                         .eos = eos_arg ? eos_arg : eos,
                         .date = date,

@@ -537,9 +537,18 @@ static struct val str_of(struct ctx *c, const struct val *v) {
         return sb_val(&b);
 }
 
-/* json.dumps(v, ensure_ascii=False, indent=indent, sort_keys=sort) */
-static void to_json(struct ctx *c, struct sb *b, const struct val *v, int indent, int level, bool sort,
+/* json.dumps(v, ensure_ascii=False, indent=indent, separators=(item_sep,
+ * key_sep), sort_keys=sort) */
+struct jsonfmt {
+        int indent;             /* -1: none */
+        bool sort;
+        const char *item_sep, *key_sep;
+        size_t item_len, key_len;
+};
+
+static void to_json(struct ctx *c, struct sb *b, const struct val *v, const struct jsonfmt *jf, int level,
                     size_t depth) {
+        int indent = jf->indent;
         if (depth > c->lim.max_depth)
                 fail(c, -E2BIG, "tojson: nesting deeper than %zu", c->lim.max_depth);
         char buf[64];
@@ -582,7 +591,7 @@ static void to_json(struct ctx *c, struct sb *b, const struct val *v, int indent
                 size_t *order = alloc(c, n * sizeof *order);
                 for (size_t i = 0; i < n; i++)
                         order[i] = i;
-                if (!isl && sort) {
+                if (!isl && jf->sort) {
                         for (size_t i = 1; i < n; i++) /* insertion sort on string keys */
                                 for (size_t j = i; j > 0; j--) {
                                         const struct val *x = &v->d->k[order[j - 1]], *y = &v->d->k[order[j]];
@@ -599,29 +608,28 @@ static void to_json(struct ctx *c, struct sb *b, const struct val *v, int indent
                 }
                 for (size_t i = 0; i < n; i++) {
                         if (i)
-                                sb_ch(b, ',');
+                                sb_addn(b, jf->item_sep, jf->item_len);
                         if (indent >= 0) {
                                 sb_ch(b, '\n');
                                 for (int s = 0; s < indent * (level + 1); s++)
                                         sb_ch(b, ' ');
-                        } else if (i)
-                                sb_ch(b, ' ');
+                        }
                         if (isl) {
-                                to_json(c, b, &v->l->v[order[i]], indent, level + 1, sort, depth + 1);
+                                to_json(c, b, &v->l->v[order[i]], jf, level + 1, depth + 1);
                         } else {
                                 const struct val *k = &v->d->k[order[i]];
                                 if (k->t == V_STR)
-                                        to_json(c, b, k, indent, level + 1, sort, depth + 1);
+                                        to_json(c, b, k, jf, level + 1, depth + 1);
                                 else {
                                         struct val ks = str_of(c, k);
                                         if (k->t == V_BOOL)
                                                 ks = vcstr(k->b ? "true" : "false");
                                         else if (k->t == V_NONE)
                                                 ks = vcstr("null");
-                                        to_json(c, b, &ks, indent, level + 1, sort, depth + 1);
+                                        to_json(c, b, &ks, jf, level + 1, depth + 1);
                                 }
-                                sb_add(b, ": ");
-                                to_json(c, b, &v->d->v[order[i]], indent, level + 1, sort, depth + 1);
+                                sb_addn(b, jf->key_sep, jf->key_len);
+                                to_json(c, b, &v->d->v[order[i]], jf, level + 1, depth + 1);
                         }
                 }
                 if (indent >= 0) {
@@ -2887,16 +2895,53 @@ static struct val apply_filter(struct ctx *c, const char *name, struct val v, st
                 }
         }
         if (!strcmp(name, "tojson")) {
-                struct val *ind = arg(a, 0, "indent");
-                int indent = -1;
+                /* Hugging Face's: tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False) */
+                struct val *ea = arg(a, 0, "ensure_ascii");
+                struct val *ind = arg(a, 1, "indent");
+                struct val *seps = arg(a, 2, "separators");
+                struct val *sk = arg(a, 3, "sort_keys");
+                struct jsonfmt jf = {.indent = -1, .sort = sk && truthy(sk)};
                 if (ind && ind->t != V_NONE) {
                         long long k = to_index(c, ind);
-                        indent = k < 0 ? 0 : k > 64 ? 64 : (int)k;
+                        jf.indent = k < 0 ? 0 : k > 64 ? 64 : (int)k;
                 }
-                struct val *sk = kwarg(a, "sort_keys");
+                jf.item_sep = jf.indent >= 0 ? "," : ", ";
+                jf.key_sep = ": ";
+                if (seps && seps->t != V_NONE) {
+                        if (seps->t != V_LIST || seps->l->n != 2 || seps->l->v[0].t != V_STR || seps->l->v[1].t != V_STR)
+                                fail(c, -EINVAL, "tojson: separators must be two strings");
+                        jf.item_sep = sdup(c, seps->l->v[0].s.p, seps->l->v[0].s.n);
+                        jf.key_sep = sdup(c, seps->l->v[1].s.p, seps->l->v[1].s.n);
+                }
+                jf.item_len = strlen(jf.item_sep);
+                jf.key_len = strlen(jf.key_sep);
                 struct sb b = {.c = c};
-                to_json(c, &b, &v, indent, 0, sk && truthy(sk), 0);
-                return sb_val(&b);
+                to_json(c, &b, &v, &jf, 0, 0);
+                if (!(ea && truthy(ea)))
+                        return sb_val(&b);
+                /* ensure_ascii: every code point past ASCII as \uXXXX, in surrogate pairs past the BMP */
+                struct sb o = {.c = c};
+                for (size_t i = 0; i < b.n;) {
+                        unsigned char ch = (unsigned char)b.p[i];
+                        if (ch < 0x80) {
+                                sb_ch(&o, (char)ch);
+                                i++;
+                                continue;
+                        }
+                        int len = ch >= 0xf0 ? 4 : ch >= 0xe0 ? 3 : ch >= 0xc0 ? 2 : 1;
+                        uint32_t cp = len == 4 ? ch & 0x07 : len == 3 ? ch & 0x0f : len == 2 ? ch & 0x1f : 0xfffd;
+                        for (int k = 1; k < len && i + (size_t)k < b.n; k++)
+                                cp = cp << 6 | ((unsigned char)b.p[i + (size_t)k] & 0x3f);
+                        i += (size_t)len;
+                        char e[16];
+                        if (cp >= 0x10000 && cp <= 0x10ffff) {
+                                cp -= 0x10000;
+                                snprintf(e, sizeof e, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+                        } else
+                                snprintf(e, sizeof e, "\\u%04x", cp & 0xffff);
+                        sb_add(&o, e);
+                }
+                return sb_val(&o);
         }
         if (!strcmp(name, "string"))
                 return str_of(c, &v);
