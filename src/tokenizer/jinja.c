@@ -67,6 +67,7 @@ struct val {
         bool gen;                       /* V_LIST: a generator (what select and map
                                          * return in jinja2): true, with no len() and
                                          * not serializable until |list */
+        bool tuple;                     /* V_LIST: a tuple, for repr() */
         bool safe;                      /* V_STR: markup (the safe filter's result), which
                                          * HTML-escapes a plain string added to it, as
                                          * markupsafe's Markup.__add__ does */
@@ -505,13 +506,15 @@ static void repr(struct sb *b, const struct val *v) {
                 return;
         }
         case V_LIST:
-                sb_ch(b, '[');
+                sb_ch(b, v->tuple ? '(' : '[');
                 for (size_t i = 0; i < v->l->n; i++) {
                         if (i)
                                 sb_add(b, ", ");
                         repr(b, &v->l->v[i]);
                 }
-                sb_ch(b, ']');
+                if (v->tuple && v->l->n == 1)
+                        sb_ch(b, ',');
+                sb_ch(b, v->tuple ? ')' : ']');
                 return;
         case V_DICT:
                 sb_ch(b, '{');
@@ -1249,20 +1252,25 @@ static struct node *parse_filters(struct ctx *c, struct node *e) {
         return e;
 }
 
-static struct node *parse_unary(struct ctx *c) {
+/* As jinja2 parses them, filters apply to the negated operand: -3 | abs is 3. */
+static struct node *parse_unary_f(struct ctx *c, bool with_filter) {
         enter(c);
         struct tok *t = peek(c);
         struct node *e;
         if (is_op(t, '-') || is_op(t, '+')) {
                 next(c);
                 e = mk(c, t->op == '-' ? N_NEG : N_POS, t->line);
-                e->a = parse_unary(c);
+                e->a = parse_unary_f(c, false);
         } else {
-                e = parse_filters(c, parse_postfix(c, parse_primary(c)));
+                e = parse_postfix(c, parse_primary(c));
         }
+        if (with_filter)
+                e = parse_filters(c, e);
         c->depth--;
         return e;
 }
+
+static struct node *parse_unary(struct ctx *c) { return parse_unary_f(c, true); }
 
 static struct node *parse_pow(struct ctx *c) {
         struct node *e = parse_unary(c);
@@ -2479,6 +2487,7 @@ static struct val call_method(struct ctx *c, struct method *m, struct args *a) {
                                 list_push(c, r.l, s.d->v[i]);
                         else {
                                 struct val pair = vlist(c);
+                                pair.tuple = true;
                                 list_push(c, pair.l, s.d->k[i]);
                                 list_push(c, pair.l, s.d->v[i]);
                                 list_push(c, r.l, pair);
@@ -2987,6 +2996,7 @@ static struct val apply_filter(struct ctx *c, const char *name, struct val v, st
                 for (size_t i = 0; i < n; i++) {
                         keys[i] = by_value ? v.d->v[i] : v.d->k[i];
                         items[i] = vlist(c);
+                        items[i].tuple = true;
                         list_push(c, items[i].l, v.d->k[i]);
                         list_push(c, items[i].l, v.d->v[i]);
                 }
@@ -3232,6 +3242,7 @@ static struct val eval_inner(struct ctx *c, struct node *e, struct scope *sc) {
         case N_LIST:
         case N_TUPLE: {
                 struct val r = vlist(c);
+                r.tuple = e->k == N_TUPLE;
                 for (size_t i = 0; i < e->n; i++)
                         list_push(c, r.l, eval(c, e->kids[i], sc));
                 return r;
@@ -3572,6 +3583,23 @@ static void free_ctx(struct ctx *c) {
 }
 
 static int render(struct ctx *c, const cJSON *vars, char **ret_text) {
+        /* As jinja2 reads a source: \r\n and \r become \n, and one
+         * trailing newline is dropped (keep_trailing_newline is off). */
+        char *src = alloc(c, c->len + 1);
+        size_t n = 0;
+        for (size_t i = 0; i < c->len; i++) {
+                if (c->src[i] == '\r') {
+                        src[n++] = '\n';
+                        if (i + 1 < c->len && c->src[i + 1] == '\n')
+                                i++;
+                } else
+                        src[n++] = c->src[i];
+        }
+        if (n > 0 && src[n - 1] == '\n')
+                n--;
+        src[n] = '\0';
+        c->src = src;
+        c->len = n;
         lex(c);
         c->pos = 0;
         c->depth = 0;
