@@ -138,7 +138,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         bool gen_prompt = true;
         struct lmp_gguf *g = NULL;
         struct lmp_error err = { 0 };
-        char *tpl = NULL, *bos = NULL, *eos = NULL, *out = NULL, *default_system = NULL;
+        char *tpl = NULL, *bos = NULL, *eos = NULL, *out = NULL;
         cJSON *json = NULL;
         struct lmp_chat_msg *msgs = NULL;
         size_t n = 0;
@@ -263,14 +263,10 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 rc = fflush(stdout) == 0 ? 0 : 1;
                 goto out;
         }
-        if (tpl && (fam == LMP_CHAT_CHATML || fam == LMP_CHAT_QWEN2 || fam == LMP_CHAT_QWEN25) &&
-            lmp_chat_default_system(tpl, &default_system) == -ENOMEM)
-                goto oom;
         struct lmp_chat_opts opts = {
                 .bos = bos_arg ? bos_arg : bos,
                 .eos = eos_arg ? eos_arg : eos,
                 .date = date,
-                .default_system = default_system,
                 .add_generation_prompt = gen_prompt,
         };
         if (lmp_chat_render(fam, msgs, n, &opts, &out, &err) < 0) {
@@ -291,7 +287,6 @@ out:
         free(tpl);
         free(bos);
         free(eos);
-        free(default_system);
         lmp_gguf_free(g);
         return rc;
 }

@@ -2,15 +2,8 @@
  * prompt text a model was trained on. A model's own template
  * (tokenizer.chat_template) is rendered by the Jinja interpreter
  * (tokenizer/jinja.h) with lmp_chat_render_jinja(), as Hugging Face renders
- * it. For a model without a template, a configuration names a family, and
- * each family has a renderer written to reproduce, byte for byte, what
- * the model's own Jinja template renders under Hugging Face's settings
- * (trim_blocks + lstrip_blocks, no tools). The family is detected from the
- * template text by markers that only that family's templates carry; when
- * detection fails, a configuration can name the family instead. Conversations
- * the template itself refuses (a system message for Gemma 2, roles that do
- * not alternate for Mistral v0.1, ...) are refused here with the template's
- * own message. */
+ * it. For a model without a template, a configuration names a family, whose
+ * built-in Jinja template lmp_chat_render() renders the same way. */
 #pragma once
 
 #include <stdbool.h>
@@ -49,25 +42,12 @@ struct lmp_chat_opts {
         const char *bos;        /* bos_token text; NULL means "" */
         const char *eos;        /* eos_token text; NULL means "" */
         const char *date;       /* date_string, e.g. "15 Jan 2026"; NULL means today */
-        const char *default_system; /* ChatML families: the system prompt used when the
-                                     * conversation has none; NULL: the family's own
-                                     * (none for plain ChatML) */
         bool add_generation_prompt;
         const cJSON *tools;     /* lmp_chat_render_jinja: the OpenAI-style tools list, NULL for
                                  * none (the template sees tools = none) */
         time_t now;             /* lmp_chat_render_jinja: strftime_now()'s time and, without
                                  * date, date_string's; 0 means the current time */
 };
-
-/* The family of a template's text, LMP_CHAT_UNKNOWN when none matches. */
-enum lmp_chat_family lmp_chat_detect(const char *template_text);
-
-/* The default system prompt written literally in a ChatML template
- * ('<|im_start|>system\n' TEXT '<|im_end|>'), as a malloc'd string in
- * *ret_text; -ENOENT when the template has none, -ENOMEM. Qwen2 builds vary
- * in this text, so a caller rendering a model's own template passes it as
- * lmp_chat_opts.default_system. */
-int lmp_chat_default_system(const char *template_text, char **ret_text);
 
 /* The family of a configured name ("chatml", "qwen2.5", "llama3.1",
  * "gemma", "mistral-nemo", ...), LMP_CHAT_UNKNOWN for an unknown name. */
@@ -92,7 +72,7 @@ int lmp_chat_render_jinja(const char *template_text, const cJSON *messages, cons
  * (the caller cJSON_Delete()s it); -ENOMEM. */
 int lmp_chat_messages_json(const struct lmp_chat_msg *msgs, size_t n, cJSON **ret_json);
 
-/* Renders msgs[0..n) as the family's template does. On success *ret_text is
+/* Renders msgs[0..n) with the family's built-in template. On success *ret_text is
  * a malloc'd NUL-terminated string the caller frees. Returns -EINVAL with a
  * message in *err when the template refuses the conversation (the message is
  * the template's own), -ENOMEM on allocation failure. */

@@ -177,7 +177,9 @@ static void fail(struct ctx *c, int code, const char *fmt, ...) {
                 va_start(ap, fmt);
                 vsnprintf(msg, sizeof msg, fmt, ap);
                 va_end(ap);
-                if (c->line > 0)
+                if (c->line < 0) /* raise_exception(): the template's own words */
+                        lmp_error_set(c->err, code, "%s", msg);
+                else if (c->line > 0)
                         lmp_error_set(c->err, code, "template line %d: %s", c->line, msg);
                 else
                         lmp_error_set(c->err, code, "template: %s", msg);
@@ -2609,6 +2611,7 @@ static struct val call_func(struct ctx *c, int fn, struct args *a) {
         case F_RAISE: {
                 struct val *m = arg(a, 0, NULL);
                 struct val s = m ? str_of(c, m) : vcstr("");
+                c->line = -1;
                 fail(c, -EINVAL, "%.*s", (int)(s.s.n > 400 ? 400 : s.s.n), s.s.p);
         }
         case F_STRFTIME: {
