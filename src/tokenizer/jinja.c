@@ -2095,7 +2095,8 @@ static struct val binop(struct ctx *c, int op, struct val a, struct val b) {
                 fail(c, -EINVAL, "unsupported operand type(s) for %c: '%s' and '%s'", op > 255 ? op >> 8 : op,
                      type_name(&a), type_name(&b));
         bool ints = a.t != V_FLOAT && b.t != V_FLOAT;
-        long long x = a.t == V_INT ? a.i : a.b, y = b.t == V_INT ? b.i : b.b;
+        /* the integer values, read only when both are int or bool */
+        long long x = a.t == V_INT ? a.i : a.t == V_BOOL ? a.b : 0, y = b.t == V_INT ? b.i : b.t == V_BOOL ? b.b : 0;
         double fx = num(&a), fy = num(&b);
         switch (op) {
         case '+':
