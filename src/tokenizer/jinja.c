@@ -73,13 +73,19 @@ struct val {
                                          * markupsafe's Markup.__add__ does */
 };
 
+/* depth: how deeply lists and dicts nest in this one (1: none), kept under
+ * the depth bound as they are built, so that printing, comparing and
+ * serializing values recurse within it. A namespace counts as 0: none of
+ * those looks inside one. */
 struct list {
         size_t n, cap;
+        size_t depth;
         struct val *v;
 };
 
 struct dict {
         size_t n, cap;
+        size_t depth;
         struct val *k, *v;
 };
 
@@ -255,7 +261,20 @@ static struct val vdict(struct ctx *c) {
         return v;
 }
 
+static size_t val_depth(const struct val *v) {
+        return v->t == V_LIST ? v->l->depth : v->t == V_DICT ? v->d->depth : 0;
+}
+
+static void nest(struct ctx *c, size_t *depth, const struct val *v) {
+        size_t d = val_depth(v) + 1;
+        if (d > c->lim.max_depth)
+                fail(c, -E2BIG, "values nested deeper than %zu", c->lim.max_depth);
+        if (d > *depth)
+                *depth = d;
+}
+
 static void list_push(struct ctx *c, struct list *l, struct val v) {
+        nest(c, &l->depth, &v);
         grow(c, (void **)&l->v, &l->cap, l->n, sizeof *l->v);
         l->v[l->n++] = v;
 }
@@ -277,6 +296,8 @@ static struct val *dict_findc(struct dict *d, const char *k, size_t n) {
 }
 
 static void dict_set(struct ctx *c, struct dict *d, struct val k, struct val v) {
+        nest(c, &d->depth, &k);
+        nest(c, &d->depth, &v);
         struct val *slot = dict_find(d, &k);
         if (slot) {
                 *slot = v;

@@ -212,6 +212,8 @@ int main(void) {
                 "{% if t %}x{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}"
                 "{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}{% endif %}"
                 "{% endif %}{% endif %}{% endif %}{% endif %}", &lim, -E2BIG, "deeper than 20");
+        bad_lim("{% set ns = namespace(x=[]) %}{% for i in range(30) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}",
+                &lim, -E2BIG, "values nested deeper than 20");
         lim = lmp_jinja_default_limits;
         lim.max_memory = 1 << 20;
         bad_lim("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(30) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}",
