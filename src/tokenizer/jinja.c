@@ -105,7 +105,7 @@ struct scope {
         struct dict vars;
 };
 
-enum { F_RAISE, F_STRFTIME, F_NAMESPACE, F_RANGE, F_DICT, F_CALLER_UNUSED };
+enum { F_RAISE, F_STRFTIME, F_NAMESPACE, F_RANGE, F_DICT };
 
 /* ------------------------------------------------------------------ tree */
 
@@ -1263,9 +1263,6 @@ static struct node *parse_filters(struct ctx *c, struct node *e) {
                 struct node *f = mk(c, N_FILTER, line);
                 f->a = e;
                 f->name = expect_name(c);
-                while (is_op(peek(c), '.')) { /* dotted filter names are not used; refuse clearly */
-                        syntax(c, "a filter name");
-                }
                 if (is_op(peek(c), '(')) {
                         next(c);
                         parse_args(c, f);
@@ -2423,9 +2420,7 @@ static struct val do_case(struct ctx *c, struct val s, int mode) {
                 else if (!up && ch >= 'A' && ch <= 'Z')
                         ch = (char)(ch + 32);
                 p[i] = ch;
-                prev_letter = mode == 2 ? letter || (ch >= '0' && ch <= '9') ? letter : false : letter;
-                if (mode == 2)
-                        prev_letter = letter;
+                prev_letter = letter;
         }
         return vstr(p, s.s.n);
 }
@@ -3668,8 +3663,8 @@ int lmp_jinja_render(const char *src, size_t len, const cJSON *vars, const struc
         c->src = src ? src : "";
         c->len = src ? len : 0;
         int r;
-        /* c is volatile-free: every field fail() needs is written before
-         * setjmp, and the evaluator's later writes go through the pointer. */
+        /* Nothing local changes between setjmp and longjmp (c is only
+         * written through), so no local needs to be volatile. */
         if ((r = setjmp(c->jb)) != 0) {
                 free_ctx(c);
                 free(c);
