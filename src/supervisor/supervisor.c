@@ -996,10 +996,7 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
                         ((struct lmp_model_config *)d->models[i].cfg)->defaults = mc->defaults;
         }
         lmp_config_free(c);
-        lmp_log_setup("lmpoold",
-                      d->cfg->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
-                      d->cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
-                      lmp_log_priority_of(d->cfg->log_level));
+        lmp_config_setup_logging(d->cfg, "lmpoold");
         /* The response cache's limits, and the workers' settings. */
         lmp_router_reload(&d->router);
         struct lmp_log_field f[] = {
