@@ -242,5 +242,13 @@ static inline enum lmp_log_priority lmp_log_priority_of(enum lmp_log_level l) {
         }
 }
 const char *lmp_log_target_name(enum lmp_log_target v);
+/* log.target's sink. */
+static inline enum lmp_log_sink lmp_log_sink_of(enum lmp_log_target t) {
+        switch (t) {
+        case LMP_LOG_TARGET_JOURNAL: return LMP_LOGTO_JOURNAL;
+        case LMP_LOG_TARGET_STDERR: return LMP_LOGTO_STDERR;
+        default: return LMP_LOGTO_AUTO;
+        }
+}
 const char *lmp_store_kind_name(enum lmp_store_kind v);
 const char *lmp_numa_policy_name(enum lmp_numa_policy v);

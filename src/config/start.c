@@ -27,7 +27,5 @@ int lmp_config_start(const char *prog, const char *given, struct lmp_config **re
 }
 
 void lmp_config_setup_logging(const struct lmp_config *c, const char *ident) {
-        enum lmp_log_sink sink = c->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
-                                 c->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO;
-        lmp_log_setup(ident, sink, lmp_log_priority_of(c->log_level));
+        lmp_log_setup(ident, lmp_log_sink_of(c->log_target), lmp_log_priority_of(c->log_level));
 }

@@ -72,7 +72,8 @@ struct worker {
         int heartbeat_ms, liveness;
         int repeat_last_n;
         int report_fd;                  /* -1: none */
-        int log_priority;
+        int log_priority;               /* enum lmp_log_priority */
+        int log_sink;                   /* enum lmp_log_sink */
         const char *chat_template;
 
         /* engine */
@@ -271,7 +272,7 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 return;
         case LMP_WIRE_CONFIG: {
                 /* SIGHUP in the supervisor: the settings it applies to
-                 * running workers. The I/O thread has taken the log level. */
+                 * running workers. The I/O thread has taken the logging. */
                 struct lmp_wire_config h;
                 if (lmp_wire_parse_config(head, head_len, &h, &err) < 0) {
                         lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped", w->name, err.msg);
@@ -334,15 +335,19 @@ static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage 
                 send_message(dealer, LMP_WIRE_HEARTBEAT, head, NULL, 0);
 }
 
-/* The log priority of a config message (the engine thread takes the rest,
- * and logs a header that does not parse). */
-static void apply_log_level(struct worker *w, zmq_msg_t *head) {
+/* The logging settings of a config message, log.level and log.target as
+ * the supervisor has them (the engine thread takes the rest, and logs a
+ * header that does not parse). */
+static void apply_logging(struct worker *w, zmq_msg_t *head) {
         struct lmp_wire_config h;
-        if (lmp_wire_parse_config(zmq_msg_data(head), zmq_msg_size(head), &h, NULL) == 0 &&
-            h.log_priority != w->log_priority) {
-                w->log_priority = h.log_priority;
-                lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)h.log_priority);
-        }
+        if (lmp_wire_parse_config(zmq_msg_data(head), zmq_msg_size(head), &h, NULL) < 0 ||
+            (h.log_priority == w->log_priority && h.log_sink == w->log_sink))
+                return;
+        w->log_priority = h.log_priority;
+        w->log_sink = h.log_sink;
+        lmp_log_setup("lmpoold", (enum lmp_log_sink)h.log_sink, (enum lmp_log_priority)h.log_priority);
+        lmp_log_msg(LMP_PRI_DEBUG, "worker %s: logging at priority %d, sink %d", w->name, w->log_priority,
+                    w->log_sink);
 }
 
 static int io_loop(struct worker *w, void *dealer, void *pair_io) {
@@ -376,7 +381,7 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                                         verb = LMP_WIRE_PING; /* nothing to forward */
                                 }
                                 if (verb == LMP_WIRE_CONFIG)
-                                        apply_log_level(w, &p.m[1]);
+                                        apply_logging(w, &p.m[1]);
                                 if (verb != LMP_WIRE_PING) {
                                         /* Forward to the engine as is. */
                                         for (int i = 0; i < p.n; i++)
@@ -499,6 +504,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 { "liveness", required_argument, NULL, 'l' },
                 { "chat-template", required_argument, NULL, 'T' },
                 { "log-level", required_argument, NULL, 'L' },
+                { "log-sink", required_argument, NULL, 'S' },
                 { "repeat-last-n", required_argument, NULL, 'R' },
                 { "report-fd", required_argument, NULL, 'r' },
                 { 0 },
@@ -515,6 +521,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
         w->repeat_last_n = 64;
         w->report_fd = -1;
         w->log_priority = LMP_PRI_INFO;
+        w->log_sink = LMP_LOGTO_AUTO;
         optind = 1;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
                 switch (c) {
@@ -531,13 +538,15 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 case 'l': w->liveness = atoi(optarg); break;
                 case 'T': w->chat_template = optarg; break;
                 case 'L': w->log_priority = atoi(optarg); break;
+                case 'S': w->log_sink = atoi(optarg); break;
                 case 'R': w->repeat_last_n = atoi(optarg); break;
                 case 'r': w->report_fd = atoi(optarg); break;
                 default: return -EINVAL;
                 }
         }
         if (!w->name[0] || w->store_fd < 0 || !w->backend || w->threads < 1 || w->slots < 1 || w->heartbeat_ms < 1 ||
-            w->liveness < 1 || w->log_priority < LMP_PRI_ERR || w->log_priority > LMP_PRI_DEBUG)
+            w->liveness < 1 || w->log_priority < LMP_PRI_ERR || w->log_priority > LMP_PRI_DEBUG ||
+            w->log_sink < LMP_LOGTO_AUTO || w->log_sink > LMP_LOGTO_STDERR)
                 return -EINVAL;
         if (w->n_batch < w->slots)
                 w->n_batch = w->slots;
@@ -608,7 +617,7 @@ int lmp_worker_main(int argc, char **argv) {
         }
         if (w.report_fd >= 0)
                 fcntl(w.report_fd, F_SETFD, FD_CLOEXEC);
-        lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)w.log_priority);
+        lmp_log_setup("lmpoold", (enum lmp_log_sink)w.log_sink, (enum lmp_log_priority)w.log_priority);
         if ((r = check_backend(w.backend)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: %s is not in a private directory of ours: %s", w.name, w.backend,
                             strerror(-r));

@@ -355,6 +355,31 @@ class LifecycleTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_sighup_reapplies_logging_in_workers(self):
+        """log.level and log.target are applied on reload by the supervisor
+        and, through the config message, by running workers: a worker logs
+        its new setting at debug, which only the new level lets through."""
+        d = Daemon([model_yaml("m", MODEL, workers=1)])
+        try:
+            d.wait_ready()
+            self.assertNotIn("logging at priority", d.logs())
+            with open(d.config) as f:
+                text = f.read()
+            with open(d.config, "w") as f:
+                f.write(text.replace("log:\n  target: stderr\n", "log:\n  target: auto\n  level: debug\n"))
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 20
+            line = re.compile(r"worker \S+: logging at priority 7, sink 0")
+            while not (d.events("reloaded") and line.search(d.logs())) and time.time() < deadline:
+                time.sleep(0.05)
+            (ev,) = d.events("reloaded")
+            self.assertIn("log.level", ev["applied"], ev)
+            self.assertIn("log.target", ev["applied"], ev)
+            self.assertNotIn("log.target", ev.get("needs_restart", ""), ev)
+            self.assertRegex(d.logs(), line)
+        finally:
+            d.stop()
+
 
 class DeadlineTests(unittest.TestCase):
     def test_timeout_and_cancel(self):
