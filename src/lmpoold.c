@@ -252,16 +252,13 @@ out:
         for (size_t i = 0; d.models && i < d.n_models; i++) {
                 lmp_store_free(d.models[i].store);
                 for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++) {
-                        /* ".../worker-NAME/cgroup.procs" -> remove ".../worker-NAME" */
-                        char *procs = d.models[i].workers[j].cgroup_procs, *slash = strrchr(procs, '/');
-                        if (slash) {
-                                *slash = '\0';
-                                rmdir(procs);
-                        }
+                        struct lmp_worker_rt *w = &d.models[i].workers[j];
+                        if (w->cgroup[0] && (r = lmp_cgroups_remove(w->cgroup)) < 0)
+                                lmp_log_msg(LMP_PRI_WARNING, "%s: cannot remove the worker's cgroup: %s", w->cgroup,
+                                            strerror(-r));
+                        if (w->report_fd >= 0)
+                                close(w->report_fd);
                 }
-                for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++)
-                        if (d.models[i].workers[j].report_fd >= 0)
-                                close(d.models[i].workers[j].report_fd);
                 free(d.models[i].workers);
         }
         free(d.models);

@@ -382,12 +382,12 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 m->cfg->chat_template[0] ? "--chat-template" : NULL, (char *)m->cfg->chat_template, NULL,
         };
 
-        if (m->cfg->memory_max && !w->cgroup_procs[0]) {
+        if (m->cfg->memory_max && !w->cgroup[0]) {
                 struct lmp_error err = { 0 };
                 if (lmp_cgroups_prepare(&d->cgroups, &err) < 0 ||
-                    lmp_cgroups_worker(&d->cgroups, w->rw->name, m->cfg->memory_max, w->cgroup_procs,
-                                       sizeof(w->cgroup_procs), &err) < 0) {
-                        w->cgroup_procs[0] = '\0';
+                    lmp_cgroups_worker(&d->cgroups, w->rw->name, m->cfg->memory_max, w->cgroup, sizeof(w->cgroup),
+                                       &err) < 0) {
+                        w->cgroup[0] = '\0';
                         lmp_log_msg(LMP_PRI_WARNING, "worker %s: memory_max %" PRIu64 " not applied: %s", w->rw->name,
                                     m->cfg->memory_max, err.msg);
                 }
@@ -404,7 +404,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 sigset_t all;
                 sigfillset(&all);
                 sigprocmask(SIG_UNBLOCK, &all, NULL);
-                if (w->cgroup_procs[0] && lmp_cgroups_enter(w->cgroup_procs) < 0)
+                if (w->cgroup[0] && lmp_cgroups_enter(w->cgroup) < 0)
                         _exit(126);
                 /* The store's descriptor is the one thing the worker inherits. */
                 int flags = fcntl(m->store->fd, F_GETFD);

@@ -792,6 +792,8 @@ class WorkerCgroupTests(unittest.TestCase):
             with open(f"/proc/{pid}/cgroup") as f:
                 line = [l for l in f if "worker-a-0" in l]
             self.assertTrue(line, "the worker runs in its own cgroup")
+            hierarchy, path = line[0].strip().split(":", 2)[1:]
+            cg_dir = "/sys/fs/cgroup" + ("" if hierarchy == "" else "/memory") + path
             self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
             # "b" cannot live in 4 MiB: the kernel kills it, alone, again and again.
             deadline = time.time() + 20
@@ -801,8 +803,11 @@ class WorkerCgroupTests(unittest.TestCase):
             self.assertTrue(exits, d.logs())
             self.assertEqual(exits[0]["exit_signal"], "9")
             self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
+            self.assertTrue(os.path.isdir(cg_dir), cg_dir)
         finally:
             d.stop()
+        # The daemon removes its workers' cgroups when it stops.
+        self.assertFalse(os.path.exists(cg_dir), cg_dir)
 
 
 class ConfigTests(unittest.TestCase):
