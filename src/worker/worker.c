@@ -56,7 +56,7 @@
 #include "proto/proto.h"
 #include "proto/wire.h"
 #include "store/store.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_setup.h"
 #include "tokenizer/tokenizer.h"
 #include "worker/engine.h"
 
@@ -83,7 +83,7 @@ struct worker {
         struct lmp_vocab *vocab;
         struct lmp_threadpool *pool;
         struct lmp_engine *engine;
-        char *bos_text, *eos_text;
+        struct lmp_chat_setup chat;
 
         void *zctx;
         void *pair_engine;              /* the engine thread's end */
@@ -427,8 +427,6 @@ static void copy_reason(char *dst, size_t size, const char *src) {
  * went wrong (it is also logged). */
 static int load_engine(struct worker *w, char *why, size_t why_size) {
         struct lmp_error err = { 0 };
-        struct lmp_gguf_str tmpl = { 0 };
-        enum lmp_chat_family family = LMP_CHAT_UNKNOWN;
         int r;
 
         if ((r = lmp_store_attach(w->store_fd, &w->store, &err)) < 0 ||
@@ -439,23 +437,11 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 copy_reason(why, why_size, err.msg);
                 return r;
         }
-        if (w->chat_template && *w->chat_template)
-                family = lmp_chat_family_from_name(w->chat_template);
-        else if (lmp_gguf_get_str(w->gguf, "tokenizer.chat_template", &tmpl) == 0) {
-                char *t = lmp_gguf_str_dup(tmpl);
-                if (t)
-                        family = lmp_chat_detect(t);
-                free(t);
-        }
-        int32_t bos = lmp_vocab_bos(w->vocab), eos = lmp_vocab_eos(w->vocab);
-        size_t len = 0;
-        const char *s = bos >= 0 ? lmp_vocab_token_text(w->vocab, bos, &len) : NULL;
-        w->bos_text = strndup(s ? s : "", s ? len : 0);
-        s = eos >= 0 ? lmp_vocab_token_text(w->vocab, eos, &len) : NULL;
-        w->eos_text = strndup(s ? s : "", s ? len : 0);
-        if (!w->bos_text || !w->eos_text) {
-                snprintf(why, why_size, "out of memory");
-                return -ENOMEM;
+        /* The same set-up as `lmpool chat-template MODEL` (chat_setup.h). */
+        if ((r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, w->chat_template, NULL, &err)) < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: chat template: %s", w->name, err.msg);
+                copy_reason(why, why_size, err.msg);
+                return r;
         }
         if ((r = lmp_threadpool_new(w->threads, &w->pool)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: thread pool: %s", w->name, strerror(-r));
@@ -463,8 +449,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 return r;
         }
         struct lmp_engine_params ep = {
-                .model = w->model, .vocab = w->vocab, .chat_family = family,
-                .bos_text = w->bos_text, .eos_text = w->eos_text,
+                .model = w->model, .vocab = w->vocab, .chat = &w->chat,
                 .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch,
                 .max_prompt_tokens = w->max_prompt_tokens, .pool = w->pool,
                 .sink = engine_sink, .sink_userdata = w,
@@ -484,8 +469,7 @@ static void free_worker(struct worker *w) {
         lmp_model_free(w->model);
         lmp_gguf_free(w->gguf);
         lmp_store_free(w->store);
-        free(w->bos_text);
-        free(w->eos_text);
+        lmp_chat_setup_clear(&w->chat);
         lmp_proto_buf_free(&w->event_buf);
 }
 
