@@ -113,11 +113,12 @@ class Daemon:
         with open(self.log_path) as f:
             return f.read()
 
-    def events(self, name):
-        """The logfmt lines of one event, as dicts."""
+    def events(self, name=None):
+        """The logfmt lines of one event (of every event: None), as dicts,
+        in the order the daemon logged them."""
         out = []
         for line in self.logs().splitlines():
-            if f" event={name} " not in line:
+            if (f" event={name} " if name else " event=") not in line:
                 continue
             out.append(dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line)))
         return out
@@ -386,10 +387,13 @@ class DeadlineTests(unittest.TestCase):
         d = Daemon([model_yaml("m", DEEP, workers=1, slots=2, ctx=4096)])
         try:
             d.wait_ready()
-            t0 = time.time()
+            # The daemon's deadline ends the request, not its length: the
+            # timeout comes after some tokens, long before the 4000th.
             evs = d.request(generate("m", id="t", max_tokens=4000, ignore_eos=True, timeout_ms=300))
             self.assertEqual((evs[-1]["event"], evs[-1]["code"]), ("error", "timeout"))
-            self.assertLess(time.time() - t0, 2.0)
+            self.assertTrue(all(ev["event"] == "token" for ev in evs[:-1]), evs[:-1])
+            self.assertLess(len(evs) - 1, 4000, "the deadline, not max_tokens, ended it")
+            self.assertFalse([e for e in d.events("request_done") if e["request"] == "t"], "it did not finish")
             s = d.socket()
             s.send(json.dumps(generate("m", id="c", max_tokens=4000, ignore_eos=True)).encode())
             self.assertEqual(json.loads(s.recv())["event"], "token")
@@ -454,42 +458,43 @@ class CrashTests(unittest.TestCase):
                     break
             self.assertEqual(len(busy), 2, "both workers busy")
             victim = busy[0]
-            t_kill = time.time()
             os.kill(victim["pid"], signal.SIGKILL)
-            # The victim's client hears worker_lost within 2 s.
+            # The victim's client hears worker_lost while the other request
+            # is still streaming: the kill, not a deadline, ended it. (No
+            # wall-clock bound: the order of events is the claim.)
             poller = zmq.Poller()
             for s in socks:
                 poller.register(s, zmq.POLLIN)
             outcomes = {}
-            while len(outcomes) < 1 and time.time() - t_kill < 10:
-                for s, _ in poller.poll(100):
+            while len(outcomes) < 2:
+                ready = poller.poll(120000)
+                self.assertTrue(ready, f"no event for 120 s; ended so far: {outcomes}")
+                for s, _ in ready:
                     i = socks.index(s)
                     ev = json.loads(s.recv())
-                    if ev["event"] != "token" and i not in outcomes:
+                    if ev["event"] != "token":
                         outcomes[i] = ev
-            self.assertEqual(len(outcomes), 1, "one request ended")
-            (lost_i, lost_ev), = outcomes.items()
-            self.assertEqual(lost_ev.get("code"), "worker_lost", lost_ev)
-            self.assertLess(time.time() - t_kill, 2.0)
-            # A new worker is ready within 2 s of the kill.
-            while time.time() - t_kill < 2.0:
-                w = {w["name"]: w for w in d.stats()["workers"]}[victim["name"]]
-                if w["state"] == "ready" and w["pid"] != victim["pid"]:
-                    break
-                time.sleep(0.05)
-            self.assertEqual(w["state"], "ready")
-            self.assertNotEqual(w["pid"], victim["pid"])
-            self.assertLess(time.time() - t_kill, 2.5)
+                        poller.unregister(s)
+                        self.assertEqual(len(outcomes) == 1, ev.get("code") == "worker_lost",
+                                         f"worker_lost comes first, while the other streams: {ev}")
+            lost_i = [i for i, ev in outcomes.items() if ev.get("code") == "worker_lost"][0]
+            ev = outcomes[1 - lost_i]
             # The other client finishes normally.
-            other = socks[1 - lost_i]
-            while True:
-                self.assertTrue(other.poll(120000), "the other request finishes")
-                ev = json.loads(other.recv())
-                if ev["event"] != "token":
-                    break
             self.assertEqual(ev["event"], "done", ev)
             self.assertEqual(ev["finish"], "length")
+            # The daemon's own order: the victim exits, is respawned and is
+            # ready again before the other request is done.
+            order = [(e["event"], e.get("worker"), e.get("pid"), e.get("request"))
+                     for e in d.events() if e["event"] in ("worker_exited", "worker_started", "request_done")]
+            exited = order.index(("worker_exited", victim["name"], str(victim["pid"]), None))
+            restarted = [i for i, e in enumerate(order)
+                         if e[0] == "worker_started" and e[1] == victim["name"] and i > exited]
+            other_done = [i for i, e in enumerate(order) if e[0] == "request_done" and e[3] == f"k{1 - lost_i}"]
+            self.assertTrue(restarted and other_done and restarted[0] < other_done[0], order)
             self.assertEqual(d.events("worker_exited")[0]["exit_signal"], "9")
+            w = {w["name"]: w for w in d.stats()["workers"]}[victim["name"]]
+            self.assertEqual(w["state"], "ready")
+            self.assertNotEqual(w["pid"], victim["pid"])
             for s in socks:
                 s.close()
         finally:
