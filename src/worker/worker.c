@@ -437,8 +437,17 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 copy_reason(why, why_size, err.msg);
                 return r;
         }
-        /* The same set-up as `lmpool chat-template MODEL` (chat_setup.h). */
-        if ((r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, w->chat_template, NULL, &err)) < 0) {
+        /* The same set-up as `lmpool chat-template MODEL` (chat_setup.h). A
+         * chat_template the configuration names but lmpool does not know
+         * (the loader checks only its spelling) costs the chat requests,
+         * not the model: it is logged and the model's own template used. */
+        r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, w->chat_template, NULL, &err);
+        if (r == -EINVAL) {
+                lmp_log_msg(LMP_PRI_WARNING, "worker %s: chat_template: %s; detecting it from the model instead",
+                            w->name, err.msg);
+                r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, NULL, NULL, &err);
+        }
+        if (r < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: chat template: %s", w->name, err.msg);
                 copy_reason(why, why_size, err.msg);
                 return r;

@@ -319,6 +319,18 @@ class ChatTests(unittest.TestCase):
             self.assertIn("chat_template", ev["message"])
         finally:
             d.stop()
+        # A family lmpool does not know costs chat, not the model: logged,
+        # and the model's own template (none here) is used.
+        d = Daemon([model_yaml("m", MODEL, extra="    chat_template: nonesuch\n")])
+        try:
+            d.wait_ready()
+            self.assertEqual(d.request(generate("m", max_tokens=2))[-1]["event"], "done")
+            ev = d.request({"v": 1, "id": "c", "type": "chat", "model": "m",
+                            "messages": [{"role": "user", "content": "Hi"}]})[-1]
+            self.assertEqual((ev["event"], ev["code"]), ("error", "bad_request"))
+            self.assertIn("unknown chat template family 'nonesuch'", d.logs())
+        finally:
+            d.stop()
 
 
 class LifecycleTests(unittest.TestCase):
