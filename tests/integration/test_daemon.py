@@ -231,9 +231,14 @@ class PoolTests(unittest.TestCase):
         st = self.d.stats()
         pids = [w["pid"] for w in st["workers"] if w["state"] == "ready"]
         self.assertEqual(len(pids), 3)
-        # Serve something on every worker so that they have touched the weights.
+        # Serve something on every worker so that they have touched the
+        # weights: three different prompts, which the response cache cannot
+        # answer, go to the three workers in turn (ties go to the one that
+        # served fewest); the same prompt thrice would be served once.
         for i in range(3):
-            self.d.request(generate("m", id=f"w{i}", max_tokens=4))
+            ev = self.d.request(generate("m", prompt=f"{PROMPT} {i}", id=f"w{i}", max_tokens=4))[-1]
+            self.assertFalse(ev.get("cached"), ev)
+        self.assertTrue(all(w["served"] > 0 for w in self.d.stats()["workers"]), self.d.stats()["workers"])
         loaded = self.d.events("model_loaded")[0]
         store = int(loaded["store_bytes"])
         per_worker = int(loaded["kv_bytes_per_worker"]) + int(loaded["scratch_bytes_per_worker"])
