@@ -493,20 +493,27 @@ class CrashTests(unittest.TestCase):
                         outcomes[i] = ev
                         poller.unregister(s)
                         self.assertEqual(len(outcomes) == 1, ev.get("code") == "worker_lost",
-                                         f"worker_lost comes first, while the other streams: {ev}")
+                                         f"worker_lost comes first, while the other streams: {outcomes}\n"
+                                         + d.logs()[-6000:])
             lost_i = [i for i, ev in outcomes.items() if ev.get("code") == "worker_lost"][0]
             ev = outcomes[1 - lost_i]
             # The other client finishes normally.
             self.assertEqual(ev["event"], "done", ev)
             self.assertEqual(ev["finish"], "length")
             # The daemon's own order: the victim exits, is respawned and is
-            # ready again before the other request is done.
+            # ready again before the other request is done. (The daemon logs
+            # request_done after it sent the done event: wait for the line.)
+            other_id = 1 - lost_i
+            for _ in range(600):
+                if [e for e in d.events("request_done") if e["request"] == f"k{other_id}"]:
+                    break
+                time.sleep(0.05)
             order = [(e["event"], e.get("worker"), e.get("pid"), e.get("request"))
                      for e in d.events() if e["event"] in ("worker_exited", "worker_started", "request_done")]
             exited = order.index(("worker_exited", victim["name"], str(victim["pid"]), None))
             restarted = [i for i, e in enumerate(order)
                          if e[0] == "worker_started" and e[1] == victim["name"] and i > exited]
-            other_done = [i for i, e in enumerate(order) if e[0] == "request_done" and e[3] == f"k{1 - lost_i}"]
+            other_done = [i for i, e in enumerate(order) if e[0] == "request_done" and e[3] == f"k{other_id}"]
             self.assertTrue(restarted and other_done and restarted[0] < other_done[0], order)
             self.assertEqual(d.events("worker_exited")[0]["exit_signal"], "9")
             w = {w["name"]: w for w in d.stats()["workers"]}[victim["name"]]
