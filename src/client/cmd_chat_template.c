@@ -1,8 +1,9 @@
 /* `lmpool chat-template`: renders a conversation (a JSON array of
  * {"role", "content"}) with a chat template and prints the prompt exactly,
  * with no added newline. The template comes from a model's GGUF
- * (`tokenizer.chat_template`, with its bos/eos token text) or from a .jinja
- * file with --bos/--eos given; --family overrides detection. */
+ * (`tokenizer.chat_template`, with its bos/eos token texts and default
+ * system prompt, set up as the worker sets them up: chat_setup.h) or from
+ * a .jinja file with --bos/--eos given; --family overrides detection. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -13,7 +14,7 @@
 #include "client/commands.h"
 #include "common/args.h"
 #include "gguf/gguf.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_setup.h"
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -61,24 +62,6 @@ static char *read_file(const char *path, size_t *ret_len) {
         if (ret_len)
                 *ret_len = len;
         return buf;
-}
-
-/* The text of token `id_key`'s token, "" when the model does not say. */
-static char *token_text(const struct lmp_gguf *g, const char *id_key) {
-        uint32_t id;
-        struct lmp_gguf_value arr;
-        struct lmp_gguf_iter it;
-        struct lmp_gguf_value v;
-        struct lmp_gguf_str s;
-
-        if (lmp_gguf_get_u32(g, id_key, &id) < 0 ||
-            lmp_gguf_get_arr(g, "tokenizer.ggml.tokens", LMP_GGUF_STRING, &arr) < 0 || id >= arr.n)
-                return strdup("");
-        lmp_gguf_iter_init(&it, &arr);
-        for (uint32_t i = 0; lmp_gguf_iter_next(&it, &v); i++)
-                if (i == id && lmp_gguf_value_str(&v, &s) == 0)
-                        return lmp_gguf_str_dup(s);
-        return strdup("");
 }
 
 /* Parses the messages file into msgs (pointing into *ret_json). */
@@ -130,8 +113,10 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         const char *bos_arg = NULL, *eos_arg = NULL, *date = NULL;
         bool gen_prompt = true;
         struct lmp_gguf *g = NULL;
+        struct lmp_vocab *v = NULL;
+        struct lmp_chat_setup cs = { .family = LMP_CHAT_UNKNOWN };
         struct lmp_error err = { 0 };
-        char *tpl = NULL, *bos = NULL, *eos = NULL, *out = NULL, *default_system = NULL;
+        char *tpl = NULL, *out = NULL;
         cJSON *json = NULL;
         struct lmp_chat_msg *msgs = NULL;
         size_t n = 0;
@@ -174,26 +159,13 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 return 2;
         }
 
+        /* The worker's own set-up (chat_setup.h): a model's template, token
+         * texts and default system prompt, read the way lmpoold reads them. */
         if (model) {
-                struct lmp_gguf_str s;
-                int r = lmp_gguf_open(model, &g, &err);
-                if (r < 0) {
+                if (lmp_gguf_open(model, &g, &err) < 0 || lmp_vocab_load(g, &v, &err) < 0) {
                         fprintf(stderr, "lmpool chat-template: %s: %s\n", model, err.msg);
                         goto out;
                 }
-                if (lmp_gguf_get_str(g, "tokenizer.chat_template", &s) == 0) {
-                        tpl = lmp_gguf_str_dup(s);
-                        if (!tpl)
-                                goto oom;
-                } else if (!family_name) {
-                        fprintf(stderr, "lmpool chat-template: %s: no tokenizer.chat_template; "
-                                        "name the family with --family\n", model);
-                        goto out;
-                }
-                bos = token_text(g, "tokenizer.ggml.bos_token_id");
-                eos = token_text(g, "tokenizer.ggml.eos_token_id");
-                if (!bos || !eos)
-                        goto oom;
         } else if (tpl_path) {
                 tpl = read_file(tpl_path, NULL);
                 if (!tpl) {
@@ -201,53 +173,37 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                         goto out;
                 }
         }
-
-        enum lmp_chat_family fam;
-        if (family_name) {
-                fam = lmp_chat_family_from_name(family_name);
-                if (fam == LMP_CHAT_UNKNOWN) {
-                        fprintf(stderr, "lmpool chat-template: unknown family '%s'\n", family_name);
-                        goto out;
-                }
-        } else {
-                fam = lmp_chat_detect(tpl);
-                if (fam == LMP_CHAT_UNKNOWN) {
+        if (lmp_chat_setup_init(&cs, g, v, family_name, tpl, &err) < 0) {
+                fprintf(stderr, "lmpool chat-template: %s\n", err.msg);
+                goto out;
+        }
+        if (cs.family == LMP_CHAT_UNKNOWN) {
+                struct lmp_gguf_str s;
+                if (model && lmp_gguf_get_str(g, "tokenizer.chat_template", &s) < 0)
+                        fprintf(stderr, "lmpool chat-template: %s: no tokenizer.chat_template; "
+                                        "name the family with --family\n", model);
+                else
                         fprintf(stderr, "lmpool chat-template: %s: chat template family not "
                                         "recognised; name it with --family\n", model ? model : tpl_path);
-                        goto out;
-                }
+                goto out;
         }
 
         if (parse_messages(msgs_path, &json, &msgs, &n) < 0)
                 goto out;
-        if (tpl && (fam == LMP_CHAT_CHATML || fam == LMP_CHAT_QWEN2 || fam == LMP_CHAT_QWEN25) &&
-            lmp_chat_default_system(tpl, &default_system) == -ENOMEM)
-                goto oom;
-        struct lmp_chat_opts opts = {
-                .bos = bos_arg ? bos_arg : bos,
-                .eos = eos_arg ? eos_arg : eos,
-                .date = date,
-                .default_system = default_system,
-                .add_generation_prompt = gen_prompt,
-        };
-        if (lmp_chat_render(fam, msgs, n, &opts, &out, &err) < 0) {
-                fprintf(stderr, "lmpool chat-template: %s template: %s\n", lmp_chat_family_name(fam),
+        if (lmp_chat_setup_render(&cs, msgs, n, bos_arg, eos_arg, date, gen_prompt, &out, &err) < 0) {
+                fprintf(stderr, "lmpool chat-template: %s template: %s\n", lmp_chat_family_name(cs.family),
                         err.msg);
                 goto out;
         }
         fputs(out, stdout);
         rc = fflush(stdout) == 0 ? 0 : 1;
-        goto out;
-oom:
-        fprintf(stderr, "lmpool chat-template: out of memory\n");
 out:
         free(out);
         free(msgs);
         cJSON_Delete(json);
         free(tpl);
-        free(bos);
-        free(eos);
-        free(default_system);
+        lmp_chat_setup_clear(&cs);
+        lmp_vocab_free(v);
         lmp_gguf_free(g);
         return rc;
 }

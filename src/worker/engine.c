@@ -168,9 +168,7 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
         int r;
 
         if (j->req.type == LMP_REQ_CHAT) {
-                struct lmp_chat_opts opts = { .bos = e->p.bos_text, .eos = e->p.eos_text,
-                                              .add_generation_prompt = true };
-                if (e->p.chat_family == LMP_CHAT_UNKNOWN) {
+                if (e->p.chat->family == LMP_CHAT_UNKNOWN) {
                         *code = "bad_request";
                         snprintf(msg, msg_size, "this model has no chat template lmpool knows; set chat_template in"
                                  " the model's configuration, or use a generate request");
@@ -185,7 +183,8 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                 for (size_t i = 0; i < j->req.n_messages; i++)
                         msgs[i] = (struct lmp_chat_msg){ .role = lmp_role_name(j->req.messages[i].role),
                                                          .content = j->req.messages[i].content };
-                r = lmp_chat_render(e->p.chat_family, msgs, j->req.n_messages, &opts, &rendered, &err);
+                r = lmp_chat_setup_render(e->p.chat, msgs, j->req.n_messages, NULL, NULL, NULL, true, &rendered,
+                                          &err);
                 free(msgs);
                 if (r < 0) {
                         *code = "bad_request";

@@ -13,18 +13,7 @@
 
 #include "config/config.h"
 #include "config/settings.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                     \
-        do {                                                                                 \
-                if (!(cond)) {                                                               \
-                        failures++;                                                          \
-                        fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-                        fprintf(stderr, __VA_ARGS__);                                        \
-                        fputc('\n', stderr);                                                 \
-                }                                                                            \
-        } while (0)
+#include "../check.h"
 
 static char *const no_env[] = { NULL };
 
