@@ -74,6 +74,7 @@ struct lmp_model_config {
         int slots;
         int ctx;
         int batch;
+        int prompt_chunk;               /* prompt tokens per step while others generate */
         char chat_template[LMP_CONFIG_NAME_MAX + 1]; /* "" = detect from the model */
         enum lmp_store_kind store;
         enum lmp_numa_policy numa;

@@ -34,6 +34,7 @@ struct slot {
         size_t n_text, text_cap;
         double t_arrival, t_first, t_prompt_done;
         uint64_t used;                  /* when a job last took it (the engine's count) */
+        uint64_t step;                  /* the last step that took prompt tokens of it */
 };
 
 struct lmp_engine {
@@ -46,6 +47,7 @@ struct lmp_engine {
         float *logits;                  /* (slots, n_vocab) */
         uint32_t active;
         uint64_t jobs;                  /* jobs taken so far: the slots' clock */
+        uint64_t steps;                 /* steps so far */
 };
 
 void lmp_job_free(struct lmp_job *j) {
@@ -437,13 +439,27 @@ int lmp_engine_step(struct lmp_engine *e) {
                 e->batch_slot[n++] = (int32_t)s;
                 budget--;
         }
-        /* Then prompt chunks, slot by slot, in the room that is left. */
-        for (uint32_t s = 0; s < e->p.slots && budget > 0; s++) {
-                struct slot *sl = &e->slots[s];
-                if (!sl->job || sl->generating)
-                        continue;
-                uint32_t left = sl->n_prompt - sl->n_eval;
-                uint32_t k = LMP_MIN(left, budget);
+        /* Then prompt chunks in the room that is left: while others are
+         * generating, at most prompt_chunk tokens, since each of their next
+         * tokens waits for this step. Oldest job first. */
+        if (n > 0 && e->p.prompt_chunk > 0)
+                budget = LMP_MIN(budget, e->p.prompt_chunk);
+        e->steps++;
+        while (budget > 0) {
+                struct slot *sl = NULL;
+                uint32_t s = 0;
+                for (uint32_t k = 0; k < e->p.slots; k++) {
+                        struct slot *c = &e->slots[k];
+                        if (c->job && !c->generating && c->step != e->steps && c->n_eval < c->n_prompt &&
+                            (!sl || c->used < sl->used)) {
+                                sl = c;
+                                s = k;
+                        }
+                }
+                if (!sl)
+                        break;
+                sl->step = e->steps;
+                uint32_t k = LMP_MIN(sl->n_prompt - sl->n_eval, budget);
                 for (uint32_t i = 0; i < k; i++) {
                         uint32_t at = sl->n_eval + i;
                         e->batch[n] = (struct lmp_batch_entry){ .token = sl->prompt[at], .pos = (int32_t)at,

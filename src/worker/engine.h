@@ -68,6 +68,9 @@ struct lmp_engine_params {
         uint32_t slots;
         uint32_t n_ctx;
         uint32_t n_batch;
+        /* Most prompt tokens in a step that also decodes generating slots
+         * (0: n_batch); a step with no one generating takes n_batch. */
+        uint32_t prompt_chunk;
         uint32_t max_prompt_tokens;
         struct lmp_threadpool *pool;
         lmp_engine_sink_fn sink;

@@ -75,7 +75,7 @@ struct worker {
         int store_fd;
         const char *backend;
         int threads;
-        uint32_t slots, n_ctx, n_batch, max_prompt_tokens;
+        uint32_t slots, n_ctx, n_batch, prompt_chunk, max_prompt_tokens;
         int heartbeat_ms, liveness;
         int repeat_last_n;
         int report_fd;                  /* -1: none */
@@ -579,7 +579,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
         }
         struct lmp_engine_params ep = {
                 .model = w->model, .vocab = w->vocab, .chat = &w->chat,
-                .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch,
+                .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch, .prompt_chunk = w->prompt_chunk,
                 .max_prompt_tokens = w->max_prompt_tokens, .pool = w->pool,
                 .sink = engine_sink, .sink_userdata = w,
         };
@@ -613,6 +613,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 { "slots", required_argument, NULL, 's' },
                 { "ctx", required_argument, NULL, 'c' },
                 { "batch", required_argument, NULL, 'B' },
+                { "prompt-chunk", required_argument, NULL, 'C' },
                 { "max-prompt-tokens", required_argument, NULL, 'P' },
                 { "heartbeat-ms", required_argument, NULL, 'h' },
                 { "liveness", required_argument, NULL, 'l' },
@@ -630,6 +631,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
         w->slots = 1;
         w->n_ctx = 2048;
         w->n_batch = 512;
+        w->prompt_chunk = 64;
         w->heartbeat_ms = 500;
         w->liveness = 3;
         w->repeat_last_n = 64;
@@ -647,6 +649,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 case 's': w->slots = (uint32_t)atoi(optarg); break;
                 case 'c': w->n_ctx = (uint32_t)atoi(optarg); break;
                 case 'B': w->n_batch = (uint32_t)atoi(optarg); break;
+                case 'C': w->prompt_chunk = (uint32_t)atoi(optarg); break;
                 case 'P': w->max_prompt_tokens = (uint32_t)atoi(optarg); break;
                 case 'h': w->heartbeat_ms = atoi(optarg); break;
                 case 'l': w->liveness = atoi(optarg); break;
@@ -658,7 +661,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 default: return -EINVAL;
                 }
         }
-        if (!w->name[0] || w->store_fd < 0 || !w->backend || w->threads < 1 || w->slots < 1 || w->heartbeat_ms < 1 ||
+        if (!w->name[0] || w->store_fd < 0 || !w->backend || w->threads < 1 || w->slots < 1 || w->prompt_chunk < 1 || w->heartbeat_ms < 1 ||
             w->liveness < 1 || w->log_priority < LMP_PRI_ERR || w->log_priority > LMP_PRI_DEBUG ||
             w->log_sink < LMP_LOGTO_AUTO || w->log_sink > LMP_LOGTO_STDERR)
                 return -EINVAL;

@@ -13,6 +13,8 @@
  *   - prefix reuse: the same prompt again reuses the slot's cache (all but
  *     the last token, whose logits are needed), an unrelated prompt takes
  *     the least recently used slot and leaves the first one's cache alone;
+ *   - prompt_chunk: while a job generates, a step takes at most that many
+ *     prompt tokens, oldest job first;
  *   - chunked prompts: a prompt longer than the batch is read in chunks of
  *     the batch's size, while a job already generating gets one token in
  *     every step;
@@ -485,6 +487,72 @@ static void test_chunks(const struct fixture *f) {
         lmp_engine_free(e);
 }
 
+/* While a job generates, a step takes at most prompt_chunk prompt tokens
+ * (however large the batch), oldest job first; with no one generating a
+ * prompt goes in whole batches. */
+static void test_prompt_chunk(const struct fixture *f) {
+        const uint32_t chunk = 5;
+        struct lmp_error err = { 0 };
+        struct lmp_engine *e = NULL;
+        struct lmp_engine_params p = {
+                .model = f->model, .vocab = f->vocab, .chat = &f->chat, .slots = 3, .n_ctx = 512,
+                .n_batch = 256, .prompt_chunk = chunk, .pool = f->pool, .sink = sink,
+        };
+        char req[4096], prompt[2048] = "";
+
+        if (lmp_engine_new(&p, &e, &err) < 0) {
+                FAIL("lmp_engine_new: %s", err.msg);
+                return;
+        }
+        for (int i = 0; i < 6; i++)
+                strcat(prompt, "The quick brown fox jumps over the lazy dog. ");
+        clear_events();
+        /* Alone, a prompt goes in one step of the whole batch. */
+        snprintf(req, sizeof(req), "{\"id\":\"g\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"%s\","
+                                   "\"max_tokens\":400,\"ignore_eos\":true}", prompt);
+        submit(e, 1, req);
+        int first = cur_step + 1;
+        while (!n_events && lmp_engine_active(e)) {
+                cur_step++;
+                lmp_engine_step(e);
+        }
+        CHECK(cur_step == first, "a lone prompt took %d steps, want 1", cur_step - first + 1);
+        snprintf(req, sizeof(req), "{\"id\":\"a\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"A %s\","
+                                   "\"max_tokens\":1,\"ignore_eos\":true}", prompt);
+        submit(e, 2, req);
+        snprintf(req, sizeof(req), "{\"id\":\"b\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"B %s\","
+                                   "\"max_tokens\":1,\"ignore_eos\":true}", prompt);
+        submit(e, 3, req);
+        first = cur_step + 1;
+        int a_first = 0, b_first = 0;
+        while (lmp_engine_active(e) > 1 && cur_step < first + 1000) {
+                cur_step++;
+                lmp_engine_step(e);
+                int g = 0;
+                for (int i = 0; i < n_events; i++) {
+                        if (events[i].step != cur_step || events[i].kind != LMP_EV_TOKEN)
+                                continue;
+                        g += strcmp(events[i].id, "g") == 0;
+                        if (!a_first && strcmp(events[i].id, "a") == 0)
+                                a_first = cur_step - first + 1;
+                        if (!b_first && strcmp(events[i].id, "b") == 0)
+                                b_first = cur_step - first + 1;
+                }
+                CHECK(g == 1, "step %d: the generating job got %d tokens", cur_step, g);
+        }
+        lmp_engine_cancel(e, 1);
+        run(e);
+        const struct event *da = done_of("a"), *db = done_of("b");
+        uint32_t na = da ? da->prompt_tokens : 0, nb = db ? db->prompt_tokens : 0;
+        CHECK(na > 8 * chunk && nb > 8 * chunk, "prompts of %u and %u tokens", na, nb);
+        CHECK(a_first == (int)((na + chunk - 1) / chunk), "a (%u tokens, the older) first token after %d steps, want %u",
+              na, a_first, (na + chunk - 1) / chunk);
+        CHECK(b_first == (int)((na + nb + chunk - 1) / chunk), "b (%u tokens) first token after %d steps, want %u", nb,
+              b_first, (na + nb + chunk - 1) / chunk);
+        clear_events();
+        lmp_engine_free(e);
+}
+
 /* ------------------------------------------------------------ errors */
 
 static void test_refusals(const struct fixture *f) {
@@ -653,6 +721,7 @@ int main(void) {
         test_slots(&f);
         test_prefix(&f);
         test_chunks(&f);
+        test_prompt_chunk(&f);
         test_refusals(&f);
         fixture_close(&f);
 
