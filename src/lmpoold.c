@@ -113,10 +113,9 @@ static int load_curve(struct lmp_daemon *d) {
 }
 
 int main(int argc, char **argv) {
-        const char *config_path = getenv("LMPOOL_CONFIG");
+        const char *config_path = NULL;
         struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .inotify_fd = -1,
                                 .router = { .front_dir_fd = -1, .group = (gid_t)-1 } };
-        struct lmp_diag diag = { 0 };
         sigset_t mask;
         ssize_t n;
         int r, status = 1;
@@ -160,24 +159,13 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return LMP_EXIT_USAGE;
         }
-        if (!config_path || !*config_path)
-                config_path = LMP_CONFIG_DEFAULT_PATH;
 
         /* 1. configuration */
-        if (lmp_config_load(config_path, NULL, &d.cfg, &diag) < 0) {
-                lmp_diag_print(&diag, stderr);
-                lmp_diag_clear(&diag);
-                fprintf(stderr, "lmpoold: %s: configuration refused\n", config_path);
+        if (lmp_config_start("lmpoold", config_path, &d.cfg, &d.config_path) < 0)
                 return 1;
-        }
-        lmp_diag_clear(&diag);
-        d.config_path = config_path;
 
         /* 2. logging */
-        lmp_log_setup("lmpoold",
-                      d.cfg->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
-                      d.cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
-                      lmp_log_priority_of(d.cfg->log_level));
+        lmp_config_setup_logging(d.cfg, "lmpoold");
 
         /* The router's state and its views of the models and workers; it
          * tells the supervisor when a worker is ready. */
@@ -246,7 +234,7 @@ int main(int argc, char **argv) {
                 lmp_log_msg(LMP_PRI_WARNING, "%s takes clients without authentication: any local user can "
                             "connect (it is a loopback address; see docs/security.md for CURVE)", plain_tcp);
         lmp_log(LMP_PRI_NOTICE, "starting", NULL, 0, "lmpoold %s: %zu models from %s%s%s, clients on %s",
-                LMPOOL_VERSION, d.n_models, config_path, d.cfg->profile[0] ? ", profile " : "", d.cfg->profile,
+                LMPOOL_VERSION, d.n_models, d.config_path, d.cfg->profile[0] ? ", profile " : "", d.cfg->profile,
                 d.router.frontend);
 
         /* 7. load, spawn, serve */
@@ -264,16 +252,13 @@ out:
         for (size_t i = 0; d.models && i < d.n_models; i++) {
                 lmp_store_free(d.models[i].store);
                 for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++) {
-                        /* ".../worker-NAME/cgroup.procs" -> remove ".../worker-NAME" */
-                        char *procs = d.models[i].workers[j].cgroup_procs, *slash = strrchr(procs, '/');
-                        if (slash) {
-                                *slash = '\0';
-                                rmdir(procs);
-                        }
+                        struct lmp_worker_rt *w = &d.models[i].workers[j];
+                        if (w->cgroup[0] && (r = lmp_cgroups_remove(w->cgroup)) < 0)
+                                lmp_log_msg(LMP_PRI_WARNING, "%s: cannot remove the worker's cgroup: %s", w->cgroup,
+                                            strerror(-r));
+                        if (w->report_fd >= 0)
+                                close(w->report_fd);
                 }
-                for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++)
-                        if (d.models[i].workers[j].report_fd >= 0)
-                                close(d.models[i].workers[j].report_fd);
                 free(d.models[i].workers);
         }
         free(d.models);

@@ -372,6 +372,16 @@ char *cli_read_stdin(void) {
         return buf;
 }
 
+double cli_json_num(const cJSON *o, const char *k) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+        return cJSON_IsNumber(it) ? it->valuedouble : 0;
+}
+
+const char *cli_json_str(const cJSON *o, const char *k) {
+        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
+        return cJSON_IsString(it) ? it->valuestring : "-";
+}
+
 int cli_info_command(int argc, char **argv, const char *usage, cli_info_fn call, cli_print_fn print) {
         const char *endpoint, *cmd = argv[0];
         struct cli_curve curve;

@@ -91,3 +91,7 @@ struct cJSON;
 typedef int (*cli_print_fn)(const struct cJSON *answer, bool show);
 typedef int (*cli_info_fn)(struct lmp_client *client, char **ret_json, struct lmp_client_result *result);
 int cli_info_command(int argc, char **argv, const char *usage, cli_info_fn call, cli_print_fn print);
+/* For print(): member k of object o as a number (0 when it is missing or
+ * not a number) or as a string ("-" when missing or not a string). */
+double cli_json_num(const struct cJSON *o, const char *k);
+const char *cli_json_str(const struct cJSON *o, const char *k);

@@ -111,30 +111,24 @@ static int parse_int(const char *s, int lo, int hi, int *ret) {
         return 0;
 }
 
-/* "128,512" -> {128, 512}; every element in [lo, hi]. */
-static int parse_list(const char *opt, const char *s, int lo, int hi, struct list *ret) {
+/* optarg "128,512" -> {128, 512}; every element in [lo, hi]. */
+static int parse_list(const struct lmp_args *a, int lo, int hi, struct list *ret) {
         struct list l = { .n = 0 };
-        const char *p = s;
+        const char *p = optarg;
         for (;;) {
                 const char *comma = strchr(p, ',');
                 size_t len = comma ? (size_t)(comma - p) : strlen(p);
                 char buf[32];
-                if (len == 0 || len >= sizeof(buf)) {
-                        fprintf(stderr, "lmpool bench: %s: '%s' is not a comma-separated list of integers\n",
-                                opt, s);
-                        return -1;
-                }
                 if (l.n == MAX_LIST) {
-                        fprintf(stderr, "lmpool bench: %s: at most %d values\n", opt, MAX_LIST);
-                        return -1;
+                        lmp_args_bad_value(a, "at most %d values", MAX_LIST);
+                        return -EINVAL;
                 }
+                if (len == 0 || len >= sizeof(buf))
+                        goto bad;
                 memcpy(buf, p, len);
                 buf[len] = '\0';
-                if (parse_int(buf, lo, hi, &l.v[l.n]) < 0) {
-                        fprintf(stderr, "lmpool bench: %s: '%s' is not an integer from %d to %d\n", opt,
-                                buf, lo, hi);
-                        return -1;
-                }
+                if (parse_int(buf, lo, hi, &l.v[l.n]) < 0)
+                        goto bad;
                 l.n++;
                 if (!comma)
                         break;
@@ -142,6 +136,9 @@ static int parse_list(const char *opt, const char *s, int lo, int hi, struct lis
         }
         *ret = l;
         return 0;
+bad:
+        lmp_args_bad_value(a, "expected a comma-separated list of integers from %d to %d", lo, hi);
+        return -EINVAL;
 }
 
 static int list_max(const struct list *l) {
@@ -179,61 +176,57 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         while ((c = lmp_args_next(&a)) != -1) {
                 switch (c) {
                 case 'p':
-                        if (parse_list("-p", optarg, 0, MAX_TOKENS, &o->pp) < 0)
-                                return 2;
+                        if (parse_list(&a, 0, MAX_TOKENS, &o->pp) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case 'n':
-                        if (parse_list("-n", optarg, 0, MAX_TOKENS, &o->tg) < 0)
-                                return 2;
+                        if (parse_list(&a, 0, MAX_TOKENS, &o->tg) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case 'b':
-                        if (parse_list("-b", optarg, 1, MAX_SEQS, &o->seqs) < 0)
-                                return 2;
+                        if (parse_list(&a, 1, MAX_SEQS, &o->seqs) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case 't':
-                        if (parse_list("-t", optarg, 1, LMP_THREADPOOL_MAX, &o->threads) < 0)
-                                return 2;
+                        if (parse_list(&a, 1, LMP_THREADPOOL_MAX, &o->threads) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case 'r':
-                        if (parse_int(optarg, 1, MAX_REPS, &o->reps) < 0) {
-                                fprintf(stderr, "lmpool bench: -r: '%s' is not an integer from 1 to %d\n",
-                                        optarg, MAX_REPS);
-                                return 2;
-                        }
+                        if (lmp_args_int(&a, 1, MAX_REPS, &o->reps) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case O_JSON:
                         o->json = true;
                         break;
-                case O_PROBE:
-                        if (parse_int(optarg, 0, 65536, &o->probe_mib) < 0 ||
-                            (o->probe_mib > 0 && o->probe_mib < 64)) {
-                                fprintf(stderr, "lmpool bench: --probe-mib: '%s' is not 0 or an integer "
-                                        "from 64 to 65536\n", optarg);
-                                return 2;
-                        }
+                case O_PROBE: {
+                        int mib;
+                        if (parse_int(optarg, 0, 65536, &mib) < 0 || (mib > 0 && mib < 64))
+                                return lmp_args_bad_value(&a, "expected 0 or an integer from 64 to 65536");
+                        o->probe_mib = mib;
                         break;
+                }
                 case 'h':
                         usage(stdout);
                         return -1;
                 default:
-                        return 2;
+                        return LMP_EXIT_USAGE;
                 }
         }
         for (int i = optind; i < argc; i++) {
                 if (o->n_models == MAX_MODELS) {
                         fprintf(stderr, "lmpool bench: at most %d models\n", MAX_MODELS);
-                        return 2;
+                        return LMP_EXIT_USAGE;
                 }
                 o->models[o->n_models++] = argv[i];
         }
         if (o->n_models == 0) {
                 fprintf(stderr, "lmpool bench: no model given\n");
                 usage(stderr);
-                return 2;
+                return LMP_EXIT_USAGE;
         }
         if (list_max(&o->pp) == 0 && list_max(&o->tg) == 0) {
                 fprintf(stderr, "lmpool bench: nothing to measure: every -p and -n value is 0\n");
-                return 2;
+                return LMP_EXIT_USAGE;
         }
         return 0;
 }

@@ -95,18 +95,6 @@ static void usage(FILE *f) {
                    "when --pid is not given).\n");
 }
 
-static int parse_int(const char *opt, const char *s, long lo, long hi, int *ret) {
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < lo || v > hi) {
-                fprintf(stderr, "lmpool bench: %s must be an integer from %ld to %ld, not '%s'\n", opt, lo, hi, s);
-                return -1;
-        }
-        *ret = (int)v;
-        return 0;
-}
-
 static int parse_args(int argc, char **argv, struct srv_opts *o) {
         enum { O_SERVER = 256, O_MODEL, O_HISTORY, O_TEMP, O_NOSESSION, O_ENDPOINT, O_HTTP, O_APIKEY, O_PID,
                O_TIMEOUT, O_JSON, O_SERVERKEY, O_KEY };
@@ -143,32 +131,25 @@ static int parse_args(int argc, char **argv, struct srv_opts *o) {
                         o->model = optarg;
                         break;
                 case 'u':
-                        if (parse_int("-u", optarg, 1, MAX_USERS, &o->users) < 0)
-                                return 2;
+                        if (lmp_args_int(&a, 1, MAX_USERS, &o->users) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case 'm':
-                        if (parse_int("-m", optarg, 1, MAX_MESSAGES, &o->messages) < 0)
-                                return 2;
+                        if (lmp_args_int(&a, 1, MAX_MESSAGES, &o->messages) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case 'n':
-                        if (parse_int("-n", optarg, 1, MAX_NGEN, &o->n_gen) < 0)
-                                return 2;
+                        if (lmp_args_int(&a, 1, MAX_NGEN, &o->n_gen) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case O_HISTORY:
-                        if (parse_int("--history", optarg, 0, MAX_HISTORY, &o->history) < 0)
-                                return 2;
+                        if (lmp_args_int(&a, 0, MAX_HISTORY, &o->history) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
-                case O_TEMP: {
-                        char *end;
-                        errno = 0;
-                        o->temperature = strtod(optarg, &end);
-                        if (errno || end == optarg || *end || !(o->temperature >= 0 && o->temperature <= 100)) {
-                                fprintf(stderr, "lmpool bench: --temp must be a number from 0 to 100, not '%s'\n",
-                                        optarg);
-                                return 2;
-                        }
+                case O_TEMP:
+                        if (lmp_args_double(&a, 0, 100, &o->temperature) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
-                }
                 case O_NOSESSION:
                         o->session = false;
                         break;
@@ -182,12 +163,12 @@ static int parse_args(int argc, char **argv, struct srv_opts *o) {
                         o->api_key = optarg;
                         break;
                 case O_PID:
-                        if (parse_int("--pid", optarg, 1, 1 << 30, &o->pid) < 0)
-                                return 2;
+                        if (lmp_args_int(&a, 1, 1 << 30, &o->pid) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case O_TIMEOUT:
-                        if (parse_int("--timeout-ms", optarg, 1, 3600000, &o->timeout_ms) < 0)
-                                return 2;
+                        if (lmp_args_int(&a, 1, 3600000, &o->timeout_ms) < 0)
+                                return LMP_EXIT_USAGE;
                         break;
                 case O_JSON:
                         o->json = true;
@@ -202,25 +183,25 @@ static int parse_args(int argc, char **argv, struct srv_opts *o) {
                         usage(stdout);
                         return -1;
                 default:
-                        return 2;
+                        return LMP_EXIT_USAGE;
                 }
         }
         if (optind < argc) {
-                fprintf(stderr, "lmpool bench: unexpected argument '%s' (with --server, the model is --model NAME)\n",
-                        argv[optind]);
-                return 2;
+                lmp_args_unexpected(&a, argv[optind]);
+                fprintf(stderr, "lmpool bench: with --server, the model is --model NAME\n");
+                return LMP_EXIT_USAGE;
         }
         if (!o->model) {
                 fprintf(stderr, "lmpool bench: --server needs --model NAME (the server's name for the model)\n");
-                return 2;
+                return LMP_EXIT_USAGE;
         }
         if (o->http && o->endpoint) {
                 fprintf(stderr, "lmpool bench: --http and --endpoint name two servers: give one\n");
-                return 2;
+                return LMP_EXIT_USAGE;
         }
         if (o->http && strncmp(o->http, "http://", 7) != 0) {
                 fprintf(stderr, "lmpool bench: --http takes http://HOST:PORT[/PREFIX], not '%s'\n", o->http);
-                return 2;
+                return LMP_EXIT_USAGE;
         }
         if (!o->api_key)
                 o->api_key = getenv("OPENAI_API_KEY");

@@ -1,10 +1,11 @@
 /* `lmpool chat-template`: renders a conversation (a JSON array of
  * {"role", "content", ...}) with a chat template and prints the prompt
  * exactly, with no added newline. The template comes from a model's GGUF
- * (`tokenizer.chat_template`, with its bos/eos token text) or from a .jinja
- * file with --bos/--eos given, and is rendered by the Jinja interpreter;
- * --family renders a named family's built-in renderer instead. --tools
- * passes an OpenAI-style tools list to the template as `tools`. */
+ * (`tokenizer.chat_template`, with its bos/eos token texts, set up as the
+ * worker sets them up: chat_setup.h) or from a .jinja file with --bos/--eos
+ * given, and is rendered by the Jinja interpreter; --family renders a named
+ * family's built-in template instead. --tools passes an OpenAI-style tools
+ * list to the template as `tools`. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -16,7 +17,7 @@
 #include "client/commands.h"
 #include "common/args.h"
 #include "gguf/gguf.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_setup.h"
 
 static void usage(FILE *f) {
         fprintf(f,
@@ -67,24 +68,6 @@ static char *read_file(const char *path, size_t *ret_len) {
         return buf;
 }
 
-/* The text of token `id_key`'s token, "" when the model does not say. */
-static char *token_text(const struct lmp_gguf *g, const char *id_key) {
-        uint32_t id;
-        struct lmp_gguf_value arr;
-        struct lmp_gguf_iter it;
-        struct lmp_gguf_value v;
-        struct lmp_gguf_str s;
-
-        if (lmp_gguf_get_u32(g, id_key, &id) < 0 ||
-            lmp_gguf_get_arr(g, "tokenizer.ggml.tokens", LMP_GGUF_STRING, &arr) < 0 || id >= arr.n)
-                return strdup("");
-        lmp_gguf_iter_init(&it, &arr);
-        for (uint32_t i = 0; lmp_gguf_iter_next(&it, &v); i++)
-                if (i == id && lmp_gguf_value_str(&v, &s) == 0)
-                        return lmp_gguf_str_dup(s);
-        return strdup("");
-}
-
 /* Parses the messages file into msgs (pointing into *ret_json). */
 static int parse_messages(const char *path, bool need_content, cJSON **ret_json, struct lmp_chat_msg **ret_msgs,
                           size_t *ret_n) {
@@ -112,8 +95,8 @@ static int parse_messages(const char *path, bool need_content, cJSON **ret_json,
         cJSON_ArrayForEach(m, json) {
                 const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
                 const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-                /* a Jinja template reads what it reads (an assistant turn of tool
-                 * calls has no content); a family renderer needs the string */
+                /* a model's template reads what it reads (an assistant turn of tool
+                 * calls has no content); a family's needs the string */
                 if (!cJSON_IsString(role) || (need_content && !cJSON_IsString(content))) {
                         fprintf(stderr, "lmpool chat-template: %s: message %zu needs a string "
                                         "\"role\"%s\n", path, i, need_content ? " and \"content\"" : "");
@@ -137,8 +120,10 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         cJSON *tools = NULL;
         bool gen_prompt = true;
         struct lmp_gguf *g = NULL;
+        struct lmp_vocab *v = NULL;
+        struct lmp_chat_setup cs = { .family = LMP_CHAT_UNKNOWN };
         struct lmp_error err = { 0 };
-        char *tpl = NULL, *bos = NULL, *eos = NULL, *out = NULL;
+        char *tpl = NULL, *out = NULL;
         cJSON *json = NULL;
         struct lmp_chat_msg *msgs = NULL;
         size_t n = 0;
@@ -183,26 +168,13 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 return 2;
         }
 
+        /* The worker's own set-up (chat_setup.h): a model's template, token
+         * texts and default system prompt, read the way lmpoold reads them. */
         if (model) {
-                struct lmp_gguf_str s;
-                int r = lmp_gguf_open(model, &g, &err);
-                if (r < 0) {
+                if (lmp_gguf_open(model, &g, &err) < 0 || lmp_vocab_load(g, &v, &err) < 0) {
                         fprintf(stderr, "lmpool chat-template: %s: %s\n", model, err.msg);
                         goto out;
                 }
-                if (lmp_gguf_get_str(g, "tokenizer.chat_template", &s) == 0) {
-                        tpl = lmp_gguf_str_dup(s);
-                        if (!tpl)
-                                goto oom;
-                } else if (!family_name) {
-                        fprintf(stderr, "lmpool chat-template: %s: no tokenizer.chat_template; "
-                                        "name the family with --family\n", model);
-                        goto out;
-                }
-                bos = token_text(g, "tokenizer.ggml.bos_token_id");
-                eos = token_text(g, "tokenizer.ggml.eos_token_id");
-                if (!bos || !eos)
-                        goto oom;
         } else if (tpl_path) {
                 tpl = read_file(tpl_path, NULL);
                 if (!tpl) {
@@ -210,14 +182,14 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                         goto out;
                 }
         }
-
-        enum lmp_chat_family fam = LMP_CHAT_UNKNOWN;
-        if (family_name) {
-                fam = lmp_chat_family_from_name(family_name);
-                if (fam == LMP_CHAT_UNKNOWN) {
-                        fprintf(stderr, "lmpool chat-template: unknown family '%s'\n", family_name);
-                        goto out;
-                }
+        if (lmp_chat_setup_init(&cs, g, v, family_name, tpl, &err) < 0) {
+                fprintf(stderr, "lmpool chat-template: %s\n", err.msg);
+                goto out;
+        }
+        if (!lmp_chat_setup_can_render(&cs)) {
+                fprintf(stderr, "lmpool chat-template: %s: no tokenizer.chat_template; "
+                                "name the family with --family\n", model);
+                goto out;
         }
         if (tools_path) {
                 size_t len;
@@ -232,61 +204,29 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                         fprintf(stderr, "lmpool chat-template: %s: not a JSON array of tools\n", tools_path);
                         goto out;
                 }
-                if (family_name) {
-                        fprintf(stderr, "lmpool chat-template: --tools needs the model's own template, not --family\n");
-                        goto out;
-                }
         }
 
         if (parse_messages(msgs_path, family_name != NULL, &json, &msgs, &n) < 0)
                 goto out;
-        if (!family_name) {
-                /* --date is the date the template sees, in strftime_now() too */
-                time_t now = 0;
-                struct tm tm = { 0 };
-                const char *end = date ? strptime(date, "%d %b %Y", &tm) : NULL;
-                if (date && end && !*end)
-                        now = timegm(&tm);
-                struct lmp_chat_opts jo = {
-                        .now = now,
-                        .bos = bos_arg ? bos_arg : bos,
-                        .eos = eos_arg ? eos_arg : eos,
-                        .date = date,
-                        .add_generation_prompt = gen_prompt,
-                        .tools = tools,
-                };
-                if (lmp_chat_render_jinja(tpl, json, &jo, &out, &err) < 0) {
-                        fprintf(stderr, "lmpool chat-template: %s: %s\n", model ? model : tpl_path, err.msg);
-                        goto out;
-                }
-                fputs(out, stdout);
-                rc = fflush(stdout) == 0 ? 0 : 1;
-                goto out;
-        }
-        struct lmp_chat_opts opts = {
-                .bos = bos_arg ? bos_arg : bos,
-                .eos = eos_arg ? eos_arg : eos,
-                .date = date,
-                .add_generation_prompt = gen_prompt,
-        };
-        if (lmp_chat_render(fam, msgs, n, &opts, &out, &err) < 0) {
-                fprintf(stderr, "lmpool chat-template: %s template: %s\n", lmp_chat_family_name(fam),
-                        err.msg);
+        /* --date is the date the template sees, in strftime_now() too */
+        time_t now = 0;
+        struct tm tm = { 0 };
+        const char *end = date ? strptime(date, "%d %b %Y", &tm) : NULL;
+        if (date && end && !*end)
+                now = timegm(&tm);
+        if (lmp_chat_setup_render_json(&cs, json, tools, bos_arg, eos_arg, date, now, gen_prompt, &out, &err) < 0) {
+                fprintf(stderr, "lmpool chat-template: %s\n", err.msg);
                 goto out;
         }
         fputs(out, stdout);
         rc = fflush(stdout) == 0 ? 0 : 1;
-        goto out;
-oom:
-        fprintf(stderr, "lmpool chat-template: out of memory\n");
 out:
         free(out);
         free(msgs);
         cJSON_Delete(json);
-        cJSON_Delete(tools);
         free(tpl);
-        free(bos);
-        free(eos);
+        lmp_chat_setup_clear(&cs);
+        lmp_vocab_free(v);
         lmp_gguf_free(g);
         return rc;
 }

@@ -22,12 +22,9 @@ static int print(const cJSON *a, bool show) {
         const char *s = cJSON_IsString(status) ? status->valuestring : "?";
         if (show) {
                 printf("status: %s\n", s);
-                cJSON_ArrayForEach(m, models) {
-                        const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "ready");
-                        const cJSON *w = cJSON_GetObjectItemCaseSensitive(m, "workers");
+                cJSON_ArrayForEach(m, models)
                         printf("  %s: %.0f of %.0f workers ready\n", m->string ? m->string : "?",
-                               cJSON_IsNumber(r) ? r->valuedouble : 0, cJSON_IsNumber(w) ? w->valuedouble : 0);
-                }
+                               cli_json_num(m, "ready"), cli_json_num(m, "workers"));
         }
         return strcmp(s, "ok") == 0 ? 0 : 1;
 }

@@ -12,16 +12,6 @@ static const char usage[] =
         "       [--server-key KEY|FILE --key FILE]  (CURVE over TCP: docs/security.md)\n"
         "Lists lmpoold's models (--json: the daemon's answer as it is).\n";
 
-static double num(const cJSON *o, const char *k) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-        return cJSON_IsNumber(it) ? it->valuedouble : 0;
-}
-
-static const char *str(const cJSON *o, const char *k) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-        return cJSON_IsString(it) ? it->valuestring : "-";
-}
-
 static int print(const cJSON *a, bool show) {
         const cJSON *models = cJSON_GetObjectItemCaseSensitive(a, "models"), *m;
         if (!show)
@@ -29,9 +19,10 @@ static int print(const cJSON *a, bool show) {
         printf("%-20s %-10s %8s %9s %6s %10s  %s\n", "NAME", "ARCH", "CTX", "READY", "SLOTS", "STORE_MIB", "PATH");
         cJSON_ArrayForEach(m, models) {
                 char ready[32];
-                snprintf(ready, sizeof(ready), "%.0f/%.0f", num(m, "ready"), num(m, "workers"));
-                printf("%-20s %-10s %8.0f %9s %6.0f %10.1f  %s\n", str(m, "name"), str(m, "arch"), num(m, "ctx"),
-                       ready, num(m, "slots"), num(m, "store_bytes") / (1024.0 * 1024.0), str(m, "path"));
+                snprintf(ready, sizeof(ready), "%.0f/%.0f", cli_json_num(m, "ready"), cli_json_num(m, "workers"));
+                printf("%-20s %-10s %8.0f %9s %6.0f %10.1f  %s\n", cli_json_str(m, "name"), cli_json_str(m, "arch"),
+                       cli_json_num(m, "ctx"), ready, cli_json_num(m, "slots"),
+                       cli_json_num(m, "store_bytes") / (1024.0 * 1024.0), cli_json_str(m, "path"));
         }
         return 0;
 }

@@ -12,34 +12,27 @@ static const char usage[] =
         "       [--server-key KEY|FILE --key FILE]  (CURVE over TCP: docs/security.md)\n"
         "Shows lmpoold's counters and workers (--json: the daemon's answer as it is).\n";
 
-static double num(const cJSON *o, const char *k) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-        return cJSON_IsNumber(it) ? it->valuedouble : 0;
-}
-
-static const char *str(const cJSON *o, const char *k) {
-        const cJSON *it = cJSON_GetObjectItemCaseSensitive(o, k);
-        return cJSON_IsString(it) ? it->valuestring : "-";
-}
-
 static int print(const cJSON *a, bool show) {
         const cJSON *q = cJSON_GetObjectItemCaseSensitive(a, "queue");
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(a, "requests");
         const cJSON *workers = cJSON_GetObjectItemCaseSensitive(a, "workers"), *w;
         if (!show)
                 return 0;
-        printf("uptime %.0f s, queue %.0f/%.0f\n", num(a, "uptime_s"), num(q, "length"), num(q, "limit"));
+        printf("uptime %.0f s, queue %.0f/%.0f\n", cli_json_num(a, "uptime_s"), cli_json_num(q, "length"),
+               cli_json_num(q, "limit"));
         printf("requests: %.0f total, %.0f ok, %.0f errors (%.0f busy, %.0f timeouts, %.0f worker_lost)\n",
-               num(r, "total"), num(r, "ok"), num(r, "errors"), num(r, "busy"), num(r, "timeouts"),
-               num(r, "worker_lost"));
+               cli_json_num(r, "total"), cli_json_num(r, "ok"), cli_json_num(r, "errors"), cli_json_num(r, "busy"),
+               cli_json_num(r, "timeouts"), cli_json_num(r, "worker_lost"));
         printf("%-20s %-16s %8s %-9s %8s %10s %10s %8s %8s\n", "WORKER", "MODEL", "PID", "STATE", "ACTIVE",
                "RSS_MIB", "PSS_MIB", "SERVED", "RESTARTS");
         cJSON_ArrayForEach(w, workers) {
                 char active[32];
-                snprintf(active, sizeof(active), "%.0f/%.0f", num(w, "active"), num(w, "slots"));
-                printf("%-20s %-16s %8.0f %-9s %8s %10.1f %10.1f %8.0f %8.0f\n", str(w, "name"), str(w, "model"),
-                       num(w, "pid"), str(w, "state"), active, num(w, "rss_bytes") / (1024.0 * 1024.0),
-                       num(w, "pss_bytes") / (1024.0 * 1024.0), num(w, "served"), num(w, "restarts"));
+                snprintf(active, sizeof(active), "%.0f/%.0f", cli_json_num(w, "active"), cli_json_num(w, "slots"));
+                printf("%-20s %-16s %8.0f %-9s %8s %10.1f %10.1f %8.0f %8.0f\n", cli_json_str(w, "name"),
+                       cli_json_str(w, "model"), cli_json_num(w, "pid"), cli_json_str(w, "state"), active,
+                       cli_json_num(w, "rss_bytes") / (1024.0 * 1024.0),
+                       cli_json_num(w, "pss_bytes") / (1024.0 * 1024.0), cli_json_num(w, "served"),
+                       cli_json_num(w, "restarts"));
         }
         return 0;
 }

@@ -1,9 +1,13 @@
 /* Structured logging to the journal or as logfmt lines (see log.h). The
- * state is set once at start-up, before any thread exists. */
+ * state is set at start-up and again when a reload changes log.level or
+ * log.target, which in a worker happens on its I/O thread while the engine
+ * thread logs: each field is atomic (relaxed: a message logged during the
+ * change may follow either setting, and nothing else depends on it). */
 #include "common/log.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,9 +20,9 @@
 #define LINE_MAX_BYTES 4096
 
 static struct {
-        const char *ident;
-        bool journal;
-        enum lmp_log_priority level;
+        _Atomic(const char *) ident;
+        atomic_bool journal;
+        atomic_int level;               /* enum lmp_log_priority */
 } log_state = { "lmpool", false, LMP_PRI_INFO };
 
 /* One fixed 128-bit MESSAGE_ID per event (journalctl MESSAGE_ID=...), so
@@ -76,13 +80,14 @@ static bool stderr_is_journal(void) {
 }
 
 void lmp_log_setup(const char *ident, enum lmp_log_sink target, enum lmp_log_priority level) {
-        log_state.ident = ident;
-        log_state.level = level;
-        log_state.journal = target == LMP_LOGTO_JOURNAL || (target == LMP_LOGTO_AUTO && stderr_is_journal());
+        bool journal = target == LMP_LOGTO_JOURNAL || (target == LMP_LOGTO_AUTO && stderr_is_journal());
+        atomic_store_explicit(&log_state.ident, ident, memory_order_relaxed);
+        atomic_store_explicit(&log_state.level, (int)level, memory_order_relaxed);
+        atomic_store_explicit(&log_state.journal, journal, memory_order_relaxed);
 }
 
 bool lmp_log_to_journal(void) {
-        return log_state.journal;
+        return atomic_load_explicit(&log_state.journal, memory_order_relaxed);
 }
 
 static const char *level_name(enum lmp_log_priority l) {
@@ -169,7 +174,8 @@ static void log_journal(enum lmp_log_priority level, const char *event, const st
         n++;
         snprintf(bufs[n], sizeof(bufs[n]), "PRIORITY=%d", (int)level);
         n++;
-        snprintf(bufs[n], sizeof(bufs[n]), "SYSLOG_IDENTIFIER=%s", log_state.ident);
+        snprintf(bufs[n], sizeof(bufs[n]), "SYSLOG_IDENTIFIER=%s",
+                 atomic_load_explicit(&log_state.ident, memory_order_relaxed));
         n++;
         if (event) {
                 const char *id = lmp_log_message_id(event);
@@ -197,12 +203,12 @@ void lmp_log(enum lmp_log_priority level, const char *event, const struct lmp_lo
         char msg[1024];
         va_list ap;
 
-        if (level > log_state.level)
+        if ((int)level > atomic_load_explicit(&log_state.level, memory_order_relaxed))
                 return;
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        if (log_state.journal)
+        if (atomic_load_explicit(&log_state.journal, memory_order_relaxed))
                 log_journal(level, event, fields, n_fields, msg);
         else
                 log_stderr(level, event, fields, n_fields, msg);

@@ -74,6 +74,7 @@ struct lmp_model_config {
         int slots;
         int ctx;
         int batch;
+        int prompt_chunk;               /* prompt tokens per step while others generate */
         char chat_template[LMP_CONFIG_NAME_MAX + 1]; /* "" = detect from the model */
         enum lmp_store_kind store;
         enum lmp_numa_policy numa;
@@ -201,6 +202,22 @@ size_t lmp_config_diff(const struct lmp_config *a, const struct lmp_config *b,
                        bool (*keep)(const char *key, bool model_row, void *userdata), void *userdata,
                        char *buf, size_t size);
 
+/* The configuration file a program reads: `given` (its --config) when set
+ * and not empty, else $LMPOOL_CONFIG when set and not empty, else
+ * LMP_CONFIG_DEFAULT_PATH. */
+const char *lmp_config_path(const char *given);
+
+/* How lmpoold and lmpool-http start (src/config/start.c): loads the file
+ * lmp_config_path(given) names into *ret (and its path into *ret_path,
+ * which may be NULL), or prints every problem on stderr, then
+ * "PROG: PATH: configuration refused", and returns the negative code. */
+int lmp_config_start(const char *prog, const char *given, struct lmp_config **ret, const char **ret_path);
+
+/* Sets up the logging front (common/log.h) as c's log: section says:
+ * log.target and log.level, under SYSLOG_IDENTIFIER ident. At start-up and
+ * again on reload. */
+void lmp_config_setup_logging(const struct lmp_config *c, const char *ident);
+
 /* `lmpoold --check-config [FILE]`: argv may be the daemon's whole argv
  * (argv[0] and the --check-config flag are skipped). FILE defaults to
  * $LMPOOL_CONFIG, then /etc/lmpool/lmpool.yaml. Prints the effective
@@ -226,5 +243,13 @@ static inline enum lmp_log_priority lmp_log_priority_of(enum lmp_log_level l) {
         }
 }
 const char *lmp_log_target_name(enum lmp_log_target v);
+/* log.target's sink. */
+static inline enum lmp_log_sink lmp_log_sink_of(enum lmp_log_target t) {
+        switch (t) {
+        case LMP_LOG_TARGET_JOURNAL: return LMP_LOGTO_JOURNAL;
+        case LMP_LOG_TARGET_STDERR: return LMP_LOGTO_STDERR;
+        default: return LMP_LOGTO_AUTO;
+        }
+}
 const char *lmp_store_kind_name(enum lmp_store_kind v);
 const char *lmp_numa_policy_name(enum lmp_numa_policy v);

@@ -806,6 +806,13 @@ int lmp_config_load_buffer(const char *name, const void *data, size_t size, char
         return load(name ? name : "<buffer>", NULL, data, size, envp, ret, diag);
 }
 
+const char *lmp_config_path(const char *given) {
+        if (given && *given)
+                return given;
+        const char *env = getenv("LMPOOL_CONFIG");
+        return env && *env ? env : LMP_CONFIG_DEFAULT_PATH;
+}
+
 int lmp_config_load(const char *path, char *const *envp, struct lmp_config **ret, struct lmp_diag *diag) {
         struct loader L = { .name = path, .diag = diag };
         char dir[LMP_CONFIG_PATH_MAX];

@@ -164,10 +164,7 @@ int lmp_config_check_main(int argc, char **argv) {
                 path = argv[optind++];
         if (optind < argc)
                 return lmp_args_unexpected(&a, argv[optind]);
-        if (!path)
-                path = getenv("LMPOOL_CONFIG");
-        if (!path || !*path)
-                path = LMP_CONFIG_DEFAULT_PATH;
+        path = lmp_config_path(path);
 
         r = lmp_config_load(path, NULL, &c, &diag);
         if (r < 0) {

@@ -280,6 +280,11 @@ const struct lmp_setting lmp_model_settings[] = {
         M_INT("slots", slots, 1, 256, "1", "Sequences each worker runs at once (each has its own KV cache)."),
         M_INT("ctx", ctx, 16, 1048576, "2048", "Context length of each slot, in tokens."),
         M_INT("batch", batch, 1, 65536, "512", "Most tokens per forward pass (prompt processing)."),
+        M_INT("prompt_chunk", prompt_chunk, 1, 65536, "64",
+              "Most prompt tokens a worker evaluates in one step while other sequences of it are "
+              "generating: each of their next tokens waits for that step, so a smaller chunk keeps "
+              "their streams smooth and a larger one gives the new prompt its first token sooner. "
+              "With nothing generating a prompt goes in steps of `batch`."),
         M_STR("chat_template", chat_template, check_name, LMP_SETTING_OPTIONAL, NULL,
               "Chat template family whose built-in template renders chats instead of the model's own tokenizer.chat_template (for a model that has none)."),
         M_ENUM("store", store, store_names, "memfd",

@@ -31,21 +31,10 @@ static void usage(FILE *f) {
                 LMP_CONFIG_DEFAULT_PATH);
 }
 
-static enum lmp_log_priority priority_of(enum lmp_log_level l) {
-        switch (l) {
-        case LMP_LOG_DEBUG: return LMP_PRI_DEBUG;
-        case LMP_LOG_INFO: return LMP_PRI_INFO;
-        case LMP_LOG_NOTICE: return LMP_PRI_NOTICE;
-        case LMP_LOG_WARNING: return LMP_PRI_WARNING;
-        default: return LMP_PRI_ERR;
-        }
-}
-
 int main(int argc, char **argv) {
-        const char *config_path = getenv("LMPOOL_CONFIG"), *listen = NULL, *endpoint = NULL, *keys = NULL;
+        const char *config_path = NULL, *listen = NULL, *endpoint = NULL, *keys = NULL;
         struct lmp_config *cfg = NULL;
         struct lmp_gateway *gw = NULL;
-        struct lmp_diag diag = { 0 };
         char ep[LMP_CONFIG_ENDPOINT_MAX], msg[1024];
         sigset_t mask;
         int sigfd = -1, rc, status = 1;
@@ -85,23 +74,13 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return LMP_EXIT_USAGE;
         }
-        if (!config_path || !*config_path)
-                config_path = LMP_CONFIG_DEFAULT_PATH;
 
         /* 1. configuration */
-        if (lmp_config_load(config_path, NULL, &cfg, &diag) < 0) {
-                lmp_diag_print(&diag, stderr);
-                lmp_diag_clear(&diag);
-                fprintf(stderr, "lmpool-http: %s: configuration refused\n", config_path);
+        if (lmp_config_start("lmpool-http", config_path, &cfg, NULL) < 0)
                 return 1;
-        }
-        lmp_diag_clear(&diag);
 
         /* 2. logging, as lmpoold's */
-        lmp_log_setup("lmpool-http",
-                      cfg->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
-                      cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
-                      priority_of(cfg->log_level));
+        lmp_config_setup_logging(cfg, "lmpool-http");
 
         /* 3. where the daemon is */
         if (!endpoint && getenv("LMPOOL_ENDPOINT") && *getenv("LMPOOL_ENDPOINT"))

@@ -560,8 +560,11 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
 
 /* ----------------------------------------------------------------- batch */
 
-static int check_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
-                       float *ret_logits, struct lmp_error *err) {
+/* What every batch must hold, a decoder's or an encoder's: 1 to n_batch
+ * entries, each with a token of the vocabulary, a sequence of the context
+ * and a position within it. Clears seq_last of the batch's sequences. */
+static int check_entries(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                         struct lmp_error *err) {
         if (n == 0 || n > c->n_batch)
                 return lmp_error_set(err, -EINVAL, "batch of %u entries (1 to %u allowed)", n,
                                      c->n_batch);
@@ -583,6 +586,18 @@ static int check_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, u
                         return lmp_error_set(err, -E2BIG,
                                              "batch entry %u: position %d past the context length %u",
                                              e, b->pos, c->n_ctx);
+        }
+        return 0;
+}
+
+/* A decoder's batch also continues each sequence where it stands. */
+static int check_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                       float *ret_logits, struct lmp_error *err) {
+        int r = check_entries(c, batch, n, err);
+        if (r < 0)
+                return r;
+        for (uint32_t e = 0; e < n; e++) {
+                const struct lmp_batch_entry *b = &batch[e];
                 int32_t last = c->seq_last[b->seq];
                 if (last < 0 ? (uint32_t)b->pos > c->seq_len[b->seq] : b->pos != last + 1)
                         return lmp_error_set(err, -EINVAL,
@@ -734,26 +749,13 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
 /* The batch of an encoder: each sequence whole, once, from position 0. */
 static int check_encode_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
                               const float *ret_embd, struct lmp_error *err) {
-        if (n == 0 || n > c->n_batch)
-                return lmp_error_set(err, -EINVAL, "batch of %u entries (1 to %u allowed)", n,
-                                     c->n_batch);
         if (!ret_embd)
                 return lmp_error_set(err, -EINVAL, "no buffer for the embeddings");
-        for (uint32_t e = 0; e < n; e++)
-                if (batch[e].seq >= 0 && (uint32_t)batch[e].seq < c->n_seq)
-                        c->seq_last[batch[e].seq] = -1;
+        int r = check_entries(c, batch, n, err);
+        if (r < 0)
+                return r;
         for (uint32_t e = 0; e < n; e++) {
                 const struct lmp_batch_entry *b = &batch[e];
-                if (b->token < 0 || (uint32_t)b->token >= c->m->hp.n_vocab)
-                        return lmp_error_set(err, -EINVAL, "batch entry %u: token %d outside the vocabulary (%u)",
-                                             e, b->token, c->m->hp.n_vocab);
-                if (b->seq < 0 || (uint32_t)b->seq >= c->n_seq)
-                        return lmp_error_set(err, -EINVAL, "batch entry %u: sequence %d outside [0, %u)",
-                                             e, b->seq, c->n_seq);
-                if (b->pos < 0 || (uint32_t)b->pos >= c->n_ctx)
-                        return lmp_error_set(err, b->pos < 0 ? -EINVAL : -E2BIG,
-                                             "batch entry %u: position %d outside the context length %u",
-                                             e, b->pos, c->n_ctx);
                 bool starts = e == 0 || batch[e - 1].seq != b->seq;
                 if (starts && c->seq_last[b->seq] != -1)
                         return lmp_error_set(err, -EINVAL, "batch entry %u: sequence %d appears twice",

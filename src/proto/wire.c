@@ -99,10 +99,11 @@ int lmp_wire_format_cancel(const struct lmp_wire_cancel *h, char *buf, size_t si
 }
 
 int lmp_wire_format_config(const struct lmp_wire_config *h, char *buf, size_t size) {
-        if (h->max_prompt_tokens == 0 || h->log_priority < 3 || h->log_priority > 7)
+        if (h->max_prompt_tokens == 0 || h->log_priority < 3 || h->log_priority > 7 || h->log_sink < 0 ||
+            h->log_sink > 2)
                 return -EINVAL;
-        return written(snprintf(buf, size, "%" PRIu32 " %" PRIu32 " %d", h->max_prompt_tokens, h->repeat_last_n,
-                                h->log_priority), size);
+        return written(snprintf(buf, size, "%" PRIu32 " %" PRIu32 " %d %d", h->max_prompt_tokens, h->repeat_last_n,
+                                h->log_priority, h->log_sink), size);
 }
 
 int lmp_wire_format_ready(const struct lmp_wire_ready *h, char *buf, size_t size) {
@@ -286,15 +287,16 @@ int lmp_wire_parse_cancel(const void *buf, size_t len, struct lmp_wire_cancel *r
 
 int lmp_wire_parse_config(const void *buf, size_t len, struct lmp_wire_config *ret, struct lmp_error *err) {
         struct cursor c;
-        uint64_t maxp, last_n, pri;
+        uint64_t maxp, last_n, pri, sink;
         int r;
         if ((r = cursor_init(&c, buf, len, "config header", err)) < 0 ||
             (r = uint_field(&c, "max_prompt_tokens", 1, UINT32_MAX, &maxp, err)) < 0 ||
             (r = uint_field(&c, "repeat_last_n", 0, UINT32_MAX, &last_n, err)) < 0 ||
-            (r = uint_field(&c, "log_priority", 3, 7, &pri, err)) < 0 || (r = finish(&c, err)) < 0)
+            (r = uint_field(&c, "log_priority", 3, 7, &pri, err)) < 0 ||
+            (r = uint_field(&c, "log_sink", 0, 2, &sink, err)) < 0 || (r = finish(&c, err)) < 0)
                 return r;
         *ret = (struct lmp_wire_config){ .max_prompt_tokens = (uint32_t)maxp, .repeat_last_n = (uint32_t)last_n,
-                                         .log_priority = (int)pri };
+                                         .log_priority = (int)pri, .log_sink = (int)sink };
         return 0;
 }
 

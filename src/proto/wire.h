@@ -35,7 +35,7 @@ enum lmp_wire_verb {
         LMP_WIRE_CANCEL,                /* cancel, <rid> */
         LMP_WIRE_PING,                  /* hb */
         LMP_WIRE_STOP,                  /* stop: finish the running jobs, then exit */
-        LMP_WIRE_CONFIG,                /* config, <max_prompt_tokens> <repeat_last_n> <log priority> */
+        LMP_WIRE_CONFIG,                /* config, <max_prompt_tokens> <repeat_last_n> <log priority> <log sink> */
         /* worker -> router */
         LMP_WIRE_READY,                 /* ready, <slots> <pid> <n_ctx> */
         LMP_WIRE_HEARTBEAT,             /* hb, <active> <rss> <pss> <store_private> */
@@ -67,6 +67,7 @@ struct lmp_wire_config {
         uint32_t max_prompt_tokens;     /* >= 1 */
         uint32_t repeat_last_n;
         int log_priority;               /* LMP_PRI_ERR (3) .. LMP_PRI_DEBUG (7) */
+        int log_sink;                   /* enum lmp_log_sink: 0 auto, 1 journal, 2 stderr */
 };
 
 struct lmp_wire_ready {

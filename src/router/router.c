@@ -1805,6 +1805,7 @@ void lmp_router_send_config(struct lmp_router *rt, struct lmp_router_worker *w) 
                 .max_prompt_tokens = (uint32_t)rt->cfg->max_prompt_tokens,
                 .repeat_last_n = (uint32_t)rt->models[w->model].cfg->defaults.repeat_last_n,
                 .log_priority = (int)lmp_log_priority_of(rt->cfg->log_level),
+                .log_sink = (int)lmp_log_sink_of(rt->cfg->log_target),
         };
         if (lmp_wire_format_config(&h, head, sizeof(head)) >= 0)
                 send_to_worker(rt, w, LMP_WIRE_CONFIG, head, NULL, 0);

@@ -97,8 +97,8 @@ int lmp_cgroups_prepare(struct lmp_cgroups *cg, struct lmp_error *err) {
         return 0;
 }
 
-int lmp_cgroups_worker(struct lmp_cgroups *cg, const char *worker, uint64_t limit, char *ret_procs,
-                       size_t procs_size, struct lmp_error *err) {
+int lmp_cgroups_worker(struct lmp_cgroups *cg, const char *worker, uint64_t limit, char *ret_dir, size_t dir_size,
+                       struct lmp_error *err) {
         char dir[1200], path[1300], value[32];
         int r;
 
@@ -118,13 +118,14 @@ int lmp_cgroups_worker(struct lmp_cgroups *cg, const char *worker, uint64_t limi
                 snprintf(path, sizeof(path), "%s/memory.swap.max", dir);
                 write_file(path, "0");
         }
-        if ((size_t)snprintf(ret_procs, procs_size, "%s/cgroup.procs", dir) >= procs_size)
-                return lmp_error_set(err, -ENAMETOOLONG, "cgroup path too long");
+        if ((size_t)snprintf(ret_dir, dir_size, "%s", dir) >= dir_size)
+                return lmp_error_set(err, -ENAMETOOLONG, "%s: cgroup path too long", dir);
         return 0;
 }
 
-/* Runs in the forked child before exec: async-signal-safe calls only. */
-int lmp_cgroups_enter(const char *procs) {
+/* Runs in the forked child before exec: async-signal-safe calls only
+ * (open, openat, write, close). */
+int lmp_cgroups_enter(const char *dir) {
         char pid[24], *p = pid + sizeof(pid) - 1;
         unsigned v = (unsigned)getpid();
         *p = '\0';
@@ -132,10 +133,18 @@ int lmp_cgroups_enter(const char *procs) {
                 *--p = (char)('0' + v % 10);
                 v /= 10;
         } while (v);
-        int fd = open(procs, O_WRONLY | O_CLOEXEC);
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        int fd = openat(dfd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+        close(dfd);
         if (fd < 0)
                 return -errno;
         ssize_t n = write(fd, p, strlen(p));
         close(fd);
         return n > 0 ? 0 : -EIO;
+}
+
+int lmp_cgroups_remove(const char *dir) {
+        return rmdir(dir) < 0 ? -errno : 0;
 }

@@ -21,7 +21,7 @@ struct lmp_worker_rt {
         struct lmp_router_worker *rw;
         double spawned_ms, respawn_at_ms;
         int backoff_ms;
-        char cgroup_procs[1200];        /* its memory cgroup's cgroup.procs, "" if none */
+        char cgroup[1200];              /* its memory cgroup's directory (cgroup.c), "" if none */
         int report_fd;                  /* read end of its report pipe (worker.h), -1 if none */
 };
 

@@ -361,8 +361,8 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
 
 static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         struct lmp_model_rt *m = &d->models[w->rw->model];
-        char fd_s[16], threads[16], slots[16], ctx[16], batch[16], maxp[16], hb[16], live[16], lastn[16];
-        char report_s[16], level[16];
+        char fd_s[16], threads[16], slots[16], ctx[16], batch[16], chunk[16], maxp[16], hb[16], live[16], lastn[16];
+        char report_s[16], level[16], sink[16];
         int report[2];
         pid_t pid;
 
@@ -378,30 +378,32 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         fcntl(report[0], F_SETFL, O_NONBLOCK);
         snprintf(report_s, sizeof(report_s), "%d", report[1]);
         snprintf(level, sizeof(level), "%d", (int)lmp_log_priority_of(d->cfg->log_level));
+        snprintf(sink, sizeof(sink), "%d", (int)lmp_log_sink_of(d->cfg->log_target));
 
         snprintf(fd_s, sizeof(fd_s), "%d", m->store->fd);
         snprintf(threads, sizeof(threads), "%d", m->cfg->threads);
         snprintf(slots, sizeof(slots), "%d", m->cfg->slots);
         snprintf(ctx, sizeof(ctx), "%u", m->n_ctx);
         snprintf(batch, sizeof(batch), "%d", m->cfg->batch);
+        snprintf(chunk, sizeof(chunk), "%d", m->cfg->prompt_chunk);
         snprintf(maxp, sizeof(maxp), "%d", d->cfg->max_prompt_tokens);
         snprintf(hb, sizeof(hb), "%d", d->cfg->heartbeat_ms);
         snprintf(live, sizeof(live), "%d", d->cfg->heartbeat_liveness);
         snprintf(lastn, sizeof(lastn), "%d", m->cfg->defaults.repeat_last_n);
         char *argv[] = {
                 d->exe, "--worker", "--name", w->rw->name, "--store-fd", fd_s, "--backend", d->router.backend,
-                "--threads", threads, "--slots", slots, "--ctx", ctx, "--batch", batch,
+                "--threads", threads, "--slots", slots, "--ctx", ctx, "--batch", batch, "--prompt-chunk", chunk,
                 "--max-prompt-tokens", maxp, "--heartbeat-ms", hb, "--liveness", live, "--repeat-last-n", lastn,
-                "--report-fd", report_s, "--log-level", level,
+                "--report-fd", report_s, "--log-level", level, "--log-sink", sink,
                 m->cfg->chat_template[0] ? "--chat-template" : NULL, (char *)m->cfg->chat_template, NULL,
         };
 
-        if (m->cfg->memory_max && !w->cgroup_procs[0]) {
+        if (m->cfg->memory_max && !w->cgroup[0]) {
                 struct lmp_error err = { 0 };
                 if (lmp_cgroups_prepare(&d->cgroups, &err) < 0 ||
-                    lmp_cgroups_worker(&d->cgroups, w->rw->name, m->cfg->memory_max, w->cgroup_procs,
-                                       sizeof(w->cgroup_procs), &err) < 0) {
-                        w->cgroup_procs[0] = '\0';
+                    lmp_cgroups_worker(&d->cgroups, w->rw->name, m->cfg->memory_max, w->cgroup, sizeof(w->cgroup),
+                                       &err) < 0) {
+                        w->cgroup[0] = '\0';
                         lmp_log_msg(LMP_PRI_WARNING, "worker %s: memory_max %" PRIu64 " not applied: %s", w->rw->name,
                                     m->cfg->memory_max, err.msg);
                 }
@@ -418,7 +420,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 sigset_t all;
                 sigfillset(&all);
                 sigprocmask(SIG_UNBLOCK, &all, NULL);
-                if (w->cgroup_procs[0] && lmp_cgroups_enter(w->cgroup_procs) < 0)
+                if (w->cgroup[0] && lmp_cgroups_enter(w->cgroup) < 0)
                         _exit(126);
                 /* The store's descriptor is the one thing the worker inherits. */
                 int flags = fcntl(m->store->fd, F_GETFD);
@@ -934,14 +936,14 @@ int lmp_supervisor_run(struct lmp_daemon *d) {
         return 0;
 }
 
-/* Which settings a reload applies to the running daemon: limits, logging
- * (but its target), the worker timings the supervisor reads when it needs
- * them, and the models' sampling defaults (the router fills requests with
- * them; repeat_last_n, max_prompt_tokens and the log level reach running
+/* Which settings a reload applies to the running daemon: limits, logging,
+ * the worker timings the supervisor reads when it needs them, and the
+ * models' sampling defaults (the router fills requests with them;
+ * repeat_last_n, max_prompt_tokens, log.level and log.target reach running
  * workers in a config message). Everything else needs a restart. */
 static bool reload_applies(const char *key, bool model_row, void *userdata) {
         static const char *const live[] = {
-                "log.level", "log.memory_interval_s", "log.requests", "workers.respawn_min_ms",
+                "log.level", "log.target", "log.memory_interval_s", "log.requests", "workers.respawn_min_ms",
                 "workers.respawn_max_ms", "workers.ready_timeout_ms", "workers.load_attempts",
         };
         (void)userdata;
@@ -999,6 +1001,7 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
         d->cfg->cache_bytes = c->cache_bytes;
         d->cfg->cache_ttl_s = c->cache_ttl_s;
         d->cfg->log_level = c->log_level;
+        d->cfg->log_target = c->log_target;
         d->cfg->memory_interval_s = c->memory_interval_s;
         d->cfg->log_requests = c->log_requests;
         d->cfg->respawn_min_ms = c->respawn_min_ms;
@@ -1011,10 +1014,7 @@ void lmp_supervisor_reload(struct lmp_daemon *d) {
                         ((struct lmp_model_config *)d->models[i].cfg)->defaults = mc->defaults;
         }
         lmp_config_free(c);
-        lmp_log_setup("lmpoold",
-                      d->cfg->log_target == LMP_LOG_TARGET_JOURNAL ? LMP_LOGTO_JOURNAL :
-                      d->cfg->log_target == LMP_LOG_TARGET_STDERR ? LMP_LOGTO_STDERR : LMP_LOGTO_AUTO,
-                      lmp_log_priority_of(d->cfg->log_level));
+        lmp_config_setup_logging(d->cfg, "lmpoold");
         /* The response cache's limits, and the workers' settings. */
         lmp_router_reload(&d->router);
         struct lmp_log_field f[] = {

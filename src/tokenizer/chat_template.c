@@ -55,6 +55,10 @@ const char *lmp_chat_family_name(enum lmp_chat_family f) {
         return "unknown";
 }
 
+const char *lmp_chat_family_template(enum lmp_chat_family f) {
+        return f > LMP_CHAT_UNKNOWN && f < LMP_CHAT_FAMILY_COUNT ? lmp_chat_family_templates[f] : NULL;
+}
+
 int lmp_chat_render(enum lmp_chat_family f, const struct lmp_chat_msg *msgs, size_t n,
                     const struct lmp_chat_opts *opts, char **ret_text, struct lmp_error *err) {
         struct lmp_chat_opts o = { .add_generation_prompt = true };

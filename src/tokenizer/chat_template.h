@@ -72,6 +72,10 @@ int lmp_chat_render_jinja(const char *template_text, const cJSON *messages, cons
  * (the caller cJSON_Delete()s it); -ENOMEM. */
 int lmp_chat_messages_json(const struct lmp_chat_msg *msgs, size_t n, cJSON **ret_json);
 
+/* The built-in Jinja template of family f, NULL for LMP_CHAT_UNKNOWN or an
+ * unknown value. */
+const char *lmp_chat_family_template(enum lmp_chat_family f);
+
 /* Renders msgs[0..n) with the family's built-in template. On success *ret_text is
  * a malloc'd NUL-terminated string the caller frees. Returns -EINVAL with a
  * message in *err when the template refuses the conversation (the message is

@@ -42,45 +42,6 @@ static const char *const eot_texts[] = {
         "<|end_of_text|>", "<EOT>", "_<EOT>", "<end_of_utterance>",
 };
 
-static uint64_t hash_bytes(const char *s, size_t len) {
-        uint64_t h = 0xcbf29ce484222325ull;
-        for (size_t i = 0; i < len; i++) {
-                h ^= (uint8_t)s[i];
-                h *= 0x100000001b3ull;
-        }
-        return h ^ (h >> 29);
-}
-
-int32_t lmp_vocab_lookup(const struct lmp_vocab *v, const char *s, size_t len) {
-        uint64_t i = hash_bytes(s, len) & v->hash_mask;
-        for (;;) {
-                uint32_t e = v->hash[i];
-                if (e == 0)
-                        return LMP_TOKEN_NONE;
-                const struct lmp_span *t = &v->tok[e - 1];
-                if (t->len == len && memcmp(v->text + t->off, s, len) == 0)
-                        return (int32_t)(e - 1);
-                i = (i + 1) & v->hash_mask;
-        }
-}
-
-int lmp_ws_reserve(void **p, size_t *cap, size_t n, size_t sz) {
-        if (n <= *cap)
-                return 0;
-        size_t want = *cap ? *cap : 64;
-        while (want < n)
-                want *= 2;
-        size_t bytes;
-        if (lmp_mul_overflow(want, sz, &bytes))
-                return -ENOMEM;
-        void *q = realloc(*p, bytes);
-        if (!q)
-                return -ENOMEM;
-        *p = q;
-        *cap = want;
-        return 0;
-}
-
 /* Reads an optional token id key. A value of -1 (or absent key) leaves *id
  * alone; an id outside the vocabulary is an error. */
 static int get_id(const struct lmp_gguf *g, const char *key, uint32_t n_tokens, int32_t *id,
@@ -160,29 +121,14 @@ static int load_tokens(struct lmp_vocab *v, const struct lmp_gguf *g, struct lmp
 }
 
 static int build_hash(struct lmp_vocab *v, struct lmp_error *err) {
-        uint64_t size = 1;
-        while (size < (uint64_t)v->n_tokens * 2)
-                size <<= 1;
-        v->hash = calloc(size, sizeof(*v->hash));
-        if (!v->hash)
-                return -ENOMEM;
-        v->hash_mask = (uint32_t)(size - 1);
-        for (uint32_t id = 0; id < v->n_tokens; id++) {
-                const char *s = v->text + v->tok[id].off;
-                size_t len = v->tok[id].len;
-                uint64_t i = hash_bytes(s, len) & v->hash_mask;
-                while (v->hash[i]) {
-                        const struct lmp_span *t = &v->tok[v->hash[i] - 1];
-                        if (t->len == len && memcmp(v->text + t->off, s, len) == 0)
-                                return lmp_error_set(err, -EINVAL,
-                                                     "%s: duplicate token '%.*s' (ids %u and %u)",
-                                                     KEY_TOKENS, (int)LMP_MIN(len, 64), s,
-                                                     v->hash[i] - 1, id);
-                        i = (i + 1) & v->hash_mask;
-                }
-                v->hash[i] = id + 1;
+        uint32_t dup[2];
+        int r = lmp_vocab_hash_build(v, dup);
+        if (r == -EEXIST) {
+                const struct lmp_span *t = &v->tok[dup[1]];
+                return lmp_error_set(err, -EINVAL, "%s: duplicate token '%.*s' (ids %u and %u)", KEY_TOKENS,
+                                     (int)LMP_MIN(t->len, 64), v->text + t->off, dup[0], dup[1]);
         }
-        return 0;
+        return r;
 }
 
 static int load_scores_and_types(struct lmp_vocab *v, const struct lmp_gguf *g, struct lmp_error *err) {

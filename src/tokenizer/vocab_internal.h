@@ -151,10 +151,22 @@ static inline void lmp_sink_push(struct lmp_tok_sink *s, int32_t id) {
         s->n++;
 }
 
-/* Hash lookup of a token by text: id or LMP_TOKEN_NONE. */
+/* The layers of the tokenizer, each calling only the ones below it:
+ *   tokenize.c, detok.c    text <-> ids, over a loaded vocabulary
+ *   vocab.c                loading (calls bpe.c's set-up)
+ *   spm.c, bpe.c           the two tokenizers and BPE's set-up
+ *   lookup.c               the text -> id hash and working buffers */
+
+/* lookup.c: builds the text -> id hash of v's tokens (v->hash,
+ * v->hash_mask). Returns 0, -ENOMEM, or -EEXIST with the ids of two tokens
+ * of the same text in ret_dup (v is then left without a hash). */
+int lmp_vocab_hash_build(struct lmp_vocab *v, uint32_t ret_dup[2]);
+
+/* lookup.c: a token by its text: id or LMP_TOKEN_NONE. */
 int32_t lmp_vocab_lookup(const struct lmp_vocab *v, const char *s, size_t len);
 
-/* Grows a buffer to hold at least n elements of size sz. 0 or -ENOMEM. */
+/* lookup.c: grows a buffer to hold at least n elements of size sz. 0 or
+ * -ENOMEM. */
 int lmp_ws_reserve(void **p, size_t *cap, size_t n, size_t sz);
 
 /* Tokenizes one piece of text (no special tokens inside). */

@@ -34,6 +34,7 @@ struct slot {
         size_t n_text, text_cap;
         double t_arrival, t_first, t_prompt_done;
         uint64_t used;                  /* when a job last took it (the engine's count) */
+        uint64_t step;                  /* the last step that took prompt tokens of it */
 };
 
 struct lmp_engine {
@@ -46,6 +47,7 @@ struct lmp_engine {
         float *logits;                  /* (slots, n_vocab) */
         uint32_t active;
         uint64_t jobs;                  /* jobs taken so far: the slots' clock */
+        uint64_t steps;                 /* steps so far */
 };
 
 void lmp_job_free(struct lmp_job *j) {
@@ -168,9 +170,7 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
         int r;
 
         if (j->req.type == LMP_REQ_CHAT) {
-                struct lmp_chat_opts opts = { .bos = e->p.bos_text, .eos = e->p.eos_text,
-                                              .add_generation_prompt = true };
-                if (e->p.chat_family == LMP_CHAT_UNKNOWN && !e->p.chat_template) {
+                if (!lmp_chat_setup_can_render(e->p.chat)) {
                         *code = "bad_request";
                         snprintf(msg, msg_size, "this model has no chat template; set chat_template in"
                                  " the model's configuration, or use a generate request");
@@ -185,17 +185,8 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                 for (size_t i = 0; i < j->req.n_messages; i++)
                         msgs[i] = (struct lmp_chat_msg){ .role = lmp_role_name(j->req.messages[i].role),
                                                          .content = j->req.messages[i].content };
-                if (e->p.chat_family != LMP_CHAT_UNKNOWN) {
-                        r = lmp_chat_render(e->p.chat_family, msgs, j->req.n_messages, &opts, &rendered, &err);
-                } else {
-                        cJSON *mj = NULL;
-                        r = lmp_chat_messages_json(msgs, j->req.n_messages, &mj);
-                        if (r == 0)
-                                r = lmp_chat_render_jinja(e->p.chat_template, mj, &opts, &rendered, &err);
-                        else
-                                lmp_error_set(&err, r, "out of memory");
-                        cJSON_Delete(mj);
-                }
+                r = lmp_chat_setup_render(e->p.chat, msgs, j->req.n_messages, NULL, NULL, NULL, true, &rendered,
+                                          &err);
                 free(msgs);
                 if (r < 0) {
                         *code = "bad_request";
@@ -448,13 +439,27 @@ int lmp_engine_step(struct lmp_engine *e) {
                 e->batch_slot[n++] = (int32_t)s;
                 budget--;
         }
-        /* Then prompt chunks, slot by slot, in the room that is left. */
-        for (uint32_t s = 0; s < e->p.slots && budget > 0; s++) {
-                struct slot *sl = &e->slots[s];
-                if (!sl->job || sl->generating)
-                        continue;
-                uint32_t left = sl->n_prompt - sl->n_eval;
-                uint32_t k = LMP_MIN(left, budget);
+        /* Then prompt chunks in the room that is left: while others are
+         * generating, at most prompt_chunk tokens, since each of their next
+         * tokens waits for this step. Oldest job first. */
+        if (n > 0 && e->p.prompt_chunk > 0)
+                budget = LMP_MIN(budget, e->p.prompt_chunk);
+        e->steps++;
+        while (budget > 0) {
+                struct slot *sl = NULL;
+                uint32_t s = 0;
+                for (uint32_t k = 0; k < e->p.slots; k++) {
+                        struct slot *c = &e->slots[k];
+                        if (c->job && !c->generating && c->step != e->steps && c->n_eval < c->n_prompt &&
+                            (!sl || c->used < sl->used)) {
+                                sl = c;
+                                s = k;
+                        }
+                }
+                if (!sl)
+                        break;
+                sl->step = e->steps;
+                uint32_t k = LMP_MIN(sl->n_prompt - sl->n_eval, budget);
                 for (uint32_t i = 0; i < k; i++) {
                         uint32_t at = sl->n_eval + i;
                         e->batch[n] = (struct lmp_batch_entry){ .token = sl->prompt[at], .pos = (int32_t)at,

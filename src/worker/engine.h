@@ -21,7 +21,7 @@
 #include "model/model.h"
 #include "proto/proto.h"
 #include "sampler/sampler.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_setup.h"
 #include "tokenizer/tokenizer.h"
 
 /* A job: a validated client request (the router has applied the model's
@@ -64,13 +64,13 @@ typedef void (*lmp_engine_sink_fn)(void *userdata, const struct lmp_engine_event
 struct lmp_engine_params {
         const struct lmp_model *model;
         const struct lmp_vocab *vocab;
-        const char *chat_template;      /* the model's own Jinja template, rendered when
-                                         * chat_family is LMP_CHAT_UNKNOWN; NULL: none */
-        enum lmp_chat_family chat_family; /* a configured family's renderer */
-        const char *bos_text, *eos_text; /* for chat templates */
+        const struct lmp_chat_setup *chat; /* how chat requests render (family LMP_CHAT_UNKNOWN: refused) */
         uint32_t slots;
         uint32_t n_ctx;
         uint32_t n_batch;
+        /* Most prompt tokens in a step that also decodes generating slots
+         * (0: n_batch); a step with no one generating takes n_batch. */
+        uint32_t prompt_chunk;
         uint32_t max_prompt_tokens;
         struct lmp_threadpool *pool;
         lmp_engine_sink_fn sink;

@@ -62,7 +62,7 @@
 #include "proto/proto.h"
 #include "proto/wire.h"
 #include "store/store.h"
-#include "tokenizer/chat_template.h"
+#include "tokenizer/chat_setup.h"
 #include "tokenizer/tokenizer.h"
 #include "worker/embed.h"
 #include "worker/engine.h"
@@ -75,11 +75,12 @@ struct worker {
         int store_fd;
         const char *backend;
         int threads;
-        uint32_t slots, n_ctx, n_batch, max_prompt_tokens;
+        uint32_t slots, n_ctx, n_batch, prompt_chunk, max_prompt_tokens;
         int heartbeat_ms, liveness;
         int repeat_last_n;
         int report_fd;                  /* -1: none */
-        int log_priority;
+        int log_priority;               /* enum lmp_log_priority */
+        int log_sink;                   /* enum lmp_log_sink */
         const char *chat_template;
 
         /* engine */
@@ -90,8 +91,7 @@ struct worker {
         struct lmp_threadpool *pool;
         struct lmp_engine *engine;      /* generative models */
         struct lmp_embedder *embedder;  /* embedding models */
-        char *bos_text, *eos_text;
-        char *template_text;           /* the model's tokenizer.chat_template, or NULL */
+        struct lmp_chat_setup chat;
 
         void *zctx;
         void *pair_engine;              /* the engine thread's end */
@@ -376,7 +376,7 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 return;
         case LMP_WIRE_CONFIG: {
                 /* SIGHUP in the supervisor: the settings it applies to
-                 * running workers. The I/O thread has taken the log level. */
+                 * running workers. The I/O thread has taken the logging. */
                 struct lmp_wire_config h;
                 if (lmp_wire_parse_config(head, head_len, &h, &err) < 0) {
                         lmp_log_msg(LMP_PRI_WARNING, "worker %s: from the router: %s: dropped", w->name, err.msg);
@@ -442,15 +442,19 @@ static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage 
                 send_message(dealer, LMP_WIRE_HEARTBEAT, head, NULL, 0);
 }
 
-/* The log priority of a config message (the engine thread takes the rest,
- * and logs a header that does not parse). */
-static void apply_log_level(struct worker *w, zmq_msg_t *head) {
+/* The logging settings of a config message, log.level and log.target as
+ * the supervisor has them (the engine thread takes the rest, and logs a
+ * header that does not parse). */
+static void apply_logging(struct worker *w, zmq_msg_t *head) {
         struct lmp_wire_config h;
-        if (lmp_wire_parse_config(zmq_msg_data(head), zmq_msg_size(head), &h, NULL) == 0 &&
-            h.log_priority != w->log_priority) {
-                w->log_priority = h.log_priority;
-                lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)h.log_priority);
-        }
+        if (lmp_wire_parse_config(zmq_msg_data(head), zmq_msg_size(head), &h, NULL) < 0 ||
+            (h.log_priority == w->log_priority && h.log_sink == w->log_sink))
+                return;
+        w->log_priority = h.log_priority;
+        w->log_sink = h.log_sink;
+        lmp_log_setup("lmpoold", (enum lmp_log_sink)h.log_sink, (enum lmp_log_priority)h.log_priority);
+        lmp_log_msg(LMP_PRI_DEBUG, "worker %s: logging at priority %d, sink %d", w->name, w->log_priority,
+                    w->log_sink);
 }
 
 static int io_loop(struct worker *w, void *dealer, void *pair_io) {
@@ -484,7 +488,7 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                                         verb = LMP_WIRE_PING; /* nothing to forward */
                                 }
                                 if (verb == LMP_WIRE_CONFIG)
-                                        apply_log_level(w, &p.m[1]);
+                                        apply_logging(w, &p.m[1]);
                                 if (verb != LMP_WIRE_PING) {
                                         /* Forward to the engine as is. */
                                         for (int i = 0; i < p.n; i++)
@@ -530,8 +534,6 @@ static void copy_reason(char *dst, size_t size, const char *src) {
  * went wrong (it is also logged). */
 static int load_engine(struct worker *w, char *why, size_t why_size) {
         struct lmp_error err = { 0 };
-        struct lmp_gguf_str tmpl = { 0 };
-        enum lmp_chat_family family = LMP_CHAT_UNKNOWN;
         int r;
 
         if ((r = lmp_store_attach(w->store_fd, &w->store, &err)) < 0 ||
@@ -541,27 +543,6 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: %s", w->name, err.msg);
                 copy_reason(why, why_size, err.msg);
                 return r;
-        }
-        /* A configured family wins; otherwise the model's own template is
-         * rendered by the Jinja interpreter. */
-        if (w->chat_template && *w->chat_template)
-                family = lmp_chat_family_from_name(w->chat_template);
-        else if (lmp_gguf_get_str(w->gguf, "tokenizer.chat_template", &tmpl) == 0) {
-                w->template_text = lmp_gguf_str_dup(tmpl);
-                if (!w->template_text) {
-                        snprintf(why, why_size, "out of memory");
-                        return -ENOMEM;
-                }
-        }
-        int32_t bos = lmp_vocab_bos(w->vocab), eos = lmp_vocab_eos(w->vocab);
-        size_t len = 0;
-        const char *s = bos >= 0 ? lmp_vocab_token_text(w->vocab, bos, &len) : NULL;
-        w->bos_text = strndup(s ? s : "", s ? len : 0);
-        s = eos >= 0 ? lmp_vocab_token_text(w->vocab, eos, &len) : NULL;
-        w->eos_text = strndup(s ? s : "", s ? len : 0);
-        if (!w->bos_text || !w->eos_text) {
-                snprintf(why, why_size, "out of memory");
-                return -ENOMEM;
         }
         if ((r = lmp_threadpool_new(w->threads, &w->pool)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: thread pool: %s", w->name, strerror(-r));
@@ -581,11 +562,24 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 }
                 return r;
         }
+        /* The same set-up as `lmpool chat-template MODEL` (chat_setup.h). A
+         * chat_template the configuration names but lmpool does not know
+         * (the loader checks only its spelling) costs the chat requests,
+         * not the model: it is logged and the model's own template used. */
+        r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, w->chat_template, NULL, &err);
+        if (r == -EINVAL) {
+                lmp_log_msg(LMP_PRI_WARNING, "worker %s: chat_template: %s; using the model's own template instead",
+                            w->name, err.msg);
+                r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, NULL, NULL, &err);
+        }
+        if (r < 0) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: chat template: %s", w->name, err.msg);
+                copy_reason(why, why_size, err.msg);
+                return r;
+        }
         struct lmp_engine_params ep = {
-                .model = w->model, .vocab = w->vocab, .chat_family = family,
-                .chat_template = w->template_text,
-                .bos_text = w->bos_text, .eos_text = w->eos_text,
-                .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch,
+                .model = w->model, .vocab = w->vocab, .chat = &w->chat,
+                .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch, .prompt_chunk = w->prompt_chunk,
                 .max_prompt_tokens = w->max_prompt_tokens, .pool = w->pool,
                 .sink = engine_sink, .sink_userdata = w,
         };
@@ -605,9 +599,7 @@ static void free_worker(struct worker *w) {
         lmp_model_free(w->model);
         lmp_gguf_free(w->gguf);
         lmp_store_free(w->store);
-        free(w->bos_text);
-        free(w->eos_text);
-        free(w->template_text);
+        lmp_chat_setup_clear(&w->chat);
         lmp_proto_buf_free(&w->event_buf);
 }
 
@@ -621,11 +613,13 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 { "slots", required_argument, NULL, 's' },
                 { "ctx", required_argument, NULL, 'c' },
                 { "batch", required_argument, NULL, 'B' },
+                { "prompt-chunk", required_argument, NULL, 'C' },
                 { "max-prompt-tokens", required_argument, NULL, 'P' },
                 { "heartbeat-ms", required_argument, NULL, 'h' },
                 { "liveness", required_argument, NULL, 'l' },
                 { "chat-template", required_argument, NULL, 'T' },
                 { "log-level", required_argument, NULL, 'L' },
+                { "log-sink", required_argument, NULL, 'S' },
                 { "repeat-last-n", required_argument, NULL, 'R' },
                 { "report-fd", required_argument, NULL, 'r' },
                 { 0 },
@@ -637,11 +631,13 @@ static int parse_args(struct worker *w, int argc, char **argv) {
         w->slots = 1;
         w->n_ctx = 2048;
         w->n_batch = 512;
+        w->prompt_chunk = 64;
         w->heartbeat_ms = 500;
         w->liveness = 3;
         w->repeat_last_n = 64;
         w->report_fd = -1;
         w->log_priority = LMP_PRI_INFO;
+        w->log_sink = LMP_LOGTO_AUTO;
         optind = 1;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
                 switch (c) {
@@ -653,18 +649,21 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 case 's': w->slots = (uint32_t)atoi(optarg); break;
                 case 'c': w->n_ctx = (uint32_t)atoi(optarg); break;
                 case 'B': w->n_batch = (uint32_t)atoi(optarg); break;
+                case 'C': w->prompt_chunk = (uint32_t)atoi(optarg); break;
                 case 'P': w->max_prompt_tokens = (uint32_t)atoi(optarg); break;
                 case 'h': w->heartbeat_ms = atoi(optarg); break;
                 case 'l': w->liveness = atoi(optarg); break;
                 case 'T': w->chat_template = optarg; break;
                 case 'L': w->log_priority = atoi(optarg); break;
+                case 'S': w->log_sink = atoi(optarg); break;
                 case 'R': w->repeat_last_n = atoi(optarg); break;
                 case 'r': w->report_fd = atoi(optarg); break;
                 default: return -EINVAL;
                 }
         }
-        if (!w->name[0] || w->store_fd < 0 || !w->backend || w->threads < 1 || w->slots < 1 || w->heartbeat_ms < 1 ||
-            w->liveness < 1 || w->log_priority < LMP_PRI_ERR || w->log_priority > LMP_PRI_DEBUG)
+        if (!w->name[0] || w->store_fd < 0 || !w->backend || w->threads < 1 || w->slots < 1 || w->prompt_chunk < 1 || w->heartbeat_ms < 1 ||
+            w->liveness < 1 || w->log_priority < LMP_PRI_ERR || w->log_priority > LMP_PRI_DEBUG ||
+            w->log_sink < LMP_LOGTO_AUTO || w->log_sink > LMP_LOGTO_STDERR)
                 return -EINVAL;
         if (w->n_batch < w->slots)
                 w->n_batch = w->slots;
@@ -735,7 +734,7 @@ int lmp_worker_main(int argc, char **argv) {
         }
         if (w.report_fd >= 0)
                 fcntl(w.report_fd, F_SETFD, FD_CLOEXEC);
-        lmp_log_setup("lmpoold", LMP_LOGTO_AUTO, (enum lmp_log_priority)w.log_priority);
+        lmp_log_setup("lmpoold", (enum lmp_log_sink)w.log_sink, (enum lmp_log_priority)w.log_priority);
         if ((r = check_backend(w.backend)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: %s is not in a private directory of ours: %s", w.name, w.backend,
                             strerror(-r));

@@ -13,17 +13,7 @@
 
 #include "common/readfile.h"
 #include "tokenizer/chat_template.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do {                                                  \
-        if (!(cond)) {                                                         \
-                fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                                  \
-                fputc('\n', stderr);                                           \
-                failures++;                                                    \
-        }                                                                      \
-} while (0)
+#include "../check.h"
 
 static const struct {
         const char *file;

@@ -141,6 +141,14 @@ usage_error "lmpool run: unexpected argument 'extra'" "$L" run "$m" extra --prom
 usage_error "lmpool quantize: bad value '0' for --threads: expected an integer from 1 to 64" \
         "$L" quantize a b c --threads=0
 usage_error "lmpool run: bad value 'x' for --temp: expected a number from 0 to 100" "$L" run "$m" --temp=x
+usage_error "lmpool bench: bad value '0' for --users: expected an integer from 1 to 256" \
+        "$L" bench --server --model=tiny --users=0
+usage_error "lmpool bench: bad value '0' for -u: expected an integer from 1 to 256" "$L" bench --server --model tiny -u 0
+usage_error "lmpool bench: bad value 'hot' for --temp: expected a number from 0 to 100" \
+        "$L" bench --server --model=tiny --temp hot
+usage_error "lmpool bench: bad value '8,,16' for -p: expected a comma-separated list of integers from 0 to 16384" \
+        "$L" bench "$m" -p 8,,16
+usage_error "lmpool bench: unexpected argument 'extra'" "$L" bench --server --model=tiny extra
 usage_error "lmpool mkmodel: bad value '-1' for --seed: expected an integer from 0 to 18446744073709551615" \
         "$L" mkmodel --seed=-1
 echo "cli-args: ok"

@@ -15,18 +15,7 @@
 
 #include "lmpool/client.h"
 #include "peer.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-        do {                                                                    \
-                if (!(cond)) {                                                  \
-                        failures++;                                             \
-                        fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-                        fprintf(stderr, __VA_ARGS__);                           \
-                        fputc('\n', stderr);                                    \
-                }                                                               \
-        } while (0)
+#include "../check.h"
 
 static char endpoint[256];
 static volatile int peer_stop;

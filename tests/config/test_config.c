@@ -13,18 +13,7 @@
 
 #include "config/config.h"
 #include "config/settings.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                     \
-        do {                                                                                 \
-                if (!(cond)) {                                                               \
-                        failures++;                                                          \
-                        fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-                        fprintf(stderr, __VA_ARGS__);                                        \
-                        fputc('\n', stderr);                                                 \
-                }                                                                            \
-        } while (0)
+#include "../check.h"
 
 static char *const no_env[] = { NULL };
 
@@ -691,7 +680,8 @@ static void test_endpoint(void) {
 }
 
 /* The example spells out the defaults in its base part: they must be the
- * table's, apart from the model it describes. */
+ * table's, apart from the model it describes and how that model is sized
+ * (workers, threads, slots). */
 static void check_example_defaults(const struct lmp_config *c) {
         struct lmp_config *d = expect_ok(one_model, NULL);
         char x[LMP_CONFIG_PATH_MAX * 2], y[LMP_CONFIG_PATH_MAX * 2];
@@ -704,7 +694,8 @@ static void check_example_defaults(const struct lmp_config *c) {
         }
         for (size_t i = 0; i < lmp_model_n_settings; i++) {
                 const char *k = lmp_model_settings[i].key;
-                if (!strcmp(k, "name") || !strcmp(k, "path") || !strcmp(k, "workers") || !strcmp(k, "threads"))
+                if (!strcmp(k, "name") || !strcmp(k, "path") || !strcmp(k, "workers") || !strcmp(k, "threads") ||
+                    !strcmp(k, "slots"))
                         continue;
                 lmp_setting_format(&lmp_model_settings[i], &c->models[0], x, sizeof(x));
                 lmp_setting_format(&lmp_model_settings[i], &d->models[0], y, sizeof(y));

@@ -11,18 +11,7 @@
 
 #include "http/keys.h"
 #include "http/translate.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-        do {                                                                    \
-                if (!(cond)) {                                                  \
-                        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);         \
-                        fprintf(stderr, __VA_ARGS__);                           \
-                        fputc('\n', stderr);                                    \
-                        failures++;                                             \
-                }                                                               \
-        } while (0)
+#include "../check.h"
 
 static char *write_tmp(const char *text) {
         static char path[64];

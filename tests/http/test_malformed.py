@@ -112,13 +112,12 @@ class MalformedTest(unittest.TestCase):
             self.assertIn(b"\"error\"", resp)
 
     def test_content_length_lies(self):
-        # shorter than said: the gateway waits, then the idle timeout closes it
+        # shorter than said: the gateway waits, then its idle timeout closes
+        # the connection (empty, or a 408) before ours would raise
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=30)
         s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\n" + AUTH + b"Content-Length: 100\r\n\r\n{\"a\":")
-        t0 = time.time()
         data = s.recv(1000)
         s.close()
-        self.assertLess(time.time() - t0, 30)
         self.assertIn(status_of(data), (None, 408), data)
         # a bad Content-Length
         resp = self.gw.raw(b"POST /v1/completions HTTP/1.1\r\nHost: t\r\n" + AUTH + b"Content-Length: -5\r\n\r\n")

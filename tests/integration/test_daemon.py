@@ -114,11 +114,12 @@ class Daemon:
         with open(self.log_path) as f:
             return f.read()
 
-    def events(self, name):
-        """The logfmt lines of one event, as dicts."""
+    def events(self, name=None):
+        """The logfmt lines of one event (of every event: None), as dicts,
+        in the order the daemon logged them."""
         out = []
         for line in self.logs().splitlines():
-            if f" event={name} " not in line:
+            if (f" event={name} " if name else " event=") not in line:
                 continue
             out.append(dict(re.findall(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)', line)))
         return out
@@ -231,9 +232,14 @@ class PoolTests(unittest.TestCase):
         st = self.d.stats()
         pids = [w["pid"] for w in st["workers"] if w["state"] == "ready"]
         self.assertEqual(len(pids), 3)
-        # Serve something on every worker so that they have touched the weights.
+        # Serve something on every worker so that they have touched the
+        # weights: three different prompts, which the response cache cannot
+        # answer, go to the three workers in turn (ties go to the one that
+        # served fewest); the same prompt thrice would be served once.
         for i in range(3):
-            self.d.request(generate("m", id=f"w{i}", max_tokens=4))
+            ev = self.d.request(generate("m", prompt=f"{PROMPT} {i}", id=f"w{i}", max_tokens=4))[-1]
+            self.assertFalse(ev.get("cached"), ev)
+        self.assertTrue(all(w["served"] > 0 for w in self.d.stats()["workers"]), self.d.stats()["workers"])
         loaded = self.d.events("model_loaded")[0]
         store = int(loaded["store_bytes"])
         per_worker = int(loaded["kv_bytes_per_worker"]) + int(loaded["scratch_bytes_per_worker"])
@@ -392,6 +398,18 @@ class ChatTests(unittest.TestCase):
             self.assertIn("chat_template", ev["message"])
         finally:
             d.stop()
+        # A family lmpool does not know costs chat, not the model: logged,
+        # and the model's own template (none here) is used.
+        d = Daemon([model_yaml("m", MODEL, extra="    chat_template: nonesuch\n")])
+        try:
+            d.wait_ready()
+            self.assertEqual(d.request(generate("m", max_tokens=2))[-1]["event"], "done")
+            ev = d.request({"v": 1, "id": "c", "type": "chat", "model": "m",
+                            "messages": [{"role": "user", "content": "Hi"}]})[-1]
+            self.assertEqual((ev["event"], ev["code"]), ("error", "bad_request"))
+            self.assertIn("unknown chat template family 'nonesuch'", d.logs())
+        finally:
+            d.stop()
 
 
 class LifecycleTests(unittest.TestCase):
@@ -429,16 +447,44 @@ class LifecycleTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_sighup_reapplies_logging_in_workers(self):
+        """log.level and log.target are applied on reload by the supervisor
+        and, through the config message, by running workers: a worker logs
+        its new setting at debug, which only the new level lets through."""
+        d = Daemon([model_yaml("m", MODEL, workers=1)])
+        try:
+            d.wait_ready()
+            self.assertNotIn("logging at priority", d.logs())
+            with open(d.config) as f:
+                text = f.read()
+            with open(d.config, "w") as f:
+                f.write(text.replace("log:\n  target: stderr\n", "log:\n  target: auto\n  level: debug\n"))
+            d.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 20
+            line = re.compile(r"worker \S+: logging at priority 7, sink 0")
+            while not (d.events("reloaded") and line.search(d.logs())) and time.time() < deadline:
+                time.sleep(0.05)
+            (ev,) = d.events("reloaded")
+            self.assertIn("log.level", ev["applied"], ev)
+            self.assertIn("log.target", ev["applied"], ev)
+            self.assertNotIn("log.target", ev.get("needs_restart", ""), ev)
+            self.assertRegex(d.logs(), line)
+        finally:
+            d.stop()
+
 
 class DeadlineTests(unittest.TestCase):
     def test_timeout_and_cancel(self):
         d = Daemon([model_yaml("m", DEEP, workers=1, slots=2, ctx=4096)])
         try:
             d.wait_ready()
-            t0 = time.time()
+            # The daemon's deadline ends the request, not its length: the
+            # timeout comes after some tokens, long before the 4000th.
             evs = d.request(generate("m", id="t", max_tokens=4000, ignore_eos=True, timeout_ms=300))
             self.assertEqual((evs[-1]["event"], evs[-1]["code"]), ("error", "timeout"))
-            self.assertLess(time.time() - t0, 2.0)
+            self.assertTrue(all(ev["event"] == "token" for ev in evs[:-1]), evs[:-1])
+            self.assertLess(len(evs) - 1, 4000, "the deadline, not max_tokens, ended it")
+            self.assertFalse([e for e in d.events("request_done") if e["request"] == "t"], "it did not finish")
             s = d.socket()
             s.send(json.dumps(generate("m", id="c", max_tokens=4000, ignore_eos=True)).encode())
             self.assertEqual(json.loads(s.recv())["event"], "token")
@@ -503,42 +549,50 @@ class CrashTests(unittest.TestCase):
                     break
             self.assertEqual(len(busy), 2, "both workers busy")
             victim = busy[0]
-            t_kill = time.time()
             os.kill(victim["pid"], signal.SIGKILL)
-            # The victim's client hears worker_lost within 2 s.
+            # The victim's client hears worker_lost while the other request
+            # is still streaming: the kill, not a deadline, ended it. (No
+            # wall-clock bound: the order of events is the claim.)
             poller = zmq.Poller()
             for s in socks:
                 poller.register(s, zmq.POLLIN)
             outcomes = {}
-            while len(outcomes) < 1 and time.time() - t_kill < 10:
-                for s, _ in poller.poll(100):
+            while len(outcomes) < 2:
+                ready = poller.poll(120000)
+                self.assertTrue(ready, f"no event for 120 s; ended so far: {outcomes}")
+                for s, _ in ready:
                     i = socks.index(s)
                     ev = json.loads(s.recv())
-                    if ev["event"] != "token" and i not in outcomes:
+                    if ev["event"] != "token":
                         outcomes[i] = ev
-            self.assertEqual(len(outcomes), 1, "one request ended")
-            (lost_i, lost_ev), = outcomes.items()
-            self.assertEqual(lost_ev.get("code"), "worker_lost", lost_ev)
-            self.assertLess(time.time() - t_kill, 2.0)
-            # A new worker is ready within 2 s of the kill.
-            while time.time() - t_kill < 2.0:
-                w = {w["name"]: w for w in d.stats()["workers"]}[victim["name"]]
-                if w["state"] == "ready" and w["pid"] != victim["pid"]:
-                    break
-                time.sleep(0.05)
-            self.assertEqual(w["state"], "ready")
-            self.assertNotEqual(w["pid"], victim["pid"])
-            self.assertLess(time.time() - t_kill, 2.5)
+                        poller.unregister(s)
+                        self.assertEqual(len(outcomes) == 1, ev.get("code") == "worker_lost",
+                                         f"worker_lost comes first, while the other streams: {outcomes}\n"
+                                         + d.logs()[-6000:])
+            lost_i = [i for i, ev in outcomes.items() if ev.get("code") == "worker_lost"][0]
+            ev = outcomes[1 - lost_i]
             # The other client finishes normally.
-            other = socks[1 - lost_i]
-            while True:
-                self.assertTrue(other.poll(120000), "the other request finishes")
-                ev = json.loads(other.recv())
-                if ev["event"] != "token":
-                    break
             self.assertEqual(ev["event"], "done", ev)
             self.assertEqual(ev["finish"], "length")
+            # The daemon's own order: the victim exits, is respawned and is
+            # ready again before the other request is done. (The daemon logs
+            # request_done after it sent the done event: wait for the line.)
+            other_id = 1 - lost_i
+            for _ in range(600):
+                if [e for e in d.events("request_done") if e["request"] == f"k{other_id}"]:
+                    break
+                time.sleep(0.05)
+            order = [(e["event"], e.get("worker"), e.get("pid"), e.get("request"))
+                     for e in d.events() if e["event"] in ("worker_exited", "worker_started", "request_done")]
+            exited = order.index(("worker_exited", victim["name"], str(victim["pid"]), None))
+            restarted = [i for i, e in enumerate(order)
+                         if e[0] == "worker_started" and e[1] == victim["name"] and i > exited]
+            other_done = [i for i, e in enumerate(order) if e[0] == "request_done" and e[3] == f"k{other_id}"]
+            self.assertTrue(restarted and other_done and restarted[0] < other_done[0], order)
             self.assertEqual(d.events("worker_exited")[0]["exit_signal"], "9")
+            w = {w["name"]: w for w in d.stats()["workers"]}[victim["name"]]
+            self.assertEqual(w["state"], "ready")
+            self.assertNotEqual(w["pid"], victim["pid"])
             for s in socks:
                 s.close()
         finally:
@@ -795,8 +849,7 @@ def make_cgroup(limit):
 class MemoryLimitTests(unittest.TestCase):
     def test_model_that_does_not_fit_is_refused(self):
         cg = make_cgroup(512 * 2**20)
-        if not cg:
-            self.skipTest("cannot create a memory cgroup here (needs root)")
+        self.assertTrue(cg, "cannot create a memory cgroup (the runner checked that it could)")
         # The second model's KV cache alone (4 workers x 4 slots x 16384
         # positions x 4 KiB) is far above the limit.
         d = Daemon([model_yaml("small", MODEL), model_yaml("big", DEEP, workers=4, slots=4, ctx=16384)],
@@ -821,8 +874,7 @@ class MemoryLimitTests(unittest.TestCase):
 class WorkerCgroupTests(unittest.TestCase):
     def test_memory_max_per_worker(self):
         probe = make_cgroup(1 << 40)
-        if not probe:
-            self.skipTest("cannot create a memory cgroup here (needs root)")
+        self.assertTrue(probe, "cannot create a memory cgroup (the runner checked that it could)")
         os.rmdir(probe)
         d = Daemon([model_yaml("a", MODEL, extra="    memory_max: 1G\n"),
                     model_yaml("b", MODEL, extra="    memory_max: 4M\n")])
@@ -841,6 +893,8 @@ class WorkerCgroupTests(unittest.TestCase):
             with open(f"/proc/{pid}/cgroup") as f:
                 line = [l for l in f if "worker-a-0" in l]
             self.assertTrue(line, "the worker runs in its own cgroup")
+            hierarchy, path = line[0].strip().split(":", 2)[1:]
+            cg_dir = "/sys/fs/cgroup" + ("" if hierarchy == "" else "/memory") + path
             self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
             # "b" cannot live in 4 MiB: the kernel kills it, alone, again and again.
             deadline = time.time() + 20
@@ -850,8 +904,11 @@ class WorkerCgroupTests(unittest.TestCase):
             self.assertTrue(exits, d.logs())
             self.assertEqual(exits[0]["exit_signal"], "9")
             self.assertEqual(d.request(generate("a", max_tokens=3))[-1]["event"], "done")
+            self.assertTrue(os.path.isdir(cg_dir), cg_dir)
         finally:
             d.stop()
+        # The daemon removes its workers' cgroups when it stops.
+        self.assertFalse(os.path.exists(cg_dir), cg_dir)
 
 
 class ConfigTests(unittest.TestCase):
@@ -867,8 +924,27 @@ class ConfigTests(unittest.TestCase):
             os.unlink(f.name)
 
 
+CGROUP_CASES = (MemoryLimitTests, WorkerCgroupTests)
+
+
 if __name__ == "__main__":
     if not os.path.exists(MODEL):
         print("fixtures not found: skipped")
         sys.exit(77)
-    unittest.main(verbosity=2)
+    # `test_daemon.py cgroups` runs the cases that need a memory cgroup of
+    # their own (meson's daemon-cgroups), and reports a skip, not a pass,
+    # where none can be made; the plain run leaves them out.
+    loader = unittest.TestLoader()
+    if sys.argv[1:] == ["cgroups"]:
+        probe = make_cgroup(1 << 40)
+        if not probe:
+            print("cannot create a memory cgroup here (needs root and a writable memory controller): skipped")
+            sys.exit(77)
+        os.rmdir(probe)
+        suite = unittest.TestSuite(loader.loadTestsFromTestCase(c) for c in CGROUP_CASES)
+    else:
+        suite = unittest.TestSuite(
+            loader.loadTestsFromTestCase(obj) for obj in list(globals().values())
+            if isinstance(obj, type) and issubclass(obj, unittest.TestCase) and obj not in CGROUP_CASES)
+    result = unittest.TextTestRunner(verbosity=2).run(suite)
+    sys.exit(0 if result.wasSuccessful() else 1)

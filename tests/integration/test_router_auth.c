@@ -31,18 +31,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "router/router.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                \
-        do {                                                            \
-                if (!(cond)) {                                          \
-                        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
-                        fprintf(stderr, __VA_ARGS__);                   \
-                        fputc('\n', stderr);                            \
-                        failures++;                                     \
-                }                                                       \
-        } while (0)
+#include "../check.h"
 
 static void send_parts(void *s, int n, const char *const *parts) {
         for (int i = 0; i < n; i++)

@@ -13,8 +13,9 @@
 #include "common/error.h"
 #include "gguf/gguf.h"
 #include "quant/quant.h"
+#include "../check.h"
 
-static int failures, tensors_checked, dots_checked;
+static int tensors_checked, dots_checked;
 
 /* Largest relative RMS error ||deq - f32|| / ||f32|| accepted per type. The
  * fixtures' weights are random, where llama.cpp's quantizers reach about
@@ -40,8 +41,7 @@ static void check_file(const char *dir, const char *name, const char *refname) {
         struct lmp_error err = { 0 };
         struct lmp_gguf *g = NULL, *r = NULL;
         if (lmp_gguf_open(path, &g, &err) < 0 || lmp_gguf_open(refpath, &r, &err) < 0) {
-                fprintf(stderr, "%s: %s\n", name, err.msg);
-                failures++;
+                FAIL("%s: %s", name, err.msg);
                 lmp_gguf_free(g);
                 return;
         }
@@ -85,9 +85,8 @@ static void check_file(const char *dir, const char *name, const char *refname) {
                                 lmp_quant_traits(t->type, (enum lmp_isa)isa)->vec_dot((int)ncols, &got, q, act);
                                 dots_checked++;
                                 if (!(fabs((double)got - want) <= 1e-4 * mag + 1e-6)) {
-                                        fprintf(stderr, "%s %s row %lld: vec_dot %s %.9g, scalar %.9g\n", name, tname,
-                                                (long long)rr, lmp_isa_name((enum lmp_isa)isa), got, want);
-                                        failures++;
+                                        FAIL("%s %s row %lld: vec_dot %s %.9g, scalar %.9g", name, tname,
+                                             (long long)rr, lmp_isa_name((enum lmp_isa)isa), got, want);
                                 }
                         }
                 }
@@ -96,9 +95,8 @@ static void check_file(const char *dir, const char *name, const char *refname) {
                 if (rel > worst[t->type])
                         worst[t->type] = rel;
                 if (!(rel <= max_rel_rms(t->type))) {
-                        fprintf(stderr, "%s %s (%s): dequantized differs from f32 by %.4f relative RMS (limit %.4f)\n",
-                                name, tname, lmp_type_name(t->type), rel, max_rel_rms(t->type));
-                        failures++;
+                        FAIL("%s %s (%s): dequantized differs from f32 by %.4f relative RMS (limit %.4f)", name,
+                             tname, lmp_type_name(t->type), rel, max_rel_rms(t->type));
                 }
                 free(row);
                 free(act);

@@ -18,11 +18,9 @@
 #include "quant/quant.h"
 
 #include "kernel_inputs.h"
+#include "../check.h"
 
-static int failures;
 static int checks;
-
-#define FAIL(...) do { failures++; fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
 
 #define TRIALS 24       /* random tiles per type and level */
 #define MAX_NR 100       /* past several register tiles and row blocks */

@@ -19,11 +19,9 @@
 #include "quant/quant.h"
 
 #include "kernel_inputs.h"
+#include "../check.h"
 
-static int failures;
 static int checks;
-
-#define FAIL(...) do { failures++; fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } while (0)
 
 /* ---- vec_dot ---------------------------------------------------------- */
 

@@ -11,18 +11,7 @@
 #include <string.h>
 
 #include "proto/proto.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-        do {                                                                    \
-                if (!(cond)) {                                                  \
-                        failures++;                                             \
-                        fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-                        fprintf(stderr, __VA_ARGS__);                           \
-                        fputc('\n', stderr);                                    \
-                }                                                               \
-        } while (0)
+#include "../check.h"
 
 static int parse(const char *json, struct lmp_request *r, struct lmp_proto_error *e) {
         return lmp_proto_parse_request(json, strlen(json), r, e);

@@ -8,18 +8,7 @@
 #include <string.h>
 
 #include "proto/wire.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-        do {                                                                    \
-                if (!(cond)) {                                                  \
-                        failures++;                                             \
-                        fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-                        fprintf(stderr, __VA_ARGS__);                           \
-                        fputc('\n', stderr);                                    \
-                }                                                               \
-        } while (0)
+#include "../check.h"
 
 /* ------------------------------------------------------------ round trips */
 
@@ -48,7 +37,8 @@ static void test_round_trips(void) {
         CHECK(n > 0 && lmp_wire_parse_cancel(buf, (size_t)n, &cback, &err) == 0 && cback.rid == cancel.rid,
               "cancel '%s': %s", buf, err.msg);
 
-        const struct lmp_wire_config configs[] = { { 1, 0, 3 }, { 8192, 64, 6 }, { UINT32_MAX, UINT32_MAX, 7 } };
+        const struct lmp_wire_config configs[] = { { 1, 0, 3, 0 }, { 8192, 64, 6, 1 },
+                                                     { UINT32_MAX, UINT32_MAX, 7, 2 } };
         for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++) {
                 struct lmp_wire_config back = { 0 };
                 n = lmp_wire_format_config(&configs[i], buf, sizeof(buf));
@@ -132,6 +122,7 @@ static void test_format_refuses(void) {
         CHECK(lmp_wire_format_cancel(&(struct lmp_wire_cancel){ 0 }, buf, sizeof(buf)) == -EINVAL, "rid 0");
         CHECK(lmp_wire_format_config(&(struct lmp_wire_config){ 0, 1, 6 }, buf, sizeof(buf)) == -EINVAL, "maxp 0");
         CHECK(lmp_wire_format_config(&(struct lmp_wire_config){ 1, 1, 8 }, buf, sizeof(buf)) == -EINVAL, "pri 8");
+        CHECK(lmp_wire_format_config(&(struct lmp_wire_config){ 1, 1, 6, 3 }, buf, sizeof(buf)) == -EINVAL, "sink 3");
         CHECK(lmp_wire_format_ready(&(struct lmp_wire_ready){ 0, 1, 1 }, buf, sizeof(buf)) == -EINVAL, "slots 0");
         CHECK(lmp_wire_format_ready(&(struct lmp_wire_ready){ 1, -1, 1 }, buf, sizeof(buf)) == -EINVAL, "pid -1");
         CHECK(lmp_wire_format_event(&(struct lmp_wire_event){ .rid = 1, .kind = LMP_WIRE_ERROR,
@@ -197,12 +188,14 @@ static const struct bad bad_headers[] = {
         { JOB, "1 123456789012345678901234567890123456789012345", "not a decimal number" },
         /* config */
         { CONFIG, "8192 64", "field 'log_priority' is missing" },
-        { CONFIG, "0 64 6", "field 'max_prompt_tokens' is 0" },
-        { CONFIG, "8192 -1 6", "not an unsigned decimal integer" },
-        { CONFIG, "8192 64 2", "field 'log_priority' is 2, outside 3..7" },
-        { CONFIG, "8192 64 8", "field 'log_priority' is 8, outside 3..7" },
-        { CONFIG, "4294967296 64 6", "outside 1..4294967295" },
-        { CONFIG, "8192 64 6 1", "after its last field" },
+        { CONFIG, "8192 64 6", "field 'log_sink' is missing" },
+        { CONFIG, "0 64 6 0", "field 'max_prompt_tokens' is 0" },
+        { CONFIG, "8192 -1 6 0", "not an unsigned decimal integer" },
+        { CONFIG, "8192 64 2 0", "field 'log_priority' is 2, outside 3..7" },
+        { CONFIG, "8192 64 8 0", "field 'log_priority' is 8, outside 3..7" },
+        { CONFIG, "8192 64 6 3", "field 'log_sink' is 3, outside 0..2" },
+        { CONFIG, "4294967296 64 6 0", "outside 1..4294967295" },
+        { CONFIG, "8192 64 6 1 0", "after its last field" },
         /* ready */
         { READY, "1 100", "field 'n_ctx' is missing" },
         { READY, "0 100 2048", "field 'slots' is 0" },

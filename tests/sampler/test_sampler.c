@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "sampler/sampler.h"
+#include "../check.h"
 
 /* ------------------------------------------------------------ allocation count */
 
@@ -37,17 +38,6 @@ void *__wrap_aligned_alloc(size_t a, size_t n) { n_allocs++; return __real_align
 int __wrap_posix_memalign(void **p, size_t a, size_t n) { n_allocs++; return __real_posix_memalign(p, a, n); }
 
 /* ------------------------------------------------------------ harness */
-
-static int failures;
-
-#define CHECK(cond, ...) do {                                                  \
-        if (!(cond)) {                                                         \
-                fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
-                fprintf(stderr, __VA_ARGS__);                                  \
-                fputc('\n', stderr);                                           \
-                failures++;                                                    \
-        }                                                                      \
-} while (0)
 
 static struct lmp_sampler *make(int32_t n_vocab, const struct lmp_sampler_params *p) {
         struct lmp_sampler *s = NULL;

@@ -15,18 +15,7 @@
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab_internal.h" /* white-box: the chunked SentencePiece path */
-
-static int failures;
-
-#define CHECK(cond, ...)                                                     \
-        do {                                                                 \
-                if (!(cond)) {                                               \
-                        failures++;                                          \
-                        fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                        fprintf(stderr, __VA_ARGS__);                        \
-                        fputc('\n', stderr);                                 \
-                }                                                            \
-        } while (0)
+#include "../check.h"
 
 static void print_ids(const char *what, const int32_t *ids, size_t n) {
         fprintf(stderr, "  %s:", what);

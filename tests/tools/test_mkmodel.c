@@ -17,17 +17,7 @@
 #include "common/readfile.h"
 #include "gguf/gguf.h"
 #include "tools/mkmodel.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do { \
-        if (!(cond)) { \
-                failures++; \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__); \
-                fprintf(stderr, "\n"); \
-        } \
-} while (0)
+#include "../check.h"
 
 static int make(const char *shape, const char *type, uint64_t seed, int threads, const char *vocab,
                 const char *out, struct lmp_error *err) {

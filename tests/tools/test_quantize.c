@@ -20,17 +20,7 @@
 #include "quant/quantize.h"
 #include "tools/mix.h"
 #include "tools/quantize_model.h"
-
-static int failures;
-
-#define CHECK(cond, ...) do { \
-        if (!(cond)) { \
-                failures++; \
-                fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__); \
-                fprintf(stderr, __VA_ARGS__); \
-                fprintf(stderr, "\n"); \
-        } \
-} while (0)
+#include "../check.h"
 
 /* ------------------------------------------------------------ decoders */
 

@@ -13,18 +13,7 @@
 #include <zmq.h>
 
 #include "common/curvekey.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                            \
-        do {                                                        \
-                if (!(cond)) {                                      \
-                        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__); \
-                        fprintf(stderr, __VA_ARGS__);               \
-                        fputc('\n', stderr);                        \
-                        failures++;                                 \
-                }                                                   \
-        } while (0)
+#include "../check.h"
 
 static void write_file(const char *path, const char *text, mode_t mode) {
         FILE *f = fopen(path, "w");

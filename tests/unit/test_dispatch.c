@@ -6,18 +6,7 @@
 #include <string.h>
 
 #include "router/dispatch.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                        \
-        do {                                                                    \
-                if (!(cond)) {                                                  \
-                        failures++;                                             \
-                        fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
-                        fprintf(stderr, __VA_ARGS__);                           \
-                        fputc('\n', stderr);                                    \
-                }                                                               \
-        } while (0)
+#include "../check.h"
 
 #define W(ready, slots, active, served) { (ready), (slots), (active), (served) }
 

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "common/membw.h"
+#include "../check.h"
 
 int main(void) {
-        int failures = 0;
         size_t cap = 4096 + 64;
         uint8_t *buf = malloc(cap);
         if (!buf)
@@ -26,19 +26,13 @@ int main(void) {
                                 uint32_t a = lmp_membw_sum_ref(buf + off, n);
                                 uint32_t b = __builtin_cpu_supports("avx2") ? lmp_membw_sum_avx2(buf + off, n) : a;
                                 uint32_t c = lmp_membw_sum(buf + off, n);
-                                if (a != b || a != c) {
-                                        fprintf(stderr, "fill %d off %zu n %zu: ref %u avx2 %u best %u\n",
-                                                fill, off, n, a, b, c);
-                                        failures++;
-                                }
+                                CHECK(a == b && a == c, "fill %d off %zu n %zu: ref %u avx2 %u best %u", fill, off,
+                                      n, a, b, c);
                         }
         }
         /* all ones: 1024 words of 0xffffffff sum to -1024 mod 2^32 */
         memset(buf, 0xff, 4096);
-        if (lmp_membw_sum(buf, 4096) != (uint32_t)-1024) {
-                fprintf(stderr, "all-ones sum wrong\n");
-                failures++;
-        }
+        CHECK(lmp_membw_sum(buf, 4096) == (uint32_t)-1024, "all-ones sum wrong");
         free(buf);
 
         struct lmp_threadpool *pool;
@@ -47,15 +41,10 @@ int main(void) {
         size_t n = 4 * LMP_MEMBW_CHUNK;
         uint8_t *big = calloc(1, n);
         double gbs = 0;
-        if (!big || lmp_membw_probe(pool, big, n, 2, &gbs) != 0 || !(gbs > 0)) {
-                fprintf(stderr, "probe failed (%g GB/s)\n", gbs);
-                failures++;
-        }
-        if (lmp_membw_probe(pool, big, n - 4, 1, &gbs) != -EINVAL ||
-            lmp_membw_probe(pool, big, n, 0, &gbs) != -EINVAL) {
-                fprintf(stderr, "probe accepted a bad size or pass count\n");
-                failures++;
-        }
+        CHECK(big && lmp_membw_probe(pool, big, n, 2, &gbs) == 0 && gbs > 0, "probe failed (%g GB/s)", gbs);
+        CHECK(lmp_membw_probe(pool, big, n - 4, 1, &gbs) == -EINVAL &&
+                      lmp_membw_probe(pool, big, n, 0, &gbs) == -EINVAL,
+              "probe accepted a bad size or pass count");
         free(big);
         lmp_threadpool_free(pool);
         printf("membw: %s\n", failures ? "FAILED" : "ok");

@@ -10,18 +10,7 @@
 #include <string.h>
 
 #include "router/cache.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                    \
-        do {                                                                \
-                if (!(cond)) {                                              \
-                        fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);     \
-                        fprintf(stderr, __VA_ARGS__);                       \
-                        fputc('\n', stderr);                                \
-                        failures++;                                         \
-                }                                                           \
-        } while (0)
+#include "../check.h"
 
 /* An answer of n events "<tag>:<i>". */
 static struct lmp_rcache_build answer(const struct lmp_rcache *c, const char *tag, int n) {

@@ -10,18 +10,7 @@
 #include <string.h>
 
 #include "common/utf8.h"
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                                               \
-        do {                                                                                                           \
-                if (!(cond)) {                                                                                         \
-                        fprintf(stderr, __VA_ARGS__);                                                                  \
-                        fputc('\n', stderr);                                                                           \
-                        if (++failures > 20)                                                                           \
-                                exit(1);                                                                               \
-                }                                                                                                      \
-        } while (0)
+#include "../check.h"
 
 static size_t encode(uint32_t cp, uint8_t *o) {
         if (cp < 0x80) {
