@@ -1,15 +1,18 @@
 /* `lmpool chat-template`: renders a conversation (a JSON array of
- * {"role", "content"}) with a chat template and prints the prompt exactly,
- * with no added newline. The template comes from a model's GGUF
- * (`tokenizer.chat_template`, with its bos/eos token texts and default
- * system prompt, set up as the worker sets them up: chat_setup.h) or from
- * a .jinja file with --bos/--eos given; --family overrides detection. */
+ * {"role", "content", ...}) with a chat template and prints the prompt
+ * exactly, with no added newline. The template comes from a model's GGUF
+ * (`tokenizer.chat_template`, with its bos/eos token texts, set up as the
+ * worker sets them up: chat_setup.h) or from a .jinja file with --bos/--eos
+ * given, and is rendered by the Jinja interpreter; --family renders a named
+ * family's built-in template instead. --tools passes an OpenAI-style tools
+ * list to the template as `tools`. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "client/commands.h"
 #include "common/args.h"
@@ -20,8 +23,9 @@ static void usage(FILE *f) {
         fprintf(f,
                 "usage: lmpool chat-template (MODEL | --template FILE.jinja [--bos S] [--eos S])\n"
                 "                            --messages FILE.json [--family NAME] [--date \"15 Jan 2026\"]\n"
-                "                            [--no-generation-prompt]\n"
+                "                            [--tools FILE.json] [--no-generation-prompt]\n"
                 "Prints the prompt a conversation (a JSON array of {\"role\", \"content\"}) renders to.\n"
+                "--tools gives the template an OpenAI-style tools list (a JSON array).\n"
                 "--messages - reads standard input. --bos/--eos also override a model's token\n"
                 "text; --date defaults to today.\n");
 }
@@ -65,7 +69,7 @@ static char *read_file(const char *path, size_t *ret_len) {
 }
 
 /* Parses the messages file into msgs (pointing into *ret_json). */
-static int parse_messages(const char *path, cJSON **ret_json, struct lmp_chat_msg **ret_msgs,
+static int parse_messages(const char *path, bool need_content, cJSON **ret_json, struct lmp_chat_msg **ret_msgs,
                           size_t *ret_n) {
         size_t len;
         char *text = read_file(path, &len);
@@ -91,15 +95,17 @@ static int parse_messages(const char *path, cJSON **ret_json, struct lmp_chat_ms
         cJSON_ArrayForEach(m, json) {
                 const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
                 const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-                if (!cJSON_IsString(role) || !cJSON_IsString(content)) {
-                        fprintf(stderr, "lmpool chat-template: %s: message %zu needs string "
-                                        "\"role\" and \"content\"\n", path, i);
+                /* a model's template reads what it reads (an assistant turn of tool
+                 * calls has no content); a family's needs the string */
+                if (!cJSON_IsString(role) || (need_content && !cJSON_IsString(content))) {
+                        fprintf(stderr, "lmpool chat-template: %s: message %zu needs a string "
+                                        "\"role\"%s\n", path, i, need_content ? " and \"content\"" : "");
                         free(msgs);
                         cJSON_Delete(json);
                         return -1;
                 }
                 msgs[i].role = role->valuestring;
-                msgs[i].content = content->valuestring;
+                msgs[i].content = cJSON_IsString(content) ? content->valuestring : "";
                 i++;
         }
         *ret_json = json;
@@ -110,7 +116,8 @@ static int parse_messages(const char *path, cJSON **ret_json, struct lmp_chat_ms
 
 int lmp_cmd_chat_template(int argc, char **argv) {
         const char *model = NULL, *tpl_path = NULL, *msgs_path = NULL, *family_name = NULL;
-        const char *bos_arg = NULL, *eos_arg = NULL, *date = NULL;
+        const char *bos_arg = NULL, *eos_arg = NULL, *date = NULL, *tools_path = NULL;
+        cJSON *tools = NULL;
         bool gen_prompt = true;
         struct lmp_gguf *g = NULL;
         struct lmp_vocab *v = NULL;
@@ -122,7 +129,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         size_t n = 0;
         int rc = 1;
 
-        enum { O_TEMPLATE = 256, O_MESSAGES, O_FAMILY, O_BOS, O_EOS, O_DATE, O_NO_GEN };
+        enum { O_TEMPLATE = 256, O_MESSAGES, O_FAMILY, O_BOS, O_EOS, O_DATE, O_NO_GEN, O_TOOLS };
         static const struct option longopts[] = {
                 { "template", required_argument, NULL, O_TEMPLATE },
                 { "messages", required_argument, NULL, O_MESSAGES },
@@ -131,6 +138,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 { "eos", required_argument, NULL, O_EOS },
                 { "date", required_argument, NULL, O_DATE },
                 { "no-generation-prompt", no_argument, NULL, O_NO_GEN },
+                { "tools", required_argument, NULL, O_TOOLS },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
@@ -149,6 +157,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 case O_EOS: eos_arg = optarg; break;
                 case O_DATE: date = optarg; break;
                 case O_NO_GEN: gen_prompt = false; break;
+                case O_TOOLS: tools_path = optarg; break;
                 default: return 2;
                 }
         }
@@ -177,22 +186,36 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 fprintf(stderr, "lmpool chat-template: %s\n", err.msg);
                 goto out;
         }
-        if (cs.family == LMP_CHAT_UNKNOWN) {
-                struct lmp_gguf_str s;
-                if (model && lmp_gguf_get_str(g, "tokenizer.chat_template", &s) < 0)
-                        fprintf(stderr, "lmpool chat-template: %s: no tokenizer.chat_template; "
-                                        "name the family with --family\n", model);
-                else
-                        fprintf(stderr, "lmpool chat-template: %s: chat template family not "
-                                        "recognised; name it with --family\n", model ? model : tpl_path);
+        if (!lmp_chat_setup_can_render(&cs)) {
+                fprintf(stderr, "lmpool chat-template: %s: no tokenizer.chat_template; "
+                                "name the family with --family\n", model);
                 goto out;
         }
+        if (tools_path) {
+                size_t len;
+                char *text = read_file(tools_path, &len);
+                if (!text) {
+                        fprintf(stderr, "lmpool chat-template: %s: %s\n", tools_path, strerror(errno));
+                        goto out;
+                }
+                tools = cJSON_ParseWithLength(text, len);
+                free(text);
+                if (!cJSON_IsArray(tools)) {
+                        fprintf(stderr, "lmpool chat-template: %s: not a JSON array of tools\n", tools_path);
+                        goto out;
+                }
+        }
 
-        if (parse_messages(msgs_path, &json, &msgs, &n) < 0)
+        if (parse_messages(msgs_path, family_name != NULL, &json, &msgs, &n) < 0)
                 goto out;
-        if (lmp_chat_setup_render(&cs, msgs, n, bos_arg, eos_arg, date, gen_prompt, &out, &err) < 0) {
-                fprintf(stderr, "lmpool chat-template: %s template: %s\n", lmp_chat_family_name(cs.family),
-                        err.msg);
+        /* --date is the date the template sees, in strftime_now() too */
+        time_t now = 0;
+        struct tm tm = { 0 };
+        const char *end = date ? strptime(date, "%d %b %Y", &tm) : NULL;
+        if (date && end && !*end)
+                now = timegm(&tm);
+        if (lmp_chat_setup_render_json(&cs, json, tools, bos_arg, eos_arg, date, now, gen_prompt, &out, &err) < 0) {
+                fprintf(stderr, "lmpool chat-template: %s\n", err.msg);
                 goto out;
         }
         fputs(out, stdout);

@@ -286,7 +286,7 @@ const struct lmp_setting lmp_model_settings[] = {
               "their streams smooth and a larger one gives the new prompt its first token sooner. "
               "With nothing generating a prompt goes in steps of `batch`."),
         M_STR("chat_template", chat_template, check_name, LMP_SETTING_OPTIONAL, NULL,
-              "Chat template family to use when detection from the model's metadata fails."),
+              "Chat template family whose built-in template renders chats instead of the model's own tokenizer.chat_template (for a model that has none)."),
         M_ENUM("store", store, store_names, "memfd",
                "Weight store: a sealed memfd holding the tensors laid out for the kernels, or the "
                "GGUF file itself mapped shared (no copy; the file is watched, and a change to it stops "

@@ -11,10 +11,6 @@ static char *token_text(const struct lmp_vocab *v, int32_t id) {
         return strndup(s ? s : "", s ? len : 0);
 }
 
-static bool is_chatml(enum lmp_chat_family f) {
-        return f == LMP_CHAT_CHATML || f == LMP_CHAT_QWEN2 || f == LMP_CHAT_QWEN25;
-}
-
 int lmp_chat_setup_init(struct lmp_chat_setup *cs, const struct lmp_gguf *g, const struct lmp_vocab *v,
                         const char *family_name, const char *template_text, struct lmp_error *err) {
         struct lmp_chat_setup s = { .family = LMP_CHAT_UNKNOWN };
@@ -35,16 +31,12 @@ int lmp_chat_setup_init(struct lmp_chat_setup *cs, const struct lmp_gguf *g, con
                         r = lmp_error_set(err, -EINVAL, "unknown chat template family '%s'", family_name);
                         goto fail;
                 }
-        } else if (tpl) {
-                s.family = lmp_chat_detect(tpl);
+        } else if (tpl && !(s.template_text = strdup(tpl))) {
+                goto fail;
         }
         s.bos = token_text(v, v ? lmp_vocab_bos(v) : -1);
         s.eos = token_text(v, v ? lmp_vocab_eos(v) : -1);
         if (!s.bos || !s.eos)
-                goto fail;
-        /* The template's own default system prompt: Qwen2 builds vary in
-         * it, so it is read from the text rather than taken from the family. */
-        if (tpl && is_chatml(s.family) && lmp_chat_default_system(tpl, &s.default_system) == -ENOMEM)
                 goto fail;
         free(model_template);
         *cs = s;
@@ -60,21 +52,52 @@ fail:
 void lmp_chat_setup_clear(struct lmp_chat_setup *cs) {
         free(cs->bos);
         free(cs->eos);
-        free(cs->default_system);
+        free(cs->template_text);
         *cs = (struct lmp_chat_setup){ .family = LMP_CHAT_UNKNOWN };
+}
+
+bool lmp_chat_setup_can_render(const struct lmp_chat_setup *cs) {
+        return cs->family != LMP_CHAT_UNKNOWN || cs->template_text;
+}
+
+int lmp_chat_setup_render_json(const struct lmp_chat_setup *cs, const cJSON *messages, const cJSON *tools,
+                               const char *bos, const char *eos, const char *date, time_t now,
+                               bool add_generation_prompt, char **ret_text, struct lmp_error *err) {
+        if (!lmp_chat_setup_can_render(cs))
+                return lmp_error_set(err, -EINVAL, "no chat template");
+        if (cs->family != LMP_CHAT_UNKNOWN && tools)
+                return lmp_error_set(err, -EINVAL, "tools need the model's own template, not a named family");
+        struct lmp_chat_opts opts = {
+                .bos = bos ? bos : cs->bos,
+                .eos = eos ? eos : cs->eos,
+                .date = date,
+                .add_generation_prompt = add_generation_prompt,
+                .tools = tools,
+                .now = now,
+        };
+        return lmp_chat_render_jinja(cs->family != LMP_CHAT_UNKNOWN ? lmp_chat_family_template(cs->family)
+                                                                    : cs->template_text,
+                                     messages, &opts, ret_text, err);
 }
 
 int lmp_chat_setup_render(const struct lmp_chat_setup *cs, const struct lmp_chat_msg *msgs, size_t n,
                           const char *bos, const char *eos, const char *date, bool add_generation_prompt,
                           char **ret_text, struct lmp_error *err) {
-        if (cs->family == LMP_CHAT_UNKNOWN)
-                return lmp_error_set(err, -EINVAL, "no chat template lmpool knows");
-        struct lmp_chat_opts opts = {
-                .bos = bos ? bos : cs->bos,
-                .eos = eos ? eos : cs->eos,
-                .date = date,
-                .default_system = cs->default_system,
-                .add_generation_prompt = add_generation_prompt,
-        };
-        return lmp_chat_render(cs->family, msgs, n, &opts, ret_text, err);
+        if (!lmp_chat_setup_can_render(cs))
+                return lmp_error_set(err, -EINVAL, "no chat template");
+        if (cs->family != LMP_CHAT_UNKNOWN) {
+                struct lmp_chat_opts opts = {
+                        .bos = bos ? bos : cs->bos,
+                        .eos = eos ? eos : cs->eos,
+                        .date = date,
+                        .add_generation_prompt = add_generation_prompt,
+                };
+                return lmp_chat_render(cs->family, msgs, n, &opts, ret_text, err);
+        }
+        cJSON *mj = NULL;
+        if (lmp_chat_messages_json(msgs, n, &mj) < 0)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        int r = lmp_chat_setup_render_json(cs, mj, NULL, bos, eos, date, 0, add_generation_prompt, ret_text, err);
+        cJSON_Delete(mj);
+        return r;
 }

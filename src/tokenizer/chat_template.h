@@ -1,17 +1,16 @@
 /* Chat templates: turning a conversation [{role, content}] into the exact
- * prompt text a model was trained on. Rather than interpreting Jinja, each
- * template family has a renderer written to reproduce, byte for byte, what
- * the model's own Jinja template renders under Hugging Face's settings
- * (trim_blocks + lstrip_blocks, no tools). The family is detected from the
- * template text by markers that only that family's templates carry; when
- * detection fails, a configuration can name the family instead. Conversations
- * the template itself refuses (a system message for Gemma 2, roles that do
- * not alternate for Mistral v0.1, ...) are refused here with the template's
- * own message. */
+ * prompt text a model was trained on. A model's own template
+ * (tokenizer.chat_template) is rendered by the Jinja interpreter
+ * (tokenizer/jinja.h) with lmp_chat_render_jinja(), as Hugging Face renders
+ * it. For a model without a template, a configuration names a family, whose
+ * built-in Jinja template lmp_chat_render() renders the same way. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
 
 #include "common/error.h"
 
@@ -43,21 +42,12 @@ struct lmp_chat_opts {
         const char *bos;        /* bos_token text; NULL means "" */
         const char *eos;        /* eos_token text; NULL means "" */
         const char *date;       /* date_string, e.g. "15 Jan 2026"; NULL means today */
-        const char *default_system; /* ChatML families: the system prompt used when the
-                                     * conversation has none; NULL: the family's own
-                                     * (none for plain ChatML) */
         bool add_generation_prompt;
+        const cJSON *tools;     /* lmp_chat_render_jinja: the OpenAI-style tools list, NULL for
+                                 * none (the template sees tools = none) */
+        time_t now;             /* lmp_chat_render_jinja: strftime_now()'s time and, without
+                                 * date, date_string's; 0 means the current time */
 };
-
-/* The family of a template's text, LMP_CHAT_UNKNOWN when none matches. */
-enum lmp_chat_family lmp_chat_detect(const char *template_text);
-
-/* The default system prompt written literally in a ChatML template
- * ('<|im_start|>system\n' TEXT '<|im_end|>'), as a malloc'd string in
- * *ret_text; -ENOENT when the template has none, -ENOMEM. Qwen2 builds vary
- * in this text, so a caller rendering a model's own template passes it as
- * lmp_chat_opts.default_system. */
-int lmp_chat_default_system(const char *template_text, char **ret_text);
 
 /* The family of a configured name ("chatml", "qwen2.5", "llama3.1",
  * "gemma", "mistral-nemo", ...), LMP_CHAT_UNKNOWN for an unknown name. */
@@ -66,7 +56,27 @@ enum lmp_chat_family lmp_chat_family_from_name(const char *name);
 /* The canonical name of a family ("unknown" for LMP_CHAT_UNKNOWN). */
 const char *lmp_chat_family_name(enum lmp_chat_family f);
 
-/* Renders msgs[0..n) as the family's template does. On success *ret_text is
+/* Renders the messages (a JSON array of message objects: role, content,
+ * and whatever else the template reads, e.g. tool_calls) with the Jinja
+ * template text, as Hugging Face's apply_chat_template does (trim_blocks,
+ * lstrip_blocks; messages, tools, bos_token, eos_token,
+ * add_generation_prompt and date_string as variables). On success *ret_text
+ * is a malloc'd string the caller frees. Returns -EINVAL with a message in
+ * *err when the template is not valid Jinja, refuses the conversation
+ * (raise_exception: the message is the template's own) or fails, -E2BIG when
+ * the render reaches a bound of tokenizer/jinja.h, -ENOMEM. */
+int lmp_chat_render_jinja(const char *template_text, const cJSON *messages, const struct lmp_chat_opts *opts,
+                          char **ret_text, struct lmp_error *err);
+
+/* msgs[0..n) as the JSON array lmp_chat_render_jinja() takes, in *ret_json
+ * (the caller cJSON_Delete()s it); -ENOMEM. */
+int lmp_chat_messages_json(const struct lmp_chat_msg *msgs, size_t n, cJSON **ret_json);
+
+/* The built-in Jinja template of family f, NULL for LMP_CHAT_UNKNOWN or an
+ * unknown value. */
+const char *lmp_chat_family_template(enum lmp_chat_family f);
+
+/* Renders msgs[0..n) with the family's built-in template. On success *ret_text is
  * a malloc'd NUL-terminated string the caller frees. Returns -EINVAL with a
  * message in *err when the template refuses the conversation (the message is
  * the template's own), -ENOMEM on allocation failure. */

@@ -170,9 +170,9 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
         int r;
 
         if (j->req.type == LMP_REQ_CHAT) {
-                if (e->p.chat->family == LMP_CHAT_UNKNOWN) {
+                if (!lmp_chat_setup_can_render(e->p.chat)) {
                         *code = "bad_request";
-                        snprintf(msg, msg_size, "this model has no chat template lmpool knows; set chat_template in"
+                        snprintf(msg, msg_size, "this model has no chat template; set chat_template in"
                                  " the model's configuration, or use a generate request");
                         return -EINVAL;
                 }

@@ -568,7 +568,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
          * not the model: it is logged and the model's own template used. */
         r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, w->chat_template, NULL, &err);
         if (r == -EINVAL) {
-                lmp_log_msg(LMP_PRI_WARNING, "worker %s: chat_template: %s; detecting it from the model instead",
+                lmp_log_msg(LMP_PRI_WARNING, "worker %s: chat_template: %s; using the model's own template instead",
                             w->name, err.msg);
                 r = lmp_chat_setup_init(&w->chat, w->gguf, w->vocab, NULL, NULL, &err);
         }

@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """Cross-checks `lmpool chat-template` against the reference Jinja renderer.
 
-For every template in $LMPOOL_FIXTURES/templates (and the chat templates
-stored in the tokenizer fixtures' GGUF files), renders seeded random
-conversations (random roles, contents with leading and trailing ASCII and
-Unicode whitespace, empty contents, tool messages) with jinja2 configured as
-Hugging Face renders chat templates (trim_blocks, lstrip_blocks, a
-raise_exception global, tojson), and with the CLI; the outputs must be equal
-byte for byte, and a conversation the template refuses must be refused.
+For every template in $LMPOOL_FIXTURES/templates and templates-real (and
+the chat templates stored in the tokenizer fixtures' GGUF files), renders
+seeded random conversations (random roles, contents with leading and
+trailing ASCII and Unicode whitespace, empty contents, tool messages; no
+tools, or a tools list given with --tools) with jinja2 configured as Hugging
+Face renders chat templates (trim_blocks, lstrip_blocks, loop controls,
+raise_exception and strftime_now globals, tojson keeping non-ASCII, tools=None
+when there are none), and with the CLI; the outputs must be equal byte for
+byte, and a conversation the template refuses must be refused.
 Exits 77 when jinja2 or the fixtures are missing. CROSSCHECK_N sets the
-number of conversations per template (40), CROSSCHECK_TEMPLATES adds
+number of conversations per template (20), CROSSCHECK_TEMPLATES adds
 templates (space-separated FILE.jinja:BOS:EOS)."""
+import datetime
 import glob
 import json
 import os
@@ -42,20 +45,27 @@ def raise_exception(msg):
     raise Refused(msg)
 
 
-def tojson(x, indent=None):
-    return json.dumps(x, ensure_ascii=False, indent=indent, separators=(",", ": "))
+def tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+
+
+def strftime_now(fmt):
+    return datetime.datetime(2026, 1, 15).strftime(fmt)
 
 
 env = jinja2.sandbox.ImmutableSandboxedEnvironment(
     trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
 env.globals["raise_exception"] = raise_exception
+env.globals["strftime_now"] = strftime_now
 env.filters["tojson"] = tojson
 
 templates = []  # (name, text, bos, eos)
-for f in sorted(glob.glob(os.path.join(tdir, "*.json"))):
-    d = json.load(open(f))
-    text = open(os.path.join(tdir, d["template"])).read()
-    templates.append((d["template"], text, d["bos_token"], d["eos_token"]))
+for sub in ("templates", "templates-real"):
+    for f in sorted(glob.glob(os.path.join(fixtures, sub, "*.json"))):
+        d = json.load(open(f))
+        text = open(os.path.join(fixtures, sub, d["template"])).read()
+        templates.append((d["template"], text, d["bos_token"], d["eos_token"]))
 for f in sorted(glob.glob(os.path.join(fixtures, "tokenizer", "*.gguf"))):
     meta = json.loads(subprocess.run([lmpool, "gguf", "--json", f], check=True,
                                      capture_output=True).stdout)["metadata"]
@@ -77,6 +87,15 @@ WORDS = ["Hello", "a KV cache", "x", "", " ", "line one\nline two", "  padded  "
          "ctl\x01\x1f\r\n", "\x1csep\x85", "\u2028ls\u202f"]
 
 
+TOOLS = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather for a city \u00e9 <b>",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "City name"},
+        "days": {"type": "integer", "enum": [1, 2, 3]},
+        "metric": {"type": "boolean"}, "ratio": {"type": "number", "default": 0.5}},
+        "required": ["city"]}}}]
+
+
 def conversation(rng):
     n = rng.randint(1, 6)
     if rng.random() < 0.6:
@@ -92,20 +111,25 @@ failures = checked = refused = 0
 with tempfile.TemporaryDirectory() as tmp:
     tpl_path = os.path.join(tmp, "t.jinja")
     msg_path = os.path.join(tmp, "m.json")
+    tools_path = os.path.join(tmp, "tools.json")
+    with open(tools_path, "w") as fh:
+        json.dump(TOOLS, fh)
     for name, text, bos, eos in templates:
         with open(tpl_path, "w") as fh:
             fh.write(text)
         tpl = env.from_string(text)
-        for _ in range(int(os.environ.get("CROSSCHECK_N", "40"))):
+        for _ in range(int(os.environ.get("CROSSCHECK_N", "20"))):
             conv = conversation(rng)
             gen = rng.random() < 0.8
+            tools = TOOLS if rng.random() < 0.3 else None
             try:
-                want = tpl.render(messages=conv, bos_token=bos, eos_token=eos,
+                want = tpl.render(messages=conv, bos_token=bos, eos_token=eos, tools=tools,
                                   add_generation_prompt=gen, date_string="15 Jan 2026")
                 err = exact = None
             except Refused as e:
                 want, err, exact = None, str(e), True
-            except jinja2.TemplateError as e:  # e.g. an undefined attribute
+            except (jinja2.TemplateError, TypeError, ValueError, KeyError, IndexError,
+                    AttributeError) as e:  # e.g. an undefined attribute, None iterated
                 want, err, exact = None, str(e), False
             with open(msg_path, "w") as fh:
                 json.dump(conv, fh)
@@ -113,6 +137,8 @@ with tempfile.TemporaryDirectory() as tmp:
                     "--messages", msg_path, "--date", "15 Jan 2026"]
             if not gen:
                 args.append("--no-generation-prompt")
+            if tools:
+                args += ["--tools", tools_path]
             r = subprocess.run(args, capture_output=True)
             checked += 1
             if want is not None:

@@ -1,9 +1,9 @@
-/* Chat template renderers against the fixtures: for every
- * $LMPOOL_FIXTURES/templates/NAME.json, the family detected from NAME.jinja
- * must be the expected one, and every conversation must render byte for byte
- * as the model's Jinja template does, or be refused with the template's own
- * message. Then properties the fixtures do not cover: whitespace trimming,
- * family names, refusals of malformed input. */
+/* The named families' built-in templates against the fixtures: for every
+ * $LMPOOL_FIXTURES/templates/NAME.json, every conversation rendered with
+ * the family of NAME must equal the model's Jinja template's render byte
+ * for byte, or be refused with the template's own message. Then properties
+ * the fixtures do not cover: whitespace trimming, family names, refusals of
+ * malformed input. */
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -55,16 +55,16 @@ static void check_fixture(const char *dir, const char *name) {
         lmp_read_file(path, &tpl, NULL);
         CHECK(tpl != NULL, "%s: cannot read", path);
         free(path);
-        enum lmp_chat_family fam = lmp_chat_detect(tpl);
         free(tpl);
-        bool known = false;
+        enum lmp_chat_family fam = LMP_CHAT_UNKNOWN;
         for (size_t i = 0; i < sizeof(EXPECTED_FAMILY) / sizeof(EXPECTED_FAMILY[0]); i++)
-                if (strcmp(EXPECTED_FAMILY[i].file, name) == 0) {
-                        known = true;
-                        CHECK(fam == EXPECTED_FAMILY[i].family, "%s: detected %s", name,
-                              lmp_chat_family_name(fam));
-                }
-        CHECK(known || fam != LMP_CHAT_UNKNOWN, "%s: family not detected", name);
+                if (strcmp(EXPECTED_FAMILY[i].file, name) == 0)
+                        fam = EXPECTED_FAMILY[i].family;
+        CHECK(fam != LMP_CHAT_UNKNOWN, "%s: no family renders this fixture", name);
+        if (fam == LMP_CHAT_UNKNOWN) {
+                cJSON_Delete(j);
+                return;
+        }
 
         struct lmp_chat_opts opts = {
                 .bos = cJSON_GetObjectItem(j, "bos_token")->valuestring,
@@ -233,19 +233,13 @@ static void check_properties(void) {
         CHECK(out && strcmp(out, "<|user|>\nHi\n<|assistant|>\n") == 0, "[%s]", out);
         free(out);
 
-        /* Names and detection. */
+        /* Names. */
         for (int f = LMP_CHAT_UNKNOWN + 1; f < LMP_CHAT_FAMILY_COUNT; f++)
                 CHECK(lmp_chat_family_from_name(lmp_chat_family_name((enum lmp_chat_family)f)) == (enum lmp_chat_family)f,
                       "name round trip %d", f);
         CHECK(lmp_chat_family_from_name("Qwen2.5") == LMP_CHAT_QWEN25, "case");
         CHECK(lmp_chat_family_from_name("nope") == LMP_CHAT_UNKNOWN, "unknown name");
         CHECK(lmp_chat_family_from_name(NULL) == LMP_CHAT_UNKNOWN, "null name");
-        CHECK(lmp_chat_detect(NULL) == LMP_CHAT_UNKNOWN, "null template");
-        CHECK(lmp_chat_detect("{{ messages }}") == LMP_CHAT_UNKNOWN, "plain template");
-        CHECK(lmp_chat_detect("{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}") == LMP_CHAT_MISTRAL_V3,
-              "mistral v3");
-        CHECK(lmp_chat_detect("{% for m in messages %}{{'<|im_start|>' + m['role'] + '\\n' + "
-                              "m['content'] + '<|im_end|>\\n'}}{% endfor %}") == LMP_CHAT_CHATML, "chatml");
 }
 
 int main(void) {

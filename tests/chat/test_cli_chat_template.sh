@@ -47,7 +47,7 @@ PY
         done
 done
 
-# --family overrides detection.
+# --family renders a named family instead of the template.
 printf '[{"role": "user", "content": "Hi"}]' > "$tmp/hi.json"
 "$LMPOOL_BIN" chat-template --template "$t/llama-2.jinja" --family chatml --messages "$tmp/hi.json" > "$tmp/out"
 printf '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n' | cmp - "$tmp/out"
@@ -69,11 +69,30 @@ refused "$LMPOOL_FIXTURES/tokenizer/llama-spm.gguf" --messages "$tmp/hi.json"
 "$LMPOOL_BIN" chat-template "$LMPOOL_FIXTURES/tokenizer/llama-spm.gguf" --family llama2 --messages "$tmp/hi.json" > "$tmp/out"
 printf '<s>[INST] Hi [/INST]' | cmp - "$tmp/out"
 
+# --tools: the tools list reaches the template (Qwen3's tools conversation).
+r="$LMPOOL_FIXTURES/templates-real"
+python3 - "$r/Qwen-Qwen3-0.6B.json" "$tmp" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+conv = d["conversations"]["tools"]
+json.dump(conv["messages"], open(f"{sys.argv[2]}/tmsgs.json", "w"))
+json.dump(conv["tools"], open(f"{sys.argv[2]}/tools.json", "w"))
+open(f"{sys.argv[2]}/tools.want", "wb").write(d["expected"]["tools"].encode())
+PY
+"$LMPOOL_BIN" chat-template --template "$r/Qwen-Qwen3-0.6B.jinja" --bos '<|bos|>' --eos '<|eos|>' \
+        --messages "$tmp/tmsgs.json" --tools "$tmp/tools.json" > "$tmp/out"
+cmp "$tmp/out" "$tmp/tools.want"
+
 # Errors: bad JSON, unknown family, missing file, no arguments.
 printf '{"role": "user"}' > "$tmp/bad.json"
 refused --template "$t/gemma-2.jinja" --messages "$tmp/bad.json"
-printf '[{"role": "user"}]' > "$tmp/bad.json"
+printf '[{"content": "Hi"}]' > "$tmp/bad.json"
 refused --template "$t/gemma-2.jinja" --messages "$tmp/bad.json"
+# Jinja that does not parse, and --tools that is not a list.
+printf '{%% if %%}' > "$tmp/bad.jinja"
+refused --template "$tmp/bad.jinja" --messages "$tmp/hi.json"
+printf '{"type": "function"}' > "$tmp/badtools.json"
+refused --template "$t/gemma-2.jinja" --messages "$tmp/hi.json" --tools "$tmp/badtools.json"
 refused --template "$t/gemma-2.jinja" --family nope --messages "$tmp/hi.json"
 refused --template "$tmp/missing.jinja" --messages "$tmp/hi.json"
 set +e

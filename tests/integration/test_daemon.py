@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -301,7 +302,80 @@ class EndpointTests(unittest.TestCase):
             d.stop()
 
 
+def with_chat_template(src, dst, template):
+    """Copies the GGUF file src to dst with tokenizer.chat_template set to
+    template (the fixture models carry none): the key is appended to the
+    metadata, and the tensor data re-aligned after it."""
+    with open(src, "rb") as f:
+        data = f.read()
+    magic, version, n_tensors, n_kv = struct.unpack_from("<IIQQ", data, 0)
+    pos = 24
+    sizes = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+    def skip_value(pos, t):
+        if t == 8:
+            (n,) = struct.unpack_from("<Q", data, pos)
+            return pos + 8 + n
+        if t == 9:
+            et, n = struct.unpack_from("<IQ", data, pos)
+            pos += 12
+            for _ in range(n):
+                pos = skip_value(pos, et)
+            return pos
+        return pos + sizes[t]
+
+    alignment = 32
+    for _ in range(n_kv):
+        (klen,) = struct.unpack_from("<Q", data, pos)
+        key = data[pos + 8:pos + 8 + klen].decode()
+        pos += 8 + klen
+        (t,) = struct.unpack_from("<I", data, pos)
+        if key == "general.alignment":
+            (alignment,) = struct.unpack_from("<I", data, pos + 4)
+        pos = skip_value(pos + 4, t)
+    kv_end = pos
+    for _ in range(n_tensors):
+        (nlen,) = struct.unpack_from("<Q", data, pos)
+        pos += 8 + nlen
+        (ndim,) = struct.unpack_from("<I", data, pos)
+        pos += 4 + 8 * ndim + 4 + 8
+    infos_end = pos
+    data_start = (infos_end + alignment - 1) // alignment * alignment
+    key, val = b"tokenizer.chat_template", template.encode()
+    kv = struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(val)) + val
+    head = struct.pack("<IIQQ", magic, version, n_tensors, n_kv + 1) + data[24:kv_end] + kv + data[kv_end:infos_end]
+    head += b"\0" * ((-len(head)) % alignment)
+    with open(dst, "wb") as f:
+        f.write(head + data[data_start:])
+
+
 class ChatTests(unittest.TestCase):
+    def test_chat_through_the_models_own_template(self):
+        # The model's tokenizer.chat_template, rendered by the Jinja
+        # interpreter: a chat is answered, and the template's own refusal
+        # (raise_exception) comes back as bad_request with its words.
+        tmp = tempfile.mkdtemp(prefix="lmpool-tmpl-")
+        path = os.path.join(tmp, "m.gguf")
+        with_chat_template(MODEL, path,
+                           "{%- for m in messages %}{%- if m.role == 'system' %}"
+                           "{{- raise_exception('System role not supported here!') }}{%- endif %}"
+                           "{{- '<|' ~ m.role ~ '|>\\n' ~ m.content | trim ~ eos_token ~ '\\n' }}"
+                           "{%- endfor %}{%- if add_generation_prompt %}{{- '<|assistant|>\\n' }}{%- endif %}")
+        d = Daemon([model_yaml("m", path)])
+        try:
+            d.wait_ready()
+            evs = d.request({"v": 1, "id": "c", "type": "chat", "model": "m", "max_tokens": 4, "temperature": 0,
+                             "messages": [{"role": "user", "content": "  Hello there  "}]})
+            self.assertEqual(evs[-1]["event"], "done", evs[-1])
+            self.assertGreater(evs[-1]["usage"]["prompt_tokens"], 5)
+            ev = d.request({"v": 1, "id": "c2", "type": "chat", "model": "m",
+                            "messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]})[-1]
+            self.assertEqual((ev["event"], ev["code"]), ("error", "bad_request"), ev)
+            self.assertIn("System role not supported here!", ev["message"])
+        finally:
+            d.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def test_chat_through_template(self):
         d = Daemon([model_yaml("m", MODEL, extra="    chat_template: zephyr\n")])
         try:
