@@ -38,4 +38,13 @@ done
 
 long=$("$LMPOOL_BIN" run "$d/phi3-f32.gguf" --ids "$ids" -n 32 --ignore-eos --threads 2 --print-ids 2>/dev/null)
 [ "$long" != "$(cat "$tmp/phi3")" ] || { echo "phi3: the long rope factors changed nothing"; exit 1; }
+
+# The generator's small shapes of the three families load and generate.
+for s in test-qwen3 test-phi3 test-gemma3; do
+        "$LMPOOL_BIN" mkmodel --shape "$s" --type q4_k_m --threads 2 -o "$tmp/$s.gguf" > /dev/null
+        n=$("$LMPOOL_BIN" run "$tmp/$s.gguf" --prompt "Hello there" -n 8 --ignore-eos --ctx 256 --threads 2 \
+                --print-ids 2>/dev/null | wc -w)
+        [ "$n" -eq 8 ] || { echo "$s: $n tokens"; exit 1; }
+done
+echo "mkmodel shapes: test-qwen3, test-phi3, test-gemma3 ok"
 echo "run: qwen3, phi3, gemma3 ok"
