@@ -23,6 +23,24 @@ struct lmp_arch {
          * whole sequence (not causal), no KV cache; its output is one
          * pooled vector per sequence, not logits (lmp_ctx_encode). */
         bool encoder;
+
+        /* Decoders beyond llama's shape. Each is a fact of the family's
+         * definition in llama.cpp (llama-model.cpp), not of one file. */
+        bool qk_norm;                   /* RMSNorm of each head's q and k before RoPE
+                                         * (attn_q_norm, attn_k_norm: head_dim) */
+        bool fused_qkv;                 /* attn_qkv: q rows, then k, then v */
+        bool fused_gate_up;             /* ffn_up holds the gate rows, then the up rows */
+        bool rope_factors_ls;           /* LongRoPE: rope_factors_long/_short, attn_factor */
+        bool post_norms;                /* RMSNorm of the attention's and the FFN's
+                                         * output before each residual add */
+        bool ffn_gelu;                  /* GELU (tanh) gating instead of SiLU */
+        bool embd_scale;                /* embeddings times sqrt(n_embd) */
+        /* Sliding-window attention: every swa_pattern-th layer is global,
+         * the others see the last attention.sliding_window positions, with
+         * RoPE base rope.freq_base_swa (default 10000) and no position
+         * scaling. The pattern comes from attention.sliding_window_pattern
+         * when the file has it; 0: no windowed layers. */
+        unsigned swa_pattern;
 };
 
 /* NULL when the architecture is not one we implement. */

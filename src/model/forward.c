@@ -5,7 +5,21 @@
  * Q/K/V -> RoPE -> causal attention over the sequence's cache -> output
  * projection -> residual -> RMSNorm -> SwiGLU feed-forward -> residual, then
  * a final RMSNorm and the vocabulary projection for the entries that want
- * logits.
+ * logits. The newer families add steps at fixed places, each behind a fact
+ * of the architecture table: per-head q/k RMSNorm before RoPE (Qwen3,
+ * Gemma 3), RMSNorm of each block's output before its residual add, GELU
+ * gating, embeddings scaled by sqrt(n_embd) and a final logit softcap
+ * (Gemma), LongRoPE factors and attention factor in the RoPE tables (Phi-3),
+ * and windowed layers with their own RoPE table (Gemma 3). Fused weights
+ * (Phi-3's qkv and gate|up) are split into views at load, so they cost
+ * nothing here.
+ *
+ * A known limit: a windowed layer's attention reads only its window, but
+ * its KV cache rows are laid out like a global layer's (n_ctx per
+ * sequence). A ring of window + n_batch rows would do, but rewriting from
+ * an earlier position (lmp_ctx_seq_truncate, prompt-cache reuse) then needs
+ * keys the ring has overwritten. The cache's pages are touched only as
+ * positions advance, so the cost is the memory of the positions used.
  *
  * Encoders (BERT) have their own top-to-bottom function over the same
  * products and attention, lmp_ctx_encode(): token + token type + position
@@ -86,6 +100,8 @@ struct lmp_ctx {
         float *hb;              /* (n_batch, n_ff) */
         float *hb2;             /* (n_batch, n_ff) */
         float *rope;            /* (n_batch, n_rot) cos, sin pairs */
+        float *rope_swa;        /* (n_batch, n_rot) the windowed layers' own, or NULL */
+        const float *rope_ff;   /* (n_rot/2) frequency divisors for this context, or NULL */
         void *qbuf[LMP_TYPE_COUNT];     /* (n_batch, row_size(type, max_n_in)) */
         size_t qrow[LMP_TYPE_COUNT];    /* bytes per converted row */
         struct run *runs;       /* (n_batch) */
@@ -119,6 +135,7 @@ void lmp_ctx_free(struct lmp_ctx *c) {
         free(c->hb);
         free(c->hb2);
         free(c->rope);
+        free(c->rope_swa);
         for (int t = 0; t < LMP_TYPE_COUNT; t++)
                 free(c->qbuf[t]);
         free(c->runs);
@@ -200,11 +217,19 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->hb = alloc_array(n_batch, hp->n_ff, sizeof(float));
         c->hb2 = alloc_array(n_batch, hp->n_ff, sizeof(float));
         c->rope = alloc_array(n_batch, hp->n_rot, sizeof(float));
+        if (hp->n_swa)
+                c->rope_swa = alloc_array(n_batch, hp->n_rot, sizeof(float));
+        /* LongRoPE picks its factors by the context a sequence can reach, as
+         * llama.cpp does by n_ctx per sequence (each of ours has n_ctx). */
+        c->rope_ff = m->rope_freqs;
+        if (m->rope_factors_long)
+                c->rope_ff = n_ctx > hp->n_ctx_orig ? m->rope_factors_long : m->rope_factors_short;
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
         bool ok = (enc || (c->k_cache && c->v_cache)) && c->seq_len && c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
+                  (!hp->n_swa || c->rope_swa) &&
                   c->tasks && c->scores;
         for (int t = 0; ok && t < LMP_TYPE_COUNT; t++) {
                 if (t == LMP_TYPE_F32 || !(m->act_types & (UINT64_C(1) << t)))
@@ -395,30 +420,39 @@ static void add_into(float *x, const float *y, int64_t count) {
                 x[i] += y[i];
 }
 
+static void scale_into(float *x, int64_t count, float s) {
+        for (int64_t i = 0; i < count; i++)
+                x[i] *= s;
+}
+
 /* cos/sin for each entry's position, pair by pair, computed the way GGML
- * does (theta multiplied by base^(-2/n_rot) step by step in float). */
-static void rope_tables(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n) {
+ * does (theta multiplied by base^(-2/n_rot) step by step in float, divided
+ * by the frequency factor, times the position scale; cos and sin times the
+ * attention factor). */
+static void rope_tables(const struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                        float *rope, float base, float freq_scale) {
         const struct lmp_hparams *hp = &c->m->hp;
-        const float *ff = c->m->rope_freqs;
-        float theta_scale = powf(hp->rope_freq_base, -2.0f / (float)hp->n_rot);
+        const float *ff = c->rope_ff;
+        const float mscale = hp->rope_attn_factor;
+        float theta_scale = powf(base, -2.0f / (float)hp->n_rot);
         for (uint32_t e = 0; e < n; e++) {
-                float *tab = c->rope + (size_t)e * hp->n_rot;
+                float *tab = rope + (size_t)e * hp->n_rot;
                 float theta = (float)batch[e].pos;
                 for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
-                        float th = hp->rope_freq_scale * (ff ? theta / ff[i] : theta);
-                        tab[2 * i] = cosf(th);
-                        tab[2 * i + 1] = sinf(th);
+                        float th = freq_scale * (ff ? theta / ff[i] : theta);
+                        tab[2 * i] = cosf(th) * mscale;
+                        tab[2 * i + 1] = sinf(th) * mscale;
                         theta *= theta_scale;
                 }
         }
 }
 
-static void rope_apply(const struct lmp_ctx *c, float *x, uint32_t n, uint32_t n_heads,
-                       uint32_t stride) {
+static void rope_apply(const struct lmp_ctx *c, const float *rope, float *x, uint32_t n,
+                       uint32_t n_heads, uint32_t stride) {
         const struct lmp_hparams *hp = &c->m->hp;
         uint32_t half = hp->n_rot / 2;
         for (uint32_t e = 0; e < n; e++) {
-                const float *tab = c->rope + (size_t)e * hp->n_rot;
+                const float *tab = rope + (size_t)e * hp->n_rot;
                 for (uint32_t h = 0; h < n_heads; h++) {
                         float *v = x + (size_t)e * stride + (size_t)h * hp->head_dim;
                         for (uint32_t i = 0; i < half; i++) {
@@ -444,6 +478,21 @@ static void swiglu(float *g, const float *u, int64_t count) {
                 g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* GELU (tanh approximation) of the gate times up: Gemma's gated FFN. */
+static void geglu(float *g, const float *u, int64_t count) {
+        const float a = 0.044715f, s = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+        for (int64_t i = 0; i < count; i++) {
+                float v = g[i];
+                g[i] = 0.5f * v * (1.0f + tanhf(s * v * (1.0f + a * v * v))) * u[i];
+        }
+}
+
+/* cap * tanh(x / cap): Gemma's final logit softcapping. */
+static void softcap(float *x, int64_t count, float cap) {
+        for (int64_t i = 0; i < count; i++)
+                x[i] = cap * tanhf(x[i] / cap);
+}
+
 /* The row-wise ops above, split across the pool (rmsnorm by token rows: a
  * single row runs in the calling thread). */
 struct rows_job {
@@ -452,6 +501,7 @@ struct rows_job {
         const float *w;         /* rmsnorm weight */
         int64_t n;              /* row length */
         float eps;
+        bool gelu;              /* gated: GELU instead of SiLU */
 };
 
 static void rmsnorm_rows(void *arg, int64_t begin, int64_t end, int tid) {
@@ -463,7 +513,10 @@ static void rmsnorm_rows(void *arg, int64_t begin, int64_t end, int tid) {
 static void swiglu_elems(void *arg, int64_t begin, int64_t end, int tid) {
         (void)tid;
         const struct rows_job *j = arg;
-        swiglu(j->out + begin, j->x + begin, end - begin);
+        if (j->gelu)
+                geglu(j->out + begin, j->x + begin, end - begin);
+        else
+                swiglu(j->out + begin, j->x + begin, end - begin);
 }
 
 static int64_t row_grain(const struct lmp_ctx *c, int64_t n_rows) {
@@ -481,7 +534,7 @@ static void rmsnorm_par(struct lmp_ctx *c, float *out, const float *x, const flo
 #define SWIGLU_MIN_GRAIN 2048
 
 static void swiglu_par(struct lmp_ctx *c, float *g, const float *u, int64_t n_tok, int64_t n) {
-        struct rows_job j = { .out = g, .x = u };
+        struct rows_job j = { .out = g, .x = u, .gelu = c->m->arch->ffn_gelu };
         int64_t count = n_tok * n;
         int64_t grain = LMP_MAX((int64_t)SWIGLU_MIN_GRAIN, count / (4 * lmp_threadpool_size(c->pool)));
         lmp_threadpool_run(c->pool, count, grain, swiglu_elems, &j);
@@ -494,6 +547,7 @@ struct att_job {
         uint32_t layer;
         float scale;
         bool causal;            /* over the KV cache; else within the batch's run */
+        uint32_t n_swa;         /* causal: a row sees its last n_swa positions; 0: all */
 };
 
 static void attend(void *arg, int64_t begin, int64_t end, int tid) {
@@ -512,11 +566,15 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 uint32_t kvh = (uint32_t)t->head / group;
                 const float *q = c->q + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
                 int L;                                  /* keys the tile's last row sees */
+                int k0 = 0;                             /* position of the first of them */
                 const float *k, *v;
                 if (j->causal) {        /* the sequence's cache up to the tile's last row */
-                        L = p0 + t->n_rows;
-                        k = cache_at(c, c->k_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
-                        v = cache_at(c, c->v_cache, r->seq, j->layer, 0) + (size_t)kvh * hd;
+                        /* from the first row's window on, when windowed */
+                        if (j->n_swa && p0 >= (int)j->n_swa)
+                                k0 = p0 - (int)j->n_swa + 1;
+                        L = p0 + t->n_rows - k0;
+                        k = cache_at(c, c->k_cache, r->seq, j->layer, k0) + (size_t)kvh * hd;
+                        v = cache_at(c, c->v_cache, r->seq, j->layer, k0) + (size_t)kvh * hd;
                 } else {                /* the whole sequence, which is the run itself */
                         L = r->n;
                         k = c->k + (size_t)r->first * c->kv_dim + (size_t)kvh * hd;
@@ -533,21 +591,27 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                             (int)c->kv_dim, 0.0f, s, L);
                 for (int i = 0; i < m; i++) {
                         float *row = s + (size_t)i * L;
-                        /* causal: keys 0..pos; else all of them */
-                        int valid = j->causal ? p0 + (heads ? 0 : i) + 1 : L;
+                        /* causal: keys [pos - n_swa + 1 or 0, pos]; else all of them */
+                        int pos = p0 + (heads ? 0 : i);
+                        int valid = j->causal ? pos + 1 - k0 : L;
+                        int lo = 0;
+                        if (j->causal && j->n_swa && pos >= (int)j->n_swa)
+                                lo = pos - (int)j->n_swa + 1 - k0;
+                        for (int kk = 0; kk < lo; kk++)
+                                row[kk] = 0.0f;
                         float mx = -INFINITY;
-                        for (int kk = 0; kk < valid; kk++) {
+                        for (int kk = lo; kk < valid; kk++) {
                                 row[kk] *= j->scale;
                                 mx = row[kk] > mx ? row[kk] : mx;
                         }
                         double sum = 0.0;
-                        for (int kk = 0; kk < valid; kk++) {
+                        for (int kk = lo; kk < valid; kk++) {
                                 float e = expf(row[kk] - mx);
                                 row[kk] = e;
                                 sum += (double)e;
                         }
                         float inv = (float)(1.0 / sum);
-                        for (int kk = 0; kk < valid; kk++)
+                        for (int kk = lo; kk < valid; kk++)
                                 row[kk] *= inv;
                         for (int kk = valid; kk < L; kk++)
                                 row[kk] = 0.0f;
@@ -667,13 +731,17 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 n_out += batch[e].logits;
         uint32_t n_tasks;
         plan_attention(c, batch, n, &n_tasks);
-        rope_tables(c, batch, n);
+        rope_tables(c, batch, n, c->rope, hp->rope_freq_base, hp->rope_freq_scale);
+        if (c->rope_swa)        /* windowed layers: their own base, no position scaling */
+                rope_tables(c, batch, n, c->rope_swa, hp->rope_freq_base_swa, 1.0f);
 
-        /* x (T, n_embd) = token embeddings */
+        /* x (T, n_embd) = token embeddings (Gemma: times sqrt(n_embd)) */
         const struct lmp_weight *te = &m->tok_embd;
         for (uint32_t e = 0; e < n; e++)
                 te->traits->to_float((const uint8_t *)te->data + (size_t)batch[e].token * te->row_size,
                                      c->x + e * E, E);
+        if (m->arch->embd_scale)
+                scale_into(c->x, T * E, sqrtf((float)E));
 
         for (uint32_t l = 0; l < hp->n_layer; l++) {
                 const struct lmp_layer *L = &m->layers[l];
@@ -687,16 +755,21 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 add_bias(c->q, L->bq, T, c->q_dim);
                 add_bias(c->k, L->bk, T, c->kv_dim);
                 add_bias(c->v, L->bv, T, c->kv_dim);
-                rope_apply(c, c->q, n, hp->n_head, c->q_dim);
-                rope_apply(c, c->k, n, hp->n_head_kv, c->kv_dim);
+                if (L->attn_q_norm) {   /* each head's q and k: (T * n_head[_kv], head_dim) */
+                        rmsnorm_par(c, c->q, c->q, L->attn_q_norm, T * hp->n_head, hp->head_dim);
+                        rmsnorm_par(c, c->k, c->k, L->attn_k_norm, T * hp->n_head_kv, hp->head_dim);
+                }
+                const float *rope = L->n_swa ? c->rope_swa : c->rope;
+                rope_apply(c, rope, c->q, n, hp->n_head, c->q_dim);
+                rope_apply(c, rope, c->k, n, hp->n_head_kv, c->kv_dim);
                 for (uint32_t e = 0; e < n; e++) {
                         memcpy(cache_at(c, c->k_cache, batch[e].seq, l, batch[e].pos),
                                c->k + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
                         memcpy(cache_at(c, c->v_cache, batch[e].seq, l, batch[e].pos),
                                c->v + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
                 }
-                struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim),
-                                      .causal = true };
+                struct att_job aj = { .c = c, .layer = l, .scale = hp->att_scale, .causal = true,
+                                      .n_swa = L->n_swa };
                 lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
                 if (l == hp->n_layer - 1 && n_out < T) {
                         /* Past the last attention, only the rows that want
@@ -719,6 +792,8 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 struct act ain = { .x = c->att, .n_tok = T, .n_in = c->q_dim };
                 matmul(c, &L->wo, &ain, c->xb, E);              /* (T, n_embd) */
                 add_bias(c->xb, L->bo, T, E);
+                if (L->post_attn_norm)
+                        rmsnorm_par(c, c->xb, c->xb, L->post_attn_norm, T, E);
                 add_into(c->x, c->xb, T * E);
 
                 /* feed-forward block */
@@ -726,9 +801,11 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 struct act fin = { .x = c->xb, .n_tok = T, .n_in = E };
                 matmul(c, &L->ffn_gate, &fin, c->hb, hp->n_ff);  /* (T, n_ff) */
                 matmul(c, &L->ffn_up, &fin, c->hb2, hp->n_ff);   /* (T, n_ff) */
-                swiglu_par(c, c->hb, c->hb2, T, hp->n_ff);
+                swiglu_par(c, c->hb, c->hb2, T, hp->n_ff);     /* SiLU or GELU gate */
                 struct act hin = { .x = c->hb, .n_tok = T, .n_in = hp->n_ff };
                 matmul(c, &L->ffn_down, &hin, c->xb, E);        /* (T, n_embd) */
+                if (L->post_ffw_norm)
+                        rmsnorm_par(c, c->xb, c->xb, L->post_ffw_norm, T, E);
                 add_into(c->x, c->xb, T * E);
         }
 
@@ -737,6 +814,8 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 rmsnorm_par(c, c->xb, c->x, m->output_norm, n_out, E);
                 struct act oin = { .x = c->xb, .n_tok = n_out, .n_in = E };
                 matmul(c, &m->output, &oin, ret_logits, hp->n_vocab);   /* (n_out, n_vocab) */
+                if (hp->logit_softcap > 0.0f)
+                        softcap(ret_logits, n_out * hp->n_vocab, hp->logit_softcap);
         }
 
         for (uint32_t e = 0; e < n; e++)

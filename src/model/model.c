@@ -6,6 +6,7 @@
 #include "model/model.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,59 @@ static int load_encoder_hparams(const struct lmp_gguf *g, const char *arch, stru
         if (causal)
                 return lmp_error_set(err, -ENOTSUP, "metadata %s: causal attention in an encoder", key);
         hp->n_rot = 0;
+        return 0;
+}
+
+/* What the newer decoder families add: LongRoPE's attention factor and
+ * original context, the sliding window and its pattern and RoPE base, the
+ * final logit softcap, and the attention scale. */
+static int load_decoder_extras(const struct lmp_gguf *g, const struct lmp_arch *a,
+                               struct lmp_hparams *hp, struct lmp_error *err) {
+        const char *arch = a->name;
+        int r;
+        hp->att_scale = 1.0f / sqrtf((float)hp->head_dim);
+        /* Gemma 3 27B (62 layers) scales by its query_pre_attn_scalar,
+         * n_embd / n_head, not by its head size: llama.cpp tells it by its
+         * layer count, and so do we. */
+        if (a->embd_scale && hp->n_layer == 62)
+                hp->att_scale = 1.0f / sqrtf((float)(hp->n_embd / hp->n_head));
+
+        hp->rope_attn_factor = 1.0f;
+        hp->n_ctx_orig = hp->n_ctx_train;
+        if (a->rope_factors_ls) {
+                if ((r = get_f32_key(g, arch, "rope.scaling.attn_factor", false,
+                                     &hp->rope_attn_factor, err)) < 0 ||
+                    (r = get_u32_key(g, arch, "rope.scaling.original_context_length", false,
+                                     &hp->n_ctx_orig, err)) < 0)
+                        return r;
+                if (!(hp->rope_attn_factor > 0.0f && hp->rope_attn_factor < 16.0f))
+                        return lmp_error_set(err, -EINVAL,
+                                             "metadata %s.rope.scaling.attn_factor: out of range", arch);
+        }
+
+        hp->n_swa = 0;
+        hp->swa_pattern = a->swa_pattern;
+        hp->rope_freq_base_swa = 10000.0f;
+        if (a->swa_pattern) {
+                if ((r = get_u32_key(g, arch, "attention.sliding_window", true, &hp->n_swa, err)) < 0 ||
+                    (r = get_u32_key(g, arch, "attention.sliding_window_pattern", false,
+                                     &hp->swa_pattern, err)) < 0 ||
+                    (r = get_f32_key(g, arch, "rope.freq_base_swa", false, &hp->rope_freq_base_swa,
+                                     err)) < 0)
+                        return r;
+                if (hp->n_swa == 0 || hp->swa_pattern == 0 || !(hp->rope_freq_base_swa > 0.0f))
+                        return lmp_error_set(err, -EINVAL,
+                                             "metadata %s: sliding window %u, pattern %u, base %g",
+                                             arch, hp->n_swa, hp->swa_pattern,
+                                             (double)hp->rope_freq_base_swa);
+        }
+
+        hp->logit_softcap = 0.0f;
+        if ((r = get_f32_key(g, arch, "final_logit_softcapping", false, &hp->logit_softcap, err)) < 0)
+                return r;
+        if (hp->logit_softcap < 0.0f)
+                return lmp_error_set(err, -EINVAL, "metadata %s.final_logit_softcapping: negative",
+                                     arch);
         return 0;
 }
 
@@ -142,7 +196,7 @@ static int load_hparams(const struct lmp_gguf *g, const struct lmp_arch *a, stru
                                              arch);
                 hp->rope_freq_scale = 1.0f / factor;
         }
-        return 0;
+        return load_decoder_extras(g, a, hp, err);
 }
 
 static const struct lmp_gguf_tensor *find_tensor(const struct lmp_gguf *g, const char *name,
@@ -231,6 +285,17 @@ static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_i
         return 1;
 }
 
+/* Rows [r0, r0 + n) of a fused matrix, as a weight of its own: each row is
+ * whole (whole blocks), so the view is the same data at an offset. */
+static struct lmp_weight weight_rows(const struct lmp_weight *w, int64_t r0, int64_t n,
+                                     const char *part) {
+        struct lmp_weight v = *w;
+        snprintf(v.name, sizeof(v.name), "%.48s[%s]", w->name, part);
+        v.data = (const uint8_t *)w->data + (size_t)r0 * w->row_size;
+        v.n_out = n;
+        return v;
+}
+
 static void note_weight(struct lmp_model *m, const struct lmp_weight *w) {
         m->act_types |= UINT64_C(1) << w->traits->vec_dot_type;
         if ((uint64_t)w->n_in > m->max_n_in)
@@ -307,6 +372,59 @@ static int load_encoder(struct lmp_model *m, struct lmp_error *err) {
         return 0;
 }
 
+/* Q, K and V: three matrices, or one (attn_qkv: q rows, then k, then v)
+ * viewed as three. */
+static int load_qkv(struct lmp_model *m, uint32_t i, struct lmp_layer *L, struct lmp_error *err) {
+        const struct lmp_hparams *hp = &m->hp;
+        uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim;
+        uint64_t kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+        char n[NAME_MAX_LEN];
+        int r;
+#define NAME(s) (snprintf(n, sizeof(n), "blk.%u.%s", i, s), n)
+        if (m->arch->fused_qkv) {
+                struct lmp_weight qkv;
+                if ((r = load_weight(m, NAME("attn_qkv.weight"), hp->n_embd, q_dim + 2 * kv_dim, true,
+                                     &qkv, err)) < 0)
+                        return r;
+                L->wq = weight_rows(&qkv, 0, (int64_t)q_dim, "q");
+                L->wk = weight_rows(&qkv, (int64_t)q_dim, (int64_t)kv_dim, "k");
+                L->wv = weight_rows(&qkv, (int64_t)(q_dim + kv_dim), (int64_t)kv_dim, "v");
+                return 0;
+        }
+        if ((r = load_weight(m, NAME("attn_q.weight"), hp->n_embd, q_dim, true, &L->wq, err)) < 0 ||
+            (r = load_weight(m, NAME("attn_k.weight"), hp->n_embd, kv_dim, true, &L->wk, err)) < 0 ||
+            (r = load_weight(m, NAME("attn_v.weight"), hp->n_embd, kv_dim, true, &L->wv, err)) < 0)
+                return r;
+#undef NAME
+        return 0;
+}
+
+/* The FFN's gate and up: two matrices, or one ffn_up of 2 * n_ff rows
+ * (gate rows, then up rows) viewed as two. */
+static int load_gate_up(struct lmp_model *m, uint32_t i, struct lmp_layer *L,
+                        struct lmp_error *err) {
+        const struct lmp_hparams *hp = &m->hp;
+        char n[NAME_MAX_LEN];
+        int r;
+#define NAME(s) (snprintf(n, sizeof(n), "blk.%u.%s", i, s), n)
+        if (m->arch->fused_gate_up) {
+                struct lmp_weight gu;
+                if ((r = load_weight(m, NAME("ffn_up.weight"), hp->n_embd, 2 * (uint64_t)hp->n_ff,
+                                     true, &gu, err)) < 0)
+                        return r;
+                L->ffn_gate = weight_rows(&gu, 0, hp->n_ff, "gate");
+                L->ffn_up = weight_rows(&gu, hp->n_ff, hp->n_ff, "up");
+                return 0;
+        }
+        if ((r = load_weight(m, NAME("ffn_gate.weight"), hp->n_embd, hp->n_ff, true, &L->ffn_gate,
+                             err)) < 0 ||
+            (r = load_weight(m, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, true, &L->ffn_up,
+                             err)) < 0)
+                return r;
+#undef NAME
+        return 0;
+}
+
 int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model **ret,
                    struct lmp_error *err) {
         struct lmp_gguf_str arch_s;
@@ -363,6 +481,18 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
         note_weight(m, &m->output);
         if ((r = load_vec(g, "rope_freqs.weight", hp->n_rot / 2, false, &m->rope_freqs, err)) < 0)
                 goto fail;
+        if (arch->rope_factors_ls) {
+                /* Optional, as in llama.cpp (Phi-3 mini 4k has none), but in pairs. */
+                if ((r = load_vec(g, "rope_factors_long.weight", hp->n_rot / 2, false,
+                                  &m->rope_factors_long, err)) < 0 ||
+                    (r = load_vec(g, "rope_factors_short.weight", hp->n_rot / 2,
+                                  m->rope_factors_long != NULL, &m->rope_factors_short, err)) < 0)
+                        goto fail;
+                if (m->rope_factors_short && !m->rope_factors_long) {
+                        r = lmp_error_set(err, -ENOENT, "tensor rope_factors_long.weight: missing");
+                        goto fail;
+                }
+        }
 
         m->layers = calloc(hp->n_layer, sizeof(*m->layers));
         if (!m->layers) {
@@ -375,12 +505,7 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
 #define NAME(s) (snprintf(n, sizeof(n), "blk.%u.%s", i, s), n)
                 if ((r = load_vec(g, NAME("attn_norm.weight"), hp->n_embd, true, &L->attn_norm,
                                   err)) < 0 ||
-                    (r = load_weight(m, NAME("attn_q.weight"), hp->n_embd, q_dim, true, &L->wq,
-                                     err)) < 0 ||
-                    (r = load_weight(m, NAME("attn_k.weight"), hp->n_embd, kv_dim, true, &L->wk,
-                                     err)) < 0 ||
-                    (r = load_weight(m, NAME("attn_v.weight"), hp->n_embd, kv_dim, true, &L->wv,
-                                     err)) < 0 ||
+                    (r = load_qkv(m, i, L, err)) < 0 ||
                     (r = load_weight(m, NAME("attn_output.weight"), q_dim, hp->n_embd, true,
                                      &L->wo, err)) < 0 ||
                     (r = load_vec(g, NAME("attn_q.bias"), q_dim, arch->qkv_bias, &L->bq, err)) < 0 ||
@@ -389,14 +514,27 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
                     (r = load_vec(g, NAME("attn_output.bias"), hp->n_embd, false, &L->bo, err)) < 0 ||
                     (r = load_vec(g, NAME("ffn_norm.weight"), hp->n_embd, true, &L->ffn_norm,
                                   err)) < 0 ||
-                    (r = load_weight(m, NAME("ffn_gate.weight"), hp->n_embd, hp->n_ff, true,
-                                     &L->ffn_gate, err)) < 0 ||
-                    (r = load_weight(m, NAME("ffn_up.weight"), hp->n_embd, hp->n_ff, true,
-                                     &L->ffn_up, err)) < 0 ||
+                    (r = load_gate_up(m, i, L, err)) < 0 ||
                     (r = load_weight(m, NAME("ffn_down.weight"), hp->n_ff, hp->n_embd, true,
-                                     &L->ffn_down, err)) < 0)
+                                     &L->ffn_down, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_q_norm.weight"), hp->head_dim, arch->qk_norm,
+                                  &L->attn_q_norm, err)) < 0 ||
+                    (r = load_vec(g, NAME("attn_k_norm.weight"), hp->head_dim, arch->qk_norm,
+                                  &L->attn_k_norm, err)) < 0 ||
+                    (r = load_vec(g, NAME("post_attention_norm.weight"), hp->n_embd,
+                                  arch->post_norms, &L->post_attn_norm, err)) < 0 ||
+                    (r = load_vec(g, NAME("post_ffw_norm.weight"), hp->n_embd, arch->post_norms,
+                                  &L->post_ffw_norm, err)) < 0)
                         goto fail;
 #undef NAME
+                if ((L->attn_q_norm == NULL) != (L->attn_k_norm == NULL) ||
+                    (L->post_attn_norm == NULL) != (L->post_ffw_norm == NULL)) {
+                        r = lmp_error_set(err, -EINVAL, "layer %u: one of a pair of norms missing", i);
+                        goto fail;
+                }
+                /* Gemma 3: every swa_pattern-th layer global, the others windowed. */
+                if (hp->n_swa && i % hp->swa_pattern < hp->swa_pattern - 1)
+                        L->n_swa = hp->n_swa;
                 note_weight(m, &L->wq);
                 note_weight(m, &L->wk);
                 note_weight(m, &L->wv);

@@ -47,6 +47,11 @@ struct lmp_layer {
         const float *attn_out_norm, *attn_out_norm_b;   /* (n_embd) */
         const float *layer_out_norm, *layer_out_norm_b; /* (n_embd) */
         const float *b_up, *b_down;                     /* (n_ff), (n_embd) */
+
+        /* Decoders beyond llama's shape (NULL when the family has none). */
+        const float *attn_q_norm, *attn_k_norm;         /* (head_dim) qk_norm */
+        const float *post_attn_norm, *post_ffw_norm;    /* (n_embd) post_norms */
+        uint32_t n_swa;                                 /* window in positions; 0: global */
 };
 
 /* How an encoder turns a sequence's rows into its embedding
@@ -72,6 +77,15 @@ struct lmp_hparams {
         float rope_freq_scale;          /* 1 / linear scaling factor */
         float norm_eps;
         enum lmp_pooling pooling;       /* encoders */
+
+        float att_scale;                /* softmax scale of q.k: 1/sqrt(head_dim) but Gemma 3 27B */
+        float rope_attn_factor;         /* cos/sin times this (LongRoPE); 1 otherwise */
+        uint32_t n_ctx_orig;            /* rope.scaling.original_context_length (LongRoPE) */
+        /* Windowed layers (arch swa_pattern): window and their own RoPE. */
+        uint32_t n_swa;                 /* attention.sliding_window; 0: none */
+        uint32_t swa_pattern;           /* every swa_pattern-th layer is global */
+        float rope_freq_base_swa;
+        float logit_softcap;            /* final_logit_softcapping; 0: none */
 };
 
 struct lmp_model {
@@ -85,6 +99,9 @@ struct lmp_model {
         struct lmp_weight output;               /* tok_embd's view when tied */
         bool tied_output;
         const float *rope_freqs;                /* (n_rot/2) divisors, or NULL */
+        /* LongRoPE's divisors: long when a sequence's context exceeds
+         * n_ctx_orig, short otherwise (chosen per context, as llama.cpp). */
+        const float *rope_factors_long, *rope_factors_short;   /* (n_rot/2) */
         struct lmp_layer *layers;               /* (n_layer) */
 
         /* Encoders: embeddings added to the token's, then a LayerNorm. */

@@ -30,7 +30,22 @@ enum chat {
         CHAT_MISTRAL,   /* [INST] ... [/INST]; <s>=1, </s>=2 */
         CHAT_CHATML,    /* Qwen2.5: <|im_start|> ... <|im_end|> at the ids Qwen uses */
         CHAT_LLAMA3,    /* Llama 3.x header tokens at the ids Llama 3 uses */
+        CHAT_QWEN3,     /* Qwen3: ChatML without a default system prompt, Qwen's ids */
+        CHAT_PHI3,      /* Phi-3.5: <|user|> ... <|end|>, specials from 32000 */
+        CHAT_GEMMA,     /* Gemma 3: <start_of_turn> ... <end_of_turn>; <eos>=1, <bos>=2 */
 };
+
+/* The newer families, from each model's config.json. */
+#define QWEN3(nm, title, E, F, NL, NH, NKV) \
+        { .name = nm, .arch = "qwen3", .model_name = title " (random weights)", .n_vocab = 151936, \
+          .n_embd = E, .n_ff = F, .n_layer = NL, .n_head = NH, .n_head_kv = NKV, .n_ctx = 40960, \
+          .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true, .chat = CHAT_QWEN3, \
+          .head_dim = 128 }
+#define GEMMA3(nm, title, V, E, F, NL, NH, NKV, CTX, SWA, SCALE) \
+        { .name = nm, .arch = "gemma3", .model_name = title " (random weights)", .n_vocab = V, \
+          .n_embd = E, .n_ff = F, .n_layer = NL, .n_head = NH, .n_head_kv = NKV, .n_ctx = CTX, \
+          .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true, .chat = CHAT_GEMMA, \
+          .head_dim = 256, .n_swa = SWA, .rope_scale = SCALE }
 
 static const struct lmp_shape shapes[] = {
         { "tinyllama-1.1b", "llama", "TinyLlama 1.1B Chat (random weights)",
@@ -52,7 +67,30 @@ static const struct lmp_shape shapes[] = {
           32000, 64, 128, 1, 4, 2, 2048, 10000.f, 1e-5f, false, false, false, CHAT_ZEPHYR },
         { "test-llama3", "llama", "test llama3 (random weights)",
           1024, 256, 512, 16, 4, 1, 4096, 500000.f, 1e-5f, true, false, true, CHAT_LLAMA3 },
+        QWEN3("qwen3-0.6b", "Qwen3 0.6B", 1024, 3072, 28, 16, 8),
+        QWEN3("qwen3-1.7b", "Qwen3 1.7B", 2048, 6144, 28, 16, 8),
+        QWEN3("qwen3-4b", "Qwen3 4B", 2560, 9728, 36, 32, 8),
+        { .name = "phi-3.5-mini", .arch = "phi3", .model_name = "Phi 3.5 Mini Instruct (random weights)",
+          .n_vocab = 32064, .n_embd = 3072, .n_ff = 8192, .n_layer = 32, .n_head = 32, .n_head_kv = 32,
+          .n_ctx = 131072, .rope_freq_base = 10000.f, .norm_eps = 1e-5f, .chat = CHAT_PHI3,
+          .n_ctx_orig = 4096 },
+        GEMMA3("gemma-3-1b", "Gemma 3 1B IT", 262144, 1152, 6912, 26, 4, 1, 32768, 512, 0.f),
+        GEMMA3("gemma-3-4b", "Gemma 3 4B IT", 262208, 2560, 10240, 34, 8, 4, 131072, 1024, 8.f),
+        /* Small ones for tests: the archs/ fixtures' geometry. */
+        { .name = "test-qwen3", .arch = "qwen3", .model_name = "test qwen3 (random weights)", .n_vocab = 2048,
+          .n_embd = 256, .n_ff = 768, .n_layer = 2, .n_head = 4, .n_head_kv = 2, .n_ctx = 4096,
+          .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true, .chat = CHAT_QWEN3,
+          .head_dim = 128 },
+        { .name = "test-phi3", .arch = "phi3", .model_name = "test phi3 (random weights)", .n_vocab = 32064,
+          .n_embd = 256, .n_ff = 768, .n_layer = 2, .n_head = 4, .n_head_kv = 4, .n_ctx = 131072,
+          .rope_freq_base = 10000.f, .norm_eps = 1e-5f, .chat = CHAT_PHI3, .n_ctx_orig = 4096 },
+        { .name = "test-gemma3", .arch = "gemma3", .model_name = "test gemma3 (random weights)", .n_vocab = 1024,
+          .n_embd = 256, .n_ff = 768, .n_layer = 6, .n_head = 4, .n_head_kv = 2, .n_ctx = 4096,
+          .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true, .chat = CHAT_GEMMA,
+          .head_dim = 96, .n_swa = 16 },
 };
+#undef QWEN3
+#undef GEMMA3
 
 const struct lmp_shape *lmp_shape_find(const char *name) {
         for (size_t i = 0; i < LMP_ARRAY_SIZE(shapes); i++)
@@ -111,6 +149,34 @@ static const char tmpl_llama3[] =
         "{% endfor %}"
         "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
 
+static const char tmpl_qwen3[] =
+        "{% for message in messages %}"
+        "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/* Phi-3.5 mini's own template. */
+static const char tmpl_phi3[] =
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' and message['content'] %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}"
+        "{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}"
+        "{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}"
+        "{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
+
+/* Gemma 3's, text only: the system prompt opens the first user turn. */
+static const char tmpl_gemma3[] =
+        "{{ bos_token }}"
+        "{% if messages[0]['role'] == 'system' %}"
+        "{% set first_user_prefix = messages[0]['content'] | trim + '\n\n' %}{% set loop_messages = messages[1:] %}"
+        "{% else %}{% set first_user_prefix = '' %}{% set loop_messages = messages %}{% endif %}"
+        "{% for message in loop_messages %}"
+        "{% if message['role'] == 'assistant' %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}"
+        "{{ '<start_of_turn>' + role + '\n' }}{% if loop.first %}{{ first_user_prefix }}{% endif %}"
+        "{{ message['content'] | trim + '<end_of_turn>\n' }}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<start_of_turn>model\n' }}{% endif %}";
+
 static void vocab_free(struct vocab *v) {
         free(v->tokens);
         free(v->scores);
@@ -160,9 +226,54 @@ static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
                 return -ENOMEM;
 
         /* Special tokens first, at the ids the real vocabulary has them. */
-        bool ok = vocab_put(v, 0, "<unk>", 0.f, TOK_UNKNOWN);
+        bool ok = s->chat == CHAT_GEMMA || vocab_put(v, 0, "<unk>", 0.f, TOK_UNKNOWN);
         v->unk = 0;
         switch (s->chat) {
+        case CHAT_QWEN3: {
+                uint32_t b = n >= 151936 ? 151643 : n - 3;
+                ok = ok && vocab_put(v, b, "<|endoftext|>", 0.f, TOK_CONTROL) &&
+                     vocab_put(v, b + 1, "<|im_start|>", 0.f, TOK_CONTROL) &&
+                     vocab_put(v, b + 2, "<|im_end|>", 0.f, TOK_CONTROL);
+                v->bos = b;
+                v->eos = b + 2;
+                v->add_bos = false;
+                v->template = tmpl_qwen3;
+                break;
+        }
+        case CHAT_PHI3: {
+                /* Llama 2's <s>, </s>, then Phi-3's 64 added tokens from 32000. */
+                static const char *const named[] = {
+                        "<|endoftext|>", "<|assistant|>", NULL, NULL, NULL, NULL, "<|system|>", "<|end|>",
+                        NULL, NULL, "<|user|>",
+                };
+                ok = ok && n >= 32064 && vocab_put(v, 1, "<s>", 0.f, TOK_CONTROL) &&
+                     vocab_put(v, 2, "</s>", 0.f, TOK_CONTROL);
+                int ph = 1;
+                for (uint32_t i = 0; ok && 32000 + i < n; i++) {
+                        const char *p = i < LMP_ARRAY_SIZE(named) ? named[i] : NULL;
+                        if (!p) {
+                                snprintf(buf, sizeof(buf), "<|placeholder%d|>", ph++);
+                                p = buf;
+                        }
+                        ok = vocab_put(v, 32000 + i, p, 0.f, TOK_CONTROL);
+                }
+                v->bos = 1;
+                v->eos = 32000;
+                v->add_bos = true;
+                v->template = tmpl_phi3;
+                break;
+        }
+        case CHAT_GEMMA:
+                ok = vocab_put(v, 0, "<pad>", 0.f, TOK_CONTROL) && vocab_put(v, 1, "<eos>", 0.f, TOK_CONTROL) &&
+                     vocab_put(v, 2, "<bos>", 0.f, TOK_CONTROL) && vocab_put(v, 3, "<unk>", 0.f, TOK_UNKNOWN) &&
+                     n > 106 && vocab_put(v, 105, "<start_of_turn>", 0.f, TOK_CONTROL) &&
+                     vocab_put(v, 106, "<end_of_turn>", 0.f, TOK_CONTROL);
+                v->unk = 3;
+                v->bos = 2;
+                v->eos = 1;
+                v->add_bos = true;
+                v->template = tmpl_gemma3;
+                break;
         case CHAT_ZEPHYR:
         case CHAT_MISTRAL:
                 ok = ok && vocab_put(v, 1, "<s>", 0.f, TOK_CONTROL) && vocab_put(v, 2, "</s>", 0.f, TOK_CONTROL);
@@ -310,7 +421,12 @@ out:
 #define MAT_K 1.28f     /* every other matrix: MAT_K / sqrt(n_embd) */
 #define NORM_SD 0.1f    /* norm weights: 1 + NORM_SD * N(0, 1) */
 
-enum gen { GEN_NORMAL, GEN_NORM /* 1 + scale * N(0, 1) */, GEN_ROPE_FREQS };
+enum gen {
+        GEN_NORMAL,
+        GEN_NORM,               /* 1 + scale * N(0, 1) */
+        GEN_ROPE_FREQS,
+        GEN_LONGROPE,           /* 1 + scale * (i / (n - 1))^2: LongRoPE-like divisors */
+};
 
 struct tensor_plan {
         char name[64];
@@ -346,8 +462,18 @@ static int plan_add(struct plan *p, const char *name, uint32_t n_dims, uint64_t 
         return 0;
 }
 
+static uint32_t head_dim(const struct lmp_shape *s) {
+        return s->head_dim ? s->head_dim : s->n_embd / s->n_head;
+}
+
+static bool is_arch(const struct lmp_shape *s, const char *arch) {
+        return strcmp(s->arch, arch) == 0;
+}
+
 static int plan_build(struct plan *p, const struct lmp_shape *s) {
-        const uint64_t E = s->n_embd, hd = s->n_embd / s->n_head, kv = hd * s->n_head_kv;
+        const uint64_t E = s->n_embd, hd = head_dim(s), q = hd * s->n_head, kv = hd * s->n_head_kv;
+        const bool fused = is_arch(s, "phi3"), qk_norm = is_arch(s, "qwen3") || is_arch(s, "gemma3");
+        const bool post_norms = is_arch(s, "gemma3");
         const float emb = EMB_K / sqrtf((float)E), mat = MAT_K / sqrtf((float)E);
         char nm[64];
         int r;
@@ -356,23 +482,43 @@ static int plan_build(struct plan *p, const struct lmp_shape *s) {
         ADD("token_embd.weight", 2, E, s->n_vocab, GEN_NORMAL, emb);
         if (s->llama3_rope)
                 ADD("rope_freqs.weight", 1, hd / 2, 1, GEN_ROPE_FREQS, 1.f);
+        if (s->n_ctx_orig) {
+                ADD("rope_factors_long.weight", 1, hd / 2, 1, GEN_LONGROPE, 60.f);
+                ADD("rope_factors_short.weight", 1, hd / 2, 1, GEN_LONGROPE, 1.5f);
+        }
         for (uint32_t l = 0; l < s->n_layer; l++) {
 #define LAYER(suffix, ...) do { snprintf(nm, sizeof(nm), "blk.%u.%s", l, suffix); ADD(nm, __VA_ARGS__); } while (0)
                 LAYER("attn_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
-                LAYER("attn_q.weight", 2, E, E, GEN_NORMAL, mat);
+                if (fused) {    /* phi3: q, k, v rows in one matrix; gate and up rows in ffn_up */
+                        LAYER("attn_qkv.weight", 2, E, q + 2 * kv, GEN_NORMAL, mat);
+                        LAYER("attn_output.weight", 2, q, E, GEN_NORMAL, mat);
+                        LAYER("ffn_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
+                        LAYER("ffn_up.weight", 2, E, 2 * (uint64_t)s->n_ff, GEN_NORMAL, mat);
+                        LAYER("ffn_down.weight", 2, s->n_ff, E, GEN_NORMAL, mat);
+                        continue;
+                }
+                LAYER("attn_q.weight", 2, E, q, GEN_NORMAL, mat);
                 if (s->qkv_bias)
-                        LAYER("attn_q.bias", 1, E, 1, GEN_NORMAL, 0.1f);
+                        LAYER("attn_q.bias", 1, q, 1, GEN_NORMAL, 0.1f);
                 LAYER("attn_k.weight", 2, E, kv, GEN_NORMAL, mat);
                 if (s->qkv_bias)
                         LAYER("attn_k.bias", 1, kv, 1, GEN_NORMAL, 0.1f);
                 LAYER("attn_v.weight", 2, E, kv, GEN_NORMAL, mat);
                 if (s->qkv_bias)
                         LAYER("attn_v.bias", 1, kv, 1, GEN_NORMAL, 0.1f);
-                LAYER("attn_output.weight", 2, E, E, GEN_NORMAL, mat);
+                if (qk_norm) {
+                        LAYER("attn_q_norm.weight", 1, hd, 1, GEN_NORM, NORM_SD);
+                        LAYER("attn_k_norm.weight", 1, hd, 1, GEN_NORM, NORM_SD);
+                }
+                LAYER("attn_output.weight", 2, q, E, GEN_NORMAL, mat);
+                if (post_norms)
+                        LAYER("post_attention_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
                 LAYER("ffn_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
                 LAYER("ffn_gate.weight", 2, E, s->n_ff, GEN_NORMAL, mat);
                 LAYER("ffn_up.weight", 2, E, s->n_ff, GEN_NORMAL, mat);
                 LAYER("ffn_down.weight", 2, s->n_ff, E, GEN_NORMAL, mat);
+                if (post_norms)
+                        LAYER("post_ffw_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
 #undef LAYER
         }
         ADD("output_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
@@ -427,6 +573,12 @@ static int gen_row(void *ctx, int64_t row, float *out) {
                 for (uint64_t i = 0; i < n; i++)
                         out[i] = llama3_rope_factor((uint32_t)i, (uint32_t)(2 * n), g->s->rope_freq_base);
                 return 0;
+        case GEN_LONGROPE:
+                for (uint64_t i = 0; i < n; i++) {
+                        float x = n > 1 ? (float)i / (float)(n - 1) : 0.f;
+                        out[i] = 1.f + t->scale * x * x;
+                }
+                return 0;
         case GEN_NORMAL:
         case GEN_NORM:
                 break;
@@ -449,7 +601,7 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
                        uint64_t seed) {
         char key[128];
         int r;
-        const uint32_t hd = s->n_embd / s->n_head;
+        const uint32_t hd = head_dim(s);
 #define KEY(suffix) (snprintf(key, sizeof(key), "%s.%s", s->arch, suffix), key)
         if ((r = lmp_gguf_writer_set_str(w, "general.architecture", s->arch)) < 0 ||
             (r = lmp_gguf_writer_set_str(w, "general.type", "model")) < 0 ||
@@ -471,6 +623,21 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
             (r = lmp_gguf_writer_set_u32(w, "general.quantization_version", LMP_QUANTIZATION_VERSION)) < 0 ||
             (r = lmp_gguf_writer_set_u32(w, "general.file_type", ft->ftype)) < 0)
                 return r;
+        if (s->n_swa && (r = lmp_gguf_writer_set_u32(w, KEY("attention.sliding_window"), s->n_swa)) < 0)
+                return r;
+        if (s->rope_scale != 0.f &&
+            ((r = lmp_gguf_writer_set_str(w, KEY("rope.scaling.type"), "linear")) < 0 ||
+             (r = lmp_gguf_writer_set_f32(w, KEY("rope.scaling.factor"), s->rope_scale)) < 0))
+                return r;
+        if (s->n_ctx_orig) {
+                /* LongRoPE's attention factor, as Phi-3's converter writes it:
+                 * sqrt(1 + ln(scale) / ln(original context)). */
+                float scale = (float)s->n_ctx / (float)s->n_ctx_orig;
+                float af = sqrtf(1.f + logf(scale) / logf((float)s->n_ctx_orig));
+                if ((r = lmp_gguf_writer_set_u32(w, KEY("rope.scaling.original_context_length"), s->n_ctx_orig)) < 0 ||
+                    (r = lmp_gguf_writer_set_f32(w, KEY("rope.scaling.attn_factor"), af)) < 0)
+                        return r;
+        }
 #undef KEY
         return 0;
 }
@@ -516,7 +683,7 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
         uint8_t *buf = NULL;
         int r;
 
-        if (s->n_embd % s->n_head || s->n_head % s->n_head_kv)
+        if ((!s->head_dim && s->n_embd % s->n_head) || s->n_head % s->n_head_kv)
                 return lmp_error_set(err, -EINVAL, "shape %s: inconsistent heads", s->name);
         r = plan_build(&p, s);
         if (r < 0) {

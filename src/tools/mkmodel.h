@@ -25,7 +25,7 @@
 
 struct lmp_shape {
         const char *name;       /* "tinyllama-1.1b" */
-        const char *arch;       /* "llama" or "qwen2" */
+        const char *arch;       /* "llama", "qwen2", "qwen3", "phi3" or "gemma3" */
         const char *model_name; /* general.name */
         uint32_t n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, n_ctx;
         float rope_freq_base, norm_eps;
@@ -33,6 +33,11 @@ struct lmp_shape {
         bool qkv_bias;          /* q/k/v biases (qwen2) */
         bool llama3_rope;       /* rope_freqs.weight with Llama 3.1 scaling factors */
         int chat;               /* which vocabulary and chat template (mkmodel.c) */
+        /* The newer families (zero for llama and qwen2 shapes): */
+        uint32_t head_dim;      /* 0: n_embd / n_head */
+        uint32_t n_swa;         /* gemma3: attention.sliding_window */
+        float rope_scale;       /* linear RoPE scaling factor (Gemma 3 4B: 8); 0: none */
+        uint32_t n_ctx_orig;    /* phi3: LongRoPE's original context (rope_factors_*) */
 };
 
 /* NULL when unknown. */

@@ -261,6 +261,29 @@ static void test_real_sizes(void) {
         }
         CHECK(access("unused.gguf", F_OK) != 0 && access("unused.gguf.tmp", F_OK) != 0, "dry run writes nothing");
 
+        /* The newer families: parameters as their model cards count them,
+         * within 2% of the rounded figure (Gemma 3 4B: the 4.3B less its
+         * 0.42B vision tower), counted from q8_0 sizes (34 bytes per 32
+         * values; the f32 norms are a negligible part), since an f16
+         * embedding of Gemma 3 4B is past the generator's tensor limit. */
+        static const struct { const char *shape; double params; } cards[] = {
+                { "qwen3-0.6b", 0.6e9 }, { "qwen3-1.7b", 1.7e9 }, { "qwen3-4b", 4.0e9 },
+                { "phi-3.5-mini", 3.8e9 }, { "gemma-3-1b", 1.0e9 }, { "gemma-3-4b", 3.88e9 },
+        };
+        for (size_t i = 0; i < sizeof(cards) / sizeof(cards[0]); i++) {
+                struct lmp_mkmodel_opts o = {
+                        .shape = lmp_shape_find(cards[i].shape), .ft = lmp_ftype_find("q8_0"), .dry_run = true,
+                };
+                struct lmp_mkmodel_result res = { 0 };
+                struct lmp_error err = { 0 };
+                CHECK(o.shape && lmp_mkmodel("unused.gguf", &o, &res, &err) == 0, "%s: %s", cards[i].shape,
+                      err.msg);
+                double params = (double)res.tensor_bytes * 32 / 34;
+                CHECK(fabs(params / cards[i].params - 1) < 0.02, "%s: %.3fB parameters, the card says %.2fB",
+                      cards[i].shape, params / 1e9, cards[i].params / 1e9);
+                printf("%-15s %.3fB parameters\n", cards[i].shape, params / 1e9);
+        }
+
         /* f32 Qwen2.5-3B would hold a 1.2 GiB embedding: refused up front. */
         struct lmp_mkmodel_opts o = {
                 .shape = lmp_shape_find("qwen2.5-3b"), .ft = lmp_ftype_find("f32"), .dry_run = true,
