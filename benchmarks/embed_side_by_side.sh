@@ -37,10 +37,10 @@ peer_rate() { # tokens per pass, sequences -> texts/s
         for i in 1 2 3 4 5 6 7 8 9 10; do cat "$texts"; done | head -c -1 > "$tmp/texts320.txt"
         "$peer" -m "$model" -f "$tmp/texts320.txt" -t "$threads" -c "$1" -b "$1" -ub "$1" -np "$2" \
                 --embd-output-format array > /dev/null 2> "$tmp/peer.err"
-        # "S.MM.SSS.mmm I batch_decode: n_tokens = N, n_seq = K": the
+        # "M.SS.mmm.uuu I batch_decode: n_tokens = N, n_seq = K": the
         # passes but the last, each timed to the next one's start.
         awk '/batch_decode: n_tokens/ {
-                split($1, t, "."); s = t[2] * 60 + t[3] + t[4] / 1000
+                split($1, t, "."); s = t[1] * 60 + t[2] + t[3] / 1e3 + t[4] / 1e6
                 if (n) { total += s - last; texts += seqs }
                 last = s; seqs = $NF; n++
              } END { if (total > 0) printf "%.1f\n", texts / total; else print "n/a" }' "$tmp/peer.err"
