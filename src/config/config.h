@@ -80,6 +80,16 @@ struct lmp_model_config {
         enum lmp_numa_policy numa;
         uint64_t memory_max;            /* bytes per worker; 0 = no limit */
         struct lmp_sampling_defaults defaults;
+        /* the router's semantic cache of this model's answers (router/semcache.h) */
+        struct lmp_semantic_config {
+                char model[LMP_CONFIG_NAME_MAX + 1]; /* the embedding model; "" = off */
+                double threshold;       /* cosine similarity at which a cached answer is served */
+                int ttl_s;
+                int max_entries;
+                uint64_t max_bytes;
+                bool sampled;           /* cache sampled requests without a seed too */
+                int embed_timeout_ms;   /* wait this long for the key's vector, then go uncached */
+        } semantic;
 
         struct lmp_config_origins *origins; /* private to src/config */
 };

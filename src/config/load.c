@@ -673,6 +673,23 @@ static void check_config(struct loader *L) {
                                              "key 'models[%zu].defaults.max_tokens': %d is above limits.max_tokens %d",
                                              i, m->defaults.max_tokens, c->max_tokens);
                 }
+                if (m->semantic.model[0]) {
+                        /* Its kind (an embedding model) is known only once it loads: the router
+                         * then serves this model uncached (and says so in stats). */
+                        size_t r = 0, k = 0;
+                        while (strcmp(lmp_model_settings[r].key, "semantic_cache.model") != 0)
+                                r++;
+                        while (k < c->n_models && strcmp(c->models[k].name, m->semantic.model) != 0)
+                                k++;
+                        if (k == c->n_models)
+                                error_origin(L, &m->origins->v[r],
+                                             "key 'models[%zu].semantic_cache.model': no model named '%s' in the pool",
+                                             i, m->semantic.model);
+                        else if (k == i)
+                                error_origin(L, &m->origins->v[r],
+                                             "key 'models[%zu].semantic_cache.model': '%s' is this model itself "
+                                             "(it must be an embedding model)", i, m->semantic.model);
+                }
                 for (size_t k = 0; k < i; k++) {
                         if (m->name[0] && strcmp(m->name, c->models[k].name) == 0) {
                                 error_origin(L, &m->origins->v[0], "key 'models[%zu].name': duplicate model name '%s' (models[%zu])",

@@ -315,6 +315,29 @@ const struct lmp_setting lmp_model_settings[] = {
               "How many recent tokens the repeat, presence and frequency penalties look at; 0: none."),
         { .key = "defaults.seed", .type = LMP_SETTING_INT, FIELD(struct lmp_model_config, defaults.seed),
           .imin = -1, .imax = INT64_MAX, .def = "-1", .doc = "Sampler seed; -1 draws a random one per request." },
+        M_STR("semantic_cache.model", semantic.model, check_name, LMP_SETTING_OPTIONAL, NULL,
+              "Turns on the router's semantic cache for this (generative) model: the name of an embedding "
+              "model of the same pool that embeds each request's key text (the last user message, or the "
+              "prompt). A request whose key is within semantic_cache.threshold of a cached one's, with the "
+              "same model, sampling fields and other messages, is answered from the cache. Empty: off."),
+        M_DBL("semantic_cache.threshold", semantic.threshold, 0, 1, LMP_SETTING_MIN_OPEN, "0.95",
+              "Cosine similarity of two keys' vectors at or above which the cached answer is served."),
+        M_INT("semantic_cache.ttl_s", semantic.ttl_s, 1, 604800, "600",
+              "Age in seconds after which a semantically cached answer is no longer served."),
+        M_INT("semantic_cache.max_entries", semantic.max_entries, 1, 100000, "1000",
+              "Answers the model's semantic cache holds (each lookup compares the key with all of them); "
+              "the least recently used goes first."),
+        { .key = "semantic_cache.max_bytes", .type = LMP_SETTING_SIZE, FIELD(struct lmp_model_config, semantic.max_bytes),
+          .imin = 4096, .imax = (int64_t)1 << 40, .def = "16M",
+          .doc = "Memory of the model's semantic cache: vectors, keys and answers; an answer over an eighth "
+                 "of it is not kept (bytes; K, M, G, T suffixes)." },
+        { .key = "semantic_cache.sampled", .type = LMP_SETTING_BOOL, FIELD(struct lmp_model_config, semantic.sampled),
+          .def = "false",
+          .doc = "Also cache sampled requests (temperature > 0) that give no seed: a hit then repeats one "
+                 "sample instead of drawing a new one." },
+        M_INT("semantic_cache.embed_timeout_ms", semantic.embed_timeout_ms, 10, 60000, "2000",
+              "How long a request waits for its key's vector; then (or at once when no worker of the "
+              "embedding model has a free slot) it goes to its model uncached."),
 };
 const size_t lmp_model_n_settings = LMP_ARRAY_SIZE(lmp_model_settings);
 static_assert(LMP_ARRAY_SIZE(lmp_model_settings) <= LMP_SETTINGS_MAX, "the loader's per-row arrays");

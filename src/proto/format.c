@@ -326,6 +326,20 @@ int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct
         TRY(put_i64(b, s->cache_entries));
         TRY(puts_(b, ",\"bytes\":"));
         TRY(put_i64(b, s->cache_bytes));
+        TRY(puts_(b, "},\"semantic_cache\":{\"hits\":"));
+        TRY(put_i64(b, s->semantic_hits));
+        TRY(puts_(b, ",\"misses\":"));
+        TRY(put_i64(b, s->semantic_misses));
+        TRY(puts_(b, ",\"unavailable\":"));
+        TRY(put_i64(b, s->semantic_unavailable));
+        TRY(puts_(b, ",\"evictions\":"));
+        TRY(put_i64(b, s->semantic_evictions));
+        TRY(puts_(b, ",\"expirations\":"));
+        TRY(put_i64(b, s->semantic_expirations));
+        TRY(puts_(b, ",\"entries\":"));
+        TRY(put_i64(b, s->semantic_entries));
+        TRY(puts_(b, ",\"bytes\":"));
+        TRY(put_i64(b, s->semantic_bytes));
         TRY(puts_(b, "},\"refused\":{\"connections\":"));
         TRY(put_i64(b, s->zap_refused));
         TRY(puts_(b, ",\"worker_frames\":"));
@@ -492,6 +506,8 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
         TRY(puts_(b, r->ignore_eos ? ",\"ignore_eos\":true" : ",\"ignore_eos\":false"));
         TRY(puts_(b, r->stream ? ",\"stream\":true" : ",\"stream\":false"));
         TRY(puts_(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));
+        if (r->no_cache)
+                TRY(puts_(b, ",\"cache\":false"));
         if (s->set & LMP_SET_TIMEOUT_MS) {
                 TRY(key(b, "timeout_ms"));
                 TRY(put_i64(b, r->timeout_ms));

@@ -195,7 +195,7 @@ static char *dup_n(const char *s, size_t n) {
 enum field {
         F_V, F_ID, F_TYPE, F_MODEL, F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
         F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_SEED, F_STOP, F_IGNORE_EOS,
-        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_INPUT, F_NORMALIZE, F_TRUNCATE, F_COUNT,
+        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_INPUT, F_NORMALIZE, F_TRUNCATE, F_CACHE, F_COUNT,
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -206,7 +206,7 @@ static const char *const field_names[F_COUNT] = {
         [F_SEED] = "seed", [F_STOP] = "stop", [F_IGNORE_EOS] = "ignore_eos", [F_STREAM] = "stream",
         [F_RETURN_IDS] = "return_ids", [F_TIMEOUT_MS] = "timeout_ms", [F_TARGET] = "target",
         [F_SESSION] = "session",         [F_INPUT] = "input",         [F_NORMALIZE] = "normalize",
-        [F_TRUNCATE] = "truncate",
+        [F_TRUNCATE] = "truncate", [F_CACHE] = "cache",
 };
 
 void lmp_request_clear(struct lmp_request *r) {
@@ -387,6 +387,12 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
                 return rc;
         if (f[F_RETURN_IDS] && (rc = get_bool(f[F_RETURN_IDS], "return_ids", &r->return_ids, err)) < 0)
                 return rc;
+        if (f[F_CACHE]) {
+                bool cache = true;
+                if ((rc = get_bool(f[F_CACHE], "cache", &cache, err)) < 0)
+                        return rc;
+                r->no_cache = !cache;
+        }
         if (f[F_SESSION]) {
                 if ((rc = get_string(f[F_SESSION], "session", 1, LMP_PROTO_SESSION_MAX, &str, &len, err)) < 0)
                         return rc;

@@ -128,6 +128,7 @@ struct lmp_request {
         bool ignore_eos;                /* default false */
         bool stream;                    /* default true */
         bool return_ids;                /* default false */
+        bool no_cache;                  /* "cache": false: neither cache answers it or keeps its answer */
         uint32_t timeout_ms;            /* valid when sampling.set has LMP_SET_TIMEOUT_MS */
         char session[LMP_PROTO_SESSION_MAX + 1]; /* "" when not given: the router's affinity key */
         /* cancel */
@@ -295,6 +296,13 @@ struct lmp_stats {
         /* the response cache: answered from it, deterministic requests not
          * found in it, answers it holds and their memory */
         int64_t cache_hits, cache_misses, cache_entries, cache_bytes;
+        /* the semantic caches, over all models: answered from one (hits),
+         * looked up and not found (misses), gone uncached because the
+         * embedding model could not give the key's vector in time
+         * (unavailable), entries made room for (evictions) or found too
+         * old (expirations), answers held and their memory */
+        int64_t semantic_hits, semantic_misses, semantic_unavailable, semantic_evictions, semantic_expirations,
+                semantic_entries, semantic_bytes;
 };
 int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s);
 

@@ -107,10 +107,14 @@ void lmp_rcache_set_limits(struct lmp_rcache *c, uint64_t max_bytes, double ttl_
 }
 
 size_t lmp_rcache_build_add(const struct lmp_rcache *c, struct lmp_rcache_build *b, const void *ev, size_t len) {
+        return lmp_rcache_build_append(b, (size_t)(c->max_bytes / 8), ev, len);
+}
+
+size_t lmp_rcache_build_append(struct lmp_rcache_build *b, size_t limit, const void *ev, size_t len) {
         if (b->invalid)
                 return 0;
         size_t need = b->len + 4 + len;
-        if (len > UINT32_MAX || need > c->max_bytes / 8) {
+        if (len > UINT32_MAX || need > limit) {
                 b->invalid = true;
                 return 0;
         }
@@ -214,17 +218,26 @@ const struct lmp_rcache_entry *lmp_rcache_get(struct lmp_rcache *c, uint32_t mod
         return e;
 }
 
-bool lmp_rcache_next_event(const struct lmp_rcache_entry *e, size_t *pos, const uint8_t **ev, size_t *len) {
+bool lmp_rcache_next_event_in(const uint8_t *data, size_t data_len, size_t *pos, const uint8_t **ev, size_t *len) {
         uint32_t l;
-        if (*pos + 4 > e->len)
+        if (*pos + 4 > data_len)
                 return false;
-        memcpy(&l, e->data + *pos, 4);
-        if (*pos + 4 + l > e->len)
+        memcpy(&l, data + *pos, 4);
+        if (*pos + 4 + l > data_len)
                 return false;
-        *ev = e->data + *pos + 4;
+        *ev = data + *pos + 4;
         *len = l;
         *pos += 4 + (size_t)l;
         return true;
+}
+
+bool lmp_rcache_next_event(const struct lmp_rcache_entry *e, size_t *pos, const uint8_t **ev, size_t *len) {
+        return lmp_rcache_next_event_in(e->data, e->len, pos, ev, len);
+}
+
+void lmp_rcache_entry_events(const struct lmp_rcache_entry *e, const uint8_t **ret_data, size_t *ret_len) {
+        *ret_data = e->data;
+        *ret_len = e->len;
 }
 
 void lmp_rcache_drop_model(struct lmp_rcache *c, uint32_t model) {

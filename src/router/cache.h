@@ -30,6 +30,9 @@ struct lmp_rcache_build {
 /* Adds one event's bytes; returns how many bytes the builder grew by (its
  * memory, for the caller's accounting). */
 size_t lmp_rcache_build_add(const struct lmp_rcache *c, struct lmp_rcache_build *b, const void *ev, size_t len);
+/* The same with the bound on the builder's length given (the semantic
+ * cache's builders use it too). */
+size_t lmp_rcache_build_append(struct lmp_rcache_build *b, size_t limit, const void *ev, size_t len);
 void lmp_rcache_build_clear(struct lmp_rcache_build *b);
 
 /* Stores b's events under (model, key), replacing an entry with the same
@@ -45,6 +48,10 @@ const struct lmp_rcache_entry *lmp_rcache_get(struct lmp_rcache *c, uint32_t mod
                                               size_t key_len, double now_ms);
 /* Walks an entry's events: *pos starts at 0; returns false after the last. */
 bool lmp_rcache_next_event(const struct lmp_rcache_entry *e, size_t *pos, const uint8_t **ev, size_t *len);
+/* The same over events as a builder lays them out (data, len bytes). */
+bool lmp_rcache_next_event_in(const uint8_t *data, size_t data_len, size_t *pos, const uint8_t **ev, size_t *len);
+/* An entry's events (data, len bytes), for lmp_rcache_next_event_in(). */
+void lmp_rcache_entry_events(const struct lmp_rcache_entry *e, const uint8_t **ret_data, size_t *ret_len);
 
 /* Forgets every entry of a model (its weights changed). */
 void lmp_rcache_drop_model(struct lmp_rcache *c, uint32_t model);

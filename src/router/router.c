@@ -104,14 +104,35 @@ static void cache_forget(struct lmp_router *rt, struct lmp_request_rt *r) {
         r->cache_key_len = r->cache_prefix_len = 0;
 }
 
+/* Stops keeping r's answer for the semantic cache. */
+static void sem_forget(struct lmp_router *rt, struct lmp_request_rt *r) {
+        rt->held_bytes -= r->sem_held;
+        r->sem_held = 0;
+        lmp_rcache_build_clear(&r->sem_build);
+        free(r->sem_vec);
+        free(r->sem_sig);
+        free(r->sem_prefix);
+        r->sem_vec = NULL;
+        r->sem_sig = r->sem_prefix = NULL;
+        r->sem_dims = r->sem_sig_len = r->sem_prefix_len = 0;
+}
+
 static void request_free(struct lmp_router *rt, struct lmp_request_rt *r) {
         if (!r)
                 return;
         cache_forget(rt, r);
+        sem_forget(rt, r);
+        if (r->sem_embed)
+                r->sem_embed->sem_for = NULL;
+        if (r->sem_for)
+                r->sem_for->sem_embed = NULL;
         rt->held_bytes -= r->job_len;
         free(r->job);
         free(r);
 }
+
+static void semantic_give_up(struct lmp_router *rt, struct lmp_request_rt *e);
+static int semantic_caches_new(struct lmp_router *rt);
 
 /* --------------------------------------------------------------- replies */
 
@@ -439,7 +460,8 @@ int lmp_router_open(struct lmp_router *rt) {
          * dynamic one would keep it in the heap after the first). */
         mallopt(M_MMAP_THRESHOLD, 256 << 10);
         rt->affinity = calloc(LMP_AFFINITY_SLOTS, sizeof(*rt->affinity));
-        if (!rt->affinity || lmp_rcache_new(rt->cfg->cache_bytes, rt->cfg->cache_ttl_s * 1000.0, &rt->rcache) < 0)
+        if (!rt->affinity || lmp_rcache_new(rt->cfg->cache_bytes, rt->cfg->cache_ttl_s * 1000.0, &rt->rcache) < 0 ||
+            semantic_caches_new(rt) < 0)
                 return -ENOMEM;
         rt->zctx = zmq_ctx_new();
         if (!rt->zctx)
@@ -500,6 +522,10 @@ void lmp_router_close(struct lmp_router *rt) {
         rt->affinity = NULL;
         lmp_rcache_free(rt->rcache);
         rt->rcache = NULL;
+        for (size_t i = 0; i < rt->n_models; i++) {
+                lmp_semcache_free(rt->models[i].semcache);
+                rt->models[i].semcache = NULL;
+        }
         free(rt->conns);
         rt->conns = NULL;
         rt->n_conns_cap = rt->n_conns_open = 0;
@@ -660,13 +686,18 @@ static size_t client_in_flight(struct lmp_router *rt, const uint8_t *client, siz
                                const char *id, struct lmp_request_rt **ret_same_id) {
         size_t n = 0;
         *ret_same_id = NULL;
-        for (size_t i = 0; i < rt->n_models; i++) {
-                struct lmp_router_model *m = &rt->models[i];
+        for (size_t i = 0; i <= rt->n_models; i++) {
                 struct lmp_req_list *lists[1 + 256];
                 int nl = 0;
+                if (i == rt->n_models) {
+                        lists[nl++] = &rt->sem_waiting; /* and those waiting for their key's vector */
+                        goto walk;
+                }
+                struct lmp_router_model *m = &rt->models[i];
                 lists[nl++] = &m->queue;
                 for (int j = 0; j < m->n_workers && nl < (int)LMP_ARRAY_SIZE(lists); j++)
                         lists[nl++] = &m->workers[j].running;
+        walk:
                 for (int l = 0; l < nl; l++)
                         for (struct lmp_request_rt *r = lists[l]->head; r; r = r->next) {
                                 if (!r->id[0])
@@ -802,7 +833,19 @@ static void answer_stats(struct lmp_router *rt, const uint8_t *client, size_t le
                 .cache_hits = (int64_t)rt->stats.cache_hits, .cache_misses = (int64_t)rt->stats.cache_misses,
                 .cache_entries = rt->rcache ? (int64_t)lmp_rcache_entries(rt->rcache) : 0,
                 .cache_bytes = rt->rcache ? (int64_t)lmp_rcache_bytes(rt->rcache) : 0,
+                .semantic_hits = (int64_t)rt->stats.semantic_hits,
+                .semantic_misses = (int64_t)rt->stats.semantic_misses,
+                .semantic_unavailable = (int64_t)rt->stats.semantic_unavailable,
         };
+        for (size_t i = 0; i < rt->n_models; i++) {
+                const struct lmp_semcache *c = rt->models[i].semcache;
+                if (!c)
+                        continue;
+                st.semantic_evictions += (int64_t)lmp_semcache_evictions(c);
+                st.semantic_expirations += (int64_t)lmp_semcache_expirations(c);
+                st.semantic_entries += (int64_t)lmp_semcache_entries(c);
+                st.semantic_bytes += (int64_t)lmp_semcache_bytes(c);
+        }
         rt->out.len = 0;
         if (lmp_proto_format_stats(&rt->out, id, &st) == 0)
                 send_answer(rt, client, len, delim);
@@ -834,9 +877,28 @@ static void answer_health(struct lmp_router *rt, const uint8_t *client, size_t l
  * is gone), its worker a cancel. */
 static void cancel_request(struct lmp_router *rt, struct lmp_request_rt *r, enum lmp_proto_code code,
                            const char *why) {
+        if (r->internal) {
+                /* An embed job of the semantic cache has no client: its
+                 * request goes on uncached. */
+                code = LMP_PROTO_OK;
+                semantic_give_up(rt, r);
+        }
         if (code != LMP_PROTO_OK)
                 request_error(rt, r, code, why);
         cache_forget(rt, r);
+        sem_forget(rt, r);
+        if (r->sem_waiting) {
+                struct lmp_request_rt *e = r->sem_embed;
+                if (e) {
+                        r->sem_embed = NULL;
+                        e->sem_for = NULL;
+                        cancel_request(rt, e, LMP_PROTO_OK, NULL);
+                }
+                list_remove(&rt->sem_waiting, r);
+                rt->queued--;
+                request_free(rt, r);
+                return;
+        }
         if (!r->worker) {
                 list_remove(&rt->models[r->model].queue, r);
                 rt->queued--;
@@ -880,7 +942,7 @@ static void log_overload(struct lmp_router *rt, const struct lmp_router_model *m
 /* Whether req's answer is a function of the request alone: greedy, or
  * sampled from a seed it gives. */
 static bool cacheable(const struct lmp_router *rt, const struct lmp_request *req) {
-        return rt->rcache && rt->cfg->cache_bytes > 0 &&
+        return rt->rcache && rt->cfg->cache_bytes > 0 && !req->no_cache &&
                (req->sampling.temperature == 0 || (req->sampling.set & LMP_SET_SEED));
 }
 
@@ -898,25 +960,24 @@ static char *event_prefix(const char *id, size_t *len) {
 }
 
 /* Sends a cached answer under this request's id: its events as stored,
- * the last one (done) marked "cached": true. A client that does not read
+ * the last one (done) marked (mark: ',"cached":true' and the like). A client that does not read
  * them in time gets slow_consumer, one that is gone nothing. */
 static void replay(struct lmp_router *rt, const uint8_t *client, size_t clen, bool delim, const char *ident,
-                   const char *id, const struct lmp_rcache_entry *e) {
-        static const char mark[] = ",\"cached\":true";
-        size_t pos = 0, len, plen;
+                   const char *id, const uint8_t *data, size_t data_len, const char *mark) {
+        size_t pos = 0, len, plen, mark_len = strlen(mark);
         const uint8_t *ev;
         char *prefix = event_prefix(id, &plen);
         if (!prefix) {
                 error_event(rt, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
                 return;
         }
-        while (lmp_rcache_next_event(e, &pos, &ev, &len)) {
+        while (lmp_rcache_next_event_in(data, data_len, &pos, &ev, &len)) {
                 size_t p2 = pos, l2;
                 const uint8_t *e2;
-                bool last = !lmp_rcache_next_event(e, &p2, &e2, &l2);
+                bool last = !lmp_rcache_next_event_in(data, data_len, &p2, &e2, &l2);
                 rt->out.len = 0;
                 if (lmp_proto_buf_append(&rt->out, prefix, plen) < 0 ||
-                    (last && lmp_proto_buf_append(&rt->out, mark, sizeof(mark) - 1) < 0) ||
+                    (last && lmp_proto_buf_append(&rt->out, mark, mark_len) < 0) ||
                     lmp_proto_buf_append(&rt->out, ev, len) < 0) {
                         error_event(rt, client, clen, delim, ident, id, LMP_PROTO_INTERNAL, "out of memory");
                         break;
@@ -960,8 +1021,11 @@ static bool cache_lookup(struct lmp_router *rt, const uint8_t *client, size_t cl
         const struct lmp_rcache_entry *e = lmp_rcache_get(rt->rcache, (uint32_t)model, key.data, key.len, lmp_clock_ms());
         if (e) {
                 lmp_proto_buf_free(&key);
+                const uint8_t *data;
+                size_t data_len;
+                lmp_rcache_entry_events(e, &data, &data_len);
                 rt->stats.cache_hits++;
-                replay(rt, client, clen, delim, ident, req->id, e);
+                replay(rt, client, clen, delim, ident, req->id, data, data_len, ",\"cached\":true");
                 return true;
         }
         rt->stats.cache_misses++;
@@ -1003,6 +1067,250 @@ static void cache_collect(struct lmp_router *rt, struct lmp_request_rt *r, const
 void lmp_router_cache_drop_model(struct lmp_router *rt, size_t model) {
         if (rt->rcache)
                 lmp_rcache_drop_model(rt->rcache, (uint32_t)model);
+        if (model < rt->n_models && rt->models[model].semcache)
+                lmp_semcache_clear(rt->models[model].semcache);
+}
+
+/* ------------------------------------------------------- semantic cache */
+
+/* Whether req may be answered from (and stored in) m's semantic cache:
+ * it has one, the request does not opt out, and its answer is a function
+ * of the request (greedy, or seeded) unless the configuration takes
+ * sampled answers too. */
+static bool semantic_wanted(const struct lmp_router_model *m, const struct lmp_request *req) {
+        return m->semcache && !req->no_cache &&
+               (req->sampling.temperature == 0 || (req->sampling.set & LMP_SET_SEED) || m->cfg->semantic.sampled);
+}
+
+/* The text whose meaning keys the answer: the last user message of a
+ * chat, the prompt of a generate; false when a chat has no user message. */
+static bool key_text(const struct lmp_request *req, size_t *ret_msg, const char **ret, size_t *ret_len) {
+        if (req->type == LMP_REQ_GENERATE) {
+                *ret = req->prompt;
+                *ret_len = req->prompt_len;
+                return true;
+        }
+        for (size_t i = req->n_messages; i-- > 0;)
+                if (req->messages[i].role == LMP_ROLE_USER) {
+                        *ret_msg = i;
+                        *ret = req->messages[i].content;
+                        *ret_len = req->messages[i].content_len;
+                        return true;
+                }
+        return false;
+}
+
+/* What else must be equal for an answer to be reused: the request's
+ * canonical form with its key text empty, without its id and session. */
+static char *semantic_signature(const struct lmp_request *req, size_t key_msg, size_t *ret_len) {
+        struct lmp_request tmp = *req;
+        struct lmp_message *msgs = NULL;
+        struct lmp_proto_buf b = { 0 };
+        snprintf(tmp.id, sizeof(tmp.id), "-");
+        tmp.session[0] = '\0';
+        if (req->type == LMP_REQ_GENERATE) {
+                tmp.prompt = (char *)"";
+                tmp.prompt_len = 0;
+        } else {
+                msgs = malloc(req->n_messages * sizeof(*msgs));
+                if (!msgs)
+                        return NULL;
+                memcpy(msgs, req->messages, req->n_messages * sizeof(*msgs));
+                msgs[key_msg].content = (char *)"";
+                msgs[key_msg].content_len = 0;
+                tmp.messages = msgs;
+        }
+        int rc = lmp_proto_format_request(&b, &tmp);
+        free(msgs);
+        if (rc < 0) {
+                lmp_proto_buf_free(&b);
+                return NULL;
+        }
+        *ret_len = b.len;
+        return b.data;
+}
+
+/* Starts r's wait for its key's vector: an internal embed job (the key,
+ * truncated to the embedding model's context) sent at once to a worker
+ * of the embedding model with a free slot, and r kept in sem_waiting
+ * (counted in the queue's bound) until it answers or its deadline
+ * (semantic_cache.embed_timeout_ms) passes. false when r is not to wait:
+ * no key, or no such worker now (counted unavailable), or no memory. */
+static bool semantic_start(struct lmp_router *rt, struct lmp_request_rt *r, const struct lmp_request *req) {
+        struct lmp_router_model *m = &rt->models[r->model];
+        const char *key;
+        size_t key_len, key_msg = 0;
+        if (!key_text(req, &key_msg, &key, &key_len))
+                return false;
+        int ei = find_model(rt, m->cfg->semantic.model);
+        struct lmp_router_model *em = ei >= 0 ? &rt->models[ei] : NULL;
+        struct lmp_dispatch_worker v[LMP_CONFIG_MAX_WORKERS];
+        int wi = -1;
+        if (em && em->loaded && !em->failed && em->kind == LMP_MODEL_EMBEDDING)
+                wi = lmp_dispatch_least_loaded(v, view_of(em, v));
+        if (wi < 0) {
+                rt->stats.semantic_unavailable++;
+                return false;
+        }
+        struct lmp_request ej = { .type = LMP_REQ_EMBED, .normalize = true, .truncate = true, .n_inputs = 1 };
+        char *input = (char *)key;
+        size_t input_len = key_len;
+        ej.inputs = &input;
+        ej.input_len = &input_len;
+        snprintf(ej.id, sizeof(ej.id), "semantic-%" PRIu64, r->rid);
+        snprintf(ej.model, sizeof(ej.model), "%s", em->cfg->name);
+        struct lmp_proto_buf job = { 0 };
+        struct lmp_request_rt *e = calloc(1, sizeof(*e));
+        r->sem_sig = semantic_signature(req, key_msg, &r->sem_sig_len);
+        r->sem_prefix = event_prefix(r->id, &r->sem_prefix_len);
+        if (!e || !r->sem_sig || !r->sem_prefix || lmp_proto_format_request(&job, &ej) < 0 ||
+            job.len > LMP_PROTO_JOB_MAX) {
+                free(e);
+                lmp_proto_buf_free(&job);
+                sem_forget(rt, r);
+                return false;
+        }
+        r->sem_held = r->sem_sig_len + r->sem_prefix_len;
+        rt->held_bytes += r->sem_held;
+        double now = lmp_clock_ms();
+        e->rid = ++rt->next_rid;
+        e->internal = true;
+        snprintf(e->id, sizeof(e->id), "%s", ej.id);
+        e->model = (size_t)ei;
+        e->affinity = 1;
+        e->job = job.data;
+        e->job_len = job.len;
+        rt->held_bytes += job.len;
+        e->arrival_ms = e->dispatch_ms = now;
+        e->deadline_ms = LMP_MIN(r->deadline_ms, now + m->cfg->semantic.embed_timeout_ms);
+        e->sem_for = r;
+        r->sem_embed = e;
+        r->sem_waiting = true;
+        list_push(&rt->sem_waiting, r);
+        rt->queued++;
+        struct lmp_router_worker *w = &em->workers[wi];
+        e->worker = w;
+        list_push(&w->running, e);
+        send_job(rt, w, e, now);
+        return true;
+}
+
+/* r stops waiting and goes to its model's queue, its answer not kept. */
+static void semantic_proceed(struct lmp_router *rt, struct lmp_request_rt *r) {
+        list_remove(&rt->sem_waiting, r);
+        r->sem_waiting = false;
+        sem_forget(rt, r);
+        list_push(&rt->models[r->model].queue, r);
+}
+
+/* The internal embed job e ends without a vector (an error, its deadline,
+ * its worker lost): its request, if still there, goes on uncached. */
+static void semantic_give_up(struct lmp_router *rt, struct lmp_request_rt *e) {
+        struct lmp_request_rt *r = e->sem_for;
+        if (!r)
+                return;
+        e->sem_for = NULL;
+        r->sem_embed = NULL;
+        rt->stats.semantic_unavailable++;
+        semantic_proceed(rt, r);
+}
+
+/* The internal embed job e answered (its terminal event ev): the request
+ * is answered from the cache, or goes to its queue keeping its vector. */
+static void semantic_answer(struct lmp_router *rt, struct lmp_request_rt *e, const void *ev, size_t len, bool done) {
+        struct lmp_request_rt *r = e->sem_for;
+        struct lmp_event pe = { 0 };
+        if (!r)
+                return;
+        if (!done || lmp_proto_parse_event(ev, len, &pe) < 0 || pe.type != LMP_EVENT_EMBEDDING ||
+            pe.n_vectors != 1 || pe.n_embd == 0 || pe.n_embd > LMP_SEMCACHE_DIMS_MAX) {
+                lmp_event_clear(&pe);
+                semantic_give_up(rt, e);
+                return;
+        }
+        e->sem_for = NULL;
+        r->sem_embed = NULL;
+        struct lmp_router_model *m = &rt->models[r->model];
+        float sim = 0;
+        const struct lmp_semcache_entry *hit =
+                m->semcache ? lmp_semcache_get(m->semcache, pe.vectors, pe.n_embd, r->sem_sig, r->sem_sig_len,
+                                               lmp_clock_ms(), &sim)
+                            : NULL;
+        if (hit) {
+                const uint8_t *data;
+                size_t data_len;
+                char mark[64];
+                lmp_semcache_entry_events(hit, &data, &data_len);
+                snprintf(mark, sizeof(mark), ",\"cached\":\"semantic\",\"similarity\":%.4f", (double)sim);
+                rt->stats.semantic_hits++;
+                list_remove(&rt->sem_waiting, r);
+                rt->queued--;
+                r->sem_waiting = false;
+                replay(rt, r->client, r->client_len, r->delimiter, r->ident, r->id, data, data_len, mark);
+                request_free(rt, r);
+                lmp_event_clear(&pe);
+                return;
+        }
+        rt->stats.semantic_misses++;
+        list_remove(&rt->sem_waiting, r);
+        r->sem_waiting = false;
+        if (m->semcache) {
+                /* Its answer is stored under this vector once it is done. */
+                r->sem_vec = pe.vectors;
+                r->sem_dims = pe.n_embd;
+                pe.vectors = NULL;
+                r->sem_held += r->sem_dims * sizeof(float);
+                rt->held_bytes += r->sem_dims * sizeof(float);
+        } else {
+                sem_forget(rt, r);
+        }
+        list_push(&m->queue, r);
+        lmp_event_clear(&pe);
+}
+
+/* As cache_collect(), for the semantic cache of r's model. */
+static void sem_collect(struct lmp_router *rt, struct lmp_request_rt *r, const void *ev, size_t len, bool done) {
+        struct lmp_semcache *c = rt->models[r->model].semcache;
+        if (!r->sem_vec)
+                return;
+        if (!c || len < r->sem_prefix_len || memcmp(ev, r->sem_prefix, r->sem_prefix_len) != 0) {
+                sem_forget(rt, r);
+                return;
+        }
+        size_t grown = lmp_rcache_build_append(&r->sem_build, lmp_semcache_entry_max(c),
+                                               (const uint8_t *)ev + r->sem_prefix_len, len - r->sem_prefix_len);
+        r->sem_held += grown;
+        rt->held_bytes += grown;
+        if (r->sem_build.invalid) {
+                sem_forget(rt, r);
+                return;
+        }
+        if (done) {
+                lmp_semcache_put(c, r->sem_vec, r->sem_dims, r->sem_sig, r->sem_sig_len, &r->sem_build,
+                                 lmp_clock_ms());
+                sem_forget(rt, r);
+        }
+}
+
+/* Each model's semantic cache as its settings say (a reload starts them
+ * empty, as the exact cache's entries are dropped). */
+static int semantic_caches_new(struct lmp_router *rt) {
+        for (size_t i = 0; i < rt->n_models; i++) {
+                struct lmp_router_model *m = &rt->models[i];
+                const struct lmp_semantic_config *sc = &m->cfg->semantic;
+                lmp_semcache_free(m->semcache);
+                m->semcache = NULL;
+                if (!sc->model[0])
+                        continue;
+                struct lmp_semcache_limits lim = {
+                        .max_entries = (size_t)sc->max_entries, .max_bytes = sc->max_bytes,
+                        .ttl_ms = sc->ttl_s * 1000.0, .threshold = (float)sc->threshold,
+                };
+                int rc = lmp_semcache_new(&lim, &m->semcache);
+                if (rc < 0)
+                        return rc;
+        }
+        return 0;
 }
 
 static void handle_request(struct lmp_router *rt, const uint8_t *client, size_t clen, bool delim,
@@ -1166,6 +1474,10 @@ static void handle_request(struct lmp_router *rt, const uint8_t *client, size_t 
         rt->held_bytes += r->cache_held;
         r->arrival_ms = lmp_clock_ms();
         r->deadline_ms = r->arrival_ms + timeout;
+        /* A request its model's semantic cache may answer waits for its
+         * key's vector first (or goes on at once when none can come). */
+        if (req->type != LMP_REQ_EMBED && semantic_wanted(m, req) && semantic_start(rt, r, req))
+                return;
         list_push(&m->queue, r);
         rt->queued++;
         lmp_router_dispatch(rt);
@@ -1352,6 +1664,11 @@ static void log_refused(struct lmp_router *rt) {
 static void cancel_connection(struct lmp_router *rt, struct lmp_conn *c) {
         if (c->rid_len == 0)
                 return;
+        for (struct lmp_request_rt *r = rt->sem_waiting.head, *next; r; r = next) {
+                next = r->next;
+                if (r->client_len == c->rid_len && memcmp(r->client, c->rid, c->rid_len) == 0)
+                        client_gone(rt, r);
+        }
         for (size_t i = 0; i < rt->n_models; i++) {
                 struct lmp_router_model *m = &rt->models[i];
                 struct lmp_request_rt *r, *next;
@@ -1444,6 +1761,8 @@ static bool check_receive_memory(struct lmp_router *rt, double now) {
         /* What the router holds itself (jobs, kept events) is not what
          * libzmq holds for senders. */
         uint64_t held = rt->held_bytes + (rt->rcache ? lmp_rcache_bytes(rt->rcache) : 0);
+        for (size_t i = 0; i < rt->n_models; i++)
+                held += rt->models[i].semcache ? lmp_semcache_bytes(rt->models[i].semcache) : 0;
         anon = anon > held ? anon - held : 0;
         if (!rt->anon_baseline || anon < rt->anon_baseline)
                 rt->anon_baseline = anon;
@@ -1556,11 +1875,25 @@ static void on_event(struct lmp_router *rt, struct lmp_router_worker *w, struct 
                             "the event as sent%s", w->name, r->id[0] ? r->id : "(answered already)", err.msg,
                             ev.kind == LMP_WIRE_DONE ? ", without its request_done line" : "");
         }
+        if (r->internal) {
+                /* The semantic cache's embed job: its answer is the router's. */
+                if (ev.kind == LMP_WIRE_TOKEN)
+                        return;
+                if (r->id[0])
+                        semantic_answer(rt, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]),
+                                        whole && ev.kind == LMP_WIRE_DONE);
+                w->served++;
+                list_remove(&w->running, r);
+                request_free(rt, r);
+                lmp_router_dispatch(rt);
+                return;
+        }
         if (ev.kind == LMP_WIRE_TOKEN) {
                 r->streamed = true;
                 if (!r->id[0])
                         return; /* answered already (cancel, timeout, slow consumer) */
                 cache_collect(rt, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), false);
+                sem_collect(rt, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), false);
                 int rc = send_to_client(rt, r->client, r->client_len, r->delimiter, zmq_msg_data(&p->m[3]),
                                         zmq_msg_size(&p->m[3]));
                 if (rc == -EAGAIN) {
@@ -1583,6 +1916,7 @@ static void on_event(struct lmp_router *rt, struct lmp_router_worker *w, struct 
                         if (whole)
                                 log_done(rt, r, &ev.done);
                         cache_collect(rt, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), true);
+                        sem_collect(rt, r, zmq_msg_data(&p->m[3]), zmq_msg_size(&p->m[3]), true);
                 } else {
                         rt->stats.errors++;
                 }
@@ -1689,6 +2023,12 @@ void lmp_router_on_worker(struct lmp_router *rt) {
 /* ------------------------------------------------------------- timers */
 
 void lmp_router_expire(struct lmp_router *rt, double now) {
+        size_t waiting = rt->sem_waiting.n;
+        for (struct lmp_request_rt *r = rt->sem_waiting.head, *next; r; r = next) {
+                next = r->next;
+                if (now >= r->deadline_ms)
+                        cancel_request(rt, r, LMP_PROTO_TIMEOUT, "the request's deadline passed in the queue");
+        }
         for (size_t i = 0; i < rt->n_models; i++) {
                 struct lmp_router_model *m = &rt->models[i];
                 struct lmp_request_rt *r, *next;
@@ -1702,10 +2042,15 @@ void lmp_router_expire(struct lmp_router *rt, double now) {
                                 if (r->id[0] && now >= r->deadline_ms)
                                         cancel_request(rt, r, LMP_PROTO_TIMEOUT, "the request's deadline passed");
         }
+        /* Requests whose key's vector did not come in time went to their queue. */
+        if (rt->sem_waiting.n != waiting)
+                lmp_router_dispatch(rt);
 }
 
 double lmp_router_next_deadline(const struct lmp_router *rt) {
         double t = 1e300;
+        for (const struct lmp_request_rt *r = rt->sem_waiting.head; r; r = r->next)
+                t = LMP_MIN(t, r->deadline_ms);
         for (size_t i = 0; i < rt->n_models; i++) {
                 for (const struct lmp_request_rt *r = rt->models[i].queue.head; r; r = r->next)
                         t = LMP_MIN(t, r->deadline_ms);
@@ -1740,6 +2085,12 @@ void lmp_router_worker_lost(struct lmp_router *rt, struct lmp_router_worker *w, 
         double now = lmp_clock_ms();
         while ((r = w->running.tail)) {
                 list_remove(&w->running, r);
+                if (r->internal) {
+                        /* Not run again: its request goes on uncached. */
+                        semantic_give_up(rt, r);
+                        request_free(rt, r);
+                        continue;
+                }
                 struct lmp_router_model *m = &rt->models[r->model];
                 struct lmp_retry_facts facts = {
                         .answered = !r->id[0], .streamed = r->streamed, .retries = r->retries,
@@ -1763,6 +2114,8 @@ void lmp_router_worker_lost(struct lmp_router *rt, struct lmp_router_worker *w, 
 }
 
 void lmp_router_fail_queued(struct lmp_router *rt, enum lmp_proto_code code, const char *why) {
+        while (rt->sem_waiting.head)
+                cancel_request(rt, rt->sem_waiting.head, code, why);
         for (size_t i = 0; i < rt->n_models; i++) {
                 struct lmp_request_rt *r;
                 while ((r = rt->models[i].queue.head)) {
@@ -1775,7 +2128,12 @@ void lmp_router_fail_queued(struct lmp_router *rt, enum lmp_proto_code code, con
 }
 
 void lmp_router_fail_model_queue(struct lmp_router *rt, size_t model, enum lmp_proto_code code, const char *why) {
-        struct lmp_request_rt *r;
+        struct lmp_request_rt *r, *next;
+        for (r = rt->sem_waiting.head; r; r = next) {
+                next = r->next;
+                if (r->model == model)
+                        cancel_request(rt, r, code, why);
+        }
         while ((r = rt->models[model].queue.head)) {
                 list_remove(&rt->models[model].queue, r);
                 rt->queued--;
@@ -1792,6 +2150,9 @@ void lmp_router_reload(struct lmp_router *rt) {
                 for (size_t i = 0; i < rt->n_models; i++)
                         lmp_rcache_drop_model(rt->rcache, (uint32_t)i);
         }
+        if (semantic_caches_new(rt) < 0)
+                lmp_log_msg(LMP_PRI_ERR, "reload: out of memory for the semantic caches: they are off until the "
+                            "next reload");
         /* Running workers get theirs now; starting ones when they are ready. */
         for (size_t i = 0; i < rt->n_models; i++)
                 for (int j = 0; j < rt->models[i].n_workers; j++)

@@ -31,6 +31,7 @@
 #include "config/config.h"
 #include "proto/proto.h"
 #include "router/cache.h"
+#include "router/semcache.h"
 #include "router/dispatch.h"
 
 #define LMP_CLIENT_ID_MAX 256   /* ZeroMQ routing ids are at most 255 bytes */
@@ -72,6 +73,24 @@ struct lmp_request_rt {
         size_t cache_prefix_len;
         struct lmp_rcache_build cache_build;
         size_t cache_held;              /* of these, counted in held_bytes */
+        /* The semantic cache (semcache.h). A request of a model with one
+         * waits in rt->sem_waiting (sem_waiting true) while an internal
+         * embed request (sem_embed) computes its key's vector; that one
+         * (internal true: no client) points back at it (sem_for, NULL once
+         * the request is gone). After a miss the request keeps its vector,
+         * signature and event prefix, and its events as they stream, to
+         * store its answer. NULL sem_sig: not kept. */
+        bool internal;
+        bool sem_waiting;
+        struct lmp_request_rt *sem_embed, *sem_for;
+        float *sem_vec;
+        size_t sem_dims;
+        char *sem_sig;
+        size_t sem_sig_len;
+        char *sem_prefix;
+        size_t sem_prefix_len;
+        struct lmp_rcache_build sem_build;
+        size_t sem_held;                /* of these, counted in held_bytes */
         uint8_t retries;                /* times it was run again (limits.retries) */
         struct lmp_request_rt *prev, *next; /* in the queue or the worker's list */
 };
@@ -122,6 +141,7 @@ struct lmp_router_model {
         /* the router's */
         struct lmp_router_worker *workers; /* (cfg->workers) */
         struct lmp_req_list queue;
+        struct lmp_semcache *semcache;  /* NULL: semantic_cache.model is not set */
 };
 
 struct lmp_router_stats {
@@ -131,6 +151,9 @@ struct lmp_router_stats {
         uint64_t affinity_misses;       /* that worker was saturated, another idle: moved (recomputed) */
         uint64_t affinity_new;          /* first seen (or forgotten): any worker */
         uint64_t cache_hits, cache_misses; /* deterministic requests answered from the cache, or not */
+        /* semantic caches: answered from one, looked up and not found, gone
+         * uncached because the embedding model could not give the vector */
+        uint64_t semantic_hits, semantic_misses, semantic_unavailable;
         uint64_t events_dropped;        /* token events a client did not read in time */
         uint64_t dropped;               /* requests whose terminal event never reached the client */
         uint64_t slow_consumer;         /* requests stopped because their client read too slowly */
@@ -192,7 +215,8 @@ struct lmp_router {
 
         struct lmp_router_model *models;
         size_t n_models;
-        size_t queued;                  /* over all models' queues */
+        size_t queued;                  /* over all models' queues, and sem_waiting */
+        struct lmp_req_list sem_waiting; /* requests waiting for their key's vector */
 
         void *zctx;
         void *front, *front_tcp, *back;

@@ -33,6 +33,7 @@ enum chat {
         CHAT_QWEN3,     /* Qwen3: ChatML without a default system prompt, Qwen's ids */
         CHAT_PHI3,      /* Phi-3.5: <|user|> ... <|end|>, specials from 32000 */
         CHAT_GEMMA,     /* Gemma 3: <start_of_turn> ... <end_of_turn>; <eos>=1, <bos>=2 */
+        CHAT_NONE,      /* an encoder (bert): its WordPiece vocabulary comes from --vocab */
 };
 
 /* The newer families, from each model's config.json. */
@@ -58,6 +59,10 @@ static const struct lmp_shape shapes[] = {
           128256, 2048, 8192, 16, 32, 8, 131072, 500000.f, 1e-5f, true, false, true, CHAT_LLAMA3 },
         { "mistral-7b", "llama", "Mistral 7B Instruct v0.2 (random weights)",
           32000, 4096, 14336, 32, 32, 8, 32768, 1000000.f, 1e-5f, false, false, false, CHAT_MISTRAL },
+        /* BAAI/bge-small-en-v1.5: an encoder (n_head_kv = n_head; rope_freq_base unused),
+         * CLS pooling; its vocabulary is copied (--vocab, 30522 WordPiece tokens). */
+        { "bge-small", "bert", "BGE small en v1.5 (random weights)",
+          30522, 384, 1536, 12, 12, 12, 512, 0.f, 1e-12f, false, false, false, CHAT_NONE },
         /* Small shapes for tests: the fixtures' geometry, with each chat kind. */
         { "test-llama", "llama", "test llama (random weights)",
           1024, 256, 768, 2, 4, 2, 2048, 10000.f, 1e-5f, false, false, false, CHAT_ZEPHYR },
@@ -420,6 +425,7 @@ out:
 #define EMB_K 1.28f     /* embedding and output: EMB_K / sqrt(n_embd) */
 #define MAT_K 1.28f     /* every other matrix: MAT_K / sqrt(n_embd) */
 #define NORM_SD 0.1f    /* norm weights: 1 + NORM_SD * N(0, 1) */
+#define BIAS_SD 0.02f   /* an encoder's biases: BIAS_SD * N(0, 1) */
 
 enum gen {
         GEN_NORMAL,
@@ -470,6 +476,46 @@ static bool is_arch(const struct lmp_shape *s, const char *arch) {
         return strcmp(s->arch, arch) == 0;
 }
 
+/* A BERT encoder as llama.cpp lays it out (the embeddings fixtures' files):
+ * token, token-type and learned position embeddings with a LayerNorm, then
+ * per layer biased q/k/v/output, a post-attention LayerNorm, a biased
+ * up/down feed-forward (GELU, no gate) and a post-FFN LayerNorm. */
+static int plan_build_bert(struct plan *p, const struct lmp_shape *s) {
+        const uint64_t E = s->n_embd, F = s->n_ff;
+        const float emb = EMB_K / sqrtf((float)E), mat = MAT_K / sqrtf((float)E);
+        char nm[64];
+        int r;
+
+#define ADD(...) do { if ((r = plan_add(p, __VA_ARGS__)) < 0) return r; } while (0)
+        ADD("token_embd.weight", 2, E, s->n_vocab, GEN_NORMAL, emb);
+        ADD("token_types.weight", 2, E, 2, GEN_NORMAL, emb);
+        ADD("position_embd.weight", 2, E, s->n_ctx, GEN_NORMAL, emb);
+        ADD("token_embd_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
+        ADD("token_embd_norm.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+        for (uint32_t l = 0; l < s->n_layer; l++) {
+#define LAYER(suffix, ...) do { snprintf(nm, sizeof(nm), "blk.%u.%s", l, suffix); ADD(nm, __VA_ARGS__); } while (0)
+                LAYER("attn_q.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_q.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("attn_k.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_k.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("attn_v.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_v.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("attn_output.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_output.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("attn_output_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
+                LAYER("attn_output_norm.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("ffn_up.weight", 2, E, F, GEN_NORMAL, mat);
+                LAYER("ffn_up.bias", 1, F, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("ffn_down.weight", 2, F, E, GEN_NORMAL, mat);
+                LAYER("ffn_down.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("layer_output_norm.weight", 1, E, 1, GEN_NORM, NORM_SD);
+                LAYER("layer_output_norm.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+#undef LAYER
+        }
+#undef ADD
+        return 0;
+}
+
 static int plan_build(struct plan *p, const struct lmp_shape *s) {
         const uint64_t E = s->n_embd, hd = head_dim(s), q = hd * s->n_head, kv = hd * s->n_head_kv;
         const bool fused = is_arch(s, "phi3"), qk_norm = is_arch(s, "qwen3") || is_arch(s, "gemma3");
@@ -479,6 +525,8 @@ static int plan_build(struct plan *p, const struct lmp_shape *s) {
         int r;
 
 #define ADD(...) do { if ((r = plan_add(p, __VA_ARGS__)) < 0) return r; } while (0)
+        if (strcmp(s->arch, "bert") == 0)
+                return plan_build_bert(p, s);
         ADD("token_embd.weight", 2, E, s->n_vocab, GEN_NORMAL, emb);
         if (s->llama3_rope)
                 ADD("rope_freqs.weight", 1, hd / 2, 1, GEN_ROPE_FREQS, 1.f);
@@ -603,6 +651,26 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
         int r;
         const uint32_t hd = head_dim(s);
 #define KEY(suffix) (snprintf(key, sizeof(key), "%s.%s", s->arch, suffix), key)
+        if (strcmp(s->arch, "bert") == 0) {
+                /* llama.cpp's bert keys; pooling 2 is CLS (BGE's) */
+                if ((r = lmp_gguf_writer_set_str(w, "general.architecture", s->arch)) < 0 ||
+                    (r = lmp_gguf_writer_set_str(w, "general.type", "model")) < 0 ||
+                    (r = lmp_gguf_writer_set_str(w, "general.name", s->model_name)) < 0 ||
+                    (r = lmp_gguf_writer_set_str(w, "general.description", "random weights: produces noise, not meaning")) < 0 ||
+                    (r = lmp_gguf_writer_set_u64(w, "general.seed", seed)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, KEY("block_count"), s->n_layer)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, KEY("context_length"), s->n_ctx)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, KEY("embedding_length"), s->n_embd)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, KEY("feed_forward_length"), s->n_ff)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, KEY("attention.head_count"), s->n_head)) < 0 ||
+                    (r = lmp_gguf_writer_set_f32(w, KEY("attention.layer_norm_epsilon"), s->norm_eps)) < 0 ||
+                    (r = lmp_gguf_writer_set_bool(w, KEY("attention.causal"), false)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, KEY("pooling_type"), 2)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "general.quantization_version", LMP_QUANTIZATION_VERSION)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "general.file_type", ft->ftype)) < 0)
+                        return r;
+                return 0;
+        }
         if ((r = lmp_gguf_writer_set_str(w, "general.architecture", s->arch)) < 0 ||
             (r = lmp_gguf_writer_set_str(w, "general.type", "model")) < 0 ||
             (r = lmp_gguf_writer_set_str(w, "general.name", s->model_name)) < 0 ||
@@ -704,6 +772,11 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
                 r = copy_vocab(w, opts->vocab_path, s, err);
                 if (r < 0)
                         goto out;
+        } else if (s->chat == CHAT_NONE) {
+                r = lmp_error_set(err, -EINVAL, "shape %s: its WordPiece vocabulary is not built here: give "
+                                  "--vocab with a %u-token bert vocabulary (the embeddings fixtures' files)",
+                                  s->name, s->n_vocab);
+                goto out;
         } else {
                 r = vocab_build(&v, s);
                 if (r >= 0)

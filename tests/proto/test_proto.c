@@ -117,6 +117,7 @@ static const struct bad bad_frames[] = {
         { GEN(",\"ignore_eos\":1"), "ignore_eos", "r1", "true or false" },
         { GEN(",\"stream\":\"false\""), "stream", "r1", "true or false" },
         { GEN(",\"return_ids\":null"), "return_ids", "r1", "true or false" },
+        { GEN(",\"cache\":0"), "cache", "r1", "true or false" },
         { GEN(",\"timeout_ms\":0"), "timeout_ms", "r1", "must be 1 to" },
         { GEN(",\"timeout_ms\":86400001"), "timeout_ms", "r1", "must be 1 to" },
         { GEN(",\"seed\":1,\"seed\":2"), "seed", "r1", "duplicate field 'seed'" },
@@ -237,6 +238,11 @@ static void test_good_requests(void) {
         CHECK(r.type == LMP_REQ_GENERATE && strcmp(r.id, "r1") == 0 && strcmp(r.model, "m") == 0, "fields");
         CHECK(strcmp(r.prompt, "p") == 0 && r.prompt_len == 1, "prompt");
         CHECK(r.sampling.set == 0 && r.stream && !r.ignore_eos && !r.return_ids && r.n_stop == 0, "defaults");
+        CHECK(!r.no_cache, "cached by default");
+        lmp_request_clear(&r);
+        CHECK(parse(GEN(",\"cache\":false"), &r, &e) == 0 && r.no_cache, "cache false: %s", e.message);
+        lmp_request_clear(&r);
+        CHECK(parse(GEN(",\"cache\":true"), &r, &e) == 0 && !r.no_cache, "cache true: %s", e.message);
         lmp_request_clear(&r);
 
         const char *full = "{\"v\":1,\"id\":\"x-7\",\"type\":\"generate\",\"model\":\"tiny\",\"prompt\":\"Hello \\u00e9\\n\","
@@ -306,7 +312,7 @@ static bool same_request(const struct lmp_request *a, const struct lmp_request *
                 if (strcmp(a->stop[i], b->stop[i]))
                         return false;
         return a->ignore_eos == b->ignore_eos && a->stream == b->stream && a->return_ids == b->return_ids &&
-               a->timeout_ms == b->timeout_ms;
+               a->no_cache == b->no_cache && a->timeout_ms == b->timeout_ms;
 }
 
 static void test_round_trip(void) {
@@ -318,6 +324,7 @@ static void test_round_trip(void) {
                 "{\"id\":\"\\u00fc\\ud83d\\ude00\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"tab\\tnl\\n\\u0001\\u007f\"}",
                 CHAT(",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"\\\\\"}],"
                      "\"ignore_eos\":true,\"return_ids\":true"),
+                GEN(",\"cache\":false,\"seed\":3"),
                 "{\"id\":\"c\",\"type\":\"cancel\",\"target\":\"t\"}",
                 "{\"id\":\"h\",\"type\":\"health\"}",
         };
