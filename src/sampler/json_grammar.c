@@ -1083,6 +1083,10 @@ bool lmp_json_state_complete(const struct lmp_json_state *s) {
         return false;
 }
 
+bool lmp_json_state_closed(const struct lmp_json_state *s) {
+        return s->depth == 1 && s->f[0].st == DOC_DONE;
+}
+
 /* ------------------------------------------------------------ the cache */
 
 struct cache_entry {

@@ -93,6 +93,11 @@ bool lmp_json_state_accepts(const struct lmp_json_state *s, const void *bytes, s
 /* Whether the document is complete, so that generation may end here. */
 bool lmp_json_state_complete(const struct lmp_json_state *s);
 
+/* Whether the document is complete and nothing can follow it (the state
+ * takes no more bytes): generation can stop without an end token. A
+ * complete top-level number (12, which 123 could continue) is not closed. */
+bool lmp_json_state_closed(const struct lmp_json_state *s);
+
 /* A bounded cache of compiled schemas keyed by their text, least recently
  * used out. The caller owns the cache; a grammar it returns is a new
  * reference (unref it when done), so eviction never frees one in use. */
