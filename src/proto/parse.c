@@ -443,6 +443,14 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
                 r->timeout_ms = (uint32_t)d;
                 s->set |= LMP_SET_TIMEOUT_MS;
         }
+        /* A document ends generation: a stop string could cut it short and
+         * ignore_eos run past it, both passing off what is not one. */
+        if (r->format && r->n_stop)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "stop",
+                            "field 'stop' cannot be used with 'format': the document's end ends generation");
+        if (r->format && r->ignore_eos)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "ignore_eos",
+                            "field 'ignore_eos' cannot be used with 'format': the document's end ends generation");
         return 0;
 }
 

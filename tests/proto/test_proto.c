@@ -39,6 +39,8 @@ static const struct bad bad_frames[] = {
         { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"format\":{\"properties\":"
                "{\"a\":{\"oneOf\":[]}}}"), "format", "r1", "/properties/a: unsupported keyword \"oneOf\"" },
         { GEN(",\"format\":{\"enum\":[]}"), "format", "r1", "enum is empty" },
+        { GEN(",\"format\":\"json\",\"stop\":[\"}\"]"), "stop", "r1", "cannot be used with 'format'" },
+        { GEN(",\"format\":\"json\",\"ignore_eos\":true"), "ignore_eos", "r1", "cannot be used with 'format'" },
         { EMB(",\"input\":\"a\",\"format\":\"json\""), "format", "r1", "not embed" },
         /* embed */
         { EMB(""), "input", "r1", "missing field 'input'" },
