@@ -213,8 +213,7 @@ int lmp_cmd_run(int argc, char **argv) {
                         fprintf(stderr, "lmpool run: %s: %s\n", path, err.msg);
                         goto out;
                 }
-                jallow.tokens = jtokens;
-                lmp_json_state_init(&jallow.state, grammar);
+                lmp_json_allow_init(&jallow, jtokens, grammar);
         }
         if (prompt) {
                 size_t len = strlen(prompt), need = 0;

@@ -73,15 +73,56 @@ void lmp_json_tokens_free(struct lmp_json_tokens *t) {
         free(t);
 }
 
+void lmp_json_allow_init(struct lmp_json_allow *a, const struct lmp_json_tokens *t,
+                         const struct lmp_json_grammar *g) {
+        a->tokens = t;
+        lmp_json_state_init(&a->state, g);
+        a->tables_ok = false;
+}
+
+static void build_ok1(struct lmp_json_allow *a) {
+        for (unsigned b = 0; b < 256; b++) {
+                unsigned char c = (unsigned char)b;
+                a->ok1[b] = lmp_json_state_accepts(&a->state, &c, 1);
+        }
+        memset(a->row_done, 0, sizeof(a->row_done));
+        a->tables_ok = true;
+}
+
+static void build_row(struct lmp_json_allow *a, unsigned char b1) {
+        struct lmp_json_state t = a->state;
+        memset(a->ok2[b1], 0, sizeof(a->ok2[b1]));
+        if (lmp_json_state_feed(&t, &b1, 1))
+                for (unsigned b = 0; b < 256; b++) {
+                        unsigned char c = (unsigned char)b;
+                        if (lmp_json_state_accepts(&t, &c, 1))
+                                a->ok2[b1][b >> 6] |= 1ull << (b & 63);
+                }
+        a->row_done[b1] = true;
+}
+
 bool lmp_json_allow(void *ctx, int32_t token) {
-        const struct lmp_json_allow *a = ctx;
+        struct lmp_json_allow *a = ctx;
         const struct lmp_json_tokens *t = a->tokens;
         if (token < 0 || (uint32_t)token >= t->n)
                 return false;
         if (t->eog[token])
                 return lmp_json_state_complete(&a->state);
-        uint32_t o = t->off[token];
-        return lmp_json_state_accepts(&a->state, t->bytes + o, t->off[token + 1] - o);
+        uint32_t o = t->off[token], len = t->off[token + 1] - o;
+        const unsigned char *p = (const unsigned char *)t->bytes + o;
+        if (len == 0)
+                return false;
+        if (!a->tables_ok)
+                build_ok1(a);
+        if (!a->ok1[p[0]])
+                return false;
+        if (len == 1)
+                return true;
+        if (!a->row_done[p[0]])
+                build_row(a, p[0]);
+        if (!(a->ok2[p[0]][p[1] >> 6] >> (p[1] & 63) & 1))
+                return false;
+        return len == 2 || lmp_json_state_accepts(&a->state, p, len);
 }
 
 int lmp_json_allow_advance(struct lmp_json_allow *a, int32_t token) {
@@ -90,5 +131,6 @@ int lmp_json_allow_advance(struct lmp_json_allow *a, int32_t token) {
         const struct lmp_json_tokens *t = a->tokens;
         if (!t->eog[token])
                 lmp_json_state_feed(&a->state, t->bytes + t->off[token], t->off[token + 1] - t->off[token]);
+        a->tables_ok = false;
         return 0;
 }

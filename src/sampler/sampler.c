@@ -387,7 +387,8 @@ static size_t draw(struct lmp_sampler *s, size_t n, double z) {
 }
 
 /* Greedy: the best finite candidate; with allow, the best it allows,
- * checking candidates best first and stopping at the first allowed. */
+ * asking first about the best, then, if it is refused, about each token
+ * better than the best allowed so far in one pass. */
 static int32_t greedy(struct lmp_sampler *s, lmp_sampler_allow_fn allow, void *ctx) {
         struct cand *c = s->cand;
         size_t n = (size_t)s->n_vocab;
@@ -400,20 +401,13 @@ static int32_t greedy(struct lmp_sampler *s, lmp_sampler_allow_fn allow, void *c
                 return -ENOENT;
         if (!allow || allow(ctx, c[best].id))
                 return c[best].id;
-        /* Best first, in growing chunks selected from the rest. */
-        size_t m = 0;
+        /* One pass, asking only about tokens better than the best allowed
+         * so far (ties to the lower id, as above). */
+        best = n;
         for (size_t i = 0; i < n; i++)
-                if (c[i].logit > -INFINITY)
-                        c[m++] = c[i];
-        for (size_t done = 0; done < m;) {
-                size_t more = LMP_MIN(m - done, LMP_MAX(done, (size_t)16));
-                select_top(c + done, m - done, more);
-                for (size_t i = done; i < done + more; i++)
-                        if (allow(ctx, c[i].id))
-                                return c[i].id;
-                done += more;
-        }
-        return -ENOENT;
+                if (c[i].logit > -INFINITY && (best == n || c[i].logit > c[best].logit) && allow(ctx, c[i].id))
+                        best = i;
+        return best == n ? -ENOENT : c[best].id;
 }
 
 /* Draws this many times among the chain's candidates, without putting back

@@ -56,9 +56,9 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits);
 
 /* Constrained sampling (e.g. JSON output): allow(ctx, token) says whether
  * a token may come next. It is asked about as few tokens as the draw
- * needs: greedy checks candidates best first and stops at the first
- * allowed; otherwise the chain (top-k, top-p, min-p, temperature) picks its
- * candidates as usual and a draw that refuses the tokens allow refuses is
+ * needs: greedy asks about the best, and when it is refused about each
+ * token better than the best allowed so far; otherwise the chain (top-k,
+ * top-p, min-p, temperature) picks its candidates as usual and a draw that refuses the tokens allow refuses is
  * a draw from the allowed ones in proportion to their probabilities; only
  * when the chain kept no allowed token is allow asked about the whole
  * vocabulary, before the chain runs again on what it allows. allow must

@@ -346,8 +346,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
         }
         sl->grammar = grammar;
         if (grammar) {
-                sl->json.tokens = e->json_tokens;
-                lmp_json_state_init(&sl->json.state, grammar);
+                lmp_json_allow_init(&sl->json, e->json_tokens, grammar);
         }
         sl->job = job;
         sl->n_cache = common;

@@ -561,7 +561,7 @@ static void test_allowed(void) {
         ok[3] = ok[500] = 1;
         a.asked = 0;
         CHECK(lmp_sampler_sample_allowed(s, l, allow_fn, &a) == 500, "greedy: not the best allowed");
-        CHECK(a.asked <= N - 500 + 1, "greedy: asked about %ld tokens", a.asked);
+        CHECK(a.asked <= N + 1, "greedy: asked about %ld tokens", a.asked);
         ok[N - 1] = 1;
         a.asked = 0;
         CHECK(lmp_sampler_sample_allowed(s, l, allow_fn, &a) == N - 1, "greedy: not the best");
