@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -272,7 +273,10 @@ static int type_of_json(const cJSON *v, const char *type) {
         if (!strcmp(type, "number"))
                 return cJSON_IsNumber(v);
         if (!strcmp(type, "integer"))
-                return cJSON_IsNumber(v) && v->valuedouble == (double)(long long)v->valuedouble;
+                /* Doubles from 2^62 up are all integers (and the cast
+                 * below would be out of range). */
+                return cJSON_IsNumber(v) && (fabs(v->valuedouble) >= 0x1p62 ||
+                                             v->valuedouble == (double)(long long)v->valuedouble);
         if (!strcmp(type, "boolean"))
                 return cJSON_IsBool(v);
         if (!strcmp(type, "null"))

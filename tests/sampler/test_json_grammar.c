@@ -142,6 +142,11 @@ static void test_types(void) {
         ACCEPT(g, "null");
         REFUSE(g, "1");
         lmp_json_grammar_unref(g);
+        g = schema("{\"type\":\"integer\",\"enum\":[1e300,-3,2.0]}");  /* integers out of a cast's range too */
+        ACCEPT(g, "1e+300");
+        ACCEPT(g, "2");
+        REFUSE(g, "2.0");
+        lmp_json_grammar_unref(g);
         g = schema("{}");       /* any value */
         ACCEPT(g, "[1,{\"a\":null}]");
         ACCEPT(g, "7");
