@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Constrained JSON output through `lmpool run` with a random fixture model
 at temperature 1 (issue 17): for hundreds of seeds under --json and under a
-schema with nested objects, arrays, enums and required fields, every run
+schema (and a quarter as many with qwen2's byte-level BPE vocabulary) with nested objects, arrays, enums and required fields, every run
 that ends with a complete document prints one that parses and validates
 (the model's noise must not matter); runs cut short by --max-tokens say so
 with status 1 and are counted apart. Also: refused schemas name the
@@ -21,7 +21,8 @@ except ImportError:
     jsonschema = None
 
 LMPOOL = os.environ["LMPOOL_BIN"]
-MODEL = os.path.join(os.environ["LMPOOL_FIXTURES"], "models", "llama-q8_0.gguf")
+MODELS = os.path.join(os.environ["LMPOOL_FIXTURES"], "models")
+MODEL = os.path.join(MODELS, "llama-q8_0.gguf")
 SEEDS = int(os.environ.get("LMPOOL_JSON_SEEDS", "200"))
 
 SCHEMA = {
@@ -111,8 +112,8 @@ def validate(v, s, path="$"):
     return None
 
 
-def run(args, seed, n):
-    p = subprocess.run([LMPOOL, "run", MODEL, "--prompt", "Write JSON:", "--temp", "1", "--seed", str(seed),
+def run(args, seed, n, model=MODEL):
+    p = subprocess.run([LMPOOL, "run", model, "--prompt", "Write JSON:", "--temp", "1", "--seed", str(seed),
                         "-n", str(n), "--threads", "1"] + args, capture_output=True, timeout=120)
     return p.returncode, p.stdout, p.stderr.decode("utf-8", "replace")
 
@@ -126,10 +127,10 @@ def fail(msg):
     print("FAIL:", msg, file=sys.stderr)
 
 
-def campaign(name, args, schema, n):
+def campaign(name, args, schema, n, model=MODEL, seeds=SEEDS):
     done = cut = 0
-    for seed in range(1, SEEDS + 1):
-        rc, out, err = run(args, seed, n)
+    for seed in range(1, seeds + 1):
+        rc, out, err = run(args, seed, n, model)
         if rc == 1 and "the JSON document is incomplete: stopped by length" in err:
             cut += 1
             continue
@@ -151,9 +152,9 @@ def campaign(name, args, schema, n):
             fail(f"{name} seed {seed}: invalid: {e}: {out!r}")
             continue
         done += 1
-    print(f"{name}: {done} complete and valid, {cut} cut short by max tokens ({n}), of {SEEDS} seeds")
-    if done < SEEDS // 4:
-        fail(f"{name}: only {done} of {SEEDS} documents complete: the test shows too little")
+    print(f"{name}: {done} complete and valid, {cut} cut short by max tokens ({n}), of {seeds} seeds")
+    if done < seeds // 4:
+        fail(f"{name}: only {done} of {seeds} documents complete: the test shows too little")
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -162,6 +163,9 @@ with tempfile.TemporaryDirectory() as tmp:
         json.dump(SCHEMA, f)
     campaign("schema", ["--json-schema", path], SCHEMA, 400)
     campaign("json", ["--json"], {"type": "object"}, 400)
+    # A byte-level BPE vocabulary (qwen2's) as well as llama's SentencePiece one.
+    campaign("schema qwen2", ["--json-schema", path], SCHEMA, 400, os.path.join(MODELS, "qwen2-q8_0.gguf"),
+             max(SEEDS // 4, 1))
 
     # Cut short: never passed off as complete.
     rc, out, err = run(["--json-schema", path], 1, 3)
