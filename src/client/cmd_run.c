@@ -1,6 +1,6 @@
 /* `lmpool run MODEL (--prompt TEXT | --ids "1 2 3") [-n N] [--temp T]
  * [--top-k K] [--top-p P] [--seed S] [--threads T] [--ctx N] [--ignore-eos]
- * [--print-ids]`: evaluates the prompt as batches, then generates up to N
+ * [--print-ids] [--json | --json-schema FILE]`: evaluates the prompt as batches, then generates up to N
  * tokens one at a time, streaming them to stdout as they come (text through
  * the model's own vocabulary; ids with --print-ids, or when the file has no
  * vocabulary), and prints the prompt and generation speeds (tokens/s) to
@@ -9,7 +9,12 @@
  * default) is greedy; otherwise the sampler draws with the given top-k /
  * top-p and seed (default seed: from the clock, printed so that a run can be
  * repeated). Generation stops early at an end-of-generation token (unless
- * --ignore-eos) or when the context is full. */
+ * --ignore-eos) or when the context is full. With --json (any JSON object)
+ * or --json-schema FILE, the sampler may only pick tokens that continue a
+ * valid document (sampler/json_grammar.h): stdout gets the document alone,
+ * generation stops when it is complete, and a document that max-tokens or
+ * the context cut short is reported on stderr with status 1, never passed
+ * off as complete. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +25,8 @@
 #include "client/commands.h"
 #include "common/args.h"
 #include "common/clock.h"
+#include "common/readfile.h"
+#include "sampler/json_tokens.h"
 #include "sampler/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -29,6 +36,7 @@ static void usage(FILE *f) {
         fprintf(f,
                 "usage: lmpool run MODEL (--prompt TEXT | --ids \"1 2 3\") [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                 "                  [--seed S] [--threads T] [--ctx N] [--ignore-eos] [--print-ids]\n"
+                "                  [--json | --json-schema FILE]\n"
                 "Generates from a prompt; prints prompt and generation tokens/s.\n"
                 "  --print-ids            print token ids instead of text\n"
                 "  -n, --max-tokens N     tokens to generate (default 64)\n"
@@ -37,16 +45,20 @@ static void usage(FILE *f) {
                 "  --top-p P              keep the smallest set with probability >= P (1: all)\n"
                 "  --seed S               sampler seed (default: from the clock)\n"
                 "  --threads T            worker threads (default: one per CPU)\n"
-                "  --ctx N                context length (default: the model's)\n");
+                "  --ctx N                context length (default: the model's)\n"
+                "  --json                 generate one JSON object, and print only it\n"
+                "  --json-schema FILE     generate one JSON document valid for the schema in FILE\n"
+                "                         (the subset of docs/protocol.md), and print only it\n");
 }
 
 int lmp_cmd_run(int argc, char **argv) {
-        const char *path = NULL, *ids_arg = NULL, *prompt = NULL;
+        const char *path = NULL, *ids_arg = NULL, *prompt = NULL, *schema_path = NULL;
         long long n_gen = 64, threads = 0, n_ctx = 0, top_k = 0;
         double temp = 0.0, top_p = 1.0;
         uint64_t seed = 0;
-        bool ignore_eos = false, have_seed = false, print_ids = false;
-        enum { O_IDS = 256, O_PROMPT, O_THREADS, O_CTX, O_TEMP, O_TOP_P, O_TOP_K, O_SEED, O_IGNORE_EOS, O_PRINT_IDS };
+        bool ignore_eos = false, have_seed = false, print_ids = false, json = false;
+        enum { O_IDS = 256, O_PROMPT, O_THREADS, O_CTX, O_TEMP, O_TOP_P, O_TOP_K, O_SEED, O_IGNORE_EOS, O_PRINT_IDS,
+               O_JSON, O_JSON_SCHEMA };
         static const struct option opts[] = {
                 { "prompt", required_argument, NULL, O_PROMPT },
                 { "ids", required_argument, NULL, O_IDS },
@@ -59,6 +71,8 @@ int lmp_cmd_run(int argc, char **argv) {
                 { "seed", required_argument, NULL, O_SEED },
                 { "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
                 { "print-ids", no_argument, NULL, O_PRINT_IDS },
+                { "json", no_argument, NULL, O_JSON },
+                { "json-schema", required_argument, NULL, O_JSON_SCHEMA },
                 { "help", no_argument, NULL, 'h' },
                 { 0 },
         };
@@ -111,6 +125,12 @@ int lmp_cmd_run(int argc, char **argv) {
                 case O_PRINT_IDS:
                         print_ids = true;
                         break;
+                case O_JSON:
+                        json = true;
+                        break;
+                case O_JSON_SCHEMA:
+                        schema_path = optarg;
+                        break;
                 default:
                         return 2;
                 }
@@ -121,6 +141,15 @@ int lmp_cmd_run(int argc, char **argv) {
                 if (path)
                         fprintf(stderr, "lmpool run: give one of --prompt and --ids\n");
                 usage(stderr);
+                return 2;
+        }
+        if (json && schema_path) {
+                fprintf(stderr, "lmpool run: give one of --json and --json-schema\n");
+                return 2;
+        }
+        if ((json || schema_path) && (print_ids || ignore_eos)) {
+                fprintf(stderr, "lmpool run: --json and --json-schema print the document: not with --print-ids "
+                        "or --ignore-eos\n");
                 return 2;
         }
         int32_t *ids = NULL;
@@ -134,8 +163,26 @@ int lmp_cmd_run(int argc, char **argv) {
         float *logits = NULL;
         struct lmp_sampler *smp = NULL;
         struct lmp_vocab *vocab = NULL;
-        char *piece = NULL;
+        char *piece = NULL, *schema = NULL;
         struct lmp_error err = { 0 };
+        struct lmp_json_grammar *grammar = NULL;
+        struct lmp_json_tokens *jtokens = NULL;
+        struct lmp_json_allow jallow = { 0 };
+        if (schema_path) {
+                size_t len = 0;
+                int r = lmp_read_file(schema_path, &schema, &len);
+                if (r < 0) {
+                        fprintf(stderr, "lmpool run: %s: %s\n", schema_path, lmp_strerror_name(r));
+                        goto out;
+                }
+                if (lmp_json_grammar_new_schema(schema, len, &grammar, &err) < 0) {
+                        fprintf(stderr, "lmpool run: %s: %s\n", schema_path, err.msg);
+                        goto out;
+                }
+        } else if (json && lmp_json_grammar_new_object(&grammar, &err) < 0) {
+                fprintf(stderr, "lmpool run: %s\n", err.msg);
+                goto out;
+        }
         if (lmp_cli_model_open("run", path, (int)threads, (uint32_t)n_ctx, PROMPT_BATCH, &cm) < 0)
                 goto out;
         uint32_t n_vocab = cm.model->hp.n_vocab;
@@ -156,6 +203,17 @@ int lmp_cmd_run(int argc, char **argv) {
                                 lmp_vocab_n_tokens(vocab), n_vocab);
                         goto out;
                 }
+        }
+        if (grammar) {
+                if (!vocab) {
+                        fprintf(stderr, "lmpool run: %s: JSON output needs the model's vocabulary\n", path);
+                        goto out;
+                }
+                if (lmp_json_tokens_new(vocab, &jtokens, &err) < 0) {
+                        fprintf(stderr, "lmpool run: %s: %s\n", path, err.msg);
+                        goto out;
+                }
+                lmp_json_allow_init(&jallow, jtokens, grammar);
         }
         if (prompt) {
                 size_t len = strlen(prompt), need = 0;
@@ -232,13 +290,23 @@ int lmp_cmd_run(int argc, char **argv) {
         long n_done = 0;
         const char *stop = "length";
         for (int32_t pos = n_prompt; n_done < n_gen; pos++) {
-                int32_t tok = lmp_sampler_sample(smp, logits);
+                int32_t tok = grammar ? lmp_sampler_sample_allowed(smp, logits, lmp_json_allow, &jallow)
+                                      : lmp_sampler_sample(smp, logits);
                 if (tok < 0) {
-                        fprintf(stderr, "\nlmpool run: no token can be sampled\n");
+                        fprintf(stderr, "\nlmpool run: no token can be sampled%s\n",
+                                grammar ? " that continues the JSON document" : "");
                         goto out;
                 }
                 lmp_sampler_accept(smp, tok);
                 bool end = vocab ? lmp_vocab_is_eog(vocab, tok) : (uint32_t)tok == eos;
+                if (grammar) {
+                        lmp_json_allow_advance(&jallow, tok);   /* allowed: cannot fail */
+                        if (end) {
+                                n_done++;
+                                stop = "end of sequence";
+                                break;          /* the end token's text is not part of the document */
+                        }
+                }
                 size_t np = 0;
                 if (print_ids)
                         printf(n_done ? " %d" : "%d", tok);
@@ -248,6 +316,10 @@ int lmp_cmd_run(int argc, char **argv) {
                 n_done++;
                 if (end && !ignore_eos) {
                         stop = "end of sequence";
+                        break;
+                }
+                if (grammar && lmp_json_state_closed(&jallow.state)) {
+                        stop = "end of the JSON document";
                         break;
                 }
                 if (n_done == n_gen)
@@ -277,8 +349,15 @@ int lmp_cmd_run(int argc, char **argv) {
         fprintf(stderr, "generation: %ld tokens in %.3f s (%.2f tokens/s), stopped by %s\n", n_done,
                 gen_s, n_done > 1 ? (double)(n_done - 1) / gen_s : 0.0, stop);
         rc = 0;
+        if (grammar && !lmp_json_state_complete(&jallow.state)) {
+                fprintf(stderr, "lmpool run: the JSON document is incomplete: stopped by %s\n", stop);
+                rc = 1;
+        }
 out:
         free(piece);
+        free(schema);
+        lmp_json_tokens_free(jtokens);
+        lmp_json_grammar_unref(grammar);
         lmp_vocab_free(vocab);
         lmp_sampler_free(smp);
         free(logits);

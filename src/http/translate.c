@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/macros.h"
+#include "sampler/json_grammar.h"
 
 #define JSON_INT_MAX 9007199254740992.0 /* 2^53: beyond it a JSON number is not an exact integer */
 
@@ -232,8 +233,6 @@ static int refuse_unsupported(const cJSON *root, bool ollama, struct lmp_http_er
         if ((f = field(root, "functions")))
                 return BAD(err, "functions", "'functions' (function calling) is not supported");
         if (ollama) {
-                if ((f = field(root, "format")) && !(cJSON_IsString(f) && f->valuestring[0] == '\0'))
-                        return BAD(err, "format", "'format' (structured output) is not supported");
                 if ((f = field(root, "images")) && !(cJSON_IsArray(f) && cJSON_GetArraySize(f) == 0))
                         return BAD(err, "images", "'images' is not supported");
                 if ((f = field(root, "suffix")) && !(cJSON_IsString(f) && f->valuestring[0] == '\0'))
@@ -258,14 +257,63 @@ static int refuse_unsupported(const cJSON *root, bool ollama, struct lmp_http_er
                 return BAD(err, "suffix", "'suffix' is not supported");
         if ((f = field(root, "logit_bias")) && !(cJSON_IsObject(f) && !f->child))
                 return BAD(err, "logit_bias", "'logit_bias' is not supported");
-        if ((f = field(root, "response_format"))) {
-                const cJSON *t = field(f, "type");
-                if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-                        return BAD(err, "response_format", "'response_format' other than {\"type\": \"text\"} is not "
-                                                           "supported");
-        }
         if ((f = field(root, "tool_choice")) && !(cJSON_IsString(f) && strcmp(f->valuestring, "none") == 0))
                 return BAD(err, "tool_choice", "'tool_choice' is not supported");
+        return 0;
+}
+
+/* Constrained output -> the protocol's format: Ollama's "format" ("json",
+ * "" for none, or a JSON schema) and OpenAI's "response_format" ({"type":
+ * "text"}, {"type": "json_object"}, or {"type": "json_schema",
+ * "json_schema": {"name": ..., "schema": {...}, "strict": ...}}). The
+ * schema is compiled here too, so that a refusal names the client's field. */
+static int get_format(const cJSON *root, bool ollama, struct lmp_request *r, struct lmp_http_error *err) {
+        const char *param = ollama ? "format" : "response_format";
+        const cJSON *f = field(root, param), *schema = NULL;
+        if (!f)
+                return 0;
+        if (ollama) {
+                if (cJSON_IsString(f) && !f->valuestring[0])
+                        return 0;
+                if (cJSON_IsString(f) && !strcmp(f->valuestring, "json"))
+                        schema = NULL;
+                else if (cJSON_IsObject(f))
+                        schema = f;
+                else
+                        return BAD(err, param, "'format' must be \"json\" or a JSON schema object");
+        } else {
+                const cJSON *t = field(f, "type");
+                if (!cJSON_IsObject(f) || !cJSON_IsString(t))
+                        return BAD(err, param, "'response_format' must be an object with a string 'type'");
+                if (!strcmp(t->valuestring, "text"))
+                        return 0;
+                if (!strcmp(t->valuestring, "json_schema")) {
+                        const cJSON *js = field(f, "json_schema");
+                        if (!cJSON_IsObject(js) || !cJSON_IsObject(schema = field(js, "schema")))
+                                return BAD(err, param, "'response_format.json_schema.schema' must be a JSON schema "
+                                                       "object");
+                } else if (strcmp(t->valuestring, "json_object")) {
+                        return BAD(err, param, "'response_format.type' must be \"text\", \"json_object\" or "
+                                               "\"json_schema\"");
+                }
+        }
+        char *text = schema ? cJSON_PrintUnformatted(schema) : NULL;
+        if (schema && !text)
+                return -ENOMEM;
+        if (text) {
+                struct lmp_json_grammar *g = NULL;
+                struct lmp_error e = { 0 };
+                int rc = lmp_json_grammar_new_schema(text, strlen(text), &g, &e);
+                lmp_json_grammar_unref(g);
+                if (rc < 0) {
+                        free(text);
+                        return rc == -ENOMEM ? rc : BAD(err, param, "'%s': %s", param, e.msg);
+                }
+        } else if (!(text = dup_n("\"json\"", 6))) {
+                return -ENOMEM;
+        }
+        r->format = text;
+        r->format_len = strlen(text);
         return 0;
 }
 
@@ -508,6 +556,8 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
                 }
         }
         if (opts && (rc = get_sampling(opts, ollama, &c.req, err)) < 0)
+                goto out;
+        if ((rc = get_format(root, ollama, &c.req, err)) < 0)
                 goto out;
         /* lmpool's (and llama.cpp server's): generate past end-of-generation tokens */
         if ((rc = opt_bool(root, "ignore_eos", &c.req.ignore_eos, err)) < 0 ||

@@ -503,6 +503,10 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                 }
                 TRY(puts_(b, "]"));
         }
+        if (r->format) {        /* canonical JSON already, from the parser */
+                TRY(key(b, "format"));
+                TRY(puts_(b, r->format));
+        }
         TRY(puts_(b, r->ignore_eos ? ",\"ignore_eos\":true" : ",\"ignore_eos\":false"));
         TRY(puts_(b, r->stream ? ",\"stream\":true" : ",\"stream\":false"));
         TRY(puts_(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));

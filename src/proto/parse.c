@@ -16,6 +16,7 @@
 #include "common/macros.h"
 #include "common/utf8.h"
 #include "proto/proto.h"
+#include "sampler/json_grammar.h"
 
 static const char *const code_names[LMP_PROTO_CODE_COUNT] = {
         [LMP_PROTO_OK] = "ok",
@@ -195,7 +196,8 @@ static char *dup_n(const char *s, size_t n) {
 enum field {
         F_V, F_ID, F_TYPE, F_MODEL, F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
         F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_SEED, F_STOP, F_IGNORE_EOS,
-        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_INPUT, F_NORMALIZE, F_TRUNCATE, F_CACHE, F_COUNT,
+        F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_INPUT, F_NORMALIZE, F_TRUNCATE, F_CACHE,
+        F_FORMAT, F_COUNT,
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -206,7 +208,7 @@ static const char *const field_names[F_COUNT] = {
         [F_SEED] = "seed", [F_STOP] = "stop", [F_IGNORE_EOS] = "ignore_eos", [F_STREAM] = "stream",
         [F_RETURN_IDS] = "return_ids", [F_TIMEOUT_MS] = "timeout_ms", [F_TARGET] = "target",
         [F_SESSION] = "session",         [F_INPUT] = "input",         [F_NORMALIZE] = "normalize",
-        [F_TRUNCATE] = "truncate", [F_CACHE] = "cache",
+        [F_TRUNCATE] = "truncate", [F_CACHE] = "cache", [F_FORMAT] = "format",
 };
 
 void lmp_request_clear(struct lmp_request *r) {
@@ -218,11 +220,52 @@ void lmp_request_clear(struct lmp_request *r) {
         free(r->messages);
         for (size_t i = 0; i < r->n_stop; i++)
                 free(r->stop[i]);
+        free(r->format);
         for (size_t i = 0; i < r->n_inputs; i++)
                 free(r->inputs[i]);
         free(r->inputs);
         free(r->input_len);
         memset(r, 0, sizeof(*r));
+}
+
+/* format: "json" (any JSON object), "" (none, as Ollama), or a JSON schema
+ * of the subset sampler/json_grammar.h compiles. The schema is compiled
+ * here to refuse what the worker could not run, naming the keyword, before
+ * the router dispatches; the worker compiles the canonical text again (and
+ * caches it). */
+static int parse_format(const cJSON *v, struct lmp_request *r, struct lmp_proto_error *err) {
+        if (cJSON_IsString(v)) {
+                if (!v->valuestring[0])
+                        return 0;
+                if (strcmp(v->valuestring, "json"))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "format",
+                                    "field 'format' must be \"json\" or a JSON schema object");
+                r->format = dup_n("\"json\"", 6);
+                r->format_len = 6;
+                return r->format ? 0 : -ENOMEM;
+        }
+        if (!cJSON_IsObject(v))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "format",
+                            "field 'format' must be \"json\" or a JSON schema object");
+        char *text = cJSON_PrintUnformatted(v);
+        if (!text)
+                return -ENOMEM;
+        size_t len = strlen(text);
+        struct lmp_json_grammar *g = NULL;
+        struct lmp_error e = { 0 };
+        int rc = lmp_json_grammar_new_schema(text, len, &g, &e);
+        lmp_json_grammar_unref(g);
+        if (rc == -ENOMEM) {
+                free(text);
+                return rc;
+        }
+        if (rc < 0) {
+                free(text);
+                return fail(err, LMP_PROTO_BAD_REQUEST, "format", "field 'format': %s", e.msg);
+        }
+        r->format = text;
+        r->format_len = len;
+        return 0;
 }
 
 static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_proto_error *err) {
@@ -381,6 +424,8 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
         }
         if (f[F_STOP] && (rc = parse_stop(f[F_STOP], r, err)) < 0)
                 return rc;
+        if (f[F_FORMAT] && (rc = parse_format(f[F_FORMAT], r, err)) < 0)
+                return rc;
         if (f[F_IGNORE_EOS] && (rc = get_bool(f[F_IGNORE_EOS], "ignore_eos", &r->ignore_eos, err)) < 0)
                 return rc;
         if (f[F_STREAM] && (rc = get_bool(f[F_STREAM], "stream", &r->stream, err)) < 0)
@@ -404,6 +449,14 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
                 r->timeout_ms = (uint32_t)d;
                 s->set |= LMP_SET_TIMEOUT_MS;
         }
+        /* A document ends generation: a stop string could cut it short and
+         * ignore_eos run past it, both passing off what is not one. */
+        if (r->format && r->n_stop)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "stop",
+                            "field 'stop' cannot be used with 'format': the document's end ends generation");
+        if (r->format && r->ignore_eos)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "ignore_eos",
+                            "field 'ignore_eos' cannot be used with 'format': the document's end ends generation");
         return 0;
 }
 
@@ -413,7 +466,7 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
 static int parse_embed(const cJSON *const *f, struct lmp_request *r, struct lmp_proto_error *err) {
         static const int not_embed[] = { F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
                                          F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY,
-                                         F_SEED, F_STOP, F_IGNORE_EOS, F_STREAM };
+                                         F_SEED, F_STOP, F_IGNORE_EOS, F_STREAM, F_FORMAT };
         const char *str = NULL;
         size_t len = 0;
         double d;

@@ -126,6 +126,11 @@ struct lmp_request {
         size_t stop_len[LMP_PROTO_STOP_MAX];
         size_t n_stop;
         bool ignore_eos;                /* default false */
+        /* Constrained output: NULL, or the canonical JSON text of "format":
+         * the string "json" (with its quotes: any JSON object) or a schema
+         * object (compact), compiled once at parse time to check it. */
+        char *format;
+        size_t format_len;
         bool stream;                    /* default true */
         bool return_ids;                /* default false */
         bool no_cache;                  /* "cache": false: neither cache answers it or keeps its answer */

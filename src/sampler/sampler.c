@@ -271,13 +271,11 @@ static void apply_penalties(struct lmp_sampler *s) {
         }
 }
 
-int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
-        if (!s || !logits)
-                return -EINVAL;
+/* Fills the candidates from the logits, with biases and penalties. */
+static void prepare(struct lmp_sampler *s, const float *logits) {
         const struct lmp_sampler_params *p = &s->p;
         struct cand *c = s->cand;
         size_t n = (size_t)s->n_vocab;
-
         for (size_t i = 0; i < n; i++) {
                 c[i].logit = isnan(logits[i]) ? -INFINITY : logits[i];
                 c[i].id = (int32_t)i;
@@ -285,21 +283,23 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
         for (size_t i = 0; i < p->n_bias; i++)
                 c[p->bias[i].token].logit += p->bias[i].bias;
         apply_penalties(s);
+}
 
-        if (p->temperature == 0.0f) {
-                /* NaN (e.g. +inf logit with a -inf bias) counts as -inf. */
-                size_t best = n;
-                for (size_t i = 0; i < n; i++)
-                        if (c[i].logit > -INFINITY && (best == n || c[i].logit > c[best].logit))
-                                best = i;
-                return best == n ? -ENOENT : c[best].id;
-        }
-
-        /* Drop banned tokens (and NaNs a bias or penalty may have made);
-         * find the best. */
+/* Drops banned tokens (and NaNs a bias or penalty may have made) and, with
+ * allow, the tokens it refuses; runs top-k, top-p and min-p, then weighs
+ * the rest with the temperature into w[]. Returns the candidates left in
+ * c[0..n) (0: none), their total weight in *ret_z; *ret_inf is set to the
+ * index of a +inf logit (which wins alone) or n when there is none. */
+static size_t filter(struct lmp_sampler *s, lmp_sampler_allow_fn allow, void *ctx, double *ret_z,
+                     size_t *ret_inf) {
+        const struct lmp_sampler_params *p = &s->p;
+        struct cand *c = s->cand;
+        size_t n = (size_t)s->n_vocab;
         size_t m = 0, best = 0;
         for (size_t i = 0; i < n; i++) {
                 if (!(c[i].logit > -INFINITY))
+                        continue;
+                if (allow && !allow(ctx, c[i].id))
                         continue;
                 c[m] = c[i];
                 if (c[m].logit > c[best].logit)
@@ -307,10 +307,13 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
                 m++;
         }
         n = m;
+        *ret_inf = SIZE_MAX;
         if (n == 0)
-                return -ENOENT;
-        if (c[best].logit == INFINITY)
-                return c[best].id;
+                return 0;
+        if (c[best].logit == INFINITY) {
+                *ret_inf = best;
+                return n;
+        }
         float max = c[best].logit;
 
         bool sorted = false;
@@ -356,24 +359,116 @@ int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
                 n = kept;       /* the best always passes */
         }
 
-        /* Temperature, then the draw. */
         float inv_t = 1.0f / p->temperature;
-        float *w = s->w;
-        double z = 0, cum = 0;
+        double z = 0;
         for (size_t i = 0; i < n; i++) {
-                w[i] = expf((c[i].logit - max) * inv_t);
-                z += w[i];
+                s->w[i] = expf((c[i].logit - max) * inv_t);
+                z += s->w[i];
         }
-        double u = rng_uniform(s->rng) * z;
+        *ret_z = z;
+        return n;
+}
+
+/* A draw among c[0..n) by the weights w[], of total z: an index. */
+static size_t draw(struct lmp_sampler *s, size_t n, double z) {
+        const float *w = s->w;
+        double u = rng_uniform(s->rng) * z, cum = 0;
         for (size_t i = 0; i < n; i++) {
                 cum += w[i];
-                if (u < cum)
-                        return c[i].id;
+                if (u < cum && w[i] > 0)
+                        return i;
         }
         /* u landed past the last partial sum by rounding: the last token
          * with any mass. */
         for (size_t i = n; i-- > 0;)
                 if (w[i] > 0)
-                        return c[i].id;
-        return c[0].id;
+                        return i;
+        return 0;
+}
+
+/* Greedy: the best finite candidate; with allow, the best it allows,
+ * asking first about the best, then, if it is refused, about each token
+ * better than the best allowed so far in one pass. */
+static int32_t greedy(struct lmp_sampler *s, lmp_sampler_allow_fn allow, void *ctx) {
+        struct cand *c = s->cand;
+        size_t n = (size_t)s->n_vocab;
+        /* NaN (e.g. +inf logit with a -inf bias) counts as -inf. */
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+                if (c[i].logit > -INFINITY && (best == n || c[i].logit > c[best].logit))
+                        best = i;
+        if (best == n)
+                return -ENOENT;
+        if (!allow || allow(ctx, c[best].id))
+                return c[best].id;
+        /* One pass, asking only about tokens better than the best allowed
+         * so far (ties to the lower id, as above). */
+        best = n;
+        for (size_t i = 0; i < n; i++)
+                if (c[i].logit > -INFINITY && (best == n || c[i].logit > c[best].logit) && allow(ctx, c[i].id))
+                        best = i;
+        return best == n ? -ENOENT : c[best].id;
+}
+
+/* Draws this many times among the chain's candidates, without putting back
+ * a refused one, before checking them all. */
+#define ALLOW_DRAWS 8
+
+static int32_t sample(struct lmp_sampler *s, const float *logits, lmp_sampler_allow_fn allow, void *ctx) {
+        if (!s || !logits)
+                return -EINVAL;
+        prepare(s, logits);
+        if (s->p.temperature == 0.0f)
+                return greedy(s, allow, ctx);
+
+        double z;
+        size_t inf, n = filter(s, NULL, NULL, &z, &inf);
+        if (n == 0)
+                return -ENOENT;
+        if (!allow)
+                return inf != SIZE_MAX ? s->cand[inf].id : s->cand[draw(s, n, z)].id;
+
+        /* Constrained: the chain picks its candidates from the whole
+         * vocabulary as usual and the grammar refuses among them. A draw
+         * that refuses the tokens it drew (taking each out of the
+         * distribution) is a draw from the allowed candidates, in
+         * proportion to their weights; after a few refusals, every
+         * remaining candidate is checked instead. */
+        if (inf == SIZE_MAX) {
+                for (int k = 0; k < ALLOW_DRAWS && z > 0; k++) {
+                        size_t i = draw(s, n, z);
+                        if (allow(ctx, s->cand[i].id))
+                                return s->cand[i].id;
+                        z -= s->w[i];
+                        s->w[i] = 0;
+                }
+                z = 0;
+                for (size_t i = 0; i < n; i++) {
+                        if (s->w[i] > 0 && !allow(ctx, s->cand[i].id))
+                                s->w[i] = 0;
+                        z += s->w[i];
+                }
+                if (z > 0)
+                        return s->cand[draw(s, n, z)].id;
+        } else if (allow(ctx, s->cand[inf].id)) {
+                return s->cand[inf].id;
+        }
+        /* None of the chain's candidates is allowed: the grammar masks the
+         * whole vocabulary first, and the chain runs on what is left. */
+        prepare(s, logits);
+        n = filter(s, allow, ctx, &z, &inf);
+        if (n == 0)
+                return -ENOENT;
+        return inf != SIZE_MAX ? s->cand[inf].id : s->cand[draw(s, n, z)].id;
+}
+
+int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits) {
+        return sample(s, logits, NULL, NULL);
+}
+
+int32_t lmp_sampler_sample_allowed(struct lmp_sampler *s, const float *logits, lmp_sampler_allow_fn allow,
+                                   void *ctx) {
+        if (!allow)
+                return -EINVAL;
+        return sample(s, logits, allow, ctx);
 }

@@ -9,6 +9,7 @@
  * is used by one thread at a time. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,21 @@ void lmp_sampler_free(struct lmp_sampler *s);
  * -inf. Returns a token id, or -ENOENT when no token has a finite or
  * +inf logit left (e.g. every token banned), -EINVAL for NULL arguments. */
 int32_t lmp_sampler_sample(struct lmp_sampler *s, const float *logits);
+
+/* Constrained sampling (e.g. JSON output): allow(ctx, token) says whether
+ * a token may come next. It is asked about as few tokens as the draw
+ * needs: greedy asks about the best, and when it is refused about each
+ * token better than the best allowed so far; otherwise the chain (top-k,
+ * top-p, min-p, temperature) picks its candidates as usual and a draw that refuses the tokens allow refuses is
+ * a draw from the allowed ones in proportion to their probabilities; only
+ * when the chain kept no allowed token is allow asked about the whole
+ * vocabulary, before the chain runs again on what it allows. allow must
+ * not allocate for the sampler to allocate nothing. Returns as
+ * lmp_sampler_sample(), -ENOENT when no token is allowed, -EINVAL for a
+ * NULL allow. */
+typedef bool (*lmp_sampler_allow_fn)(void *ctx, int32_t token);
+int32_t lmp_sampler_sample_allowed(struct lmp_sampler *s, const float *logits, lmp_sampler_allow_fn allow,
+                                   void *ctx);
 
 /* Records a token in the penalty history (the prompt's tokens too, if they
  * should count). 0, or -EINVAL for a token outside the vocabulary. */

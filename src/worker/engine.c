@@ -1,5 +1,11 @@
 /* The worker's engine (see engine.h): slots, batching, sampling and stop
- * conditions over one model context. */
+ * conditions over one model context. A job with a format (constrained JSON
+ * output) gets its grammar from the engine's bounded cache of compiled
+ * schemas and a document state in its slot, advanced with each accepted
+ * token; the vocabulary's token bytes are decoded once, at the first such
+ * job. The job ends "stop" when its document is closed, "eos" at an end
+ * token (allowed only once the document is complete), and "length" when
+ * max_tokens or the context cut it short. */
 #include "worker/engine.h"
 
 #include <errno.h>
@@ -10,6 +16,9 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "sampler/json_tokens.h"
+
+#define JSON_CACHE 16           /* compiled schemas kept per engine */
 
 #define PIECE_MAX 256           /* bytes one token's text can add (longest piece + held bytes) */
 #define STOP_MAX 256
@@ -28,6 +37,8 @@ struct slot {
         uint32_t max_gen;
         struct lmp_sampler *sampler;
         struct lmp_detok detok;
+        struct lmp_json_grammar *grammar; /* NULL: no format */
+        struct lmp_json_allow json;     /* the document so far (when grammar) */
         char pending[STOP_MAX + PIECE_MAX]; /* text held back while it may start a stop string */
         size_t n_pending;
         char *text;                     /* (text_cap) whole output, for non-streaming jobs */
@@ -48,6 +59,8 @@ struct lmp_engine {
         uint32_t active;
         uint64_t jobs;                  /* jobs taken so far: the slots' clock */
         uint64_t steps;                 /* steps so far */
+        struct lmp_json_tokens *json_tokens; /* NULL until a job has a format */
+        struct lmp_json_cache *json_cache;
 };
 
 void lmp_job_free(struct lmp_job *j) {
@@ -103,6 +116,7 @@ void lmp_engine_free(struct lmp_engine *e) {
         for (uint32_t s = 0; e->slots && s < e->p.slots; s++) {
                 lmp_job_free(e->slots[s].job);
                 lmp_sampler_free(e->slots[s].sampler);
+                lmp_json_grammar_unref(e->slots[s].grammar);
                 free(e->slots[s].cache);
                 free(e->slots[s].prompt);
                 free(e->slots[s].text);
@@ -111,6 +125,8 @@ void lmp_engine_free(struct lmp_engine *e) {
         free(e->batch);
         free(e->batch_slot);
         free(e->logits);
+        lmp_json_tokens_free(e->json_tokens);
+        lmp_json_cache_free(e->json_cache);
         lmp_ctx_free(e->ctx);
         free(e);
 }
@@ -138,6 +154,8 @@ static void release(struct lmp_engine *e, struct slot *sl) {
         sl->job = NULL;
         lmp_sampler_free(sl->sampler);
         sl->sampler = NULL;
+        lmp_json_grammar_unref(sl->grammar);
+        sl->grammar = NULL;
         e->active--;
 }
 
@@ -303,11 +321,32 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 lmp_job_free(job);
                 return 0;
         }
+        struct lmp_json_grammar *grammar = NULL;
+        if (job->req.format) {
+                /* The parser checked the schema; what fails here is memory
+                 * or a vocabulary that cannot be rendered. */
+                if (!e->json_tokens && lmp_json_tokens_new(e->p.vocab, &e->json_tokens, &err) < 0) {
+                        emit_error(e, job, "internal", err.msg);
+                        lmp_job_free(job);
+                        return 0;
+                }
+                if ((!e->json_cache && lmp_json_cache_new(JSON_CACHE, &e->json_cache, &err) < 0) ||
+                    lmp_json_cache_get(e->json_cache, job->req.format, job->req.format_len, &grammar, &err) < 0) {
+                        emit_error(e, job, err.code == -ENOMEM ? "internal" : "bad_request", err.msg);
+                        lmp_job_free(job);
+                        return 0;
+                }
+        }
         r = lmp_sampler_new((int32_t)e->n_vocab, &job->sampling, &sl->sampler, &err);
         if (r < 0) {
+                lmp_json_grammar_unref(grammar);
                 emit_error(e, job, "bad_request", err.msg);
                 lmp_job_free(job);
                 return 0;
+        }
+        sl->grammar = grammar;
+        if (grammar) {
+                lmp_json_allow_init(&sl->json, e->json_tokens, grammar);
         }
         sl->job = job;
         sl->n_cache = common;
@@ -403,9 +442,13 @@ static bool accept_token(struct lmp_engine *e, struct slot *sl, int32_t tok) {
                 return true;
         }
         lmp_sampler_accept(sl->sampler, tok);
+        if (sl->grammar)
+                lmp_json_allow_advance(&sl->json, tok); /* the sampler allowed it: cannot fail */
         if (lmp_detok_push(&sl->detok, tok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
                 sl->n_pending += n;
-        bool last = sl->n_gen >= sl->max_gen;
+        /* A closed document ends the job: nothing may follow it. */
+        bool closed = sl->grammar && lmp_json_state_closed(&sl->json.state);
+        bool last = closed || sl->n_gen >= sl->max_gen;
         if (last && lmp_detok_flush(&sl->detok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
                 sl->n_pending += n;
         if (flush_text(e, sl, tok, last)) {
@@ -413,7 +456,7 @@ static bool accept_token(struct lmp_engine *e, struct slot *sl, int32_t tok) {
                 return true;
         }
         if (last) {
-                finish(e, sl, "length");
+                finish(e, sl, closed ? "stop" : "length");
                 return true;
         }
         sl->last = tok;
@@ -497,7 +540,14 @@ int lmp_engine_step(struct lmp_engine *e) {
                 const float *logits = e->logits + (size_t)li++ * e->n_vocab;
                 if (!sl->generating)
                         sl->t_prompt_done = lmp_clock_ms();
-                int32_t tok = lmp_sampler_sample(sl->sampler, logits);
+                int32_t tok = sl->grammar ? lmp_sampler_sample_allowed(sl->sampler, logits, lmp_json_allow, &sl->json)
+                                          : lmp_sampler_sample(sl->sampler, logits);
+                if (tok < 0 && sl->grammar) {
+                        emit_error(e, sl->job, "bad_request", "no token of the model's vocabulary can continue "
+                                   "the JSON document");
+                        release(e, sl);
+                        continue;
+                }
                 if (tok < 0) {
                         emit_error(e, sl->job, "bad_request", "the sampling parameters leave no token to choose");
                         release(e, sl);

@@ -18,11 +18,16 @@
  *   - chunked prompts: a prompt longer than the batch is read in chunks of
  *     the batch's size, while a job already generating gets one token in
  *     every step;
+ *   - constrained output: jobs with a format, two slots side by side, at
+ *     temperature 1 over many seeds: each job that ends "stop" or "eos"
+ *     sent text that parses (and has the schema's required fields and
+ *     enum values); one cut by max_tokens ends "length";
  *   - the chat set-up: a chat job renders with the model's own template and
  *     default system prompt exactly as `lmpool chat-template MODEL` prints
  *     it (the same tokens).
  *
  * Exits 77 when the fixtures are absent. */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -702,6 +707,81 @@ static void test_chat(const char *dir) {
         unlink(messages);
 }
 
+/* ------------------------------------------------------------ format */
+
+static void test_json(const struct fixture *f) {
+        struct lmp_engine *e = engine(f, 2, 1024, 64);
+        static char text[TEXT_MAX];
+        static const char *const formats[] = {
+                "\"json\"",
+                "{\"type\":\"object\",\"properties\":{\"color\":{\"enum\":[\"red\",\"blue\"]},"
+                "\"n\":{\"type\":\"integer\"},\"sub\":{\"type\":\"object\",\"properties\":{\"ok\":"
+                "{\"type\":\"boolean\"}},\"required\":[\"ok\"]}},\"required\":[\"color\",\"n\",\"sub\"],"
+                "\"additionalProperties\":false}",
+        };
+        int complete = 0, cut = 0;
+        for (int k = 0; k < 2; k++) {
+                for (int seed = 1; seed <= 20; seed += 2) {
+                        clear_events();
+                        char req[1024];
+                        for (int i = 0; i < 2; i++) {
+                                snprintf(req, sizeof(req), "{\"id\":\"j%d\",\"type\":\"generate\",\"model\":\"m\","
+                                         "\"prompt\":\"JSON:\",\"max_tokens\":300,\"format\":%s}", i, formats[k]);
+                                struct lmp_job *j = job((uint64_t)(seed + i), req);
+                                j->sampling.temperature = 1;
+                                j->sampling.seed = (uint64_t)(seed + i);
+                                CHECK(lmp_engine_submit(e, j) == 0, "submit");
+                        }
+                        run(e);
+                        for (int i = 0; i < 2; i++) {
+                                char id[8];
+                                snprintf(id, sizeof(id), "j%d", i);
+                                const struct event *d = done_of(id);
+                                if (!d || d->kind != LMP_EV_DONE) {
+                                        FAIL("format %d seed %d job %d: no done event (%s)", k, seed, i,
+                                             d ? d->code : "none");
+                                        continue;
+                                }
+                                streamed(id, text, sizeof(text), NULL, NULL);
+                                if (!strcmp(d->finish, "length")) {
+                                        cut++;
+                                        continue;
+                                }
+                                CHECK(!strcmp(d->finish, "stop") || !strcmp(d->finish, "eos"), "finish %s",
+                                      d->finish);
+                                cJSON *v = cJSON_Parse(text);
+                                CHECK(cJSON_IsObject(v), "format %d seed %d: not an object: %s", k, seed, text);
+                                if (k == 1 && v) {
+                                        const cJSON *c = cJSON_GetObjectItemCaseSensitive(v, "color");
+                                        const cJSON *n = cJSON_GetObjectItemCaseSensitive(v, "n");
+                                        const cJSON *sub = cJSON_GetObjectItemCaseSensitive(v, "sub");
+                                        CHECK(cJSON_IsString(c) && (!strcmp(c->valuestring, "red") ||
+                                                                    !strcmp(c->valuestring, "blue")),
+                                              "color: %s", text);
+                                        CHECK(cJSON_IsNumber(n) && n->valuedouble == (double)(long long)n->valuedouble,
+                                              "n: %s", text);
+                                        CHECK(cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(sub, "ok")), "sub: %s",
+                                              text);
+                                }
+                                cJSON_Delete(v);
+                                complete++;
+                        }
+                }
+        }
+        printf("format: %d complete documents, %d cut short by max_tokens\n", complete, cut);
+        CHECK(complete >= 10, "only %d complete documents (%d cut short)", complete, cut);
+        /* Cut short by max_tokens: "length", never "stop". */
+        clear_events();
+        submit(e, 99, "{\"id\":\"short\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"x\","
+                      "\"max_tokens\":2,\"format\":{\"type\":\"array\",\"minItems\":5}}");
+        run(e);
+        const struct event *d = done_of("short");
+        CHECK(d && d->kind == LMP_EV_DONE && !strcmp(d->finish, "length"), "a cut document: %s",
+              d ? d->finish : "no event");
+        clear_events();
+        lmp_engine_free(e);
+}
+
 int main(void) {
         const char *fixtures = getenv("LMPOOL_FIXTURES");
         static char path[1024];
@@ -722,6 +802,7 @@ int main(void) {
         test_chunks(&f);
         test_prompt_chunk(&f);
         test_refusals(&f);
+        test_json(&f);
         fixture_close(&f);
 
         char dir[] = "/tmp/lmp-engine-XXXXXX";

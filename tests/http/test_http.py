@@ -237,6 +237,65 @@ class GatewayTest(unittest.TestCase):
             self.assertEqual(err["param"], param, err)
         return headers, err
 
+    # ---------------------------------------------------------------- constrained output
+
+    SCHEMA = {"type": "object", "properties": {
+        "color": {"enum": ["red", "green"]}, "n": {"type": "integer"},
+        "items": {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2}},
+        "required": ["color", "n"], "additionalProperties": False}
+
+    def check_doc(self, text, finish, schema):
+        """A document that finished must parse and fit the schema; one cut
+        short must say so. Returns whether it was complete."""
+        if finish == "length":
+            return False
+        self.assertIn(finish, ("stop", "eos"))
+        doc = json.loads(text)
+        self.assertIsInstance(doc, dict)
+        if schema:
+            self.assertIn(doc["color"], ("red", "green"))
+            self.assertIsInstance(doc["n"], int)
+            self.assertLessEqual(set(doc), {"color", "n", "items"})
+            for s in doc.get("items", []):
+                self.assertLessEqual(len(s), 3)
+        return True
+
+    def test_format_daemon(self):
+        complete = 0
+        for seed in range(1, 13):
+            schema = self.SCHEMA if seed % 2 else None
+            text, ev = self.direct_text("generate", {"prompt": "JSON:", "max_tokens": 200, "temperature": 1,
+                                                     "seed": seed, "format": schema or "json"})
+            complete += self.check_doc(text, ev["finish"], schema)
+        self.assertGreater(complete, 3)
+        ev = daemon_request(self.d, {"v": 1, "id": "f", "type": "generate", "model": "tiny", "prompt": "x",
+                                     "format": {"type": "string", "pattern": "a"}})[-1]
+        self.assertEqual((ev["event"], ev["code"]), ("error", "bad_request"), ev)
+        self.assertIn('"pattern"', ev["message"])
+
+    def test_format_http(self):
+        complete = 0
+        for seed in range(1, 9):
+            rf = {"type": "json_schema", "json_schema": {"name": "t", "schema": self.SCHEMA}} if seed % 2 else \
+                {"type": "json_object"}
+            status, _, data = self.post("/v1/chat/completions", {
+                "model": "tiny", "messages": [{"role": "user", "content": "JSON please"}], "max_tokens": 200,
+                "temperature": 1, "seed": seed, "response_format": rf})
+            self.assertEqual(status, 200, data)
+            ch = json.loads(data)["choices"][0]
+            complete += self.check_doc(ch["message"]["content"], "stop" if ch["finish_reason"] == "stop" else "length",
+                                       self.SCHEMA if seed % 2 else None)
+            status, _, data = self.post("/api/chat", {
+                "model": "tiny", "messages": [{"role": "user", "content": "JSON please"}], "stream": False,
+                "format": self.SCHEMA, "options": {"num_predict": 200, "temperature": 1, "seed": seed}})
+            self.assertEqual(status, 200, data)
+            ans = json.loads(data)
+            self.tokens[0] += ans["prompt_eval_count"]  # Ollama's usage, for test_zz_metrics
+            self.tokens[1] += ans["eval_count"]
+            complete += self.check_doc(ans["message"]["content"],
+                                       "stop" if ans.get("done_reason") == "stop" else "length", self.SCHEMA)
+        self.assertGreater(complete, 3)
+
     def test_errors(self):
         chat = "/v1/chat/completions"
         m = [{"role": "user", "content": "hi"}]
@@ -252,7 +311,9 @@ class GatewayTest(unittest.TestCase):
         self.check_error(chat, {"model": "tiny", "messages": m, "temperature": "hot"}, 400, param="temperature")
         self.check_error(chat, {"model": "tiny", "messages": m, "stop": ["a"] * 9}, 400, param="stop")
         self.check_error(chat, {"model": "tiny", "messages": [{"role": "tool", "content": "x"}]}, 400)
-        self.check_error(chat, {"model": "tiny", "messages": m, "response_format": {"type": "json_object"}}, 400)
+        self.check_error(chat, {"model": "tiny", "messages": m, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a"}}}},
+            400, param="response_format")
         self.check_error(chat, {"model": "tiny", "messages": [{"role": "user", "content": "a\u0000b"}]}, 400)
         self.check_error("/v1/completions", {"model": "tiny", "prompt": [1, 2, 3]}, 400, param="prompt")
         # a prompt longer than the context (512 tokens)

@@ -180,8 +180,47 @@ static void test_translate(void) {
         refused(LMP_HTTP_OPENAI_COMPLETION, "{\"model\":\"\xd7\",\"prompt\":\"a\"}", 400, "");
         refused(LMP_HTTP_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":[\"a\",\"b\"]}", 400, "prompt");
         refused(LMP_HTTP_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"a\",\"echo\":true}", 400, "echo");
-        refused(LMP_HTTP_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"format\":\"json\"}", 400,
+        refused(LMP_HTTP_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"format\":\"xml\"}", 400,
                 "format");
+        refused(LMP_HTTP_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"format\":"
+                "{\"type\":\"string\",\"pattern\":\"a\"}}", 400, "format");
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"response_format\":"
+                "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"x\",\"schema\":{\"oneOf\":[]}}}}", 400,
+                "response_format");
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"response_format\":"
+                "{\"type\":\"json_schema\"}}", 400, "response_format");
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"response_format\":"
+                "{\"type\":\"yaml\"}}", 400, "response_format");
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"response_format\":"
+                "{\"type\":\"json_object\"},\"stop\":[\"}\"]}", 400, "stop");
+        {
+                static const struct {
+                        enum lmp_http_api api;
+                        const char *body, *format;
+                } formats[] = {
+                        { LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],"
+                          "\"response_format\":{\"type\":\"json_object\"}}", "\"json\"" },
+                        { LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],"
+                          "\"response_format\":{\"type\":\"text\"}}", NULL },
+                        { LMP_HTTP_OPENAI_COMPLETION, "{\"model\":\"m\",\"prompt\":\"a\",\"response_format\":"
+                          "{\"type\":\"json_schema\",\"json_schema\":{\"name\":\"n\",\"strict\":true,\"schema\":"
+                          "{\"type\": \"object\", \"properties\": {\"a\": {\"type\": \"string\"}}}}}}",
+                          "{\"type\":\"object\",\"properties\":{\"a\":{\"type\":\"string\"}}}" },
+                        { LMP_HTTP_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],"
+                          "\"format\":\"json\"}", "\"json\"" },
+                        { LMP_HTTP_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"a\",\"format\":\"\"}", NULL },
+                        { LMP_HTTP_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"a\",\"format\":{\"enum\":[1]}}",
+                          "{\"enum\":[1]}" },
+                };
+                for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+                        struct lmp_http_call fc;
+                        ok(formats[i].api, formats[i].body, &fc);
+                        CHECK(formats[i].format ? fc.req.format && !strcmp(fc.req.format, formats[i].format)
+                                                : !fc.req.format,
+                              "format %zu: got %s", i, fc.req.format ? fc.req.format : "none");
+                        lmp_http_call_clear(&fc);
+                }
+        }
         refused(LMP_HTTP_OLLAMA_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\"}],\"options\":[]}", 400,
                 "options");
         refused(LMP_HTTP_OLLAMA_GENERATE, "{\"model\":\"m\",\"prompt\":\"a\",\"options\":{\"num_predict\":0}}", 400,

@@ -31,6 +31,17 @@ struct bad {
 #define EMB(extra) "{\"id\":\"r1\",\"type\":\"embed\",\"model\":\"m\"" extra "}"
 
 static const struct bad bad_frames[] = {
+        /* format: constrained output */
+        { GEN(",\"format\":\"xml\""), "format", "r1", "must be \"json\" or a JSON schema object" },
+        { GEN(",\"format\":7"), "format", "r1", "must be \"json\" or a JSON schema object" },
+        { GEN(",\"format\":{\"type\":\"string\",\"pattern\":\"a+\"}"), "format", "r1",
+          "unsupported keyword \"pattern\"" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"format\":{\"properties\":"
+               "{\"a\":{\"oneOf\":[]}}}"), "format", "r1", "/properties/a: unsupported keyword \"oneOf\"" },
+        { GEN(",\"format\":{\"enum\":[]}"), "format", "r1", "enum is empty" },
+        { GEN(",\"format\":\"json\",\"stop\":[\"}\"]"), "stop", "r1", "cannot be used with 'format'" },
+        { GEN(",\"format\":\"json\",\"ignore_eos\":true"), "ignore_eos", "r1", "cannot be used with 'format'" },
+        { EMB(",\"input\":\"a\",\"format\":\"json\""), "format", "r1", "not embed" },
         /* embed */
         { EMB(""), "input", "r1", "missing field 'input'" },
         { EMB(",\"input\":7"), "input", "r1", "a string or an array" },
@@ -311,6 +322,9 @@ static bool same_request(const struct lmp_request *a, const struct lmp_request *
         for (size_t i = 0; i < a->n_stop; i++)
                 if (strcmp(a->stop[i], b->stop[i]))
                         return false;
+        if (!a->format != !b->format || a->format_len != b->format_len ||
+            (a->format && memcmp(a->format, b->format, a->format_len)))
+                return false;
         return a->ignore_eos == b->ignore_eos && a->stream == b->stream && a->return_ids == b->return_ids &&
                a->no_cache == b->no_cache && a->timeout_ms == b->timeout_ms;
 }
@@ -325,6 +339,11 @@ static void test_round_trip(void) {
                 CHAT(",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},{\"role\":\"user\",\"content\":\"\\\\\"}],"
                      "\"ignore_eos\":true,\"return_ids\":true"),
                 GEN(",\"cache\":false,\"seed\":3"),
+                GEN(",\"format\":\"json\""),
+                GEN(",\"format\":\"\""),
+                CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"format\":{\"type\":\"object\","
+                     "\"properties\":{\"a\":{\"enum\":[1,\"b\"]},\"c\":{\"type\":\"array\",\"items\":"
+                     "{\"type\":\"string\",\"maxLength\":3}}},\"required\":[\"a\"],\"additionalProperties\":false}"),
                 "{\"id\":\"c\",\"type\":\"cancel\",\"target\":\"t\"}",
                 "{\"id\":\"h\",\"type\":\"health\"}",
         };

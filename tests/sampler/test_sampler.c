@@ -530,6 +530,80 @@ static void test_no_allocation(void) {
         free(l);
 }
 
+
+/* ------------------------------------------------------------ allow (constrained sampling) */
+
+struct allow_set {
+        const int *ok;          /* ok[token] */
+        int32_t n;
+        long asked;
+};
+
+static bool allow_fn(void *ctx, int32_t t) {
+        struct allow_set *a = ctx;
+        a->asked++;
+        return t >= 0 && t < a->n && a->ok[t];
+}
+
+static void test_allowed(void) {
+        struct lmp_sampler_params p;
+        lmp_sampler_params_default(&p);
+        p.temperature = 0;
+        enum { N = 1000 };
+        static float l[N];
+        static int ok[N];
+        for (int i = 0; i < N; i++)
+                l[i] = (float)i / N;    /* the best is the highest id */
+        struct allow_set a = { .ok = ok, .n = N };
+        struct lmp_sampler *s = make(N, &p);
+        CHECK(lmp_sampler_sample_allowed(s, l, NULL, NULL) == -EINVAL, "a NULL allow accepted");
+        CHECK(lmp_sampler_sample_allowed(s, l, allow_fn, &a) == -ENOENT, "nothing allowed, yet a token");
+        ok[3] = ok[500] = 1;
+        a.asked = 0;
+        CHECK(lmp_sampler_sample_allowed(s, l, allow_fn, &a) == 500, "greedy: not the best allowed");
+        CHECK(a.asked <= N + 1, "greedy: asked about %ld tokens", a.asked);
+        ok[N - 1] = 1;
+        a.asked = 0;
+        CHECK(lmp_sampler_sample_allowed(s, l, allow_fn, &a) == N - 1, "greedy: not the best");
+        CHECK(a.asked == 1, "greedy: asked about %ld tokens for an allowed best", a.asked);
+        lmp_sampler_free(s);
+
+        /* Draws: only allowed tokens, in proportion to their probabilities,
+         * with and without the chain's filters keeping an allowed one. */
+        const float l5[5] = { logf(0.4f), logf(0.25f), logf(0.2f), logf(0.1f), logf(0.05f) };
+        const int ok5[5] = { 0, 1, 0, 1, 1 };
+        struct allow_set a5 = { .ok = ok5, .n = 5 };
+        for (int variant = 0; variant < 2; variant++) {
+                lmp_sampler_params_default(&p);
+                p.seed = 11;
+                if (variant)
+                        p.top_k = 1;    /* keeps token 0 only: refused, so the whole vocabulary is masked */
+                s = make(5, &p);
+                enum { D = 40000 };
+                int hist[5] = { 0 };
+                for (int i = 0; i < D; i++) {
+                        int32_t t = lmp_sampler_sample_allowed(s, l5, allow_fn, &a5);
+                        if (t < 0 || t >= 5) {
+                                CHECK(0, "sample_allowed returned %d", t);
+                                break;
+                        }
+                        hist[t]++;
+                }
+                /* With top_k 1 after the mask, only the best allowed. */
+                double z = 0.25 + 0.1 + 0.05;
+                for (int i = 0; i < 5; i++) {
+                        double e = !ok5[i] ? 0 : variant ? (i == 1) : (i == 1 ? 0.25 : i == 3 ? 0.1 : 0.05) / z;
+                        CHECK(fabs((double)hist[i] / D - e) < 0.012, "variant %d: token %d frequency %.4f, "
+                              "expected %.4f", variant, i, (double)hist[i] / D, e);
+                }
+                long before = n_allocs;
+                for (int i = 0; i < 100; i++)
+                        lmp_sampler_sample_allowed(s, l5, allow_fn, &a5);
+                CHECK(n_allocs == before, "%ld allocations in sample_allowed", n_allocs - before);
+                lmp_sampler_free(s);
+        }
+}
+
 int main(void) {
         test_greedy();
         test_determinism();
@@ -538,6 +612,7 @@ int main(void) {
         test_bias();
         test_params();
         test_no_allocation();
+        test_allowed();
         if (failures)
                 fprintf(stderr, "%d failures\n", failures);
         else
