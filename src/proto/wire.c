@@ -332,8 +332,8 @@ int lmp_wire_parse_heartbeat(const void *buf, size_t len, struct lmp_wire_heartb
 
 /* The kind field: one letter. */
 static int kind_field(struct cursor *c, enum lmp_wire_event_kind *ret, struct lmp_error *err) {
-        const char *s;
-        size_t n;
+        const char *s = NULL;   /* set by field() whenever it succeeds */
+        size_t n = 0;
         char t[40];
         int r = field(c, "kind", &s, &n, err);
         if (r < 0)
@@ -379,7 +379,7 @@ int lmp_wire_parse_event(const void *buf, size_t len, struct lmp_wire_event *ret
         struct cursor c;
         struct lmp_wire_event h = { 0 };
         uint64_t prompt, gen, cached;
-        unsigned idx;
+        unsigned idx = 0;       /* set by name_field() whenever it succeeds */
         int r;
         if ((r = cursor_init(&c, buf, len, "event header", err)) < 0 ||
             (r = uint_field(&c, "rid", 1, UINT64_MAX, &h.rid, err)) < 0 || (r = kind_field(&c, &h.kind, err)) < 0)
