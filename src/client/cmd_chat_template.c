@@ -224,6 +224,7 @@ out:
         free(out);
         free(msgs);
         cJSON_Delete(json);
+        cJSON_Delete(tools);
         free(tpl);
         lmp_chat_setup_clear(&cs);
         lmp_vocab_free(v);
