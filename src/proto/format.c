@@ -156,6 +156,10 @@ int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct 
                 TRY(key(b, "text"));
                 TRY(lmp_proto_append_json_string(b, d->text, d->text_len));
         }
+        if (d->tool_calls) {    /* compact JSON, from the worker's extraction */
+                TRY(key(b, "tool_calls"));
+                TRY(put(b, d->tool_calls, d->tool_calls_len));
+        }
         TRY(puts_(b, ",\"usage\":{\"prompt_tokens\":"));
         TRY(put_i64(b, d->usage.prompt_tokens));
         TRY(puts_(b, ",\"generated_tokens\":"));
@@ -453,6 +457,18 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                         TRY(put_str(b, role));
                         TRY(key(b, "content"));
                         TRY(lmp_proto_append_json_string(b, r->messages[i].content, r->messages[i].content_len));
+                        if (r->messages[i].tool_calls) {  /* canonical JSON already */
+                                TRY(key(b, "tool_calls"));
+                                TRY(puts_(b, r->messages[i].tool_calls));
+                        }
+                        if (r->messages[i].tool_call_id) {
+                                TRY(key(b, "tool_call_id"));
+                                TRY(put_str(b, r->messages[i].tool_call_id));
+                        }
+                        if (r->messages[i].name) {
+                                TRY(key(b, "name"));
+                                TRY(put_str(b, r->messages[i].name));
+                        }
                         TRY(puts_(b, "}"));
                 }
                 TRY(puts_(b, "]"));
@@ -506,6 +522,25 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
         if (r->format) {        /* canonical JSON already, from the parser */
                 TRY(key(b, "format"));
                 TRY(puts_(b, r->format));
+        }
+        if (r->tools) {         /* compact JSON, from the parser */
+                TRY(key(b, "tools"));
+                TRY(puts_(b, r->tools));
+        }
+        switch (r->tool_choice) {
+        case LMP_TOOL_CHOICE_AUTO:
+                break;
+        case LMP_TOOL_CHOICE_NONE:
+                TRY(puts_(b, ",\"tool_choice\":\"none\""));
+                break;
+        case LMP_TOOL_CHOICE_REQUIRED:
+                TRY(puts_(b, ",\"tool_choice\":\"required\""));
+                break;
+        default:
+                TRY(puts_(b, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":"));
+                TRY(put_str(b, r->tool_name));
+                TRY(puts_(b, "}}"));
+                break;
         }
         TRY(puts_(b, r->ignore_eos ? ",\"ignore_eos\":true" : ",\"ignore_eos\":false"));
         TRY(puts_(b, r->stream ? ",\"stream\":true" : ",\"stream\":false"));

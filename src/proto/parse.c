@@ -40,10 +40,12 @@ static const char *const type_names[LMP_REQ_TYPE_COUNT] = {
 
 static const char *const role_names[LMP_ROLE_COUNT] = {
         [LMP_ROLE_SYSTEM] = "system", [LMP_ROLE_USER] = "user", [LMP_ROLE_ASSISTANT] = "assistant",
+        [LMP_ROLE_TOOL] = "tool",
 };
 
 static const char *const finish_names[LMP_FINISH_COUNT] = {
         [LMP_FINISH_STOP] = "stop", [LMP_FINISH_LENGTH] = "length", [LMP_FINISH_EOS] = "eos",
+        [LMP_FINISH_TOOL_CALLS] = "tool_calls",
 };
 
 static const char *const event_names[LMP_EVENT_TYPE_COUNT] = {
@@ -197,7 +199,7 @@ enum field {
         F_V, F_ID, F_TYPE, F_MODEL, F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
         F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_SEED, F_STOP, F_IGNORE_EOS,
         F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_INPUT, F_NORMALIZE, F_TRUNCATE, F_CACHE,
-        F_FORMAT, F_COUNT,
+        F_FORMAT, F_TOOLS, F_TOOL_CHOICE, F_COUNT,
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -209,15 +211,21 @@ static const char *const field_names[F_COUNT] = {
         [F_RETURN_IDS] = "return_ids", [F_TIMEOUT_MS] = "timeout_ms", [F_TARGET] = "target",
         [F_SESSION] = "session",         [F_INPUT] = "input",         [F_NORMALIZE] = "normalize",
         [F_TRUNCATE] = "truncate", [F_CACHE] = "cache", [F_FORMAT] = "format",
+        [F_TOOLS] = "tools", [F_TOOL_CHOICE] = "tool_choice",
 };
 
 void lmp_request_clear(struct lmp_request *r) {
         if (!r)
                 return;
         free(r->prompt);
-        for (size_t i = 0; i < r->n_messages; i++)
+        for (size_t i = 0; i < r->n_messages; i++) {
                 free(r->messages[i].content);
+                free(r->messages[i].tool_calls);
+                free(r->messages[i].tool_call_id);
+                free(r->messages[i].name);
+        }
         free(r->messages);
+        free(r->tools);
         for (size_t i = 0; i < r->n_stop; i++)
                 free(r->stop[i]);
         free(r->format);
@@ -268,6 +276,116 @@ static int parse_format(const cJSON *v, struct lmp_request *r, struct lmp_proto_
         return 0;
 }
 
+/* ---- tools ---- */
+
+/* Nesting of a JSON value: 0 for a scalar. cJSON's own nesting limit
+ * bounds the recursion. */
+static int json_depth(const cJSON *v) {
+        int d = 0;
+        for (const cJSON *c = v->child; c; c = c->next) {
+                int k = json_depth(c);
+                if (k > d)
+                        d = k;
+        }
+        return d + (cJSON_IsArray(v) || cJSON_IsObject(v));
+}
+
+/* A function name as templates and the constrained call can carry it. */
+static bool tool_name_ok(const char *s) {
+        size_t n = strlen(s);
+        if (n == 0 || n > LMP_PROTO_TOOL_NAME_MAX)
+                return false;
+        for (; *s; s++)
+                if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+                      *s == '_' || *s == '-' || *s == '.'))
+                        return false;
+        return true;
+}
+
+/* One call of an assistant message -> its canonical form (a new object):
+ * {"id"?, "type": "function", "function": {"name", "arguments": {...}}},
+ * arguments given as an object or as a string holding one (OpenAI's). */
+static int canonical_call(const cJSON *c, size_t i, size_t k, cJSON **ret, struct lmp_proto_error *err) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+        const cJSON *fn = cJSON_GetObjectItemCaseSensitive(c, "function");
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(fn, "arguments");
+        if (!cJSON_IsObject(c) || !cJSON_IsObject(fn))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                            "messages[%zu].tool_calls[%zu] must be an object with an object 'function'", i, k);
+        if (id && (!cJSON_IsString(id) || strlen(id->valuestring) > LMP_PROTO_ID_MAX))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                            "messages[%zu].tool_calls[%zu].id must be a string of at most %d bytes", i, k,
+                            LMP_PROTO_ID_MAX);
+        if (!cJSON_IsString(name) || !tool_name_ok(name->valuestring))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                            "messages[%zu].tool_calls[%zu].function.name must be 1 to %d letters, digits, "
+                            "'_', '-' or '.'", i, k, LMP_PROTO_TOOL_NAME_MAX);
+        cJSON *a = NULL;
+        if (!args || (cJSON_IsString(args) && !args->valuestring[0]))
+                a = cJSON_CreateObject();
+        else if (cJSON_IsObject(args))
+                a = cJSON_Duplicate(args, true);
+        else if (cJSON_IsString(args) && (a = cJSON_Parse(args->valuestring)) && !cJSON_IsObject(a)) {
+                cJSON_Delete(a);
+                a = NULL;
+        }
+        if (!a || json_depth(a) > LMP_PROTO_TOOLS_DEPTH_MAX) {
+                cJSON_Delete(a);
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                            "messages[%zu].tool_calls[%zu].function.arguments must be a JSON object (or a string "
+                            "holding one) nested at most %d deep", i, k, LMP_PROTO_TOOLS_DEPTH_MAX);
+        }
+        cJSON *out = cJSON_CreateObject(), *f = cJSON_CreateObject();
+        if (!out || !f || (id && !cJSON_AddStringToObject(out, "id", id->valuestring)) ||
+            !cJSON_AddStringToObject(out, "type", "function") || !cJSON_AddStringToObject(f, "name", name->valuestring)) {
+                cJSON_Delete(out);
+                cJSON_Delete(f);
+                cJSON_Delete(a);
+                return -ENOMEM;
+        }
+        cJSON_AddItemToObject(f, "arguments", a);
+        cJSON_AddItemToObject(out, "function", f);
+        *ret = out;
+        return 0;
+}
+
+static int parse_tool_calls(const cJSON *arr, size_t i, struct lmp_message *m, struct lmp_proto_error *err) {
+        if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) > LMP_PROTO_TOOL_CALLS_MAX)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                            "messages[%zu].tool_calls must be an array of at most %d calls", i,
+                            LMP_PROTO_TOOL_CALLS_MAX);
+        if (!arr->child)
+                return 0;
+        cJSON *out = cJSON_CreateArray();
+        if (!out)
+                return -ENOMEM;
+        size_t k = 0;
+        for (const cJSON *c = arr->child; c; c = c->next, k++) {
+                cJSON *call = NULL;
+                int rc = canonical_call(c, i, k, &call, err);
+                if (rc < 0) {
+                        cJSON_Delete(out);
+                        return rc;
+                }
+                cJSON_AddItemToArray(out, call);
+        }
+        m->tool_calls = cJSON_PrintUnformatted(out);
+        cJSON_Delete(out);
+        return m->tool_calls ? 0 : -ENOMEM;
+}
+
+static int opt_message_string(const cJSON *v, size_t i, const char *what, size_t max, char **ret,
+                              struct lmp_proto_error *err) {
+        if (!v)
+                return 0;
+        if (!cJSON_IsString(v) || strlen(v->valuestring) > max)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "messages[%zu].%s must be a string of at most %zu bytes",
+                            i, what, max);
+        *ret = dup_n(v->valuestring, strlen(v->valuestring));
+        return *ret ? 0 : -ENOMEM;
+}
+
 static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_proto_error *err) {
         if (!cJSON_IsArray(arr))
                 return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "field 'messages' must be an array");
@@ -279,37 +397,186 @@ static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_pr
                 return -ENOMEM;
         size_t i = 0;
         for (const cJSON *m = arr->child; m; m = m->next, i++) {
-                const cJSON *role = NULL, *content = NULL;
+                static const char *const names[] = { "role", "content", "tool_calls", "tool_call_id", "name" };
+                const cJSON *fs[LMP_ARRAY_SIZE(names)] = { 0 };
                 if (!cJSON_IsObject(m))
                         return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "messages[%zu] must be an object", i);
                 for (const cJSON *f = m->child; f; f = f->next) {
-                        const cJSON **slot = strcmp(f->string, "role") == 0      ? &role
-                                             : strcmp(f->string, "content") == 0 ? &content
-                                                                                 : NULL;
-                        if (slot && *slot)
+                        int k = lookup(names, LMP_ARRAY_SIZE(names), f->string);
+                        if (k >= 0 && fs[k])
                                 return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
                                             "messages[%zu]: duplicate field '%s'", i, f->string);
-                        if (slot)
-                                *slot = f;
+                        if (k >= 0)
+                                fs[k] = f;
                 }
+                const cJSON *role = fs[0], *content = fs[1];
+                struct lmp_message *out = &r->messages[i];
+                r->n_messages = i + 1;
                 if (!role || !cJSON_IsString(role))
                         return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
                                     "messages[%zu].role must be a string", i);
                 int k = lookup(role_names, LMP_ROLE_COUNT, role->valuestring);
                 if (k < 0)
                         return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
-                                    "messages[%zu].role must be system, user or assistant", i);
-                if (!content || !cJSON_IsString(content))
+                                    "messages[%zu].role must be system, user, assistant or tool", i);
+                out->role = (enum lmp_role)k;
+                int rc;
+                if (fs[2] && out->role != LMP_ROLE_ASSISTANT)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                    "messages[%zu].tool_calls belongs to assistant messages", i);
+                if (fs[2] && (rc = parse_tool_calls(fs[2], i, out, err)) < 0)
+                        return rc;
+                /* A name on another message (OpenAI's participant name) is
+                 * ignored, as before tools. */
+                if (out->role != LMP_ROLE_TOOL)
+                        fs[3] = fs[4] = NULL;
+                if ((rc = opt_message_string(fs[3], i, "tool_call_id", LMP_PROTO_ID_MAX, &out->tool_call_id, err)) < 0 ||
+                    (rc = opt_message_string(fs[4], i, "name", LMP_PROTO_TOOL_NAME_MAX, &out->name, err)) < 0)
+                        return rc;
+                /* An assistant turn that only called tools has no content. */
+                bool empty_ok = out->tool_calls && (!content || cJSON_IsNull(content));
+                if (!empty_ok && (!content || !cJSON_IsString(content)))
                         return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
                                     "messages[%zu].content must be a string", i);
-                size_t len = strlen(content->valuestring);
-                r->messages[i].role = (enum lmp_role)k;
-                r->messages[i].content = dup_n(content->valuestring, len);
-                if (!r->messages[i].content)
+                const char *text = cJSON_IsString(content) ? content->valuestring : "";
+                size_t len = strlen(text);
+                out->content = dup_n(text, len);
+                if (!out->content)
                         return -ENOMEM;
-                r->messages[i].content_len = len;
-                r->n_messages = i + 1;
+                out->content_len = len;
         }
+        return 0;
+}
+
+/* tools: an array of {"type": "function", "function": {"name", "description"?,
+ * "parameters"?}}, bounded in count, bytes and depth, names distinct. Kept
+ * as its compact text for the template. */
+static int parse_tools(const cJSON *arr, struct lmp_request *r, struct lmp_proto_error *err) {
+        if (!cJSON_IsArray(arr))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tools", "field 'tools' must be an array");
+        size_t n = (size_t)cJSON_GetArraySize(arr), i = 0;
+        if (n == 0)
+                return 0; /* as if absent, as OpenAI's API takes it */
+        if (n > LMP_PROTO_TOOLS_MAX)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tools", "field 'tools' holds at most %d functions, not %zu",
+                            LMP_PROTO_TOOLS_MAX, n);
+        if (json_depth(arr) > LMP_PROTO_TOOLS_DEPTH_MAX + 3)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tools",
+                            "field 'tools': a function's parameters nest at most %d deep", LMP_PROTO_TOOLS_DEPTH_MAX);
+        for (const cJSON *t = arr->child; t; t = t->next, i++) {
+                const cJSON *type = cJSON_GetObjectItemCaseSensitive(t, "type");
+                const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+                const cJSON *name = cJSON_GetObjectItemCaseSensitive(fn, "name");
+                const cJSON *desc = cJSON_GetObjectItemCaseSensitive(fn, "description");
+                const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+                if (!cJSON_IsObject(t) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
+                    !cJSON_IsObject(fn))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "tools",
+                                    "tools[%zu] must be {\"type\": \"function\", \"function\": {...}}", i);
+                if (!cJSON_IsString(name) || !tool_name_ok(name->valuestring))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "tools",
+                                    "tools[%zu].function.name must be 1 to %d letters, digits, '_', '-' or '.'", i,
+                                    LMP_PROTO_TOOL_NAME_MAX);
+                if (desc && !cJSON_IsString(desc))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "tools", "tools[%zu].function.description must be a string",
+                                    i);
+                if (params && !cJSON_IsObject(params))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "tools",
+                                    "tools[%zu].function.parameters must be a JSON schema object", i);
+                size_t k = 0;
+                for (const cJSON *u = arr->child; u != t; u = u->next, k++)
+                        if (!strcmp(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(u, "function"),
+                                                                      "name")->valuestring,
+                                    name->valuestring))
+                                return fail(err, LMP_PROTO_BAD_REQUEST, "tools",
+                                            "tools[%zu].function.name '%s' is also tools[%zu]'s", i, name->valuestring, k);
+        }
+        char *text = cJSON_PrintUnformatted(arr);
+        if (!text)
+                return -ENOMEM;
+        size_t len = strlen(text);
+        if (len > LMP_PROTO_TOOLS_BYTES_MAX) {
+                free(text);
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tools", "field 'tools' is %zu bytes as JSON, over the limit of %u",
+                            len, LMP_PROTO_TOOLS_BYTES_MAX);
+        }
+        r->tools = text;
+        r->tools_len = len;
+        return 0;
+}
+
+/* Whether tool i's parameters can constrain a call: absent (any object),
+ * or an object schema the JSON grammar compiles. */
+static int check_forced_tool(const cJSON *t, size_t i, struct lmp_proto_error *err) {
+        const cJSON *params = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"),
+                                                               "parameters");
+        if (!params)
+                return 0;
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(params, "type");
+        if (!cJSON_IsString(type) || strcmp(type->valuestring, "object"))
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tools",
+                            "tools[%zu].function.parameters must have \"type\": \"object\" for a forced tool_choice", i);
+        char *text = cJSON_PrintUnformatted(params);
+        if (!text)
+                return -ENOMEM;
+        struct lmp_json_grammar *g = NULL;
+        struct lmp_error e = { 0 };
+        int rc = lmp_json_grammar_new_schema(text, strlen(text), &g, &e);
+        lmp_json_grammar_unref(g);
+        free(text);
+        if (rc == -ENOMEM)
+                return rc;
+        if (rc < 0)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tools", "tools[%zu].function.parameters: %s", i, e.msg);
+        return 0;
+}
+
+/* tool_choice: "auto", "none", "required" or {"type": "function",
+ * "function": {"name"}}; a forced choice needs tools whose parameters the
+ * JSON grammar can constrain. */
+static int parse_tool_choice(const cJSON *v, const cJSON *tools, struct lmp_request *r,
+                             struct lmp_proto_error *err) {
+        static const char *const choices[] = { "auto", "none", "required" };
+        if (cJSON_IsString(v)) {
+                int k = lookup(choices, LMP_ARRAY_SIZE(choices), v->valuestring);
+                if (k < 0)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "tool_choice",
+                                    "field 'tool_choice' must be \"auto\", \"none\", \"required\" or "
+                                    "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+                r->tool_choice = (enum lmp_tool_choice)k;
+        } else {
+                const cJSON *type = cJSON_GetObjectItemCaseSensitive(v, "type");
+                const cJSON *name = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(v, "function"),
+                                                                     "name");
+                if (!cJSON_IsObject(v) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
+                    !cJSON_IsString(name) || !tool_name_ok(name->valuestring))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "tool_choice",
+                                    "field 'tool_choice' must be \"auto\", \"none\", \"required\" or "
+                                    "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+                r->tool_choice = LMP_TOOL_CHOICE_FUNCTION;
+                memcpy(r->tool_name, name->valuestring, strlen(name->valuestring) + 1);
+        }
+        if (r->tool_choice == LMP_TOOL_CHOICE_AUTO || r->tool_choice == LMP_TOOL_CHOICE_NONE)
+                return 0;
+        if (!r->tools)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tool_choice", "field 'tool_choice' %s needs 'tools'",
+                            r->tool_choice == LMP_TOOL_CHOICE_REQUIRED ? "\"required\"" : "naming a function");
+        size_t i = 0;
+        bool found = false;
+        for (const cJSON *t = tools->child; t; t = t->next, i++) {
+                const char *nm =
+                        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(t, "function"), "name")
+                                ->valuestring;
+                if (r->tool_choice == LMP_TOOL_CHOICE_FUNCTION && strcmp(nm, r->tool_name))
+                        continue;
+                found = true;
+                int rc = check_forced_tool(t, i, err);
+                if (rc < 0)
+                        return rc;
+        }
+        if (!found)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "tool_choice",
+                            "field 'tool_choice' names the function '%s', which 'tools' does not hold", r->tool_name);
         return 0;
 }
 
@@ -426,6 +693,13 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
                 return rc;
         if (f[F_FORMAT] && (rc = parse_format(f[F_FORMAT], r, err)) < 0)
                 return rc;
+        if ((f[F_TOOLS] || f[F_TOOL_CHOICE]) && r->type != LMP_REQ_CHAT)
+                return fail(err, LMP_PROTO_BAD_REQUEST, f[F_TOOLS] ? "tools" : "tool_choice",
+                            "field '%s' belongs to chat requests", f[F_TOOLS] ? "tools" : "tool_choice");
+        if (f[F_TOOLS] && (rc = parse_tools(f[F_TOOLS], r, err)) < 0)
+                return rc;
+        if (f[F_TOOL_CHOICE] && (rc = parse_tool_choice(f[F_TOOL_CHOICE], f[F_TOOLS], r, err)) < 0)
+                return rc;
         if (f[F_IGNORE_EOS] && (rc = get_bool(f[F_IGNORE_EOS], "ignore_eos", &r->ignore_eos, err)) < 0)
                 return rc;
         if (f[F_STREAM] && (rc = get_bool(f[F_STREAM], "stream", &r->stream, err)) < 0)
@@ -457,6 +731,14 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
         if (r->format && r->ignore_eos)
                 return fail(err, LMP_PROTO_BAD_REQUEST, "ignore_eos",
                             "field 'ignore_eos' cannot be used with 'format': the document's end ends generation");
+        /* The same for a forced call, which is a document too. */
+        bool forced = r->tool_choice == LMP_TOOL_CHOICE_REQUIRED || r->tool_choice == LMP_TOOL_CHOICE_FUNCTION;
+        if (forced && (r->format || r->n_stop || r->ignore_eos)) {
+                const char *what = r->format ? "format" : r->n_stop ? "stop" : "ignore_eos";
+                return fail(err, LMP_PROTO_BAD_REQUEST, what,
+                            "field '%s' cannot be used with a forced 'tool_choice': the call's end ends generation",
+                            what);
+        }
         return 0;
 }
 
@@ -466,7 +748,8 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
 static int parse_embed(const cJSON *const *f, struct lmp_request *r, struct lmp_proto_error *err) {
         static const int not_embed[] = { F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
                                          F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY,
-                                         F_SEED, F_STOP, F_IGNORE_EOS, F_STREAM, F_FORMAT };
+                                         F_SEED, F_STOP, F_IGNORE_EOS, F_STREAM, F_FORMAT, F_TOOLS,
+                                         F_TOOL_CHOICE };
         const char *str = NULL;
         size_t len = 0;
         double d;
@@ -679,6 +962,7 @@ void lmp_event_clear(struct lmp_event *e) {
         if (!e)
                 return;
         free(e->text);
+        free(e->tool_calls);
         free(e->ids);
         free(e->vectors);
         free(e->ids_off);
@@ -815,6 +1099,16 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
                 if (k < 0)
                         goto out;
                 e.finish = (enum lmp_finish)k;
+                const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "tool_calls");
+                if (tc) {
+                        if (!cJSON_IsArray(tc))
+                                goto out;
+                        if (!(e.tool_calls = cJSON_PrintUnformatted(tc))) {
+                                rc = -ENOMEM;
+                                goto out;
+                        }
+                        e.tool_calls_len = strlen(e.tool_calls);
+                }
                 const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
                 const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "timings");
                 e.usage.prompt_tokens = (int64_t)num_or_zero(u, "prompt_tokens");

@@ -35,6 +35,11 @@
 #define LMP_PROTO_EMBED_INPUTS_MAX 256     /* texts in one embed request */
 #define LMP_PROTO_FIELD_MAX 48
 #define LMP_PROTO_MESSAGE_MAX 256
+#define LMP_PROTO_TOOLS_MAX 64               /* functions in "tools" */
+#define LMP_PROTO_TOOLS_BYTES_MAX (256u << 10) /* bytes of "tools" as compact JSON */
+#define LMP_PROTO_TOOLS_DEPTH_MAX 32         /* nesting of a tool's parameters, of a call's arguments */
+#define LMP_PROTO_TOOL_NAME_MAX 64           /* bytes in a function's name */
+#define LMP_PROTO_TOOL_CALLS_MAX 64          /* calls in one assistant message */
 
 /* Stable error codes; their names are the protocol's. */
 enum lmp_proto_code {
@@ -73,6 +78,7 @@ enum lmp_role {
         LMP_ROLE_SYSTEM,
         LMP_ROLE_USER,
         LMP_ROLE_ASSISTANT,
+        LMP_ROLE_TOOL,          /* a tool's result, answering an assistant's call */
         LMP_ROLE_COUNT,
 };
 const char *lmp_role_name(enum lmp_role role);
@@ -81,6 +87,20 @@ struct lmp_message {
         enum lmp_role role;
         char *content;          /* NUL-terminated, contains no NUL */
         size_t content_len;
+        /* assistant: NULL, or its calls as canonical JSON, an array of
+         * {"id"?, "type": "function", "function": {"name", "arguments": {...}}} */
+        char *tool_calls;
+        char *tool_call_id;     /* tool: NULL, or the id of the call it answers */
+        char *name;             /* tool: NULL, or the function's name */
+};
+
+/* Which calls the model may or must make (OpenAI's tool_choice). */
+enum lmp_tool_choice {
+        LMP_TOOL_CHOICE_AUTO,           /* default: the model decides; calls found in its answer are parsed */
+        LMP_TOOL_CHOICE_NONE,           /* tools are shown to the template, nothing is parsed */
+        LMP_TOOL_CHOICE_REQUIRED,       /* the answer is one call of one of the tools (constrained) */
+        LMP_TOOL_CHOICE_FUNCTION,       /* the answer is one call of tool_name (constrained) */
+        LMP_TOOL_CHOICE_COUNT,
 };
 
 /* One bit per sampling field: set when the request gave it, so that the
@@ -131,6 +151,13 @@ struct lmp_request {
          * object (compact), compiled once at parse time to check it. */
         char *format;
         size_t format_len;
+        /* chat: NULL, or "tools" as compact JSON (an array of 1 to
+         * LMP_PROTO_TOOLS_MAX {"type": "function", "function": {"name",
+         * "description"?, "parameters"?}}), and what the model may do with them */
+        char *tools;
+        size_t tools_len;
+        enum lmp_tool_choice tool_choice;
+        char tool_name[LMP_PROTO_TOOL_NAME_MAX + 1]; /* LMP_TOOL_CHOICE_FUNCTION */
         bool stream;                    /* default true */
         bool return_ids;                /* default false */
         bool no_cache;                  /* "cache": false: neither cache answers it or keeps its answer */
@@ -220,6 +247,7 @@ enum lmp_finish {
         LMP_FINISH_STOP,
         LMP_FINISH_LENGTH,
         LMP_FINISH_EOS,
+        LMP_FINISH_TOOL_CALLS,          /* the answer is tool calls (done's tool_calls) */
         LMP_FINISH_COUNT,
 };
 const char *lmp_finish_name(enum lmp_finish finish);
@@ -242,6 +270,10 @@ struct lmp_done {
         enum lmp_finish finish;
         const char *text;       /* NULL: no "text" field (streamed request) */
         size_t text_len;
+        /* NULL, or the calls as a compact JSON array of {"id", "name",
+         * "arguments": {...}} (finish LMP_FINISH_TOOL_CALLS) */
+        const char *tool_calls;
+        size_t tool_calls_len;
         struct lmp_usage usage;
         struct lmp_timings timings;
         const char *worker;     /* e.g. "tinyllama/1" */
@@ -346,6 +378,8 @@ struct lmp_event {
         int32_t *ids;           /* token with return_ids */
         size_t n_ids;
         enum lmp_finish finish; /* done */
+        char *tool_calls;       /* done: NULL, or its "tool_calls" array as compact JSON */
+        size_t tool_calls_len;
         struct lmp_usage usage;
         struct lmp_timings timings;
         char worker[64];

@@ -30,7 +30,41 @@ struct bad {
 
 #define EMB(extra) "{\"id\":\"r1\",\"type\":\"embed\",\"model\":\"m\"" extra "}"
 
+#define USER "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
+#define TOOL_F(name, params) "{\"type\":\"function\",\"function\":{\"name\":\"" name "\"" params "}}"
+
 static const struct bad bad_frames[] = {
+        /* tools */
+        { GEN(",\"tools\":[" TOOL_F("f", "") "]"), "tools", "r1", "belongs to chat requests" },
+        { CHAT("," USER ",\"tools\":{}"), "tools", "r1", "must be an array" },
+        { CHAT("," USER ",\"tools\":[{\"type\":\"function\"}]"), "tools", "r1", "tools[0] must be" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("a b", "") "]"), "tools", "r1", "tools[0].function.name must be" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", "") "," TOOL_F("f", "") "]"), "tools", "r1",
+          "is also tools[0]'s" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", ",\"parameters\":[]") "]"), "tools", "r1",
+          "parameters must be a JSON schema object" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", ",\"parameters\":{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["
+               "]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}") "]"), "tools", "r1", "nest at most 32 deep" },
+        { CHAT("," USER ",\"tool_choice\":\"required\""), "tool_choice", "r1", "needs 'tools'" },
+        { CHAT("," USER ",\"tool_choice\":\"always\""), "tool_choice", "r1", "must be \"auto\"" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", "") "],\"tool_choice\":{\"type\":\"function\",\"function\":"
+               "{\"name\":\"g\"}}"), "tool_choice", "r1", "'tools' does not hold" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", ",\"parameters\":{\"type\":\"object\",\"properties\":{\"a\":"
+               "{\"type\":\"string\",\"pattern\":\"x\"}}}") "],\"tool_choice\":\"required\""), "tools", "r1",
+          "tools[0].function.parameters: schema /properties/a: unsupported keyword \"pattern\"" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", ",\"parameters\":{\"type\":\"string\"}") "],"
+               "\"tool_choice\":\"required\""), "tools", "r1", "\"type\": \"object\" for a forced" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", "") "],\"tool_choice\":\"required\",\"format\":\"json\""),
+          "format", "r1", "cannot be used with a forced 'tool_choice'" },
+        { CHAT("," USER ",\"tools\":[" TOOL_F("f", "") "],\"tool_choice\":\"required\",\"stop\":[\"a\"]"),
+          "stop", "r1", "cannot be used with a forced 'tool_choice'" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"x\",\"tool_calls\":[]}]"), "messages", "r1",
+          "tool_calls belongs to assistant messages" },
+        { CHAT(",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"function\":{\"name\":\"f\","
+               "\"arguments\":\"[1]\"}}]}]"), "messages", "r1", "tool_calls[0].function.arguments must be a JSON object" },
+        { CHAT(",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[{\"type\":\"function\"}]}]"), "messages",
+          "r1", "tool_calls[0] must be an object with an object 'function'" },
+        { CHAT(",\"messages\":[{\"role\":\"tool\"}]"), "messages", "r1", "messages[0].content must be a string" },
         /* format: constrained output */
         { GEN(",\"format\":\"xml\""), "format", "r1", "must be \"json\" or a JSON schema object" },
         { GEN(",\"format\":7"), "format", "r1", "must be \"json\" or a JSON schema object" },
@@ -315,8 +349,15 @@ static bool same_request(const struct lmp_request *a, const struct lmp_request *
         if (a->n_messages != b->n_messages)
                 return false;
         for (size_t i = 0; i < a->n_messages; i++)
-                if (a->messages[i].role != b->messages[i].role || strcmp(a->messages[i].content, b->messages[i].content))
+                if (a->messages[i].role != b->messages[i].role || strcmp(a->messages[i].content, b->messages[i].content) ||
+                    !a->messages[i].tool_calls != !b->messages[i].tool_calls ||
+                    (a->messages[i].tool_calls && strcmp(a->messages[i].tool_calls, b->messages[i].tool_calls)) ||
+                    !a->messages[i].tool_call_id != !b->messages[i].tool_call_id ||
+                    (a->messages[i].tool_call_id && strcmp(a->messages[i].tool_call_id, b->messages[i].tool_call_id)))
                         return false;
+        if (!a->tools != !b->tools || (a->tools && strcmp(a->tools, b->tools)) || a->tool_choice != b->tool_choice ||
+            strcmp(a->tool_name, b->tool_name))
+                return false;
         if (memcmp(&a->sampling, &b->sampling, sizeof(a->sampling)) || a->n_stop != b->n_stop)
                 return false;
         for (size_t i = 0; i < a->n_stop; i++)
@@ -344,6 +385,14 @@ static void test_round_trip(void) {
                 CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"format\":{\"type\":\"object\","
                      "\"properties\":{\"a\":{\"enum\":[1,\"b\"]},\"c\":{\"type\":\"array\",\"items\":"
                      "{\"type\":\"string\",\"maxLength\":3}}},\"required\":[\"a\"],\"additionalProperties\":false}"),
+                CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"w?\"},{\"role\":\"assistant\",\"content\":null,"
+                     "\"tool_calls\":[{\"id\":\"abcdefghi\",\"type\":\"function\",\"function\":{\"name\":\"get\","
+                     "\"arguments\":\"{\\\"city\\\": \\\"Paris\\\"}\"}},{\"function\":{\"name\":\"now\"}}]},"
+                     "{\"role\":\"tool\",\"tool_call_id\":\"abcdefghi\",\"name\":\"get\",\"content\":\"20C\"}],"
+                     "\"tools\":[" TOOL_F("get", ",\"description\":\"d\",\"parameters\":{\"type\":\"object\"}") "],"
+                     "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get\"}}"),
+                CHAT("," USER ",\"tools\":[" TOOL_F("a", "") "," TOOL_F("b.c-d_e", "") "],\"tool_choice\":\"none\""),
+                CHAT("," USER ",\"tools\":[" TOOL_F("a", "") "],\"tool_choice\":\"required\""),
                 "{\"id\":\"c\",\"type\":\"cancel\",\"target\":\"t\"}",
                 "{\"id\":\"h\",\"type\":\"health\"}",
         };
@@ -437,7 +486,24 @@ static void test_events(void) {
                       ev.timings.total_ms == 1450.2 && strcmp(ev.worker, "tinyllama/1") == 0 &&
                       strcmp(ev.text, "whole \xef\xbf\xbd text") == 0,
               "done fields: %s", b.data);
+        CHECK(!ev.tool_calls, "done without calls has tool_calls");
         lmp_event_clear(&ev);
+        static const char calls[] = "[{\"id\":\"abcdefghi\",\"name\":\"f\",\"arguments\":{\"a\":[1,\"\\u00fc\"]}}]";
+        d.finish = LMP_FINISH_TOOL_CALLS;
+        d.tool_calls = calls;
+        d.tool_calls_len = strlen(calls);
+        b.len = 0;
+        CHECK(lmp_proto_format_done(&b, "r7", &d) == 0, "format done with calls");
+        j = must_json(b.data, "done");
+        CHECK(j && strcmp(cJSON_GetObjectItem(j, "finish")->valuestring, "tool_calls") == 0 &&
+                      cJSON_IsArray(cJSON_GetObjectItem(j, "tool_calls")),
+              "done with calls: %s", b.data);
+        cJSON_Delete(j);
+        CHECK(lmp_proto_parse_event(b.data, b.len, &ev) == 0 && ev.finish == LMP_FINISH_TOOL_CALLS && ev.tool_calls &&
+                      strstr(ev.tool_calls, "\"name\":\"f\"") && ev.tool_calls_len == strlen(ev.tool_calls),
+              "parse done with calls: %s", b.data);
+        lmp_event_clear(&ev);
+        d.tool_calls = NULL;
         d.finish = LMP_FINISH_COUNT;
         CHECK(lmp_proto_format_done(&b, "r7", &d) == -EINVAL, "bad finish accepted");
 
