@@ -60,3 +60,96 @@ size_t lmp_json_escape(char *out, const char *s, size_t n, bool escape_del) {
         *o++ = '"';
         return (size_t)(o - out);
 }
+
+/* The end of the string whose opening quote is s[i], or n. */
+static size_t string_end(const char *s, size_t n, size_t i) {
+        for (i++; i < n; i++) {
+                if (s[i] == '\\')
+                        i++;
+                else if (s[i] == '"')
+                        return i + 1;
+        }
+        return n + 1;
+}
+
+size_t lmp_json_value_len(const char *s, size_t n) {
+        size_t i = 0, depth = 0;
+        if (n == 0)
+                return 0;
+        if (s[0] != '{' && s[0] != '[' && s[0] != '"') {
+                /* a number or a literal: up to a delimiter */
+                while (i < n && !strchr(",]} \t\r\n:", s[i]))
+                        i++;
+                return i;
+        }
+        do {
+                if (s[i] == '"') {
+                        i = string_end(s, n, i);
+                        if (i > n)
+                                return 0;
+                        continue;
+                }
+                if (s[i] == '{' || s[i] == '[')
+                        depth++;
+                else if (s[i] == '}' || s[i] == ']')
+                        depth--;
+                i++;
+        } while (depth > 0 && i < n);
+        return depth == 0 ? i : 0;
+}
+
+size_t lmp_json_minify(char *out, const char *s, size_t n) {
+        size_t k = 0;
+        for (size_t i = 0; i < n;) {
+                if (s[i] == '"') {
+                        size_t e = string_end(s, n, i);
+                        if (e > n)
+                                e = n;
+                        memcpy(out + k, s + i, e - i);
+                        k += e - i;
+                        i = e;
+                        continue;
+                }
+                if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+                        out[k++] = s[i];
+                i++;
+        }
+        return k;
+}
+
+static bool is_ws(char c) {
+        return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+static size_t skip_ws(const char *s, size_t n, size_t i) {
+        while (i < n && is_ws(s[i]))
+                i++;
+        return i;
+}
+
+bool lmp_json_member(const char *obj, size_t n, const char *key, size_t *ret_off, size_t *ret_len) {
+        size_t k = strlen(key), i = skip_ws(obj, n, 1);
+        while (i < n && obj[i] == '"') {
+                size_t kl = lmp_json_value_len(obj + i, n - i);
+                if (!kl)
+                        return false;
+                bool match = kl == k + 2 && memcmp(obj + i + 1, key, k) == 0;
+                i = skip_ws(obj, n, i + kl);
+                if (i >= n || obj[i] != ':')
+                        return false;
+                i = skip_ws(obj, n, i + 1);
+                size_t vl = lmp_json_value_len(obj + i, n - i);
+                if (!vl)
+                        return false;
+                if (match) {
+                        *ret_off = i;
+                        *ret_len = vl;
+                        return true;
+                }
+                i = skip_ws(obj, n, i + vl);
+                if (i < n && obj[i] == ',')
+                        i = skip_ws(obj, n, i + 1);
+        }
+        return false;
+}
+

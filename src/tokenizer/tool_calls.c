@@ -5,10 +5,14 @@
  * is not parsed; its answers stay content. */
 #include "tokenizer/tool_calls.h"
 
+#include <stdio.h>
+
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/json.h"
 
 static const struct {
         const char *name, *marker, *prefix, *args_key, *suffix;
@@ -85,21 +89,27 @@ size_t lmp_tool_streamable(enum lmp_tool_syntax s, const char *text, size_t n) {
 /* ---- extraction ---- */
 
 struct out {
-        cJSON *calls;
+        char *calls;            /* "[{...},{...}" so far */
+        size_t calls_len;
+        int n_calls;
         char *content;
         size_t len;
         unsigned long long seed;
 };
 
-static int add_content(struct out *o, const char *s, size_t n) {
-        char *p = realloc(o->content, o->len + n + 1);
+static int append(char **buf, size_t *len, const char *s, size_t n) {
+        char *p = realloc(*buf, *len + n + 1);
         if (!p)
                 return -ENOMEM;
-        memcpy(p + o->len, s, n);
-        o->len += n;
-        p[o->len] = '\0';
-        o->content = p;
+        memcpy(p + *len, s, n);
+        *len += n;
+        p[*len] = '\0';
+        *buf = p;
         return 0;
+}
+
+static int add_content(struct out *o, const char *s, size_t n) {
+        return append(&o->content, &o->len, s, n);
 }
 
 static uint64_t splitmix64(uint64_t *x) {
@@ -109,75 +119,100 @@ static uint64_t splitmix64(uint64_t *x) {
         return z ^ (z >> 31);
 }
 
-/* A call object -> {"id", "name", "arguments"} appended to o->calls.
- * -EINVAL when it is not a call. */
-static int add_call(struct out *o, const cJSON *c) {
-        static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        if (!cJSON_IsObject(c) || cJSON_GetArraySize(o->calls) >= LMP_TOOL_CALLS_MAX)
-                return -EINVAL;
-        const cJSON *name = cJSON_GetObjectItemCaseSensitive(c, "name");
-        const cJSON *args = cJSON_GetObjectItemCaseSensitive(c, "arguments");
-        if (!args)
-                args = cJSON_GetObjectItemCaseSensitive(c, "parameters");
-        if (!cJSON_IsString(name) || !name->valuestring[0])
-                return -EINVAL;
-        cJSON *a = NULL;
-        if (!args)
-                a = cJSON_CreateObject();
-        else if (cJSON_IsObject(args))
-                a = cJSON_Duplicate(args, true);
-        else if (cJSON_IsString(args)) {
-                /* Some models write the arguments as a JSON string. */
-                a = cJSON_Parse(args->valuestring);
-                if (a && !cJSON_IsObject(a)) {
-                        cJSON_Delete(a);
-                        return -EINVAL;
-                }
-                if (!a)
-                        return -EINVAL;
-        } else
-                return -EINVAL;
-        if (!a)
-                return -ENOMEM;
-        char id[LMP_TOOL_CALL_ID_LEN + 1];
-        uint64_t x = o->seed + (uint64_t)cJSON_GetArraySize(o->calls) * 0x100000001b3ull;
-        uint64_t r = splitmix64(&x);
-        for (int i = 0; i < LMP_TOOL_CALL_ID_LEN; i++, r /= 62)
-                id[i] = alnum[r % 62];
-        id[LMP_TOOL_CALL_ID_LEN] = '\0';
-        cJSON *call = cJSON_CreateObject();
-        if (!call || !cJSON_AddStringToObject(call, "id", id) ||
-            !cJSON_AddStringToObject(call, "name", name->valuestring)) {
-                cJSON_Delete(call);
-                cJSON_Delete(a);
-                return -ENOMEM;
-        }
-        cJSON_AddItemToObject(call, "arguments", a);
-        cJSON_AddItemToArray(o->calls, call);
-        return 0;
+static size_t skip_ws(const char *s, size_t n, size_t i) {
+        while (i < n && is_ws(s[i]))
+                i++;
+        return i;
 }
 
-/* Parses one JSON value from s (n bytes) with only whitespace around it
- * (rest NULL), or the first value with the bytes after it in *rest. */
-static cJSON *parse_value(const char *s, size_t n, const char **rest) {
-        while (n && is_ws(*s))
-                s++, n--;
-        if (!n)
-                return NULL;
-        const char *end = NULL;
-        cJSON *v = cJSON_ParseWithLengthOpts(s, n, &end, false);
-        if (!v)
-                return NULL;
-        if (rest) {
-                *rest = end;
-                return v;
+/* Appends the arguments' text without its whitespace. */
+static int put_args(struct out *o, const char *s, size_t n) {
+        char *m = malloc(n ? n : 1);
+        if (!m)
+                return -ENOMEM;
+        size_t k = lmp_json_minify(m, s, n);
+        int r = append(&o->calls, &o->calls_len, m, k);
+        free(m);
+        return r;
+}
+
+/* The call object whose text is obj (n bytes, a JSON object) -> appended
+ * to o->calls. -EINVAL when it is not a call. */
+static int add_call(struct out *o, const char *obj, size_t n) {
+        static const char alnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+        cJSON *c = cJSON_ParseWithLength(obj, n);
+        const char *key = "arguments";
+        int r = -EINVAL;
+        if (!cJSON_IsObject(c) || o->n_calls >= LMP_TOOL_CALLS_MAX)
+                goto out;
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(c, "name");
+        const cJSON *args = cJSON_GetObjectItemCaseSensitive(c, key);
+        if (!args)
+                args = cJSON_GetObjectItemCaseSensitive(c, key = "parameters");
+        if (!cJSON_IsString(name) || !name->valuestring[0])
+                goto out;
+        const char *at = "{}";
+        size_t at_len = 2, off = 0;
+        cJSON *inner = NULL;
+        if (cJSON_IsObject(args)) {
+                if (!lmp_json_member(obj, n, key, &off, &at_len))
+                        goto out;
+                at = obj + off;
+        } else if (cJSON_IsString(args)) {
+                /* Some models write the arguments as a JSON string. */
+                inner = cJSON_Parse(args->valuestring);
+                bool ok = cJSON_IsObject(inner);
+                cJSON_Delete(inner);
+                if (!ok)
+                        goto out;
+                at = args->valuestring;
+                at_len = strlen(at);
+        } else if (args) {
+                goto out;
         }
-        for (; end < s + n; end++)
-                if (!is_ws(*end)) {
-                        cJSON_Delete(v);
-                        return NULL;
-                }
-        return v;
+        char id[LMP_TOOL_CALL_ID_LEN + 1];
+        uint64_t x = o->seed + (uint64_t)o->n_calls * 0x100000001b3ull;
+        uint64_t v = splitmix64(&x);
+        for (int i = 0; i < LMP_TOOL_CALL_ID_LEN; i++, v /= 62)
+                id[i] = alnum[v % 62];
+        id[LMP_TOOL_CALL_ID_LEN] = '\0';
+        size_t nl = strlen(name->valuestring), esc_max = lmp_json_escaped_max(nl);
+        char *esc = esc_max ? malloc(esc_max) : NULL;
+        char head[64];
+        r = -ENOMEM;
+        if (!esc)
+                goto out;
+        size_t el = lmp_json_escape(esc, name->valuestring, nl, true);
+        int hl = snprintf(head, sizeof(head), "%s{\"id\":\"%s\",\"name\":", o->n_calls ? "," : "[", id);
+        if ((r = append(&o->calls, &o->calls_len, head, (size_t)hl)) < 0 ||
+            (r = append(&o->calls, &o->calls_len, esc, el)) < 0 ||
+            (r = append(&o->calls, &o->calls_len, ",\"arguments\":", 13)) < 0 || (r = put_args(o, at, at_len)) < 0 ||
+            (r = append(&o->calls, &o->calls_len, "}", 1)) < 0) {
+                free(esc);
+                goto out;
+        }
+        free(esc);
+        o->n_calls++;
+        r = 0;
+out:
+        cJSON_Delete(c);
+        return r;
+}
+
+/* The one JSON value of s (n bytes) with only whitespace around it:
+ * *ret_off and *ret_len its bytes; false when there is none. */
+static bool only_value(const char *s, size_t n, size_t *ret_off, size_t *ret_len) {
+        size_t i = skip_ws(s, n, 0), e = n;
+        while (e > i && is_ws(s[e - 1]))
+                e--;
+        if (i == e || s[i] != '{')
+                return false;
+        cJSON *v = cJSON_ParseWithLength(s + i, e - i);
+        bool ok = v != NULL;
+        cJSON_Delete(v);
+        *ret_off = i;
+        *ret_len = e - i;
+        return ok && lmp_json_value_len(s + i, e - i) == e - i;
 }
 
 static int extract_hermes(struct out *o, const char *text, size_t n) {
@@ -193,71 +228,70 @@ static int extract_hermes(struct out *o, const char *text, size_t n) {
                 const char *body = hit + strlen(open);
                 const char *stop = find(body, (size_t)(end - body), close);
                 const char *body_end = stop ? stop : end;
-                cJSON *v = parse_value(body, (size_t)(body_end - body), NULL);
-                if (!v)
+                size_t off, len;
+                if (!only_value(body, (size_t)(body_end - body), &off, &len))
                         return -EINVAL;
-                r = add_call(o, v);
-                cJSON_Delete(v);
-                if (r < 0)
+                if ((r = add_call(o, body + off, len)) < 0)
                         return r;
                 p = stop ? stop + strlen(close) : end;
         }
 }
 
 static int extract_llama3(struct out *o, const char *text, size_t n) {
-        const char *p = text, *end = text + n;
-        while (p < end && is_ws(*p))
-                p++;
-        if ((size_t)(end - p) >= strlen(PYTHON_TAG) && memcmp(p, PYTHON_TAG, strlen(PYTHON_TAG)) == 0)
-                p += strlen(PYTHON_TAG);
-        cJSON *v = parse_value(p, (size_t)(end - p), NULL);
-        if (!v)
+        size_t i = skip_ws(text, n, 0), k = strlen(PYTHON_TAG), off, len;
+        if (n - i >= k && memcmp(text + i, PYTHON_TAG, k) == 0)
+                i += k;
+        if (!only_value(text + i, n - i, &off, &len))
                 return -EINVAL;
-        int r = add_call(o, v);
-        cJSON_Delete(v);
+        int r = add_call(o, text + i + off, len);
         return r < 0 ? r : add_content(o, "", 0);
 }
 
 static int extract_mistral(struct out *o, const char *text, size_t n) {
         static const char marker[] = "[TOOL_CALLS]";
-        const char *end = text + n, *hit = find(text, n, marker), *rest = NULL;
+        const char *hit = find(text, n, marker);
         int r;
         if (!hit)
                 return -EINVAL;
         if ((r = add_content(o, text, (size_t)(hit - text))) < 0)
                 return r;
         const char *p = hit + strlen(marker);
-        cJSON *v = parse_value(p, (size_t)(end - p), &rest);
-        if (!v)
-                return -EINVAL;
-        if (!cJSON_IsArray(v) || !v->child) {
-                cJSON_Delete(v);
-                return -EINVAL;
-        }
-        for (const cJSON *c = v->child; c; c = c->next)
-                if ((r = add_call(o, c)) < 0) {
-                        cJSON_Delete(v);
-                        return r;
-                }
+        size_t m = (size_t)(text + n - p), i = skip_ws(p, m, 0);
+        size_t len = i < m && p[i] == '[' ? lmp_json_value_len(p + i, m - i) : 0;
+        cJSON *v = len ? cJSON_ParseWithLength(p + i, len) : NULL;
+        bool ok = cJSON_IsArray(v) && v->child;
         cJSON_Delete(v);
-        return add_content(o, rest, (size_t)(end - rest));
+        if (!ok)
+                return -EINVAL;
+        const char *arr = p + i;
+        size_t e = len - 1; /* the closing bracket */
+        for (size_t k = skip_ws(arr, e, 1); k < e;) {
+                size_t el = lmp_json_value_len(arr + k, e - k);
+                if (!el || arr[k] != '{')
+                        return -EINVAL;
+                if ((r = add_call(o, arr + k, el)) < 0)
+                        return r;
+                k = skip_ws(arr, e, k + el);
+                if (k < e && arr[k] == ',')
+                        k = skip_ws(arr, e, k + 1);
+        }
+        return add_content(o, p + i + len, m - i - len);
 }
 
 int lmp_tool_calls_extract(enum lmp_tool_syntax s, const char *text, size_t n, unsigned long long seed,
-                           cJSON **ret_calls, char **ret_content) {
-        struct out o = { .calls = cJSON_CreateArray(), .seed = seed };
-        int r = -ENOMEM;
-        if (!o.calls)
-                return -ENOMEM;
+                           char **ret_calls, char **ret_content) {
+        struct out o = { .seed = seed };
+        int r;
         switch (s) {
         case LMP_TOOL_HERMES: r = extract_hermes(&o, text, n); break;
         case LMP_TOOL_LLAMA3: r = extract_llama3(&o, text, n); break;
         case LMP_TOOL_MISTRAL: r = extract_mistral(&o, text, n); break;
         default: r = -EINVAL; break;
         }
-        int found = r == 0 ? cJSON_GetArraySize(o.calls) : 0;
-        if (found == 0 || !o.content) {
-                cJSON_Delete(o.calls);
+        if (r == 0 && o.n_calls > 0 && o.content)
+                r = append(&o.calls, &o.calls_len, "]", 1);
+        if (r < 0 || o.n_calls == 0 || !o.content) {
+                free(o.calls);
                 free(o.content);
                 return r == -ENOMEM ? -ENOMEM : 0;
         }
@@ -265,5 +299,5 @@ int lmp_tool_calls_extract(enum lmp_tool_syntax s, const char *text, size_t n, u
                 o.content[--o.len] = '\0';
         *ret_calls = o.calls;
         *ret_content = o.content;
-        return found;
+        return o.n_calls;
 }

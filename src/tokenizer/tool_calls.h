@@ -56,9 +56,11 @@ size_t lmp_tool_streamable(enum lmp_tool_syntax s, const char *text, size_t n);
 
 /* Finds the calls in a finished answer. Returns the number found (0: none,
  * *ret_calls and *ret_content untouched) or -ENOMEM. On success *ret_calls
- * is a new array of {"id", "name", "arguments": {...}} objects (ids from
- * seed and each call's position: 9 letters and digits) and *ret_content a
- * new NUL-terminated string of the text outside the calls (trailing
- * whitespace dropped; "" when only whitespace is left). */
+ * is a new NUL-terminated compact JSON array of {"id", "name",
+ * "arguments": {...}} objects (ids from seed and each call's position: 9
+ * letters and digits; the arguments as the model wrote them, whitespace
+ * outside strings dropped, so that a long number keeps its digits) and
+ * *ret_content a new NUL-terminated string of the text outside the calls
+ * (trailing whitespace dropped; "" when only whitespace is left). */
 int lmp_tool_calls_extract(enum lmp_tool_syntax s, const char *text, size_t n, unsigned long long seed,
-                           cJSON **ret_calls, char **ret_content);
+                           char **ret_calls, char **ret_content);

@@ -52,15 +52,17 @@ static void test_detect(void) {
 /* Extracts and compares: want_calls a JSON array of [name, arguments]
  * pairs (NULL: no calls) and want_content. */
 static void expect(enum lmp_tool_syntax s, const char *text, const char *want_calls, const char *want_content) {
-        cJSON *calls = NULL;
-        char *content = NULL;
-        int n = lmp_tool_calls_extract(s, text, strlen(text), 7, &calls, &content);
+        char *calls_text = NULL, *content = NULL;
+        int n = lmp_tool_calls_extract(s, text, strlen(text), 7, &calls_text, &content);
         if (!want_calls) {
-                CHECK(n == 0 && !calls && !content, "%s: %s: %d calls, not none", lmp_tool_syntax_name(s), text, n);
-                cJSON_Delete(calls);
+                CHECK(n == 0 && !calls_text && !content, "%s: %s: %d calls, not none", lmp_tool_syntax_name(s), text, n);
+                free(calls_text);
                 free(content);
                 return;
         }
+        cJSON *calls = calls_text ? cJSON_Parse(calls_text) : NULL;
+        CHECK(!calls_text || calls, "%s: calls are not JSON: %s", text, calls_text);
+        free(calls_text);
         cJSON *want = cJSON_Parse(want_calls);
         CHECK(want && n == cJSON_GetArraySize(want), "%s: %s: %d calls", lmp_tool_syntax_name(s), text, n);
         if (n > 0 && want && n == cJSON_GetArraySize(want)) {
@@ -121,21 +123,46 @@ static void test_extract(void) {
         expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {}", NULL, NULL);
         expect(LMP_TOOL_MISTRAL, "plain text", NULL, NULL);
 
-        /* Ids: 9 letters and digits, the same for the same seed. */
-        cJSON *a = NULL, *b = NULL;
-        char *ca = NULL, *cb = NULL;
+        /* Ids: the same for the same seed. */
+        char *a = NULL, *b = NULL, *ca = NULL, *cb = NULL;
         const char *t = "<tool_call>{\"name\": \"a\", \"arguments\": {}}</tool_call>";
         CHECK(lmp_tool_calls_extract(LMP_TOOL_HERMES, t, strlen(t), 1, &a, &ca) == 1 &&
                       lmp_tool_calls_extract(LMP_TOOL_HERMES, t, strlen(t), 1, &b, &cb) == 1,
               "extract twice");
-        if (a && b)
-                CHECK(!strcmp(cJSON_GetObjectItem(a->child, "id")->valuestring,
-                              cJSON_GetObjectItem(b->child, "id")->valuestring),
-                      "ids differ for one seed");
-        cJSON_Delete(a);
-        cJSON_Delete(b);
+        CHECK(a && b && !strcmp(a, b), "ids differ for one seed: %s %s", a, b);
+        free(a);
+        free(b);
         free(ca);
         free(cb);
+        /* The arguments as written: numbers keep their digits, whitespace
+         * outside strings goes, the first of two same keys is taken as
+         * cJSON takes it, escaped names stay JSON. */
+        static const struct {
+                const char *text, *want;
+        } raw[] = {
+                { "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"id\": 12345678901234567890123, \"x\": 1e999,"
+                  " \"s\": \"a  b\"}}\n</tool_call>",
+                  "[{\"id\":\"*\",\"name\":\"f\",\"arguments\":{\"id\":12345678901234567890123,\"x\":1e999,\"s\":\"a  b\"}}]" },
+                { "<tool_call>{\"arguments\" : { \"a\" : [ 1 , 2 ] }, \"arguments\": {\"b\": 0}, \"name\": \"g\\\"\"}"
+                  "</tool_call>",
+                  "[{\"id\":\"*\",\"name\":\"g\\\"\",\"arguments\":{\"a\":[1,2]}}]" },
+                { "<tool_call>{\"name\": \"h\", \"arguments\": \"{\\\"n\\\": 10000000000000000000001}\"}</tool_call>",
+                  "[{\"id\":\"*\",\"name\":\"h\",\"arguments\":{\"n\":10000000000000000000001}}]" },
+        };
+        for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
+                char *calls = NULL, *content = NULL;
+                int n = lmp_tool_calls_extract(LMP_TOOL_HERMES, raw[i].text, strlen(raw[i].text), 3, &calls, &content);
+                CHECK(n == 1, "raw %zu: %d calls", i, n);
+                if (n == 1) {
+                        /* the id aside: {"id":"XXXXXXXXX" */
+                        CHECK(strlen(calls) == strlen(raw[i].want) + LMP_TOOL_CALL_ID_LEN - 1 &&
+                                      !strncmp(calls, raw[i].want, 8) &&
+                                      !strcmp(calls + 8 + LMP_TOOL_CALL_ID_LEN, raw[i].want + 9),
+                              "raw %zu: %s, not %s", i, calls, raw[i].want);
+                }
+                free(calls);
+                free(content);
+        }
 }
 
 static void test_streamable(void) {
