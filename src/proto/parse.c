@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/json.h"
 #include "common/macros.h"
 #include "common/utf8.h"
 #include "proto/proto.h"
@@ -1101,9 +1102,17 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
                 e.finish = (enum lmp_finish)k;
                 const cJSON *tc = cJSON_GetObjectItemCaseSensitive(root, "tool_calls");
                 if (tc) {
+                        size_t at = 0, n = 0;
                         if (!cJSON_IsArray(tc))
                                 goto out;
-                        if (!(e.tool_calls = cJSON_PrintUnformatted(tc))) {
+                        /* The calls' own bytes, so that the arguments' numbers
+                         * keep the digits the model wrote; reprinted only if
+                         * they cannot be found. */
+                        if (lmp_json_member(buf, len, "tool_calls", &at, &n))
+                                e.tool_calls = dup_n((const char *)buf + at, n);
+                        else
+                                e.tool_calls = cJSON_PrintUnformatted(tc);
+                        if (!e.tool_calls) {
                                 rc = -ENOMEM;
                                 goto out;
                         }

@@ -378,7 +378,7 @@ struct lmp_event {
         int32_t *ids;           /* token with return_ids */
         size_t n_ids;
         enum lmp_finish finish; /* done */
-        char *tool_calls;       /* done: NULL, or its "tool_calls" array as compact JSON */
+        char *tool_calls;       /* done: NULL, or its "tool_calls" array (the bytes the daemon sent) */
         size_t tool_calls_len;
         struct lmp_usage usage;
         struct lmp_timings timings;
