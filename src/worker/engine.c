@@ -5,7 +5,17 @@
  * token; the vocabulary's token bytes are decoded once, at the first such
  * job. The job ends "stop" when its document is closed, "eos" at an end
  * token (allowed only once the document is complete), and "length" when
- * max_tokens or the context cut it short. */
+ * max_tokens or the context cut it short.
+ *
+ * A chat with tools renders them through the model's own template, and its
+ * answer is searched for calls in the template's syntax (tool_calls.h) when
+ * it ends: found calls go in the done event with finish "tool_calls". While
+ * it streams, text that may be the start of a call is held back (tokens
+ * events carry the text before it); what is left of the content when the
+ * calls are taken out, or the held text when none parse, is sent in one
+ * token event before done. A forced call (tool_choice "required" or a named
+ * function) puts the syntax's prefix at the end of the prompt and samples
+ * under a tool grammar (tool_grammar.h); it streams nothing until done. */
 #include "worker/engine.h"
 
 #include <errno.h>
@@ -17,6 +27,8 @@
 
 #include "common/clock.h"
 #include "sampler/json_tokens.h"
+#include "sampler/tool_grammar.h"
+#include "tokenizer/tool_calls.h"
 
 #define JSON_CACHE 16           /* compiled schemas kept per engine */
 
@@ -41,8 +53,12 @@ struct slot {
         struct lmp_json_allow json;     /* the document so far (when grammar) */
         char pending[STOP_MAX + PIECE_MAX]; /* text held back while it may start a stop string */
         size_t n_pending;
-        char *text;                     /* (text_cap) whole output, for non-streaming jobs */
+        char *text;                     /* (text_cap) whole output, for non-streaming jobs and tools */
         size_t n_text, text_cap;
+        bool tools_on;                  /* the answer is searched for tool calls */
+        size_t n_streamed;              /* tools_on: bytes of text sent in token events */
+        struct lmp_tool_grammar *tool_grammar; /* a forced call; NULL: none */
+        struct lmp_tool_allow *tool_allow; /* its state, allocated at the slot's first forced call */
         double t_arrival, t_first, t_prompt_done;
         uint64_t used;                  /* when a job last took it (the engine's count) */
         uint64_t step;                  /* the last step that took prompt tokens of it */
@@ -61,6 +77,7 @@ struct lmp_engine {
         uint64_t steps;                 /* steps so far */
         struct lmp_json_tokens *json_tokens; /* NULL until a job has a format */
         struct lmp_json_cache *json_cache;
+        enum lmp_tool_syntax tool_syntax; /* the chat template's */
 };
 
 void lmp_job_free(struct lmp_job *j) {
@@ -85,6 +102,7 @@ int lmp_engine_new(const struct lmp_engine_params *p, struct lmp_engine **ret, s
         if (r < 0)
                 goto fail;
         e->p.n_ctx = lmp_ctx_n_ctx(e->ctx);
+        e->tool_syntax = lmp_tool_syntax_detect(p->chat ? p->chat->template_text : NULL);
         e->n_vocab = p->model->hp.n_vocab;
         e->slots = calloc(p->slots, sizeof(*e->slots));
         e->batch = calloc(p->n_batch, sizeof(*e->batch));
@@ -117,6 +135,8 @@ void lmp_engine_free(struct lmp_engine *e) {
                 lmp_job_free(e->slots[s].job);
                 lmp_sampler_free(e->slots[s].sampler);
                 lmp_json_grammar_unref(e->slots[s].grammar);
+                lmp_tool_grammar_free(e->slots[s].tool_grammar);
+                free(e->slots[s].tool_allow);
                 free(e->slots[s].cache);
                 free(e->slots[s].prompt);
                 free(e->slots[s].text);
@@ -156,15 +176,74 @@ static void release(struct lmp_engine *e, struct slot *sl) {
         sl->sampler = NULL;
         lmp_json_grammar_unref(sl->grammar);
         sl->grammar = NULL;
+        lmp_tool_grammar_free(sl->tool_grammar);
+        sl->tool_grammar = NULL;
         e->active--;
+}
+
+static void emit_text(struct lmp_engine *e, const struct lmp_job *j, const char *text, size_t n) {
+        struct lmp_engine_event ev = { .kind = LMP_EV_TOKEN, .rid = j->rid, .id = j->req.id, .text = text,
+                                       .text_len = n, .return_ids = j->req.return_ids };
+        e->p.sink(e->p.sink_userdata, &ev);
+}
+
+/* The calls in a finished answer (tools_on): *ret_calls (compact JSON) and
+ * *ret_content (the text outside them), both NULL when there are none. A
+ * forced call is wrapped in its syntax's prefix and suffix first. Sends
+ * what the stream held back. Allocates once per job, not per token. */
+static void take_tool_calls(struct lmp_engine *e, struct slot *sl, bool complete, char **ret_calls,
+                            char **ret_content) {
+        const struct lmp_job *j = sl->job;
+        const char *text = sl->text;
+        size_t n = sl->n_text;
+        char *wrapped = NULL, *content = NULL, *calls = NULL;
+        uint64_t seed = 1469598103934665603ull ^ j->rid;
+
+        *ret_calls = *ret_content = NULL;
+        for (const char *p = j->req.id; *p; p++)
+                seed = (seed ^ (unsigned char)*p) * 1099511628211ull;
+        if (sl->tool_grammar) {
+                const char *pre = lmp_tool_syntax_prefix(e->tool_syntax), *suf = lmp_tool_syntax_suffix(e->tool_syntax);
+                size_t a = strlen(pre), b = strlen(suf);
+                if (complete && (wrapped = malloc(a + n + b + 1))) {
+                        memcpy(wrapped, pre, a);
+                        memcpy(wrapped + a, text, n);
+                        memcpy(wrapped + a + n, suf, b);
+                        wrapped[a + n + b] = '\0';
+                        text = wrapped;
+                        n += a + b;
+                }
+        }
+        int found = (!sl->tool_grammar || wrapped) ? lmp_tool_calls_extract(e->tool_syntax, text, n, seed, &calls,
+                                                                            &content) : 0;
+        free(wrapped);
+        if (found > 0) {
+                *ret_calls = calls;
+                *ret_content = content;
+        }
+        if (j->req.stream) {
+                const char *rest = found > 0 ? content : sl->text;
+                size_t len = found > 0 ? strlen(content) : sl->n_text;
+                if (len > sl->n_streamed)
+                        emit_text(e, j, rest + sl->n_streamed, len - sl->n_streamed);
+        }
 }
 
 static void finish(struct lmp_engine *e, struct slot *sl, const char *why) {
         const struct lmp_job *j = sl->job;
         double t_end = lmp_clock_ms();
+        char *calls = NULL, *content = NULL;
+        if (sl->tools_on) {
+                bool complete = !sl->tool_grammar || lmp_tool_allow_done(sl->tool_allow);
+                take_tool_calls(e, sl, complete, &calls, &content);
+                if (calls)
+                        why = "tool_calls";
+        }
         struct lmp_engine_event ev = {
                 .kind = LMP_EV_DONE, .rid = j->rid, .id = j->req.id, .finish = why,
-                .full_text = j->req.stream ? NULL : sl->text, .full_text_len = j->req.stream ? 0 : sl->n_text,
+                .full_text = j->req.stream ? NULL : content ? content : sl->text,
+                .full_text_len = j->req.stream ? 0 : content ? strlen(content) : sl->n_text,
+                .tool_calls = calls, .tool_calls_len = calls ? strlen(calls) : 0,
                 .prompt_tokens = sl->n_prompt, .generated_tokens = sl->n_gen, .cached_tokens = sl->n_reused,
                 .queued_ms = j->queued_ms,
                 .prompt_ms = sl->t_prompt_done > 0 ? sl->t_prompt_done - sl->t_arrival : 0,
@@ -174,7 +253,74 @@ static void finish(struct lmp_engine *e, struct slot *sl, const char *why) {
         if (sl->n_gen > 1 && t_end > sl->t_first)
                 ev.tokens_per_s = (sl->n_gen - 1) / ((t_end - sl->t_first) / 1e3);
         e->p.sink(e->p.sink_userdata, &ev);
+        free(calls);
+        free(content);
         release(e, sl);
+}
+
+/* Whether a chat needs the template's JSON form: tools, tool results or
+ * calls in its messages. */
+static bool chat_has_tools(const struct lmp_request *r) {
+        if (r->tools)
+                return true;
+        for (size_t i = 0; i < r->n_messages; i++)
+                if (r->messages[i].role == LMP_ROLE_TOOL || r->messages[i].tool_calls)
+                        return true;
+        return false;
+}
+
+/* Renders a chat with tools: its messages as the JSON a template reads
+ * (tool_calls, tool_call_id, name) and the tools list; a forced call's
+ * prefix is appended. */
+static int render_tools_chat(const struct lmp_engine *e, const struct lmp_request *r, char **ret,
+                             struct lmp_error *err) {
+        cJSON *msgs = cJSON_CreateArray(), *tools = r->tools ? cJSON_Parse(r->tools) : NULL;
+        int rc = -ENOMEM;
+        if (!msgs || (r->tools && !tools))
+                goto out;
+        for (size_t i = 0; i < r->n_messages; i++) {
+                const struct lmp_message *m = &r->messages[i];
+                cJSON *o = cJSON_CreateObject(), *tc = m->tool_calls ? cJSON_Parse(m->tool_calls) : NULL;
+                if (!o || (m->tool_calls && !tc)) {
+                        cJSON_Delete(o);
+                        cJSON_Delete(tc);
+                        goto out;
+                }
+                cJSON_AddItemToArray(msgs, o);
+                if (!cJSON_AddStringToObject(o, "role", lmp_role_name(m->role)) ||
+                    !cJSON_AddStringToObject(o, "content", m->content) ||
+                    (m->tool_call_id && !cJSON_AddStringToObject(o, "tool_call_id", m->tool_call_id)) ||
+                    (m->name && !cJSON_AddStringToObject(o, "name", m->name))) {
+                        cJSON_Delete(tc);
+                        goto out;
+                }
+                if (tc)
+                        cJSON_AddItemToObject(o, "tool_calls", tc);
+        }
+        char *text = NULL;
+        rc = lmp_chat_setup_render_json(e->p.chat, msgs, tools, NULL, NULL, NULL, 0, true, &text, err);
+        if (rc < 0)
+                goto out;
+        if (r->tool_choice == LMP_TOOL_CHOICE_REQUIRED || r->tool_choice == LMP_TOOL_CHOICE_FUNCTION) {
+                const char *pre = lmp_tool_syntax_prefix(e->tool_syntax);
+                size_t a = strlen(text), b = strlen(pre);
+                char *t = realloc(text, a + b + 1);
+                if (!t) {
+                        free(text);
+                        rc = -ENOMEM;
+                        goto out;
+                }
+                memcpy(t + a, pre, b + 1);
+                text = t;
+        }
+        *ret = text;
+        rc = 0;
+out:
+        if (rc == -ENOMEM)
+                lmp_error_set(err, -ENOMEM, "out of memory");
+        cJSON_Delete(msgs);
+        cJSON_Delete(tools);
+        return rc;
 }
 
 /* Tokenizes the job's prompt (rendering the chat template first) into
@@ -194,20 +340,24 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                                  " the model's configuration, or use a generate request");
                         return -EINVAL;
                 }
-                struct lmp_chat_msg *msgs = calloc(j->req.n_messages, sizeof(*msgs));
-                if (!msgs) {
-                        *code = "internal";
-                        snprintf(msg, msg_size, "out of memory");
-                        return -ENOMEM;
+                if (chat_has_tools(&j->req)) {
+                        r = render_tools_chat(e, &j->req, &rendered, &err);
+                } else {
+                        struct lmp_chat_msg *msgs = calloc(j->req.n_messages, sizeof(*msgs));
+                        if (!msgs) {
+                                *code = "internal";
+                                snprintf(msg, msg_size, "out of memory");
+                                return -ENOMEM;
+                        }
+                        for (size_t i = 0; i < j->req.n_messages; i++)
+                                msgs[i] = (struct lmp_chat_msg){ .role = lmp_role_name(j->req.messages[i].role),
+                                                                 .content = j->req.messages[i].content };
+                        r = lmp_chat_setup_render(e->p.chat, msgs, j->req.n_messages, NULL, NULL, NULL, true,
+                                                  &rendered, &err);
+                        free(msgs);
                 }
-                for (size_t i = 0; i < j->req.n_messages; i++)
-                        msgs[i] = (struct lmp_chat_msg){ .role = lmp_role_name(j->req.messages[i].role),
-                                                         .content = j->req.messages[i].content };
-                r = lmp_chat_setup_render(e->p.chat, msgs, j->req.n_messages, NULL, NULL, NULL, true, &rendered,
-                                          &err);
-                free(msgs);
                 if (r < 0) {
-                        *code = "bad_request";
+                        *code = r == -ENOMEM ? "internal" : "bad_request";
                         snprintf(msg, msg_size, "chat template: %s", err.msg);
                         return r;
                 }
@@ -243,6 +393,45 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                 return -E2BIG;
         }
         sl->n_prompt = (uint32_t)n;
+        return 0;
+}
+
+/* The grammar of a forced call: one head per function the choice allows,
+ * each with its parameters' grammar from the engine's cache (any object
+ * when a function has none). The parser checked every schema. */
+static int forced_tool_grammar(struct lmp_engine *e, const struct lmp_request *r, struct lmp_tool_grammar **ret,
+                               struct lmp_error *err) {
+        cJSON *tools = cJSON_Parse(r->tools);
+        struct lmp_tool_grammar *tg = NULL;
+        int rc;
+        if (!tools)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        rc = lmp_tool_grammar_new((uint32_t)cJSON_GetArraySize(tools), lmp_tool_syntax_args_key(e->tool_syntax), &tg,
+                                  err);
+        for (const cJSON *t = tools->child; rc == 0 && t; t = t->next) {
+                const cJSON *fn = cJSON_GetObjectItemCaseSensitive(t, "function");
+                const char *name = cJSON_GetObjectItemCaseSensitive(fn, "name")->valuestring;
+                const cJSON *params = cJSON_GetObjectItemCaseSensitive(fn, "parameters");
+                if (r->tool_choice == LMP_TOOL_CHOICE_FUNCTION && strcmp(name, r->tool_name))
+                        continue;
+                char *text = params ? cJSON_PrintUnformatted(params) : NULL;
+                struct lmp_json_grammar *g = NULL;
+                if (params && !text) {
+                        rc = lmp_error_set(err, -ENOMEM, "out of memory");
+                        break;
+                }
+                rc = lmp_json_cache_get(e->json_cache, text ? text : "\"json\"", text ? strlen(text) : 6, &g, err);
+                free(text);
+                if (rc == 0)
+                        rc = lmp_tool_grammar_add(tg, name, g, err);
+                lmp_json_grammar_unref(g);
+        }
+        cJSON_Delete(tools);
+        if (rc < 0) {
+                lmp_tool_grammar_free(tg);
+                return rc;
+        }
+        *ret = tg;
         return 0;
 }
 
@@ -322,7 +511,10 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 return 0;
         }
         struct lmp_json_grammar *grammar = NULL;
-        if (job->req.format) {
+        struct lmp_tool_grammar *tool_grammar = NULL;
+        bool forced = job->req.tools && (job->req.tool_choice == LMP_TOOL_CHOICE_REQUIRED ||
+                                         job->req.tool_choice == LMP_TOOL_CHOICE_FUNCTION);
+        if (job->req.format || forced) {
                 /* The parser checked the schema; what fails here is memory
                  * or a vocabulary that cannot be rendered. */
                 if (!e->json_tokens && lmp_json_tokens_new(e->p.vocab, &e->json_tokens, &err) < 0) {
@@ -331,7 +523,14 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                         return 0;
                 }
                 if ((!e->json_cache && lmp_json_cache_new(JSON_CACHE, &e->json_cache, &err) < 0) ||
-                    lmp_json_cache_get(e->json_cache, job->req.format, job->req.format_len, &grammar, &err) < 0) {
+                    (job->req.format &&
+                     lmp_json_cache_get(e->json_cache, job->req.format, job->req.format_len, &grammar, &err) < 0) ||
+                    (forced && forced_tool_grammar(e, &job->req, &tool_grammar, &err) < 0) ||
+                    (forced && !sl->tool_allow && !(sl->tool_allow = malloc(sizeof(*sl->tool_allow))))) {
+                        if (forced && tool_grammar && !sl->tool_allow)
+                                lmp_error_set(&err, -ENOMEM, "out of memory");
+                        lmp_json_grammar_unref(grammar);
+                        lmp_tool_grammar_free(tool_grammar);
                         emit_error(e, job, err.code == -ENOMEM ? "internal" : "bad_request", err.msg);
                         lmp_job_free(job);
                         return 0;
@@ -340,6 +539,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
         r = lmp_sampler_new((int32_t)e->n_vocab, &job->sampling, &sl->sampler, &err);
         if (r < 0) {
                 lmp_json_grammar_unref(grammar);
+                lmp_tool_grammar_free(tool_grammar);
                 emit_error(e, job, "bad_request", err.msg);
                 lmp_job_free(job);
                 return 0;
@@ -348,6 +548,11 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
         if (grammar) {
                 lmp_json_allow_init(&sl->json, e->json_tokens, grammar);
         }
+        sl->tool_grammar = tool_grammar;
+        if (tool_grammar)
+                lmp_tool_allow_init(sl->tool_allow, e->json_tokens, tool_grammar);
+        sl->tools_on = job->req.tools && job->req.tool_choice != LMP_TOOL_CHOICE_NONE;
+        sl->n_streamed = 0;
         sl->job = job;
         sl->n_cache = common;
         sl->n_eval = common;
@@ -407,14 +612,35 @@ static bool flush_text(struct lmp_engine *e, struct slot *sl, int32_t token, boo
                 }
                 send = sl->n_pending - keep;
         }
-        if (!j->req.stream) {
+        if (!j->req.stream || sl->tools_on) {
                 size_t room = sl->text_cap - sl->n_text;
                 size_t n = LMP_MIN(send, room);
                 memcpy(sl->text + sl->n_text, sl->pending, n);
                 sl->n_text += n;
-        } else if (send > 0 || token >= 0) {
+        }
+        if (j->req.stream && (send > 0 || token >= 0)) {
+                const char *out = sl->pending;
+                size_t out_len = send;
+                if (sl->tools_on) {
+                        /* Only what cannot be part of a call: from where the
+                         * last look stopped (a marker found stays found). */
+                        size_t lim = 0;
+                        if (sl->tool_grammar)
+                                lim = 0;
+                        else if (e->tool_syntax == LMP_TOOL_LLAMA3)
+                                lim = sl->n_streamed ? sl->n_text : lmp_tool_streamable(e->tool_syntax, sl->text,
+                                                                                         sl->n_text);
+                        else
+                                lim = sl->n_streamed + lmp_tool_streamable(e->tool_syntax, sl->text + sl->n_streamed,
+                                                                            sl->n_text - sl->n_streamed);
+                        if (lim < sl->n_streamed)
+                                lim = sl->n_streamed;
+                        out = sl->text + sl->n_streamed;
+                        out_len = lim - sl->n_streamed;
+                        sl->n_streamed = lim;
+                }
                 struct lmp_engine_event ev = { .kind = LMP_EV_TOKEN, .rid = j->rid, .id = j->req.id,
-                                               .text = sl->pending, .text_len = send,
+                                               .text = out, .text_len = out_len,
                                                .ids = token >= 0 ? &token : NULL, .n_ids = token >= 0,
                                                .return_ids = j->req.return_ids };
                 e->p.sink(e->p.sink_userdata, &ev);
@@ -444,10 +670,13 @@ static bool accept_token(struct lmp_engine *e, struct slot *sl, int32_t tok) {
         lmp_sampler_accept(sl->sampler, tok);
         if (sl->grammar)
                 lmp_json_allow_advance(&sl->json, tok); /* the sampler allowed it: cannot fail */
+        if (sl->tool_grammar)
+                lmp_tool_allow_advance(sl->tool_allow, tok);
         if (lmp_detok_push(&sl->detok, tok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
                 sl->n_pending += n;
         /* A closed document ends the job: nothing may follow it. */
-        bool closed = sl->grammar && lmp_json_state_closed(&sl->json.state);
+        bool closed = (sl->grammar && lmp_json_state_closed(&sl->json.state)) ||
+                      (sl->tool_grammar && lmp_tool_allow_done(sl->tool_allow));
         bool last = closed || sl->n_gen >= sl->max_gen;
         if (last && lmp_detok_flush(&sl->detok, sl->pending + sl->n_pending, PIECE_MAX, &n) == 0)
                 sl->n_pending += n;
@@ -541,7 +770,15 @@ int lmp_engine_step(struct lmp_engine *e) {
                 if (!sl->generating)
                         sl->t_prompt_done = lmp_clock_ms();
                 int32_t tok = sl->grammar ? lmp_sampler_sample_allowed(sl->sampler, logits, lmp_json_allow, &sl->json)
-                                          : lmp_sampler_sample(sl->sampler, logits);
+                              : sl->tool_grammar ? lmp_sampler_sample_allowed(sl->sampler, logits, lmp_tool_allow,
+                                                                              sl->tool_allow)
+                                                 : lmp_sampler_sample(sl->sampler, logits);
+                if (tok < 0 && sl->tool_grammar) {
+                        emit_error(e, sl->job, "bad_request", "no token of the model's vocabulary can continue "
+                                   "the tool call");
+                        release(e, sl);
+                        continue;
+                }
                 if (tok < 0 && sl->grammar) {
                         emit_error(e, sl->job, "bad_request", "no token of the model's vocabulary can continue "
                                    "the JSON document");

@@ -49,9 +49,11 @@ struct lmp_engine_event {
         size_t n_ids;
         bool return_ids;
         /* done */
-        const char *finish;             /* "eos", "stop", "length" */
-        const char *full_text;          /* when the job does not stream */
+        const char *finish;             /* "eos", "stop", "length", "tool_calls" */
+        const char *full_text;          /* when the job does not stream (the content beside tool calls) */
         size_t full_text_len;
+        const char *tool_calls;         /* NULL, or the calls as a compact JSON array */
+        size_t tool_calls_len;
         uint32_t prompt_tokens, generated_tokens, cached_tokens;
         double queued_ms, prompt_ms, ttft_ms, total_ms, tokens_per_s;
         /* error */

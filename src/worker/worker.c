@@ -155,10 +155,13 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
                         break;
                 }
                 enum lmp_finish finish = strcmp(ev->finish, "eos") == 0 ? LMP_FINISH_EOS :
-                                         strcmp(ev->finish, "stop") == 0 ? LMP_FINISH_STOP : LMP_FINISH_LENGTH;
+                                         strcmp(ev->finish, "stop") == 0 ? LMP_FINISH_STOP :
+                                         strcmp(ev->finish, "tool_calls") == 0 ? LMP_FINISH_TOOL_CALLS :
+                                                                                 LMP_FINISH_LENGTH;
                 struct lmp_done d = {
                         .finish = finish,
                         .text = ev->full_text, .text_len = ev->full_text_len,
+                        .tool_calls = ev->tool_calls, .tool_calls_len = ev->tool_calls_len,
                         .usage = { .prompt_tokens = ev->prompt_tokens, .generated_tokens = ev->generated_tokens,
                                    .cached_tokens = ev->cached_tokens },
                         .timings = { .queued_ms = ev->queued_ms, .prompt_ms = ev->prompt_ms, .ttft_ms = ev->ttft_ms,
