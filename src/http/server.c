@@ -33,6 +33,7 @@
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/json.h"
 #include "common/log.h"
 #include "common/macros.h"
 #include "http/keys.h"
@@ -262,6 +263,7 @@ struct hreq {
         size_t out_pos;
         struct lmp_proto_buf text;      /* the whole text of an answer that is not streamed */
         char finish[16];
+        char *tool_calls;               /* the done event's calls: [{"id", "name", "arguments"}], or NULL */
         struct lmp_usage usage;
         char resp_id[48];
         long long created;
@@ -387,8 +389,57 @@ static struct hreq *find_slot(struct lmp_gateway *gw, const char *id) {
 
 /* -------------------------------------------------------- answer formats */
 
+/* OpenAI's finish_reason; Ollama's done_reason is "stop" after tool calls. */
 static const char *finish_reason(const char *finish) {
+        return strcmp(finish, "length") == 0 ? "length" : strcmp(finish, "tool_calls") == 0 ? "tool_calls" : "stop";
+}
+
+static const char *done_reason(const char *finish) {
         return strcmp(finish, "length") == 0 ? "length" : "stop";
+}
+
+enum calls_shape { CALLS_OPENAI, CALLS_OPENAI_DELTA, CALLS_OLLAMA };
+
+/* The done event's calls in an API's shape: OpenAI's arguments are a JSON
+ * string, Ollama's an object; a stream's delta numbers them. The
+ * arguments are copied as the event's bytes (a parser would round long
+ * numbers); the worker wrote them compact. */
+static void put_tool_calls(struct hreq *r, struct lmp_proto_buf *b, enum calls_shape shape) {
+        const char *t = r->tool_calls;
+        size_t n = strlen(t), i = 1;
+        int k = 0;
+        puts_(b, "[");
+        while (i < n && t[i] == '{') {
+                size_t el = lmp_json_value_len(t + i, n - i), off = 0, al = 0;
+                if (!el)
+                        break;
+                cJSON *c = cJSON_ParseWithLength(t + i, el);
+                const cJSON *id = cJSON_GetObjectItemCaseSensitive(c, "id");
+                const cJSON *name = cJSON_GetObjectItemCaseSensitive(c, "name");
+                bool has_args = lmp_json_member(t + i, el, "arguments", &off, &al);
+                puts_(b, k ? ",{" : "{");
+                if (shape == CALLS_OPENAI_DELTA)
+                        putf(b, "\"index\":%d,", k);
+                if (shape != CALLS_OLLAMA) {
+                        puts_(b, "\"id\":");
+                        put_json(b, cJSON_IsString(id) ? id->valuestring : "");
+                        puts_(b, ",\"type\":\"function\",");
+                }
+                puts_(b, "\"function\":{\"name\":");
+                put_json(b, cJSON_IsString(name) ? name->valuestring : "");
+                puts_(b, ",\"arguments\":");
+                if (shape == CALLS_OLLAMA)
+                        put(b, has_args ? t + i + off : "{}", has_args ? al : 2);
+                else
+                        lmp_proto_append_json_string(b, has_args ? t + i + off : "{}", has_args ? al : 2);
+                puts_(b, "}}");
+                cJSON_Delete(c);
+                k++;
+                i += el;
+                if (i < n && t[i] == ',')
+                        i++;
+        }
+        puts_(b, "]");
 }
 
 static void created_at(struct lmp_proto_buf *b) {
@@ -435,6 +486,10 @@ static void stream_piece(struct hreq *r, const char *text, size_t len, const cha
                 if (r->route == RT_OLLAMA_CHAT) {
                         puts_(b, ",\"message\":{\"role\":\"assistant\",\"content\":");
                         lmp_proto_append_json_string(b, text, len);
+                        if (finish && r->tool_calls) {
+                                puts_(b, ",\"tool_calls\":");
+                                put_tool_calls(r, b, CALLS_OLLAMA);
+                        }
                         puts_(b, "}");
                 } else {
                         puts_(b, ",\"response\":");
@@ -449,9 +504,24 @@ static void stream_piece(struct hreq *r, const char *text, size_t len, const cha
                      ",\"done\":true,\"done_reason\":\"%s\",\"total_duration\":%.0f,\"load_duration\":0,"
                      "\"prompt_eval_count\":%" PRId64 ",\"prompt_eval_duration\":%.0f,\"eval_count\":%" PRId64
                      ",\"eval_duration\":%.0f}\n",
-                     finish_reason(finish), total * 1e9, r->usage.prompt_tokens, first_s * 1e9,
+                     done_reason(finish), total * 1e9, r->usage.prompt_tokens, first_s * 1e9,
                      r->usage.generated_tokens, (total - first_s) * 1e9);
                 return;
+        }
+        if (finish && r->tool_calls && r->route == RT_CHAT) {
+                /* The calls in a chunk of their own, whole, before the end. */
+                puts_(b, "data: ");
+                openai_head(r, b, true);
+                puts_(b, ",\"choices\":[{\"index\":0,\"delta\":{");
+                if (first)
+                        puts_(b, "\"role\":\"assistant\",\"content\":null,");
+                puts_(b, "\"tool_calls\":");
+                put_tool_calls(r, b, CALLS_OPENAI_DELTA);
+                puts_(b, "},\"logprobs\":null,\"finish_reason\":null}]");
+                if (r->call.include_usage)
+                        puts_(b, ",\"usage\":null");
+                puts_(b, "}\n\n");
+                first = false;
         }
         puts_(b, "data: ");
         openai_head(r, b, true);
@@ -506,7 +576,14 @@ static void whole_answer(struct hreq *r, struct lmp_proto_buf *b) {
         openai_head(r, b, false);
         if (r->route == RT_CHAT) {
                 puts_(b, ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
-                lmp_proto_append_json_string(b, text, r->text.len);
+                if (r->tool_calls && r->text.len == 0)
+                        puts_(b, "null"); /* as OpenAI answers a turn that only calls tools */
+                else
+                        lmp_proto_append_json_string(b, text, r->text.len);
+                if (r->tool_calls) {
+                        puts_(b, ",\"tool_calls\":");
+                        put_tool_calls(r, b, CALLS_OPENAI);
+                }
                 puts_(b, ",\"refusal\":null},\"logprobs\":null,\"finish_reason\":");
         } else {
                 puts_(b, ",\"choices\":[{\"text\":");
@@ -759,6 +836,9 @@ static void on_event(struct lmp_gateway *gw, struct lmp_event *ev, const char *r
         case LMP_EVENT_DONE:
                 r->usage = ev->usage;
                 snprintf(r->finish, sizeof(r->finish), "%s", lmp_finish_name(ev->finish));
+                free(r->tool_calls);
+                r->tool_calls = ev->tool_calls; /* moved: ev is cleared after */
+                ev->tool_calls = NULL;
                 r->finished = true;
                 release_slot(r);
                 if (r->call.stream)
@@ -1586,6 +1666,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         lmp_http_call_clear(&r->call);
         lmp_proto_buf_free(&r->out);
         lmp_proto_buf_free(&r->text);
+        free(r->tool_calls);
         free(r->aux_json);
         free(r->vectors);
         free(r->body);

@@ -209,12 +209,33 @@ static int get_messages(const cJSON *root, bool ollama, struct lmp_request *r, s
                         out->role = LMP_ROLE_USER;
                 else if (strcmp(rs, "assistant") == 0)
                         out->role = LMP_ROLE_ASSISTANT;
+                else if (strcmp(rs, "tool") == 0)
+                        out->role = LMP_ROLE_TOOL;
                 else
                         return BAD(err, "messages",
-                                   "messages[%zu].role '%.64s' is not supported (system, developer, user, assistant)",
-                                   i, rs);
-                if (field(m, "tool_calls") || field(m, "function_call"))
-                        return BAD(err, "messages", "messages[%zu]: tool calls are not supported", i);
+                                   "messages[%zu].role '%.64s' is not supported (system, developer, user, assistant, "
+                                   "tool)", i, rs);
+                if (field(m, "function_call"))
+                        return BAD(err, "messages", "messages[%zu]: 'function_call' is not supported; use 'tool_calls'",
+                                   i);
+                /* The protocol's parser checks the calls and the ids
+                 * (check_request); here they are only carried. */
+                const cJSON *tc = field(m, "tool_calls"), *tid = field(m, "tool_call_id");
+                const cJSON *tname = field(m, ollama ? "tool_name" : "name");
+                if (tc && cJSON_IsArray(tc) && cJSON_GetArraySize(tc) == 0)
+                        tc = NULL;
+                if (tc && out->role == LMP_ROLE_ASSISTANT && !(out->tool_calls = cJSON_PrintUnformatted(tc)))
+                        return -ENOMEM;
+                if (out->role == LMP_ROLE_TOOL) {
+                        if (tid && (!cJSON_IsString(tid) || strlen(tid->valuestring) > LMP_PROTO_ID_MAX))
+                                return BAD(err, "messages", "messages[%zu].tool_call_id must be a string of at most %d "
+                                           "bytes", i, LMP_PROTO_ID_MAX);
+                        if (tid && !(out->tool_call_id = dup_n(tid->valuestring, strlen(tid->valuestring))))
+                                return -ENOMEM;
+                        if (tname && cJSON_IsString(tname) && strlen(tname->valuestring) <= LMP_PROTO_TOOL_NAME_MAX &&
+                            !(out->name = dup_n(tname->valuestring, strlen(tname->valuestring))))
+                                return -ENOMEM;
+                }
                 if (ollama && field(m, "images") && cJSON_GetArraySize(field(m, "images")) > 0)
                         return BAD(err, "messages", "messages[%zu]: images are not supported", i);
                 r->n_messages = ++i;
@@ -228,10 +249,8 @@ static int get_messages(const cJSON *root, bool ollama, struct lmp_request *r, s
  * is a 400 naming them. */
 static int refuse_unsupported(const cJSON *root, bool ollama, struct lmp_http_error *err) {
         const cJSON *f;
-        if ((f = field(root, "tools")) && !(cJSON_IsArray(f) && cJSON_GetArraySize(f) == 0))
-                return BAD(err, "tools", "'tools' (function calling) is not supported");
         if ((f = field(root, "functions")))
-                return BAD(err, "functions", "'functions' (function calling) is not supported");
+                return BAD(err, "functions", "'functions' is not supported; use 'tools'");
         if (ollama) {
                 if ((f = field(root, "images")) && !(cJSON_IsArray(f) && cJSON_GetArraySize(f) == 0))
                         return BAD(err, "images", "'images' is not supported");
@@ -257,8 +276,49 @@ static int refuse_unsupported(const cJSON *root, bool ollama, struct lmp_http_er
                 return BAD(err, "suffix", "'suffix' is not supported");
         if ((f = field(root, "logit_bias")) && !(cJSON_IsObject(f) && !f->child))
                 return BAD(err, "logit_bias", "'logit_bias' is not supported");
-        if ((f = field(root, "tool_choice")) && !(cJSON_IsString(f) && strcmp(f->valuestring, "none") == 0))
-                return BAD(err, "tool_choice", "'tool_choice' is not supported");
+        return 0;
+}
+
+/* tools (both APIs) and OpenAI's tool_choice -> the protocol's fields,
+ * which its parser then checks (check_request): the tools' shape, count,
+ * size and depth, and a forced choice's schemas. */
+static int get_tools(const cJSON *root, bool ollama, struct lmp_request *r, struct lmp_http_error *err) {
+        const cJSON *t = field(root, "tools"), *c = ollama ? NULL : field(root, "tool_choice");
+        if (t && !cJSON_IsArray(t))
+                return BAD(err, "tools", "'tools' must be an array");
+        if (t && cJSON_GetArraySize(t) > LMP_PROTO_TOOLS_MAX)
+                return BAD(err, "tools", "'tools' holds at most %d functions", LMP_PROTO_TOOLS_MAX);
+        if (t && t->child && !(r->tools = cJSON_PrintUnformatted(t)))
+                return -ENOMEM;
+        if (r->tools) {
+                r->tools_len = strlen(r->tools);
+                if (r->tools_len > LMP_PROTO_TOOLS_BYTES_MAX)
+                        return BAD(err, "tools", "'tools' is %zu bytes as JSON, over the limit of %u", r->tools_len,
+                                   LMP_PROTO_TOOLS_BYTES_MAX);
+        }
+        if (!c)
+                return 0;
+        if (cJSON_IsString(c)) {
+                if (!strcmp(c->valuestring, "auto"))
+                        r->tool_choice = LMP_TOOL_CHOICE_AUTO;
+                else if (!strcmp(c->valuestring, "none"))
+                        r->tool_choice = LMP_TOOL_CHOICE_NONE;
+                else if (!strcmp(c->valuestring, "required"))
+                        r->tool_choice = LMP_TOOL_CHOICE_REQUIRED;
+                else
+                        return BAD(err, "tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or a "
+                                   "function");
+                if (!r->tools && r->tool_choice == LMP_TOOL_CHOICE_NONE)
+                        r->tool_choice = LMP_TOOL_CHOICE_AUTO; /* nothing to choose from: as if absent */
+                return 0;
+        }
+        const cJSON *fn = field(c, "function"), *name = field(fn, "name"), *type = field(c, "type");
+        if (!cJSON_IsObject(c) || !cJSON_IsString(type) || strcmp(type->valuestring, "function") ||
+            !cJSON_IsString(name) || !name->valuestring[0] || strlen(name->valuestring) > LMP_PROTO_TOOL_NAME_MAX)
+                return BAD(err, "tool_choice", "'tool_choice' must be \"auto\", \"none\", \"required\" or "
+                           "{\"type\": \"function\", \"function\": {\"name\": ...}}");
+        r->tool_choice = LMP_TOOL_CHOICE_FUNCTION;
+        memcpy(r->tool_name, name->valuestring, strlen(name->valuestring) + 1);
         return 0;
 }
 
@@ -581,7 +641,8 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
                         goto out;
                 }
                 c.req.type = LMP_REQ_CHAT;
-                rc = get_messages(root, ollama, &c.req, err);
+                if ((rc = get_messages(root, ollama, &c.req, err)) == 0)
+                        rc = get_tools(root, ollama, &c.req, err);
                 break;
         case LMP_HTTP_OPENAI_COMPLETION:
                 c.req.type = LMP_REQ_GENERATE;

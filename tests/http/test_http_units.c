@@ -153,8 +153,40 @@ static void test_translate(void) {
         refused(LMP_HTTP_OPENAI_CHAT, "{\"messages\":[]}", 400, "model");
         refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":7,\"messages\":[]}", 400, "model");
         refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[]}", 400, "messages");
-        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":\"x\"}]}", 400,
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"tool\",\"content\":7}]}", 400,
                 "messages");
+        /* tools: OpenAI's calls (arguments a JSON string) and results in
+         * messages, the tools list, tool_choice; Ollama's arguments object */
+        ok(LMP_HTTP_OPENAI_CHAT,
+           "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"w?\"},"
+           "{\"role\":\"assistant\",\"content\":null,\"tool_calls\":[{\"id\":\"abcdefghi\",\"type\":\"function\","
+           "\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"city\\\":\\\"Paris\\\"}\"}}]},"
+           "{\"role\":\"tool\",\"tool_call_id\":\"abcdefghi\",\"content\":\"20C\"}],"
+           "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get\",\"parameters\":{\"type\":\"object\","
+           "\"properties\":{\"city\":{\"type\":\"string\"}}}}}],"
+           "\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":\"get\"}}}",
+           &c);
+        CHECK(c.req.n_messages == 3 && c.req.messages[1].tool_calls && strstr(c.req.messages[1].tool_calls, "Paris") &&
+                      c.req.messages[2].role == LMP_ROLE_TOOL && strcmp(c.req.messages[2].tool_call_id, "abcdefghi") == 0,
+              "tool messages");
+        CHECK(c.req.tools && c.req.tool_choice == LMP_TOOL_CHOICE_FUNCTION && strcmp(c.req.tool_name, "get") == 0,
+              "tools, tool_choice");
+        lmp_http_call_clear(&c);
+        ok(LMP_HTTP_OLLAMA_CHAT,
+           "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":"
+           "{\"name\":\"get\",\"arguments\":{\"city\":\"Paris\"}}}]},{\"role\":\"tool\",\"content\":\"20C\","
+           "\"tool_name\":\"get\"}],\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"get\"}}]}",
+           &c);
+        CHECK(c.req.messages[1].name && strcmp(c.req.messages[1].name, "get") == 0 && c.req.tools, "ollama tools");
+        lmp_http_call_clear(&c);
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":"
+                "[{\"function\":{\"name\":\"f\",\"arguments\":\"not json\"}}]}]}", 400, "messages");
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                "\"tool_choice\":\"required\"}", 400, "tool_choice");
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                "\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"a b\"}}]}", 400, "tools");
+        refused(LMP_HTTP_OPENAI_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                "\"functions\":[]}", 400, "functions");
         refused(LMP_HTTP_OPENAI_CHAT,
                 "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\"}]}]}", 400,
                 "messages");
