@@ -397,8 +397,8 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
 }
 
 /* The grammar of a forced call: one head per function the choice allows,
- * each with its parameters' grammar from the engine's cache (any object
- * when a function has none). The parser checked every schema. */
+ * each with its parameters' grammar from the engine's cache ({} when a
+ * function has none). The parser checked every schema. */
 static int forced_tool_grammar(struct lmp_engine *e, const struct lmp_request *r, struct lmp_tool_grammar **ret,
                                struct lmp_error *err) {
         cJSON *tools = cJSON_Parse(r->tools);
@@ -420,7 +420,9 @@ static int forced_tool_grammar(struct lmp_engine *e, const struct lmp_request *r
                         rc = lmp_error_set(err, -ENOMEM, "out of memory");
                         break;
                 }
-                rc = lmp_json_cache_get(e->json_cache, text ? text : "\"json\"", text ? strlen(text) : 6, &g, err);
+                /* A function without parameters takes none, as OpenAI reads it. */
+                static const char none[] = "{\"type\":\"object\",\"properties\":{},\"additionalProperties\":false}";
+                rc = lmp_json_cache_get(e->json_cache, text ? text : none, text ? strlen(text) : strlen(none), &g, err);
                 free(text);
                 if (rc == 0)
                         rc = lmp_tool_grammar_add(tg, name, g, err);

@@ -39,7 +39,7 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
                                            "parameters": WEATHER}},
          {"type": "function", "function": {"name": "add", "description": "Adds two numbers", "parameters": ADD}},
          {"type": "function", "function": {"name": "now", "description": "The time"}}]
-SCHEMAS = {"get_weather": WEATHER, "add": ADD, "now": {"type": "object"}}
+SCHEMAS = {"get_weather": WEATHER, "add": ADD, "now": {"type": "object", "additionalProperties": False}}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 
