@@ -279,11 +279,12 @@ static int refuse_unsupported(const cJSON *root, bool ollama, struct lmp_http_er
         return 0;
 }
 
-/* tools (both APIs) and OpenAI's tool_choice -> the protocol's fields,
+/* tools and tool_choice (both APIs) -> the protocol's fields,
  * which its parser then checks (check_request): the tools' shape, count,
  * size and depth, and a forced choice's schemas. */
-static int get_tools(const cJSON *root, bool ollama, struct lmp_request *r, struct lmp_http_error *err) {
-        const cJSON *t = field(root, "tools"), *c = ollama ? NULL : field(root, "tool_choice");
+static int get_tools(const cJSON *root, struct lmp_request *r, struct lmp_http_error *err) {
+        /* tool_choice is OpenAI's; on /api/chat it is lmpool's extension */
+        const cJSON *t = field(root, "tools"), *c = field(root, "tool_choice");
         if (t && !cJSON_IsArray(t))
                 return BAD(err, "tools", "'tools' must be an array");
         if (t && cJSON_GetArraySize(t) > LMP_PROTO_TOOLS_MAX)
@@ -642,7 +643,7 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
                 }
                 c.req.type = LMP_REQ_CHAT;
                 if ((rc = get_messages(root, ollama, &c.req, err)) == 0)
-                        rc = get_tools(root, ollama, &c.req, err);
+                        rc = get_tools(root, &c.req, err);
                 break;
         case LMP_HTTP_OPENAI_COMPLETION:
                 c.req.type = LMP_REQ_GENERATE;

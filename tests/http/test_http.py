@@ -310,7 +310,10 @@ class GatewayTest(unittest.TestCase):
         self.check_error(chat, {"model": "tiny", "messages": m, "max_tokens": 0}, 400, param="max_tokens")
         self.check_error(chat, {"model": "tiny", "messages": m, "temperature": "hot"}, 400, param="temperature")
         self.check_error(chat, {"model": "tiny", "messages": m, "stop": ["a"] * 9}, 400, param="stop")
-        self.check_error(chat, {"model": "tiny", "messages": [{"role": "tool", "content": "x"}]}, 400)
+        self.check_error(chat, {"model": "tiny", "messages": [{"role": "tool", "content": 7}]}, 400)
+        # tools need the model's own template; tiny renders with a named family's
+        self.check_error(chat, {"model": "tiny", "messages": m, "tools": [
+            {"type": "function", "function": {"name": "f"}}]}, 400)
         self.check_error(chat, {"model": "tiny", "messages": m, "response_format": {
             "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string", "pattern": "a"}}}},
             400, param="response_format")

@@ -2,7 +2,10 @@
 """The official `openai` and `ollama` npm packages, unchanged, against
 lmpool-http and a real lmpoold: list models, whole and streamed chats and
 completions, usage, errors as the SDKs' own exception classes, an aborted
-stream. Greedy answers are compared with the daemon's own over ZeroMQ.
+stream, and tools: a required call (whole and streamed) whose arguments
+parse and validate, sent back with the tool's result and answered, on a
+fixture model given Qwen 2.5's chat template. Greedy answers are compared
+with the daemon's own over ZeroMQ.
 The packages are installed with npm into this test's temporary directory
 (never into the tree); when npm or its registry cannot be reached the
 test is skipped (exit 77) and says why."""
@@ -30,7 +33,8 @@ const out = {};
 const openai = new OpenAI({ apiKey: key, baseURL: `http://127.0.0.1:${port}/v1`, maxRetries: 0 });
 const msgs = [{ role: 'user', content: 'Say hello' }];
 
-out.models = (await openai.models.list()).data.map((m) => m.id).filter((m) => m !== 'deep');
+const other = (m) => m !== 'deep' && m !== 'toolm';
+out.models = (await openai.models.list()).data.map((m) => m.id).filter(other);
 const whole = await openai.chat.completions.create({ model: 'tiny', messages: msgs, max_tokens: 8, temperature: 0 });
 out.chat = { content: whole.choices[0].message.content, finish: whole.choices[0].finish_reason, usage: whole.usage };
 
@@ -80,8 +84,8 @@ try {
 }
 
 const ollama = new Ollama({ host: `http://127.0.0.1:${port}`, headers: { Authorization: `Bearer ${key}` } });
-out.ollama_list = (await ollama.list()).models.map((m) => m.name).filter((m) => m !== 'deep');
-out.ollama_ps = (await ollama.ps()).models.map((m) => m.name).filter((m) => m !== 'deep');
+out.ollama_list = (await ollama.list()).models.map((m) => m.name).filter(other);
+out.ollama_ps = (await ollama.ps()).models.map((m) => m.name).filter(other);
 out.ollama_show = (await ollama.show({ model: 'tiny' })).details.family;
 const oc = await ollama.chat({ model: 'tiny', messages: msgs, options: { num_predict: 8, temperature: 0 } });
 out.ollama_chat = { content: oc.message.content, done: oc.done, eval_count: oc.eval_count,
@@ -102,8 +106,57 @@ try {
 } catch (e) {
   out.ollama_not_found = { name: e.name, status: e.status_code, error: e.error };
 }
+
+// tools: a required call, its arguments parsed, the result sent back
+const tools = [{ type: 'function', function: { name: 'get_weather', description: 'The weather in a city',
+  parameters: { type: 'object', properties: { city: { type: 'string', minLength: 1, maxLength: 8 },
+                                              unit: { enum: ['celsius', 'fahrenheit'] } },
+                required: ['city', 'unit'], additionalProperties: false } } },
+               { type: 'function', function: { name: 'now', description: 'The time' } }];
+const ask = [{ role: 'user', content: 'What is the weather in Paris?' }];
+const tc = await openai.chat.completions.create({ model: 'toolm', messages: ask, tools, tool_choice: 'required',
+                                                  max_tokens: 300, temperature: 0 });
+const msg = tc.choices[0].message, call = msg.tool_calls[0];
+out.tool_call = { finish: tc.choices[0].finish_reason, n: msg.tool_calls.length, id: call.id, type: call.type,
+                  name: call.function.name, args: JSON.parse(call.function.arguments), content: msg.content };
+let sid = '', sname = '', sargs = '', sfinish = null, stext = '';
+for await (const chunk of await openai.chat.completions.create({ model: 'toolm', messages: ask, tools,
+    tool_choice: { type: 'function', function: { name: 'get_weather' } }, max_tokens: 300, temperature: 0,
+    stream: true })) {
+  const ch = chunk.choices[0];
+  if (!ch) continue;
+  for (const t of ch.delta.tool_calls ?? []) {
+    if (t.id) sid = t.id;
+    sname += t.function?.name ?? '';
+    sargs += t.function?.arguments ?? '';
+  }
+  stext += ch.delta.content ?? '';
+  if (ch.finish_reason) sfinish = ch.finish_reason;
+}
+out.tool_stream = { id: sid, name: sname, args: JSON.parse(sargs), finish: sfinish, text: stext };
+const back = await openai.chat.completions.create({ model: 'toolm', tools, max_tokens: 6, temperature: 0,
+  messages: [...ask, msg, { role: 'tool', tool_call_id: call.id, content: '21 degrees and sunny' }] });
+out.tool_answer = { finish: back.choices[0].finish_reason, content: back.choices[0].message.content,
+                    prompt_tokens: back.usage.prompt_tokens, first_prompt_tokens: tc.usage.prompt_tokens };
+// Ollama: tools (tool_choice is lmpool's extension there), arguments as an object, the result sent back
+const oc2 = await ollama.chat({ model: 'toolm', messages: ask, tools, tool_choice: 'required', stream: false,
+                                options: { num_predict: 300, temperature: 0 } });
+out.ollama_tool = { calls: oc2.message.tool_calls, done_reason: oc2.done_reason };
+const ob = await ollama.chat({ model: 'toolm', tools, stream: false, options: { num_predict: 6, temperature: 0 },
+  messages: [...ask, oc2.message, { role: 'tool', content: '21 degrees', tool_name: 'get_weather' }] });
+out.ollama_tool_answer = { done: ob.done, prompt_eval_count: ob.prompt_eval_count };
 console.log(JSON.stringify(out));
 """
+
+
+WEATHER = {"type": "object", "properties": {"city": {"type": "string", "minLength": 1, "maxLength": 8},
+                                          "unit": {"enum": ["celsius", "fahrenheit"]}},
+           "required": ["city", "unit"], "additionalProperties": False}
+
+
+def weather_ok(args):
+    return (isinstance(args, dict) and set(args) == {"city", "unit"} and isinstance(args["city"], str) and
+            1 <= len(args["city"]) <= 8 and args["unit"] in ("celsius", "fahrenheit"))
 
 
 def skip(why):
@@ -143,7 +196,14 @@ def main():
         for p in ("openai", "ollama"):
             with open(os.path.join(tmp, "node_modules", p, "package.json")) as f:
                 print(f"{p} {json.load(f)['version']}")
-        d = Daemon(deep=True)  # the aborted stream runs on the slower model: surely still running
+        # tools need the model's own template: the fixture model with Qwen 2.5's
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+        from test_daemon import with_chat_template
+        toolm = os.path.join(tmp, "toolm.gguf")
+        with open(os.path.join(harness.FIXTURES, "templates-real", "Qwen-Qwen2.5-7B-Instruct.jinja")) as f:
+            with_chat_template(harness.MODEL, toolm, f.read())
+        # the aborted stream runs on the slower model: surely still running
+        d = Daemon(deep=True, model_extra=f"  - name: toolm\n    path: {toolm}\n    ctx: 2048\n")
         gw = None
         try:
             gw = Gateway(d)
@@ -181,6 +241,24 @@ def main():
                 (out["ollama_generate"]["response"] == gen["text"], "ollama generate"),
                 (isinstance(out["ollama_not_found"], dict) and out["ollama_not_found"]["status"] == 404,
                  "ollama ResponseError 404"),
+                (out["tool_call"]["finish"] == "tool_calls" and out["tool_call"]["n"] == 1 and
+                 out["tool_call"]["type"] == "function" and out["tool_call"]["content"] is None and
+                 len(out["tool_call"]["id"]) == 9, "openai tool call"),
+                (out["tool_call"]["name"] == "now" and out["tool_call"]["args"] == {} or
+                 out["tool_call"]["name"] == "get_weather" and weather_ok(out["tool_call"]["args"]),
+                 "openai tool call arguments validate"),
+                (out["tool_stream"]["finish"] == "tool_calls" and out["tool_stream"]["name"] == "get_weather" and
+                 weather_ok(out["tool_stream"]["args"]) and out["tool_stream"]["text"] == "" and
+                 len(out["tool_stream"]["id"]) == 9, "openai streamed tool call"),
+                (out["tool_answer"]["finish"] in ("stop", "length") and
+                 isinstance(out["tool_answer"]["content"], str) and
+                 out["tool_answer"]["prompt_tokens"] > out["tool_answer"]["first_prompt_tokens"],
+                 "openai tool result answered"),
+                (len(out["ollama_tool"]["calls"]) == 1 and
+                 out["ollama_tool"]["calls"][0]["function"]["name"] in ("get_weather", "now") and
+                 isinstance(out["ollama_tool"]["calls"][0]["function"]["arguments"], dict) and
+                 out["ollama_tool"]["done_reason"] == "stop", "ollama tool call"),
+                (out["ollama_tool_answer"]["done"], "ollama tool result answered"),
             ]
             # the aborted stream was cancelled in the pool
             deadline = time.time() + 30
