@@ -1,7 +1,9 @@
 /* The JSON string escaper (json.h). */
 #include "common/json.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/macros.h"
@@ -78,7 +80,7 @@ size_t lmp_json_value_len(const char *s, size_t n) {
                 return 0;
         if (s[0] != '{' && s[0] != '[' && s[0] != '"') {
                 /* a number or a literal: up to a delimiter */
-                while (i < n && !strchr(",]} \t\r\n:", s[i]))
+                while (i < n && (unsigned char)s[i] > ' ' && !strchr(",]}:", s[i]))
                         i++;
                 return i;
         }
@@ -99,26 +101,55 @@ size_t lmp_json_value_len(const char *s, size_t n) {
 }
 
 size_t lmp_json_minify(char *out, const char *s, size_t n) {
+        const unsigned char *p = (const unsigned char *)s;
         size_t k = 0;
+        bool in_str = false;
         for (size_t i = 0; i < n;) {
-                if (s[i] == '"') {
-                        size_t e = string_end(s, n, i);
-                        if (e > n)
-                                e = n;
-                        memcpy(out + k, s + i, e - i);
-                        k += e - i;
-                        i = e;
+                unsigned char c = p[i];
+                if (!in_str) {
+                        if (c == '"')
+                                in_str = true;
+                        if (c > ' ') /* what cJSON skips as whitespace */
+                                out[k++] = (char)c;
+                        i++;
                         continue;
                 }
-                if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-                        out[k++] = s[i];
-                i++;
+                if (c == '"') {
+                        in_str = false;
+                        out[k++] = '"';
+                        i++;
+                } else if (c == '\\' && i + 1 < n) {
+                        if (p[i + 1] == 'u' && i + 6 <= n && memcmp(p + i + 2, "0000", 4) == 0) {
+                                memcpy(out + k, "\\ufffd", 6); /* C strings cannot carry U+0000 */
+                                k += 6;
+                                i += 6;
+                        } else {
+                                out[k++] = '\\';
+                                out[k++] = (char)p[i + 1];
+                                i += 2;
+                        }
+                } else if (c < 0x20) {
+                        k += (size_t)snprintf(out + k, 7, "\\u%04x", c);
+                        i++;
+                } else {
+                        size_t m = lmp_utf8_char_len(p + i, n - i);
+                        if (m == 0) {
+                                memcpy(out + k, "\xef\xbf\xbd", 3);
+                                k += 3;
+                                i++;
+                        } else {
+                                memcpy(out + k, p + i, m);
+                                k += m;
+                                i += m;
+                        }
+                }
         }
         return k;
 }
 
+/* Whitespace as cJSON skips it: every byte up to the space. */
 static bool is_ws(char c) {
-        return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+        return (unsigned char)c <= ' ';
 }
 
 static size_t skip_ws(const char *s, size_t n, size_t i) {

@@ -27,8 +27,11 @@ size_t lmp_json_escape(char *out, const char *s, size_t n, bool escape_del);
  * long) where a parser would round it. Nesting is counted, not recursed. */
 size_t lmp_json_value_len(const char *s, size_t n);
 
-/* Copies the JSON text s (n bytes) to out (n bytes suffice) without the
- * whitespace outside strings, and returns the length written. */
+/* Copies the JSON text s (n bytes, which a parser has accepted) to out
+ * (6 * n bytes suffice) without the whitespace outside strings, and with
+ * its strings made valid for any reader: control characters escaped,
+ * bytes that are not UTF-8 and \u0000 written as U+FFFD (as
+ * lmp_json_escape() does). Returns the length written. */
 size_t lmp_json_minify(char *out, const char *s, size_t n);
 
 /* The bytes of member key's value in the object text obj (n bytes, which a

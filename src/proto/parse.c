@@ -327,7 +327,8 @@ static int canonical_call(const cJSON *c, size_t i, size_t k, cJSON **ret, struc
                 a = cJSON_CreateObject();
         else if (cJSON_IsObject(args))
                 a = cJSON_Duplicate(args, true);
-        else if (cJSON_IsString(args) && (a = cJSON_Parse(args->valuestring)) && !cJSON_IsObject(a)) {
+        else if (cJSON_IsString(args) && (a = cJSON_ParseWithOpts(args->valuestring, NULL, true)) &&
+                 !cJSON_IsObject(a)) {
                 cJSON_Delete(a);
                 a = NULL;
         }

@@ -119,15 +119,17 @@ static uint64_t splitmix64(uint64_t *x) {
         return z ^ (z >> 31);
 }
 
+/* Whitespace as cJSON skips it around values: every byte up to the space. */
 static size_t skip_ws(const char *s, size_t n, size_t i) {
-        while (i < n && is_ws(s[i]))
+        while (i < n && (unsigned char)s[i] <= ' ')
                 i++;
         return i;
 }
 
-/* Appends the arguments' text without its whitespace. */
+/* Appends the arguments' text without its whitespace, its strings valid
+ * UTF-8 without raw control characters (a model may write anything). */
 static int put_args(struct out *o, const char *s, size_t n) {
-        char *m = malloc(n ? n : 1);
+        char *m = malloc(n ? 6 * n : 1);
         if (!m)
                 return -ENOMEM;
         size_t k = lmp_json_minify(m, s, n);
@@ -160,7 +162,7 @@ static int add_call(struct out *o, const char *obj, size_t n) {
                 at = obj + off;
         } else if (cJSON_IsString(args)) {
                 /* Some models write the arguments as a JSON string. */
-                inner = cJSON_Parse(args->valuestring);
+                inner = cJSON_ParseWithOpts(args->valuestring, NULL, true);
                 bool ok = cJSON_IsObject(inner);
                 cJSON_Delete(inner);
                 if (!ok)
@@ -203,7 +205,7 @@ out:
  * *ret_off and *ret_len its bytes; false when there is none. */
 static bool only_value(const char *s, size_t n, size_t *ret_off, size_t *ret_len) {
         size_t i = skip_ws(s, n, 0), e = n;
-        while (e > i && is_ws(s[e - 1]))
+        while (e > i && (unsigned char)s[e - 1] <= ' ')
                 e--;
         if (i == e || s[i] != '{')
                 return false;

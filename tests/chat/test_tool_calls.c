@@ -148,6 +148,10 @@ static void test_extract(void) {
                   "[{\"id\":\"*\",\"name\":\"g\\\"\",\"arguments\":{\"a\":[1,2]}}]" },
                 { "<tool_call>{\"name\": \"h\", \"arguments\": \"{\\\"n\\\": 10000000000000000000001}\"}</tool_call>",
                   "[{\"id\":\"*\",\"name\":\"h\",\"arguments\":{\"n\":10000000000000000000001}}]" },
+                /* a raw newline and a byte that is not UTF-8 in a string, a
+                 * control byte between values (cJSON skips it) */
+                { "<tool_call>{\"name\": \"c\", \"arguments\": {\"s\": \"a\nb\xff\",\x01\"t\": \"\\u0000\"}}</tool_call>",
+                  "[{\"id\":\"*\",\"name\":\"c\",\"arguments\":{\"s\":\"a\\u000ab\xef\xbf\xbd\",\"t\":\"\\ufffd\"}}]" },
         };
         for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
                 char *calls = NULL, *content = NULL;
