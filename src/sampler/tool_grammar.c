@@ -99,6 +99,8 @@ void lmp_tool_allow_init(struct lmp_tool_allow *a, const struct lmp_json_tokens 
         a->tool = 0;
         a->json.tokens = t;
         a->json.tables_ok = false;
+        if (tg->n) /* defined before a check copies it; the head's end sets it again */
+                lmp_json_state_init(&a->json.state, tg->args[0]);
 }
 
 /* The position of the call: what feed() moves. The document itself is
