@@ -18,11 +18,8 @@ import sys
 import tempfile
 import unittest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "client"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import test_daemon as td  # noqa: E402
-from test_json_output import validate  # noqa: E402
 
 SEEDS = int(os.environ.get("LMPOOL_TOOL_SEEDS", "120"))
 TEMPLATES = os.path.join(td.FIXTURES, "templates-real")
@@ -41,6 +38,44 @@ TOOLS = [{"type": "function", "function": {"name": "get_weather", "description":
          {"type": "function", "function": {"name": "now", "description": "The time"}}]
 SCHEMAS = {"get_weather": WEATHER, "add": ADD, "now": {"type": "object", "additionalProperties": False}}
 ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+
+def validate(v, s, path="$"):
+    """None when v is valid for the schema s (the subset used here), else
+    what is wrong."""
+    kinds = {"object": dict, "array": list, "string": str, "boolean": bool}
+    if "enum" in s and v not in s["enum"]:
+        return f"{path}: {v!r} not in the enum"
+    t = s.get("type")
+    if t in kinds and not isinstance(v, kinds[t]):
+        return f"{path}: {v!r} is not {t}"
+    if t == "integer" and (not isinstance(v, int) or isinstance(v, bool)):
+        return f"{path}: {v!r} is not an integer"
+    if t == "number" and (not isinstance(v, (int, float)) or isinstance(v, bool)):
+        return f"{path}: {v!r} is not a number"
+    if isinstance(v, str) and not s.get("minLength", 0) <= len(v) <= s.get("maxLength", len(v)):
+        return f"{path}: {len(v)} characters"
+    if isinstance(v, list):
+        if len(v) > s.get("maxItems", len(v)):
+            return f"{path}: {len(v)} items"
+        for i, x in enumerate(v):
+            e = validate(x, s.get("items", {}), f"{path}[{i}]")
+            if e:
+                return e
+    if isinstance(v, dict):
+        props = s.get("properties", {})
+        for r in s.get("required", []):
+            if r not in v:
+                return f"{path}: {r!r} missing"
+        for k, x in v.items():
+            if k not in props:
+                if s.get("additionalProperties") is False:
+                    return f"{path}: {k!r} is not a property"
+                continue
+            e = validate(x, props[k], f"{path}.{k}")
+            if e:
+                return e
+    return None
 
 
 def chat(d, rid, **kw):
