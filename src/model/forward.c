@@ -86,8 +86,11 @@ struct lmp_ctx {
         uint32_t q_dim, kv_dim;
 
         size_t cache_bytes;     /* of each of k_cache and v_cache */
-        float *k_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
-        float *v_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
+        float *k_cache;         /* (n_seq, seq_rows, kv_dim) */
+        float *v_cache;         /* (n_seq, seq_rows, kv_dim) */
+        size_t seq_rows;        /* cache rows of one sequence, all layers */
+        size_t *layer_row;      /* (n_layer) first row of each layer in a sequence's */
+        uint32_t ring;          /* windowed layers: rows of their ring, 0: n_ctx rows */
         uint32_t *seq_len;      /* (n_seq) */
         int32_t *seq_last;      /* (n_seq) last position seen in the batch being checked */
 
@@ -110,10 +113,47 @@ struct lmp_ctx {
         float *scores;          /* (n_threads, ATT_TILE, n_ctx) */
 };
 
+/* The KV cache of a global layer holds every position of a sequence, at
+ * row pos. A windowed layer (n_swa > 0) only ever looks n_swa - 1
+ * positions back, so unless that is most of the context it keeps a ring of
+ * `ring` rows: position pos at row pos % ring, and the first RING_MIRROR
+ * rows copied again after the ring so that every span attention reads (at
+ * most n_swa + ATT_TILE - 1 positions) is contiguous in memory. A batch
+ * writes up to n_batch positions of a sequence before it attends, and its
+ * first row looks n_swa - 1 back, so ring = n_swa + n_batch rows never
+ * overwrite a position that the batch still reads. */
+#define RING_MIRROR(n_swa) ((size_t)(n_swa) + ATT_TILE)
+
+static inline bool layer_ring(const struct lmp_ctx *c, uint32_t layer) {
+        return c->ring && c->m->layers[layer].n_swa;
+}
+
 static inline float *cache_at(const struct lmp_ctx *c, float *base, int32_t seq,
                               uint32_t layer, int32_t pos) {
-        size_t i = ((size_t)seq * c->m->hp.n_layer + layer) * c->n_ctx + (size_t)pos;
-        return base + i * c->kv_dim;
+        size_t row = layer_ring(c, layer) ? (size_t)pos % c->ring : (size_t)pos;
+        return base + ((size_t)seq * c->seq_rows + c->layer_row[layer] + row) * c->kv_dim;
+}
+
+/* Stores one position's k and v in a layer's cache (and in the ring's
+ * mirror rows). */
+static void cache_store(struct lmp_ctx *c, int32_t seq, uint32_t layer, int32_t pos, const float *k,
+                        const float *v) {
+        size_t bytes = c->kv_dim * sizeof(float);
+        memcpy(cache_at(c, c->k_cache, seq, layer, pos), k, bytes);
+        memcpy(cache_at(c, c->v_cache, seq, layer, pos), v, bytes);
+        if (layer_ring(c, layer) && (size_t)pos % c->ring < RING_MIRROR(c->m->hp.n_swa)) {
+                memcpy(cache_at(c, c->k_cache, seq, layer, pos) + (size_t)c->ring * c->kv_dim, k, bytes);
+                memcpy(cache_at(c, c->v_cache, seq, layer, pos) + (size_t)c->ring * c->kv_dim, v, bytes);
+        }
+}
+
+/* Whether a sequence holding len positions can go on from pos <= len:
+ * the windowed layers' rings must still hold the n_swa - 1 positions
+ * before it (they hold the last `ring`). */
+static bool can_resume(const struct lmp_ctx *c, uint32_t len, uint32_t pos) {
+        if (!c->ring || pos == 0 || pos >= len)
+                return true;
+        return (uint64_t)pos + c->ring >= (uint64_t)len + c->m->hp.n_swa - 1;
 }
 
 /* ------------------------------------------------------- context setup */
@@ -125,6 +165,7 @@ void lmp_ctx_free(struct lmp_ctx *c) {
                 munmap(c->k_cache, c->cache_bytes);
         if (c->v_cache)
                 munmap(c->v_cache, c->cache_bytes);
+        free(c->layer_row);
         free(c->seq_len);
         free(c->seq_last);
         free(c->x);
@@ -202,10 +243,20 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->kv_dim = hp->n_head_kv * hp->head_dim;
 
         bool enc = m->arch->encoder;
-        if (!enc) {
-                size_t cache_rows = (size_t)n_seq * hp->n_layer * n_ctx;
-                c->k_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
-                c->v_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+        c->layer_row = alloc_array(hp->n_layer, 1, sizeof(size_t));
+        if (!enc && c->layer_row) {
+                if (hp->n_swa && !(p && p->swa_full) &&
+                    (uint64_t)hp->n_swa + n_batch + RING_MIRROR(hp->n_swa) < n_ctx)
+                        c->ring = hp->n_swa + n_batch;
+                for (uint32_t l = 0; l < hp->n_layer; l++) {
+                        c->layer_row[l] = c->seq_rows;
+                        c->seq_rows += layer_ring(c, l) ? c->ring + RING_MIRROR(hp->n_swa) : n_ctx;
+                }
+                size_t cache_rows;
+                if (!lmp_mul_overflow((size_t)n_seq, c->seq_rows, &cache_rows)) {
+                        c->k_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+                        c->v_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+                }
         }
         c->seq_len = alloc_array(n_seq, 1, sizeof(uint32_t));
         c->seq_last = alloc_array(n_seq, 1, sizeof(int32_t));
@@ -228,7 +279,7 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
-        bool ok = (enc || (c->k_cache && c->v_cache)) && c->seq_len && c->seq_last && c->x && c->xb &&
+        bool ok = c->layer_row && (enc || (c->k_cache && c->v_cache)) && c->seq_len && c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   (!hp->n_swa || c->rope_swa) &&
                   c->tasks && c->scores;
@@ -268,8 +319,12 @@ int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos) {
         if (seq < 0 || (uint32_t)seq >= c->n_seq)
                 return -EINVAL;
         if (pos < c->seq_len[seq])
-                c->seq_len[seq] = pos;
-        return 0;
+                c->seq_len[seq] = can_resume(c, c->seq_len[seq], pos) ? pos : 0;
+        return (int)c->seq_len[seq];
+}
+
+uint32_t lmp_ctx_kv_rows(const struct lmp_ctx *c) {
+        return (uint32_t)c->seq_rows;
 }
 
 /* ------------------------------------------------------ matrix products */
@@ -728,6 +783,12 @@ static int check_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, u
                                              "batch entry %u: sequence %d position %d does not follow %d",
                                              e, b->seq, b->pos,
                                              last < 0 ? (int)c->seq_len[b->seq] - 1 : last);
+                if (last < 0 && !can_resume(c, c->seq_len[b->seq], (uint32_t)b->pos))
+                        return lmp_error_set(err, -EINVAL,
+                                             "batch entry %u: sequence %d cannot go on from position %d: "
+                                             "its windowed layers hold only the last %u of %u positions "
+                                             "(truncate it to 0)", e, b->seq, b->pos, c->ring,
+                                             c->seq_len[b->seq]);
                 c->seq_last[b->seq] = b->pos;
                 if (b->logits && !ret_logits)
                         return lmp_error_set(err, -EINVAL, "batch entry %u wants logits but there is no buffer", e);
@@ -820,12 +881,9 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 const float *rope = L->n_swa ? c->rope_swa : c->rope;
                 rope_apply(c, rope, c->q, n, hp->n_head, c->q_dim);
                 rope_apply(c, rope, c->k, n, hp->n_head_kv, c->kv_dim);
-                for (uint32_t e = 0; e < n; e++) {
-                        memcpy(cache_at(c, c->k_cache, batch[e].seq, l, batch[e].pos),
-                               c->k + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
-                        memcpy(cache_at(c, c->v_cache, batch[e].seq, l, batch[e].pos),
-                               c->v + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
-                }
+                for (uint32_t e = 0; e < n; e++)
+                        cache_store(c, batch[e].seq, l, batch[e].pos, c->k + (size_t)e * c->kv_dim,
+                                    c->v + (size_t)e * c->kv_dim);
                 struct att_job aj = { .c = c, .layer = l, .scale = hp->att_scale, .causal = true,
                                       .n_swa = L->n_swa };
                 lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */

@@ -321,6 +321,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 lmp_job_free(job);
                 return 0;
         }
+        common = (uint32_t)r;   /* 0 when a windowed layer's ring has moved past it */
         struct lmp_json_grammar *grammar = NULL;
         if (job->req.format) {
                 /* The parser checked the schema; what fails here is memory
