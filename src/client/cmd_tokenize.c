@@ -71,32 +71,17 @@ static void usage_tokenize(FILE *f) {
 
 int lmp_cmd_tokenize(int argc, char **argv) {
         const char *path = NULL, *text = NULL;
-        bool add_special = true;
-        enum { O_NO_SPECIAL = 256, O_TEXT };
-        static const struct option opts[] = {
-                { "no-special", no_argument, NULL, O_NO_SPECIAL },
-                { "text", required_argument, NULL, O_TEXT },
-                { "help", no_argument, NULL, 'h' },
+        bool no_special = false;
+        const struct lmp_opt opts[] = {
+                { "no-special", 0, LMP_OPT_FLAG, &no_special },
+                { "text", 0, LMP_OPT_STRING, &text },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool tokenize", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage_tokenize(stdout);
-                        return 0;
-                case O_NO_SPECIAL:
-                        add_special = false;
-                        break;
-                case O_TEXT:
-                        text = optarg;
-                        break;
-                default:
-                        return 2;
-                }
-        }
+        int parsed = lmp_args_parse(&a, "lmpool tokenize", argc, argv, opts, usage_tokenize);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (lmp_args_operand(&a, &path) != 0)
                 return 2;
         if (!path) {
@@ -123,10 +108,10 @@ int lmp_cmd_tokenize(int argc, char **argv) {
 
         size_t n = 0;
         int32_t *ids = NULL;
-        int r = lmp_tokenize(v, text, len, add_special, true, NULL, 0, &n);
+        int r = lmp_tokenize(v, text, len, !no_special, true, NULL, 0, &n);
         if (r == -ENOSPC) {
                 ids = malloc(n * sizeof(*ids));
-                r = ids ? lmp_tokenize(v, text, len, add_special, true, ids, n, &n) : -ENOMEM;
+                r = ids ? lmp_tokenize(v, text, len, !no_special, true, ids, n, &n) : -ENOMEM;
         }
         if (r < 0) {
                 fprintf(stderr, "lmpool tokenize: %s\n", strerror(-r));
@@ -187,31 +172,19 @@ static int parse_ids(const char *s, const struct lmp_vocab *v, int32_t **ret, si
 int lmp_cmd_detokenize(int argc, char **argv) {
         const char *path = NULL, *idstr = NULL;
         unsigned flags = LMP_DETOK_STRIP_PREFIX;
-        enum { O_SPECIAL = 256, O_IDS };
-        static const struct option opts[] = {
-                { "special", no_argument, NULL, O_SPECIAL },
-                { "ids", required_argument, NULL, O_IDS },
-                { "help", no_argument, NULL, 'h' },
+        bool special = false;
+        const struct lmp_opt opts[] = {
+                { "special", 0, LMP_OPT_FLAG, &special },
+                { "ids", 0, LMP_OPT_STRING, &idstr },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool detokenize", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage_detokenize(stdout);
-                        return 0;
-                case O_SPECIAL:
-                        flags |= LMP_DETOK_SPECIAL;
-                        break;
-                case O_IDS:
-                        idstr = optarg;
-                        break;
-                default:
-                        return 2;
-                }
-        }
+        int parsed = lmp_args_parse(&a, "lmpool detokenize", argc, argv, opts, usage_detokenize);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
+        if (special)
+                flags |= LMP_DETOK_SPECIAL;
         if (lmp_args_operand(&a, &path) != 0)
                 return 2;
         if (!path || !idstr) {
