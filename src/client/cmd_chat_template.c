@@ -141,12 +141,9 @@ int lmp_cmd_chat_template(int argc, char **argv) {
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int parsed = lmp_args_parse(&a, "lmpool chat-template", argc, argv, opts, usage);
+        int parsed = lmp_args_parse_operand("lmpool chat-template", argc, argv, opts, usage, &model);
         if (parsed != LMP_ARGS_GO)
                 return parsed;
-        if (lmp_args_operand(&a, &model) != 0)
-                return 2;
         if (!msgs_path || (!model && !tpl_path && !family_name) || (model && tpl_path)) {
                 usage(stderr);
                 return 2;

@@ -213,14 +213,11 @@ int lmp_cmd_embed(int argc, char **argv) {
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
 
-        rc = lmp_args_parse(&a, "lmpool embed", argc, argv, opts, usage);
+        rc = lmp_args_parse_operand("lmpool embed", argc, argv, opts, usage, &path);
         if (rc != LMP_ARGS_GO)
                 goto out;
         rc = 2;
-        if (lmp_args_operand(&a, &path) != 0)
-                goto out;
         if (!path == !model) {
                 fprintf(stderr, "lmpool embed: give either a model file or --model NAME\n");
                 usage(stderr);

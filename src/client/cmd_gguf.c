@@ -238,12 +238,9 @@ int lmp_cmd_gguf(int argc, char **argv) {
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int parsed = lmp_args_parse(&a, "lmpool gguf", argc, argv, opts, usage);
+        int parsed = lmp_args_parse_operand("lmpool gguf", argc, argv, opts, usage, &path);
         if (parsed != LMP_ARGS_GO)
                 return parsed;
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
         if (!path) {
                 usage(stderr);
                 return 2;

@@ -78,12 +78,9 @@ int lmp_cmd_tokenize(int argc, char **argv) {
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int parsed = lmp_args_parse(&a, "lmpool tokenize", argc, argv, opts, usage_tokenize);
+        int parsed = lmp_args_parse_operand("lmpool tokenize", argc, argv, opts, usage_tokenize, &path);
         if (parsed != LMP_ARGS_GO)
                 return parsed;
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
         if (!path) {
                 usage_tokenize(stderr);
                 return 2;
@@ -179,14 +176,11 @@ int lmp_cmd_detokenize(int argc, char **argv) {
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int parsed = lmp_args_parse(&a, "lmpool detokenize", argc, argv, opts, usage_detokenize);
+        int parsed = lmp_args_parse_operand("lmpool detokenize", argc, argv, opts, usage_detokenize, &path);
         if (parsed != LMP_ARGS_GO)
                 return parsed;
         if (special)
                 flags |= LMP_DETOK_SPECIAL;
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
         if (!path || !idstr) {
                 usage_detokenize(stderr);
                 return 2;

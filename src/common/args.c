@@ -268,3 +268,14 @@ int lmp_args_parse(struct lmp_args *a, const char *prog, int argc, char **argv, 
         }
         return LMP_ARGS_GO;
 }
+
+int lmp_args_parse_operand(const char *prog, int argc, char **argv, const struct lmp_opt *opts,
+                           void (*usage)(FILE *f), const char **ret) {
+        struct lmp_args a;
+        int r = lmp_args_parse(&a, prog, argc, argv, opts, usage);
+        if (r != LMP_ARGS_GO)
+                return r;
+        if (lmp_args_operand(&a, ret) != 0)
+                return LMP_EXIT_USAGE;
+        return LMP_ARGS_GO;
+}

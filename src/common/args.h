@@ -116,3 +116,8 @@ struct lmp_opt {
  * option's call returned. */
 int lmp_args_parse(struct lmp_args *a, const char *prog, int argc, char **argv, const struct lmp_opt *opts,
                    void (*usage)(FILE *f));
+
+/* lmp_args_parse() for a command of at most one operand, which *ret gets
+ * (NULL when there is none); a second one is a mistake. */
+int lmp_args_parse_operand(const char *prog, int argc, char **argv, const struct lmp_opt *opts,
+                           void (*usage)(FILE *f), const char **ret);
