@@ -37,6 +37,7 @@
 #include "client/commands.h"
 #include "common/args.h"
 #include "common/clock.h"
+#include "common/grow.h"
 
 #define MAX_USERS 256
 #define MAX_MESSAGES 10000
@@ -191,16 +192,8 @@ static void history_push(struct user *u, char *msg) {
 }
 
 static int answer_append(struct user *u, const char *text, size_t len) {
-        if (u->answer_len + len + 1 > u->answer_cap) {
-                size_t cap = u->answer_cap ? u->answer_cap : 1024;
-                while (cap < u->answer_len + len + 1)
-                        cap *= 2;
-                char *p = realloc(u->answer, cap);
-                if (!p)
-                        return -ENOMEM;
-                u->answer = p;
-                u->answer_cap = cap;
-        }
+        if (lmp_grow(&u->answer, &u->answer_cap, u->answer_len + len + 1, 1, 1024) < 0)
+                return -ENOMEM;
         memcpy(u->answer + u->answer_len, text, len);
         u->answer_len += len;
         u->answer[u->answer_len] = '\0';

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/macros.h"
+
 #define LMP_PROTO_VERSION 1
 #define LMP_PROTO_FRAME_MAX (1u << 20)       /* bytes in one client frame */
 #define LMP_PROTO_EVENT_MAX (64u << 20)      /* bytes in one event the client accepts */
@@ -180,6 +182,10 @@ struct lmp_proto_buf {
 void lmp_proto_buf_free(struct lmp_proto_buf *b);
 /* Appends n bytes as they are; 0 or -ENOMEM. */
 int lmp_proto_buf_append(struct lmp_proto_buf *b, const void *s, size_t n);
+/* Appends the string s; 0 or -ENOMEM. */
+int lmp_proto_buf_puts(struct lmp_proto_buf *b, const char *s);
+/* Appends what printf() would print, however long; 0, -ENOMEM or -EINVAL. */
+int lmp_proto_buf_printf(struct lmp_proto_buf *b, const char *fmt, ...) LMP_PRINTF(2, 3);
 
 /* Appends s (n bytes, any bytes) as a JSON string with its quotes: escapes
  * what JSON needs, replaces each invalid UTF-8 sequence (and NUL) with
