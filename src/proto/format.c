@@ -414,6 +414,22 @@ static int format_embed_request(struct lmp_proto_buf *b, const struct lmp_reques
         return lmp_proto_buf_puts(b, "}");
 }
 
+/* A sampling field, "key":value, when the request set it. */
+static int put_set_i64(struct lmp_proto_buf *b, const struct lmp_sampling *s, uint32_t bit, const char *k, int64_t v) {
+        int rc = 0;
+        if ((s->set & bit) && (rc = key(b, k)) == 0)
+                rc = put_i64(b, v);
+        return rc;
+}
+
+static int put_set_double(struct lmp_proto_buf *b, const struct lmp_sampling *s, uint32_t bit, const char *k,
+                          double v) {
+        int rc = 0;
+        if ((s->set & bit) && (rc = key(b, k)) == 0)
+                rc = put_double(b, v);
+        return rc;
+}
+
 int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *r) {
         const struct lmp_sampling *s = &r->sampling;
         const char *type = lmp_request_type_name(r->type);
@@ -451,38 +467,14 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                 }
                 TRY(lmp_proto_buf_puts(b, "]"));
         }
-        if (s->set & LMP_SET_MAX_TOKENS) {
-                TRY(key(b, "max_tokens"));
-                TRY(put_i64(b, s->max_tokens));
-        }
-        if (s->set & LMP_SET_TEMPERATURE) {
-                TRY(key(b, "temperature"));
-                TRY(put_double(b, s->temperature));
-        }
-        if (s->set & LMP_SET_TOP_K) {
-                TRY(key(b, "top_k"));
-                TRY(put_i64(b, s->top_k));
-        }
-        if (s->set & LMP_SET_TOP_P) {
-                TRY(key(b, "top_p"));
-                TRY(put_double(b, s->top_p));
-        }
-        if (s->set & LMP_SET_MIN_P) {
-                TRY(key(b, "min_p"));
-                TRY(put_double(b, s->min_p));
-        }
-        if (s->set & LMP_SET_REPEAT_PENALTY) {
-                TRY(key(b, "repeat_penalty"));
-                TRY(put_double(b, s->repeat_penalty));
-        }
-        if (s->set & LMP_SET_PRESENCE_PENALTY) {
-                TRY(key(b, "presence_penalty"));
-                TRY(put_double(b, s->presence_penalty));
-        }
-        if (s->set & LMP_SET_FREQUENCY_PENALTY) {
-                TRY(key(b, "frequency_penalty"));
-                TRY(put_double(b, s->frequency_penalty));
-        }
+        TRY(put_set_i64(b, s, LMP_SET_MAX_TOKENS, "max_tokens", s->max_tokens));
+        TRY(put_set_double(b, s, LMP_SET_TEMPERATURE, "temperature", s->temperature));
+        TRY(put_set_i64(b, s, LMP_SET_TOP_K, "top_k", s->top_k));
+        TRY(put_set_double(b, s, LMP_SET_TOP_P, "top_p", s->top_p));
+        TRY(put_set_double(b, s, LMP_SET_MIN_P, "min_p", s->min_p));
+        TRY(put_set_double(b, s, LMP_SET_REPEAT_PENALTY, "repeat_penalty", s->repeat_penalty));
+        TRY(put_set_double(b, s, LMP_SET_PRESENCE_PENALTY, "presence_penalty", s->presence_penalty));
+        TRY(put_set_double(b, s, LMP_SET_FREQUENCY_PENALTY, "frequency_penalty", s->frequency_penalty));
         if (s->set & LMP_SET_SEED) {
                 TRY(key(b, "seed"));
                 TRY(lmp_proto_buf_printf(b, "%" PRIu64, s->seed));
