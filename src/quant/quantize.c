@@ -47,11 +47,11 @@ static int trunc_clamp(float v, int lo, int hi) {
 
 /* ------------------------------------------------------------ legacy types */
 
-/* The value of largest magnitude in a block, with its sign (the first of
- * equal magnitudes). */
-static float signed_max(const float *x) {
+/* The value of largest magnitude, with its sign (the first of equal
+ * magnitudes). */
+static float signed_max(const float *x, int n) {
         float amax = 0.0f, max = 0.0f;
-        for (int j = 0; j < QK; j++) {
+        for (int j = 0; j < n; j++) {
                 if (amax < fabsf(x[j])) {
                         amax = fabsf(x[j]);
                         max = x[j];
@@ -90,7 +90,7 @@ static void quantize_q4_0(const float *x, void *vy, int64_t nb) {
         struct lmp_block_q4_0 *y = vy;
         int q[QK];
         for (int64_t i = 0; i < nb; i++, x += QK, y++) {
-                const float d = signed_max(x) / -8;
+                const float d = signed_max(x, QK) / -8;
                 const float id = d ? 1.0f / d : 0.0f;
                 y->d = lmp_f32_to_fp16(d);
                 for (int j = 0; j < QK; j++)
@@ -122,7 +122,7 @@ static void quantize_q5_0(const float *x, void *vy, int64_t nb) {
         struct lmp_block_q5_0 *y = vy;
         int q[QK];
         for (int64_t i = 0; i < nb; i++, x += QK, y++) {
-                const float d = signed_max(x) / -16;
+                const float d = signed_max(x, QK) / -16;
                 const float id = d ? 1.0f / d : 0.0f;
                 y->d = lmp_f32_to_fp16(d);
                 for (int j = 0; j < QK; j++)
@@ -171,15 +171,8 @@ static void quantize_q8_0(const float *x, void *vy, int64_t nb) {
  * rmse_type 1 weights each value by x^2 and tries 18 scales around
  * -nmax/max, keeping the least-squares optimal one. Returns the scale. */
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type) {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++) {
-                float ax = fabsf(x[i]);
-                if (ax > amax) {
-                        amax = ax;
-                        max = x[i];
-                }
-        }
-        if (amax < GROUP_MAX_EPS) {
+        const float max = signed_max(x, n);
+        if (fabsf(max) < GROUP_MAX_EPS) {
                 memset(L, 0, (size_t)n);
                 return 0.f;
         }
@@ -229,15 +222,8 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
 /* Symmetric 3-bit quantization (L in [0, 2*nmax)), refined by moving single
  * values while the x^2-weighted fit improves (at most 5 passes). */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++) {
-                float ax = fabsf(x[i]);
-                if (ax > amax) {
-                        amax = ax;
-                        max = x[i];
-                }
-        }
-        if (amax < GROUP_MAX_EPS) {
+        const float max = signed_max(x, n);
+        if (fabsf(max) < GROUP_MAX_EPS) {
                 memset(L, 0, (size_t)n);
                 return 0.f;
         }
