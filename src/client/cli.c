@@ -14,6 +14,7 @@
 #include "client/cli.h"
 #include "common/args.h"
 #include "common/curvekey.h"
+#include "common/grow.h"
 
 #define CONNECT_GRACE_MS 2000
 
@@ -266,20 +267,13 @@ int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const
         return cli_exit_status(LMP_CLIENT_INTERNAL);
 }
 
-char *cli_read_stdin(void) {
-        size_t len = 0, cap = 4096;
-        char *buf = malloc(cap);
-        if (!buf)
-                return NULL;
+char *cli_read_stdin(size_t *ret_len) {
+        size_t len = 0, cap = 0;
+        char *buf = NULL;
         for (;;) {
-                if (cap - len < 4096) {
-                        char *p = realloc(buf, cap * 2);
-                        if (!p) {
-                                free(buf);
-                                return NULL;
-                        }
-                        buf = p;
-                        cap *= 2;
+                if (lmp_grow(&buf, &cap, len + 4096, 1, 4096) < 0) {
+                        free(buf);
+                        return NULL;
                 }
                 size_t n = fread(buf + len, 1, cap - len - 1, stdin);
                 len += n;
@@ -291,6 +285,8 @@ char *cli_read_stdin(void) {
                 return NULL;
         }
         buf[len] = '\0';
+        if (ret_len)
+                *ret_len = len;
         return buf;
 }
 

@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/cli.h"
 #include "client/commands.h"
 #include "common/args.h"
+#include "common/grow.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -34,32 +36,6 @@ static int open_vocab(const char *cmd, const char *path, struct lmp_vocab **ret)
                 return -1;
         }
         return 0;
-}
-
-static char *read_stdin(size_t *ret_len) {
-        size_t cap = 1 << 16, n = 0;
-        char *buf = malloc(cap);
-        while (buf) {
-                size_t k = fread(buf + n, 1, cap - n, stdin);
-                n += k;
-                if (k == 0)
-                        break;
-                if (n == cap) {
-                        char *b = realloc(buf, cap * 2);
-                        if (!b) {
-                                free(buf);
-                                return NULL;
-                        }
-                        buf = b;
-                        cap *= 2;
-                }
-        }
-        if (buf && ferror(stdin)) {
-                free(buf);
-                return NULL;
-        }
-        *ret_len = n;
-        return buf;
 }
 
 static void usage_tokenize(FILE *f) {
@@ -94,7 +70,7 @@ int lmp_cmd_tokenize(int argc, char **argv) {
         if (text) {
                 len = strlen(text);
         } else {
-                owned = read_stdin(&len);
+                owned = cli_read_stdin(&len);
                 if (!owned) {
                         fprintf(stderr, "lmpool tokenize: reading stdin: %s\n", strerror(errno ? errno : ENOMEM));
                         lmp_vocab_free(v);
@@ -131,10 +107,8 @@ static void usage_detokenize(FILE *f) {
 
 /* Parses "1 2 3", "1,2,3" or "[1, 2, 3]". */
 static int parse_ids(const char *s, const struct lmp_vocab *v, int32_t **ret, size_t *ret_n) {
-        size_t n = 0, cap = 16;
-        int32_t *ids = malloc(cap * sizeof(*ids));
-        if (!ids)
-                return -ENOMEM;
+        size_t n = 0, cap = 0;
+        int32_t *ids = NULL;
         for (const char *p = s; *p;) {
                 if (strchr(" \t\n,[]", *p)) {
                         p++;
@@ -149,14 +123,9 @@ static int parse_ids(const char *s, const struct lmp_vocab *v, int32_t **ret, si
                         free(ids);
                         return -EINVAL;
                 }
-                if (n == cap) {
-                        int32_t *b = realloc(ids, cap * 2 * sizeof(*ids));
-                        if (!b) {
-                                free(ids);
-                                return -ENOMEM;
-                        }
-                        ids = b;
-                        cap *= 2;
+                if (lmp_grow(&ids, &cap, n + 1, sizeof(*ids), 16) < 0) {
+                        free(ids);
+                        return -ENOMEM;
                 }
                 ids[n++] = (int32_t)x;
                 p = end;

@@ -48,6 +48,7 @@
 #include "router/router.h"
 
 #include "common/clock.h"
+#include "common/grow.h"
 #include "common/zparts.h"
 #include "common/log.h"
 #include "common/procmem.h"
@@ -1516,17 +1517,10 @@ static void identity_of(zmq_msg_t *msg, bool ipc, char *buf, size_t size) {
 static struct lmp_conn *conn_at(struct lmp_router *rt, int fd) {
         if (fd < 0)
                 return NULL;
-        if ((size_t)fd >= rt->n_conns_cap) {
-                size_t cap = rt->n_conns_cap ? rt->n_conns_cap : 256;
-                while (cap <= (size_t)fd)
-                        cap *= 2;
-                struct lmp_conn *c = realloc(rt->conns, cap * sizeof(*c));
-                if (!c)
-                        return NULL;
-                memset(c + rt->n_conns_cap, 0, (cap - rt->n_conns_cap) * sizeof(*c));
-                rt->conns = c;
-                rt->n_conns_cap = cap;
-        }
+        size_t old = rt->n_conns_cap;
+        if (lmp_grow(&rt->conns, &rt->n_conns_cap, (size_t)fd + 1, sizeof(*rt->conns), 256) < 0)
+                return NULL;
+        memset(rt->conns + old, 0, (rt->n_conns_cap - old) * sizeof(*rt->conns));
         return &rt->conns[fd];
 }
 

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/json.h"
 
 const struct lmp_jinja_limits lmp_jinja_default_limits = {
@@ -1738,16 +1739,8 @@ static struct val lookup(struct scope *sc, const char *name) {
 static void out_add(struct ctx *c, const char *p, size_t n) {
         if (c->outlen + n > c->lim.max_output)
                 fail(c, -E2BIG, "the rendered text is longer than %zu bytes", c->lim.max_output);
-        if (c->outlen + n + 1 > c->outcap) {
-                size_t cap = c->outcap ? c->outcap : 4096;
-                while (cap < c->outlen + n + 1)
-                        cap *= 2;
-                char *p2 = realloc(c->out, cap);
-                if (!p2)
-                        fail(c, -ENOMEM, "out of memory");
-                c->out = p2;
-                c->outcap = cap;
-        }
+        if (lmp_grow(&c->out, &c->outcap, c->outlen + n + 1, 1, 4096) < 0)
+                fail(c, -ENOMEM, "out of memory");
         memcpy(c->out + c->outlen, p, n);
         c->outlen += n;
         c->out[c->outlen] = '\0';
