@@ -729,39 +729,23 @@ static int find_model(struct lmp_router *rt, const char *name) {
 static void apply_defaults(const struct lmp_model_config *mc, struct lmp_request *req) {
         struct lmp_sampling *s = &req->sampling;
         const struct lmp_sampling_defaults *def = &mc->defaults;
-        if (!(s->set & LMP_SET_MAX_TOKENS)) {
-                s->max_tokens = def->max_tokens;
-                s->set |= LMP_SET_MAX_TOKENS;
-        }
-        if (!(s->set & LMP_SET_TEMPERATURE)) {
-                s->temperature = def->temperature;
-                s->set |= LMP_SET_TEMPERATURE;
-        }
-        if (!(s->set & LMP_SET_TOP_K)) {
-                s->top_k = def->top_k;
-                s->set |= LMP_SET_TOP_K;
-        }
-        if (!(s->set & LMP_SET_TOP_P)) {
-                s->top_p = def->top_p;
-                s->set |= LMP_SET_TOP_P;
-        }
-        if (!(s->set & LMP_SET_MIN_P)) {
-                s->min_p = def->min_p;
-                s->set |= LMP_SET_MIN_P;
-        }
-        if (!(s->set & LMP_SET_REPEAT_PENALTY)) {
-                s->repeat_penalty = def->repeat_penalty;
-                s->set |= LMP_SET_REPEAT_PENALTY;
-        }
-        if (!(s->set & LMP_SET_PRESENCE_PENALTY)) {
-                s->presence_penalty = def->presence_penalty;
-                s->set |= LMP_SET_PRESENCE_PENALTY;
-        }
-        if (!(s->set & LMP_SET_FREQUENCY_PENALTY)) {
-                s->frequency_penalty = def->frequency_penalty;
-                s->set |= LMP_SET_FREQUENCY_PENALTY;
-        }
-        if (!(s->set & LMP_SET_SEED) && def->seed >= 0) {
+#define DEFAULT(bit, field)                     \
+        do {                                    \
+                if (!(s->set & (bit))) {        \
+                        s->field = def->field;  \
+                        s->set |= (bit);        \
+                }                               \
+        } while (0)
+        DEFAULT(LMP_SET_MAX_TOKENS, max_tokens);
+        DEFAULT(LMP_SET_TEMPERATURE, temperature);
+        DEFAULT(LMP_SET_TOP_K, top_k);
+        DEFAULT(LMP_SET_TOP_P, top_p);
+        DEFAULT(LMP_SET_MIN_P, min_p);
+        DEFAULT(LMP_SET_REPEAT_PENALTY, repeat_penalty);
+        DEFAULT(LMP_SET_PRESENCE_PENALTY, presence_penalty);
+        DEFAULT(LMP_SET_FREQUENCY_PENALTY, frequency_penalty);
+#undef DEFAULT
+        if (!(s->set & LMP_SET_SEED) && def->seed >= 0) { /* -1: random */
                 s->seed = (uint64_t)def->seed;
                 s->set |= LMP_SET_SEED;
         }
