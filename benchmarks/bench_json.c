@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
+#include "fixture_models.h"
 #include "model/model.h"
 #include "sampler/json_tokens.h"
 #include "sampler/sampler.h"
@@ -112,8 +112,7 @@ out:
 }
 
 int main(int argc, char **argv) {
-        static const char *defaults[] = { "llama-q8_0", "qwen2-q8_0" };
-        const char *fx = getenv("LMPOOL_FIXTURES");
+        static const char *const defaults[] = { "llama-q8_0", "qwen2-q8_0" };
         const char *thr = getenv("LMPOOL_THREADS");
         int n_threads = thr ? atoi(thr) : 2;
         int n = argc > 1 ? argc - 1 : 2;
@@ -121,14 +120,7 @@ int main(int argc, char **argv) {
         int done = 0;
         for (int i = 0; i < n && done + 4 <= 64; i++) {
                 char path[4096];
-                if (argc > 1)
-                        snprintf(path, sizeof(path), "%s", argv[i + 1]);
-                else if (fx)
-                        snprintf(path, sizeof(path), "%s/models/%s.gguf", fx, defaults[i]);
-                else
-                        break;
-                struct stat st;
-                if (stat(path, &st) != 0)
+                if (!fixture_model(argc, argv, defaults, i, path, sizeof(path)))
                         continue;
                 const char *base = strrchr(path, '/');
                 base = base ? base + 1 : path;

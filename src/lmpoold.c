@@ -112,6 +112,19 @@ static int load_curve(struct lmp_daemon *d) {
         return 0;
 }
 
+/* --check-config: its own command, which reads argv again, FILE included. */
+static int check_config(struct lmp_args *a, const struct lmp_opt *o) {
+        *(bool *)o->ret = true;
+        return lmp_config_check_main(a->argc, a->argv);
+}
+
+static int print_version(struct lmp_args *a, const struct lmp_opt *o) {
+        (void)a;
+        (void)o;
+        printf("lmpoold %s\n", LMPOOL_VERSION);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         const char *config_path = NULL;
         struct lmp_daemon d = { .sigfd = -1, .rundir_fd = -1, .inotify_fd = -1,
@@ -125,34 +138,20 @@ int main(int argc, char **argv) {
         /* Whatever the unit or the shell says: files and sockets are
          * created private and opened up explicitly (rundir.c). */
         umask(0077);
-        enum { O_CONFIG = 256, O_CHECK, O_VERSION };
-        static const struct option opts[] = {
-                { "config", required_argument, NULL, O_CONFIG },
-                { "check-config", no_argument, NULL, O_CHECK },
-                { "version", no_argument, NULL, O_VERSION },
-                { "help", no_argument, NULL, 'h' },
+        bool checked = false;
+        const struct lmp_opt opts[] = {
+                { "config", 0, LMP_OPT_STRING, &config_path },
+                { "check-config", 0, LMP_OPT_CALL_NOARG, &checked, .call = check_config },
+                { "version", 0, LMP_OPT_CALL_NOARG, .call = print_version },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpoold", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case O_CONFIG:
-                        config_path = optarg;
-                        break;
-                case O_CHECK:
-                        return lmp_config_check_main(argc, argv); /* reads argv again, FILE included */
-                case O_VERSION:
-                        printf("lmpoold %s\n", LMPOOL_VERSION);
-                        return 0;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                default:
+        int parsed = lmp_args_parse(&a, "lmpoold", argc, argv, opts, usage);
+        if (parsed != LMP_ARGS_GO) {
+                if (parsed == LMP_EXIT_USAGE && !checked)
                         usage(stderr);
-                        return LMP_EXIT_USAGE;
-                }
+                return parsed;
         }
         if (optind < argc) {
                 lmp_args_unexpected(&a, argv[optind]);

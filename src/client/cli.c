@@ -14,6 +14,7 @@
 #include "client/cli.h"
 #include "common/args.h"
 #include "common/curvekey.h"
+#include "common/grow.h"
 
 #define CONNECT_GRACE_MS 2000
 
@@ -32,188 +33,110 @@ void cli_catch_interrupt(void) {
         sigaction(SIGINT, &sa, NULL);
 }
 
-int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
-        enum { O_TEMP = 256, O_TOP_K, O_TOP_P, O_MIN_P, O_REPEAT, O_SEED, O_IDS, O_NO_STREAM, O_ENDPOINT,
-               O_TIMEOUT, O_STOP, O_SYSTEM, O_IGNORE_EOS, O_SERVER_KEY, O_KEY };
-        static const struct option opts[] = {
-                { "model", required_argument, NULL, 'm' },
-                { "prompt", required_argument, NULL, 'p' },
-                { "max-tokens", required_argument, NULL, 'n' },
-                { "temp", required_argument, NULL, O_TEMP },
-                { "top-k", required_argument, NULL, O_TOP_K },
-                { "top-p", required_argument, NULL, O_TOP_P },
-                { "min-p", required_argument, NULL, O_MIN_P },
-                { "repeat-penalty", required_argument, NULL, O_REPEAT },
-                { "seed", required_argument, NULL, O_SEED },
-                { "stop", required_argument, NULL, O_STOP },
-                { "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
-                { "ids", no_argument, NULL, O_IDS },
-                { "no-stream", no_argument, NULL, O_NO_STREAM },
-                { "endpoint", required_argument, NULL, O_ENDPOINT },
-                { "server-key", required_argument, NULL, O_SERVER_KEY },
-                { "key", required_argument, NULL, O_KEY },
-                { "timeout-ms", required_argument, NULL, O_TIMEOUT },
-                { "system", required_argument, NULL, O_SYSTEM },
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
-        const char *cmd = argv[0];
-        struct lmp_args a;
+/* An option of generate's that chat does not take, or the reverse. */
+static int not_for_this_command(struct lmp_args *a, const struct lmp_opt *o) {
         char name[64];
-        long long v;
-        int c;
+        (void)o;
+        fprintf(stderr, "%s: option %s is not for this command\n", a->prog, lmp_args_name(a, name, sizeof(name)));
+        return LMP_EXIT_USAGE;
+}
+
+/* top-p and the repeat penalty: 0 would make every token impossible. */
+static int above_zero(struct lmp_args *a, const struct lmp_opt *o) {
+        double v;
+        if (lmp_args_double(a, 0, o->hi, &v) < 0)
+                return LMP_EXIT_USAGE;
+        if (v == 0)
+                return lmp_args_bad_value(a, "expected a number above 0, up to %g", o->hi);
+        *(double *)o->ret = v;
+        return LMP_ARGS_GO;
+}
+
+static int stop_string(struct lmp_args *a, const struct lmp_opt *o) {
+        struct cli_gen *g = o->ret;
+        if (g->params.n_stop == CLI_STOP_MAX)
+                return lmp_args_bad_value(a, "at most %d stop strings", CLI_STOP_MAX);
+        if (!*optarg || strlen(optarg) > 256)
+                return lmp_args_bad_value(a, "expected 1 to 256 bytes");
+        g->stop[g->params.n_stop++] = optarg;
+        return LMP_ARGS_GO;
+}
+
+int cli_parse_gen(int argc, char **argv, bool chat, struct cli_gen *g) {
+        const char *cmd = argv[0];
+        bool no_stream = false;
+        int (*const not_here)(struct lmp_args *, const struct lmp_opt *) = not_for_this_command;
 
         memset(g, 0, sizeof(*g));
         lmp_client_params_init(&g->params);
         g->params.stop = g->stop;
-        lmp_args_init(&a, chat ? "lmpool chat" : "lmpool generate", argc, argv, chat ? "m:n:h" : "m:p:n:h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'm':
-                        g->params.model = optarg;
-                        break;
-                case 'p':
-                        if (chat)
-                                goto bad_option;
-                        g->prompt = optarg;
-                        break;
-                case 'n':
-                        if (lmp_args_long(&a, 1, 1 << 24, &v) < 0)
-                                return 2;
-                        g->params.max_tokens = (int)v;
-                        break;
-                case O_TEMP:
-                        if (lmp_args_double(&a, 0, 10, &g->params.temperature) < 0)
-                                return 2;
-                        break;
-                case O_TOP_K:
-                        if (lmp_args_long(&a, 0, 1 << 24, &v) < 0)
-                                return 2;
-                        g->params.top_k = (int)v;
-                        break;
-                case O_TOP_P:
-                        if (lmp_args_double(&a, 0, 1, &g->params.top_p) < 0)
-                                return 2;
-                        if (g->params.top_p == 0)
-                                return lmp_args_bad_value(&a, "expected a number above 0, up to 1");
-                        break;
-                case O_MIN_P:
-                        if (lmp_args_double(&a, 0, 1, &g->params.min_p) < 0)
-                                return 2;
-                        break;
-                case O_REPEAT:
-                        if (lmp_args_double(&a, 0, 10, &g->params.repeat_penalty) < 0)
-                                return 2;
-                        if (g->params.repeat_penalty == 0)
-                                return lmp_args_bad_value(&a, "expected a number above 0, up to 10");
-                        break;
-                case O_SEED:
-                        if (lmp_args_long(&a, 0, 9007199254740991LL, &v) < 0)
-                                return 2;
-                        g->params.seed = v;
-                        break;
-                case O_STOP:
-                        if (g->params.n_stop == CLI_STOP_MAX)
-                                return lmp_args_bad_value(&a, "at most %d stop strings", CLI_STOP_MAX);
-                        if (!*optarg || strlen(optarg) > 256)
-                                return lmp_args_bad_value(&a, "expected 1 to 256 bytes");
-                        g->stop[g->params.n_stop++] = optarg;
-                        break;
-                case O_IGNORE_EOS:
-                        g->params.ignore_eos = true;
-                        break;
-                case O_IDS:
-                        if (chat)
-                                goto bad_option;
-                        g->params.return_ids = g->show_ids = true;
-                        break;
-                case O_NO_STREAM:
-                        g->params.stream = false;
-                        break;
-                case O_ENDPOINT:
-                        g->endpoint = optarg;
-                        break;
-                case O_SERVER_KEY:
-                        g->curve.server_key = optarg;
-                        break;
-                case O_KEY:
-                        g->curve.key = optarg;
-                        break;
-                case O_TIMEOUT:
-                        if (lmp_args_long(&a, 1, 86400000, &v) < 0)
-                                return 2;
-                        g->timeout_ms = g->params.timeout_ms = (int)v;
-                        break;
-                case O_SYSTEM:
-                        if (!chat)
-                                goto bad_option;
-                        g->system = optarg;
-                        break;
-                case 'h':
-                        g->help = true;
-                        return 0;
-                default:
-                        return 2; /* lmp_args_next() said why */
-                }
-        }
+        /* A row of the other command stays, so that it is refused by name
+         * rather than as unknown. */
+        const struct lmp_opt opts[] = {
+                { "model", 'm', LMP_OPT_STRING, &g->params.model },
+                chat ? (struct lmp_opt){ "prompt", 0, LMP_OPT_CALL, .call = not_here }
+                     : (struct lmp_opt){ "prompt", 'p', LMP_OPT_STRING, &g->prompt },
+                { "max-tokens", 'n', LMP_OPT_INT, &g->params.max_tokens, 1, 1 << 24 },
+                { "temp", 0, LMP_OPT_DOUBLE, &g->params.temperature, 0, 10 },
+                { "top-k", 0, LMP_OPT_INT, &g->params.top_k, 0, 1 << 24 },
+                { "top-p", 0, LMP_OPT_CALL, &g->params.top_p, 0, 1, .call = above_zero },
+                { "min-p", 0, LMP_OPT_DOUBLE, &g->params.min_p, 0, 1 },
+                { "repeat-penalty", 0, LMP_OPT_CALL, &g->params.repeat_penalty, 0, 10, .call = above_zero },
+                { "seed", 0, LMP_OPT_LONG, &g->params.seed, 0, 9007199254740991LL },
+                { "stop", 0, LMP_OPT_CALL, g, .call = stop_string },
+                { "ignore-eos", 0, LMP_OPT_FLAG, &g->params.ignore_eos },
+                chat ? (struct lmp_opt){ "ids", 0, LMP_OPT_CALL_NOARG, .call = not_here }
+                     : (struct lmp_opt){ "ids", 0, LMP_OPT_FLAG, &g->show_ids },
+                { "no-stream", 0, LMP_OPT_FLAG, &no_stream },
+                { "endpoint", 0, LMP_OPT_STRING, &g->endpoint },
+                { "server-key", 0, LMP_OPT_STRING, &g->curve.server_key },
+                { "key", 0, LMP_OPT_STRING, &g->curve.key },
+                { "timeout-ms", 0, LMP_OPT_INT, &g->timeout_ms, 1, 86400000 },
+                chat ? (struct lmp_opt){ "system", 0, LMP_OPT_STRING, &g->system }
+                     : (struct lmp_opt){ "system", 0, LMP_OPT_CALL, .call = not_here },
+                { "help", 'h', LMP_OPT_HELP, &g->help },
+                { 0 },
+        };
+        struct lmp_args a;
+        int parsed = lmp_args_parse(&a, chat ? "lmpool chat" : "lmpool generate", argc, argv, opts, NULL);
+        if (parsed != LMP_ARGS_GO)
+                return parsed; /* 0 after --help, which the caller prints */
         if (optind < argc)
                 return lmp_args_unexpected(&a, argv[optind]);
+        g->params.return_ids = g->show_ids;
+        if (no_stream)
+                g->params.stream = false;
+        g->params.timeout_ms = g->timeout_ms;
         if (!g->params.model) {
                 fprintf(stderr, "lmpool %s: --model is required\n", cmd);
                 return 2;
         }
         return 0;
-bad_option:
-        fprintf(stderr, "lmpool %s: option %s is not for this command\n", cmd,
-                lmp_args_name(&a, name, sizeof(name)));
-        return 2;
 }
 
 int cli_parse_info(int argc, char **argv, const char **ret_endpoint, struct cli_curve *ret_curve, bool *ret_json,
                    int *ret_timeout_ms) {
-        static const struct option opts[] = {
-                { "endpoint", required_argument, NULL, 'e' },
-                { "server-key", required_argument, NULL, 's' },
-                { "key", required_argument, NULL, 'k' },
-                { "json", no_argument, NULL, 'j' },
-                { "timeout-ms", required_argument, NULL, 't' },
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
+        bool help = false;
         char prog[64];
         struct lmp_args a;
-        int c;
 
         *ret_endpoint = NULL;
         ret_curve->server_key = ret_curve->key = NULL;
         *ret_json = false;
         *ret_timeout_ms = 0;
+        const struct lmp_opt opts[] = {
+                { "endpoint", 0, LMP_OPT_STRING, ret_endpoint },
+                { "server-key", 0, LMP_OPT_STRING, &ret_curve->server_key },
+                { "key", 0, LMP_OPT_STRING, &ret_curve->key },
+                { "json", 0, LMP_OPT_FLAG, ret_json },
+                { "timeout-ms", 0, LMP_OPT_INT, ret_timeout_ms, 1, 86400000 },
+                { "help", 'h', LMP_OPT_HELP, &help },
+                { 0 },
+        };
         snprintf(prog, sizeof(prog), "lmpool %s", argv[0]);
-        lmp_args_init(&a, prog, argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'e':
-                        *ret_endpoint = optarg;
-                        break;
-                case 's':
-                        ret_curve->server_key = optarg;
-                        break;
-                case 'k':
-                        ret_curve->key = optarg;
-                        break;
-                case 'j':
-                        *ret_json = true;
-                        break;
-                case 't':
-                        if (lmp_args_int(&a, 1, 86400000, ret_timeout_ms) < 0)
-                                return 2;
-                        break;
-                case 'h':
-                        return -1;
-                default:
-                        return 2;
-                }
-        }
+        int parsed = lmp_args_parse(&a, prog, argc, argv, opts, NULL);
+        if (parsed != LMP_ARGS_GO)
+                return help ? -1 : parsed;
         if (optind < argc)
                 return lmp_args_unexpected(&a, argv[optind]);
         return 0;
@@ -344,20 +267,13 @@ int cli_fail(const char *cmd, int rc, const struct lmp_client_result *res, const
         return cli_exit_status(LMP_CLIENT_INTERNAL);
 }
 
-char *cli_read_stdin(void) {
-        size_t len = 0, cap = 4096;
-        char *buf = malloc(cap);
-        if (!buf)
-                return NULL;
+char *cli_read_stdin(size_t *ret_len) {
+        size_t len = 0, cap = 0;
+        char *buf = NULL;
         for (;;) {
-                if (cap - len < 4096) {
-                        char *p = realloc(buf, cap * 2);
-                        if (!p) {
-                                free(buf);
-                                return NULL;
-                        }
-                        buf = p;
-                        cap *= 2;
+                if (lmp_grow(&buf, &cap, len + 4096, 1, 4096) < 0) {
+                        free(buf);
+                        return NULL;
                 }
                 size_t n = fread(buf + len, 1, cap - len - 1, stdin);
                 len += n;
@@ -369,6 +285,8 @@ char *cli_read_stdin(void) {
                 return NULL;
         }
         buf[len] = '\0';
+        if (ret_len)
+                *ret_len = len;
         return buf;
 }
 

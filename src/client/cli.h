@@ -68,8 +68,9 @@ extern volatile sig_atomic_t cli_interrupted;
 void cli_catch_interrupt(void);
 #define CLI_EXIT_INTERRUPTED 130
 
-/* Reads all of stdin into a NUL-terminated string; NULL on failure. */
-char *cli_read_stdin(void);
+/* Reads all of stdin into a NUL-terminated string (*ret_len, if not NULL,
+ * gets its length: the input may hold NUL bytes); NULL on failure. */
+char *cli_read_stdin(size_t *ret_len);
 
 /* Options of models, stats and health: --endpoint E, --json, --timeout-ms,
  * --server-key, --key. Returns 0, 2 (usage error printed) or -1 (--help

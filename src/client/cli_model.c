@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
+
 int lmp_cli_parse_ids(const char *cmd, const char *s, int32_t **ret) {
-        size_t cap = 16, n = 0;
-        int32_t *ids = malloc(cap * sizeof(*ids));
-        if (!ids)
-                return -1;
+        size_t cap = 0, n = 0;
+        int32_t *ids = NULL;
         const char *p = s;
         for (;;) {
                 while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n')
@@ -28,14 +28,9 @@ int lmp_cli_parse_ids(const char *cmd, const char *s, int32_t **ret) {
                         free(ids);
                         return -1;
                 }
-                if (n == cap) {
-                        int32_t *bigger = realloc(ids, 2 * cap * sizeof(*ids));
-                        if (!bigger) {
-                                free(ids);
-                                return -1;
-                        }
-                        ids = bigger;
-                        cap *= 2;
+                if (lmp_grow(&ids, &cap, n + 1, sizeof(*ids), 16) < 0) {
+                        free(ids);
+                        return -1;
                 }
                 ids[n++] = (int32_t)v;
                 p = end;

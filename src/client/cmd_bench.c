@@ -141,6 +141,22 @@ bad:
         return -EINVAL;
 }
 
+static int list_opt(struct lmp_args *a, const struct lmp_opt *o) {
+        if (parse_list(a, (int)o->lo, (int)o->hi, o->ret) < 0)
+                return LMP_EXIT_USAGE;
+        return LMP_ARGS_GO;
+}
+
+/* The memory bandwidth probe's size: 0 turns it off; below 64 MiB the
+ * caches would answer. */
+static int probe_mib(struct lmp_args *a, const struct lmp_opt *o) {
+        int mib;
+        if (parse_int(optarg, 0, 65536, &mib) < 0 || (mib > 0 && mib < 64))
+                return lmp_args_bad_value(a, "expected 0 or an integer from 64 to 65536");
+        *(int *)o->ret = mib;
+        return LMP_ARGS_GO;
+}
+
 static int list_max(const struct list *l) {
         int m = 0;
         for (int i = 0; i < l->n; i++)
@@ -149,18 +165,6 @@ static int list_max(const struct list *l) {
 }
 
 static int parse_args(int argc, char **argv, struct opts *o) {
-        enum { O_JSON = 256, O_PROBE };
-        static const struct option longopts[] = {
-                { "n-prompt", required_argument, NULL, 'p' },
-                { "n-gen", required_argument, NULL, 'n' },
-                { "seqs", required_argument, NULL, 'b' },
-                { "repetitions", required_argument, NULL, 'r' },
-                { "threads", required_argument, NULL, 't' },
-                { "json", no_argument, NULL, O_JSON },
-                { "probe-mib", required_argument, NULL, O_PROBE },
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
         *o = (struct opts){
                 .pp = { .v = { 128, 512 }, .n = 2 },
@@ -170,48 +174,21 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                 .reps = 3,
                 .probe_mib = 1024,
         };
+        const struct lmp_opt opts[] = {
+                { "n-prompt", 'p', LMP_OPT_CALL, &o->pp, 0, MAX_TOKENS, .call = list_opt },
+                { "n-gen", 'n', LMP_OPT_CALL, &o->tg, 0, MAX_TOKENS, .call = list_opt },
+                { "seqs", 'b', LMP_OPT_CALL, &o->seqs, 1, MAX_SEQS, .call = list_opt },
+                { "repetitions", 'r', LMP_OPT_INT, &o->reps, 1, MAX_REPS },
+                { "threads", 't', LMP_OPT_CALL, &o->threads, 1, LMP_THREADPOOL_MAX, .call = list_opt },
+                { "json", 0, LMP_OPT_FLAG, &o->json },
+                { "probe-mib", 0, LMP_OPT_CALL, &o->probe_mib, .call = probe_mib },
+                { "help", 'h', LMP_OPT_HELP },
+                { 0 },
+        };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool bench", argc, argv, "p:n:b:r:t:h", longopts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'p':
-                        if (parse_list(&a, 0, MAX_TOKENS, &o->pp) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case 'n':
-                        if (parse_list(&a, 0, MAX_TOKENS, &o->tg) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case 'b':
-                        if (parse_list(&a, 1, MAX_SEQS, &o->seqs) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case 't':
-                        if (parse_list(&a, 1, LMP_THREADPOOL_MAX, &o->threads) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case 'r':
-                        if (lmp_args_int(&a, 1, MAX_REPS, &o->reps) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case O_JSON:
-                        o->json = true;
-                        break;
-                case O_PROBE: {
-                        int mib;
-                        if (parse_int(optarg, 0, 65536, &mib) < 0 || (mib > 0 && mib < 64))
-                                return lmp_args_bad_value(&a, "expected 0 or an integer from 64 to 65536");
-                        o->probe_mib = mib;
-                        break;
-                }
-                case 'h':
-                        usage(stdout);
-                        return -1;
-                default:
-                        return LMP_EXIT_USAGE;
-                }
-        }
+        int parsed = lmp_args_parse(&a, "lmpool bench", argc, argv, opts, usage);
+        if (parsed != LMP_ARGS_GO)
+                return parsed == 0 ? -1 : parsed; /* -1: --help */
         for (int i = optind; i < argc; i++) {
                 if (o->n_models == MAX_MODELS) {
                         fprintf(stderr, "lmpool bench: at most %d models\n", MAX_MODELS);

@@ -37,6 +37,7 @@
 #include "client/commands.h"
 #include "common/args.h"
 #include "common/clock.h"
+#include "common/grow.h"
 
 #define MAX_USERS 256
 #define MAX_MESSAGES 10000
@@ -96,96 +97,34 @@ static void usage(FILE *f) {
 }
 
 static int parse_args(int argc, char **argv, struct srv_opts *o) {
-        enum { O_SERVER = 256, O_MODEL, O_HISTORY, O_TEMP, O_NOSESSION, O_ENDPOINT, O_HTTP, O_APIKEY, O_PID,
-               O_TIMEOUT, O_JSON, O_SERVERKEY, O_KEY };
-        static const struct option longopts[] = {
-                { "server", no_argument, NULL, O_SERVER },
-                { "model", required_argument, NULL, O_MODEL },
-                { "users", required_argument, NULL, 'u' },
-                { "messages", required_argument, NULL, 'm' },
-                { "n-gen", required_argument, NULL, 'n' },
-                { "history", required_argument, NULL, O_HISTORY },
-                { "temp", required_argument, NULL, O_TEMP },
-                { "no-session", no_argument, NULL, O_NOSESSION },
-                { "endpoint", required_argument, NULL, O_ENDPOINT },
-                { "http", required_argument, NULL, O_HTTP },
-                { "api-key", required_argument, NULL, O_APIKEY },
-                { "pid", required_argument, NULL, O_PID },
-                { "timeout-ms", required_argument, NULL, O_TIMEOUT },
-                { "json", no_argument, NULL, O_JSON },
-                { "server-key", required_argument, NULL, O_SERVERKEY },
-                { "key", required_argument, NULL, O_KEY },
-                { "help", no_argument, NULL, 'h' },
-                { NULL, 0, NULL, 0 },
-        };
+        bool server = false, no_session = false;
         *o = (struct srv_opts){ .users = 4, .messages = 10, .n_gen = 100, .history = 12, .temperature = 0.8,
                                 .timeout_ms = 300000, .session = true };
+        const struct lmp_opt opts[] = {
+                { "server", 0, LMP_OPT_FLAG, &server }, /* how we got here */
+                { "model", 0, LMP_OPT_STRING, &o->model },
+                { "users", 'u', LMP_OPT_INT, &o->users, 1, MAX_USERS },
+                { "messages", 'm', LMP_OPT_INT, &o->messages, 1, MAX_MESSAGES },
+                { "n-gen", 'n', LMP_OPT_INT, &o->n_gen, 1, MAX_NGEN },
+                { "history", 0, LMP_OPT_INT, &o->history, 0, MAX_HISTORY },
+                { "temp", 0, LMP_OPT_DOUBLE, &o->temperature, 0, 100 },
+                { "no-session", 0, LMP_OPT_FLAG, &no_session },
+                { "endpoint", 0, LMP_OPT_STRING, &o->endpoint },
+                { "http", 0, LMP_OPT_STRING, &o->http },
+                { "api-key", 0, LMP_OPT_STRING, &o->api_key },
+                { "pid", 0, LMP_OPT_INT, &o->pid, 1, 1 << 30 },
+                { "timeout-ms", 0, LMP_OPT_INT, &o->timeout_ms, 1, 3600000 },
+                { "json", 0, LMP_OPT_FLAG, &o->json },
+                { "server-key", 0, LMP_OPT_STRING, &o->curve.server_key },
+                { "key", 0, LMP_OPT_STRING, &o->curve.key },
+                { "help", 'h', LMP_OPT_HELP },
+                { 0 },
+        };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool bench", argc, argv, "u:m:n:h", longopts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case O_SERVER:
-                        break;
-                case O_MODEL:
-                        o->model = optarg;
-                        break;
-                case 'u':
-                        if (lmp_args_int(&a, 1, MAX_USERS, &o->users) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case 'm':
-                        if (lmp_args_int(&a, 1, MAX_MESSAGES, &o->messages) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case 'n':
-                        if (lmp_args_int(&a, 1, MAX_NGEN, &o->n_gen) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case O_HISTORY:
-                        if (lmp_args_int(&a, 0, MAX_HISTORY, &o->history) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case O_TEMP:
-                        if (lmp_args_double(&a, 0, 100, &o->temperature) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case O_NOSESSION:
-                        o->session = false;
-                        break;
-                case O_ENDPOINT:
-                        o->endpoint = optarg;
-                        break;
-                case O_HTTP:
-                        o->http = optarg;
-                        break;
-                case O_APIKEY:
-                        o->api_key = optarg;
-                        break;
-                case O_PID:
-                        if (lmp_args_int(&a, 1, 1 << 30, &o->pid) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case O_TIMEOUT:
-                        if (lmp_args_int(&a, 1, 3600000, &o->timeout_ms) < 0)
-                                return LMP_EXIT_USAGE;
-                        break;
-                case O_JSON:
-                        o->json = true;
-                        break;
-                case O_SERVERKEY:
-                        o->curve.server_key = optarg;
-                        break;
-                case O_KEY:
-                        o->curve.key = optarg;
-                        break;
-                case 'h':
-                        usage(stdout);
-                        return -1;
-                default:
-                        return LMP_EXIT_USAGE;
-                }
-        }
+        int parsed = lmp_args_parse(&a, "lmpool bench", argc, argv, opts, usage);
+        if (parsed != LMP_ARGS_GO)
+                return parsed == 0 ? -1 : parsed; /* -1: --help */
+        o->session = !no_session;
         if (optind < argc) {
                 lmp_args_unexpected(&a, argv[optind]);
                 fprintf(stderr, "lmpool bench: with --server, the model is --model NAME\n");
@@ -253,16 +192,8 @@ static void history_push(struct user *u, char *msg) {
 }
 
 static int answer_append(struct user *u, const char *text, size_t len) {
-        if (u->answer_len + len + 1 > u->answer_cap) {
-                size_t cap = u->answer_cap ? u->answer_cap : 1024;
-                while (cap < u->answer_len + len + 1)
-                        cap *= 2;
-                char *p = realloc(u->answer, cap);
-                if (!p)
-                        return -ENOMEM;
-                u->answer = p;
-                u->answer_cap = cap;
-        }
+        if (lmp_grow(&u->answer, &u->answer_cap, u->answer_len + len + 1, 1, 1024) < 0)
+                return -ENOMEM;
         memcpy(u->answer + u->answer_len, text, len);
         u->answer_len += len;
         u->answer[u->answer_len] = '\0';

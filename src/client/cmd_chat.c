@@ -107,7 +107,7 @@ int lmp_cmd_chat(int argc, char **argv) {
                 }
         }
         if (!isatty(STDIN_FILENO)) {
-                char *input = cli_read_stdin();
+                char *input = cli_read_stdin(NULL);
                 size_t n = input ? strlen(input) : 0;
                 if (n && input[n - 1] == '\n')
                         input[n - 1] = '\0';

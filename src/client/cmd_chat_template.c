@@ -118,7 +118,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         const char *model = NULL, *tpl_path = NULL, *msgs_path = NULL, *family_name = NULL;
         const char *bos_arg = NULL, *eos_arg = NULL, *date = NULL, *tools_path = NULL;
         cJSON *tools = NULL;
-        bool gen_prompt = true;
+        bool no_gen_prompt = false;
         struct lmp_gguf *g = NULL;
         struct lmp_vocab *v = NULL;
         struct lmp_chat_setup cs = { .family = LMP_CHAT_UNKNOWN };
@@ -129,40 +129,21 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         size_t n = 0;
         int rc = 1;
 
-        enum { O_TEMPLATE = 256, O_MESSAGES, O_FAMILY, O_BOS, O_EOS, O_DATE, O_NO_GEN, O_TOOLS };
-        static const struct option longopts[] = {
-                { "template", required_argument, NULL, O_TEMPLATE },
-                { "messages", required_argument, NULL, O_MESSAGES },
-                { "family", required_argument, NULL, O_FAMILY },
-                { "bos", required_argument, NULL, O_BOS },
-                { "eos", required_argument, NULL, O_EOS },
-                { "date", required_argument, NULL, O_DATE },
-                { "no-generation-prompt", no_argument, NULL, O_NO_GEN },
-                { "tools", required_argument, NULL, O_TOOLS },
-                { "help", no_argument, NULL, 'h' },
+        const struct lmp_opt opts[] = {
+                { "template", 0, LMP_OPT_STRING, &tpl_path },
+                { "messages", 0, LMP_OPT_STRING, &msgs_path },
+                { "family", 0, LMP_OPT_STRING, &family_name },
+                { "bos", 0, LMP_OPT_STRING, &bos_arg },
+                { "eos", 0, LMP_OPT_STRING, &eos_arg },
+                { "date", 0, LMP_OPT_STRING, &date },
+                { "no-generation-prompt", 0, LMP_OPT_FLAG, &no_gen_prompt },
+                { "tools", 0, LMP_OPT_STRING, &tools_path },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool chat-template", argc, argv, "h", longopts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case O_TEMPLATE: tpl_path = optarg; break;
-                case O_MESSAGES: msgs_path = optarg; break;
-                case O_FAMILY: family_name = optarg; break;
-                case O_BOS: bos_arg = optarg; break;
-                case O_EOS: eos_arg = optarg; break;
-                case O_DATE: date = optarg; break;
-                case O_NO_GEN: gen_prompt = false; break;
-                case O_TOOLS: tools_path = optarg; break;
-                default: return 2;
-                }
-        }
-        if (lmp_args_operand(&a, &model) != 0)
-                return 2;
+        int parsed = lmp_args_parse_operand("lmpool chat-template", argc, argv, opts, usage, &model);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (!msgs_path || (!model && !tpl_path && !family_name) || (model && tpl_path)) {
                 usage(stderr);
                 return 2;
@@ -214,7 +195,7 @@ int lmp_cmd_chat_template(int argc, char **argv) {
         const char *end = date ? strptime(date, "%d %b %Y", &tm) : NULL;
         if (date && end && !*end)
                 now = timegm(&tm);
-        if (lmp_chat_setup_render_json(&cs, json, tools, bos_arg, eos_arg, date, now, gen_prompt, &out, &err) < 0) {
+        if (lmp_chat_setup_render_json(&cs, json, tools, bos_arg, eos_arg, date, now, !no_gen_prompt, &out, &err) < 0) {
                 fprintf(stderr, "lmpool chat-template: %s\n", err.msg);
                 goto out;
         }

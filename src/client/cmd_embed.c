@@ -183,66 +183,41 @@ static int embed_daemon(const char *model, const char *endpoint, const struct cl
         return status;
 }
 
+/* --text, once for each text. */
+static int add_text(struct lmp_args *a, const struct lmp_opt *o) {
+        char *s = strdup(optarg);
+        if (!s || texts_add(o->ret, s) < 0) {
+                free(s);
+                fprintf(stderr, "%s: out of memory\n", a->prog);
+                return 1;
+        }
+        return LMP_ARGS_GO;
+}
+
 int lmp_cmd_embed(int argc, char **argv) {
-        enum { O_TEXT = 256, O_MODEL, O_NO_NORMALIZE, O_TRUNCATE, O_THREADS, O_ENDPOINT, O_TIMEOUT, O_SERVER_KEY,
-               O_KEY };
-        static const struct option opts[] = {
-                { "text", required_argument, NULL, O_TEXT },
-                { "model", required_argument, NULL, O_MODEL },
-                { "no-normalize", no_argument, NULL, O_NO_NORMALIZE },
-                { "truncate", no_argument, NULL, O_TRUNCATE },
-                { "threads", required_argument, NULL, O_THREADS },
-                { "endpoint", required_argument, NULL, O_ENDPOINT },
-                { "timeout-ms", required_argument, NULL, O_TIMEOUT },
-                { "server-key", required_argument, NULL, O_SERVER_KEY },
-                { "key", required_argument, NULL, O_KEY },
-                { "help", no_argument, NULL, 'h' },
-                { 0 },
-        };
         struct texts t = { 0 };
         struct cli_curve curve = { 0 };
         const char *path = NULL, *model = NULL, *endpoint = NULL;
-        bool normalize = true, truncate = false;
-        int threads = 0, timeout_ms = 0, rc = 2, c;
-        struct lmp_args a;
+        bool no_normalize = false, truncate = false;
+        int threads = 0, timeout_ms = 0, rc;
+        const struct lmp_opt opts[] = {
+                { "text", 0, LMP_OPT_CALL, &t, .call = add_text },
+                { "model", 0, LMP_OPT_STRING, &model },
+                { "no-normalize", 0, LMP_OPT_FLAG, &no_normalize },
+                { "truncate", 0, LMP_OPT_FLAG, &truncate },
+                { "threads", 0, LMP_OPT_INT, &threads, 0, LMP_THREADPOOL_MAX },
+                { "endpoint", 0, LMP_OPT_STRING, &endpoint },
+                { "timeout-ms", 0, LMP_OPT_INT, &timeout_ms, 1, LMP_PROTO_TIMEOUT_MS_MAX },
+                { "server-key", 0, LMP_OPT_STRING, &curve.server_key },
+                { "key", 0, LMP_OPT_STRING, &curve.key },
+                { "help", 'h', LMP_OPT_HELP },
+                { 0 },
+        };
 
-        lmp_args_init(&a, "lmpool embed", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        texts_free(&t);
-                        return 0;
-                case O_TEXT: {
-                        char *s = strdup(optarg);
-                        if (!s || texts_add(&t, s) < 0) {
-                                free(s);
-                                fprintf(stderr, "lmpool embed: out of memory\n");
-                                rc = 1;
-                                goto out;
-                        }
-                        break;
-                }
-                case O_MODEL: model = optarg; break;
-                case O_NO_NORMALIZE: normalize = false; break;
-                case O_TRUNCATE: truncate = true; break;
-                case O_THREADS:
-                        if (lmp_args_int(&a, 0, LMP_THREADPOOL_MAX, &threads) < 0)
-                                goto out;
-                        break;
-                case O_ENDPOINT: endpoint = optarg; break;
-                case O_TIMEOUT:
-                        if (lmp_args_int(&a, 1, LMP_PROTO_TIMEOUT_MS_MAX, &timeout_ms) < 0)
-                                goto out;
-                        break;
-                case O_SERVER_KEY: curve.server_key = optarg; break;
-                case O_KEY: curve.key = optarg; break;
-                default:
-                        goto out;
-                }
-        }
-        if (lmp_args_operand(&a, &path) != 0)
+        rc = lmp_args_parse_operand("lmpool embed", argc, argv, opts, usage, &path);
+        if (rc != LMP_ARGS_GO)
                 goto out;
+        rc = 2;
         if (!path == !model) {
                 fprintf(stderr, "lmpool embed: give either a model file or --model NAME\n");
                 usage(stderr);
@@ -264,8 +239,8 @@ int lmp_cmd_embed(int argc, char **argv) {
                         goto out;
                 }
         }
-        rc = path ? embed_local(path, threads, &t, normalize, truncate)
-                  : embed_daemon(model, endpoint, &curve, timeout_ms, &t, normalize, truncate);
+        rc = path ? embed_local(path, threads, &t, !no_normalize, truncate)
+                  : embed_daemon(model, endpoint, &curve, timeout_ms, &t, !no_normalize, truncate);
 out:
         texts_free(&t);
         return rc;

@@ -69,7 +69,7 @@ int lmp_cmd_generate(int argc, char **argv) {
                 return g.help ? 0 : rc;
         }
         if (!g.prompt) {
-                if (!(input = cli_read_stdin())) {
+                if (!(input = cli_read_stdin(NULL))) {
                         fprintf(stderr, "lmpool generate: cannot read the prompt from stdin: %s\n", strerror(errno));
                         return 1;
                 }

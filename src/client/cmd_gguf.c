@@ -233,29 +233,14 @@ int lmp_cmd_gguf(int argc, char **argv) {
         struct lmp_error err = { 0 };
         int r;
 
-        enum { O_JSON = 256 };
-        static const struct option opts[] = {
-                { "json", no_argument, NULL, O_JSON },
-                { "help", no_argument, NULL, 'h' },
+        const struct lmp_opt opts[] = {
+                { "json", 0, LMP_OPT_FLAG, &json },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool gguf", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case O_JSON:
-                        json = true;
-                        break;
-                default:
-                        return 2;
-                }
-        }
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
+        int parsed = lmp_args_parse_operand("lmpool gguf", argc, argv, opts, usage, &path);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (!path) {
                 usage(stderr);
                 return 2;

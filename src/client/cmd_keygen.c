@@ -51,26 +51,21 @@ static int write_new(const char *path, const char *text, mode_t mode, bool force
 }
 
 int lmp_cmd_keygen(int argc, char **argv) {
-        static const struct option opts[] = {
-                { "output", required_argument, NULL, 'o' },
-                { "force", no_argument, NULL, 'f' },
-                { "help", no_argument, NULL, 'h' },
+        const char *out = NULL;
+        bool force = false, help = false;
+        char pub[LMP_CURVE_Z85_LEN + 1], sec[LMP_CURVE_Z85_LEN + 1], pair[256], pubpath[4096], publine[4200];
+        const struct lmp_opt opts[] = {
+                { "output", 'o', LMP_OPT_STRING, &out },
+                { "force", 0, LMP_OPT_FLAG, &force },
+                { "help", 'h', LMP_OPT_HELP, &help },
                 { 0 },
         };
-        const char *out = NULL;
-        bool force = false;
-        char pub[LMP_CURVE_Z85_LEN + 1], sec[LMP_CURVE_Z85_LEN + 1], pair[256], pubpath[4096], publine[4200];
         struct lmp_args a;
-        int c, r;
-
-        lmp_args_init(&a, "lmpool keygen", argc, argv, "o:h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'o': out = optarg; break;
-                case 'f': force = true; break;
-                case 'h': fputs(usage, stdout); return 0;
-                default: return 2;
-                }
+        int r = lmp_args_parse(&a, "lmpool keygen", argc, argv, opts, NULL);
+        if (r != LMP_ARGS_GO) {
+                if (help)
+                        fputs(usage, stdout);
+                return r;
         }
         if (optind < argc)
                 return lmp_args_unexpected(&a, argv[optind]);

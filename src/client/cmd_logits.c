@@ -40,39 +40,16 @@ static void top_k(const float *x, uint32_t n, uint32_t k, uint32_t *out) {
 int lmp_cmd_logits(int argc, char **argv) {
         const char *path = NULL, *ids_arg = NULL;
         long long top = -1, threads = 0;
-        enum { O_IDS = 256, O_TOP, O_THREADS };
-        static const struct option opts[] = {
-                { "ids", required_argument, NULL, O_IDS },
-                { "top", required_argument, NULL, O_TOP },
-                { "threads", required_argument, NULL, O_THREADS },
-                { "help", no_argument, NULL, 'h' },
+        const struct lmp_opt opts[] = {
+                { "ids", 0, LMP_OPT_STRING, &ids_arg },
+                { "top", 0, LMP_OPT_LONG, &top, 0, 1 << 24 },
+                { "threads", 0, LMP_OPT_LONG, &threads, 0, LMP_THREADPOOL_MAX },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool logits", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case O_IDS:
-                        ids_arg = optarg;
-                        break;
-                case O_TOP:
-                        if (lmp_args_long(&a, 0, 1 << 24, &top) < 0)
-                                return 2;
-                        break;
-                case O_THREADS:
-                        if (lmp_args_long(&a, 0, LMP_THREADPOOL_MAX, &threads) < 0)
-                                return 2;
-                        break;
-                default:
-                        return 2;
-                }
-        }
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
+        int parsed = lmp_args_parse_operand("lmpool logits", argc, argv, opts, usage, &path);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (!path || !ids_arg) {
                 usage(stderr);
                 return 2;

@@ -47,43 +47,21 @@ int lmp_cmd_mkmodel(int argc, char **argv) {
         struct lmp_mkmodel_opts o = { .seed = 42 };
         struct progress_state ps = { false };
         const char *out = NULL, *shape = NULL, *type = NULL;
-        enum { O_DRY_RUN = 256, O_SHAPE, O_TYPE, O_VOCAB, O_SEED };
-        static const struct option longopts[] = {
-                { "dry-run", no_argument, NULL, O_DRY_RUN },
-                { "shape", required_argument, NULL, O_SHAPE },
-                { "type", required_argument, NULL, O_TYPE },
-                { "vocab", required_argument, NULL, O_VOCAB },
-                { "output", required_argument, NULL, 'o' },
-                { "seed", required_argument, NULL, O_SEED },
-                { "threads", required_argument, NULL, 't' },
-                { "help", no_argument, NULL, 'h' },
+        const struct lmp_opt opts[] = {
+                { "dry-run", 0, LMP_OPT_FLAG, &o.dry_run },
+                { "shape", 0, LMP_OPT_STRING, &shape },
+                { "type", 0, LMP_OPT_STRING, &type },
+                { "vocab", 0, LMP_OPT_STRING, &o.vocab_path },
+                { "output", 'o', LMP_OPT_STRING, &out },
+                { "seed", 0, LMP_OPT_U64, &o.seed },
+                { "threads", 't', LMP_OPT_INT, &o.nthreads, 1, 64 },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool mkmodel", argc, argv, "o:t:h", longopts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case O_DRY_RUN: o.dry_run = true; break;
-                case O_SHAPE: shape = optarg; break;
-                case O_TYPE: type = optarg; break;
-                case O_VOCAB: o.vocab_path = optarg; break;
-                case 'o': out = optarg; break;
-                case O_SEED:
-                        if (lmp_args_u64(&a, &o.seed) < 0)
-                                return 2;
-                        break;
-                case 't':
-                        if (lmp_args_int(&a, 1, 64, &o.nthreads) < 0)
-                                return 2;
-                        break;
-                default:
-                        return 2;
-                }
-        }
+        int parsed = lmp_args_parse(&a, "lmpool mkmodel", argc, argv, opts, usage);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (optind < argc)
                 return lmp_args_unexpected(&a, argv[optind]);
         if (!shape || !type || (!out && !o.dry_run)) {

@@ -37,27 +37,15 @@ int lmp_cmd_quantize(int argc, char **argv) {
         const char *pos[3];
         int npos = 0, threads = 0;
 
-        static const struct option longopts[] = {
-                { "threads", required_argument, NULL, 't' },
-                { "help", no_argument, NULL, 'h' },
+        const struct lmp_opt table[] = {
+                { "threads", 't', LMP_OPT_INT, &threads, 1, 64 },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool quantize", argc, argv, "t:h", longopts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case 't':
-                        if (lmp_args_int(&a, 1, 64, &threads) < 0)
-                                return 2;
-                        break;
-                default:
-                        return 2;
-                }
-        }
+        int parsed = lmp_args_parse(&a, "lmpool quantize", argc, argv, table, usage);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         for (; optind < argc; optind++) {
                 if (npos == 3)
                         return lmp_args_unexpected(&a, argv[optind]);

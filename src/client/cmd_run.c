@@ -57,86 +57,26 @@ int lmp_cmd_run(int argc, char **argv) {
         double temp = 0.0, top_p = 1.0;
         uint64_t seed = 0;
         bool ignore_eos = false, have_seed = false, print_ids = false, json = false;
-        enum { O_IDS = 256, O_PROMPT, O_THREADS, O_CTX, O_TEMP, O_TOP_P, O_TOP_K, O_SEED, O_IGNORE_EOS, O_PRINT_IDS,
-               O_JSON, O_JSON_SCHEMA };
-        static const struct option opts[] = {
-                { "prompt", required_argument, NULL, O_PROMPT },
-                { "ids", required_argument, NULL, O_IDS },
-                { "max-tokens", required_argument, NULL, 'n' },
-                { "threads", required_argument, NULL, O_THREADS },
-                { "ctx", required_argument, NULL, O_CTX },
-                { "temp", required_argument, NULL, O_TEMP },
-                { "top-p", required_argument, NULL, O_TOP_P },
-                { "top-k", required_argument, NULL, O_TOP_K },
-                { "seed", required_argument, NULL, O_SEED },
-                { "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
-                { "print-ids", no_argument, NULL, O_PRINT_IDS },
-                { "json", no_argument, NULL, O_JSON },
-                { "json-schema", required_argument, NULL, O_JSON_SCHEMA },
-                { "help", no_argument, NULL, 'h' },
+        const struct lmp_opt opts[] = {
+                { "prompt", 0, LMP_OPT_STRING, &prompt },
+                { "ids", 0, LMP_OPT_STRING, &ids_arg },
+                { "max-tokens", 'n', LMP_OPT_LONG, &n_gen, 0, 1 << 24 },
+                { "threads", 0, LMP_OPT_LONG, &threads, 0, LMP_THREADPOOL_MAX },
+                { "ctx", 0, LMP_OPT_LONG, &n_ctx, 0, 1 << 24 },
+                { "temp", 0, LMP_OPT_DOUBLE, &temp, 0.0, 100.0 },
+                { "top-p", 0, LMP_OPT_DOUBLE, &top_p, 0.0, 1.0 },
+                { "top-k", 0, LMP_OPT_LONG, &top_k, 0, INT32_MAX },
+                { "seed", 0, LMP_OPT_U64, &seed, .seen = &have_seed },
+                { "ignore-eos", 0, LMP_OPT_FLAG, &ignore_eos },
+                { "print-ids", 0, LMP_OPT_FLAG, &print_ids },
+                { "json", 0, LMP_OPT_FLAG, &json },
+                { "json-schema", 0, LMP_OPT_STRING, &schema_path },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool run", argc, argv, "n:h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                case O_IDS:
-                        ids_arg = optarg;
-                        break;
-                case O_PROMPT:
-                        prompt = optarg;
-                        break;
-                case 'n':
-                        if (lmp_args_long(&a, 0, 1 << 24, &n_gen) < 0)
-                                return 2;
-                        break;
-                case O_THREADS:
-                        if (lmp_args_long(&a, 0, LMP_THREADPOOL_MAX, &threads) < 0)
-                                return 2;
-                        break;
-                case O_CTX:
-                        if (lmp_args_long(&a, 0, 1 << 24, &n_ctx) < 0)
-                                return 2;
-                        break;
-                case O_TEMP:
-                        if (lmp_args_double(&a, 0.0, 100.0, &temp) < 0)
-                                return 2;
-                        break;
-                case O_TOP_P:
-                        if (lmp_args_double(&a, 0.0, 1.0, &top_p) < 0)
-                                return 2;
-                        break;
-                case O_TOP_K:
-                        if (lmp_args_long(&a, 0, INT32_MAX, &top_k) < 0)
-                                return 2;
-                        break;
-                case O_SEED:
-                        if (lmp_args_u64(&a, &seed) < 0)
-                                return 2;
-                        have_seed = true;
-                        break;
-                case O_IGNORE_EOS:
-                        ignore_eos = true;
-                        break;
-                case O_PRINT_IDS:
-                        print_ids = true;
-                        break;
-                case O_JSON:
-                        json = true;
-                        break;
-                case O_JSON_SCHEMA:
-                        schema_path = optarg;
-                        break;
-                default:
-                        return 2;
-                }
-        }
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
+        int parsed = lmp_args_parse_operand("lmpool run", argc, argv, opts, usage, &path);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (!path || !ids_arg == !prompt) {
                 if (path)
                         fprintf(stderr, "lmpool run: give one of --prompt and --ids\n");

@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/cli.h"
 #include "client/commands.h"
 #include "common/args.h"
+#include "common/grow.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -36,32 +38,6 @@ static int open_vocab(const char *cmd, const char *path, struct lmp_vocab **ret)
         return 0;
 }
 
-static char *read_stdin(size_t *ret_len) {
-        size_t cap = 1 << 16, n = 0;
-        char *buf = malloc(cap);
-        while (buf) {
-                size_t k = fread(buf + n, 1, cap - n, stdin);
-                n += k;
-                if (k == 0)
-                        break;
-                if (n == cap) {
-                        char *b = realloc(buf, cap * 2);
-                        if (!b) {
-                                free(buf);
-                                return NULL;
-                        }
-                        buf = b;
-                        cap *= 2;
-                }
-        }
-        if (buf && ferror(stdin)) {
-                free(buf);
-                return NULL;
-        }
-        *ret_len = n;
-        return buf;
-}
-
 static void usage_tokenize(FILE *f) {
         fprintf(f, "usage: lmpool tokenize MODEL_OR_VOCAB [--no-special] [--text T]\n"
                    "Prints the token ids of T (stdin when --text is not given), separated by spaces.\n"
@@ -71,34 +47,16 @@ static void usage_tokenize(FILE *f) {
 
 int lmp_cmd_tokenize(int argc, char **argv) {
         const char *path = NULL, *text = NULL;
-        bool add_special = true;
-        enum { O_NO_SPECIAL = 256, O_TEXT };
-        static const struct option opts[] = {
-                { "no-special", no_argument, NULL, O_NO_SPECIAL },
-                { "text", required_argument, NULL, O_TEXT },
-                { "help", no_argument, NULL, 'h' },
+        bool no_special = false;
+        const struct lmp_opt opts[] = {
+                { "no-special", 0, LMP_OPT_FLAG, &no_special },
+                { "text", 0, LMP_OPT_STRING, &text },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool tokenize", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage_tokenize(stdout);
-                        return 0;
-                case O_NO_SPECIAL:
-                        add_special = false;
-                        break;
-                case O_TEXT:
-                        text = optarg;
-                        break;
-                default:
-                        return 2;
-                }
-        }
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
+        int parsed = lmp_args_parse_operand("lmpool tokenize", argc, argv, opts, usage_tokenize, &path);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (!path) {
                 usage_tokenize(stderr);
                 return 2;
@@ -112,7 +70,7 @@ int lmp_cmd_tokenize(int argc, char **argv) {
         if (text) {
                 len = strlen(text);
         } else {
-                owned = read_stdin(&len);
+                owned = cli_read_stdin(&len);
                 if (!owned) {
                         fprintf(stderr, "lmpool tokenize: reading stdin: %s\n", strerror(errno ? errno : ENOMEM));
                         lmp_vocab_free(v);
@@ -123,10 +81,10 @@ int lmp_cmd_tokenize(int argc, char **argv) {
 
         size_t n = 0;
         int32_t *ids = NULL;
-        int r = lmp_tokenize(v, text, len, add_special, true, NULL, 0, &n);
+        int r = lmp_tokenize(v, text, len, !no_special, true, NULL, 0, &n);
         if (r == -ENOSPC) {
                 ids = malloc(n * sizeof(*ids));
-                r = ids ? lmp_tokenize(v, text, len, add_special, true, ids, n, &n) : -ENOMEM;
+                r = ids ? lmp_tokenize(v, text, len, !no_special, true, ids, n, &n) : -ENOMEM;
         }
         if (r < 0) {
                 fprintf(stderr, "lmpool tokenize: %s\n", strerror(-r));
@@ -149,10 +107,8 @@ static void usage_detokenize(FILE *f) {
 
 /* Parses "1 2 3", "1,2,3" or "[1, 2, 3]". */
 static int parse_ids(const char *s, const struct lmp_vocab *v, int32_t **ret, size_t *ret_n) {
-        size_t n = 0, cap = 16;
-        int32_t *ids = malloc(cap * sizeof(*ids));
-        if (!ids)
-                return -ENOMEM;
+        size_t n = 0, cap = 0;
+        int32_t *ids = NULL;
         for (const char *p = s; *p;) {
                 if (strchr(" \t\n,[]", *p)) {
                         p++;
@@ -167,14 +123,9 @@ static int parse_ids(const char *s, const struct lmp_vocab *v, int32_t **ret, si
                         free(ids);
                         return -EINVAL;
                 }
-                if (n == cap) {
-                        int32_t *b = realloc(ids, cap * 2 * sizeof(*ids));
-                        if (!b) {
-                                free(ids);
-                                return -ENOMEM;
-                        }
-                        ids = b;
-                        cap *= 2;
+                if (lmp_grow(&ids, &cap, n + 1, sizeof(*ids), 16) < 0) {
+                        free(ids);
+                        return -ENOMEM;
                 }
                 ids[n++] = (int32_t)x;
                 p = end;
@@ -187,33 +138,18 @@ static int parse_ids(const char *s, const struct lmp_vocab *v, int32_t **ret, si
 int lmp_cmd_detokenize(int argc, char **argv) {
         const char *path = NULL, *idstr = NULL;
         unsigned flags = LMP_DETOK_STRIP_PREFIX;
-        enum { O_SPECIAL = 256, O_IDS };
-        static const struct option opts[] = {
-                { "special", no_argument, NULL, O_SPECIAL },
-                { "ids", required_argument, NULL, O_IDS },
-                { "help", no_argument, NULL, 'h' },
+        bool special = false;
+        const struct lmp_opt opts[] = {
+                { "special", 0, LMP_OPT_FLAG, &special },
+                { "ids", 0, LMP_OPT_STRING, &idstr },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
-        struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool detokenize", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case 'h':
-                        usage_detokenize(stdout);
-                        return 0;
-                case O_SPECIAL:
-                        flags |= LMP_DETOK_SPECIAL;
-                        break;
-                case O_IDS:
-                        idstr = optarg;
-                        break;
-                default:
-                        return 2;
-                }
-        }
-        if (lmp_args_operand(&a, &path) != 0)
-                return 2;
+        int parsed = lmp_args_parse_operand("lmpool detokenize", argc, argv, opts, usage_detokenize, &path);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
+        if (special)
+                flags |= LMP_DETOK_SPECIAL;
         if (!path || !idstr) {
                 usage_detokenize(stderr);
                 return 2;

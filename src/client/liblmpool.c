@@ -17,6 +17,7 @@
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/grow.h"
 #include "lmpool/client.h"
 #include "proto/proto.h"
 
@@ -272,16 +273,8 @@ static void send_cancel(struct lmp_client *c, const char *target) {
 }
 
 static int append_text(struct lmp_client_result *r, size_t *cap, const char *s, size_t n) {
-        if (r->text_len + n + 1 > *cap) {
-                size_t ncap = *cap ? *cap : 256;
-                while (ncap < r->text_len + n + 1)
-                        ncap *= 2;
-                char *p = realloc(r->text, ncap);
-                if (!p)
-                        return -ENOMEM;
-                r->text = p;
-                *cap = ncap;
-        }
+        if (lmp_grow(&r->text, cap, r->text_len + n + 1, 1, 256) < 0)
+                return -ENOMEM;
         memcpy(r->text + r->text_len, s, n);
         r->text_len += n;
         r->text[r->text_len] = '\0';

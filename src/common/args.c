@@ -14,7 +14,14 @@
 
 void lmp_args_init(struct lmp_args *a, const char *prog, int argc, char **argv, const char *shortopts,
                    const struct option *longopts) {
-        *a = (struct lmp_args){ .prog = prog, .argc = argc, .argv = argv, .longopts = longopts, .longindex = -1 };
+        /* Field by field: a->table may hold longopts (lmp_args_parse()). */
+        a->prog = prog;
+        a->argc = argc;
+        a->argv = argv;
+        a->longopts = longopts;
+        a->started = false;
+        a->longindex = -1;
+        a->opt = 0;
         /* Leading ':' : a missing value comes back as ':', not '?'. A
          * table longer than the buffer is a programming error that the
          * tests of every command would show at once. */
@@ -174,4 +181,101 @@ int lmp_args_double(const struct lmp_args *a, double lo, double hi, double *ret)
         }
         *ret = v;
         return 0;
+}
+
+/* One option of the table, once getopt has returned it. */
+static int take(struct lmp_args *a, const struct lmp_opt *o, void (*usage)(FILE *f)) {
+        long long v;
+        int r = LMP_ARGS_GO;
+        switch (o->kind) {
+        case LMP_OPT_FLAG:
+                *(bool *)o->ret = true;
+                break;
+        case LMP_OPT_STRING:
+                *(const char **)o->ret = optarg;
+                break;
+        case LMP_OPT_INT:
+                if (lmp_args_long(a, (long long)o->lo, (long long)o->hi, &v) < 0)
+                        return LMP_EXIT_USAGE;
+                *(int *)o->ret = (int)v;
+                break;
+        case LMP_OPT_LONG:
+                if (lmp_args_long(a, (long long)o->lo, (long long)o->hi, o->ret) < 0)
+                        return LMP_EXIT_USAGE;
+                break;
+        case LMP_OPT_U64:
+                if (lmp_args_u64(a, o->ret) < 0)
+                        return LMP_EXIT_USAGE;
+                break;
+        case LMP_OPT_DOUBLE:
+                if (lmp_args_double(a, o->lo, o->hi, o->ret) < 0)
+                        return LMP_EXIT_USAGE;
+                break;
+        case LMP_OPT_CALL:
+        case LMP_OPT_CALL_NOARG:
+                r = o->call(a, o);
+                break;
+        case LMP_OPT_HELP:
+                if (o->ret)
+                        *(bool *)o->ret = true;
+                if (usage)
+                        usage(stdout);
+                return 0;
+        }
+        if (r == LMP_ARGS_GO && o->seen)
+                *o->seen = true;
+        return r;
+}
+
+int lmp_args_parse(struct lmp_args *a, const char *prog, int argc, char **argv, const struct lmp_opt *opts,
+                   void (*usage)(FILE *f)) {
+        char shortopts[48] = "";
+        size_t n = 0, len = 0;
+        /* getopt's table from ours: a row's val is its index + 256, or its
+         * letter when it has one. A table too long for the buffers is a
+         * programming error that every test of the program would show. */
+        for (; opts[n].name; n++) {
+                const struct lmp_opt *o = &opts[n];
+                bool value = !(o->kind == LMP_OPT_FLAG || o->kind == LMP_OPT_CALL_NOARG || o->kind == LMP_OPT_HELP);
+                if (n == LMP_ARGS_MAX_OPTS)
+                        abort();
+                a->table[n] = (struct option){ o->name, value ? required_argument : no_argument, NULL,
+                                               o->letter ? o->letter : 256 + (int)n };
+                if (o->letter && len + 3 < sizeof(shortopts)) {
+                        shortopts[len++] = (char)o->letter;
+                        if (value)
+                                shortopts[len++] = ':';
+                        shortopts[len] = '\0';
+                }
+        }
+        a->table[n] = (struct option){ 0 };
+        lmp_args_init(a, prog, argc, argv, shortopts, a->table);
+        int c;
+        while ((c = lmp_args_next(a)) != -1) {
+                if (c == LMP_ARGS_ERROR)
+                        return LMP_EXIT_USAGE;
+                const struct lmp_opt *o = NULL;
+                if (c >= 256 && c < 256 + (int)n)
+                        o = &opts[c - 256];
+                for (size_t i = 0; !o && i < n; i++)
+                        if (opts[i].letter == c)
+                                o = &opts[i];
+                if (!o)
+                        return LMP_EXIT_USAGE;
+                int r = take(a, o, usage);
+                if (r != LMP_ARGS_GO)
+                        return r;
+        }
+        return LMP_ARGS_GO;
+}
+
+int lmp_args_parse_operand(const char *prog, int argc, char **argv, const struct lmp_opt *opts,
+                           void (*usage)(FILE *f), const char **ret) {
+        struct lmp_args a;
+        int r = lmp_args_parse(&a, prog, argc, argv, opts, usage);
+        if (r != LMP_ARGS_GO)
+                return r;
+        if (lmp_args_operand(&a, ret) != 0)
+                return LMP_EXIT_USAGE;
+        return LMP_ARGS_GO;
 }

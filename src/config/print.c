@@ -130,36 +130,27 @@ static int check_security_files(const struct lmp_config *c) {
         return r;
 }
 
+static void check_usage(FILE *f) {
+        fprintf(f, "usage: lmpoold --check-config [FILE]\n");
+}
+
 int lmp_config_check_main(int argc, char **argv) {
         const char *path = NULL;
         struct lmp_config *c = NULL;
         struct lmp_diag diag = { 0 };
         int r, status = 0;
 
-        enum { O_CHECK = 256, O_CONFIG };
-        static const struct option opts[] = {
-                { "check-config", no_argument, NULL, O_CHECK },
-                { "config", required_argument, NULL, O_CONFIG },
-                { "help", no_argument, NULL, 'h' },
+        bool check = false;
+        const struct lmp_opt opts[] = {
+                { "check-config", 0, LMP_OPT_FLAG, &check }, /* how we got here */
+                { "config", 0, LMP_OPT_STRING, &path },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
         struct lmp_args a;
-        int opt;
-        lmp_args_init(&a, "lmpoold", argc, argv, "h", opts);
-        while ((opt = lmp_args_next(&a)) != -1) {
-                switch (opt) {
-                case O_CHECK:
-                        break;
-                case O_CONFIG:
-                        path = optarg;
-                        break;
-                case 'h':
-                        printf("usage: lmpoold --check-config [FILE]\n");
-                        return 0;
-                default:
-                        return LMP_EXIT_USAGE;
-                }
-        }
+        int parsed = lmp_args_parse(&a, "lmpoold", argc, argv, opts, check_usage);
+        if (parsed != LMP_ARGS_GO)
+                return parsed;
         if (optind < argc && !path)
                 path = argv[optind++];
         if (optind < argc)

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/grow.h"
+
 struct wkv {
         char *key;
         uint8_t *bytes;         /* type (u32) + value, serialized */
@@ -50,16 +52,8 @@ struct buf {
 static int buf_put(struct buf *b, const void *data, size_t n) {
         if (n == 0)
                 return 0;
-        if (b->len + n > b->cap) {
-                size_t cap = b->cap ? b->cap : 64;
-                while (cap < b->len + n)
-                        cap *= 2;
-                uint8_t *p = realloc(b->p, cap);
-                if (!p)
-                        return -ENOMEM;
-                b->p = p;
-                b->cap = cap;
-        }
+        if (lmp_grow(&b->p, &b->cap, b->len + n, 1, 64) < 0)
+                return -ENOMEM;
         memcpy(b->p + b->len, data, n);
         b->len += n;
         return 0;

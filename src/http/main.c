@@ -31,6 +31,13 @@ static void usage(FILE *f) {
                 LMP_CONFIG_DEFAULT_PATH);
 }
 
+static int print_version(struct lmp_args *a, const struct lmp_opt *o) {
+        (void)a;
+        (void)o;
+        printf("lmpool-http %s\n", LMPOOL_VERSION);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         const char *config_path = NULL, *listen = NULL, *endpoint = NULL, *keys = NULL;
         struct lmp_config *cfg = NULL;
@@ -39,35 +46,21 @@ int main(int argc, char **argv) {
         sigset_t mask;
         int sigfd = -1, rc, status = 1;
 
-        enum { O_CONFIG = 256, O_LISTEN, O_ENDPOINT, O_API_KEYS, O_VERSION };
-        static const struct option opts[] = {
-                { "config", required_argument, NULL, O_CONFIG },
-                { "listen", required_argument, NULL, O_LISTEN },
-                { "endpoint", required_argument, NULL, O_ENDPOINT },
-                { "api-keys", required_argument, NULL, O_API_KEYS },
-                { "version", no_argument, NULL, O_VERSION },
-                { "help", no_argument, NULL, 'h' },
+        const struct lmp_opt opts[] = {
+                { "config", 0, LMP_OPT_STRING, &config_path },
+                { "listen", 0, LMP_OPT_STRING, &listen },
+                { "endpoint", 0, LMP_OPT_STRING, &endpoint },
+                { "api-keys", 0, LMP_OPT_STRING, &keys },
+                { "version", 0, LMP_OPT_CALL_NOARG, .call = print_version },
+                { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
         struct lmp_args a;
-        int c;
-        lmp_args_init(&a, "lmpool-http", argc, argv, "h", opts);
-        while ((c = lmp_args_next(&a)) != -1) {
-                switch (c) {
-                case O_CONFIG: config_path = optarg; break;
-                case O_LISTEN: listen = optarg; break;
-                case O_ENDPOINT: endpoint = optarg; break;
-                case O_API_KEYS: keys = optarg; break;
-                case O_VERSION:
-                        printf("lmpool-http %s\n", LMPOOL_VERSION);
-                        return 0;
-                case 'h':
-                        usage(stdout);
-                        return 0;
-                default:
+        int parsed = lmp_args_parse(&a, "lmpool-http", argc, argv, opts, usage);
+        if (parsed != LMP_ARGS_GO) {
+                if (parsed == LMP_EXIT_USAGE)
                         usage(stderr);
-                        return LMP_EXIT_USAGE;
-                }
+                return parsed;
         }
         if (optind < argc) {
                 lmp_args_unexpected(&a, argv[optind]);

@@ -178,39 +178,11 @@ static int model_label(struct metrics *m, const char *model, bool served) {
 
 /* ---------------------------------------------------------------- buffers */
 
-/* Appends to a proto buffer (the same growable type the protocol uses). */
-static int put(struct lmp_proto_buf *b, const char *s, size_t n) {
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 512;
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                char *p = realloc(b->data, cap);
-                if (!p)
-                        return -ENOMEM;
-                b->data = p;
-                b->cap = cap;
-        }
-        memcpy(b->data + b->len, s, n);
-        b->len += n;
-        b->data[b->len] = '\0';
-        return 0;
-}
-
-static int puts_(struct lmp_proto_buf *b, const char *s) {
-        return put(b, s, strlen(s));
-}
-
-static int putf(struct lmp_proto_buf *b, const char *fmt, ...) LMP_PRINTF(2, 3);
-static int putf(struct lmp_proto_buf *b, const char *fmt, ...) {
-        char tmp[512];
-        va_list ap;
-        va_start(ap, fmt);
-        int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-        va_end(ap);
-        if (n < 0)
-                return -EINVAL;
-        return put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
+/* The protocol's growable buffer (proto.h), under the short names used on
+ * almost every line below. */
+#define put lmp_proto_buf_append
+#define puts_ lmp_proto_buf_puts
+#define putf lmp_proto_buf_printf
 
 static int put_json(struct lmp_proto_buf *b, const char *s) {
         return lmp_proto_append_json_string(b, s, strlen(s));

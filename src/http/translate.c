@@ -525,6 +525,8 @@ static int check_request(struct lmp_request *r, struct lmp_http_error *err) {
 static int translate_embed(const cJSON *root, bool ollama, struct lmp_http_call *c, struct lmp_http_error *err) {
         struct lmp_request *r = &c->req;
         const cJSON *in, *f;
+        enum lmp_proto_input_fault fault;
+        size_t k;
         int rc;
 
         r->type = LMP_REQ_EMBED;
@@ -543,27 +545,14 @@ static int translate_embed(const cJSON *root, bool ollama, struct lmp_http_call 
         }
         if (!(in = field(root, "input")))
                 return BAD(err, "input", "'input' is required");
-        size_t n = cJSON_IsArray(in) ? (size_t)cJSON_GetArraySize(in) : 1;
-        if (!cJSON_IsString(in) && !cJSON_IsArray(in))
+        if ((rc = lmp_proto_embed_inputs(in, r, &fault, &k)) == -EINVAL) {
+                if (fault == LMP_INPUT_ITEM)
+                        return BAD(err, "input", "input[%zu] must be a string (token arrays are not supported)", k);
+                if (fault == LMP_INPUT_COUNT)
+                        return BAD(err, "input", "'input' must hold 1 to %d strings", LMP_PROTO_EMBED_INPUTS_MAX);
                 return BAD(err, "input", "'input' must be a string or an array of strings");
-        if (n < 1 || n > LMP_PROTO_EMBED_INPUTS_MAX)
-                return BAD(err, "input", "'input' must hold 1 to %d strings", LMP_PROTO_EMBED_INPUTS_MAX);
-        r->input_is_array = cJSON_IsArray(in);
-        r->inputs = calloc(n, sizeof(*r->inputs));
-        r->input_len = calloc(n, sizeof(*r->input_len));
-        if (!r->inputs || !r->input_len)
-                return -ENOMEM;
-        const cJSON *it = r->input_is_array ? in->child : in;
-        for (size_t i = 0; i < n; i++, it = it->next) {
-                if (!cJSON_IsString(it))
-                        return BAD(err, "input", "input[%zu] must be a string (token arrays are not supported)", i);
-                size_t len = strlen(it->valuestring);
-                if (!(r->inputs[i] = dup_n(it->valuestring, len)))
-                        return -ENOMEM;
-                r->input_len[i] = len;
-                r->n_inputs = i + 1;
         }
-        return 0;
+        return rc;
 }
 
 int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, struct lmp_http_call *ret,

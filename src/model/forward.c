@@ -51,6 +51,7 @@
 #define MM_GEMM_TOK_BLOCK 64    /* tokens per call of a gemm kernel */
 #define MM_GEMM_ROW_ALIGN 8     /* gemm tasks start on a multiple of this many rows */
 #define MM_GEMM_TASKS 16        /* gemm tasks per thread and product */
+#define MM_TASKS 4              /* other tasks per thread and product */
 
 /* Consecutive batch entries of one sequence at consecutive positions. */
 struct run {
@@ -85,8 +86,11 @@ struct lmp_ctx {
         uint32_t q_dim, kv_dim;
 
         size_t cache_bytes;     /* of each of k_cache and v_cache */
-        float *k_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
-        float *v_cache;         /* (n_seq, n_layer, n_ctx, kv_dim) */
+        float *k_cache;         /* (n_seq, seq_rows, kv_dim) */
+        float *v_cache;         /* (n_seq, seq_rows, kv_dim) */
+        size_t seq_rows;        /* cache rows of one sequence, all layers */
+        size_t *layer_row;      /* (n_layer) first row of each layer in a sequence's */
+        uint32_t ring;          /* windowed layers: rows of their ring, 0: n_ctx rows */
         uint32_t *seq_len;      /* (n_seq) */
         int32_t *seq_last;      /* (n_seq) last position seen in the batch being checked */
 
@@ -109,10 +113,47 @@ struct lmp_ctx {
         float *scores;          /* (n_threads, ATT_TILE, n_ctx) */
 };
 
+/* The KV cache of a global layer holds every position of a sequence, at
+ * row pos. A windowed layer (n_swa > 0) only ever looks n_swa - 1
+ * positions back, so unless that is most of the context it keeps a ring of
+ * `ring` rows: position pos at row pos % ring, and the first RING_MIRROR
+ * rows copied again after the ring so that every span attention reads (at
+ * most n_swa + ATT_TILE - 1 positions) is contiguous in memory. A batch
+ * writes up to n_batch positions of a sequence before it attends, and its
+ * first row looks n_swa - 1 back, so ring = n_swa + n_batch rows never
+ * overwrite a position that the batch still reads. */
+#define RING_MIRROR(n_swa) ((size_t)(n_swa) + ATT_TILE)
+
+static inline bool layer_ring(const struct lmp_ctx *c, uint32_t layer) {
+        return c->ring && c->m->layers[layer].n_swa;
+}
+
 static inline float *cache_at(const struct lmp_ctx *c, float *base, int32_t seq,
                               uint32_t layer, int32_t pos) {
-        size_t i = ((size_t)seq * c->m->hp.n_layer + layer) * c->n_ctx + (size_t)pos;
-        return base + i * c->kv_dim;
+        size_t row = layer_ring(c, layer) ? (size_t)pos % c->ring : (size_t)pos;
+        return base + ((size_t)seq * c->seq_rows + c->layer_row[layer] + row) * c->kv_dim;
+}
+
+/* Stores one position's k and v in a layer's cache (and in the ring's
+ * mirror rows). */
+static void cache_store(struct lmp_ctx *c, int32_t seq, uint32_t layer, int32_t pos, const float *k,
+                        const float *v) {
+        size_t bytes = c->kv_dim * sizeof(float);
+        memcpy(cache_at(c, c->k_cache, seq, layer, pos), k, bytes);
+        memcpy(cache_at(c, c->v_cache, seq, layer, pos), v, bytes);
+        if (layer_ring(c, layer) && (size_t)pos % c->ring < RING_MIRROR(c->m->hp.n_swa)) {
+                memcpy(cache_at(c, c->k_cache, seq, layer, pos) + (size_t)c->ring * c->kv_dim, k, bytes);
+                memcpy(cache_at(c, c->v_cache, seq, layer, pos) + (size_t)c->ring * c->kv_dim, v, bytes);
+        }
+}
+
+/* Whether a sequence holding len positions can go on from pos <= len:
+ * the windowed layers' rings must still hold the n_swa - 1 positions
+ * before it (they hold the last `ring`). */
+static bool can_resume(const struct lmp_ctx *c, uint32_t len, uint32_t pos) {
+        if (!c->ring || pos == 0 || pos >= len)
+                return true;
+        return (uint64_t)pos + c->ring >= (uint64_t)len + c->m->hp.n_swa - 1;
 }
 
 /* ------------------------------------------------------- context setup */
@@ -124,6 +165,7 @@ void lmp_ctx_free(struct lmp_ctx *c) {
                 munmap(c->k_cache, c->cache_bytes);
         if (c->v_cache)
                 munmap(c->v_cache, c->cache_bytes);
+        free(c->layer_row);
         free(c->seq_len);
         free(c->seq_last);
         free(c->x);
@@ -201,10 +243,20 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->kv_dim = hp->n_head_kv * hp->head_dim;
 
         bool enc = m->arch->encoder;
-        if (!enc) {
-                size_t cache_rows = (size_t)n_seq * hp->n_layer * n_ctx;
-                c->k_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
-                c->v_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+        c->layer_row = alloc_array(hp->n_layer, 1, sizeof(size_t));
+        if (!enc && c->layer_row) {
+                if (hp->n_swa && !(p && p->swa_full) &&
+                    (uint64_t)hp->n_swa + n_batch + RING_MIRROR(hp->n_swa) < n_ctx)
+                        c->ring = hp->n_swa + n_batch;
+                for (uint32_t l = 0; l < hp->n_layer; l++) {
+                        c->layer_row[l] = c->seq_rows;
+                        c->seq_rows += layer_ring(c, l) ? c->ring + RING_MIRROR(hp->n_swa) : n_ctx;
+                }
+                size_t cache_rows;
+                if (!lmp_mul_overflow((size_t)n_seq, c->seq_rows, &cache_rows)) {
+                        c->k_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+                        c->v_cache = alloc_cache(cache_rows, c->kv_dim, &c->cache_bytes);
+                }
         }
         c->seq_len = alloc_array(n_seq, 1, sizeof(uint32_t));
         c->seq_last = alloc_array(n_seq, 1, sizeof(int32_t));
@@ -227,7 +279,7 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
-        bool ok = (enc || (c->k_cache && c->v_cache)) && c->seq_len && c->seq_last && c->x && c->xb &&
+        bool ok = c->layer_row && (enc || (c->k_cache && c->v_cache)) && c->seq_len && c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   (!hp->n_swa || c->rope_swa) &&
                   c->tasks && c->scores;
@@ -267,8 +319,12 @@ int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos) {
         if (seq < 0 || (uint32_t)seq >= c->n_seq)
                 return -EINVAL;
         if (pos < c->seq_len[seq])
-                c->seq_len[seq] = pos;
-        return 0;
+                c->seq_len[seq] = can_resume(c, c->seq_len[seq], pos) ? pos : 0;
+        return (int)c->seq_len[seq];
+}
+
+uint32_t lmp_ctx_kv_rows(const struct lmp_ctx *c) {
+        return (uint32_t)c->seq_rows;
 }
 
 /* ------------------------------------------------------ matrix products */
@@ -288,104 +344,184 @@ static void convert_rows(void *arg, int64_t begin, int64_t end, int tid) {
                 j->at->from_float(j->x + t * j->n_in, j->out + (size_t)t * j->out_stride, j->n_in);
 }
 
-struct matmul_job {
+/* One weight of a product: its rows go to out (n_tok, ld), columns [0,
+ * n_out). */
+struct matmul_part {
         const struct lmp_weight *w;
         const void *y;          /* activations in the vec_dot type, or f32 */
         size_t y_stride;        /* bytes per activation row */
-        int64_t n_tok;
-        float *out;             /* (n_tok, ld) */
+        float *out;
         int64_t ld;
+        bool blas;              /* an f32 weight on a long batch: OpenBLAS */
 };
 
-static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
-        (void)tid;
-        const struct matmul_job *j = arg;
-        const struct lmp_weight *w = j->w;
-        const uint8_t *wd = w->data;
-        const uint8_t *y = j->y;
-        int n = (int)w->n_in;
-        if (w->traits->gemm_few && j->n_tok > 1 && j->n_tok <= LMP_GEMM_FEW_MAX_TOK) {
-                /* A decode step of a few sequences: one pass over the rows,
-                 * streamed from memory, for all of the step's tokens. */
-                w->traits->gemm_few(n, (int)(end - begin), (int)j->n_tok, wd + (size_t)begin * w->row_size,
-                                    w->row_size, y, j->y_stride, j->out + begin, (size_t)j->ld);
+/* Up to MM_PARTS_MAX weights on one input in one pool run, so that a step
+ * pays one barrier for Q, K and V, and one for gate and up: their rows are
+ * concatenated (part p owns rows first[p] .. first[p + 1]), or with glu the
+ * two parts are the gate and up of a gated FFN over the same rows, and each
+ * task applies the gate to the columns it computed. */
+#define MM_PARTS_MAX 3
+
+struct matmul_job {
+        struct matmul_part part[MM_PARTS_MAX];
+        int64_t first[MM_PARTS_MAX + 1];
+        int n_parts;
+        int64_t n_tok;
+        bool glu;
+        bool gelu;              /* glu: GELU instead of SiLU */
+};
+
+static void part_rows(const struct matmul_part *p, int64_t n_tok, int64_t begin, int64_t end) {
+        const struct lmp_weight *w = p->w;
+        if (p->blas) {
+                const float *wd = (const float *)w->data + begin * w->n_in;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, (int)(end - begin),
+                            (int)w->n_in, 1.0f, p->y, (int)w->n_in, wd, (int)w->n_in, 0.0f,
+                            p->out + begin, (int)p->ld);
                 return;
         }
-        if (w->traits->gemm && j->n_tok > 1) {
+        const uint8_t *wd = w->data;
+        const uint8_t *y = p->y;
+        int n = (int)w->n_in;
+        if (w->traits->gemm_few && n_tok > 1 && n_tok <= LMP_GEMM_FEW_MAX_TOK) {
+                /* A decode step of a few sequences: one pass over the rows,
+                 * streamed from memory, for all of the step's tokens. */
+                w->traits->gemm_few(n, (int)(end - begin), (int)n_tok, wd + (size_t)begin * w->row_size,
+                                    w->row_size, y, p->y_stride, p->out + begin, (size_t)p->ld);
+                return;
+        }
+        if (w->traits->gemm && n_tok > 1) {
                 /* Tokens in blocks that stay in cache while every row of
                  * the range passes over them. */
-                for (int64_t t0 = 0; t0 < j->n_tok; t0 += MM_GEMM_TOK_BLOCK) {
-                        int nt = (int)LMP_MIN((int64_t)MM_GEMM_TOK_BLOCK, j->n_tok - t0);
+                for (int64_t t0 = 0; t0 < n_tok; t0 += MM_GEMM_TOK_BLOCK) {
+                        int nt = (int)LMP_MIN((int64_t)MM_GEMM_TOK_BLOCK, n_tok - t0);
                         w->traits->gemm(n, (int)(end - begin), nt, wd + (size_t)begin * w->row_size,
-                                        w->row_size, y + (size_t)t0 * j->y_stride, j->y_stride,
-                                        j->out + t0 * j->ld + begin, (size_t)j->ld);
+                                        w->row_size, y + (size_t)t0 * p->y_stride, p->y_stride,
+                                        p->out + t0 * p->ld + begin, (size_t)p->ld);
                 }
                 return;
         }
-        for (int64_t t0 = 0; t0 < j->n_tok; t0 += MM_TOK_TILE) {
-                int64_t t1 = LMP_MIN(t0 + MM_TOK_TILE, j->n_tok);
+        for (int64_t t0 = 0; t0 < n_tok; t0 += MM_TOK_TILE) {
+                int64_t t1 = LMP_MIN(t0 + MM_TOK_TILE, n_tok);
                 for (int64_t r = begin; r < end; r++) {
                         const void *row = wd + (size_t)r * w->row_size;
                         for (int64_t t = t0; t < t1; t++)
-                                w->traits->vec_dot(n, &j->out[t * j->ld + r], row,
-                                                   y + (size_t)t * j->y_stride);
+                                w->traits->vec_dot(n, &p->out[t * p->ld + r], row, y + (size_t)t * p->y_stride);
                 }
         }
 }
 
-static void matmul_rows_blas(void *arg, int64_t begin, int64_t end, int tid) {
+/* The gates, defined with the elementwise ops below. */
+static void swiglu(float *g, const float *u, int64_t count);
+static void geglu(float *g, const float *u, int64_t count);
+
+static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
         (void)tid;
         const struct matmul_job *j = arg;
-        const struct lmp_weight *w = j->w;
-        const float *wd = (const float *)w->data + begin * w->n_in;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)(end - begin),
-                    (int)w->n_in, 1.0f, j->y, (int)w->n_in, wd, (int)w->n_in, 0.0f,
-                    j->out + begin, (int)j->ld);
+        if (j->glu) {
+                part_rows(&j->part[0], j->n_tok, begin, end);
+                part_rows(&j->part[1], j->n_tok, begin, end);
+                for (int64_t t = 0; t < j->n_tok; t++) {
+                        float *g = j->part[0].out + t * j->part[0].ld + begin;
+                        const float *u = j->part[1].out + t * j->part[1].ld + begin;
+                        if (j->gelu)
+                                geglu(g, u, end - begin);
+                        else
+                                swiglu(g, u, end - begin);
+                }
+                return;
+        }
+        for (int p = 0; p < j->n_parts; p++) {
+                int64_t b = LMP_MAX(begin, j->first[p]), e = LMP_MIN(end, j->first[p + 1]);
+                if (b < e)
+                        part_rows(&j->part[p], j->n_tok, b - j->first[p], e - j->first[p]);
+        }
+}
+
+/* Converts in to the activation type that w's kernels pair with (once per
+ * input and type) and fills p. */
+static void matmul_prepare(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in, float *out,
+                           int64_t ld, struct matmul_part *p) {
+        *p = (struct matmul_part){ .w = w, .out = out, .ld = ld };
+        if (w->type == LMP_TYPE_F32 && in->n_tok >= BLAS_MIN_BATCH) {
+                p->y = in->x;
+                p->blas = true;
+                return;
+        }
+        enum lmp_type vt = w->traits->vec_dot_type;
+        if (vt == LMP_TYPE_F32) {
+                p->y = in->x;
+                p->y_stride = (size_t)in->n_in * sizeof(float);
+                return;
+        }
+        if (!(in->ready & (UINT64_C(1) << vt))) {
+                int nth = lmp_threadpool_size(c->pool);
+                struct convert_job cj = {
+                        .at = lmp_quant_traits(vt, c->m->isa),
+                        .x = in->x,
+                        .n_in = in->n_in,
+                        .out = c->qbuf[vt],
+                        .out_stride = c->qrow[vt],
+                };
+                lmp_threadpool_run(c->pool, in->n_tok, 1 + in->n_tok / (4 * nth), convert_rows, &cj);
+                in->ready |= UINT64_C(1) << vt;
+        }
+        p->y = c->qbuf[vt];
+        p->y_stride = c->qrow[vt];
+}
+
+static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
+        int nth = lmp_threadpool_size(c->pool);
+        int64_t rows = j->glu ? j->first[1] : j->first[j->n_parts];
+        bool gemm = false, blas = false;
+        for (int p = 0; p < j->n_parts; p++) {
+                gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1;
+                blas |= j->part[p].blas;
+        }
+        /* Rows per task: enough tasks to balance, few enough to amortize. */
+        int64_t grain = LMP_MAX((int64_t)1, rows / (MM_TASKS * nth));
+        if (blas)
+                grain = LMP_MAX(grain, (int64_t)16);
+        /* The gemm kernels read the whole token block once per panel of a
+         * few rows whatever the task size, so smaller tasks cost little and
+         * even out the end of each product across threads; tasks of whole
+         * panels (up to 8 rows) keep a partial one out of every task. */
+        if (gemm) {
+                grain = LMP_MAX((int64_t)MM_GEMM_ROW_ALIGN, rows / (MM_GEMM_TASKS * nth));
+                grain = (grain + MM_GEMM_ROW_ALIGN - 1) / MM_GEMM_ROW_ALIGN * MM_GEMM_ROW_ALIGN;
+        }
+        lmp_threadpool_run(c->pool, rows, grain, matmul_rows, j);
 }
 
 /* out (n_tok, ld) <- in (n_tok, n_in) x w^T, columns [0, n_out). */
 static void matmul(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in, float *out,
                    int64_t ld) {
-        int nth = lmp_threadpool_size(c->pool);
-        struct matmul_job j = { .w = w, .n_tok = in->n_tok, .out = out, .ld = ld };
-        /* Rows per task: enough tasks to balance, few enough to amortize. */
-        int64_t grain = LMP_MAX((int64_t)1, w->n_out / (4 * nth));
+        struct matmul_job j = { .n_parts = 1, .n_tok = in->n_tok, .first = { 0, w->n_out } };
+        matmul_prepare(c, w, in, out, ld, &j.part[0]);
+        matmul_run(c, &j);
+}
 
-        if (w->type == LMP_TYPE_F32 && in->n_tok >= BLAS_MIN_BATCH) {
-                j.y = in->x;
-                grain = LMP_MAX(grain, (int64_t)16);
-                lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows_blas, &j);
-                return;
+/* Q, K and V of one input in one run. */
+static void matmul_qkv(struct lmp_ctx *c, const struct lmp_layer *L, struct act *in) {
+        struct matmul_job j = { .n_parts = 3, .n_tok = in->n_tok };
+        const struct lmp_weight *w[3] = { &L->wq, &L->wk, &L->wv };
+        float *out[3] = { c->q, c->k, c->v };
+        int64_t ld[3] = { c->q_dim, c->kv_dim, c->kv_dim };
+        for (int p = 0; p < 3; p++) {
+                matmul_prepare(c, w[p], in, out[p], ld[p], &j.part[p]);
+                j.first[p + 1] = j.first[p] + w[p]->n_out;
         }
-        enum lmp_type vt = w->traits->vec_dot_type;
-        if (vt == LMP_TYPE_F32) {
-                j.y = in->x;
-                j.y_stride = (size_t)in->n_in * sizeof(float);
-        } else {
-                if (!(in->ready & (UINT64_C(1) << vt))) {
-                        struct convert_job cj = {
-                                .at = lmp_quant_traits(vt, c->m->isa),
-                                .x = in->x,
-                                .n_in = in->n_in,
-                                .out = c->qbuf[vt],
-                                .out_stride = c->qrow[vt],
-                        };
-                        lmp_threadpool_run(c->pool, in->n_tok, 1 + in->n_tok / (4 * nth),
-                                           convert_rows, &cj);
-                        in->ready |= UINT64_C(1) << vt;
-                }
-                j.y = c->qbuf[vt];
-                j.y_stride = c->qrow[vt];
-        }
-        /* The gemm kernels read the whole token block once per panel of a
-         * few rows whatever the task size, so smaller tasks cost little and
-         * even out the end of each product across threads; tasks of whole
-         * panels (up to 8 rows) keep a partial one out of every task. */
-        if (w->traits->gemm && in->n_tok > 1) {
-                grain = LMP_MAX((int64_t)MM_GEMM_ROW_ALIGN, w->n_out / (MM_GEMM_TASKS * nth));
-                grain = (grain + MM_GEMM_ROW_ALIGN - 1) / MM_GEMM_ROW_ALIGN * MM_GEMM_ROW_ALIGN;
-        }
-        lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows, &j);
+        matmul_run(c, &j);
+}
+
+/* hb <- act(in x gate^T) * (in x up^T), both (n_tok, n_ff), in one run. */
+static void matmul_glu(struct lmp_ctx *c, const struct lmp_layer *L, struct act *in) {
+        int64_t n_ff = c->m->hp.n_ff;
+        struct matmul_job j = { .n_parts = 2, .n_tok = in->n_tok, .first = { 0, n_ff },
+                                .glu = true, .gelu = c->m->arch->ffn_gelu };
+        matmul_prepare(c, &L->ffn_gate, in, c->hb, n_ff, &j.part[0]);
+        matmul_prepare(c, &L->ffn_up, in, c->hb2, n_ff, &j.part[1]);
+        matmul_run(c, &j);
 }
 
 /* ------------------------------------------------------ elementwise ops */
@@ -497,26 +633,16 @@ static void softcap(float *x, int64_t count, float cap) {
  * single row runs in the calling thread). */
 struct rows_job {
         float *out;
-        const float *x;         /* rmsnorm: input; swiglu: up */
+        const float *x;
         const float *w;         /* rmsnorm weight */
         int64_t n;              /* row length */
         float eps;
-        bool gelu;              /* gated: GELU instead of SiLU */
 };
 
 static void rmsnorm_rows(void *arg, int64_t begin, int64_t end, int tid) {
         (void)tid;
         const struct rows_job *j = arg;
         rmsnorm(j->out + begin * j->n, j->x + begin * j->n, j->w, end - begin, j->n, j->eps);
-}
-
-static void swiglu_elems(void *arg, int64_t begin, int64_t end, int tid) {
-        (void)tid;
-        const struct rows_job *j = arg;
-        if (j->gelu)
-                geglu(j->out + begin, j->x + begin, end - begin);
-        else
-                swiglu(j->out + begin, j->x + begin, end - begin);
 }
 
 static int64_t row_grain(const struct lmp_ctx *c, int64_t n_rows) {
@@ -527,17 +653,6 @@ static void rmsnorm_par(struct lmp_ctx *c, float *out, const float *x, const flo
                         int64_t n_tok, int64_t n) {
         struct rows_job j = { .out = out, .x = x, .w = w, .n = n, .eps = c->m->hp.norm_eps };
         lmp_threadpool_run(c->pool, n_tok, row_grain(c, n_tok), rmsnorm_rows, &j);
-}
-
-/* Elementwise, so split by elements, not rows: a decode step's single row
- * (n_ff expf calls, tens of microseconds) is shared too. */
-#define SWIGLU_MIN_GRAIN 2048
-
-static void swiglu_par(struct lmp_ctx *c, float *g, const float *u, int64_t n_tok, int64_t n) {
-        struct rows_job j = { .out = g, .x = u, .gelu = c->m->arch->ffn_gelu };
-        int64_t count = n_tok * n;
-        int64_t grain = LMP_MAX((int64_t)SWIGLU_MIN_GRAIN, count / (4 * lmp_threadpool_size(c->pool)));
-        lmp_threadpool_run(c->pool, count, grain, swiglu_elems, &j);
 }
 
 /* ------------------------------------------------------------- attention */
@@ -668,6 +783,12 @@ static int check_batch(struct lmp_ctx *c, const struct lmp_batch_entry *batch, u
                                              "batch entry %u: sequence %d position %d does not follow %d",
                                              e, b->seq, b->pos,
                                              last < 0 ? (int)c->seq_len[b->seq] - 1 : last);
+                if (last < 0 && !can_resume(c, c->seq_len[b->seq], (uint32_t)b->pos))
+                        return lmp_error_set(err, -EINVAL,
+                                             "batch entry %u: sequence %d cannot go on from position %d: "
+                                             "its windowed layers hold only the last %u of %u positions "
+                                             "(truncate it to 0)", e, b->seq, b->pos, c->ring,
+                                             c->seq_len[b->seq]);
                 c->seq_last[b->seq] = b->pos;
                 if (b->logits && !ret_logits)
                         return lmp_error_set(err, -EINVAL, "batch entry %u wants logits but there is no buffer", e);
@@ -749,9 +870,7 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 /* attention block */
                 rmsnorm_par(c, c->xb, c->x, L->attn_norm, T, E);
                 struct act in = { .x = c->xb, .n_tok = T, .n_in = E };
-                matmul(c, &L->wq, &in, c->q, c->q_dim);         /* (T, q_dim) */
-                matmul(c, &L->wk, &in, c->k, c->kv_dim);        /* (T, kv_dim) */
-                matmul(c, &L->wv, &in, c->v, c->kv_dim);        /* (T, kv_dim) */
+                matmul_qkv(c, L, &in);          /* q (T, q_dim), k and v (T, kv_dim) */
                 add_bias(c->q, L->bq, T, c->q_dim);
                 add_bias(c->k, L->bk, T, c->kv_dim);
                 add_bias(c->v, L->bv, T, c->kv_dim);
@@ -762,12 +881,9 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 const float *rope = L->n_swa ? c->rope_swa : c->rope;
                 rope_apply(c, rope, c->q, n, hp->n_head, c->q_dim);
                 rope_apply(c, rope, c->k, n, hp->n_head_kv, c->kv_dim);
-                for (uint32_t e = 0; e < n; e++) {
-                        memcpy(cache_at(c, c->k_cache, batch[e].seq, l, batch[e].pos),
-                               c->k + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
-                        memcpy(cache_at(c, c->v_cache, batch[e].seq, l, batch[e].pos),
-                               c->v + (size_t)e * c->kv_dim, c->kv_dim * sizeof(float));
-                }
+                for (uint32_t e = 0; e < n; e++)
+                        cache_store(c, batch[e].seq, l, batch[e].pos, c->k + (size_t)e * c->kv_dim,
+                                    c->v + (size_t)e * c->kv_dim);
                 struct att_job aj = { .c = c, .layer = l, .scale = hp->att_scale, .causal = true,
                                       .n_swa = L->n_swa };
                 lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
@@ -799,9 +915,7 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 /* feed-forward block */
                 rmsnorm_par(c, c->xb, c->x, L->ffn_norm, T, E);
                 struct act fin = { .x = c->xb, .n_tok = T, .n_in = E };
-                matmul(c, &L->ffn_gate, &fin, c->hb, hp->n_ff);  /* (T, n_ff) */
-                matmul(c, &L->ffn_up, &fin, c->hb2, hp->n_ff);   /* (T, n_ff) */
-                swiglu_par(c, c->hb, c->hb2, T, hp->n_ff);     /* SiLU or GELU gate */
+                matmul_glu(c, L, &fin);         /* hb (T, n_ff): SiLU or GELU gate */
                 struct act hin = { .x = c->hb, .n_tok = T, .n_in = hp->n_ff };
                 matmul(c, &L->ffn_down, &hin, c->xb, E);        /* (T, n_embd) */
                 if (L->post_ffw_norm)
@@ -903,8 +1017,11 @@ static void gelu_elems(void *arg, int64_t begin, int64_t end, int tid) {
         gelu((float *)arg + begin, end - begin);
 }
 
+/* Elementwise, so split by elements, not rows. */
+#define GELU_MIN_GRAIN 2048
+
 static void gelu_par(struct lmp_ctx *c, float *x, int64_t count) {
-        int64_t grain = LMP_MAX((int64_t)SWIGLU_MIN_GRAIN, count / (4 * lmp_threadpool_size(c->pool)));
+        int64_t grain = LMP_MAX((int64_t)GELU_MIN_GRAIN, count / (4 * lmp_threadpool_size(c->pool)));
         lmp_threadpool_run(c->pool, count, grain, gelu_elems, x);
 }
 

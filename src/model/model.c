@@ -13,30 +13,28 @@
 
 #define NAME_MAX_LEN 96
 
+/* What reading key gave (r): 0 when it was there, or is missing and
+ * optional; else the error, saying the key and what it should be. */
+static int key_read(int r, const char *key, bool required, const char *want, struct lmp_error *err) {
+        if (r == -ENOENT && !required)
+                return 0;
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata %s: %s", key, r == -ENOENT ? "missing" : want);
+        return 0;
+}
+
 static int get_u32_key(const struct lmp_gguf *g, const char *arch, const char *suffix,
                        bool required, uint32_t *ret, struct lmp_error *err) {
         char key[NAME_MAX_LEN];
         snprintf(key, sizeof(key), "%s.%s", arch, suffix);
-        int r = lmp_gguf_get_u32(g, key, ret);
-        if (r == -ENOENT && !required)
-                return 0;
-        if (r < 0)
-                return lmp_error_set(err, r, "metadata %s: %s", key,
-                                     r == -ENOENT ? "missing" : "not a 32-bit unsigned integer");
-        return 0;
+        return key_read(lmp_gguf_get_u32(g, key, ret), key, required, "not a 32-bit unsigned integer", err);
 }
 
 static int get_f32_key(const struct lmp_gguf *g, const char *arch, const char *suffix,
                        bool required, float *ret, struct lmp_error *err) {
         char key[NAME_MAX_LEN];
         snprintf(key, sizeof(key), "%s.%s", arch, suffix);
-        int r = lmp_gguf_get_f32(g, key, ret);
-        if (r == -ENOENT && !required)
-                return 0;
-        if (r < 0)
-                return lmp_error_set(err, r, "metadata %s: %s", key,
-                                     r == -ENOENT ? "missing" : "not a float");
-        return 0;
+        return key_read(lmp_gguf_get_f32(g, key, ret), key, required, "not a float", err);
 }
 
 /* An encoder's: LayerNorm epsilon, pooling, and attention that must not be

@@ -134,6 +134,10 @@ struct lmp_ctx_params {
         uint32_t n_ctx;         /* positions per sequence; 0: the model's training length */
         uint32_t n_seq;         /* sequences (KV cache slots); 0: 1 */
         uint32_t n_batch;       /* most entries per decode call; 0: 512 */
+        bool swa_full;          /* windowed layers keep every position, not a
+                                 * ring of n_swa + n_batch (llama.cpp's
+                                 * --swa-full); costs memory, lets a sequence
+                                 * go on from any earlier position */
 };
 
 /* One entry of a batch. */
@@ -158,8 +162,14 @@ uint32_t lmp_ctx_n_batch(const struct lmp_ctx *c);
 
 /* Positions of seq currently held in the cache (the next position to feed). */
 uint32_t lmp_ctx_seq_len(const struct lmp_ctx *c, int32_t seq);
-/* Forgets positions >= pos of seq (0: the whole sequence). */
+/* Forgets positions >= pos of seq (0: the whole sequence) and returns the
+ * length the sequence keeps: pos, or 0 when the ring of a windowed layer no
+ * longer holds the positions that pos would look back on (the sequence
+ * then starts again from 0); -EINVAL for an unknown sequence. */
 int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
+/* KV cache rows per sequence, over all layers (n_layer * n_ctx without
+ * windowed layers). */
+uint32_t lmp_ctx_kv_rows(const struct lmp_ctx *c);
 
 /* Evaluates n entries (1 <= n <= n_batch) of a decoder (for an encoder:
  * -EINVAL, use lmp_ctx_encode). Within one sequence, positions

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/json.h"
 #include "common/macros.h"
 #include "common/utf8.h"
@@ -30,18 +31,7 @@ static int reserve(struct lmp_proto_buf *b, size_t extra) {
         size_t need;
         if (lmp_add_overflow(b->len, extra + 1, &need))
                 return -ENOMEM;
-        if (need <= b->cap)
-                return 0;
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < need)
-                if (lmp_mul_overflow(cap, (size_t)2, &cap))
-                        return -ENOMEM;
-        char *p = realloc(b->data, cap);
-        if (!p)
-                return -ENOMEM;
-        b->data = p;
-        b->cap = cap;
-        return 0;
+        return lmp_grow(&b->data, &b->cap, need, 1, 256);
 }
 
 static int put(struct lmp_proto_buf *b, const char *s, size_t n) {
@@ -57,20 +47,24 @@ int lmp_proto_buf_append(struct lmp_proto_buf *b, const void *s, size_t n) {
         return put(b, s, n);
 }
 
-static int puts_(struct lmp_proto_buf *b, const char *s) {
+int lmp_proto_buf_puts(struct lmp_proto_buf *b, const char *s) {
         return put(b, s, strlen(s));
 }
 
-static int putf(struct lmp_proto_buf *b, const char *fmt, ...) LMP_PRINTF(2, 3);
-static int putf(struct lmp_proto_buf *b, const char *fmt, ...) {
-        char tmp[64];
+int lmp_proto_buf_printf(struct lmp_proto_buf *b, const char *fmt, ...) {
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+        int n = vsnprintf(NULL, 0, fmt, ap);
         va_end(ap);
-        if (n < 0 || (size_t)n >= sizeof(tmp))
+        if (n < 0)
                 return -EINVAL;
-        return put(b, tmp, (size_t)n);
+        if (reserve(b, (size_t)n) < 0)
+                return -ENOMEM;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t)n;
+        return 0;
 }
 
 int lmp_proto_append_json_string(struct lmp_proto_buf *b, const char *s, size_t n) {
@@ -94,20 +88,20 @@ static int put_double(struct lmp_proto_buf *b, double v) {
         snprintf(tmp, sizeof(tmp), "%.15g", v);
         if (strtod(tmp, NULL) != v)
                 snprintf(tmp, sizeof(tmp), "%.17g", v);
-        return puts_(b, tmp);
+        return lmp_proto_buf_puts(b, tmp);
 }
 
 static int put_i64(struct lmp_proto_buf *b, int64_t v) {
-        return putf(b, "%" PRId64, v);
+        return lmp_proto_buf_printf(b, "%" PRId64, v);
 }
 
 /* Starts {"v":1,"id":...,"event":"NAME" */
 static int begin_event(struct lmp_proto_buf *b, const char *id, const char *event) {
-        int rc = puts_(b, "{\"v\":1,\"id\":");
+        int rc = lmp_proto_buf_puts(b, "{\"v\":1,\"id\":");
         if (rc == 0)
-                rc = id ? put_str(b, id) : puts_(b, "null");
+                rc = id ? put_str(b, id) : lmp_proto_buf_puts(b, "null");
         if (rc == 0)
-                rc = puts_(b, ",\"event\":");
+                rc = lmp_proto_buf_puts(b, ",\"event\":");
         if (rc == 0)
                 rc = put_str(b, event);
         return rc;
@@ -115,11 +109,11 @@ static int begin_event(struct lmp_proto_buf *b, const char *id, const char *even
 
 /* Appends ,"key": */
 static int key(struct lmp_proto_buf *b, const char *k) {
-        int rc = puts_(b, ",\"");
+        int rc = lmp_proto_buf_puts(b, ",\"");
         if (rc == 0)
-                rc = puts_(b, k);
+                rc = lmp_proto_buf_puts(b, k);
         if (rc == 0)
-                rc = puts_(b, "\":");
+                rc = lmp_proto_buf_puts(b, "\":");
         return rc;
 }
 
@@ -137,12 +131,12 @@ int lmp_proto_format_token(struct lmp_proto_buf *b, const char *id, const char *
         TRY(lmp_proto_append_json_string(b, text ? text : "", text ? text_len : 0));
         if (ids) {
                 TRY(key(b, "ids"));
-                TRY(puts_(b, "["));
+                TRY(lmp_proto_buf_puts(b, "["));
                 for (size_t i = 0; i < n_ids; i++)
-                        TRY(putf(b, i ? ",%" PRId32 : "%" PRId32, ids[i]));
-                TRY(puts_(b, "]"));
+                        TRY(lmp_proto_buf_printf(b, i ? ",%" PRId32 : "%" PRId32, ids[i]));
+                TRY(lmp_proto_buf_puts(b, "]"));
         }
-        return puts_(b, "}");
+        return lmp_proto_buf_puts(b, "}");
 }
 
 int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct lmp_done *d) {
@@ -160,31 +154,31 @@ int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct 
                 TRY(key(b, "tool_calls"));
                 TRY(put(b, d->tool_calls, d->tool_calls_len));
         }
-        TRY(puts_(b, ",\"usage\":{\"prompt_tokens\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"usage\":{\"prompt_tokens\":"));
         TRY(put_i64(b, d->usage.prompt_tokens));
-        TRY(puts_(b, ",\"generated_tokens\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"generated_tokens\":"));
         TRY(put_i64(b, d->usage.generated_tokens));
-        TRY(puts_(b, ",\"cached_tokens\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"cached_tokens\":"));
         TRY(put_i64(b, d->usage.cached_tokens));
-        TRY(puts_(b, "},\"timings\":{\"queued_ms\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"timings\":{\"queued_ms\":"));
         TRY(put_double(b, d->timings.queued_ms));
-        TRY(puts_(b, ",\"prompt_ms\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"prompt_ms\":"));
         TRY(put_double(b, d->timings.prompt_ms));
-        TRY(puts_(b, ",\"ttft_ms\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"ttft_ms\":"));
         TRY(put_double(b, d->timings.ttft_ms));
-        TRY(puts_(b, ",\"total_ms\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"total_ms\":"));
         TRY(put_double(b, d->timings.total_ms));
-        TRY(puts_(b, ",\"tokens_per_s\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"tokens_per_s\":"));
         TRY(put_double(b, d->timings.tokens_per_s));
-        TRY(puts_(b, "}"));
+        TRY(lmp_proto_buf_puts(b, "}"));
         TRY(key(b, "worker"));
         TRY(put_str(b, d->worker));
-        return puts_(b, "}");
+        return lmp_proto_buf_puts(b, "}");
 }
 
 /* A float with the 9 significant digits that read back as the same f32. */
 static int put_float(struct lmp_proto_buf *b, float v) {
-        return putf(b, "%.9g", isfinite(v) ? (double)v : 0.0);
+        return lmp_proto_buf_printf(b, "%.9g", isfinite(v) ? (double)v : 0.0);
 }
 
 int lmp_proto_format_embedding(struct lmp_proto_buf *b, const char *id, const struct lmp_embedding *e) {
@@ -192,39 +186,39 @@ int lmp_proto_format_embedding(struct lmp_proto_buf *b, const char *id, const st
                 return -EINVAL;
         TRY(begin_event(b, id, "embedding"));
         TRY(key(b, "embeddings"));
-        TRY(puts_(b, "["));
+        TRY(lmp_proto_buf_puts(b, "["));
         for (size_t i = 0; i < e->n; i++) {
                 const float *v = e->vectors + i * e->n_embd;
-                TRY(puts_(b, i ? ",[" : "["));
+                TRY(lmp_proto_buf_puts(b, i ? ",[" : "["));
                 for (size_t k = 0; k < e->n_embd; k++) {
                         if (k)
-                                TRY(puts_(b, ","));
+                                TRY(lmp_proto_buf_puts(b, ","));
                         TRY(put_float(b, v[k]));
                 }
-                TRY(puts_(b, "]"));
+                TRY(lmp_proto_buf_puts(b, "]"));
         }
-        TRY(puts_(b, "]"));
+        TRY(lmp_proto_buf_puts(b, "]"));
         if (e->ids) {
                 TRY(key(b, "ids"));
-                TRY(puts_(b, "["));
+                TRY(lmp_proto_buf_puts(b, "["));
                 for (size_t i = 0; i < e->n; i++) {
-                        TRY(puts_(b, i ? ",[" : "["));
+                        TRY(lmp_proto_buf_puts(b, i ? ",[" : "["));
                         for (size_t k = e->ids_off[i]; k < e->ids_off[i + 1]; k++)
-                                TRY(putf(b, k > e->ids_off[i] ? ",%" PRId32 : "%" PRId32, e->ids[k]));
-                        TRY(puts_(b, "]"));
+                                TRY(lmp_proto_buf_printf(b, k > e->ids_off[i] ? ",%" PRId32 : "%" PRId32, e->ids[k]));
+                        TRY(lmp_proto_buf_puts(b, "]"));
                 }
-                TRY(puts_(b, "]"));
+                TRY(lmp_proto_buf_puts(b, "]"));
         }
-        TRY(puts_(b, ",\"usage\":{\"prompt_tokens\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"usage\":{\"prompt_tokens\":"));
         TRY(put_i64(b, e->prompt_tokens));
-        TRY(puts_(b, "},\"timings\":{\"queued_ms\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"timings\":{\"queued_ms\":"));
         TRY(put_double(b, e->queued_ms));
-        TRY(puts_(b, ",\"total_ms\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"total_ms\":"));
         TRY(put_double(b, e->total_ms));
-        TRY(puts_(b, "}"));
+        TRY(lmp_proto_buf_puts(b, "}"));
         TRY(key(b, "worker"));
         TRY(put_str(b, e->worker));
-        return puts_(b, "}");
+        return lmp_proto_buf_puts(b, "}");
 }
 
 int lmp_proto_format_error(struct lmp_proto_buf *b, const char *id, enum lmp_proto_code code, const char *message) {
@@ -236,7 +230,7 @@ int lmp_proto_format_error(struct lmp_proto_buf *b, const char *id, enum lmp_pro
         TRY(put_str(b, name));
         TRY(key(b, "message"));
         TRY(put_str(b, message));
-        return puts_(b, "}");
+        return lmp_proto_buf_puts(b, "}");
 }
 
 int lmp_proto_format_cancelled(struct lmp_proto_buf *b, const char *id, const char *target, bool found) {
@@ -244,16 +238,16 @@ int lmp_proto_format_cancelled(struct lmp_proto_buf *b, const char *id, const ch
         TRY(key(b, "target"));
         TRY(put_str(b, target));
         TRY(key(b, "found"));
-        TRY(puts_(b, found ? "true" : "false"));
-        return puts_(b, "}");
+        TRY(lmp_proto_buf_puts(b, found ? "true" : "false"));
+        return lmp_proto_buf_puts(b, "}");
 }
 
 int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struct lmp_model_info *m, size_t n) {
         TRY(begin_event(b, id, "models"));
         TRY(key(b, "models"));
-        TRY(puts_(b, "["));
+        TRY(lmp_proto_buf_puts(b, "["));
         for (size_t i = 0; i < n; i++) {
-                TRY(puts_(b, i ? ",{\"name\":" : "{\"name\":"));
+                TRY(lmp_proto_buf_puts(b, i ? ",{\"name\":" : "{\"name\":"));
                 TRY(put_str(b, m[i].name));
                 TRY(key(b, "path"));
                 TRY(put_str(b, m[i].path));
@@ -273,85 +267,85 @@ int lmp_proto_format_models(struct lmp_proto_buf *b, const char *id, const struc
                 TRY(put_i64(b, m[i].slots));
                 TRY(key(b, "store_bytes"));
                 TRY(put_i64(b, m[i].store_bytes));
-                TRY(puts_(b, "}"));
+                TRY(lmp_proto_buf_puts(b, "}"));
         }
-        return puts_(b, "]}");
+        return lmp_proto_buf_puts(b, "]}");
 }
 
 int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct lmp_stats *s) {
         TRY(begin_event(b, id, "stats"));
         TRY(key(b, "uptime_s"));
         TRY(put_double(b, s->uptime_s));
-        TRY(puts_(b, ",\"queue\":{\"length\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"queue\":{\"length\":"));
         TRY(put_i64(b, s->queue_length));
-        TRY(puts_(b, ",\"limit\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"limit\":"));
         TRY(put_i64(b, s->queue_limit));
-        TRY(puts_(b, "},\"requests\":{\"total\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"requests\":{\"total\":"));
         TRY(put_i64(b, s->total));
-        TRY(puts_(b, ",\"ok\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"ok\":"));
         TRY(put_i64(b, s->ok));
-        TRY(puts_(b, ",\"errors\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"errors\":"));
         TRY(put_i64(b, s->errors));
-        TRY(puts_(b, ",\"busy\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"busy\":"));
         TRY(put_i64(b, s->busy));
-        TRY(puts_(b, ",\"timeouts\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"timeouts\":"));
         TRY(put_i64(b, s->timeouts));
-        TRY(puts_(b, ",\"worker_lost\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"worker_lost\":"));
         TRY(put_i64(b, s->worker_lost));
-        TRY(puts_(b, ",\"retried\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"retried\":"));
         TRY(put_i64(b, s->retried));
-        TRY(puts_(b, ",\"slow_consumer\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"slow_consumer\":"));
         TRY(put_i64(b, s->slow_consumer));
-        TRY(puts_(b, ",\"client_gone\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"client_gone\":"));
         TRY(put_i64(b, s->client_gone));
-        TRY(puts_(b, ",\"dropped\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"dropped\":"));
         TRY(put_i64(b, s->dropped));
-        TRY(puts_(b, "},\"events_dropped\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"events_dropped\":"));
         TRY(put_i64(b, s->events_dropped));
-        TRY(puts_(b, ",\"clients\":{\"connected\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"clients\":{\"connected\":"));
         TRY(put_i64(b, s->clients));
-        TRY(puts_(b, ",\"limit\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"limit\":"));
         TRY(put_i64(b, s->clients_limit));
-        TRY(puts_(b, ",\"refused\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"refused\":"));
         TRY(put_i64(b, s->clients_refused));
-        TRY(puts_(b, ",\"overlong_closed\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"overlong_closed\":"));
         TRY(put_i64(b, s->clients_overlong));
-        TRY(puts_(b, "},\"affinity\":{\"hits\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"affinity\":{\"hits\":"));
         TRY(put_i64(b, s->affinity_hits));
-        TRY(puts_(b, ",\"misses\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"misses\":"));
         TRY(put_i64(b, s->affinity_misses));
-        TRY(puts_(b, ",\"new\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"new\":"));
         TRY(put_i64(b, s->affinity_new));
-        TRY(puts_(b, "},\"cache\":{\"hits\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"cache\":{\"hits\":"));
         TRY(put_i64(b, s->cache_hits));
-        TRY(puts_(b, ",\"misses\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"misses\":"));
         TRY(put_i64(b, s->cache_misses));
-        TRY(puts_(b, ",\"entries\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"entries\":"));
         TRY(put_i64(b, s->cache_entries));
-        TRY(puts_(b, ",\"bytes\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"bytes\":"));
         TRY(put_i64(b, s->cache_bytes));
-        TRY(puts_(b, "},\"semantic_cache\":{\"hits\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"semantic_cache\":{\"hits\":"));
         TRY(put_i64(b, s->semantic_hits));
-        TRY(puts_(b, ",\"misses\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"misses\":"));
         TRY(put_i64(b, s->semantic_misses));
-        TRY(puts_(b, ",\"unavailable\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"unavailable\":"));
         TRY(put_i64(b, s->semantic_unavailable));
-        TRY(puts_(b, ",\"evictions\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"evictions\":"));
         TRY(put_i64(b, s->semantic_evictions));
-        TRY(puts_(b, ",\"expirations\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"expirations\":"));
         TRY(put_i64(b, s->semantic_expirations));
-        TRY(puts_(b, ",\"entries\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"entries\":"));
         TRY(put_i64(b, s->semantic_entries));
-        TRY(puts_(b, ",\"bytes\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"bytes\":"));
         TRY(put_i64(b, s->semantic_bytes));
-        TRY(puts_(b, "},\"refused\":{\"connections\":"));
+        TRY(lmp_proto_buf_puts(b, "},\"refused\":{\"connections\":"));
         TRY(put_i64(b, s->zap_refused));
-        TRY(puts_(b, ",\"worker_frames\":"));
+        TRY(lmp_proto_buf_puts(b, ",\"worker_frames\":"));
         TRY(put_i64(b, s->worker_frames_refused));
-        TRY(puts_(b, "},\"workers\":["));
+        TRY(lmp_proto_buf_puts(b, "},\"workers\":["));
         for (size_t i = 0; i < s->n_workers; i++) {
                 const struct lmp_worker_info *w = &s->workers[i];
-                TRY(puts_(b, i ? ",{\"name\":" : "{\"name\":"));
+                TRY(lmp_proto_buf_puts(b, i ? ",{\"name\":" : "{\"name\":"));
                 TRY(put_str(b, w->name));
                 TRY(key(b, "model"));
                 TRY(put_str(b, w->model));
@@ -371,9 +365,9 @@ int lmp_proto_format_stats(struct lmp_proto_buf *b, const char *id, const struct
                 TRY(put_i64(b, w->served));
                 TRY(key(b, "restarts"));
                 TRY(put_i64(b, w->restarts));
-                TRY(puts_(b, "}"));
+                TRY(lmp_proto_buf_puts(b, "}"));
         }
-        return puts_(b, "]}");
+        return lmp_proto_buf_puts(b, "]}");
 }
 
 int lmp_proto_format_health(struct lmp_proto_buf *b, const char *id, const char *status,
@@ -382,22 +376,22 @@ int lmp_proto_format_health(struct lmp_proto_buf *b, const char *id, const char 
         TRY(key(b, "status"));
         TRY(put_str(b, status));
         TRY(key(b, "models"));
-        TRY(puts_(b, "{"));
+        TRY(lmp_proto_buf_puts(b, "{"));
         for (size_t i = 0; i < n; i++) {
                 if (i)
-                        TRY(puts_(b, ","));
+                        TRY(lmp_proto_buf_puts(b, ","));
                 TRY(put_str(b, m[i].name));
-                TRY(puts_(b, ":{\"ready\":"));
+                TRY(lmp_proto_buf_puts(b, ":{\"ready\":"));
                 TRY(put_i64(b, m[i].ready));
-                TRY(puts_(b, ",\"workers\":"));
+                TRY(lmp_proto_buf_puts(b, ",\"workers\":"));
                 TRY(put_i64(b, m[i].workers));
                 if (m[i].failed) {
                         TRY(key(b, "failed"));
                         TRY(put_str(b, m[i].failed));
                 }
-                TRY(puts_(b, "}"));
+                TRY(lmp_proto_buf_puts(b, "}"));
         }
-        return puts_(b, "}}");
+        return lmp_proto_buf_puts(b, "}}");
 }
 
 /* The rest of an embed request after its type. */
@@ -406,22 +400,38 @@ static int format_embed_request(struct lmp_proto_buf *b, const struct lmp_reques
         TRY(put_str(b, r->model));
         TRY(key(b, "input"));
         if (r->input_is_array)
-                TRY(puts_(b, "["));
+                TRY(lmp_proto_buf_puts(b, "["));
         for (size_t i = 0; i < r->n_inputs; i++) {
                 if (i)
-                        TRY(puts_(b, ","));
+                        TRY(lmp_proto_buf_puts(b, ","));
                 TRY(lmp_proto_append_json_string(b, r->inputs[i], r->input_len[i]));
         }
         if (r->input_is_array)
-                TRY(puts_(b, "]"));
-        TRY(puts_(b, r->normalize ? ",\"normalize\":true" : ",\"normalize\":false"));
-        TRY(puts_(b, r->truncate ? ",\"truncate\":true" : ",\"truncate\":false"));
-        TRY(puts_(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));
+                TRY(lmp_proto_buf_puts(b, "]"));
+        TRY(lmp_proto_buf_puts(b, r->normalize ? ",\"normalize\":true" : ",\"normalize\":false"));
+        TRY(lmp_proto_buf_puts(b, r->truncate ? ",\"truncate\":true" : ",\"truncate\":false"));
+        TRY(lmp_proto_buf_puts(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));
         if (r->sampling.set & LMP_SET_TIMEOUT_MS) {
                 TRY(key(b, "timeout_ms"));
                 TRY(put_i64(b, r->timeout_ms));
         }
-        return puts_(b, "}");
+        return lmp_proto_buf_puts(b, "}");
+}
+
+/* A sampling field, "key":value, when the request set it. */
+static int put_set_i64(struct lmp_proto_buf *b, const struct lmp_sampling *s, uint32_t bit, const char *k, int64_t v) {
+        int rc = 0;
+        if ((s->set & bit) && (rc = key(b, k)) == 0)
+                rc = put_i64(b, v);
+        return rc;
+}
+
+static int put_set_double(struct lmp_proto_buf *b, const struct lmp_sampling *s, uint32_t bit, const char *k,
+                          double v) {
+        int rc = 0;
+        if ((s->set & bit) && (rc = key(b, k)) == 0)
+                rc = put_double(b, v);
+        return rc;
 }
 
 int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *r) {
@@ -429,7 +439,7 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
         const char *type = lmp_request_type_name(r->type);
         if (!type)
                 return -EINVAL;
-        TRY(puts_(b, "{\"v\":1,\"id\":"));
+        TRY(lmp_proto_buf_puts(b, "{\"v\":1,\"id\":"));
         TRY(put_str(b, r->id));
         TRY(key(b, "type"));
         TRY(put_str(b, type));
@@ -440,7 +450,7 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
         if (r->type == LMP_REQ_EMBED)
                 return format_embed_request(b, r);
         if (r->type != LMP_REQ_GENERATE && r->type != LMP_REQ_CHAT)
-                return puts_(b, "}");
+                return lmp_proto_buf_puts(b, "}");
         TRY(key(b, "model"));
         TRY(put_str(b, r->model));
         if (r->type == LMP_REQ_GENERATE) {
@@ -448,18 +458,18 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                 TRY(lmp_proto_append_json_string(b, r->prompt ? r->prompt : "", r->prompt ? r->prompt_len : 0));
         } else {
                 TRY(key(b, "messages"));
-                TRY(puts_(b, "["));
+                TRY(lmp_proto_buf_puts(b, "["));
                 for (size_t i = 0; i < r->n_messages; i++) {
                         const char *role = lmp_role_name(r->messages[i].role);
                         if (!role)
                                 return -EINVAL;
-                        TRY(puts_(b, i ? ",{\"role\":" : "{\"role\":"));
+                        TRY(lmp_proto_buf_puts(b, i ? ",{\"role\":" : "{\"role\":"));
                         TRY(put_str(b, role));
                         TRY(key(b, "content"));
                         TRY(lmp_proto_append_json_string(b, r->messages[i].content, r->messages[i].content_len));
                         if (r->messages[i].tool_calls) {  /* canonical JSON already */
                                 TRY(key(b, "tool_calls"));
-                                TRY(puts_(b, r->messages[i].tool_calls));
+                                TRY(lmp_proto_buf_puts(b, r->messages[i].tool_calls));
                         }
                         if (r->messages[i].tool_call_id) {
                                 TRY(key(b, "tool_call_id"));
@@ -469,84 +479,60 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                                 TRY(key(b, "name"));
                                 TRY(put_str(b, r->messages[i].name));
                         }
-                        TRY(puts_(b, "}"));
+                        TRY(lmp_proto_buf_puts(b, "}"));
                 }
-                TRY(puts_(b, "]"));
+                TRY(lmp_proto_buf_puts(b, "]"));
         }
-        if (s->set & LMP_SET_MAX_TOKENS) {
-                TRY(key(b, "max_tokens"));
-                TRY(put_i64(b, s->max_tokens));
-        }
-        if (s->set & LMP_SET_TEMPERATURE) {
-                TRY(key(b, "temperature"));
-                TRY(put_double(b, s->temperature));
-        }
-        if (s->set & LMP_SET_TOP_K) {
-                TRY(key(b, "top_k"));
-                TRY(put_i64(b, s->top_k));
-        }
-        if (s->set & LMP_SET_TOP_P) {
-                TRY(key(b, "top_p"));
-                TRY(put_double(b, s->top_p));
-        }
-        if (s->set & LMP_SET_MIN_P) {
-                TRY(key(b, "min_p"));
-                TRY(put_double(b, s->min_p));
-        }
-        if (s->set & LMP_SET_REPEAT_PENALTY) {
-                TRY(key(b, "repeat_penalty"));
-                TRY(put_double(b, s->repeat_penalty));
-        }
-        if (s->set & LMP_SET_PRESENCE_PENALTY) {
-                TRY(key(b, "presence_penalty"));
-                TRY(put_double(b, s->presence_penalty));
-        }
-        if (s->set & LMP_SET_FREQUENCY_PENALTY) {
-                TRY(key(b, "frequency_penalty"));
-                TRY(put_double(b, s->frequency_penalty));
-        }
+        TRY(put_set_i64(b, s, LMP_SET_MAX_TOKENS, "max_tokens", s->max_tokens));
+        TRY(put_set_double(b, s, LMP_SET_TEMPERATURE, "temperature", s->temperature));
+        TRY(put_set_i64(b, s, LMP_SET_TOP_K, "top_k", s->top_k));
+        TRY(put_set_double(b, s, LMP_SET_TOP_P, "top_p", s->top_p));
+        TRY(put_set_double(b, s, LMP_SET_MIN_P, "min_p", s->min_p));
+        TRY(put_set_double(b, s, LMP_SET_REPEAT_PENALTY, "repeat_penalty", s->repeat_penalty));
+        TRY(put_set_double(b, s, LMP_SET_PRESENCE_PENALTY, "presence_penalty", s->presence_penalty));
+        TRY(put_set_double(b, s, LMP_SET_FREQUENCY_PENALTY, "frequency_penalty", s->frequency_penalty));
         if (s->set & LMP_SET_SEED) {
                 TRY(key(b, "seed"));
-                TRY(putf(b, "%" PRIu64, s->seed));
+                TRY(lmp_proto_buf_printf(b, "%" PRIu64, s->seed));
         }
         if (r->n_stop) {
                 TRY(key(b, "stop"));
-                TRY(puts_(b, "["));
+                TRY(lmp_proto_buf_puts(b, "["));
                 for (size_t i = 0; i < r->n_stop; i++) {
                         if (i)
-                                TRY(puts_(b, ","));
+                                TRY(lmp_proto_buf_puts(b, ","));
                         TRY(lmp_proto_append_json_string(b, r->stop[i], r->stop_len[i]));
                 }
-                TRY(puts_(b, "]"));
+                TRY(lmp_proto_buf_puts(b, "]"));
         }
         if (r->format) {        /* canonical JSON already, from the parser */
                 TRY(key(b, "format"));
-                TRY(puts_(b, r->format));
+                TRY(lmp_proto_buf_puts(b, r->format));
         }
         if (r->tools) {         /* compact JSON, from the parser */
                 TRY(key(b, "tools"));
-                TRY(puts_(b, r->tools));
+                TRY(lmp_proto_buf_puts(b, r->tools));
         }
         switch (r->tool_choice) {
         case LMP_TOOL_CHOICE_AUTO:
                 break;
         case LMP_TOOL_CHOICE_NONE:
-                TRY(puts_(b, ",\"tool_choice\":\"none\""));
+                TRY(lmp_proto_buf_puts(b, ",\"tool_choice\":\"none\""));
                 break;
         case LMP_TOOL_CHOICE_REQUIRED:
-                TRY(puts_(b, ",\"tool_choice\":\"required\""));
+                TRY(lmp_proto_buf_puts(b, ",\"tool_choice\":\"required\""));
                 break;
         default:
-                TRY(puts_(b, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":"));
+                TRY(lmp_proto_buf_puts(b, ",\"tool_choice\":{\"type\":\"function\",\"function\":{\"name\":"));
                 TRY(put_str(b, r->tool_name));
-                TRY(puts_(b, "}}"));
+                TRY(lmp_proto_buf_puts(b, "}}"));
                 break;
         }
-        TRY(puts_(b, r->ignore_eos ? ",\"ignore_eos\":true" : ",\"ignore_eos\":false"));
-        TRY(puts_(b, r->stream ? ",\"stream\":true" : ",\"stream\":false"));
-        TRY(puts_(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));
+        TRY(lmp_proto_buf_puts(b, r->ignore_eos ? ",\"ignore_eos\":true" : ",\"ignore_eos\":false"));
+        TRY(lmp_proto_buf_puts(b, r->stream ? ",\"stream\":true" : ",\"stream\":false"));
+        TRY(lmp_proto_buf_puts(b, r->return_ids ? ",\"return_ids\":true" : ",\"return_ids\":false"));
         if (r->no_cache)
-                TRY(puts_(b, ",\"cache\":false"));
+                TRY(lmp_proto_buf_puts(b, ",\"cache\":false"));
         if (s->set & LMP_SET_TIMEOUT_MS) {
                 TRY(key(b, "timeout_ms"));
                 TRY(put_i64(b, r->timeout_ms));
@@ -555,7 +541,7 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                 TRY(key(b, "session"));
                 TRY(put_str(b, r->session));
         }
-        return puts_(b, "}");
+        return lmp_proto_buf_puts(b, "}");
 }
 
 bool lmp_proto_utf8_valid(const char *s, size_t n) {

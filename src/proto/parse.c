@@ -747,6 +747,39 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
 /* embed: the model, one text or an array of 1 to LMP_PROTO_EMBED_INPUTS_MAX
  * texts, and its flags. Generation's fields are refused by name rather
  * than ignored: a client that sends them has the wrong request type. */
+int lmp_proto_embed_inputs(const cJSON *in, struct lmp_request *r, enum lmp_proto_input_fault *ret_fault,
+                           size_t *ret_n) {
+        if (!cJSON_IsString(in) && !cJSON_IsArray(in)) {
+                *ret_fault = LMP_INPUT_NOT_TEXT;
+                return -EINVAL;
+        }
+        size_t n = cJSON_IsArray(in) ? (size_t)cJSON_GetArraySize(in) : 1;
+        if (n < 1 || n > LMP_PROTO_EMBED_INPUTS_MAX) {
+                *ret_fault = LMP_INPUT_COUNT;
+                *ret_n = n;
+                return -EINVAL;
+        }
+        r->input_is_array = cJSON_IsArray(in);
+        r->inputs = calloc(n, sizeof(*r->inputs));
+        r->input_len = calloc(n, sizeof(*r->input_len));
+        if (!r->inputs || !r->input_len)
+                return -ENOMEM;
+        const cJSON *it = r->input_is_array ? in->child : in;
+        for (size_t i = 0; i < n; i++, it = it->next) {
+                if (!cJSON_IsString(it)) {
+                        *ret_fault = LMP_INPUT_ITEM;
+                        *ret_n = i;
+                        return -EINVAL;
+                }
+                size_t len = strlen(it->valuestring);
+                if (!(r->inputs[i] = dup_n(it->valuestring, len)))
+                        return -ENOMEM;
+                r->input_len[i] = len;
+                r->n_inputs = i + 1;
+        }
+        return 0;
+}
+
 static int parse_embed(const cJSON *const *f, struct lmp_request *r, struct lmp_proto_error *err) {
         static const int not_embed[] = { F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
                                          F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY,
@@ -768,30 +801,20 @@ static int parse_embed(const cJSON *const *f, struct lmp_request *r, struct lmp_
                 return rc;
         memcpy(r->model, str, len + 1);
 
-        const cJSON *in = f[F_INPUT];
-        if (!in)
+        enum lmp_proto_input_fault fault;
+        size_t k;
+        if (!f[F_INPUT])
                 return fail(err, LMP_PROTO_BAD_REQUEST, "input", "missing field 'input'");
-        if (!cJSON_IsString(in) && !cJSON_IsArray(in))
+        if ((rc = lmp_proto_embed_inputs(f[F_INPUT], r, &fault, &k)) == -EINVAL) {
+                if (fault == LMP_INPUT_ITEM)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "input", "input[%zu] must be a string", k);
+                if (fault == LMP_INPUT_COUNT)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "input", "field 'input' must hold 1 to %d texts, not %zu",
+                                    LMP_PROTO_EMBED_INPUTS_MAX, k);
                 return fail(err, LMP_PROTO_BAD_REQUEST, "input", "field 'input' must be a string or an array of strings");
-        r->input_is_array = cJSON_IsArray(in);
-        size_t n = r->input_is_array ? (size_t)cJSON_GetArraySize(in) : 1;
-        if (n < 1 || n > LMP_PROTO_EMBED_INPUTS_MAX)
-                return fail(err, LMP_PROTO_BAD_REQUEST, "input", "field 'input' must hold 1 to %d texts, not %zu",
-                            LMP_PROTO_EMBED_INPUTS_MAX, n);
-        r->inputs = calloc(n, sizeof(*r->inputs));
-        r->input_len = calloc(n, sizeof(*r->input_len));
-        if (!r->inputs || !r->input_len)
-                return -ENOMEM;
-        const cJSON *it = r->input_is_array ? in->child : in;
-        for (size_t i = 0; i < n; i++, it = it->next) {
-                if (!cJSON_IsString(it))
-                        return fail(err, LMP_PROTO_BAD_REQUEST, "input", "input[%zu] must be a string", i);
-                len = strlen(it->valuestring);
-                if (!(r->inputs[i] = dup_n(it->valuestring, len)))
-                        return -ENOMEM;
-                r->input_len[i] = len;
-                r->n_inputs = i + 1;
         }
+        if (rc < 0)
+                return rc;
         r->normalize = true;
         if (f[F_NORMALIZE] && (rc = get_bool(f[F_NORMALIZE], "normalize", &r->normalize, err)) < 0)
                 return rc;

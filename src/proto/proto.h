@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/macros.h"
+
 #define LMP_PROTO_VERSION 1
 #define LMP_PROTO_FRAME_MAX (1u << 20)       /* bytes in one client frame */
 #define LMP_PROTO_EVENT_MAX (64u << 20)      /* bytes in one event the client accepts */
@@ -197,6 +199,21 @@ void lmp_request_clear(struct lmp_request *r);
  * came from). */
 int lmp_proto_parse_job(const void *buf, size_t len, struct lmp_request *ret, struct lmp_proto_error *err);
 
+/* What is wrong with an embed request's "input". */
+enum lmp_proto_input_fault {
+        LMP_INPUT_NOT_TEXT,     /* neither a string nor an array */
+        LMP_INPUT_COUNT,        /* an array of 0 or more than LMP_PROTO_EMBED_INPUTS_MAX: *ret_n is its size */
+        LMP_INPUT_ITEM,         /* element *ret_n is not a string */
+};
+struct cJSON;
+/* Copies an embed request's "input" (a string, or an array of 1 to
+ * LMP_PROTO_EMBED_INPUTS_MAX strings) into r's inputs, the way both the
+ * protocol and the HTTP gateway read it. Returns 0, -ENOMEM, or -EINVAL
+ * with *ret_fault (and *ret_n) saying what is wrong, for the caller's own
+ * wording. What it copied before a failure is r's, freed with it. */
+int lmp_proto_embed_inputs(const struct cJSON *in, struct lmp_request *r, enum lmp_proto_input_fault *ret_fault,
+                           size_t *ret_n);
+
 /* A growable output buffer, always NUL-terminated after a successful call.
  * Formatters append; set len = 0 to reuse. */
 struct lmp_proto_buf {
@@ -207,6 +224,10 @@ struct lmp_proto_buf {
 void lmp_proto_buf_free(struct lmp_proto_buf *b);
 /* Appends n bytes as they are; 0 or -ENOMEM. */
 int lmp_proto_buf_append(struct lmp_proto_buf *b, const void *s, size_t n);
+/* Appends the string s; 0 or -ENOMEM. */
+int lmp_proto_buf_puts(struct lmp_proto_buf *b, const char *s);
+/* Appends what printf() would print, however long; 0, -ENOMEM or -EINVAL. */
+int lmp_proto_buf_printf(struct lmp_proto_buf *b, const char *fmt, ...) LMP_PRINTF(2, 3);
 
 /* Appends s (n bytes, any bytes) as a JSON string with its quotes: escapes
  * what JSON needs, replaces each invalid UTF-8 sequence (and NUL) with

@@ -47,48 +47,72 @@ static int trunc_clamp(float v, int lo, int hi) {
 
 /* ------------------------------------------------------------ legacy types */
 
-/* q4_0: fp16 d; 16 bytes of nibbles (value j in the low nibble of byte j,
- * value j+16 in the high nibble). x = d * (q - 8), d = -max/8 where max is
- * the value of largest magnitude (with its sign). */
+/* The value of largest magnitude, with its sign (the first of equal
+ * magnitudes). */
+static float signed_max(const float *x, int n) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < n; j++) {
+                if (amax < fabsf(x[j])) {
+                        amax = fabsf(x[j]);
+                        max = x[j];
+                }
+        }
+        return max;
+}
+
+static void min_max(const float *x, float *ret_min, float *ret_max) {
+        float min = FLT_MAX, max = -FLT_MAX;
+        for (int j = 0; j < QK; j++) {
+                if (x[j] < min) min = x[j];
+                if (x[j] > max) max = x[j];
+        }
+        *ret_min = min;
+        *ret_max = max;
+}
+
+/* Value j in the low nibble of byte j, value j+16 in the high nibble; the
+ * fifth bits, for a 5-bit type, in qh (bit j = value j, little-endian). */
+static void pack_nibbles(const int *q, uint8_t *qs, uint8_t *qh) {
+        uint32_t bits = 0;
+        for (int j = 0; j < QK / 2; j++) {
+                int q0 = q[j], q1 = q[j + QK / 2];
+                qs[j] = (uint8_t)((q0 & 0xf) | ((q1 & 0xf) << 4));
+                bits |= (uint32_t)((q0 >> 4) & 1) << j;
+                bits |= (uint32_t)((q1 >> 4) & 1) << (j + QK / 2);
+        }
+        for (int b = 0; qh && b < 4; b++)
+                qh[b] = (uint8_t)(bits >> (8 * b));
+}
+
+/* q4_0: fp16 d; 16 bytes of nibbles. x = d * (q - 8), d = -max/8 where max
+ * is the value of largest magnitude (with its sign). */
 static void quantize_q4_0(const float *x, void *vy, int64_t nb) {
         struct lmp_block_q4_0 *y = vy;
+        int q[QK];
         for (int64_t i = 0; i < nb; i++, x += QK, y++) {
-                float amax = 0.0f, max = 0.0f;
-                for (int j = 0; j < QK; j++) {
-                        if (amax < fabsf(x[j])) {
-                                amax = fabsf(x[j]);
-                                max = x[j];
-                        }
-                }
-                const float d = max / -8;
+                const float d = signed_max(x, QK) / -8;
                 const float id = d ? 1.0f / d : 0.0f;
                 y->d = lmp_f32_to_fp16(d);
-                for (int j = 0; j < QK / 2; j++) {
-                        int q0 = LMP_MIN(15, trunc_clamp(x[j] * id + 8.5f, 0, 127));
-                        int q1 = LMP_MIN(15, trunc_clamp(x[j + QK / 2] * id + 8.5f, 0, 127));
-                        y->qs[j] = (uint8_t)(q0 | (q1 << 4));
-                }
+                for (int j = 0; j < QK; j++)
+                        q[j] = LMP_MIN(15, trunc_clamp(x[j] * id + 8.5f, 0, 127));
+                pack_nibbles(q, y->qs, NULL);
         }
 }
 
 /* q4_1: fp16 d, fp16 m; 16 bytes of nibbles. x = d * q + m. */
 static void quantize_q4_1(const float *x, void *vy, int64_t nb) {
         struct lmp_block_q4_1 *y = vy;
+        int q[QK];
+        float min, max;
         for (int64_t i = 0; i < nb; i++, x += QK, y++) {
-                float min = FLT_MAX, max = -FLT_MAX;
-                for (int j = 0; j < QK; j++) {
-                        if (x[j] < min) min = x[j];
-                        if (x[j] > max) max = x[j];
-                }
+                min_max(x, &min, &max);
                 const float d = (max - min) / 15;
                 const float id = d ? 1.0f / d : 0.0f;
                 y->d = lmp_f32_to_fp16(d);
                 y->m = lmp_f32_to_fp16(min);
-                for (int j = 0; j < QK / 2; j++) {
-                        int q0 = LMP_MIN(15, trunc_clamp((x[j] - min) * id + 0.5f, 0, 127));
-                        int q1 = LMP_MIN(15, trunc_clamp((x[j + QK / 2] - min) * id + 0.5f, 0, 127));
-                        y->qs[j] = (uint8_t)(q0 | (q1 << 4));
-                }
+                for (int j = 0; j < QK; j++)
+                        q[j] = LMP_MIN(15, trunc_clamp((x[j] - min) * id + 0.5f, 0, 127));
+                pack_nibbles(q, y->qs, NULL);
         }
 }
 
@@ -96,53 +120,31 @@ static void quantize_q4_1(const float *x, void *vy, int64_t nb) {
  * low nibbles. x = d * (q - 16), d = -max/16. */
 static void quantize_q5_0(const float *x, void *vy, int64_t nb) {
         struct lmp_block_q5_0 *y = vy;
+        int q[QK];
         for (int64_t i = 0; i < nb; i++, x += QK, y++) {
-                float amax = 0.0f, max = 0.0f;
-                for (int j = 0; j < QK; j++) {
-                        if (amax < fabsf(x[j])) {
-                                amax = fabsf(x[j]);
-                                max = x[j];
-                        }
-                }
-                const float d = max / -16;
+                const float d = signed_max(x, QK) / -16;
                 const float id = d ? 1.0f / d : 0.0f;
                 y->d = lmp_f32_to_fp16(d);
-                uint32_t qh = 0;
-                for (int j = 0; j < QK / 2; j++) {
-                        int q0 = LMP_MIN(31, trunc_clamp(x[j] * id + 16.5f, 0, 127));
-                        int q1 = LMP_MIN(31, trunc_clamp(x[j + QK / 2] * id + 16.5f, 0, 127));
-                        y->qs[j] = (uint8_t)((q0 & 0xf) | ((q1 & 0xf) << 4));
-                        qh |= (uint32_t)((q0 >> 4) & 1) << j;
-                        qh |= (uint32_t)((q1 >> 4) & 1) << (j + QK / 2);
-                }
-                for (int b = 0; b < 4; b++)
-                        y->qh[b] = (uint8_t)(qh >> (8 * b));
+                for (int j = 0; j < QK; j++)
+                        q[j] = LMP_MIN(31, trunc_clamp(x[j] * id + 16.5f, 0, 127));
+                pack_nibbles(q, y->qs, y->qh);
         }
 }
 
 /* q5_1: fp16 d, fp16 m; 4 bytes qh; 16 bytes of low nibbles. */
 static void quantize_q5_1(const float *x, void *vy, int64_t nb) {
         struct lmp_block_q5_1 *y = vy;
+        int q[QK];
+        float min, max;
         for (int64_t i = 0; i < nb; i++, x += QK, y++) {
-                float min = FLT_MAX, max = -FLT_MAX;
-                for (int j = 0; j < QK; j++) {
-                        if (x[j] < min) min = x[j];
-                        if (x[j] > max) max = x[j];
-                }
+                min_max(x, &min, &max);
                 const float d = (max - min) / 31;
                 const float id = d ? 1.0f / d : 0.0f;
                 y->d = lmp_f32_to_fp16(d);
                 y->m = lmp_f32_to_fp16(min);
-                uint32_t qh = 0;
-                for (int j = 0; j < QK / 2; j++) {
-                        int q0 = trunc_clamp((x[j] - min) * id + 0.5f, 0, 31);
-                        int q1 = trunc_clamp((x[j + QK / 2] - min) * id + 0.5f, 0, 31);
-                        y->qs[j] = (uint8_t)((q0 & 0xf) | ((q1 & 0xf) << 4));
-                        qh |= (uint32_t)((q0 >> 4) & 1) << j;
-                        qh |= (uint32_t)((q1 >> 4) & 1) << (j + QK / 2);
-                }
-                for (int b = 0; b < 4; b++)
-                        y->qh[b] = (uint8_t)(qh >> (8 * b));
+                for (int j = 0; j < QK; j++)
+                        q[j] = trunc_clamp((x[j] - min) * id + 0.5f, 0, 31);
+                pack_nibbles(q, y->qs, y->qh);
         }
 }
 
@@ -169,15 +171,8 @@ static void quantize_q8_0(const float *x, void *vy, int64_t nb) {
  * rmse_type 1 weights each value by x^2 and tries 18 scales around
  * -nmax/max, keeping the least-squares optimal one. Returns the scale. */
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse_type) {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++) {
-                float ax = fabsf(x[i]);
-                if (ax > amax) {
-                        amax = ax;
-                        max = x[i];
-                }
-        }
-        if (amax < GROUP_MAX_EPS) {
+        const float max = signed_max(x, n);
+        if (fabsf(max) < GROUP_MAX_EPS) {
                 memset(L, 0, (size_t)n);
                 return 0.f;
         }
@@ -227,15 +222,8 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L, int rmse
 /* Symmetric 3-bit quantization (L in [0, 2*nmax)), refined by moving single
  * values while the x^2-weighted fit improves (at most 5 passes). */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L) {
-        float max = 0, amax = 0;
-        for (int i = 0; i < n; i++) {
-                float ax = fabsf(x[i]);
-                if (ax > amax) {
-                        amax = ax;
-                        max = x[i];
-                }
-        }
-        if (amax < GROUP_MAX_EPS) {
+        const float max = signed_max(x, n);
+        if (fabsf(max) < GROUP_MAX_EPS) {
                 memset(L, 0, (size_t)n);
                 return 0.f;
         }

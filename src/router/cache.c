@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
+
 struct lmp_rcache_entry {
         struct lmp_rcache_entry *chain;         /* next in its bucket */
         struct lmp_rcache_entry *newer, *older; /* the use list */
@@ -118,20 +120,12 @@ size_t lmp_rcache_build_append(struct lmp_rcache_build *b, size_t limit, const v
                 b->invalid = true;
                 return 0;
         }
-        size_t grown = 0;
-        if (need > b->cap) {
-                size_t cap = b->cap ? b->cap * 2 : 1024;
-                while (cap < need)
-                        cap *= 2;
-                uint8_t *p = realloc(b->data, cap);
-                if (!p) {
-                        b->invalid = true;
-                        return 0;
-                }
-                grown = cap - b->cap;
-                b->data = p;
-                b->cap = cap;
+        size_t old = b->cap;
+        if (lmp_grow(&b->data, &b->cap, need, 1, 1024) < 0) {
+                b->invalid = true;
+                return 0;
         }
+        size_t grown = b->cap - old;
         uint32_t l = (uint32_t)len;
         memcpy(b->data + b->len, &l, 4);
         memcpy(b->data + b->len + 4, ev, len);

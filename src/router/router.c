@@ -48,6 +48,7 @@
 #include "router/router.h"
 
 #include "common/clock.h"
+#include "common/grow.h"
 #include "common/zparts.h"
 #include "common/log.h"
 #include "common/procmem.h"
@@ -728,39 +729,23 @@ static int find_model(struct lmp_router *rt, const char *name) {
 static void apply_defaults(const struct lmp_model_config *mc, struct lmp_request *req) {
         struct lmp_sampling *s = &req->sampling;
         const struct lmp_sampling_defaults *def = &mc->defaults;
-        if (!(s->set & LMP_SET_MAX_TOKENS)) {
-                s->max_tokens = def->max_tokens;
-                s->set |= LMP_SET_MAX_TOKENS;
-        }
-        if (!(s->set & LMP_SET_TEMPERATURE)) {
-                s->temperature = def->temperature;
-                s->set |= LMP_SET_TEMPERATURE;
-        }
-        if (!(s->set & LMP_SET_TOP_K)) {
-                s->top_k = def->top_k;
-                s->set |= LMP_SET_TOP_K;
-        }
-        if (!(s->set & LMP_SET_TOP_P)) {
-                s->top_p = def->top_p;
-                s->set |= LMP_SET_TOP_P;
-        }
-        if (!(s->set & LMP_SET_MIN_P)) {
-                s->min_p = def->min_p;
-                s->set |= LMP_SET_MIN_P;
-        }
-        if (!(s->set & LMP_SET_REPEAT_PENALTY)) {
-                s->repeat_penalty = def->repeat_penalty;
-                s->set |= LMP_SET_REPEAT_PENALTY;
-        }
-        if (!(s->set & LMP_SET_PRESENCE_PENALTY)) {
-                s->presence_penalty = def->presence_penalty;
-                s->set |= LMP_SET_PRESENCE_PENALTY;
-        }
-        if (!(s->set & LMP_SET_FREQUENCY_PENALTY)) {
-                s->frequency_penalty = def->frequency_penalty;
-                s->set |= LMP_SET_FREQUENCY_PENALTY;
-        }
-        if (!(s->set & LMP_SET_SEED) && def->seed >= 0) {
+#define DEFAULT(bit, field)                     \
+        do {                                    \
+                if (!(s->set & (bit))) {        \
+                        s->field = def->field;  \
+                        s->set |= (bit);        \
+                }                               \
+        } while (0)
+        DEFAULT(LMP_SET_MAX_TOKENS, max_tokens);
+        DEFAULT(LMP_SET_TEMPERATURE, temperature);
+        DEFAULT(LMP_SET_TOP_K, top_k);
+        DEFAULT(LMP_SET_TOP_P, top_p);
+        DEFAULT(LMP_SET_MIN_P, min_p);
+        DEFAULT(LMP_SET_REPEAT_PENALTY, repeat_penalty);
+        DEFAULT(LMP_SET_PRESENCE_PENALTY, presence_penalty);
+        DEFAULT(LMP_SET_FREQUENCY_PENALTY, frequency_penalty);
+#undef DEFAULT
+        if (!(s->set & LMP_SET_SEED) && def->seed >= 0) { /* -1: random */
                 s->seed = (uint64_t)def->seed;
                 s->set |= LMP_SET_SEED;
         }
@@ -1516,17 +1501,10 @@ static void identity_of(zmq_msg_t *msg, bool ipc, char *buf, size_t size) {
 static struct lmp_conn *conn_at(struct lmp_router *rt, int fd) {
         if (fd < 0)
                 return NULL;
-        if ((size_t)fd >= rt->n_conns_cap) {
-                size_t cap = rt->n_conns_cap ? rt->n_conns_cap : 256;
-                while (cap <= (size_t)fd)
-                        cap *= 2;
-                struct lmp_conn *c = realloc(rt->conns, cap * sizeof(*c));
-                if (!c)
-                        return NULL;
-                memset(c + rt->n_conns_cap, 0, (cap - rt->n_conns_cap) * sizeof(*c));
-                rt->conns = c;
-                rt->n_conns_cap = cap;
-        }
+        size_t old = rt->n_conns_cap;
+        if (lmp_grow(&rt->conns, &rt->n_conns_cap, (size_t)fd + 1, sizeof(*rt->conns), 256) < 0)
+                return NULL;
+        memset(rt->conns + old, 0, (rt->n_conns_cap - old) * sizeof(*rt->conns));
         return &rt->conns[fd];
 }
 

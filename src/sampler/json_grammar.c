@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
+
 enum node_kind {
         N_ANY,          /* any value */
         N_OBJECT,       /* props: alts[first..first+n) key literals, pnode[] value nodes */
@@ -63,17 +65,13 @@ static int add_node(struct lmp_json_grammar *g, struct node n) {
         return (int)g->n_nodes++;
 }
 
-static int grow(void **p, uint32_t *cap, uint32_t need, size_t elem) {
-        if (need <= *cap)
-                return 0;
-        uint32_t c = *cap ? *cap : 16;
-        while (c < need)
-                c *= 2;
-        void *q = realloc(*p, (size_t)c * elem);
-        if (!q)
+/* lmp_grow() for the arrays counted in uint32_t (their bounds keep them far
+ * below 2^32). */
+static int grow(void *p, uint32_t *cap, uint32_t need, size_t elem) {
+        size_t c = *cap;
+        if (lmp_grow(p, &c, need, elem, 16) < 0)
                 return -ENOMEM;
-        *p = q;
-        *cap = c;
+        *cap = (uint32_t)c;
         return 0;
 }
 
@@ -82,10 +80,10 @@ static int add_alts(struct lmp_json_grammar *g, uint32_t n) {
         uint32_t cap = g->alts_cap;
         if (g->n_alts + n > UINT16_MAX)
                 return -E2BIG;
-        if (grow((void **)&g->alts, &cap, g->n_alts + n, sizeof(*g->alts)) < 0)
+        if (grow(&g->alts, &cap, g->n_alts + n, sizeof(*g->alts)) < 0)
                 return -ENOMEM;
         cap = g->alts_cap;
-        if (grow((void **)&g->pnode, &cap, g->n_alts + n, sizeof(*g->pnode)) < 0)
+        if (grow(&g->pnode, &cap, g->n_alts + n, sizeof(*g->pnode)) < 0)
                 return -ENOMEM;
         g->alts_cap = cap;
         int first = (int)g->n_alts;
@@ -100,22 +98,14 @@ static int add_literal(struct lmp_json_grammar *g, const char *s, size_t len) {
         if (g->n_lits >= UINT16_MAX)
                 return -E2BIG;
         uint32_t cap = g->lits_cap;
-        if (grow((void **)&g->lit_off, &cap, g->n_lits + 1, sizeof(*g->lit_off)) < 0)
+        if (grow(&g->lit_off, &cap, g->n_lits + 1, sizeof(*g->lit_off)) < 0)
                 return -ENOMEM;
         cap = g->lits_cap;
-        if (grow((void **)&g->lit_len, &cap, g->n_lits + 1, sizeof(*g->lit_len)) < 0)
+        if (grow(&g->lit_len, &cap, g->n_lits + 1, sizeof(*g->lit_len)) < 0)
                 return -ENOMEM;
         g->lits_cap = cap;
-        if (g->lit_size + len > g->lit_cap) {
-                size_t c = g->lit_cap ? g->lit_cap : 256;
-                while (c < g->lit_size + len)
-                        c *= 2;
-                char *q = realloc(g->lit, c);
-                if (!q)
-                        return -ENOMEM;
-                g->lit = q;
-                g->lit_cap = c;
-        }
+        if (lmp_grow(&g->lit, &g->lit_cap, g->lit_size + len, 1, 256) < 0)
+                return -ENOMEM;
         memcpy(g->lit + g->lit_size, s, len);
         g->lit_off[g->n_lits] = (uint32_t)g->lit_size;
         g->lit_len[g->n_lits] = (uint32_t)len;

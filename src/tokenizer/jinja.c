@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/json.h"
 
 const struct lmp_jinja_limits lmp_jinja_default_limits = {
@@ -1292,58 +1293,41 @@ static struct node *parse_unary_f(struct ctx *c, bool with_filter) {
 
 static struct node *parse_unary(struct ctx *c) { return parse_unary_f(c, true); }
 
-static struct node *parse_pow(struct ctx *c) {
-        struct node *e = parse_unary(c);
-        while (is_op(peek(c), OP2('*', '*'))) {
-                struct node *b = mk(c, N_BIN, next(c)->line);
-                b->op = OP2('*', '*');
+/* One level of left-associative binary operators, operand (op operand)*,
+ * ops ending with 0: the levels below differ only in their operators and
+ * in the level they are made of. */
+static struct node *parse_binary(struct ctx *c, struct node *(*operand)(struct ctx *c), const int *ops) {
+        struct node *e = operand(c);
+        for (;;) {
+                struct tok *t = peek(c);
+                const int *op = ops;
+                while (*op && !is_op(t, *op))
+                        op++;
+                if (!*op)
+                        return e;
+                next(c);
+                struct node *b = mk(c, N_BIN, t->line);
+                b->op = t->op;
                 b->a = e;
-                b->b = parse_unary(c);
+                b->b = operand(c);
                 e = b;
         }
-        return e;
+}
+
+static struct node *parse_pow(struct ctx *c) {
+        return parse_binary(c, parse_unary, (const int[]){ OP2('*', '*'), 0 });
 }
 
 static struct node *parse_mul(struct ctx *c) {
-        struct node *e = parse_pow(c);
-        for (;;) {
-                struct tok *t = peek(c);
-                if (!(is_op(t, '*') || is_op(t, '/') || is_op(t, OP2('/', '/')) || is_op(t, '%')))
-                        return e;
-                next(c);
-                struct node *b = mk(c, N_BIN, t->line);
-                b->op = t->op;
-                b->a = e;
-                b->b = parse_pow(c);
-                e = b;
-        }
+        return parse_binary(c, parse_pow, (const int[]){ '*', '/', OP2('/', '/'), '%', 0 });
 }
 
 static struct node *parse_add(struct ctx *c) {
-        struct node *e = parse_mul(c);
-        for (;;) {
-                struct tok *t = peek(c);
-                if (!(is_op(t, '+') || is_op(t, '-')))
-                        return e;
-                next(c);
-                struct node *b = mk(c, N_BIN, t->line);
-                b->op = t->op;
-                b->a = e;
-                b->b = parse_mul(c);
-                e = b;
-        }
+        return parse_binary(c, parse_mul, (const int[]){ '+', '-', 0 });
 }
 
 static struct node *parse_concat(struct ctx *c) {
-        struct node *e = parse_add(c);
-        while (is_op(peek(c), '~')) {
-                struct node *b = mk(c, N_BIN, next(c)->line);
-                b->op = '~';
-                b->a = e;
-                b->b = parse_add(c);
-                e = b;
-        }
-        return e;
+        return parse_binary(c, parse_add, (const int[]){ '~', 0 });
 }
 
 enum { OP_IN = 1000, OP_NOTIN };
@@ -1418,26 +1402,24 @@ static struct node *parse_not(struct ctx *c) {
         return parse_cmp(c);
 }
 
-static struct node *parse_and(struct ctx *c) {
-        struct node *e = parse_not(c);
-        while (is_name(peek(c), "and")) {
-                struct node *b = mk(c, N_AND, next(c)->line);
+/* and, or: left-associative too, by keyword. */
+static struct node *parse_logic(struct ctx *c, struct node *(*operand)(struct ctx *c), const char *word, enum nk k) {
+        struct node *e = operand(c);
+        while (is_name(peek(c), word)) {
+                struct node *b = mk(c, k, next(c)->line);
                 b->a = e;
-                b->b = parse_not(c);
+                b->b = operand(c);
                 e = b;
         }
         return e;
 }
 
+static struct node *parse_and(struct ctx *c) {
+        return parse_logic(c, parse_not, "and", N_AND);
+}
+
 static struct node *parse_or(struct ctx *c) {
-        struct node *e = parse_and(c);
-        while (is_name(peek(c), "or")) {
-                struct node *b = mk(c, N_OR, next(c)->line);
-                b->a = e;
-                b->b = parse_and(c);
-                e = b;
-        }
-        return e;
+        return parse_logic(c, parse_and, "or", N_OR);
 }
 
 static struct node *parse_expr(struct ctx *c) {
@@ -1757,16 +1739,8 @@ static struct val lookup(struct scope *sc, const char *name) {
 static void out_add(struct ctx *c, const char *p, size_t n) {
         if (c->outlen + n > c->lim.max_output)
                 fail(c, -E2BIG, "the rendered text is longer than %zu bytes", c->lim.max_output);
-        if (c->outlen + n + 1 > c->outcap) {
-                size_t cap = c->outcap ? c->outcap : 4096;
-                while (cap < c->outlen + n + 1)
-                        cap *= 2;
-                char *p2 = realloc(c->out, cap);
-                if (!p2)
-                        fail(c, -ENOMEM, "out of memory");
-                c->out = p2;
-                c->outcap = cap;
-        }
+        if (lmp_grow(&c->out, &c->outcap, c->outlen + n + 1, 1, 4096) < 0)
+                fail(c, -ENOMEM, "out of memory");
         memcpy(c->out + c->outlen, p, n);
         c->outlen += n;
         c->out[c->outlen] = '\0';

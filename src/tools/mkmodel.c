@@ -216,6 +216,24 @@ static void word_of(uint64_t k, char *out) {
         out[n] = 0;
 }
 
+/* count control tokens from id first: named[i] where the list has a name,
+ * else PREFIX<k>|> numbered from k0 (Phi-3's placeholders, Llama 3's
+ * reserved tokens). */
+static bool put_controls(struct vocab *v, uint32_t first, uint32_t count, const char *const *named, size_t n_named,
+                         const char *prefix, int k0) {
+        char buf[64];
+        bool ok = true;
+        for (uint32_t i = 0; ok && i < count; i++) {
+                const char *p = i < n_named ? named[i] : NULL;
+                if (!p) {
+                        snprintf(buf, sizeof(buf), "%s%d|>", prefix, k0++);
+                        p = buf;
+                }
+                ok = vocab_put(v, first + i, p, 0.f, TOK_CONTROL);
+        }
+        return ok;
+}
+
 static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
         char buf[64];
         uint32_t n = s->n_vocab;
@@ -234,17 +252,6 @@ static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
         bool ok = s->chat == CHAT_GEMMA || vocab_put(v, 0, "<unk>", 0.f, TOK_UNKNOWN);
         v->unk = 0;
         switch (s->chat) {
-        case CHAT_QWEN3: {
-                uint32_t b = n >= 151936 ? 151643 : n - 3;
-                ok = ok && vocab_put(v, b, "<|endoftext|>", 0.f, TOK_CONTROL) &&
-                     vocab_put(v, b + 1, "<|im_start|>", 0.f, TOK_CONTROL) &&
-                     vocab_put(v, b + 2, "<|im_end|>", 0.f, TOK_CONTROL);
-                v->bos = b;
-                v->eos = b + 2;
-                v->add_bos = false;
-                v->template = tmpl_qwen3;
-                break;
-        }
         case CHAT_PHI3: {
                 /* Llama 2's <s>, </s>, then Phi-3's 64 added tokens from 32000. */
                 static const char *const named[] = {
@@ -252,16 +259,8 @@ static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
                         NULL, NULL, "<|user|>",
                 };
                 ok = ok && n >= 32064 && vocab_put(v, 1, "<s>", 0.f, TOK_CONTROL) &&
-                     vocab_put(v, 2, "</s>", 0.f, TOK_CONTROL);
-                int ph = 1;
-                for (uint32_t i = 0; ok && 32000 + i < n; i++) {
-                        const char *p = i < LMP_ARRAY_SIZE(named) ? named[i] : NULL;
-                        if (!p) {
-                                snprintf(buf, sizeof(buf), "<|placeholder%d|>", ph++);
-                                p = buf;
-                        }
-                        ok = vocab_put(v, 32000 + i, p, 0.f, TOK_CONTROL);
-                }
+                     vocab_put(v, 2, "</s>", 0.f, TOK_CONTROL) &&
+                     put_controls(v, 32000, n - 32000, named, LMP_ARRAY_SIZE(named), "<|placeholder", 1);
                 v->bos = 1;
                 v->eos = 32000;
                 v->add_bos = true;
@@ -287,8 +286,9 @@ static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
                 v->add_bos = true;
                 v->template = s->chat == CHAT_ZEPHYR ? tmpl_zephyr : tmpl_mistral;
                 break;
-        case CHAT_CHATML: {
-                /* Qwen2.5: 151643..151645, or the last three ids of a small vocabulary. */
+        case CHAT_CHATML:
+        case CHAT_QWEN3: {
+                /* Qwen2.5 and Qwen3: 151643..151645, or the last three ids of a small vocabulary. */
                 uint32_t b = n >= 151936 ? 151643 : n - 3;
                 ok = ok && vocab_put(v, b, "<|endoftext|>", 0.f, TOK_CONTROL) &&
                      vocab_put(v, b + 1, "<|im_start|>", 0.f, TOK_CONTROL) &&
@@ -296,7 +296,7 @@ static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
                 v->bos = b;
                 v->eos = b + 2;
                 v->add_bos = false;
-                v->template = tmpl_chatml;
+                v->template = s->chat == CHAT_QWEN3 ? tmpl_qwen3 : tmpl_chatml;
                 break;
         }
         case CHAT_LLAMA3: {
@@ -306,15 +306,8 @@ static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
                         "<|begin_of_text|>", "<|end_of_text|>", NULL, NULL, "<|finetune_right_pad_id|>", NULL,
                         "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>", "<|python_tag|>",
                 };
-                int reserved = 0;
-                for (uint32_t i = 0; ok && i < 256 && b + i < n; i++) {
-                        const char *p = i < LMP_ARRAY_SIZE(named) ? named[i] : NULL;
-                        if (!p) {
-                                snprintf(buf, sizeof(buf), "<|reserved_special_token_%d|>", reserved++);
-                                p = buf;
-                        }
-                        ok = vocab_put(v, b + i, p, 0.f, TOK_CONTROL);
-                }
+                ok = ok && put_controls(v, b, LMP_MIN(256u, n - b), named, LMP_ARRAY_SIZE(named),
+                                        "<|reserved_special_token_", 0);
                 v->bos = b;
                 v->eos = b + 9;
                 v->add_bos = true;

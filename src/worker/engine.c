@@ -512,6 +512,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 lmp_job_free(job);
                 return 0;
         }
+        common = (uint32_t)r;   /* 0 when a windowed layer's ring has moved past it */
         struct lmp_json_grammar *grammar = NULL;
         struct lmp_tool_grammar *tool_grammar = NULL;
         bool forced = job->req.tools && (job->req.tool_choice == LMP_TOOL_CHOICE_REQUIRED ||

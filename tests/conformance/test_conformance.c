@@ -13,7 +13,11 @@
  * suite also runs with the scalar kernels forced. `--max-prompt N` skips
  * (and says so) prompts longer than N tokens: the sanitizer build uses it
  * for the scalar pass over the deep models, whose 3000-token prompt takes
- * minutes there; every other run checks every prompt. */
+ * minutes there; every other run checks every prompt. `--batch N` evaluates
+ * prompts in batches of N (1 to 512) instead: on a model with windowed
+ * layers, a batch short beside the context gives those layers a ring of
+ * n_swa + N rows that the long prompts go round many times, and the test
+ * then also checks that the ring is in use. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -25,7 +29,7 @@
 #include "model/model.h"
 
 #define TOP_K 8
-#define CHUNK 512
+#define CHUNK_MAX 512
 
 static char *slurp(const char *path) {
         FILE *f = fopen(path, "rb");
@@ -135,11 +139,22 @@ static double pearson(const float *a, const cJSON *ref, uint32_t n, int *ret_n) 
 }
 
 int main(int argc, char **argv) {
-        int max_prompt = INT32_MAX;
-        if (argc == 4 && strcmp(argv[2], "--max-prompt") == 0)
-                max_prompt = atoi(argv[3]);
-        else if (argc != 2) {
-                fprintf(stderr, "usage: %s MODEL-NAME [--max-prompt N]\n", argv[0]);
+        int max_prompt = INT32_MAX, chunk = CHUNK_MAX;
+        bool ring = false;
+        for (int i = 2; i < argc; i += 2) {
+                if (i + 1 < argc && strcmp(argv[i], "--max-prompt") == 0) {
+                        max_prompt = atoi(argv[i + 1]);
+                } else if (i + 1 < argc && strcmp(argv[i], "--batch") == 0) {
+                        chunk = atoi(argv[i + 1]);
+                        ring = true;
+                        if (chunk < 1 || chunk > CHUNK_MAX)
+                                argc = 0;
+                } else {
+                        argc = 0;
+                }
+        }
+        if (argc < 2) {
+                fprintf(stderr, "usage: %s MODEL-NAME [--max-prompt N] [--batch 1..%d]\n", argv[0], CHUNK_MAX);
                 return 2;
         }
         /* "NAME" is models/NAME; "DIR/NAME" is DIR/NAME (archs/qwen3-f32),
@@ -216,14 +231,23 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "cannot start threads\n");
                 goto out;
         }
-        struct lmp_ctx_params cp = { .n_ctx = (uint32_t)max_tokens, .n_seq = 1, .n_batch = CHUNK };
+        struct lmp_ctx_params cp = { .n_ctx = (uint32_t)max_tokens, .n_seq = 1, .n_batch = (uint32_t)chunk };
         if (lmp_ctx_new(m, &cp, pool, &c, &err) < 0) {
                 fprintf(stderr, "%s: %s\n", name, err.msg);
                 goto out;
         }
-        logits = malloc((size_t)CHUNK * n_vocab * sizeof(float));
+        if (ring) {
+                uint64_t flat = (uint64_t)m->hp.n_layer * (uint64_t)max_tokens;
+                printf("%s: batches of %d, KV cache rows per sequence %u (%llu without a ring)\n", name,
+                       chunk, lmp_ctx_kv_rows(c), (unsigned long long)flat);
+                if (m->hp.n_swa && lmp_ctx_kv_rows(c) >= flat) {
+                        fprintf(stderr, "%s: the windowed layers did not get a ring\n", name);
+                        goto out;
+                }
+        }
+        logits = malloc((size_t)chunk * n_vocab * sizeof(float));
         tokens = malloc((size_t)max_tokens * sizeof(int32_t));
-        batch = malloc((size_t)CHUNK * sizeof(*batch));
+        batch = malloc((size_t)chunk * sizeof(*batch));
         if (!logits || !tokens || !batch)
                 goto out;
 
@@ -255,8 +279,8 @@ int main(int argc, char **argv) {
 
                 /* The prompt, in batches, logits everywhere. */
                 double corr = 0.0;
-                for (int p0 = 0; p0 < n_prompt; p0 += CHUNK) {
-                        int nb = LMP_MIN(CHUNK, n_prompt - p0);
+                for (int p0 = 0; p0 < n_prompt; p0 += chunk) {
+                        int nb = LMP_MIN(chunk, n_prompt - p0);
                         for (int i = 0; i < nb; i++)
                                 batch[i] = (struct lmp_batch_entry){
                                         .token = tokens[p0 + i], .pos = p0 + i, .seq = 0, .logits = true

@@ -112,6 +112,10 @@ class FailedModelTests(unittest.TestCase):
             failed = d.events("model_failed")
             self.assertEqual([e["model"] for e in failed], ["bad"])
             self.assertIn("could not load its model", failed[0]["reason"])
+            # The model failing stops its other worker (SIGKILL): count the
+            # exits once both are reaped, then check that none follows.
+            wait_for("bad's workers reaped", lambda: all(
+                w["state"] == "exited" for w in d.stats()["workers"] if w["name"].startswith("bad/")))
             exits = [e for e in d.events("worker_exited") if e["model"] == "bad"]
             self.assertTrue(all(e["exit_code"] == "3" or e["exit_signal"] == "9" for e in exits), exits)
             # workers.load_attempts (3) fail the model; the other worker's

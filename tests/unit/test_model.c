@@ -12,7 +12,7 @@
  * bad token) are refused with the documented code and leave the cache as
  * it was; truncating a sequence and re-feeding reproduces its logits; on
  * K-quant fixtures, a decode step of 2 to 5 sequences gives each the logits
- * it gets alone. */
+ * it gets alone; Gemma 3's windowed layers in a ring (test_ring). */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -448,6 +448,83 @@ out:
         lmp_gguf_free(g);
 }
 
+/* Gemma 3's windowed layers keep a ring of n_swa + n_batch positions when
+ * that is short beside the context: a long sequence fed in small batches
+ * gives the logits it gives with every position kept (swa_full); a
+ * sequence goes on from a position whose window the ring still holds, and
+ * truncating to one it no longer holds starts the sequence again (0)
+ * while a batch that tries is refused, leaving the cache as it was. */
+static void test_ring(const char *fx, const char *name) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s.gguf", fx, name);
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        struct lmp_model *m = NULL;
+        struct lmp_threadpool *pool = NULL;
+        struct lmp_ctx *ring = NULL, *full = NULL;
+        enum { N = 100, B = 8, N_CTX = 200 };
+        float *lr = NULL, *lf = NULL;
+        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0 ||
+            lmp_threadpool_new(2, &pool) < 0) {
+                CHECK(0, "%s: %s", name, err.msg);
+                goto out;
+        }
+        const uint32_t V = m->hp.n_vocab, W = m->hp.n_swa;
+        struct lmp_ctx_params p = { .n_ctx = N_CTX, .n_seq = 2, .n_batch = B };
+        if (lmp_ctx_new(m, &p, pool, &ring, &err) < 0 ||
+            (p.swa_full = true, lmp_ctx_new(m, &p, pool, &full, &err)) < 0) {
+                CHECK(0, "%s: %s", name, err.msg);
+                goto out;
+        }
+        CHECK(W > 0 && lmp_ctx_kv_rows(ring) < lmp_ctx_kv_rows(full) &&
+              lmp_ctx_kv_rows(full) == m->hp.n_layer * N_CTX,
+              "%s: window %u, %u KV rows with a ring, %u without", name, W, lmp_ctx_kv_rows(ring),
+              lmp_ctx_kv_rows(full));
+        lr = malloc(sizeof(float) * N * V);
+        lf = malloc(sizeof(float) * N * V);
+        if (!lr || !lf)
+                goto out;
+        struct lmp_batch_entry batch[B];
+        for (int p0 = 0; p0 < N; p0 += B) {
+                int nb = p0 + B <= N ? B : N - p0;
+                for (int i = 0; i < nb; i++)
+                        batch[i] = (struct lmp_batch_entry){ .token = (int32_t)(((p0 + i) * 31 + 5) % V),
+                                                             .pos = p0 + i, .seq = 1, .logits = true };
+                CHECK(lmp_ctx_decode(ring, batch, (uint32_t)nb, lr + (size_t)p0 * V, &err) == 0, "%s", err.msg);
+                CHECK(lmp_ctx_decode(full, batch, (uint32_t)nb, lf + (size_t)p0 * V, &err) == 0, "%s", err.msg);
+        }
+        double d = max_abs_diff(lr, lf, (size_t)N * V);
+        CHECK(d < 1e-4, "%s: %d positions with a ring differ from every position kept by %g", name, N, d);
+
+        /* Going on from 5 back: the ring holds the window before it. */
+        CHECK(lmp_ctx_seq_truncate(ring, 1, N - 5) == N - 5, "%s: truncate within the ring", name);
+        for (int i = 0; i < 5; i++)
+                batch[i] = (struct lmp_batch_entry){ .token = (int32_t)(((N - 5 + i) * 31 + 5) % V),
+                                                     .pos = N - 5 + i, .seq = 1, .logits = true };
+        CHECK(lmp_ctx_decode(ring, batch, 5, lr, &err) == 0, "%s", err.msg);
+        d = max_abs_diff(lr, lf + (size_t)(N - 5) * V, (size_t)5 * V);
+        CHECK(d < 1e-4, "%s: re-fed positions differ by %g", name, d);
+
+        /* Half-way back: the ring has moved on. A batch there is refused
+         * and changes nothing; truncating there starts again from 0. */
+        batch[0] = (struct lmp_batch_entry){ .token = 1, .pos = N / 2, .seq = 1, .logits = true };
+        CHECK(lmp_ctx_decode(ring, batch, 1, lr, &err) == -EINVAL && strstr(err.msg, "windowed"),
+              "%s: a batch from a position the ring no longer holds: %s", name, err.msg);
+        CHECK(lmp_ctx_seq_len(ring, 1) == N, "%s: the refused batch changed the sequence", name);
+        CHECK(lmp_ctx_seq_truncate(full, 1, N / 2) == N / 2, "%s: truncate without a ring", name);
+        CHECK(lmp_ctx_seq_truncate(ring, 1, N / 2) == 0 && lmp_ctx_seq_len(ring, 1) == 0,
+              "%s: truncating past the ring keeps %u positions", name, lmp_ctx_seq_len(ring, 1));
+        CHECK(lmp_ctx_seq_truncate(ring, 7, 0) == -EINVAL, "%s: truncate of an unknown sequence", name);
+out:
+        free(lr);
+        free(lf);
+        lmp_ctx_free(ring);
+        lmp_ctx_free(full);
+        lmp_threadpool_free(pool);
+        lmp_model_free(m);
+        lmp_gguf_free(g);
+}
+
 int main(void) {
         const char *fx = getenv("LMPOOL_FIXTURES");
         char probe[4096];
@@ -481,6 +558,8 @@ int main(void) {
                 test_batches(fx, "archs/gemma3-f32", 2);
                 /* max_abs_logit_diff of archs/tolerances.json */
                 test_decode_step(fx, "archs/gemma3-q4_k_m", 2, 0.1792);
+                test_ring(fx, "archs/gemma3-f32");
+                test_ring(fx, "archs/gemma3-q8_0");
                 test_decode_step(fx, "archs/phi3-q4_k_m", 1, 0.9319);
                 test_decode_step(fx, "archs/qwen3-q4_k_m", 2, 0.7728);
         }
