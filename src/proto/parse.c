@@ -605,6 +605,35 @@ static int parse_stop(const cJSON *arr, struct lmp_request *r, struct lmp_proto_
         return 0;
 }
 
+/* The numeric sampling fields, one row each: where the value goes in
+ * struct lmp_sampling, its range and its LMP_SET_* bit. */
+enum num_kind { NUM_I32, NUM_U64, NUM_F64 };
+
+static const struct sampling_field {
+        int field;
+        const char *name;
+        enum num_kind kind;
+        double lo, hi;
+        bool lo_open;           /* lo itself is refused (numbers) */
+        size_t offset;
+        uint32_t set;
+} sampling_fields[] = {
+#define SF(F, name, kind, lo, hi, lo_open, member, bit) \
+        { F, name, kind, lo, hi, lo_open, offsetof(struct lmp_sampling, member), bit }
+        SF(F_MAX_TOKENS, "max_tokens", NUM_I32, 1, LMP_PROTO_MAX_TOKENS_MAX, false, max_tokens, LMP_SET_MAX_TOKENS),
+        SF(F_TEMPERATURE, "temperature", NUM_F64, 0, 10, false, temperature, LMP_SET_TEMPERATURE),
+        SF(F_TOP_K, "top_k", NUM_I32, 0, LMP_PROTO_TOP_K_MAX, false, top_k, LMP_SET_TOP_K),
+        SF(F_TOP_P, "top_p", NUM_F64, 0, 1, true, top_p, LMP_SET_TOP_P),
+        SF(F_MIN_P, "min_p", NUM_F64, 0, 1, false, min_p, LMP_SET_MIN_P),
+        SF(F_REPEAT_PENALTY, "repeat_penalty", NUM_F64, 0, 10, true, repeat_penalty, LMP_SET_REPEAT_PENALTY),
+        SF(F_PRESENCE_PENALTY, "presence_penalty", NUM_F64, -10, 10, false, presence_penalty,
+           LMP_SET_PRESENCE_PENALTY),
+        SF(F_FREQUENCY_PENALTY, "frequency_penalty", NUM_F64, -10, 10, false, frequency_penalty,
+           LMP_SET_FREQUENCY_PENALTY),
+        SF(F_SEED, "seed", NUM_U64, 0, (double)LMP_PROTO_SEED_MAX, false, seed, LMP_SET_SEED),
+#undef SF
+};
+
 /* generate and chat: the model, the input and every sampling field. */
 static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct lmp_proto_error *err) {
         struct lmp_sampling *s = &r->sampling;
@@ -640,56 +669,22 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
                         return rc;
         }
 
-        if (f[F_MAX_TOKENS]) {
-                if ((rc = get_int(f[F_MAX_TOKENS], "max_tokens", 1, LMP_PROTO_MAX_TOKENS_MAX, &d, err)) < 0)
+        for (size_t i = 0; i < sizeof(sampling_fields) / sizeof(sampling_fields[0]); i++) {
+                const struct sampling_field *sf = &sampling_fields[i];
+                if (!f[sf->field])
+                        continue;
+                void *at = (char *)s + sf->offset;
+                if (sf->kind == NUM_F64) {
+                        rc = get_number(f[sf->field], sf->name, sf->lo, sf->lo_open, sf->hi, (double *)at, err);
+                } else if ((rc = get_int(f[sf->field], sf->name, sf->lo, sf->hi, &d, err)) >= 0) {
+                        if (sf->kind == NUM_I32)
+                                *(int32_t *)at = (int32_t)d;
+                        else
+                                *(uint64_t *)at = (uint64_t)d;
+                }
+                if (rc < 0)
                         return rc;
-                s->max_tokens = (int32_t)d;
-                s->set |= LMP_SET_MAX_TOKENS;
-        }
-        if (f[F_TEMPERATURE]) {
-                if ((rc = get_number(f[F_TEMPERATURE], "temperature", 0, false, 10, &s->temperature, err)) < 0)
-                        return rc;
-                s->set |= LMP_SET_TEMPERATURE;
-        }
-        if (f[F_TOP_K]) {
-                if ((rc = get_int(f[F_TOP_K], "top_k", 0, LMP_PROTO_TOP_K_MAX, &d, err)) < 0)
-                        return rc;
-                s->top_k = (int32_t)d;
-                s->set |= LMP_SET_TOP_K;
-        }
-        if (f[F_TOP_P]) {
-                if ((rc = get_number(f[F_TOP_P], "top_p", 0, true, 1, &s->top_p, err)) < 0)
-                        return rc;
-                s->set |= LMP_SET_TOP_P;
-        }
-        if (f[F_MIN_P]) {
-                if ((rc = get_number(f[F_MIN_P], "min_p", 0, false, 1, &s->min_p, err)) < 0)
-                        return rc;
-                s->set |= LMP_SET_MIN_P;
-        }
-        if (f[F_REPEAT_PENALTY]) {
-                if ((rc = get_number(f[F_REPEAT_PENALTY], "repeat_penalty", 0, true, 10, &s->repeat_penalty,
-                                     err)) < 0)
-                        return rc;
-                s->set |= LMP_SET_REPEAT_PENALTY;
-        }
-        if (f[F_PRESENCE_PENALTY]) {
-                if ((rc = get_number(f[F_PRESENCE_PENALTY], "presence_penalty", -10, false, 10,
-                                     &s->presence_penalty, err)) < 0)
-                        return rc;
-                s->set |= LMP_SET_PRESENCE_PENALTY;
-        }
-        if (f[F_FREQUENCY_PENALTY]) {
-                if ((rc = get_number(f[F_FREQUENCY_PENALTY], "frequency_penalty", -10, false, 10,
-                                     &s->frequency_penalty, err)) < 0)
-                        return rc;
-                s->set |= LMP_SET_FREQUENCY_PENALTY;
-        }
-        if (f[F_SEED]) {
-                if ((rc = get_int(f[F_SEED], "seed", 0, (double)LMP_PROTO_SEED_MAX, &d, err)) < 0)
-                        return rc;
-                s->seed = (uint64_t)d;
-                s->set |= LMP_SET_SEED;
+                s->set |= sf->set;
         }
         if (f[F_STOP] && (rc = parse_stop(f[F_STOP], r, err)) < 0)
                 return rc;
