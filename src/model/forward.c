@@ -52,7 +52,7 @@
 #define MM_GEMM_ROW_ALIGN 8     /* gemm tasks start on a multiple of this many rows */
 #define MM_GEMM_TASKS 16        /* gemm tasks per thread and product */
 #define WIDE_MIN_BATCH 32       /* an encoder's batch from which matmul_rows_wide() is used */
-#define WIDE_PANEL_ROWS 128     /* weight rows converted to f32 at a time by matmul_rows_wide() */
+#define WIDE_PANEL_FLOATS (128 * 1536)  /* f32 weights converted at a time by matmul_rows_wide() */
 
 /* Consecutive batch entries of one sequence at consecutive positions. */
 struct run {
@@ -109,7 +109,8 @@ struct lmp_ctx {
         struct run *runs;       /* (n_batch) */
         struct att_task *tasks;
         float *scores;          /* (n_threads, ATT_TILE, n_ctx) */
-        float *wpanel;          /* encoder: (n_threads, WIDE_PANEL_ROWS, max_n_in) f32 weight rows */
+        float *wpanel;          /* encoder: (n_threads, wpanel_floats) f32 weight rows */
+        size_t wpanel_floats;   /* WIDE_PANEL_FLOATS, or 16 rows of the widest */
 };
 
 static inline float *cache_at(const struct lmp_ctx *c, float *base, int32_t seq,
@@ -231,10 +232,12 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
-        if (enc)
-                c->wpanel = alloc_array((size_t)lmp_threadpool_size(pool) * WIDE_PANEL_ROWS, m->max_n_in,
-                                        sizeof(float));
-        bool ok = (enc ? c->wpanel != NULL : c->k_cache && c->v_cache) && c->seq_len && c->seq_last && c->x && c->xb &&
+        if (enc) {
+                c->wpanel_floats = LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)16 * m->max_n_in);
+                c->wpanel = alloc_array((size_t)lmp_threadpool_size(pool), c->wpanel_floats, sizeof(float));
+        }
+        bool ok = (enc ? c->wpanel != NULL : c->k_cache && c->v_cache) && c->seq_len && c->seq_last &&
+                  c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   (!hp->n_swa || c->rope_swa) &&
                   c->tasks && c->scores;
@@ -298,7 +301,7 @@ static void convert_rows(void *arg, int64_t begin, int64_t end, int tid) {
 struct matmul_job {
         const struct lmp_ctx *c;        /* matmul_rows_wide: the panels */
         const float *bias;              /* matmul_rows_wide: (n_out) */
-        bool add;                       /* matmul_rows_wide: add to out */
+        int how;                        /* matmul_rows_wide: enum enc_out */
         const struct lmp_weight *w;
         const void *y;          /* activations in the vec_dot type, or f32 */
         size_t y_stride;        /* bytes per activation row */
@@ -858,76 +861,6 @@ static int check_encode_batch(struct lmp_ctx *c, const struct lmp_batch_entry *b
         return 0;
 }
 
-/* An encoder's products: out (T, ld) <- in (T, n_in) x w^T + bias (NULL:
- * none), added to out's values when `add` (the residual stream), else in
- * place of them; ld is w's n_out.
- *
- * On a wide batch (a few short texts already make hundreds of tokens, from
- * WIDE_MIN_BATCH on) a weight of any type goes through OpenBLAS's sgemm:
- * each thread converts up to WIDE_PANEL_ROWS rows of its range to f32 (a
- * panel that stays in cache; f32 rows are used as they are) and multiplies
- * the batch's f32 activations by them, into an output that already holds the bias (and the
- * residual), so that sgemm adds to it (beta 1) and no pass of its own
- * zeroes it or adds the bias. The conversion is one pass over the rows,
- * which the batch's tokens share; sgemm runs near the FMA units' peak,
- * where the vec_dot and gemm kernels of the weight types reach a fraction
- * of it on a wide batch (they convert or unpack the weights in the inner
- * loop). The activations stay f32, as on the f32 weights' path. The
- * weights are read, not copied beyond the panel. */
-static void matmul_rows_wide(void *arg, int64_t begin, int64_t end, int tid) {
-        const struct matmul_job *j = arg;
-        const struct lmp_weight *w = j->w;
-        const struct lmp_ctx *c = j->c;
-        const int64_t n_in = w->n_in;
-        float *panel = c->wpanel + (size_t)tid * WIDE_PANEL_ROWS * c->m->max_n_in;
-        for (int64_t r0 = begin; r0 < end; r0 += WIDE_PANEL_ROWS) {
-                int64_t nr = LMP_MIN((int64_t)WIDE_PANEL_ROWS, end - r0);
-                for (int64_t t = 0; t < j->n_tok; t++) {
-                        float *o = j->out + t * j->ld + r0;
-                        if (j->add && j->bias)
-                                for (int64_t r = 0; r < nr; r++)
-                                        o[r] += j->bias[r0 + r];
-                        else if (!j->add && j->bias)
-                                memcpy(o, j->bias + r0, (size_t)nr * sizeof(float));
-                        else if (!j->add)
-                                memset(o, 0, (size_t)nr * sizeof(float));
-                }
-                if (w->type == LMP_TYPE_F32) {
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr,
-                                    (int)n_in, 1.0f, j->y, (int)n_in, (const float *)w->data + r0 * n_in,
-                                    (int)n_in, 1.0f, j->out + r0, (int)j->ld);
-                        continue;
-                }
-                for (int64_t r = 0; r < nr; r++)
-                        w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
-                                            panel + r * n_in, n_in);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)n_in,
-                            1.0f, j->y, (int)n_in, panel, (int)n_in, 1.0f, j->out + r0, (int)j->ld);
-        }
-}
-
-static void matmul_enc(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in, const float *bias,
-                       float *out, int64_t ld, bool add) {
-        const int64_t T = in->n_tok;
-        if (T < WIDE_MIN_BATCH) {
-                /* the weight type's own kernels; the scratch xb for a sum */
-                float *dst = add ? c->xb : out;
-                matmul(c, w, in, dst, ld);
-                add_bias(dst, bias, T, w->n_out);
-                if (add)
-                        add_into(out, dst, T * ld);
-                return;
-        }
-        int nth = lmp_threadpool_size(c->pool);
-        struct matmul_job j = {
-                .c = c, .w = w, .y = in->x, .n_tok = T, .out = out, .ld = ld, .bias = bias, .add = add
-        };
-        /* two tasks per thread, of whole 16-row blocks */
-        int64_t grain = (w->n_out + 2 * nth - 1) / (2 * nth);
-        grain = LMP_MAX((int64_t)16, (grain + 15) / 16 * 16);
-        lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows_wide, &j);
-}
-
 /* out = (x - mean) / sqrt(var + eps) * weight + bias, per row; sums in
  * double, the variance over the centred values, as GGML's norm does. */
 static void layernorm(float *out, const float *x, const float *weight, const float *bias,
@@ -1036,6 +969,84 @@ static void gelu_par(struct lmp_ctx *c, float *x, int64_t count) {
         lmp_threadpool_run(c->pool, count, grain, gelu_elems, x);
 }
 
+/* An encoder's products: out (T, ld) <- in (T, n_in) x w^T + bias (NULL:
+ * none), in place of out's values (ENC_SET), added to them (ENC_ADD: the
+ * residual stream), or in place of them and then through GELU (ENC_GELU:
+ * the feed-forward's up projection); ld is w's n_out.
+ *
+ * On a wide batch (a few short texts already make hundreds of tokens, from
+ * WIDE_MIN_BATCH on) a weight of any type goes through OpenBLAS's sgemm:
+ * each thread converts rows of its range to f32, WIDE_PANEL_FLOATS at a
+ * time (a panel that stays in cache; f32 rows are used as they are), and
+ * multiplies the batch's f32 activations by them, into an output that
+ * already holds the bias (and the residual), so that sgemm adds to it
+ * (beta 1) and no pass of its own zeroes it or adds the bias; GELU follows
+ * on the panel's outputs while they are in cache. The conversion is one
+ * pass over the rows, which the batch's tokens share; sgemm runs near the
+ * FMA units' peak, where the vec_dot and gemm kernels of the weight types
+ * reach a fraction of it on a wide batch (they convert or unpack the
+ * weights in the inner loop). The activations stay f32, as on the f32
+ * weights' path. The weights are read, not copied beyond the panel. */
+enum enc_out { ENC_SET, ENC_ADD, ENC_GELU };
+
+static void matmul_rows_wide(void *arg, int64_t begin, int64_t end, int tid) {
+        const struct matmul_job *j = arg;
+        const struct lmp_weight *w = j->w;
+        const struct lmp_ctx *c = j->c;
+        const int64_t n_in = w->n_in;
+        float *panel = c->wpanel + (size_t)tid * c->wpanel_floats;
+        const int64_t rows = (int64_t)c->wpanel_floats / n_in;
+        for (int64_t r0 = begin; r0 < end; r0 += rows) {
+                int64_t nr = LMP_MIN(rows, end - r0);
+                for (int64_t t = 0; t < j->n_tok; t++) {
+                        float *o = j->out + t * j->ld + r0;
+                        if (j->how == ENC_ADD && j->bias)
+                                for (int64_t r = 0; r < nr; r++)
+                                        o[r] += j->bias[r0 + r];
+                        else if (j->how != ENC_ADD && j->bias)
+                                memcpy(o, j->bias + r0, (size_t)nr * sizeof(float));
+                        else if (j->how != ENC_ADD)
+                                memset(o, 0, (size_t)nr * sizeof(float));
+                }
+                const float *wf = (const float *)w->data + r0 * n_in;
+                if (w->type != LMP_TYPE_F32) {
+                        for (int64_t r = 0; r < nr; r++)
+                                w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
+                                                    panel + r * n_in, n_in);
+                        wf = panel;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)n_in,
+                            1.0f, j->y, (int)n_in, wf, (int)n_in, 1.0f, j->out + r0, (int)j->ld);
+                if (j->how == ENC_GELU)
+                        for (int64_t t = 0; t < j->n_tok; t++)
+                                gelu(j->out + t * j->ld + r0, nr);
+        }
+}
+
+static void matmul_enc(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in, const float *bias,
+                       float *out, int64_t ld, enum enc_out how) {
+        const int64_t T = in->n_tok;
+        if (T < WIDE_MIN_BATCH) {
+                /* the weight type's own kernels; the scratch xb for a sum */
+                float *dst = how == ENC_ADD ? c->xb : out;
+                matmul(c, w, in, dst, ld);
+                add_bias(dst, bias, T, w->n_out);
+                if (how == ENC_ADD)
+                        add_into(out, dst, T * ld);
+                else if (how == ENC_GELU)
+                        gelu_par(c, out, T * ld);
+                return;
+        }
+        int nth = lmp_threadpool_size(c->pool);
+        struct matmul_job j = {
+                .c = c, .w = w, .y = in->x, .n_tok = T, .out = out, .ld = ld, .bias = bias, .how = how
+        };
+        /* two tasks per thread, of whole 16-row blocks */
+        int64_t grain = (w->n_out + 2 * nth - 1) / (2 * nth);
+        grain = LMP_MAX((int64_t)16, (grain + 15) / 16 * 16);
+        lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows_wide, &j);
+}
+
 /* x (T, E) <- row `row` of w (any type) added to each of x's rows at the
  * batch's entries; tmp holds one converted row per entry. */
 static void add_embedding_rows(const struct lmp_weight *w, const struct lmp_batch_entry *batch,
@@ -1100,22 +1111,21 @@ int lmp_ctx_encode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
 
                 /* attention block: within each sequence, then residual and LayerNorm */
                 struct act in = { .x = c->x, .n_tok = T, .n_in = E };
-                matmul_enc(c, &L->wq, &in, L->bq, c->q, c->q_dim, false);       /* (T, q_dim) */
-                matmul_enc(c, &L->wk, &in, L->bk, c->k, c->kv_dim, false);      /* (T, kv_dim) */
-                matmul_enc(c, &L->wv, &in, L->bv, c->v, c->kv_dim, false);      /* (T, kv_dim) */
+                matmul_enc(c, &L->wq, &in, L->bq, c->q, c->q_dim, ENC_SET);             /* (T, q_dim) */
+                matmul_enc(c, &L->wk, &in, L->bk, c->k, c->kv_dim, ENC_SET);            /* (T, kv_dim) */
+                matmul_enc(c, &L->wv, &in, L->bv, c->v, c->kv_dim, ENC_SET);            /* (T, kv_dim) */
                 struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim),
                                       .causal = false };
                 lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
                 struct act ain = { .x = c->att, .n_tok = T, .n_in = c->q_dim };
-                matmul_enc(c, &L->wo, &ain, L->bo, c->x, E, true);              /* x (T, n_embd) += */
+                matmul_enc(c, &L->wo, &ain, L->bo, c->x, E, ENC_ADD);                   /* x (T, n_embd) += */
                 layernorm_par(c, c->x, L->attn_out_norm, L->attn_out_norm_b, T, E);
 
                 /* feed-forward block: GELU, then residual and LayerNorm */
                 struct act fin = { .x = c->x, .n_tok = T, .n_in = E };
-                matmul_enc(c, &L->ffn_up, &fin, L->b_up, c->hb, hp->n_ff, false); /* (T, n_ff) */
-                gelu_par(c, c->hb, T * hp->n_ff);
+                matmul_enc(c, &L->ffn_up, &fin, L->b_up, c->hb, hp->n_ff, ENC_GELU);    /* (T, n_ff) */
                 struct act hin = { .x = c->hb, .n_tok = T, .n_in = hp->n_ff };
-                matmul_enc(c, &L->ffn_down, &hin, L->b_down, c->x, E, true);    /* x (T, n_embd) += */
+                matmul_enc(c, &L->ffn_down, &hin, L->b_down, c->x, E, ENC_ADD);         /* x (T, n_embd) += */
                 layernorm_par(c, c->x, L->layer_out_norm, L->layer_out_norm_b, T, E);
         }
 
