@@ -1023,10 +1023,17 @@ static void matmul_rows_wide(void *arg, int64_t begin, int64_t end, int tid) {
         }
 }
 
+/* Float weights: their own gemm kernels convert every weight in the inner
+ * loop. The block-quantized types' integer kernels are faster on wide
+ * batches than their f32 panels through sgemm (measured on q8_0). */
+static bool wide_type(enum lmp_type t) {
+        return t == LMP_TYPE_F32 || t == LMP_TYPE_F16 || t == LMP_TYPE_BF16;
+}
+
 static void matmul_enc(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in, const float *bias,
                        float *out, int64_t ld, enum enc_out how) {
         const int64_t T = in->n_tok;
-        if (T < WIDE_MIN_BATCH) {
+        if (T < WIDE_MIN_BATCH || !wide_type(w->type)) {
                 /* the weight type's own kernels; the scratch xb for a sum */
                 float *dst = how == ENC_ADD ? c->xb : out;
                 matmul(c, w, in, dst, ld);
