@@ -35,6 +35,10 @@
  * (row, token) pair is one vec_dot; inputs shared by several products (Q, K
  * and V; gate and up) are converted once. F32 weights on a batch of at least
  * BLAS_MIN_BATCH tokens, and attention (always f32), go through OpenBLAS.
+ * An encoder's batch of WIDE_MIN_BATCH tokens or more (a few short texts)
+ * takes its float weights (f32, f16, bf16) through OpenBLAS as well, a
+ * cache-sized f32 panel of rows at a time (matmul_rows_wide()), with the
+ * bias, the residual add and GELU folded into the product's pass.
  * Nothing in this file allocates after lmp_ctx_new(). */
 #include <cblas.h>
 #include <errno.h>
