@@ -979,17 +979,16 @@ static void gelu_par(struct lmp_ctx *c, float *x, int64_t count) {
  * the feed-forward's up projection); ld is w's n_out.
  *
  * On a wide batch (a few short texts already make hundreds of tokens, from
- * WIDE_MIN_BATCH on) a weight of any type goes through OpenBLAS's sgemm:
- * each thread converts rows of its range to f32, WIDE_PANEL_FLOATS at a
- * time (a panel that stays in cache; f32 rows are used as they are), and
+ * WIDE_MIN_BATCH on) a float weight (wide_type()) goes through OpenBLAS's
+ * sgemm: each thread converts rows of its range to f32, WIDE_PANEL_FLOATS
+ * at a time (a panel that stays in cache; f32 rows are used as they are), and
  * multiplies the batch's f32 activations by them, into an output that
  * already holds the bias (and the residual), so that sgemm adds to it
  * (beta 1) and no pass of its own zeroes it or adds the bias; GELU follows
  * on the panel's outputs while they are in cache. The conversion is one
- * pass over the rows, which the batch's tokens share; sgemm runs near the
- * FMA units' peak, where the vec_dot and gemm kernels of the weight types
- * reach a fraction of it on a wide batch (they convert or unpack the
- * weights in the inner loop). The activations stay f32, as on the f32
+ * pass over the rows, which the batch's tokens share; sgemm runs at about
+ * two thirds of the FMA units' peak, where the f16 gemm kernel reaches a
+ * third of it (it converts the weights in its inner loop). The activations stay f32, as on the f32
  * weights' path. The weights are read, not copied beyond the panel. */
 enum enc_out { ENC_SET, ENC_ADD, ENC_GELU };
 
