@@ -3,9 +3,10 @@
  * worker runs (src/worker/embed.c), for short texts one at a time (batch
  * 1) and 32 per run (batch 32, whole texts per forward pass).
  *
- *   bench_embed MODEL.gguf TEXTS.txt [--threads N] [--seconds S]
+ *   bench_embed MODEL.gguf TEXTS.txt [--threads N] [--seconds S] [--batch 1|32]
  *
- * Each batch size runs for about S seconds (default 5) after one warm-up
+ * --batch runs that batch size alone (for a profile of one). Each batch
+ * size runs for about S seconds (default 5) after one warm-up
  * run; prints one JSON line per batch size, then a table. */
 #include <errno.h>
 #include <stdio.h>
@@ -30,16 +31,19 @@ static double now_s(void) {
 
 int main(int argc, char **argv) {
         if (argc < 3) {
-                fprintf(stderr, "usage: bench_embed MODEL.gguf TEXTS.txt [--threads N] [--seconds S]\n");
+                fprintf(stderr, "usage: bench_embed MODEL.gguf TEXTS.txt [--threads N] [--seconds S] [--batch 1|32]\n");
                 return 2;
         }
         int threads = 2;
         double seconds = 5;
+        int only = 0;
         for (int i = 3; i + 1 < argc; i += 2) {
                 if (strcmp(argv[i], "--threads") == 0)
                         threads = atoi(argv[i + 1]);
                 else if (strcmp(argv[i], "--seconds") == 0)
                         seconds = atof(argv[i + 1]);
+                else if (strcmp(argv[i], "--batch") == 0)
+                        only = atoi(argv[i + 1]);
         }
         char *texts[TEXTS_MAX];
         size_t lens[TEXTS_MAX], n = 0;
@@ -80,9 +84,11 @@ int main(int argc, char **argv) {
                 return 1;
         }
         static const size_t batches[] = { 1, 32 };
-        double rate[2], tok_per_text = 0;
+        double rate[2] = { 0, 0 }, tok_per_text = 0;
         for (int b = 0; b < 2; b++) {
                 size_t bs = batches[b], done = 0;
+                if (only && (size_t)only != bs)
+                        continue;
                 uint64_t tokens = 0;
                 /* warm-up */
                 if (lmp_embedder_run(e, (const char *const *)texts, lens, bs, true, false, 0, &err) < 0) {
@@ -110,7 +116,8 @@ int main(int argc, char **argv) {
         }
         printf("\n%8s %8s %14s %12s\n", "batch", "threads", "tokens/text", "texts/s");
         for (int b = 0; b < 2; b++)
-                printf("%8zu %8d %14.1f %12.1f\n", batches[b], threads, tok_per_text, rate[b]);
+                if (!only || (size_t)only == batches[b])
+                        printf("%8zu %8d %14.1f %12.1f\n", batches[b], threads, tok_per_text, rate[b]);
         lmp_embedder_free(e);
         lmp_threadpool_free(pool);
         lmp_vocab_free(v);

@@ -35,6 +35,10 @@
  * (row, token) pair is one vec_dot; inputs shared by several products (Q, K
  * and V; gate and up) are converted once. F32 weights on a batch of at least
  * BLAS_MIN_BATCH tokens, and attention (always f32), go through OpenBLAS.
+ * An encoder's batch of WIDE_MIN_BATCH tokens or more (a few short texts)
+ * takes its float weights (f32, f16, bf16) through OpenBLAS as well, a
+ * cache-sized f32 panel of rows at a time (matmul_rows_wide()), with the
+ * bias, the residual add and GELU folded into the product's pass.
  * Nothing in this file allocates after lmp_ctx_new(). */
 #include <cblas.h>
 #include <errno.h>
@@ -52,6 +56,8 @@
 #define MM_GEMM_ROW_ALIGN 8     /* gemm tasks start on a multiple of this many rows */
 #define MM_GEMM_TASKS 16        /* gemm tasks per thread and product */
 #define MM_TASKS 4              /* other tasks per thread and product */
+#define WIDE_MIN_BATCH 32       /* an encoder's batch from which matmul_rows_wide() is used */
+#define WIDE_PANEL_FLOATS (128 * 1536)  /* f32 weights converted at a time by matmul_rows_wide() */
 
 /* Consecutive batch entries of one sequence at consecutive positions. */
 struct run {
@@ -111,6 +117,8 @@ struct lmp_ctx {
         struct run *runs;       /* (n_batch) */
         struct att_task *tasks;
         float *scores;          /* (n_threads, ATT_TILE, n_ctx) */
+        float *wpanel;          /* encoder: (n_threads, wpanel_floats) f32 weight rows */
+        size_t wpanel_floats;   /* WIDE_PANEL_FLOATS, or 16 rows of the widest */
 };
 
 /* The KV cache of a global layer holds every position of a sequence, at
@@ -183,6 +191,7 @@ void lmp_ctx_free(struct lmp_ctx *c) {
         free(c->runs);
         free(c->tasks);
         free(c->scores);
+        free(c->wpanel);
         free(c);
 }
 
@@ -279,7 +288,12 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
-        bool ok = c->layer_row && (enc || (c->k_cache && c->v_cache)) && c->seq_len && c->seq_last && c->x && c->xb &&
+        if (enc) {
+                c->wpanel_floats = LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)16 * m->max_n_in);
+                c->wpanel = alloc_array((size_t)lmp_threadpool_size(pool), c->wpanel_floats, sizeof(float));
+        }
+        bool ok = c->layer_row && (enc ? c->wpanel != NULL : c->k_cache && c->v_cache) && c->seq_len &&
+                  c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   (!hp->n_swa || c->rope_swa) &&
                   c->tasks && c->scores;
@@ -984,12 +998,60 @@ static void layernorm(float *out, const float *x, const float *weight, const flo
         }
 }
 
-/* GELU, tanh approximation (GGML's gelu). */
-static void gelu(float *x, int64_t count) {
+/* GELU, tanh approximation (GGML's gelu), as x * sigmoid(2u) = x / (1 +
+ * exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3): 0.5 (1 + tanh(u)) is that
+ * sigmoid. libm's tanhf is a call per value (a quarter of a BGE-small
+ * forward pass on one thread went there). This exp is written on GCC's
+ * (and clang's) generic vectors of 4 floats, which compile to whatever
+ * vector registers the target has without ISA flags, and written without a
+ * branch (the compiler turns a scalar clamp into jumps). Its error is a few
+ * float ulps (Cephes' expf polynomial on [-ln2/2, ln2/2]); GGML itself
+ * rounds GELU's input and output to f16. */
+typedef float vf4 __attribute__((vector_size(16)));
+typedef int32_t vi4 __attribute__((vector_size(16)));
+
+static inline vf4 vf4_set(float v) { return (vf4){ v, v, v, v }; }
+
+static inline vf4 vf4_select(vi4 mask, vf4 a, vf4 b) {
+        return (vf4)((mask & (vi4)a) | (~mask & (vi4)b));
+}
+
+static inline vf4 exp_vf4(vf4 x) {
+        /* exp(x) = 2^k exp(r), k = round(x / ln2), |r| <= ln2 / 2; x within
+         * +-86, where 2^k exp(r) is a normal float */
+        x = vf4_select(x > vf4_set(-86.0f), x, vf4_set(-86.0f));
+        x = vf4_select(x < vf4_set(86.0f), x, vf4_set(86.0f));
+        const vf4 shift = vf4_set(12582912.0f); /* 1.5 * 2^23: adding it rounds to an integer */
+        vf4 kf = x * 1.44269504088896341f + shift;
+        vi4 k = (vi4)kf - 0x4b400000;           /* kf's low mantissa bits are k */
+        kf -= shift;
+        vf4 r = x - kf * 0.693359375f;          /* ln2, high bits: the product is exact */
+        r -= kf * -2.12194440e-4f;              /* ln2, the rest */
+        vf4 p = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                  4.1665795894e-2f) * r + 1.6666665459e-1f) * r + 5.0000001201e-1f;
+        p = p * (r * r) + r + 1.0f;
+        return (vf4)((vi4)p + (k << 23));
+}
+
+static inline vf4 gelu_vf4(vf4 v) {
         const float a = 0.044715f, s = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
-        for (int64_t i = 0; i < count; i++) {
-                float v = x[i];
-                x[i] = 0.5f * v * (1.0f + tanhf(s * v * (1.0f + a * v * v)));
+        return v / (1.0f + exp_vf4((-2.0f * s) * v * (1.0f + a * v * v)));
+}
+
+static void gelu(float *x, int64_t count) {
+        vf4 v;
+        int64_t i = 0;
+        for (; i + 4 <= count; i += 4) {
+                memcpy(&v, x + i, sizeof(v));
+                v = gelu_vf4(v);
+                memcpy(x + i, &v, sizeof(v));
+        }
+        if (i < count) {
+                size_t rest = (size_t)(count - i) * sizeof(float);
+                v = vf4_set(0.0f);
+                memcpy(&v, x + i, rest);
+                v = gelu_vf4(v);
+                memcpy(x + i, &v, rest);
         }
 }
 
@@ -1023,6 +1085,101 @@ static void gelu_elems(void *arg, int64_t begin, int64_t end, int tid) {
 static void gelu_par(struct lmp_ctx *c, float *x, int64_t count) {
         int64_t grain = LMP_MAX((int64_t)GELU_MIN_GRAIN, count / (4 * lmp_threadpool_size(c->pool)));
         lmp_threadpool_run(c->pool, count, grain, gelu_elems, x);
+}
+
+/* An encoder's products: out (T, ld) <- in (T, n_in) x w^T + bias (NULL:
+ * none), in place of out's values (ENC_SET), added to them (ENC_ADD: the
+ * residual stream), or in place of them and then through GELU (ENC_GELU:
+ * the feed-forward's up projection); ld is w's n_out.
+ *
+ * On a wide batch (a few short texts already make hundreds of tokens, from
+ * WIDE_MIN_BATCH on) a float weight (wide_type()) goes through OpenBLAS's
+ * sgemm: each thread converts rows of its range to f32, WIDE_PANEL_FLOATS
+ * at a time (a panel that stays in cache; f32 rows are used as they are), and
+ * multiplies the batch's f32 activations by them, into an output that
+ * already holds the bias (and the residual), so that sgemm adds to it
+ * (beta 1) and no pass of its own zeroes it or adds the bias; GELU follows
+ * on the panel's outputs while they are in cache. The conversion is one
+ * pass over the rows, which the batch's tokens share; sgemm runs at about
+ * two thirds of the FMA units' peak, where the f16 gemm kernel reaches a
+ * third of it (it converts the weights in its inner loop). The activations stay f32, as on the f32
+ * weights' path. The weights are read, not copied beyond the panel. */
+enum enc_out { ENC_SET, ENC_ADD, ENC_GELU };
+
+struct wide_job {
+        const struct lmp_ctx *c;        /* the panels */
+        const struct lmp_weight *w;
+        const float *y;                 /* (n_tok, n_in) f32 activations */
+        int64_t n_tok;
+        float *out;                     /* (n_tok, ld) */
+        int64_t ld;
+        const float *bias;              /* (n_out), or NULL */
+        enum enc_out how;
+};
+
+static void matmul_rows_wide(void *arg, int64_t begin, int64_t end, int tid) {
+        const struct wide_job *j = arg;
+        const struct lmp_weight *w = j->w;
+        const struct lmp_ctx *c = j->c;
+        const int64_t n_in = w->n_in;
+        float *panel = c->wpanel + (size_t)tid * c->wpanel_floats;
+        const int64_t rows = (int64_t)c->wpanel_floats / n_in;
+        for (int64_t r0 = begin; r0 < end; r0 += rows) {
+                int64_t nr = LMP_MIN(rows, end - r0);
+                for (int64_t t = 0; t < j->n_tok; t++) {
+                        float *o = j->out + t * j->ld + r0;
+                        if (j->how == ENC_ADD && j->bias)
+                                for (int64_t r = 0; r < nr; r++)
+                                        o[r] += j->bias[r0 + r];
+                        else if (j->how != ENC_ADD && j->bias)
+                                memcpy(o, j->bias + r0, (size_t)nr * sizeof(float));
+                        else if (j->how != ENC_ADD)
+                                memset(o, 0, (size_t)nr * sizeof(float));
+                }
+                const float *wf = (const float *)w->data + r0 * n_in;
+                if (w->type != LMP_TYPE_F32) {
+                        for (int64_t r = 0; r < nr; r++)
+                                w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
+                                                    panel + r * n_in, n_in);
+                        wf = panel;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)n_in,
+                            1.0f, j->y, (int)n_in, wf, (int)n_in, 1.0f, j->out + r0, (int)j->ld);
+                if (j->how == ENC_GELU)
+                        for (int64_t t = 0; t < j->n_tok; t++)
+                                gelu(j->out + t * j->ld + r0, nr);
+        }
+}
+
+/* Float weights: their own gemm kernels convert every weight in the inner
+ * loop. The block-quantized types' integer kernels are faster on wide
+ * batches than their f32 panels through sgemm (measured on q8_0). */
+static bool wide_type(enum lmp_type t) {
+        return t == LMP_TYPE_F32 || t == LMP_TYPE_F16 || t == LMP_TYPE_BF16;
+}
+
+static void matmul_enc(struct lmp_ctx *c, const struct lmp_weight *w, struct act *in, const float *bias,
+                       float *out, int64_t ld, enum enc_out how) {
+        const int64_t T = in->n_tok;
+        if (T < WIDE_MIN_BATCH || !wide_type(w->type)) {
+                /* the weight type's own kernels; the scratch xb for a sum */
+                float *dst = how == ENC_ADD ? c->xb : out;
+                matmul(c, w, in, dst, ld);
+                add_bias(dst, bias, T, w->n_out);
+                if (how == ENC_ADD)
+                        add_into(out, dst, T * ld);
+                else if (how == ENC_GELU)
+                        gelu_par(c, out, T * ld);
+                return;
+        }
+        int nth = lmp_threadpool_size(c->pool);
+        struct wide_job j = {
+                .c = c, .w = w, .y = in->x, .n_tok = T, .out = out, .ld = ld, .bias = bias, .how = how
+        };
+        /* two tasks per thread, of whole 16-row blocks */
+        int64_t grain = (w->n_out + 2 * nth - 1) / (2 * nth);
+        grain = LMP_MAX((int64_t)16, (grain + 15) / 16 * 16);
+        lmp_threadpool_run(c->pool, w->n_out, grain, matmul_rows_wide, &j);
 }
 
 /* x (T, E) <- row `row` of w (any type) added to each of x's rows at the
@@ -1089,30 +1246,21 @@ int lmp_ctx_encode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
 
                 /* attention block: within each sequence, then residual and LayerNorm */
                 struct act in = { .x = c->x, .n_tok = T, .n_in = E };
-                matmul(c, &L->wq, &in, c->q, c->q_dim);         /* (T, q_dim) */
-                matmul(c, &L->wk, &in, c->k, c->kv_dim);        /* (T, kv_dim) */
-                matmul(c, &L->wv, &in, c->v, c->kv_dim);        /* (T, kv_dim) */
-                add_bias(c->q, L->bq, T, c->q_dim);
-                add_bias(c->k, L->bk, T, c->kv_dim);
-                add_bias(c->v, L->bv, T, c->kv_dim);
+                matmul_enc(c, &L->wq, &in, L->bq, c->q, c->q_dim, ENC_SET);             /* (T, q_dim) */
+                matmul_enc(c, &L->wk, &in, L->bk, c->k, c->kv_dim, ENC_SET);            /* (T, kv_dim) */
+                matmul_enc(c, &L->wv, &in, L->bv, c->v, c->kv_dim, ENC_SET);            /* (T, kv_dim) */
                 struct att_job aj = { .c = c, .layer = l, .scale = 1.0f / sqrtf((float)hp->head_dim),
                                       .causal = false };
                 lmp_threadpool_run(c->pool, n_tasks, 1, attend, &aj);      /* att (T, q_dim) */
                 struct act ain = { .x = c->att, .n_tok = T, .n_in = c->q_dim };
-                matmul(c, &L->wo, &ain, c->xb, E);              /* (T, n_embd) */
-                add_bias(c->xb, L->bo, T, E);
-                add_into(c->x, c->xb, T * E);
+                matmul_enc(c, &L->wo, &ain, L->bo, c->x, E, ENC_ADD);                   /* x (T, n_embd) += */
                 layernorm_par(c, c->x, L->attn_out_norm, L->attn_out_norm_b, T, E);
 
                 /* feed-forward block: GELU, then residual and LayerNorm */
                 struct act fin = { .x = c->x, .n_tok = T, .n_in = E };
-                matmul(c, &L->ffn_up, &fin, c->hb, hp->n_ff);   /* (T, n_ff) */
-                add_bias(c->hb, L->b_up, T, hp->n_ff);
-                gelu_par(c, c->hb, T * hp->n_ff);
+                matmul_enc(c, &L->ffn_up, &fin, L->b_up, c->hb, hp->n_ff, ENC_GELU);    /* (T, n_ff) */
                 struct act hin = { .x = c->hb, .n_tok = T, .n_in = hp->n_ff };
-                matmul(c, &L->ffn_down, &hin, c->xb, E);        /* (T, n_embd) */
-                add_bias(c->xb, L->b_down, T, E);
-                add_into(c->x, c->xb, T * E);
+                matmul_enc(c, &L->ffn_down, &hin, L->b_down, c->x, E, ENC_ADD);         /* x (T, n_embd) += */
                 layernorm_par(c, c->x, L->layer_out_norm, L->layer_out_norm_b, T, E);
         }
 
