@@ -337,8 +337,8 @@ int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos) {
         return (int)c->seq_len[seq];
 }
 
-uint32_t lmp_ctx_kv_rows(const struct lmp_ctx *c) {
-        return (uint32_t)c->seq_rows;
+size_t lmp_ctx_kv_rows(const struct lmp_ctx *c) {
+        return c->seq_rows;
 }
 
 /* ------------------------------------------------------ matrix products */

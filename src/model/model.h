@@ -169,7 +169,7 @@ uint32_t lmp_ctx_seq_len(const struct lmp_ctx *c, int32_t seq);
 int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
 /* KV cache rows per sequence, over all layers (n_layer * n_ctx without
  * windowed layers). */
-uint32_t lmp_ctx_kv_rows(const struct lmp_ctx *c);
+size_t lmp_ctx_kv_rows(const struct lmp_ctx *c);
 
 /* Evaluates n entries (1 <= n <= n_batch) of a decoder (for an encoder:
  * -EINVAL, use lmp_ctx_encode). Within one sequence, positions

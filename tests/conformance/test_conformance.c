@@ -238,7 +238,7 @@ int main(int argc, char **argv) {
         }
         if (ring) {
                 uint64_t flat = (uint64_t)m->hp.n_layer * (uint64_t)max_tokens;
-                printf("%s: batches of %d, KV cache rows per sequence %u (%llu without a ring)\n", name,
+                printf("%s: batches of %d, KV cache rows per sequence %zu (%llu without a ring)\n", name,
                        chunk, lmp_ctx_kv_rows(c), (unsigned long long)flat);
                 if (m->hp.n_swa && lmp_ctx_kv_rows(c) >= flat) {
                         fprintf(stderr, "%s: the windowed layers did not get a ring\n", name);

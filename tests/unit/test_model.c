@@ -178,6 +178,21 @@ static void test_refusals(const char *fx, const char *tmp, const char *file) {
 /* ---------------------------------------------------------------- encoders */
 
 /* lmp_ctx_encode's refusals, and decode/encode on the wrong kind of model. */
+/* Opens fx/name.gguf, loads it for isa and starts a pool; false (and a
+ * failed check) when any of that fails. */
+static bool open_fixture(const char *fx, const char *name, enum lmp_isa isa, int n_threads,
+                         struct lmp_gguf **g, struct lmp_model **m, struct lmp_threadpool **pool) {
+        char path[4096];
+        struct lmp_error err = { 0 };
+        snprintf(path, sizeof(path), "%s/%s.gguf", fx, name);
+        if (lmp_gguf_open(path, g, &err) < 0 || lmp_model_load(*g, isa, m, &err) < 0 ||
+            lmp_threadpool_new(n_threads, pool) < 0) {
+                CHECK(0, "%s: %s", path, err.msg);
+                return false;
+        }
+        return true;
+}
+
 static void test_encoder_calls(const char *fx) {
         char path[4096];
         struct lmp_error err = { 0 };
@@ -185,12 +200,8 @@ static void test_encoder_calls(const char *fx) {
         struct lmp_model *m = NULL, *ml = NULL;
         struct lmp_threadpool *pool = NULL;
         struct lmp_ctx *c = NULL, *cl = NULL;
-        snprintf(path, sizeof(path), "%s/embeddings/bert-cls-f16.gguf", fx);
-        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, LMP_ISA_SCALAR, &m, &err) < 0 ||
-            lmp_threadpool_new(2, &pool) < 0) {
-                CHECK(0, "%s: %s", path, err.msg);
+        if (!open_fixture(fx, "embeddings/bert-cls-f16", LMP_ISA_SCALAR, 2, &g, &m, &pool))
                 goto out;
-        }
         CHECK(m->arch->encoder && m->hp.pooling == LMP_POOLING_CLS && lmp_model_pools(m), "bert-cls: an encoder, CLS");
         struct lmp_ctx_params p = { .n_ctx = m->hp.n_ctx_train + 1, .n_seq = 2, .n_batch = 16 };
         CHECK(lmp_ctx_new(m, &p, pool, &c, &err) == -EINVAL && strstr(err.msg, "positions"),
@@ -248,18 +259,13 @@ static double max_abs_diff(const float *a, const float *b, size_t n) {
 }
 
 static void test_batches(const char *fx, const char *name, int n_threads) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s.gguf", fx, name);
         struct lmp_error err = { 0 };
         struct lmp_gguf *g = NULL;
         struct lmp_model *m = NULL;
         struct lmp_threadpool *pool = NULL;
         struct lmp_ctx *c = NULL;
-        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0 ||
-            lmp_threadpool_new(n_threads, &pool) < 0) {
-                CHECK(0, "%s: %s", name, err.msg);
+        if (!open_fixture(fx, name, lmp_cpu_isa(), n_threads, &g, &m, &pool))
                 goto out;
-        }
         enum { NA = 40, NB = 23, N_CTX = 64 };
         struct lmp_ctx_params p = { .n_ctx = N_CTX, .n_seq = 3, .n_batch = 64 };
         if (lmp_ctx_new(m, &p, pool, &c, &err) < 0) {
@@ -381,8 +387,6 @@ out:
  * held to their conformance tolerance, how far llama.cpp's own code paths
  * move. */
 static void test_decode_step(const char *fx, const char *name, int n_threads, double tol) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s.gguf", fx, name);
         struct lmp_error err = { 0 };
         struct lmp_gguf *g = NULL;
         struct lmp_model *m = NULL;
@@ -390,11 +394,8 @@ static void test_decode_step(const char *fx, const char *name, int n_threads, do
         struct lmp_ctx *c = NULL;
         enum { S = 5, STEPS = 4, N_CTX = 32 };
         float *step = NULL, *one = NULL;
-        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0 ||
-            lmp_threadpool_new(n_threads, &pool) < 0) {
-                CHECK(0, "%s: %s", name, err.msg);
+        if (!open_fixture(fx, name, lmp_cpu_isa(), n_threads, &g, &m, &pool))
                 goto out;
-        }
         struct lmp_ctx_params p = { .n_ctx = N_CTX, .n_seq = S, .n_batch = 16 };
         if (lmp_ctx_new(m, &p, pool, &c, &err) < 0) {
                 CHECK(0, "%s: %s", name, err.msg);
@@ -455,8 +456,6 @@ out:
  * truncating to one it no longer holds starts the sequence again (0)
  * while a batch that tries is refused, leaving the cache as it was. */
 static void test_ring(const char *fx, const char *name) {
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s.gguf", fx, name);
         struct lmp_error err = { 0 };
         struct lmp_gguf *g = NULL;
         struct lmp_model *m = NULL;
@@ -464,11 +463,8 @@ static void test_ring(const char *fx, const char *name) {
         struct lmp_ctx *ring = NULL, *full = NULL;
         enum { N = 100, B = 8, N_CTX = 200 };
         float *lr = NULL, *lf = NULL;
-        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0 ||
-            lmp_threadpool_new(2, &pool) < 0) {
-                CHECK(0, "%s: %s", name, err.msg);
+        if (!open_fixture(fx, name, lmp_cpu_isa(), 2, &g, &m, &pool))
                 goto out;
-        }
         const uint32_t V = m->hp.n_vocab, W = m->hp.n_swa;
         struct lmp_ctx_params p = { .n_ctx = N_CTX, .n_seq = 2, .n_batch = B };
         if (lmp_ctx_new(m, &p, pool, &ring, &err) < 0 ||
@@ -477,8 +473,8 @@ static void test_ring(const char *fx, const char *name) {
                 goto out;
         }
         CHECK(W > 0 && lmp_ctx_kv_rows(ring) < lmp_ctx_kv_rows(full) &&
-              lmp_ctx_kv_rows(full) == m->hp.n_layer * N_CTX,
-              "%s: window %u, %u KV rows with a ring, %u without", name, W, lmp_ctx_kv_rows(ring),
+              lmp_ctx_kv_rows(full) == (size_t)m->hp.n_layer * N_CTX,
+              "%s: window %u, %zu KV rows with a ring, %zu without", name, W, lmp_ctx_kv_rows(ring),
               lmp_ctx_kv_rows(full));
         lr = malloc(sizeof(float) * N * V);
         lf = malloc(sizeof(float) * N * V);
