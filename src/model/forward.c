@@ -579,30 +579,37 @@ static void scale_into(float *x, int64_t count, float s) {
  * does (theta multiplied by base^(-2/n_rot) step by step in float, divided
  * by the frequency factor, times the position scale; cos and sin times the
  * attention factor). */
-static void rope_tables(const struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
-                        float *rope, float base, float freq_scale) {
+static void rope_row(const struct lmp_ctx *c, float pos, float *tab, float base, float freq_scale,
+                     float mscale) {
         const struct lmp_hparams *hp = &c->m->hp;
         const float *ff = c->rope_ff;
-        const float mscale = hp->rope_attn_factor;
         float theta_scale = powf(base, -2.0f / (float)hp->n_rot);
-        for (uint32_t e = 0; e < n; e++) {
-                float *tab = rope + (size_t)e * hp->n_rot;
-                float theta = (float)batch[e].pos;
-                for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
-                        float th = freq_scale * (ff ? theta / ff[i] : theta);
-                        tab[2 * i] = cosf(th) * mscale;
-                        tab[2 * i + 1] = sinf(th) * mscale;
-                        theta *= theta_scale;
-                }
+        float theta = pos;
+        for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
+                float th = freq_scale * (ff ? theta / ff[i] : theta);
+                tab[2 * i] = cosf(th) * mscale;
+                tab[2 * i + 1] = sinf(th) * mscale;
+                theta *= theta_scale;
         }
 }
 
-static void rope_apply(const struct lmp_ctx *c, const float *rope, float *x, uint32_t n,
-                       uint32_t n_heads, uint32_t stride) {
+static void rope_tables(const struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
+                        float *rope, float base, float freq_scale) {
+        const struct lmp_hparams *hp = &c->m->hp;
+        for (uint32_t e = 0; e < n; e++)
+                rope_row(c, (float)batch[e].pos, rope + (size_t)e * hp->n_rot, base, freq_scale,
+                         hp->rope_attn_factor);
+}
+
+/* Rotates n rows of n_heads heads (row stride `stride` floats) by the
+ * table at rope + e * tab_stride for row e (tab_stride 0: one table for
+ * every row). */
+static void rope_apply(const struct lmp_ctx *c, const float *rope, size_t tab_stride, float *x, uint32_t n,
+                       uint32_t n_heads, size_t stride) {
         const struct lmp_hparams *hp = &c->m->hp;
         uint32_t half = hp->n_rot / 2;
         for (uint32_t e = 0; e < n; e++) {
-                const float *tab = rope + (size_t)e * hp->n_rot;
+                const float *tab = rope + (size_t)e * tab_stride;
                 for (uint32_t h = 0; h < n_heads; h++) {
                         float *v = x + (size_t)e * stride + (size_t)h * hp->head_dim;
                         for (uint32_t i = 0; i < half; i++) {
@@ -621,6 +628,56 @@ static void rope_apply(const struct lmp_ctx *c, const float *rope, float *x, uin
                         }
                 }
         }
+}
+
+/* ------------------------------------------------ moving a sequence */
+
+struct cut_job {
+        struct lmp_ctx *c;
+        int32_t seq;
+        uint32_t p0, d, n;      /* positions [p0 + d, p0 + d + n) move to p0 */
+        const float *tab, *tab_swa; /* rotation by -d, pure (no attention factor) */
+};
+
+static void cut_layers(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct cut_job *j = arg;
+        struct lmp_ctx *c = j->c;
+        size_t bytes = (size_t)j->n * c->kv_dim * sizeof(float);
+        for (int64_t l = begin; l < end; l++) {
+                float *k = cache_at(c, c->k_cache, j->seq, (uint32_t)l, (int32_t)j->p0);
+                float *v = cache_at(c, c->v_cache, j->seq, (uint32_t)l, (int32_t)j->p0);
+                memmove(k, k + (size_t)j->d * c->kv_dim, bytes);
+                memmove(v, v + (size_t)j->d * c->kv_dim, bytes);
+                rope_apply(c, c->m->layers[l].n_swa ? j->tab_swa : j->tab, 0, k, j->n, c->m->hp.n_head_kv,
+                           c->kv_dim);
+        }
+}
+
+int lmp_ctx_seq_cut(struct lmp_ctx *c, int32_t seq, uint32_t p0, uint32_t p1) {
+        const struct lmp_hparams *hp = &c->m->hp;
+        if (seq < 0 || (uint32_t)seq >= c->n_seq || c->m->arch->encoder || p0 > p1 ||
+            p1 > c->seq_len[seq])
+                return -EINVAL;
+        if (p0 == p1)
+                return (int)c->seq_len[seq];
+        /* A ring cannot give up positions in the middle, and positions
+         * without rotation cannot be moved by rotating them. */
+        if (c->ring || c->m->arch->rope == LMP_ROPE_NONE)
+                return -ENOTSUP;
+        /* The decode scratch holds the tables (calls on a context do not
+         * overlap). */
+        struct cut_job j = { .c = c, .seq = seq, .p0 = p0, .d = p1 - p0, .n = c->seq_len[seq] - p1,
+                             .tab = c->rope, .tab_swa = c->rope_swa };
+        /* The rotation by -d, composed with the one each key has, gives the
+         * rotation of its new position: the keys' angles differ only by d. */
+        rope_row(c, -(float)j.d, c->rope, hp->rope_freq_base, hp->rope_freq_scale, 1.0f);
+        if (c->rope_swa)
+                rope_row(c, -(float)j.d, c->rope_swa, hp->rope_freq_base_swa, 1.0f, 1.0f);
+        if (j.n)
+                lmp_threadpool_run(c->pool, hp->n_layer, 1, cut_layers, &j);
+        c->seq_len[seq] -= j.d;
+        return (int)c->seq_len[seq];
 }
 
 static void swiglu(float *g, const float *u, int64_t count) {
@@ -893,8 +950,8 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                         rmsnorm_par(c, c->k, c->k, L->attn_k_norm, T * hp->n_head_kv, hp->head_dim);
                 }
                 const float *rope = L->n_swa ? c->rope_swa : c->rope;
-                rope_apply(c, rope, c->q, n, hp->n_head, c->q_dim);
-                rope_apply(c, rope, c->k, n, hp->n_head_kv, c->kv_dim);
+                rope_apply(c, rope, hp->n_rot, c->q, n, hp->n_head, c->q_dim);
+                rope_apply(c, rope, hp->n_rot, c->k, n, hp->n_head_kv, c->kv_dim);
                 for (uint32_t e = 0; e < n; e++)
                         cache_store(c, batch[e].seq, l, batch[e].pos, c->k + (size_t)e * c->kv_dim,
                                     c->v + (size_t)e * c->kv_dim);

@@ -167,6 +167,17 @@ uint32_t lmp_ctx_seq_len(const struct lmp_ctx *c, int32_t seq);
  * longer holds the positions that pos would look back on (the sequence
  * then starts again from 0); -EINVAL for an unknown sequence. */
 int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
+/* Forgets positions [p0, p1) of seq and moves the later ones down to p0,
+ * their keys rotated to their new positions (llama.cpp's KV shift), so that
+ * a prompt which drops a stretch of what the cache holds (the oldest
+ * messages of a conversation's window) reuses what follows it. The moved
+ * positions keep what they computed while the dropped ones were before them:
+ * the next tokens see a cache close to, not the same as, a fresh one.
+ * Returns the length the sequence keeps; -EINVAL for an unknown sequence,
+ * an encoder, or p0 > p1 or p1 past the length; -ENOTSUP when the
+ * context keeps windowed layers in a ring or the model has no rotary
+ * positions (nothing changes then). */
+int lmp_ctx_seq_cut(struct lmp_ctx *c, int32_t seq, uint32_t p0, uint32_t p1);
 /* KV cache rows per sequence, over all layers (n_layer * n_ctx without
  * windowed layers). */
 size_t lmp_ctx_kv_rows(const struct lmp_ctx *c);
