@@ -5,7 +5,9 @@
 #   benchmarks/chat_load.sh MODEL.gguf [LLAMA_SERVER_BIN]
 #
 # Environment: USERS (4), MESSAGES (10), NGEN (100), and lmpoold's layout
-# WORKERS x THREADS x SLOTS (2 x 1 x 2); llama-server runs as
+# WORKERS x THREADS x SLOTS (2 x 1 x 2) and CACHE_REUSE (64: the model's
+# cache_reuse, 0 for the common prefix only; llama-server gets the same as
+# --cache-reuse); llama-server runs as
 # `llama-server -t $PEER_THREADS -np $USERS -c $((USERS * 4096))` (2
 # threads). Without LLAMA_SERVER_BIN (or when it is not executable) only
 # lmpoold is measured. Prints each server's summary. Run it on a quiet
@@ -24,6 +26,7 @@ ngen=${NGEN:-100}
 workers=${WORKERS:-2}
 threads=${THREADS:-1}
 slots=${SLOTS:-2}
+cache_reuse=${CACHE_REUSE:-64}
 peer_threads=${PEER_THREADS:-2}
 port=${PORT:-18431}
 
@@ -53,10 +56,11 @@ models:
     workers: $workers
     threads: $threads
     slots: $slots
+    cache_reuse: $cache_reuse
     ctx: 4096
 EOF
 
-echo "== lmpoold: $workers workers x $threads threads x $slots slots, $(basename "$model")"
+echo "== lmpoold: $workers workers x $threads threads x $slots slots, cache_reuse $cache_reuse, $(basename "$model")"
 "$lmpoold" --config "$dir/lmpool.yaml" 2> "$dir/lmpoold.log" &
 pid=$!
 pids="$pids $pid"
@@ -76,9 +80,9 @@ kill $pid
 wait $pid || true
 
 if [ -n "$peer" ] && [ -x "$peer" ]; then
-        echo "== llama-server -t $peer_threads -np $users -c $((users * 4096)), $(basename "$model")"
-        "$peer" -m "$model" -t "$peer_threads" -np "$users" -c $((users * 4096)) --host 127.0.0.1 --port "$port" \
-                > "$dir/peer.log" 2>&1 &
+        echo "== llama-server -t $peer_threads -np $users -c $((users * 4096)) --cache-reuse $cache_reuse, $(basename "$model")"
+        "$peer" -m "$model" -t "$peer_threads" -np "$users" -c $((users * 4096)) --cache-reuse "$cache_reuse" \
+                --host 127.0.0.1 --port "$port" > "$dir/peer.log" 2>&1 &
         pid=$!
         pids="$pids $pid"
         i=0

@@ -72,6 +72,7 @@ struct lmp_model_config {
         int workers;
         int threads;
         int slots;
+        int cache_reuse;
         int ctx;
         int batch;
         int prompt_chunk;               /* prompt tokens per step while others generate */

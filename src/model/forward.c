@@ -654,6 +654,10 @@ static void cut_layers(void *arg, int64_t begin, int64_t end, int tid) {
         }
 }
 
+bool lmp_ctx_can_cut(const struct lmp_ctx *c) {
+        return !c->m->arch->encoder && !c->ring && c->m->arch->rope != LMP_ROPE_NONE;
+}
+
 int lmp_ctx_seq_cut(struct lmp_ctx *c, int32_t seq, uint32_t p0, uint32_t p1) {
         const struct lmp_hparams *hp = &c->m->hp;
         if (seq < 0 || (uint32_t)seq >= c->n_seq || c->m->arch->encoder || p0 > p1 ||
@@ -663,7 +667,7 @@ int lmp_ctx_seq_cut(struct lmp_ctx *c, int32_t seq, uint32_t p0, uint32_t p1) {
                 return (int)c->seq_len[seq];
         /* A ring cannot give up positions in the middle, and positions
          * without rotation cannot be moved by rotating them. */
-        if (c->ring || c->m->arch->rope == LMP_ROPE_NONE)
+        if (!lmp_ctx_can_cut(c))
                 return -ENOTSUP;
         /* The decode scratch holds the tables (calls on a context do not
          * overlap). */

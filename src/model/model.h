@@ -178,6 +178,8 @@ int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
  * context keeps windowed layers in a ring or the model has no rotary
  * positions (nothing changes then). */
 int lmp_ctx_seq_cut(struct lmp_ctx *c, int32_t seq, uint32_t p0, uint32_t p1);
+/* Whether lmp_ctx_seq_cut can move this context's sequences. */
+bool lmp_ctx_can_cut(const struct lmp_ctx *c);
 /* KV cache rows per sequence, over all layers (n_layer * n_ctx without
  * windowed layers). */
 size_t lmp_ctx_kv_rows(const struct lmp_ctx *c);

@@ -362,6 +362,7 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
 static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         struct lmp_model_rt *m = &d->models[w->rw->model];
         char fd_s[16], threads[16], slots[16], ctx[16], batch[16], chunk[16], maxp[16], hb[16], live[16], lastn[16];
+        char reuse[16];
         char report_s[16], level[16], sink[16];
         int report[2];
         pid_t pid;
@@ -390,11 +391,13 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         snprintf(hb, sizeof(hb), "%d", d->cfg->heartbeat_ms);
         snprintf(live, sizeof(live), "%d", d->cfg->heartbeat_liveness);
         snprintf(lastn, sizeof(lastn), "%d", m->cfg->defaults.repeat_last_n);
+        snprintf(reuse, sizeof(reuse), "%d", m->cfg->cache_reuse);
         char *argv[] = {
                 d->exe, "--worker", "--name", w->rw->name, "--store-fd", fd_s, "--backend", d->router.backend,
                 "--threads", threads, "--slots", slots, "--ctx", ctx, "--batch", batch, "--prompt-chunk", chunk,
                 "--max-prompt-tokens", maxp, "--heartbeat-ms", hb, "--liveness", live, "--repeat-last-n", lastn,
-                "--report-fd", report_s, "--log-level", level, "--log-sink", sink,
+                "--cache-reuse", reuse,
+                "--cache-reuse", reuse, "--report-fd", report_s, "--log-level", level, "--log-sink", sink,
                 m->cfg->chat_template[0] ? "--chat-template" : NULL, (char *)m->cfg->chat_template, NULL,
         };
 

@@ -78,6 +78,7 @@ struct lmp_engine {
         struct lmp_json_tokens *json_tokens; /* NULL until a job has a format */
         struct lmp_json_cache *json_cache;
         enum lmp_tool_syntax tool_syntax; /* the chat template's */
+        bool can_cut;                   /* the context can move a sequence (cache_reuse) */
 };
 
 void lmp_job_free(struct lmp_job *j) {
@@ -102,6 +103,7 @@ int lmp_engine_new(const struct lmp_engine_params *p, struct lmp_engine **ret, s
         if (r < 0)
                 goto fail;
         e->p.n_ctx = lmp_ctx_n_ctx(e->ctx);
+        e->can_cut = lmp_ctx_can_cut(e->ctx);
         e->tool_syntax = lmp_tool_syntax_detect(p->chat ? p->chat->template_text : NULL);
         e->n_vocab = p->model->hp.n_vocab;
         e->slots = calloc(p->slots, sizeof(*e->slots));
@@ -437,37 +439,69 @@ static int forced_tool_grammar(struct lmp_engine *e, const struct lmp_request *r
         return 0;
 }
 
+/* How many tokens of a prompt a slot's cache can give: the common prefix,
+ * then, with cache_reuse, each later stretch of at least cache_reuse cached
+ * tokens that the prompt goes on with, skipping what the prompt dropped
+ * (the oldest messages of a conversation's window), found greedily as
+ * llama.cpp's server does. With cut, the skipped positions leave the cache
+ * (lmp_ctx_seq_cut) and the kept ones move down to where the prompt has
+ * them; without, nothing changes. *ret_prefix: the common prefix. */
+static uint32_t reuse(struct lmp_engine *e, struct slot *sl, const int32_t *prompt, uint32_t n, bool cut,
+                      uint32_t *ret_prefix) {
+        uint32_t hp = 0, hc;
+
+        while (hp < sl->n_cache && hp < n && sl->cache[hp] == prompt[hp])
+                hp++;
+        *ret_prefix = hp;
+        if (!e->p.cache_reuse || !e->can_cut)
+                return hp;
+        hc = hp;
+        while (hc < sl->n_cache && hp < n) {
+                uint32_t m = 0;
+                while (hc + m < sl->n_cache && hp + m < n && sl->cache[hc + m] == prompt[hp + m])
+                        m++;
+                if (m < e->p.cache_reuse) {
+                        hc++;
+                        continue;
+                }
+                if (cut && hc > hp) {
+                        int32_t seq = (int32_t)(sl - e->slots);
+                        if (lmp_ctx_seq_cut(e->ctx, seq, hp, hc) < 0)
+                                break;  /* cannot happen on a context that can cut; keep what is in place */
+                        memmove(sl->cache + hp, sl->cache + hc, (sl->n_cache - hc) * sizeof(int32_t));
+                        sl->n_cache -= hc - hp;
+                        hc = hp;
+                }
+                hp += m;
+                hc += m;
+        }
+        return hp;
+}
+
 /* The free slot for a prompt. A slot's cache is worth taking over when
- * the prompt reuses more of it than it throws away (2 * common > cached:
+ * the prompt reuses more of it than it throws away (2 * reused > cached:
  * the same conversation's next turn, or a long shared opening such as a
  * RAG system prompt); the best such slot wins. Otherwise the least
  * recently used free slot (an empty one first) is taken, so that one
  * conversation does not evict another that merely shares its template's
- * first tokens. *ret_common: the prefix the chosen slot has. */
-static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, uint32_t n, uint32_t *ret_common) {
+ * first tokens. */
+static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, uint32_t n) {
         struct slot *best = NULL, *lru = NULL;
         int64_t best_score = 0;
-        uint32_t best_common = 0, lru_common = 0;
 
         for (uint32_t s = 0; s < e->p.slots; s++) {
                 struct slot *sl = &e->slots[s];
-                uint32_t c = 0;
+                uint32_t prefix;
                 if (sl->job)
                         continue;
-                while (c < sl->n_cache && c < n && sl->cache[c] == prompt[c])
-                        c++;
-                int64_t score = 2 * (int64_t)c - (int64_t)sl->n_cache;
+                int64_t score = 2 * (int64_t)reuse(e, sl, prompt, n, false, &prefix) - (int64_t)sl->n_cache;
                 if (score > best_score || (best && score == best_score && sl->used < best->used)) {
                         best = sl;
                         best_score = score;
-                        best_common = c;
                 }
-                if (!lru || sl->used < lru->used) {
+                if (!lru || sl->used < lru->used)
                         lru = sl;
-                        lru_common = c;
-                }
         }
-        *ret_common = best ? best_common : lru_common;
         return best ? best : lru;
 }
 
@@ -496,13 +530,15 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 lmp_job_free(job);
                 return 0;
         }
-        struct slot *chosen = pick_slot(e, sl->prompt, sl->n_prompt, &common);
+        struct slot *chosen = pick_slot(e, sl->prompt, sl->n_prompt);
         if (chosen != sl) {
                 memcpy(chosen->prompt, sl->prompt, sl->n_prompt * sizeof(int32_t));
                 chosen->n_prompt = sl->n_prompt;
         }
         sl = chosen;
         sl->used = ++e->jobs;
+        uint32_t prefix;
+        common = reuse(e, sl, sl->prompt, sl->n_prompt, true, &prefix);
         /* Evaluate at least the last prompt token, to get its logits. */
         if (common >= sl->n_prompt)
                 common = sl->n_prompt - 1;

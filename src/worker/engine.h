@@ -6,7 +6,10 @@
  *
  * A job that starts in a slot keeps the longest prefix of the slot's cached
  * tokens it shares (the previous turn of a conversation, a shared system
- * prompt): only the rest of the prompt is evaluated.
+ * prompt): only the rest of the prompt is evaluated. With cache_reuse, it
+ * also keeps the later stretches of the cache that the prompt goes on with
+ * after dropping a part (a conversation whose window lost its oldest
+ * messages), moved down by lmp_ctx_seq_cut.
  *
  * The engine knows nothing of ZeroMQ or JSON: jobs come in as structs and
  * results leave through a callback. Nothing allocates per token: every
@@ -74,6 +77,12 @@ struct lmp_engine_params {
          * (0: n_batch); a step with no one generating takes n_batch. */
         uint32_t prompt_chunk;
         uint32_t max_prompt_tokens;
+        /* Shortest stretch of a slot's cached tokens that a prompt reuses
+         * after a part of the cache it dropped (the KV shift: the stretch
+         * moves down, its keys rotated); 0: only the common prefix. Reused
+         * positions keep what they computed with the dropped part before
+         * them, so answers differ slightly from a cold run's. */
+        uint32_t cache_reuse;
         struct lmp_threadpool *pool;
         lmp_engine_sink_fn sink;
         void *sink_userdata;

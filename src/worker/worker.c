@@ -75,7 +75,7 @@ struct worker {
         int store_fd;
         const char *backend;
         int threads;
-        uint32_t slots, n_ctx, n_batch, prompt_chunk, max_prompt_tokens;
+        uint32_t slots, n_ctx, n_batch, prompt_chunk, max_prompt_tokens, cache_reuse;
         int heartbeat_ms, liveness;
         int repeat_last_n;
         int report_fd;                  /* -1: none */
@@ -583,7 +583,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
         struct lmp_engine_params ep = {
                 .model = w->model, .vocab = w->vocab, .chat = &w->chat,
                 .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch, .prompt_chunk = w->prompt_chunk,
-                .max_prompt_tokens = w->max_prompt_tokens, .pool = w->pool,
+                .max_prompt_tokens = w->max_prompt_tokens, .cache_reuse = w->cache_reuse, .pool = w->pool,
                 .sink = engine_sink, .sink_userdata = w,
         };
         if ((r = lmp_engine_new(&ep, &w->engine, &err)) < 0) {
@@ -625,6 +625,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 { "log-sink", required_argument, NULL, 'S' },
                 { "repeat-last-n", required_argument, NULL, 'R' },
                 { "report-fd", required_argument, NULL, 'r' },
+                { "cache-reuse", required_argument, NULL, 'U' },
                 { 0 },
         };
         int c;
@@ -661,6 +662,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 case 'S': w->log_sink = atoi(optarg); break;
                 case 'R': w->repeat_last_n = atoi(optarg); break;
                 case 'r': w->report_fd = atoi(optarg); break;
+                case 'U': w->cache_reuse = (uint32_t)atoi(optarg); break;
                 default: return -EINVAL;
                 }
         }

@@ -133,18 +133,23 @@ static void fixture_close(struct fixture *f) {
         lmp_gguf_free(f->g);
 }
 
-static struct lmp_engine *engine(const struct fixture *f, uint32_t slots, uint32_t n_ctx, uint32_t n_batch) {
+static struct lmp_engine *engine_reuse(const struct fixture *f, uint32_t slots, uint32_t n_ctx, uint32_t n_batch,
+                                       uint32_t cache_reuse) {
         struct lmp_error err = { 0 };
         struct lmp_engine *e = NULL;
         struct lmp_engine_params p = {
                 .model = f->model, .vocab = f->vocab, .chat = &f->chat, .slots = slots, .n_ctx = n_ctx,
-                .n_batch = n_batch, .pool = f->pool, .sink = sink,
+                .n_batch = n_batch, .cache_reuse = cache_reuse, .pool = f->pool, .sink = sink,
         };
         if (lmp_engine_new(&p, &e, &err) < 0) {
                 fprintf(stderr, "lmp_engine_new: %s\n", err.msg);
                 exit(1);
         }
         return e;
+}
+
+static struct lmp_engine *engine(const struct fixture *f, uint32_t slots, uint32_t n_ctx, uint32_t n_batch) {
+        return engine_reuse(f, slots, n_ctx, n_batch, 0);
 }
 
 /* A job from a client frame (what the router would send), sampled greedily. */
@@ -442,6 +447,68 @@ static void test_prefix(const struct fixture *f) {
               "an extended prompt: %u cached, the first had %u", d3 ? d3->cached_tokens : 0, n_prompt);
         clear_events();
         lmp_engine_free(e);
+}
+
+/* ------------------------------------------------------------ cache reuse */
+
+#define OPENING "Once upon a time, in a land far away,"
+#define MSG1 " the first message talks about apples and pears that grow in the old garden."
+#define MSG2 " The second message is about the river that runs past the mill and the bridge."
+#define MSG3 " A third one tells of the baker who rises early to light the ovens every day."
+#define MSG4 " The fourth asks what the children did when the snow came."
+
+/* The prompt tokens (with BOS) of a text, from a fresh engine's done event. */
+static uint32_t n_tokens(const struct fixture *f, const char *text) {
+        char req[1024];
+        struct lmp_engine *e = engine(f, 1, 512, 64);
+        clear_events();
+        snprintf(req, sizeof(req), PREFIX_REQ, "n", text);
+        submit(e, 1, req);
+        run(e);
+        const struct event *d = done_of("n");
+        uint32_t n = d && d->kind == LMP_EV_DONE ? d->prompt_tokens : 0;
+        clear_events();
+        lmp_engine_free(e);
+        return n;
+}
+
+/* A conversation's window drops its oldest message: with cache_reuse the
+ * next turn evaluates only what is new, and keeps the other slot's
+ * conversation; without, it reuses the opening only. */
+static void test_reuse(const struct fixture *f) {
+        char req[1024];
+        uint32_t kept = n_tokens(f, OPENING MSG2 MSG3), opening = n_tokens(f, OPENING);
+
+        for (int on = 0; on < 2; on++) {
+                struct lmp_engine *e = engine_reuse(f, 2, 512, 64, on ? 16 : 0);
+                clear_events();
+                snprintf(req, sizeof(req), PREFIX_REQ, "t1", OPENING MSG1 MSG2 MSG3);
+                submit(e, 1, req);
+                run(e);
+                snprintf(req, sizeof(req), PREFIX_REQ, "other", "Zebras eat grass in the savanna");
+                submit(e, 2, req);
+                run(e);
+                snprintf(req, sizeof(req), PREFIX_REQ, "t2", OPENING MSG2 MSG3 MSG4);
+                submit(e, 3, req);
+                run(e);
+                const struct event *d = done_of("t2");
+                CHECK(d && d->kind == LMP_EV_DONE && d->generated_tokens == 4, "reuse %d: turn 2 answers", on);
+                uint32_t cached = d ? d->cached_tokens : 0;
+                if (on)
+                        CHECK(cached + 2 >= kept && cached <= kept + 2,
+                              "reuse: %u cached, the opening and the two kept messages are %u", cached, kept);
+                else
+                        CHECK(cached <= opening + 2, "no reuse: %u cached, the opening is %u", cached, opening);
+                /* The same turn again: all of it is a prefix now. */
+                snprintf(req, sizeof(req), PREFIX_REQ, "t3", OPENING MSG2 MSG3 MSG4);
+                submit(e, 4, req);
+                run(e);
+                const struct event *d3 = done_of("t3");
+                CHECK(d3 && d3->kind == LMP_EV_DONE && d3->cached_tokens + 1 == d3->prompt_tokens,
+                      "reuse %d: the repeated turn is cached whole", on);
+                clear_events();
+                lmp_engine_free(e);
+        }
 }
 
 /* ------------------------------------------------------------ chunked prompts */
@@ -799,6 +866,7 @@ int main(void) {
         test_stop(&f);
         test_slots(&f);
         test_prefix(&f);
+        test_reuse(&f);
         test_chunks(&f);
         test_prompt_chunk(&f);
         test_refusals(&f);

@@ -716,6 +716,32 @@ class ConversationTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_window_reuse(self):
+        """A bot that resends only its last four messages: with cache_reuse,
+        each turn after the window starts sliding reuses the kept messages
+        (the KV shift) instead of only the template's opening."""
+        yaml = model_yaml("m", MODEL, workers=1, slots=1,
+                          extra="    chat_template: zephyr\n    cache_reuse: 16\n")
+        topics = ["the sea and its tides", "prime numbers and their uses", "colours of the rainbow",
+                  "trains that cross the mountains", "bread and the bakers who make it", "the moon"]
+        d = Daemon([yaml])
+        try:
+            d.wait_ready()
+            history = []
+            for turn, topic in enumerate(topics):
+                question = (f"Please tell me, in a few careful sentences, everything you know about {topic}, "
+                            f"and why people have cared about it for such a long time ({turn}).")
+                msgs = history[-4:] + [{"role": "user", "content": question}]
+                done, _, text = self.chat(d, msgs, rid=f"w{turn}")
+                usage = done["usage"]
+                if turn >= 3:
+                    # The window dropped a question and an answer at its
+                    # start; the two messages after them were reused.
+                    self.assertGreaterEqual(usage["cached_tokens"], usage["prompt_tokens"] // 2, (turn, usage))
+                history = msgs + [{"role": "assistant", "content": text}]
+        finally:
+            d.stop()
+
     def test_bench_server(self):
         """`lmpool bench --server`: every user's every turn is answered with
         the tokens asked for, later turns find their history cached, and the
