@@ -288,11 +288,12 @@ const struct lmp_setting lmp_model_settings[] = {
         M_INT("cache_reuse", cache_reuse, 0, 65536, "0",
               "Shortest stretch of a slot's cached tokens, after a part the new prompt dropped, that "
               "the prompt reuses instead of evaluating again (llama.cpp's --cache-reuse): the stretch "
-              "moves down in the cache and its keys are rotated to their new positions. A chat whose "
-              "window of recent messages drops the oldest then evaluates only the new message. The "
-              "moved positions keep what they computed with the dropped part before them, so answers "
-              "differ slightly from a cold run's. 0: only the common prefix is reused. Models with "
-              "windowed attention layers (Gemma 3) reuse only the common prefix."),
+              "moves down in the cache and its keys are rotated to their new positions. Also, an "
+              "answer that the prompt sends back keeps the tokens it was sampled as (text seldom "
+              "tokenizes back to them). A chat that resends its history, or only its recent messages, "
+              "then evaluates only the new message. The moved positions keep what they computed with "
+              "the dropped part before them, so answers differ slightly from a cold run's. 0: only the "
+              "common prefix is reused. Models with windowed attention layers (Gemma 3) move nothing."),
         M_STR("chat_template", chat_template, check_name, LMP_SETTING_OPTIONAL, NULL,
               "Chat template family whose built-in template renders chats instead of the model's own tokenizer.chat_template (for a model that has none)."),
         M_ENUM("store", store, store_names, "memfd",

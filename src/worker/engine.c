@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/utf8.h"
 #include "sampler/json_tokens.h"
 #include "sampler/tool_grammar.h"
 #include "tokenizer/tool_calls.h"
@@ -34,6 +35,23 @@
 
 #define PIECE_MAX 256           /* bytes one token's text can add (longest piece + held bytes) */
 #define STOP_MAX 256
+
+/* Answers of a conversation as the model sampled them: span k's tokens
+ * are cache[pos, pos + len) of its slot (the last answer's last token,
+ * never evaluated, stored at cache[n_cache] when tail is set), its text
+ * text[off, off + text_len). Bounded: ANSWERS_MAX spans, text_cap bytes. */
+#define ANSWERS_MAX 64
+struct answer_span {
+        uint32_t pos, len;
+        size_t off, text_len;
+};
+struct answers {
+        struct answer_span span[ANSWERS_MAX];
+        uint32_t n;
+        char *text;
+        size_t n_text;
+        bool tail;
+};
 
 struct slot {
         struct lmp_job *job;            /* NULL when free */
@@ -59,6 +77,10 @@ struct slot {
         size_t n_streamed;              /* tools_on: bytes of text sent in token events */
         struct lmp_tool_grammar *tool_grammar; /* a forced call; NULL: none */
         struct lmp_tool_allow *tool_allow; /* its state, allocated at the slot's first forced call */
+        /* The answers whose sampled tokens the cache holds (cache_reuse),
+         * in order: a prompt that sends their text back gets these tokens
+         * for it (struct answers). */
+        struct answers ans;
         double t_arrival, t_first, t_prompt_done;
         uint64_t used;                  /* when a job last took it (the engine's count) */
         uint64_t step;                  /* the last step that took prompt tokens of it */
@@ -79,6 +101,7 @@ struct lmp_engine {
         struct lmp_json_cache *json_cache;
         enum lmp_tool_syntax tool_syntax; /* the chat template's */
         bool can_cut;                   /* the context can move a sequence (cache_reuse) */
+        struct answers next;            /* the answers spliced into the prompt being prepared */
 };
 
 void lmp_job_free(struct lmp_job *j) {
@@ -118,9 +141,13 @@ int lmp_engine_new(const struct lmp_engine_params *p, struct lmp_engine **ret, s
                 sl->prompt = malloc(((size_t)e->p.n_ctx + 1) * sizeof(int32_t));
                 sl->text_cap = (size_t)e->p.n_ctx * 16 + PIECE_MAX;
                 sl->text = malloc(sl->text_cap);
-                if (!sl->cache || !sl->prompt || !sl->text)
+                sl->ans.text = e->p.cache_reuse ? malloc(sl->text_cap) : NULL;
+                if (!sl->cache || !sl->prompt || !sl->text || (e->p.cache_reuse && !sl->ans.text))
                         goto nomem;
         }
+        e->next.text = e->p.cache_reuse ? malloc((size_t)e->p.n_ctx * 16 + PIECE_MAX) : NULL;
+        if (e->p.cache_reuse && !e->next.text)
+                goto nomem;
         *ret = e;
         return 0;
 nomem:
@@ -142,7 +169,9 @@ void lmp_engine_free(struct lmp_engine *e) {
                 free(e->slots[s].cache);
                 free(e->slots[s].prompt);
                 free(e->slots[s].text);
+                free(e->slots[s].ans.text);
         }
+        free(e->next.text);
         free(e->slots);
         free(e->batch);
         free(e->batch_slot);
@@ -231,6 +260,47 @@ static void take_tool_calls(struct lmp_engine *e, struct slot *sl, bool complete
         }
 }
 
+/* Adds a finished answer to its slot's answers (cache_reuse) when its text
+ * is all its tokens say: an end token or the length ended it, with no stop
+ * string, grammar or tool calls. Its tokens are the evaluated ones after
+ * the prompt and, for "length", the last one sampled, which only its text
+ * has seen (kept past the cache's end). */
+static void keep_answer(struct lmp_engine *e, struct slot *sl, const char *why) {
+        struct answers *a = &sl->ans;
+        bool eos = strcmp(why, "eos") == 0;
+        if (!e->p.cache_reuse || (!eos && strcmp(why, "length") != 0) || sl->grammar || sl->tool_grammar ||
+            sl->tools_on || sl->job->req.n_stop || sl->n_text >= sl->text_cap || sl->n_cache <= sl->n_prompt ||
+            (!eos && sl->n_cache >= e->p.n_ctx) || a->n == ANSWERS_MAX)
+                return;
+        /* The text as the client got it: bytes that are not UTF-8, and NUL,
+         * became U+FFFD (lmp_json_escape). */
+        const uint8_t *t = (const uint8_t *)sl->text;
+        char *o = a->text + a->n_text, *end = a->text + sl->text_cap;
+        for (size_t i = 0; i < sl->n_text;) {
+                size_t k = t[i] >= 0x80 ? lmp_utf8_char_len(t + i, sl->n_text - i) : t[i] ? 1 : 0;
+                if ((size_t)(end - o) < (k ? k : 3))
+                        return;
+                if (k) {
+                        memcpy(o, t + i, k);
+                        o += k;
+                        i += k;
+                } else {
+                        memcpy(o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        i++;
+                }
+        }
+        struct answer_span *sp = &a->span[a->n++];
+        *sp = (struct answer_span){ .pos = sl->n_prompt, .len = sl->n_cache - sl->n_prompt, .off = a->n_text,
+                                    .text_len = (size_t)(o - (a->text + a->n_text)) };
+        a->n_text += sp->text_len;
+        if (!eos) {
+                sl->cache[sl->n_cache] = sl->last;
+                sp->len++;
+                a->tail = true;
+        }
+}
+
 static void finish(struct lmp_engine *e, struct slot *sl, const char *why) {
         const struct lmp_job *j = sl->job;
         double t_end = lmp_clock_ms();
@@ -257,6 +327,7 @@ static void finish(struct lmp_engine *e, struct slot *sl, const char *why) {
         e->p.sink(e->p.sink_userdata, &ev);
         free(calls);
         free(content);
+        keep_answer(e, sl, why);
         release(e, sl);
 }
 
@@ -327,6 +398,105 @@ out:
 
 /* Tokenizes the job's prompt (rendering the chat template first) into
  * sl->prompt. Returns 0, or fills code/message for the error event. */
+/* Shortest answer text worth looking for in a prompt. */
+#define ANSWER_MIN_BYTES 16
+
+/* The answers of sl that text sends back, in order and each after the
+ * last: their count, *ret_bytes their text's length. at[k]: where the k-th
+ * found is, span[k] which it is. */
+static uint32_t find_answers(const struct slot *sl, const char *text, size_t len, size_t *at, uint32_t *which,
+                             size_t *ret_bytes) {
+        const struct answers *a = &sl->ans;
+        size_t from = 0, bytes = 0;
+        uint32_t n = 0;
+        for (uint32_t k = 0; k < a->n; k++) {
+                const struct answer_span *sp = &a->span[k];
+                if (sp->text_len < ANSWER_MIN_BYTES || sp->pos + sp->len > sl->n_cache + (a->tail && k == a->n - 1))
+                        continue;
+                const char *hit = memmem(text + from, len - from, a->text + sp->off, sp->text_len);
+                if (!hit)
+                        continue;
+                at[n] = (size_t)(hit - text);
+                which[n++] = k;
+                from = at[n - 1] + sp->text_len;
+                bytes += sp->text_len;
+        }
+        *ret_bytes = bytes;
+        return n;
+}
+
+/* The prompt's tokens. With cache_reuse, the answers of a free slot that
+ * the prompt sends back (a chat's history) keep the tokens they were
+ * sampled as, rather than those their text tokenizes to: a sampled answer
+ * seldom tokenizes back to the same tokens, and the slot's cache then goes
+ * on past them. The text between them is tokenized as the whole prompt
+ * would be: BOS first, and with a SentencePiece vocabulary (which prefixes
+ * a text with a space) each stretch after an answer must start with a
+ * control token, else the prompt is tokenized whole. e->next gets the
+ * answers spliced in, at their positions in the prompt. */
+static int tokenize_prompt(struct lmp_engine *e, const char *text, int32_t *out, size_t cap, size_t *ret_n) {
+        const struct lmp_vocab *v = e->p.vocab;
+        size_t len = strlen(text), at[ANSWERS_MAX], best_at[ANSWERS_MAX], best_bytes = 0, n = 0;
+        uint32_t which[ANSWERS_MAX], best_which[ANSWERS_MAX], n_best = 0;
+        const struct slot *best = NULL;
+        int r;
+
+        e->next.n = 0;
+        e->next.n_text = 0;
+        e->next.tail = false;
+        for (uint32_t s = 0; e->p.cache_reuse && s < e->p.slots; s++) {
+                const struct slot *sl = &e->slots[s];
+                size_t bytes;
+                if (sl->job || !sl->ans.n)
+                        continue;
+                uint32_t found = find_answers(sl, text, len, at, which, &bytes);
+                if (found && bytes > best_bytes) {
+                        best = sl;
+                        best_bytes = bytes;
+                        n_best = found;
+                        memcpy(best_at, at, found * sizeof(*at));
+                        memcpy(best_which, which, found * sizeof(*which));
+                }
+        }
+        if (!best)
+                return lmp_tokenize(v, text, len, true, true, out, cap, ret_n);
+        if (lmp_vocab_add_bos(v))
+                out[n++] = lmp_vocab_bos(v);
+        size_t from = 0;
+        for (uint32_t k = 0; k <= n_best; k++) {
+                size_t end = k < n_best ? best_at[k] : len, got = 0;
+                r = lmp_tokenize(v, text + from, end - from, false, true, out + n, cap - n, &got);
+                if (r < 0)
+                        return r;
+                if (k && got && lmp_vocab_type(v) == LMP_VOCAB_SPM &&
+                    !(lmp_vocab_token_attr(v, out[n]) & LMP_TOKEN_ATTR_CONTROL)) {
+                        e->next.n = 0;
+                        e->next.n_text = 0;
+                        return lmp_tokenize(v, text, len, true, true, out, cap, ret_n);
+                }
+                n += got;
+                if (k == n_best)
+                        break;
+                const struct answer_span *sp = &best->ans.span[best_which[k]];
+                if (sp->len >= cap - n)
+                        return -ENOSPC;
+                memcpy(out + n, best->cache + sp->pos, sp->len * sizeof(int32_t));
+                e->next.span[e->next.n++] = (struct answer_span){ .pos = (uint32_t)n, .len = sp->len,
+                                                                  .off = e->next.n_text, .text_len = sp->text_len };
+                memcpy(e->next.text + e->next.n_text, best->ans.text + sp->off, sp->text_len);
+                e->next.n_text += sp->text_len;
+                n += sp->len;
+                from = best_at[k] + sp->text_len;
+        }
+        if (lmp_vocab_add_eos(v)) {
+                if (n >= cap)
+                        return -ENOSPC;
+                out[n++] = lmp_vocab_eos(v);
+        }
+        *ret_n = n;
+        return 0;
+}
+
 static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lmp_job *j, const char **code,
                           char *msg, size_t msg_size) {
         const char *text = j->req.prompt;
@@ -365,7 +535,7 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                 }
                 text = rendered;
         }
-        r = lmp_tokenize(e->p.vocab, text, strlen(text), true, true, sl->prompt, e->p.n_ctx + 1, &n);
+        r = tokenize_prompt(e, text, sl->prompt, e->p.n_ctx + 1, &n);
         free(rendered);
         if (r == -ENOSPC || (r == 0 && n >= e->p.n_ctx)) {
                 *code = "too_long";
@@ -537,6 +707,15 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
         }
         sl = chosen;
         sl->used = ++e->jobs;
+        /* The slot's cache becomes the prompt's: so do its answers. */
+        if (e->p.cache_reuse) {
+                struct answers *a = &sl->ans;
+                a->n = e->next.n;
+                a->tail = false;
+                a->n_text = e->next.n_text;
+                memcpy(a->span, e->next.span, e->next.n * sizeof(*a->span));
+                memcpy(a->text, e->next.text, e->next.n_text);
+        }
         uint32_t prefix;
         common = reuse(e, sl, sl->prompt, sl->n_prompt, true, &prefix);
         /* Evaluate at least the last prompt token, to get its logits. */
@@ -651,7 +830,7 @@ static bool flush_text(struct lmp_engine *e, struct slot *sl, int32_t token, boo
                 }
                 send = sl->n_pending - keep;
         }
-        if (!j->req.stream || sl->tools_on) {
+        if (!j->req.stream || sl->tools_on || e->p.cache_reuse) {
                 size_t room = sl->text_cap - sl->n_text;
                 size_t n = LMP_MIN(send, room);
                 memcpy(sl->text + sl->n_text, sl->pending, n);
@@ -707,6 +886,7 @@ static bool accept_token(struct lmp_engine *e, struct slot *sl, int32_t tok) {
                 return true;
         }
         lmp_sampler_accept(sl->sampler, tok);
+        sl->last = tok;
         if (sl->grammar)
                 lmp_json_allow_advance(&sl->json, tok); /* the sampler allowed it: cannot fail */
         if (sl->tool_grammar)

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #include "common/threadpool.h"
+#include "common/json.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
 #include "proto/proto.h"
@@ -511,6 +512,73 @@ static void test_reuse(const struct fixture *f) {
         }
 }
 
+/* A generate request for prompt (any bytes: written as a client would,
+ * through the JSON escaper, which repairs what is not UTF-8). */
+static struct lmp_job *job_prompt(uint64_t rid, const char *id, const char *prompt, int max_tokens, uint64_t seed) {
+        static char req[65536];
+        size_t n = strlen(prompt);
+        CHECK(lmp_json_escaped_max(n) + 256 < sizeof(req), "prompt of %zu bytes", n);
+        int k = snprintf(req, sizeof(req), "{\"id\":\"%s\",\"type\":\"generate\",\"model\":\"m\",\"max_tokens\":%d,"
+                         "\"ignore_eos\":true,\"stream\":false,\"prompt\":", id, max_tokens);
+        k += (int)lmp_json_escape(req + k, prompt, n, false);
+        snprintf(req + k, sizeof(req) - (size_t)k, "}");
+        struct lmp_job *j = job(rid, req);
+        if (seed) {
+                j->sampling.temperature = 0.9f;
+                j->sampling.seed = seed;
+        }
+        return j;
+}
+
+/* A prompt that sends answers back: with cache_reuse they get the tokens
+ * they were sampled as, so the slot's cache covers the prompt up to the
+ * last answer's last token (the one never evaluated). */
+static void test_answer_tokens(const struct fixture *f) {
+        static char prompt[16384];
+        uint32_t n_first = 0;
+        uint32_t cached[2] = { 0, 0 };
+
+        for (int on = 0; on < 2; on++) {
+                struct lmp_engine *e = engine_reuse(f, 1, 512, 64, on ? 16 : 0);
+                clear_events();
+                CHECK(lmp_engine_submit(e, job_prompt(1, "a1", OPENING MSG1, 24, 5)) == 0, "submit");
+                run(e);
+                const struct event *d = done_of("a1");
+                CHECK(d && d->kind == LMP_EV_DONE && d->full_text && d->generated_tokens == 24, "turn 1 answers");
+                if (!d || !d->full_text) {
+                        lmp_engine_free(e);
+                        return;
+                }
+                n_first = d->prompt_tokens;
+                snprintf(prompt, sizeof(prompt), "%s%s</s>%s", OPENING MSG1, d->full_text, MSG2);
+                CHECK(lmp_engine_submit(e, job_prompt(2, "a2", prompt, 12, 6)) == 0, "submit");
+                run(e);
+                const struct event *d2 = done_of("a2");
+                CHECK(d2 && d2->kind == LMP_EV_DONE && d2->full_text, "turn 2 answers");
+                cached[on] = d2 ? d2->cached_tokens : 0;
+                /* Turn 3 sends both answers back: the first keeps the tokens
+                 * it was sampled as, or the cache would end there. */
+                if (on && d2 && d2->full_text) {
+                        size_t l = strlen(prompt);
+                        snprintf(prompt + l, sizeof(prompt) - l, "%s</s>%s", d2->full_text, MSG3);
+                        uint32_t n2 = d2->prompt_tokens;
+                        CHECK(lmp_engine_submit(e, job_prompt(3, "a3", prompt, 2, 0)) == 0, "submit");
+                        run(e);
+                        const struct event *d3 = done_of("a3");
+                        CHECK(d3 && d3->kind == LMP_EV_DONE && d3->cached_tokens == n2 + 11,
+                              "turn 3: %u cached, turn 2's prompt and answer are %u", d3 ? d3->cached_tokens : 0,
+                              n2 + 11);
+                }
+                clear_events();
+                lmp_engine_free(e);
+        }
+        printf("answer sent back: %u cached without cache_reuse, %u with; the first prompt had %u\n", cached[0],
+               cached[1], n_first);
+        CHECK(cached[1] == n_first + 23, "with cache_reuse: %u cached, the first prompt and the answer's evaluated "
+              "tokens are %u", cached[1], n_first + 23);
+        CHECK(cached[0] <= cached[1], "without: %u cached", cached[0]);
+}
+
 /* ------------------------------------------------------------ chunked prompts */
 
 static void test_chunks(const struct fixture *f) {
@@ -867,6 +935,7 @@ int main(void) {
         test_slots(&f);
         test_prefix(&f);
         test_reuse(&f);
+        test_answer_tokens(&f);
         test_chunks(&f);
         test_prompt_chunk(&f);
         test_refusals(&f);
