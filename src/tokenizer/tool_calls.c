@@ -1,8 +1,9 @@
 /* Tool calls in a model's output (tool_calls.h): syntax detection from a
  * template, extraction from a finished answer, and the streamable prefix of
- * an answer in progress. Known limit: Mistral's newer
- * [TOOL_CALLS]name[ARGS]{...} form (Magistral, Devstral 2507 in tool mode)
- * is not parsed; its answers stay content. */
+ * an answer in progress. Mistral writes calls in two forms: a JSON array
+ * after [TOOL_CALLS] (v3, Nemo), or, in the newer templates (Magistral,
+ * Devstral, Mistral Small 3.2), one [TOOL_CALLS]name[ARGS]{...} per call,
+ * with an optional [CALL_ID]id before [ARGS]. */
 #include "tokenizer/tool_calls.h"
 
 #include <stdio.h>
@@ -249,6 +250,59 @@ static int extract_llama3(struct out *o, const char *text, size_t n) {
         return r < 0 ? r : add_content(o, "", 0);
 }
 
+/* Whether c may be in a function's name in Mistral's newer form. */
+static bool name_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '-' || c == '.';
+}
+
+/* The newer form from p (just after the first [TOOL_CALLS]): each call is
+ * name, an optional [CALL_ID]id, [ARGS] and one JSON object, and the
+ * calls follow each other, each after its own [TOOL_CALLS]. Only
+ * whitespace may follow the last. */
+static int extract_mistral_args(struct out *o, const char *p, const char *end) {
+        static const char marker[] = "[TOOL_CALLS]", call_id[] = "[CALL_ID]", args[] = "[ARGS]";
+        int r;
+        for (;;) {
+                const char *name = p;
+                while (p < end && name_char(*p))
+                        p++;
+                size_t name_len = (size_t)(p - name);
+                if (!name_len)
+                        return -EINVAL;
+                if ((size_t)(end - p) >= strlen(call_id) && memcmp(p, call_id, strlen(call_id)) == 0) {
+                        p += strlen(call_id);
+                        while (p < end && name_char(*p))
+                                p++;
+                }
+                if ((size_t)(end - p) < strlen(args) || memcmp(p, args, strlen(args)) != 0)
+                        return -EINVAL;
+                p += strlen(args);
+                size_t m = (size_t)(end - p), i = skip_ws(p, m, 0);
+                size_t len = i < m && p[i] == '{' ? lmp_json_value_len(p + i, m - i) : 0;
+                if (!len)
+                        return -EINVAL;
+                /* {"name": "<name>", "arguments": <object>}, for add_call. */
+                size_t cap = name_len + len + 32;
+                char *obj = malloc(cap);
+                if (!obj)
+                        return -ENOMEM;
+                int k = snprintf(obj, cap, "{\"name\":\"%.*s\",\"arguments\":%.*s}", (int)name_len, name, (int)len,
+                                 p + i);
+                r = k > 0 && (size_t)k < cap ? add_call(o, obj, (size_t)k) : -EINVAL;
+                free(obj);
+                if (r < 0)
+                        return r;
+                p += i + len;
+                size_t w = skip_ws(p, (size_t)(end - p), 0);
+                if (p + w == end)
+                        return add_content(o, "", 0);
+                if ((size_t)(end - p - w) < strlen(marker) || memcmp(p + w, marker, strlen(marker)) != 0)
+                        return -EINVAL;
+                p += w + strlen(marker);
+        }
+}
+
 static int extract_mistral(struct out *o, const char *text, size_t n) {
         static const char marker[] = "[TOOL_CALLS]";
         const char *hit = find(text, n, marker);
@@ -259,6 +313,8 @@ static int extract_mistral(struct out *o, const char *text, size_t n) {
                 return r;
         const char *p = hit + strlen(marker);
         size_t m = (size_t)(text + n - p), i = skip_ws(p, m, 0);
+        if (i < m && p[i] != '[')
+                return extract_mistral_args(o, p + i, text + n);
         size_t len = i < m && p[i] == '[' ? lmp_json_value_len(p + i, m - i) : 0;
         cJSON *v = len ? cJSON_ParseWithLength(p + i, len) : NULL;
         bool ok = cJSON_IsArray(v) && v->child;

@@ -122,6 +122,17 @@ static void test_extract(void) {
         expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS]{\"name\": \"a\"}", NULL, NULL);
         expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {}", NULL, NULL);
         expect(LMP_TOOL_MISTRAL, "plain text", NULL, NULL);
+        /* mistral, the newer form: name[ARGS]{...} per call */
+        expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS]get_weather[ARGS]{\"city\": \"Oslo\"}",
+               "[[\"get_weather\", {\"city\": \"Oslo\"}]]", "");
+        expect(LMP_TOOL_MISTRAL, "Looking. [TOOL_CALLS]a[ARGS]{}[TOOL_CALLS]b.c[CALL_ID]x9Kq2[ARGS] {\"n\": [1, 2]}\n",
+               "[[\"a\", {}], [\"b.c\", {\"n\": [1, 2]}]]", "Looking.");
+        expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS]a[ARGS]{\"n\": 1", NULL, NULL);         /* cut short */
+        expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS]a[ARGS]{} and more", NULL, NULL);       /* text after it */
+        expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS]a{}", NULL, NULL);                      /* no [ARGS] */
+        expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS][ARGS]{}", NULL, NULL);                 /* no name */
+        expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS]a b[ARGS]{}", NULL, NULL);              /* not a name */
+        expect(LMP_TOOL_MISTRAL, "[TOOL_CALLS]a[ARGS][1]", NULL, NULL);               /* not an object */
 
         /* Ids: the same for the same seed. */
         char *a = NULL, *b = NULL, *ca = NULL, *cb = NULL;
