@@ -4,7 +4,9 @@
  * caught where the library reports it (libpng's simplified API and libwebp
  * return it; libjpeg's error manager jumps back here) and returned with the
  * library's own message. A truncated JPEG, which libjpeg only warns about
- * (and fills with grey), is refused as well. */
+ * (and fills with grey), is refused as well, and so is a PNG cut after its
+ * pixel data (libpng's simplified reader does not look for the IEND chunk
+ * that ends every whole file). */
 #include "image/image.h"
 
 #include <errno.h>
@@ -38,6 +40,10 @@ static int check_dims(const struct lmp_image_limits *lim, const char *fmt, uint6
 
 static int decode_png(const void *buf, size_t size, const struct lmp_image_limits *lim,
                       struct lmp_image *ret, struct lmp_error *err) {
+        /* the IEND chunk: length 0, type, CRC (the same in every file) */
+        static const uint8_t iend[12] = { 0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82 };
+        if (!memmem(buf, size, iend, sizeof(iend)))
+                return lmp_error_set(err, -EINVAL, "PNG image: truncated (no IEND chunk)");
         png_image im;
         memset(&im, 0, sizeof(im));
         im.version = PNG_IMAGE_VERSION;
