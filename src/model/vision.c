@@ -741,10 +741,12 @@ int lmp_vision_encode(const struct lmp_vision *v, struct lmp_threadpool *pool,
                                      img->width, img->height, unit);
         const int64_t px = img->width / P, py = img->height / P;        /* patches per row, column */
         const int64_t T = px * py, E = hp->n_embd, F = hp->n_ff, K = 3 * (int64_t)P * P;
-        if ((uint64_t)T * (uint64_t)hp->patch_size * hp->patch_size > (uint64_t)hp->max_pixels * 2)
+        if ((uint64_t)img->width * img->height > hp->max_pixels)
                 return lmp_error_set(err, -E2BIG, "image %ux%u: more than %u pixels", img->width,
                                      img->height, hp->max_pixels);
         const int64_t widest = LMP_MAX(LMP_MAX(K, F), 4 * E);
+        /* our pool does the threading; OpenBLAS runs in the calling thread */
+        openblas_set_num_threads(1);
         int nth = lmp_threadpool_size(pool);
         struct enc e = { .v = v, .pool = pool, .T = T };
         float *x = malloc((size_t)T * E * sizeof(float));               /* residual stream */
