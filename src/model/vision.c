@@ -112,8 +112,9 @@ static int load_vec(const struct lmp_vision *v, const char *name, uint64_t n, co
         return 0;
 }
 
-/* A matrix of n_out rows of n_in values; shape: the tensor's dimensions
- * (a convolution kernel has four, whose first three make a row). */
+/* A matrix of n_out rows of n_in values; shape: the tensor's dimensions,
+ * [n_in, n_out, 1, 1], or a convolution kernel's [width, height, channels,
+ * n_out], whose first three make a row. */
 static int load_weight(const struct lmp_vision *v, const char *name, const uint64_t shape[4],
                        struct lmp_weight *w, struct lmp_error *err) {
         const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(v->gguf, name);
@@ -122,8 +123,9 @@ static int load_weight(const struct lmp_vision *v, const char *name, const uint6
         int r = check_shape(t, name, shape, err);
         if (r < 0)
                 return r;
-        uint64_t n_out = shape[3] > 1 ? shape[3] : shape[1];
-        uint64_t n_in = shape[0] * (shape[3] > 1 ? shape[1] * shape[2] : 1);
+        bool conv = shape[2] > 1 || shape[3] > 1;
+        uint64_t n_out = conv ? shape[3] : shape[1];
+        uint64_t n_in = conv ? shape[0] * shape[1] * shape[2] : shape[0];
         const char *tn = lmp_type_name(t->type);
         const struct lmp_quant_traits *tr =
                 t->type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)t->type, v->isa) : NULL;
