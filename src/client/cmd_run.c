@@ -14,7 +14,10 @@
  * valid document (sampler/json_grammar.h): stdout gets the document alone,
  * generation stops when it is complete, and a document that max-tokens or
  * the context cut short is reported on stderr with status 1, never passed
- * off as complete. */
+ * off as complete. With --mmproj MMPROJ --image FILE, the prompt carries
+ * an image (client/cli_vision.h: <__media__> marks its place, else it goes
+ * first), encoded by the vision encoder in MMPROJ before the prompt is
+ * evaluated. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include <time.h>
 
 #include "client/cli_model.h"
+#include "client/cli_vision.h"
 #include "client/commands.h"
 #include "common/args.h"
 #include "common/clock.h"
@@ -36,7 +40,7 @@ static void usage(FILE *f) {
         fprintf(f,
                 "usage: lmpool run MODEL (--prompt TEXT | --ids \"1 2 3\") [-n N] [--temp T] [--top-k K] [--top-p P]\n"
                 "                  [--seed S] [--threads T] [--ctx N] [--ignore-eos] [--print-ids]\n"
-                "                  [--json | --json-schema FILE]\n"
+                "                  [--json | --json-schema FILE] [--mmproj MMPROJ --image FILE]\n"
                 "Generates from a prompt; prints prompt and generation tokens/s.\n"
                 "  --print-ids            print token ids instead of text\n"
                 "  -n, --max-tokens N     tokens to generate (default 64)\n"
@@ -48,11 +52,15 @@ static void usage(FILE *f) {
                 "  --ctx N                context length (default: the model's)\n"
                 "  --json                 generate one JSON object, and print only it\n"
                 "  --json-schema FILE     generate one JSON document valid for the schema in FILE\n"
-                "                         (the subset of docs/protocol.md), and print only it\n");
+                "                         (the subset of docs/protocol.md), and print only it\n"
+                "  --mmproj MMPROJ        the vision encoder for --image (a clip GGUF file)\n"
+                "  --image FILE           a PNG, JPEG or WebP image for the prompt, where " LMP_MEDIA_MARKER "\n"
+                "                         marks it (else first)\n");
 }
 
 int lmp_cmd_run(int argc, char **argv) {
         const char *path = NULL, *ids_arg = NULL, *prompt = NULL, *schema_path = NULL;
+        const char *mmproj = NULL, *image = NULL;
         long long n_gen = 64, threads = 0, n_ctx = 0, top_k = 0;
         double temp = 0.0, top_p = 1.0;
         uint64_t seed = 0;
@@ -71,6 +79,8 @@ int lmp_cmd_run(int argc, char **argv) {
                 { "print-ids", 0, LMP_OPT_FLAG, &print_ids },
                 { "json", 0, LMP_OPT_FLAG, &json },
                 { "json-schema", 0, LMP_OPT_STRING, &schema_path },
+                { "mmproj", 0, LMP_OPT_STRING, &mmproj },
+                { "image", 0, LMP_OPT_STRING, &image },
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
@@ -81,6 +91,10 @@ int lmp_cmd_run(int argc, char **argv) {
                 if (path)
                         fprintf(stderr, "lmpool run: give one of --prompt and --ids\n");
                 usage(stderr);
+                return 2;
+        }
+        if (!mmproj != !image || (image && !prompt)) {
+                fprintf(stderr, "lmpool run: an image needs --mmproj, --image and --prompt\n");
                 return 2;
         }
         if (json && schema_path) {
@@ -108,6 +122,7 @@ int lmp_cmd_run(int argc, char **argv) {
         struct lmp_json_grammar *grammar = NULL;
         struct lmp_json_tokens *jtokens = NULL;
         struct lmp_json_allow jallow = { 0 };
+        struct cli_mm_prompt mp = { 0 };
         if (schema_path) {
                 size_t len = 0;
                 int r = lmp_read_file(schema_path, &schema, &len);
@@ -155,7 +170,11 @@ int lmp_cmd_run(int argc, char **argv) {
                 }
                 lmp_json_allow_init(&jallow, jtokens, grammar);
         }
-        if (prompt) {
+        if (image) {
+                if (lmp_cli_mm_prompt("run", &cm, vocab, mmproj, image, prompt, &mp) < 0)
+                        goto out;
+                n_prompt = mp.n;
+        } else if (prompt) {
                 size_t len = strlen(prompt), need = 0;
                 int r = lmp_tokenize(vocab, prompt, len, true, true, NULL, 0, &need);
                 if (r < 0 && r != -ENOSPC) {
@@ -209,17 +228,19 @@ int lmp_cmd_run(int argc, char **argv) {
                 goto out;
         }
 
+        const int32_t *prompt_ids = image ? mp.ids : ids;
         for (int i = 0; i < n_prompt; i++)
-                if (ids[i] >= 0 && (uint32_t)ids[i] < n_vocab)
-                        lmp_sampler_accept(smp, ids[i]);
+                if (prompt_ids[i] >= 0 && (uint32_t)prompt_ids[i] < n_vocab)
+                        lmp_sampler_accept(smp, prompt_ids[i]);
         double t0 = lmp_clock_s();
         for (int p0 = 0; p0 < n_prompt; p0 += PROMPT_BATCH) {
                 int nb = LMP_MIN(PROMPT_BATCH, n_prompt - p0);
                 for (int i = 0; i < nb; i++)
-                        batch[i] = (struct lmp_batch_entry){
-                                .token = ids[p0 + i], .pos = p0 + i, .seq = 0,
-                                .logits = p0 + i == n_prompt - 1,
-                        };
+                        batch[i] = image ? lmp_cli_mm_entry(&mp, p0 + i, p0 + i == n_prompt - 1)
+                                         : (struct lmp_batch_entry){
+                                                   .token = ids[p0 + i], .pos = p0 + i, .seq = 0,
+                                                   .logits = p0 + i == n_prompt - 1,
+                                           };
                 if (lmp_ctx_decode(cm.ctx, batch, (uint32_t)nb, logits, &err) < 0) {
                         fprintf(stderr, "lmpool run: %s: %s\n", path, err.msg);
                         goto out;
@@ -268,7 +289,11 @@ int lmp_cmd_run(int argc, char **argv) {
                         stop = "context full";
                         break;
                 }
-                struct lmp_batch_entry e = { .token = tok, .pos = pos, .seq = 0, .logits = true };
+                /* after an image, the rotary positions run behind the KV ones */
+                int32_t t = image ? mp.next_pos + (pos - n_prompt) : pos;
+                int32_t rope_pos[LMP_ROPE_AXES] = { t, t, t };
+                struct lmp_batch_entry e = { .token = tok, .pos = pos, .seq = 0, .logits = true,
+                                             .rope_pos = image ? rope_pos : NULL };
                 if (lmp_ctx_decode(cm.ctx, &e, 1, logits, &err) < 0) {
                         fprintf(stderr, "\nlmpool run: %s: %s\n", path, err.msg);
                         goto out;
@@ -294,6 +319,7 @@ int lmp_cmd_run(int argc, char **argv) {
                 rc = 1;
         }
 out:
+        lmp_cli_mm_prompt_free(&mp);
         free(piece);
         free(schema);
         lmp_json_tokens_free(jtokens);

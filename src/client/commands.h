@@ -26,3 +26,4 @@ int lmp_cmd_stats(int argc, char **argv);
 int lmp_cmd_health(int argc, char **argv);
 int lmp_cmd_keygen(int argc, char **argv);
 int lmp_cmd_embed(int argc, char **argv);
+int lmp_cmd_image_embed(int argc, char **argv);

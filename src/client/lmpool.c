@@ -19,6 +19,7 @@ static const struct lmp_command commands[] = {
         { "generate", lmp_cmd_generate, "generate text with lmpoold (streams to stdout)" },
         { "chat", lmp_cmd_chat, "chat with a model served by lmpoold" },
         { "embed", lmp_cmd_embed, "embed texts with an embedding model (a file, or lmpoold's)" },
+        { "image-embed", lmp_cmd_image_embed, "encode an image with a vision encoder and print its embeddings" },
         { "models", lmp_cmd_models, "list lmpoold's models" },
         { "stats", lmp_cmd_stats, "show lmpoold's counters and workers" },
         { "health", lmp_cmd_health, "check that lmpoold is serving (exit 0 when ok)" },

@@ -35,6 +35,11 @@ struct lmp_arch {
                                          * output before each residual add */
         bool ffn_gelu;                  /* GELU (tanh) gating instead of SiLU */
         bool embd_scale;                /* embeddings times sqrt(n_embd) */
+        /* Multi-axis rotary positions (M-RoPE, Qwen2-VL): the pairs are
+         * split into sections (rope.dimension_sections) that turn with a
+         * token's time, row and column positions (struct lmp_batch_entry's
+         * rope_pos); a text token has the same position on every axis. */
+        bool mrope;
         /* Sliding-window attention: every swa_pattern-th layer is global,
          * the others see the last attention.sliding_window positions, with
          * RoPE base rope.freq_base_swa (default 10000) and no position

@@ -575,6 +575,29 @@ static void scale_into(float *x, int64_t count, float s) {
                 x[i] *= s;
 }
 
+/* M-RoPE (GGML's multi-section rope, not the vision kind): pair i turns
+ * with the position of the axis its sector (i modulo the sections' sum)
+ * falls in, every axis's angle advancing by theta_scale at every pair. The
+ * fourth axis's position is 0, as llama.cpp gives it. */
+static void mrope_row(const struct lmp_hparams *hp, const struct lmp_batch_entry *b, float *tab,
+                      float theta_scale, float freq_scale, float mscale, const float *ff) {
+        const uint32_t *sec = hp->rope_sections;
+        const uint32_t s0 = sec[0], s1 = s0 + sec[1], s2 = s1 + sec[2], sect = s2 + sec[3];
+        float th[LMP_ROPE_SECTIONS] = { (float)b->pos, (float)b->pos, (float)b->pos, 0.0f };
+        if (b->rope_pos)
+                for (int a = 0; a < LMP_ROPE_AXES; a++)
+                        th[a] = (float)b->rope_pos[a];
+        for (uint32_t i = 0; i < hp->n_rot / 2; i++) {
+                uint32_t s = i % sect;
+                float t = th[s < s0 ? 0 : s < s1 ? 1 : s < s2 ? 2 : 3];
+                float x = freq_scale * (ff ? t / ff[i] : t);
+                tab[2 * i] = cosf(x) * mscale;
+                tab[2 * i + 1] = sinf(x) * mscale;
+                for (int a = 0; a < LMP_ROPE_SECTIONS; a++)
+                        th[a] *= theta_scale;
+        }
+}
+
 /* cos/sin for each entry's position, pair by pair, computed the way GGML
  * does (theta multiplied by base^(-2/n_rot) step by step in float, divided
  * by the frequency factor, times the position scale; cos and sin times the
@@ -596,9 +619,14 @@ static void rope_row(const struct lmp_ctx *c, float pos, float *tab, float base,
 static void rope_tables(const struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint32_t n,
                         float *rope, float base, float freq_scale) {
         const struct lmp_hparams *hp = &c->m->hp;
-        for (uint32_t e = 0; e < n; e++)
-                rope_row(c, (float)batch[e].pos, rope + (size_t)e * hp->n_rot, base, freq_scale,
-                         hp->rope_attn_factor);
+        float theta_scale = powf(base, -2.0f / (float)hp->n_rot);
+        for (uint32_t e = 0; e < n; e++) {
+                float *tab = rope + (size_t)e * hp->n_rot;
+                if (c->m->arch->mrope)
+                        mrope_row(hp, &batch[e], tab, theta_scale, freq_scale, hp->rope_attn_factor, c->rope_ff);
+                else
+                        rope_row(c, (float)batch[e].pos, tab, base, freq_scale, hp->rope_attn_factor);
+        }
 }
 
 /* Rotates n rows of n_heads heads (row stride `stride` floats) by the
@@ -654,8 +682,10 @@ static void cut_layers(void *arg, int64_t begin, int64_t end, int tid) {
         }
 }
 
+/* M-RoPE is left out: an image's row and column axes would need their own
+ * rotations, and its unused fourth axis none. */
 bool lmp_ctx_can_cut(const struct lmp_ctx *c) {
-        return !c->m->arch->encoder && !c->ring && c->m->arch->rope != LMP_ROPE_NONE;
+        return !c->m->arch->encoder && !c->ring && c->m->arch->rope != LMP_ROPE_NONE && !c->m->arch->mrope;
 }
 
 int lmp_ctx_seq_cut(struct lmp_ctx *c, int32_t seq, uint32_t p0, uint32_t p1) {
@@ -825,9 +855,15 @@ static int check_entries(struct lmp_ctx *c, const struct lmp_batch_entry *batch,
         for (uint32_t e = 0; e < n; e++)
                 if (batch[e].seq >= 0 && (uint32_t)batch[e].seq < c->n_seq)
                         c->seq_last[batch[e].seq] = -1;
+        const struct lmp_arch *a = c->m->arch;
         for (uint32_t e = 0; e < n; e++) {
                 const struct lmp_batch_entry *b = &batch[e];
-                if (b->token < 0 || (uint32_t)b->token >= c->m->hp.n_vocab)
+                if (b->embd && a->encoder)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: an encoder takes tokens only", e);
+                if (b->rope_pos && !a->mrope)
+                        return lmp_error_set(err, -EINVAL, "batch entry %u: per-axis positions for a "
+                                             "model without M-RoPE (%s)", e, a->name);
+                if (!b->embd && (b->token < 0 || (uint32_t)b->token >= c->m->hp.n_vocab))
                         return lmp_error_set(err, -EINVAL, "batch entry %u: token %d outside the vocabulary (%u)",
                                              e, b->token, c->m->hp.n_vocab);
                 if (b->seq < 0 || (uint32_t)b->seq >= c->n_seq)
@@ -931,11 +967,16 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
         if (c->rope_swa)        /* windowed layers: their own base, no position scaling */
                 rope_tables(c, batch, n, c->rope_swa, hp->rope_freq_base_swa, 1.0f);
 
-        /* x (T, n_embd) = token embeddings (Gemma: times sqrt(n_embd)) */
+        /* x (T, n_embd) = token embeddings, or the entry's own (an image
+         * token's); Gemma: times sqrt(n_embd) */
         const struct lmp_weight *te = &m->tok_embd;
-        for (uint32_t e = 0; e < n; e++)
-                te->traits->to_float((const uint8_t *)te->data + (size_t)batch[e].token * te->row_size,
-                                     c->x + e * E, E);
+        for (uint32_t e = 0; e < n; e++) {
+                if (batch[e].embd)
+                        memcpy(c->x + e * E, batch[e].embd, (size_t)E * sizeof(float));
+                else
+                        te->traits->to_float((const uint8_t *)te->data + (size_t)batch[e].token * te->row_size,
+                                             c->x + e * E, E);
+        }
         if (m->arch->embd_scale)
                 scale_into(c->x, T * E, sqrtf((float)E));
 

@@ -116,6 +116,32 @@ static int load_decoder_extras(const struct lmp_gguf *g, const struct lmp_arch *
         return 0;
 }
 
+/* M-RoPE's sections ({arch}.rope.dimension_sections: 4 pair counts, at
+ * least one not zero, summing to at most n_rot / 2). */
+static int load_rope_sections(const struct lmp_gguf *g, const char *arch, struct lmp_hparams *hp,
+                              struct lmp_error *err) {
+        char key[NAME_MAX_LEN];
+        snprintf(key, sizeof(key), "%s.rope.dimension_sections", arch);
+        struct lmp_gguf_value arr;
+        int32_t s[LMP_ROPE_SECTIONS];
+        int r = lmp_gguf_get_arr(g, key, -1, &arr);
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata %s: %s", key, r == -ENOENT ? "missing" : "not an array");
+        if (arr.n != LMP_ROPE_SECTIONS || lmp_gguf_arr_i32(&arr, s) < 0)
+                return lmp_error_set(err, -EINVAL, "metadata %s: not %d integers", key, LMP_ROPE_SECTIONS);
+        int64_t sum = 0;
+        for (int i = 0; i < LMP_ROPE_SECTIONS; i++) {
+                if (s[i] < 0)
+                        return lmp_error_set(err, -EINVAL, "metadata %s: negative section", key);
+                hp->rope_sections[i] = (uint32_t)s[i];
+                sum += s[i];
+        }
+        if (sum == 0 || sum > hp->n_rot / 2)
+                return lmp_error_set(err, -EINVAL, "metadata %s: sections sum to %lld, not 1 to %u", key,
+                                     (long long)sum, hp->n_rot / 2);
+        return 0;
+}
+
 static int load_hparams(const struct lmp_gguf *g, const struct lmp_arch *a, struct lmp_hparams *hp,
                         struct lmp_error *err) {
         const char *arch = a->name;
@@ -164,6 +190,9 @@ static int load_hparams(const struct lmp_gguf *g, const struct lmp_arch *a, stru
                 return lmp_error_set(err, -EINVAL,
                                      "metadata %s.rope.dimension_count: %u (head size %u)", arch,
                                      hp->n_rot, hp->head_dim);
+
+        if (a->mrope && (r = load_rope_sections(g, arch, hp, err)) < 0)
+                return r;
 
         hp->rope_freq_base = 10000.0f;
         if ((r = get_f32_key(g, arch, "rope.freq_base", false, &hp->rope_freq_base, err)) < 0)

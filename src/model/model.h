@@ -63,6 +63,9 @@ enum lmp_pooling {
         LMP_POOLING_LAST = 3,   /* the last token's row */
 };
 
+#define LMP_ROPE_SECTIONS 4
+#define LMP_ROPE_AXES 3         /* positions of an M-RoPE token: time, row, column */
+
 struct lmp_hparams {
         uint32_t n_vocab;
         uint32_t n_ctx_train;
@@ -86,6 +89,10 @@ struct lmp_hparams {
         uint32_t swa_pattern;           /* every swa_pattern-th layer is global */
         float rope_freq_base_swa;
         float logit_softcap;            /* final_logit_softcapping; 0: none */
+        /* M-RoPE: rotary pairs per axis (time, row, column, and a fourth
+         * whose position is 0), repeating when they sum to less than
+         * n_rot / 2, as GGML counts them. */
+        uint32_t rope_sections[LMP_ROPE_SECTIONS];
 };
 
 struct lmp_model {
@@ -140,12 +147,22 @@ struct lmp_ctx_params {
                                  * go on from any earlier position */
 };
 
-/* One entry of a batch. */
+/* One entry of a batch. pos is where the entry goes in its sequence (its
+ * KV cache row, and what the causal mask orders by); for most models it is
+ * also its rotary position. Two optional inputs (NULL: none) let an entry
+ * be more than a text token, e.g. an image token of a vision model:
+ *   embd      n_embd values fed in place of token's embedding (token is
+ *             then ignored); the caller keeps them alive during the call;
+ *   rope_pos  LMP_ROPE_AXES rotary positions (time, row, column) for an
+ *             M-RoPE model (arch mrope); NULL: pos on every axis. A model
+ *             without M-RoPE refuses it. */
 struct lmp_batch_entry {
         int32_t token;
         int32_t pos;            /* 0-based position in its sequence */
         int32_t seq;            /* sequence (KV cache slot) */
         bool logits;            /* write logits for this entry */
+        const float *embd;      /* (n_embd) or NULL */
+        const int32_t *rope_pos;        /* (LMP_ROPE_AXES) or NULL */
 };
 
 struct lmp_ctx;
@@ -175,8 +192,8 @@ int lmp_ctx_seq_truncate(struct lmp_ctx *c, int32_t seq, uint32_t pos);
  * the next tokens see a cache close to, not the same as, a fresh one.
  * Returns the length the sequence keeps; -EINVAL for an unknown sequence,
  * an encoder, or p0 > p1 or p1 past the length; -ENOTSUP when the
- * context keeps windowed layers in a ring or the model has no rotary
- * positions (nothing changes then). */
+ * context keeps windowed layers in a ring, or the model has no rotary
+ * positions or multi-axis ones (M-RoPE) (nothing changes then). */
 int lmp_ctx_seq_cut(struct lmp_ctx *c, int32_t seq, uint32_t p0, uint32_t p1);
 /* Whether lmp_ctx_seq_cut can move this context's sequences. */
 bool lmp_ctx_can_cut(const struct lmp_ctx *c);

@@ -7,7 +7,9 @@
  * then 24 single-token decode steps with logits and a batch mixing two
  * sequences are evaluated armed, and the count must stay zero. An encoder
  * (a name with a directory, e.g. embeddings/bert-mean-q8_0) is checked the
- * same way on lmp_ctx_encode(): batches of several whole texts, armed.
+ * same way on lmp_ctx_encode(): batches of several whole texts, armed. For
+ * an M-RoPE model (vision/qwen2vl-f16) the mixed batch's prompt also has
+ * entries with their own embedding and rotary positions (image tokens).
  * Allocations inside shared libraries (OpenBLAS, libc) are not seen by
  * --wrap; OpenBLAS keeps its own preallocated buffers. */
 #include <stdatomic.h>
@@ -72,6 +74,7 @@ static int check_model(const char *fx, const char *name) {
         struct lmp_threadpool *pool = NULL;
         struct lmp_ctx *c = NULL;
         float *logits = NULL;
+        float *image = NULL;
         int rc = 1;
 
         /* The wrappers must see allocations at all, or the test proves nothing. */
@@ -114,6 +117,12 @@ static int check_model(const char *fx, const char *name) {
                 goto out;
         }
 
+        /* six image tokens' embeddings, made before counting starts */
+        if (!(image = malloc(sizeof(float) * 6 * m->hp.n_embd)))
+                goto out;
+        for (size_t i = 0; i < 6 * (size_t)m->hp.n_embd; i++)
+                image[i] = (float)((int)(i * 37 % 101) - 50) / 50.0f;
+
         int32_t pos = 40;
         atomic_store(&armed, true);
         for (int step = 0; step < 24; step++, pos++) {
@@ -126,9 +135,21 @@ static int check_model(const char *fx, const char *name) {
                         break;
         }
         /* A batch mixing a prompt of sequence 1 with a step of sequence 0. */
-        for (int i = 0; i < 20; i++)
+        int32_t rope_pos[20][LMP_ROPE_AXES];
+        for (int i = 0; i < 20; i++) {
                 batch[i] = (struct lmp_batch_entry){ .token = (i * 7 + 3) % (int)V, .pos = i, .seq = 1,
                                                      .logits = true };
+                if (m->arch->mrope && i >= 4 && i < 10) {       /* image tokens: a 2 x 3 grid at 4 */
+                        batch[i].embd = image + (size_t)(i - 4) * m->hp.n_embd;
+                        rope_pos[i][0] = 4;
+                        rope_pos[i][1] = 4 + (i - 4) / 3;
+                        rope_pos[i][2] = 4 + (i - 4) % 3;
+                        batch[i].rope_pos = rope_pos[i];
+                } else if (m->arch->mrope && i >= 10) {
+                        rope_pos[i][0] = rope_pos[i][1] = rope_pos[i][2] = i - 3;
+                        batch[i].rope_pos = rope_pos[i];
+                }
+        }
         batch[20] = (struct lmp_batch_entry){ .token = 9, .pos = pos, .seq = 0, .logits = true };
         int r = lmp_ctx_decode(c, batch, 21, logits, &err);
         atomic_store(&armed, false);
@@ -140,6 +161,7 @@ static int check_model(const char *fx, const char *name) {
         printf("%s: %ld allocations in 25 armed decode calls\n", name, n);
         rc = n == 0 ? 0 : 1;
 out:
+        free(image);
         free(logits);
         lmp_ctx_free(c);
         lmp_threadpool_free(pool);

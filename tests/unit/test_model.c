@@ -521,6 +521,80 @@ out:
         lmp_gguf_free(g);
 }
 
+/* Entries beyond a token: an entry whose embd is its token's embedding row
+ * gives the token's logits exactly (whatever its token field holds), and
+ * M-RoPE positions equal to pos on every axis give those of no rope_pos;
+ * other positions change them. A model without M-RoPE refuses rope_pos. */
+static void test_entry_inputs(const char *fx) {
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL, *gl = NULL;
+        struct lmp_model *m = NULL, *ml = NULL;
+        struct lmp_threadpool *pool = NULL, *pl = NULL;
+        struct lmp_ctx *c = NULL, *cl = NULL;
+        enum { N = 9 };
+        float *a = NULL, *b = NULL, *rows = NULL;
+        if (!open_fixture(fx, "vision/qwen2vl-f16", lmp_cpu_isa(), 2, &g, &m, &pool))
+                goto out;
+        struct lmp_ctx_params p = { .n_ctx = 32, .n_seq = 1, .n_batch = N };
+        if (lmp_ctx_new(m, &p, pool, &c, &err) < 0) {
+                CHECK(0, "%s", err.msg);
+                goto out;
+        }
+        const uint32_t V = m->hp.n_vocab, E = m->hp.n_embd;
+        a = malloc(sizeof(float) * N * V);
+        b = malloc(sizeof(float) * N * V);
+        rows = malloc(sizeof(float) * N * E);
+        if (!a || !b || !rows)
+                goto out;
+        struct lmp_batch_entry batch[N];
+        int32_t rp[N][LMP_ROPE_AXES];
+        const struct lmp_weight *te = &m->tok_embd;
+        for (int i = 0; i < N; i++) {
+                int32_t tok = (int32_t)((i * 7919 + 13) % V);
+                te->traits->to_float((const uint8_t *)te->data + (size_t)tok * te->row_size, rows + i * E, E);
+                batch[i] = (struct lmp_batch_entry){ .token = tok, .pos = i, .seq = 0, .logits = true };
+        }
+        CHECK(lmp_ctx_decode(c, batch, N, a, &err) == 0, "%s", err.msg);
+        for (int i = 0; i < N; i++) {
+                if (i % 2) {    /* every other entry by its embedding; its token is ignored */
+                        batch[i].embd = rows + i * E;
+                        batch[i].token = -5;
+                }
+                rp[i][0] = rp[i][1] = rp[i][2] = i;
+                batch[i].rope_pos = rp[i];
+        }
+        CHECK(lmp_ctx_decode(c, batch, N, b, &err) == 0, "%s", err.msg);
+        CHECK(max_abs_diff(a, b, (size_t)N * V) == 0.0, "embd and rope_pos = pos change the logits by %g",
+              max_abs_diff(a, b, (size_t)N * V));
+        rp[N - 1][2] += 3;      /* a column position of its own */
+        CHECK(lmp_ctx_decode(c, batch, N, b, &err) == 0, "%s", err.msg);
+        CHECK(max_abs_diff(a, b, (size_t)(N - 1) * V) == 0.0, "earlier rows changed");
+        CHECK(max_abs_diff(a + (size_t)(N - 1) * V, b + (size_t)(N - 1) * V, V) > 1e-3,
+              "the column position is not used");
+
+        if (!open_fixture(fx, "models/llama-f32", lmp_cpu_isa(), 1, &gl, &ml, &pl))
+                goto out;
+        if (lmp_ctx_new(ml, &p, pl, &cl, &err) < 0) {
+                CHECK(0, "%s", err.msg);
+                goto out;
+        }
+        struct lmp_batch_entry e = { .token = 1, .pos = 0, .seq = 0, .logits = true, .rope_pos = rp[0] };
+        CHECK(lmp_ctx_decode(cl, &e, 1, a, &err) == -EINVAL && strstr(err.msg, "M-RoPE"), "%s", err.msg);
+        CHECK(lmp_ctx_seq_len(cl, 0) == 0, "refused batch changed the cache");
+out:
+        free(a);
+        free(b);
+        free(rows);
+        lmp_ctx_free(c);
+        lmp_ctx_free(cl);
+        lmp_threadpool_free(pool);
+        lmp_threadpool_free(pl);
+        lmp_model_free(m);
+        lmp_model_free(ml);
+        lmp_gguf_free(g);
+        lmp_gguf_free(gl);
+}
+
 int main(void) {
         const char *fx = getenv("LMPOOL_FIXTURES");
         char probe[4096];
@@ -559,6 +633,9 @@ int main(void) {
                 test_decode_step(fx, "archs/phi3-q4_k_m", 1, 0.9319);
                 test_decode_step(fx, "archs/qwen3-q4_k_m", 2, 0.7728);
         }
+        snprintf(probe, sizeof(probe), "%s/vision/qwen2vl-f16.gguf", fx);
+        if (stat(probe, &st) == 0)
+                test_entry_inputs(fx);
         test_decode_step(fx, "models/llama-q4_k_m", 1, 0.0);
         test_decode_step(fx, "models/llama-q5_k_m", 2, 0.0);
         test_decode_step(fx, "models/llama-q6_k", 3, 0.0);

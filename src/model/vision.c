@@ -1,0 +1,853 @@
+/* The Qwen2-VL vision encoder: image bytes in, one embedding of the
+ * language model's width per image token out. It reads top to bottom like
+ * the model's definition (lmp_vision_encode()):
+ *
+ *   resize (bicubic, to multiples of 28) and normalize
+ *   -> patches of 14 x 14 pixels, in the order the merger reads them (each
+ *      2 x 2 block of patches consecutive, blocks in reading order)
+ *   -> patch embedding: two convolution kernels (the two temporal halves of
+ *      a still image), summed
+ *   -> per layer: LayerNorm -> Q/K/V (+ biases) -> 2-D rotary positions ->
+ *      attention over all patches -> output projection -> residual ->
+ *      LayerNorm -> quick-GELU feed-forward -> residual
+ *   -> post LayerNorm -> each 2 x 2 block concatenated -> mm.0 -> GELU ->
+ *      mm.2
+ *
+ * The 2-D rotary positions are GGML's "vision" M-RoPE: a head of d values
+ * rotates the pairs (i, i + d/2); the first d/4 pairs turn with the patch's
+ * row, the next d/4 with its column, each section's angles starting again
+ * from the position (theta = pos * base^(-4j/d) for the j-th pair of a
+ * section, base 10000).
+ *
+ * Matrix products go through the kernel table, as the decoder's do: the
+ * input converted once to the activation type the weight pairs with, then
+ * the type's gemm (or vec_dot) over the rows, split across the pool; the
+ * attention products through OpenBLAS. GELU and quick GELU round their input
+ * and output to f16, as GGML's CPU backend (which computes them from f16
+ * tables) does. Everything an image needs is allocated at the start of
+ * lmp_vision_encode() and freed at its end. */
+#include "model/vision.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/macros.h"
+#include "quant/fp16.h"
+
+#define MAX_SIDE 16384          /* pixels per image side, before resizing */
+#define TOK_BLOCK 64            /* tokens per gemm call */
+#define ATT_TILE 32             /* query rows per attention task */
+
+/* ------------------------------------------------------------- loading */
+
+static int get_u32(const struct lmp_gguf *g, const char *key, bool required, uint32_t *ret,
+                   struct lmp_error *err) {
+        int r = lmp_gguf_get_u32(g, key, ret);
+        if (r == -ENOENT && !required)
+                return 0;
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata %s: %s", key,
+                                     r == -ENOENT ? "missing" : "not an unsigned integer");
+        return 0;
+}
+
+static int get_f32(const struct lmp_gguf *g, const char *key, bool required, float *ret,
+                   struct lmp_error *err) {
+        int r = lmp_gguf_get_f32(g, key, ret);
+        if (r == -ENOENT && !required)
+                return 0;
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata %s: %s", key,
+                                     r == -ENOENT ? "missing" : "not a float");
+        return 0;
+}
+
+static int get_f32_3(const struct lmp_gguf *g, const char *key, float out[3],
+                     struct lmp_error *err) {
+        struct lmp_gguf_value arr;
+        int r = lmp_gguf_get_arr(g, key, -1, &arr);
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata %s: %s", key,
+                                     r == -ENOENT ? "missing" : "not an array");
+        if (arr.n != 3 || lmp_gguf_arr_f32(&arr, out) < 0)
+                return lmp_error_set(err, -EINVAL, "metadata %s: not 3 numbers", key);
+        return 0;
+}
+
+static int check_shape(const struct lmp_gguf_tensor *t, const char *name, const uint64_t ne[4],
+                       struct lmp_error *err) {
+        for (int d = 0; d < 4; d++)
+                if (t->ne[d] != ne[d])
+                        return lmp_error_set(err, -EINVAL,
+                                             "tensor %s: shape [%llu, %llu, %llu, %llu], expected "
+                                             "[%llu, %llu, %llu, %llu]", name,
+                                             (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
+                                             (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
+                                             (unsigned long long)ne[0], (unsigned long long)ne[1],
+                                             (unsigned long long)ne[2], (unsigned long long)ne[3]);
+        return 0;
+}
+
+/* An f32 vector of n values. */
+static int load_vec(const struct lmp_vision *v, const char *name, uint64_t n, const float **ret,
+                    struct lmp_error *err) {
+        const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(v->gguf, name);
+        if (!t)
+                return lmp_error_set(err, -ENOENT, "tensor %s: missing", name);
+        if (t->type != LMP_TYPE_F32) {
+                const char *tn = lmp_type_name(t->type);
+                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s, expected f32", name,
+                                     tn ? tn : "unknown");
+        }
+        int r = check_shape(t, name, (const uint64_t[4]){ n, 1, 1, 1 }, err);
+        if (r < 0)
+                return r;
+        if ((uintptr_t)t->data % sizeof(float) != 0)
+                return lmp_error_set(err, -EINVAL, "tensor %s: data not aligned", name);
+        *ret = t->data;
+        return 0;
+}
+
+/* A matrix of n_out rows of n_in values; shape: the tensor's dimensions,
+ * [n_in, n_out, 1, 1], or a convolution kernel's [width, height, channels,
+ * n_out], whose first three make a row. */
+static int load_weight(const struct lmp_vision *v, const char *name, const uint64_t shape[4],
+                       struct lmp_weight *w, struct lmp_error *err) {
+        const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(v->gguf, name);
+        if (!t)
+                return lmp_error_set(err, -ENOENT, "tensor %s: missing", name);
+        int r = check_shape(t, name, shape, err);
+        if (r < 0)
+                return r;
+        bool conv = shape[2] > 1 || shape[3] > 1;
+        uint64_t n_out = conv ? shape[3] : shape[1];
+        uint64_t n_in = conv ? shape[0] * shape[1] * shape[2] : shape[0];
+        const char *tn = lmp_type_name(t->type);
+        const struct lmp_quant_traits *tr =
+                t->type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)t->type, v->isa) : NULL;
+        if (!tr || !tr->vec_dot || !tr->to_float)
+                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s not supported", name,
+                                     tn ? tn : "unknown");
+        const struct lmp_quant_traits *at = lmp_quant_traits(tr->vec_dot_type, v->isa);
+        const struct lmp_type_info *ai = lmp_type_info(tr->vec_dot_type);
+        if (!at || !ai || (tr->vec_dot_type != LMP_TYPE_F32 && !at->from_float))
+                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s has no activation kernels",
+                                     name, tn ? tn : "unknown");
+        if (n_in % ai->blck_size != 0)
+                return lmp_error_set(err, -EINVAL,
+                                     "tensor %s: row length %llu not a multiple of %s blocks (%u)",
+                                     name, (unsigned long long)n_in, ai->name, ai->blck_size);
+        uint64_t rs = lmp_type_row_size(t->type, n_in);
+        if (rs == 0 || t->size < rs * n_out)
+                return lmp_error_set(err, -EINVAL, "tensor %s: size %llu does not hold %llu rows",
+                                     name, (unsigned long long)t->size, (unsigned long long)n_out);
+        if (t->type == LMP_TYPE_F32 && (uintptr_t)t->data % sizeof(float) != 0)
+                return lmp_error_set(err, -EINVAL, "tensor %s: data not aligned", name);
+        snprintf(w->name, sizeof(w->name), "%s", name);
+        w->type = (enum lmp_type)t->type;
+        w->data = t->data;
+        w->n_in = (int64_t)n_in;
+        w->n_out = (int64_t)n_out;
+        w->row_size = rs;
+        w->traits = tr;
+        return 0;
+}
+
+static int load_hparams(struct lmp_vision *v, struct lmp_error *err) {
+        const struct lmp_gguf *g = v->gguf;
+        struct lmp_vision_hparams *hp = &v->hp;
+        struct lmp_gguf_str s;
+        int r = lmp_gguf_get_str(g, "general.architecture", &s);
+        if (r < 0 || !lmp_gguf_str_eq(s, "clip"))
+                return lmp_error_set(err, -EINVAL, "metadata general.architecture: not clip");
+        bool has_vision = false;
+        if (lmp_gguf_get_bool(g, "clip.has_vision_encoder", &has_vision) < 0 || !has_vision)
+                return lmp_error_set(err, -EINVAL, "metadata clip.has_vision_encoder: not true");
+        r = lmp_gguf_get_str(g, "clip.projector_type", &s);
+        if (r < 0)
+                return lmp_error_set(err, r, "metadata clip.projector_type: missing");
+        if (!lmp_gguf_str_eq(s, "qwen2vl_merger"))
+                return lmp_error_set(err, -ENOTSUP, "metadata clip.projector_type: %.*s not supported "
+                                     "(qwen2vl_merger)", (int)LMP_MIN(s.len, (uint64_t)64), s.ptr);
+        v->proj = LMP_PROJECTOR_QWEN2VL_MERGER;
+
+        hp->n_merge = 2;
+        hp->rope_base = 10000.0f;
+        if ((r = get_u32(g, "clip.vision.image_size", false, &hp->image_size, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.patch_size", true, &hp->patch_size, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.embedding_length", true, &hp->n_embd, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.feed_forward_length", true, &hp->n_ff, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.block_count", true, &hp->n_layer, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.attention.head_count", true, &hp->n_head, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.projection_dim", true, &hp->proj_dim, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.spatial_merge_size", false, &hp->n_merge, err)) < 0 ||
+            (r = get_f32(g, "clip.vision.attention.layer_norm_epsilon", true, &hp->eps, err)) < 0 ||
+            (r = get_f32_3(g, "clip.vision.image_mean", hp->mean, err)) < 0 ||
+            (r = get_f32_3(g, "clip.vision.image_std", hp->std, err)) < 0)
+                return r;
+        if (hp->patch_size == 0 || hp->patch_size > 64 || hp->n_embd == 0 || hp->n_embd > 16384 ||
+            hp->n_ff == 0 || hp->n_ff > 65536 || hp->n_layer == 0 || hp->n_layer > 256 ||
+            hp->n_head == 0 || hp->n_embd % hp->n_head != 0 || hp->proj_dim == 0 ||
+            hp->proj_dim > 65536)
+                return lmp_error_set(err, -EINVAL, "metadata clip.vision: a dimension out of range");
+        if (hp->n_merge != 2)
+                return lmp_error_set(err, -ENOTSUP, "metadata clip.vision.spatial_merge_size: %u "
+                                     "not supported (2)", hp->n_merge);
+        hp->head_dim = hp->n_embd / hp->n_head;
+        /* the rotary sections: d/4 pairs by row, d/4 by column */
+        if (hp->head_dim % 4 != 0)
+                return lmp_error_set(err, -EINVAL, "metadata clip.vision: head size %u not a "
+                                     "multiple of 4", hp->head_dim);
+        for (int c = 0; c < 3; c++)
+                if (!(hp->std[c] > 0.0f) || !isfinite(hp->mean[c]))
+                        return lmp_error_set(err, -EINVAL, "metadata clip.vision.image_std/mean: "
+                                             "out of range");
+        /* The limits Qwen2-VL's preprocessor sets: 8 to 4096 tokens, unless
+         * the file says otherwise. */
+        uint32_t tok_px = hp->patch_size * hp->n_merge * hp->patch_size * hp->n_merge;
+        hp->min_pixels = 8 * tok_px;
+        hp->max_pixels = 4096 * tok_px;
+        if ((r = get_u32(g, "clip.vision.image_min_pixels", false, &hp->min_pixels, err)) < 0 ||
+            (r = get_u32(g, "clip.vision.image_max_pixels", false, &hp->max_pixels, err)) < 0)
+                return r;
+        if (hp->min_pixels > hp->max_pixels || hp->max_pixels < tok_px)
+                return lmp_error_set(err, -EINVAL, "metadata clip.vision: pixel limits %u..%u",
+                                     hp->min_pixels, hp->max_pixels);
+        return 0;
+}
+
+void lmp_vision_free(struct lmp_vision *v) {
+        if (!v)
+                return;
+        free(v->layers);
+        free(v);
+}
+
+int lmp_vision_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_vision **ret,
+                    struct lmp_error *err) {
+        struct lmp_vision *v = calloc(1, sizeof(*v));
+        if (!v)
+                return lmp_error_set(err, -ENOMEM, "out of memory");
+        v->gguf = g;
+        v->isa = isa;
+        int r = load_hparams(v, err);
+        if (r < 0)
+                goto fail;
+        const struct lmp_vision_hparams *hp = &v->hp;
+        const uint64_t E = hp->n_embd, F = hp->n_ff, P = hp->patch_size, M = 4 * E;
+        v->layers = calloc(hp->n_layer, sizeof(*v->layers));
+        if (!v->layers) {
+                r = lmp_error_set(err, -ENOMEM, "out of memory");
+                goto fail;
+        }
+        if ((r = load_weight(v, "v.patch_embd.weight", (const uint64_t[4]){ P, P, 3, E }, &v->patch[0],
+                             err)) < 0 ||
+            (r = load_weight(v, "v.patch_embd.weight.1", (const uint64_t[4]){ P, P, 3, E }, &v->patch[1],
+                             err)) < 0)
+                goto fail;
+        if (lmp_gguf_find_tensor(g, "v.patch_embd.bias") || lmp_gguf_find_tensor(g, "v.pre_ln.weight")) {
+                r = lmp_error_set(err, -ENOTSUP, "tensor v.patch_embd.bias or v.pre_ln.weight: "
+                                  "not part of qwen2vl_merger");
+                goto fail;
+        }
+        for (uint32_t i = 0; i < hp->n_layer; i++) {
+                struct lmp_vision_layer *L = &v->layers[i];
+                char n[64];
+#define W(field, suffix, a, b)                                                                    \
+        snprintf(n, sizeof(n), "v.blk.%u.%s", i, suffix);                                         \
+        if ((r = load_weight(v, n, (const uint64_t[4]){ a, b, 1, 1 }, &L->field, err)) < 0)       \
+                goto fail;
+#define V(field, suffix, len)                                                                     \
+        snprintf(n, sizeof(n), "v.blk.%u.%s", i, suffix);                                         \
+        if ((r = load_vec(v, n, len, &L->field, err)) < 0)                                        \
+                goto fail;
+                V(ln1, "ln1.weight", E)
+                V(ln1_b, "ln1.bias", E)
+                W(wq, "attn_q.weight", E, E)
+                V(bq, "attn_q.bias", E)
+                W(wk, "attn_k.weight", E, E)
+                V(bk, "attn_k.bias", E)
+                W(wv, "attn_v.weight", E, E)
+                V(bv, "attn_v.bias", E)
+                W(wo, "attn_out.weight", E, E)
+                V(bo, "attn_out.bias", E)
+                V(ln2, "ln2.weight", E)
+                V(ln2_b, "ln2.bias", E)
+                W(ffn_up, "ffn_up.weight", E, F)
+                V(b_up, "ffn_up.bias", F)
+                W(ffn_down, "ffn_down.weight", F, E)
+                V(b_down, "ffn_down.bias", E)
+#undef W
+#undef V
+        }
+        if ((r = load_vec(v, "v.post_ln.weight", E, &v->post_ln, err)) < 0 ||
+            (r = load_vec(v, "v.post_ln.bias", E, &v->post_ln_b, err)) < 0 ||
+            (r = load_weight(v, "mm.0.weight", (const uint64_t[4]){ M, M, 1, 1 }, &v->mm0, err)) < 0 ||
+            (r = load_vec(v, "mm.0.bias", M, &v->mm0_b, err)) < 0 ||
+            (r = load_weight(v, "mm.2.weight", (const uint64_t[4]){ M, hp->proj_dim, 1, 1 }, &v->mm2,
+                             err)) < 0 ||
+            (r = load_vec(v, "mm.2.bias", hp->proj_dim, &v->mm2_b, err)) < 0)
+                goto fail;
+        *ret = v;
+        return 0;
+fail:
+        lmp_vision_free(v);
+        return r;
+}
+
+/* ------------------------------------------------------- preprocessing */
+
+int lmp_vision_target_size(const struct lmp_vision *v, uint32_t width, uint32_t height,
+                           uint32_t *ret_width, uint32_t *ret_height, struct lmp_error *err) {
+        if (width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE)
+                return lmp_error_set(err, -EINVAL, "image %ux%u: each side must be 1 to %u pixels",
+                                     width, height, MAX_SIDE);
+        /* llama.cpp's smart resize, in its float arithmetic: round each
+         * side to the factor, then scale both down or up into the limits. */
+        const int f = (int)(v->hp.patch_size * v->hp.n_merge);
+        const float ff = (float)f;
+        const int w = (int)width, h = (int)height;
+        int h_bar = LMP_MAX(f, (int)roundf((float)h / ff) * f);
+        int w_bar = LMP_MAX(f, (int)roundf((float)w / ff) * f);
+        if ((int64_t)h_bar * w_bar > (int64_t)v->hp.max_pixels) {
+                float beta = sqrtf((float)((int64_t)h * w) / (float)v->hp.max_pixels);
+                h_bar = LMP_MAX(f, (int)floorf((float)h / beta / ff) * f);
+                w_bar = LMP_MAX(f, (int)floorf((float)w / beta / ff) * f);
+        } else if ((int64_t)h_bar * w_bar < (int64_t)v->hp.min_pixels) {
+                float beta = sqrtf((float)v->hp.min_pixels / (float)((int64_t)h * w));
+                h_bar = (int)ceilf((float)h * beta / ff) * f;
+                w_bar = (int)ceilf((float)w * beta / ff) * f;
+        }
+        *ret_width = (uint32_t)w_bar;
+        *ret_height = (uint32_t)h_bar;
+        return 0;
+}
+
+/* Pillow's bicubic resampling (a = -0.5), as llama.cpp's preprocessing
+ * computes it: separable, a horizontal pass then a vertical one, each
+ * output sample a normalized filter over the input samples within 2
+ * (scaled by the reduction when shrinking) of its centre, the weights in
+ * fixed point with 22 fractional bits, each pass rounded and clamped to a
+ * byte. */
+#define PILLOW_BITS 22
+
+static double bicubic_filter(double x) {
+        const double a = -0.5;
+        if (x < 0.0)
+                x = -x;
+        if (x < 1.0)
+                return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+        if (x < 2.0)
+                return (((x - 5) * x + 8) * x - 4) * a;
+        return 0.0;
+}
+
+/* Per output sample: first input index, count, and ksize weights. */
+static int pillow_weights(int in, int out, int *bounds, int32_t **ret_w) {
+        double scale = (double)in / out, filterscale = scale < 1.0 ? 1.0 : scale;
+        double support = 2.0 * filterscale;
+        int ksize = (int)ceil(support) * 2 + 1;
+        int32_t *kw = malloc((size_t)out * (size_t)ksize * sizeof(int32_t));
+        double *pre = malloc((size_t)ksize * sizeof(double));
+        if (!kw || !pre) {
+                free(kw);
+                free(pre);
+                return -ENOMEM;
+        }
+        for (int xx = 0; xx < out; xx++) {
+                double center = (xx + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
+                int xmin = (int)(center - support + 0.5);
+                if (xmin < 0)
+                        xmin = 0;
+                int xmax = (int)(center + support + 0.5);
+                if (xmax > in)
+                        xmax = in;
+                int xcnt = xmax - xmin, x;
+                for (x = 0; x < xcnt; x++) {
+                        pre[x] = bicubic_filter((x + xmin - center + 0.5) * ss);
+                        ww += pre[x];
+                }
+                for (x = 0; x < xcnt; x++)
+                        if (ww != 0.0)
+                                pre[x] /= ww;
+                for (; x < ksize; x++)
+                        pre[x] = 0.0;
+                for (x = 0; x < ksize; x++) {
+                        double v = pre[x] * (1 << PILLOW_BITS);
+                        kw[(size_t)xx * ksize + x] = (int32_t)(pre[x] < 0 ? -0.5 + v : 0.5 + v);
+                }
+                bounds[2 * xx] = xmin;
+                bounds[2 * xx + 1] = xcnt;
+        }
+        free(pre);
+        *ret_w = kw;
+        return ksize;
+}
+
+static inline uint8_t clip8(int32_t v) {
+        return v < 0 ? 0 : v > 255 ? 255 : (uint8_t)v;
+}
+
+/* One pass along rows (horiz) or columns: src (sw x sh) -> dst (dw x dh),
+ * one of the two dimensions unchanged. */
+static void pillow_pass(const uint8_t *src, int sw, uint8_t *dst, int dw, int dh, bool horiz,
+                        int ksize, const int *bounds, const int32_t *kw) {
+        for (int yy = 0; yy < dh; yy++)
+                for (int xx = 0; xx < dw; xx++) {
+                        int o = horiz ? xx : yy;
+                        int first = bounds[2 * o], cnt = bounds[2 * o + 1];
+                        const int32_t *k = kw + (size_t)o * ksize;
+                        int32_t acc[3] = { 1 << (PILLOW_BITS - 1), 1 << (PILLOW_BITS - 1),
+                                           1 << (PILLOW_BITS - 1) };
+                        for (int i = 0; i < cnt; i++) {
+                                size_t si = horiz ? ((size_t)yy * sw + (size_t)(first + i)) * 3
+                                                  : ((size_t)(first + i) * sw + (size_t)xx) * 3;
+                                for (int c = 0; c < 3; c++)
+                                        acc[c] += src[si + c] * k[i];
+                        }
+                        for (int c = 0; c < 3; c++)
+                                dst[((size_t)yy * dw + xx) * 3 + c] = clip8(acc[c] >> PILLOW_BITS);
+                }
+}
+
+static int resize_pillow(const uint8_t *src, int nx, int ny, uint8_t *dst, int tw, int th) {
+        int *bx = malloc((size_t)tw * 2 * sizeof(int)), *by = malloc((size_t)th * 2 * sizeof(int));
+        int32_t *kx = NULL, *ky = NULL;
+        uint8_t *tmp = NULL;
+        int r = -ENOMEM, kxs = 0, kys = 0;
+        if (!bx || !by)
+                goto out;
+        if (tw != nx && (kxs = pillow_weights(nx, tw, bx, &kx)) < 0)
+                goto out;
+        if (th != ny && (kys = pillow_weights(ny, th, by, &ky)) < 0)
+                goto out;
+        if (kx && ky) {
+                tmp = malloc((size_t)tw * ny * 3);
+                if (!tmp)
+                        goto out;
+                pillow_pass(src, nx, tmp, tw, ny, true, kxs, bx, kx);
+                pillow_pass(tmp, tw, dst, tw, th, false, kys, by, ky);
+        } else if (kx) {
+                pillow_pass(src, nx, dst, tw, th, true, kxs, bx, kx);
+        } else if (ky) {
+                pillow_pass(src, nx, dst, tw, th, false, kys, by, ky);
+        } else {
+                memcpy(dst, src, (size_t)tw * th * 3);
+        }
+        r = 0;
+out:
+        free(bx);
+        free(by);
+        free(kx);
+        free(ky);
+        free(tmp);
+        return r;
+}
+
+void lmp_vision_image_clear(struct lmp_vision_image *img) {
+        free(img->data);
+        *img = (struct lmp_vision_image){ 0 };
+}
+
+int lmp_vision_preprocess(const struct lmp_vision *v, const uint8_t *rgb, uint32_t width,
+                          uint32_t height, struct lmp_vision_image *ret, struct lmp_error *err) {
+        uint32_t tw, th;
+        int r = lmp_vision_target_size(v, width, height, &tw, &th, err);
+        if (r < 0)
+                return r;
+        uint8_t *px = malloc((size_t)tw * th * 3);
+        uint8_t *scaled = NULL;
+        float *out = malloc((size_t)tw * th * 3 * sizeof(float));
+        if (!px || !out) {
+                free(px);
+                free(out);
+                return lmp_error_set(err, -ENOMEM, "image %ux%u: out of memory", tw, th);
+        }
+        if (tw == width && th == height) {
+                memcpy(px, rgb, (size_t)tw * th * 3);
+        } else {
+                /* llama.cpp resizes into the target keeping the aspect ratio
+                 * (scale by the smaller ratio, sides rounded up) and pads the
+                 * rest with black, centred; the target already has nearly the
+                 * source's ratio, so the padding is at most a pixel or so. */
+                float sw = (float)tw / (float)width, sh = (float)th / (float)height;
+                float s = fminf(sw, sh);
+                int nw = LMP_MIN((int)ceilf((float)width * s), (int)tw);
+                int nh = LMP_MIN((int)ceilf((float)height * s), (int)th);
+                scaled = malloc((size_t)nw * nh * 3);
+                if (!scaled) {
+                        free(px);
+                        free(out);
+                        return lmp_error_set(err, -ENOMEM, "image %ux%u: out of memory", tw, th);
+                }
+                if (resize_pillow(rgb, (int)width, (int)height, scaled, nw, nh) < 0) {
+                        free(scaled);
+                        free(px);
+                        free(out);
+                        return lmp_error_set(err, -ENOMEM, "image %ux%u: out of memory", tw, th);
+                }
+                memset(px, 0, (size_t)tw * th * 3);
+                int ox = ((int)tw - nw) / 2, oy = ((int)th - nh) / 2;
+                for (int y = 0; y < nh; y++)
+                        memcpy(px + ((size_t)(y + oy) * tw + (size_t)ox) * 3, scaled + (size_t)y * nw * 3,
+                               (size_t)nw * 3);
+                free(scaled);
+        }
+        /* normalized, planar */
+        const size_t plane = (size_t)tw * th;
+        for (size_t i = 0; i < plane; i++)
+                for (int c = 0; c < 3; c++)
+                        out[c * plane + i] = ((float)px[i * 3 + c] / 255.0f - v->hp.mean[c]) / v->hp.std[c];
+        free(px);
+        *ret = (struct lmp_vision_image){ .width = tw, .height = th, .data = out };
+        return 0;
+}
+
+/* ----------------------------------------------------- matrix products */
+
+/* Scratch of one encode. */
+struct enc {
+        const struct lmp_vision *v;
+        struct lmp_threadpool *pool;
+        int64_t T;              /* patches */
+        void *qbuf;             /* (T, up to 4 bytes per value of the widest input) */
+        float *scores;          /* (n_threads, ATT_TILE, T) */
+        float *rope;            /* (T, head_dim/2) cos, sin pairs */
+};
+
+struct mm_job {
+        const struct lmp_weight *w;
+        const uint8_t *y;       /* activations in the weight's vec_dot type */
+        size_t y_stride;
+        int64_t n_tok;
+        float *out;             /* (n_tok, ld) */
+        int64_t ld;
+};
+
+static void mm_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct mm_job *j = arg;
+        const struct lmp_weight *w = j->w;
+        const uint8_t *wd = (const uint8_t *)w->data + (size_t)begin * w->row_size;
+        int n = (int)w->n_in;
+        if (w->traits->gemm && j->n_tok > 1) {
+                for (int64_t t0 = 0; t0 < j->n_tok; t0 += TOK_BLOCK) {
+                        int nt = (int)LMP_MIN((int64_t)TOK_BLOCK, j->n_tok - t0);
+                        w->traits->gemm(n, (int)(end - begin), nt, wd, w->row_size,
+                                        j->y + (size_t)t0 * j->y_stride, j->y_stride,
+                                        j->out + t0 * j->ld + begin, (size_t)j->ld);
+                }
+                return;
+        }
+        for (int64_t r = begin; r < end; r++)
+                for (int64_t t = 0; t < j->n_tok; t++)
+                        w->traits->vec_dot(n, &j->out[t * j->ld + r],
+                                           (const uint8_t *)w->data + (size_t)r * w->row_size,
+                                           j->y + (size_t)t * j->y_stride);
+}
+
+struct conv_job {
+        const struct lmp_quant_traits *at;
+        const float *x;
+        int64_t n_in;
+        uint8_t *out;
+        size_t stride;
+};
+
+static void convert_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct conv_job *j = arg;
+        for (int64_t t = begin; t < end; t++)
+                j->at->from_float(j->x + t * j->n_in, j->out + (size_t)t * j->stride, j->n_in);
+}
+
+/* out (n_tok, ld) <- x (n_tok, n_in) w^T + bias (NULL: none), columns [0, n_out). */
+static void matmul(struct enc *e, const struct lmp_weight *w, const float *x, int64_t n_tok,
+                   const float *bias, float *out, int64_t ld) {
+        const struct lmp_vision *v = e->v;
+        enum lmp_type vt = w->traits->vec_dot_type;
+        struct mm_job j = { .w = w, .n_tok = n_tok, .out = out, .ld = ld };
+        int nth = lmp_threadpool_size(e->pool);
+        if (vt == LMP_TYPE_F32) {
+                j.y = (const uint8_t *)x;
+                j.y_stride = (size_t)w->n_in * sizeof(float);
+        } else {
+                struct conv_job cj = {
+                        .at = lmp_quant_traits(vt, v->isa), .x = x, .n_in = w->n_in, .out = e->qbuf,
+                        .stride = lmp_type_row_size(vt, (uint64_t)w->n_in),
+                };
+                lmp_threadpool_run(e->pool, n_tok, 1 + n_tok / (4 * nth), convert_rows, &cj);
+                j.y = e->qbuf;
+                j.y_stride = cj.stride;
+        }
+        int64_t grain = LMP_MAX((int64_t)8, w->n_out / (4 * nth));
+        lmp_threadpool_run(e->pool, w->n_out, grain, mm_rows, &j);
+        if (bias)
+                for (int64_t t = 0; t < n_tok; t++)
+                        for (int64_t i = 0; i < w->n_out; i++)
+                                out[t * ld + i] += bias[i];
+}
+
+/* ------------------------------------------------------ elementwise ops */
+
+/* out = (x - mean) / sqrt(var + eps) * weight + bias per row, sums in
+ * double as GGML's norm. */
+static void layernorm(float *out, const float *x, const float *w, const float *b, int64_t n_tok,
+                      int64_t n, float eps) {
+        for (int64_t t = 0; t < n_tok; t++) {
+                const float *xr = x + t * n;
+                float *o = out + t * n;
+                double sum = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                        sum += (double)xr[i];
+                float mean = (float)(sum / (double)n);
+                double sum2 = 0.0;
+                for (int64_t i = 0; i < n; i++) {
+                        float d = xr[i] - mean;
+                        sum2 += (double)(d * d);
+                }
+                float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
+                for (int64_t i = 0; i < n; i++)
+                        o[i] = (xr[i] - mean) * scale * w[i] + b[i];
+        }
+}
+
+static inline float round_f16(float x) {
+        return lmp_fp16_to_f32(lmp_f32_to_fp16(x));
+}
+
+/* GELU (tanh approximation) on f16-rounded values, as GGML's table. */
+static void gelu_f16(float *x, int64_t n) {
+        const float a = 0.044715f, s = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
+        for (int64_t i = 0; i < n; i++) {
+                float v = x[i];
+                if (v <= -10.0f) {
+                        x[i] = 0.0f;
+                } else if (v < 10.0f) {
+                        v = round_f16(v);
+                        x[i] = round_f16(0.5f * v * (1.0f + tanhf(s * v * (1.0f + a * v * v))));
+                }
+        }
+}
+
+/* x * sigmoid(1.702 x) on f16-rounded values, as GGML's table. */
+static void gelu_quick_f16(float *x, int64_t n) {
+        for (int64_t i = 0; i < n; i++) {
+                float v = round_f16(x[i]);
+                x[i] = round_f16(v * (1.0f / (1.0f + expf(-1.702f * v))));
+        }
+}
+
+/* ----------------------------------------------------------- attention */
+
+/* cos/sin of each patch's angles: pairs [0, d/4) by its row, [d/4, d/2) by
+ * its column, theta = pos * base^(-4j/d) for the j-th pair of a section,
+ * multiplied step by step in float as GGML does. */
+static void rope_table(struct enc *e, const int32_t *rows, const int32_t *cols) {
+        const struct lmp_vision_hparams *hp = &e->v->hp;
+        const uint32_t half = hp->head_dim / 2, sect = hp->head_dim / 4;
+        float theta_scale = powf(hp->rope_base, -2.0f / (float)half);
+        for (int64_t p = 0; p < e->T; p++) {
+                float *tab = e->rope + p * hp->head_dim;
+                float ty = (float)rows[p], tx = (float)cols[p];
+                for (uint32_t i = 0; i < half; i++) {
+                        if (i == sect)
+                                tx = (float)cols[p];    /* the column section starts again */
+                        float th = i < sect ? ty : tx;
+                        tab[2 * i] = cosf(th);
+                        tab[2 * i + 1] = sinf(th);
+                        ty *= theta_scale;
+                        tx *= theta_scale;
+                }
+        }
+}
+
+static void rope_apply(const struct enc *e, float *x) {
+        const struct lmp_vision_hparams *hp = &e->v->hp;
+        const uint32_t half = hp->head_dim / 2;
+        for (int64_t p = 0; p < e->T; p++) {
+                const float *tab = e->rope + p * hp->head_dim;
+                for (uint32_t h = 0; h < hp->n_head; h++) {
+                        float *vh = x + p * hp->n_embd + (size_t)h * hp->head_dim;
+                        for (uint32_t i = 0; i < half; i++) {
+                                float c = tab[2 * i], s = tab[2 * i + 1];
+                                float x0 = vh[i], x1 = vh[i + half];
+                                vh[i] = x0 * c - x1 * s;
+                                vh[i + half] = x0 * s + x1 * c;
+                        }
+                }
+        }
+}
+
+struct att_job {
+        struct enc *e;
+        const float *q, *k, *v;         /* (T, n_embd) */
+        float *out;                     /* (T, n_embd) */
+        int64_t n_tiles;                /* query tiles per head */
+};
+
+/* One task: a tile of query rows of one head, against every patch. */
+static void attend(void *arg, int64_t begin, int64_t end, int tid) {
+        const struct att_job *j = arg;
+        const struct lmp_vision_hparams *hp = &j->e->v->hp;
+        const int T = (int)j->e->T, hd = (int)hp->head_dim, ld = (int)hp->n_embd;
+        const float scale = 1.0f / sqrtf((float)hd);
+        float *s = j->e->scores + (size_t)tid * ATT_TILE * (size_t)T;
+        for (int64_t task = begin; task < end; task++) {
+                int h = (int)(task / j->n_tiles);
+                int r0 = (int)(task % j->n_tiles) * ATT_TILE;
+                int m = LMP_MIN(ATT_TILE, T - r0);
+                const float *q = j->q + (size_t)r0 * ld + (size_t)h * hd;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, T, hd, 1.0f, q, ld,
+                            j->k + (size_t)h * hd, ld, 0.0f, s, T);
+                for (int i = 0; i < m; i++) {
+                        float *row = s + (size_t)i * T;
+                        float mx = -INFINITY;
+                        for (int kk = 0; kk < T; kk++) {
+                                row[kk] *= scale;
+                                mx = row[kk] > mx ? row[kk] : mx;
+                        }
+                        double sum = 0.0;
+                        for (int kk = 0; kk < T; kk++) {
+                                row[kk] = expf(row[kk] - mx);
+                                sum += (double)row[kk];
+                        }
+                        float inv = (float)(1.0 / sum);
+                        for (int kk = 0; kk < T; kk++)
+                                row[kk] *= inv;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, T, 1.0f, s, T,
+                            j->v + (size_t)h * hd, ld, 0.0f, j->out + (size_t)r0 * ld + (size_t)h * hd, ld);
+        }
+}
+
+/* -------------------------------------------------------------- encode */
+
+void lmp_image_embd_clear(struct lmp_image_embd *e) {
+        free(e->data);
+        *e = (struct lmp_image_embd){ 0 };
+}
+
+int lmp_vision_encode(const struct lmp_vision *v, struct lmp_threadpool *pool,
+                      const struct lmp_vision_image *img, struct lmp_image_embd *ret,
+                      struct lmp_error *err) {
+        const struct lmp_vision_hparams *hp = &v->hp;
+        const uint32_t P = hp->patch_size, unit = P * hp->n_merge;
+        if (img->width == 0 || img->height == 0 || img->width % unit || img->height % unit ||
+            img->width > MAX_SIDE || img->height > MAX_SIDE)
+                return lmp_error_set(err, -EINVAL, "image %ux%u: sides must be multiples of %u",
+                                     img->width, img->height, unit);
+        const int64_t px = img->width / P, py = img->height / P;        /* patches per row, column */
+        const int64_t T = px * py, E = hp->n_embd, F = hp->n_ff, K = 3 * (int64_t)P * P;
+        if ((uint64_t)img->width * img->height > hp->max_pixels)
+                return lmp_error_set(err, -E2BIG, "image %ux%u: more than %u pixels", img->width,
+                                     img->height, hp->max_pixels);
+        const int64_t widest = LMP_MAX(LMP_MAX(K, F), 4 * E);
+        /* our pool does the threading; OpenBLAS runs in the calling thread */
+        openblas_set_num_threads(1);
+        int nth = lmp_threadpool_size(pool);
+        struct enc e = { .v = v, .pool = pool, .T = T };
+        float *x = malloc((size_t)T * E * sizeof(float));               /* residual stream */
+        float *xb = malloc((size_t)T * E * sizeof(float));
+        float *q = malloc((size_t)T * E * sizeof(float));
+        float *k = malloc((size_t)T * E * sizeof(float));
+        float *vv = malloc((size_t)T * E * sizeof(float));
+        float *hb = malloc((size_t)T * (size_t)LMP_MAX(LMP_MAX(F, K), 4 * E) * sizeof(float));
+        int32_t *rows = malloc((size_t)T * sizeof(int32_t));
+        int32_t *cols = malloc((size_t)T * sizeof(int32_t));
+        e.qbuf = malloc((size_t)T * (size_t)widest * sizeof(float));
+        e.scores = malloc((size_t)nth * ATT_TILE * (size_t)T * sizeof(float));
+        e.rope = malloc((size_t)T * hp->head_dim * sizeof(float));
+        float *embd = malloc((size_t)(T / 4) * hp->proj_dim * sizeof(float));
+        int r = 0;
+        if (!x || !xb || !q || !k || !vv || !hb || !rows || !cols || !e.qbuf || !e.scores || !e.rope ||
+            !embd) {
+                r = lmp_error_set(err, -ENOMEM, "image %ux%u: out of memory", img->width, img->height);
+                free(embd);
+                goto out;
+        }
+
+        /* Patches in the merger's order: 2 x 2 blocks in reading order, each
+         * block's patches in reading order. hb (T, 3 * P * P): a patch's
+         * pixels as (channel, row, column), the kernel rows' order. */
+        const size_t plane = (size_t)img->width * img->height;
+        int64_t p = 0;
+        for (int64_t by = 0; by < py; by += 2)
+                for (int64_t bx = 0; bx < px; bx += 2)
+                        for (int64_t dy = 0; dy < 2; dy++)
+                                for (int64_t dx = 0; dx < 2; dx++, p++) {
+                                        rows[p] = (int32_t)(by + dy);
+                                        cols[p] = (int32_t)(bx + dx);
+                                        float *o = hb + p * K;
+                                        for (int c = 0; c < 3; c++)
+                                                for (uint32_t yy = 0; yy < P; yy++)
+                                                        memcpy(o + ((size_t)c * P + yy) * P,
+                                                               img->data + c * plane +
+                                                                       ((size_t)rows[p] * P + yy) * img->width +
+                                                                       (size_t)cols[p] * P,
+                                                               P * sizeof(float));
+                                }
+
+        /* x (T, E) = both temporal kernels over the patches, summed */
+        matmul(&e, &v->patch[0], hb, T, NULL, x, E);
+        matmul(&e, &v->patch[1], hb, T, NULL, xb, E);
+        for (int64_t i = 0; i < T * E; i++)
+                x[i] += xb[i];
+        rope_table(&e, rows, cols);
+
+        const int64_t n_tiles = (T + ATT_TILE - 1) / ATT_TILE;
+        for (uint32_t l = 0; l < hp->n_layer; l++) {
+                const struct lmp_vision_layer *L = &v->layers[l];
+
+                /* attention block */
+                layernorm(xb, x, L->ln1, L->ln1_b, T, E, hp->eps);
+                matmul(&e, &L->wq, xb, T, L->bq, q, E);                 /* (T, E) */
+                matmul(&e, &L->wk, xb, T, L->bk, k, E);
+                matmul(&e, &L->wv, xb, T, L->bv, vv, E);
+                rope_apply(&e, q);
+                rope_apply(&e, k);
+                struct att_job aj = { .e = &e, .q = q, .k = k, .v = vv, .out = xb, .n_tiles = n_tiles };
+                lmp_threadpool_run(pool, (int64_t)hp->n_head * n_tiles, 1, attend, &aj);   /* xb (T, E) */
+                matmul(&e, &L->wo, xb, T, L->bo, q, E);
+                for (int64_t i = 0; i < T * E; i++)
+                        x[i] += q[i];
+
+                /* feed-forward block */
+                layernorm(xb, x, L->ln2, L->ln2_b, T, E, hp->eps);
+                matmul(&e, &L->ffn_up, xb, T, L->b_up, hb, F);          /* (T, F) */
+                gelu_quick_f16(hb, T * F);
+                matmul(&e, &L->ffn_down, hb, T, L->b_down, q, E);
+                for (int64_t i = 0; i < T * E; i++)
+                        x[i] += q[i];
+        }
+        layernorm(x, x, v->post_ln, v->post_ln_b, T, E, hp->eps);
+
+        /* the merger: each block's 4 patches are 4 E consecutive values */
+        const int64_t n_tok = T / 4;
+        matmul(&e, &v->mm0, x, n_tok, v->mm0_b, hb, 4 * E);            /* (n_tok, 4 E) */
+        gelu_f16(hb, n_tok * 4 * E);
+        matmul(&e, &v->mm2, hb, n_tok, v->mm2_b, embd, hp->proj_dim);  /* (n_tok, proj_dim) */
+
+        uint32_t gr = (uint32_t)(py / 2), gc = (uint32_t)(px / 2);
+        *ret = (struct lmp_image_embd){
+                .n_tokens = (uint32_t)n_tok, .grid_rows = gr, .grid_cols = gc,
+                .n_pos = LMP_MAX(gr, gc), .n_embd = hp->proj_dim, .data = embd,
+        };
+out:
+        free(x);
+        free(xb);
+        free(q);
+        free(k);
+        free(vv);
+        free(hb);
+        free(rows);
+        free(cols);
+        free(e.qbuf);
+        free(e.scores);
+        free(e.rope);
+        return r;
+}

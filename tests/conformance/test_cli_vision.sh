@@ -1,0 +1,96 @@
+#!/bin/sh
+# Qwen2-VL with an image, through the CLI, against llama.cpp's libmtmd on
+# both vision fixture images, with the best kernels and with the scalar
+# ones (LMPOOL_ISA=scalar): `lmpool image-embed` (embeddings max |d| <=
+# 0.005, token count, n_pos, grid), `lmpool logits` with the prompt (token
+# ids, image token count and rotary positions exact; logits within 0.025 of
+# every listed id at every listed position: each token after the image,
+# the end of the prompt, and each greedy token fed back with --ids), and
+# `lmpool run` (the same 8 greedy tokens). Then refusals: a missing marker
+# puts the image first, two markers and a text model are refused.
+set -eu
+: "${LMPOOL_BIN:?}" "${LMPOOL_FIXTURES:?}"
+d="$LMPOOL_FIXTURES/vision"
+[ -f "$d/qwen2vl-f16.gguf" ] || { echo "vision fixtures not found: skipped"; exit 77; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+m="$d/qwen2vl-f16.gguf"
+mm="$d/mmproj-qwen2vl-f16.gguf"
+prompt="$(cat "$d/prompt.txt"; printf x)"
+prompt="${prompt%x}"
+
+for isa in "" scalar; do
+        for img in img1 img2; do
+                export LMPOOL_ISA="$isa"
+                "$LMPOOL_BIN" image-embed "$mm" --image "$d/$img.png" --threads 2 > "$tmp/embd"
+                gen=$(python3 -c 'import json, sys; print(" ".join(str(g["id"]) for g in json.load(open(sys.argv[1]))["generated"]))' "$d/$img.refs.json")
+                "$LMPOOL_BIN" logits "$m" --mmproj "$mm" --image "$d/$img.png" --prompt "$prompt" --ids "$gen" \
+                        --threads 2 > "$tmp/logits"
+                "$LMPOOL_BIN" run "$m" --mmproj "$mm" --image "$d/$img.png" --prompt "$prompt" -n 8 --ignore-eos \
+                        --print-ids --threads 2 > "$tmp/greedy" 2> /dev/null
+                python3 - "$d/$img.refs.json" "$tmp" "${isa:-best}/$img" <<'PY'
+import json, sys
+refs, tmp, name = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+text0, image, text1 = refs["chunks"]
+assert (text0["type"], image["type"], text1["type"]) == ("text", "image", "text")
+
+e = json.loads(open(tmp + "/embd").read())
+assert (e["n_tokens"], e["n_pos"]) == (image["n_tokens"], image["n_pos"]), e
+rows = 1 + max(p[1] for p in image["decoder_pos"])
+cols = 1 + max(p[2] for p in image["decoder_pos"])
+assert e["grid"] == [rows, cols], (e["grid"], rows, cols)
+assert len(e["embeddings"]) == len(image["embeddings"])
+d_embd = max(abs(a - b) for a, b in zip(e["embeddings"], image["embeddings"]))
+assert d_embd <= 0.005, (name, d_embd)
+
+lines = [json.loads(l) for l in open(tmp + "/logits")]
+gen = refs["generated"]
+n0, ni, n1 = len(text0["ids"]), image["n_tokens"], len(text1["ids"])
+assert len(lines) == n0 + ni + n1 + len(gen), len(lines)
+assert [l["pos"] for l in lines] == list(range(len(lines)))
+assert [l.get("token") for l in lines[:n0]] == text0["ids"]
+assert [l.get("image_token") for l in lines[n0:n0 + ni]] == list(range(ni))
+assert [l.get("token") for l in lines[n0 + ni:n0 + ni + n1]] == text1["ids"]
+assert [l.get("token") for l in lines[n0 + ni + n1:]] == [g["id"] for g in gen]
+assert [l["rope_pos"] for l in lines[:n0]] == [[i, i, i] for i in range(n0)]
+assert [l["rope_pos"] for l in lines[n0:n0 + ni]] == [[n0 + t, n0 + y, n0 + x] for t, y, x in image["decoder_pos"]]
+after = lines[n0 + ni:]
+assert [l["rope_pos"] for l in after] == [[n0 + image["n_pos"] + i] * 3 for i in range(len(after))]
+assert after[n1 - 1]["rope_pos"][0] + 1 == refs["n_past"]
+
+def check(line, ids, logits):
+    return max(abs(line["logits"][i] - v) for i, v in zip(ids, logits))
+listed = [(after[i], r["ids"], r["logits"]) for i, r in enumerate(refs["after_image_top"])]
+listed.append((after[n1 - 1], refs["prompt_top"]["ids"], refs["prompt_top"]["logits"]))
+listed += [(after[n1 + k], g["top"]["ids"], g["top"]["logits"]) for k, g in enumerate(gen)]
+assert len(refs["after_image_top"]) == n1
+d_logits = max(check(*x) for x in listed)
+assert d_logits <= 0.025, (name, d_logits)
+
+greedy = [int(x) for x in open(tmp + "/greedy").read().split()]
+assert greedy == [g["id"] for g in gen], (greedy, gen)
+print(f"{name}: embeddings max |d| {d_embd:.6f}, logits max |d| {d_logits:.6f} at {len(listed)} positions, "
+      f"{len(greedy)} greedy tokens equal")
+PY
+        done
+done
+unset LMPOOL_ISA
+
+# Without the marker the image goes first; with two it is refused; a
+# model without M-RoPE has no image input.
+"$LMPOOL_BIN" logits "$m" --mmproj "$mm" --image "$d/img1.png" --prompt "Describe." --top 1 > "$tmp/first"
+python3 - "$tmp/first" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert lines[0]["token"] == 151652 and "image_token" in lines[1], lines[:2]
+PY
+fails() { if "$@" > /dev/null 2> "$tmp/err"; then return 1; fi; [ -s "$tmp/err" ]; }
+fails "$LMPOOL_BIN" logits "$m" --mmproj "$mm" --image "$d/img1.png" --prompt "<__media__><__media__>"
+grep -q 'more than one image' "$tmp/err"
+fails "$LMPOOL_BIN" logits "$LMPOOL_FIXTURES/models/qwen2-f32.gguf" --mmproj "$mm" --image "$d/img1.png" --prompt "x"
+grep -q 'no image input' "$tmp/err"
+fails "$LMPOOL_BIN" image-embed "$m" --image "$d/img1.png"
+grep -q 'not clip' "$tmp/err"
+fails "$LMPOOL_BIN" image-embed "$mm" --image "$d/img1.rgb"
+grep -q 'not a PNG, JPEG or WebP' "$tmp/err"
+fails "$LMPOOL_BIN" run "$m" --image "$d/img1.png" --prompt "x"
