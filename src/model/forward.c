@@ -56,6 +56,7 @@
 #define MM_GEMM_ROW_ALIGN 8     /* gemm tasks start on a multiple of this many rows */
 #define MM_GEMM_TASKS 16        /* gemm tasks per thread and product */
 #define MM_TASKS 4              /* other tasks per thread and product */
+#define MM_TASK_BYTES (512 << 10)      /* weights per task, at most, of a one-token product */
 #define WIDE_MIN_BATCH 32       /* an encoder's batch from which matmul_rows_wide() is used */
 #define WIDE_PANEL_FLOATS (128 * 1536)  /* f32 weights converted at a time by matmul_rows_wide() */
 
@@ -492,8 +493,21 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
                 gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1;
                 blas |= j->part[p].blas;
         }
-        /* Rows per task: enough tasks to balance, few enough to amortize. */
+        /* Rows per task: enough tasks to balance, few enough to amortize.
+         * A large product of one row of activations (a decode step's
+         * vocabulary projection is 215 MB on Llama-3.2-1B) is cut finer,
+         * into tasks of about MM_TASK_BYTES of weights: with a few tasks
+         * per thread, whichever thread started later or ran slower left the
+         * other waiting at the barrier for up to one task. */
         int64_t grain = LMP_MAX((int64_t)1, rows / (MM_TASKS * nth));
+        if (j->n_tok == 1) {
+                int64_t bytes = 0;
+                for (int p = 0; p < j->n_parts; p++)
+                        bytes += (int64_t)j->part[p].w->row_size *
+                                 (j->glu ? rows : j->first[p + 1] - j->first[p]);
+                int64_t by_bytes = (int64_t)((double)rows * MM_TASK_BYTES / (double)LMP_MAX(bytes, (int64_t)1));
+                grain = LMP_MAX((int64_t)1, LMP_MIN(grain, by_bytes));
+        }
         if (blas)
                 grain = LMP_MAX(grain, (int64_t)16);
         /* The gemm kernels read the whole token block once per panel of a
