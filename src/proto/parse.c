@@ -423,6 +423,13 @@ static int add_image(struct lmp_request *r, const char *b64, size_t n, const cha
         return 0;
 }
 
+static int add_data_url(struct lmp_request *r, const char *url, const char *what, struct lmp_proto_error *err);
+
+int lmp_proto_add_image(struct lmp_request *r, const char *text, bool data_url, const char *what,
+                        struct lmp_proto_error *err) {
+        return data_url ? add_data_url(r, text, what, err) : add_image(r, text, strlen(text), "messages", what, err);
+}
+
 /* An array of base64 strings (Ollama's "images"). */
 static int parse_image_array(const cJSON *arr, struct lmp_request *r, const char *field, const char *where,
                              uint32_t *ret_n, struct lmp_proto_error *err) {

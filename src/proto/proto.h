@@ -217,6 +217,13 @@ void lmp_request_clear(struct lmp_request *r);
  * came from). */
 int lmp_proto_parse_job(const void *buf, size_t len, struct lmp_request *ret, struct lmp_proto_error *err);
 
+/* Decodes an image into r's next image, as the parser reads one: text is
+ * base64, or with data_url a data:image/...;base64,... URL. what names it
+ * in err's message ("messages[0].images[1]"). 0, -ENOMEM, or -EINVAL
+ * (bad base64, not such a URL, more than LMP_PROTO_IMAGES_MAX images). */
+int lmp_proto_add_image(struct lmp_request *r, const char *text, bool data_url, const char *what,
+                        struct lmp_proto_error *err);
+
 /* What is wrong with an embed request's "input". */
 enum lmp_proto_input_fault {
         LMP_INPUT_NOT_TEXT,     /* neither a string nor an array */
