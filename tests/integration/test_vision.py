@@ -15,7 +15,7 @@ import unittest
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_daemon import BIN, FIXTURES, MODEL, Daemon, ids_of  # noqa: E402
+from test_daemon import BIN, FIXTURES, MODEL, Daemon, ids_of, smaps_region  # noqa: E402
 
 VISION = os.path.join(FIXTURES, "vision")
 VLM = os.path.join(VISION, "qwen2vl-f16.gguf")
@@ -46,8 +46,8 @@ def run_ids(prompt, image, n=N):
     return [int(x) for x in out.split()]
 
 
-def vlm_yaml(name="vlm", mmproj=MMPROJ, path=VLM):
-    return (f"  - name: {name}\n    path: {path}\n    mmproj: {mmproj}\n    workers: 1\n    slots: 1\n"
+def vlm_yaml(name="vlm", mmproj=MMPROJ, path=VLM, workers=1):
+    return (f"  - name: {name}\n    path: {path}\n    mmproj: {mmproj}\n    workers: {workers}\n    slots: 1\n"
             f"    ctx: 1024\n    threads: 1\n")
 
 
@@ -149,6 +149,27 @@ class VisionPool(unittest.TestCase):
         self.assertTrue(ev, self.d.logs())
         self.assertEqual(int(ev[0]["mmproj_store_bytes"]), os.path.getsize(MMPROJ))
         self.assertEqual(ev[0]["mmproj"], MMPROJ)
+
+
+class VisionShared(unittest.TestCase):
+    def test_mmproj_one_copy(self):
+        """Two workers that have both encoded an image map the encoder's
+        store and hold none of its pages privately."""
+        d = Daemon([vlm_yaml(workers=2)])
+        try:
+            d.wait_ready()
+            for i in range(2):  # two different prompts: one to each worker
+                ev = d.request({"v": 1, "id": f"s{i}", "type": "generate", "model": "vlm", "max_tokens": 2,
+                                "prompt": f"<__media__>Question {i}?", "images": [b64(IMG1)]}, timeout=120)[-1]
+                self.assertEqual(ev["event"], "done", ev)
+            workers = d.stats()["workers"]
+            self.assertTrue(all(w["served"] > 0 for w in workers), workers)
+            for w in workers:
+                region = smaps_region(w["pid"], "lmpool-store:vlm.mmproj")
+                self.assertGreater(region["Rss"], 0, f"worker {w['pid']} does not map the mmproj store")
+                self.assertLess(region["Private"], 64 * 1024, f"worker {w['pid']} copied mmproj pages: {region}")
+        finally:
+            d.stop()
 
 
 class VisionRefusedAtLoad(unittest.TestCase):
