@@ -250,6 +250,7 @@ out:
         memset(&d.router.curve_secret, 0, sizeof(d.router.curve_secret));
         for (size_t i = 0; d.models && i < d.n_models; i++) {
                 lmp_store_free(d.models[i].store);
+                lmp_store_free(d.models[i].mmproj_store);
                 for (int j = 0; d.models[i].workers && j < d.models[i].n_workers; j++) {
                         struct lmp_worker_rt *w = &d.models[i].workers[j];
                         if (w->cgroup[0] && (r = lmp_cgroups_remove(w->cgroup)) < 0)

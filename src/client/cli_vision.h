@@ -8,9 +8,8 @@
 
 #include "client/cli_model.h"
 #include "model/vision.h"
+#include "tokenizer/media.h"
 #include "tokenizer/tokenizer.h"
-
-#define LMP_MEDIA_MARKER "<__media__>"
 
 /* Entry i of the prompt: token ids[i] (or, for image_first <= i <
  * image_first + embd.n_tokens, image token i - image_first), KV position

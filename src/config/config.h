@@ -69,6 +69,7 @@ struct lmp_config_origins;
 struct lmp_model_config {
         char name[LMP_CONFIG_NAME_MAX + 1];
         char path[LMP_CONFIG_PATH_MAX]; /* relative paths resolved against the file's directory */
+        char mmproj[LMP_CONFIG_PATH_MAX]; /* "" = none; resolved like path */
         int workers;
         int threads;
         int slots;

@@ -168,26 +168,31 @@ int lmp_config_check_main(int argc, char **argv) {
         lmp_diag_clear(&diag);
 
         /* The parser leaves files to the daemon; a check wants to know now. */
-        size_t path_row = 0;
-        while (path_row + 1 < lmp_model_n_settings && !(lmp_model_settings[path_row].flags & LMP_SETTING_PATH))
-                path_row++;
-        for (size_t i = 0; i < c->n_models; i++) {
-                struct lmp_model_config *m = &c->models[i];
-                const struct lmp_origin *o = &m->origins->v[path_row];
-                struct stat st;
-                const char *why = NULL;
-                if (stat(m->path, &st) < 0)
-                        why = strerror(errno);
-                else if (!S_ISREG(st.st_mode))
-                        why = "not a regular file";
-                if (!why)
+        for (size_t row = 0; row < lmp_model_n_settings; row++) {
+                if (!(lmp_model_settings[row].flags & LMP_SETTING_PATH))
                         continue;
-                if (o->kind == LMP_ORIGIN_ENV)
-                        fprintf(stderr, "%s: key 'models[%zu].path': %s: %s\n", o->text + 4, i, m->path, why);
-                else
-                        fprintf(stderr, "%s:%u:%u: key 'models[%zu].path': %s: %s\n", c->path, o->line, o->column, i,
-                                m->path, why);
-                status = 1;
+                const char *key = lmp_model_settings[row].key;
+                for (size_t i = 0; i < c->n_models; i++) {
+                        struct lmp_model_config *m = &c->models[i];
+                        const char *file = (const char *)m + lmp_model_settings[row].offset;
+                        const struct lmp_origin *o = &m->origins->v[row];
+                        struct stat st;
+                        const char *why = NULL;
+                        if (!file[0])
+                                continue;       /* an optional path not given */
+                        if (stat(file, &st) < 0)
+                                why = strerror(errno);
+                        else if (!S_ISREG(st.st_mode))
+                                why = "not a regular file";
+                        if (!why)
+                                continue;
+                        if (o->kind == LMP_ORIGIN_ENV)
+                                fprintf(stderr, "%s: key 'models[%zu].%s': %s: %s\n", o->text + 4, i, key, file, why);
+                        else
+                                fprintf(stderr, "%s:%u:%u: key 'models[%zu].%s': %s: %s\n", c->path, o->line, o->column,
+                                        i, key, file, why);
+                        status = 1;
+                }
         }
         if (check_security_files(c) < 0)
                 status = 1;

@@ -275,6 +275,11 @@ const struct lmp_setting lmp_model_settings[] = {
         M_STR("path", path, NULL, LMP_SETTING_REQUIRED | LMP_SETTING_PATH, NULL,
               "The GGUF file. A relative path given in the file is taken from the file's directory. "
               "Its existence is checked when the model loads (and by --check-config)."),
+        M_STR("mmproj", mmproj, NULL, LMP_SETTING_OPTIONAL | LMP_SETTING_PATH, NULL,
+              "A vision encoder for the model (an mmproj GGUF, llama.cpp's `clip` format): chat "
+              "messages may then carry images. Only for a vision language model (qwen2vl). Loaded "
+              "into the weight store like the model (one copy for all workers) and counted by the "
+              "fit check; relative paths and the check of its existence as for `path`."),
         M_INT("workers", workers, 1, LMP_CONFIG_MAX_WORKERS, "1", "Worker processes serving this model."),
         M_INT("threads", threads, 1, 256, "1", "Compute threads in each worker."),
         M_INT("slots", slots, 1, 256, "1", "Sequences each worker runs at once (each has its own KV cache)."),

@@ -1,7 +1,7 @@
 /* OpenAI and Ollama request bodies -> struct lmp_request (translate.h).
  * Fields map one to one where the protocol has them; `null` is the same as
  * absent, as OpenAI's SDKs send it; fields that would change the answer in
- * a way we cannot honour (tools, images, n > 1, logprobs, JSON mode) are
+ * a way we cannot honour (n > 1, logprobs, ...) are
  * refused rather than ignored, and fields that change nothing we do
  * (user, metadata, keep_alive, num_ctx, ...) are ignored. The request is
  * finally written by the protocol's formatter and parsed back with the
@@ -142,12 +142,27 @@ static int get_stop(const cJSON *obj, const char *name, bool array_only, struct 
         return 0;
 }
 
+/* An image into r (lmp_proto_add_image), its error as a 400. */
+static int add_image(struct lmp_request *r, const char *text, bool data_url, const char *what,
+                     struct lmp_http_error *err) {
+        struct lmp_proto_error perr = { 0 };
+        int rc = lmp_proto_add_image(r, text, data_url, what, &perr);
+        if (rc == -EINVAL)
+                return BAD(err, "messages", "%s", perr.message);
+        return rc;
+}
+
 /* A message's content: a string, null (an assistant turn that only called
- * tools) or OpenAI's array of parts, of which only text parts are taken. */
-static int get_content(const cJSON *m, size_t i, char **ret, size_t *ret_len, struct lmp_http_error *err) {
+ * tools) or OpenAI's array of parts: text, and image_url parts with data
+ * URLs, each leaving the protocol's marker where it was. */
+static int get_content(const cJSON *m, size_t i, struct lmp_request *r, struct lmp_message *out,
+                       struct lmp_http_error *err) {
         const cJSON *c = field(m, "content"), *part;
-        size_t len = 0;
+        char **ret = &out->content;
+        size_t *ret_len = &out->content_len;
+        size_t len = 0, k = 0;
         char *s;
+        int rc;
 
         if (!c || cJSON_IsString(c)) {
                 const char *t = c ? c->valuestring : "";
@@ -160,9 +175,13 @@ static int get_content(const cJSON *m, size_t i, char **ret, size_t *ret_len, st
                 return BAD(err, "messages", "messages[%zu].content must be a string or an array of parts", i);
         cJSON_ArrayForEach(part, c) {
                 const cJSON *type = field(part, "type"), *text = field(part, "text");
+                if (cJSON_IsString(type) && strcmp(type->valuestring, "image_url") == 0 && out->role == LMP_ROLE_USER) {
+                        len += strlen(LMP_PROTO_MEDIA_MARKER);
+                        continue;
+                }
                 if (!cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0)
-                        return BAD(err, "messages", "messages[%zu].content: only parts of type 'text' are supported",
-                                   i);
+                        return BAD(err, "messages", "messages[%zu].content: only parts of type 'text' (and "
+                                   "'image_url' in a user message) are supported", i);
                 if (!cJSON_IsString(text))
                         return BAD(err, "messages", "messages[%zu].content: a text part needs a string 'text'", i);
                 len += strlen(text->valuestring);
@@ -175,14 +194,56 @@ static int get_content(const cJSON *m, size_t i, char **ret, size_t *ret_len, st
                 return -ENOMEM;
         len = 0;
         cJSON_ArrayForEach(part, c) {
-                const char *t = field(part, "text")->valuestring;
+                const cJSON *type = field(part, "type");
+                const char *t = LMP_PROTO_MEDIA_MARKER;
+                if (strcmp(type->valuestring, "image_url") == 0) {
+                        const cJSON *u = field(part, "image_url");
+                        char what[96];
+                        if (cJSON_IsObject(u))
+                                u = field(u, "url");
+                        snprintf(what, sizeof(what), "messages[%zu].content[%zu].image_url.url", i, k);
+                        if (!cJSON_IsString(u))
+                                rc = BAD(err, "messages", "%s must be a string", what);
+                        else
+                                rc = add_image(r, u->valuestring, true, what, err);
+                        if (rc < 0) {
+                                free(s);
+                                return rc;
+                        }
+                        out->n_images++;
+                } else {
+                        t = field(part, "text")->valuestring;
+                }
                 size_t n = strlen(t);
                 memcpy(s + len, t, n);
                 len += n;
+                k++;
         }
         s[len] = '\0';
         *ret = s;
         *ret_len = len;
+        return 0;
+}
+
+/* Ollama's "images": base64 strings, for the message out. */
+static int get_images(const cJSON *arr, const char *where, struct lmp_request *r, struct lmp_message *out,
+                      struct lmp_http_error *err) {
+        const cJSON *e;
+        size_t k = 0;
+        int rc;
+        if (!arr || cJSON_IsNull(arr))
+                return 0;
+        if (!cJSON_IsArray(arr))
+                return BAD(err, "images", "%simages must be an array of base64 strings", where);
+        cJSON_ArrayForEach(e, arr) {
+                char what[64];
+                snprintf(what, sizeof(what), "%simages[%zu]", where, k++);
+                if (!cJSON_IsString(e))
+                        return BAD(err, "images", "%s must be a base64 string", what);
+                if ((rc = add_image(r, e->valuestring, false, what, err)) < 0)
+                        return rc;
+                out->n_images++;
+        }
         return 0;
 }
 
@@ -236,11 +297,15 @@ static int get_messages(const cJSON *root, bool ollama, struct lmp_request *r, s
                             !(out->name = dup_n(tname->valuestring, strlen(tname->valuestring))))
                                 return -ENOMEM;
                 }
-                if (ollama && field(m, "images") && cJSON_GetArraySize(field(m, "images")) > 0)
-                        return BAD(err, "messages", "messages[%zu]: images are not supported", i);
                 r->n_messages = ++i;
-                if ((rc = get_content(m, i - 1, &out->content, &out->content_len, err)) < 0)
+                if ((rc = get_content(m, i - 1, r, out, err)) < 0)
                         return rc;
+                if (ollama && out->role == LMP_ROLE_USER) {
+                        char where[48];
+                        snprintf(where, sizeof(where), "messages[%zu].", i - 1);
+                        if ((rc = get_images(field(m, "images"), where, r, out, err)) < 0)
+                                return rc;
+                }
         }
         return 0;
 }
@@ -252,8 +317,6 @@ static int refuse_unsupported(const cJSON *root, bool ollama, struct lmp_http_er
         if ((f = field(root, "functions")))
                 return BAD(err, "functions", "'functions' is not supported; use 'tools'");
         if (ollama) {
-                if ((f = field(root, "images")) && !(cJSON_IsArray(f) && cJSON_GetArraySize(f) == 0))
-                        return BAD(err, "images", "'images' is not supported");
                 if ((f = field(root, "suffix")) && !(cJSON_IsString(f) && f->valuestring[0] == '\0'))
                         return BAD(err, "suffix", "'suffix' is not supported");
                 if ((f = field(root, "template")) && !(cJSON_IsString(f) && f->valuestring[0] == '\0'))
@@ -469,7 +532,7 @@ static int get_prompt(const cJSON *root, bool required, struct lmp_request *r, b
 /* Ollama's /api/generate without raw: the prompt as a user turn, after the
  * optional system text, rendered with the model's chat template (what
  * Ollama does with its own template). */
-static int prompt_to_chat(const cJSON *root, struct lmp_request *r) {
+static int prompt_to_chat(const cJSON *root, struct lmp_request *r, struct lmp_http_error *err) {
         const cJSON *sys = field(root, "system");
         bool has_sys = cJSON_IsString(sys) && sys->valuestring[0];
         size_t n = has_sys ? 2 : 1, i = 0;
@@ -489,7 +552,7 @@ static int prompt_to_chat(const cJSON *root, struct lmp_request *r) {
         r->prompt = NULL;
         r->prompt_len = 0;
         r->type = LMP_REQ_CHAT;
-        return 0;
+        return get_images(field(root, "images"), "", r, &r->messages[i], err);
 }
 
 /* The protocol's own check: formats the request as the daemon will read
@@ -651,8 +714,12 @@ int lmp_http_translate(enum lmp_http_api api, const char *body, size_t len, stru
                         c.req.prompt_len = 0;
                         break;
                 }
-                if (!raw)
-                        rc = prompt_to_chat(root, &c.req);
+                if (!raw) {
+                        rc = prompt_to_chat(root, &c.req, err);
+                } else {
+                        struct lmp_message counted = { 0 };  /* a generate's images are the request's */
+                        rc = get_images(field(root, "images"), "", &c.req, &counted, err);
+                }
                 break;
         default:
                 rc = BAD(err, "", "unknown API");

@@ -851,3 +851,27 @@ out:
         free(e.rope);
         return r;
 }
+
+int64_t lmp_vision_positions(const int32_t *ids, size_t n, const struct lmp_image_embd *const *embd, size_t n_embd,
+                             int32_t t, int32_t (*rope)[LMP_ROPE_AXES]) {
+        for (size_t i = 0; i < n;) {
+                if (ids[i] >= 0) {
+                        rope[i][0] = rope[i][1] = rope[i][2] = t++;
+                        i++;
+                        continue;
+                }
+                size_t k = (size_t)(-1 - (int64_t)ids[i]);
+                if (k >= n_embd || embd[k]->grid_cols == 0 || n - i < embd[k]->n_tokens)
+                        return -EINVAL;
+                const struct lmp_image_embd *e = embd[k];
+                for (uint32_t j = 0; j < e->n_tokens; j++, i++) {
+                        if (ids[i] != ids[i - j])
+                                return -EINVAL;
+                        rope[i][0] = t;
+                        rope[i][1] = t + (int32_t)(j / e->grid_cols);
+                        rope[i][2] = t + (int32_t)(j % e->grid_cols);
+                }
+                t += (int32_t)e->n_pos;
+        }
+        return t;
+}

@@ -109,3 +109,13 @@ int lmp_vision_encode(const struct lmp_vision *v, struct lmp_threadpool *pool,
                       const struct lmp_vision_image *img, struct lmp_image_embd *ret,
                       struct lmp_error *err);
 void lmp_image_embd_clear(struct lmp_image_embd *e);
+
+/* The rotary positions (time, row, column) of a prompt's n entries, from
+ * position t: a text entry (ids[i] >= 0) has t on every axis and advances
+ * it by one; image k's run (ids LMP_MEDIA_ID(k) = -1 - k, embd[k]'s
+ * n_tokens entries in reading order) has time t, row t + r, column t + c,
+ * and advances t by embd[k]->n_pos (Qwen2-VL's M-RoPE, as llama.cpp lays
+ * it out). Returns the position after the prompt, or -EINVAL when a run
+ * does not match its image. */
+int64_t lmp_vision_positions(const int32_t *ids, size_t n, const struct lmp_image_embd *const *embd, size_t n_embd,
+                             int32_t t, int32_t (*rope)[LMP_ROPE_AXES]);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "common/grow.h"
 #include "common/json.h"
 #include "common/macros.h"
@@ -160,6 +161,12 @@ int lmp_proto_format_done(struct lmp_proto_buf *b, const char *id, const struct 
         TRY(put_i64(b, d->usage.generated_tokens));
         TRY(lmp_proto_buf_puts(b, ",\"cached_tokens\":"));
         TRY(put_i64(b, d->usage.cached_tokens));
+        if (d->usage.images > 0) {
+                TRY(lmp_proto_buf_puts(b, ",\"images\":"));
+                TRY(put_i64(b, d->usage.images));
+                TRY(lmp_proto_buf_puts(b, ",\"images_cached\":"));
+                TRY(put_i64(b, d->usage.images_cached));
+        }
         TRY(lmp_proto_buf_puts(b, "},\"timings\":{\"queued_ms\":"));
         TRY(put_double(b, d->timings.queued_ms));
         TRY(lmp_proto_buf_puts(b, ",\"prompt_ms\":"));
@@ -434,6 +441,23 @@ static int put_set_double(struct lmp_proto_buf *b, const struct lmp_sampling *s,
         return rc;
 }
 
+/* ,"images":["<base64>",...] */
+static int put_images(struct lmp_proto_buf *b, const struct lmp_proto_image *im, size_t n) {
+        TRY(key(b, "images"));
+        TRY(lmp_proto_buf_puts(b, "["));
+        for (size_t i = 0; i < n; i++) {
+                char *t = malloc(lmp_base64_encoded_len(im[i].len) + 1);
+                if (!t)
+                        return -ENOMEM;
+                lmp_base64_encode(im[i].data, im[i].len, t);
+                int rc = lmp_proto_buf_printf(b, "%s\"%s\"", i ? "," : "", t);
+                free(t);
+                if (rc < 0)
+                        return rc;
+        }
+        return lmp_proto_buf_puts(b, "]");
+}
+
 int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *r) {
         const struct lmp_sampling *s = &r->sampling;
         const char *type = lmp_request_type_name(r->type);
@@ -456,7 +480,10 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
         if (r->type == LMP_REQ_GENERATE) {
                 TRY(key(b, "prompt"));
                 TRY(lmp_proto_append_json_string(b, r->prompt ? r->prompt : "", r->prompt ? r->prompt_len : 0));
+                if (r->n_images)
+                        TRY(put_images(b, r->images, r->n_images));
         } else {
+                size_t img = 0;
                 TRY(key(b, "messages"));
                 TRY(lmp_proto_buf_puts(b, "["));
                 for (size_t i = 0; i < r->n_messages; i++) {
@@ -467,6 +494,12 @@ int lmp_proto_format_request(struct lmp_proto_buf *b, const struct lmp_request *
                         TRY(put_str(b, role));
                         TRY(key(b, "content"));
                         TRY(lmp_proto_append_json_string(b, r->messages[i].content, r->messages[i].content_len));
+                        if (r->messages[i].n_images) {
+                                if (r->messages[i].n_images > r->n_images - img)
+                                        return -EINVAL;
+                                TRY(put_images(b, r->images + img, r->messages[i].n_images));
+                                img += r->messages[i].n_images;
+                        }
                         if (r->messages[i].tool_calls) {  /* canonical JSON already */
                                 TRY(key(b, "tool_calls"));
                                 TRY(lmp_proto_buf_puts(b, r->messages[i].tool_calls));

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "common/json.h"
 #include "common/macros.h"
 #include "common/utf8.h"
@@ -200,7 +201,7 @@ enum field {
         F_V, F_ID, F_TYPE, F_MODEL, F_PROMPT, F_MESSAGES, F_MAX_TOKENS, F_TEMPERATURE, F_TOP_K, F_TOP_P,
         F_MIN_P, F_REPEAT_PENALTY, F_PRESENCE_PENALTY, F_FREQUENCY_PENALTY, F_SEED, F_STOP, F_IGNORE_EOS,
         F_STREAM, F_RETURN_IDS, F_TIMEOUT_MS, F_TARGET, F_SESSION, F_INPUT, F_NORMALIZE, F_TRUNCATE, F_CACHE,
-        F_FORMAT, F_TOOLS, F_TOOL_CHOICE, F_COUNT,
+        F_FORMAT, F_TOOLS, F_TOOL_CHOICE, F_IMAGES, F_COUNT,
 };
 
 static const char *const field_names[F_COUNT] = {
@@ -212,7 +213,7 @@ static const char *const field_names[F_COUNT] = {
         [F_RETURN_IDS] = "return_ids", [F_TIMEOUT_MS] = "timeout_ms", [F_TARGET] = "target",
         [F_SESSION] = "session",         [F_INPUT] = "input",         [F_NORMALIZE] = "normalize",
         [F_TRUNCATE] = "truncate", [F_CACHE] = "cache", [F_FORMAT] = "format",
-        [F_TOOLS] = "tools", [F_TOOL_CHOICE] = "tool_choice",
+        [F_TOOLS] = "tools", [F_TOOL_CHOICE] = "tool_choice", [F_IMAGES] = "images",
 };
 
 void lmp_request_clear(struct lmp_request *r) {
@@ -226,6 +227,9 @@ void lmp_request_clear(struct lmp_request *r) {
                 free(r->messages[i].name);
         }
         free(r->messages);
+        for (size_t i = 0; i < r->n_images; i++)
+                free(r->images[i].data);
+        free(r->images);
         free(r->tools);
         for (size_t i = 0; i < r->n_stop; i++)
                 free(r->stop[i]);
@@ -388,6 +392,161 @@ static int opt_message_string(const cJSON *v, size_t i, const char *what, size_t
         return *ret ? 0 : -ENOMEM;
 }
 
+/* ---- images ---- */
+
+static size_t count_markers(const char *s) {
+        size_t n = 0;
+        for (const char *p = s; (p = strstr(p, LMP_PROTO_MEDIA_MARKER)); p += strlen(LMP_PROTO_MEDIA_MARKER))
+                n++;
+        return n;
+}
+
+/* Decodes one image's base64 (what names it in messages) into r->images. */
+static int add_image(struct lmp_request *r, const char *b64, size_t n, const char *field, const char *what,
+                     struct lmp_proto_error *err) {
+        size_t len = 0, at = 0;
+        if (r->n_images == LMP_PROTO_IMAGES_MAX)
+                return fail(err, LMP_PROTO_BAD_REQUEST, field, "%s: a request carries at most %d images", what,
+                            LMP_PROTO_IMAGES_MAX);
+        if (n == 0)
+                return fail(err, LMP_PROTO_BAD_REQUEST, field, "%s: the image is empty", what);
+        if (!r->images && !(r->images = calloc(LMP_PROTO_IMAGES_MAX, sizeof(*r->images))))
+                return -ENOMEM;
+        uint8_t *data = malloc(lmp_base64_decoded_max(n));
+        if (!data)
+                return -ENOMEM;
+        if (lmp_base64_decode(b64, n, data, &len, &at) < 0) {
+                free(data);
+                return fail(err, LMP_PROTO_BAD_REQUEST, field, "%s is not valid base64 (at character %zu)", what, at);
+        }
+        r->images[r->n_images++] = (struct lmp_proto_image){ .data = data, .len = len };
+        return 0;
+}
+
+static int add_data_url(struct lmp_request *r, const char *url, const char *what, struct lmp_proto_error *err);
+
+int lmp_proto_add_image(struct lmp_request *r, const char *text, bool data_url, const char *what,
+                        struct lmp_proto_error *err) {
+        return data_url ? add_data_url(r, text, what, err) : add_image(r, text, strlen(text), "messages", what, err);
+}
+
+/* An array of base64 strings (Ollama's "images"). */
+static int parse_image_array(const cJSON *arr, struct lmp_request *r, const char *field, const char *where,
+                             uint32_t *ret_n, struct lmp_proto_error *err) {
+        char what[64];
+        uint32_t n = 0;
+        int rc;
+        if (!cJSON_IsArray(arr))
+                return fail(err, LMP_PROTO_BAD_REQUEST, field, "%simages must be an array of base64 strings", where);
+        for (const cJSON *it = arr->child; it; it = it->next, n++) {
+                snprintf(what, sizeof(what), "%simages[%u]", where, n);
+                if (!cJSON_IsString(it))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, field, "%s must be a base64 string", what);
+                if ((rc = add_image(r, it->valuestring, strlen(it->valuestring), field, what, err)) < 0)
+                        return rc;
+        }
+        *ret_n = n;
+        return 0;
+}
+
+/* A data URL's base64 (OpenAI's image_url): data:image/TYPE;base64,DATA. */
+static int add_data_url(struct lmp_request *r, const char *url, const char *what, struct lmp_proto_error *err) {
+        static const char b64[] = ";base64,";
+        const char *comma = strstr(url, b64);
+        if (strncmp(url, "data:image/", 11) != 0 || !comma)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "%s must be a data URL "
+                            "(data:image/...;base64,...); URLs are not fetched", what);
+        comma += strlen(b64);
+        return add_image(r, comma, strlen(comma), "messages", what, err);
+}
+
+/* content as OpenAI's parts: {"type": "text", "text"} and {"type":
+ * "image_url", "image_url": {"url"} or "image_url": "url"}. The text parts
+ * are joined, each image part leaving a marker where it was. */
+static int parse_content_parts(const cJSON *arr, size_t i, struct lmp_request *r, struct lmp_message *out,
+                               struct lmp_proto_error *err) {
+        size_t len = 0, k = 0, cap = 0;
+        char what[96];
+        int rc;
+        for (const cJSON *p = arr->child; p; p = p->next)
+                cap += cJSON_IsObject(p) ? 0 : 1;
+        if (cap)
+                return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "messages[%zu].content must be a string or an "
+                            "array of objects", i);
+        /* Room: every text plus a marker per part. */
+        for (const cJSON *p = arr->child; p; p = p->next) {
+                const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
+                cap += (cJSON_IsString(t) ? strlen(t->valuestring) : 0) + strlen(LMP_PROTO_MEDIA_MARKER);
+        }
+        char *text = malloc(cap + 1);
+        if (!text)
+                return -ENOMEM;
+        for (const cJSON *p = arr->child; p; p = p->next, k++) {
+                const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
+                snprintf(what, sizeof(what), "messages[%zu].content[%zu]", i, k);
+                if (!cJSON_IsString(type)) {
+                        rc = fail(err, LMP_PROTO_BAD_REQUEST, "messages", "%s.type must be a string", what);
+                        goto fail;
+                }
+                if (strcmp(type->valuestring, "text") == 0) {
+                        const cJSON *t = cJSON_GetObjectItemCaseSensitive(p, "text");
+                        if (!cJSON_IsString(t)) {
+                                rc = fail(err, LMP_PROTO_BAD_REQUEST, "messages", "%s.text must be a string", what);
+                                goto fail;
+                        }
+                        size_t n = strlen(t->valuestring);
+                        memcpy(text + len, t->valuestring, n);
+                        len += n;
+                } else if (strcmp(type->valuestring, "image_url") == 0) {
+                        const cJSON *u = cJSON_GetObjectItemCaseSensitive(p, "image_url");
+                        if (cJSON_IsObject(u))
+                                u = cJSON_GetObjectItemCaseSensitive(u, "url");
+                        snprintf(what, sizeof(what), "messages[%zu].content[%zu].image_url.url", i, k);
+                        if (!cJSON_IsString(u)) {
+                                rc = fail(err, LMP_PROTO_BAD_REQUEST, "messages", "%s must be a string", what);
+                                goto fail;
+                        }
+                        if ((rc = add_data_url(r, u->valuestring, what, err)) < 0)
+                                goto fail;
+                        memcpy(text + len, LMP_PROTO_MEDIA_MARKER, strlen(LMP_PROTO_MEDIA_MARKER));
+                        len += strlen(LMP_PROTO_MEDIA_MARKER);
+                        out->n_images++;
+                } else {
+                        rc = fail(err, LMP_PROTO_BAD_REQUEST, "messages", "%s.type must be text or image_url", what);
+                        goto fail;
+                }
+        }
+        text[len] = '\0';
+        out->content = text;
+        out->content_len = len;
+        return 0;
+fail:
+        free(text);
+        return rc;
+}
+
+/* A text (a message's content or a prompt) with n images: as many markers
+ * as images, or none, and then they all go first. */
+static int place_images(char **text, size_t *len, uint32_t n, const char *field, const char *what,
+                        struct lmp_proto_error *err) {
+        size_t k = count_markers(*text), m = strlen(LMP_PROTO_MEDIA_MARKER);
+        if (k == n || n == 0)   /* without images a marker is text (but see parse_messages) */
+                return 0;
+        if (k != 0)
+                return fail(err, LMP_PROTO_BAD_REQUEST, field, "%s marks %zu images (%s) but carries %u", what, k,
+                            LMP_PROTO_MEDIA_MARKER, n);
+        char *t = malloc(*len + n * m + 1);
+        if (!t)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < n; i++)
+                memcpy(t + i * m, LMP_PROTO_MEDIA_MARKER, m);
+        memcpy(t + n * m, *text, *len + 1);
+        free(*text);
+        *text = t;
+        *len += n * m;
+        return 0;
+}
+
 static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_proto_error *err) {
         if (!cJSON_IsArray(arr))
                 return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "field 'messages' must be an array");
@@ -399,7 +558,8 @@ static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_pr
                 return -ENOMEM;
         size_t i = 0;
         for (const cJSON *m = arr->child; m; m = m->next, i++) {
-                static const char *const names[] = { "role", "content", "tool_calls", "tool_call_id", "name" };
+                static const char *const names[] = { "role", "content", "tool_calls", "tool_call_id", "name",
+                                                     "images" };
                 const cJSON *fs[LMP_ARRAY_SIZE(names)] = { 0 };
                 if (!cJSON_IsObject(m))
                         return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "messages[%zu] must be an object", i);
@@ -435,6 +595,27 @@ static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_pr
                 if ((rc = opt_message_string(fs[3], i, "tool_call_id", LMP_PROTO_ID_MAX, &out->tool_call_id, err)) < 0 ||
                     (rc = opt_message_string(fs[4], i, "name", LMP_PROTO_TOOL_NAME_MAX, &out->name, err)) < 0)
                         return rc;
+                /* Images: on a user message, as Ollama's "images" or as
+                 * OpenAI's content parts, not both. */
+                bool parts = content && cJSON_IsArray(content);
+                if ((fs[5] || parts) && out->role != LMP_ROLE_USER)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                    "messages[%zu]: images belong to user messages", i);
+                if (fs[5] && parts)
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages",
+                                    "messages[%zu]: images go either in 'images' or in the content's parts", i);
+                char where[48];
+                if (parts) {
+                        snprintf(where, sizeof(where), "messages[%zu].content", i);
+                        if ((rc = parse_content_parts(content, i, r, out, err)) < 0 ||
+                            (rc = place_images(&out->content, &out->content_len, out->n_images, "messages", where,
+                                               err)) < 0)
+                                return rc;
+                        continue;
+                }
+                snprintf(where, sizeof(where), "messages[%zu].", i);
+                if (fs[5] && (rc = parse_image_array(fs[5], r, "messages", where, &out->n_images, err)) < 0)
+                        return rc;
                 /* An assistant turn that only called tools has no content. */
                 bool empty_ok = out->tool_calls && (!content || cJSON_IsNull(content));
                 if (!empty_ok && (!content || !cJSON_IsString(content)))
@@ -446,7 +627,16 @@ static int parse_messages(const cJSON *arr, struct lmp_request *r, struct lmp_pr
                 if (!out->content)
                         return -ENOMEM;
                 out->content_len = len;
+                snprintf(where, sizeof(where), "messages[%zu].content", i);
+                if ((rc = place_images(&out->content, &out->content_len, out->n_images, "messages", where, err)) < 0)
+                        return rc;
         }
+        /* With images, a marker in a message without one would be taken
+         * for an image's place. */
+        for (size_t k = 0; r->n_images && k < r->n_messages; k++)
+                if (!r->messages[k].n_images && count_markers(r->messages[k].content))
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "messages", "messages[%zu].content has %s but no "
+                                    "image", k, LMP_PROTO_MEDIA_MARKER);
         return 0;
 }
 
@@ -659,7 +849,14 @@ static int parse_generation(const cJSON *const *f, struct lmp_request *r, struct
                 if (!(r->prompt = dup_n(str, len)))
                         return -ENOMEM;
                 r->prompt_len = len;
+                uint32_t n = 0;
+                if (f[F_IMAGES] && ((rc = parse_image_array(f[F_IMAGES], r, "images", "", &n, err)) < 0 ||
+                                    (rc = place_images(&r->prompt, &r->prompt_len, n, "images", "prompt", err)) < 0))
+                        return rc;
         } else {
+                if (f[F_IMAGES])
+                        return fail(err, LMP_PROTO_BAD_REQUEST, "images",
+                                    "field 'images' belongs to generate requests; a chat's go in its messages");
                 if (f[F_PROMPT])
                         return fail(err, LMP_PROTO_BAD_REQUEST, "prompt",
                                     "field 'prompt' belongs to generate requests; chat takes 'messages'");
@@ -1142,6 +1339,8 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
                 e.usage.prompt_tokens = (int64_t)num_or_zero(u, "prompt_tokens");
                 e.usage.generated_tokens = (int64_t)num_or_zero(u, "generated_tokens");
                 e.usage.cached_tokens = (int64_t)num_or_zero(u, "cached_tokens");
+                e.usage.images = (int64_t)num_or_zero(u, "images");
+                e.usage.images_cached = (int64_t)num_or_zero(u, "images_cached");
                 e.timings.queued_ms = num_or_zero(tm, "queued_ms");
                 e.timings.prompt_ms = num_or_zero(tm, "prompt_ms");
                 e.timings.ttft_ms = num_or_zero(tm, "ttft_ms");

@@ -42,6 +42,9 @@
 #define LMP_PROTO_TOOLS_DEPTH_MAX 32         /* nesting of a tool's parameters, of a call's arguments */
 #define LMP_PROTO_TOOL_NAME_MAX 64           /* bytes in a function's name */
 #define LMP_PROTO_TOOL_CALLS_MAX 64          /* calls in one assistant message */
+#define LMP_PROTO_IMAGES_MAX 8               /* images in one request (their bytes: the frame bounds them) */
+/* Where an image goes in a prompt or a message's content. */
+#define LMP_PROTO_MEDIA_MARKER "<__media__>"
 
 /* Stable error codes; their names are the protocol's. */
 enum lmp_proto_code {
@@ -94,6 +97,16 @@ struct lmp_message {
         char *tool_calls;
         char *tool_call_id;     /* tool: NULL, or the id of the call it answers */
         char *name;             /* tool: NULL, or the function's name */
+        /* The request's images that this message's content marks (one
+         * LMP_PROTO_MEDIA_MARKER each, in order), following those of the
+         * messages before it. */
+        uint32_t n_images;
+};
+
+/* An image file's bytes (PNG, JPEG, WebP: the worker decodes them). */
+struct lmp_proto_image {
+        uint8_t *data;
+        size_t len;
 };
 
 /* Which calls the model may or must make (OpenAI's tool_choice). */
@@ -143,6 +156,11 @@ struct lmp_request {
         size_t prompt_len;
         struct lmp_message *messages;   /* chat: at least one */
         size_t n_messages;
+        /* generate and chat: the images, decoded from base64, in the order
+         * of their markers in the prompt or the messages' contents (the
+         * parser puts a marker first for each image given without one) */
+        struct lmp_proto_image *images;
+        size_t n_images;
         struct lmp_sampling sampling;
         char *stop[LMP_PROTO_STOP_MAX];
         size_t stop_len[LMP_PROTO_STOP_MAX];
@@ -198,6 +216,13 @@ void lmp_request_clear(struct lmp_request *r);
  * up to LMP_PROTO_JOB_MAX bytes (escapes make it longer than the frame it
  * came from). */
 int lmp_proto_parse_job(const void *buf, size_t len, struct lmp_request *ret, struct lmp_proto_error *err);
+
+/* Decodes an image into r's next image, as the parser reads one: text is
+ * base64, or with data_url a data:image/...;base64,... URL. what names it
+ * in err's message ("messages[0].images[1]"). 0, -ENOMEM, or -EINVAL
+ * (bad base64, not such a URL, more than LMP_PROTO_IMAGES_MAX images). */
+int lmp_proto_add_image(struct lmp_request *r, const char *text, bool data_url, const char *what,
+                        struct lmp_proto_error *err);
 
 /* What is wrong with an embed request's "input". */
 enum lmp_proto_input_fault {
@@ -277,6 +302,8 @@ struct lmp_usage {
         int64_t prompt_tokens;
         int64_t generated_tokens;
         int64_t cached_tokens;  /* prompt tokens whose KV came from the slot's cache */
+        int64_t images;         /* images in the prompt (written when > 0) */
+        int64_t images_cached;  /* of them, those the worker had encoded already */
 };
 
 struct lmp_timings {

@@ -1063,7 +1063,8 @@ void lmp_router_cache_drop_model(struct lmp_router *rt, size_t model) {
  * of the request (greedy, or seeded) unless the configuration takes
  * sampled answers too. */
 static bool semantic_wanted(const struct lmp_router_model *m, const struct lmp_request *req) {
-        return m->semcache && !req->no_cache &&
+        /* Its key is text: a question about an image is not one about another. */
+        return m->semcache && !req->no_cache && !req->n_images &&
                (req->sampling.temperature == 0 || (req->sampling.set & LMP_SET_SEED) || m->cfg->semantic.sampled);
 }
 

@@ -53,6 +53,9 @@ struct lmp_model_rt {
         struct lmp_file_id seen;        /* store: mmap: the file when last looked at */
         double changed_ms;              /* ... and when it last changed */
         struct lmp_store *store;
+        struct lmp_store *mmproj_store; /* the vision encoder's (cfg->mmproj), NULL without one */
+        uint64_t mmproj_bytes;          /* its file's size, for the fit check */
+        uint32_t n_embd;                /* the model's width (an mmproj must project to it) */
         char arch[32];
         enum lmp_model_kind kind;
         uint32_t n_ctx;

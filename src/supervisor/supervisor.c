@@ -44,6 +44,7 @@
 #include "gguf/gguf.h"
 #include "common/clock.h"
 #include "model/arch.h"
+#include "model/vision.h"
 #include "supervisor/daemon.h"
 #include "worker/worker.h"
 
@@ -61,7 +62,7 @@ static void publish_model(struct lmp_model_rt *m) {
         snprintf(rm->arch, sizeof(rm->arch), "%s", m->arch);
         rm->kind = m->kind;
         rm->n_ctx = m->n_ctx;
-        rm->store_bytes = m->store ? m->store->size : 0;
+        rm->store_bytes = (m->store ? m->store->size : 0) + (m->mmproj_store ? m->mmproj_store->size : 0);
         rm->n_workers = m->n_workers;
 }
 
@@ -169,6 +170,7 @@ static int estimate(struct lmp_model_rt *m, const struct lmp_gguf *g, struct lmp
                 return lmp_error_set(err, -EINVAL, "no tokenizer.ggml.tokens");
         if (n_head == 0)
                 return lmp_error_set(err, -EINVAL, "head_count is 0");
+        m->n_embd = n_embd;
         uint64_t head_dim = n_embd / n_head, slots = (uint64_t)m->cfg->slots, batch = (uint64_t)m->cfg->batch;
         m->n_ctx = m->cfg->ctx ? (uint32_t)m->cfg->ctx : n_ctx_train;
         /* f32 K and V for every layer, position and slot */
@@ -254,6 +256,35 @@ static void on_sigbus(int sig) {
         raise(sig);
 }
 
+/* The model's vision encoder (cfg->mmproj): loaded once here, as a worker
+ * will load it, so that a file that is not one, or one for another model,
+ * is refused with the model rather than by every worker. Its size goes in
+ * m->mmproj_bytes. Read with plain I/O (lmp_gguf_open copies nothing but
+ * the header's tables); the store is built from the file afterwards. */
+static int read_mmproj(struct lmp_model_rt *m) {
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        struct lmp_vision *v = NULL;
+        const struct lmp_arch *a = lmp_arch_find(m->arch);
+        int r;
+
+        if (!a || !a->mrope)
+                return refuse(m, "mmproj %s: architecture %s takes no image input (a vision language model such "
+                              "as qwen2vl does)", m->cfg->mmproj, m->arch);
+        if ((r = lmp_gguf_open(m->cfg->mmproj, &g, &err)) < 0)
+                return refuse(m, "mmproj %s: %s", m->cfg->mmproj, err.msg);
+        r = lmp_vision_load(g, LMP_ISA_SCALAR, &v, &err);
+        if (r == 0 && v->hp.proj_dim != m->n_embd)
+                r = lmp_error_set(&err, -EINVAL, "projects to %u values, the model's width is %u", v->hp.proj_dim,
+                                  m->n_embd);
+        m->mmproj_bytes = g->size;
+        lmp_vision_free(v);
+        lmp_gguf_free(g);
+        if (r < 0)
+                return refuse(m, "mmproj %s: %s", m->cfg->mmproj, err.msg);
+        return 0;
+}
+
 /* Opens the model's file and reads what the fit check needs. Returns 0 and
  * the file's size, or -EINVAL with the reason in m->failed. */
 static int read_header(struct lmp_model_rt *m, uint64_t *ret_size) {
@@ -284,7 +315,7 @@ static int read_header(struct lmp_model_rt *m, uint64_t *ret_size) {
         sigaction(SIGBUS, &old, NULL);
         if (r < 0)
                 return opened ? refuse(m, "%s: %s", m->cfg->path, err.msg) : refuse(m, "%s", err.msg);
-        return 0;
+        return m->cfg->mmproj[0] ? read_mmproj(m) : 0;
 }
 
 /* Loads a model's weight store, after the fit check. Returns 0, or -EINVAL
@@ -293,7 +324,7 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
         struct lmp_error err = { 0 };
         struct lmp_mem_usage before, after;
         uint64_t avail0, limit0, usage0, avail1, limit1, usage1, file_size;
-        char b1[32], b2[32], b3[32], b4[32], b5[32];
+        char b1[32], b2[32], b3[32], b4[32], b5[32], bm[32];
         double t0 = lmp_clock_ms();
 
         mem_fields(&before, &avail0, &limit0, &usage0);
@@ -304,15 +335,18 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
          * cache and scratch, against what the cgroup still allows, else
          * what the machine has available. */
         uint64_t per_worker = m->kv_bytes + m->scratch_bytes;
-        uint64_t need = (m->cfg->store == LMP_STORE_MEMFD ? file_size : 0) + (uint64_t)m->cfg->workers * per_worker;
+        uint64_t need = (m->cfg->store == LMP_STORE_MEMFD ? file_size : 0) + m->mmproj_bytes +
+                        (uint64_t)m->cfg->workers * per_worker;
         uint64_t room = avail0;
         if (limit0 != LMP_MEM_UNLIMITED)
                 room = LMP_MIN(room, limit0 > usage0 ? limit0 - usage0 : 0);
         if (need > room) {
                 char b6[32], b7[32], b8[32];
-                return refuse(m, "needs %s (weights %s + %d workers × (KV cache %s + scratch %s)) but only %s is free "
-                       "(cgroup limit %s, cgroup usage %s, MemAvailable %s)",
-                       lmp_fmt_bytes(need, b1), lmp_fmt_bytes(file_size, b2), m->cfg->workers,
+                char b9[32];
+                return refuse(m, "needs %s (weights %s + mmproj %s + %d workers × (KV cache %s + scratch %s)) but only "
+                       "%s is free (cgroup limit %s, cgroup usage %s, MemAvailable %s)",
+                       lmp_fmt_bytes(need, b1), lmp_fmt_bytes(file_size, b2), lmp_fmt_bytes(m->mmproj_bytes, b9),
+                       m->cfg->workers,
                        lmp_fmt_bytes(m->kv_bytes, b3), lmp_fmt_bytes(m->scratch_bytes, b4), lmp_fmt_bytes(room, b5),
                        lmp_fmt_bytes(limit0, b6), lmp_fmt_bytes(usage0, b7), lmp_fmt_bytes(avail0, b8));
         }
@@ -321,6 +355,18 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
                                    m->cfg->numa == LMP_NUMA_LOCAL ? LMP_STORE_NUMA_LOCAL : LMP_STORE_NUMA_OFF;
         if (lmp_store_create(m->cfg->name, m->cfg->path, mode, numa, &m->store, &err) < 0)
                 return refuse(m, "%s", err.msg);
+        /* The vision encoder's store is always a sealed memfd, whatever the
+         * model's: it is small beside the model, and a file shared with
+         * mmap could change under the workers unwatched. */
+        if (m->cfg->mmproj[0]) {
+                char name[LMP_CONFIG_NAME_MAX + 16];
+                snprintf(name, sizeof(name), "%s.mmproj", m->cfg->name);
+                if (lmp_store_create(name, m->cfg->mmproj, LMP_STORE_MODE_MEMFD, numa, &m->mmproj_store, &err) < 0) {
+                        lmp_store_free(m->store);
+                        m->store = NULL;
+                        return refuse(m, "mmproj %s: %s", m->cfg->mmproj, err.msg);
+                }
+        }
         if (mode == LMP_STORE_MODE_MMAP) {
                 file_id(m->cfg->path, &m->seen);
                 watch_file(d, m->cfg->path);
@@ -336,6 +382,8 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
                 LMP_FSTR("LMPOOL_STORE", lmp_store_mode_name(m->store->mode)),
                 LMP_FU64("FILE_BYTES", file_size),
                 LMP_FU64("STORE_BYTES", m->store->size),
+                LMP_FSTR("LMPOOL_MMPROJ", m->cfg->mmproj),
+                LMP_FU64("MMPROJ_STORE_BYTES", m->mmproj_store ? m->mmproj_store->size : 0),
                 LMP_FU64("KV_BYTES_PER_WORKER", m->kv_bytes),
                 LMP_FU64("SCRATCH_BYTES_PER_WORKER", m->scratch_bytes),
                 LMP_FU64("RSS_BYTES_BEFORE", before.rss),
@@ -350,9 +398,10 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
                 LMP_FF64("LOAD_MS", lmp_clock_ms() - t0),
         };
         lmp_log_event(LMP_PRI_INFO, "model_loaded", f,
-                      "model %s loaded: %s (%s store) in %.0f ms; supervisor RSS %s -> %s, MemAvailable %s -> %s",
+                      "model %s loaded: %s (%s store)%s%s in %.0f ms; supervisor RSS %s -> %s, MemAvailable %s -> %s",
                       m->cfg->name, lmp_fmt_bytes(m->store->size, b1), lmp_store_mode_name(m->store->mode),
-                      lmp_clock_ms() - t0, lmp_fmt_bytes(before.rss, b2), lmp_fmt_bytes(after.rss, b3),
+                      m->mmproj_store ? " + mmproj " : "",
+                      m->mmproj_store ? lmp_fmt_bytes(m->mmproj_store->size, bm) : "", lmp_clock_ms() - t0, lmp_fmt_bytes(before.rss, b2), lmp_fmt_bytes(after.rss, b3),
                       lmp_fmt_bytes(avail0, b4), lmp_fmt_bytes(avail1, b5));
         return 0;
 }
@@ -382,6 +431,8 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
         snprintf(sink, sizeof(sink), "%d", (int)lmp_log_sink_of(d->cfg->log_target));
 
         snprintf(fd_s, sizeof(fd_s), "%d", m->store->fd);
+        char mmproj_fd[16];
+        snprintf(mmproj_fd, sizeof(mmproj_fd), "%d", m->mmproj_store ? m->mmproj_store->fd : -1);
         snprintf(threads, sizeof(threads), "%d", m->cfg->threads);
         snprintf(slots, sizeof(slots), "%d", m->cfg->slots);
         snprintf(ctx, sizeof(ctx), "%u", m->n_ctx);
@@ -398,6 +449,7 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 "--max-prompt-tokens", maxp, "--heartbeat-ms", hb, "--liveness", live, "--repeat-last-n", lastn,
                 "--cache-reuse", reuse,
                 "--cache-reuse", reuse, "--report-fd", report_s, "--log-level", level, "--log-sink", sink,
+                "--mmproj-fd", mmproj_fd,
                 m->cfg->chat_template[0] ? "--chat-template" : NULL, (char *)m->cfg->chat_template, NULL,
         };
 
@@ -425,10 +477,12 @@ static int spawn_worker(struct lmp_daemon *d, struct lmp_worker_rt *w) {
                 sigprocmask(SIG_UNBLOCK, &all, NULL);
                 if (w->cgroup[0] && lmp_cgroups_enter(w->cgroup) < 0)
                         _exit(126);
-                /* The store's descriptor is the one thing the worker inherits. */
+                /* The stores' descriptors are the one thing the worker inherits. */
                 int flags = fcntl(m->store->fd, F_GETFD);
                 if (flags >= 0)
                         fcntl(m->store->fd, F_SETFD, flags & ~FD_CLOEXEC);
+                if (m->mmproj_store && (flags = fcntl(m->mmproj_store->fd, F_GETFD)) >= 0)
+                        fcntl(m->mmproj_store->fd, F_SETFD, flags & ~FD_CLOEXEC);
                 fcntl(report[1], F_SETFD, 0);
                 execv(d->exe, argv);
                 _exit(127);
@@ -517,6 +571,8 @@ static void model_changed(struct lmp_daemon *d, struct lmp_model_rt *m, const ch
 static void model_reload(struct lmp_daemon *d, struct lmp_model_rt *m, double now) {
         lmp_store_free(m->store);
         m->store = NULL;
+        lmp_store_free(m->mmproj_store);
+        m->mmproj_store = NULL;
         if (load_model(d, m) < 0) {
                 char why[600];
                 snprintf(why, sizeof(why), "loading it again: %s", m->failed);

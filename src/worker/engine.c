@@ -28,10 +28,30 @@
 #include "common/clock.h"
 #include "common/utf8.h"
 #include "sampler/json_tokens.h"
+#include "image/image.h"
 #include "sampler/tool_grammar.h"
+#include "tokenizer/media.h"
 #include "tokenizer/tool_calls.h"
 
 #define JSON_CACHE 16           /* compiled schemas kept per engine */
+#define IMAGE_CACHE 8           /* encoded images kept per engine (more while running jobs hold them) */
+/* A cached position's tag: 0 for text, else the image's number and the
+ * token's index in it. */
+#define TAG_INDEX_BITS 20       /* image tokens per image: the encoder's limit is far below */
+#define IMAGE_TAG(id, j) ((id) << TAG_INDEX_BITS | (uint64_t)(j))
+
+/* An encoded image. id is unique over the engine's life: an image encoded
+ * again after it left the cache gets a new one, so a tag never stands for
+ * two different images. */
+struct image_entry {
+        uint64_t id;                    /* 0: free */
+        uint64_t hash;                  /* of bytes (to find it; bytes are compared) */
+        uint8_t *bytes;
+        size_t len;
+        struct lmp_image_embd embd;
+        uint32_t refs;                  /* jobs using it: not evicted while > 0 */
+        uint64_t used;                  /* the engine's clock when last asked for */
+};
 
 #define PIECE_MAX 256           /* bytes one token's text can add (longest piece + held bytes) */
 #define STOP_MAX 256
@@ -56,9 +76,15 @@ struct answers {
 struct slot {
         struct lmp_job *job;            /* NULL when free */
         int32_t *cache;                 /* (n_ctx) tokens whose K/V the sequence holds */
+        uint64_t *cache_tag;            /* (n_ctx) their tags (IMAGE_TAG; 0: text) */
         uint32_t n_cache;
         int32_t *prompt;                /* (n_ctx) the running job's prompt */
+        uint64_t *prompt_tag;           /* (n_ctx) its tags */
+        int32_t (*prompt_rope)[LMP_ROPE_AXES]; /* (n_ctx) its M-RoPE positions (when n_img) */
         uint32_t n_prompt;
+        struct image_entry *img[LMP_PROTO_IMAGES_MAX]; /* the running job's images (held) */
+        uint32_t n_img, n_img_cached;
+        int32_t rope_shift;             /* KV position - rotary position after the prompt's images */
         uint32_t n_eval;                /* prompt tokens evaluated (or reused) */
         uint32_t n_reused;
         int32_t last;                   /* sampled, not yet evaluated */
@@ -102,6 +128,16 @@ struct lmp_engine {
         enum lmp_tool_syntax tool_syntax; /* the chat template's */
         bool can_cut;                   /* the context can move a sequence (cache_reuse) */
         struct answers next;            /* the answers spliced into the prompt being prepared */
+        struct image_entry *images;     /* (n_images_cap) the encoded images */
+        uint32_t n_images_cap;
+        uint64_t image_ids;             /* numbers given so far */
+        int32_t (*batch_rope)[LMP_ROPE_AXES]; /* (n_batch) rotary positions of generating entries */
+        uint64_t *batch_tag;            /* (n_batch) the tag of each entry */
+        /* The prompt being prepared: its images (held) and rope shift. */
+        struct image_entry *next_img[LMP_PROTO_IMAGES_MAX];
+        uint32_t n_next_img, n_next_cached;
+        int32_t next_shift;
+        uint64_t image_clock;
 };
 
 void lmp_job_free(struct lmp_job *j) {
@@ -133,12 +169,24 @@ int lmp_engine_new(const struct lmp_engine_params *p, struct lmp_engine **ret, s
         e->batch = calloc(p->n_batch, sizeof(*e->batch));
         e->batch_slot = calloc(p->n_batch, sizeof(*e->batch_slot));
         e->logits = malloc((size_t)p->slots * e->n_vocab * sizeof(float));
-        if (!e->slots || !e->batch || !e->batch_slot || !e->logits)
+        e->batch_rope = calloc(p->n_batch, sizeof(*e->batch_rope));
+        e->batch_tag = calloc(p->n_batch, sizeof(*e->batch_tag));
+        if (!e->slots || !e->batch || !e->batch_slot || !e->logits || !e->batch_rope || !e->batch_tag)
                 goto nomem;
+        if (p->vision) {
+                e->n_images_cap = IMAGE_CACHE + p->slots * LMP_PROTO_IMAGES_MAX;
+                if (!(e->images = calloc(e->n_images_cap, sizeof(*e->images))))
+                        goto nomem;
+        }
         for (uint32_t s = 0; s < p->slots; s++) {
                 struct slot *sl = &e->slots[s];
                 sl->cache = malloc((size_t)e->p.n_ctx * sizeof(int32_t));
                 sl->prompt = malloc(((size_t)e->p.n_ctx + 1) * sizeof(int32_t));
+                sl->cache_tag = calloc((size_t)e->p.n_ctx + 1, sizeof(uint64_t));
+                sl->prompt_tag = calloc((size_t)e->p.n_ctx + 1, sizeof(uint64_t));
+                sl->prompt_rope = p->vision ? calloc((size_t)e->p.n_ctx + 1, sizeof(*sl->prompt_rope)) : NULL;
+                if (!sl->cache_tag || !sl->prompt_tag || (p->vision && !sl->prompt_rope))
+                        goto nomem;
                 sl->text_cap = (size_t)e->p.n_ctx * 16 + PIECE_MAX;
                 sl->text = malloc(sl->text_cap);
                 sl->ans.text = e->p.cache_reuse ? malloc(sl->text_cap) : NULL;
@@ -168,6 +216,9 @@ void lmp_engine_free(struct lmp_engine *e) {
                 free(e->slots[s].tool_allow);
                 free(e->slots[s].cache);
                 free(e->slots[s].prompt);
+                free(e->slots[s].cache_tag);
+                free(e->slots[s].prompt_tag);
+                free(e->slots[s].prompt_rope);
                 free(e->slots[s].text);
                 free(e->slots[s].ans.text);
         }
@@ -176,6 +227,13 @@ void lmp_engine_free(struct lmp_engine *e) {
         free(e->batch);
         free(e->batch_slot);
         free(e->logits);
+        free(e->batch_rope);
+        free(e->batch_tag);
+        for (uint32_t i = 0; e->images && i < e->n_images_cap; i++) {
+                free(e->images[i].bytes);
+                lmp_image_embd_clear(&e->images[i].embd);
+        }
+        free(e->images);
         lmp_json_tokens_free(e->json_tokens);
         lmp_json_cache_free(e->json_cache);
         lmp_ctx_free(e->ctx);
@@ -200,7 +258,14 @@ static void emit_error(struct lmp_engine *e, const struct lmp_job *j, const char
         e->p.sink(e->p.sink_userdata, &ev);
 }
 
+static void unhold_images(struct slot *sl) {
+        for (uint32_t k = 0; k < sl->n_img; k++)
+                sl->img[k]->refs--;
+        sl->n_img = 0;
+}
+
 static void release(struct lmp_engine *e, struct slot *sl) {
+        unhold_images(sl);
         lmp_job_free(sl->job);
         sl->job = NULL;
         lmp_sampler_free(sl->sampler);
@@ -296,6 +361,7 @@ static void keep_answer(struct lmp_engine *e, struct slot *sl, const char *why) 
         a->n_text += sp->text_len;
         if (!eos) {
                 sl->cache[sl->n_cache] = sl->last;
+                sl->cache_tag[sl->n_cache] = 0;
                 sp->len++;
                 a->tail = true;
         }
@@ -317,6 +383,7 @@ static void finish(struct lmp_engine *e, struct slot *sl, const char *why) {
                 .full_text_len = j->req.stream ? 0 : content ? strlen(content) : sl->n_text,
                 .tool_calls = calls, .tool_calls_len = calls ? strlen(calls) : 0,
                 .prompt_tokens = sl->n_prompt, .generated_tokens = sl->n_gen, .cached_tokens = sl->n_reused,
+                .images = sl->n_img, .images_cached = sl->n_img_cached,
                 .queued_ms = j->queued_ms,
                 .prompt_ms = sl->t_prompt_done > 0 ? sl->t_prompt_done - sl->t_arrival : 0,
                 .ttft_ms = j->queued_ms + (sl->t_first > 0 ? sl->t_first - sl->t_arrival : t_end - sl->t_arrival),
@@ -394,6 +461,151 @@ out:
         cJSON_Delete(msgs);
         cJSON_Delete(tools);
         return rc;
+}
+
+/* ------------------------------------------------------------- images */
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n) {
+        uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < n; i++)
+                h = (h ^ p[i]) * 1099511628211ull;
+        return h;
+}
+
+static void unhold_next(struct lmp_engine *e) {
+        for (uint32_t k = 0; k < e->n_next_img; k++)
+                e->next_img[k]->refs--;
+        e->n_next_img = 0;
+}
+
+/* The encoded image of im's bytes, held: from the cache, or decoded,
+ * resized and encoded, and cached in place of the least recently asked
+ * for image no job holds. */
+static int get_image(struct lmp_engine *e, const struct lmp_proto_image *im, struct image_entry **ret,
+                     bool *ret_cached, struct lmp_error *err) {
+        uint64_t h = hash_bytes(im->data, im->len);
+        struct image_entry *slot = NULL, *lru = NULL;
+        uint32_t live = 0;
+        for (uint32_t i = 0; i < e->n_images_cap; i++) {
+                struct image_entry *x = &e->images[i];
+                if (!x->id) {
+                        if (!slot)
+                                slot = x;
+                        continue;
+                }
+                live++;
+                if (x->hash == h && x->len == im->len && memcmp(x->bytes, im->data, im->len) == 0) {
+                        x->refs++;
+                        x->used = ++e->image_clock;
+                        *ret = x;
+                        *ret_cached = true;
+                        return 0;
+                }
+                if (!x->refs && (!lru || x->used < lru->used))
+                        lru = x;
+        }
+        struct lmp_image img = { 0 };
+        struct lmp_vision_image pre = { 0 };
+        struct lmp_image_embd embd = { 0 };
+        uint8_t *copy = NULL;
+        int r;
+        if ((r = lmp_image_decode(im->data, im->len, NULL, &img, err)) < 0 ||
+            (r = lmp_vision_preprocess(e->p.vision, img.rgb, img.width, img.height, &pre, err)) < 0 ||
+            (r = lmp_vision_encode(e->p.vision, e->p.pool, &pre, &embd, err)) < 0)
+                goto out;
+        if (embd.n_tokens >= 1u << TAG_INDEX_BITS) {
+                r = lmp_error_set(err, -E2BIG, "the image makes %u tokens", embd.n_tokens);
+                goto out;
+        }
+        if (live >= IMAGE_CACHE && lru) {
+                free(lru->bytes);
+                lmp_image_embd_clear(&lru->embd);
+                *lru = (struct image_entry){ 0 };
+                slot = lru;
+        }
+        if (!slot || !(copy = malloc(im->len))) {
+                r = lmp_error_set(err, -ENOMEM, "out of memory for the image cache");
+                goto out;
+        }
+        memcpy(copy, im->data, im->len);
+        *slot = (struct image_entry){ .id = ++e->image_ids, .hash = h, .bytes = copy, .len = im->len, .embd = embd,
+                                      .refs = 1, .used = ++e->image_clock };
+        embd = (struct lmp_image_embd){ 0 };
+        *ret = slot;
+        *ret_cached = false;
+        r = 0;
+out:
+        lmp_image_embd_clear(&embd);
+        lmp_vision_image_clear(&pre);
+        lmp_image_clear(&img);
+        return r;
+}
+
+/* The job's images into e->next_img (held). */
+static int job_images(struct lmp_engine *e, const struct lmp_job *j, const char **code, char *msg, size_t msg_size) {
+        struct lmp_error err = { 0 };
+        e->n_next_img = 0;
+        e->n_next_cached = 0;
+        if (!j->req.n_images)
+                return 0;
+        if (!e->p.vision) {
+                *code = "bad_request";
+                snprintf(msg, msg_size, "this model takes no images (set mmproj in its configuration)");
+                return -EINVAL;
+        }
+        for (size_t k = 0; k < j->req.n_images; k++) {
+                bool cached = false;
+                int r = get_image(e, &j->req.images[k], &e->next_img[e->n_next_img], &cached, &err);
+                if (r < 0) {
+                        *code = r == -ENOMEM ? "internal" : "bad_request";
+                        snprintf(msg, msg_size, "image %zu: %s", k, err.msg);
+                        return r;
+                }
+                e->n_next_img++;
+                e->n_next_cached += cached;
+        }
+        return 0;
+}
+
+/* The prompt's image entries: rotary positions, tags, and a placeholder
+ * token (the embedding replaces it). */
+static int lay_out_images(struct lmp_engine *e, struct slot *sl, uint32_t n) {
+        const struct lmp_image_embd *embd[LMP_PROTO_IMAGES_MAX];
+        memset(sl->prompt_tag, 0, n * sizeof(uint64_t));
+        e->next_shift = 0;
+        if (!e->n_next_img)
+                return 0;
+        for (uint32_t k = 0; k < e->n_next_img; k++)
+                embd[k] = &e->next_img[k]->embd;
+        int64_t t = lmp_vision_positions(sl->prompt, n, embd, e->n_next_img, 0, sl->prompt_rope);
+        if (t < 0)
+                return (int)t;
+        e->next_shift = (int32_t)((int64_t)n - t);
+        int32_t pad = lmp_vocab_find(e->p.vocab, "<|image_pad|>", strlen("<|image_pad|>"));
+        int32_t prev = 0;
+        uint32_t j = 0;
+        for (uint32_t i = 0; i < n; i++) {
+                int32_t id = sl->prompt[i];
+                if (id >= 0) {
+                        prev = id;
+                        continue;
+                }
+                j = id == prev ? j + 1 : 0;
+                prev = id;
+                uint32_t k = (uint32_t)(-1 - (int64_t)id);
+                sl->prompt_tag[i] = IMAGE_TAG(e->next_img[k]->id, j);
+                sl->prompt[i] = pad >= 0 ? pad : 0;
+        }
+        return 0;
+}
+
+/* The embedding of an image entry of sl's prompt. */
+static const float *image_row(const struct slot *sl, uint64_t tag) {
+        uint64_t id = tag >> TAG_INDEX_BITS, j = tag & ((1u << TAG_INDEX_BITS) - 1);
+        for (uint32_t k = 0; k < sl->n_img; k++)
+                if (sl->img[k]->id == id)
+                        return sl->img[k]->embd.data + j * sl->img[k]->embd.n_embd;
+        return NULL;
 }
 
 /* Tokenizes the job's prompt (rendering the chat template first) into
@@ -505,6 +717,8 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
         struct lmp_error err = { 0 };
         int r;
 
+        if ((r = job_images(e, j, code, msg, msg_size)) < 0)
+                return r;
         if (j->req.type == LMP_REQ_CHAT) {
                 if (!lmp_chat_setup_can_render(e->p.chat)) {
                         *code = "bad_request";
@@ -535,7 +749,26 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                 }
                 text = rendered;
         }
-        r = tokenize_prompt(e, text, sl->prompt, e->p.n_ctx + 1, &n);
+        if (e->n_next_img) {
+                /* Answers are not spliced into a prompt with images. */
+                uint32_t n_tok[LMP_PROTO_IMAGES_MAX];
+                for (uint32_t k = 0; k < e->n_next_img; k++)
+                        n_tok[k] = e->next_img[k]->embd.n_tokens;
+                e->next.n = 0;
+                e->next.n_text = 0;
+                e->next.tail = false;
+                r = lmp_tokenize_media(e->p.vocab, text, strlen(text), n_tok, e->n_next_img, sl->prompt,
+                                       e->p.n_ctx + 1, &n);
+                if (r == -EINVAL) {
+                        free(rendered);
+                        *code = "bad_request";
+                        snprintf(msg, msg_size, "the prompt has %zu image markers (%s) for %u images", 
+                                 lmp_media_markers(text), LMP_MEDIA_MARKER, e->n_next_img);
+                        return r;
+                }
+        } else {
+                r = tokenize_prompt(e, text, sl->prompt, e->p.n_ctx + 1, &n);
+        }
         free(rendered);
         if (r == -ENOSPC || (r == 0 && n >= e->p.n_ctx)) {
                 *code = "too_long";
@@ -563,6 +796,11 @@ static int prepare_prompt(struct lmp_engine *e, struct slot *sl, const struct lm
                 *code = "too_long";
                 snprintf(msg, msg_size, "the prompt has %zu tokens, the limit is %u", n, e->p.max_prompt_tokens);
                 return -E2BIG;
+        }
+        if ((r = lay_out_images(e, sl, (uint32_t)n)) < 0) {
+                *code = "internal";
+                snprintf(msg, msg_size, "the prompt's image entries do not match its images");
+                return r;
         }
         sl->n_prompt = (uint32_t)n;
         return 0;
@@ -616,15 +854,23 @@ static int forced_tool_grammar(struct lmp_engine *e, const struct lmp_request *r
  * llama.cpp's server does. With cut, the skipped positions leave the cache
  * (lmp_ctx_seq_cut) and the kept ones move down to where the prompt has
  * them; without, nothing changes. *ret_prefix: the common prefix. */
-static uint32_t reuse(struct lmp_engine *e, struct slot *sl, const int32_t *prompt, uint32_t n, bool cut,
-                      uint32_t *ret_prefix) {
+static uint32_t reuse(struct lmp_engine *e, struct slot *sl, const int32_t *prompt, const uint64_t *tag, uint32_t n,
+                      bool cut, uint32_t *ret_prefix) {
         uint32_t hp = 0, hc;
 
-        while (hp < sl->n_cache && hp < n && sl->cache[hp] == prompt[hp])
+        while (hp < sl->n_cache && hp < n && sl->cache[hp] == prompt[hp] && sl->cache_tag[hp] == tag[hp])
                 hp++;
         *ret_prefix = hp;
         if (!e->p.cache_reuse || !e->can_cut)
                 return hp;
+        /* A stretch moved down keeps its keys' rotation by one position
+         * count: not M-RoPE positions after an image. Images: the prefix only. */
+        for (uint32_t i = 0; i < n; i++)
+                if (tag[i])
+                        return hp;
+        for (uint32_t i = 0; i < sl->n_cache; i++)
+                if (sl->cache_tag[i])
+                        return hp;
         hc = hp;
         while (hc < sl->n_cache && hp < n) {
                 uint32_t m = 0;
@@ -655,7 +901,7 @@ static uint32_t reuse(struct lmp_engine *e, struct slot *sl, const int32_t *prom
  * recently used free slot (an empty one first) is taken, so that one
  * conversation does not evict another that merely shares its template's
  * first tokens. */
-static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, uint32_t n) {
+static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, const uint64_t *tag, uint32_t n) {
         struct slot *best = NULL, *lru = NULL;
         int64_t best_score = 0;
 
@@ -664,7 +910,7 @@ static struct slot *pick_slot(struct lmp_engine *e, const int32_t *prompt, uint3
                 uint32_t prefix;
                 if (sl->job)
                         continue;
-                int64_t score = 2 * (int64_t)reuse(e, sl, prompt, n, false, &prefix) - (int64_t)sl->n_cache;
+                int64_t score = 2 * (int64_t)reuse(e, sl, prompt, tag, n, false, &prefix) - (int64_t)sl->n_cache;
                 if (score > best_score || (best && score == best_score && sl->used < best->used)) {
                         best = sl;
                         best_score = score;
@@ -696,16 +942,26 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                         sl = &e->slots[s];
         r = prepare_prompt(e, sl, job, &code, msg, sizeof(msg));
         if (r < 0) {
+                unhold_next(e);
                 emit_error(e, job, code, msg);
                 lmp_job_free(job);
                 return 0;
         }
-        struct slot *chosen = pick_slot(e, sl->prompt, sl->n_prompt);
+        struct slot *chosen = pick_slot(e, sl->prompt, sl->prompt_tag, sl->n_prompt);
         if (chosen != sl) {
                 memcpy(chosen->prompt, sl->prompt, sl->n_prompt * sizeof(int32_t));
+                memcpy(chosen->prompt_tag, sl->prompt_tag, sl->n_prompt * sizeof(uint64_t));
+                if (e->n_next_img)
+                        memcpy(chosen->prompt_rope, sl->prompt_rope, sl->n_prompt * sizeof(*sl->prompt_rope));
                 chosen->n_prompt = sl->n_prompt;
         }
         sl = chosen;
+        /* The slot holds the job's images from here (release() lets go). */
+        memcpy(sl->img, e->next_img, e->n_next_img * sizeof(*sl->img));
+        sl->n_img = e->n_next_img;
+        sl->n_img_cached = e->n_next_cached;
+        sl->rope_shift = e->next_shift;
+        e->n_next_img = 0;
         sl->used = ++e->jobs;
         /* The slot's cache becomes the prompt's: so do its answers. */
         if (e->p.cache_reuse) {
@@ -717,13 +973,14 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 memcpy(a->text, e->next.text, e->next.n_text);
         }
         uint32_t prefix;
-        common = reuse(e, sl, sl->prompt, sl->n_prompt, true, &prefix);
+        common = reuse(e, sl, sl->prompt, sl->prompt_tag, sl->n_prompt, true, &prefix);
         /* Evaluate at least the last prompt token, to get its logits. */
         if (common >= sl->n_prompt)
                 common = sl->n_prompt - 1;
         r = lmp_ctx_seq_truncate(e->ctx, (int32_t)(sl - e->slots), common);
         if (r < 0) {
                 emit_error(e, job, "internal", "could not reset the slot's cache");
+                unhold_images(sl);
                 lmp_job_free(job);
                 return 0;
         }
@@ -737,6 +994,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                  * or a vocabulary that cannot be rendered. */
                 if (!e->json_tokens && lmp_json_tokens_new(e->p.vocab, &e->json_tokens, &err) < 0) {
                         emit_error(e, job, "internal", err.msg);
+                        unhold_images(sl);
                         lmp_job_free(job);
                         return 0;
                 }
@@ -750,6 +1008,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                         lmp_json_grammar_unref(grammar);
                         lmp_tool_grammar_free(tool_grammar);
                         emit_error(e, job, err.code == -ENOMEM ? "internal" : "bad_request", err.msg);
+                        unhold_images(sl);
                         lmp_job_free(job);
                         return 0;
                 }
@@ -759,6 +1018,7 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
                 lmp_json_grammar_unref(grammar);
                 lmp_tool_grammar_free(tool_grammar);
                 emit_error(e, job, "bad_request", err.msg);
+                unhold_images(sl);
                 lmp_job_free(job);
                 return 0;
         }
@@ -787,7 +1047,8 @@ int lmp_engine_submit(struct lmp_engine *e, struct lmp_job *job) {
         sl->t_prompt_done = 0;
         lmp_detok_init(&sl->detok, e->p.vocab, 0);
         for (uint32_t i = 0; i < sl->n_prompt; i++)
-                lmp_sampler_accept(sl->sampler, sl->prompt[i]);
+                if (!sl->prompt_tag[i])
+                        lmp_sampler_accept(sl->sampler, sl->prompt[i]);
         e->active++;
         return 0;
 }
@@ -927,6 +1188,12 @@ int lmp_engine_step(struct lmp_engine *e) {
                         continue;
                 e->batch[n] = (struct lmp_batch_entry){ .token = sl->last, .pos = (int32_t)sl->n_cache,
                                                         .seq = (int32_t)s, .logits = true };
+                if (sl->rope_shift) {
+                        int32_t t = (int32_t)sl->n_cache - sl->rope_shift;
+                        e->batch_rope[n][0] = e->batch_rope[n][1] = e->batch_rope[n][2] = t;
+                        e->batch[n].rope_pos = e->batch_rope[n];
+                }
+                e->batch_tag[n] = 0;
                 e->batch_slot[n++] = (int32_t)s;
                 budget--;
         }
@@ -956,6 +1223,12 @@ int lmp_engine_step(struct lmp_engine *e) {
                         e->batch[n] = (struct lmp_batch_entry){ .token = sl->prompt[at], .pos = (int32_t)at,
                                                                 .seq = (int32_t)s,
                                                                 .logits = at == sl->n_prompt - 1 };
+                        e->batch_tag[n] = sl->prompt_tag[at];
+                        if (sl->n_img) {
+                                e->batch[n].rope_pos = sl->prompt_rope[at];
+                                if (sl->prompt_tag[at])
+                                        e->batch[n].embd = image_row(sl, sl->prompt_tag[at]);
+                        }
                         e->batch_slot[n++] = (int32_t)s;
                 }
                 budget -= k;
@@ -980,6 +1253,7 @@ int lmp_engine_step(struct lmp_engine *e) {
                 struct slot *sl = &e->slots[e->batch_slot[i]];
                 const struct lmp_batch_entry *b = &e->batch[i];
                 sl->cache[b->pos] = b->token;
+                sl->cache_tag[b->pos] = e->batch_tag[i];
                 sl->n_cache = (uint32_t)b->pos + 1;
                 if (!sl->generating)
                         sl->n_eval = sl->n_cache;

@@ -11,6 +11,15 @@
  * after dropping a part (a conversation whose window lost its oldest
  * messages), moved down by lmp_ctx_seq_cut.
  *
+ * A job with images (a vision model with its encoder) has each image
+ * decoded and encoded once: the engine keeps the last IMAGE_CACHE encoded
+ * images (engine.c), keyed by their bytes, so another question about the
+ * same image skips the encoder. Image tokens are batch entries with their
+ * embedding and M-RoPE positions; each cached position carries a tag (0
+ * for text, the encoded image's number and the token's index in it for
+ * an image token), so that a slot's cache is reused only for the same
+ * image in the same place.
+ *
  * The engine knows nothing of ZeroMQ or JSON: jobs come in as structs and
  * results leave through a callback. Nothing allocates per token: every
  * buffer is sized at creation for slots × context. */
@@ -22,6 +31,7 @@
 
 #include "common/error.h"
 #include "model/model.h"
+#include "model/vision.h"
 #include "proto/proto.h"
 #include "sampler/sampler.h"
 #include "tokenizer/chat_setup.h"
@@ -58,6 +68,7 @@ struct lmp_engine_event {
         const char *tool_calls;         /* NULL, or the calls as a compact JSON array */
         size_t tool_calls_len;
         uint32_t prompt_tokens, generated_tokens, cached_tokens;
+        uint32_t images, images_cached; /* the job's images, and those the encoder cache had */
         double queued_ms, prompt_ms, ttft_ms, total_ms, tokens_per_s;
         /* error */
         const char *code;               /* protocol error code */
@@ -84,6 +95,8 @@ struct lmp_engine_params {
          * them, so answers differ slightly from a cold run's. */
         uint32_t cache_reuse;
         struct lmp_threadpool *pool;
+        /* The vision encoder for jobs with images (NULL: they are refused). */
+        const struct lmp_vision *vision;
         lmp_engine_sink_fn sink;
         void *sink_userdata;
 };

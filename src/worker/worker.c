@@ -59,6 +59,7 @@
 #include "common/threadpool.h"
 #include "gguf/gguf.h"
 #include "model/model.h"
+#include "model/vision.h"
 #include "proto/proto.h"
 #include "proto/wire.h"
 #include "store/store.h"
@@ -73,6 +74,7 @@ struct worker {
         /* settings */
         char name[96];
         int store_fd;
+        int mmproj_fd;                  /* the vision encoder's store; -1: none */
         const char *backend;
         int threads;
         uint32_t slots, n_ctx, n_batch, prompt_chunk, max_prompt_tokens, cache_reuse;
@@ -87,6 +89,9 @@ struct worker {
         struct lmp_store *store;
         struct lmp_gguf *gguf;
         struct lmp_model *model;
+        struct lmp_store *mmproj_store;
+        struct lmp_gguf *mmproj_gguf;
+        struct lmp_vision *vision;      /* NULL: the model takes no images */
         struct lmp_vocab *vocab;
         struct lmp_threadpool *pool;
         struct lmp_engine *engine;      /* generative models */
@@ -163,7 +168,8 @@ static void engine_sink(void *userdata, const struct lmp_engine_event *ev) {
                         .text = ev->full_text, .text_len = ev->full_text_len,
                         .tool_calls = ev->tool_calls, .tool_calls_len = ev->tool_calls_len,
                         .usage = { .prompt_tokens = ev->prompt_tokens, .generated_tokens = ev->generated_tokens,
-                                   .cached_tokens = ev->cached_tokens },
+                                   .cached_tokens = ev->cached_tokens, .images = ev->images,
+                                   .images_cached = ev->images_cached },
                         .timings = { .queued_ms = ev->queued_ms, .prompt_ms = ev->prompt_ms, .ttft_ms = ev->ttft_ms,
                                      .total_ms = ev->total_ms, .tokens_per_s = ev->tokens_per_s },
                         .worker = w->name,
@@ -547,6 +553,16 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 copy_reason(why, why_size, err.msg);
                 return r;
         }
+        if (w->mmproj_fd >= 0 &&
+            ((r = lmp_store_attach(w->mmproj_fd, &w->mmproj_store, &err)) < 0 ||
+             (r = lmp_gguf_open_mem(w->mmproj_store->base, w->mmproj_store->size, &w->mmproj_gguf, &err)) < 0 ||
+             (r = lmp_vision_load(w->mmproj_gguf, lmp_cpu_isa(), &w->vision, &err)) < 0)) {
+                lmp_log_msg(LMP_PRI_ERR, "worker %s: mmproj: %s", w->name, err.msg);
+                size_t k = (size_t)snprintf(why, why_size, "mmproj: ");
+                if (k < why_size)
+                        copy_reason(why + k, why_size - k, err.msg);
+                return r;
+        }
         if ((r = lmp_threadpool_new(w->threads, &w->pool)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: thread pool: %s", w->name, strerror(-r));
                 snprintf(why, why_size, "thread pool of %d threads: %s", w->threads, strerror(-r));
@@ -584,6 +600,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
                 .model = w->model, .vocab = w->vocab, .chat = &w->chat,
                 .slots = w->slots, .n_ctx = w->n_ctx, .n_batch = w->n_batch, .prompt_chunk = w->prompt_chunk,
                 .max_prompt_tokens = w->max_prompt_tokens, .cache_reuse = w->cache_reuse, .pool = w->pool,
+                .vision = w->vision,
                 .sink = engine_sink, .sink_userdata = w,
         };
         if ((r = lmp_engine_new(&ep, &w->engine, &err)) < 0) {
@@ -602,6 +619,9 @@ static void free_worker(struct worker *w) {
         lmp_model_free(w->model);
         lmp_gguf_free(w->gguf);
         lmp_store_free(w->store);
+        lmp_vision_free(w->vision);
+        lmp_gguf_free(w->mmproj_gguf);
+        lmp_store_free(w->mmproj_store);
         lmp_chat_setup_clear(&w->chat);
         lmp_proto_buf_free(&w->event_buf);
 }
@@ -626,11 +646,13 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 { "repeat-last-n", required_argument, NULL, 'R' },
                 { "report-fd", required_argument, NULL, 'r' },
                 { "cache-reuse", required_argument, NULL, 'U' },
+                { "mmproj-fd", required_argument, NULL, 'M' },
                 { 0 },
         };
         int c;
 
         w->store_fd = -1;
+        w->mmproj_fd = -1;
         w->threads = 1;
         w->slots = 1;
         w->n_ctx = 2048;
@@ -663,6 +685,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
                 case 'R': w->repeat_last_n = atoi(optarg); break;
                 case 'r': w->report_fd = atoi(optarg); break;
                 case 'U': w->cache_reuse = (uint32_t)atoi(optarg); break;
+                case 'M': w->mmproj_fd = atoi(optarg); break;
                 default: return -EINVAL;
                 }
         }

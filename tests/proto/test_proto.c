@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/base64.h"
 #include "proto/proto.h"
 #include "../check.h"
 
@@ -33,7 +34,51 @@ struct bad {
 #define USER "\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]"
 #define TOOL_F(name, params) "{\"type\":\"function\",\"function\":{\"name\":\"" name "\"" params "}}"
 
+#define IMG_MSG(extra) "{\"role\":\"user\",\"content\":\"x\"" extra "}"
+#define PART_URL(url) "{\"type\":\"image_url\",\"image_url\":{\"url\":\"" url "\"}}"
+
 static const struct bad bad_frames[] = {
+        /* images */
+        { GEN(",\"images\":\"QUJD\""), "images", "r1", "images must be an array of base64 strings" },
+        { GEN(",\"images\":[1]"), "images", "r1", "images[0] must be a base64 string" },
+        { GEN(",\"images\":[\"QUJD\",\"ab$d\"]"), "images", "r1", "images[1] is not valid base64 (at character 2)" },
+        { GEN(",\"images\":[\"QUJDR\"]"), "images", "r1", "images[0] is not valid base64" },
+        { GEN(",\"images\":[\"QQ=\"]"), "images", "r1", "is not valid base64" },
+        { GEN(",\"images\":[\"QR==\"]"), "images", "r1", "is not valid base64" },
+        { GEN(",\"images\":[\"QU JD\"]"), "images", "r1", "is not valid base64 (at character 2)" },
+        { GEN(",\"images\":[\"QUJD===\"]"), "images", "r1", "is not valid base64" },
+        { GEN(",\"images\":[\"\"]"), "images", "r1", "images[0]: the image is empty" },
+        { GEN(",\"images\":[\"QQ\",\"QQ\",\"QQ\",\"QQ\",\"QQ\",\"QQ\",\"QQ\",\"QQ\",\"QQ\"]"), "images", "r1",
+          "images[8]: a request carries at most 8 images" },
+        { "{\"id\":\"r1\",\"type\":\"generate\",\"model\":\"m\",\"prompt\":\"<__media__>a<__media__>\","
+          "\"images\":[\"QQ\"]}", "images", "r1", "prompt marks 2 images (<__media__>) but carries 1" },
+        { CHAT("," USER ",\"images\":[\"QQ\"]"), "images", "r1", "belongs to generate requests" },
+        { CHAT(",\"messages\":[{\"role\":\"assistant\",\"content\":\"x\",\"images\":[\"QQ\"]}]"), "messages",
+          "r1", "messages[0]: images belong to user messages" },
+        { CHAT(",\"messages\":[" IMG_MSG(",\"images\":[\"Q\"]") "]"), "messages", "r1",
+          "messages[0].images[0] is not valid base64" },
+        { CHAT(",\"messages\":[" IMG_MSG(",\"images\":{}") "]"), "messages", "r1",
+          "messages[0].images must be an array" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[" PART_URL("http://x/a.png") "]}]"), "messages",
+          "r1", "messages[0].content[0].image_url.url must be a data URL" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[" PART_URL("data:text/plain;base64,QQ") "]}]"),
+          "messages", "r1", "must be a data URL" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[" PART_URL("data:image/png;base64,%%") "]}]"),
+          "messages", "r1", "messages[0].content[0].image_url.url is not valid base64 (at character 0)" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":{}}]}]"),
+          "messages", "r1", "image_url.url must be a string" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"input_audio\"}]}]"), "messages",
+          "r1", "messages[0].content[0].type must be text or image_url" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":1}]}]"), "messages",
+          "r1", "messages[0].content[0].text must be a string" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[7]}]"), "messages", "r1",
+          "must be a string or an array of objects" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[" PART_URL("data:image/png;base64,QQ") "],"
+               "\"images\":[\"QQ\"]}]"), "messages", "r1", "either in 'images' or in the content's parts" },
+        { CHAT(",\"messages\":[{\"role\":\"system\",\"content\":[" PART_URL("data:image/png;base64,QQ") "]}]"),
+          "messages", "r1", "images belong to user messages" },
+        { CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"<__media__>\"}," IMG_MSG(",\"images\":[\"QQ\"]")
+               "]"), "messages", "r1", "messages[0].content has <__media__> but no image" },
         /* tools */
         { GEN(",\"tools\":[" TOOL_F("f", "") "]"), "tools", "r1", "belongs to chat requests" },
         { CHAT("," USER ",\"tools\":{}"), "tools", "r1", "must be an array" },
@@ -348,8 +393,14 @@ static bool same_request(const struct lmp_request *a, const struct lmp_request *
                 return false;
         if (a->n_messages != b->n_messages)
                 return false;
+        if (a->n_images != b->n_images)
+                return false;
+        for (size_t i = 0; i < a->n_images; i++)
+                if (a->images[i].len != b->images[i].len || memcmp(a->images[i].data, b->images[i].data, a->images[i].len))
+                        return false;
         for (size_t i = 0; i < a->n_messages; i++)
                 if (a->messages[i].role != b->messages[i].role || strcmp(a->messages[i].content, b->messages[i].content) ||
+                    a->messages[i].n_images != b->messages[i].n_images ||
                     !a->messages[i].tool_calls != !b->messages[i].tool_calls ||
                     (a->messages[i].tool_calls && strcmp(a->messages[i].tool_calls, b->messages[i].tool_calls)) ||
                     !a->messages[i].tool_call_id != !b->messages[i].tool_call_id ||
@@ -395,6 +446,10 @@ static void test_round_trip(void) {
                 CHAT("," USER ",\"tools\":[" TOOL_F("a", "") "],\"tool_choice\":\"required\""),
                 "{\"id\":\"c\",\"type\":\"cancel\",\"target\":\"t\"}",
                 "{\"id\":\"h\",\"type\":\"health\"}",
+                GEN(",\"images\":[\"QUJD\",\"/+8=\",\"AA\"]"),
+                CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"a\"}," IMG_MSG(",\"images\":[\"QUJD\"]") ","
+                     "{\"role\":\"assistant\",\"content\":\"b\"},{\"role\":\"user\",\"content\":[{\"type\":\"text\","
+                     "\"text\":\"c\"}," PART_URL("data:image/jpeg;base64,/9j/") "," PART_URL("data:image/png;base64,QQ==") "]}]"),
         };
         for (size_t i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
                 struct lmp_request a, b;
@@ -691,7 +746,62 @@ static void test_embed(void) {
         lmp_proto_buf_free(&out);
 }
 
+/* Base64 both ways on every length up to 64 and every byte value. */
+static void test_base64(void) {
+        uint8_t in[64], out[64 + 3];
+        char text[100];
+        for (size_t n = 0; n <= sizeof(in); n++) {
+                for (size_t i = 0; i < n; i++)
+                        in[i] = (uint8_t)(i * 37 + n * 11);
+                lmp_base64_encode(in, n, text);
+                CHECK(strlen(text) == lmp_base64_encoded_len(n), "base64 length %zu", n);
+                size_t len = 0, at = 0;
+                CHECK(lmp_base64_decode(text, strlen(text), out, &len, &at) == 0 && len == n &&
+                      memcmp(in, out, n) == 0, "base64 round trip %zu", n);
+                /* Without its padding it decodes the same. */
+                size_t t = strlen(text);
+                while (t && text[t - 1] == '=')
+                        t--;
+                CHECK(lmp_base64_decode(text, t, out, &len, &at) == 0 && len == n && memcmp(in, out, n) == 0,
+                      "base64 unpadded %zu", n);
+        }
+        for (int c = 0; c < 256; c++) {
+                char s[5] = { 'Q', 'U', 'J', (char)c, 0 };
+                size_t len = 0, at = 9;
+                bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+                          c == '/';
+                int rc = lmp_base64_decode(s, 4, out, &len, &at);
+                CHECK(ok ? rc == 0 : (rc == -EINVAL && (at == 3 || c == '=')), "base64 byte %d: rc %d at %zu", c, rc, at);
+        }
+}
+
+/* What images become: bytes in order, each message's count, markers. */
+static void test_images(void) {
+        struct lmp_request r;
+        struct lmp_proto_error e;
+        const char *gen = GEN(",\"images\":[\"QUJD\",\"QUI\"]");
+        CHECK(parse(gen, &r, &e) == 0, "%s: %s", gen, e.message);
+        CHECK(r.n_images == 2 && r.images[0].len == 3 && memcmp(r.images[0].data, "ABC", 3) == 0 &&
+              r.images[1].len == 2 && memcmp(r.images[1].data, "AB", 2) == 0, "generate images");
+        CHECK(strcmp(r.prompt, "<__media__><__media__>p") == 0, "markers first: %s", r.prompt);
+        lmp_request_clear(&r);
+        const char *chat = CHAT(",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"a\"},"
+                                PART_URL("data:image/png;base64,QUJD") ",{\"type\":\"text\",\"text\":\"b\"}]},"
+                                "{\"role\":\"user\",\"content\":\"c <__media__> d\",\"images\":[\"QUI=\"]}]");
+        CHECK(parse(chat, &r, &e) == 0, "%s: %s", chat, e.message);
+        CHECK(r.n_images == 2 && r.messages[0].n_images == 1 && r.messages[1].n_images == 1, "chat images");
+        CHECK(strcmp(r.messages[0].content, "a<__media__>b") == 0, "part's place: %s", r.messages[0].content);
+        CHECK(strcmp(r.messages[1].content, "c <__media__> d") == 0, "marker kept: %s", r.messages[1].content);
+        lmp_request_clear(&r);
+        /* Without images a marker is just text. */
+        const char *plain = CHAT(",\"messages\":[{\"role\":\"user\",\"content\":\"<__media__>\"}]");
+        CHECK(parse(plain, &r, &e) == 0 && r.n_images == 0, "%s", plain);
+        lmp_request_clear(&r);
+}
+
 int main(void) {
+        test_base64();
+        test_images();
         test_embed();
         test_bad_frames();
         test_bytes_with_nul_and_size();
