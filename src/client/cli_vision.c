@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/grow.h"
 #include "image/image.h"
 
@@ -99,9 +100,12 @@ int lmp_cli_mm_prompt(const char *cmd, const struct cli_model *cm, const struct 
         }
         what = image_path;
         if ((r = lmp_image_load(image_path, NULL, &img, &err)) < 0 ||
-            (r = lmp_vision_preprocess(v, img.rgb, img.width, img.height, &pre, &err)) < 0 ||
-            (r = lmp_vision_encode(v, cm->pool, &pre, &p.embd, &err)) < 0)
+            (r = lmp_vision_preprocess(v, img.rgb, img.width, img.height, &pre, &err)) < 0)
                 goto fail;
+        double t0 = lmp_clock_s();
+        if ((r = lmp_vision_encode(v, cm->pool, &pre, &p.embd, &err)) < 0)
+                goto fail;
+        p.encode_s = lmp_clock_s() - t0;
         if ((r = build_text(cmd, vocab, prompt, &text, &n0, &nt)) < 0)
                 goto out;
         p.n = nt + (int)p.embd.n_tokens;
