@@ -43,7 +43,12 @@
 #define TOK_BLOCK 64            /* tokens per gemm call */
 #define ATT_TILE 32             /* query rows per attention task */
 #define WIDE_MIN 32             /* patches from which float weights go through sgemm */
-#define PANEL_FLOATS (128 * 1280)       /* f32 weights converted at a time by wide_rows() */
+/* f32 weights converted at a time by wide_rows(): a task's rows of the
+ * ViT's matrices at once. sgemm packs the activations (hundreds of patches
+ * by n_in) again on every call, so a panel of a few rows (as the decoder's
+ * encoders take, for a batch of a few texts) spends a fifth of the time
+ * there; sgemm blocks the panel for the caches itself. */
+#define PANEL_FLOATS ((size_t)1 << 21)
 
 /* ------------------------------------------------------------- loading */
 
