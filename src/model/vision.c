@@ -19,10 +19,14 @@
  * from the position (theta = pos * base^(-4j/d) for the j-th pair of a
  * section, base 10000).
  *
- * Matrix products go through the kernel table, as the decoder's do: the
- * input converted once to the activation type the weight pairs with, then
- * the type's gemm (or vec_dot) over the rows, split across the pool; the
- * attention products through OpenBLAS. GELU and quick GELU round their input
+ * Float weights (f32, f16, bf16) on WIDE_MIN patches or more go through
+ * OpenBLAS's sgemm on f32 panels of their rows (wide_rows(), the decoder's
+ * encoders' wide path), with the bias, the residual add and the activation
+ * folded into the product's pass. Other products go through the kernel
+ * table, as the decoder's do: the input converted once to the activation
+ * type the weight pairs with, then the type's gemm (or vec_dot) over the
+ * rows, split across the pool. The attention products go through
+ * OpenBLAS. GELU and quick GELU round their input
  * and output to f16, as GGML's CPU backend (which computes them from f16
  * tables) does. Everything an image needs is allocated at the start of
  * lmp_vision_encode() and freed at its end. */
