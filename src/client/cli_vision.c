@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "image/image.h"
 
 int lmp_cli_mm_prompt(const char *cmd, const struct cli_model *cm, const struct lmp_vocab *vocab,
@@ -39,9 +40,12 @@ int lmp_cli_mm_prompt(const char *cmd, const struct cli_model *cm, const struct 
         }
         what = image_path;
         if ((r = lmp_image_load(image_path, NULL, &img, &err)) < 0 ||
-            (r = lmp_vision_preprocess(v, img.rgb, img.width, img.height, &pre, &err)) < 0 ||
-            (r = lmp_vision_encode(v, cm->pool, &pre, &p.embd, &err)) < 0)
+            (r = lmp_vision_preprocess(v, img.rgb, img.width, img.height, &pre, &err)) < 0)
                 goto fail;
+        double t0 = lmp_clock_s();
+        if ((r = lmp_vision_encode(v, cm->pool, &pre, &p.embd, &err)) < 0)
+                goto fail;
+        p.encode_s = lmp_clock_s() - t0;
         /* One image: at its marker, or first. */
         size_t marks = lmp_media_markers(prompt), need = 0;
         if (marks > 1) {

@@ -21,6 +21,7 @@ struct cli_mm_prompt {
         int image_first;
         struct lmp_image_embd embd;
         int32_t next_pos;       /* the rotary position after the prompt */
+        double encode_s;        /* seconds in lmp_vision_encode() */
 };
 
 /* Loads the mmproj at mmproj_path (its width must be the model's), decodes

@@ -9,6 +9,7 @@
 
 #include "client/commands.h"
 #include "common/args.h"
+#include "common/clock.h"
 #include "common/threadpool.h"
 #include "gguf/gguf.h"
 #include "image/image.h"
@@ -55,8 +56,11 @@ int lmp_cmd_image_embed(int argc, char **argv) {
                 fprintf(stderr, "lmpool image-embed: cannot start %lld threads\n", threads);
                 goto out;
         }
+        double t0 = lmp_clock_s();
         if (lmp_vision_encode(v, pool, &pre, &e, &err) < 0)
                 goto fail;
+        fprintf(stderr, "image: %ux%u, %u tokens encoded in %.3f s\n", pre.width, pre.height, e.n_tokens,
+                lmp_clock_s() - t0);
         printf("{\"n_tokens\": %u, \"n_pos\": %u, \"grid\": [%u, %u], \"embeddings\": [", e.n_tokens,
                e.n_pos, e.grid_rows, e.grid_cols);
         size_t n = (size_t)e.n_tokens * e.n_embd;

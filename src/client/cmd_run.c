@@ -309,6 +309,9 @@ int lmp_cmd_run(int argc, char **argv) {
         double gen_s = t2 - t1;
         if (temp > 0.0)
                 fprintf(stderr, "seed: %llu\n", (unsigned long long)seed);
+        if (image)
+                fprintf(stderr, "image: %u tokens encoded in %.3f s; first token %.3f s after the encoder's "
+                        "start\n", mp.embd.n_tokens, mp.encode_s, mp.encode_s + (t1 - t0));
         fprintf(stderr, "prompt: %d tokens in %.3f s (%.2f tokens/s)\n", n_prompt, t1 - t0,
                 n_prompt / (t1 - t0));
         fprintf(stderr, "generation: %ld tokens in %.3f s (%.2f tokens/s), stopped by %s\n", n_done,

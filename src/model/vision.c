@@ -19,10 +19,14 @@
  * from the position (theta = pos * base^(-4j/d) for the j-th pair of a
  * section, base 10000).
  *
- * Matrix products go through the kernel table, as the decoder's do: the
- * input converted once to the activation type the weight pairs with, then
- * the type's gemm (or vec_dot) over the rows, split across the pool; the
- * attention products through OpenBLAS. GELU and quick GELU round their input
+ * Float weights (f32, f16, bf16) on WIDE_MIN patches or more go through
+ * OpenBLAS's sgemm on f32 panels of their rows (wide_rows(), the decoder's
+ * encoders' wide path), with the bias, the residual add and the activation
+ * folded into the product's pass. Other products go through the kernel
+ * table, as the decoder's do: the input converted once to the activation
+ * type the weight pairs with, then the type's gemm (or vec_dot) over the
+ * rows, split across the pool. The attention products go through
+ * OpenBLAS. GELU and quick GELU round their input
  * and output to f16, as GGML's CPU backend (which computes them from f16
  * tables) does. Everything an image needs is allocated at the start of
  * lmp_vision_encode() and freed at its end. */
@@ -36,11 +40,23 @@
 #include <string.h>
 
 #include "common/macros.h"
+#include "model/vecmath.h"
 #include "quant/fp16.h"
 
 #define MAX_SIDE 16384          /* pixels per image side, before resizing */
 #define TOK_BLOCK 64            /* tokens per gemm call */
-#define ATT_TILE 32             /* query rows per attention task */
+/* Query rows per attention task: sgemm packs the head's keys (and then
+ * its values, all patches by head_dim) again on every call, so a tile of
+ * 128 rows (its scores, 128 by the patches, stay in L2) spends a quarter
+ * of what 32 did there. */
+#define ATT_TILE 128
+#define WIDE_MIN 32             /* patches from which float weights go through sgemm */
+/* f32 weights converted at a time by wide_rows(): a task's rows of the
+ * ViT's matrices at once. sgemm packs the activations (hundreds of patches
+ * by n_in) again on every call, so a panel of a few rows (as the decoder's
+ * encoders take, for a batch of a few texts) spends a fifth of the time
+ * there; sgemm blocks the panel for the caches itself. */
+#define PANEL_FLOATS ((size_t)1 << 21)
 
 /* ------------------------------------------------------------- loading */
 
@@ -509,17 +525,28 @@ int lmp_vision_preprocess(const struct lmp_vision *v, const uint8_t *rgb, uint32
 
 /* ----------------------------------------------------- matrix products */
 
-/* Scratch of one encode. */
+/* Scratch of one encode, allocated once per image. */
 struct enc {
         const struct lmp_vision *v;
         struct lmp_threadpool *pool;
+        int nth;
         int64_t T;              /* patches */
         void *qbuf;             /* (T, up to 4 bytes per value of the widest input) */
-        float *scores;          /* (n_threads, ATT_TILE, T) */
+        float *panel;           /* (nth, PANEL_FLOATS): f32 rows of a float weight */
+        float *scores;          /* (nth, ATT_TILE, T) */
         float *rope;            /* (T, head_dim/2) cos, sin pairs */
+        const struct lmp_quant_traits *f16;     /* f16 rounding of the activations */
 };
 
+/* What a product does with its output: set it (out = x w^T + b), add to it
+ * (out += x w^T + b: the residual stream), or set it and apply an
+ * activation (on the rows a task computed, while they are in cache). */
+enum mm_out { MM_SET, MM_ADD, MM_GELU, MM_GELU_QUICK };
+
+static void activate(const struct enc *e, float *x, int64_t n, enum mm_out how);
+
 struct mm_job {
+        const struct enc *e;
         const struct lmp_weight *w;
         const uint8_t *y;       /* activations in the weight's vec_dot type */
         size_t y_stride;
@@ -565,13 +592,116 @@ static void convert_rows(void *arg, int64_t begin, int64_t end, int tid) {
                 j->at->from_float(j->x + t * j->n_in, j->out + (size_t)t * j->stride, j->n_in);
 }
 
-/* out (n_tok, ld) <- x (n_tok, n_in) w^T + bias (NULL: none), columns [0, n_out). */
+/* The wide path: a float weight (f32, f16, bf16) on a batch of WIDE_MIN
+ * patches or more goes through OpenBLAS's sgemm, as the decoder's encoders
+ * do (forward.c, matmul_rows_wide()): each task converts PANEL_FLOATS of its
+ * rows to f32 at a time (a panel that stays in cache; f32 rows are used as
+ * they are) and multiplies the f32 activations by them, into an output
+ * that already holds the bias (and the residual), so that sgemm adds to it
+ * (beta 1); the activation follows on the panel's outputs. */
+struct wide_job {
+        const struct enc *e;
+        const struct lmp_weight *w;
+        const float *y;         /* (n_tok, n_in) */
+        int64_t n_tok;
+        float *out;             /* (n_tok, ld) */
+        int64_t ld;
+        const float *bias;
+        enum mm_out how;
+};
+
+static void wide_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        const struct wide_job *j = arg;
+        const struct lmp_weight *w = j->w;
+        const int64_t n_in = w->n_in;
+        float *panel = j->e->panel + (size_t)tid * PANEL_FLOATS;
+        const int64_t rows = LMP_MAX((int64_t)1, (int64_t)PANEL_FLOATS / n_in);
+        for (int64_t r0 = begin; r0 < end; r0 += rows) {
+                int64_t nr = LMP_MIN(rows, end - r0);
+                for (int64_t t = 0; t < j->n_tok; t++) {
+                        float *o = j->out + t * j->ld + r0;
+                        if (j->how == MM_ADD && j->bias)
+                                for (int64_t r = 0; r < nr; r++)
+                                        o[r] += j->bias[r0 + r];
+                        else if (j->how != MM_ADD && j->bias)
+                                memcpy(o, j->bias + r0, (size_t)nr * sizeof(float));
+                        else if (j->how != MM_ADD)
+                                memset(o, 0, (size_t)nr * sizeof(float));
+                }
+                const float *wf = (const float *)w->data + r0 * n_in;
+                if (w->type != LMP_TYPE_F32) {
+                        for (int64_t r = 0; r < nr; r++)
+                                w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
+                                                    panel + r * n_in, n_in);
+                        wf = panel;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)n_in,
+                            1.0f, j->y, (int)n_in, wf, (int)n_in, 1.0f, j->out + r0, (int)j->ld);
+                if (j->how == MM_GELU || j->how == MM_GELU_QUICK)
+                        for (int64_t t = 0; t < j->n_tok; t++)
+                                activate(j->e, j->out + t * j->ld + r0, nr, j->how);
+        }
+}
+
+static bool wide_type(enum lmp_type t) {
+        return t == LMP_TYPE_F32 || t == LMP_TYPE_F16 || t == LMP_TYPE_BF16;
+}
+
+struct act_job {
+        const struct enc *e;
+        float *x;
+        enum mm_out how;
+};
+
+static void activate_elems(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct act_job *j = arg;
+        activate(j->e, j->x + begin, end - begin, j->how);
+}
+
+struct add_job {
+        float *out;
+        const float *x, *bias;  /* bias (n), or NULL */
+        int64_t n;              /* row length */
+};
+
+/* out (rows, n) += x (rows, n) + bias */
+static void add_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct add_job *j = arg;
+        for (int64_t t = begin; t < end; t++) {
+                float *o = j->out + t * j->n;
+                const float *xr = j->x ? j->x + t * j->n : NULL;
+                for (int64_t i = 0; i < j->n; i++)
+                        o[i] += (xr ? xr[i] : 0.0f) + (j->bias ? j->bias[i] : 0.0f);
+        }
+}
+
+static int64_t row_grain(const struct enc *e, int64_t n) {
+        return LMP_MAX((int64_t)1, n / (4 * e->nth));
+}
+
+/* out (n_tok, ld) <- x (n_tok, n_in) w^T + bias (NULL: none), columns [0,
+ * n_out), as `how` says; tmp (n_tok, ld): scratch for MM_ADD on the
+ * weight type's own kernels. */
 static void matmul(struct enc *e, const struct lmp_weight *w, const float *x, int64_t n_tok,
-                   const float *bias, float *out, int64_t ld) {
+                   const float *bias, float *out, int64_t ld, enum mm_out how, float *tmp) {
         const struct lmp_vision *v = e->v;
+        const int nth = e->nth;
+        if (n_tok >= WIDE_MIN && wide_type(w->type)) {
+                struct wide_job j = { .e = e, .w = w, .y = x, .n_tok = n_tok, .out = out, .ld = ld,
+                                      .bias = bias, .how = how };
+                /* two tasks per thread, of whole 16-row blocks */
+                int64_t grain = (w->n_out + 2 * nth - 1) / (2 * nth);
+                grain = LMP_MAX((int64_t)16, (grain + 15) / 16 * 16);
+                lmp_threadpool_run(e->pool, w->n_out, grain, wide_rows, &j);
+                return;
+        }
+        /* the weight type's own kernels: the input converted once to the
+         * activation type the weight pairs with */
         enum lmp_type vt = w->traits->vec_dot_type;
-        struct mm_job j = { .w = w, .n_tok = n_tok, .out = out, .ld = ld };
-        int nth = lmp_threadpool_size(e->pool);
+        float *dst = how == MM_ADD ? tmp : out;
+        struct mm_job j = { .e = e, .w = w, .n_tok = n_tok, .out = dst, .ld = ld };
         if (vt == LMP_TYPE_F32) {
                 j.y = (const uint8_t *)x;
                 j.y_stride = (size_t)w->n_in * sizeof(float);
@@ -586,10 +716,19 @@ static void matmul(struct enc *e, const struct lmp_weight *w, const float *x, in
         }
         int64_t grain = LMP_MAX((int64_t)8, w->n_out / (4 * nth));
         lmp_threadpool_run(e->pool, w->n_out, grain, mm_rows, &j);
-        if (bias)
-                for (int64_t t = 0; t < n_tok; t++)
-                        for (int64_t i = 0; i < w->n_out; i++)
-                                out[t * ld + i] += bias[i];
+        if (bias) {
+                struct add_job aj = { .out = dst, .bias = bias, .n = ld };
+                lmp_threadpool_run(e->pool, n_tok, row_grain(e, n_tok), add_rows, &aj);
+        }
+        if (how == MM_ADD) {
+                struct add_job aj = { .out = out, .x = tmp, .n = ld };
+                lmp_threadpool_run(e->pool, n_tok, row_grain(e, n_tok), add_rows, &aj);
+        } else if (how == MM_GELU || how == MM_GELU_QUICK) {
+                struct act_job aj = { .e = e, .x = out, .how = how };
+                int64_t count = n_tok * ld;
+                lmp_threadpool_run(e->pool, count, LMP_MAX((int64_t)2048, count / (4 * nth)), activate_elems,
+                                   &aj);
+        }
 }
 
 /* ------------------------------------------------------ elementwise ops */
@@ -616,29 +755,62 @@ static void layernorm(float *out, const float *x, const float *w, const float *b
         }
 }
 
-static inline float round_f16(float x) {
-        return lmp_fp16_to_f32(lmp_f32_to_fp16(x));
+struct norm_job {
+        float *out;
+        const float *x, *w, *b;
+        int64_t n;
+        float eps;
+};
+
+static void layernorm_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct norm_job *j = arg;
+        layernorm(j->out + begin * j->n, j->x + begin * j->n, j->w, j->b, end - begin, j->n, j->eps);
 }
 
-/* GELU (tanh approximation) on f16-rounded values, as GGML's table. */
-static void gelu_f16(float *x, int64_t n) {
-        const float a = 0.044715f, s = 0.79788456080286535587989211986876f; /* sqrt(2/pi) */
-        for (int64_t i = 0; i < n; i++) {
-                float v = x[i];
-                if (v <= -10.0f) {
-                        x[i] = 0.0f;
-                } else if (v < 10.0f) {
-                        v = round_f16(v);
-                        x[i] = round_f16(0.5f * v * (1.0f + tanhf(s * v * (1.0f + a * v * v))));
+static void layernorm_par(struct enc *e, float *out, const float *x, const float *w, const float *b,
+                          int64_t n_tok, int64_t n) {
+        struct norm_job j = { .out = out, .x = x, .w = w, .b = b, .n = n, .eps = e->v->hp.eps };
+        lmp_threadpool_run(e->pool, n_tok, row_grain(e, n_tok), layernorm_rows, &j);
+}
+
+/* GELU (tanh approximation) and quick GELU (x sigmoid(1.702 x)) on
+ * f16-rounded values, as GGML's CPU backend computes them from f16 tables:
+ * the input rounded to f16, the function, the output rounded to f16, the
+ * rounding through the f16 type's conversions (F16C where the CPU has it,
+ * else their scalar twins), the function on vectors (model/vecmath.h).
+ * GGML's GELU passes values of 10 and more through unrounded and sends
+ * those of -10 and less to 0. */
+#define ACT_CHUNK 256
+
+static void activate(const struct enc *e, float *x, int64_t n, enum mm_out how) {
+        uint16_t h[ACT_CHUNK];
+        float r[ACT_CHUNK];
+        for (int64_t i0 = 0; i0 < n; i0 += ACT_CHUNK) {
+                int64_t m = LMP_MIN((int64_t)ACT_CHUNK, n - i0);
+                float *xc = x + i0;
+                e->f16->from_float(xc, h, m);
+                e->f16->to_float(h, r, m);
+                int64_t i = 0;
+                for (; i + 4 <= m; i += 4) {
+                        vf4 v;
+                        memcpy(&v, r + i, sizeof(v));
+                        vf4 y = how == MM_GELU_QUICK ? v / (1.0f + exp_vf4(-1.702f * v)) : gelu_vf4(v);
+                        memcpy(r + i, &y, sizeof(y));
                 }
-        }
-}
-
-/* x * sigmoid(1.702 x) on f16-rounded values, as GGML's table. */
-static void gelu_quick_f16(float *x, int64_t n) {
-        for (int64_t i = 0; i < n; i++) {
-                float v = round_f16(x[i]);
-                x[i] = round_f16(v * (1.0f / (1.0f + expf(-1.702f * v))));
+                for (; i < m; i++) {
+                        float v = r[i];
+                        r[i] = how == MM_GELU_QUICK ? v / (1.0f + expf(-1.702f * v))
+                                                    : 0.5f * v * (1.0f + tanhf(0.79788456f * v * (1.0f + 0.044715f * v * v)));
+                }
+                e->f16->from_float(r, h, m);
+                e->f16->to_float(h, r, m);
+                if (how == MM_GELU) {
+                        for (i = 0; i < m; i++)
+                                xc[i] = xc[i] <= -10.0f ? 0.0f : xc[i] >= 10.0f ? xc[i] : r[i];
+                } else {
+                        memcpy(xc, r, (size_t)m * sizeof(float));
+                }
         }
 }
 
@@ -666,21 +838,57 @@ static void rope_table(struct enc *e, const int32_t *rows, const int32_t *cols) 
         }
 }
 
-static void rope_apply(const struct enc *e, float *x) {
-        const struct lmp_vision_hparams *hp = &e->v->hp;
+struct rope_job {
+        const struct enc *e;
+        float *q, *k;           /* (T, n_embd) */
+};
+
+static void rope_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct rope_job *j = arg;
+        const struct lmp_vision_hparams *hp = &j->e->v->hp;
         const uint32_t half = hp->head_dim / 2;
-        for (int64_t p = 0; p < e->T; p++) {
-                const float *tab = e->rope + p * hp->head_dim;
-                for (uint32_t h = 0; h < hp->n_head; h++) {
-                        float *vh = x + p * hp->n_embd + (size_t)h * hp->head_dim;
-                        for (uint32_t i = 0; i < half; i++) {
-                                float c = tab[2 * i], s = tab[2 * i + 1];
-                                float x0 = vh[i], x1 = vh[i + half];
-                                vh[i] = x0 * c - x1 * s;
-                                vh[i + half] = x0 * s + x1 * c;
+        for (int64_t p = begin; p < end; p++) {
+                const float *tab = j->e->rope + p * hp->head_dim;
+                for (int which = 0; which < 2; which++)
+                        for (uint32_t h = 0; h < hp->n_head; h++) {
+                                float *vh = (which ? j->k : j->q) + p * hp->n_embd + (size_t)h * hp->head_dim;
+                                for (uint32_t i = 0; i < half; i++) {
+                                        float c = tab[2 * i], s = tab[2 * i + 1];
+                                        float x0 = vh[i], x1 = vh[i + half];
+                                        vh[i] = x0 * c - x1 * s;
+                                        vh[i + half] = x0 * s + x1 * c;
+                                }
                         }
-                }
         }
+}
+
+/* row (n) <- softmax(row) */
+static void softmax_row(float *row, int n) {
+        vf4 mx4 = vf4_set(-INFINITY), v;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+                memcpy(&v, row + i, sizeof(v));
+                mx4 = vf4_select(v > mx4, v, mx4);
+        }
+        float mx = fmaxf(fmaxf(mx4[0], mx4[1]), fmaxf(mx4[2], mx4[3]));
+        for (; i < n; i++)
+                mx = fmaxf(mx, row[i]);
+        vf4 sum4 = vf4_set(0.0f);
+        for (i = 0; i + 4 <= n; i += 4) {
+                memcpy(&v, row + i, sizeof(v));
+                v = exp_vf4(v - mx);
+                sum4 += v;
+                memcpy(row + i, &v, sizeof(v));
+        }
+        float sum = (sum4[0] + sum4[1]) + (sum4[2] + sum4[3]);
+        for (; i < n; i++) {
+                row[i] = expf(row[i] - mx);
+                sum += row[i];
+        }
+        const float inv = 1.0f / sum;
+        for (i = 0; i < n; i++)
+                row[i] *= inv;
 }
 
 struct att_job {
@@ -702,24 +910,10 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 int r0 = (int)(task % j->n_tiles) * ATT_TILE;
                 int m = LMP_MIN(ATT_TILE, T - r0);
                 const float *q = j->q + (size_t)r0 * ld + (size_t)h * hd;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, T, hd, 1.0f, q, ld,
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, T, hd, scale, q, ld,
                             j->k + (size_t)h * hd, ld, 0.0f, s, T);
-                for (int i = 0; i < m; i++) {
-                        float *row = s + (size_t)i * T;
-                        float mx = -INFINITY;
-                        for (int kk = 0; kk < T; kk++) {
-                                row[kk] *= scale;
-                                mx = row[kk] > mx ? row[kk] : mx;
-                        }
-                        double sum = 0.0;
-                        for (int kk = 0; kk < T; kk++) {
-                                row[kk] = expf(row[kk] - mx);
-                                sum += (double)row[kk];
-                        }
-                        float inv = (float)(1.0 / sum);
-                        for (int kk = 0; kk < T; kk++)
-                                row[kk] *= inv;
-                }
+                for (int i = 0; i < m; i++)
+                        softmax_row(s + (size_t)i * T, T);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, T, 1.0f, s, T,
                             j->v + (size_t)h * hd, ld, 0.0f, j->out + (size_t)r0 * ld + (size_t)h * hd, ld);
         }
@@ -750,22 +944,24 @@ int lmp_vision_encode(const struct lmp_vision *v, struct lmp_threadpool *pool,
         /* our pool does the threading; OpenBLAS runs in the calling thread */
         openblas_set_num_threads(1);
         int nth = lmp_threadpool_size(pool);
-        struct enc e = { .v = v, .pool = pool, .T = T };
+        struct enc e = { .v = v, .pool = pool, .nth = nth, .T = T,
+                         .f16 = lmp_quant_traits(LMP_TYPE_F16, v->isa) };
         float *x = malloc((size_t)T * E * sizeof(float));               /* residual stream */
         float *xb = malloc((size_t)T * E * sizeof(float));
         float *q = malloc((size_t)T * E * sizeof(float));
         float *k = malloc((size_t)T * E * sizeof(float));
         float *vv = malloc((size_t)T * E * sizeof(float));
-        float *hb = malloc((size_t)T * (size_t)LMP_MAX(LMP_MAX(F, K), 4 * E) * sizeof(float));
+        float *hb = malloc((size_t)T * (size_t)widest * sizeof(float));
         int32_t *rows = malloc((size_t)T * sizeof(int32_t));
         int32_t *cols = malloc((size_t)T * sizeof(int32_t));
         e.qbuf = malloc((size_t)T * (size_t)widest * sizeof(float));
+        e.panel = malloc((size_t)nth * PANEL_FLOATS * sizeof(float));
         e.scores = malloc((size_t)nth * ATT_TILE * (size_t)T * sizeof(float));
         e.rope = malloc((size_t)T * hp->head_dim * sizeof(float));
         float *embd = malloc((size_t)(T / 4) * hp->proj_dim * sizeof(float));
         int r = 0;
-        if (!x || !xb || !q || !k || !vv || !hb || !rows || !cols || !e.qbuf || !e.scores || !e.rope ||
-            !embd) {
+        if (!x || !xb || !q || !k || !vv || !hb || !rows || !cols || !e.qbuf || !e.panel || !e.scores ||
+            !e.rope || !embd || !e.f16 || !e.f16->from_float || !e.f16->to_float) {
                 r = lmp_error_set(err, -ENOMEM, "image %ux%u: out of memory", img->width, img->height);
                 free(embd);
                 goto out;
@@ -793,10 +989,8 @@ int lmp_vision_encode(const struct lmp_vision *v, struct lmp_threadpool *pool,
                                 }
 
         /* x (T, E) = both temporal kernels over the patches, summed */
-        matmul(&e, &v->patch[0], hb, T, NULL, x, E);
-        matmul(&e, &v->patch[1], hb, T, NULL, xb, E);
-        for (int64_t i = 0; i < T * E; i++)
-                x[i] += xb[i];
+        matmul(&e, &v->patch[0], hb, T, NULL, x, E, MM_SET, NULL);
+        matmul(&e, &v->patch[1], hb, T, NULL, x, E, MM_ADD, xb);
         rope_table(&e, rows, cols);
 
         const int64_t n_tiles = (T + ATT_TILE - 1) / ATT_TILE;
@@ -804,33 +998,27 @@ int lmp_vision_encode(const struct lmp_vision *v, struct lmp_threadpool *pool,
                 const struct lmp_vision_layer *L = &v->layers[l];
 
                 /* attention block */
-                layernorm(xb, x, L->ln1, L->ln1_b, T, E, hp->eps);
-                matmul(&e, &L->wq, xb, T, L->bq, q, E);                 /* (T, E) */
-                matmul(&e, &L->wk, xb, T, L->bk, k, E);
-                matmul(&e, &L->wv, xb, T, L->bv, vv, E);
-                rope_apply(&e, q);
-                rope_apply(&e, k);
+                layernorm_par(&e, xb, x, L->ln1, L->ln1_b, T, E);
+                matmul(&e, &L->wq, xb, T, L->bq, q, E, MM_SET, NULL);   /* (T, E) */
+                matmul(&e, &L->wk, xb, T, L->bk, k, E, MM_SET, NULL);
+                matmul(&e, &L->wv, xb, T, L->bv, vv, E, MM_SET, NULL);
+                struct rope_job rj = { .e = &e, .q = q, .k = k };
+                lmp_threadpool_run(pool, T, row_grain(&e, T), rope_rows, &rj);
                 struct att_job aj = { .e = &e, .q = q, .k = k, .v = vv, .out = xb, .n_tiles = n_tiles };
                 lmp_threadpool_run(pool, (int64_t)hp->n_head * n_tiles, 1, attend, &aj);   /* xb (T, E) */
-                matmul(&e, &L->wo, xb, T, L->bo, q, E);
-                for (int64_t i = 0; i < T * E; i++)
-                        x[i] += q[i];
+                matmul(&e, &L->wo, xb, T, L->bo, x, E, MM_ADD, q);      /* x += */
 
                 /* feed-forward block */
-                layernorm(xb, x, L->ln2, L->ln2_b, T, E, hp->eps);
-                matmul(&e, &L->ffn_up, xb, T, L->b_up, hb, F);          /* (T, F) */
-                gelu_quick_f16(hb, T * F);
-                matmul(&e, &L->ffn_down, hb, T, L->b_down, q, E);
-                for (int64_t i = 0; i < T * E; i++)
-                        x[i] += q[i];
+                layernorm_par(&e, xb, x, L->ln2, L->ln2_b, T, E);
+                matmul(&e, &L->ffn_up, xb, T, L->b_up, hb, F, MM_GELU_QUICK, NULL);    /* (T, F) */
+                matmul(&e, &L->ffn_down, hb, T, L->b_down, x, E, MM_ADD, q);           /* x += */
         }
-        layernorm(x, x, v->post_ln, v->post_ln_b, T, E, hp->eps);
+        layernorm_par(&e, x, x, v->post_ln, v->post_ln_b, T, E);
 
         /* the merger: each block's 4 patches are 4 E consecutive values */
         const int64_t n_tok = T / 4;
-        matmul(&e, &v->mm0, x, n_tok, v->mm0_b, hb, 4 * E);            /* (n_tok, 4 E) */
-        gelu_f16(hb, n_tok * 4 * E);
-        matmul(&e, &v->mm2, hb, n_tok, v->mm2_b, embd, hp->proj_dim);  /* (n_tok, proj_dim) */
+        matmul(&e, &v->mm0, x, n_tok, v->mm0_b, hb, 4 * E, MM_GELU, NULL);            /* (n_tok, 4 E) */
+        matmul(&e, &v->mm2, hb, n_tok, v->mm2_b, embd, hp->proj_dim, MM_SET, NULL);   /* (n_tok, proj_dim) */
 
         uint32_t gr = (uint32_t)(py / 2), gc = (uint32_t)(px / 2);
         *ret = (struct lmp_image_embd){
@@ -847,6 +1035,7 @@ out:
         free(rows);
         free(cols);
         free(e.qbuf);
+        free(e.panel);
         free(e.scores);
         free(e.rope);
         return r;

@@ -93,6 +93,24 @@ static const struct lmp_shape shapes[] = {
           .n_embd = 256, .n_ff = 768, .n_layer = 6, .n_head = 4, .n_head_kv = 2, .n_ctx = 4096,
           .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true, .chat = CHAT_GEMMA,
           .head_dim = 96, .n_swa = 16 },
+        /* Qwen2-VL 2B Instruct: the language model (Qwen2 with M-RoPE) and its
+         * vision encoder, an f16 mmproj as llama.cpp's converter writes it. */
+        { .name = "qwen2-vl-2b", .arch = "qwen2vl", .model_name = "Qwen2-VL 2B Instruct (random weights)",
+          .n_vocab = 151936, .n_embd = 1536, .n_ff = 8960, .n_layer = 28, .n_head = 12, .n_head_kv = 2,
+          .n_ctx = 32768, .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true,
+          .qkv_bias = true, .chat = CHAT_CHATML, .mrope = { 16, 24, 24, 0 } },
+        { .name = "qwen2-vl-2b-mmproj", .arch = "clip",
+          .model_name = "Qwen2-VL 2B Instruct vision encoder (random weights)", .n_embd = 1280, .n_ff = 5120,
+          .n_layer = 32, .n_head = 16, .n_head_kv = 16, .norm_eps = 1e-6f, .chat = CHAT_NONE,
+          .patch_size = 14, .proj_dim = 1536 },
+        /* Small ones for tests: the vision fixtures' geometry. */
+        { .name = "test-qwen2vl", .arch = "qwen2vl", .model_name = "test qwen2vl (random weights)",
+          .n_vocab = 151936, .n_embd = 64, .n_ff = 192, .n_layer = 2, .n_head = 4, .n_head_kv = 2,
+          .n_ctx = 4096, .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true,
+          .qkv_bias = true, .chat = CHAT_CHATML, .mrope = { 2, 3, 3, 0 } },
+        { .name = "test-qwen2vl-mmproj", .arch = "clip", .model_name = "test qwen2vl vision encoder (random weights)",
+          .n_embd = 64, .n_ff = 128, .n_layer = 2, .n_head = 4, .n_head_kv = 4, .norm_eps = 1e-6f,
+          .chat = CHAT_NONE, .patch_size = 14, .proj_dim = 64 },
 };
 #undef QWEN3
 #undef GEMMA3
@@ -293,6 +311,16 @@ static int vocab_build(struct vocab *v, const struct lmp_shape *s) {
                 ok = ok && vocab_put(v, b, "<|endoftext|>", 0.f, TOK_CONTROL) &&
                      vocab_put(v, b + 1, "<|im_start|>", 0.f, TOK_CONTROL) &&
                      vocab_put(v, b + 2, "<|im_end|>", 0.f, TOK_CONTROL);
+                if (strcmp(s->arch, "qwen2vl") == 0) {
+                        /* Qwen2-VL's own tokens, after <|im_end|> as in its vocabulary */
+                        static const char *const vl[] = {
+                                "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>", "<|box_end|>",
+                                "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>",
+                                "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+                        };
+                        ok = ok && n >= 151936 &&
+                             put_controls(v, b + 3, LMP_ARRAY_SIZE(vl), vl, LMP_ARRAY_SIZE(vl), "", 0);
+                }
                 v->bos = b;
                 v->eos = b + 2;
                 v->add_bos = false;
@@ -430,7 +458,7 @@ enum gen {
 struct tensor_plan {
         char name[64];
         uint32_t n_dims;
-        uint64_t ne[2];
+        uint64_t ne[4];         /* ne[0] values a row; ne[1] * ne[2] * ne[3] rows */
         enum gen gen;
         float scale;
         uint32_t type;
@@ -456,9 +484,14 @@ static int plan_add(struct plan *p, const char *name, uint32_t n_dims, uint64_t 
         t->n_dims = n_dims;
         t->ne[0] = ne0;
         t->ne[1] = ne1;
+        t->ne[2] = t->ne[3] = 1;
         t->gen = gen;
         t->scale = scale;
         return 0;
+}
+
+static uint64_t rows_of(const struct tensor_plan *t) {
+        return t->ne[1] * t->ne[2] * t->ne[3];
 }
 
 static uint32_t head_dim(const struct lmp_shape *s) {
@@ -509,6 +542,54 @@ static int plan_build_bert(struct plan *p, const struct lmp_shape *s) {
         return 0;
 }
 
+/* A Qwen2-VL vision encoder as llama.cpp's converter writes its mmproj
+ * (the vision fixtures' file): two patch convolution kernels (the temporal
+ * halves), per block LayerNorms and biased q/k/v/out and up/down matrices,
+ * a post LayerNorm, and the merger's mm.0 (4 n_embd square) and mm.2 (to
+ * the language model's width). */
+static int plan_build_clip(struct plan *p, const struct lmp_shape *s) {
+        const uint64_t E = s->n_embd, F = s->n_ff, P = s->patch_size, M = 4 * E;
+        const float mat = MAT_K / sqrtf((float)E), patch = MAT_K / sqrtf((float)(2 * 3 * P * P));
+        const float merge = MAT_K / sqrtf((float)M);
+        char nm[64];
+        int r;
+
+#define ADD(...) do { if ((r = plan_add(p, __VA_ARGS__)) < 0) return r; } while (0)
+        for (int k = 0; k < 2; k++) {
+                ADD(k ? "v.patch_embd.weight.1" : "v.patch_embd.weight", 4, P, P, GEN_NORMAL, patch);
+                p->t[p->n - 1].ne[2] = 3;
+                p->t[p->n - 1].ne[3] = E;
+        }
+        for (uint32_t l = 0; l < s->n_layer; l++) {
+#define LAYER(suffix, ...) do { snprintf(nm, sizeof(nm), "v.blk.%u.%s", l, suffix); ADD(nm, __VA_ARGS__); } while (0)
+                LAYER("attn_q.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_q.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("attn_k.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_k.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("attn_v.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_v.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("attn_out.weight", 2, E, E, GEN_NORMAL, mat);
+                LAYER("attn_out.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("ln1.weight", 1, E, 1, GEN_NORM, NORM_SD);
+                LAYER("ln1.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("ln2.weight", 1, E, 1, GEN_NORM, NORM_SD);
+                LAYER("ln2.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("ffn_up.weight", 2, E, F, GEN_NORMAL, mat);
+                LAYER("ffn_up.bias", 1, F, 1, GEN_NORMAL, BIAS_SD);
+                LAYER("ffn_down.weight", 2, F, E, GEN_NORMAL, MAT_K / sqrtf((float)F));
+                LAYER("ffn_down.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+#undef LAYER
+        }
+        ADD("v.post_ln.weight", 1, E, 1, GEN_NORM, NORM_SD);
+        ADD("v.post_ln.bias", 1, E, 1, GEN_NORMAL, BIAS_SD);
+        ADD("mm.0.weight", 2, M, M, GEN_NORMAL, merge);
+        ADD("mm.0.bias", 1, M, 1, GEN_NORMAL, BIAS_SD);
+        ADD("mm.2.weight", 2, M, s->proj_dim, GEN_NORMAL, merge);
+        ADD("mm.2.bias", 1, s->proj_dim, 1, GEN_NORMAL, BIAS_SD);
+#undef ADD
+        return 0;
+}
+
 static int plan_build(struct plan *p, const struct lmp_shape *s) {
         const uint64_t E = s->n_embd, hd = head_dim(s), q = hd * s->n_head, kv = hd * s->n_head_kv;
         const bool fused = is_arch(s, "phi3"), qk_norm = is_arch(s, "qwen3") || is_arch(s, "gemma3");
@@ -520,6 +601,8 @@ static int plan_build(struct plan *p, const struct lmp_shape *s) {
 #define ADD(...) do { if ((r = plan_add(p, __VA_ARGS__)) < 0) return r; } while (0)
         if (strcmp(s->arch, "bert") == 0)
                 return plan_build_bert(p, s);
+        if (is_arch(s, "clip"))
+                return plan_build_clip(p, s);
         ADD("token_embd.weight", 2, E, s->n_vocab, GEN_NORMAL, emb);
         if (s->llama3_rope)
                 ADD("rope_freqs.weight", 1, hd / 2, 1, GEN_ROPE_FREQS, 1.f);
@@ -644,6 +727,35 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
         int r;
         const uint32_t hd = head_dim(s);
 #define KEY(suffix) (snprintf(key, sizeof(key), "%s.%s", s->arch, suffix), key)
+        if (strcmp(s->arch, "clip") == 0) {
+                /* the keys of llama.cpp's converter for a Qwen2-VL mmproj, CLIP's
+                 * normalization, Qwen2-VL's default image size */
+                static const float mean[3] = { 0.48145466f, 0.4578275f, 0.40821073f };
+                static const float std[3] = { 0.26862954f, 0.26130258f, 0.27577711f };
+                if ((r = lmp_gguf_writer_set_str(w, "general.architecture", "clip")) < 0 ||
+                    (r = lmp_gguf_writer_set_str(w, "general.type", "mmproj")) < 0 ||
+                    (r = lmp_gguf_writer_set_str(w, "general.name", s->model_name)) < 0 ||
+                    (r = lmp_gguf_writer_set_str(w, "general.description", "random weights: produces noise, not meaning")) < 0 ||
+                    (r = lmp_gguf_writer_set_u64(w, "general.seed", seed)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "general.file_type", ft->ftype)) < 0 ||
+                    (r = lmp_gguf_writer_set_bool(w, "clip.has_vision_encoder", true)) < 0 ||
+                    (r = lmp_gguf_writer_set_bool(w, "clip.has_text_encoder", false)) < 0 ||
+                    (r = lmp_gguf_writer_set_str(w, "clip.projector_type", "qwen2vl_merger")) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "clip.vision.image_size", 560)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "clip.vision.patch_size", s->patch_size)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "clip.vision.embedding_length", s->n_embd)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "clip.vision.feed_forward_length", s->n_ff)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "clip.vision.block_count", s->n_layer)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "clip.vision.attention.head_count", s->n_head)) < 0 ||
+                    (r = lmp_gguf_writer_set_f32(w, "clip.vision.attention.layer_norm_epsilon", s->norm_eps)) < 0 ||
+                    (r = lmp_gguf_writer_set_u32(w, "clip.vision.projection_dim", s->proj_dim)) < 0 ||
+                    (r = lmp_gguf_writer_set_arr(w, "clip.vision.image_mean", LMP_GGUF_F32, mean, 3)) < 0 ||
+                    (r = lmp_gguf_writer_set_arr(w, "clip.vision.image_std", LMP_GGUF_F32, std, 3)) < 0 ||
+                    (r = lmp_gguf_writer_set_bool(w, "clip.use_gelu", false)) < 0 ||
+                    (r = lmp_gguf_writer_set_bool(w, "clip.use_silu", false)) < 0)
+                        return r;
+                return 0;
+        }
         if (strcmp(s->arch, "bert") == 0) {
                 /* llama.cpp's bert keys; pooling 2 is CLS (BGE's) */
                 if ((r = lmp_gguf_writer_set_str(w, "general.architecture", s->arch)) < 0 ||
@@ -686,6 +798,12 @@ static int set_hparams(struct lmp_gguf_writer *w, const struct lmp_shape *s, con
                 return r;
         if (s->n_swa && (r = lmp_gguf_writer_set_u32(w, KEY("attention.sliding_window"), s->n_swa)) < 0)
                 return r;
+        if (s->mrope[0]) {
+                const int32_t sect[4] = { (int32_t)s->mrope[0], (int32_t)s->mrope[1], (int32_t)s->mrope[2],
+                                          (int32_t)s->mrope[3] };
+                if ((r = lmp_gguf_writer_set_arr(w, KEY("rope.dimension_sections"), LMP_GGUF_I32, sect, 4)) < 0)
+                        return r;
+        }
         if (s->rope_scale != 0.f &&
             ((r = lmp_gguf_writer_set_str(w, KEY("rope.scaling.type"), "linear")) < 0 ||
              (r = lmp_gguf_writer_set_f32(w, KEY("rope.scaling.factor"), s->rope_scale)) < 0))
@@ -718,12 +836,12 @@ static int gen_tensor(void *ctx, uint64_t i, void *buf, const void **ret_data, u
         const struct tensor_gen *tg = ctx;
         const struct tensor_plan *t = &tg->p->t[i];
         struct gen_ctx g = { t, tg->s, tg->opts->seed, (uint32_t)i };
-        int r = lmp_encode_tensor(t->type, buf, (int64_t)t->ne[1], (int64_t)t->ne[0], gen_row, &g,
+        int r = lmp_encode_tensor(t->type, buf, (int64_t)rows_of(t), (int64_t)t->ne[0], gen_row, &g,
                                   tg->opts->nthreads);
         if (r < 0)
                 return lmp_error_set(err, r, "tensor %s: cannot encode as %s", t->name, lmp_type_name(t->type));
         *ret_data = buf;
-        *ret_size = t->ne[1] * lmp_type_row_size(t->type, t->ne[0]);
+        *ret_size = rows_of(t) * lmp_type_row_size(t->type, t->ne[0]);
         return 0;
 }
 
@@ -761,7 +879,9 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
                 lmp_error_set(err, r, "cannot set metadata");
                 goto out;
         }
-        if (opts->vocab_path) {
+        if (is_arch(s, "clip")) {
+                /* an mmproj has no vocabulary */
+        } else if (opts->vocab_path) {
                 r = copy_vocab(w, opts->vocab_path, s, err);
                 if (r < 0)
                         goto out;
@@ -794,7 +914,9 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
         for (int i = 0; i < p.n; i++) {
                 struct tensor_plan *t = &p.t[i];
                 t->type = lmp_mix_type(&mix, t->name, t->n_dims, t->ne[0], LMP_TYPE_F32);
-                uint64_t size = t->ne[1] * lmp_type_row_size(t->type, t->ne[0]);
+                if (t->n_dims == 4)     /* convolution kernels: f16, as llama.cpp's converter keeps them */
+                        t->type = LMP_TYPE_F16;
+                uint64_t size = rows_of(t) * lmp_type_row_size(t->type, t->ne[0]);
                 max_size = LMP_MAX(max_size, size);
                 tensor_bytes += size;
                 r = lmp_gguf_writer_add_tensor(w, t->name, t->type, t->n_dims, t->ne, NULL);
@@ -816,7 +938,7 @@ int lmp_mkmodel(const char *out_path, const struct lmp_mkmodel_opts *opts, struc
         if (opts->dry_run) {
                 for (int i = 0; i < p.n && opts->progress; i++)
                         opts->progress(opts->progress_ctx, (uint64_t)i + 1, (uint64_t)p.n, p.t[i].name, p.t[i].type,
-                                       p.t[i].ne[1] * lmp_type_row_size(p.t[i].type, p.t[i].ne[0]));
+                                       rows_of(&p.t[i]) * lmp_type_row_size(p.t[i].type, p.t[i].ne[0]));
                 r = 0;
                 goto out;
         }

@@ -25,7 +25,7 @@
 
 struct lmp_shape {
         const char *name;       /* "tinyllama-1.1b" */
-        const char *arch;       /* "llama", "qwen2", "qwen3", "phi3" or "gemma3" */
+        const char *arch;       /* "llama", "qwen2", "qwen2vl", "qwen3", "phi3", "gemma3", "bert" or "clip" */
         const char *model_name; /* general.name */
         uint32_t n_vocab, n_embd, n_ff, n_layer, n_head, n_head_kv, n_ctx;
         float rope_freq_base, norm_eps;
@@ -38,6 +38,11 @@ struct lmp_shape {
         uint32_t n_swa;         /* gemma3: attention.sliding_window */
         float rope_scale;       /* linear RoPE scaling factor (Gemma 3 4B: 8); 0: none */
         uint32_t n_ctx_orig;    /* phi3: LongRoPE's original context (rope_factors_*) */
+        uint32_t mrope[4];      /* qwen2vl: rope.dimension_sections (time, row, column, unused) */
+        /* A vision encoder (arch "clip", an mmproj file, projector qwen2vl_merger):
+         * n_embd, n_ff, n_layer, n_head are the ViT's; no vocabulary. */
+        uint32_t patch_size;    /* pixels per patch side */
+        uint32_t proj_dim;      /* the projector's output: the language model's n_embd */
 };
 
 /* NULL when unknown. */

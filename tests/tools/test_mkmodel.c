@@ -294,6 +294,93 @@ static void test_real_sizes(void) {
         CHECK(lmp_mkmodel("unused.gguf", &o, NULL, &err) == 0, "f16 Qwen2.5-3B fits: %s", err.msg);
 }
 
+/* The Qwen2-VL pair: the small shapes against the vision fixtures (every
+ * tensor with the fixture's type and dimensions, the keys the loaders
+ * read, the vision tokens at Qwen2-VL's ids), the 2B shapes by planning. */
+static void test_vision_shapes(const char *dir, const char *fix) {
+        char lm[4096], mm[4096], fx[4096];
+        struct lmp_error err = { 0 };
+        struct lmp_gguf *g = NULL;
+        struct lmp_gguf_str s;
+        struct lmp_gguf_value arr;
+        uint32_t u;
+        snprintf(lm, sizeof(lm), "%s/qwen2vl.gguf", dir);
+        snprintf(mm, sizeof(mm), "%s/mmproj.gguf", dir);
+        CHECK(make("test-qwen2vl-mmproj", "f16", 5, 2, NULL, mm, &err) == 0, "%s", err.msg);
+        CHECK(make("test-qwen2vl", "f16", 5, 2, NULL, lm, &err) == 0, "%s", err.msg);
+
+        if (lmp_gguf_open(mm, &g, &err) == 0) {
+                CHECK(lmp_gguf_get_str(g, "general.architecture", &s) == 0 && lmp_gguf_str_eq(s, "clip"), "clip");
+                CHECK(lmp_gguf_get_str(g, "clip.projector_type", &s) == 0 && lmp_gguf_str_eq(s, "qwen2vl_merger"),
+                      "projector");
+                CHECK(lmp_gguf_get_u32(g, "clip.vision.block_count", &u) == 0 && u == 2, "blocks");
+                CHECK(lmp_gguf_get_u32(g, "clip.vision.projection_dim", &u) == 0 && u == 64, "projection_dim");
+                CHECK(lmp_gguf_get_arr(g, "clip.vision.image_mean", LMP_GGUF_F32, &arr) == 0 && arr.n == 3, "mean");
+                CHECK(!lmp_gguf_find_tensor(g, "token_embd.weight") &&
+                      lmp_gguf_get_arr(g, "tokenizer.ggml.tokens", LMP_GGUF_STRING, &arr) < 0, "no vocabulary");
+                struct lmp_gguf *ref = NULL;
+                snprintf(fx, sizeof(fx), "%s/vision/mmproj-qwen2vl-f16.gguf", fix ? fix : "");
+                if (fix && lmp_gguf_open(fx, &ref, &err) == 0) {
+                        CHECK(g->n_tensors == ref->n_tensors, "mmproj: %llu tensors, fixture %llu",
+                              (unsigned long long)g->n_tensors, (unsigned long long)ref->n_tensors);
+                        for (uint64_t i = 0; i < ref->n_tensors && i < g->n_tensors; i++) {
+                                const struct lmp_gguf_tensor *a = &g->tensors[i], *b = &ref->tensors[i];
+                                CHECK(a->name.len == b->name.len && memcmp(a->name.ptr, b->name.ptr, a->name.len) == 0,
+                                      "tensor %llu: %.*s, fixture %.*s", (unsigned long long)i, (int)a->name.len,
+                                      a->name.ptr, (int)b->name.len, b->name.ptr);
+                                CHECK(a->type == b->type && a->n_dims == b->n_dims &&
+                                      memcmp(a->ne, b->ne, sizeof(a->ne)) == 0, "tensor %.*s: type or shape",
+                                      (int)b->name.len, b->name.ptr);
+                        }
+                        lmp_gguf_free(ref);
+                }
+                lmp_gguf_free(g);
+                g = NULL;
+        } else {
+                CHECK(0, "%s", err.msg);
+        }
+
+        if (lmp_gguf_open(lm, &g, &err) == 0) {
+                int32_t sect[4] = { 0 };
+                CHECK(lmp_gguf_get_arr(g, "qwen2vl.rope.dimension_sections", LMP_GGUF_I32, &arr) == 0 &&
+                      arr.n == 4, "M-RoPE sections");
+                if (arr.n == 4)
+                        memcpy(sect, arr.data, sizeof(sect));
+                CHECK(sect[0] == 2 && sect[1] == 3 && sect[2] == 3 && sect[3] == 0, "sections %d %d %d %d",
+                      sect[0], sect[1], sect[2], sect[3]);
+                CHECK(has_token(g, 151652, "<|vision_start|>") && has_token(g, 151653, "<|vision_end|>") &&
+                      has_token(g, 151655, "<|image_pad|>"), "vision tokens at Qwen2-VL's ids");
+                snprintf(fx, sizeof(fx), "%s/vision/qwen2vl-f16.gguf", fix ? fix : "");
+                if (fix)
+                        compare_with_fixture(g, fx, 151936);
+                lmp_gguf_free(g);
+        } else {
+                CHECK(0, "%s", err.msg);
+        }
+        unlink(lm);
+        unlink(mm);
+
+        /* Qwen2-VL 2B: the f16 mmproj holds 32 blocks of 12 E^2 + 10 E
+         * values (E = 1280), the kernels, the post-LN and the merger; the
+         * language model about 1.54B parameters (Qwen2-1.5B's). */
+        const double E = 1280, P = 14, M = 4 * E;
+        const double mm_bytes = 32 * (12 * E * E * 2 + (9 * E + 4 * E) * 4) + 2 * (3 * P * P * E * 2) +
+                                2 * E * 4 + M * M * 2 + M * 4 + M * 1536 * 2 + 1536 * 4;
+        struct lmp_mkmodel_opts o = {
+                .shape = lmp_shape_find("qwen2-vl-2b-mmproj"), .ft = lmp_ftype_find("f16"), .dry_run = true,
+        };
+        struct lmp_mkmodel_result res = { 0 };
+        CHECK(o.shape && lmp_mkmodel("unused.gguf", &o, &res, &err) == 0, "%s", err.msg);
+        CHECK((double)res.tensor_bytes == mm_bytes, "mmproj: %llu bytes of tensors, want %.0f",
+              (unsigned long long)res.tensor_bytes, mm_bytes);
+        o.shape = lmp_shape_find("qwen2-vl-2b");
+        o.ft = lmp_ftype_find("q8_0");
+        CHECK(o.shape && lmp_mkmodel("unused.gguf", &o, &res, &err) == 0, "%s", err.msg);
+        double params = (double)res.tensor_bytes * 32 / 34;
+        CHECK(fabs(params / 1.54e9 - 1) < 0.02, "qwen2-vl-2b: %.3fB parameters", params / 1e9);
+        printf("qwen2-vl-2b     %.3fB parameters; mmproj f16 %.1f MiB\n", params / 1e9, mm_bytes / (1 << 20));
+}
+
 int main(void) {
         char dir[] = "/tmp/lmpool-mkmodel-XXXXXX";
         if (!mkdtemp(dir)) {
@@ -312,6 +399,7 @@ int main(void) {
         if (fix)
                 test_vocab_copy(dir, fix);
         test_real_sizes();
+        test_vision_shapes(dir, fix);
         rmdir(dir);
         if (failures)
                 fprintf(stderr, "%d failures\n", failures);
