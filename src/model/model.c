@@ -270,22 +270,15 @@ static int load_vec(const struct lmp_gguf *g, const char *name, uint64_t n, bool
         return 0;
 }
 
-static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_in,
-                       uint64_t n_out, bool required, struct lmp_weight *w,
-                       struct lmp_error *err) {
-        int r;
-        const struct lmp_gguf_tensor *t = find_tensor(m->gguf, name, required, err, &r);
-        if (!t)
-                return r;
-        if ((r = check_dims(t, name, n_in, n_out, err)) < 0)
-                return r;
+int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const char *name, uint64_t n_in,
+                    uint64_t n_out, enum lmp_isa isa, struct lmp_error *err) {
         const char *tn = lmp_type_name(t->type);
         const struct lmp_quant_traits *tr =
-                t->type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)t->type, m->isa) : NULL;
+                t->type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)t->type, isa) : NULL;
         if (!tr || !tr->vec_dot || !tr->to_float)
                 return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s not supported", name,
                                      tn ? tn : "unknown");
-        const struct lmp_quant_traits *at = lmp_quant_traits(tr->vec_dot_type, m->isa);
+        const struct lmp_quant_traits *at = lmp_quant_traits(tr->vec_dot_type, isa);
         const struct lmp_type_info *ai = lmp_type_info(tr->vec_dot_type);
         if (!at || !ai || (tr->vec_dot_type != LMP_TYPE_F32 && !at->from_float))
                 return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s has no activation kernels",
@@ -301,7 +294,6 @@ static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_i
                                      (unsigned long long)n_out);
         if (t->type == LMP_TYPE_F32 && (uintptr_t)t->data % sizeof(float) != 0)
                 return lmp_error_set(err, -EINVAL, "tensor %s: data not aligned", name);
-
         snprintf(w->name, sizeof(w->name), "%s", name);
         w->type = (enum lmp_type)t->type;
         w->data = t->data;
@@ -309,6 +301,20 @@ static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_i
         w->n_out = (int64_t)n_out;
         w->row_size = rs;
         w->traits = tr;
+        return 0;
+}
+
+static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_in,
+                       uint64_t n_out, bool required, struct lmp_weight *w,
+                       struct lmp_error *err) {
+        int r;
+        const struct lmp_gguf_tensor *t = find_tensor(m->gguf, name, required, err, &r);
+        if (!t)
+                return r;
+        if ((r = check_dims(t, name, n_in, n_out, err)) < 0)
+                return r;
+        if ((r = lmp_weight_init(w, t, name, n_in, n_out, m->isa, err)) < 0)
+                return r;
         return 1;
 }
 

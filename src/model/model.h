@@ -35,6 +35,14 @@ struct lmp_weight {
         const struct lmp_quant_traits *traits;  /* kernels for type */
 };
 
+/* Makes *w the view of tensor t (named name in messages) as n_out rows of
+ * n_in values, after checking that its type has kernels for isa, that a
+ * row is whole blocks of the activation type and that the data holds the
+ * rows. The caller has checked the tensor's dimensions. */
+struct lmp_gguf_tensor;
+int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const char *name, uint64_t n_in,
+                    uint64_t n_out, enum lmp_isa isa, struct lmp_error *err);
+
 struct lmp_layer {
         const float *attn_norm;                 /* (n_embd) decoders: before attention */
         struct lmp_weight wq, wk, wv, wo;       /* (n_embd -> n_head*head_dim), ... */

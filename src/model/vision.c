@@ -142,35 +142,7 @@ static int load_weight(const struct lmp_vision *v, const char *name, const uint6
         bool conv = shape[2] > 1 || shape[3] > 1;
         uint64_t n_out = conv ? shape[3] : shape[1];
         uint64_t n_in = conv ? shape[0] * shape[1] * shape[2] : shape[0];
-        const char *tn = lmp_type_name(t->type);
-        const struct lmp_quant_traits *tr =
-                t->type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)t->type, v->isa) : NULL;
-        if (!tr || !tr->vec_dot || !tr->to_float)
-                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s not supported", name,
-                                     tn ? tn : "unknown");
-        const struct lmp_quant_traits *at = lmp_quant_traits(tr->vec_dot_type, v->isa);
-        const struct lmp_type_info *ai = lmp_type_info(tr->vec_dot_type);
-        if (!at || !ai || (tr->vec_dot_type != LMP_TYPE_F32 && !at->from_float))
-                return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s has no activation kernels",
-                                     name, tn ? tn : "unknown");
-        if (n_in % ai->blck_size != 0)
-                return lmp_error_set(err, -EINVAL,
-                                     "tensor %s: row length %llu not a multiple of %s blocks (%u)",
-                                     name, (unsigned long long)n_in, ai->name, ai->blck_size);
-        uint64_t rs = lmp_type_row_size(t->type, n_in);
-        if (rs == 0 || t->size < rs * n_out)
-                return lmp_error_set(err, -EINVAL, "tensor %s: size %llu does not hold %llu rows",
-                                     name, (unsigned long long)t->size, (unsigned long long)n_out);
-        if (t->type == LMP_TYPE_F32 && (uintptr_t)t->data % sizeof(float) != 0)
-                return lmp_error_set(err, -EINVAL, "tensor %s: data not aligned", name);
-        snprintf(w->name, sizeof(w->name), "%s", name);
-        w->type = (enum lmp_type)t->type;
-        w->data = t->data;
-        w->n_in = (int64_t)n_in;
-        w->n_out = (int64_t)n_out;
-        w->row_size = rs;
-        w->traits = tr;
-        return 0;
+        return lmp_weight_init(w, t, name, n_in, n_out, v->isa, err);
 }
 
 static int load_hparams(struct lmp_vision *v, struct lmp_error *err) {
