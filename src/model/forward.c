@@ -763,6 +763,39 @@ static void rmsnorm_par(struct lmp_ctx *c, float *out, const float *x, const flo
 
 /* ------------------------------------------------------------- attention */
 
+/* row (n) <- softmax(scale * row), four lanes at a time (exp_vf4(): a few
+ * float ulps from expf, no call per value); the sum of the exponentials in
+ * double, as GGML's softmax. */
+static void softmax_scaled(float *row, int n, float scale) {
+        vf4 mx4 = vf4_set(-INFINITY), v;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+                memcpy(&v, row + i, sizeof(v));
+                v *= scale;
+                memcpy(row + i, &v, sizeof(v));
+                mx4 = vf4_select(v > mx4, v, mx4);
+        }
+        float mx = fmaxf(fmaxf(mx4[0], mx4[1]), fmaxf(mx4[2], mx4[3]));
+        for (; i < n; i++) {
+                row[i] *= scale;
+                mx = fmaxf(mx, row[i]);
+        }
+        double sum = 0.0;
+        for (i = 0; i + 4 <= n; i += 4) {
+                memcpy(&v, row + i, sizeof(v));
+                v = exp_vf4(v - mx);
+                memcpy(row + i, &v, sizeof(v));
+                sum += (double)((v[0] + v[1]) + (v[2] + v[3]));
+        }
+        for (; i < n; i++) {
+                row[i] = expf(row[i] - mx);
+                sum += (double)row[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (i = 0; i < n; i++)
+                row[i] *= inv;
+}
+
 struct att_job {
         struct lmp_ctx *c;
         uint32_t layer;
@@ -820,20 +853,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                                 lo = pos - (int)j->n_swa + 1 - k0;
                         for (int kk = 0; kk < lo; kk++)
                                 row[kk] = 0.0f;
-                        float mx = -INFINITY;
-                        for (int kk = lo; kk < valid; kk++) {
-                                row[kk] *= j->scale;
-                                mx = row[kk] > mx ? row[kk] : mx;
-                        }
-                        double sum = 0.0;
-                        for (int kk = lo; kk < valid; kk++) {
-                                float e = expf(row[kk] - mx);
-                                row[kk] = e;
-                                sum += (double)e;
-                        }
-                        float inv = (float)(1.0 / sum);
-                        for (int kk = lo; kk < valid; kk++)
-                                row[kk] *= inv;
+                        softmax_scaled(row + lo, valid - lo, j->scale);
                         for (int kk = valid; kk < L; kk++)
                                 row[kk] = 0.0f;
                 }
