@@ -1201,38 +1201,17 @@ struct wide_job {
         enum enc_out how;
 };
 
+static void gelu_act(const void *arg, float *x, int64_t n) {
+        (void)arg;
+        gelu(x, n);
+}
+
 static void matmul_rows_wide(void *arg, int64_t begin, int64_t end, int tid) {
         const struct wide_job *j = arg;
-        const struct lmp_weight *w = j->w;
         const struct lmp_ctx *c = j->c;
-        const int64_t n_in = w->n_in;
-        float *panel = c->wpanel + (size_t)tid * c->wpanel_floats;
-        const int64_t rows = (int64_t)c->wpanel_floats / n_in;
-        for (int64_t r0 = begin; r0 < end; r0 += rows) {
-                int64_t nr = LMP_MIN(rows, end - r0);
-                for (int64_t t = 0; t < j->n_tok; t++) {
-                        float *o = j->out + t * j->ld + r0;
-                        if (j->how == ENC_ADD && j->bias)
-                                for (int64_t r = 0; r < nr; r++)
-                                        o[r] += j->bias[r0 + r];
-                        else if (j->how != ENC_ADD && j->bias)
-                                memcpy(o, j->bias + r0, (size_t)nr * sizeof(float));
-                        else if (j->how != ENC_ADD)
-                                memset(o, 0, (size_t)nr * sizeof(float));
-                }
-                const float *wf = (const float *)w->data + r0 * n_in;
-                if (w->type != LMP_TYPE_F32) {
-                        for (int64_t r = 0; r < nr; r++)
-                                w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
-                                                    panel + r * n_in, n_in);
-                        wf = panel;
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)n_in,
-                            1.0f, j->y, (int)n_in, wf, (int)n_in, 1.0f, j->out + r0, (int)j->ld);
-                if (j->how == ENC_GELU)
-                        for (int64_t t = 0; t < j->n_tok; t++)
-                                gelu(j->out + t * j->ld + r0, nr);
-        }
+        lmp_weight_rows_sgemm(j->w, j->y, j->n_tok, j->out, j->ld, j->bias, j->how == ENC_ADD,
+                              c->wpanel + (size_t)tid * c->wpanel_floats, c->wpanel_floats, begin, end,
+                              j->how == ENC_GELU ? gelu_act : NULL, NULL);
 }
 
 /* Float weights: their own gemm kernels convert every weight in the inner

@@ -5,6 +5,7 @@
  * GGML's (`blk.N.attn_q.weight`, ...). Nothing here copies tensor data. */
 #include "model/model.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -302,6 +303,38 @@ int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const
         w->row_size = rs;
         w->traits = tr;
         return 0;
+}
+
+void lmp_weight_rows_sgemm(const struct lmp_weight *w, const float *y, int64_t n_tok, float *out, int64_t ld,
+                           const float *bias, bool add, float *panel, size_t panel_floats, int64_t begin,
+                           int64_t end, void (*act)(const void *arg, float *x, int64_t n), const void *act_arg) {
+        const int64_t n_in = w->n_in;
+        const int64_t rows = LMP_MAX((int64_t)1, (int64_t)panel_floats / n_in);
+        for (int64_t r0 = begin; r0 < end; r0 += rows) {
+                int64_t nr = LMP_MIN(rows, end - r0);
+                for (int64_t t = 0; t < n_tok; t++) {
+                        float *o = out + t * ld + r0;
+                        if (add && bias)
+                                for (int64_t r = 0; r < nr; r++)
+                                        o[r] += bias[r0 + r];
+                        else if (!add && bias)
+                                memcpy(o, bias + r0, (size_t)nr * sizeof(float));
+                        else if (!add)
+                                memset(o, 0, (size_t)nr * sizeof(float));
+                }
+                const float *wf = (const float *)w->data + r0 * n_in;
+                if (w->type != LMP_TYPE_F32) {
+                        for (int64_t r = 0; r < nr; r++)
+                                w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
+                                                    panel + r * n_in, n_in);
+                        wf = panel;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, (int)nr, (int)n_in, 1.0f, y,
+                            (int)n_in, wf, (int)n_in, 1.0f, out + r0, (int)ld);
+                if (act)
+                        for (int64_t t = 0; t < n_tok; t++)
+                                act(act_arg, out + t * ld + r0, nr);
+        }
 }
 
 static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_in,

@@ -43,6 +43,18 @@ struct lmp_gguf_tensor;
 int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const char *name, uint64_t n_in,
                     uint64_t n_out, enum lmp_isa isa, struct lmp_error *err);
 
+/* Rows [begin, end) of an encoder's product with a float weight (f32, f16,
+ * bf16) through OpenBLAS's sgemm: out (n_tok, ld), columns begin to end,
+ * <- y (n_tok, n_in) w^T + bias (NULL: none), added to out's values when
+ * add is set, else in their place. The rows are converted to f32
+ * panel_floats at a time into panel (a task's own, in cache; f32 rows are
+ * used as they are), and sgemm adds to an output that already holds the
+ * bias (and the residual), beta 1; act, when not NULL, then runs on each
+ * token's columns of the panel while they are in cache. */
+void lmp_weight_rows_sgemm(const struct lmp_weight *w, const float *y, int64_t n_tok, float *out, int64_t ld,
+                           const float *bias, bool add, float *panel, size_t panel_floats, int64_t begin,
+                           int64_t end, void (*act)(const void *arg, float *x, int64_t n), const void *act_arg);
+
 struct lmp_layer {
         const float *attn_norm;                 /* (n_embd) decoders: before attention */
         struct lmp_weight wq, wk, wv, wo;       /* (n_embd -> n_head*head_dim), ... */

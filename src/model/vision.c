@@ -582,37 +582,22 @@ struct wide_job {
         enum mm_out how;
 };
 
+struct act_arg {
+        const struct enc *e;
+        enum mm_out how;
+};
+
+static void activate_cb(const void *arg, float *x, int64_t n) {
+        const struct act_arg *a = arg;
+        activate(a->e, x, n, a->how);
+}
+
 static void wide_rows(void *arg, int64_t begin, int64_t end, int tid) {
         const struct wide_job *j = arg;
-        const struct lmp_weight *w = j->w;
-        const int64_t n_in = w->n_in;
-        float *panel = j->e->panel + (size_t)tid * PANEL_FLOATS;
-        const int64_t rows = LMP_MAX((int64_t)1, (int64_t)PANEL_FLOATS / n_in);
-        for (int64_t r0 = begin; r0 < end; r0 += rows) {
-                int64_t nr = LMP_MIN(rows, end - r0);
-                for (int64_t t = 0; t < j->n_tok; t++) {
-                        float *o = j->out + t * j->ld + r0;
-                        if (j->how == MM_ADD && j->bias)
-                                for (int64_t r = 0; r < nr; r++)
-                                        o[r] += j->bias[r0 + r];
-                        else if (j->how != MM_ADD && j->bias)
-                                memcpy(o, j->bias + r0, (size_t)nr * sizeof(float));
-                        else if (j->how != MM_ADD)
-                                memset(o, 0, (size_t)nr * sizeof(float));
-                }
-                const float *wf = (const float *)w->data + r0 * n_in;
-                if (w->type != LMP_TYPE_F32) {
-                        for (int64_t r = 0; r < nr; r++)
-                                w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
-                                                    panel + r * n_in, n_in);
-                        wf = panel;
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)j->n_tok, (int)nr, (int)n_in,
-                            1.0f, j->y, (int)n_in, wf, (int)n_in, 1.0f, j->out + r0, (int)j->ld);
-                if (j->how == MM_GELU || j->how == MM_GELU_QUICK)
-                        for (int64_t t = 0; t < j->n_tok; t++)
-                                activate(j->e, j->out + t * j->ld + r0, nr, j->how);
-        }
+        const struct act_arg aa = { .e = j->e, .how = j->how };
+        lmp_weight_rows_sgemm(j->w, j->y, j->n_tok, j->out, j->ld, j->bias, j->how == MM_ADD,
+                              j->e->panel + (size_t)tid * PANEL_FLOATS, PANEL_FLOATS, begin, end,
+                              j->how == MM_GELU || j->how == MM_GELU_QUICK ? activate_cb : NULL, &aa);
 }
 
 static bool wide_type(enum lmp_type t) {
