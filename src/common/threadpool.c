@@ -3,6 +3,9 @@
  * generation counter; workers wake, take chunks from an atomic cursor until
  * the range is exhausted, and count themselves done. The caller works too
  * and then waits until every worker has checked in, which is the barrier.
+ * A guided call hands out chunks that shrink as the range runs out (the
+ * rest divided by twice the thread count, between a least and a largest
+ * size), so that the threads end a long range close together.
  * A short spin before sleeping keeps per-call latency low in decode loops,
  * where a forward pass issues a few dozen calls of a few microseconds. */
 #include "common/threadpool.h"
@@ -38,6 +41,7 @@ struct lmp_threadpool {
         void *arg;
         int64_t n;
         int64_t grain;
+        int64_t max_grain;      /* guided: the largest chunk; 0: fixed chunks of grain */
 
         atomic_uint_fast64_t generation;
         atomic_int_fast64_t cursor;
@@ -46,7 +50,23 @@ struct lmp_threadpool {
 };
 
 static void work(struct lmp_threadpool *p, lmp_task_fn fn, void *arg, int64_t n,
-                 int64_t grain, int tid) {
+                 int64_t grain, int64_t max_grain, int tid) {
+        if (max_grain) {
+                const int64_t div = 2 * (int64_t)p->n_threads;
+                int64_t begin = atomic_load_explicit(&p->cursor, memory_order_relaxed);
+                while (begin < n) {
+                        int64_t size = LMP_MIN(LMP_MAX((n - begin) / div, grain), max_grain);
+                        int64_t end = begin + size;
+                        if (end > n)
+                                end = n;
+                        if (atomic_compare_exchange_weak_explicit(&p->cursor, &begin, end, memory_order_relaxed,
+                                                                  memory_order_relaxed)) {
+                                fn(arg, begin, end, tid);
+                                begin = atomic_load_explicit(&p->cursor, memory_order_relaxed);
+                        }
+                }
+                return;
+        }
         for (;;) {
                 int64_t begin = atomic_fetch_add_explicit(&p->cursor, grain,
                                                           memory_order_relaxed);
@@ -81,10 +101,11 @@ static void *worker_main(void *opaque) {
                 lmp_task_fn fn = p->fn;
                 void *arg = p->arg;
                 int64_t n = p->n, grain = p->grain;
+                int64_t max_grain = p->max_grain;
                 pthread_mutex_unlock(&p->mu);
                 seen = g;
 
-                work(p, fn, arg, n, grain, w->tid);
+                work(p, fn, arg, n, grain, max_grain, w->tid);
 
                 if (atomic_fetch_add_explicit(&p->n_done, 1, memory_order_acq_rel) + 1 ==
                     p->n_threads - 1) {
@@ -160,12 +181,14 @@ int lmp_threadpool_size(const struct lmp_threadpool *p) {
         return p->n_threads;
 }
 
-void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
-                        lmp_task_fn fn, void *arg) {
+static void run(struct lmp_threadpool *p, int64_t n, int64_t grain, int64_t max_grain,
+                lmp_task_fn fn, void *arg) {
         if (n <= 0)
                 return;
         if (grain < 1)
                 grain = 1;
+        if (max_grain && max_grain < grain)
+                max_grain = grain;
         /* Not worth waking anyone for a single chunk. */
         if (p->n_threads == 1 || n <= grain) {
                 fn(arg, 0, n, 0);
@@ -177,13 +200,14 @@ void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
         p->arg = arg;
         p->n = n;
         p->grain = grain;
+        p->max_grain = max_grain;
         atomic_store_explicit(&p->cursor, 0, memory_order_relaxed);
         atomic_store_explicit(&p->n_done, 0, memory_order_relaxed);
         atomic_fetch_add_explicit(&p->generation, 1, memory_order_release);
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
 
-        work(p, fn, arg, n, grain, 0);
+        work(p, fn, arg, n, grain, max_grain, 0);
 
         /* Barrier: spin briefly, then sleep until the last worker signals. */
         for (int i = 0; i < SPIN_ITERS; i++)
@@ -193,4 +217,14 @@ void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
         while (atomic_load_explicit(&p->n_done, memory_order_acquire) != p->n_threads - 1)
                 pthread_cond_wait(&p->done_cv, &p->mu);
         pthread_mutex_unlock(&p->mu);
+}
+
+void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
+                        lmp_task_fn fn, void *arg) {
+        run(p, n, grain, 0, fn, arg);
+}
+
+void lmp_threadpool_run_guided(struct lmp_threadpool *p, int64_t n, int64_t min_grain,
+                               int64_t max_grain, lmp_task_fn fn, void *arg) {
+        run(p, n, min_grain, max_grain < 1 ? 1 : max_grain, fn, arg);
 }

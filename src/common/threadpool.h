@@ -27,3 +27,10 @@ int lmp_threadpool_size(const struct lmp_threadpool *p);
  * dynamically, and returns when every chunk is done. */
 void lmp_threadpool_run(struct lmp_threadpool *p, int64_t n, int64_t grain,
                         lmp_task_fn fn, void *arg);
+
+/* The same with chunks that shrink as the range runs out: each is what is
+ * left divided by twice the pool's size, kept within [min_grain,
+ * max_grain] (max_grain is raised to min_grain), so that the threads finish
+ * close together at the end of a long range. */
+void lmp_threadpool_run_guided(struct lmp_threadpool *p, int64_t n, int64_t min_grain,
+                               int64_t max_grain, lmp_task_fn fn, void *arg);

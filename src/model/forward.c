@@ -57,6 +57,8 @@
 #define MM_GEMM_ROW_ALIGN 8     /* gemm tasks start on a multiple of this many rows */
 #define MM_GEMM_TASKS 16        /* gemm tasks per thread and product */
 #define MM_TASKS 4              /* other tasks per thread and product */
+#define MM_TASK_BYTES (512 << 10)      /* weights per task of a one-token product, at most */
+#define MM_TASK_MIN_BYTES (64 << 10)   /* ... and at least, as its range runs out */
 #define WIDE_MIN_BATCH 32       /* an encoder's batch from which matmul_rows_wide() is used */
 #define WIDE_PANEL_FLOATS (128 * 1536)  /* f32 weights converted at a time by matmul_rows_wide() */
 
@@ -492,6 +494,23 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
         for (int p = 0; p < j->n_parts; p++) {
                 gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1;
                 blas |= j->part[p].blas;
+        }
+        /* A product of one row of activations (a decode step) takes guided
+         * chunks of MM_TASK_MIN_BYTES to MM_TASK_BYTES of weights: the
+         * vocabulary projection of Llama-3.2-1B (215 MB of q6_K) went out in
+         * fixed tasks of a quarter of a thread's share, 27 MB, and whichever
+         * thread started later or was slowed left the other waiting at the
+         * barrier for up to one of them. */
+        if (j->n_tok == 1) {
+                int64_t bytes = 0;
+                for (int p = 0; p < j->n_parts; p++)
+                        bytes += (int64_t)j->part[p].w->row_size *
+                                 (j->glu ? rows : j->first[p + 1] - j->first[p]);
+                double per_row = (double)LMP_MAX(bytes, (int64_t)1) / (double)rows;
+                int64_t lo = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_MIN_BYTES / per_row));
+                int64_t hi = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_BYTES / per_row));
+                lmp_threadpool_run_guided(c->pool, rows, lo, hi, matmul_rows, j);
+                return;
         }
         /* Rows per task: enough tasks to balance, few enough to amortize. */
         int64_t grain = LMP_MAX((int64_t)1, rows / (MM_TASKS * nth));

@@ -1,7 +1,8 @@
 /* Thread pool tests: every index of a parallel-for is visited exactly once,
  * for pools of 1 to 4 threads, ranges smaller and larger than the pool,
  * grains from 1 to past the range, and thousands of back-to-back calls (the
- * barrier must hold: each call's results are checked before the next).
+ * barrier must hold: each call's results are checked before the next), in
+ * fixed and in guided chunks.
  * Then a worker that stalls inside tasks: no index may be lost or repeated,
  * and no task may run for a call that has returned (a late worker must not
  * claim work of the next call with the previous call's job). */
@@ -72,7 +73,10 @@ static int stall_test(atomic_int *hits, int nth) {
                 for (int64_t i = 0; i < j->n; i++)
                         atomic_store(&hits[i], 0);
                 atomic_store(&j->live, 1);
-                lmp_threadpool_run(p, j->n, 1 + (rng >> 20) % 8, stall_visit, j);
+                if (call % 2)
+                        lmp_threadpool_run_guided(p, j->n, 1 + (rng >> 20) % 4, 1 + (rng >> 24) % 32, stall_visit, j);
+                else
+                        lmp_threadpool_run(p, j->n, 1 + (rng >> 20) % 8, stall_visit, j);
                 atomic_store(&j->live, 0);
                 for (int64_t i = 0; i < j->n; i++)
                         if (atomic_load(&hits[i]) != 1) {
@@ -118,7 +122,10 @@ int main(void) {
                                 for (int64_t i = 0; i < n; i++)
                                         atomic_store(&hits[i], 0);
                                 struct job j = { .hits = hits, .n_threads = nth };
-                                lmp_threadpool_run(p, n, grain, visit, &j);
+                                if (rep % 3 == 1)       /* max below min, then above */
+                                        lmp_threadpool_run_guided(p, n, grain, rep % 2 ? 2 : 64, visit, &j);
+                                else
+                                        lmp_threadpool_run(p, n, grain, visit, &j);
                                 for (int64_t i = 0; i < n; i++)
                                         if (atomic_load(&hits[i]) != 1) {
                                                 fprintf(stderr, "pool %d, n %lld, grain %lld: index %lld visited %d times\n",
