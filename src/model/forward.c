@@ -782,39 +782,6 @@ static void rmsnorm_par(struct lmp_ctx *c, float *out, const float *x, const flo
 
 /* ------------------------------------------------------------- attention */
 
-/* row (n) <- softmax(scale * row), four lanes at a time (exp_vf4(): a few
- * float ulps from expf, no call per value); the sum of the exponentials in
- * double, as GGML's softmax. */
-static void softmax_scaled(float *row, int n, float scale) {
-        vf4 mx4 = vf4_set(-INFINITY), v;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-                memcpy(&v, row + i, sizeof(v));
-                v *= scale;
-                memcpy(row + i, &v, sizeof(v));
-                mx4 = vf4_select(v > mx4, v, mx4);
-        }
-        float mx = fmaxf(fmaxf(mx4[0], mx4[1]), fmaxf(mx4[2], mx4[3]));
-        for (; i < n; i++) {
-                row[i] *= scale;
-                mx = fmaxf(mx, row[i]);
-        }
-        double sum = 0.0;
-        for (i = 0; i + 4 <= n; i += 4) {
-                memcpy(&v, row + i, sizeof(v));
-                v = exp_vf4(v - mx);
-                memcpy(row + i, &v, sizeof(v));
-                sum += (double)((v[0] + v[1]) + (v[2] + v[3]));
-        }
-        for (; i < n; i++) {
-                row[i] = expf(row[i] - mx);
-                sum += (double)row[i];
-        }
-        const float inv = (float)(1.0 / sum);
-        for (i = 0; i < n; i++)
-                row[i] *= inv;
-}
-
 struct att_job {
         struct lmp_ctx *c;
         uint32_t layer;
@@ -1116,28 +1083,6 @@ static int check_encode_batch(struct lmp_ctx *c, const struct lmp_batch_entry *b
                 c->seq_last[b->seq] = b->pos;
         }
         return 0;
-}
-
-/* out = (x - mean) / sqrt(var + eps) * weight + bias, per row; sums in
- * double, the variance over the centred values, as GGML's norm does. */
-static void layernorm(float *out, const float *x, const float *weight, const float *bias,
-                      int64_t n_tok, int64_t n, float eps) {
-        for (int64_t t = 0; t < n_tok; t++) {
-                const float *xr = x + t * n;
-                float *o = out + t * n;
-                double sum = 0.0;
-                for (int64_t i = 0; i < n; i++)
-                        sum += (double)xr[i];
-                float mean = (float)(sum / (double)n);
-                double sum2 = 0.0;
-                for (int64_t i = 0; i < n; i++) {
-                        float d = xr[i] - mean;
-                        sum2 += (double)(d * d);
-                }
-                float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
-                for (int64_t i = 0; i < n; i++)
-                        o[i] = (xr[i] - mean) * scale * weight[i] + bias[i];
-        }
 }
 
 /* GELU, tanh approximation: gelu_vf4() (model/vecmath.h). */

@@ -1,11 +1,13 @@
 /* Elementwise math on GCC's (and clang's) generic vectors of 4 floats,
  * which compile to whatever vector registers the target has without ISA
- * flags: exp and the activations built on it, shared by the decoder's
- * encoders (forward.c) and the vision encoder (vision.c). Written without
+ * flags: exp and the activations and softmax built on it, and LayerNorm,
+ * shared by the decoder (forward.c) and the vision encoder (vision.c). Written without
  * branches (the compiler turns a scalar clamp into jumps). */
 #pragma once
 
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* GELU, tanh approximation (GGML's gelu), as x * sigmoid(2u) = x / (1 +
  * exp(-2u)), u = sqrt(2/pi) (x + 0.044715 x^3): 0.5 (1 + tanh(u)) is that
@@ -47,3 +49,57 @@ static inline vf4 gelu_vf4(vf4 v) {
         return v / (1.0f + exp_vf4((-2.0f * s) * v * (1.0f + a * v * v)));
 }
 
+/* row (n) <- softmax(scale * row), four lanes at a time (exp_vf4(): a few
+ * float ulps from expf, no call per value); the sum of the exponentials in
+ * double, as GGML's softmax. */
+static inline void softmax_scaled(float *row, int n, float scale) {
+        vf4 mx4 = vf4_set(-INFINITY), v;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+                memcpy(&v, row + i, sizeof(v));
+                v *= scale;
+                memcpy(row + i, &v, sizeof(v));
+                mx4 = vf4_select(v > mx4, v, mx4);
+        }
+        float mx = fmaxf(fmaxf(mx4[0], mx4[1]), fmaxf(mx4[2], mx4[3]));
+        for (; i < n; i++) {
+                row[i] *= scale;
+                mx = fmaxf(mx, row[i]);
+        }
+        double sum = 0.0;
+        for (i = 0; i + 4 <= n; i += 4) {
+                memcpy(&v, row + i, sizeof(v));
+                v = exp_vf4(v - mx);
+                memcpy(row + i, &v, sizeof(v));
+                sum += (double)((v[0] + v[1]) + (v[2] + v[3]));
+        }
+        for (; i < n; i++) {
+                row[i] = expf(row[i] - mx);
+                sum += (double)row[i];
+        }
+        const float inv = (float)(1.0 / sum);
+        for (i = 0; i < n; i++)
+                row[i] *= inv;
+}
+
+/* out = (x - mean) / sqrt(var + eps) * weight + bias, per row; sums in
+ * double, the variance over the centred values, as GGML's norm does. */
+static inline void layernorm(float *out, const float *x, const float *weight, const float *bias,
+                             int64_t n_tok, int64_t n, float eps) {
+        for (int64_t t = 0; t < n_tok; t++) {
+                const float *xr = x + t * n;
+                float *o = out + t * n;
+                double sum = 0.0;
+                for (int64_t i = 0; i < n; i++)
+                        sum += (double)xr[i];
+                float mean = (float)(sum / (double)n);
+                double sum2 = 0.0;
+                for (int64_t i = 0; i < n; i++) {
+                        float d = xr[i] - mean;
+                        sum2 += (double)(d * d);
+                }
+                float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
+                for (int64_t i = 0; i < n; i++)
+                        o[i] = (xr[i] - mean) * scale * weight[i] + bias[i];
+        }
+}

@@ -690,28 +690,6 @@ static void matmul(struct enc *e, const struct lmp_weight *w, const float *x, in
 
 /* ------------------------------------------------------ elementwise ops */
 
-/* out = (x - mean) / sqrt(var + eps) * weight + bias per row, sums in
- * double as GGML's norm. */
-static void layernorm(float *out, const float *x, const float *w, const float *b, int64_t n_tok,
-                      int64_t n, float eps) {
-        for (int64_t t = 0; t < n_tok; t++) {
-                const float *xr = x + t * n;
-                float *o = out + t * n;
-                double sum = 0.0;
-                for (int64_t i = 0; i < n; i++)
-                        sum += (double)xr[i];
-                float mean = (float)(sum / (double)n);
-                double sum2 = 0.0;
-                for (int64_t i = 0; i < n; i++) {
-                        float d = xr[i] - mean;
-                        sum2 += (double)(d * d);
-                }
-                float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
-                for (int64_t i = 0; i < n; i++)
-                        o[i] = (xr[i] - mean) * scale * w[i] + b[i];
-        }
-}
-
 struct norm_job {
         float *out;
         const float *x, *w, *b;
@@ -820,34 +798,6 @@ static void rope_rows(void *arg, int64_t begin, int64_t end, int tid) {
         }
 }
 
-/* row (n) <- softmax(row) */
-static void softmax_row(float *row, int n) {
-        vf4 mx4 = vf4_set(-INFINITY), v;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-                memcpy(&v, row + i, sizeof(v));
-                mx4 = vf4_select(v > mx4, v, mx4);
-        }
-        float mx = fmaxf(fmaxf(mx4[0], mx4[1]), fmaxf(mx4[2], mx4[3]));
-        for (; i < n; i++)
-                mx = fmaxf(mx, row[i]);
-        vf4 sum4 = vf4_set(0.0f);
-        for (i = 0; i + 4 <= n; i += 4) {
-                memcpy(&v, row + i, sizeof(v));
-                v = exp_vf4(v - mx);
-                sum4 += v;
-                memcpy(row + i, &v, sizeof(v));
-        }
-        float sum = (sum4[0] + sum4[1]) + (sum4[2] + sum4[3]);
-        for (; i < n; i++) {
-                row[i] = expf(row[i] - mx);
-                sum += row[i];
-        }
-        const float inv = 1.0f / sum;
-        for (i = 0; i < n; i++)
-                row[i] *= inv;
-}
-
 struct att_job {
         struct enc *e;
         const float *q, *k, *v;         /* (T, n_embd) */
@@ -870,7 +820,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, T, hd, scale, q, ld,
                             j->k + (size_t)h * hd, ld, 0.0f, s, T);
                 for (int i = 0; i < m; i++)
-                        softmax_row(s + (size_t)i * T, T);
+                        softmax_scaled(s + (size_t)i * T, T, 1.0f);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, T, 1.0f, s, T,
                             j->v + (size_t)h * hd, ld, 0.0f, j->out + (size_t)r0 * ld + (size_t)h * hd, ld);
         }
