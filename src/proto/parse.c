@@ -1191,6 +1191,13 @@ static double num_or_zero(const cJSON *obj, const char *name) {
         return cJSON_IsNumber(it) && isfinite(it->valuedouble) ? it->valuedouble : 0;
 }
 
+/* A count: a number in [0, 2^53] (whole in a double, and in an int64_t)
+ * as the integer it rounds down to, else 0. */
+static int64_t count_or_zero(const cJSON *obj, const char *name) {
+        double v = num_or_zero(obj, name);
+        return v >= 0 && v <= 9007199254740992.0 ? (int64_t)v : 0;
+}
+
 static void copy_str(char *dst, size_t cap, const cJSON *it) {
         snprintf(dst, cap, "%s", cJSON_IsString(it) ? it->valuestring : "");
 }
@@ -1243,7 +1250,7 @@ static int parse_embedding(const cJSON *root, struct lmp_event *e) {
         }
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
         const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "timings");
-        e->usage.prompt_tokens = (int64_t)num_or_zero(u, "prompt_tokens");
+        e->usage.prompt_tokens = count_or_zero(u, "prompt_tokens");
         e->timings.queued_ms = num_or_zero(tm, "queued_ms");
         e->timings.total_ms = num_or_zero(tm, "total_ms");
         copy_str(e->worker, sizeof(e->worker), cJSON_GetObjectItemCaseSensitive(root, "worker"));
@@ -1336,11 +1343,11 @@ int lmp_proto_parse_event(const void *buf, size_t len, struct lmp_event *ret) {
                 }
                 const cJSON *u = cJSON_GetObjectItemCaseSensitive(root, "usage");
                 const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "timings");
-                e.usage.prompt_tokens = (int64_t)num_or_zero(u, "prompt_tokens");
-                e.usage.generated_tokens = (int64_t)num_or_zero(u, "generated_tokens");
-                e.usage.cached_tokens = (int64_t)num_or_zero(u, "cached_tokens");
-                e.usage.images = (int64_t)num_or_zero(u, "images");
-                e.usage.images_cached = (int64_t)num_or_zero(u, "images_cached");
+                e.usage.prompt_tokens = count_or_zero(u, "prompt_tokens");
+                e.usage.generated_tokens = count_or_zero(u, "generated_tokens");
+                e.usage.cached_tokens = count_or_zero(u, "cached_tokens");
+                e.usage.images = count_or_zero(u, "images");
+                e.usage.images_cached = count_or_zero(u, "images_cached");
                 e.timings.queued_ms = num_or_zero(tm, "queued_ms");
                 e.timings.prompt_ms = num_or_zero(tm, "prompt_ms");
                 e.timings.ttft_ms = num_or_zero(tm, "ttft_ms");
