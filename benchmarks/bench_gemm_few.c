@@ -17,14 +17,15 @@
 #include <time.h>
 
 #include "quant/quant.h"
+#include "quant/repack.h"
 
 #define N_IN 2048
 #define PASSES 5
 #define MAX_TOK LMP_GEMM_FEW_MAX_TOK
 #define GEMM_ROWS 64            /* rows per kernel call, as a thread-pool task gives */
 
-enum how { BY_DOT, BY_GEMM, BY_FEW };
-static const char *const how_names[] = { "vec_dot", "gemm", "gemm_few" };
+enum how { BY_DOT, BY_GEMM, BY_FEW, BY_R16 };
+static const char *const how_names[] = { "vec_dot", "gemm", "gemm_few", "gemm_r16" };
 
 static double cpu_s(void) {
         struct timespec ts;
@@ -42,6 +43,11 @@ static double pass(const struct lmp_quant_traits *tr, enum how how, const uint8_
                         for (int t = 0; t < nt; t++)
                                 for (size_t r = 0; r < rows; r++)
                                         tr->vec_dot(N_IN, &out[(size_t)t * rows + r], w + r * rb, act + (size_t)t * ab);
+                } else if (how == BY_R16) {
+                        for (size_t r0 = 0; r0 < rows; r0 += GEMM_ROWS) {
+                                const int nr = (int)(rows - r0 < GEMM_ROWS ? rows - r0 : GEMM_ROWS);
+                                tr->gemm_r16(N_IN, nr / 16, nt, w + r0 * rb, act, ab, out + r0, rows);
+                        }
                 } else {
                         for (size_t r0 = 0; r0 < rows; r0 += GEMM_ROWS) {
                                 const int nr = (int)(rows - r0 < GEMM_ROWS ? rows - r0 : GEMM_ROWS);
@@ -75,7 +81,7 @@ int main(int argc, char **argv) {
                 const struct lmp_quant_traits *tr = lmp_quant_traits(types[ti], isa);
                 const struct lmp_quant_traits *at = lmp_quant_traits(tr->vec_dot_type, isa);
                 const size_t rb = lmp_type_row_size(types[ti], N_IN), ab = lmp_type_row_size(tr->vec_dot_type, N_IN);
-                const size_t rows = ((size_t)mib << 20) / rb;
+                const size_t rows = ((size_t)mib << 20) / rb / 16 * 16;
                 uint8_t *w = malloc(rows * rb), *act = malloc(MAX_TOK * ab);
                 float *xf = malloc(N_IN * sizeof(float)), *out = malloc(rows * MAX_TOK * sizeof(float));
                 if (!w || !act || !xf || !out) {
@@ -96,13 +102,17 @@ int main(int argc, char **argv) {
                         at->from_float(xf, act + (size_t)t * ab, N_IN);
                 }
                 const double one = pass(tr, BY_DOT, w, rb, rows, act, ab, 1, out);
+                uint8_t *wr = tr->gemm_r16 ? malloc(rows * rb) : NULL;
+                for (size_t r = 0; wr && r < rows; r += 16)
+                        lmp_repack_q4_K_r16(w + r * rb, rb, wr + r * rb, N_IN);
                 const int nts[] = { 1, 2, 4, 8 };
                 for (size_t k = 0; k < sizeof(nts) / sizeof(nts[0]); k++) {
-                        for (int how = BY_DOT; how <= BY_FEW; how++) {
+                        for (int how = BY_DOT; how <= BY_R16; how++) {
                                 if ((how == BY_GEMM && !tr->gemm) || (how == BY_FEW && (!tr->gemm_few || nts[k] < 2)) ||
-                                    (how == BY_DOT && nts[k] > 1))
+                                    (how == BY_DOT && nts[k] > 1) || (how == BY_R16 && !wr))
                                         continue;
-                                const double s = how == BY_DOT ? one : pass(tr, how, w, rb, rows, act, ab, nts[k], out);
+                                const double s = how == BY_DOT ? one : pass(tr, how, how == BY_R16 ? wr : w, rb, rows,
+                                                                            act, ab, nts[k], out);
                                 const double gbs = (double)rows * rb / s / 1e9;
                                 printf("{\"bench\":\"gemm_few\",\"type\":\"%s\",\"isa\":\"%s\",\"kernel\":\"%s\","
                                        "\"tokens\":%d,\"ms\":%.3f,\"weight_gbs\":%.2f,\"cost_vs_1\":%.3f}\n",
@@ -114,6 +124,7 @@ int main(int argc, char **argv) {
                         }
                 }
                 free(w);
+                free(wr);
                 free(act);
                 free(xf);
                 free(out);

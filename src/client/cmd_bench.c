@@ -38,6 +38,7 @@
 #include "common/macros.h"
 #include "common/membw.h"
 #include "model/model.h"
+#include "store/store.h"
 
 #define MAX_MODELS 64
 #define MAX_LIST 16
@@ -60,6 +61,7 @@ struct opts {
         int reps;
         int probe_mib;          /* 0: no probe */
         bool json;
+        const char *layout;     /* "store" (as lmpoold serves it) or "file" */
 };
 
 struct row_stats {
@@ -76,6 +78,7 @@ struct bench_model {
         uint64_t size;          /* bytes of tensor data */
         uint64_t n_params;
         uint64_t step_bytes;    /* weight bytes one decode step reads */
+        struct lmp_store *store;        /* --layout store */
         struct lmp_gguf *gguf;
         struct lmp_model *model;
 };
@@ -83,7 +86,7 @@ struct bench_model {
 static void usage(FILE *f) {
         fprintf(f,
                 "usage: lmpool bench MODEL... [-p LIST] [-n LIST] [-b LIST] [-r N] [-t LIST] [--json]\n"
-                "                    [--probe-mib N]\n"
+                "                    [--probe-mib N] [--layout store|file]\n"
                 "Measures prompt processing and generation speed, as llama-bench does.\n"
                 "LIST is comma-separated (e.g. -p 128,512); --opt=value works too.\n"
                 "  -p, --n-prompt LIST    prompt sizes, 0 to %d; 0 skips (default 128,512)\n"
@@ -96,6 +99,9 @@ static void usage(FILE *f) {
                 "  --json                 one JSON line per row instead of the table\n"
                 "  --probe-mib N          bandwidth probe buffer in MiB, 64 to 65536, or 0 for no\n"
                 "                         probe (default 1024)\n"
+                "  --layout store|file    the weights as lmpoold serves them, copied into a memfd\n"
+                "                         store with q4_K matrices repacked where the CPU has\n"
+                "                         AVX-512 (default), or mapped as the file lays them out\n"
                 "lmpool bench --server --model NAME ... measures a running server under a chat\n"
                 "load instead (lmpool bench --server --help).\n",
                 MAX_TOKENS, MAX_TOKENS, MAX_SEQS, MAX_REPS, LMP_THREADPOOL_MAX);
@@ -173,6 +179,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                 .threads = { .v = { (int)LMP_MIN(LMP_MAX(ncpu, 1L), (long)LMP_THREADPOOL_MAX) }, .n = 1 },
                 .reps = 3,
                 .probe_mib = 1024,
+                .layout = "store",
         };
         const struct lmp_opt opts[] = {
                 { "n-prompt", 'p', LMP_OPT_CALL, &o->pp, 0, MAX_TOKENS, .call = list_opt },
@@ -182,6 +189,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                 { "threads", 't', LMP_OPT_CALL, &o->threads, 1, LMP_THREADPOOL_MAX, .call = list_opt },
                 { "json", 0, LMP_OPT_FLAG, &o->json },
                 { "probe-mib", 0, LMP_OPT_CALL, &o->probe_mib, .call = probe_mib },
+                { "layout", 0, LMP_OPT_STRING, &o->layout },
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
@@ -189,6 +197,10 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         int parsed = lmp_args_parse(&a, "lmpool bench", argc, argv, opts, usage);
         if (parsed != LMP_ARGS_GO)
                 return parsed == 0 ? -1 : parsed; /* -1: --help */
+        if (strcmp(o->layout, "store") != 0 && strcmp(o->layout, "file") != 0) {
+                fprintf(stderr, "lmpool bench: --layout: expected store or file, not '%s'\n", o->layout);
+                return LMP_EXIT_USAGE;
+        }
         for (int i = optind; i < argc; i++) {
                 if (o->n_models == MAX_MODELS) {
                         fprintf(stderr, "lmpool bench: at most %d models\n", MAX_MODELS);
@@ -236,14 +248,25 @@ static uint64_t step_bytes(const struct lmp_model *m) {
         return b + weight_bytes(&m->output) + e + m->tok_embd.row_size;
 }
 
-static int model_open(const char *path, struct bench_model *bm) {
+static int model_open(const char *path, bool store, struct bench_model *bm) {
         struct lmp_error err = { 0 };
+        int r;
         *bm = (struct bench_model){ .path = path };
-        if (lmp_gguf_open(path, &bm->gguf, &err) < 0 ||
-            lmp_model_load(bm->gguf, lmp_cpu_isa(), &bm->model, &err) < 0) {
+        /* As lmpoold's supervisor builds it (supervisor.c). */
+        if (store) {
+                r = lmp_store_create("bench", path, LMP_STORE_MODE_MEMFD, LMP_STORE_NUMA_OFF,
+                                     lmp_cpu_isa() >= LMP_ISA_AVX512, &bm->store, &err);
+                if (r == 0)
+                        r = lmp_gguf_open_store(bm->store->base, bm->store->size, &bm->gguf, &err);
+        } else {
+                r = lmp_gguf_open(path, &bm->gguf, &err);
+        }
+        if (r < 0 || lmp_model_load(bm->gguf, lmp_cpu_isa(), &bm->model, &err) < 0) {
                 fprintf(stderr, "lmpool bench: %s: %s\n", path, err.msg);
                 lmp_gguf_free(bm->gguf);
+                lmp_store_free(bm->store);
                 bm->gguf = NULL;
+                bm->store = NULL;
                 return -1;
         }
         const char *base = strrchr(path, '/');
@@ -267,8 +290,10 @@ static int model_open(const char *path, struct bench_model *bm) {
 static void model_close(struct bench_model *bm) {
         lmp_model_free(bm->model);
         lmp_gguf_free(bm->gguf);
+        lmp_store_free(bm->store);
         bm->model = NULL;
         bm->gguf = NULL;
+        bm->store = NULL;
 }
 
 /* ------------------------------------------------------------ the tests */
@@ -647,7 +672,7 @@ int lmp_cmd_bench(int argc, char **argv) {
                 print_header();
         for (int mi = 0; mi < o.n_models; mi++) {
                 struct bench_model bm;
-                if (model_open(o.models[mi], &bm) < 0)
+                if (model_open(o.models[mi], strcmp(o.layout, "store") == 0, &bm) < 0)
                         return 1;
                 int need = positions_needed(&o);
                 if ((uint32_t)need > bm.model->hp.n_ctx_train) {

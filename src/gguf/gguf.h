@@ -90,6 +90,7 @@ struct lmp_gguf {
         uint64_t size;
         int fd;                 /* -1 when opened from memory */
         bool owns_map;
+        bool store;             /* opened by lmp_gguf_open_store() */
         struct lmp_gguf_index *index;
 };
 
@@ -100,6 +101,13 @@ int lmp_gguf_open(const char *path, struct lmp_gguf **ret, struct lmp_error *err
 /* Same, over a buffer the caller keeps alive (not copied). Used by the fuzzer
  * and by tests. */
 int lmp_gguf_open_mem(const void *buf, size_t size, struct lmp_gguf **ret, struct lmp_error *err);
+
+/* Same, over a weight store's image (src/store/), which may hold tensors in
+ * lmpool's repacked layouts (LMP_TYPE_Q4_K_R16) as well as the file's. */
+int lmp_gguf_open_store(const void *buf, size_t size, struct lmp_gguf **ret, struct lmp_error *err);
+
+/* The file offset of tensor t's type id (inside its tensor info). */
+uint64_t lmp_gguf_tensor_type_offset(const struct lmp_gguf_tensor *t);
 
 void lmp_gguf_free(struct lmp_gguf *g);
 

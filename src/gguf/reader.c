@@ -396,6 +396,16 @@ static int parse_tensor_infos(struct lmp_gguf *g, struct cursor *c) {
                 if (r < 0)
                         goto fail;
                 ti = lmp_type_info(t->type);
+                if (t->type == LMP_TYPE_Q4_K_R16 && !g->store) {
+                        r = lmp_error_set(c->err, -EBADMSG, "offset %" PRIu64 ": tensor type %s is lmpool's in-memory"
+                                          " layout, never a file's", c->off - 4, ti->name);
+                        goto fail;
+                }
+                if (t->type == LMP_TYPE_Q4_K_R16 && (t->n_dims != 2 || t->ne[1] % 16)) {
+                        r = lmp_error_set(c->err, -EBADMSG, "offset %" PRIu64 ": a %s tensor must have 2 dimensions"
+                                          " and rows in groups of 16", c->off - 4, ti->name);
+                        goto fail;
+                }
                 if (!ti) {
                         r = lmp_error_set(c->err, -EBADMSG, "offset %" PRIu64 ": unknown tensor type id %" PRIu32,
                                           c->off - 4, t->type);
@@ -555,12 +565,13 @@ static int new_gguf(struct lmp_gguf **ret) {
         return 0;
 }
 
-int lmp_gguf_open_mem(const void *buf, size_t size, struct lmp_gguf **ret, struct lmp_error *err) {
+static int open_mem(const void *buf, size_t size, bool store, struct lmp_gguf **ret, struct lmp_error *err) {
         struct lmp_gguf *g;
         int r;
 
         if (new_gguf(&g) < 0)
                 return lmp_error_set(err, -ENOMEM, "out of memory");
+        g->store = store;
         g->base = buf;
         g->size = size;
         r = parse(g, err);
@@ -570,6 +581,14 @@ int lmp_gguf_open_mem(const void *buf, size_t size, struct lmp_gguf **ret, struc
         }
         *ret = g;
         return 0;
+}
+
+int lmp_gguf_open_mem(const void *buf, size_t size, struct lmp_gguf **ret, struct lmp_error *err) {
+        return open_mem(buf, size, false, ret, err);
+}
+
+int lmp_gguf_open_store(const void *buf, size_t size, struct lmp_gguf **ret, struct lmp_error *err) {
+        return open_mem(buf, size, true, ret, err);
 }
 
 int lmp_gguf_open(const char *path, struct lmp_gguf **ret, struct lmp_error *err) {
@@ -619,6 +638,11 @@ int lmp_gguf_open(const char *path, struct lmp_gguf **ret, struct lmp_error *err
 fail:
         close(fd);
         return r;
+}
+
+uint64_t lmp_gguf_tensor_type_offset(const struct lmp_gguf_tensor *t) {
+        /* name (u64 length + bytes), dimension count (u32), dimensions (u64 each) */
+        return t->info_offset + 8 + t->name.len + 4 + 8 * (uint64_t)t->n_dims;
 }
 
 void lmp_gguf_free(struct lmp_gguf *g) {

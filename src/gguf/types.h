@@ -49,6 +49,15 @@ enum lmp_type {
         LMP_TYPE_COUNT = 40,
 };
 
+/* Not a file type: lmpool's own in-memory layout of a q4_K matrix, 16 rows
+ * interleaved (struct lmp_block_q4_Kx16, src/quant/repack.c), which the
+ * supervisor writes into a model's weight store in place of the file's
+ * layout, tensor type id and all. Same bytes per row as q4_K. The reader
+ * takes it only from a store (lmp_gguf_open_store()); in a file it is an
+ * unknown type. The id is far above GGML's, so that GGML can never give it
+ * another meaning. */
+#define LMP_TYPE_Q4_K_R16 0x4c501604u
+
 struct lmp_type_info {
         const char *name;     /* GGML's name: "f32", "q4_K", ... (NULL: unused id) */
         uint32_t blck_size;   /* values per block */

@@ -49,6 +49,7 @@
 
 #include "model/model.h"
 #include "model/vecmath.h"
+#include "quant/blocks.h"
 
 #define BLAS_MIN_BATCH 16       /* smaller f32 products use our own kernels */
 #define ATT_TILE 32             /* query rows per attention task */
@@ -382,14 +383,56 @@ struct matmul_part {
 struct matmul_job {
         struct matmul_part part[MM_PARTS_MAX];
         int64_t first[MM_PARTS_MAX + 1];
+        int64_t rows;           /* first[n_parts], or the FFN's with glu */
+        int unit;               /* the pool splits in units of this many rows */
         int n_parts;
         int64_t n_tok;
         bool glu;
         bool gelu;              /* glu: GELU instead of SiLU */
 };
 
+/* Rows [begin, end) of a weight in the q4_K_r16 layout (16 rows
+ * interleaved per group, see quant/repack.h): the whole groups in one call,
+ * straight into out; a group that the range cuts (only where a task's
+ * range or a fused matrix's part does not start on a group) through a
+ * small buffer, of which only the range's rows are kept. */
+#define R16_TOK_BLOCK 64
+static void part_rows_r16(const struct matmul_part *p, int64_t n_tok, int64_t begin, int64_t end) {
+        const struct lmp_weight *w = p->w;
+        const int64_t G = LMP_R16_ROWS, row0 = w->r16_row0;
+        const size_t gsz = (size_t)G * w->row_size;
+        const int64_t a = begin + row0, b = end + row0;        /* rows of the grouped data */
+        const int64_t f0 = (a + G - 1) / G, f1 = b / G;         /* its whole groups [f0, f1) */
+        const uint8_t *wd = w->data, *y = p->y;
+        const int n = (int)w->n_in;
+        float tmp[LMP_R16_ROWS * R16_TOK_BLOCK];
+        for (int64_t t0 = 0; t0 < n_tok; t0 += R16_TOK_BLOCK) {
+                const int nt = (int)LMP_MIN((int64_t)R16_TOK_BLOCK, n_tok - t0);
+                const uint8_t *yt = y + (size_t)t0 * p->y_stride;
+                float *out = p->out + t0 * p->ld;       /* column c is grouped row c + row0 */
+                if (f0 < f1)
+                        w->traits->gemm_r16(n, (int)(f1 - f0), nt, wd + (size_t)f0 * gsz, yt, p->y_stride,
+                                            out + (f0 * G - row0), (size_t)p->ld);
+                for (int64_t g = a / G; g * G < b; g++) {
+                        if (g >= f0 && g < f1)
+                                continue;
+                        w->traits->gemm_r16(n, 1, nt, wd + (size_t)g * gsz, yt, p->y_stride, tmp, (size_t)G);
+                        const int64_t r_lo = LMP_MAX(a, g * G), r_hi = LMP_MIN(b, g * G + G);
+                        for (int t = 0; t < nt; t++)
+                                for (int64_t r = r_lo; r < r_hi; r++)
+                                        out[t * p->ld + (r - row0)] = tmp[t * G + (r - g * G)];
+                        if (g < f0 && f0 < f1)
+                                g = f1 - 1;     /* on to the cut group after the whole ones */
+                }
+        }
+}
+
 static void part_rows(const struct matmul_part *p, int64_t n_tok, int64_t begin, int64_t end) {
         const struct lmp_weight *w = p->w;
+        if (w->r16) {
+                part_rows_r16(p, n_tok, begin, end);
+                return;
+        }
         if (p->blas) {
                 const float *wd = (const float *)w->data + begin * w->n_in;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, (int)(end - begin),
@@ -435,6 +478,8 @@ static void geglu(float *g, const float *u, int64_t count);
 static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
         (void)tid;
         const struct matmul_job *j = arg;
+        begin *= j->unit;
+        end = LMP_MIN(end * j->unit, j->rows);
         if (j->glu) {
                 part_rows(&j->part[0], j->n_tok, begin, end);
                 part_rows(&j->part[1], j->n_tok, begin, end);
@@ -490,10 +535,35 @@ static void matmul_prepare(struct lmp_ctx *c, const struct lmp_weight *w, struct
 static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
         int nth = lmp_threadpool_size(c->pool);
         int64_t rows = j->glu ? j->first[1] : j->first[j->n_parts];
-        bool gemm = false, blas = false;
+        bool gemm = false, blas = false, r16 = false;
         for (int p = 0; p < j->n_parts; p++) {
                 gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1;
                 blas |= j->part[p].blas;
+                r16 |= j->part[p].w->r16;
+        }
+        j->rows = rows;
+        j->unit = 1;
+        if (r16) {
+                /* Tasks of whole 16-row groups (parts of other layouts do
+                 * not mind): every task's range in rows of 16, the pool's
+                 * in units. */
+                struct matmul_job ju = *j;
+                ju.unit = LMP_R16_ROWS;
+                int64_t units = (rows + LMP_R16_ROWS - 1) / LMP_R16_ROWS;
+                if (j->n_tok == 1) {
+                        int64_t bytes = 0;
+                        for (int p = 0; p < j->n_parts; p++)
+                                bytes += (int64_t)j->part[p].w->row_size *
+                                         (j->glu ? rows : j->first[p + 1] - j->first[p]);
+                        double per_unit = (double)LMP_MAX(bytes, (int64_t)1) / (double)units;
+                        int64_t lo = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_MIN_BYTES / per_unit));
+                        int64_t hi = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_BYTES / per_unit));
+                        lmp_threadpool_run_guided(c->pool, units, lo, hi, matmul_rows, &ju);
+                        return;
+                }
+                int64_t grain = LMP_MAX((int64_t)1, units / (MM_GEMM_TASKS * nth));
+                lmp_threadpool_run(c->pool, units, grain, matmul_rows, &ju);
+                return;
         }
         /* A product of one row of activations (a decode step) takes guided
          * chunks of MM_TASK_MIN_BYTES to MM_TASK_BYTES of weights: the

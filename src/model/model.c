@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/blocks.h"
+
 #define NAME_MAX_LEN 96
 
 /* What reading key gave (r): 0 when it was there, or is missing and
@@ -274,8 +276,11 @@ static int load_vec(const struct lmp_gguf *g, const char *name, uint64_t n, bool
 int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const char *name, uint64_t n_in,
                     uint64_t n_out, enum lmp_isa isa, struct lmp_error *err) {
         const char *tn = lmp_type_name(t->type);
+        /* A repacked store's q4_K (gguf/types.h): q4_K's kernels, its gemm_r16. */
+        const bool r16 = t->type == LMP_TYPE_Q4_K_R16;
+        const uint32_t type = r16 ? LMP_TYPE_Q4_K : t->type;
         const struct lmp_quant_traits *tr =
-                t->type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)t->type, isa) : NULL;
+                type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)type, isa) : NULL;
         if (!tr || !tr->vec_dot || !tr->to_float)
                 return lmp_error_set(err, -ENOTSUP, "tensor %s: type %s not supported", name,
                                      tn ? tn : "unknown");
@@ -288,7 +293,10 @@ int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const
                 return lmp_error_set(err, -EINVAL,
                                      "tensor %s: row length %llu not a multiple of %s blocks (%u)",
                                      name, (unsigned long long)n_in, ai->name, ai->blck_size);
-        uint64_t rs = lmp_type_row_size(t->type, n_in);
+        if (r16 && (!tr->gemm_r16 || n_out % LMP_R16_ROWS || t->ne[0] != n_in))
+                return lmp_error_set(err, -EINVAL, "tensor %s: a %s matrix needs rows in groups of %d, whole", name,
+                                     tn, LMP_R16_ROWS);
+        uint64_t rs = lmp_type_row_size(type, n_in);
         if (rs == 0 || t->size < rs * n_out)
                 return lmp_error_set(err, -EINVAL, "tensor %s: size %llu does not hold %llu rows",
                                      name, (unsigned long long)t->size,
@@ -296,7 +304,9 @@ int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const
         if (t->type == LMP_TYPE_F32 && (uintptr_t)t->data % sizeof(float) != 0)
                 return lmp_error_set(err, -EINVAL, "tensor %s: data not aligned", name);
         snprintf(w->name, sizeof(w->name), "%s", name);
-        w->type = (enum lmp_type)t->type;
+        w->type = (enum lmp_type)type;
+        w->r16 = r16;
+        w->r16_row0 = 0;
         w->data = t->data;
         w->n_in = (int64_t)n_in;
         w->n_out = (int64_t)n_out;
@@ -351,13 +361,30 @@ static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_i
         return 1;
 }
 
+/* A weight the forward pass reads rows of (embeddings): never repacked. */
+static int load_rows_weight(const struct lmp_model *m, const char *name, uint64_t n_in, uint64_t n_out,
+                            struct lmp_weight *w, struct lmp_error *err) {
+        int r = load_weight(m, name, n_in, n_out, true, w, err);
+        if (r >= 0 && w->r16)
+                return lmp_error_set(err, -EINVAL, "tensor %s: its rows are read one by one, so it cannot be in"
+                                     " the repacked q4_K_r16 layout", name);
+        return r;
+}
+
 /* Rows [r0, r0 + n) of a fused matrix, as a weight of its own: each row is
  * whole (whole blocks), so the view is the same data at an offset. */
 static struct lmp_weight weight_rows(const struct lmp_weight *w, int64_t r0, int64_t n,
                                      const char *part) {
         struct lmp_weight v = *w;
         snprintf(v.name, sizeof(v.name), "%.48s[%s]", w->name, part);
-        v.data = (const uint8_t *)w->data + (size_t)r0 * w->row_size;
+        if (w->r16) {
+                /* the group that holds row r0, and r0's place in it */
+                const int64_t abs = w->r16_row0 + r0;
+                v.data = (const uint8_t *)w->data + (size_t)(abs / LMP_R16_ROWS * LMP_R16_ROWS) * w->row_size;
+                v.r16_row0 = (int)(abs % LMP_R16_ROWS);
+        } else {
+                v.data = (const uint8_t *)w->data + (size_t)r0 * w->row_size;
+        }
         v.n_out = n;
         return v;
 }
@@ -385,10 +412,9 @@ static int load_encoder(struct lmp_model *m, struct lmp_error *err) {
         if (tt->ne[1] == 0 || tt->ne[1] > 64)
                 return lmp_error_set(err, -EINVAL, "tensor token_types.weight: %llu token types",
                                      (unsigned long long)tt->ne[1]);
-        if ((r = load_weight(m, "position_embd.weight", hp->n_embd, hp->n_ctx_train, true,
-                             &m->pos_embd, err)) < 0 ||
-            (r = load_weight(m, "token_types.weight", hp->n_embd, tt->ne[1], true, &m->type_embd,
-                             err)) < 0 ||
+        if ((r = load_rows_weight(m, "position_embd.weight", hp->n_embd, hp->n_ctx_train, &m->pos_embd,
+                                  err)) < 0 ||
+            (r = load_rows_weight(m, "token_types.weight", hp->n_embd, tt->ne[1], &m->type_embd, err)) < 0 ||
             (r = load_vec(g, "token_embd_norm.weight", hp->n_embd, true, &m->embd_norm, err)) < 0 ||
             (r = load_vec(g, "token_embd_norm.bias", hp->n_embd, true, &m->embd_norm_b, err)) < 0)
                 return r;
@@ -526,8 +552,7 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
                 goto fail;
         }
         hp->n_vocab = (uint32_t)te->ne[1];
-        if ((r = load_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd,
-                             err)) < 0)
+        if ((r = load_rows_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err)) < 0)
                 goto fail;
         if (arch->encoder) {
                 if ((r = load_encoder(m, err)) < 0)

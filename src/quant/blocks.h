@@ -113,6 +113,35 @@ struct __attribute__((packed)) lmp_block_q8_K {
         int16_t bsums[LMP_QK_K / 16];
 };
 
+/* lmpool's repacked q4_K (LMP_TYPE_Q4_K_R16, made by src/quant/repack.c):
+ * the super-blocks of 16 consecutive rows at one column range, interleaved
+ * so that a kernel reads one stream for 16 rows and keeps one row per
+ * 32-bit lane, summing with no reduction across lanes. The same 2304 bytes
+ * as the 16 q4_K blocks it replaces. */
+#define LMP_R16_ROWS 16
+struct __attribute__((packed)) lmp_block_q4_Kx16 {
+        lmp_fp16 d[LMP_R16_ROWS];
+        lmp_fp16 dmin[LMP_R16_ROWS];
+        /* byte i of row r's 12 packed scale bytes at scales[i][r] */
+        uint8_t scales[LMP_K_SCALE_SIZE][LMP_R16_ROWS];
+        /* 8 values of each row per chunk: chunk s holds values v .. v + 7
+         * (v = lmp_q4_Kx16_first(s)) of row r in qs[s][r], byte i with
+         * value v + i in its low nibble and v + 4 + i in its high one. The
+         * chunks of sub-blocks j and j + 4 (which share their scale bytes)
+         * come together, in the order a kernel reads them: 0, 4, 1, 5, ... */
+        uint8_t qs[LMP_QK_K / 8][LMP_R16_ROWS][4];
+};
+
+/* Chunk cc (0..3) of 32-value sub-block j (0..7) is chunk number ... */
+static inline int lmp_q4_Kx16_chunk(int j, int cc) {
+        return 8 * (j & 3) + 4 * (j >> 2) + cc;
+}
+/* ... and chunk s starts at value: */
+static inline int lmp_q4_Kx16_first(int s) {
+        return 32 * (s / 8 + 4 * ((s / 4) & 1)) + 8 * (s % 4);
+}
+
+static_assert(sizeof(struct lmp_block_q4_Kx16) == LMP_R16_ROWS * 144, "q4_Kx16 block size");
 static_assert(sizeof(struct lmp_block_q4_0) == 18, "q4_0 block size");
 static_assert(sizeof(struct lmp_block_q4_1) == 20, "q4_1 block size");
 static_assert(sizeof(struct lmp_block_q5_0) == 22, "q5_0 block size");

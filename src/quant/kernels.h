@@ -17,6 +17,11 @@
 #define LMP_KDECL_GEMM_FEW(w, a, isa) \
         void lmp_gemm_few_##w##_##a##_##isa(int n, int nr, int nt, const void *restrict x, size_t bx, \
                                             const void *restrict y, size_t by, float *restrict s, size_t ld);
+/* The product over q4_K_r16 groups (repack.h): ng groups of 16 rows,
+ * contiguous at x, by nt activation rows; s[t * ld + 16 g + r]. */
+#define LMP_KDECL_GEMM_R16(isa) \
+        void lmp_gemm_q4_K_r16_q8_K_##isa(int n, int ng, int nt, const void *restrict x, const void *restrict y, \
+                                          size_t by, float *restrict s, size_t ld);
 #define LMP_KDECL_FROMF(t, isa) \
         void lmp_from_float_##t##_##isa(const float *restrict x, void *restrict y, int64_t n);
 
@@ -54,6 +59,7 @@ LMP_FOREACH_GEMM(LMP_KDECL_GEMM_REF)
 LMP_FOREACH_GEMM_FEW(LMP_KDECL_GEMM_FEW_REF)
 LMP_FOREACH_TOF(LMP_KDECL_TOF_REF)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_REF)
+LMP_KDECL_GEMM_R16(ref)
 /* q8_1 is only ever an activation; its to_float exists for tests. */
 LMP_KDECL_TOF(q8_1, ref)
 
@@ -80,3 +86,4 @@ LMP_FOREACH_TOF_SIMD(LMP_KDECL_TOF_AVX512)
 LMP_FOREACH_FROMF(LMP_KDECL_FROMF_AVX512)
 LMP_FOREACH_GEMM(LMP_KDECL_GEMM_AVX512)
 LMP_FOREACH_GEMM_FEW(LMP_KDECL_GEMM_FEW_AVX512)
+LMP_KDECL_GEMM_R16(avx512)

@@ -10,6 +10,10 @@
 #define ROW(T, A, tof, fromf, dot, mm) \
         [LMP_TYPE_##T] = { .type = LMP_TYPE_##T, .vec_dot_type = LMP_TYPE_##A, \
                            .to_float = tof, .from_float = fromf, .vec_dot = dot, .gemm = mm }
+/* q4_K, with its kernel over the repacked layout too. */
+#define ROWR(T, A, tof, fromf, dot, mm, few, r16) \
+        [LMP_TYPE_##T] = { .type = LMP_TYPE_##T, .vec_dot_type = LMP_TYPE_##A, .to_float = tof, \
+                           .from_float = fromf, .vec_dot = dot, .gemm = mm, .gemm_few = few, .gemm_r16 = r16 }
 /* A row with a gemm_few (batched decode) kernel too. */
 #define ROWF(T, A, tof, fromf, dot, mm, few) \
         [LMP_TYPE_##T] = { .type = LMP_TYPE_##T, .vec_dot_type = LMP_TYPE_##A, \
@@ -31,8 +35,8 @@ static const struct lmp_quant_traits traits_scalar[LMP_TYPE_COUNT] = {
         ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_ref, NULL, NULL),
         ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_ref, NULL),
         ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_ref, NULL),
-        ROWF(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_ref, lmp_gemm_q4_K_q8_K_ref,
-             lmp_gemm_few_q4_K_q8_K_ref),
+        ROWR(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_ref, lmp_gemm_q4_K_q8_K_ref,
+             lmp_gemm_few_q4_K_q8_K_ref, lmp_gemm_q4_K_r16_q8_K_ref),
         ROWF(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_ref, lmp_gemm_q5_K_q8_K_ref,
              lmp_gemm_few_q5_K_q8_K_ref),
         ROWF(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_ref, lmp_gemm_q6_K_q8_K_ref,
@@ -57,7 +61,8 @@ static const struct lmp_quant_traits traits_avx2[LMP_TYPE_COUNT] = {
         ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_avx2, NULL, NULL),
         ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_avx2, NULL),
         ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_avx2, NULL),
-        ROW(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx2, lmp_gemm_q4_K_q8_K_avx2),
+        ROWR(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx2, lmp_gemm_q4_K_q8_K_avx2, NULL,
+             lmp_gemm_q4_K_r16_q8_K_ref),
         ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx2, lmp_gemm_q5_K_q8_K_avx2),
         ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx2, lmp_gemm_q6_K_q8_K_avx2),
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_avx2, NULL, NULL),
@@ -79,8 +84,8 @@ static const struct lmp_quant_traits traits_avx512[LMP_TYPE_COUNT] = {
         ROW(Q8_1, Q8_1, lmp_to_float_q8_1_ref, lmp_from_float_q8_1_avx512, NULL, NULL),
         ROW(Q2_K, Q8_K, lmp_to_float_q2_K_ref, NULL, lmp_vec_dot_q2_K_q8_K_avx512, NULL),
         ROW(Q3_K, Q8_K, lmp_to_float_q3_K_ref, NULL, lmp_vec_dot_q3_K_q8_K_avx512, NULL),
-        ROWF(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx512, lmp_gemm_q4_K_q8_K_avx512,
-             lmp_gemm_few_q4_K_q8_K_avx512),
+        ROWR(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx512, lmp_gemm_q4_K_q8_K_avx512,
+             lmp_gemm_few_q4_K_q8_K_avx512, lmp_gemm_q4_K_r16_q8_K_avx512),
         ROWF(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx512, lmp_gemm_q5_K_q8_K_avx512,
              lmp_gemm_few_q5_K_q8_K_avx512),
         ROWF(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx512, lmp_gemm_q6_K_q8_K_avx512,

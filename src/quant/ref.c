@@ -704,3 +704,50 @@ void lmp_gemm_few_##w##_##a##_ref(int n, int nr, int nt, const void *restrict x,
         lmp_gemm_##w##_##a##_ref(n, nr, nt, x, bx, y, by, s, ld);                                             \
 }
 LMP_FOREACH_GEMM_FEW(GEMM_FEW_REF)
+
+/* ---- q4_K_r16: groups of 16 interleaved q4_K rows ------------------------ */
+
+/* The definition the SIMD twins follow lane for lane: per row and
+ * super-block, the integer sums of scale x (weight . activation) and of
+ * min x (activation sum) over the 8 sub-blocks, then
+ * d * d_y * sum - dmin * d_y * msum in float. */
+void lmp_gemm_q4_K_r16_q8_K_ref(int n, int ng, int nt, const void *restrict vx, const void *restrict vy,
+                                size_t by, float *restrict s, size_t ld) {
+        const int nb = n / LMP_QK_K;
+        for (int g = 0; g < ng; g++) {
+                const struct lmp_block_q4_Kx16 *x = (const struct lmp_block_q4_Kx16 *)vx + (size_t)g * nb;
+                for (int t = 0; t < nt; t++) {
+                        const struct lmp_block_q8_K *y =
+                                (const struct lmp_block_q8_K *)((const uint8_t *)vy + (size_t)t * by);
+                        float acc[LMP_R16_ROWS] = { 0 };
+                        for (int i = 0; i < nb; i++) {
+                                const float yd = y[i].d;
+                                for (int r = 0; r < LMP_R16_ROWS; r++) {
+                                        uint8_t packed[LMP_K_SCALE_SIZE];
+                                        int32_t isum = 0, msum = 0;
+                                        for (int k = 0; k < LMP_K_SCALE_SIZE; k++)
+                                                packed[k] = x[i].scales[k][r];
+                                        for (int j = 0; j < 8; j++) {
+                                                uint8_t sc, mn;
+                                                int32_t dot = 0;
+                                                scale_min_k4(j, packed, &sc, &mn);
+                                                for (int cc = 0; cc < 4; cc++) {
+                                                        const int c = lmp_q4_Kx16_chunk(j, cc);
+                                                        const int8_t *a = y[i].qs + 32 * j + 8 * cc;
+                                                        for (int b = 0; b < 4; b++) {
+                                                                const uint8_t q = x[i].qs[c][r][b];
+                                                                dot += (q & 0x0f) * a[b] + (q >> 4) * a[4 + b];
+                                                        }
+                                                }
+                                                isum += sc * dot;
+                                                msum += mn * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+                                        }
+                                        acc[r] += lmp_fp16_to_f32(x[i].d[r]) * yd * (float)isum;
+                                        acc[r] -= lmp_fp16_to_f32(x[i].dmin[r]) * yd * (float)msum;
+                                }
+                        }
+                        for (int r = 0; r < LMP_R16_ROWS; r++)
+                                s[(size_t)t * ld + (size_t)g * LMP_R16_ROWS + (size_t)r] = acc[r];
+                }
+        }
+}

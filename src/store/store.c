@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "gguf/gguf.h"
+#include "quant/blocks.h"
+#include "quant/repack.h"
 
 #define COPY_STEP (64u << 20)
 
@@ -32,8 +35,72 @@ static void apply_numa(void *addr, size_t size, enum lmp_store_numa numa) {
                 numa_setlocal_memory(addr, size);
 }
 
-static int copy_into_memfd(int src, int memfd, uint64_t size, enum lmp_store_numa numa, const char *path,
-                           struct lmp_error *err) {
+/* The matrices the forward pass only ever multiplies by (never reads a row
+ * of, as it does the token embeddings): a layer's projections and the
+ * output projection. */
+static bool product_only(const struct lmp_gguf_tensor *t) {
+        static const char *const names[] = { "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output",
+                                             "ffn_gate", "ffn_up", "ffn_down" };
+        char name[64];
+        unsigned layer;
+        int end = 0;
+        if (t->name.len >= sizeof(name))
+                return false;
+        memcpy(name, t->name.ptr, t->name.len);
+        name[t->name.len] = '\0';
+        if (strcmp(name, "output.weight") == 0)
+                return true;
+        if (sscanf(name, "blk.%u.%n", &layer, &end) != 1 || end == 0)
+                return false;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+                const size_t len = strlen(names[i]);
+                if (strncmp(name + end, names[i], len) == 0 && strcmp(name + end + len, ".weight") == 0)
+                        return true;
+        }
+        return false;
+}
+
+/* Rewrites every q4_K matrix the forward pass only multiplies by, whose
+ * rows come in groups of 16, in the q4_K_r16 layout, tensor type id
+ * included (see quant/repack.h): in place, so the store keeps the file's
+ * size. A file that does not parse is left as it is, for the worker to
+ * report. */
+static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_error *err) {
+        struct lmp_gguf *g;
+        struct lmp_error perr = { 0 };
+        uint8_t *tmp = NULL;
+        size_t tmp_size = 0;
+
+        if (lmp_gguf_open_mem(base, size, &g, &perr) < 0)
+                return 0;
+        for (uint64_t i = 0; i < g->n_tensors; i++) {
+                const struct lmp_gguf_tensor *t = &g->tensors[i];
+                if (t->type != LMP_TYPE_Q4_K || t->n_dims != 2 || t->ne[1] % LMP_R16_ROWS || !product_only(t))
+                        continue;
+                const size_t need = lmp_q4_K_r16_group_size((int64_t)t->ne[0]);
+                if (need > tmp_size) {
+                        free(tmp);
+                        tmp_size = need;
+                        tmp = malloc(tmp_size);
+                        if (!tmp) {
+                                lmp_gguf_free(g);
+                                return lmp_error_set(err, -ENOMEM, "out of memory repacking the store");
+                        }
+                }
+                lmp_repack_q4_K_r16_inplace(base + (g->data_offset + t->offset), (int64_t)t->ne[0],
+                                            (int64_t)t->ne[1], tmp);
+                const uint32_t type = LMP_TYPE_Q4_K_R16;
+                memcpy(base + lmp_gguf_tensor_type_offset(t), &type, sizeof(type));
+                s->n_repacked++;
+                s->repacked_bytes += t->size;
+        }
+        free(tmp);
+        lmp_gguf_free(g);
+        return 0;
+}
+
+static int copy_into_memfd(int src, int memfd, uint64_t size, enum lmp_store_numa numa, bool want_repack,
+                           struct lmp_store *s, const char *path, struct lmp_error *err) {
         uint8_t *dst;
         uint64_t done = 0;
 
@@ -60,12 +127,21 @@ static int copy_into_memfd(int src, int memfd, uint64_t size, enum lmp_store_num
                 posix_fadvise(src, (off_t)done, n, POSIX_FADV_DONTNEED);
                 done += (uint64_t)n;
         }
+        if (want_repack) {
+                double t0 = lmp_clock_ms();
+                int r = repack(dst, size, s, err);
+                s->repack_ms = lmp_clock_ms() - t0;
+                if (r < 0) {
+                        munmap(dst, size);
+                        return r;
+                }
+        }
         munmap(dst, size);
         return 0;
 }
 
 int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mode mode,
-                     enum lmp_store_numa numa, struct lmp_store **ret, struct lmp_error *err) {
+                     enum lmp_store_numa numa, bool want_repack, struct lmp_store **ret, struct lmp_error *err) {
         struct lmp_store *s;
         struct stat st;
         double t0 = lmp_clock_ms();
@@ -101,7 +177,7 @@ int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mo
                         close(src);
                         goto fail;
                 }
-                r = copy_into_memfd(src, s->fd, s->size, numa, path, err);
+                r = copy_into_memfd(src, s->fd, s->size, numa, want_repack, s, path, err);
                 close(src);
                 if (r < 0)
                         goto fail;

@@ -10,6 +10,14 @@
  * mmap: the GGUF file itself is shared through the page cache; nothing is
  * copied.
  *
+ * With want_repack, a memfd store also holds the q4_K matrices that are
+ * only ever multiplied by in lmpool's own q4_K_r16 layout (quant/repack.h),
+ * rewritten in place with their tensor type ids: the same bytes, so the
+ * store stays the file's size, and one repacked copy serves every worker,
+ * where an engine that repacks at load keeps a private copy per process.
+ * Such a store must be opened with lmp_gguf_open_store(). An mmap store is
+ * the file itself and is never repacked.
+ *
  * Either way the worker inherits one file descriptor and never holds a
  * private copy of any weight.
  *
@@ -36,6 +44,9 @@ struct lmp_store {
         const uint8_t *base;            /* read-only mapping in this process */
         uint64_t size;
         double load_ms;
+        unsigned n_repacked;            /* matrices rewritten as q4_K_r16 */
+        uint64_t repacked_bytes;
+        double repack_ms;
         /* The file as it was when the store was built or attached. */
         uint64_t dev, ino;
         int64_t mtime_ns;
@@ -43,7 +54,7 @@ struct lmp_store {
 
 /* Builds the store for a model file. */
 int lmp_store_create(const char *model_name, const char *path, enum lmp_store_mode mode,
-                     enum lmp_store_numa numa, struct lmp_store **ret, struct lmp_error *err);
+                     enum lmp_store_numa numa, bool want_repack, struct lmp_store **ret, struct lmp_error *err);
 
 /* Maps a store from an inherited descriptor (worker side). */
 int lmp_store_attach(int fd, struct lmp_store **ret, struct lmp_error *err);

@@ -45,6 +45,7 @@
 #include "common/clock.h"
 #include "model/arch.h"
 #include "model/vision.h"
+#include "quant/quant.h"
 #include "supervisor/daemon.h"
 #include "worker/worker.h"
 
@@ -353,7 +354,10 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
         enum lmp_store_mode mode = m->cfg->store == LMP_STORE_MMAP ? LMP_STORE_MODE_MMAP : LMP_STORE_MODE_MEMFD;
         enum lmp_store_numa numa = m->cfg->numa == LMP_NUMA_INTERLEAVE ? LMP_STORE_NUMA_INTERLEAVE :
                                    m->cfg->numa == LMP_NUMA_LOCAL ? LMP_STORE_NUMA_LOCAL : LMP_STORE_NUMA_OFF;
-        if (lmp_store_create(m->cfg->name, m->cfg->path, mode, numa, &m->store, &err) < 0)
+        /* The repacked q4_K layout pays where its kernel is AVX-512's; at a
+         * lower level (LMPOOL_ISA lowers it too) the file's layout is faster. */
+        const bool repack = lmp_cpu_isa() >= LMP_ISA_AVX512;
+        if (lmp_store_create(m->cfg->name, m->cfg->path, mode, numa, repack, &m->store, &err) < 0)
                 return refuse(m, "%s", err.msg);
         /* The vision encoder's store is always a sealed memfd, whatever the
          * model's: it is small beside the model, and a file shared with
@@ -361,7 +365,8 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
         if (m->cfg->mmproj[0]) {
                 char name[LMP_CONFIG_NAME_MAX + 16];
                 snprintf(name, sizeof(name), "%s.mmproj", m->cfg->name);
-                if (lmp_store_create(name, m->cfg->mmproj, LMP_STORE_MODE_MEMFD, numa, &m->mmproj_store, &err) < 0) {
+                if (lmp_store_create(name, m->cfg->mmproj, LMP_STORE_MODE_MEMFD, numa, false, &m->mmproj_store,
+                                     &err) < 0) {
                         lmp_store_free(m->store);
                         m->store = NULL;
                         return refuse(m, "mmproj %s: %s", m->cfg->mmproj, err.msg);
@@ -382,6 +387,9 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
                 LMP_FSTR("LMPOOL_STORE", lmp_store_mode_name(m->store->mode)),
                 LMP_FU64("FILE_BYTES", file_size),
                 LMP_FU64("STORE_BYTES", m->store->size),
+                LMP_FU64("REPACKED_MATRICES", m->store->n_repacked),
+                LMP_FU64("REPACKED_BYTES", m->store->repacked_bytes),
+                LMP_FF64("REPACK_MS", m->store->repack_ms),
                 LMP_FSTR("LMPOOL_MMPROJ", m->cfg->mmproj),
                 LMP_FU64("MMPROJ_STORE_BYTES", m->mmproj_store ? m->mmproj_store->size : 0),
                 LMP_FU64("KV_BYTES_PER_WORKER", m->kv_bytes),
@@ -398,8 +406,10 @@ static int load_model(struct lmp_daemon *d, struct lmp_model_rt *m) {
                 LMP_FF64("LOAD_MS", lmp_clock_ms() - t0),
         };
         lmp_log_event(LMP_PRI_INFO, "model_loaded", f,
-                      "model %s loaded: %s (%s store)%s%s in %.0f ms; supervisor RSS %s -> %s, MemAvailable %s -> %s",
+                      "model %s loaded: %s (%s store, %u q4_K matrices repacked in %.0f ms)%s%s in %.0f ms; "
+                      "supervisor RSS %s -> %s, MemAvailable %s -> %s",
                       m->cfg->name, lmp_fmt_bytes(m->store->size, b1), lmp_store_mode_name(m->store->mode),
+                      m->store->n_repacked, m->store->repack_ms,
                       m->mmproj_store ? " + mmproj " : "",
                       m->mmproj_store ? lmp_fmt_bytes(m->mmproj_store->size, bm) : "", lmp_clock_ms() - t0, lmp_fmt_bytes(before.rss, b2), lmp_fmt_bytes(after.rss, b3),
                       lmp_fmt_bytes(avail0, b4), lmp_fmt_bytes(avail1, b5));

@@ -546,7 +546,7 @@ static int load_engine(struct worker *w, char *why, size_t why_size) {
         int r;
 
         if ((r = lmp_store_attach(w->store_fd, &w->store, &err)) < 0 ||
-            (r = lmp_gguf_open_mem(w->store->base, w->store->size, &w->gguf, &err)) < 0 ||
+            (r = lmp_gguf_open_store(w->store->base, w->store->size, &w->gguf, &err)) < 0 ||
             (r = lmp_model_load(w->gguf, lmp_cpu_isa(), &w->model, &err)) < 0 ||
             (r = lmp_vocab_load(w->gguf, &w->vocab, &err)) < 0) {
                 lmp_log_msg(LMP_PRI_ERR, "worker %s: %s", w->name, err.msg);

@@ -17,7 +17,10 @@
  * prompts in batches of N (1 to 512) instead: on a model with windowed
  * layers, a batch short beside the context gives those layers a ring of
  * n_swa + N rows that the long prompts go round many times, and the test
- * then also checks that the ring is in use. */
+ * then also checks that the ring is in use. `--store` loads the model as
+ * lmpoold's workers do, from a memfd weight store with its q4_K matrices
+ * repacked (q4_K_r16, whatever the instruction set, so that the scalar
+ * pass checks the scalar kernel), and fails if nothing was repacked. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -27,6 +30,7 @@
 #include <sys/stat.h>
 
 #include "model/model.h"
+#include "store/store.h"
 
 #define TOP_K 8
 #define CHUNK_MAX 512
@@ -140,9 +144,12 @@ static double pearson(const float *a, const cJSON *ref, uint32_t n, int *ret_n) 
 
 int main(int argc, char **argv) {
         int max_prompt = INT32_MAX, chunk = CHUNK_MAX;
-        bool ring = false;
+        bool ring = false, use_store = false;
         for (int i = 2; i < argc; i += 2) {
-                if (i + 1 < argc && strcmp(argv[i], "--max-prompt") == 0) {
+                if (strcmp(argv[i], "--store") == 0) {
+                        use_store = true;
+                        i--;
+                } else if (i + 1 < argc && strcmp(argv[i], "--max-prompt") == 0) {
                         max_prompt = atoi(argv[i + 1]);
                 } else if (i + 1 < argc && strcmp(argv[i], "--batch") == 0) {
                         chunk = atoi(argv[i + 1]);
@@ -154,7 +161,8 @@ int main(int argc, char **argv) {
                 }
         }
         if (argc < 2) {
-                fprintf(stderr, "usage: %s MODEL-NAME [--max-prompt N] [--batch 1..%d]\n", argv[0], CHUNK_MAX);
+                fprintf(stderr, "usage: %s MODEL-NAME [--max-prompt N] [--batch 1..%d] [--store]\n", argv[0],
+                        CHUNK_MAX);
                 return 2;
         }
         /* "NAME" is models/NAME; "DIR/NAME" is DIR/NAME (archs/qwen3-f32),
@@ -175,6 +183,7 @@ int main(int argc, char **argv) {
 
         struct lmp_error err = { 0 };
         struct lmp_gguf *g = NULL;
+        struct lmp_store *store = NULL;
         struct lmp_model *m = NULL;
         struct lmp_threadpool *pool = NULL;
         struct lmp_ctx *c = NULL;
@@ -185,7 +194,23 @@ int main(int argc, char **argv) {
         struct lmp_batch_entry *batch = NULL;
         int rc = 1;
 
-        if (lmp_gguf_open(path, &g, &err) < 0 || lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0) {
+        if (use_store) {
+                if (lmp_store_create(name, path, LMP_STORE_MODE_MEMFD, LMP_STORE_NUMA_OFF, true, &store, &err) < 0 ||
+                    lmp_gguf_open_store(store->base, store->size, &g, &err) < 0) {
+                        fprintf(stderr, "%s: %s\n", path, err.msg);
+                        goto out;
+                }
+                printf("%s: %u q4_K matrices repacked (%llu bytes) in the store\n", name, store->n_repacked,
+                       (unsigned long long)store->repacked_bytes);
+                if (store->n_repacked == 0) {
+                        fprintf(stderr, "%s: --store, but no matrix was repacked\n", name);
+                        goto out;
+                }
+        } else if (lmp_gguf_open(path, &g, &err) < 0) {
+                fprintf(stderr, "%s: %s\n", path, err.msg);
+                goto out;
+        }
+        if (lmp_model_load(g, lmp_cpu_isa(), &m, &err) < 0) {
                 fprintf(stderr, "%s: %s\n", path, err.msg);
                 goto out;
         }
@@ -342,5 +367,6 @@ out:
         lmp_threadpool_free(pool);
         lmp_model_free(m);
         lmp_gguf_free(g);
+        lmp_store_free(store);
         return rc;
 }

@@ -7,7 +7,10 @@
  * cells outside the tile must be left alone, and the operands are allocated
  * to their exact extent so that the sanitizer build sees any read past
  * them. The gemm_few kernels (a decode step of a few sequences) are checked
- * the same way with 1 to LMP_GEMM_FEW_MAX_TOK tokens. Prints one line per
+ * the same way with 1 to LMP_GEMM_FEW_MAX_TOK tokens, and the q4_K_r16
+ * kernels (16 rows interleaved, as a repacked store holds them) against the
+ * scalar vec_dot of the rows they were made from, after a check that the
+ * repacking round-trips byte for byte. Prints one line per
  * failure and a summary; exits 1 on any failure. */
 #include <math.h>
 #include <stdint.h>
@@ -16,6 +19,7 @@
 #include <string.h>
 
 #include "quant/quant.h"
+#include "quant/repack.h"
 
 #include "kernel_inputs.h"
 #include "../check.h"
@@ -133,6 +137,100 @@ out:
         free(s);
 }
 
+/* One random tile of q4_K rows, repacked into 16-row groups, through the
+ * gemm_r16 of level isa. */
+static void check_r16(enum lmp_isa isa, int trial) {
+        const enum lmp_type t = LMP_TYPE_Q4_K;
+        const struct lmp_quant_traits *w0 = lmp_quant_traits(t, LMP_ISA_SCALAR);
+        const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
+        const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
+        const int nblocks = trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
+        const int64_t n = 256 * (int64_t)nblocks;
+        const int ng = rnd_between(1, 5), nr = 16 * ng;
+        const int nt = trial % 3 == 2 ? rnd_between(1, MAX_NT) : rnd_between(1, LMP_GEMM_FEW_MAX_TOK);
+        const size_t xrow = lmp_type_row_size(t, (uint64_t)n), xbytes = xrow * (size_t)nr;
+        const size_t by = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n) + (trial % 4 ? 4 * (size_t)rnd_between(0, 40) : 0);
+        const size_t ld = (size_t)nr + (trial % 5 ? (size_t)rnd_between(1, 9) : 0);
+        const enum scale_kind wk = (enum scale_kind)(trial % SC_COUNT);
+        const enum scale_kind ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT);
+        const int allmax = trial % 8 == 7;
+        uint8_t *x = malloc(xbytes), *xr = malloc(xbytes), *back = malloc(xbytes), *tmp = malloc(xbytes);
+        uint8_t *y = malloc((size_t)(nt - 1) * by + lmp_type_row_size(w0->vec_dot_type, (uint64_t)n));
+        float *xf = malloc((size_t)n * nr * sizeof(float)), *xm = malloc((size_t)n * nr * sizeof(float));
+        float *yf = malloc((size_t)n * sizeof(float)), *yd = malloc((size_t)n * nt * sizeof(float));
+        float *s = malloc(ld * (size_t)nt * sizeof(float));
+        if (!x || !xr || !back || !tmp || !y || !xf || !xm || !yf || !yd || !s) {
+                FAIL("out of memory");
+                goto out;
+        }
+        for (int r = 0; r < nr; r++) {
+                uint8_t *row = x + (size_t)r * xrow;
+                fill_weights(t, row, n, trial & 1 ? (enum scale_kind)((wk + r) % SC_COUNT) : wk, allmax);
+                w0->to_float(row, xf + (size_t)r * n, n);
+                offset_part(t, row, xm + (size_t)r * n, n, xrow);
+        }
+        for (int g = 0; g < ng; g++)
+                lmp_repack_q4_K_r16(x + (size_t)g * 16 * xrow, xrow, xr + (size_t)g * 16 * xrow, n);
+        for (int g = 0; g < ng; g++)
+                lmp_unpack_q4_K_r16(xr + (size_t)g * 16 * xrow, back + (size_t)g * 16 * xrow, xrow, n);
+        checks++;
+        if (memcmp(back, x, xbytes) != 0)
+                FAIL("q4_K_r16: %d groups of %lld values do not unpack to the rows they were made from", ng,
+                     (long long)n);
+        memcpy(back, x, xbytes);
+        lmp_repack_q4_K_r16_inplace(back, n, nr, tmp);
+        checks++;
+        if (memcmp(back, xr, xbytes) != 0)
+                FAIL("q4_K_r16: repacking in place differs from repacking into a copy (n=%lld)", (long long)n);
+        for (int j = 0; j < nt; j++) {
+                if (allmax && j % 2 == 0)
+                        for (int64_t i = 0; i < n; i++)
+                                yf[i] = (i & 1) ? -1e3f : 1e3f;
+                else
+                        fill_floats(yf, n, trial & 2 ? (enum scale_kind)((ak + j) % SC_COUNT) : ak);
+                a0->from_float(yf, y + (size_t)j * by, n);
+                a0->to_float(y + (size_t)j * by, yd + (size_t)j * n, n);
+        }
+        for (size_t i = 0; i < ld * (size_t)nt; i++)
+                s[i] = NAN;
+        w->gemm_r16((int)n, ng, nt, xr, y, by, s, ld);
+        int bad = 0;
+        for (int j = 0; j < nt; j++) {
+                for (size_t r = 0; r < ld; r++) {
+                        const float got = s[(size_t)j * ld + r];
+                        checks++;
+                        if (r >= (size_t)nr) {
+                                if (!isnan(got) && bad++ < 5)
+                                        FAIL("gemm_r16 %s: wrote %g outside the tile at token %d, column %zu",
+                                             lmp_isa_name(isa), got, j, r);
+                                continue;
+                        }
+                        float ref;
+                        w0->vec_dot((int)n, &ref, x + r * xrow, y + (size_t)j * by);
+                        const double tol = 2e-5 * magnitude_rows(xf + r * n, xm + r * n, yd + (size_t)j * n, n)
+                                           + 1e-30;
+                        if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
+                                FAIL("gemm_r16 %s: n=%lld ng=%d nt=%d by=%zu ld=%zu scales=%s/%s allmax=%d: row %zu "
+                                     "token %d: %.9g, scalar vec_dot %.9g (tol %.3g)", lmp_isa_name(isa),
+                                     (long long)n, ng, nt, by, ld, scale_names[wk], scale_names[ak], allmax, r, j,
+                                     got, ref, tol);
+                }
+        }
+        if (bad > 5)
+                FAIL("gemm_r16 %s: %d more wrong cells in that tile", lmp_isa_name(isa), bad - 5);
+out:
+        free(x);
+        free(xr);
+        free(back);
+        free(tmp);
+        free(y);
+        free(xf);
+        free(xm);
+        free(yf);
+        free(yd);
+        free(s);
+}
+
 int main(void) {
         const enum lmp_isa top = lmp_cpu_isa();
         int kernels = 0;
@@ -167,6 +265,18 @@ int main(void) {
                         printf("gemm_few %-5s %-6s %s\n", lmp_type_name(weight_types[i]),
                                lmp_isa_name((enum lmp_isa)isa), failures == before ? "ok" : "FAILED");
                 }
+        }
+        /* The repacked layout's kernels. */
+        for (int isa = LMP_ISA_SCALAR; isa <= (int)top; isa++) {
+                const struct lmp_quant_traits *w = lmp_quant_traits(LMP_TYPE_Q4_K, (enum lmp_isa)isa);
+                if (isa > LMP_ISA_SCALAR &&
+                    w->gemm_r16 == lmp_quant_traits(LMP_TYPE_Q4_K, (enum lmp_isa)(isa - 1))->gemm_r16)
+                        continue;
+                kernels++;
+                const int before = failures;
+                for (int trial = 0; trial < TRIALS; trial++)
+                        check_r16((enum lmp_isa)isa, trial);
+                printf("gemm_r16 q4_K  %-6s %s\n", lmp_isa_name((enum lmp_isa)isa), failures == before ? "ok" : "FAILED");
         }
         printf("gemm: CPU level %s, %d kernels, %d checks, %d failures\n", lmp_isa_name(top), kernels, checks,
                failures);

@@ -1297,3 +1297,134 @@ void lmp_gemm_few_##name##_avx512(int n, int nr, int nt, const void *restrict vx
 GF_GEMM(q4_K_q8_K, GT_Q4_K)
 GF_GEMM(q5_K_q8_K, GT_Q5_K)
 GF_GEMM(q6_K_q8_K, GT_Q6_K)
+
+/* ---- q4_K_r16: 16 interleaved rows, one per lane ------------------------ */
+
+/* Sub-block j's scales (sc) and mins (mn) of the 16 rows, and those of
+ * sub-block j + 4, as int32 lanes (j < 4), from the byte-major packed
+ * scales: the low 6 bits of bytes j and j + 4; for j + 4 the nibbles of
+ * byte j + 8 with the top 2 bits of bytes j and j + 4 above them. */
+static inline void r16_scales(const struct lmp_block_q4_Kx16 *b, int j, __m512i *sc, __m512i *mn, __m512i *sc4,
+                              __m512i *mn4) {
+        const __m512i m6 = _mm512_set1_epi32(0x3f), m4 = _mm512_set1_epi32(0x0f), top = _mm512_set1_epi32(0x30);
+        const __m512i s = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->scales[j]));
+        const __m512i m = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->scales[j + 4]));
+        const __m512i h = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)b->scales[j + 8]));
+        *sc = _mm512_and_si512(s, m6);
+        *mn = _mm512_and_si512(m, m6);
+        *sc4 = _mm512_or_si512(_mm512_and_si512(h, m4), _mm512_and_si512(_mm512_srli_epi32(s, 2), top));
+        *mn4 = _mm512_or_si512(_mm512_srli_epi32(h, 4), _mm512_and_si512(_mm512_srli_epi32(m, 2), top));
+}
+
+static inline __m512i bcast32(const int8_t *p) {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return _mm512_set1_epi32(v);
+}
+
+/* One sub-block (32 values, its 4 chunks) of T tokens: isum += sc x
+ * (weights . activations), msum += mn x (the activations' sum). One token
+ * alone splits its dot product over two chains (low and high nibbles) so
+ * that the vpdpbusd latency is not the bound. */
+static inline __attribute__((always_inline)) void r16_sub(const struct lmp_block_q4_Kx16 *b, int j,
+                                                          const struct lmp_block_q8_K *const yb[4], int T,
+                                                          __m512i sc, __m512i mn, __m512i isum[4],
+                                                          __m512i msum[4]) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f);
+        __m512i lo_acc[4], hi_acc[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                lo_acc[t] = hi_acc[t] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int cc = 0; cc < 4; cc++) {
+                const __m512i w = _mm512_loadu_si512((const void *)b->qs[lmp_q4_Kx16_chunk(j, cc)]);
+                const __m512i lo = _mm512_and_si512(w, m4);
+                const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                        const int8_t *a = yb[t]->qs + 32 * j + 8 * cc;
+                        lo_acc[t] = _mm512_dpbusd_epi32(lo_acc[t], lo, bcast32(a));
+                        if (T == 1)
+                                hi_acc[t] = _mm512_dpbusd_epi32(hi_acc[t], hi, bcast32(a + 4));
+                        else
+                                lo_acc[t] = _mm512_dpbusd_epi32(lo_acc[t], hi, bcast32(a + 4));
+                }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++) {
+                const __m512i dot = T == 1 ? _mm512_add_epi32(lo_acc[t], hi_acc[t]) : lo_acc[t];
+                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(dot, sc));
+                msum[t] = _mm512_add_epi32(msum[t], _mm512_mullo_epi32(mn, _mm512_set1_epi32(
+                        yb[t]->bsums[2 * j] + yb[t]->bsums[2 * j + 1])));
+        }
+}
+
+/* One group of 16 rows by T (1 to 4) tokens over all nb super-blocks. It
+ * reads the group's bytes in order, one stream that the hardware
+ * prefetcher follows; software prefetches ahead of it only slowed it
+ * (measured), as did the chunks' first order, which alternated between the
+ * two halves of each block. */
+static inline __attribute__((always_inline)) void r16_tile(int nb, const struct lmp_block_q4_Kx16 *x,
+                                                           const uint8_t *y, size_t by, int T, float *s,
+                                                           size_t ld) {
+        __m512 acc[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                acc[t] = _mm512_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                const struct lmp_block_q4_Kx16 *b = &x[i];
+                const struct lmp_block_q8_K *yb[4];
+                __m512i isum[4], msum[4];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                        yb[t] = (const struct lmp_block_q8_K *)(y + (size_t)t * by) + i;
+                        isum[t] = msum[t] = _mm512_setzero_si512();
+                }
+#pragma GCC unroll 4
+                for (int j = 0; j < 4; j++) {
+                        __m512i sc, mn, sc4, mn4;
+                        r16_scales(b, j, &sc, &mn, &sc4, &mn4);
+                        r16_sub(b, j, yb, T, sc, mn, isum, msum);
+                        r16_sub(b, j + 4, yb, T, sc4, mn4, isum, msum);
+                }
+                const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+                const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->dmin));
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                        const __m512 yd = _mm512_set1_ps(yb[t]->d);
+                        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, yd), _mm512_cvtepi32_ps(isum[t]), acc[t]);
+                        acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dm, yd), _mm512_cvtepi32_ps(msum[t]), acc[t]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                _mm512_storeu_ps(s + (size_t)t * ld, acc[t]);
+}
+
+/* Tiles of 4 tokens (each group's weights stay in cache across them: at
+ * most 16 x 144 bytes per 256 values), then the 1 to 3 left. */
+void lmp_gemm_q4_K_r16_q8_K_avx512(int n, int ng, int nt, const void *restrict vx, const void *restrict vy,
+                                   size_t by, float *restrict s, size_t ld) {
+        const int nb = n / LMP_QK_K;
+        const uint8_t *y = vy;
+        for (int g = 0; g < ng; g++) {
+                const struct lmp_block_q4_Kx16 *x = (const struct lmp_block_q4_Kx16 *)vx + (size_t)g * nb;
+                float *sg = s + (size_t)g * LMP_R16_ROWS;
+                int t = 0;
+                for (; t + 4 <= nt; t += 4)
+                        r16_tile(nb, x, y + (size_t)t * by, by, 4, sg + (size_t)t * ld, ld);
+                switch (nt - t) {
+                case 3:
+                        r16_tile(nb, x, y + (size_t)t * by, by, 3, sg + (size_t)t * ld, ld);
+                        break;
+                case 2:
+                        r16_tile(nb, x, y + (size_t)t * by, by, 2, sg + (size_t)t * ld, ld);
+                        break;
+                case 1:
+                        r16_tile(nb, x, y + (size_t)t * by, by, 1, sg + (size_t)t * ld, ld);
+                        break;
+                default:
+                        break;
+                }
+        }
+}
