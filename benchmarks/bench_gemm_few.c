@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
                 const double one = pass(tr, BY_DOT, w, rb, rows, act, ab, 1, out);
                 uint8_t *wr = tr->gemm_r16 ? malloc(rows * rb) : NULL;
                 for (size_t r = 0; wr && r < rows; r += 16)
-                        lmp_repack_q4_K_r16(w + r * rb, rb, wr + r * rb, N_IN);
+                        lmp_repack_r16(types[ti], w + r * rb, rb, wr + r * rb, N_IN);
                 const int nts[] = { 1, 2, 4, 8 };
                 for (size_t k = 0; k < sizeof(nts) / sizeof(nts[0]); k++) {
                         for (int how = BY_DOT; how <= BY_R16; how++) {

@@ -103,7 +103,7 @@ int lmp_gguf_open(const char *path, struct lmp_gguf **ret, struct lmp_error *err
 int lmp_gguf_open_mem(const void *buf, size_t size, struct lmp_gguf **ret, struct lmp_error *err);
 
 /* Same, over a weight store's image (src/store/), which may hold tensors in
- * lmpool's repacked layouts (LMP_TYPE_Q4_K_R16) as well as the file's. */
+ * lmpool's repacked layouts (LMP_TYPE_Q4_K_R16, LMP_TYPE_Q6_K_R16) as well as the file's. */
 int lmp_gguf_open_store(const void *buf, size_t size, struct lmp_gguf **ret, struct lmp_error *err);
 
 /* The file offset of tensor t's type id (inside its tensor info). */

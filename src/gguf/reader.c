@@ -396,12 +396,12 @@ static int parse_tensor_infos(struct lmp_gguf *g, struct cursor *c) {
                 if (r < 0)
                         goto fail;
                 ti = lmp_type_info(t->type);
-                if (t->type == LMP_TYPE_Q4_K_R16 && !g->store) {
+                if (lmp_type_r16_base(t->type) && !g->store) {
                         r = lmp_error_set(c->err, -EBADMSG, "offset %" PRIu64 ": tensor type %s is lmpool's in-memory"
                                           " layout, never a file's", c->off - 4, ti->name);
                         goto fail;
                 }
-                if (t->type == LMP_TYPE_Q4_K_R16 && (t->n_dims != 2 || t->ne[1] % 16)) {
+                if (lmp_type_r16_base(t->type) && (t->n_dims != 2 || t->ne[1] % 16)) {
                         r = lmp_error_set(c->err, -EBADMSG, "offset %" PRIu64 ": a %s tensor must have 2 dimensions"
                                           " and rows in groups of 16", c->off - 4, ti->name);
                         goto fail;

@@ -276,9 +276,10 @@ static int load_vec(const struct lmp_gguf *g, const char *name, uint64_t n, bool
 int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const char *name, uint64_t n_in,
                     uint64_t n_out, enum lmp_isa isa, struct lmp_error *err) {
         const char *tn = lmp_type_name(t->type);
-        /* A repacked store's q4_K (gguf/types.h): q4_K's kernels, its gemm_r16. */
-        const bool r16 = t->type == LMP_TYPE_Q4_K_R16;
-        const uint32_t type = r16 ? LMP_TYPE_Q4_K : t->type;
+        /* A repacked store's q4_K or q6_K (gguf/types.h): that type's
+         * kernels, its gemm_r16. */
+        const bool r16 = lmp_type_r16_base(t->type) != 0;
+        const uint32_t type = r16 ? lmp_type_r16_base(t->type) : t->type;
         const struct lmp_quant_traits *tr =
                 type < LMP_TYPE_COUNT ? lmp_quant_traits((enum lmp_type)type, isa) : NULL;
         if (!tr || !tr->vec_dot || !tr->to_float)
@@ -367,7 +368,7 @@ static int load_rows_weight(const struct lmp_model *m, const char *name, uint64_
         int r = load_weight(m, name, n_in, n_out, true, w, err);
         if (r >= 0 && w->r16)
                 return lmp_error_set(err, -EINVAL, "tensor %s: its rows are read one by one, so it cannot be in"
-                                     " the repacked q4_K_r16 layout", name);
+                                     " a repacked layout", name);
         return r;
 }
 

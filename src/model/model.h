@@ -33,8 +33,8 @@ struct lmp_weight {
         int64_t n_in, n_out;
         size_t row_size;                        /* bytes per row */
         const struct lmp_quant_traits *traits;  /* kernels for type */
-        /* Rows in the q4_K_r16 layout of a repacked store (type is then
-         * Q4_K, and data is the 16-row group holding row 0, which is that
+        /* Rows in the 16-row layout of a repacked store (q4_K_r16 or
+         * q6_K_r16; type is then Q4_K or Q6_K, and data is the 16-row group holding row 0, which is that
          * group's row r16_row0): products go through traits->gemm_r16, and
          * no row can be read on its own. */
         bool r16;

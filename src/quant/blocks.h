@@ -141,7 +141,23 @@ static inline int lmp_q4_Kx16_first(int s) {
         return 32 * (s / 8 + 4 * ((s / 4) & 1)) + 8 * (s % 4);
 }
 
+/* lmpool's repacked q6_K (LMP_TYPE_Q6_K_R16), as q4_Kx16: per 16-value
+ * sub-block (one scale each), the low 4 bits of its values as two 8-value
+ * chunks laid out as q4_Kx16's, then their high 2 bits: byte i of row r's
+ * 4 bytes holds, from bit 0 up, those of values 16p + i, 16p + 8 + i,
+ * 16p + 4 + i and 16p + 12 + i. Values are stored as in q6_K, 0..63,
+ * standing for -32..31. The same 3360 bytes as 16 q6_K blocks. */
+struct __attribute__((packed)) lmp_block_q6_Kx16 {
+        lmp_fp16 d[LMP_R16_ROWS];
+        int8_t scales[LMP_QK_K / 16][LMP_R16_ROWS];     /* sub-block p of row r at [p][r] */
+        struct __attribute__((packed)) {
+                uint8_t ql[2][LMP_R16_ROWS][4];
+                uint8_t qh[LMP_R16_ROWS][4];
+        } sub[LMP_QK_K / 16];
+};
+
 static_assert(sizeof(struct lmp_block_q4_Kx16) == LMP_R16_ROWS * 144, "q4_Kx16 block size");
+static_assert(sizeof(struct lmp_block_q6_Kx16) == LMP_R16_ROWS * 210, "q6_Kx16 block size");
 static_assert(sizeof(struct lmp_block_q4_0) == 18, "q4_0 block size");
 static_assert(sizeof(struct lmp_block_q4_1) == 20, "q4_1 block size");
 static_assert(sizeof(struct lmp_block_q5_0) == 22, "q5_0 block size");

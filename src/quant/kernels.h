@@ -17,10 +17,12 @@
 #define LMP_KDECL_GEMM_FEW(w, a, isa) \
         void lmp_gemm_few_##w##_##a##_##isa(int n, int nr, int nt, const void *restrict x, size_t bx, \
                                             const void *restrict y, size_t by, float *restrict s, size_t ld);
-/* The product over q4_K_r16 groups (repack.h): ng groups of 16 rows,
- * contiguous at x, by nt activation rows; s[t * ld + 16 g + r]. */
+/* The products over q4_K_r16 and q6_K_r16 groups (repack.h): ng groups of
+ * 16 rows, contiguous at x, by nt activation rows; s[t * ld + 16 g + r]. */
 #define LMP_KDECL_GEMM_R16(isa) \
         void lmp_gemm_q4_K_r16_q8_K_##isa(int n, int ng, int nt, const void *restrict x, const void *restrict y, \
+                                          size_t by, float *restrict s, size_t ld); \
+        void lmp_gemm_q6_K_r16_q8_K_##isa(int n, int ng, int nt, const void *restrict x, const void *restrict y, \
                                           size_t by, float *restrict s, size_t ld);
 #define LMP_KDECL_FROMF(t, isa) \
         void lmp_from_float_##t##_##isa(const float *restrict x, void *restrict y, int64_t n);

@@ -39,8 +39,8 @@ static const struct lmp_quant_traits traits_scalar[LMP_TYPE_COUNT] = {
              lmp_gemm_few_q4_K_q8_K_ref, lmp_gemm_q4_K_r16_q8_K_ref),
         ROWF(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_ref, lmp_gemm_q5_K_q8_K_ref,
              lmp_gemm_few_q5_K_q8_K_ref),
-        ROWF(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_ref, lmp_gemm_q6_K_q8_K_ref,
-             lmp_gemm_few_q6_K_q8_K_ref),
+        ROWR(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_ref, lmp_gemm_q6_K_q8_K_ref,
+             lmp_gemm_few_q6_K_q8_K_ref, lmp_gemm_q6_K_r16_q8_K_ref),
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_ref, NULL, NULL),
 };
 
@@ -64,7 +64,8 @@ static const struct lmp_quant_traits traits_avx2[LMP_TYPE_COUNT] = {
         ROWR(Q4_K, Q8_K, lmp_to_float_q4_K_ref, NULL, lmp_vec_dot_q4_K_q8_K_avx2, lmp_gemm_q4_K_q8_K_avx2, NULL,
              lmp_gemm_q4_K_r16_q8_K_ref),
         ROW(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx2, lmp_gemm_q5_K_q8_K_avx2),
-        ROW(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx2, lmp_gemm_q6_K_q8_K_avx2),
+        ROWR(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx2, lmp_gemm_q6_K_q8_K_avx2, NULL,
+             lmp_gemm_q6_K_r16_q8_K_ref),
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_avx2, NULL, NULL),
 };
 
@@ -88,8 +89,8 @@ static const struct lmp_quant_traits traits_avx512[LMP_TYPE_COUNT] = {
              lmp_gemm_few_q4_K_q8_K_avx512, lmp_gemm_q4_K_r16_q8_K_avx512),
         ROWF(Q5_K, Q8_K, lmp_to_float_q5_K_ref, NULL, lmp_vec_dot_q5_K_q8_K_avx512, lmp_gemm_q5_K_q8_K_avx512,
              lmp_gemm_few_q5_K_q8_K_avx512),
-        ROWF(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx512, lmp_gemm_q6_K_q8_K_avx512,
-             lmp_gemm_few_q6_K_q8_K_avx512),
+        ROWR(Q6_K, Q8_K, lmp_to_float_q6_K_ref, NULL, lmp_vec_dot_q6_K_q8_K_avx512, lmp_gemm_q6_K_q8_K_avx512,
+             lmp_gemm_few_q6_K_q8_K_avx512, lmp_gemm_q6_K_r16_q8_K_avx512),
         ROW(Q8_K, Q8_K, lmp_to_float_q8_K_ref, lmp_from_float_q8_K_avx512, NULL, NULL),
 };
 #define TRAITS_AVX2 traits_avx2

@@ -751,3 +751,43 @@ void lmp_gemm_q4_K_r16_q8_K_ref(int n, int ng, int nt, const void *restrict vx, 
                 }
         }
 }
+
+/* The same over q6_K_r16 groups: per row and block, the integer sums of
+ * scale x (weight . activation) over the 16 sub-blocks, less 32 x scale x
+ * (the activation's sub-block sum) for the values' offset, then d x d_y in
+ * float. */
+void lmp_gemm_q6_K_r16_q8_K_ref(int n, int ng, int nt, const void *restrict vx, const void *restrict vy,
+                                size_t by, float *restrict s, size_t ld) {
+        const int nb = n / LMP_QK_K;
+        for (int g = 0; g < ng; g++) {
+                const struct lmp_block_q6_Kx16 *x = (const struct lmp_block_q6_Kx16 *)vx + (size_t)g * nb;
+                for (int t = 0; t < nt; t++) {
+                        const struct lmp_block_q8_K *y =
+                                (const struct lmp_block_q8_K *)((const uint8_t *)vy + (size_t)t * by);
+                        float acc[LMP_R16_ROWS] = { 0 };
+                        for (int i = 0; i < nb; i++) {
+                                for (int r = 0; r < LMP_R16_ROWS; r++) {
+                                        int32_t isum = 0, msum = 0;
+                                        for (int p = 0; p < LMP_QK_K / 16; p++) {
+                                                const int8_t *a = y[i].qs + 16 * p;
+                                                int32_t dot = 0;
+                                                for (int k = 0; k < 4; k++) {
+                                                        const uint8_t h = x[i].sub[p].qh[r][k];
+                                                        const uint8_t l0 = x[i].sub[p].ql[0][r][k];
+                                                        const uint8_t l1 = x[i].sub[p].ql[1][r][k];
+                                                        dot += ((l0 & 0x0f) | (h & 3) << 4) * a[k];
+                                                        dot += ((l0 >> 4) | ((h >> 4) & 3) << 4) * a[4 + k];
+                                                        dot += ((l1 & 0x0f) | ((h >> 2) & 3) << 4) * a[8 + k];
+                                                        dot += ((l1 >> 4) | ((h >> 6) & 3) << 4) * a[12 + k];
+                                                }
+                                                isum += x[i].scales[p][r] * dot;
+                                                msum += x[i].scales[p][r] * y[i].bsums[p];
+                                        }
+                                        acc[r] += lmp_fp16_to_f32(x[i].d[r]) * y[i].d * (float)(isum - 32 * msum);
+                                }
+                        }
+                        for (int r = 0; r < LMP_R16_ROWS; r++)
+                                s[(size_t)t * ld + (size_t)g * LMP_R16_ROWS + (size_t)r] = acc[r];
+                }
+        }
+}

@@ -1,21 +1,25 @@
-/* Conversions between q4_K rows and the q4_K_r16 layout (see blocks.h and
- * repack.h). Each q4_K block stores value 64l + i in the low nibble of
- * qs[32l + i] and 64l + 32 + i in its high nibble (l < 4, i < 32); the
- * group stores 8 values v .. v + 7 of a row as four bytes (low nibble
- * v + i, high nibble v + 4 + i), so that four consecutive activation bytes
- * pair with each nibble half of a 32-bit lane. */
+/* Conversions between q4_K / q6_K rows and their 16-row layouts (see
+ * blocks.h and repack.h). Each q4_K block stores value 64l + i in the low
+ * nibble of qs[32l + i] and 64l + 32 + i in its high nibble (l < 4,
+ * i < 32); q6_K splits each 6-bit value into a nibble of ql and two bits of
+ * qh in a similar pattern (values_q6_K below). The groups store 8 values
+ * v .. v + 7 of a row as four bytes (low nibble v + i, high nibble
+ * v + 4 + i), so that four consecutive activation bytes pair with each
+ * nibble half of a 32-bit lane. */
 #include "quant/repack.h"
 
 #include <string.h>
 
+#include "gguf/types.h"
 #include "quant/blocks.h"
 
-size_t lmp_q4_K_r16_group_size(int64_t n) {
-        return (size_t)(n / LMP_QK_K) * sizeof(struct lmp_block_q4_Kx16);
+size_t lmp_r16_group_size(uint32_t type, int64_t n) {
+        const size_t b = type == LMP_TYPE_Q6_K ? sizeof(struct lmp_block_q6_Kx16) : sizeof(struct lmp_block_q4_Kx16);
+        return (size_t)(n / LMP_QK_K) * b;
 }
 
-/* A q4_K block's 256 values in order. */
-static void q4_K_values(const struct lmp_block_q4_K *b, uint8_t v[LMP_QK_K]) {
+/* A block's 256 values in order (q6_K's as stored, 0..63). */
+static void values_q4_K(const struct lmp_block_q4_K *b, uint8_t v[LMP_QK_K]) {
         for (int l = 0; l < LMP_QK_K / 64; l++)
                 for (int i = 0; i < 32; i++) {
                         v[64 * l + i] = b->qs[32 * l + i] & 0x0f;
@@ -23,10 +27,44 @@ static void q4_K_values(const struct lmp_block_q4_K *b, uint8_t v[LMP_QK_K]) {
                 }
 }
 
-void lmp_repack_q4_K_r16(const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
+static void values_q6_K(const struct lmp_block_q6_K *b, uint8_t v[LMP_QK_K]) {
+        for (int h = 0; h < 2; h++) {
+                const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+                uint8_t *a = v + 128 * h;
+                for (int l = 0; l < 32; l++) {
+                        a[l] = (uint8_t)((ql[l] & 0x0f) | ((qh[l] >> 0) & 3) << 4);
+                        a[l + 32] = (uint8_t)((ql[l + 32] & 0x0f) | ((qh[l] >> 2) & 3) << 4);
+                        a[l + 64] = (uint8_t)((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+                        a[l + 96] = (uint8_t)((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+                }
+        }
+}
+
+static void store_q6_K(struct lmp_block_q6_K *b, const uint8_t v[LMP_QK_K]) {
+        memset(b->ql, 0, sizeof(b->ql));
+        memset(b->qh, 0, sizeof(b->qh));
+        for (int h = 0; h < 2; h++) {
+                uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
+                const uint8_t *a = v + 128 * h;
+                for (int l = 0; l < 32; l++) {
+                        ql[l] = (uint8_t)((a[l] & 0x0f) | (a[l + 64] & 0x0f) << 4);
+                        ql[l + 32] = (uint8_t)((a[l + 32] & 0x0f) | (a[l + 96] & 0x0f) << 4);
+                        qh[l] = (uint8_t)((a[l] >> 4) | (a[l + 32] >> 4) << 2 | (a[l + 64] >> 4) << 4 |
+                                          (a[l + 96] >> 4) << 6);
+                }
+        }
+}
+
+/* 8 values v .. v + 7 (their low nibbles) as a lane's 4 bytes. */
+static void put_chunk(uint8_t out[4], const uint8_t *v) {
+        for (int i = 0; i < 4; i++)
+                out[i] = (uint8_t)((v[i] & 0x0f) | (v[4 + i] & 0x0f) << 4);
+}
+
+static void repack_q4_K(const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
         struct lmp_block_q4_Kx16 *g = dst;
         uint8_t v[LMP_QK_K];
-        for (int64_t i = 0; i < n / LMP_QK_K; i++) {
+        for (int64_t i = 0; i < n / LMP_QK_K; i++)
                 for (int r = 0; r < LMP_R16_ROWS; r++) {
                         const struct lmp_block_q4_K *b =
                                 (const struct lmp_block_q4_K *)((const uint8_t *)rows + (size_t)r * row_size) + i;
@@ -34,42 +72,90 @@ void lmp_repack_q4_K_r16(const void *restrict rows, size_t row_size, void *restr
                         g[i].dmin[r] = b->dmin;
                         for (int k = 0; k < LMP_K_SCALE_SIZE; k++)
                                 g[i].scales[k][r] = b->scales[k];
-                        q4_K_values(b, v);
-                        for (int c = 0; c < LMP_QK_K / 8; c++) {
-                                const int f = lmp_q4_Kx16_first(c);
-                                for (int j = 0; j < 4; j++)
-                                        g[i].qs[c][r][j] = (uint8_t)(v[f + j] | v[f + 4 + j] << 4);
-                        }
+                        values_q4_K(b, v);
+                        for (int c = 0; c < LMP_QK_K / 8; c++)
+                                put_chunk(g[i].qs[c][r], v + lmp_q4_Kx16_first(c));
                 }
-        }
 }
 
-void lmp_unpack_q4_K_r16(const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
+static void unpack_q4_K(const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
         const struct lmp_block_q4_Kx16 *g = src;
-        for (int64_t i = 0; i < n / LMP_QK_K; i++) {
+        for (int64_t i = 0; i < n / LMP_QK_K; i++)
                 for (int r = 0; r < LMP_R16_ROWS; r++) {
                         struct lmp_block_q4_K *b = (struct lmp_block_q4_K *)((uint8_t *)rows + (size_t)r * row_size) + i;
+                        uint8_t v[LMP_QK_K];
                         b->d = g[i].d[r];
                         b->dmin = g[i].dmin[r];
                         for (int k = 0; k < LMP_K_SCALE_SIZE; k++)
                                 b->scales[k] = g[i].scales[k][r];
-                        memset(b->qs, 0, sizeof(b->qs));
                         for (int c = 0; c < LMP_QK_K / 8; c++)
-                                for (int h = 0; h < 2; h++)
-                                        for (int j = 0; j < 4; j++) {
-                                                const int k = lmp_q4_Kx16_first(c) + 4 * h + j;
-                                                const uint8_t v = (uint8_t)((g[i].qs[c][r][j] >> (4 * h)) & 0x0f);
-                                                b->qs[32 * (k / 64) + k % 32] |= (k % 64) < 32 ? v : (uint8_t)(v << 4);
-                                        }
+                                for (int j = 0; j < 4; j++) {
+                                        v[lmp_q4_Kx16_first(c) + j] = g[i].qs[c][r][j] & 0x0f;
+                                        v[lmp_q4_Kx16_first(c) + 4 + j] = g[i].qs[c][r][j] >> 4;
+                                }
+                        for (int l = 0; l < LMP_QK_K / 64; l++)
+                                for (int k = 0; k < 32; k++)
+                                        b->qs[32 * l + k] = (uint8_t)(v[64 * l + k] | v[64 * l + 32 + k] << 4);
                 }
-        }
 }
 
-void lmp_repack_q4_K_r16_inplace(void *data, int64_t n, int64_t n_rows, void *tmp) {
-        const size_t gsz = lmp_q4_K_r16_group_size(n), row_size = gsz / LMP_R16_ROWS;
+static void repack_q6_K(const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
+        struct lmp_block_q6_Kx16 *g = dst;
+        uint8_t v[LMP_QK_K];
+        for (int64_t i = 0; i < n / LMP_QK_K; i++)
+                for (int r = 0; r < LMP_R16_ROWS; r++) {
+                        const struct lmp_block_q6_K *b =
+                                (const struct lmp_block_q6_K *)((const uint8_t *)rows + (size_t)r * row_size) + i;
+                        g[i].d[r] = b->d;
+                        values_q6_K(b, v);
+                        for (int p = 0; p < LMP_QK_K / 16; p++) {
+                                const uint8_t *a = v + 16 * p;
+                                g[i].scales[p][r] = b->scales[p];
+                                put_chunk(g[i].sub[p].ql[0][r], a);
+                                put_chunk(g[i].sub[p].ql[1][r], a + 8);
+                                for (int k = 0; k < 4; k++)
+                                        g[i].sub[p].qh[r][k] = (uint8_t)((a[k] >> 4) | (a[8 + k] >> 4) << 2 |
+                                                                         (a[4 + k] >> 4) << 4 | (a[12 + k] >> 4) << 6);
+                        }
+                }
+}
+
+static void unpack_q6_K(const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
+        const struct lmp_block_q6_Kx16 *g = src;
+        for (int64_t i = 0; i < n / LMP_QK_K; i++)
+                for (int r = 0; r < LMP_R16_ROWS; r++) {
+                        struct lmp_block_q6_K *b = (struct lmp_block_q6_K *)((uint8_t *)rows + (size_t)r * row_size) + i;
+                        uint8_t v[LMP_QK_K];
+                        b->d = g[i].d[r];
+                        for (int p = 0; p < LMP_QK_K / 16; p++) {
+                                uint8_t *a = v + 16 * p;
+                                b->scales[p] = g[i].scales[p][r];
+                                for (int k = 0; k < 4; k++) {
+                                        const uint8_t h = g[i].sub[p].qh[r][k];
+                                        const uint8_t l0 = g[i].sub[p].ql[0][r][k], l1 = g[i].sub[p].ql[1][r][k];
+                                        a[k] = (uint8_t)((l0 & 0x0f) | (h & 3) << 4);
+                                        a[4 + k] = (uint8_t)((l0 >> 4) | ((h >> 4) & 3) << 4);
+                                        a[8 + k] = (uint8_t)((l1 & 0x0f) | ((h >> 2) & 3) << 4);
+                                        a[12 + k] = (uint8_t)((l1 >> 4) | ((h >> 6) & 3) << 4);
+                                }
+                        }
+                        store_q6_K(b, v);
+                }
+}
+
+void lmp_repack_r16(uint32_t type, const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
+        (type == LMP_TYPE_Q6_K ? repack_q6_K : repack_q4_K)(rows, row_size, dst, n);
+}
+
+void lmp_unpack_r16(uint32_t type, const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
+        (type == LMP_TYPE_Q6_K ? unpack_q6_K : unpack_q4_K)(src, rows, row_size, n);
+}
+
+void lmp_repack_r16_inplace(uint32_t type, void *data, int64_t n, int64_t n_rows, void *tmp) {
+        const size_t gsz = lmp_r16_group_size(type, n), row_size = gsz / LMP_R16_ROWS;
         for (int64_t r = 0; r + LMP_R16_ROWS <= n_rows; r += LMP_R16_ROWS) {
                 uint8_t *p = (uint8_t *)data + (size_t)r * row_size;
                 memcpy(tmp, p, gsz);
-                lmp_repack_q4_K_r16(tmp, row_size, p, n);
+                lmp_repack_r16(type, tmp, row_size, p, n);
         }
 }

@@ -60,8 +60,8 @@ static bool product_only(const struct lmp_gguf_tensor *t) {
         return false;
 }
 
-/* Rewrites every q4_K matrix the forward pass only multiplies by, whose
- * rows come in groups of 16, in the q4_K_r16 layout, tensor type id
+/* Rewrites every q4_K and q6_K matrix the forward pass only multiplies by,
+ * whose rows come in groups of 16, in its 16-row layout, tensor type id
  * included (see quant/repack.h): in place, so the store keeps the file's
  * size. A file that does not parse is left as it is, for the worker to
  * report. */
@@ -75,9 +75,10 @@ static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_
                 return 0;
         for (uint64_t i = 0; i < g->n_tensors; i++) {
                 const struct lmp_gguf_tensor *t = &g->tensors[i];
-                if (t->type != LMP_TYPE_Q4_K || t->n_dims != 2 || t->ne[1] % LMP_R16_ROWS || !product_only(t))
+                if ((t->type != LMP_TYPE_Q4_K && t->type != LMP_TYPE_Q6_K) || t->n_dims != 2 ||
+                    t->ne[1] % LMP_R16_ROWS || !product_only(t))
                         continue;
-                const size_t need = lmp_q4_K_r16_group_size((int64_t)t->ne[0]);
+                const size_t need = lmp_r16_group_size(t->type, (int64_t)t->ne[0]);
                 if (need > tmp_size) {
                         free(tmp);
                         tmp_size = need;
@@ -87,9 +88,9 @@ static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_
                                 return lmp_error_set(err, -ENOMEM, "out of memory repacking the store");
                         }
                 }
-                lmp_repack_q4_K_r16_inplace(base + (g->data_offset + t->offset), (int64_t)t->ne[0],
-                                            (int64_t)t->ne[1], tmp);
-                const uint32_t type = LMP_TYPE_Q4_K_R16;
+                lmp_repack_r16_inplace(t->type, base + (g->data_offset + t->offset), (int64_t)t->ne[0],
+                                       (int64_t)t->ne[1], tmp);
+                const uint32_t type = t->type == LMP_TYPE_Q4_K ? LMP_TYPE_Q4_K_R16 : LMP_TYPE_Q6_K_R16;
                 memcpy(base + lmp_gguf_tensor_type_offset(t), &type, sizeof(type));
                 s->n_repacked++;
                 s->repacked_bytes += t->size;

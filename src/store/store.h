@@ -10,8 +10,9 @@
  * mmap: the GGUF file itself is shared through the page cache; nothing is
  * copied.
  *
- * With want_repack, a memfd store also holds the q4_K matrices that are
- * only ever multiplied by in lmpool's own q4_K_r16 layout (quant/repack.h),
+ * With want_repack, a memfd store also holds the q4_K and q6_K matrices
+ * that are only ever multiplied by in lmpool's own 16-row layouts
+ * (quant/repack.h),
  * rewritten in place with their tensor type ids: the same bytes, so the
  * store stays the file's size, and one repacked copy serves every worker,
  * where an engine that repacks at load keeps a private copy per process.
@@ -44,7 +45,7 @@ struct lmp_store {
         const uint8_t *base;            /* read-only mapping in this process */
         uint64_t size;
         double load_ms;
-        unsigned n_repacked;            /* matrices rewritten as q4_K_r16 */
+        unsigned n_repacked;            /* matrices rewritten as q4_K_r16 or q6_K_r16 */
         uint64_t repacked_bytes;
         double repack_ms;
         /* The file as it was when the store was built or attached. */

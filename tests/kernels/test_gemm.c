@@ -7,10 +7,10 @@
  * cells outside the tile must be left alone, and the operands are allocated
  * to their exact extent so that the sanitizer build sees any read past
  * them. The gemm_few kernels (a decode step of a few sequences) are checked
- * the same way with 1 to LMP_GEMM_FEW_MAX_TOK tokens, and the q4_K_r16
- * kernels (16 rows interleaved, as a repacked store holds them) against the
- * scalar vec_dot of the rows they were made from, after a check that the
- * repacking round-trips byte for byte. Prints one line per
+ * the same way with 1 to LMP_GEMM_FEW_MAX_TOK tokens, and the q4_K_r16 and
+ * q6_K_r16 kernels (16 rows interleaved, as a repacked store holds them)
+ * against the scalar vec_dot of the rows they were made from, after a
+ * check that the repacking round-trips byte for byte. Prints one line per
  * failure and a summary; exits 1 on any failure. */
 #include <math.h>
 #include <stdint.h>
@@ -137,10 +137,9 @@ out:
         free(s);
 }
 
-/* One random tile of q4_K rows, repacked into 16-row groups, through the
- * gemm_r16 of level isa. */
-static void check_r16(enum lmp_isa isa, int trial) {
-        const enum lmp_type t = LMP_TYPE_Q4_K;
+/* One random tile of q4_K or q6_K rows, repacked into 16-row groups,
+ * through the gemm_r16 of level isa. */
+static void check_r16(enum lmp_type t, enum lmp_isa isa, int trial) {
         const struct lmp_quant_traits *w0 = lmp_quant_traits(t, LMP_ISA_SCALAR);
         const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
         const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
@@ -170,18 +169,19 @@ static void check_r16(enum lmp_isa isa, int trial) {
                 offset_part(t, row, xm + (size_t)r * n, n, xrow);
         }
         for (int g = 0; g < ng; g++)
-                lmp_repack_q4_K_r16(x + (size_t)g * 16 * xrow, xrow, xr + (size_t)g * 16 * xrow, n);
+                lmp_repack_r16(t, x + (size_t)g * 16 * xrow, xrow, xr + (size_t)g * 16 * xrow, n);
         for (int g = 0; g < ng; g++)
-                lmp_unpack_q4_K_r16(xr + (size_t)g * 16 * xrow, back + (size_t)g * 16 * xrow, xrow, n);
+                lmp_unpack_r16(t, xr + (size_t)g * 16 * xrow, back + (size_t)g * 16 * xrow, xrow, n);
         checks++;
         if (memcmp(back, x, xbytes) != 0)
-                FAIL("q4_K_r16: %d groups of %lld values do not unpack to the rows they were made from", ng,
-                     (long long)n);
+                FAIL("%s_r16: %d groups of %lld values do not unpack to the rows they were made from",
+                     lmp_type_name(t), ng, (long long)n);
         memcpy(back, x, xbytes);
-        lmp_repack_q4_K_r16_inplace(back, n, nr, tmp);
+        lmp_repack_r16_inplace(t, back, n, nr, tmp);
         checks++;
         if (memcmp(back, xr, xbytes) != 0)
-                FAIL("q4_K_r16: repacking in place differs from repacking into a copy (n=%lld)", (long long)n);
+                FAIL("%s_r16: repacking in place differs from repacking into a copy (n=%lld)", lmp_type_name(t),
+                     (long long)n);
         for (int j = 0; j < nt; j++) {
                 if (allmax && j % 2 == 0)
                         for (int64_t i = 0; i < n; i++)
@@ -201,8 +201,8 @@ static void check_r16(enum lmp_isa isa, int trial) {
                         checks++;
                         if (r >= (size_t)nr) {
                                 if (!isnan(got) && bad++ < 5)
-                                        FAIL("gemm_r16 %s: wrote %g outside the tile at token %d, column %zu",
-                                             lmp_isa_name(isa), got, j, r);
+                                        FAIL("gemm_r16 %s %s: wrote %g outside the tile at token %d, column %zu",
+                                             lmp_type_name(t), lmp_isa_name(isa), got, j, r);
                                 continue;
                         }
                         float ref;
@@ -210,14 +210,15 @@ static void check_r16(enum lmp_isa isa, int trial) {
                         const double tol = 2e-5 * magnitude_rows(xf + r * n, xm + r * n, yd + (size_t)j * n, n)
                                            + 1e-30;
                         if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
-                                FAIL("gemm_r16 %s: n=%lld ng=%d nt=%d by=%zu ld=%zu scales=%s/%s allmax=%d: row %zu "
-                                     "token %d: %.9g, scalar vec_dot %.9g (tol %.3g)", lmp_isa_name(isa),
+                                FAIL("gemm_r16 %s %s: n=%lld ng=%d nt=%d by=%zu ld=%zu scales=%s/%s allmax=%d: row %zu "
+                                     "token %d: %.9g, scalar vec_dot %.9g (tol %.3g)", lmp_type_name(t), lmp_isa_name(isa),
                                      (long long)n, ng, nt, by, ld, scale_names[wk], scale_names[ak], allmax, r, j,
                                      got, ref, tol);
                 }
         }
         if (bad > 5)
-                FAIL("gemm_r16 %s: %d more wrong cells in that tile", lmp_isa_name(isa), bad - 5);
+                FAIL("gemm_r16 %s %s: %d more wrong cells in that tile", lmp_type_name(t), lmp_isa_name(isa),
+                     bad - 5);
 out:
         free(x);
         free(xr);
@@ -266,17 +267,21 @@ int main(void) {
                                lmp_isa_name((enum lmp_isa)isa), failures == before ? "ok" : "FAILED");
                 }
         }
-        /* The repacked layout's kernels. */
-        for (int isa = LMP_ISA_SCALAR; isa <= (int)top; isa++) {
-                const struct lmp_quant_traits *w = lmp_quant_traits(LMP_TYPE_Q4_K, (enum lmp_isa)isa);
-                if (isa > LMP_ISA_SCALAR &&
-                    w->gemm_r16 == lmp_quant_traits(LMP_TYPE_Q4_K, (enum lmp_isa)(isa - 1))->gemm_r16)
-                        continue;
-                kernels++;
-                const int before = failures;
-                for (int trial = 0; trial < TRIALS; trial++)
-                        check_r16((enum lmp_isa)isa, trial);
-                printf("gemm_r16 q4_K  %-6s %s\n", lmp_isa_name((enum lmp_isa)isa), failures == before ? "ok" : "FAILED");
+        /* The repacked layouts' kernels. */
+        const enum lmp_type r16_types[] = { LMP_TYPE_Q4_K, LMP_TYPE_Q6_K };
+        for (size_t i = 0; i < 2; i++) {
+                for (int isa = LMP_ISA_SCALAR; isa <= (int)top; isa++) {
+                        const struct lmp_quant_traits *w = lmp_quant_traits(r16_types[i], (enum lmp_isa)isa);
+                        if (isa > LMP_ISA_SCALAR &&
+                            w->gemm_r16 == lmp_quant_traits(r16_types[i], (enum lmp_isa)(isa - 1))->gemm_r16)
+                                continue;
+                        kernels++;
+                        const int before = failures;
+                        for (int trial = 0; trial < TRIALS; trial++)
+                                check_r16(r16_types[i], (enum lmp_isa)isa, trial);
+                        printf("gemm_r16 %-5s %-6s %s\n", lmp_type_name(r16_types[i]), lmp_isa_name((enum lmp_isa)isa),
+                               failures == before ? "ok" : "FAILED");
+                }
         }
         printf("gemm: CPU level %s, %d kernels, %d checks, %d failures\n", lmp_isa_name(top), kernels, checks,
                failures);

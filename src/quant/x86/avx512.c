@@ -1428,3 +1428,92 @@ void lmp_gemm_q4_K_r16_q8_K_avx512(int n, int ng, int nt, const void *restrict v
                 }
         }
 }
+
+/* ---- q6_K_r16 ----------------------------------------------------------- */
+
+/* One group of 16 rows by T (1 to 4) tokens over all nb blocks: per
+ * 16-value sub-block, three loads give the four 4-value slices of every
+ * row's 6-bit values (a nibble from ql, two bits from qh), each summed
+ * against 4 broadcast activation bytes; the offset of 32 comes from the
+ * activation's sub-block sums. */
+static inline __attribute__((always_inline)) void r16q6_tile(int nb, const struct lmp_block_q6_Kx16 *x,
+                                                             const uint8_t *y, size_t by, int T, float *s,
+                                                             size_t ld) {
+        const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+        __m512 acc[4];
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                acc[t] = _mm512_setzero_ps();
+        for (int i = 0; i < nb; i++) {
+                const struct lmp_block_q6_Kx16 *b = &x[i];
+                const struct lmp_block_q8_K *yb[4];
+                __m512i isum[4], msum[4];
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                        yb[t] = (const struct lmp_block_q8_K *)(y + (size_t)t * by) + i;
+                        isum[t] = msum[t] = _mm512_setzero_si512();
+                }
+#pragma GCC unroll 16
+                for (int p = 0; p < LMP_QK_K / 16; p++) {
+                        const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)b->scales[p]));
+                        const __m512i l0 = _mm512_loadu_si512((const void *)b->sub[p].ql[0]);
+                        const __m512i l1 = _mm512_loadu_si512((const void *)b->sub[p].ql[1]);
+                        const __m512i h = _mm512_loadu_si512((const void *)b->sub[p].qh);
+                        const __m512i q0 = _mm512_or_si512(_mm512_and_si512(l0, m4),
+                                                           _mm512_and_si512(_mm512_slli_epi16(h, 4), m30));
+                        const __m512i q1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l0, 4), m4),
+                                                           _mm512_and_si512(h, m30));
+                        const __m512i q2 = _mm512_or_si512(_mm512_and_si512(l1, m4),
+                                                           _mm512_and_si512(_mm512_slli_epi16(h, 2), m30));
+                        const __m512i q3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l1, 4), m4),
+                                                           _mm512_and_si512(_mm512_srli_epi16(h, 2), m30));
+#pragma GCC unroll 4
+                        for (int t = 0; t < T; t++) {
+                                const int8_t *a = yb[t]->qs + 16 * p;
+                                __m512i d0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q0, bcast32(a));
+                                __m512i d1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q1, bcast32(a + 4));
+                                d0 = _mm512_dpbusd_epi32(d0, q2, bcast32(a + 8));
+                                d1 = _mm512_dpbusd_epi32(d1, q3, bcast32(a + 12));
+                                isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(d0, d1), sc));
+                                msum[t] = _mm512_add_epi32(msum[t],
+                                                           _mm512_mullo_epi32(sc, _mm512_set1_epi32(yb[t]->bsums[p])));
+                        }
+                }
+                const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+#pragma GCC unroll 4
+                for (int t = 0; t < T; t++) {
+                        const __m512i q = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(msum[t], 5));
+                        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, _mm512_set1_ps(yb[t]->d)), _mm512_cvtepi32_ps(q),
+                                                 acc[t]);
+                }
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < T; t++)
+                _mm512_storeu_ps(s + (size_t)t * ld, acc[t]);
+}
+
+void lmp_gemm_q6_K_r16_q8_K_avx512(int n, int ng, int nt, const void *restrict vx, const void *restrict vy,
+                                   size_t by, float *restrict s, size_t ld) {
+        const int nb = n / LMP_QK_K;
+        const uint8_t *y = vy;
+        for (int g = 0; g < ng; g++) {
+                const struct lmp_block_q6_Kx16 *x = (const struct lmp_block_q6_Kx16 *)vx + (size_t)g * nb;
+                float *sg = s + (size_t)g * LMP_R16_ROWS;
+                int t = 0;
+                for (; t + 4 <= nt; t += 4)
+                        r16q6_tile(nb, x, y + (size_t)t * by, by, 4, sg + (size_t)t * ld, ld);
+                switch (nt - t) {
+                case 3:
+                        r16q6_tile(nb, x, y + (size_t)t * by, by, 3, sg + (size_t)t * ld, ld);
+                        break;
+                case 2:
+                        r16q6_tile(nb, x, y + (size_t)t * by, by, 2, sg + (size_t)t * ld, ld);
+                        break;
+                case 1:
+                        r16q6_tile(nb, x, y + (size_t)t * by, by, 1, sg + (size_t)t * ld, ld);
+                        break;
+                default:
+                        break;
+                }
+        }
+}
