@@ -163,6 +163,13 @@ static int probe_mib(struct lmp_args *a, const struct lmp_opt *o) {
         return LMP_ARGS_GO;
 }
 
+static int layout_opt(struct lmp_args *a, const struct lmp_opt *o) {
+        if (strcmp(optarg, "store") != 0 && strcmp(optarg, "file") != 0)
+                return lmp_args_bad_value(a, "expected store or file");
+        *(const char **)o->ret = strcmp(optarg, "store") == 0 ? "store" : "file";
+        return LMP_ARGS_GO;
+}
+
 static int list_max(const struct list *l) {
         int m = 0;
         for (int i = 0; i < l->n; i++)
@@ -189,7 +196,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
                 { "threads", 't', LMP_OPT_CALL, &o->threads, 1, LMP_THREADPOOL_MAX, .call = list_opt },
                 { "json", 0, LMP_OPT_FLAG, &o->json },
                 { "probe-mib", 0, LMP_OPT_CALL, &o->probe_mib, .call = probe_mib },
-                { "layout", 0, LMP_OPT_STRING, &o->layout },
+                { "layout", 0, LMP_OPT_CALL, &o->layout, .call = layout_opt },
                 { "help", 'h', LMP_OPT_HELP },
                 { 0 },
         };
@@ -197,10 +204,6 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         int parsed = lmp_args_parse(&a, "lmpool bench", argc, argv, opts, usage);
         if (parsed != LMP_ARGS_GO)
                 return parsed == 0 ? -1 : parsed; /* -1: --help */
-        if (strcmp(o->layout, "store") != 0 && strcmp(o->layout, "file") != 0) {
-                fprintf(stderr, "lmpool bench: --layout: expected store or file, not '%s'\n", o->layout);
-                return LMP_EXIT_USAGE;
-        }
         for (int i = optind; i < argc; i++) {
                 if (o->n_models == MAX_MODELS) {
                         fprintf(stderr, "lmpool bench: at most %d models\n", MAX_MODELS);
@@ -502,7 +505,8 @@ static void print_row(const struct opts *o, const struct bench_model *bm, int th
                        n_prompt, n_gen, n_seqs, st->n, st->mean, st->sd);
                 for (int i = 0; i < st->n; i++)
                         printf(i ? ", %.3f" : "%.3f", st->samples[i]);
-                printf("], \"step_weight_bytes\": %llu", (unsigned long long)bm->step_bytes);
+                printf("], \"step_weight_bytes\": %llu, \"repacked_matrices\": %u",
+                       (unsigned long long)bm->step_bytes, bm->store ? bm->store->n_repacked : 0u);
                 if (probe_gbs > 0)
                         printf(", \"probe_gbs\": %.2f", probe_gbs);
                 else

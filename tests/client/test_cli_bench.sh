@@ -53,7 +53,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 assert [r["test"] for r in rows] == ["pp8 x2", "tg4 x2"], rows
 keys = {"model", "model_filename", "model_size", "model_n_params", "n_threads", "test", "n_prompt", "n_gen",
         "n_seqs", "repetitions", "avg_ts", "stddev_ts", "samples_ts", "step_weight_bytes", "probe_gbs",
-        "step_ms_min", "weight_gbs", "ceiling_share"}
+        "step_ms_min", "weight_gbs", "ceiling_share", "repacked_matrices"}
 for r in rows:
     assert set(r) == keys, set(r) ^ keys
     assert r["model"] == "llama-q4_k_m" and r["model_filename"] == sys.argv[2]
@@ -68,6 +68,23 @@ assert rows[1]["n_gen"] == 4 and rows[1]["weight_gbs"] > 0
 assert 0 < rows[1]["step_ms_min"] <= 1e3 * 2 / min(rows[1]["samples_ts"]) * 1.0001
 PY
 [ $? -eq 0 ] || fail "json shape"
+
+# The file's layout repacks nothing; the store's (the default) repacks the
+# q4_K matrices when the CPU has AVX-512, and gives the same kind of rows.
+expect_status 0 "$LMPOOL_BIN" bench "$m1" -p 8 -n 0 -r 1 -t 1 --json --probe-mib 0 --layout file
+python3 -c '
+import json, sys
+(r,) = [json.loads(l) for l in open(sys.argv[1])]
+assert r["repacked_matrices"] == 0, r
+' "$dir/out" || fail "file layout"
+if grep -q avx512_vnni /proc/cpuinfo && [ "${LMPOOL_ISA:-avx512}" = avx512 ]; then
+        expect_status 0 "$LMPOOL_BIN" bench "$m1" -p 8 -n 2 -r 1 -t 1 --json --probe-mib 0 --layout=store
+        python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert len(rows) == 2 and all(r["repacked_matrices"] > 0 and r["avg_ts"] > 0 for r in rows), rows
+' "$dir/out" || fail "store layout"
+fi
 
 # With a probe, JSON generation rows carry it and their share.
 expect_status 0 "$LMPOOL_BIN" bench "$m2" -p 0 -n 2 -r 1 -t 1 --json --probe-mib 64
@@ -92,7 +109,7 @@ assert r["model"] == "a\"b\\c" and r["model_filename"].endswith("/a\"b\\c.gguf")
 expect_status 2 "$LMPOOL_BIN" bench
 grep -q 'no model given' "$dir/err" || fail "no model message"
 for bad in "-p abc" "-p 8,,16" "-p -1" "-p 16385" "-n 99999" "-b 0" "-b 129" "-r 0" "-r 101" "-t 0" "-t 513" \
-           "-p 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17" "--probe-mib 10" "--probe-mib=65537"; do
+           "-p 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17" "--probe-mib 10" "--probe-mib=65537" "--layout mmap"; do
         # shellcheck disable=SC2086
         expect_status 2 "$LMPOOL_BIN" bench "$m1" $bad
         opt=${bad%% *}; opt=${opt%%=*}
