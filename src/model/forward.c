@@ -1051,8 +1051,7 @@ int lmp_ctx_decode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
                 if (batch[e].embd)
                         memcpy(c->x + e * E, batch[e].embd, (size_t)E * sizeof(float));
                 else
-                        te->traits->to_float((const uint8_t *)te->data + (size_t)batch[e].token * te->row_size,
-                                             c->x + e * E, E);
+                        lmp_weight_row(te, batch[e].token, c->x + e * E);
         }
         if (m->arch->embd_scale)
                 scale_into(c->x, T * E, sqrtf((float)E));
@@ -1285,7 +1284,7 @@ static void add_embedding_rows(const struct lmp_weight *w, const struct lmp_batc
                                uint32_t n, bool by_pos, float *x, float *tmp, int64_t E) {
         for (uint32_t e = 0; e < n; e++) {
                 size_t row = by_pos ? (size_t)batch[e].pos : 0;
-                w->traits->to_float((const uint8_t *)w->data + row * w->row_size, tmp + e * E, E);
+                lmp_weight_row(w, (int64_t)row, tmp + e * E);
         }
         add_into(x, tmp, (int64_t)n * E);
 }
@@ -1332,8 +1331,7 @@ int lmp_ctx_encode(struct lmp_ctx *c, const struct lmp_batch_entry *batch, uint3
         /* x (T, n_embd) = token + token type 0 + position embeddings, normalized */
         const struct lmp_weight *te = &m->tok_embd;
         for (uint32_t e = 0; e < n; e++)
-                te->traits->to_float((const uint8_t *)te->data + (size_t)batch[e].token * te->row_size,
-                                     c->x + e * E, E);
+                lmp_weight_row(te, batch[e].token, c->x + e * E);
         add_embedding_rows(&m->type_embd, batch, n, false, c->x, c->xb, E);
         add_embedding_rows(&m->pos_embd, batch, n, true, c->x, c->xb, E);
         layernorm_par(c, c->x, m->embd_norm, m->embd_norm_b, T, E);

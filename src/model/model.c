@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "quant/blocks.h"
+#include "quant/repack.h"
 
 #define NAME_MAX_LEN 96
 
@@ -316,6 +317,23 @@ int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const
         return 0;
 }
 
+void lmp_weight_row(const struct lmp_weight *w, int64_t row, float *out) {
+        if (!w->r16) {
+                w->traits->to_float((const uint8_t *)w->data + (size_t)row * w->row_size, out, w->n_in);
+                return;
+        }
+        const int64_t abs = w->r16_row0 + row;
+        const uint8_t *group = (const uint8_t *)w->data + (size_t)(abs / LMP_R16_ROWS * LMP_R16_ROWS) * w->row_size;
+        union {
+                struct lmp_block_q4_K q4;
+                struct lmp_block_q6_K q6;
+        } b;
+        for (int64_t i = 0; i < w->n_in / LMP_QK_K; i++) {
+                lmp_unpack_r16_block(w->type, group, (int)(abs % LMP_R16_ROWS), i, &b);
+                w->traits->to_float(&b, out + i * LMP_QK_K, LMP_QK_K);
+        }
+}
+
 void lmp_weight_rows_sgemm(const struct lmp_weight *w, const float *y, int64_t n_tok, float *out, int64_t ld,
                            const float *bias, bool add, float *panel, size_t panel_floats, int64_t begin,
                            int64_t end, void (*act)(const void *arg, float *x, int64_t n), const void *act_arg) {
@@ -553,7 +571,7 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
                 goto fail;
         }
         hp->n_vocab = (uint32_t)te->ne[1];
-        if ((r = load_rows_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err)) < 0)
+        if ((r = load_weight(m, "token_embd.weight", hp->n_embd, hp->n_vocab, true, &m->tok_embd, err)) < 0)
                 goto fail;
         if (arch->encoder) {
                 if ((r = load_encoder(m, err)) < 0)

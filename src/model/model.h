@@ -49,6 +49,10 @@ struct lmp_gguf_tensor;
 int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const char *name, uint64_t n_in,
                     uint64_t n_out, enum lmp_isa isa, struct lmp_error *err);
 
+/* Row `row` of w as n_in floats, whatever its layout (a repacked one is
+ * unpacked block by block). For embedding lookups: one row per token. */
+void lmp_weight_row(const struct lmp_weight *w, int64_t row, float *out);
+
 /* Rows [begin, end) of an encoder's product with a float weight (f32, f16,
  * bf16) through OpenBLAS's sgemm: out (n_tok, ld), columns begin to end,
  * <- y (n_tok, n_in) w^T + bias (NULL: none), added to out's values when

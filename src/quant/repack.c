@@ -78,25 +78,28 @@ static void repack_q4_K(const void *restrict rows, size_t row_size, void *restri
                 }
 }
 
+static void unpack_block_q4_K(const struct lmp_block_q4_Kx16 *g, int r, struct lmp_block_q4_K *b) {
+        uint8_t v[LMP_QK_K];
+        b->d = g->d[r];
+        b->dmin = g->dmin[r];
+        for (int k = 0; k < LMP_K_SCALE_SIZE; k++)
+                b->scales[k] = g->scales[k][r];
+        for (int c = 0; c < LMP_QK_K / 8; c++)
+                for (int j = 0; j < 4; j++) {
+                        v[lmp_q4_Kx16_first(c) + j] = g->qs[c][r][j] & 0x0f;
+                        v[lmp_q4_Kx16_first(c) + 4 + j] = g->qs[c][r][j] >> 4;
+                }
+        for (int l = 0; l < LMP_QK_K / 64; l++)
+                for (int k = 0; k < 32; k++)
+                        b->qs[32 * l + k] = (uint8_t)(v[64 * l + k] | v[64 * l + 32 + k] << 4);
+}
+
 static void unpack_q4_K(const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
         const struct lmp_block_q4_Kx16 *g = src;
         for (int64_t i = 0; i < n / LMP_QK_K; i++)
-                for (int r = 0; r < LMP_R16_ROWS; r++) {
-                        struct lmp_block_q4_K *b = (struct lmp_block_q4_K *)((uint8_t *)rows + (size_t)r * row_size) + i;
-                        uint8_t v[LMP_QK_K];
-                        b->d = g[i].d[r];
-                        b->dmin = g[i].dmin[r];
-                        for (int k = 0; k < LMP_K_SCALE_SIZE; k++)
-                                b->scales[k] = g[i].scales[k][r];
-                        for (int c = 0; c < LMP_QK_K / 8; c++)
-                                for (int j = 0; j < 4; j++) {
-                                        v[lmp_q4_Kx16_first(c) + j] = g[i].qs[c][r][j] & 0x0f;
-                                        v[lmp_q4_Kx16_first(c) + 4 + j] = g[i].qs[c][r][j] >> 4;
-                                }
-                        for (int l = 0; l < LMP_QK_K / 64; l++)
-                                for (int k = 0; k < 32; k++)
-                                        b->qs[32 * l + k] = (uint8_t)(v[64 * l + k] | v[64 * l + 32 + k] << 4);
-                }
+                for (int r = 0; r < LMP_R16_ROWS; r++)
+                        unpack_block_q4_K(&g[i], r,
+                                          (struct lmp_block_q4_K *)((uint8_t *)rows + (size_t)r * row_size) + i);
 }
 
 static void repack_q6_K(const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
@@ -120,27 +123,37 @@ static void repack_q6_K(const void *restrict rows, size_t row_size, void *restri
                 }
 }
 
+static void unpack_block_q6_K(const struct lmp_block_q6_Kx16 *g, int r, struct lmp_block_q6_K *b) {
+        uint8_t v[LMP_QK_K];
+        b->d = g->d[r];
+        for (int p = 0; p < LMP_QK_K / 16; p++) {
+                uint8_t *a = v + 16 * p;
+                b->scales[p] = g->scales[p][r];
+                for (int k = 0; k < 4; k++) {
+                        const uint8_t h = g->sub[p].qh[r][k];
+                        const uint8_t l0 = g->sub[p].ql[0][r][k], l1 = g->sub[p].ql[1][r][k];
+                        a[k] = (uint8_t)((l0 & 0x0f) | (h & 3) << 4);
+                        a[4 + k] = (uint8_t)((l0 >> 4) | ((h >> 4) & 3) << 4);
+                        a[8 + k] = (uint8_t)((l1 & 0x0f) | ((h >> 2) & 3) << 4);
+                        a[12 + k] = (uint8_t)((l1 >> 4) | ((h >> 6) & 3) << 4);
+                }
+        }
+        store_q6_K(b, v);
+}
+
 static void unpack_q6_K(const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
         const struct lmp_block_q6_Kx16 *g = src;
         for (int64_t i = 0; i < n / LMP_QK_K; i++)
-                for (int r = 0; r < LMP_R16_ROWS; r++) {
-                        struct lmp_block_q6_K *b = (struct lmp_block_q6_K *)((uint8_t *)rows + (size_t)r * row_size) + i;
-                        uint8_t v[LMP_QK_K];
-                        b->d = g[i].d[r];
-                        for (int p = 0; p < LMP_QK_K / 16; p++) {
-                                uint8_t *a = v + 16 * p;
-                                b->scales[p] = g[i].scales[p][r];
-                                for (int k = 0; k < 4; k++) {
-                                        const uint8_t h = g[i].sub[p].qh[r][k];
-                                        const uint8_t l0 = g[i].sub[p].ql[0][r][k], l1 = g[i].sub[p].ql[1][r][k];
-                                        a[k] = (uint8_t)((l0 & 0x0f) | (h & 3) << 4);
-                                        a[4 + k] = (uint8_t)((l0 >> 4) | ((h >> 4) & 3) << 4);
-                                        a[8 + k] = (uint8_t)((l1 & 0x0f) | ((h >> 2) & 3) << 4);
-                                        a[12 + k] = (uint8_t)((l1 >> 4) | ((h >> 6) & 3) << 4);
-                                }
-                        }
-                        store_q6_K(b, v);
-                }
+                for (int r = 0; r < LMP_R16_ROWS; r++)
+                        unpack_block_q6_K(&g[i], r,
+                                          (struct lmp_block_q6_K *)((uint8_t *)rows + (size_t)r * row_size) + i);
+}
+
+void lmp_unpack_r16_block(uint32_t type, const void *restrict group, int r, int64_t i, void *restrict block) {
+        if (type == LMP_TYPE_Q6_K)
+                unpack_block_q6_K((const struct lmp_block_q6_Kx16 *)group + i, r, block);
+        else
+                unpack_block_q4_K((const struct lmp_block_q4_Kx16 *)group + i, r, block);
 }
 
 void lmp_repack_r16(uint32_t type, const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {

@@ -20,6 +20,10 @@ void lmp_repack_r16(uint32_t type, const void *restrict rows, size_t row_size, v
 /* The inverse: a group back into 16 rows. */
 void lmp_unpack_r16(uint32_t type, const void *restrict src, void *restrict rows, size_t row_size, int64_t n);
 
+/* Row r (0..15) of a group, block by block: block i of it into *block
+ * (144 bytes for q4_K, 210 for q6_K), in the file's layout. */
+void lmp_unpack_r16_block(uint32_t type, const void *restrict group, int r, int64_t i, void *restrict block);
+
 /* Rewrites n_rows (a multiple of 16) contiguous rows of n values at data
  * as groups, in place; tmp holds lmp_r16_group_size() bytes. */
 void lmp_repack_r16_inplace(uint32_t type, void *data, int64_t n, int64_t n_rows, void *tmp);

@@ -35,10 +35,11 @@ static void apply_numa(void *addr, size_t size, enum lmp_store_numa numa) {
                 numa_setlocal_memory(addr, size);
 }
 
-/* The matrices the forward pass only ever multiplies by (never reads a row
- * of, as it does the token embeddings): a layer's projections and the
- * output projection. */
-static bool product_only(const struct lmp_gguf_tensor *t) {
+/* The matrices worth repacking: those the forward pass multiplies by (a
+ * layer's projections, the output projection, and the token embeddings
+ * when they are that projection too, tied), not those it only reads a row
+ * of per token. */
+static bool repackable(const struct lmp_gguf *g, const struct lmp_gguf_tensor *t) {
         static const char *const names[] = { "attn_q", "attn_k", "attn_v", "attn_qkv", "attn_output",
                                              "ffn_gate", "ffn_up", "ffn_down" };
         char name[64];
@@ -50,6 +51,8 @@ static bool product_only(const struct lmp_gguf_tensor *t) {
         name[t->name.len] = '\0';
         if (strcmp(name, "output.weight") == 0)
                 return true;
+        if (strcmp(name, "token_embd.weight") == 0)
+                return lmp_gguf_find_tensor(g, "output.weight") == NULL;
         if (sscanf(name, "blk.%u.%n", &layer, &end) != 1 || end == 0)
                 return false;
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -76,7 +79,7 @@ static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_
         for (uint64_t i = 0; i < g->n_tensors; i++) {
                 const struct lmp_gguf_tensor *t = &g->tensors[i];
                 if ((t->type != LMP_TYPE_Q4_K && t->type != LMP_TYPE_Q6_K) || t->n_dims != 2 ||
-                    t->ne[1] % LMP_R16_ROWS || !product_only(t))
+                    t->ne[1] % LMP_R16_ROWS || !repackable(g, t))
                         continue;
                 const size_t need = lmp_r16_group_size(t->type, (int64_t)t->ne[0]);
                 if (need > tmp_size) {

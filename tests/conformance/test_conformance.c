@@ -200,7 +200,7 @@ int main(int argc, char **argv) {
                         fprintf(stderr, "%s: %s\n", path, err.msg);
                         goto out;
                 }
-                printf("%s: %u q4_K matrices repacked (%llu bytes) in the store\n", name, store->n_repacked,
+                printf("%s: %u matrices repacked (%llu bytes) in the store\n", name, store->n_repacked,
                        (unsigned long long)store->repacked_bytes);
                 if (store->n_repacked == 0) {
                         fprintf(stderr, "%s: --store, but no matrix was repacked\n", name);
