@@ -541,30 +541,11 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
                 blas |= j->part[p].blas;
                 r16 |= j->part[p].w->r16;
         }
+        /* Weights in 16-row groups take tasks of whole groups (parts of
+         * other layouts do not mind): the pool splits units of 16 rows. */
         j->rows = rows;
-        j->unit = 1;
-        if (r16) {
-                /* Tasks of whole 16-row groups (parts of other layouts do
-                 * not mind): every task's range in rows of 16, the pool's
-                 * in units. */
-                struct matmul_job ju = *j;
-                ju.unit = LMP_R16_ROWS;
-                int64_t units = (rows + LMP_R16_ROWS - 1) / LMP_R16_ROWS;
-                if (j->n_tok == 1) {
-                        int64_t bytes = 0;
-                        for (int p = 0; p < j->n_parts; p++)
-                                bytes += (int64_t)j->part[p].w->row_size *
-                                         (j->glu ? rows : j->first[p + 1] - j->first[p]);
-                        double per_unit = (double)LMP_MAX(bytes, (int64_t)1) / (double)units;
-                        int64_t lo = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_MIN_BYTES / per_unit));
-                        int64_t hi = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_BYTES / per_unit));
-                        lmp_threadpool_run_guided(c->pool, units, lo, hi, matmul_rows, &ju);
-                        return;
-                }
-                int64_t grain = LMP_MAX((int64_t)1, units / (MM_GEMM_TASKS * nth));
-                lmp_threadpool_run(c->pool, units, grain, matmul_rows, &ju);
-                return;
-        }
+        j->unit = r16 ? LMP_R16_ROWS : 1;
+        const int64_t units = (rows + j->unit - 1) / j->unit;
         /* A product of one row of activations (a decode step) takes guided
          * chunks of MM_TASK_MIN_BYTES to MM_TASK_BYTES of weights: the
          * vocabulary projection of Llama-3.2-1B (215 MB of q6_K) went out in
@@ -576,10 +557,15 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
                 for (int p = 0; p < j->n_parts; p++)
                         bytes += (int64_t)j->part[p].w->row_size *
                                  (j->glu ? rows : j->first[p + 1] - j->first[p]);
-                double per_row = (double)LMP_MAX(bytes, (int64_t)1) / (double)rows;
-                int64_t lo = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_MIN_BYTES / per_row));
-                int64_t hi = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_BYTES / per_row));
-                lmp_threadpool_run_guided(c->pool, rows, lo, hi, matmul_rows, j);
+                double per_unit = (double)LMP_MAX(bytes, (int64_t)1) / (double)units;
+                int64_t lo = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_MIN_BYTES / per_unit));
+                int64_t hi = LMP_MAX((int64_t)1, (int64_t)(MM_TASK_BYTES / per_unit));
+                lmp_threadpool_run_guided(c->pool, units, lo, hi, matmul_rows, j);
+                return;
+        }
+        if (r16) {
+                lmp_threadpool_run(c->pool, units, LMP_MAX((int64_t)1, units / (MM_GEMM_TASKS * nth)), matmul_rows,
+                                   j);
                 return;
         }
         /* Rows per task: enough tasks to balance, few enough to amortize. */

@@ -40,196 +40,181 @@ static int rnd_between(int lo, int hi) {  /* uniform in [lo, hi] */
         return lo + (int)(rnd() % (uint64_t)(hi - lo + 1));
 }
 
+/* A tile's inputs: nr weight rows of type t (bx bytes apart), their
+ * floats xf and offset parts xm (offset_part), and nt activation rows (by
+ * bytes apart) of floats in the scale pattern ak, quantized, with their
+ * dequantized values yd. Odd trials mix the weight scale patterns row by
+ * row within one tile, and trials with bit 1 the activation ones. */
+struct tile {
+        enum lmp_type t;
+        int64_t n;
+        int nr, nt, trial, allmax;
+        enum scale_kind wk, ak;
+        size_t xrow, bx, by, ld;
+        uint8_t *x, *y;
+        float *xf, *xm, *yf, *yd, *s;
+};
+
+static int tile_new(struct tile *tl) {
+        const struct lmp_quant_traits *w0 = lmp_quant_traits(tl->t, LMP_ISA_SCALAR);
+        const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
+        const int64_t n = tl->n;
+        const size_t yrow = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n);
+        const size_t xbytes = (size_t)(tl->nr - 1) * tl->bx + tl->xrow, ybytes = (size_t)(tl->nt - 1) * tl->by + yrow;
+        tl->x = malloc(xbytes);
+        tl->y = malloc(ybytes);
+        tl->xf = malloc((size_t)n * tl->nr * sizeof(float));
+        tl->xm = malloc((size_t)n * tl->nr * sizeof(float));
+        tl->yf = malloc((size_t)n * sizeof(float));
+        tl->yd = malloc((size_t)n * tl->nt * sizeof(float));
+        tl->s = malloc(tl->ld * (size_t)tl->nt * sizeof(float));
+        if (!tl->x || !tl->y || !tl->xf || !tl->xm || !tl->yf || !tl->yd || !tl->s) {
+                FAIL("out of memory");
+                return -1;
+        }
+        memset(tl->x, 0xa5, xbytes);
+        memset(tl->y, 0x5a, ybytes);
+        for (int r = 0; r < tl->nr; r++) {
+                const enum scale_kind k = tl->trial & 1 ? (enum scale_kind)((tl->wk + r) % SC_COUNT) : tl->wk;
+                uint8_t *row = tl->x + (size_t)r * tl->bx;
+                fill_weights(tl->t, row, n, k, tl->allmax);
+                w0->to_float(row, tl->xf + (size_t)r * n, n);
+                offset_part(tl->t, row, tl->xm + (size_t)r * n, n, tl->xrow);
+        }
+        for (int j = 0; j < tl->nt; j++) {
+                if (tl->allmax && j % 2 == 0)
+                        for (int64_t i = 0; i < n; i++)
+                                tl->yf[i] = (i & 1) ? -1e3f : 1e3f;
+                else
+                        fill_floats(tl->yf, n, tl->trial & 2 ? (enum scale_kind)((tl->ak + j) % SC_COUNT) : tl->ak);
+                a0->from_float(tl->yf, tl->y + (size_t)j * tl->by, n);
+                a0->to_float(tl->y + (size_t)j * tl->by, tl->yd + (size_t)j * n, n);
+        }
+        for (size_t i = 0; i < tl->ld * (size_t)tl->nt; i++)
+                tl->s[i] = NAN;
+        return 0;
+}
+
+static void tile_free(struct tile *tl) {
+        free(tl->x);
+        free(tl->y);
+        free(tl->xf);
+        free(tl->xm);
+        free(tl->yf);
+        free(tl->yd);
+        free(tl->s);
+}
+
+/* Every cell of s against the scalar vec_dot of its (row, token) pair,
+ * within the bound test_kernels holds the SIMD vec_dots to; cells outside
+ * the tile must still be NaN. what names the kernel in messages. */
+static void tile_check(const struct tile *tl, const char *what) {
+        const struct lmp_quant_traits *w0 = lmp_quant_traits(tl->t, LMP_ISA_SCALAR);
+        const int64_t n = tl->n;
+        int bad = 0;
+        for (int j = 0; j < tl->nt; j++) {
+                for (size_t r = 0; r < tl->ld; r++) {
+                        const float got = tl->s[(size_t)j * tl->ld + r];
+                        checks++;
+                        if (r >= (size_t)tl->nr) {
+                                if (!isnan(got) && bad++ < 5)
+                                        FAIL("%s: wrote %g outside the tile at token %d, column %zu (nr=%d nt=%d "
+                                             "ld=%zu)", what, got, j, r, tl->nr, tl->nt, tl->ld);
+                                continue;
+                        }
+                        float ref;
+                        w0->vec_dot((int)n, &ref, tl->x + r * tl->bx, tl->y + (size_t)j * tl->by);
+                        const double tol = 2e-5 * magnitude_rows(tl->xf + r * n, tl->xm + r * n,
+                                                                 tl->yd + (size_t)j * n, n) + 1e-30;
+                        if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
+                                FAIL("%s: n=%lld nr=%d nt=%d bx=%zu by=%zu ld=%zu scales=%s/%s allmax=%d: row %zu "
+                                     "token %d: %.9g, scalar vec_dot %.9g (tol %.3g)", what, (long long)n, tl->nr,
+                                     tl->nt, tl->bx, tl->by, tl->ld, scale_names[tl->wk], scale_names[tl->ak],
+                                     tl->allmax, r, j, got, ref, tol);
+                }
+        }
+        if (bad > 5)
+                FAIL("%s: %d more wrong cells in that tile", what, bad - 5);
+}
+
 /* One random tile of type t through the gemm of level isa, or with few
  * through its gemm_few (batched decode: 1 to LMP_GEMM_FEW_MAX_TOK tokens). */
 static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial, int few) {
         const struct lmp_quant_traits *w0 = lmp_quant_traits(t, LMP_ISA_SCALAR);
-        const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
         const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
         const uint32_t blck = lmp_type_info(t)->blck_size;
         const int qk = blck > 1 ? (int)blck : 32;
+        struct tile tl = { .t = t, .trial = trial, .allmax = trial % 8 == 7, .wk = (enum scale_kind)(trial % SC_COUNT),
+                           .ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT) };
         /* Mostly short rows; now and then a long one, and once in a while one
          * past the 4096 values that kernels may take in a pass. Float rows
          * get ragged tails. */
         const int nblocks = trial % 12 == 11 ? rnd_between(129, 300)
                           : trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
-        const int64_t n = (int64_t)qk * nblocks + (blck == 1 && (trial & 1) ? rnd_between(1, 31) : 0);
+        tl.n = (int64_t)qk * nblocks + (blck == 1 && (trial & 1) ? rnd_between(1, 31) : 0);
         /* Every twelfth tile takes more tokens than a 64-token panel. */
-        const int nr = rnd_between(1, MAX_NR);
-        const int nt = few ? rnd_between(1, LMP_GEMM_FEW_MAX_TOK)
-                     : trial % 12 == 11 ? rnd_between(65, MAX_NT) : rnd_between(1, MAX_NT);
-        const char *kname = few ? "gemm_few" : "gemm";
-        const size_t xrow = lmp_type_row_size(t, (uint64_t)n);
-        const size_t yrow = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n);
+        tl.nr = rnd_between(1, MAX_NR);
+        tl.nt = few ? rnd_between(1, LMP_GEMM_FEW_MAX_TOK)
+                    : trial % 12 == 11 ? rnd_between(65, MAX_NT) : rnd_between(1, MAX_NT);
+        tl.xrow = lmp_type_row_size(t, (uint64_t)tl.n);
         /* Padding in multiples of 4 bytes keeps float rows aligned to their elements. */
-        const size_t bx = xrow + (trial % 3 ? 4 * (size_t)rnd_between(0, 40) : 0);
-        const size_t by = yrow + (trial % 4 ? 4 * (size_t)rnd_between(0, 40) : 0);
-        const size_t ld = (size_t)nr + (trial % 5 ? (size_t)rnd_between(1, 9) : 0);
-        const enum scale_kind wk = (enum scale_kind)(trial % SC_COUNT);
-        const enum scale_kind ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT);
-        const int allmax = trial % 8 == 7;
-
-        const size_t xbytes = (size_t)(nr - 1) * bx + xrow, ybytes = (size_t)(nt - 1) * by + yrow;
-        uint8_t *x = malloc(xbytes), *y = malloc(ybytes);
-        float *xf = malloc((size_t)n * nr * sizeof(float)), *xm = malloc((size_t)n * nr * sizeof(float));
-        float *yf = malloc((size_t)n * sizeof(float)), *yd = malloc((size_t)n * nt * sizeof(float));
-        float *s = malloc(ld * (size_t)nt * sizeof(float));
-        if (!x || !y || !xf || !xm || !yf || !yd || !s) {
-                FAIL("out of memory");
-                goto out;
+        tl.bx = tl.xrow + (trial % 3 ? 4 * (size_t)rnd_between(0, 40) : 0);
+        tl.by = lmp_type_row_size(w0->vec_dot_type, (uint64_t)tl.n) + (trial % 4 ? 4 * (size_t)rnd_between(0, 40) : 0);
+        tl.ld = (size_t)tl.nr + (trial % 5 ? (size_t)rnd_between(1, 9) : 0);
+        if (tile_new(&tl) == 0) {
+                char what[64];
+                snprintf(what, sizeof(what), "%s %s %s", few ? "gemm_few" : "gemm", lmp_type_name(t),
+                         lmp_isa_name(isa));
+                (few ? w->gemm_few : w->gemm)((int)tl.n, tl.nr, tl.nt, tl.x, tl.bx, tl.y, tl.by, tl.s, tl.ld);
+                tile_check(&tl, what);
         }
-        memset(x, 0xa5, xbytes);
-        memset(y, 0x5a, ybytes);
-        for (int r = 0; r < nr; r++) {
-                /* Odd trials mix the scale patterns row by row within one tile. */
-                const enum scale_kind k = trial & 1 ? (enum scale_kind)((wk + r) % SC_COUNT) : wk;
-                uint8_t *row = x + (size_t)r * bx;
-                fill_weights(t, row, n, k, allmax);
-                w0->to_float(row, xf + (size_t)r * n, n);
-                offset_part(t, row, xm + (size_t)r * n, n, xrow);
-        }
-        for (int j = 0; j < nt; j++) {
-                if (allmax && j % 2 == 0)
-                        for (int64_t i = 0; i < n; i++)
-                                yf[i] = (i & 1) ? -1e3f : 1e3f;
-                else
-                        fill_floats(yf, n, trial & 2 ? (enum scale_kind)((ak + j) % SC_COUNT) : ak);
-                a0->from_float(yf, y + (size_t)j * by, n);
-                a0->to_float(y + (size_t)j * by, yd + (size_t)j * n, n);
-        }
-        for (size_t i = 0; i < ld * (size_t)nt; i++)
-                s[i] = NAN;
-        (few ? w->gemm_few : w->gemm)((int)n, nr, nt, x, bx, y, by, s, ld);
-
-        int bad = 0;
-        for (int j = 0; j < nt; j++) {
-                for (size_t r = 0; r < ld; r++) {
-                        const float got = s[(size_t)j * ld + r];
-                        checks++;
-                        if (r >= (size_t)nr) {
-                                if (!isnan(got) && bad++ < 5)
-                                        FAIL("%s %s %s: wrote %g outside the tile at token %d, column %zu "
-                                             "(nr=%d nt=%d ld=%zu)", kname, lmp_type_name(t), lmp_isa_name(isa), got,
-                                             j, r, nr, nt, ld);
-                                continue;
-                        }
-                        float ref;
-                        w0->vec_dot((int)n, &ref, x + r * bx, y + (size_t)j * by);
-                        const double tol = 2e-5 * magnitude_rows(xf + r * n, xm + r * n, yd + (size_t)j * n, n)
-                                           + 1e-30;
-                        if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
-                                FAIL("%s %s %s: n=%lld nr=%d nt=%d bx=%zu by=%zu ld=%zu scales=%s/%s "
-                                     "allmax=%d: row %zu token %d: %.9g, scalar vec_dot %.9g (tol %.3g)",
-                                     kname, lmp_type_name(t), lmp_isa_name(isa), (long long)n, nr, nt, bx, by, ld,
-                                     scale_names[wk], scale_names[ak], allmax, r, j, got, ref, tol);
-                }
-        }
-        if (bad > 5)
-                FAIL("%s %s %s: %d more wrong cells in that tile", kname, lmp_type_name(t), lmp_isa_name(isa),
-                     bad - 5);
-out:
-        free(x);
-        free(y);
-        free(xf);
-        free(xm);
-        free(yf);
-        free(yd);
-        free(s);
+        tile_free(&tl);
 }
 
 /* One random tile of q4_K or q6_K rows, repacked into 16-row groups,
- * through the gemm_r16 of level isa. */
+ * through the gemm_r16 of level isa; first, the repacking must round-trip
+ * byte for byte, and repacking in place must give the same groups. */
 static void check_r16(enum lmp_type t, enum lmp_isa isa, int trial) {
         const struct lmp_quant_traits *w0 = lmp_quant_traits(t, LMP_ISA_SCALAR);
-        const struct lmp_quant_traits *a0 = lmp_quant_traits(w0->vec_dot_type, LMP_ISA_SCALAR);
         const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
-        const int nblocks = trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8);
-        const int64_t n = 256 * (int64_t)nblocks;
-        const int ng = rnd_between(1, 5), nr = 16 * ng;
-        const int nt = trial % 3 == 2 ? rnd_between(1, MAX_NT) : rnd_between(1, LMP_GEMM_FEW_MAX_TOK);
-        const size_t xrow = lmp_type_row_size(t, (uint64_t)n), xbytes = xrow * (size_t)nr;
-        const size_t by = lmp_type_row_size(w0->vec_dot_type, (uint64_t)n) + (trial % 4 ? 4 * (size_t)rnd_between(0, 40) : 0);
-        const size_t ld = (size_t)nr + (trial % 5 ? (size_t)rnd_between(1, 9) : 0);
-        const enum scale_kind wk = (enum scale_kind)(trial % SC_COUNT);
-        const enum scale_kind ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT);
-        const int allmax = trial % 8 == 7;
-        uint8_t *x = malloc(xbytes), *xr = malloc(xbytes), *back = malloc(xbytes), *tmp = malloc(xbytes);
-        uint8_t *y = malloc((size_t)(nt - 1) * by + lmp_type_row_size(w0->vec_dot_type, (uint64_t)n));
-        float *xf = malloc((size_t)n * nr * sizeof(float)), *xm = malloc((size_t)n * nr * sizeof(float));
-        float *yf = malloc((size_t)n * sizeof(float)), *yd = malloc((size_t)n * nt * sizeof(float));
-        float *s = malloc(ld * (size_t)nt * sizeof(float));
-        if (!x || !xr || !back || !tmp || !y || !xf || !xm || !yf || !yd || !s) {
+        struct tile tl = { .t = t, .trial = trial, .allmax = trial % 8 == 7, .wk = (enum scale_kind)(trial % SC_COUNT),
+                           .ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT) };
+        tl.n = 256 * (int64_t)(trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8));
+        const int ng = rnd_between(1, 5);
+        tl.nr = 16 * ng;
+        tl.nt = trial % 3 == 2 ? rnd_between(1, MAX_NT) : rnd_between(1, LMP_GEMM_FEW_MAX_TOK);
+        tl.xrow = tl.bx = lmp_type_row_size(t, (uint64_t)tl.n);
+        tl.by = lmp_type_row_size(w0->vec_dot_type, (uint64_t)tl.n) + (trial % 4 ? 4 * (size_t)rnd_between(0, 40) : 0);
+        tl.ld = (size_t)tl.nr + (trial % 5 ? (size_t)rnd_between(1, 9) : 0);
+        const size_t xbytes = tl.xrow * (size_t)tl.nr;
+        uint8_t *xr = malloc(xbytes), *back = malloc(xbytes), *tmp = malloc(xbytes);
+        if (!xr || !back || !tmp)
                 FAIL("out of memory");
-                goto out;
-        }
-        for (int r = 0; r < nr; r++) {
-                uint8_t *row = x + (size_t)r * xrow;
-                fill_weights(t, row, n, trial & 1 ? (enum scale_kind)((wk + r) % SC_COUNT) : wk, allmax);
-                w0->to_float(row, xf + (size_t)r * n, n);
-                offset_part(t, row, xm + (size_t)r * n, n, xrow);
-        }
-        for (int g = 0; g < ng; g++)
-                lmp_repack_r16(t, x + (size_t)g * 16 * xrow, xrow, xr + (size_t)g * 16 * xrow, n);
-        for (int g = 0; g < ng; g++)
-                lmp_unpack_r16(t, xr + (size_t)g * 16 * xrow, back + (size_t)g * 16 * xrow, xrow, n);
-        checks++;
-        if (memcmp(back, x, xbytes) != 0)
-                FAIL("%s_r16: %d groups of %lld values do not unpack to the rows they were made from",
-                     lmp_type_name(t), ng, (long long)n);
-        memcpy(back, x, xbytes);
-        lmp_repack_r16_inplace(t, back, n, nr, tmp);
-        checks++;
-        if (memcmp(back, xr, xbytes) != 0)
-                FAIL("%s_r16: repacking in place differs from repacking into a copy (n=%lld)", lmp_type_name(t),
-                     (long long)n);
-        for (int j = 0; j < nt; j++) {
-                if (allmax && j % 2 == 0)
-                        for (int64_t i = 0; i < n; i++)
-                                yf[i] = (i & 1) ? -1e3f : 1e3f;
-                else
-                        fill_floats(yf, n, trial & 2 ? (enum scale_kind)((ak + j) % SC_COUNT) : ak);
-                a0->from_float(yf, y + (size_t)j * by, n);
-                a0->to_float(y + (size_t)j * by, yd + (size_t)j * n, n);
-        }
-        for (size_t i = 0; i < ld * (size_t)nt; i++)
-                s[i] = NAN;
-        w->gemm_r16((int)n, ng, nt, xr, y, by, s, ld);
-        int bad = 0;
-        for (int j = 0; j < nt; j++) {
-                for (size_t r = 0; r < ld; r++) {
-                        const float got = s[(size_t)j * ld + r];
-                        checks++;
-                        if (r >= (size_t)nr) {
-                                if (!isnan(got) && bad++ < 5)
-                                        FAIL("gemm_r16 %s %s: wrote %g outside the tile at token %d, column %zu",
-                                             lmp_type_name(t), lmp_isa_name(isa), got, j, r);
-                                continue;
-                        }
-                        float ref;
-                        w0->vec_dot((int)n, &ref, x + r * xrow, y + (size_t)j * by);
-                        const double tol = 2e-5 * magnitude_rows(xf + r * n, xm + r * n, yd + (size_t)j * n, n)
-                                           + 1e-30;
-                        if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
-                                FAIL("gemm_r16 %s %s: n=%lld ng=%d nt=%d by=%zu ld=%zu scales=%s/%s allmax=%d: row %zu "
-                                     "token %d: %.9g, scalar vec_dot %.9g (tol %.3g)", lmp_type_name(t), lmp_isa_name(isa),
-                                     (long long)n, ng, nt, by, ld, scale_names[wk], scale_names[ak], allmax, r, j,
-                                     got, ref, tol);
+        else if (tile_new(&tl) == 0) {
+                const int64_t n = tl.n;
+                for (int g = 0; g < ng; g++) {
+                        lmp_repack_r16(t, tl.x + (size_t)g * 16 * tl.xrow, tl.xrow, xr + (size_t)g * 16 * tl.xrow, n);
+                        lmp_unpack_r16(t, xr + (size_t)g * 16 * tl.xrow, back + (size_t)g * 16 * tl.xrow, tl.xrow, n);
                 }
+                checks++;
+                if (memcmp(back, tl.x, xbytes) != 0)
+                        FAIL("%s_r16: %d groups of %lld values do not unpack to the rows they were made from",
+                             lmp_type_name(t), ng, (long long)n);
+                memcpy(back, tl.x, xbytes);
+                lmp_repack_r16_inplace(t, back, n, tl.nr, tmp);
+                checks++;
+                if (memcmp(back, xr, xbytes) != 0)
+                        FAIL("%s_r16: repacking in place differs from repacking into a copy (n=%lld)",
+                             lmp_type_name(t), (long long)n);
+                char what[64];
+                snprintf(what, sizeof(what), "gemm_r16 %s %s", lmp_type_name(t), lmp_isa_name(isa));
+                w->gemm_r16((int)n, ng, tl.nt, xr, tl.y, tl.by, tl.s, tl.ld);
+                tile_check(&tl, what);
         }
-        if (bad > 5)
-                FAIL("gemm_r16 %s %s: %d more wrong cells in that tile", lmp_type_name(t), lmp_isa_name(isa),
-                     bad - 5);
-out:
-        free(x);
+        tile_free(&tl);
         free(xr);
         free(back);
         free(tmp);
-        free(y);
-        free(xf);
-        free(xm);
-        free(yf);
-        free(yd);
-        free(s);
 }
 
 int main(void) {

@@ -1402,32 +1402,28 @@ static inline __attribute__((always_inline)) void r16_tile(int nb, const struct 
 }
 
 /* Tiles of 4 tokens (each group's weights stay in cache across them: at
- * most 16 x 144 bytes per 256 values), then the 1 to 3 left. */
-void lmp_gemm_q4_K_r16_q8_K_avx512(int n, int ng, int nt, const void *restrict vx, const void *restrict vy,
-                                   size_t by, float *restrict s, size_t ld) {
-        const int nb = n / LMP_QK_K;
-        const uint8_t *y = vy;
-        for (int g = 0; g < ng; g++) {
-                const struct lmp_block_q4_Kx16 *x = (const struct lmp_block_q4_Kx16 *)vx + (size_t)g * nb;
-                float *sg = s + (size_t)g * LMP_R16_ROWS;
-                int t = 0;
-                for (; t + 4 <= nt; t += 4)
-                        r16_tile(nb, x, y + (size_t)t * by, by, 4, sg + (size_t)t * ld, ld);
-                switch (nt - t) {
-                case 3:
-                        r16_tile(nb, x, y + (size_t)t * by, by, 3, sg + (size_t)t * ld, ld);
-                        break;
-                case 2:
-                        r16_tile(nb, x, y + (size_t)t * by, by, 2, sg + (size_t)t * ld, ld);
-                        break;
-                case 1:
-                        r16_tile(nb, x, y + (size_t)t * by, by, 1, sg + (size_t)t * ld, ld);
-                        break;
-                default:
-                        break;
-                }
-        }
+ * most 16 x 210 bytes per 256 values), then the 1 to 3 left. */
+#define R16_GEMM(name, block, tile)                                                                            \
+void lmp_gemm_##name##_r16_q8_K_avx512(int n, int ng, int nt, const void *restrict vx, const void *restrict vy, \
+                                       size_t by, float *restrict s, size_t ld) {                               \
+        const int nb = n / LMP_QK_K;                                                                            \
+        const uint8_t *y = vy;                                                                                  \
+        for (int g = 0; g < ng; g++) {                                                                          \
+                const block *x = (const block *)vx + (size_t)g * nb;                                            \
+                float *sg = s + (size_t)g * LMP_R16_ROWS;                                                       \
+                int t = 0;                                                                                      \
+                for (; t + 4 <= nt; t += 4)                                                                     \
+                        tile(nb, x, y + (size_t)t * by, by, 4, sg + (size_t)t * ld, ld);                        \
+                if (nt - t == 3)                                                                                \
+                        tile(nb, x, y + (size_t)t * by, by, 3, sg + (size_t)t * ld, ld);                        \
+                else if (nt - t == 2)                                                                           \
+                        tile(nb, x, y + (size_t)t * by, by, 2, sg + (size_t)t * ld, ld);                        \
+                else if (nt - t == 1)                                                                           \
+                        tile(nb, x, y + (size_t)t * by, by, 1, sg + (size_t)t * ld, ld);                        \
+        }                                                                                                       \
 }
+
+R16_GEMM(q4_K, struct lmp_block_q4_Kx16, r16_tile)
 
 /* ---- q6_K_r16 ----------------------------------------------------------- */
 
@@ -1492,28 +1488,4 @@ static inline __attribute__((always_inline)) void r16q6_tile(int nb, const struc
                 _mm512_storeu_ps(s + (size_t)t * ld, acc[t]);
 }
 
-void lmp_gemm_q6_K_r16_q8_K_avx512(int n, int ng, int nt, const void *restrict vx, const void *restrict vy,
-                                   size_t by, float *restrict s, size_t ld) {
-        const int nb = n / LMP_QK_K;
-        const uint8_t *y = vy;
-        for (int g = 0; g < ng; g++) {
-                const struct lmp_block_q6_Kx16 *x = (const struct lmp_block_q6_Kx16 *)vx + (size_t)g * nb;
-                float *sg = s + (size_t)g * LMP_R16_ROWS;
-                int t = 0;
-                for (; t + 4 <= nt; t += 4)
-                        r16q6_tile(nb, x, y + (size_t)t * by, by, 4, sg + (size_t)t * ld, ld);
-                switch (nt - t) {
-                case 3:
-                        r16q6_tile(nb, x, y + (size_t)t * by, by, 3, sg + (size_t)t * ld, ld);
-                        break;
-                case 2:
-                        r16q6_tile(nb, x, y + (size_t)t * by, by, 2, sg + (size_t)t * ld, ld);
-                        break;
-                case 1:
-                        r16q6_tile(nb, x, y + (size_t)t * by, by, 1, sg + (size_t)t * ld, ld);
-                        break;
-                default:
-                        break;
-                }
-        }
-}
+R16_GEMM(q6_K, struct lmp_block_q6_Kx16, r16q6_tile)
