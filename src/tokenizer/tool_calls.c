@@ -348,6 +348,16 @@ int lmp_tool_calls_extract(enum lmp_tool_syntax s, const char *text, size_t n, u
         }
         if (r == 0 && o.n_calls > 0 && o.content)
                 r = append(&o.calls, &o.calls_len, "]", 1);
+        /* The calls go out as JSON: an answer that our scanner and cJSON
+         * read differently (NUL bytes inside a string before a broken
+         * escape, found by fuzz_tool_calls) is no call at all, its text
+         * stays content. */
+        if (r == 0 && o.n_calls > 0 && o.content) {
+                cJSON *check = cJSON_ParseWithLength(o.calls, o.calls_len);
+                if (!cJSON_IsArray(check) || cJSON_GetArraySize(check) != o.n_calls)
+                        r = -EINVAL;
+                cJSON_Delete(check);
+        }
         if (r < 0 || o.n_calls == 0 || !o.content) {
                 free(o.calls);
                 free(o.content);
