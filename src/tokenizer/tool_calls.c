@@ -353,7 +353,8 @@ int lmp_tool_calls_extract(enum lmp_tool_syntax s, const char *text, size_t n, u
          * escape, found by fuzz_tool_calls) is no call at all, its text
          * stays content. */
         if (r == 0 && o.n_calls > 0 && o.content) {
-                cJSON *check = cJSON_ParseWithLength(o.calls, o.calls_len);
+                /* as a C string, as every reader takes it */
+                cJSON *check = strlen(o.calls) == o.calls_len ? cJSON_Parse(o.calls) : NULL;
                 if (!cJSON_IsArray(check) || cJSON_GetArraySize(check) != o.n_calls)
                         r = -EINVAL;
                 cJSON_Delete(check);
