@@ -391,8 +391,8 @@ struct matmul_job {
         bool gelu;              /* glu: GELU instead of SiLU */
 };
 
-/* Rows [begin, end) of a weight in the q4_K_r16 layout (16 rows
- * interleaved per group, see quant/repack.h): the whole groups in one call,
+/* Rows [begin, end) of a weight in a 16-row layout (q4_K_r16 or q6_K_r16,
+ * see quant/repack.h): the whole groups in one call,
  * straight into out; a group that the range cuts (only where a task's
  * range or a fused matrix's part does not start on a group) through a
  * small buffer, of which only the range's rows are kept. */

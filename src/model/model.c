@@ -380,16 +380,6 @@ static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_i
         return 1;
 }
 
-/* A weight the forward pass reads rows of (embeddings): never repacked. */
-static int load_rows_weight(const struct lmp_model *m, const char *name, uint64_t n_in, uint64_t n_out,
-                            struct lmp_weight *w, struct lmp_error *err) {
-        int r = load_weight(m, name, n_in, n_out, true, w, err);
-        if (r >= 0 && w->r16)
-                return lmp_error_set(err, -EINVAL, "tensor %s: its rows are read one by one, so it cannot be in"
-                                     " a repacked layout", name);
-        return r;
-}
-
 /* Rows [r0, r0 + n) of a fused matrix, as a weight of its own: each row is
  * whole (whole blocks), so the view is the same data at an offset. */
 static struct lmp_weight weight_rows(const struct lmp_weight *w, int64_t r0, int64_t n,
@@ -431,9 +421,9 @@ static int load_encoder(struct lmp_model *m, struct lmp_error *err) {
         if (tt->ne[1] == 0 || tt->ne[1] > 64)
                 return lmp_error_set(err, -EINVAL, "tensor token_types.weight: %llu token types",
                                      (unsigned long long)tt->ne[1]);
-        if ((r = load_rows_weight(m, "position_embd.weight", hp->n_embd, hp->n_ctx_train, &m->pos_embd,
-                                  err)) < 0 ||
-            (r = load_rows_weight(m, "token_types.weight", hp->n_embd, tt->ne[1], &m->type_embd, err)) < 0 ||
+        if ((r = load_weight(m, "position_embd.weight", hp->n_embd, hp->n_ctx_train, true, &m->pos_embd,
+                             err)) < 0 ||
+            (r = load_weight(m, "token_types.weight", hp->n_embd, tt->ne[1], true, &m->type_embd, err)) < 0 ||
             (r = load_vec(g, "token_embd_norm.weight", hp->n_embd, true, &m->embd_norm, err)) < 0 ||
             (r = load_vec(g, "token_embd_norm.bias", hp->n_embd, true, &m->embd_norm_b, err)) < 0)
                 return r;
