@@ -1,5 +1,5 @@
-/* `lmpool bench MODEL... [-p 128,512] [-n 64] [-b 1,4] [-r 3] [-t 1,2]
- * [--json] [--probe-mib N]`: the engine's speed in llama-bench's terms, so
+/* `lmpool bench MODEL... [-p 128,512] [-n 64] [-d 0,1024] [-b 1,4] [-r 3]
+ * [-t 1,2] [--json] [--probe-mib N]`: the engine's speed in llama-bench's terms, so
  * that the two tables can be read side by side. For each model, thread
  * count and test it prints one row of llama-bench's markdown table (model,
  * size, params, threads, test, t/s as mean ± sample standard deviation over
@@ -8,7 +8,10 @@
  * Tests, as llama-bench runs them: ppP evaluates a prompt of P random
  * tokens as one batch (in batches of 512 when longer) from an empty cache;
  * tgN decodes N tokens one at a time from an empty cache, each with its
- * logits. With -b S (S > 1) a row is batched: S sequences each prefill a
+ * logits. With -d D (D > 0) each single-sequence test first fills the
+ * cache with D random tokens, unmeasured, and then runs at positions D on
+ * (rows "ppP @ dD" and "tgN @ dD", llama-bench's -d): what a conversation's
+ * later turns cost, whose tokens attend to all that came before. With -b S (S > 1) a row is batched: S sequences each prefill a
  * prompt of their own of the first -p size (row "ppP xS", all prompts
  * packed into 512-entry batches), then N steps each decode one token of
  * every sequence in ONE lmp_ctx_decode call (row "tgN xS"); t/s is the
@@ -57,7 +60,7 @@ struct list {
 struct opts {
         const char *models[MAX_MODELS];
         int n_models;
-        struct list pp, tg, seqs, threads;
+        struct list pp, tg, depth, seqs, threads;
         int reps;
         int probe_mib;          /* 0: no probe */
         bool json;
@@ -85,12 +88,14 @@ struct bench_model {
 
 static void usage(FILE *f) {
         fprintf(f,
-                "usage: lmpool bench MODEL... [-p LIST] [-n LIST] [-b LIST] [-r N] [-t LIST] [--json]\n"
-                "                    [--probe-mib N] [--layout store|file]\n"
+                "usage: lmpool bench MODEL... [-p LIST] [-n LIST] [-d LIST] [-b LIST] [-r N] [-t LIST]\n"
+                "                    [--json] [--probe-mib N] [--layout store|file]\n"
                 "Measures prompt processing and generation speed, as llama-bench does.\n"
                 "LIST is comma-separated (e.g. -p 128,512); --opt=value works too.\n"
                 "  -p, --n-prompt LIST    prompt sizes, 0 to %d; 0 skips (default 128,512)\n"
                 "  -n, --n-gen LIST       tokens to generate, 0 to %d; 0 skips (default 64)\n"
+                "  -d, --n-depth LIST     tokens already in the cache before each single-sequence\n"
+                "                         test, 0 to %d, filled unmeasured (default 0)\n"
                 "  -b, --seqs LIST        sequences decoded together in each step, 1 to %d (default 1);\n"
                 "                         S > 1 prefills S prompts of the first -p size, then decodes\n"
                 "                         one token of every sequence per call; t/s is the aggregate\n"
@@ -104,7 +109,7 @@ static void usage(FILE *f) {
                 "                         AVX-512 (default), or mapped as the file lays them out\n"
                 "lmpool bench --server --model NAME ... measures a running server under a chat\n"
                 "load instead (lmpool bench --server --help).\n",
-                MAX_TOKENS, MAX_TOKENS, MAX_SEQS, MAX_REPS, LMP_THREADPOOL_MAX);
+                MAX_TOKENS, MAX_TOKENS, MAX_TOKENS, MAX_SEQS, MAX_REPS, LMP_THREADPOOL_MAX);
 }
 
 static int parse_int(const char *s, int lo, int hi, int *ret) {
@@ -182,6 +187,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         *o = (struct opts){
                 .pp = { .v = { 128, 512 }, .n = 2 },
                 .tg = { .v = { 64 }, .n = 1 },
+                .depth = { .v = { 0 }, .n = 1 },
                 .seqs = { .v = { 1 }, .n = 1 },
                 .threads = { .v = { (int)LMP_MIN(LMP_MAX(ncpu, 1L), (long)LMP_THREADPOOL_MAX) }, .n = 1 },
                 .reps = 3,
@@ -191,6 +197,7 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         const struct lmp_opt opts[] = {
                 { "n-prompt", 'p', LMP_OPT_CALL, &o->pp, 0, MAX_TOKENS, .call = list_opt },
                 { "n-gen", 'n', LMP_OPT_CALL, &o->tg, 0, MAX_TOKENS, .call = list_opt },
+                { "n-depth", 'd', LMP_OPT_CALL, &o->depth, 0, MAX_TOKENS, .call = list_opt },
                 { "seqs", 'b', LMP_OPT_CALL, &o->seqs, 1, MAX_SEQS, .call = list_opt },
                 { "repetitions", 'r', LMP_OPT_INT, &o->reps, 1, MAX_REPS },
                 { "threads", 't', LMP_OPT_CALL, &o->threads, 1, LMP_THREADPOOL_MAX, .call = list_opt },
@@ -218,6 +225,11 @@ static int parse_args(int argc, char **argv, struct opts *o) {
         }
         if (list_max(&o->pp) == 0 && list_max(&o->tg) == 0) {
                 fprintf(stderr, "lmpool bench: nothing to measure: every -p and -n value is 0\n");
+                return LMP_EXIT_USAGE;
+        }
+        if (list_max(&o->depth) > 0 && list_max(&o->seqs) > 1) {
+                fprintf(stderr, "lmpool bench: -d applies to single-sequence rows; a batched row "
+                        "(-b above 1) decodes after its own -p prompt\n");
                 return LMP_EXIT_USAGE;
         }
         return 0;
@@ -329,14 +341,15 @@ static void reset(struct runner *r, int n_seqs) {
                 lmp_ctx_seq_truncate(r->ctx, s, 0);
 }
 
-/* Prefills n_seqs prompts of n_prompt tokens, packed into batches; the
- * last token of each asks for logits. */
-static int prefill(struct runner *r, int n_seqs, int n_prompt) {
+/* Prefills n_seqs prompts of n_prompt tokens at positions pos0 on, packed
+ * into batches; the last token of each asks for logits. */
+static int prefill(struct runner *r, int n_seqs, int pos0, int n_prompt) {
         uint32_t nb = 0;
         for (int s = 0; s < n_seqs; s++) {
                 for (int i = 0; i < n_prompt; i++) {
                         r->batch[nb++] = (struct lmp_batch_entry){
-                                .token = random_token(r), .pos = i, .seq = s, .logits = i == n_prompt - 1,
+                                .token = random_token(r), .pos = pos0 + i, .seq = s,
+                                .logits = i == n_prompt - 1,
                         };
                         if (nb == PROMPT_BATCH) {
                                 if (decode(r, nb) < 0)
@@ -376,15 +389,22 @@ static void finish_stats(struct row_stats *st) {
         st->sd = st->n > 1 ? sqrt(ss / (st->n - 1)) : 0.0;
 }
 
-/* ppP (n_seqs 1): the prompt from an empty cache. */
-static int run_pp(struct runner *r, int n_prompt, int reps, struct row_stats *st) {
+/* The cache of sequence 0 emptied, then filled with depth tokens. */
+static int fill(struct runner *r, int depth) {
         reset(r, 1);
-        if (prefill(r, 1, LMP_MIN(n_prompt, WARMUP_PROMPT)) < 0)
+        return depth > 0 ? prefill(r, 1, 0, depth) : 0;
+}
+
+/* ppP [@ dD] (n_seqs 1): the prompt after depth tokens. */
+static int run_pp(struct runner *r, int depth, int n_prompt, int reps, struct row_stats *st) {
+        reset(r, 1);
+        if (prefill(r, 1, 0, LMP_MIN(n_prompt, WARMUP_PROMPT)) < 0)
                 return -1;
         for (int k = 0; k < reps; k++) {
-                reset(r, 1);
+                if (fill(r, depth) < 0)
+                        return -1;
                 double t0 = lmp_clock_s();
-                if (prefill(r, 1, n_prompt) < 0)
+                if (prefill(r, 1, depth, n_prompt) < 0)
                         return -1;
                 st->samples[st->n++] = n_prompt / (lmp_clock_s() - t0);
         }
@@ -392,16 +412,17 @@ static int run_pp(struct runner *r, int n_prompt, int reps, struct row_stats *st
         return 0;
 }
 
-/* tgN (n_seqs 1): N single-token steps from an empty cache. */
-static int run_tg(struct runner *r, int n_gen, int reps, struct row_stats *st) {
+/* tgN [@ dD] (n_seqs 1): N single-token steps after depth tokens. */
+static int run_tg(struct runner *r, int depth, int n_gen, int reps, struct row_stats *st) {
         reset(r, 1);
         if (generate(r, 1, 0, 1) < 0)
                 return -1;
         r->step_min = 0.0;
         for (int k = 0; k < reps; k++) {
-                reset(r, 1);
+                if (fill(r, depth) < 0)
+                        return -1;
                 double t0 = lmp_clock_s();
-                if (generate(r, 1, 0, n_gen) < 0)
+                if (generate(r, 1, depth, n_gen) < 0)
                         return -1;
                 st->samples[st->n++] = n_gen / (lmp_clock_s() - t0);
         }
@@ -415,14 +436,14 @@ static int run_tg(struct runner *r, int n_gen, int reps, struct row_stats *st) {
 static int run_batched(struct runner *r, int n_seqs, int n_prompt, int n_gen, int reps,
                        struct row_stats *pp, struct row_stats *tg) {
         reset(r, n_seqs);
-        if (prefill(r, n_seqs, LMP_MIN(n_prompt, WARMUP_PROMPT)) < 0 ||
+        if (prefill(r, n_seqs, 0, LMP_MIN(n_prompt, WARMUP_PROMPT)) < 0 ||
             generate(r, n_seqs, LMP_MIN(n_prompt, WARMUP_PROMPT), 1) < 0)
                 return -1;
         r->step_min = 0.0;
         for (int k = 0; k < reps; k++) {
                 reset(r, n_seqs);
                 double t0 = lmp_clock_s();
-                if (prefill(r, n_seqs, n_prompt) < 0)
+                if (prefill(r, n_seqs, 0, n_prompt) < 0)
                         return -1;
                 double t1 = lmp_clock_s();
                 if (generate(r, n_seqs, n_prompt, n_gen) < 0)
@@ -475,22 +496,25 @@ static void print_json_string(const char *str) {
 }
 
 static void print_header(void) {
-        printf("| %-30s | %10s | %10s | %7s | %13s | %20s | %8s | %8s |\n", "model", "size", "params",
+        printf("| %-30s | %10s | %10s | %7s | %15s | %20s | %8s | %8s |\n", "model", "size", "params",
                "threads", "test", "t/s", "GB/s", "ceiling");
         printf("| %s | %s: | %s: | %s: | %s: | %s: | %s: | %s: |\n", "------------------------------",
-               "---------", "---------", "------", "------------", "-------------------", "-------",
+               "---------", "---------", "------", "--------------", "-------------------", "-------",
                "-------");
 }
 
 /* One row. n_gen > 0: a generation row, with the weight traffic of its
  * steps (t/s / n_seqs steps per second) against the probe's figure. */
-static void print_row(const struct opts *o, const struct bench_model *bm, int threads, int n_prompt,
-                      int n_gen, int n_seqs, const struct row_stats *st, double probe_gbs) {
+static void print_row(const struct opts *o, const struct bench_model *bm, int threads, int depth,
+                      int n_prompt, int n_gen, int n_seqs, const struct row_stats *st,
+                      double probe_gbs) {
         char test[32], ts[48], size[32], params[32], gbs_s[16] = "", share_s[16] = "";
         int len = n_gen > 0 ? snprintf(test, sizeof(test), "tg%d", n_gen)
                             : snprintf(test, sizeof(test), "pp%d", n_prompt);
         if (n_seqs > 1)
                 snprintf(test + len, sizeof(test) - (size_t)len, " x%d", n_seqs);
+        else if (depth > 0)
+                snprintf(test + len, sizeof(test) - (size_t)len, " @ d%d", depth);
         double gbs = n_gen > 0 ? st->mean / n_seqs * (double)bm->step_bytes * 1e-9 : 0.0;
         double share = n_gen > 0 && probe_gbs > 0 ? gbs / probe_gbs : 0.0;
         if (o->json) {
@@ -499,10 +523,11 @@ static void print_row(const struct opts *o, const struct bench_model *bm, int th
                 printf(", \"model_filename\": ");
                 print_json_string(bm->path);
                 printf(", \"model_size\": %llu, \"model_n_params\": %llu, \"n_threads\": %d, "
-                       "\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_seqs\": %d, "
-                       "\"repetitions\": %d, \"avg_ts\": %.3f, \"stddev_ts\": %.3f, \"samples_ts\": [",
+                       "\"test\": \"%s\", \"n_prompt\": %d, \"n_gen\": %d, \"n_depth\": %d, "
+                       "\"n_seqs\": %d, \"repetitions\": %d, \"avg_ts\": %.3f, \"stddev_ts\": %.3f, "
+                       "\"samples_ts\": [",
                        (unsigned long long)bm->size, (unsigned long long)bm->n_params, threads, test,
-                       n_prompt, n_gen, n_seqs, st->n, st->mean, st->sd);
+                       n_prompt, n_gen, depth, n_seqs, st->n, st->mean, st->sd);
                 for (int i = 0; i < st->n; i++)
                         printf(i ? ", %.3f" : "%.3f", st->samples[i]);
                 printf("], \"step_weight_bytes\": %llu, \"repacked_matrices\": %u",
@@ -531,7 +556,7 @@ static void print_row(const struct opts *o, const struct bench_model *bm, int th
                         snprintf(share_s, sizeof(share_s), "%.0f%%", 100.0 * share);
         }
         /* "±" is two bytes and one column: pad by hand. */
-        printf("| %-30.30s | %10s | %10s | %7d | %13s | %21s | %8s | %8s |\n", bm->name, size, params,
+        printf("| %-30.30s | %10s | %10s | %7d | %15s | %21s | %8s | %8s |\n", bm->name, size, params,
                threads, test, ts, gbs_s, share_s);
         fflush(stdout);
 }
@@ -540,7 +565,7 @@ static void print_row(const struct opts *o, const struct bench_model *bm, int th
 
 /* The largest context one (model, threads) pass needs, per sequence. */
 static int positions_needed(const struct opts *o) {
-        int need = LMP_MAX(list_max(&o->pp), list_max(&o->tg));
+        int need = list_max(&o->depth) + LMP_MAX(list_max(&o->pp), list_max(&o->tg));
         if (list_max(&o->seqs) > 1)
                 need = LMP_MAX(need, o->pp.v[0] + list_max(&o->tg));
         return need;
@@ -575,21 +600,24 @@ static int bench_threads(const struct opts *o, const struct bench_model *bm, int
         for (int si = 0; si < o->seqs.n; si++) {
                 int S = o->seqs.v[si];
                 if (S == 1) {
-                        for (int i = 0; i < o->pp.n; i++) {
-                                struct row_stats st = { 0 };
-                                if (o->pp.v[i] == 0)
-                                        continue;
-                                if (run_pp(&r, o->pp.v[i], o->reps, &st) < 0)
-                                        goto out;
-                                print_row(o, bm, threads, o->pp.v[i], 0, 1, &st, probe_gbs);
-                        }
-                        for (int i = 0; i < o->tg.n; i++) {
-                                struct row_stats st = { 0 };
-                                if (o->tg.v[i] == 0)
-                                        continue;
-                                if (run_tg(&r, o->tg.v[i], o->reps, &st) < 0)
-                                        goto out;
-                                print_row(o, bm, threads, 0, o->tg.v[i], 1, &st, probe_gbs);
+                        for (int di = 0; di < o->depth.n; di++) {
+                                int D = o->depth.v[di];
+                                for (int i = 0; i < o->pp.n; i++) {
+                                        struct row_stats st = { 0 };
+                                        if (o->pp.v[i] == 0)
+                                                continue;
+                                        if (run_pp(&r, D, o->pp.v[i], o->reps, &st) < 0)
+                                                goto out;
+                                        print_row(o, bm, threads, D, o->pp.v[i], 0, 1, &st, probe_gbs);
+                                }
+                                for (int i = 0; i < o->tg.n; i++) {
+                                        struct row_stats st = { 0 };
+                                        if (o->tg.v[i] == 0)
+                                                continue;
+                                        if (run_tg(&r, D, o->tg.v[i], o->reps, &st) < 0)
+                                                goto out;
+                                        print_row(o, bm, threads, D, 0, o->tg.v[i], 1, &st, probe_gbs);
+                                }
                         }
                         continue;
                 }
@@ -604,15 +632,15 @@ static int bench_threads(const struct opts *o, const struct bench_model *bm, int
                         if (run_batched(&r, S, P, o->tg.v[i], o->reps, pp_row ? &pst : NULL, &tst) < 0)
                                 goto out;
                         if (pp_row)
-                                print_row(o, bm, threads, P, 0, S, &pst, probe_gbs);
+                                print_row(o, bm, threads, 0, P, 0, S, &pst, probe_gbs);
                         pp_row = false;
-                        print_row(o, bm, threads, P, o->tg.v[i], S, &tst, probe_gbs);
+                        print_row(o, bm, threads, 0, P, o->tg.v[i], S, &tst, probe_gbs);
                 }
                 if (!any_tg && pp_row) {
                         struct row_stats pst = { 0 }, tst = { 0 };
                         if (run_batched(&r, S, P, 0, o->reps, &pst, &tst) < 0)
                                 goto out;
-                        print_row(o, bm, threads, P, 0, S, &pst, probe_gbs);
+                        print_row(o, bm, threads, 0, P, 0, S, &pst, probe_gbs);
                 }
         }
         rc = 0;

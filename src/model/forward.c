@@ -34,7 +34,10 @@
  * the weight's kernels pair with (q8_0, q8_K, f16, ...) and then every
  * (row, token) pair is one vec_dot; inputs shared by several products (Q, K
  * and V; gate and up) are converted once. F32 weights on a batch of at least
- * BLAS_MIN_BATCH tokens, and attention (always f32), go through OpenBLAS.
+ * BLAS_MIN_BATCH tokens, and the attention of tiles of many query rows
+ * (always f32), go through OpenBLAS; a decode step's attention (a few rows:
+ * the heads of one token that share a KV head) reads the cache in place
+ * with quant/attn.h's kernels.
  * An encoder's batch of WIDE_MIN_BATCH tokens or more (a few short texts)
  * takes its float weights (f32, f16, bf16) through OpenBLAS as well, a
  * cache-sized f32 panel of rows at a time (matmul_rows_wide()), with the
@@ -49,10 +52,12 @@
 
 #include "model/model.h"
 #include "model/vecmath.h"
+#include "quant/attn.h"
 #include "quant/blocks.h"
 
 #define BLAS_MIN_BATCH 16       /* smaller f32 products use our own kernels */
 #define ATT_TILE 32             /* query rows per attention task */
+#define ATT_OWN_ROWS 16         /* tasks of at most this many rows use attn.h's kernels, not sgemm */
 #define MM_TOK_TILE 8           /* tokens per inner block of a matrix product */
 #define MM_GEMM_TOK_BLOCK 64    /* tokens per call of a gemm kernel */
 #define MM_GEMM_ROW_ALIGN 8     /* gemm tasks start on a multiple of this many rows */
@@ -96,8 +101,8 @@ struct lmp_ctx {
         uint32_t q_dim, kv_dim;
 
         size_t cache_bytes;     /* of each of k_cache and v_cache */
-        float *k_cache;         /* (n_seq, seq_rows, kv_dim) */
-        float *v_cache;         /* (n_seq, seq_rows, kv_dim) */
+        float *k_cache;         /* (n_seq, seq_rows, kv_dim), each layer head-major (cache_at()) */
+        float *v_cache;         /* (n_seq, seq_rows, kv_dim), the same */
         size_t seq_rows;        /* cache rows of one sequence, all layers */
         size_t *layer_row;      /* (n_layer) first row of each layer in a sequence's */
         uint32_t ring;          /* windowed layers: rows of their ring, 0: n_ctx rows */
@@ -126,7 +131,11 @@ struct lmp_ctx {
 };
 
 /* The KV cache of a global layer holds every position of a sequence, at
- * row pos. A windowed layer (n_swa > 0) only ever looks n_swa - 1
+ * row pos. A layer's rows are stored head-major: each KV head's rows of
+ * head_dim floats, all positions, one after the other, so that the
+ * attention of one head reads its keys and values as one sequential stream
+ * (rows of all heads would give each head a strided read of a quarter or
+ * less of every cache line pair the prefetchers fetch). A windowed layer (n_swa > 0) only ever looks n_swa - 1
  * positions back, so unless that is most of the context it keeps a ring of
  * `ring` rows: position pos at row pos % ring, and the first RING_MIRROR
  * rows copied again after the ring so that every span attention reads (at
@@ -140,22 +149,34 @@ static inline bool layer_ring(const struct lmp_ctx *c, uint32_t layer) {
         return c->ring && c->m->layers[layer].n_swa;
 }
 
-static inline float *cache_at(const struct lmp_ctx *c, float *base, int32_t seq,
-                              uint32_t layer, int32_t pos) {
-        size_t row = layer_ring(c, layer) ? (size_t)pos % c->ring : (size_t)pos;
-        return base + ((size_t)seq * c->seq_rows + c->layer_row[layer] + row) * c->kv_dim;
+static inline size_t layer_rows(const struct lmp_ctx *c, uint32_t layer) {
+        return layer_ring(c, layer) ? c->ring + RING_MIRROR(c->m->hp.n_swa) : c->n_ctx;
 }
 
-/* Stores one position's k and v in a layer's cache (and in the ring's
- * mirror rows). */
+/* Head kvh's row of position pos (head_dim floats; the next position's
+ * follows it). */
+static inline float *cache_at(const struct lmp_ctx *c, float *base, int32_t seq, uint32_t layer,
+                              uint32_t kvh, int32_t pos) {
+        size_t row = layer_ring(c, layer) ? (size_t)pos % c->ring : (size_t)pos;
+        return base + ((size_t)seq * c->seq_rows + c->layer_row[layer]) * c->kv_dim +
+               ((size_t)kvh * layer_rows(c, layer) + row) * c->m->hp.head_dim;
+}
+
+/* Stores one position's k and v (kv_dim floats each, head after head) in a
+ * layer's cache, and in the ring's mirror rows. */
 static void cache_store(struct lmp_ctx *c, int32_t seq, uint32_t layer, int32_t pos, const float *k,
                         const float *v) {
-        size_t bytes = c->kv_dim * sizeof(float);
-        memcpy(cache_at(c, c->k_cache, seq, layer, pos), k, bytes);
-        memcpy(cache_at(c, c->v_cache, seq, layer, pos), v, bytes);
-        if (layer_ring(c, layer) && (size_t)pos % c->ring < RING_MIRROR(c->m->hp.n_swa)) {
-                memcpy(cache_at(c, c->k_cache, seq, layer, pos) + (size_t)c->ring * c->kv_dim, k, bytes);
-                memcpy(cache_at(c, c->v_cache, seq, layer, pos) + (size_t)c->ring * c->kv_dim, v, bytes);
+        const size_t hd = c->m->hp.head_dim, bytes = hd * sizeof(float);
+        bool mirror = layer_ring(c, layer) && (size_t)pos % c->ring < RING_MIRROR(c->m->hp.n_swa);
+        for (uint32_t h = 0; h < c->m->hp.n_head_kv; h++) {
+                float *kc = cache_at(c, c->k_cache, seq, layer, h, pos);
+                float *vc = cache_at(c, c->v_cache, seq, layer, h, pos);
+                memcpy(kc, k + h * hd, bytes);
+                memcpy(vc, v + h * hd, bytes);
+                if (mirror) {
+                        memcpy(kc + (size_t)c->ring * hd, k + h * hd, bytes);
+                        memcpy(vc + (size_t)c->ring * hd, v + h * hd, bytes);
+                }
         }
 }
 
@@ -747,14 +768,15 @@ static void cut_layers(void *arg, int64_t begin, int64_t end, int tid) {
         (void)tid;
         const struct cut_job *j = arg;
         struct lmp_ctx *c = j->c;
-        size_t bytes = (size_t)j->n * c->kv_dim * sizeof(float);
+        const size_t hd = c->m->hp.head_dim, bytes = (size_t)j->n * hd * sizeof(float);
         for (int64_t l = begin; l < end; l++) {
-                float *k = cache_at(c, c->k_cache, j->seq, (uint32_t)l, (int32_t)j->p0);
-                float *v = cache_at(c, c->v_cache, j->seq, (uint32_t)l, (int32_t)j->p0);
-                memmove(k, k + (size_t)j->d * c->kv_dim, bytes);
-                memmove(v, v + (size_t)j->d * c->kv_dim, bytes);
-                rope_apply(c, c->m->layers[l].n_swa ? j->tab_swa : j->tab, 0, k, j->n, c->m->hp.n_head_kv,
-                           c->kv_dim);
+                for (uint32_t h = 0; h < c->m->hp.n_head_kv; h++) {
+                        float *k = cache_at(c, c->k_cache, j->seq, (uint32_t)l, h, (int32_t)j->p0);
+                        float *v = cache_at(c, c->v_cache, j->seq, (uint32_t)l, h, (int32_t)j->p0);
+                        memmove(k, k + (size_t)j->d * hd, bytes);
+                        memmove(v, v + (size_t)j->d * hd, bytes);
+                        rope_apply(c, c->m->layers[l].n_swa ? j->tab_swa : j->tab, 0, k, j->n, 1, hd);
+                }
         }
 }
 
@@ -853,6 +875,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
         int hd = (int)hp->head_dim;
         uint32_t group = hp->n_head / hp->n_head_kv;
         float *s = c->scores + (size_t)tid * ATT_TILE * c->n_ctx;
+        const struct lmp_attn_kernels *ak = lmp_attn_kernels(c->m->isa);
 
         for (int64_t ti = begin; ti < end; ti++) {
                 const struct att_task *t = &c->tasks[ti];
@@ -864,17 +887,20 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 int L;                                  /* keys the tile's last row sees */
                 int k0 = 0;                             /* position of the first of them */
                 const float *k, *v;
+                size_t ldkv;                            /* floats from one key (value) to the next */
                 if (j->causal) {        /* the sequence's cache up to the tile's last row */
                         /* from the first row's window on, when windowed */
                         if (j->n_swa && p0 >= (int)j->n_swa)
                                 k0 = p0 - (int)j->n_swa + 1;
                         L = p0 + t->n_rows - k0;
-                        k = cache_at(c, c->k_cache, r->seq, j->layer, k0) + (size_t)kvh * hd;
-                        v = cache_at(c, c->v_cache, r->seq, j->layer, k0) + (size_t)kvh * hd;
+                        k = cache_at(c, c->k_cache, r->seq, j->layer, kvh, k0);
+                        v = cache_at(c, c->v_cache, r->seq, j->layer, kvh, k0);
+                        ldkv = (size_t)hd;
                 } else {                /* the whole sequence, which is the run itself */
                         L = r->n;
                         k = c->k + (size_t)r->first * c->kv_dim + (size_t)kvh * hd;
                         v = c->v + (size_t)r->first * c->kv_dim + (size_t)kvh * hd;
+                        ldkv = c->kv_dim;
                 }
                 float *o = c->att + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
                 /* Rows of the product: tokens of one head, or heads of one token. */
@@ -882,9 +908,14 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 int m = heads ? t->n_heads : t->n_rows;
                 int ld = heads ? hd : (int)c->q_dim;
 
-                /* s (m, L) = q (m, hd) k^T (hd, L) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, L, hd, 1.0f, q, ld, k,
-                            (int)c->kv_dim, 0.0f, s, L);
+                /* s (m, L) = q (m, hd) k^T (hd, L); a few rows (a decode step)
+                 * read the cache in place, more pay for sgemm's packing */
+                bool own = m <= ATT_OWN_ROWS;
+                if (own)
+                        ak->scores(hd, m, L, q, (size_t)ld, k, ldkv, s, (size_t)L);
+                else
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, L, hd, 1.0f, q, ld, k,
+                                    (int)ldkv, 0.0f, s, L);
                 for (int i = 0; i < m; i++) {
                         float *row = s + (size_t)i * L;
                         /* causal: keys [pos - n_swa + 1 or 0, pos]; else all of them */
@@ -895,13 +926,16 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                                 lo = pos - (int)j->n_swa + 1 - k0;
                         for (int kk = 0; kk < lo; kk++)
                                 row[kk] = 0.0f;
-                        softmax_scaled(row + lo, valid - lo, j->scale);
+                        ak->softmax(row + lo, valid - lo, j->scale);
                         for (int kk = valid; kk < L; kk++)
                                 row[kk] = 0.0f;
                 }
                 /* o (m, hd) = s (m, L) v (L, hd) */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, L, 1.0f, s, L, v,
-                            (int)c->kv_dim, 0.0f, o, ld);
+                if (own)
+                        ak->wsum(hd, m, L, s, (size_t)L, v, ldkv, o, (size_t)ld);
+                else
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, L, 1.0f, s, L, v,
+                                    (int)ldkv, 0.0f, o, ld);
         }
 }
 

@@ -2,7 +2,8 @@
 # `lmpool bench` on two fixture models with tiny sizes: the markdown table
 # and the JSON lines have llama-bench's shape (one row per model, thread
 # count and test; pp rows without a bandwidth share, tg rows with one),
-# batched rows are named "ppP xS" / "tgN xS", and every option's bounds are
+# batched rows are named "ppP xS" / "tgN xS", rows after a filled cache
+# "ppP @ dD" / "tgN @ dD", and every option's bounds are
 # refused with a message and exit 2. No figure is checked: they are timings.
 set -eu
 : "${LMPOOL_BIN:?}" "${LMPOOL_FIXTURES:?}"
@@ -52,12 +53,13 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 assert [r["test"] for r in rows] == ["pp8 x2", "tg4 x2"], rows
 keys = {"model", "model_filename", "model_size", "model_n_params", "n_threads", "test", "n_prompt", "n_gen",
-        "n_seqs", "repetitions", "avg_ts", "stddev_ts", "samples_ts", "step_weight_bytes", "probe_gbs",
+        "n_depth", "n_seqs", "repetitions", "avg_ts", "stddev_ts", "samples_ts", "step_weight_bytes", "probe_gbs",
         "step_ms_min", "weight_gbs", "ceiling_share", "repacked_matrices"}
 for r in rows:
     assert set(r) == keys, set(r) ^ keys
     assert r["model"] == "llama-q4_k_m" and r["model_filename"] == sys.argv[2]
     assert r["n_threads"] == 2 and r["n_seqs"] == 2 and r["n_prompt"] == 8 and r["repetitions"] == 3
+    assert r["n_depth"] == 0
     assert len(r["samples_ts"]) == 3 and all(s > 0 for s in r["samples_ts"])
     assert abs(sum(r["samples_ts"]) / 3 - r["avg_ts"]) < 0.01 * r["avg_ts"] + 0.002
     assert r["probe_gbs"] is None and r["ceiling_share"] is None
@@ -86,6 +88,20 @@ assert len(rows) == 2 and all(r["repacked_matrices"] > 0 and r["avg_ts"] > 0 for
 ' "$dir/out" || fail "store layout"
 fi
 
+# -d: each single-sequence test after that many tokens; depth 0 rows keep
+# their names. The context must hold the depth plus the test.
+expect_status 0 "$LMPOOL_BIN" bench "$m2" -p 8 -n 4 -d 0,24 -r 2 -t 1 --json --probe-mib 0
+python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [(r["test"], r["n_depth"]) for r in rows] == [("pp8", 0), ("tg4", 0), ("pp8 @ d24", 24), ("tg4 @ d24", 24)], rows
+assert all(r["avg_ts"] > 0 and len(r["samples_ts"]) == 2 for r in rows), rows
+' "$dir/out" || fail "depth rows"
+expect_status 2 "$LMPOOL_BIN" bench "$m2" -p 8 -n 4 -d 16 -b 2
+grep -q -- '-d applies to single-sequence rows' "$dir/err" || fail "depth with -b message"
+expect_status 1 "$LMPOOL_BIN" bench "$m2" -p 0 -n 4 -d 16384 --probe-mib 0
+grep -q 'the tests need 16388 positions per sequence' "$dir/err" || fail "depth past the context message"
+
 # With a probe, JSON generation rows carry it and their share.
 expect_status 0 "$LMPOOL_BIN" bench "$m2" -p 0 -n 2 -r 1 -t 1 --json --probe-mib 64
 python3 -c '
@@ -108,7 +124,7 @@ assert r["model"] == "a\"b\\c" and r["model_filename"].endswith("/a\"b\\c.gguf")
 # as every subcommand words it (common/args.h).
 expect_status 2 "$LMPOOL_BIN" bench
 grep -q 'no model given' "$dir/err" || fail "no model message"
-for bad in "-p abc" "-p 8,,16" "-p -1" "-p 16385" "-n 99999" "-b 0" "-b 129" "-r 0" "-r 101" "-t 0" "-t 513" \
+for bad in "-p abc" "-p 8,,16" "-p -1" "-p 16385" "-n 99999" "-b 0" "-b 129" "-r 0" "-r 101" "-t 0" "-t 513" "-d -1" "-d 16385" \
            "-p 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17" "--probe-mib 10" "--probe-mib=65537" "--layout mmap"; do
         # shellcheck disable=SC2086
         expect_status 2 "$LMPOOL_BIN" bench "$m1" $bad
