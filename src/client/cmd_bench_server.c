@@ -12,7 +12,8 @@
  * command measures both.
  *
  * It prints answers/s, generated tokens/s, latency and time to first
- * token percentiles, the share of prompt tokens the server had cached,
+ * token percentiles, the median rate of an answer's stream after its first
+ * token (what a reader sees; the turn's prompt is in the first token), the share of prompt tokens the server had cached,
  * and the largest PSS of the server's processes seen during the run
  * (the process --pid names and its descendants; for lmpoold without
  * --pid, the supervisor found from its workers' pids). */
@@ -91,7 +92,8 @@ static void usage(FILE *f) {
                    "conversation with a session unless --no-session), or to an OpenAI-style HTTP\n"
                    "server (--http http://HOST:PORT: llama-server, lmpool-http).\n"
                    "Prints answers/s, generated tokens/s, latency and time-to-first-token\n"
-                   "percentiles, cached prompt tokens, and the largest PSS of the server's processes\n"
+                   "percentiles, the median stream rate of an answer after its first token,\n"
+                   "cached prompt tokens, and the largest PSS of the server's processes\n"
                    "during the run: PID and its descendants (for lmpoold, found from its workers\n"
                    "when --pid is not given).\n");
 }
@@ -771,10 +773,12 @@ int lmp_cmd_bench_server(int argc, char **argv) {
 
         size_t cap = (size_t)o.users * (size_t)o.messages, n = 0;
         double *lat = malloc(cap * sizeof(double)), *ttft = malloc(cap * sizeof(double));
+        double *stream = malloc(cap * sizeof(double));  /* tokens/s after the first, per answer */
+        size_t n_stream = 0;
         long long gen = 0, prompt = 0, cached = 0;
         bool have_cached = false;
         int failed_users = 0;
-        if (!lat || !ttft) {
+        if (!lat || !ttft || !stream) {
                 fprintf(stderr, "lmpool bench: out of memory\n");
                 return 1;
         }
@@ -783,6 +787,9 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                         const struct turn *t = &users[i].turns[k];
                         lat[n] = t->latency_ms;
                         ttft[n++] = t->ttft_ms;
+                        if (t->generated > 1 && t->latency_ms > t->ttft_ms)
+                                stream[n_stream++] = (double)(t->generated - 1) * 1e3 /
+                                                     (t->latency_ms - t->ttft_ms);
                         gen += t->generated > 0 ? t->generated : 0;
                         prompt += t->prompt_tokens > 0 ? t->prompt_tokens : 0;
                         if (t->cached >= 0) {
@@ -798,22 +805,26 @@ int lmp_cmd_bench_server(int argc, char **argv) {
         }
         qsort(lat, n, sizeof(double), cmp_double);
         qsort(ttft, n, sizeof(double), cmp_double);
+        qsort(stream, n_stream, sizeof(double), cmp_double);
         double secs = wall / 1000.0;
         const char *target = o.http ? o.http : "lmpoold";
         char ep[4096];
         if (!o.http)
                 target = cli_endpoint_name(o.endpoint, ep, (int)sizeof(ep));
+        char stream_p50[32] = "null";   /* no answer of two tokens or more */
+        if (n_stream)
+                snprintf(stream_p50, sizeof(stream_p50), "%.3f", pct(stream, n_stream, 50));
         if (o.json) {
                 printf("{\"server\":\"%s\",\"users\":%d,\"messages\":%d,\"history\":%d,\"n_gen\":%d,"
                        "\"temperature\":%g,\"answers\":%zu,\"seconds\":%.3f,\"answers_per_s\":%.4f,"
                        "\"tokens_per_s\":%.3f,\"generated\":%lld,\"prompt_tokens\":%lld,\"cached_tokens\":%lld,"
                        "\"latency_ms\":{\"p50\":%.1f,\"p95\":%.1f,\"max\":%.1f},"
-                       "\"ttft_ms\":{\"p50\":%.1f,\"p95\":%.1f},\"pss_bytes\":%lld,\"pss_processes\":%d,"
-                       "\"failed_users\":%d}\n",
+                       "\"ttft_ms\":{\"p50\":%.1f,\"p95\":%.1f},\"stream_tokens_per_s\":{\"p50\":%s},"
+                       "\"pss_bytes\":%lld,\"pss_processes\":%d,\"failed_users\":%d}\n",
                        o.http ? "http" : "zmq", o.users, o.messages, o.history, o.n_gen, o.temperature, n, secs,
                        n / secs, gen / secs, gen, prompt, have_cached ? cached : -1LL, pct(lat, n, 50),
                        pct(lat, n, 95), n ? lat[n - 1] : NAN, pct(ttft, n, 50), pct(ttft, n, 95),
-                       pss_max >= 0 ? pss_max * 1024 : -1LL, pss_procs, failed_users);
+                       stream_p50, pss_max >= 0 ? pss_max * 1024 : -1LL, pss_procs, failed_users);
         } else {
                 printf("%d users x %d messages, history %d, %d tokens, temperature %g, %s\n", o.users, o.messages,
                        o.history, o.n_gen, o.temperature, target);
@@ -824,6 +835,8 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                 printf("latency         p50 %.0f ms, p95 %.0f ms, max %.0f ms\n", pct(lat, n, 50), pct(lat, n, 95),
                        n ? lat[n - 1] : NAN);
                 printf("first token     p50 %.0f ms, p95 %.0f ms\n", pct(ttft, n, 50), pct(ttft, n, 95));
+                if (n_stream)
+                        printf("stream          p50 %.1f tokens/s after the first token\n", pct(stream, n_stream, 50));
                 if (have_cached)
                         printf("prompt tokens   %lld, of which cached %lld (%.0f%%)\n", prompt, cached,
                                prompt ? 100.0 * (double)cached / (double)prompt : 0.0);
@@ -845,5 +858,6 @@ done:
         free(users);
         free(lat);
         free(ttft);
+        free(stream);
         return failed_users ? 1 : 0;
 }

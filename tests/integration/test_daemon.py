@@ -759,6 +759,8 @@ class ConversationTests(unittest.TestCase):
             self.assertGreaterEqual(r["pss_processes"], 2, r)
             self.assertGreater(r["pss_bytes"], 0, r)
             self.assertTrue(0 < r["ttft_ms"]["p50"] <= r["latency_ms"]["p50"] <= r["latency_ms"]["max"], r)
+            # 5 tokens after the first in at most the whole turn's time
+            self.assertGreaterEqual(r["stream_tokens_per_s"]["p50"], 5e3 / r["latency_ms"]["max"], r)
             # A model the daemon does not have: each user says why, exit 1.
             out = subprocess.run([BIN, "bench", "--server", "--endpoint", d.endpoint, "--model", "nope", "-u", "1",
                                   "-m", "1", "-n", "2"], capture_output=True, text=True, timeout=60)
