@@ -4,7 +4,9 @@
 # one table: t/s of each, the ratio, and lmpool's share of the bandwidth
 # ceiling for generation rows.
 #
-#   benchmarks/side_by_side.sh [-t 1,2] [-p 128,512] [-n 64] [-r 3] MODEL.gguf...
+#   benchmarks/side_by_side.sh [-t 1,2] [-p 128,512] [-n 64] [-d 0] [-r 3] MODEL.gguf...
+#
+# -d: tokens already in the cache before each test (both tools' -d).
 #
 # Environment: LMPOOL (default build/src/client/lmpool), LLAMA_BENCH (default
 # /tmp/llamacpp/build/bin/llama-bench, built by ../shared/peers/setup.sh),
@@ -12,18 +14,19 @@
 # Prints the markdown table on stdout; the raw lines stay in $OUT.
 set -eu
 
-threads=1,2 prompts=128,512 gen=64 reps=3
-while getopts t:p:n:r: opt; do
+threads=1,2 prompts=128,512 gen=64 depth=0 reps=3
+while getopts t:p:n:d:r: opt; do
         case $opt in
         t) threads=$OPTARG ;;
         p) prompts=$OPTARG ;;
         n) gen=$OPTARG ;;
+        d) depth=$OPTARG ;;
         r) reps=$OPTARG ;;
-        *) echo "usage: $0 [-t THREADS] [-p PROMPTS] [-n GEN] [-r REPS] MODEL.gguf..." >&2; exit 2 ;;
+        *) echo "usage: $0 [-t THREADS] [-p PROMPTS] [-n GEN] [-d DEPTHS] [-r REPS] MODEL.gguf..." >&2; exit 2 ;;
         esac
 done
 shift $((OPTIND - 1))
-[ $# -gt 0 ] || { echo "usage: $0 [-t THREADS] [-p PROMPTS] [-n GEN] [-r REPS] MODEL.gguf..." >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: $0 [-t THREADS] [-p PROMPTS] [-n GEN] [-d DEPTHS] [-r REPS] MODEL.gguf..." >&2; exit 2; }
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 LMPOOL=${LMPOOL:-$here/build/src/client/lmpool}
@@ -40,10 +43,10 @@ echo "# raw results in $OUT; load before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for m in "$@"; do
         name=$(basename "$m" .gguf)
         echo "# $name: llama-bench" >&2
-        "$LLAMA_BENCH" -m "$m" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" -o jsonl \
+        "$LLAMA_BENCH" -m "$m" -t "$threads" -p "$prompts" -n "$gen" -d "$depth" -r "$reps" -o jsonl \
                 >"$OUT/$name.peer.jsonl" 2>"$OUT/$name.peer.log"
         echo "# $name: lmpool bench" >&2
-        "$LMPOOL" bench "$m" -t "$threads" -p "$prompts" -n "$gen" -r "$reps" --json \
+        "$LMPOOL" bench "$m" -t "$threads" -p "$prompts" -n "$gen" -d "$depth" -r "$reps" --json \
                 >"$OUT/$name.lmpool.jsonl" 2>"$OUT/$name.lmpool.log"
 done
 echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -63,6 +66,8 @@ for m in models:
     peer = {}
     for r in lines(os.path.join(out, name + ".peer.jsonl")):
         test = "pp%d" % r["n_prompt"] if r["n_gen"] == 0 else "tg%d" % r["n_gen"]
+        if r.get("n_depth", 0):
+            test += " @ d%d" % r["n_depth"]
         peer[(r["n_threads"], test)] = (r["avg_ts"], r["stddev_ts"])
     for r in lines(os.path.join(out, name + ".lmpool.jsonl")):
         key = (r["n_threads"], r["test"])

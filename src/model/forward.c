@@ -54,6 +54,7 @@
 #include "model/vecmath.h"
 #include "quant/attn.h"
 #include "quant/blocks.h"
+#include "quant/repack.h"
 
 #define BLAS_MIN_BATCH 16       /* smaller f32 products use our own kernels */
 #define ATT_TILE 32             /* query rows per attention task */
@@ -412,40 +413,13 @@ struct matmul_job {
         bool gelu;              /* glu: GELU instead of SiLU */
 };
 
-/* Rows [begin, end) of a weight in a 16-row layout (q4_K_r16 or q6_K_r16,
- * see quant/repack.h): the whole groups in one call,
- * straight into out; a group that the range cuts (only where a task's
- * range or a fused matrix's part does not start on a group) through a
- * small buffer, of which only the range's rows are kept. */
-#define R16_TOK_BLOCK 64
+/* Rows [begin, end) of a weight in a 16-row layout (q4_K_r16 or q6_K_r16):
+ * lmp_gemm_r16_rows() (quant/repack.h) takes the groups a task's range or
+ * a fused matrix's part cuts. */
 static void part_rows_r16(const struct matmul_part *p, int64_t n_tok, int64_t begin, int64_t end) {
         const struct lmp_weight *w = p->w;
-        const int64_t G = LMP_R16_ROWS, row0 = w->r16_row0;
-        const size_t gsz = (size_t)G * w->row_size;
-        const int64_t a = begin + row0, b = end + row0;        /* rows of the grouped data */
-        const int64_t f0 = (a + G - 1) / G, f1 = b / G;         /* its whole groups [f0, f1) */
-        const uint8_t *wd = w->data, *y = p->y;
-        const int n = (int)w->n_in;
-        float tmp[LMP_R16_ROWS * R16_TOK_BLOCK];
-        for (int64_t t0 = 0; t0 < n_tok; t0 += R16_TOK_BLOCK) {
-                const int nt = (int)LMP_MIN((int64_t)R16_TOK_BLOCK, n_tok - t0);
-                const uint8_t *yt = y + (size_t)t0 * p->y_stride;
-                float *out = p->out + t0 * p->ld;       /* column c is grouped row c + row0 */
-                if (f0 < f1)
-                        w->traits->gemm_r16(n, (int)(f1 - f0), nt, wd + (size_t)f0 * gsz, yt, p->y_stride,
-                                            out + (f0 * G - row0), (size_t)p->ld);
-                for (int64_t g = a / G; g * G < b; g++) {
-                        if (g >= f0 && g < f1)
-                                continue;
-                        w->traits->gemm_r16(n, 1, nt, wd + (size_t)g * gsz, yt, p->y_stride, tmp, (size_t)G);
-                        const int64_t r_lo = LMP_MAX(a, g * G), r_hi = LMP_MIN(b, g * G + G);
-                        for (int t = 0; t < nt; t++)
-                                for (int64_t r = r_lo; r < r_hi; r++)
-                                        out[t * p->ld + (r - row0)] = tmp[t * G + (r - g * G)];
-                        if (g < f0 && f0 < f1)
-                                g = f1 - 1;     /* on to the cut group after the whole ones */
-                }
-        }
+        lmp_gemm_r16_rows(w->traits, (int)w->n_in, w->data, w->r16_row0, begin, end, (int)n_tok, p->y, p->y_stride,
+                          p->out, (size_t)p->ld);
 }
 
 static void part_rows(const struct matmul_part *p, int64_t n_tok, int64_t begin, int64_t end) {

@@ -12,6 +12,7 @@
 
 #include "gguf/types.h"
 #include "quant/blocks.h"
+#include "quant/quant.h"
 
 size_t lmp_r16_group_size(uint32_t type, int64_t n) {
         const size_t b = type == LMP_TYPE_Q6_K ? sizeof(struct lmp_block_q6_Kx16) : sizeof(struct lmp_block_q4_Kx16);
@@ -170,5 +171,35 @@ void lmp_repack_r16_inplace(uint32_t type, void *data, int64_t n, int64_t n_rows
                 uint8_t *p = (uint8_t *)data + (size_t)r * row_size;
                 memcpy(tmp, p, gsz);
                 lmp_repack_r16(type, tmp, row_size, p, n);
+        }
+}
+
+#define R16_TOK_BLOCK 64        /* tokens per call of the kernel */
+
+void lmp_gemm_r16_rows(const struct lmp_quant_traits *tr, int n, const void *data, int64_t row0, int64_t begin,
+                       int64_t end, int nt, const void *y, size_t by, float *out, size_t ld) {
+        const int64_t G = LMP_R16_ROWS;
+        const size_t gsz = lmp_r16_group_size(tr->type, n);
+        const int64_t a = begin + row0, b = end + row0;        /* rows of the grouped data */
+        const int64_t f0 = (a + G - 1) / G, f1 = b / G;         /* its whole groups [f0, f1) */
+        const uint8_t *wd = data, *yb = y;
+        float tmp[LMP_R16_ROWS * R16_TOK_BLOCK];
+        for (int t0 = 0; t0 < nt; t0 += R16_TOK_BLOCK) {
+                const int ntb = nt - t0 < R16_TOK_BLOCK ? nt - t0 : R16_TOK_BLOCK;
+                const uint8_t *yt = yb + (size_t)t0 * by;
+                float *o = out + (size_t)t0 * ld;               /* column c is grouped row c + row0 */
+                if (f0 < f1)
+                        tr->gemm_r16(n, (int)(f1 - f0), ntb, wd + (size_t)f0 * gsz, yt, by, o + (f0 * G - row0), ld);
+                for (int64_t g = a / G; g * G < b; g++) {
+                        if (g >= f0 && g < f1)
+                                continue;
+                        tr->gemm_r16(n, 1, ntb, wd + (size_t)g * gsz, yt, by, tmp, (size_t)G);
+                        const int64_t r_lo = a > g * G ? a : g * G, r_hi = b < g * G + G ? b : g * G + G;
+                        for (int t = 0; t < ntb; t++)
+                                for (int64_t r = r_lo; r < r_hi; r++)
+                                        o[(size_t)t * ld + (size_t)(r - row0)] = tmp[t * G + (r - g * G)];
+                        if (g < f0 && f0 < f1)
+                                g = f1 - 1;     /* on to the cut group after the whole ones */
+                }
         }
 }

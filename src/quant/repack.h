@@ -24,6 +24,18 @@ void lmp_unpack_r16(uint32_t type, const void *restrict src, void *restrict rows
  * (144 bytes for q4_K, 210 for q6_K), in the file's layout. */
 void lmp_unpack_r16_block(uint32_t type, const void *restrict group, int r, int64_t i, void *restrict block);
 
+struct lmp_quant_traits;
+
+/* Rows [begin, end) of a repacked matrix part times nt activation rows (y,
+ * by bytes apart), through tr->gemm_r16: part row r is row r + row0 of the
+ * groups at data (a fused matrix's part, or a thread's share of rows, may
+ * start or end inside a group), and its product with token t lands in
+ * out[t * ld + r]. Whole groups go straight to the kernel; a group cut at
+ * either end goes through a small buffer, of which only the range's rows
+ * are kept, so nothing outside [begin, end) is written. */
+void lmp_gemm_r16_rows(const struct lmp_quant_traits *tr, int n, const void *data, int64_t row0, int64_t begin,
+                       int64_t end, int nt, const void *y, size_t by, float *out, size_t ld);
+
 /* Rewrites n_rows (a multiple of 16) contiguous rows of n values at data
  * as groups, in place; tmp holds lmp_r16_group_size() bytes. */
 void lmp_repack_r16_inplace(uint32_t type, void *data, int64_t n, int64_t n_rows, void *tmp);

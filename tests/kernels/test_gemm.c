@@ -10,7 +10,8 @@
  * the same way with 1 to LMP_GEMM_FEW_MAX_TOK tokens, and the q4_K_r16 and
  * q6_K_r16 kernels (16 rows interleaved, as a repacked store holds them)
  * against the scalar vec_dot of the rows they were made from, after a
- * check that the repacking round-trips byte for byte. Prints one line per
+ * check that the repacking round-trips byte for byte, and through
+ * lmp_gemm_r16_rows() over ranges that cut groups at either end. Prints one line per
  * failure and a summary; exits 1 on any failure. */
 #include <math.h>
 #include <stdint.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/repack.h"
 
@@ -171,6 +173,48 @@ static void check_tile(enum lmp_type t, enum lmp_isa isa, int trial, int few) {
         tile_free(&tl);
 }
 
+/* lmp_gemm_r16_rows() over the groups xr made from tl's rows: a part that
+ * starts row0 rows into the groups, and a range [begin, end) of it, both
+ * at random, so that groups are cut at either end (a fused matrix's part,
+ * a thread's share). Columns [begin, end) must hold the scalar vec_dot of
+ * rows begin + row0 .., every other column stay NaN. */
+static void check_r16_rows(struct tile *tl, const struct lmp_quant_traits *w, const uint8_t *xr, const char *kernel) {
+        const struct lmp_quant_traits *w0 = lmp_quant_traits(tl->t, LMP_ISA_SCALAR);
+        const int64_t n = tl->n;
+        for (int k = 0; k < 4; k++) {
+                const int64_t row0 = rnd_between(0, LMP_R16_ROWS - 1);
+                const int64_t part = tl->nr - row0;                     /* rows of the part */
+                const int64_t begin = rnd_between(0, (int)part - 1), end = rnd_between((int)begin + 1, (int)part);
+                for (size_t i = 0; i < tl->ld * (size_t)tl->nt; i++)
+                        tl->s[i] = NAN;
+                lmp_gemm_r16_rows(w, (int)n, xr, row0, begin, end, tl->nt, tl->y, tl->by, tl->s, tl->ld);
+                int bad = 0;
+                for (int j = 0; j < tl->nt; j++)
+                        for (int64_t r = 0; r < (int64_t)tl->ld; r++) {
+                                const float got = tl->s[(size_t)j * tl->ld + (size_t)r];
+                                checks++;
+                                if (r < begin || r >= end) {
+                                        if (!isnan(got) && bad++ < 5)
+                                                FAIL("%s rows: wrote %g outside [%lld, %lld) at token %d, column %lld "
+                                                     "(row0 %lld)", kernel, got, (long long)begin, (long long)end, j,
+                                                     (long long)r, (long long)row0);
+                                        continue;
+                                }
+                                const int64_t x = r + row0;     /* the row it is made from */
+                                float ref;
+                                w0->vec_dot((int)n, &ref, tl->x + (size_t)x * tl->bx, tl->y + (size_t)j * tl->by);
+                                const double tol = 2e-5 * magnitude_rows(tl->xf + x * n, tl->xm + x * n,
+                                                                         tl->yd + (size_t)j * n, n) + 1e-30;
+                                if (!(fabs((double)got - ref) <= tol) && bad++ < 5)
+                                        FAIL("%s rows: row0 %lld [%lld, %lld) nt %d: column %lld token %d: %.9g, "
+                                             "scalar vec_dot %.9g", kernel, (long long)row0, (long long)begin,
+                                             (long long)end, tl->nt, (long long)r, j, got, ref);
+                        }
+                if (bad > 5)
+                        FAIL("%s rows: %d more wrong cells", kernel, bad - 5);
+        }
+}
+
 /* One random tile of q4_K or q6_K rows, repacked into 16-row groups,
  * through the gemm_r16 of level isa; first, the repacking must round-trip
  * byte for byte, and repacking in place must give the same groups. */
@@ -210,6 +254,7 @@ static void check_r16(enum lmp_type t, enum lmp_isa isa, int trial) {
                 snprintf(what, sizeof(what), "gemm_r16 %s %s", lmp_type_name(t), lmp_isa_name(isa));
                 w->gemm_r16((int)n, ng, tl.nt, xr, tl.y, tl.by, tl.s, tl.ld);
                 tile_check(&tl, what);
+                check_r16_rows(&tl, w, xr, what);
         }
         tile_free(&tl);
         free(xr);
