@@ -41,6 +41,7 @@
 
 #include "common/macros.h"
 #include "model/vecmath.h"
+#include "quant/attn.h"
 #include "quant/fp16.h"
 
 #define MAX_SIDE 16384          /* pixels per image side, before resizing */
@@ -812,6 +813,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
         const int T = (int)j->e->T, hd = (int)hp->head_dim, ld = (int)hp->n_embd;
         const float scale = 1.0f / sqrtf((float)hd);
         float *s = j->e->scores + (size_t)tid * ATT_TILE * (size_t)T;
+        lmp_attn_softmax_fn *softmax = lmp_attn_kernels(j->e->v->isa)->softmax;
         for (int64_t task = begin; task < end; task++) {
                 int h = (int)(task / j->n_tiles);
                 int r0 = (int)(task % j->n_tiles) * ATT_TILE;
@@ -820,7 +822,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, T, hd, scale, q, ld,
                             j->k + (size_t)h * hd, ld, 0.0f, s, T);
                 for (int i = 0; i < m; i++)
-                        softmax_scaled(s + (size_t)i * T, T, 1.0f);
+                        softmax(s + (size_t)i * T, T, 1.0f);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, T, 1.0f, s, T,
                             j->v + (size_t)h * hd, ld, 0.0f, j->out + (size_t)r0 * ld + (size_t)h * hd, ld);
         }
