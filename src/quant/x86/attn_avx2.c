@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "quant/attn.h"
+#include "quant/x86/common.h"
 
 #define KBLK 8          /* positions per block of scores */
 #define WROWS 4         /* output rows per pass of wsum */
@@ -18,13 +19,6 @@ static inline __m256 sum8x8(const __m256 *a) {
         __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
         __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
         return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
-
-static inline float hsum8(__m256 x) {
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        return _mm_cvtss_f32(h);
 }
 
 void lmp_attn_scores_avx2(int hd, int m, int L, const float *restrict q, size_t ldq,
@@ -59,7 +53,7 @@ void lmp_attn_scores_avx2(int hd, int m, int L, const float *restrict q, size_t 
                         __m256 acc = _mm256_setzero_ps();
                         for (int d = 0; d < hd; d += 8)
                                 acc = _mm256_fmadd_ps(_mm256_loadu_ps(qi + d), _mm256_loadu_ps(kp + d), acc);
-                        s[(size_t)i * lds + (size_t)p] = hsum8(acc);
+                        s[(size_t)i * lds + (size_t)p] = hsum_f32x8(acc);
                 }
         }
 }
