@@ -11,8 +11,9 @@
  * logits. With -d D (D > 0) each single-sequence test first fills the
  * cache with D random tokens, unmeasured, and then runs at positions D on
  * (rows "ppP @ dD" and "tgN @ dD", llama-bench's -d): what a conversation's
- * later turns cost, whose tokens attend to all that came before. With -b S (S > 1) a row is batched: S sequences each prefill a
- * prompt of their own of the first -p size (row "ppP xS", all prompts
+ * later turns cost, whose tokens attend to all that came before. With
+ * -b S (S > 1) a row is batched: S sequences each prefill a prompt of
+ * their own of the first -p size (row "ppP xS", all prompts
  * packed into 512-entry batches), then N steps each decode one token of
  * every sequence in ONE lmp_ctx_decode call (row "tgN xS"); t/s is the
  * aggregate over the sequences. Every test runs once unmeasured first (a
