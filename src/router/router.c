@@ -306,6 +306,8 @@ static void send_answer(struct lmp_router *rt, const uint8_t *client, size_t cli
 
 enum socket_kind { FRONT_IPC, FRONT_TCP, BACK };
 
+#define FRONT_LINGER_MS 1000 /* how long a closing front socket sends what it holds */
+
 static void *router_socket(struct lmp_router *rt, const char *endpoint, enum socket_kind kind) {
         int one = 1, zero = 0, hwm = rt->cfg->client_events;
         /* One frame is a whole request: a larger frame closes the connection
@@ -530,10 +532,18 @@ void lmp_router_close(struct lmp_router *rt) {
         free(rt->conns);
         rt->conns = NULL;
         rt->n_conns_cap = rt->n_conns_open = 0;
-        if (rt->front)
+        /* The last events of a drain (the done of a request that finished
+         * just before the workers exited) may still be queued for their
+         * clients: they get a moment to leave, not the daemon's exit. */
+        int linger = FRONT_LINGER_MS;
+        if (rt->front) {
+                zmq_setsockopt(rt->front, ZMQ_LINGER, &linger, sizeof(linger));
                 zmq_close(rt->front);
-        if (rt->front_tcp)
+        }
+        if (rt->front_tcp) {
+                zmq_setsockopt(rt->front_tcp, ZMQ_LINGER, &linger, sizeof(linger));
                 zmq_close(rt->front_tcp);
+        }
         if (rt->back)
                 zmq_close(rt->back);
         lmp_zap_close(rt);

@@ -820,8 +820,19 @@ out:
                 }
                 pthread_join(thread, NULL);
         }
-        if (dealer)
+        if (dealer) {
+                /* A stop asked for: the last events of the requests it
+                 * finished may still sit in the dealer's queue, and closing
+                 * it with no linger would drop them (their clients would
+                 * read worker_lost for answers that were whole). They get
+                 * as long as the router waits for a silent worker. */
+                if (r == 0 && thread_started) {
+                        double wait = (double)w.heartbeat_ms * w.liveness;
+                        linger = (int)LMP_MIN(wait, 60000.0);
+                        zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof(linger));
+                }
                 zmq_close(dealer);
+        }
         if (pair_io)
                 zmq_close(pair_io);
         if (w.pair_engine)

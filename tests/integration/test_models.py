@@ -205,7 +205,8 @@ class MmapStoreTests(unittest.TestCase):
                 if ev["event"] != "token":
                     break
             s.close()
-            self.assertEqual((ev["event"], ev["usage"]["generated_tokens"]), ("done", 300), ev)
+            self.assertEqual(ev["event"], "done", f"{ev}\n{d.logs()[-6000:]}")
+            self.assertEqual(ev["usage"]["generated_tokens"], 300, ev)
             wait_for("m on the new file", lambda: len(d.events("model_file_changed")) == 3
                      and health(d)["status"] == "ok")
             self.assert_serves(d, want_q4)
