@@ -3,7 +3,8 @@
  * TinyLlama's attention and gate/up matrices) times 1 to 8 activation
  * rows, through one vec_dot per (row, token) pair, the gemm (tile product
  * of prompts) and the gemm_few (decode steps of a few sequences), at the
- * best ISA level of this CPU. For each it prints the CPU time of one pass
+ * best ISA level of this CPU, for the K-quants and the 32-value blocks
+ * (q4_0, q5_0, q8_0: vec_dot and gemm only). For each it prints the CPU time of one pass
  * over the matrix (best of PASSES; CPU time so that other processes on a
  * shared machine do not inflate it), the weight bytes per CPU second, and
  * the cost of the pass relative to one token's vec_dots: a step of S
@@ -71,7 +72,8 @@ int main(int argc, char **argv) {
                         return 2;
                 }
         }
-        const enum lmp_type types[] = { LMP_TYPE_Q4_K, LMP_TYPE_Q5_K, LMP_TYPE_Q6_K };
+        const enum lmp_type types[] = { LMP_TYPE_Q4_K, LMP_TYPE_Q5_K, LMP_TYPE_Q6_K,
+                                        LMP_TYPE_Q4_0, LMP_TYPE_Q5_0, LMP_TYPE_Q8_0 };
         const enum lmp_isa isa = lmp_cpu_isa();
         printf("# %s level, %ld MiB matrices of %d-value rows, best of %d passes (CPU time)\n",
                lmp_isa_name(isa), mib, N_IN, PASSES);
