@@ -44,12 +44,18 @@ static const struct lmp_type_info type_table[LMP_TYPE_COUNT] = {
 
 static const struct lmp_type_info q4_K_r16_info = { "q4_K_r16", 256, 144 };
 static const struct lmp_type_info q6_K_r16_info = { "q6_K_r16", 256, 210 };
+static const struct lmp_type_info q4_0_r16_info = { "q4_0_r16", 32, 18 };
+static const struct lmp_type_info q5_0_r16_info = { "q5_0_r16", 32, 22 };
 
 const struct lmp_type_info *lmp_type_info(uint32_t type) {
         if (type == LMP_TYPE_Q4_K_R16)
                 return &q4_K_r16_info;
         if (type == LMP_TYPE_Q6_K_R16)
                 return &q6_K_r16_info;
+        if (type == LMP_TYPE_Q4_0_R16)
+                return &q4_0_r16_info;
+        if (type == LMP_TYPE_Q5_0_R16)
+                return &q5_0_r16_info;
         if (type >= LMP_TYPE_COUNT || !type_table[type].name)
                 return NULL;
         return &type_table[type];

@@ -49,20 +49,27 @@ enum lmp_type {
         LMP_TYPE_COUNT = 40,
 };
 
-/* Not file types: lmpool's own in-memory layouts of q4_K and q6_K
- * matrices, 16 rows interleaved (struct lmp_block_q4_Kx16 and _q6_Kx16,
- * src/quant/repack.c), which the supervisor writes into a model's weight
- * store in place of the file's layout, tensor type id and all. Same bytes
- * per row as the type they come from. The reader takes them only from a
+/* Not file types: lmpool's own in-memory layouts of q4_K, q6_K, q4_0 and
+ * q5_0 matrices, 16 rows interleaved (struct lmp_block_q4_Kx16 and
+ * _q6_Kx16; q4_0 and q5_0 blocks whole, block i of the 16 rows side by
+ * side: src/quant/repack.c), which the supervisor writes into a model's
+ * weight store in place of the file's layout, tensor type id and all. Same
+ * bytes per row as the type they come from. The reader takes them only from a
  * store (lmp_gguf_open_store()); in a file they are unknown types. The ids
  * are far above GGML's, so that GGML can never give them another meaning. */
 #define LMP_TYPE_Q4_K_R16 0x4c501604u
 #define LMP_TYPE_Q6_K_R16 0x4c501606u
+#define LMP_TYPE_Q4_0_R16 0x4c501640u
+#define LMP_TYPE_Q5_0_R16 0x4c501650u
 
 /* The file type a repacked type was made from; 0 (f32, never repacked)
  * for any other id. */
 static inline uint32_t lmp_type_r16_base(uint32_t type) {
-        return type == LMP_TYPE_Q4_K_R16 ? 12u /* Q4_K */ : type == LMP_TYPE_Q6_K_R16 ? 14u /* Q6_K */ : 0u;
+        return type == LMP_TYPE_Q4_K_R16 ? 12u /* Q4_K */
+             : type == LMP_TYPE_Q6_K_R16 ? 14u /* Q6_K */
+             : type == LMP_TYPE_Q4_0_R16 ? 2u  /* Q4_0 */
+             : type == LMP_TYPE_Q5_0_R16 ? 6u  /* Q5_0 */
+                                         : 0u;
 }
 
 struct lmp_type_info {

@@ -277,8 +277,8 @@ static int load_vec(const struct lmp_gguf *g, const char *name, uint64_t n, bool
 int lmp_weight_init(struct lmp_weight *w, const struct lmp_gguf_tensor *t, const char *name, uint64_t n_in,
                     uint64_t n_out, enum lmp_isa isa, struct lmp_error *err) {
         const char *tn = lmp_type_name(t->type);
-        /* A repacked store's q4_K or q6_K (gguf/types.h): that type's
-         * kernels, its gemm_r16. */
+        /* A repacked store's q4_K, q6_K, q4_0 or q5_0 (gguf/types.h): that
+         * type's kernels, its gemm_r16. */
         const bool r16 = lmp_type_r16_base(t->type) != 0;
         const uint32_t type = r16 ? lmp_type_r16_base(t->type) : t->type;
         const struct lmp_quant_traits *tr =
@@ -327,10 +327,13 @@ void lmp_weight_row(const struct lmp_weight *w, int64_t row, float *out) {
         union {
                 struct lmp_block_q4_K q4;
                 struct lmp_block_q6_K q6;
+                struct lmp_block_q4_0 q40;
+                struct lmp_block_q5_0 q50;
         } b;
-        for (int64_t i = 0; i < w->n_in / LMP_QK_K; i++) {
+        const int64_t qk = lmp_type_info(w->type)->blck_size;
+        for (int64_t i = 0; i < w->n_in / qk; i++) {
                 lmp_unpack_r16_block(w->type, group, (int)(abs % LMP_R16_ROWS), i, &b);
-                w->traits->to_float(&b, out + i * LMP_QK_K, LMP_QK_K);
+                w->traits->to_float(&b, out + i * qk, qk);
         }
 }
 

@@ -17,13 +17,15 @@
 #define LMP_KDECL_GEMM_FEW(w, a, isa) \
         void lmp_gemm_few_##w##_##a##_##isa(int n, int nr, int nt, const void *restrict x, size_t bx, \
                                             const void *restrict y, size_t by, float *restrict s, size_t ld);
-/* The products over q4_K_r16 and q6_K_r16 groups (repack.h): ng groups of
- * 16 rows, contiguous at x, by nt activation rows; s[t * ld + 16 g + r]. */
+/* The products over q4_K_r16, q6_K_r16, q4_0_r16 and q5_0_r16 groups
+ * (repack.h): ng groups of 16 rows, contiguous at x, by nt activation rows;
+ * s[t * ld + 16 g + r]. */
+#define LMP_KDECL_GEMM_R16_1(w, a, isa) \
+        void lmp_gemm_##w##_r16_##a##_##isa(int n, int ng, int nt, const void *restrict x, const void *restrict y, \
+                                            size_t by, float *restrict s, size_t ld);
 #define LMP_KDECL_GEMM_R16(isa) \
-        void lmp_gemm_q4_K_r16_q8_K_##isa(int n, int ng, int nt, const void *restrict x, const void *restrict y, \
-                                          size_t by, float *restrict s, size_t ld); \
-        void lmp_gemm_q6_K_r16_q8_K_##isa(int n, int ng, int nt, const void *restrict x, const void *restrict y, \
-                                          size_t by, float *restrict s, size_t ld);
+        LMP_KDECL_GEMM_R16_1(q4_K, q8_K, isa) LMP_KDECL_GEMM_R16_1(q6_K, q8_K, isa) \
+        LMP_KDECL_GEMM_R16_1(q4_0, q8_0, isa) LMP_KDECL_GEMM_R16_1(q5_0, q8_0, isa)
 #define LMP_KDECL_FROMF(t, isa) \
         void lmp_from_float_##t##_##isa(const float *restrict x, void *restrict y, int64_t n);
 

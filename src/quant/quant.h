@@ -41,7 +41,7 @@ struct lmp_quant_traits {
          * NULL where the level has none: the caller then uses gemm. */
         void (*gemm_few)(int n, int nr, int nt, const void *restrict x, size_t bx,
                          const void *restrict y, size_t by, float *restrict s, size_t ld);
-        /* Q4_K and Q6_K: the same product over their 16-row layouts (repack.h),
+        /* Q4_K, Q6_K, Q4_0 and Q5_0: the same product over their 16-row layouts (repack.h),
          * rows in groups of 16 (ng groups, contiguous at x), any nt >= 1:
          * s[t * ld + 16 g + r]. Every level has one (AVX2 the scalar's), so
          * that a repacked store works whatever level a worker runs at. */

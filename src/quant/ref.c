@@ -791,3 +791,34 @@ void lmp_gemm_q6_K_r16_q8_K_ref(int n, int ng, int nt, const void *restrict vx, 
                 }
         }
 }
+
+/* ---- q4_0_r16 and q5_0_r16: 16 rows' blocks side by side ----------------- */
+
+/* Block i of row r is block 16 i + r of its group; each row's sum takes its
+ * blocks' products in the order the row's vec_dot takes them, so that the
+ * results are the vec_dot's to the bit. */
+#define GEMM_R16_32_REF(w, xtype)                                                                              \
+void lmp_gemm_##w##_r16_q8_0_ref(int n, int ng, int nt, const void *restrict vx, const void *restrict vy,     \
+                                 size_t by, float *restrict s, size_t ld) {                                   \
+        const int nb = n / LMP_QK8_0;                                                                         \
+        for (int g = 0; g < ng; g++) {                                                                        \
+                const struct xtype *x = (const struct xtype *)vx + (size_t)g * nb * LMP_R16_ROWS;             \
+                for (int t = 0; t < nt; t++) {                                                                \
+                        const struct lmp_block_q8_0 *y =                                                      \
+                                (const struct lmp_block_q8_0 *)((const uint8_t *)vy + (size_t)t * by);        \
+                        for (int r = 0; r < LMP_R16_ROWS; r++) {                                              \
+                                float sum = 0.0f;                                                             \
+                                for (int i = 0; i < nb; i++) {                                                \
+                                        float v;                                                              \
+                                        lmp_vec_dot_##w##_q8_0_ref(LMP_QK8_0, &v,                             \
+                                                                   &x[(size_t)i * LMP_R16_ROWS + (size_t)r],  \
+                                                                   &y[i]);                                    \
+                                        sum += v;                                                             \
+                                }                                                                             \
+                                s[(size_t)t * ld + (size_t)g * LMP_R16_ROWS + (size_t)r] = sum;               \
+                        }                                                                                     \
+                }                                                                                             \
+        }                                                                                                     \
+}
+GEMM_R16_32_REF(q4_0, lmp_block_q4_0)
+GEMM_R16_32_REF(q5_0, lmp_block_q5_0)

@@ -5,7 +5,12 @@
  * qh in a similar pattern (values_q6_K below). The groups store 8 values
  * v .. v + 7 of a row as four bytes (low nibble v + i, high nibble
  * v + 4 + i), so that four consecutive activation bytes pair with each
- * nibble half of a 32-bit lane. */
+ * nibble half of a 32-bit lane.
+ *
+ * q4_0 and q5_0 groups keep their blocks whole: block i of row r is block
+ * 16 i + r of the group, so that a decode step reads one stream, block i of
+ * all 16 rows, where row by row it read 16 rows of a few hundred bytes
+ * each; the kernel shares each activation block among the 16. */
 #include "quant/repack.h"
 
 #include <string.h>
@@ -14,9 +19,32 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 
+/* The block size of a type whose groups keep whole blocks; 0 for q4_K and q6_K. */
+static size_t whole_block(uint32_t type) {
+        return type == LMP_TYPE_Q4_0 ? sizeof(struct lmp_block_q4_0)
+             : type == LMP_TYPE_Q5_0 ? sizeof(struct lmp_block_q5_0) : 0;
+}
+
 size_t lmp_r16_group_size(uint32_t type, int64_t n) {
+        const size_t w = whole_block(type);
+        if (w)
+                return (size_t)(n / 32) * LMP_R16_ROWS * w;
         const size_t b = type == LMP_TYPE_Q6_K ? sizeof(struct lmp_block_q6_Kx16) : sizeof(struct lmp_block_q4_Kx16);
         return (size_t)(n / LMP_QK_K) * b;
+}
+
+static void repack_whole(size_t bs, const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
+        for (int64_t i = 0; i < n / 32; i++)
+                for (int r = 0; r < LMP_R16_ROWS; r++)
+                        memcpy((uint8_t *)dst + ((size_t)i * LMP_R16_ROWS + (size_t)r) * bs,
+                               (const uint8_t *)rows + (size_t)r * row_size + (size_t)i * bs, bs);
+}
+
+static void unpack_whole(size_t bs, const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
+        for (int64_t i = 0; i < n / 32; i++)
+                for (int r = 0; r < LMP_R16_ROWS; r++)
+                        memcpy((uint8_t *)rows + (size_t)r * row_size + (size_t)i * bs,
+                               (const uint8_t *)src + ((size_t)i * LMP_R16_ROWS + (size_t)r) * bs, bs);
 }
 
 /* A block's 256 values in order (q6_K's as stored, 0..63). */
@@ -151,18 +179,27 @@ static void unpack_q6_K(const void *restrict src, void *restrict rows, size_t ro
 }
 
 void lmp_unpack_r16_block(uint32_t type, const void *restrict group, int r, int64_t i, void *restrict block) {
-        if (type == LMP_TYPE_Q6_K)
+        const size_t w = whole_block(type);
+        if (w)
+                memcpy(block, (const uint8_t *)group + ((size_t)i * LMP_R16_ROWS + (size_t)r) * w, w);
+        else if (type == LMP_TYPE_Q6_K)
                 unpack_block_q6_K((const struct lmp_block_q6_Kx16 *)group + i, r, block);
         else
                 unpack_block_q4_K((const struct lmp_block_q4_Kx16 *)group + i, r, block);
 }
 
 void lmp_repack_r16(uint32_t type, const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
-        (type == LMP_TYPE_Q6_K ? repack_q6_K : repack_q4_K)(rows, row_size, dst, n);
+        if (whole_block(type))
+                repack_whole(whole_block(type), rows, row_size, dst, n);
+        else
+                (type == LMP_TYPE_Q6_K ? repack_q6_K : repack_q4_K)(rows, row_size, dst, n);
 }
 
 void lmp_unpack_r16(uint32_t type, const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
-        (type == LMP_TYPE_Q6_K ? unpack_q6_K : unpack_q4_K)(src, rows, row_size, n);
+        if (whole_block(type))
+                unpack_whole(whole_block(type), src, rows, row_size, n);
+        else
+                (type == LMP_TYPE_Q6_K ? unpack_q6_K : unpack_q4_K)(src, rows, row_size, n);
 }
 
 void lmp_repack_r16_inplace(uint32_t type, void *data, int64_t n, int64_t n_rows, void *tmp) {

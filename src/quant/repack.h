@@ -1,10 +1,13 @@
 /* Weight layouts of our own, made from a file's layout once, when the
  * supervisor builds a model's weight store, and read by kernels that want
  * them: q4_K_r16 and q6_K_r16 (struct lmp_block_q4_Kx16 and _q6_Kx16 in
- * blocks.h), 16 rows of q4_K or q6_K interleaved block by block.
+ * blocks.h), 16 rows of q4_K or q6_K interleaved block by block, and
+ * q4_0_r16 and q5_0_r16, whose groups hold block i of their 16 rows side
+ * by side, each block as the file has it.
  * Conversions both ways are exact (no value changes, only its place), and
  * a matrix keeps its size, so a store can be repacked in place. `type` is
- * the file's type, LMP_TYPE_Q4_K or LMP_TYPE_Q6_K, and n a multiple of 256. */
+ * the file's type (LMP_TYPE_Q4_K, Q6_K, Q4_0 or Q5_0) and n a multiple of
+ * its block (256 or 32 values). */
 #pragma once
 
 #include <stddef.h>
@@ -21,7 +24,8 @@ void lmp_repack_r16(uint32_t type, const void *restrict rows, size_t row_size, v
 void lmp_unpack_r16(uint32_t type, const void *restrict src, void *restrict rows, size_t row_size, int64_t n);
 
 /* Row r (0..15) of a group, block by block: block i of it into *block
- * (144 bytes for q4_K, 210 for q6_K), in the file's layout. */
+ * (144 bytes for q4_K, 210 for q6_K, 18 for q4_0, 22 for q5_0), in the
+ * file's layout. */
 void lmp_unpack_r16_block(uint32_t type, const void *restrict group, int r, int64_t i, void *restrict block);
 
 struct lmp_quant_traits;

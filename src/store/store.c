@@ -63,7 +63,7 @@ static bool repackable(const struct lmp_gguf *g, const struct lmp_gguf_tensor *t
         return false;
 }
 
-/* Rewrites every q4_K and q6_K matrix the forward pass only multiplies by,
+/* Rewrites every q4_K, q6_K, q4_0 and q5_0 matrix the forward pass only multiplies by,
  * whose rows come in groups of 16, in its 16-row layout, tensor type id
  * included (see quant/repack.h): in place, so the store keeps the file's
  * size. A file that does not parse is left as it is, for the worker to
@@ -78,7 +78,8 @@ static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_
                 return 0;
         for (uint64_t i = 0; i < g->n_tensors; i++) {
                 const struct lmp_gguf_tensor *t = &g->tensors[i];
-                if ((t->type != LMP_TYPE_Q4_K && t->type != LMP_TYPE_Q6_K) || t->n_dims != 2 ||
+                if ((t->type != LMP_TYPE_Q4_K && t->type != LMP_TYPE_Q6_K && t->type != LMP_TYPE_Q4_0 &&
+                     t->type != LMP_TYPE_Q5_0) || t->n_dims != 2 ||
                     t->ne[1] % LMP_R16_ROWS || !repackable(g, t))
                         continue;
                 const size_t need = lmp_r16_group_size(t->type, (int64_t)t->ne[0]);
@@ -93,7 +94,9 @@ static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_
                 }
                 lmp_repack_r16_inplace(t->type, base + (g->data_offset + t->offset), (int64_t)t->ne[0],
                                        (int64_t)t->ne[1], tmp);
-                const uint32_t type = t->type == LMP_TYPE_Q4_K ? LMP_TYPE_Q4_K_R16 : LMP_TYPE_Q6_K_R16;
+                const uint32_t type = t->type == LMP_TYPE_Q4_K ? LMP_TYPE_Q4_K_R16
+                                    : t->type == LMP_TYPE_Q6_K ? LMP_TYPE_Q6_K_R16
+                                    : t->type == LMP_TYPE_Q4_0 ? LMP_TYPE_Q4_0_R16 : LMP_TYPE_Q5_0_R16;
                 memcpy(base + lmp_gguf_tensor_type_offset(t), &type, sizeof(type));
                 s->n_repacked++;
                 s->repacked_bytes += t->size;

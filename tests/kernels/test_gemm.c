@@ -215,7 +215,7 @@ static void check_r16_rows(struct tile *tl, const struct lmp_quant_traits *w, co
         }
 }
 
-/* One random tile of q4_K or q6_K rows, repacked into 16-row groups,
+/* One random tile of q4_K, q6_K, q4_0 or q5_0 rows, repacked into 16-row groups,
  * through the gemm_r16 of level isa; first, the repacking must round-trip
  * byte for byte, and repacking in place must give the same groups. */
 static void check_r16(enum lmp_type t, enum lmp_isa isa, int trial) {
@@ -223,7 +223,12 @@ static void check_r16(enum lmp_type t, enum lmp_isa isa, int trial) {
         const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
         struct tile tl = { .t = t, .trial = trial, .allmax = trial % 8 == 7, .wk = (enum scale_kind)(trial % SC_COUNT),
                            .ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT) };
-        tl.n = 256 * (int64_t)(trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8));
+        /* q4_0 and q5_0: odd counts of blocks, and more than the 32 blocks
+         * their kernels copy out of a group at a time. */
+        if (lmp_type_info(t)->blck_size == 32)
+                tl.n = 32 * (int64_t)(trial % 6 == 5 ? rnd_between(33, 160) : rnd_between(1, 40));
+        else
+                tl.n = 256 * (int64_t)(trial % 6 == 5 ? rnd_between(9, 40) : rnd_between(1, 8));
         const int ng = rnd_between(1, 5);
         tl.nr = 16 * ng;
         tl.nt = trial % 3 == 2 ? rnd_between(1, MAX_NT) : rnd_between(1, LMP_GEMM_FEW_MAX_TOK);
@@ -250,6 +255,16 @@ static void check_r16(enum lmp_type t, enum lmp_isa isa, int trial) {
                 if (memcmp(back, xr, xbytes) != 0)
                         FAIL("%s_r16: repacking in place differs from repacking into a copy (n=%lld)",
                              lmp_type_name(t), (long long)n);
+                /* One block of one row, read back out of its group. */
+                const int64_t qk = lmp_type_info(t)->blck_size, rr = rnd_between(0, tl.nr - 1);
+                const int64_t bi = rnd_between(0, (int)(n / qk) - 1);
+                const size_t bsz = lmp_type_info(t)->type_size;
+                uint8_t blk[256];
+                lmp_unpack_r16_block(t, xr + (size_t)(rr / 16) * 16 * tl.xrow, (int)(rr % 16), bi, blk);
+                checks++;
+                if (memcmp(blk, tl.x + (size_t)rr * tl.xrow + (size_t)bi * bsz, bsz) != 0)
+                        FAIL("%s_r16: block %lld of row %lld does not read back from its group", lmp_type_name(t),
+                             (long long)bi, (long long)rr);
                 char what[64];
                 snprintf(what, sizeof(what), "gemm_r16 %s %s", lmp_type_name(t), lmp_isa_name(isa));
                 w->gemm_r16((int)n, ng, tl.nt, xr, tl.y, tl.by, tl.s, tl.ld);
@@ -298,8 +313,8 @@ int main(void) {
                 }
         }
         /* The repacked layouts' kernels. */
-        const enum lmp_type r16_types[] = { LMP_TYPE_Q4_K, LMP_TYPE_Q6_K };
-        for (size_t i = 0; i < 2; i++) {
+        const enum lmp_type r16_types[] = { LMP_TYPE_Q4_K, LMP_TYPE_Q6_K, LMP_TYPE_Q4_0, LMP_TYPE_Q5_0 };
+        for (size_t i = 0; i < sizeof(r16_types) / sizeof(r16_types[0]); i++) {
                 for (int isa = LMP_ISA_SCALAR; isa <= (int)top; isa++) {
                         const struct lmp_quant_traits *w = lmp_quant_traits(r16_types[i], (enum lmp_isa)isa);
                         if (isa > LMP_ISA_SCALAR &&

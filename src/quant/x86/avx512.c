@@ -618,10 +618,13 @@ static inline int w32_bias(enum w32 k) {
 }
 
 /* Block i of the 16 rows as 8 registers of unsigned bytes (value + bias),
- * and the rows' scales. idx: each row's byte offset from rows[0]. */
+ * and the rows' scales. idx: each row's byte offset from rows[0]; a row's
+ * blocks are bstride bytes apart (one block in a file's rows, 16 in a
+ * q4_0_r16 or q5_0_r16 group). */
 static inline __attribute__((always_inline)) void unpack16(enum w32 kind, const uint8_t *const rows[GEMM_ROWS],
-                                                           __m512i idx, int i, __m512i a[8], __m512 *dx) {
-        const size_t off = (size_t)i * w32_size(kind);
+                                                           __m512i idx, int i, size_t bstride, __m512i a[8],
+                                                           __m512 *dx) {
+        const size_t off = (size_t)i * bstride;
         const __m512i h = _mm512_i32gather_epi32(idx, rows[0] + off, 1);
         *dx = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));
         if (kind == W_Q8_0) {
@@ -733,9 +736,14 @@ static inline __attribute__((always_inline)) void tile32(const int NT, const str
         }
 }
 
+/* Row r of the weights starts at vx + (r / 16) gstride + (r % 16) bx, and
+ * its blocks are bstride bytes apart: a file's rows (gstride 16 bx, bstride
+ * the block size) or 16-row groups of whole blocks side by side (bx the
+ * block size, bstride 16 of them, gstride the group's size). */
 static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, int nr, int nt, const void *restrict vx,
                                                          size_t bx, const void *restrict vy, size_t by,
-                                                         float *restrict s, size_t ld) {
+                                                         float *restrict s, size_t ld, size_t gstride,
+                                                         size_t bstride) {
         const uint8_t *x = vx, *y = vy;
         const int nb = n / 32;
         const int bias = w32_bias(kind);
@@ -758,12 +766,12 @@ static inline __attribute__((always_inline)) void gemm32(enum w32 kind, int n, i
                                 for (int r = 0; r < GEMM_ROWS; r++) {
                                         /* rows past the end repeat the last; their lanes are not stored */
                                         const int rr = r0 + r < nr ? r : nr - 1 - r0;
-                                        rows[r] = x + (size_t)(r0 + rr) * bx;
+                                        rows[r] = x + (size_t)(r0 / GEMM_ROWS) * gstride + (size_t)rr * bx;
                                         off[r] = (int32_t)((size_t)rr * bx);
                                 }
                                 const __m512i idx = _mm512_loadu_si512(off);
                                 for (int b = 0; b < nbk; b++)
-                                        unpack16(kind, rows, idx, k0 + b, wp.a[b], &wp.d[b]);
+                                        unpack16(kind, rows, idx, k0 + b, bstride, wp.a[b], &wp.d[b]);
                                 const __mmask16 m = nr - r0 >= GEMM_ROWS ? (__mmask16)0xffff
                                                                            : (__mmask16)((1u << (nr - r0)) - 1);
                                 for (int t0 = 0; t0 < ng; t0 += GEMM_TOKS) {
@@ -798,7 +806,7 @@ void lmp_gemm_##name##_avx512(int n, int nr, int nt, const void *restrict x, siz
                                                             (const uint8_t *)y + (size_t)t * by);          \
                 return;                                                                                    \
         }                                                                                                  \
-        gemm32(kind, n, nr, nt, x, bx, y, by, s, ld);                                                      \
+        gemm32(kind, n, nr, nt, x, bx, y, by, s, ld, GEMM_ROWS * bx, w32_size(kind));                     \
 }
 
 GEMM32(q4_0_q8_0, W_Q4_0)
@@ -1489,3 +1497,75 @@ static inline __attribute__((always_inline)) void r16q6_tile(int nb, const struc
 }
 
 R16_GEMM(q6_K, struct lmp_block_q6_Kx16, r16q6_tile)
+
+/* ---- gemm_r16: q4_0 and q5_0 --------------------------------------------- */
+
+/* Groups of 16 rows whose block i sits side by side for the 16 (repack.c).
+ * One token (a decode step) streams the group once: for each pair of
+ * blocks, the activation's bytes, its bias term (BIAS times their sum, as
+ * in DOT32, here the starting value of each row's dpbusd) and its scales
+ * are loaded once for the 16 rows, and each row's unpacked pair is one
+ * dpbusd. Read row by row, these matrices (Qwen2.5-0.5B's, rows of 896
+ * values) went at the vec_dot's pace, bound by its arithmetic; two tokens
+ * take the stream in turn, the group then in cache. More tokens go through
+ * the type's gemm tiles (gemm32), whose 16-row tiles are these groups. */
+
+#define R16B(name, xtype, UNPACK, BIAS, KIND)                                                                         \
+static void r16b_one_##name(int nb, const struct xtype *restrict x, const struct lmp_block_q8_0 *restrict y,    \
+                            float *restrict s) {                                                                \
+        __m512 acc[LMP_R16_ROWS];                                                                               \
+        __m256 acc8[LMP_R16_ROWS];                                                                              \
+        _Pragma("GCC unroll 16") for (int r = 0; r < LMP_R16_ROWS; r++) {                                       \
+                acc[r] = _mm512_setzero_ps();                                                                   \
+                acc8[r] = _mm256_setzero_ps();                                                                  \
+        }                                                                                                       \
+        int i = 0;                                                                                              \
+        for (; i + 1 < nb; i += 2) {                                                                            \
+                const __m512i qy = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),                        \
+                                           _mm256_loadu_si256((const __m256i *)y[i + 1].qs));                   \
+                const __m512i base = _mm512_sub_epi32(_mm512_setzero_si512(),                                   \
+                        _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8((char)(BIAS)), qy));       \
+                const float y0 = h2f(y[i].d), y1 = h2f(y[i + 1].d);                                             \
+                const struct xtype *b0 = x + (size_t)i * LMP_R16_ROWS, *b1 = b0 + LMP_R16_ROWS;                 \
+                _Pragma("GCC unroll 16") for (int r = 0; r < LMP_R16_ROWS; r++) {                               \
+                        const __m512i p = _mm512_dpbusd_epi32(base, join256(UNPACK(&b0[r]), UNPACK(&b1[r])), qy); \
+                        const __m512 d = halves_ps(h2f(b0[r].d) * y0, h2f(b1[r].d) * y1);                       \
+                        acc[r] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc[r]);                             \
+                }                                                                                               \
+        }                                                                                                       \
+        if (i < nb) {                                                                                           \
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);                                \
+                const __m256i base = _mm256_sub_epi32(_mm256_setzero_si256(),                                   \
+                        _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)(BIAS)), qy));       \
+                const float y0 = h2f(y[i].d);                                                                   \
+                const struct xtype *b0 = x + (size_t)i * LMP_R16_ROWS;                                          \
+                _Pragma("GCC unroll 16") for (int r = 0; r < LMP_R16_ROWS; r++) {                               \
+                        const __m256i p = _mm256_dpbusd_epi32(base, UNPACK(&b0[r]), qy);                        \
+                        acc8[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b0[r].d) * y0), _mm256_cvtepi32_ps(p),     \
+                                                  acc8[r]);                                                     \
+                }                                                                                               \
+        }                                                                                                       \
+        _Pragma("GCC unroll 16") for (int r = 0; r < LMP_R16_ROWS; r++)                                         \
+                s[r] = _mm512_reduce_add_ps(acc[r]) + hsum_f32x8(acc8[r]);                                      \
+}                                                                                                               \
+                                                                                                                \
+void lmp_gemm_##name##_r16_q8_0_avx512(int n, int ng, int nt, const void *restrict vx, const void *restrict vy, \
+                                       size_t by, float *restrict s, size_t ld) {                              \
+        const int nb = n / 32;                                                                                  \
+        const size_t bs = sizeof(struct xtype);                                                                 \
+        if (nt > 2) {                                                                                           \
+                gemm32(KIND, n, ng * LMP_R16_ROWS, nt, vx, bs, vy, by, s, ld, (size_t)nb * LMP_R16_ROWS * bs,   \
+                       LMP_R16_ROWS * bs);                                                                      \
+                return;                                                                                         \
+        }                                                                                                       \
+        for (int g = 0; g < ng; g++) {                                                                          \
+                const struct xtype *x = (const struct xtype *)vx + (size_t)g * nb * LMP_R16_ROWS;               \
+                for (int t = 0; t < nt; t++)                                                                    \
+                        r16b_one_##name(nb, x,                                                                  \
+                                        (const struct lmp_block_q8_0 *)((const uint8_t *)vy + (size_t)t * by),  \
+                                        s + (size_t)t * ld + (size_t)g * LMP_R16_ROWS);                         \
+        }                                                                                                       \
+}
+
+R16B(q4_0, lmp_block_q4_0, UNPACK_Q4_0, 8, W_Q4_0)
+R16B(q5_0, lmp_block_q5_0, UNPACK_Q5_0, 16, W_Q5_0)
