@@ -76,6 +76,7 @@ class Gateway:
 
     def __init__(self, daemon, http="", endpoint=None, keys=None, loopback=False):
         self.dir = tempfile.mkdtemp(prefix="lmpool-gw-")
+        self.daemon = daemon
         self.keys = os.path.join(self.dir, "keys")
         with open(self.keys, "w") as f:
             f.write("# test keys\n" + (keys if keys is not None else f"{KEY} alice\n{KEY2}\n"))
@@ -159,7 +160,7 @@ class Gateway:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError("gateway not healthy: " + self.logs())
+        raise TimeoutError("gateway not healthy: " + self.logs() + "\nthe daemon's log:\n" + self.daemon.logs()[-6000:])
 
     def raw(self, data, timeout=10, read=True):
         """Sends bytes on a new socket; returns what comes back until close."""
