@@ -10,9 +10,9 @@
  * mmap: the GGUF file itself is shared through the page cache; nothing is
  * copied.
  *
- * With want_repack, a memfd store also holds the q4_K and q6_K matrices
- * that are only ever multiplied by in lmpool's own 16-row layouts
- * (quant/repack.h),
+ * With want_repack, a memfd store also holds the q4_K, q6_K, q4_0 and
+ * q5_0 matrices that are only ever multiplied by in lmpool's own 16-row
+ * layouts (quant/repack.h),
  * rewritten in place with their tensor type ids: the same bytes, so the
  * store stays the file's size, and one repacked copy serves every worker,
  * where an engine that repacks at load keeps a private copy per process.
