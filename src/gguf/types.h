@@ -72,6 +72,16 @@ static inline uint32_t lmp_type_r16_base(uint32_t type) {
                                          : 0u;
 }
 
+/* The repacked type the store makes of a file type; 0 for a type it
+ * leaves as it is. The inverse of lmp_type_r16_base(). */
+static inline uint32_t lmp_type_r16_of(uint32_t type) {
+        return type == 12u /* Q4_K */ ? LMP_TYPE_Q4_K_R16
+             : type == 14u /* Q6_K */ ? LMP_TYPE_Q6_K_R16
+             : type == 2u  /* Q4_0 */ ? LMP_TYPE_Q4_0_R16
+             : type == 6u  /* Q5_0 */ ? LMP_TYPE_Q5_0_R16
+                                      : 0u;
+}
+
 struct lmp_type_info {
         const char *name;     /* GGML's name: "f32", "q4_K", ... (NULL: unused id) */
         uint32_t blck_size;   /* values per block */

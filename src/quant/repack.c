@@ -189,15 +189,17 @@ void lmp_unpack_r16_block(uint32_t type, const void *restrict group, int r, int6
 }
 
 void lmp_repack_r16(uint32_t type, const void *restrict rows, size_t row_size, void *restrict dst, int64_t n) {
-        if (whole_block(type))
-                repack_whole(whole_block(type), rows, row_size, dst, n);
+        const size_t w = whole_block(type);
+        if (w)
+                repack_whole(w, rows, row_size, dst, n);
         else
                 (type == LMP_TYPE_Q6_K ? repack_q6_K : repack_q4_K)(rows, row_size, dst, n);
 }
 
 void lmp_unpack_r16(uint32_t type, const void *restrict src, void *restrict rows, size_t row_size, int64_t n) {
-        if (whole_block(type))
-                unpack_whole(whole_block(type), src, rows, row_size, n);
+        const size_t w = whole_block(type);
+        if (w)
+                unpack_whole(w, src, rows, row_size, n);
         else
                 (type == LMP_TYPE_Q6_K ? unpack_q6_K : unpack_q4_K)(src, rows, row_size, n);
 }

@@ -78,8 +78,8 @@ static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_
                 return 0;
         for (uint64_t i = 0; i < g->n_tensors; i++) {
                 const struct lmp_gguf_tensor *t = &g->tensors[i];
-                if ((t->type != LMP_TYPE_Q4_K && t->type != LMP_TYPE_Q6_K && t->type != LMP_TYPE_Q4_0 &&
-                     t->type != LMP_TYPE_Q5_0) || t->n_dims != 2 ||
+                const uint32_t type = lmp_type_r16_of(t->type);
+                if (!type || t->n_dims != 2 ||
                     t->ne[1] % LMP_R16_ROWS || !repackable(g, t))
                         continue;
                 const size_t need = lmp_r16_group_size(t->type, (int64_t)t->ne[0]);
@@ -94,9 +94,6 @@ static int repack(uint8_t *base, uint64_t size, struct lmp_store *s, struct lmp_
                 }
                 lmp_repack_r16_inplace(t->type, base + (g->data_offset + t->offset), (int64_t)t->ne[0],
                                        (int64_t)t->ne[1], tmp);
-                const uint32_t type = t->type == LMP_TYPE_Q4_K ? LMP_TYPE_Q4_K_R16
-                                    : t->type == LMP_TYPE_Q6_K ? LMP_TYPE_Q6_K_R16
-                                    : t->type == LMP_TYPE_Q4_0 ? LMP_TYPE_Q4_0_R16 : LMP_TYPE_Q5_0_R16;
                 memcpy(base + lmp_gguf_tensor_type_offset(t), &type, sizeof(type));
                 s->n_repacked++;
                 s->repacked_bytes += t->size;

@@ -223,8 +223,8 @@ static void check_r16(enum lmp_type t, enum lmp_isa isa, int trial) {
         const struct lmp_quant_traits *w = lmp_quant_traits(t, isa);
         struct tile tl = { .t = t, .trial = trial, .allmax = trial % 8 == 7, .wk = (enum scale_kind)(trial % SC_COUNT),
                            .ak = (enum scale_kind)((trial / SC_COUNT + trial) % SC_COUNT) };
-        /* q4_0 and q5_0: odd counts of blocks, and more than the 32 blocks
-         * their kernels copy out of a group at a time. */
+        /* q4_0 and q5_0: odd counts of blocks, and rows longer than the 32
+         * blocks a prompt tile packs in one pass. */
         if (lmp_type_info(t)->blck_size == 32)
                 tl.n = 32 * (int64_t)(trial % 6 == 5 ? rnd_between(33, 160) : rnd_between(1, 40));
         else
