@@ -1257,7 +1257,7 @@ static void gelu_act(const void *arg, float *x, int64_t n) {
 static void matmul_rows_wide(void *arg, int64_t begin, int64_t end, int tid) {
         const struct wide_job *j = arg;
         const struct lmp_ctx *c = j->c;
-        lmp_weight_rows_sgemm(j->w, j->y, j->n_tok, j->out, j->ld, j->bias, j->how == ENC_ADD,
+        lmp_weight_rows_sgemm(j->w, 1, j->y, j->n_tok, j->out, j->ld, j->bias, j->how == ENC_ADD,
                               c->wpanel + (size_t)tid * c->wpanel_floats, c->wpanel_floats, begin, end,
                               j->how == ENC_GELU ? gelu_act : NULL, NULL);
 }

@@ -337,11 +337,13 @@ void lmp_weight_row(const struct lmp_weight *w, int64_t row, float *out) {
         }
 }
 
-void lmp_weight_rows_sgemm(const struct lmp_weight *w, const float *y, int64_t n_tok, float *out, int64_t ld,
-                           const float *bias, bool add, float *panel, size_t panel_floats, int64_t begin,
-                           int64_t end, void (*act)(const void *arg, float *x, int64_t n), const void *act_arg) {
-        const int64_t n_in = w->n_in;
+void lmp_weight_rows_sgemm(const struct lmp_weight *w, int n_parts, const float *y, int64_t n_tok, float *out,
+                           int64_t ld, const float *bias, bool add, float *panel, size_t panel_floats,
+                           int64_t begin, int64_t end, void (*act)(const void *arg, float *x, int64_t n),
+                           const void *act_arg) {
+        const int64_t n_in = w->n_in, part_rows = w->n_out;
         const int64_t rows = LMP_MAX((int64_t)1, (int64_t)panel_floats / n_in);
+        end = LMP_MIN(end, n_parts * part_rows);
         for (int64_t r0 = begin; r0 < end; r0 += rows) {
                 int64_t nr = LMP_MIN(rows, end - r0);
                 for (int64_t t = 0; t < n_tok; t++) {
@@ -354,11 +356,17 @@ void lmp_weight_rows_sgemm(const struct lmp_weight *w, const float *y, int64_t n
                         else if (!add)
                                 memset(o, 0, (size_t)nr * sizeof(float));
                 }
-                const float *wf = (const float *)w->data + r0 * n_in;
-                if (w->type != LMP_TYPE_F32) {
-                        for (int64_t r = 0; r < nr; r++)
-                                w->traits->to_float((const uint8_t *)w->data + (size_t)(r0 + r) * w->row_size,
-                                                    panel + r * n_in, n_in);
+                /* f32 rows of one part are used in place; anything else is
+                 * converted (or gathered from its parts) into the panel */
+                const int64_t p0 = r0 / part_rows;
+                const float *wf = (const float *)w[p0].data + (r0 - p0 * part_rows) * n_in;
+                if (w->type != LMP_TYPE_F32 || (r0 + nr - 1) / part_rows != p0) {
+                        for (int64_t r = 0; r < nr; r++) {
+                                const int64_t p = (r0 + r) / part_rows;
+                                w[p].traits->to_float((const uint8_t *)w[p].data +
+                                                              (size_t)(r0 + r - p * part_rows) * w[p].row_size,
+                                                      panel + r * n_in, n_in);
+                        }
                         wf = panel;
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, (int)nr, (int)n_in, 1.0f, y,

@@ -56,14 +56,19 @@ void lmp_weight_row(const struct lmp_weight *w, int64_t row, float *out);
 /* Rows [begin, end) of an encoder's product with a float weight (f32, f16,
  * bf16) through OpenBLAS's sgemm: out (n_tok, ld), columns begin to end,
  * <- y (n_tok, n_in) w^T + bias (NULL: none), added to out's values when
- * add is set, else in their place. The rows are converted to f32
- * panel_floats at a time into panel (a task's own, in cache; f32 rows are
- * used as they are), and sgemm adds to an output that already holds the
- * bias (and the residual), beta 1; act, when not NULL, then runs on each
- * token's columns of the panel while they are in cache. */
-void lmp_weight_rows_sgemm(const struct lmp_weight *w, const float *y, int64_t n_tok, float *out, int64_t ld,
-                           const float *bias, bool add, float *panel, size_t panel_floats, int64_t begin,
-                           int64_t end, void (*act)(const void *arg, float *x, int64_t n), const void *act_arg);
+ * add is set, else in their place. w is n_parts weights of one type and
+ * shape, stacked: rows [p n_out, (p + 1) n_out) are w[p]'s (so that the
+ * products of one input, a block's queries, keys and values, are one sgemm
+ * call, which packs the input once), and bias covers all n_parts n_out
+ * rows. The rows are converted to f32 panel_floats at a time into panel (a
+ * task's own, in cache; f32 rows of one part are used as they are), and
+ * sgemm adds to an output that already holds the bias (and the residual),
+ * beta 1; act, when not NULL, then runs on each token's columns of the
+ * panel while they are in cache. */
+void lmp_weight_rows_sgemm(const struct lmp_weight *w, int n_parts, const float *y, int64_t n_tok, float *out,
+                           int64_t ld, const float *bias, bool add, float *panel, size_t panel_floats,
+                           int64_t begin, int64_t end, void (*act)(const void *arg, float *x, int64_t n),
+                           const void *act_arg);
 
 struct lmp_layer {
         const float *attn_norm;                 /* (n_embd) decoders: before attention */

@@ -82,6 +82,38 @@ static inline void softmax_scaled(float *row, int n, float scale) {
                 row[i] *= inv;
 }
 
+/* The sum of x[0, n) in double, in 8 interleaved partial sums: the double
+ * additions' latency, not their count, bounds one running sum, and the
+ * partial sums round differently from GGML's one running sum only far
+ * below a float's precision. */
+static inline double sum_f64(const float *x, int64_t n) {
+        double p[8] = { 0 };
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                for (int k = 0; k < 8; k++)
+                        p[k] += (double)x[i + k];
+        for (; i < n; i++)
+                p[0] += (double)x[i];
+        return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+/* The sum of (x - mean)^2, each square in float as GGML's norm takes it,
+ * summed as sum_f64() does. */
+static inline double sum_sq_centred_f64(const float *x, int64_t n, float mean) {
+        double p[8] = { 0 };
+        int64_t i = 0;
+        for (; i + 8 <= n; i += 8)
+                for (int k = 0; k < 8; k++) {
+                        float d = x[i + k] - mean;
+                        p[k] += (double)(d * d);
+                }
+        for (; i < n; i++) {
+                float d = x[i] - mean;
+                p[0] += (double)(d * d);
+        }
+        return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
 /* out = (x - mean) / sqrt(var + eps) * weight + bias, per row; sums in
  * double, the variance over the centred values, as GGML's norm does. */
 static inline void layernorm(float *out, const float *x, const float *weight, const float *bias,
@@ -89,16 +121,8 @@ static inline void layernorm(float *out, const float *x, const float *weight, co
         for (int64_t t = 0; t < n_tok; t++) {
                 const float *xr = x + t * n;
                 float *o = out + t * n;
-                double sum = 0.0;
-                for (int64_t i = 0; i < n; i++)
-                        sum += (double)xr[i];
-                float mean = (float)(sum / (double)n);
-                double sum2 = 0.0;
-                for (int64_t i = 0; i < n; i++) {
-                        float d = xr[i] - mean;
-                        sum2 += (double)(d * d);
-                }
-                float scale = 1.0f / sqrtf((float)(sum2 / (double)n) + eps);
+                float mean = (float)(sum_f64(xr, n) / (double)n);
+                float scale = 1.0f / sqrtf((float)(sum_sq_centred_f64(xr, n, mean) / (double)n) + eps);
                 for (int64_t i = 0; i < n; i++)
                         o[i] = (xr[i] - mean) * scale * weight[i] + bias[i];
         }
