@@ -304,7 +304,51 @@ DOT32(q4_0_q8_0, lmp_block_q4_0, lmp_block_q8_0, UNPACK_Q4_0, 8, MS_NONE)
 DOT32(q4_1_q8_1, lmp_block_q4_1, lmp_block_q8_1, UNPACK_Q4_1, 0, MS_Q8_1)
 DOT32(q5_0_q8_0, lmp_block_q5_0, lmp_block_q8_0, UNPACK_Q5_0, 16, MS_NONE)
 DOT32(q5_1_q8_1, lmp_block_q5_1, lmp_block_q8_1, UNPACK_Q5_1, 0, MS_Q8_1)
-DOT32(q8_0_q8_0, lmp_block_q8_0, lmp_block_q8_0, UNPACK_Q8_0, 128, MS_NONE)
+
+/* q8_0 by q8_0: DOT32's loop, with each operand's four scales gathered as
+ * one 64-bit integer (four 16-bit loads, shifts and ors in the integer
+ * units) where a 16-bit vector insert per block and operand did. */
+static inline __m128i scales4(const struct lmp_block_q8_0 *b) {
+        uint64_t v = (uint64_t)b[0].d | (uint64_t)b[1].d << 16 | (uint64_t)b[2].d << 32 | (uint64_t)b[3].d << 48;
+        return _mm_cvtsi64_si128((long long)v);
+}
+
+void lmp_vec_dot_q8_0_q8_0_avx512(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
+        const struct lmp_block_q8_0 *x = vx, *y = vy;
+        const int nb = n / 32;
+        const __m512i lo2 = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        const __m512i hi2 = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
+        const __m512i flip = _mm512_set1_epi8((char)0x80);
+        __m512 acc = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+        int i = 0;
+        for (; i + 3 < nb; i += 4) {
+                _mm_prefetch((const char *)&x[i] + 4096, _MM_HINT_T0);
+                _mm_prefetch((const char *)&x[i] + 4096 + 64, _MM_HINT_T0);
+                const __m512i qx0 = join256(UNPACK_Q8_0(&x[i]), UNPACK_Q8_0(&x[i + 1]));
+                const __m512i qx1 = join256(UNPACK_Q8_0(&x[i + 2]), UNPACK_Q8_0(&x[i + 3]));
+                const __m512i qy0 = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),
+                                            _mm256_loadu_si256((const __m256i *)y[i + 1].qs));
+                const __m512i qy1 = join256(_mm256_loadu_si256((const __m256i *)y[i + 2].qs),
+                                            _mm256_loadu_si256((const __m256i *)y[i + 3].qs));
+                __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx0, qy0);
+                __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), qx1, qy1);
+                p0 = _mm512_sub_epi32(p0, _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, qy0));
+                p1 = _mm512_sub_epi32(p1, _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, qy1));
+                const __m512 d4 = _mm512_castps128_ps512(_mm_mul_ps(_mm_cvtph_ps(scales4(&x[i])),
+                                                                    _mm_cvtph_ps(scales4(&y[i]))));
+                acc = _mm512_fmadd_ps(_mm512_permutexvar_ps(lo2, d4), _mm512_cvtepi32_ps(p0), acc);
+                acc1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(hi2, d4), _mm512_cvtepi32_ps(p1), acc1);
+        }
+        acc = _mm512_add_ps(acc, acc1);
+        __m256 acc8 = _mm256_setzero_ps();
+        for (; i < nb; i++) {
+                const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+                __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), UNPACK_Q8_0(&x[i]), qy);
+                p = _mm256_sub_epi32(p, _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8((char)0x80), qy));
+                acc8 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d)), _mm256_cvtepi32_ps(p), acc8);
+        }
+        *s = _mm512_reduce_add_ps(acc) + hsum_f32x8(acc8);
+}
 
 /* ---- K-quants ---------------------------------------------------------- */
 
