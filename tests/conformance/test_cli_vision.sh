@@ -76,6 +76,28 @@ PY
 done
 unset LMPOOL_ISA
 
+# The encoder's other weight paths, against the f16 pair's embeddings.
+# f32 weights: the ViT's products are f16's (whose rows convert to f32
+# exactly; q, k and v stacked), only the merger's few-token products keep
+# their input in f32 where f16's kernels round it to f16. q8_0 weights: the
+# type's own kernels, q, k and v as three products into one row per patch;
+# within q8_0's rounding.
+"$LMPOOL_BIN" quantize "$mm" "$tmp/mm-f32.gguf" f32 > /dev/null
+"$LMPOOL_BIN" quantize "$mm" "$tmp/mm-q8_0.gguf" q8_0 > /dev/null
+for t in f16 f32 q8_0; do
+        p="$mm"; [ "$t" = f16 ] || p="$tmp/mm-$t.gguf"
+        "$LMPOOL_BIN" image-embed "$p" --image "$d/img1.png" > "$tmp/embd-$t" 2> /dev/null
+done
+python3 - "$tmp" <<'PY'
+import json, sys
+e = {t: json.load(open(f"{sys.argv[1]}/embd-{t}"))["embeddings"] for t in ("f16", "f32", "q8_0")}
+top = max(abs(v) for v in e["f16"])
+d = {t: max(abs(a - b) for a, b in zip(e[t], e["f16"])) for t in ("f32", "q8_0")}
+assert all(len(e[t]) == len(e["f16"]) for t in d), {t: len(v) for t, v in e.items()}
+assert d["f32"] <= 0.002 * top and 0 < d["q8_0"] <= 0.05 * top, (d, top)
+print(f"encoder weights against f16 (max |e| {top:.3f}): f32 max |d| {d['f32']:.6f}, q8_0 {d['q8_0']:.5f}")
+PY
+
 # Without the marker the image goes first; with two it is refused; a
 # model without M-RoPE has no image input.
 "$LMPOOL_BIN" logits "$m" --mmproj "$mm" --image "$d/img1.png" --prompt "Describe." --top 1 > "$tmp/first"
