@@ -314,17 +314,37 @@ void lmp_vec_dot_q5_1_q8_1_avx2(int n, float *restrict s, const void *restrict v
         *s = hsum_f32x8(acc) + summs;
 }
 
+/* Four blocks a step into two sums (one sum's FMA latency bound the loop
+ * at a block per 4 cycles), with the rows prefetched 4 KiB ahead, as the
+ * AVX-512 kernel does for the short rows of small models. */
 void lmp_vec_dot_q8_0_q8_0_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
         const struct lmp_block_q8_0 *x = vx;
         const struct lmp_block_q8_0 *y = vy;
-        __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < n / LMP_QK8_0; i++) {
+        const int nb = n / LMP_QK8_0;
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 3 < nb; i += 4) {
+                _mm_prefetch((const char *)&x[i] + 4096, _MM_HINT_T0);
+                _mm_prefetch((const char *)&x[i] + 4096 + 64, _MM_HINT_T0);
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++) {
+                        const __m256 d = _mm256_set1_ps(h2f(x[i + k].d) * h2f(y[i + k].d));
+                        const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i + k].qs);
+                        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i + k].qs);
+                        const __m256 p = _mm256_cvtepi32_ps(dot_s8s8(qx, qy));
+                        if (k & 1)
+                                acc1 = _mm256_fmadd_ps(d, p, acc1);
+                        else
+                                acc0 = _mm256_fmadd_ps(d, p, acc0);
+                }
+        }
+        for (; i < nb; i++) {
                 const __m256 d = _mm256_set1_ps(h2f(x[i].d) * h2f(y[i].d));
                 const __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
                 const __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
-                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8s8(qx, qy)), acc);
+                acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot_s8s8(qx, qy)), acc0);
         }
-        *s = hsum_f32x8(acc);
+        *s = hsum_f32x8(_mm256_add_ps(acc0, acc1));
 }
 
 /* ---- K-quants ---------------------------------------------------------- */
