@@ -315,17 +315,20 @@ void lmp_vec_dot_q5_1_q8_1_avx2(int n, float *restrict s, const void *restrict v
 }
 
 /* Four blocks a step into two sums (one sum's FMA latency bound the loop
- * at a block per 4 cycles), with the rows prefetched 4 KiB ahead, as the
- * AVX-512 kernel does for the short rows of small models. */
+ * at a block per 4 cycles); short rows prefetched 4 KiB ahead, as the
+ * AVX-512 kernel does (avx512.c: long rows read faster without). */
 void lmp_vec_dot_q8_0_q8_0_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
         const struct lmp_block_q8_0 *x = vx;
         const struct lmp_block_q8_0 *y = vy;
         const int nb = n / LMP_QK8_0;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         int i = 0;
+        const int pf = nb <= 32;
         for (; i + 3 < nb; i += 4) {
-                _mm_prefetch((const char *)&x[i] + 4096, _MM_HINT_T0);
-                _mm_prefetch((const char *)&x[i] + 4096 + 64, _MM_HINT_T0);
+                if (pf) {
+                        _mm_prefetch((const char *)&x[i] + 4096, _MM_HINT_T0);
+                        _mm_prefetch((const char *)&x[i] + 4096 + 64, _MM_HINT_T0);
+                }
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++) {
                         const __m256 d = _mm256_set1_ps(h2f(x[i + k].d) * h2f(y[i + k].d));

@@ -307,7 +307,13 @@ DOT32(q5_1_q8_1, lmp_block_q5_1, lmp_block_q8_1, UNPACK_Q5_1, 0, MS_Q8_1)
 
 /* q8_0 by q8_0: DOT32's loop, with each operand's four scales gathered as
  * one 64-bit integer (four 16-bit loads, shifts and ors in the integer
- * units) where a 16-bit vector insert per block and operand did. */
+ * units) where a 16-bit vector insert per block and operand did. Short
+ * rows (Q8_PF_MAX_BLOCKS or fewer blocks) prefetch 4 KiB ahead, into the
+ * rows after them: a small model's many short matrices then read faster
+ * from memory; within long rows the hardware prefetcher does better alone
+ * (bench_kernels, 4096-value rows from memory: 24.4-24.8 GB/s without,
+ * 20.2-21.6 with). */
+#define Q8_PF_MAX_BLOCKS 32
 static inline __m128i scales4(const struct lmp_block_q8_0 *b) {
         uint64_t v = (uint64_t)b[0].d | (uint64_t)b[1].d << 16 | (uint64_t)b[2].d << 32 | (uint64_t)b[3].d << 48;
         return _mm_cvtsi64_si128((long long)v);
@@ -321,9 +327,12 @@ void lmp_vec_dot_q8_0_q8_0_avx512(int n, float *restrict s, const void *restrict
         const __m512i flip = _mm512_set1_epi8((char)0x80);
         __m512 acc = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
         int i = 0;
+        const int pf = nb <= Q8_PF_MAX_BLOCKS;
         for (; i + 3 < nb; i += 4) {
-                _mm_prefetch((const char *)&x[i] + 4096, _MM_HINT_T0);
-                _mm_prefetch((const char *)&x[i] + 4096 + 64, _MM_HINT_T0);
+                if (pf) {
+                        _mm_prefetch((const char *)&x[i] + 4096, _MM_HINT_T0);
+                        _mm_prefetch((const char *)&x[i] + 4096 + 64, _MM_HINT_T0);
+                }
                 const __m512i qx0 = join256(UNPACK_Q8_0(&x[i]), UNPACK_Q8_0(&x[i + 1]));
                 const __m512i qx1 = join256(UNPACK_Q8_0(&x[i + 2]), UNPACK_Q8_0(&x[i + 3]));
                 const __m512i qy0 = join256(_mm256_loadu_si256((const __m256i *)y[i].qs),
