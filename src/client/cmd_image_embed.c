@@ -59,8 +59,8 @@ int lmp_cmd_image_embed(int argc, char **argv) {
         double t0 = lmp_clock_s();
         if (lmp_vision_encode(v, pool, &pre, &e, &err) < 0)
                 goto fail;
-        fprintf(stderr, "image: %ux%u, %u tokens encoded in %.3f s\n", pre.width, pre.height, e.n_tokens,
-                lmp_clock_s() - t0);
+        fprintf(stderr, "image: %ux%u, %u tokens encoded in %.3f s; %u of %u matrices on bf16 products\n",
+                pre.width, pre.height, e.n_tokens, lmp_clock_s() - t0, v->n_bf16, v->n_mat);
         printf("{\"n_tokens\": %u, \"n_pos\": %u, \"grid\": [%u, %u], \"embeddings\": [", e.n_tokens,
                e.n_pos, e.grid_rows, e.grid_cols);
         size_t n = (size_t)e.n_tokens * e.n_embd;

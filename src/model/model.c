@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quant/bf16gemm.h"
 #include "quant/blocks.h"
 #include "quant/repack.h"
 
@@ -337,6 +338,29 @@ void lmp_weight_row(const struct lmp_weight *w, int64_t row, float *out) {
         }
 }
 
+/* out's rows [r0, r0 + nr) of every token <- bias (added when add) or 0,
+ * or left alone (add without a bias), before a product adds to them. */
+static void prefill_out(float *out, int64_t ld, int64_t n_tok, const float *bias, bool add, int64_t r0,
+                        int64_t nr) {
+        for (int64_t t = 0; t < n_tok; t++) {
+                float *o = out + t * ld + r0;
+                if (add && bias)
+                        for (int64_t r = 0; r < nr; r++)
+                                o[r] += bias[r0 + r];
+                else if (!add && bias)
+                        memcpy(o, bias + r0, (size_t)nr * sizeof(float));
+                else if (!add)
+                        memset(o, 0, (size_t)nr * sizeof(float));
+        }
+}
+
+/* Row r of n_parts stacked weights, as f32. */
+static void stacked_row(const struct lmp_weight *w, int64_t r, float *dst) {
+        const int64_t p = r / w->n_out;
+        w[p].traits->to_float((const uint8_t *)w[p].data + (size_t)(r - p * w->n_out) * w[p].row_size, dst,
+                              w->n_in);
+}
+
 void lmp_weight_rows_sgemm(const struct lmp_weight *w, int n_parts, const float *y, int64_t n_tok, float *out,
                            int64_t ld, const float *bias, bool add, float *panel, size_t panel_floats,
                            int64_t begin, int64_t end, void (*act)(const void *arg, float *x, int64_t n),
@@ -346,31 +370,46 @@ void lmp_weight_rows_sgemm(const struct lmp_weight *w, int n_parts, const float 
         end = LMP_MIN(end, n_parts * part_rows);
         for (int64_t r0 = begin; r0 < end; r0 += rows) {
                 int64_t nr = LMP_MIN(rows, end - r0);
-                for (int64_t t = 0; t < n_tok; t++) {
-                        float *o = out + t * ld + r0;
-                        if (add && bias)
-                                for (int64_t r = 0; r < nr; r++)
-                                        o[r] += bias[r0 + r];
-                        else if (!add && bias)
-                                memcpy(o, bias + r0, (size_t)nr * sizeof(float));
-                        else if (!add)
-                                memset(o, 0, (size_t)nr * sizeof(float));
-                }
+                prefill_out(out, ld, n_tok, bias, add, r0, nr);
                 /* f32 rows of one part are used in place; anything else is
                  * converted (or gathered from its parts) into the panel */
                 const int64_t p0 = r0 / part_rows;
                 const float *wf = (const float *)w[p0].data + (r0 - p0 * part_rows) * n_in;
                 if (w->type != LMP_TYPE_F32 || (r0 + nr - 1) / part_rows != p0) {
-                        for (int64_t r = 0; r < nr; r++) {
-                                const int64_t p = (r0 + r) / part_rows;
-                                w[p].traits->to_float((const uint8_t *)w[p].data +
-                                                              (size_t)(r0 + r - p * part_rows) * w[p].row_size,
-                                                      panel + r * n_in, n_in);
-                        }
+                        for (int64_t r = 0; r < nr; r++)
+                                stacked_row(w, r0 + r, panel + r * n_in);
                         wf = panel;
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n_tok, (int)nr, (int)n_in, 1.0f, y,
                             (int)n_in, wf, (int)n_in, 1.0f, out + r0, (int)ld);
+                if (act)
+                        for (int64_t t = 0; t < n_tok; t++)
+                                act(act_arg, out + t * ld + r0, nr);
+        }
+}
+
+void lmp_weight_rows_bf16(const struct lmp_weight *w, int n_parts, const uint16_t *xb, size_t xs, int64_t n_tok,
+                          float *out, int64_t ld, const float *bias, bool add, float *panel, size_t panel_floats,
+                          int64_t begin, int64_t end, void (*act)(const void *arg, float *x, int64_t n),
+                          const void *act_arg) {
+        const int64_t n_in = w->n_in, kp = lmp_bf16_kp(n_in);
+        /* the panel: packed rows, then one 16-row block of f32 rows */
+        const int64_t room = (int64_t)panel_floats * 4 - 16 * n_in * 4;
+        const int64_t rows = LMP_MAX((int64_t)16, room / (kp * 2) / 16 * 16);
+        uint16_t *packed = (uint16_t *)panel;
+        float *f32 = panel + (size_t)rows * (size_t)kp / 2;
+        end = LMP_MIN(end, n_parts * w->n_out);
+        for (int64_t r0 = begin; r0 < end; r0 += rows) {
+                const int64_t nr = LMP_MIN(rows, end - r0);
+                prefill_out(out, ld, n_tok, bias, add, r0, nr);
+                for (int64_t b = 0; b < nr; b += 16) {
+                        const int64_t nb = LMP_MIN((int64_t)16, nr - b);
+                        for (int64_t r = 0; r < nb; r++)
+                                stacked_row(w, r0 + b + r, f32 + r * n_in);
+                        lmp_bf16_pack(LMP_ISA_AVX512, f32, nb, n_in, (size_t)n_in, packed + (size_t)b * (size_t)kp);
+                }
+                /* w->bf16: the AVX512-BF16 kernel runs here */
+                lmp_gemm_bf16(LMP_ISA_AVX512, n_in, nr, n_tok, packed, xb, xs, out + r0, (size_t)ld);
                 if (act)
                         for (int64_t t = 0; t < n_tok; t++)
                                 act(act_arg, out + t * ld + r0, nr);

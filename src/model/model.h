@@ -39,6 +39,10 @@ struct lmp_weight {
          * no row can be read on its own. */
         bool r16;
         int r16_row0;
+        /* Every value is a bf16 value, and bf16 products run here: a float
+         * weight whose wide products may go through lmp_weight_rows_bf16()
+         * and lose nothing of the weight. Set by the loaders that use it. */
+        bool bf16;
 };
 
 /* Makes *w the view of tensor t (named name in messages) as n_out rows of
@@ -69,6 +73,16 @@ void lmp_weight_rows_sgemm(const struct lmp_weight *w, int n_parts, const float 
                            int64_t ld, const float *bias, bool add, float *panel, size_t panel_floats,
                            int64_t begin, int64_t end, void (*act)(const void *arg, float *x, int64_t n),
                            const void *act_arg);
+
+/* The same product on bf16 operands (quant/bf16gemm.h): xb (n_tok rows of
+ * stride xs) is y rounded to bf16 by lmp_bf16_from_f32(); each panel of the
+ * rows is packed to bf16 (exactly, when w->bf16 says so) into panel, whose
+ * panel_floats * 4 bytes also hold the f32 rows of the 16-row block being
+ * packed. The rest as lmp_weight_rows_sgemm(). */
+void lmp_weight_rows_bf16(const struct lmp_weight *w, int n_parts, const uint16_t *xb, size_t xs, int64_t n_tok,
+                          float *out, int64_t ld, const float *bias, bool add, float *panel, size_t panel_floats,
+                          int64_t begin, int64_t end, void (*act)(const void *arg, float *x, int64_t n),
+                          const void *act_arg);
 
 struct lmp_layer {
         const float *attn_norm;                 /* (n_embd) decoders: before attention */

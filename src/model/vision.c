@@ -42,6 +42,7 @@
 #include "common/macros.h"
 #include "model/vecmath.h"
 #include "quant/attn.h"
+#include "quant/bf16gemm.h"
 #include "quant/fp16.h"
 
 #define MAX_SIDE 16384          /* pixels per image side, before resizing */
@@ -134,7 +135,7 @@ static int load_vec(const struct lmp_vision *v, const char *name, uint64_t n, co
 /* A matrix of n_out rows of n_in values; shape: the tensor's dimensions,
  * [n_in, n_out, 1, 1], or a convolution kernel's [width, height, channels,
  * n_out], whose first three make a row. */
-static int load_weight(const struct lmp_vision *v, const char *name, const uint64_t shape[4],
+static int load_weight(struct lmp_vision *v, const char *name, const uint64_t shape[4],
                        struct lmp_weight *w, struct lmp_error *err) {
         const struct lmp_gguf_tensor *t = lmp_gguf_find_tensor(v->gguf, name);
         if (!t)
@@ -145,7 +146,16 @@ static int load_weight(const struct lmp_vision *v, const char *name, const uint6
         bool conv = shape[2] > 1 || shape[3] > 1;
         uint64_t n_out = conv ? shape[3] : shape[1];
         uint64_t n_in = conv ? shape[0] * shape[1] * shape[2] : shape[0];
-        return lmp_weight_init(w, t, name, n_in, n_out, v->isa, err);
+        if ((r = lmp_weight_init(w, t, name, n_in, n_out, v->isa, err)) < 0)
+                return r;
+        /* bf16 products for a float weight that loses nothing in bf16 */
+        const size_t n = (size_t)(n_in * n_out);
+        w->bf16 = v->bf16 && (w->type == LMP_TYPE_BF16 ||
+                              (w->type == LMP_TYPE_F16 && lmp_f16_is_bf16(LMP_ISA_AVX512, w->data, n)) ||
+                              (w->type == LMP_TYPE_F32 && lmp_f32_is_bf16(w->data, n)));
+        v->n_mat++;
+        v->n_bf16 += w->bf16;
+        return 0;
 }
 
 static int load_hparams(struct lmp_vision *v, struct lmp_error *err) {
@@ -225,6 +235,7 @@ int lmp_vision_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_visio
                 return lmp_error_set(err, -ENOMEM, "out of memory");
         v->gguf = g;
         v->isa = isa;
+        v->bf16 = isa == LMP_ISA_AVX512 && lmp_cpu_bf16();
         int r = load_hparams(v, err);
         if (r < 0)
                 goto fail;
@@ -580,6 +591,8 @@ struct wide_job {
         const struct lmp_weight *w;     /* n_parts weights, stacked */
         int n_parts;
         const float *y;         /* (n_tok, n_in) */
+        const uint16_t *yb;     /* y in bf16 (n_tok rows of stride ys) for bf16 products, or NULL */
+        size_t ys;
         int64_t n_tok;
         float *out;             /* (n_tok, ld) */
         int64_t ld;
@@ -600,6 +613,13 @@ static void activate_cb(const void *arg, float *x, int64_t n) {
 static void wide_rows(void *arg, int64_t begin, int64_t end, int tid) {
         const struct wide_job *j = arg;
         const struct act_arg aa = { .e = j->e, .how = j->how };
+        if (j->yb) {
+                lmp_weight_rows_bf16(j->w, j->n_parts, j->yb, j->ys, j->n_tok, j->out, j->ld, j->bias,
+                                     j->how == MM_ADD, j->e->panel + (size_t)tid * PANEL_FLOATS, PANEL_FLOATS,
+                                     begin, end,
+                                     j->how == MM_GELU || j->how == MM_GELU_QUICK ? activate_cb : NULL, &aa);
+                return;
+        }
         lmp_weight_rows_sgemm(j->w, j->n_parts, j->y, j->n_tok, j->out, j->ld, j->bias, j->how == MM_ADD,
                               j->e->panel + (size_t)tid * PANEL_FLOATS, PANEL_FLOATS, begin, end,
                               j->how == MM_GELU || j->how == MM_GELU_QUICK ? activate_cb : NULL, &aa);
@@ -617,6 +637,37 @@ static int64_t wide_grain(const struct enc *e, int64_t rows) {
 
 static bool wide_type(enum lmp_type t) {
         return t == LMP_TYPE_F32 || t == LMP_TYPE_F16 || t == LMP_TYPE_BF16;
+}
+
+struct bf16_job {
+        const float *x;
+        int64_t n_in;
+        uint16_t *out;
+        size_t stride;
+        enum lmp_isa isa;
+};
+
+static void bf16_rows(void *arg, int64_t begin, int64_t end, int tid) {
+        (void)tid;
+        const struct bf16_job *j = arg;
+        for (int64_t t = begin; t < end; t++)
+                lmp_bf16_from_f32(j->isa, j->x + t * j->n_in, j->n_in, j->out + (size_t)t * j->stride);
+}
+
+/* A wide product's job, on bf16 operands when all n weights' values are
+ * bf16 values: x rounded to bf16 once (into qbuf), for every task. */
+static void wide_input(struct enc *e, const struct lmp_weight *w, int n, const float *x, int64_t n_tok,
+                       struct wide_job *j) {
+        j->y = x;
+        j->yb = NULL;
+        for (int i = 0; i < n; i++)
+                if (!w[i].bf16)
+                        return;
+        struct bf16_job bj = { .x = x, .n_in = w->n_in, .out = e->qbuf,
+                               .stride = (size_t)lmp_bf16_kp(w->n_in), .isa = LMP_ISA_AVX512 };
+        lmp_threadpool_run(e->pool, n_tok, 1 + n_tok / (4 * e->nth), bf16_rows, &bj);
+        j->yb = e->qbuf;
+        j->ys = bj.stride;
 }
 
 struct act_job {
@@ -662,8 +713,9 @@ static void matmul(struct enc *e, const struct lmp_weight *w, const float *x, in
         const struct lmp_vision *v = e->v;
         const int nth = e->nth;
         if (n_tok >= WIDE_MIN && wide_type(w->type)) {
-                struct wide_job j = { .e = e, .w = w, .n_parts = 1, .y = x, .n_tok = n_tok, .out = out,
+                struct wide_job j = { .e = e, .w = w, .n_parts = 1, .n_tok = n_tok, .out = out,
                                       .ld = ld, .bias = bias, .how = how };
+                wide_input(e, w, 1, x, n_tok, &j);
                 lmp_threadpool_run(e->pool, w->n_out, wide_grain(e, w->n_out), wide_rows, &j);
                 return;
         }
@@ -713,8 +765,9 @@ static void matmul_qkv(struct enc *e, const struct lmp_vision_layer *L, const fl
                 memcpy(e->bqkv, L->bq, (size_t)E * sizeof(float));
                 memcpy(e->bqkv + E, L->bk, (size_t)E * sizeof(float));
                 memcpy(e->bqkv + 2 * E, L->bv, (size_t)E * sizeof(float));
-                struct wide_job j = { .e = e, .w = ws, .n_parts = 3, .y = x, .n_tok = T, .out = qkv,
+                struct wide_job j = { .e = e, .w = ws, .n_parts = 3, .n_tok = T, .out = qkv,
                                       .ld = 3 * E, .bias = e->bqkv, .how = MM_SET };
+                wide_input(e, ws, 3, x, T, &j);
                 lmp_threadpool_run(e->pool, 3 * E, wide_grain(e, 3 * E), wide_rows, &j);
                 return;
         }

@@ -55,6 +55,8 @@ struct lmp_vision {
         enum lmp_projector proj;
         struct lmp_vision_hparams hp;
         enum lmp_isa isa;
+        bool bf16;              /* bf16 products run here (lmp_cpu_bf16() at the AVX-512 level) */
+        uint32_t n_mat, n_bf16; /* matrices, and those whose wide products run on bf16 */
         const struct lmp_gguf *gguf;
 
         /* Patch embedding: a convolution kernel of patch x patch x 3 per

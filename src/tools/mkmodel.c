@@ -23,6 +23,7 @@
 #include "common/macros.h"
 #include "gguf/gguf.h"
 #include "gguf/types.h"
+#include "quant/fp16.h"
 #include "tools/encode.h"
 
 enum chat {
@@ -94,7 +95,8 @@ static const struct lmp_shape shapes[] = {
           .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true, .chat = CHAT_GEMMA,
           .head_dim = 96, .n_swa = 16 },
         /* Qwen2-VL 2B Instruct: the language model (Qwen2 with M-RoPE) and its
-         * vision encoder, an f16 mmproj as llama.cpp's converter writes it. */
+         * vision encoder, an f16 mmproj as llama.cpp's converter writes it
+         * from the bf16 checkpoint (so every value is a bf16 value). */
         { .name = "qwen2-vl-2b", .arch = "qwen2vl", .model_name = "Qwen2-VL 2B Instruct (random weights)",
           .n_vocab = 151936, .n_embd = 1536, .n_ff = 8960, .n_layer = 28, .n_head = 12, .n_head_kv = 2,
           .n_ctx = 32768, .rope_freq_base = 1000000.f, .norm_eps = 1e-6f, .tied_output = true,
@@ -102,7 +104,7 @@ static const struct lmp_shape shapes[] = {
         { .name = "qwen2-vl-2b-mmproj", .arch = "clip",
           .model_name = "Qwen2-VL 2B Instruct vision encoder (random weights)", .n_embd = 1280, .n_ff = 5120,
           .n_layer = 32, .n_head = 16, .n_head_kv = 16, .norm_eps = 1e-6f, .chat = CHAT_NONE,
-          .patch_size = 14, .proj_dim = 1536 },
+          .patch_size = 14, .proj_dim = 1536, .bf16_values = true },
         /* Small ones for tests: the vision fixtures' geometry. */
         { .name = "test-qwen2vl", .arch = "qwen2vl", .model_name = "test qwen2vl (random weights)",
           .n_vocab = 151936, .n_embd = 64, .n_ff = 192, .n_layer = 2, .n_head = 4, .n_head_kv = 2,
@@ -715,6 +717,8 @@ static int gen_row(void *ctx, int64_t row, float *out) {
                 int32_t sum = (int32_t)(z & 0xffff) + (int32_t)((z >> 16) & 0xffff) +
                               (int32_t)((z >> 32) & 0xffff) + (int32_t)(z >> 48) - 2 * 65535;
                 out[i] = (float)sum * k + (t->gen == GEN_NORM ? 1.f : 0.f);
+                if (g->s->bf16_values)
+                        out[i] = lmp_bf16_to_f32(lmp_f32_to_bf16(out[i]));
         }
         return 0;
 }

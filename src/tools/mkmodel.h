@@ -43,6 +43,9 @@ struct lmp_shape {
          * n_embd, n_ff, n_layer, n_head are the ViT's; no vocabulary. */
         uint32_t patch_size;    /* pixels per patch side */
         uint32_t proj_dim;      /* the projector's output: the language model's n_embd */
+        /* Random values drawn as bf16 values, as a model trained in bf16
+         * holds them (its f16 and f32 files keep them exactly). */
+        bool bf16_values;
 };
 
 /* NULL when unknown. */

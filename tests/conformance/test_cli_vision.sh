@@ -98,6 +98,35 @@ assert d["f32"] <= 0.002 * top and 0 < d["q8_0"] <= 0.05 * top, (d, top)
 print(f"encoder weights against f16 (max |e| {top:.3f}): f32 max |d| {d['f32']:.6f}, q8_0 {d['q8_0']:.5f}")
 PY
 
+# bf16 weights (every value a bf16 value): where the CPU has AVX512-BF16,
+# the ViT's and the merger's products run on bf16 operands (activations
+# rounded to bf16) and must stay close to the same weights' f32 products
+# (LMPOOL_BF16=off) and to the f16 pair's embeddings; the f16 fixture's
+# values are not bf16 values, so it never takes that path.
+"$LMPOOL_BIN" quantize "$mm" "$tmp/mm-bf16.gguf" bf16 > /dev/null 2>&1
+"$LMPOOL_BIN" image-embed "$tmp/mm-bf16.gguf" --image "$d/img1.png" > "$tmp/embd-bf16" 2> "$tmp/bf16.err"
+LMPOOL_BF16=off "$LMPOOL_BIN" image-embed "$tmp/mm-bf16.gguf" --image "$d/img1.png" > "$tmp/embd-bf16-off" \
+        2> "$tmp/bf16-off.err"
+"$LMPOOL_BIN" image-embed "$mm" --image "$d/img1.png" 2> "$tmp/f16.err" > /dev/null
+grep -q ' 0 of 16 matrices on bf16 products' "$tmp/bf16-off.err"
+grep -q ' 0 of 16 matrices on bf16 products' "$tmp/f16.err"
+on=0
+if ! grep -q ' 0 of 16 matrices on bf16 products' "$tmp/bf16.err"; then
+        grep -q ' 15 of 16 matrices on bf16 products' "$tmp/bf16.err"     # all but the f16 patch kernel
+        on=1
+fi
+python3 - "$tmp" "$on" <<'PY'
+import json, sys
+tmp, on = sys.argv[1], sys.argv[2] == "1"
+e = {t: json.load(open(f"{tmp}/embd-{t}"))["embeddings"] for t in ("f16", "bf16", "bf16-off")}
+top = max(abs(v) for v in e["f16"])
+d_path = max(abs(a - b) for a, b in zip(e["bf16"], e["bf16-off"]))
+d_f16 = max(abs(a - b) for a, b in zip(e["bf16"], e["f16"]))
+assert (d_path > 0) == on and d_path <= 0.01 * top and d_f16 <= 0.01 * top, (on, d_path, d_f16, top)
+print(f"bf16 weights, {'bf16' if on else 'f32'} products: max |d| {d_path:.6f} from f32 products, "
+      f"{d_f16:.6f} from the f16 pair (max |e| {top:.3f})")
+PY
+
 # Without the marker the image goes first; with two it is refused; a
 # model without M-RoPE has no image input.
 "$LMPOOL_BIN" logits "$m" --mmproj "$mm" --image "$d/img1.png" --prompt "Describe." --top 1 > "$tmp/first"
