@@ -149,6 +149,7 @@ class Gateway:
 
     def wait_healthy(self, timeout=120):
         deadline = time.time() + timeout
+        last = "no answer"
         while time.time() < deadline:
             try:
                 # the gateway itself answers within 5 s (503 while the
@@ -157,10 +158,12 @@ class Gateway:
                 status, _, body = self.request("GET", "/health", key=None, timeout=30)
                 if status == 200:
                     return json.loads(body)
-            except OSError:
-                pass
+                last = "%d %s" % (status, body[:500])
+            except OSError as e:
+                last = "error: %r" % (e,)
             time.sleep(0.1)
-        raise TimeoutError("gateway not healthy: " + self.logs() + "\nthe daemon's log:\n" + self.daemon.logs()[-6000:])
+        raise TimeoutError("gateway not healthy (the last /health answer: " + last + "): " + self.logs() +
+                           "\nthe daemon's log:\n" + self.daemon.logs()[-6000:])
 
     def raw(self, data, timeout=10, read=True):
         """Sends bytes on a new socket; returns what comes back until close."""
