@@ -57,6 +57,7 @@
 #include "quant/repack.h"
 
 #define BLAS_MIN_BATCH 16       /* smaller f32 products use our own kernels */
+#define BF16_MIN_BATCH 16       /* bf16 weights: from this many tokens, bf16 products on packed panels */
 #define ATT_TILE 32             /* query rows per attention task */
 #define ATT_OWN_ROWS 16         /* tasks of at most this many rows use attn.h's kernels, not sgemm */
 #define MM_TOK_TILE 8           /* tokens per inner block of a matrix product */
@@ -314,11 +315,13 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
-        if (enc) {
-                c->wpanel_floats = LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)16 * m->max_n_in);
+        if (enc || m->has_bf16) {
+                /* bf16 panels: 16 f32 rows and at least 16 packed ones */
+                c->wpanel_floats = LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)(enc ? 16 : 32) * m->max_n_in);
                 c->wpanel = alloc_array((size_t)lmp_threadpool_size(pool), c->wpanel_floats, sizeof(float));
         }
-        bool ok = c->layer_row && (enc ? c->wpanel != NULL : c->k_cache && c->v_cache) && c->seq_len &&
+        bool ok = c->layer_row && (enc ? c->wpanel != NULL : c->k_cache && c->v_cache) &&
+                  (!m->has_bf16 || c->wpanel) && c->seq_len &&
                   c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   (!hp->n_swa || c->rope_swa) &&
@@ -393,6 +396,9 @@ struct matmul_part {
         float *out;
         int64_t ld;
         bool blas;              /* an f32 weight on a long batch: OpenBLAS */
+        bool bf16;              /* a bf16 weight on a long batch: bf16 products on panels */
+        float *panel;           /* bf16: (n_threads, panel_floats) */
+        size_t panel_floats;
 };
 
 /* Up to MM_PARTS_MAX weights on one input in one pool run, so that a step
@@ -422,10 +428,16 @@ static void part_rows_r16(const struct matmul_part *p, int64_t n_tok, int64_t be
                           p->out, (size_t)p->ld);
 }
 
-static void part_rows(const struct matmul_part *p, int64_t n_tok, int64_t begin, int64_t end) {
+static void part_rows(const struct matmul_part *p, int64_t n_tok, int64_t begin, int64_t end, int tid) {
         const struct lmp_weight *w = p->w;
         if (w->r16) {
                 part_rows_r16(p, n_tok, begin, end);
+                return;
+        }
+        if (p->bf16) {
+                lmp_weight_rows_bf16(w, 1, p->y, p->y_stride / sizeof(uint16_t), n_tok, p->out, p->ld, NULL, false,
+                                     p->panel + (size_t)tid * p->panel_floats, p->panel_floats, begin, end, NULL,
+                                     NULL);
                 return;
         }
         if (p->blas) {
@@ -471,13 +483,12 @@ static void swiglu(float *g, const float *u, int64_t count);
 static void geglu(float *g, const float *u, int64_t count);
 
 static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
-        (void)tid;
         const struct matmul_job *j = arg;
         begin *= j->unit;
         end = LMP_MIN(end * j->unit, j->rows);
         if (j->glu) {
-                part_rows(&j->part[0], j->n_tok, begin, end);
-                part_rows(&j->part[1], j->n_tok, begin, end);
+                part_rows(&j->part[0], j->n_tok, begin, end, tid);
+                part_rows(&j->part[1], j->n_tok, begin, end, tid);
                 for (int64_t t = 0; t < j->n_tok; t++) {
                         float *g = j->part[0].out + t * j->part[0].ld + begin;
                         const float *u = j->part[1].out + t * j->part[1].ld + begin;
@@ -491,7 +502,7 @@ static void matmul_rows(void *arg, int64_t begin, int64_t end, int tid) {
         for (int p = 0; p < j->n_parts; p++) {
                 int64_t b = LMP_MAX(begin, j->first[p]), e = LMP_MIN(end, j->first[p + 1]);
                 if (b < e)
-                        part_rows(&j->part[p], j->n_tok, b - j->first[p], e - j->first[p]);
+                        part_rows(&j->part[p], j->n_tok, b - j->first[p], e - j->first[p], tid);
         }
 }
 
@@ -525,15 +536,21 @@ static void matmul_prepare(struct lmp_ctx *c, const struct lmp_weight *w, struct
         }
         p->y = c->qbuf[vt];
         p->y_stride = c->qrow[vt];
+        if (w->bf16 && in->n_tok >= BF16_MIN_BATCH) {
+                p->bf16 = true;
+                p->panel = c->wpanel;
+                p->panel_floats = c->wpanel_floats;
+        }
 }
 
 static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
         int nth = lmp_threadpool_size(c->pool);
         int64_t rows = j->glu ? j->first[1] : j->first[j->n_parts];
-        bool gemm = false, blas = false, r16 = false;
+        bool gemm = false, blas = false, r16 = false, bf16 = false;
         for (int p = 0; p < j->n_parts; p++) {
                 gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1;
                 blas |= j->part[p].blas;
+                bf16 |= j->part[p].bf16;
                 r16 |= j->part[p].w->r16;
         }
         /* Weights in 16-row groups take tasks of whole groups (parts of
@@ -567,6 +584,8 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
         int64_t grain = LMP_MAX((int64_t)1, rows / (MM_TASKS * nth));
         if (blas)
                 grain = LMP_MAX(grain, (int64_t)16);
+        if (bf16)       /* whole 16-row blocks of the packed panels */
+                grain = (LMP_MAX(grain, (int64_t)16) + 15) / 16 * 16;
         /* The gemm kernels read the whole token block once per panel of a
          * few rows whatever the task size, so smaller tasks cost little and
          * even out the end of each product across threads; tasks of whole

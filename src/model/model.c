@@ -416,7 +416,7 @@ void lmp_weight_rows_bf16(const struct lmp_weight *w, int n_parts, const uint16_
         }
 }
 
-static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_in,
+static int load_weight(struct lmp_model *m, const char *name, uint64_t n_in,
                        uint64_t n_out, bool required, struct lmp_weight *w,
                        struct lmp_error *err) {
         int r;
@@ -427,6 +427,10 @@ static int load_weight(const struct lmp_model *m, const char *name, uint64_t n_i
                 return r;
         if ((r = lmp_weight_init(w, t, name, n_in, n_out, m->isa, err)) < 0)
                 return r;
+        /* a bf16 matrix's products of many tokens run on bf16 operands, its
+         * activations rounded to bf16 as its vec_dot's are */
+        w->bf16 = m->bf16 && w->type == LMP_TYPE_BF16 && n_in % 2 == 0;
+        m->has_bf16 |= w->bf16;
         return 1;
 }
 
@@ -596,6 +600,7 @@ int lmp_model_load(const struct lmp_gguf *g, enum lmp_isa isa, struct lmp_model 
                 return lmp_error_set(err, -ENOMEM, "out of memory");
         m->arch = arch;
         m->isa = isa;
+        m->bf16 = isa == LMP_ISA_AVX512 && lmp_cpu_bf16();
         m->gguf = g;
         if ((r = load_hparams(g, arch, &m->hp, err)) < 0)
                 goto fail;

@@ -148,6 +148,8 @@ struct lmp_model {
         const struct lmp_arch *arch;
         struct lmp_hparams hp;
         enum lmp_isa isa;
+        bool bf16;                              /* bf16 products run here: bf16 weights are flagged */
+        bool has_bf16;                          /* some weight is */
         const struct lmp_gguf *gguf;
 
         struct lmp_weight tok_embd;             /* (n_vocab rows of n_embd) */
