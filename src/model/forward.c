@@ -315,13 +315,13 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
-        if (enc || m->has_bf16) {
+        if (enc || m->has_panels) {
                 /* bf16 panels: 16 f32 rows and at least 16 packed ones */
                 c->wpanel_floats = LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)(enc ? 16 : 32) * m->max_n_in);
                 c->wpanel = alloc_array((size_t)lmp_threadpool_size(pool), c->wpanel_floats, sizeof(float));
         }
         bool ok = c->layer_row && (enc ? c->wpanel != NULL : c->k_cache && c->v_cache) &&
-                  (!m->has_bf16 || c->wpanel) && c->seq_len &&
+                  (!m->has_panels || c->wpanel) && c->seq_len &&
                   c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   (!hp->n_swa || c->rope_swa) &&
@@ -396,8 +396,9 @@ struct matmul_part {
         float *out;
         int64_t ld;
         bool blas;              /* an f32 weight on a long batch: OpenBLAS */
-        bool bf16;              /* a bf16 weight on a long batch: bf16 products on panels */
-        float *panel;           /* bf16: (n_threads, panel_floats) */
+        bool bf16;              /* a bf16 weight on a long batch: bf16 products on packed panels */
+        bool wide;              /* another f16 or bf16 one: OpenBLAS on f32 panels */
+        float *panel;           /* bf16, wide: (n_threads, panel_floats) */
         size_t panel_floats;
 };
 
@@ -432,6 +433,12 @@ static void part_rows(const struct matmul_part *p, int64_t n_tok, int64_t begin,
         const struct lmp_weight *w = p->w;
         if (w->r16) {
                 part_rows_r16(p, n_tok, begin, end);
+                return;
+        }
+        if (p->wide) {
+                lmp_weight_rows_sgemm(w, 1, p->y, n_tok, p->out, p->ld, NULL, false,
+                                      p->panel + (size_t)tid * p->panel_floats, p->panel_floats, begin, end, NULL,
+                                      NULL);
                 return;
         }
         if (p->bf16) {
@@ -516,6 +523,15 @@ static void matmul_prepare(struct lmp_ctx *c, const struct lmp_weight *w, struct
                 p->blas = true;
                 return;
         }
+        if ((w->type == LMP_TYPE_F16 || (w->type == LMP_TYPE_BF16 && !w->bf16)) && in->n_tok >= BLAS_MIN_BATCH) {
+                /* rows converted to f32 a panel at a time, through sgemm:
+                 * twice the f16 kernels' rate, and the activations stay f32 */
+                p->y = in->x;
+                p->wide = true;
+                p->panel = c->wpanel;
+                p->panel_floats = c->wpanel_floats;
+                return;
+        }
         enum lmp_type vt = w->traits->vec_dot_type;
         if (vt == LMP_TYPE_F32) {
                 p->y = in->x;
@@ -549,7 +565,7 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
         bool gemm = false, blas = false, r16 = false, bf16 = false;
         for (int p = 0; p < j->n_parts; p++) {
                 gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1;
-                blas |= j->part[p].blas;
+                blas |= j->part[p].blas || j->part[p].wide;
                 bf16 |= j->part[p].bf16;
                 r16 |= j->part[p].w->r16;
         }

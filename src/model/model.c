@@ -403,10 +403,20 @@ void lmp_weight_rows_bf16(const struct lmp_weight *w, int n_parts, const uint16_
                 const int64_t nr = LMP_MIN(rows, end - r0);
                 prefill_out(out, ld, n_tok, bias, add, r0, nr);
                 for (int64_t b = 0; b < nr; b += 16) {
-                        const int64_t nb = LMP_MIN((int64_t)16, nr - b);
+                        const int64_t nb = LMP_MIN((int64_t)16, nr - b), first = r0 + b;
+                        const int64_t p = first / w->n_out;
+                        uint16_t *dst = packed + (size_t)b * (size_t)kp;
+                        if ((first + nb - 1) / w->n_out == p && !w[p].r16 &&
+                            (w[p].type == LMP_TYPE_F32 || w[p].type == LMP_TYPE_F16 || w[p].type == LMP_TYPE_BF16)) {
+                                /* from the rows as they are */
+                                lmp_bf16_pack(LMP_ISA_AVX512, w[p].type,
+                                              (const uint8_t *)w[p].data + (size_t)(first - p * w->n_out) * w[p].row_size,
+                                              nb, n_in, w[p].row_size, dst);
+                                continue;
+                        }
                         for (int64_t r = 0; r < nb; r++)
-                                stacked_row(w, r0 + b + r, f32 + r * n_in);
-                        lmp_bf16_pack(LMP_ISA_AVX512, f32, nb, n_in, (size_t)n_in, packed + (size_t)b * (size_t)kp);
+                                stacked_row(w, first + r, f32 + r * n_in);
+                        lmp_bf16_pack(LMP_ISA_AVX512, LMP_TYPE_F32, f32, nb, n_in, (size_t)n_in * sizeof(float), dst);
                 }
                 /* w->bf16: the AVX512-BF16 kernel runs here */
                 lmp_gemm_bf16(LMP_ISA_AVX512, n_in, nr, n_tok, packed, xb, xs, out + r0, (size_t)ld);
@@ -430,7 +440,7 @@ static int load_weight(struct lmp_model *m, const char *name, uint64_t n_in,
         /* a bf16 matrix's products of many tokens run on bf16 operands, its
          * activations rounded to bf16 as its vec_dot's are */
         w->bf16 = m->bf16 && w->type == LMP_TYPE_BF16 && n_in % 2 == 0;
-        m->has_bf16 |= w->bf16;
+        m->has_panels |= w->type == LMP_TYPE_F16 || w->type == LMP_TYPE_BF16;
         return 1;
 }
 

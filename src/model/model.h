@@ -149,7 +149,7 @@ struct lmp_model {
         struct lmp_hparams hp;
         enum lmp_isa isa;
         bool bf16;                              /* bf16 products run here: bf16 weights are flagged */
-        bool has_bf16;                          /* some weight is */
+        bool has_panels;                        /* some weight's wide products convert panels (f16, bf16) */
         const struct lmp_gguf *gguf;
 
         struct lmp_weight tok_embd;             /* (n_vocab rows of n_embd) */

@@ -38,15 +38,32 @@ static uint16_t to_bf16(float f) {
         return (u & 0x7f800000u) ? lmp_f32_to_bf16(f) : (uint16_t)((u >> 16) & 0x8000);
 }
 
-static void bf16_pack_ref(const float *w, int64_t m, int64_t k, size_t ld, uint16_t *dst) {
+static uint16_t value_to_bf16(enum lmp_type type, const uint8_t *row, int64_t i) {
+        uint16_t h;
+        switch (type) {
+        case LMP_TYPE_F16:
+                memcpy(&h, row + 2 * i, 2);
+                return to_bf16(lmp_fp16_to_f32(h));
+        case LMP_TYPE_BF16:
+                memcpy(&h, row + 2 * i, 2);
+                return h;
+        default: {
+                float f;
+                memcpy(&f, row + 4 * i, 4);
+                return to_bf16(f);
+        }
+        }
+}
+
+static void bf16_pack_ref(enum lmp_type type, const void *w, int64_t m, int64_t k, size_t row_bytes,
+                          uint16_t *dst) {
         const int64_t kp = lmp_bf16_kp(k);
         for (int64_t r0 = 0; r0 < m; r0 += 16) {
                 uint16_t *blk = dst + (size_t)r0 * (size_t)kp;
                 for (int64_t r = 0; r < 16; r++) {
-                        const float *row = r0 + r < m ? w + (size_t)(r0 + r) * ld : NULL;
+                        const uint8_t *row = r0 + r < m ? (const uint8_t *)w + (size_t)(r0 + r) * row_bytes : NULL;
                         for (int64_t i = 0; i < kp; i++)
-                                blk[(i / 2) * 32 + r * 2 + (i & 1)] =
-                                        row && i < k ? to_bf16(row[i]) : 0;
+                                blk[(i / 2) * 32 + r * 2 + (i & 1)] = row && i < k ? value_to_bf16(type, row, i) : 0;
                 }
         }
 }
@@ -88,15 +105,16 @@ static void gemm_bf16_ref(int64_t k, int64_t m, int64_t n, const uint16_t *w, co
         }
 }
 
-void lmp_bf16_pack(enum lmp_isa isa, const float *w, int64_t m, int64_t k, size_t ld, uint16_t *dst) {
+void lmp_bf16_pack(enum lmp_isa isa, enum lmp_type type, const void *w, int64_t m, int64_t k, size_t row_bytes,
+                   uint16_t *dst) {
 #if LMP_HAVE_X86_KERNELS
         if (isa == LMP_ISA_AVX512) {
-                lmp_bf16_pack_avx512(w, m, k, ld, dst);
+                lmp_bf16_pack_avx512(type, w, m, k, row_bytes, dst);
                 return;
         }
 #endif
         (void)isa;
-        bf16_pack_ref(w, m, k, ld, dst);
+        bf16_pack_ref(type, w, m, k, row_bytes, dst);
 }
 
 void lmp_bf16_from_f32(enum lmp_isa isa, const float *x, int64_t k, uint16_t *dst) {

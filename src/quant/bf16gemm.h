@@ -39,10 +39,12 @@ static inline size_t lmp_bf16_packed_size(int64_t m, int64_t k) {
  * AVX-512 level lmp_cpu_isa() allows) and LMPOOL_BF16 is not "off". */
 bool lmp_cpu_bf16(void);
 
-/* Packs m rows of k f32 values (row stride ld) into dst
- * (lmp_bf16_packed_size(m, k) values), each rounded as lmp_bf16_from_f32()
- * rounds. */
-void lmp_bf16_pack(enum lmp_isa isa, const float *w, int64_t m, int64_t k, size_t ld, uint16_t *dst);
+/* Packs m rows of k values of type type (f32, f16 or bf16; row_bytes
+ * from one row to the next) into dst (lmp_bf16_packed_size(m, k) values):
+ * f32 and f16 values rounded as lmp_bf16_from_f32() rounds (exactly, for
+ * those that are bf16 values), bf16 values copied. */
+void lmp_bf16_pack(enum lmp_isa isa, enum lmp_type type, const void *w, int64_t m, int64_t k, size_t row_bytes,
+                   uint16_t *dst);
 
 /* dst (lmp_bf16_kp(k) values) <- x (k values) rounded to bf16, nearest,
  * ties to even, subnormals flushed to zero; the pad zero. */
@@ -64,5 +66,6 @@ bool lmp_f32_is_bf16(const float *f, size_t n);
 void lmp_gemm_bf16_avx512(int64_t k, int64_t m, int64_t n, const uint16_t *w, const uint16_t *x, size_t xs,
                           float *out, size_t ld);
 void lmp_bf16_from_f32_avx512(const float *x, int64_t k, uint16_t *dst);
-void lmp_bf16_pack_avx512(const float *w, int64_t m, int64_t k, size_t ld, uint16_t *dst);
+void lmp_bf16_pack_avx512(enum lmp_type type, const void *w, int64_t m, int64_t k, size_t row_bytes,
+                          uint16_t *dst);
 bool lmp_f16_is_bf16_avx512(const uint16_t *h, size_t n);

@@ -52,10 +52,10 @@ static void check_products(bool simd) {
                                         wf[i] = rndf();
                                 for (size_t i = 0; i < (size_t)n * (size_t)k; i++)
                                         xf[i] = 4.0f * rndf();
-                                lmp_bf16_pack(LMP_ISA_SCALAR, wf, m, k, wld, wp);
+                                lmp_bf16_pack(LMP_ISA_SCALAR, LMP_TYPE_F32, wf, m, k, wld * sizeof(float), wp);
                                 if (simd) {
                                         uint16_t *wq = xmalloc(lmp_bf16_packed_size(m, k) * sizeof(uint16_t));
-                                        lmp_bf16_pack(LMP_ISA_AVX512, wf, m, k, wld, wq);
+                                        lmp_bf16_pack(LMP_ISA_AVX512, LMP_TYPE_F32, wf, m, k, wld * sizeof(float), wq);
                                         if (memcmp(wp, wq, lmp_bf16_packed_size(m, k) * sizeof(uint16_t)))
                                                 FAIL("bf16_pack avx512 m %lld k %lld: not the scalar twin's layout",
                                                      (long long)m, (long long)k);
@@ -156,6 +156,54 @@ static void check_conversion(bool simd) {
         printf("bf16 conversion%s: rows of 1 to 80 values\n", simd ? " (scalar and avx512, bit for bit)" : "");
 }
 
+/* Packing from f16 and bf16 rows (any 16-bit pattern: subnormals, NaNs
+ * and infinities among them): the scalar twin against the f32 rows of the
+ * same values, and the AVX-512 packing against the scalar twin. */
+static void check_pack_types(bool simd) {
+        int cases = 0;
+        for (size_t a = 0; a < sizeof(ms) / sizeof(ms[0]); a++)
+                for (size_t c = 0; c < sizeof(ks) / sizeof(ks[0]); c++) {
+                        const int64_t m = ms[a], k = ks[c];
+                        const size_t ld = (size_t)k + 3, size = lmp_bf16_packed_size(m, k);
+                        uint16_t *h = xmalloc((size_t)m * ld * sizeof(uint16_t));
+                        float *f = xmalloc((size_t)m * ld * sizeof(float));
+                        uint16_t *p1 = xmalloc(size * sizeof(uint16_t)), *p2 = xmalloc(size * sizeof(uint16_t));
+                        for (size_t i = 0; i < (size_t)m * ld; i++)
+                                h[i] = (uint16_t)rnd();
+                        for (int t = 0; t < 2; t++) {
+                                const enum lmp_type type = t ? LMP_TYPE_BF16 : LMP_TYPE_F16;
+                                for (size_t i = 0; i < (size_t)m * ld; i++)
+                                        f[i] = t ? lmp_bf16_to_f32(h[i]) : lmp_fp16_to_f32(h[i]);
+                                lmp_bf16_pack(LMP_ISA_SCALAR, type, h, m, k, ld * sizeof(uint16_t), p1);
+                                if (t == 0) {   /* f16: as the f32 values would be */
+                                        lmp_bf16_pack(LMP_ISA_SCALAR, LMP_TYPE_F32, f, m, k, ld * sizeof(float), p2);
+                                        if (memcmp(p1, p2, size * sizeof(uint16_t)))
+                                                FAIL("bf16_pack scalar from f16 m %lld k %lld: not as from f32",
+                                                     (long long)m, (long long)k);
+                                } else {        /* bf16: copied */
+                                        for (int64_t r = 0; r < m; r++)
+                                                for (int64_t i = 0; i < k; i++)
+                                                        if (p1[(size_t)(r / 16 * 16) * (size_t)lmp_bf16_kp(k) +
+                                                               (size_t)(i / 2 * 32 + r % 16 * 2 + i % 2)] !=
+                                                            h[(size_t)r * ld + (size_t)i])
+                                                                FAIL("bf16_pack scalar from bf16 m %lld k %lld: "
+                                                                     "[%lld][%lld] not copied",
+                                                                     (long long)m, (long long)k, (long long)r,
+                                                                     (long long)i);
+                                }
+                                if (simd) {
+                                        lmp_bf16_pack(LMP_ISA_AVX512, type, h, m, k, ld * sizeof(uint16_t), p2);
+                                        if (memcmp(p1, p2, size * sizeof(uint16_t)))
+                                                FAIL("bf16_pack avx512 from %s m %lld k %lld: not the scalar twin's",
+                                                     t ? "bf16" : "f16", (long long)m, (long long)k);
+                                }
+                                cases++;
+                        }
+                        free(h), free(f), free(p1), free(p2);
+                }
+        printf("bf16_pack from f16 and bf16 rows%s: %d shapes\n", simd ? " (scalar and avx512)" : "", cases);
+}
+
 static void check_exactness(enum lmp_isa isa) {
         int exact = 0;
         for (uint32_t h = 0; h < 65536; h++) {
@@ -192,6 +240,7 @@ int main(void) {
         check_conversion(false);
         check_exactness(LMP_ISA_SCALAR);
         check_products(false);
+        check_pack_types(simd);
         if (simd) {
                 check_exactness(LMP_ISA_AVX512);
                 check_conversion(true);

@@ -132,24 +132,36 @@ static inline void transpose16(__m512i r[16]) {
         }
 }
 
-void lmp_bf16_pack_avx512(const float *w, int64_t m, int64_t k, size_t ld, uint16_t *dst) {
+/* Values [i, i + 32) of a row (left of them valid, the rest read as
+ * zero) as 32 bf16. */
+static inline __m512i load32(enum lmp_type type, const uint8_t *row, int64_t i, int64_t left) {
+        const __mmask16 lo = rows_mask(left), hi = rows_mask(left - 16);
+        switch (type) {
+        case LMP_TYPE_BF16:
+                return _mm512_maskz_loadu_epi16((__mmask32)lo | (__mmask32)hi << 16, row + 2 * i);
+        case LMP_TYPE_F16:
+                return (__m512i)_mm512_cvtne2ps_pbh(
+                        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(hi, row + 2 * (i + 16))),
+                        _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(lo, row + 2 * i)));
+        default:
+                return (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, row + 4 * (i + 16)),
+                                                    _mm512_maskz_loadu_ps(lo, row + 4 * i));
+        }
+}
+
+void lmp_bf16_pack_avx512(enum lmp_type type, const void *w, int64_t m, int64_t k, size_t row_bytes,
+                          uint16_t *dst) {
         const int64_t kp = lmp_bf16_kp(k), np = kp / 2;
         for (int64_t r0 = 0; r0 < m; r0 += 16) {
                 uint16_t *blk = dst + (size_t)r0 * (size_t)kp;
                 const int64_t nr = m - r0 < 16 ? m - r0 : 16;
                 for (int64_t p0 = 0; p0 < np; p0 += 16) {
-                        const int64_t i0 = 2 * p0, left = k - i0;      /* values of each row from i0 */
-                        const __mmask16 lo = rows_mask(left), hi = rows_mask(left - 16);
+                        const int64_t i0 = 2 * p0;
                         __m512i r[16];
-                        for (int64_t i = 0; i < 16; i++) {
-                                if (i >= nr) {
-                                        r[i] = _mm512_setzero_si512();
-                                        continue;
-                                }
-                                const float *row = w + (size_t)(r0 + i) * ld + i0;
-                                r[i] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, row + 16),
-                                                                    _mm512_maskz_loadu_ps(lo, row));
-                        }
+                        for (int64_t i = 0; i < 16; i++)
+                                r[i] = i < nr ? load32(type, (const uint8_t *)w + (size_t)(r0 + i) * row_bytes, i0,
+                                                       k - i0)
+                                              : _mm512_setzero_si512();
                         transpose16(r);
                         const int64_t nc = np - p0 < 16 ? np - p0 : 16;
                         for (int64_t c = 0; c < nc; c++)
