@@ -35,7 +35,14 @@
  * (row, token) pair is one vec_dot; inputs shared by several products (Q, K
  * and V; gate and up) are converted once. F32 weights on a batch of at least
  * BLAS_MIN_BATCH tokens, and the attention of tiles of many query rows
- * (always f32), go through OpenBLAS; a decode step's attention (a few rows:
+ * (always f32), go through OpenBLAS; so do f16 weights on such a batch
+ * (and bf16 ones where bf16 products do not run), their rows converted to
+ * an f32 panel at a time (lmp_weight_rows_sgemm(): twice the rate of the
+ * f16 kernels, and the activations stay f32). Where the CPU has
+ * AVX512-BF16, bf16 weights on BF16_MIN_BATCH tokens or more run on bf16
+ * operands instead (lmp_weight_rows_bf16(): each task packs its rows, the
+ * activations are the bf16 ones their vec_dot reads too, as in
+ * llama.cpp). A decode step's attention (a few rows:
  * the heads of one token that share a KV head) reads the cache in place
  * with quant/attn.h's kernels.
  * An encoder's batch of WIDE_MIN_BATCH tokens or more (a few short texts)
