@@ -76,6 +76,12 @@
 #define MM_TASK_MIN_BYTES (64 << 10)   /* ... and at least, as its range runs out */
 #define WIDE_MIN_BATCH 32       /* an encoder's batch from which matmul_rows_wide() is used */
 #define WIDE_PANEL_FLOATS (128 * 1536)  /* f32 weights converted at a time by matmul_rows_wide() */
+/* A decoder's f16 weights on a prompt: f32 rows converted at a time (4 MiB
+ * a thread). sgemm packs the activations (the prompt's tokens by n_in)
+ * again on every call, so a task's rows should be one call, not a few
+ * panels (a 4864-input ffn_down took 40 rows at a time in
+ * WIDE_PANEL_FLOATS). */
+#define DEC_PANEL_FLOATS ((size_t)1 << 20)
 
 /* Consecutive batch entries of one sequence at consecutive positions. */
 struct run {
@@ -136,7 +142,7 @@ struct lmp_ctx {
         struct att_task *tasks;
         float *scores;          /* (n_threads, ATT_TILE, n_ctx) */
         float *wpanel;          /* encoder: (n_threads, wpanel_floats) f32 weight rows */
-        size_t wpanel_floats;   /* WIDE_PANEL_FLOATS, or 16 rows of the widest */
+        size_t wpanel_floats;   /* encoders: WIDE_PANEL_FLOATS, or 16 rows of the widest; decoders: DEC_PANEL_FLOATS, or 32 */
 };
 
 /* The KV cache of a global layer holds every position of a sequence, at
@@ -324,7 +330,8 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
         if (enc || m->has_panels) {
                 /* bf16 panels: 16 f32 rows and at least 16 packed ones */
-                c->wpanel_floats = LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)(enc ? 16 : 32) * m->max_n_in);
+                c->wpanel_floats = enc ? LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)16 * m->max_n_in)
+                                       : LMP_MAX(DEC_PANEL_FLOATS, (size_t)32 * m->max_n_in);
                 c->wpanel = alloc_array((size_t)lmp_threadpool_size(pool), c->wpanel_floats, sizeof(float));
         }
         bool ok = c->layer_row && (enc ? c->wpanel != NULL : c->k_cache && c->v_cache) &&
@@ -571,7 +578,8 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
         int64_t rows = j->glu ? j->first[1] : j->first[j->n_parts];
         bool gemm = false, blas = false, r16 = false, bf16 = false;
         for (int p = 0; p < j->n_parts; p++) {
-                gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1;
+                const bool panels = j->part[p].blas || j->part[p].wide || j->part[p].bf16;
+                gemm |= j->part[p].w->traits->gemm != NULL && j->n_tok > 1 && !panels;
                 blas |= j->part[p].blas || j->part[p].wide;
                 bf16 |= j->part[p].bf16;
                 r16 |= j->part[p].w->r16;
@@ -607,8 +615,10 @@ static void matmul_run(struct lmp_ctx *c, struct matmul_job *j) {
         int64_t grain = LMP_MAX((int64_t)1, rows / (MM_TASKS * nth));
         if (blas)
                 grain = LMP_MAX(grain, (int64_t)16);
-        if (bf16)       /* whole 16-row blocks of the packed panels */
-                grain = (LMP_MAX(grain, (int64_t)16) + 15) / 16 * 16;
+        /* bf16: the activations are shared, so small tasks cost nothing
+         * more and balance the threads; whole 16-row blocks */
+        if (bf16)
+                grain = (LMP_MAX((int64_t)16, rows / (MM_GEMM_TASKS * nth)) + 15) / 16 * 16;
         /* The gemm kernels read the whole token block once per panel of a
          * few rows whatever the task size, so smaller tasks cost little and
          * even out the end of each product across threads; tasks of whole

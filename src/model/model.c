@@ -395,7 +395,10 @@ void lmp_weight_rows_bf16(const struct lmp_weight *w, int n_parts, const uint16_
         const int64_t n_in = w->n_in, kp = lmp_bf16_kp(n_in);
         /* the panel: packed rows, then one 16-row block of f32 rows */
         const int64_t room = (int64_t)panel_floats * 4 - 16 * n_in * 4;
-        const int64_t rows = LMP_MAX((int64_t)16, room / (kp * 2) / 16 * 16);
+        /* at most 256 KiB of packed rows, which stay in L2 from their
+         * packing to the kernel's pass over them */
+        const int64_t fit = LMP_MAX((int64_t)16, room / (kp * 2) / 16 * 16);
+        const int64_t rows = LMP_MIN(fit, LMP_MAX((int64_t)16, ((int64_t)256 << 10) / (kp * 2) / 16 * 16));
         uint16_t *packed = (uint16_t *)panel;
         float *f32 = panel + (size_t)rows * (size_t)kp / 2;
         end = LMP_MIN(end, n_parts * w->n_out);
