@@ -315,15 +315,15 @@ void lmp_vec_dot_q5_1_q8_1_avx2(int n, float *restrict s, const void *restrict v
 }
 
 /* Four blocks a step into two sums (one sum's FMA latency bound the loop
- * at a block per 4 cycles); short rows prefetched 4 KiB ahead, as the
- * AVX-512 kernel does (avx512.c: long rows read faster without). */
+ * at a block per 4 cycles); short rows prefetched, as the AVX-512 kernel
+ * does (common.h, Q8_PF_MAX_BLOCKS). */
 void lmp_vec_dot_q8_0_q8_0_avx2(int n, float *restrict s, const void *restrict vx, const void *restrict vy) {
         const struct lmp_block_q8_0 *x = vx;
         const struct lmp_block_q8_0 *y = vy;
         const int nb = n / LMP_QK8_0;
         __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
         int i = 0;
-        const int pf = nb <= 32;
+        const int pf = nb <= Q8_PF_MAX_BLOCKS;
         for (; i + 3 < nb; i += 4) {
                 if (pf) {
                         _mm_prefetch((const char *)&x[i] + 4096, _MM_HINT_T0);

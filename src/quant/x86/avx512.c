@@ -308,12 +308,7 @@ DOT32(q5_1_q8_1, lmp_block_q5_1, lmp_block_q8_1, UNPACK_Q5_1, 0, MS_Q8_1)
 /* q8_0 by q8_0: DOT32's loop, with each operand's four scales gathered as
  * one 64-bit integer (four 16-bit loads, shifts and ors in the integer
  * units) where a 16-bit vector insert per block and operand did. Short
- * rows (Q8_PF_MAX_BLOCKS or fewer blocks) prefetch 4 KiB ahead, into the
- * rows after them: a small model's many short matrices then read faster
- * from memory; within long rows the hardware prefetcher does better alone
- * (bench_kernels, 4096-value rows from memory: 24.4-24.8 GB/s without,
- * 20.2-21.6 with). */
-#define Q8_PF_MAX_BLOCKS 32
+ * rows prefetched (common.h, Q8_PF_MAX_BLOCKS). */
 static inline __m128i scales4(const struct lmp_block_q8_0 *b) {
         uint64_t v = (uint64_t)b[0].d | (uint64_t)b[1].d << 16 | (uint64_t)b[2].d << 32 | (uint64_t)b[3].d << 48;
         return _mm_cvtsi64_si128((long long)v);
