@@ -10,7 +10,10 @@
  * (a prompt's token block) through the gemm and through one vec_dot per
  * (row, token) pair, in GOP/s (2 * n * rows * tokens per CPU second), and
  * the gemm with a single activation row (decode's product through the tile
- * kernel, in tasks of GEMV_ROWS rows) on both matrices, in GB/s.
+ * kernel, in tasks of GEMV_ROWS rows) on both matrices, in GB/s. For the
+ * types with a 16-row interleaved layout (q4_K, q6_K, q4_0, q5_0: what a
+ * repacked store holds), the same three figures through gemm_r16, on the
+ * same bytes read as groups of 16 rows.
  * Usage: bench_kernels [seconds-per-measurement [type...]] (default 0.2 s,
  * all types). */
 #include <math.h>
@@ -49,6 +52,7 @@ struct result {
         double gbps_wall[2];
         double gemv_gbps[2];            /* the gemm with one activation row; 0 without gemm */
         double gemm_gops, pairs_gops;   /* 0 where the level has no gemm */
+        double r16_gbps[2], r16_gops;   /* gemm_r16: one row, GEMM_TOK rows; 0 without it */
 };
 
 /* Random bytes are valid blocks for every type, except that f16/bf16 scales
@@ -61,6 +65,8 @@ static void fill(uint8_t *p, size_t n, uint64_t *state) {
         }
 }
 
+enum path { VEC_DOT, GEMM, GEMM_R16 };
+
 /* Returns GB/s per CPU second; *ret_wall gets GB/s per wall second. */
 static double measure(const struct lmp_quant_traits *tr, int use_gemm, const uint8_t *w, size_t row_bytes,
                       size_t rows, const void *act, double seconds, float *out, float *sink, double *ret_wall) {
@@ -68,7 +74,14 @@ static double measure(const struct lmp_quant_traits *tr, int use_gemm, const uin
         const double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);
         double c = c0;
         do {
-                if (use_gemm) {
+                if (use_gemm == GEMM_R16) {
+                        /* whole groups, GEMV_ROWS rows per call */
+                        for (size_t r = 0; r + 16 <= rows; r += GEMV_ROWS) {
+                                const size_t nr = (rows - r < GEMV_ROWS ? rows - r : GEMV_ROWS) / 16 * 16;
+                                tr->gemm_r16(NCOLS, (int)(nr / 16), 1, w + r * row_bytes, act, 0, out, nr);
+                                *sink += out[0];
+                        }
+                } else if (use_gemm == GEMM) {
                         /* in tasks of GEMV_ROWS rows, as the model splits a product */
                         for (size_t r = 0; r < rows; r += GEMV_ROWS) {
                                 const size_t nr = rows - r < GEMV_ROWS ? rows - r : GEMV_ROWS;
@@ -82,7 +95,7 @@ static double measure(const struct lmp_quant_traits *tr, int use_gemm, const uin
                                 *sink += s;
                         }
                 }
-                done += rows;
+                done += use_gemm == GEMM_R16 ? rows / 16 * 16 : rows;
                 c = clock_s(CLOCK_THREAD_CPUTIME_ID);
         } while (c - c0 < seconds);
         const double bytes = (double)done * (double)row_bytes;
@@ -99,7 +112,9 @@ static double measure_gemm(const struct lmp_quant_traits *tr, int use_gemm, cons
         const double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         double c = c0;
         do {
-                if (use_gemm)
+                if (use_gemm == GEMM_R16)
+                        tr->gemm_r16(NCOLS, (int)(rows / 16), GEMM_TOK, w, act, act_bytes, out, rows / 16 * 16);
+                else if (use_gemm == GEMM)
                         tr->gemm(NCOLS, (int)rows, GEMM_TOK, w, row_bytes, act, act_bytes, out, rows);
                 else
                         for (size_t r = 0; r < rows; r++)
@@ -110,6 +125,8 @@ static double measure_gemm(const struct lmp_quant_traits *tr, int use_gemm, cons
                 done++;
                 c = clock_s(CLOCK_THREAD_CPUTIME_ID);
         } while (c - c0 < seconds);
+        if (use_gemm == GEMM_R16)
+                rows = rows / 16 * 16;
         return 2.0 * NCOLS * (double)rows * GEMM_TOK * (double)done / (c - c0) / 1e9;
 }
 
@@ -156,7 +173,7 @@ int main(int argc, char **argv) {
                         r->isa = (enum lmp_isa)isa;
                         const size_t rows[2] = { BIG_BYTES / row_bytes, SMALL_BYTES / row_bytes };
                         for (int k = 0; k < 2; k++) {
-                                r->gbps[k] = measure(tr, 0, w, row_bytes, rows[k], act, seconds, out, &sink,
+                                r->gbps[k] = measure(tr, VEC_DOT, w, row_bytes, rows[k], act, seconds, out, &sink,
                                                      &r->gbps_wall[k]);
                                 printf("{\"bench\":\"vec_dot\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
                                        "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
@@ -168,7 +185,7 @@ int main(int argc, char **argv) {
                         r->gemv_gbps[0] = r->gemv_gbps[1] = 0.0;
                         for (int k = 0; tr->gemm && k < 2; k++) {
                                 double wall;
-                                r->gemv_gbps[k] = measure(tr, 1, w, row_bytes, rows[k], act, seconds, out, &sink, &wall);
+                                r->gemv_gbps[k] = measure(tr, GEMM, w, row_bytes, rows[k], act, seconds, out, &sink, &wall);
                                 printf("{\"bench\":\"gemv\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
                                        "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
                                        lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
@@ -177,13 +194,34 @@ int main(int argc, char **argv) {
                         }
                         if (tr->gemm) {
                                 const size_t grows = SMALL_BYTES / row_bytes;
-                                r->gemm_gops = measure_gemm(tr, 1, w, row_bytes, grows, act, act_bytes, seconds, out, &sink);
-                                r->pairs_gops = measure_gemm(tr, 0, w, row_bytes, grows, act, act_bytes, seconds, out, &sink);
+                                r->gemm_gops = measure_gemm(tr, GEMM, w, row_bytes, grows, act, act_bytes, seconds, out,
+                                                            &sink);
+                                r->pairs_gops = measure_gemm(tr, VEC_DOT, w, row_bytes, grows, act, act_bytes, seconds, out, &sink);
                                 printf("{\"bench\":\"gemm\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
                                        "\"n\":%d,\"rows\":%zu,\"tokens\":%d,\"gemm_gops\":%.3f,\"vec_dot_gops\":%.3f}\n",
                                        lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
                                        lmp_isa_name((enum lmp_isa)isa), NCOLS, grows, GEMM_TOK, r->gemm_gops,
                                        r->pairs_gops);
+                        }
+                        r->r16_gbps[0] = r->r16_gbps[1] = r->r16_gops = 0.0;
+                        for (int k = 0; tr->gemm_r16 && k < 2; k++) {
+                                double wall;
+                                r->r16_gbps[k] = measure(tr, GEMM_R16, w, row_bytes, rows[k], act, seconds, out, &sink,
+                                                         &wall);
+                                printf("{\"bench\":\"gemv_r16\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
+                                       "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
+                                       lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
+                                       lmp_isa_name((enum lmp_isa)isa), NCOLS, rows[k], rows[k] * row_bytes,
+                                       r->r16_gbps[k], wall);
+                        }
+                        if (tr->gemm_r16) {
+                                const size_t grows = SMALL_BYTES / row_bytes;
+                                r->r16_gops = measure_gemm(tr, GEMM_R16, w, row_bytes, grows, act, act_bytes, seconds,
+                                                           out, &sink);
+                                printf("{\"bench\":\"gemm_r16\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
+                                       "\"n\":%d,\"rows\":%zu,\"tokens\":%d,\"gops\":%.3f}\n",
+                                       lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
+                                       lmp_isa_name((enum lmp_isa)isa), NCOLS, grows / 16 * 16, GEMM_TOK, r->r16_gops);
                         }
                 }
         }
@@ -197,6 +235,9 @@ int main(int argc, char **argv) {
                 if (res[i].gemm_gops > 0.0)
                         printf(" %9.2f %9.2f   %10.1f %10.1f", res[i].gemv_gbps[0], res[i].gemv_gbps[1],
                                res[i].gemm_gops, res[i].pairs_gops);
+                if (res[i].r16_gops > 0.0)
+                        printf("   r16: nt=1 %.2f %.2f GB/s, %.1f GOP/s", res[i].r16_gbps[0], res[i].r16_gbps[1],
+                               res[i].r16_gops);
                 printf("\n");
         }
         printf("(checksum %g)\n", (double)sink);
