@@ -1356,6 +1356,7 @@ GF_GEMM(q6_K_q8_K, GT_Q6_K)
 
 /* ---- q4_K_r16: 16 interleaved rows, one per lane ------------------------ */
 
+
 /* Sub-block j's scales (sc) and mins (mn) of the 16 rows, and those of
  * sub-block j + 4, as int32 lanes (j < 4), from the byte-major packed
  * scales: the low 6 bits of bytes j and j + 4; for j + 4 the nibbles of
@@ -1370,6 +1371,18 @@ static inline void r16_scales(const struct lmp_block_q4_Kx16 *b, int j, __m512i 
         *mn = _mm512_and_si512(m, m6);
         *sc4 = _mm512_or_si512(_mm512_and_si512(h, m4), _mm512_and_si512(_mm512_srli_epi32(s, 2), top));
         *mn4 = _mm512_or_si512(_mm512_srli_epi32(h, 4), _mm512_and_si512(_mm512_srli_epi32(m, 2), top));
+}
+
+/* Quarter q (0 to 3) of the block of size bytes at next, into L1. With 2
+ * or more tokens a tile spends long enough on a block that the hardware
+ * prefetcher alone leaves the next one in memory, and the tile waits for
+ * it: one block ahead, the batched decode of 4 sequences (TinyLlama, one
+ * thread) went from 91 to 111 tokens/s. A single token streams faster
+ * without it. (With a size_t loop here GCC 12 dropped the prefetches.) */
+static inline __attribute__((always_inline)) void r16_prefetch(const void *next, int q, int size) {
+        const char *p = (const char *)next + q * (size / 4);
+        for (int l = 0; l < size / 4; l += 64)
+                _mm_prefetch(p + l, _MM_HINT_T0);
 }
 
 static inline __m512i bcast32(const int8_t *p) {
@@ -1423,7 +1436,7 @@ static inline __attribute__((always_inline)) void r16_sub(const struct lmp_block
  * (measured), as did the chunks' first order, which alternated between the
  * two halves of each block. */
 static inline __attribute__((always_inline)) void r16_tile(int nb, const struct lmp_block_q4_Kx16 *x,
-                                                           const uint8_t *y, size_t by, int T, float *s,
+                                                           const uint8_t *y, size_t by, int T, int pf, float *s,
                                                            size_t ld) {
         __m512 acc[4];
 #pragma GCC unroll 4
@@ -1453,6 +1466,8 @@ static inline __attribute__((always_inline)) void r16_tile(int nb, const struct 
 #pragma GCC unroll 1
                         for (int j = 0; j < 4; j++) {
                                 __m512i sc, mn, sc4, mn4;
+                                if (pf)
+                                        r16_prefetch(b + 1, j, (int)sizeof(*b));
                                 r16_scales(b, j, &sc, &mn, &sc4, &mn4);
                                 r16_sub(b, j, yb, T, sc, mn, isum, msum);
                                 r16_sub(b, j + 4, yb, T, sc4, mn4, isum, msum);
@@ -1473,7 +1488,8 @@ static inline __attribute__((always_inline)) void r16_tile(int nb, const struct 
 }
 
 /* Tiles of 4 tokens (each group's weights stay in cache across them: at
- * most 16 x 210 bytes per 256 values), then the 1 to 3 left. */
+ * most 16 x 210 bytes per 256 values), then the 1 to 3 left. The first
+ * tile of 2 or more tokens prefetches the weights (pf). */
 #define R16_GEMM(name, block, tile)                                                                            \
 void lmp_gemm_##name##_r16_q8_K_avx512(int n, int ng, int nt, const void *restrict vx, const void *restrict vy, \
                                        size_t by, float *restrict s, size_t ld) {                               \
@@ -1484,13 +1500,13 @@ void lmp_gemm_##name##_r16_q8_K_avx512(int n, int ng, int nt, const void *restri
                 float *sg = s + (size_t)g * LMP_R16_ROWS;                                                       \
                 int t = 0;                                                                                      \
                 for (; t + 4 <= nt; t += 4)                                                                     \
-                        tile(nb, x, y + (size_t)t * by, by, 4, sg + (size_t)t * ld, ld);                        \
+                        tile(nb, x, y + (size_t)t * by, by, 4, t == 0, sg + (size_t)t * ld, ld);                \
                 if (nt - t == 3)                                                                                \
-                        tile(nb, x, y + (size_t)t * by, by, 3, sg + (size_t)t * ld, ld);                        \
+                        tile(nb, x, y + (size_t)t * by, by, 3, t == 0, sg + (size_t)t * ld, ld);                \
                 else if (nt - t == 2)                                                                           \
-                        tile(nb, x, y + (size_t)t * by, by, 2, sg + (size_t)t * ld, ld);                        \
+                        tile(nb, x, y + (size_t)t * by, by, 2, t == 0, sg + (size_t)t * ld, ld);                \
                 else if (nt - t == 1)                                                                           \
-                        tile(nb, x, y + (size_t)t * by, by, 1, sg + (size_t)t * ld, ld);                        \
+                        tile(nb, x, y + (size_t)t * by, by, 1, 0, sg + (size_t)t * ld, ld);                     \
         }                                                                                                       \
 }
 
@@ -1534,7 +1550,7 @@ static inline __attribute__((always_inline)) void r16q6_sub(const struct lmp_blo
 /* One group of 16 rows by T (1 to 4) tokens over all nb blocks, two
  * sub-blocks at a time. */
 static inline __attribute__((always_inline)) void r16q6_tile(int nb, const struct lmp_block_q6_Kx16 *x,
-                                                             const uint8_t *y, size_t by, int T, float *s,
+                                                             const uint8_t *y, size_t by, int T, int pf, float *s,
                                                              size_t ld) {
         __m512 acc[4];
 #pragma GCC unroll 4
@@ -1558,6 +1574,8 @@ static inline __attribute__((always_inline)) void r16q6_tile(int nb, const struc
                 } else {
 #pragma GCC unroll 1
                         for (int p = 0; p < LMP_QK_K / 16; p += 2) {
+                                if (pf && p % 4 == 0)
+                                        r16_prefetch(b + 1, p / 4, (int)sizeof(*b));
                                 r16q6_sub(b, p, 0, yb, T, isum, msum);
                                 r16q6_sub(b, p + 1, 1, yb, T, isum, msum);
                         }
