@@ -130,6 +130,15 @@ static double measure_gemm(const struct lmp_quant_traits *tr, int use_gemm, cons
         return 2.0 * NCOLS * (double)rows * GEMM_TOK * (double)done / (c - c0) / 1e9;
 }
 
+/* One JSON line of a streaming measurement (one activation row). */
+static void print_stream(const char *bench, enum lmp_type type, const struct lmp_quant_traits *tr, int isa,
+                         size_t rows, size_t row_bytes, double gbps, double wall) {
+        printf("{\"bench\":\"%s\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
+               "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
+               bench, lmp_type_name(type), lmp_type_name(tr->vec_dot_type), lmp_isa_name((enum lmp_isa)isa), NCOLS,
+               rows, rows * row_bytes, gbps, wall);
+}
+
 int main(int argc, char **argv) {
         const double seconds = argc > 1 ? atof(argv[1]) : 0.2;
         if (!(seconds > 0.0) || seconds > 60.0) {
@@ -175,22 +184,15 @@ int main(int argc, char **argv) {
                         for (int k = 0; k < 2; k++) {
                                 r->gbps[k] = measure(tr, VEC_DOT, w, row_bytes, rows[k], act, seconds, out, &sink,
                                                      &r->gbps_wall[k]);
-                                printf("{\"bench\":\"vec_dot\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
-                                       "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
-                                       lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
-                                       lmp_isa_name((enum lmp_isa)isa), NCOLS, rows[k], rows[k] * row_bytes,
-                                       r->gbps[k], r->gbps_wall[k]);
+                                print_stream("vec_dot", types[t], tr, isa, rows[k], row_bytes, r->gbps[k],
+                                             r->gbps_wall[k]);
                         }
                         r->gemm_gops = r->pairs_gops = 0.0;
                         r->gemv_gbps[0] = r->gemv_gbps[1] = 0.0;
                         for (int k = 0; tr->gemm && k < 2; k++) {
                                 double wall;
                                 r->gemv_gbps[k] = measure(tr, GEMM, w, row_bytes, rows[k], act, seconds, out, &sink, &wall);
-                                printf("{\"bench\":\"gemv\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
-                                       "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
-                                       lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
-                                       lmp_isa_name((enum lmp_isa)isa), NCOLS, rows[k], rows[k] * row_bytes,
-                                       r->gemv_gbps[k], wall);
+                                print_stream("gemv", types[t], tr, isa, rows[k], row_bytes, r->gemv_gbps[k], wall);
                         }
                         if (tr->gemm) {
                                 const size_t grows = SMALL_BYTES / row_bytes;
@@ -208,11 +210,7 @@ int main(int argc, char **argv) {
                                 double wall;
                                 r->r16_gbps[k] = measure(tr, GEMM_R16, w, row_bytes, rows[k], act, seconds, out, &sink,
                                                          &wall);
-                                printf("{\"bench\":\"gemv_r16\",\"type\":\"%s\",\"act\":\"%s\",\"isa\":\"%s\","
-                                       "\"n\":%d,\"rows\":%zu,\"weight_bytes\":%zu,\"gbps\":%.3f,\"gbps_wall\":%.3f}\n",
-                                       lmp_type_name(types[t]), lmp_type_name(tr->vec_dot_type),
-                                       lmp_isa_name((enum lmp_isa)isa), NCOLS, rows[k], rows[k] * row_bytes,
-                                       r->r16_gbps[k], wall);
+                                print_stream("gemv_r16", types[t], tr, isa, rows[k], row_bytes, r->r16_gbps[k], wall);
                         }
                         if (tr->gemm_r16) {
                                 const size_t grows = SMALL_BYTES / row_bytes;
