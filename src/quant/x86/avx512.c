@@ -1356,7 +1356,6 @@ GF_GEMM(q6_K_q8_K, GT_Q6_K)
 
 /* ---- q4_K_r16: 16 interleaved rows, one per lane ------------------------ */
 
-
 /* Sub-block j's scales (sc) and mins (mn) of the 16 rows, and those of
  * sub-block j + 4, as int32 lanes (j < 4), from the byte-major packed
  * scales: the low 6 bits of bytes j and j + 4; for j + 4 the nibbles of
@@ -1430,6 +1429,16 @@ static inline __attribute__((always_inline)) void r16_sub(const struct lmp_block
         }
 }
 
+/* Sub-blocks j and j + 4 (j < 4), which share their scale bytes. */
+static inline __attribute__((always_inline)) void r16_pair(const struct lmp_block_q4_Kx16 *b, int j,
+                                                           const struct lmp_block_q8_K *const yb[4], int T,
+                                                           __m512i isum[4], __m512i msum[4]) {
+        __m512i sc, mn, sc4, mn4;
+        r16_scales(b, j, &sc, &mn, &sc4, &mn4);
+        r16_sub(b, j, yb, T, sc, mn, isum, msum);
+        r16_sub(b, j + 4, yb, T, sc4, mn4, isum, msum);
+}
+
 /* One group of 16 rows by T (1 to 4) tokens over all nb super-blocks. It
  * reads the group's bytes in order, one stream that the hardware
  * prefetcher follows; software prefetches ahead of it only slowed it
@@ -1456,21 +1465,14 @@ static inline __attribute__((always_inline)) void r16_tile(int nb, const struct 
                  * loop below). More: a loop, or the sums spill. */
                 if (T == 1) {
 #pragma GCC unroll 4
-                        for (int j = 0; j < 4; j++) {
-                                __m512i sc, mn, sc4, mn4;
-                                r16_scales(b, j, &sc, &mn, &sc4, &mn4);
-                                r16_sub(b, j, yb, T, sc, mn, isum, msum);
-                                r16_sub(b, j + 4, yb, T, sc4, mn4, isum, msum);
-                        }
+                        for (int j = 0; j < 4; j++)
+                                r16_pair(b, j, yb, T, isum, msum);
                 } else {
 #pragma GCC unroll 1
                         for (int j = 0; j < 4; j++) {
-                                __m512i sc, mn, sc4, mn4;
                                 if (pf)
                                         r16_prefetch(b + 1, j, (int)sizeof(*b));
-                                r16_scales(b, j, &sc, &mn, &sc4, &mn4);
-                                r16_sub(b, j, yb, T, sc, mn, isum, msum);
-                                r16_sub(b, j + 4, yb, T, sc4, mn4, isum, msum);
+                                r16_pair(b, j, yb, T, isum, msum);
                         }
                 }
                 const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
