@@ -69,6 +69,7 @@
 #include "worker/engine.h"
 
 #define PAIR_ENDPOINT "inproc://engine"
+#define MEM_INTERVAL_MS 2000      /* between reads of the memory figures */
 
 struct worker {
         /* settings */
@@ -434,19 +435,31 @@ static void *engine_thread(void *arg) {
 
 /* --------------------------------------------------------------- I/O side */
 
-static void send_heartbeat(struct worker *w, void *dealer, struct lmp_mem_usage *mem, double *last_mem) {
+/* What the heartbeats report of memory, and when it was read. */
+struct mem_figures {
+        struct lmp_mem_usage mem;       /* the whole process */
+        struct lmp_mem_usage region;    /* the weight store's mapping */
+        double read_ms;
+};
+
+static void send_heartbeat(struct worker *w, void *dealer, struct mem_figures *f) {
         char head[LMP_WIRE_HEADER_MAX];
-        struct lmp_mem_usage region = { 0 };
         double t = lmp_clock_ms();
 
-        /* Memory figures cost a read of smaps: every few seconds is plenty. */
-        if (t - *last_mem > 2000) {
-                lmp_proc_mem(0, mem);
-                *last_mem = t;
+        /* Memory figures cost reads of smaps_rollup and smaps, which walk
+         * the page tables of the store, the KV cache and the scratch under
+         * the mmap lock, on one of the cores the engine computes on:
+         * milliseconds that stall both threads of a decode step. Every few
+         * seconds is plenty. */
+        if (f->read_ms == 0 || t - f->read_ms > MEM_INTERVAL_MS) {
+                lmp_proc_mem(0, &f->mem);
+                struct lmp_mem_usage region = { 0 };
+                if (lmp_proc_region_mem(0, w->store->name, &region) == 0)
+                        f->region = region;
+                f->read_ms = t;
         }
-        lmp_proc_region_mem(0, w->store->name, &region);
-        struct lmp_wire_heartbeat h = { .active = atomic_load(&w->active), .rss = mem->rss, .pss = mem->pss,
-                                        .store_private = region.private_ };
+        struct lmp_wire_heartbeat h = { .active = atomic_load(&w->active), .rss = f->mem.rss, .pss = f->mem.pss,
+                                        .store_private = f->region.private_ };
         if (lmp_wire_format_heartbeat(&h, head, sizeof(head)) >= 0)
                 send_message(dealer, LMP_WIRE_HEARTBEAT, head, NULL, 0);
 }
@@ -467,8 +480,8 @@ static void apply_logging(struct worker *w, zmq_msg_t *head) {
 }
 
 static int io_loop(struct worker *w, void *dealer, void *pair_io) {
-        struct lmp_mem_usage mem = { 0 };
-        double last_mem = 0, next_hb = lmp_clock_ms(), last_router = lmp_clock_ms();
+        struct mem_figures mem = { 0 };
+        double next_hb = lmp_clock_ms(), last_router = lmp_clock_ms();
         double dead_after = (double)w->heartbeat_ms * w->liveness;
 
         for (;;) {
@@ -519,7 +532,7 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                 }
                 t = lmp_clock_ms();
                 if (t >= next_hb) {
-                        send_heartbeat(w, dealer, &mem, &last_mem);
+                        send_heartbeat(w, dealer, &mem);
                         next_hb = t + w->heartbeat_ms;
                 }
                 if (t - last_router > dead_after) {
