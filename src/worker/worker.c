@@ -69,6 +69,7 @@
 #include "worker/engine.h"
 
 #define PAIR_ENDPOINT "inproc://engine"
+#define ARRIVAL_FRAME "arrival"   /* I/O thread -> engine: a job's receive time */
 #define MEM_INTERVAL_MS 2000      /* between reads of the memory figures */
 
 struct worker {
@@ -104,6 +105,7 @@ struct worker {
         atomic_uint active;
         atomic_bool stop;
         struct lmp_proto_buf event_buf; /* the engine thread's, reused for every event */
+        double job_arrival_ms;          /* engine thread: when the I/O thread took the next job */
 };
 
 static int send_frames(void *sock, const char *const *frames, const size_t *lens, int n) {
@@ -327,6 +329,10 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
         }
         switch (verb) {
         case LMP_WIRE_JOB: {
+                /* From when the I/O thread took it: a job that waited for
+                 * the step in progress counts that wait in its ttft. */
+                double arrival_ms = w->job_arrival_ms > 0 ? w->job_arrival_ms : lmp_clock_ms();
+                w->job_arrival_ms = 0;
                 struct lmp_wire_job h;
                 struct lmp_job *job = NULL;
                 char errmsg[512];
@@ -354,7 +360,7 @@ static void handle_control(struct worker *w, zmq_msg_t *parts, int n) {
                 }
                 job->rid = h.rid;
                 job->queued_ms = h.queued_ms;
-                job->arrival_ms = lmp_clock_ms();
+                job->arrival_ms = arrival_ms;
                 if (job->req.type == LMP_REQ_EMBED) {
                         run_embed(w, job);
                         lmp_job_free(job);
@@ -419,7 +425,10 @@ static void *engine_thread(void *arg) {
                         struct lmp_zparts p;
                         if (lmp_zparts_recv(w->pair_engine, &p, ZMQ_DONTWAIT) < 0)
                                 break;
-                        handle_control(w, p.m, p.n);
+                        if (p.n == 2 && part_is(&p.m[0], ARRIVAL_FRAME) && zmq_msg_size(&p.m[1]) == sizeof(double))
+                                memcpy(&w->job_arrival_ms, zmq_msg_data(&p.m[1]), sizeof(double));
+                        else
+                                handle_control(w, p.m, p.n);
                         lmp_zparts_close(&p);
                 }
                 if (w->engine) {
@@ -511,6 +520,14 @@ static int io_loop(struct worker *w, void *dealer, void *pair_io) {
                                 }
                                 if (verb == LMP_WIRE_CONFIG)
                                         apply_logging(w, &p.m[1]);
+                                if (verb == LMP_WIRE_JOB) {
+                                        /* When it came, ahead of it: the engine
+                                         * takes it only between two steps. */
+                                        double now = lmp_clock_ms();
+                                        const char *frames[2] = { ARRIVAL_FRAME, (const char *)&now };
+                                        size_t lens[2] = { strlen(ARRIVAL_FRAME), sizeof(now) };
+                                        send_frames(pair_io, frames, lens, 2);
+                                }
                                 if (verb != LMP_WIRE_PING) {
                                         /* Forward to the engine as is. */
                                         for (int i = 0; i < p.n; i++)
