@@ -68,20 +68,20 @@ static void fill(uint8_t *p, size_t n, uint64_t *state) {
 enum path { VEC_DOT, GEMM, GEMM_R16 };
 
 /* Returns GB/s per CPU second; *ret_wall gets GB/s per wall second. */
-static double measure(const struct lmp_quant_traits *tr, int use_gemm, const uint8_t *w, size_t row_bytes,
+static double measure(const struct lmp_quant_traits *tr, enum path how, const uint8_t *w, size_t row_bytes,
                       size_t rows, const void *act, double seconds, float *out, float *sink, double *ret_wall) {
         size_t done = 0;
         const double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID), w0 = clock_s(CLOCK_MONOTONIC);
         double c = c0;
         do {
-                if (use_gemm == GEMM_R16) {
+                if (how == GEMM_R16) {
                         /* whole groups, GEMV_ROWS rows per call */
                         for (size_t r = 0; r + 16 <= rows; r += GEMV_ROWS) {
                                 const size_t nr = (rows - r < GEMV_ROWS ? rows - r : GEMV_ROWS) / 16 * 16;
                                 tr->gemm_r16(NCOLS, (int)(nr / 16), 1, w + r * row_bytes, act, 0, out, nr);
                                 *sink += out[0];
                         }
-                } else if (use_gemm == GEMM) {
+                } else if (how == GEMM) {
                         /* in tasks of GEMV_ROWS rows, as the model splits a product */
                         for (size_t r = 0; r < rows; r += GEMV_ROWS) {
                                 const size_t nr = rows - r < GEMV_ROWS ? rows - r : GEMV_ROWS;
@@ -95,7 +95,7 @@ static double measure(const struct lmp_quant_traits *tr, int use_gemm, const uin
                                 *sink += s;
                         }
                 }
-                done += use_gemm == GEMM_R16 ? rows / 16 * 16 : rows;
+                done += how == GEMM_R16 ? rows / 16 * 16 : rows;
                 c = clock_s(CLOCK_THREAD_CPUTIME_ID);
         } while (c - c0 < seconds);
         const double bytes = (double)done * (double)row_bytes;
@@ -104,17 +104,17 @@ static double measure(const struct lmp_quant_traits *tr, int use_gemm, const uin
 }
 
 /* GOP/s per CPU second of rows x GEMM_TOK products, through the gemm
- * (use_gemm) or a vec_dot per pair. */
-static double measure_gemm(const struct lmp_quant_traits *tr, int use_gemm, const uint8_t *w, size_t row_bytes,
+ * or gemm_r16 (how) or a vec_dot per pair. */
+static double measure_gemm(const struct lmp_quant_traits *tr, enum path how, const uint8_t *w, size_t row_bytes,
                            size_t rows, const uint8_t *act, size_t act_bytes, double seconds, float *out,
                            float *sink) {
         size_t done = 0;
         const double c0 = clock_s(CLOCK_THREAD_CPUTIME_ID);
         double c = c0;
         do {
-                if (use_gemm == GEMM_R16)
+                if (how == GEMM_R16)
                         tr->gemm_r16(NCOLS, (int)(rows / 16), GEMM_TOK, w, act, act_bytes, out, rows / 16 * 16);
-                else if (use_gemm == GEMM)
+                else if (how == GEMM)
                         tr->gemm(NCOLS, (int)rows, GEMM_TOK, w, row_bytes, act, act_bytes, out, rows);
                 else
                         for (size_t r = 0; r < rows; r++)
@@ -125,7 +125,7 @@ static double measure_gemm(const struct lmp_quant_traits *tr, int use_gemm, cons
                 done++;
                 c = clock_s(CLOCK_THREAD_CPUTIME_ID);
         } while (c - c0 < seconds);
-        if (use_gemm == GEMM_R16)
+        if (how == GEMM_R16)
                 rows = rows / 16 * 16;
         return 2.0 * NCOLS * (double)rows * GEMM_TOK * (double)done / (c - c0) / 1e9;
 }
