@@ -285,11 +285,14 @@ const struct lmp_setting lmp_model_settings[] = {
         M_INT("slots", slots, 1, 256, "1", "Sequences each worker runs at once (each has its own KV cache)."),
         M_INT("ctx", ctx, 16, 1048576, "2048", "Context length of each slot, in tokens."),
         M_INT("batch", batch, 1, 65536, "512", "Most tokens per forward pass (prompt processing)."),
-        M_INT("prompt_chunk", prompt_chunk, 1, 65536, "64",
+        M_INT("prompt_chunk", prompt_chunk, 1, 65536, "32",
               "Most prompt tokens a worker evaluates in one step while other sequences of it are "
-              "generating: each of their next tokens waits for that step, so a smaller chunk keeps "
-              "their streams smooth and a larger one gives the new prompt its first token sooner. "
-              "With nothing generating a prompt goes in steps of `batch`."),
+              "generating: each of their next tokens waits for that step, and so does a request that "
+              "arrives during it (a worker takes new requests between steps). A smaller chunk keeps "
+              "the streams smooth and the first tokens of a chat load's turns quick; a larger one "
+              "evaluates a long prompt a little faster (TinyLlama on 2 threads: 212 prompt tokens/s "
+              "in steps of 32, 227 in steps of 64). With nothing generating a prompt goes in steps "
+              "of `batch`."),
         M_INT("cache_reuse", cache_reuse, 0, 65536, "0",
               "Shortest stretch of a slot's cached tokens, after a part the new prompt dropped, that "
               "the prompt reuses instead of evaluating again (llama.cpp's --cache-reuse): the stretch "

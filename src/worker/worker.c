@@ -687,7 +687,7 @@ static int parse_args(struct worker *w, int argc, char **argv) {
         w->slots = 1;
         w->n_ctx = 2048;
         w->n_batch = 512;
-        w->prompt_chunk = 64;
+        w->prompt_chunk = 32;
         w->heartbeat_ms = 500;
         w->liveness = 3;
         w->repeat_last_n = 64;
