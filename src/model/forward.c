@@ -66,6 +66,7 @@
 #define BLAS_MIN_BATCH 16       /* smaller f32 products use our own kernels */
 #define BF16_MIN_BATCH 16       /* bf16 weights: from this many tokens, bf16 products on packed panels */
 #define ATT_TILE 32             /* query rows per attention task */
+#define ATT_STACK_FLOATS (1u << 20) /* per thread: scores of a prompt tile's stacked heads, at most */
 #define ATT_OWN_ROWS 16         /* tasks of at most this many rows use attn.h's kernels, not sgemm */
 #define MM_TOK_TILE 8           /* tokens per inner block of a matrix product */
 #define MM_GEMM_TOK_BLOCK 64    /* tokens per call of a gemm kernel */
@@ -99,7 +100,7 @@ struct att_task {
         int32_t run;
         int32_t row0, n_rows;   /* within the run */
         int32_t head;           /* first query head */
-        int32_t n_heads;        /* 1, or the group size when n_rows == 1 */
+        int32_t n_heads;        /* 1, or the group size */
 };
 
 /* A matrix product's input, with its conversions to activation types. */
@@ -140,7 +141,10 @@ struct lmp_ctx {
         size_t qrow[LMP_TYPE_COUNT];    /* bytes per converted row */
         struct run *runs;       /* (n_batch) */
         struct att_task *tasks;
-        float *scores;          /* (n_threads, ATT_TILE, n_ctx) */
+        float *scores;          /* (n_threads, att_rows, n_ctx) */
+        uint32_t att_rows;      /* rows of one attention product: ATT_TILE, or more for stacked heads */
+        uint32_t att_stack;     /* a prompt tile's tokens when its group's heads are stacked; 0: never */
+        float *att_pack;        /* (n_threads, 2, att_rows, head_dim) stacked queries and outputs */
         float *wpanel;          /* encoder: (n_threads, wpanel_floats) f32 weight rows */
         size_t wpanel_floats;   /* encoders: WIDE_PANEL_FLOATS, or 16 rows of the widest; decoders: DEC_PANEL_FLOATS, or 32 */
 };
@@ -231,6 +235,7 @@ void lmp_ctx_free(struct lmp_ctx *c) {
         free(c->runs);
         free(c->tasks);
         free(c->scores);
+        free(c->att_pack);
         free(c->wpanel);
         free(c);
 }
@@ -327,7 +332,25 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
                 c->rope_ff = n_ctx > hp->n_ctx_orig ? m->rope_factors_long : m->rope_factors_short;
         c->runs = alloc_array(n_batch, 1, sizeof(*c->runs));
         c->tasks = alloc_array(n_att_tasks_max(n_batch, hp->n_head), 1, sizeof(*c->tasks));
-        c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * ATT_TILE, n_ctx, sizeof(float));
+        /* A causal tile of several tokens takes all the query heads that
+         * share a KV head in one product (att_stack tokens by the group),
+         * so that OpenBLAS packs each of its keys and values once for the
+         * group instead of once per head; as many tokens as a scores
+         * buffer of ATT_STACK_FLOATS allows at this context, up to
+         * ATT_TILE (the windowed layers' ring mirrors ATT_TILE rows). */
+        uint32_t group = hp->n_head_kv ? hp->n_head / hp->n_head_kv : 1;
+        c->att_rows = ATT_TILE;
+        if (!enc && group > 1) {
+                uint32_t tok = LMP_MIN((uint32_t)ATT_TILE, ATT_STACK_FLOATS / n_ctx / group);
+                if (tok >= 2) {
+                        c->att_stack = tok;
+                        c->att_rows = LMP_MAX((uint32_t)ATT_TILE, tok * group);
+                }
+        }
+        c->scores = alloc_array((size_t)lmp_threadpool_size(pool) * c->att_rows, n_ctx, sizeof(float));
+        if (c->att_stack)
+                c->att_pack = alloc_array((size_t)lmp_threadpool_size(pool) * 2 * c->att_rows, hp->head_dim,
+                                          sizeof(float));
         if (enc || m->has_panels) {
                 /* bf16 panels: 16 f32 rows and at least 16 packed ones */
                 c->wpanel_floats = enc ? LMP_MAX((size_t)WIDE_PANEL_FLOATS, (size_t)16 * m->max_n_in)
@@ -339,7 +362,7 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
                   c->seq_last && c->x && c->xb &&
                   c->q && c->k && c->v && c->att && c->hb && c->hb2 && c->rope && c->runs &&
                   (!hp->n_swa || c->rope_swa) &&
-                  c->tasks && c->scores;
+                  c->tasks && c->scores && (!c->att_stack || c->att_pack);
         for (int t = 0; ok && t < LMP_TYPE_COUNT; t++) {
                 if (t == LMP_TYPE_F32 || !(m->act_types & (UINT64_C(1) << t)))
                         continue;
@@ -921,7 +944,9 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
         const struct lmp_hparams *hp = &c->m->hp;
         int hd = (int)hp->head_dim;
         uint32_t group = hp->n_head / hp->n_head_kv;
-        float *s = c->scores + (size_t)tid * ATT_TILE * c->n_ctx;
+        float *s = c->scores + (size_t)tid * c->att_rows * c->n_ctx;
+        float *qp = c->att_stack ? c->att_pack + (size_t)tid * 2 * c->att_rows * hd : NULL;
+        float *op = qp ? qp + (size_t)c->att_rows * hd : NULL;
         const struct lmp_attn_kernels *ak = lmp_attn_kernels(c->m->isa);
 
         for (int64_t ti = begin; ti < end; ti++) {
@@ -950,10 +975,20 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                         ldkv = c->kv_dim;
                 }
                 float *o = c->att + (size_t)e0 * c->q_dim + (size_t)t->head * hd;
-                /* Rows of the product: tokens of one head, or heads of one token. */
-                bool heads = t->n_heads > 1;
-                int m = heads ? t->n_heads : t->n_rows;
-                int ld = heads ? hd : (int)c->q_dim;
+                /* Rows of the product: tokens of one head, the heads of one
+                 * token (adjacent in q and att), or the heads of several
+                 * tokens, row token * n_heads + head, copied together. */
+                int nh = t->n_heads;
+                int m = t->n_rows * nh;
+                int ld = nh > 1 ? hd : (int)c->q_dim;
+                bool stacked = nh > 1 && t->n_rows > 1;
+                float *out = o;
+                if (stacked) {
+                        for (int tr = 0; tr < t->n_rows; tr++)
+                                memcpy(qp + (size_t)tr * nh * hd, q + (size_t)tr * c->q_dim, (size_t)nh * hd * sizeof(float));
+                        q = qp;
+                        out = op;
+                }
 
                 /* s (m, L) = q (m, hd) k^T (hd, L); a few rows (a decode step)
                  * read the cache in place, more pay for sgemm's packing */
@@ -966,7 +1001,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 for (int i = 0; i < m; i++) {
                         float *row = s + (size_t)i * L;
                         /* causal: keys [pos - n_swa + 1 or 0, pos]; else all of them */
-                        int pos = p0 + (heads ? 0 : i);
+                        int pos = p0 + i / nh;
                         int valid = j->causal ? pos + 1 - k0 : L;
                         int lo = 0;
                         if (j->causal && j->n_swa && pos >= (int)j->n_swa)
@@ -979,10 +1014,13 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 }
                 /* o (m, hd) = s (m, L) v (L, hd) */
                 if (own)
-                        ak->wsum(hd, m, L, s, (size_t)L, v, ldkv, o, (size_t)ld);
+                        ak->wsum(hd, m, L, s, (size_t)L, v, ldkv, out, (size_t)ld);
                 else
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, L, 1.0f, s, L, v,
-                                    (int)ldkv, 0.0f, o, ld);
+                                    (int)ldkv, 0.0f, out, ld);
+                if (stacked)
+                        for (int tr = 0; tr < t->n_rows; tr++)
+                                memcpy(o + (size_t)tr * c->q_dim, op + (size_t)tr * nh * hd, (size_t)nh * hd * sizeof(float));
         }
 }
 
@@ -1075,6 +1113,18 @@ static uint32_t plan_attention(struct lmp_ctx *c, const struct lmp_batch_entry *
                                         .run = (int32_t)r, .row0 = 0, .n_rows = 1,
                                         .head = (int32_t)h, .n_heads = (int32_t)group,
                                 };
+                        continue;
+                }
+                if (c->att_stack && c->runs[r].n > 1) {
+                        for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += (int32_t)c->att_stack)
+                                for (uint32_t h = 0; h < hp->n_head; h += group)
+                                        c->tasks[n_tasks++] = (struct att_task){
+                                                .run = (int32_t)r,
+                                                .row0 = row0,
+                                                .n_rows = LMP_MIN((int32_t)c->att_stack, c->runs[r].n - row0),
+                                                .head = (int32_t)h,
+                                                .n_heads = (int32_t)group,
+                                        };
                         continue;
                 }
                 for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += ATT_TILE)
