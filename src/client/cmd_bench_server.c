@@ -753,7 +753,7 @@ int lmp_cmd_bench_server(int argc, char **argv) {
          * ends with the last answer. */
         long long pss_max = -1;
         int pss_procs = 0;
-        double pss_last = 0;
+        double pss_last = 0, wall = 0;
         for (;;) {
                 int running = 0;
                 for (int i = 0; i < started; i++)
@@ -763,6 +763,8 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                                 else
                                         users[i].joined = true;
                         }
+                if (!running)
+                        wall = lmp_clock_ms() - t0;     /* before the last sample */
                 if (root > 0 && (!running || pss_last == 0 || lmp_clock_ms() - pss_last >= PSS_INTERVAL_MS)) {
                         int np;
                         pss_last = lmp_clock_ms();
@@ -776,7 +778,6 @@ int lmp_cmd_bench_server(int argc, char **argv) {
                         break;
                 usleep(50000);
         }
-        double wall = lmp_clock_ms() - t0;
 
         size_t cap = (size_t)o.users * (size_t)o.messages, n = 0;
         double *lat = malloc(cap * sizeof(double)), *ttft = malloc(cap * sizeof(double));

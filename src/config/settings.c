@@ -290,9 +290,8 @@ const struct lmp_setting lmp_model_settings[] = {
               "generating: each of their next tokens waits for that step, and so does a request that "
               "arrives during it (a worker takes new requests between steps). A smaller chunk keeps "
               "the streams smooth and the first tokens of a chat load's turns quick; a larger one "
-              "evaluates a long prompt a little faster (TinyLlama on 2 threads: 212 prompt tokens/s "
-              "in steps of 32, 227 in steps of 64). With nothing generating a prompt goes in steps "
-              "of `batch`."),
+              "evaluates a long prompt a little faster. With nothing generating a prompt goes in "
+              "steps of `batch`."),
         M_INT("cache_reuse", cache_reuse, 0, 65536, "0",
               "Shortest stretch of a slot's cached tokens, after a part the new prompt dropped, that "
               "the prompt reuses instead of evaluating again (llama.cpp's --cache-reuse): the stretch "

@@ -162,7 +162,7 @@ struct lmp_ctx {
  * writes up to n_batch positions of a sequence before it attends, and its
  * first row looks n_swa - 1 back, so ring = n_swa + n_batch rows never
  * overwrite a position that the batch still reads. */
-#define RING_MIRROR(n_swa) ((size_t)(n_swa) + ATT_TILE)
+#define RING_MIRROR(n_swa) ((size_t)(n_swa) + ATT_TILE)     /* a tile has at most ATT_TILE tokens */
 
 static inline bool layer_ring(const struct lmp_ctx *c, uint32_t layer) {
         return c->ring && c->m->layers[layer].n_swa;
@@ -266,7 +266,9 @@ static float *alloc_cache(size_t rows, size_t dim, size_t *ret_bytes) {
 }
 
 static size_t n_att_tasks_max(uint32_t n_batch, uint32_t n_head) {
-        /* Each run of T entries makes ceil(T / ATT_TILE) tiles per head. */
+        /* Each run of T entries makes ceil(T / ATT_TILE) tiles per head, or
+         * (stacked heads) ceil(T / s) tiles per KV head with s >= 2 and at
+         * least 2 query heads per KV head: at most T * n_head / 2 + n_head. */
         return ((size_t)n_batch + n_batch / ATT_TILE + 1) * n_head;
 }
 
@@ -342,7 +344,9 @@ int lmp_ctx_new(const struct lmp_model *m, const struct lmp_ctx_params *p,
         c->att_rows = ATT_TILE;
         if (!enc && group > 1) {
                 uint32_t tok = LMP_MIN((uint32_t)ATT_TILE, ATT_STACK_FLOATS / n_ctx / group);
-                if (tok >= 2) {
+                /* Only where a product has twice the rows of a head's tile:
+                 * fewer, and the keys would be packed as often as before. */
+                if (tok * group >= 2 * ATT_TILE) {
                         c->att_stack = tok;
                         c->att_rows = LMP_MAX((uint32_t)ATT_TILE, tok * group);
                 }
@@ -1116,12 +1120,18 @@ static uint32_t plan_attention(struct lmp_ctx *c, const struct lmp_batch_entry *
                         continue;
                 }
                 if (c->att_stack && c->runs[r].n > 1) {
-                        for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += (int32_t)c->att_stack)
+                        /* Tiles of fewer tokens while there are fewer tasks
+                         * than threads, down to a head tile's rows. */
+                        uint32_t st = c->att_stack, n_kv = hp->n_head / group;
+                        uint32_t nth = (uint32_t)lmp_threadpool_size(c->pool);
+                        while (st / 2 * group >= ATT_TILE && ((uint32_t)c->runs[r].n + st - 1) / st * n_kv < nth)
+                                st /= 2;
+                        for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += (int32_t)st)
                                 for (uint32_t h = 0; h < hp->n_head; h += group)
                                         c->tasks[n_tasks++] = (struct att_task){
                                                 .run = (int32_t)r,
                                                 .row0 = row0,
-                                                .n_rows = LMP_MIN((int32_t)c->att_stack, c->runs[r].n - row0),
+                                                .n_rows = LMP_MIN((int32_t)st, c->runs[r].n - row0),
                                                 .head = (int32_t)h,
                                                 .n_heads = (int32_t)group,
                                         };
