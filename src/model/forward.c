@@ -942,6 +942,12 @@ struct att_job {
         uint32_t n_swa;         /* causal: a row sees its last n_swa positions; 0: all */
 };
 
+/* n rows of len floats, from src (ld_src floats apart) to dst (ld_dst). */
+static void copy_rows(float *dst, size_t ld_dst, const float *src, size_t ld_src, int n, size_t len) {
+        for (int i = 0; i < n; i++)
+                memcpy(dst + (size_t)i * ld_dst, src + (size_t)i * ld_src, len * sizeof(float));
+}
+
 static void attend(void *arg, int64_t begin, int64_t end, int tid) {
         const struct att_job *j = arg;
         struct lmp_ctx *c = j->c;
@@ -988,8 +994,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                 bool stacked = nh > 1 && t->n_rows > 1;
                 float *out = o;
                 if (stacked) {
-                        for (int tr = 0; tr < t->n_rows; tr++)
-                                memcpy(qp + (size_t)tr * nh * hd, q + (size_t)tr * c->q_dim, (size_t)nh * hd * sizeof(float));
+                        copy_rows(qp, (size_t)nh * hd, q, c->q_dim, t->n_rows, (size_t)nh * hd);
                         q = qp;
                         out = op;
                 }
@@ -1023,8 +1028,7 @@ static void attend(void *arg, int64_t begin, int64_t end, int tid) {
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, L, 1.0f, s, L, v,
                                     (int)ldkv, 0.0f, out, ld);
                 if (stacked)
-                        for (int tr = 0; tr < t->n_rows; tr++)
-                                memcpy(o + (size_t)tr * c->q_dim, op + (size_t)tr * nh * hd, (size_t)nh * hd * sizeof(float));
+                        copy_rows(o, c->q_dim, op, (size_t)nh * hd, t->n_rows, (size_t)nh * hd);
         }
 }
 
@@ -1122,9 +1126,9 @@ static uint32_t plan_attention(struct lmp_ctx *c, const struct lmp_batch_entry *
                 if (c->att_stack && c->runs[r].n > 1) {
                         /* Tiles of fewer tokens while there are fewer tasks
                          * than threads, down to a head tile's rows. */
-                        uint32_t st = c->att_stack, n_kv = hp->n_head / group;
+                        uint32_t st = c->att_stack;
                         uint32_t nth = (uint32_t)lmp_threadpool_size(c->pool);
-                        while (st / 2 * group >= ATT_TILE && ((uint32_t)c->runs[r].n + st - 1) / st * n_kv < nth)
+                        while (st / 2 * group >= ATT_TILE && ((uint32_t)c->runs[r].n + st - 1) / st * hp->n_head_kv < nth)
                                 st /= 2;
                         for (int32_t row0 = 0; row0 < c->runs[r].n; row0 += (int32_t)st)
                                 for (uint32_t h = 0; h < hp->n_head; h += group)
